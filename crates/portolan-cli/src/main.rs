@@ -1,0 +1,275 @@
+//! The `portolan` binary: `serve`, `init`, `org create`.
+
+mod config;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use portolan_server::auth::{hash_secret, new_credentials};
+use portolan_server::{ApiConfig, AppState};
+use portolan_store::{OrgId, SqliteStore, Store};
+use serde_json::json;
+
+use crate::config::{Config, LogFormat, Overrides};
+
+/// The name of the organization `portolan init` creates.
+const DEFAULT_ORG: &str = "default";
+
+#[derive(Parser, Debug)]
+#[command(name = "portolan", version, about = "A self-hosted internal developer portal that speaks Port's API")]
+struct Cli {
+    /// TOML configuration file [env: PORTOLAN_CONFIG]
+    #[arg(long, global = true)]
+    config: Option<std::path::PathBuf>,
+    /// Directory of the embedded database [env: PORTOLAN_DATA_DIR] [default: ./portolan-data]
+    #[arg(long, global = true)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Log format: text or json [env: PORTOLAN_LOG_FORMAT]
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on [env: PORTOLAN_LISTEN] [default: 127.0.0.1:7070]
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create the default organization and print its API credentials (idempotent).
+    Init {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config,
+}
+
+#[derive(Subcommand, Debug)]
+enum OrgCommand {
+    /// Create an organization and print its API credentials.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let over = Overrides {
+        config_file: cli.config.clone(),
+        listen: match &cli.command {
+            Command::Serve { listen } => listen.clone(),
+            _ => None,
+        },
+        data_dir: cli.data_dir.clone(),
+        log_format: cli.log_format.clone(),
+    };
+    let cfg = match config::load(&over) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!(
+                "portolan: the configuration is invalid ({} problem{}):",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portolan: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command, cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portolan: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join("portolan.sqlite");
+    SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))
+}
+
+fn now_iso() -> String {
+    portolan_server::handlers::now_iso()
+}
+
+async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Config => {
+            println!("{cfg:#?}");
+            Ok(())
+        }
+        Command::Serve { .. } => serve(cfg).await,
+        Command::Init { json } => {
+            let store = open_store(&cfg.data_dir).await?;
+            let out = init_default(&store).await?;
+            store.close().await;
+            print_credentials(&out, json);
+            Ok(())
+        }
+        Command::Org { command: OrgCommand::Create { name, json } } => {
+            let store = open_store(&cfg.data_dir).await?;
+            if store.org_by_name(&name).await?.is_some() {
+                bail!("an organization named {name:?} already exists");
+            }
+            let org = store.create_org(&OrgId(new_org_id()), &name, &now_iso()).await?;
+            let (id, secret) = new_credentials();
+            store.add_credential(&org.id, &id, &hash_secret(&secret), "default", &now_iso()).await?;
+            store.close().await;
+            print_credentials(
+                &Created { org: name, org_id: org.id.0, client_id: id, client_secret: Some(secret) },
+                json,
+            );
+            Ok(())
+        }
+    }
+}
+
+struct Created {
+    org: String,
+    org_id: String,
+    client_id: String,
+    client_secret: Option<String>,
+}
+
+fn print_credentials(c: &Created, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            json!({"organization": c.org, "organizationId": c.org_id, "clientId": c.client_id, "clientSecret": c.client_secret, "created": c.client_secret.is_some()})
+        );
+        return;
+    }
+    match &c.client_secret {
+        Some(secret) => {
+            println!("Organization {:?} ({}) is ready.", c.org, c.org_id);
+            println!("  client id:     {}", c.client_id);
+            println!("  client secret: {secret}");
+            println!("The secret is stored hashed and is shown only now.");
+        }
+        None => {
+            println!("Organization {:?} ({}) already exists.", c.org, c.org_id);
+            println!("  client id:     {}", c.client_id);
+            println!("  client secret: (shown when it was created; it is stored hashed and cannot be shown again)");
+        }
+    }
+}
+
+fn new_org_id() -> String {
+    format!("org_{}", portolan_server::auth::hex(&portolan_server::auth::random_bytes::<8>()))
+}
+
+/// Create the default organization with one credential, or report the existing one.
+async fn init_default(store: &dyn Store) -> anyhow::Result<Created> {
+    if let Some(org) = store.org_by_name(DEFAULT_ORG).await? {
+        let creds = store.list_credentials(&org.id).await?;
+        let client_id = creds.first().map(|c| c.0.clone()).unwrap_or_default();
+        return Ok(Created { org: org.name, org_id: org.id.0, client_id, client_secret: None });
+    }
+    let org = store.create_org(&OrgId(new_org_id()), DEFAULT_ORG, &now_iso()).await?;
+    let (id, secret) = new_credentials();
+    store.add_credential(&org.id, &id, &hash_secret(&secret), "default", &now_iso()).await?;
+    Ok(Created { org: org.name, org_id: org.id.0, client_id: id, client_secret: Some(secret) })
+}
+
+/// `PORTOLAN_BOOTSTRAP_CLIENT_ID/SECRET`: make sure that credential exists in the default org.
+async fn bootstrap(store: &dyn Store, cfg: &Config) -> anyhow::Result<()> {
+    let (Some(id), Some(secret)) = (&cfg.bootstrap_client_id, &cfg.bootstrap_client_secret) else { return Ok(()) };
+    if store.credential(id).await?.is_some() {
+        return Ok(());
+    }
+    let org = match store.org_by_name(DEFAULT_ORG).await? {
+        Some(o) => o,
+        None => store.create_org(&OrgId(new_org_id()), DEFAULT_ORG, &now_iso()).await?,
+    };
+    store.add_credential(&org.id, id, &hash_secret(secret), "bootstrap", &now_iso()).await?;
+    tracing::info!(org.id = %org.id.0, "created the bootstrap API credential from PORTOLAN_BOOTSTRAP_CLIENT_ID");
+    Ok(())
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let store = open_store(&cfg.data_dir).await?;
+    bootstrap(&store, &cfg).await?;
+    let store = Arc::new(store);
+    let api = ApiConfig {
+        max_bulk_entities: cfg.max_bulk_entities,
+        rate_limit_per_minute: cfg.rate_limit_per_minute,
+        ..ApiConfig::default()
+    };
+    let state = AppState::new(store.clone(), api).await?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, data_dir = %cfg.data_dir.display(), "portolan is serving");
+    // Machine-readable line for scripts and tests that start the server on port 0.
+    println!("listening on http://{addr}");
+    portolan_server::serve(listener, state, shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("portolan stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+pub mod blueprint;
+pub mod blueprint_check;
+pub mod entity;
+pub mod error;
+pub mod ident;
+pub mod search;
+
+pub use blueprint::{Blueprint, PropType, Property, Relation};
+pub use entity::{Entity, EntityInput, WriteMeta, WriteMode};
+pub use error::{FieldError, FieldErrors};

@@ -1,0 +1,126 @@
+//! Hand-written conversions between `serde_json::Value` and jaq's `Val`.
+//!
+//! jaq values are a superset of JSON: object keys can be any value, numbers can be NaN or
+//! infinite, and strings can be byte strings. Everything outside JSON is rejected with
+//! [`JqError::NotJson`] instead of being silently changed.
+
+use crate::JqError;
+use jaq_json::{Map, Num, Rc, Val};
+use serde_json::Value;
+
+/// Nesting limit for both directions (serde_json's own parser stops at 128).
+pub const MAX_DEPTH: usize = 512;
+
+/// Convert JSON input to a jaq value.
+pub fn to_val(v: &Value) -> Result<Val, JqError> {
+    to_val_at(v, 0)
+}
+
+fn to_val_at(v: &Value, depth: usize) -> Result<Val, JqError> {
+    if depth > MAX_DEPTH {
+        return Err(JqError::Limit(format!(
+            "input nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => Val::Num(if let Some(i) = n.as_i64() {
+            Num::from_integral(i)
+        } else if let Some(u) = n.as_u64() {
+            Num::from_integral(u)
+        } else {
+            Num::Float(n.as_f64().unwrap_or(f64::NAN))
+        }),
+        Value::String(s) => Val::utf8_str(s.clone().into_bytes()),
+        Value::Array(a) => {
+            let items = a
+                .iter()
+                .map(|x| to_val_at(x, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            Val::Arr(Rc::new(items))
+        }
+        Value::Object(o) => {
+            let mut m = Map::with_capacity_and_hasher(o.len(), Default::default());
+            for (k, x) in o {
+                m.insert(
+                    Val::utf8_str(k.clone().into_bytes()),
+                    to_val_at(x, depth + 1)?,
+                );
+            }
+            Val::obj(m)
+        }
+    })
+}
+
+/// Convert a jaq result to JSON, rejecting what JSON cannot represent.
+pub fn from_val(v: &Val) -> Result<Value, JqError> {
+    from_val_at(v, 0)
+}
+
+fn from_val_at(v: &Val, depth: usize) -> Result<Value, JqError> {
+    if depth > MAX_DEPTH {
+        return Err(JqError::NotJson(format!(
+            "result nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(match v {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(n) => Value::Number(num(n)?),
+        Val::TStr(b) | Val::BStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Val::Arr(a) => Value::Array(
+            a.iter()
+                .map(|x| from_val_at(x, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Val::Obj(o) => {
+            let mut m = serde_json::Map::with_capacity(o.len());
+            for (k, x) in o.iter() {
+                let key = match k {
+                    Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => {
+                        return Err(JqError::NotJson(format!(
+                            "object key {} is not a string",
+                            crate::truncate(other.to_string())
+                        )));
+                    }
+                };
+                m.insert(key, from_val_at(x, depth + 1)?);
+            }
+            Value::Object(m)
+        }
+    })
+}
+
+fn num(n: &Num) -> Result<serde_json::Number, JqError> {
+    let float = |f: f64| {
+        serde_json::Number::from_f64(f)
+            .ok_or_else(|| JqError::NotJson(format!("number {f} is not valid JSON")))
+    };
+    match n {
+        Num::Int(i) => Ok(serde_json::Number::from(*i as i64)),
+        Num::Float(f) => float(*f),
+        // Big integers and decimal literals (`1.0`, `1e17`) are kept as text by jaq.
+        Num::BigInt(b) => text_num(&b.to_string()),
+        Num::Dec(s) => text_num(s),
+    }
+}
+
+fn text_num(s: &str) -> Result<serde_json::Number, JqError> {
+    if let Ok(i) = s.parse::<i64>() {
+        return Ok(i.into());
+    }
+    if let Ok(u) = s.parse::<u64>() {
+        return Ok(u.into());
+    }
+    s.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .ok_or_else(|| {
+            JqError::NotJson(format!(
+                "number {} is not valid JSON",
+                crate::truncate(s.to_owned())
+            ))
+        })
+}

@@ -1,0 +1,315 @@
+#![doc = include_str!("../README.md")]
+
+mod compile;
+mod convert;
+mod guard;
+mod pool;
+mod rewrite;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jaq_core::{Ctx, Vars};
+use jaq_json::{Map, Val};
+use serde_json::Value;
+
+/// Longest filter accepted (bytes). Port's calculation properties are a few hundred bytes.
+pub const MAX_FILTER_LEN: usize = 64 * 1024;
+/// Longest error message kept (bytes); error values can be arbitrarily large.
+const MAX_MESSAGE_LEN: usize = 512;
+
+/// What went wrong with a jq filter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JqError {
+    /// The filter does not parse or refers to something undefined.
+    #[error("jq compile error: {0}")]
+    Compile(String),
+    /// The filter failed while running, or produced no output.
+    #[error("jq runtime error: {0}")]
+    Runtime(String),
+    /// The result is not JSON (non-string object key, NaN or infinite number, too deep).
+    #[error("jq result is not JSON: {0}")]
+    NotJson(String),
+    /// A resource limit was hit (time limit, filter or input size).
+    #[error("jq limit exceeded: {0}")]
+    Limit(String),
+}
+
+/// Engine settings. `Default` gives the values documented on each field.
+#[derive(Debug, Clone)]
+pub struct JqConfig {
+    /// Wall-clock limit per compile or evaluation, waiting for a free worker included. 2 s.
+    pub timeout: Duration,
+    /// Worker threads. Available parallelism, clamped to 2..=8.
+    pub workers: usize,
+    /// Stack size of each worker thread (virtual memory, committed on use). 256 MiB.
+    pub stack_size: usize,
+    /// Compiled filters kept in the cache (failed compiles included). 1024.
+    pub cache_capacity: usize,
+}
+
+impl Default for JqConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        JqConfig {
+            timeout: Duration::from_secs(2),
+            workers: cpus.clamp(2, 8),
+            stack_size: 256 * 1024 * 1024,
+            cache_capacity: 1024,
+        }
+    }
+}
+
+/// A filter compiled in Port's dialect.
+pub struct Compiled {
+    source: String,
+    code: String,
+    filter: compile::Filter,
+}
+
+impl Compiled {
+    /// The filter as given.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// The filter after the single-quote rewrite and recursion-guard insertion (what jaq compiled).
+    pub fn rewritten(&self) -> &str {
+        &self.code
+    }
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Outcome {
+    Filter(compile::Filter),
+    Value(Value),
+}
+
+struct CacheEntry {
+    result: Result<Arc<Compiled>, JqError>,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Cache {
+    map: HashMap<String, CacheEntry>,
+    tick: u64,
+}
+
+/// Port's jq dialect on jaq: compile cache, worker pool and time limit.
+///
+/// Cheap to share behind an `Arc`; all methods take `&self`. Evaluation blocks the calling
+/// thread until the result arrives or the time limit passes (microseconds for typical filters).
+pub struct JqEngine {
+    config: JqConfig,
+    cache: Mutex<Cache>,
+    pool: pool::Pool<Outcome>,
+}
+
+impl Default for JqEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for JqEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JqEngine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JqEngine {
+    /// An engine with the default [`JqConfig`] (2 s time limit).
+    pub fn new() -> Self {
+        Self::with_config(JqConfig::default())
+    }
+
+    /// An engine with the default settings and the given time limit.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self::with_config(JqConfig {
+            timeout,
+            ..JqConfig::default()
+        })
+    }
+
+    /// An engine with explicit settings.
+    pub fn with_config(config: JqConfig) -> Self {
+        let pool = pool::Pool::new(config.workers, config.stack_size);
+        JqEngine {
+            config,
+            cache: Mutex::new(Cache::default()),
+            pool,
+        }
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &JqConfig {
+        &self.config
+    }
+
+    /// Worker threads that were abandoned after a timeout and are still running.
+    pub fn runaway_workers(&self) -> usize {
+        self.pool.runaway()
+    }
+
+    /// Live worker threads, runaway ones included.
+    pub fn worker_threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Compile `filter` in Port's dialect, cached by source text (failures are cached too,
+    /// except time limits).
+    pub fn compile(&self, filter: &str) -> Result<Arc<Compiled>, JqError> {
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.tick += 1;
+            let tick = cache.tick;
+            if let Some(entry) = cache.map.get_mut(filter) {
+                entry.last_used = tick;
+                return entry.result.clone();
+            }
+        }
+        let result = self.compile_uncached(filter);
+        if matches!(result, Err(JqError::Limit(_))) {
+            return result;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.map.len() >= self.config.cache_capacity.max(1) {
+            // Evict the least recently used entry (O(n), only on a miss with a full cache).
+            if let Some(oldest) = cache
+                .map
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            {
+                cache.map.remove(&oldest);
+            }
+        }
+        let last_used = cache.tick;
+        let entry = cache
+            .map
+            .entry(filter.to_owned())
+            .or_insert(CacheEntry { result, last_used });
+        entry.result.clone()
+    }
+
+    fn compile_uncached(&self, filter: &str) -> Result<Arc<Compiled>, JqError> {
+        if filter.len() > MAX_FILTER_LEN {
+            return Err(JqError::Limit(format!(
+                "filter longer than {MAX_FILTER_LEN} bytes"
+            )));
+        }
+        if filter.contains(rewrite::GUARD) {
+            return Err(JqError::Compile(format!(
+                "`{}` is a reserved name",
+                rewrite::GUARD
+            )));
+        }
+        let code = rewrite::rewrite(filter);
+        let code2 = code.clone();
+        // The parser is recursive: compile on a big-stack worker, under the time limit.
+        let out = self.pool.run(
+            self.config.timeout,
+            Box::new(move || compile::compile(&code2).map(Outcome::Filter)),
+        );
+        match out {
+            Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled {
+                source: filter.to_owned(),
+                code,
+                filter: f,
+            })),
+            Ok(Outcome::Value(_)) => Err(JqError::Compile(
+                "internal error: unexpected outcome".to_owned(),
+            )),
+            Err(JqError::Compile(msg)) => Err(JqError::Compile(format!(
+                "{msg} (in filter `{}`)",
+                truncate(filter.to_owned())
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Port's calculation-property semantics: the first output of `filter` over `input`.
+    ///
+    /// Errors: compile errors, runtime errors, no output (`Runtime`), a result that is not JSON
+    /// (`NotJson`), or the time limit (`Limit`).
+    pub fn first(&self, filter: &str, input: &Value) -> Result<Value, JqError> {
+        let compiled = self.compile(filter)?;
+        self.first_compiled(&compiled, input)
+    }
+
+    /// [`first`](Self::first) with every error mapped to `null`, as Port does.
+    pub fn first_or_null(&self, filter: &str, input: &Value) -> Value {
+        self.first(filter, input).unwrap_or(Value::Null)
+    }
+
+    /// [`first`](Self::first) for an already compiled filter.
+    pub fn first_compiled(
+        &self,
+        compiled: &Arc<Compiled>,
+        input: &Value,
+    ) -> Result<Value, JqError> {
+        let input = convert::to_val(input)?;
+        let compiled = Arc::clone(compiled);
+        match self.pool.run(
+            self.config.timeout,
+            Box::new(move || run_first(&compiled, input).map(Outcome::Value)),
+        )? {
+            Outcome::Value(v) => Ok(v),
+            Outcome::Filter(_) => Err(JqError::Runtime(
+                "internal error: unexpected outcome".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Evaluate on the current thread, taking at most one output.
+fn run_first(compiled: &Compiled, input: Val) -> Result<Value, JqError> {
+    let env = Val::obj(Map::default()); // `$ENV` and `env` are `{}`
+    let filter = &compiled.filter;
+    let ctx = Ctx::<compile::D>::new(&filter.lut, Vars::new([env]));
+    guard::take_tripped(); // reset
+    let mut outputs = filter.id.run((ctx, input));
+    let first = outputs.next();
+    drop(outputs);
+    if guard::take_tripped() {
+        return Err(JqError::Limit("recursion too deep".to_owned()));
+    }
+    match first {
+        None => Err(JqError::Runtime("filter produced no output".to_owned())),
+        Some(Ok(v)) => convert::from_val(&v),
+        // Never `jaq_core::unwrap_valr`: it calls `std::process::exit` on `halt`.
+        Some(Err(exn)) => Err(JqError::Runtime(match exn.get_err() {
+            // `error("msg")` reads as `msg`, other error values as JSON.
+            Ok(e) => truncate(match e.into_val() {
+                Val::TStr(b) => String::from_utf8_lossy(&b).into_owned(),
+                v => v.to_string(),
+            }),
+            Err(_) => "filter halted".to_owned(),
+        })),
+    }
+}
+
+/// Cut `s` to at most [`MAX_MESSAGE_LEN`] bytes on a character boundary.
+pub(crate) fn truncate(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE_LEN {
+        let mut end = MAX_MESSAGE_LEN;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,254 @@
+//! Entity reads as Port returns them: stored properties plus mirror and calculation values,
+//! projections and relation titles. Works on whole pages so related entities are fetched in
+//! one query per hop, never one per entity.
+
+use std::collections::HashMap;
+
+use portolan_core::{Blueprint, Entity};
+use portolan_store::OrgId;
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// How entities are rendered (query parameters of Port's read routes).
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    pub exclude_calculated: bool,
+    pub attach_title_to_relation: bool,
+    /// Entity-JSON paths (`identifier`, `properties.readme`) or `$meta` / property ids.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+/// The wire JSON of a stored entity (no computed values).
+pub fn entity_json(e: &Entity) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("identifier".into(), json!(e.identifier));
+    m.insert("title".into(), json!(e.title));
+    m.insert("icon".into(), json!(e.icon));
+    m.insert("blueprint".into(), json!(e.blueprint));
+    m.insert("team".into(), json!(e.team));
+    m.insert("properties".into(), Value::Object(e.properties.clone()));
+    m.insert("relations".into(), Value::Object(e.relations.clone()));
+    m.insert("createdAt".into(), json!(e.created_at));
+    m.insert("createdBy".into(), json!(e.created_by));
+    m.insert("updatedAt".into(), json!(e.updated_at));
+    m.insert("updatedBy".into(), json!(e.updated_by));
+    m
+}
+
+fn relation_ids(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => vec![],
+    }
+}
+
+/// Value of a property or meta-property (`$title`) of an entity.
+pub fn field(e: &Entity, name: &str) -> Value {
+    match name {
+        "$identifier" => json!(e.identifier),
+        "$title" => json!(e.title),
+        "$icon" => json!(e.icon),
+        "$team" => json!(e.team),
+        "$blueprint" => json!(e.blueprint),
+        "$createdAt" => json!(e.created_at),
+        "$updatedAt" => json!(e.updated_at),
+        "$createdBy" => json!(e.created_by),
+        "$updatedBy" => json!(e.updated_by),
+        "$datasource" => json!(e.datasource),
+        p => e.properties.get(p).or_else(|| e.relations.get(p)).cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// Render a page of entities of possibly several blueprints.
+pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &ReadOptions) -> ApiResult<Vec<Value>> {
+    let blueprints = state.blueprints(org).await?;
+    let mut out: Vec<Map<String, Value>> = entities.iter().map(entity_json).collect();
+    if !opts.exclude_calculated {
+        let mut by_bp: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, e) in entities.iter().enumerate() {
+            by_bp.entry(e.blueprint.as_str()).or_default().push(i);
+        }
+        for (bp_id, idx) in by_bp {
+            let Some(bp) = blueprints.get(bp_id) else { continue };
+            add_mirrors(state, org, &blueprints, bp, entities, &idx, &mut out).await?;
+            add_calculations(state, bp, &idx, &mut out);
+        }
+    }
+    if opts.attach_title_to_relation {
+        attach_titles(state, org, &blueprints, entities, &mut out).await?;
+    }
+    Ok(out.into_iter().map(|m| project(m, opts)).collect())
+}
+
+async fn add_mirrors(
+    state: &AppState,
+    org: &OrgId,
+    blueprints: &HashMap<String, Blueprint>,
+    bp: &Blueprint,
+    entities: &[Entity],
+    idx: &[usize],
+    out: &mut [Map<String, Value>],
+) -> ApiResult<()> {
+    for (mid, mirror) in &bp.mirror_properties {
+        let (hops, last) = mirror.hops();
+        // frontier[i] = entities reached from entities[idx[i]] so far.
+        let mut frontier: Vec<Vec<Entity>> = idx.iter().map(|&i| vec![entities[i].clone()]).collect();
+        let mut many = false;
+        let mut cur_bp = bp;
+        for hop in &hops {
+            let Some(rel) = cur_bp.relations.get(*hop) else { break };
+            many |= rel.many;
+            let mut wanted: Vec<String> =
+                frontier.iter().flatten().flat_map(|e| relation_ids(e.relations.get(*hop))).collect();
+            wanted.sort();
+            wanted.dedup();
+            let found = state.store.get_entities(org, &rel.target, &wanted).await?;
+            let by_id: HashMap<&str, &Entity> = found.iter().map(|e| (e.identifier.as_str(), e)).collect();
+            frontier = frontier
+                .iter()
+                .map(|es| {
+                    es.iter()
+                        .flat_map(|e| relation_ids(e.relations.get(*hop)))
+                        .filter_map(|id| by_id.get(id.as_str()).map(|e| (*e).clone()))
+                        .collect()
+                })
+                .collect();
+            match blueprints.get(&rel.target) {
+                Some(next) => cur_bp = next,
+                None => break,
+            }
+        }
+        for (k, reached) in frontier.iter().enumerate() {
+            let v = if many {
+                Value::Array(reached.iter().map(|e| field(e, last)).collect())
+            } else {
+                reached.first().map(|e| field(e, last)).unwrap_or(Value::Null)
+            };
+            if let Some(Value::Object(p)) = out[idx[k]].get_mut("properties") {
+                p.insert(mid.clone(), v);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_calculations(state: &AppState, bp: &Blueprint, idx: &[usize], out: &mut [Map<String, Value>]) {
+    if bp.calculation_properties.is_empty() {
+        return;
+    }
+    for &i in idx {
+        let input = Value::Object(out[i].clone());
+        let values: Vec<(String, Value)> = bp
+            .calculation_properties
+            .iter()
+            .map(|(cid, calc)| (cid.clone(), state.jq.first_or_null(&calc.calculation, &input)))
+            .collect();
+        if let Some(Value::Object(p)) = out[i].get_mut("properties") {
+            for (cid, v) in values {
+                p.insert(cid, v);
+            }
+        }
+    }
+}
+
+async fn attach_titles(
+    state: &AppState,
+    org: &OrgId,
+    blueprints: &HashMap<String, Blueprint>,
+    entities: &[Entity],
+    out: &mut [Map<String, Value>],
+) -> ApiResult<()> {
+    let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
+    for e in entities {
+        let Some(bp) = blueprints.get(&e.blueprint) else { continue };
+        for (rid, v) in &e.relations {
+            if let Some(rel) = bp.relations.get(rid) {
+                wanted.entry(rel.target.clone()).or_default().extend(relation_ids(Some(v)));
+            }
+        }
+    }
+    let mut titles: HashMap<(String, String), Option<String>> = HashMap::new();
+    for (target, mut ids) in wanted {
+        ids.sort();
+        ids.dedup();
+        for e in state.store.get_entities(org, &target, &ids).await? {
+            titles.insert((target.clone(), e.identifier.clone()), e.title.clone());
+        }
+    }
+    for (e, m) in entities.iter().zip(out.iter_mut()) {
+        let Some(bp) = blueprints.get(&e.blueprint) else { continue };
+        let Some(Value::Object(rels)) = m.get_mut("relations") else { continue };
+        for (rid, v) in rels.iter_mut() {
+            let Some(rel) = bp.relations.get(rid) else { continue };
+            let with_title = |id: &str| {
+                let title = titles.get(&(rel.target.clone(), id.to_string())).cloned().flatten();
+                json!({"identifier": id, "title": title})
+            };
+            let new = match &*v {
+                Value::String(s) => with_title(s),
+                Value::Array(a) => Value::Array(a.iter().filter_map(Value::as_str).map(with_title).collect()),
+                other => other.clone(),
+            };
+            *v = new;
+        }
+    }
+    Ok(())
+}
+
+/// Map `$identifier` → `identifier`, a bare property id → `properties.<id>` (or relation).
+fn normalize_path(p: &str, m: &Map<String, Value>) -> String {
+    if let Some(meta) = p.strip_prefix('$') {
+        return meta.to_string();
+    }
+    if p.contains('.') || m.contains_key(p) {
+        return p.to_string();
+    }
+    if m.get("relations").and_then(|r| r.get(p)).is_some() {
+        return format!("relations.{p}");
+    }
+    format!("properties.{p}")
+}
+
+fn project(m: Map<String, Value>, opts: &ReadOptions) -> Value {
+    let mut m = m;
+    if !opts.include.is_empty() {
+        let mut kept = Map::new();
+        for p in &opts.include {
+            let path = normalize_path(p, &m);
+            match path.split_once('.') {
+                None => {
+                    if let Some(v) = m.get(&path) {
+                        kept.insert(path.clone(), v.clone());
+                    }
+                }
+                Some((top, key)) => {
+                    if let Some(v) = m.get(top).and_then(|o| o.get(key)) {
+                        let slot = kept.entry(top.to_string()).or_insert_with(|| json!({}));
+                        if let Some(o) = slot.as_object_mut() {
+                            o.insert(key.to_string(), v.clone());
+                        }
+                    }
+                }
+            }
+        }
+        m = kept;
+    }
+    for p in &opts.exclude {
+        let path = normalize_path(p, &m);
+        match path.split_once('.') {
+            None => {
+                m.remove(&path);
+            }
+            Some((top, key)) => {
+                if let Some(Value::Object(o)) = m.get_mut(top) {
+                    o.remove(key);
+                }
+            }
+        }
+    }
+    Value::Object(m)
+}

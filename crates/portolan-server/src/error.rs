@@ -1,0 +1,91 @@
+//! `ApiError`: every error the API returns, rendered as Port's envelope
+//! `{"ok": false, "error": "<code>", "message": "<what to fix>"}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use portolan_core::{FieldError, FieldErrors};
+use portolan_store::StoreError;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra fields for the body (e.g. per-field `details`).
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), details: None }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+    pub fn invalid(errors: &FieldErrors) -> Self {
+        let details: Vec<Value> = errors.0.iter().map(|e| json!({"path": e.path, "message": e.message})).collect();
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_request",
+            message: errors.to_string(),
+            details: Some(json!(details)),
+        }
+    }
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred; the server log has the details",
+        )
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::invalid(&e.into())
+    }
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(e: FieldErrors) -> Self {
+        ApiError::invalid(&e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} was not found")),
+            StoreError::Invalid(f) => f.into(),
+            e @ (StoreError::RequiredBy { .. } | StoreError::HasEntities { .. } | StoreError::Referenced { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::Db(msg) => ApiError::internal("database error", msg),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"ok": false, "error": self.code, "message": self.message});
+        if let (Some(d), Some(obj)) = (self.details, body.as_object_mut()) {
+            obj.insert("details".into(), d);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

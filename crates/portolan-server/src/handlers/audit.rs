@@ -1,0 +1,107 @@
+//! `GET /v1/audit-log`.
+
+use axum::Json;
+use axum::extract::State;
+use portolan_store::{AuditFilter, AuditRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::QueryParams;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditParams {
+    identifier: Option<String>,
+    entity: Option<String>,
+    blueprint: Option<String>,
+    resources: Option<OneOrMany>,
+    origin: Option<OneOrMany>,
+    action: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+pub fn record_json(r: &AuditRecord, org: &str) -> Value {
+    json!({
+        "id": r.id,
+        "identifier": r.identifier,
+        "action": r.action,
+        "resourceType": r.resource_type,
+        "status": r.status,
+        "trigger": {"by": {"orgId": org, "userId": r.user_id}, "origin": r.origin, "at": r.at},
+        "context": {"blueprint": r.blueprint, "entity": r.entity},
+        "diff": r.diff.clone().unwrap_or_else(|| json!({"before": null, "after": null})),
+        "message": r.message,
+    })
+}
+
+fn check_enum(name: &str, v: &Option<String>, allowed: &[&str]) -> ApiResult<()> {
+    match v {
+        Some(x) if !allowed.contains(&x.as_str()) => {
+            Err(ApiError::from(portolan_core::FieldError::new(name, format!("must be one of {}", allowed.join(", ")))))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_time(name: &str, v: &Option<String>) -> ApiResult<Option<String>> {
+    match v {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| Some(d.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+            .map_err(|_| {
+                portolan_core::FieldError::new(name, "must be an ISO-8601 date-time such as 2024-01-31T00:00:00Z")
+                    .into()
+            }),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(p): QueryParams<AuditParams>,
+) -> ApiResult<Json<Value>> {
+    check_enum("action", &p.action, &["CREATE", "UPDATE", "DELETE"])?;
+    check_enum("status", &p.status, &["SUCCESS", "FAILURE"])?;
+    let limit = match &p.limit {
+        None => 100,
+        Some(l) => l.parse::<u32>().ok().filter(|l| (1..=10_000).contains(l)).ok_or_else(|| {
+            ApiError::from(portolan_core::FieldError::new("limit", "must be an integer from 1 to 10000"))
+        })?,
+    };
+    let filter = AuditFilter {
+        identifier: p.identifier,
+        entity: p.entity,
+        blueprint: p.blueprint,
+        resources: p.resources.map(OneOrMany::into_vec).unwrap_or_default(),
+        origin: p.origin.map(OneOrMany::into_vec).unwrap_or_default(),
+        action: p.action,
+        status: p.status,
+        from: check_time("from", &p.from)?,
+        to: check_time("to", &p.to)?,
+        limit,
+    };
+    let records = state.store.list_audit(&caller.org, &filter).await?;
+    let audits: Vec<Value> = records.iter().map(|r| record_json(r, &caller.org.0)).collect();
+    Ok(Json(json!({"ok": true, "audits": audits})))
+}

@@ -1,0 +1,67 @@
+#![doc = include_str!("../README.md")]
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+mod middleware;
+pub mod ratelimit;
+pub mod router;
+pub mod state;
+
+use std::future::Future;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use state::{ApiConfig, AppState};
+
+/// Port's request body limit.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The whole application: API routes, health checks, OpenAPI and docs, and the middleware
+/// that gives every response a trace id and every error Port's JSON envelope.
+pub fn app(state: AppState) -> Router {
+    let swagger = utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"));
+    Router::new()
+        .merge(router::api_routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+        .merge(swagger)
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::trace_id))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"ok": true}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, error::ApiError> {
+    state.store.ping().await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn openapi() -> Json<Value> {
+    Json(router::openapi())
+}
+
+/// Serve `app` on `listener` until `shutdown` completes, then finish in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,88 @@
+//! The route table: every route of the server, in one place. The same table generates the
+//! OpenAPI document, so the two cannot drift apart.
+
+use axum::Router;
+use axum::routing::{delete, get, patch, post, put};
+use serde_json::{Map, Value, json};
+
+use crate::auth;
+use crate::handlers::{audit, blueprint, entity, search};
+use crate::state::AppState;
+
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:path, $tag:literal, $summary:literal; )*) => {
+        /// The `/v1` API routes.
+        pub fn api_routes() -> Router<AppState> {
+            Router::new() $( .route($path, $method($handler)) )*
+        }
+        /// (method, path, tag, summary) of every API route, for the OpenAPI document.
+        pub const ROUTES: &[(&str, &str, &str, &str)] = &[ $( (stringify!($method), $path, $tag, $summary), )* ];
+    };
+}
+
+routes! {
+    post "/v1/auth/access_token" => auth::access_token, "Auth", "Exchange client credentials for a bearer token";
+    get "/v1/blueprints" => blueprint::list, "Blueprints", "List blueprints";
+    post "/v1/blueprints" => blueprint::create, "Blueprints", "Create a blueprint";
+    get "/v1/blueprints/{id}" => blueprint::get, "Blueprints", "Get a blueprint";
+    put "/v1/blueprints/{id}" => blueprint::put, "Blueprints", "Replace a blueprint";
+    patch "/v1/blueprints/{id}" => blueprint::patch, "Blueprints", "Change some fields of a blueprint";
+    delete "/v1/blueprints/{id}" => blueprint::delete, "Blueprints", "Delete a blueprint (it must have no entities)";
+    patch "/v1/blueprints/{id}/properties/{key}/rename" => blueprint::rename_property, "Blueprints", "Rename a property (entity values follow)";
+    patch "/v1/blueprints/{id}/mirror/{key}/rename" => blueprint::rename_mirror, "Blueprints", "Rename a mirror property";
+    patch "/v1/blueprints/{id}/relations/{key}/rename" => blueprint::rename_relation, "Blueprints", "Rename a relation (entity values follow)";
+    get "/v1/blueprints/{id}/entities" => entity::list, "Entities", "List the entities of a blueprint";
+    post "/v1/blueprints/{id}/entities" => entity::create, "Entities", "Create, upsert or merge an entity";
+    get "/v1/blueprints/{id}/entities/{entity}" => entity::get, "Entities", "Get an entity";
+    put "/v1/blueprints/{id}/entities/{entity}" => entity::put, "Entities", "Replace an entity";
+    patch "/v1/blueprints/{id}/entities/{entity}" => entity::patch, "Entities", "Change some fields of an entity";
+    delete "/v1/blueprints/{id}/entities/{entity}" => entity::delete, "Entities", "Delete an entity";
+    post "/v1/blueprints/{id}/entities/bulk" => entity::bulk_create, "Entities", "Create or upsert many entities (207 on partial failure)";
+    post "/v1/blueprints/{id}/bulk/entities/delete" => entity::bulk_delete, "Entities", "Delete up to 100 entities";
+    delete "/v1/blueprints/{id}/all-entities" => entity::delete_all, "Entities", "Delete every entity of a blueprint";
+    get "/v1/blueprints/{id}/entities-count" => entity::count, "Entities", "Count the entities of a blueprint";
+    post "/v1/blueprints/{id}/entities/search" => search::search_blueprint, "Search", "Search one blueprint's entities, a page at a time";
+    post "/v1/entities/search" => search::search_all, "Search", "Search entities of any blueprint";
+    get "/v1/audit-log" => audit::list, "Audit", "Read the audit log";
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`].
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for (method, path, tag, summary) in ROUTES {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut op = json!({
+            "tags": [tag],
+            "summary": summary,
+            "operationId": format!("{method}_{}", path.trim_start_matches("/v1/").replace(['/', '{', '}'], "_")),
+            "parameters": params,
+            "responses": {
+                "200": {"description": "`{ok: true, …}`"},
+                "4XX": {"description": "`{ok: false, error, message}`", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if matches!(*method, "post" | "put" | "patch") {
+            op["requestBody"] = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        if *path != "/v1/auth/access_token" {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Portolan API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Port's REST API, self-hosted. Errors are always `{ok: false, error, message}`."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "required": ["ok", "error"], "properties": {
+                "ok": {"type": "boolean", "const": false}, "error": {"type": "string"}, "message": {"type": "string"}}}}
+        }
+    })
+}

@@ -1,0 +1,319 @@
+//! Port's search language → a SQLite boolean expression over the `entities` row `e`.
+//!
+//! [`compile_where`] translates a parsed [`Query`] into a parameterized [`SqlFrag`]; the caller
+//! puts it after `WHERE e.org_id = ? AND (…)`. Subqueries stay inside the tenant: correlated
+//! ones (mirror properties) join on `org_id = e.org_id`, and the relation walks (`relatedTo`,
+//! `matchAny`) carry `org_id` through every hop and test `(e.org_id, e.rid) IN (…)`.
+//!
+//! Semantics chosen where Port's docs are silent:
+//! - Negative operators (`!=`, `notIn`, `doesNot…`, `notBetween`, `isEmpty`, `isNotExpired`)
+//!   are exact complements of their positive twins: an entity whose property is missing or
+//!   null matches `!= "x"`, `notIn`, `doesNotContains`, …
+//! - `=` is exact and type-strict (`"5"` ≠ `5`; `true` ≠ `1`); `= null` matches null or missing.
+//!   `=` with an ISO date-time also matches the same instant written in another form.
+//! - `contains`, `beginsWith`, `endsWith` (and negations) are case-insensitive for ASCII
+//!   letters (SQLite's `lower()` folds ASCII only); `=`, `in`, `containsAny` are case-sensitive.
+//! - `isEmpty` counts null, missing, `""`, `[]` and `{}` as empty.
+//! - `>`/`<`… compare numbers numerically and date-times as instants (`strftime`-normalized).
+//! - `containsAny` on an array property: any element equals one of the values; on a scalar
+//!   property it behaves like `in`.
+//! - `relatedTo` follows relations transitively, up to 15 hops; without `direction` it is the
+//!   union of upstream and downstream.
+//! - `matchAny`'s `{relation, maxHops: n}` step follows the relation 1..=n times.
+//! - Calculation and aggregation properties cannot be computed in SQL: filtering on one is an
+//!   error, as is a mirror property that goes through a `many` relation.
+
+mod graph;
+mod operand;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use portolan_core::error::join_path;
+use portolan_core::search::{Combinator, MetaProperty, PropertyOp, PropertyRef, PropertySchemaFilter, Query, Rule};
+use portolan_core::{Blueprint, FieldError, Property};
+
+use crate::sql::{SqlFrag, SqlParam, json_key_path};
+use operand::{Alias, Col, Field, meta_field, negate_if, predicate};
+
+/// SQLite binds at most 32766 parameters; stay clear of it.
+const MAX_PARAMS: usize = 30_000;
+
+/// What the compiler needs besides the query.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileCtx<'a> {
+    /// The instant date presets and `isExpired` are resolved against.
+    pub now: DateTime<Utc>,
+    /// The organization's blueprints: property kinds, relations and mirror paths.
+    pub blueprints: &'a HashMap<String, Blueprint>,
+}
+
+/// Compile `q` into a boolean SQL expression over `entities e`. Errors carry paths relative to
+/// the query (`rules[1].property`).
+pub fn compile_where(q: &Query, ctx: &CompileCtx<'_>) -> Result<SqlFrag, FieldError> {
+    compile_where_in(q, ctx, None)
+}
+
+/// [`compile_where`] for a search the caller already restricts to `blueprint`
+/// (`POST /v1/blueprints/{bp}/entities/search`): only that blueprint's definitions are
+/// consulted, so a same-named calculation property on another blueprint is no obstacle.
+pub fn compile_where_in(q: &Query, ctx: &CompileCtx<'_>, blueprint: Option<&str>) -> Result<SqlFrag, FieldError> {
+    let scope = match (blueprint, q.blueprint_scope()) {
+        (Some(bp), _) => Some(vec![bp.to_string()]),
+        (None, scope) => scope,
+    };
+    let mut c = Compiler { ctx, scope, aliases: 0 };
+    let frag = c.query(q, "")?;
+    if frag.params.len() > MAX_PARAMS {
+        return Err(FieldError::new("", "is too large; use fewer rules or shorter value lists"));
+    }
+    Ok(frag)
+}
+
+/// The blueprints named by positive `$blueprint` `=` / `in` rules (Port's `matchingBlueprints`).
+pub fn referenced_blueprints(q: &Query) -> Vec<String> {
+    q.referenced_blueprints()
+}
+
+struct Compiler<'a, 'c> {
+    ctx: &'c CompileCtx<'a>,
+    /// Blueprints the searched entities can belong to; `None`: any.
+    scope: Option<Vec<String>>,
+    /// Generated `m<n>` aliases so far.
+    aliases: usize,
+}
+
+/// Where a property of a blueprint comes from.
+enum Source {
+    Stored,
+    /// Follow single relations (`(JSON path of relation, target blueprint)`) to the entity
+    /// holding `last`.
+    Mirror {
+        hops: Vec<(String, String)>,
+        last: PropertyRef,
+    },
+}
+
+/// The entities a [`Source`] applies to.
+enum Applies {
+    All,
+    Except(Vec<String>),
+    Only(String),
+}
+
+impl<'a> Compiler<'a, '_> {
+    fn query(&mut self, q: &Query, path: &str) -> Result<SqlFrag, FieldError> {
+        match q {
+            Query::Group { combinator, rules } => {
+                let rpath = join_path(path, "rules");
+                let parts = rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| self.query(r, &join_path(&rpath, &format!("[{i}]"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(match combinator {
+                    Combinator::And => SqlFrag::join(parts, " AND ", "1"),
+                    Combinator::Or => SqlFrag::join(parts, " OR ", "0"),
+                })
+            }
+            Query::Rule(rule) => self.rule(rule, path),
+        }
+    }
+
+    fn rule(&mut self, rule: &Rule, path: &str) -> Result<SqlFrag, FieldError> {
+        let now = self.ctx.now;
+        match rule {
+            Rule::Property { property: PropertyRef::Meta(m), op } => {
+                let (negated, pos) = op.positive();
+                Ok(negate_if(negated, predicate(&meta_field(*m, Alias::E), pos, now, path)?))
+            }
+            Rule::Property { property: PropertyRef::Property(name), op } => self.property(name, op, path),
+            Rule::PropertySchema { schema, op } => self.property_schema(schema, op, path),
+            Rule::Relation { relation, op } => {
+                let (negated, pos) = op.positive();
+                let field = Field::Relation { col: Col::e("relations"), path: json_key_path(relation) };
+                Ok(negate_if(negated, predicate(&field, pos, now, path)?))
+            }
+            Rule::RelatedTo(r) => self.related_to(r, path),
+            Rule::MatchAny(m) => self.match_any(m, path),
+        }
+    }
+
+    /// The blueprints in scope, by identifier (deterministic SQL).
+    fn scoped(&self) -> Vec<&'a Blueprint> {
+        let bps = self.ctx.blueprints;
+        let mut out: Vec<&Blueprint> = match &self.scope {
+            Some(ids) => ids.iter().filter_map(|id| bps.get(id)).collect(),
+            None => bps.values().collect(),
+        };
+        out.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        out
+    }
+
+    fn property(&mut self, name: &str, op: &PropertyOp, path: &str) -> Result<SqlFrag, FieldError> {
+        let (negated, pos) = op.positive();
+        let mut parts = Vec::new();
+        for (applies, source) in self.resolve(name, &join_path(path, "property"))? {
+            let pred = match source {
+                Source::Stored => {
+                    let field = Field::Json { col: Col::e("properties"), path: json_key_path(name) };
+                    predicate(&field, pos, self.ctx.now, path)?
+                }
+                Source::Mirror { hops, last } => {
+                    self.mirror(&hops, &last, |field, now| predicate(field, pos, now, path))?
+                }
+            };
+            let mut part = SqlFrag::default();
+            match applies {
+                Applies::All => {}
+                Applies::Except(bps) => {
+                    part.push("e.blueprint NOT IN (").params(bps).push(") AND ");
+                }
+                Applies::Only(bp) => {
+                    part.push("e.blueprint = ").param(bp).push(" AND ");
+                }
+            }
+            part.push("(").append(pred).push(")");
+            parts.push(part);
+        }
+        Ok(negate_if(negated, SqlFrag::join(parts, " OR ", "0")))
+    }
+
+    /// How `name` is defined across the blueprints in scope.
+    fn resolve(&self, name: &str, path: &str) -> Result<Vec<(Applies, Source)>, FieldError> {
+        let mut mirrors = Vec::new();
+        for bp in self.scoped() {
+            let id = &bp.identifier;
+            if bp.calculation_properties.contains_key(name) {
+                let msg = format!("filtering on calculation property '{name}' (blueprint '{id}') is not supported");
+                return Err(FieldError::new(path, msg));
+            }
+            if bp.aggregation_properties.contains_key(name) {
+                let msg = format!("filtering on aggregation property '{name}' (blueprint '{id}') is not supported");
+                return Err(FieldError::new(path, msg));
+            }
+            if let Some(m) = bp.mirror_properties.get(name) {
+                mirrors.push((id.clone(), self.mirror_chain(bp, name, &m.path, path)?));
+            }
+        }
+        if mirrors.is_empty() {
+            return Ok(vec![(Applies::All, Source::Stored)]);
+        }
+        let mut out = vec![(Applies::Except(mirrors.iter().map(|(id, _)| id.clone()).collect()), Source::Stored)];
+        out.extend(mirrors.into_iter().map(|(id, src)| (Applies::Only(id), src)));
+        Ok(out)
+    }
+
+    /// The hops of mirror property `name` of `bp` (path `rel1.rel2.prop`).
+    fn mirror_chain(&self, bp: &Blueprint, name: &str, mirror_path: &str, path: &str) -> Result<Source, FieldError> {
+        let fail = |why: String| {
+            FieldError::new(path, format!("mirror property '{name}' of blueprint '{}' {why}", bp.identifier))
+        };
+        let mut parts: Vec<&str> = mirror_path.split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        if parts.is_empty() || last.is_empty() {
+            return Err(fail(format!("has an invalid path '{mirror_path}'")));
+        }
+        let mut cur = bp;
+        let mut hops = Vec::with_capacity(parts.len());
+        for rel_id in parts {
+            let rel = cur.relations.get(rel_id).ok_or_else(|| fail(format!("uses unknown relation '{rel_id}'")))?;
+            if rel.many {
+                return Err(fail(format!("goes through many-relation '{rel_id}'; filtering on it is not supported")));
+            }
+            cur = self
+                .ctx
+                .blueprints
+                .get(&rel.target)
+                .ok_or_else(|| fail(format!("targets unknown blueprint '{}'", rel.target)))?;
+            hops.push((json_key_path(rel_id), rel.target.clone()));
+        }
+        let last = if last.starts_with('$') {
+            PropertyRef::Meta(MetaProperty::from_name(last).ok_or_else(|| fail(format!("ends at unknown '{last}'")))?)
+        } else if cur.calculation_properties.contains_key(last) || cur.aggregation_properties.contains_key(last) {
+            return Err(fail(format!("mirrors computed property '{last}'; filtering on it is not supported")));
+        } else if cur.mirror_properties.contains_key(last) {
+            return Err(fail(format!("mirrors mirror property '{last}'; filtering on it is not supported")));
+        } else {
+            PropertyRef::Property(last.to_string())
+        };
+        Ok(Source::Mirror { hops, last })
+    }
+
+    /// `EXISTS (SELECT 1 FROM entities m1 JOIN entities m2 … WHERE <m1 is e's related entity>
+    /// AND <pred on the last hop>)`.
+    fn mirror(
+        &mut self,
+        hops: &[(String, String)],
+        last: &PropertyRef,
+        pred: impl FnOnce(&Field, DateTime<Utc>) -> Result<SqlFrag, FieldError>,
+    ) -> Result<SqlFrag, FieldError> {
+        let Some((rel_path, target)) = hops.first() else {
+            return Ok(SqlFrag::new("0"));
+        };
+        let first = self.aliases + 1;
+        self.aliases += hops.len();
+        let mut f = SqlFrag::new("EXISTS (SELECT 1 FROM entities ");
+        f.name("m", first);
+        for (i, (rel_path, target)) in hops.iter().enumerate().skip(1) {
+            let (prev, cur) = (first + i - 1, first + i);
+            f.push(" JOIN entities ").name("m", cur).push(" ON ").name("m", cur).push(".org_id = ");
+            f.name("m", prev).push(".org_id AND ").name("m", cur).push(".blueprint = ").param(target.as_str());
+            f.push(" AND ").name("m", cur).push(".identifier = json_extract(").name("m", prev).push(".relations, ");
+            f.param(rel_path.as_str()).push(")");
+        }
+        f.push(" WHERE ").name("m", first).push(".org_id = e.org_id AND ").name("m", first).push(".blueprint = ");
+        f.param(target.as_str()).push(" AND ").name("m", first).push(".identifier = json_extract(e.relations, ");
+        f.param(rel_path.as_str()).push(") AND (");
+        let alias = Alias::M(first + hops.len() - 1);
+        let field = match last {
+            PropertyRef::Meta(m) => meta_field(*m, alias),
+            PropertyRef::Property(p) => Field::Json { col: Col { alias, name: "properties" }, path: json_key_path(p) },
+        };
+        f.append(pred(&field, self.ctx.now)?).push("))");
+        Ok(f)
+    }
+
+    /// Any property (of the blueprints in scope) whose schema fits `filter` satisfies `op`.
+    fn property_schema(
+        &mut self,
+        filter: &PropertySchemaFilter,
+        op: &PropertyOp,
+        path: &str,
+    ) -> Result<SqlFrag, FieldError> {
+        let (negated, pos) = op.positive();
+        let mut parts = Vec::new();
+        for bp in self.scoped() {
+            let mut names: Vec<&String> =
+                bp.schema.properties.iter().filter(|(_, p)| schema_fits(p, filter)).map(|(k, _)| k).collect();
+            if names.is_empty() {
+                continue;
+            }
+            names.sort();
+            let preds = names
+                .into_iter()
+                .map(|n| {
+                    let field = Field::Json { col: Col::e("properties"), path: json_key_path(n) };
+                    predicate(&field, pos, self.ctx.now, path)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut part = SqlFrag::new("e.blueprint = ");
+            part.param(SqlParam::Text(bp.identifier.clone())).push(" AND (").append(SqlFrag::join(preds, " OR ", "0"));
+            part.push(")");
+            parts.push(part);
+        }
+        Ok(negate_if(negated, SqlFrag::join(parts, " OR ", "0")))
+    }
+}
+
+fn schema_fits(p: &Property, filter: &PropertySchemaFilter) -> bool {
+    let format_fits = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    p.ty == filter.ty
+        && format_fits(&filter.format, p.format.as_deref())
+        && filter
+            .items
+            .as_ref()
+            .is_none_or(|i| p.items_type() == Some(i.ty.as_str()) && format_fits(&i.format, p.items_format()))
+}

@@ -1,0 +1,273 @@
+//! A tiny SQL fragment builder: text plus positional parameters, always bound, never inlined.
+//!
+//! *Invariant:* the text of a [`SqlFrag`] comes from the store's own code (string literals,
+//! column names, generated aliases); anything that came from a request — values, identifiers,
+//! JSON paths into `properties` — is a [`SqlParam`]. Placeholders are written as `?`.
+
+use std::borrow::Cow;
+
+use sqlx::encode::{Encode, IsNull};
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
+use sqlx::{Sqlite, Type};
+
+/// The SQL dialect a fragment is rendered for.
+///
+/// Fragments are built with `?` placeholders and SQLite's JSON1 functions. PostgreSQL goes
+/// here as a second variant: [`SqlFrag::render`] would number the placeholders (`$1..$n`, by
+/// rewriting each `?` — fragment text never contains a literal `?`, and Postgres fragments must
+/// use `jsonb_exists()` rather than the `?` operator), and the query compiler would grow a
+/// jsonb flavour of its JSON expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    Sqlite,
+}
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlParam {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl SqlParam {
+    /// A JSON number as an integer when it is one, else as a real.
+    pub fn number(n: &serde_json::Number) -> Self {
+        match n.as_i64() {
+            Some(i) => SqlParam::Int(i),
+            None => SqlParam::Real(n.as_f64().unwrap_or(f64::NAN)),
+        }
+    }
+}
+
+impl From<&str> for SqlParam {
+    fn from(s: &str) -> Self {
+        SqlParam::Text(s.to_string())
+    }
+}
+impl From<String> for SqlParam {
+    fn from(s: String) -> Self {
+        SqlParam::Text(s)
+    }
+}
+impl From<i64> for SqlParam {
+    fn from(i: i64) -> Self {
+        SqlParam::Int(i)
+    }
+}
+impl From<f64> for SqlParam {
+    fn from(f: f64) -> Self {
+        SqlParam::Real(f)
+    }
+}
+impl From<bool> for SqlParam {
+    fn from(b: bool) -> Self {
+        SqlParam::Bool(b)
+    }
+}
+
+/// Lets a `SqlParam` be passed straight to sqlx's `.bind()`.
+impl Encode<'_, Sqlite> for SqlParam {
+    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        match self {
+            SqlParam::Null => <Option<i64> as Encode<Sqlite>>::encode_by_ref(&None, buf),
+            SqlParam::Bool(b) => <bool as Encode<Sqlite>>::encode_by_ref(b, buf),
+            SqlParam::Int(i) => <i64 as Encode<Sqlite>>::encode_by_ref(i, buf),
+            SqlParam::Real(f) => <f64 as Encode<Sqlite>>::encode_by_ref(f, buf),
+            SqlParam::Text(s) => <String as Encode<Sqlite>>::encode_by_ref(s, buf),
+        }
+    }
+
+    fn produces(&self) -> Option<SqliteTypeInfo> {
+        match self {
+            SqlParam::Null => None,
+            SqlParam::Bool(_) => Some(<bool as Type<Sqlite>>::type_info()),
+            SqlParam::Int(_) => Some(<i64 as Type<Sqlite>>::type_info()),
+            SqlParam::Real(_) => Some(<f64 as Type<Sqlite>>::type_info()),
+            SqlParam::Text(_) => Some(<String as Type<Sqlite>>::type_info()),
+        }
+    }
+}
+
+impl Type<Sqlite> for SqlParam {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(_ty: &SqliteTypeInfo) -> bool {
+        true
+    }
+}
+
+/// SQL text with its parameters, in placeholder order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SqlFrag {
+    pub sql: String,
+    pub params: Vec<SqlParam>,
+}
+
+impl SqlFrag {
+    /// A fragment starting with `sql` (store-written text only, see the module invariant).
+    pub fn new(sql: &str) -> Self {
+        Self { sql: sql.to_string(), params: Vec::new() }
+    }
+
+    /// A fragment that is just one placeholder.
+    pub fn of_param(p: impl Into<SqlParam>) -> Self {
+        let mut f = Self::default();
+        f.param(p);
+        f
+    }
+
+    /// Append store-written SQL text.
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Append a placeholder bound to `p`.
+    pub fn param(&mut self, p: impl Into<SqlParam>) -> &mut Self {
+        self.sql.push('?');
+        self.params.push(p.into());
+        self
+    }
+
+    /// Append `?, ?, ?` bound to `ps` (nothing for an empty list).
+    pub fn params<I>(&mut self, ps: I) -> &mut Self
+    where
+        I: IntoIterator,
+        I::Item: Into<SqlParam>,
+    {
+        for (i, p) in ps.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.param(p);
+        }
+        self
+    }
+
+    /// Append a generated name (`prefix` + number): aliases and CTE names of the compiler.
+    pub fn name(&mut self, prefix: &'static str, n: usize) -> &mut Self {
+        self.sql.push_str(prefix);
+        self.sql.push_str(&n.to_string());
+        self
+    }
+
+    /// Append another fragment, text and parameters.
+    pub fn append(&mut self, other: SqlFrag) -> &mut Self {
+        self.sql.push_str(&other.sql);
+        self.params.extend(other.params);
+        self
+    }
+
+    /// `parts` joined by `sep` (`" AND "`), each in parentheses; `empty` when there are none.
+    pub fn join(parts: Vec<SqlFrag>, sep: &str, empty: &str) -> SqlFrag {
+        if parts.is_empty() {
+            return SqlFrag::new(empty);
+        }
+        let mut out = SqlFrag::default();
+        for (i, p) in parts.into_iter().enumerate() {
+            if i > 0 {
+                out.push(sep);
+            }
+            out.push("(").append(p).push(")");
+        }
+        out
+    }
+
+    /// The text for `dialect`.
+    pub fn render(&self, dialect: Dialect) -> Cow<'_, str> {
+        match dialect {
+            Dialect::Sqlite => Cow::Borrowed(&self.sql),
+        }
+    }
+}
+
+/// The JSON path of a top-level key, for `json_extract(col, ?)` and friends: `$."key"`, with
+/// `"` and `\` escaped. The path is always bound as a parameter, so a hostile key can at worst
+/// address nothing.
+pub fn json_key_path(key: &str) -> String {
+    let mut p = String::with_capacity(key.len() + 4);
+    p.push_str("$.\"");
+    for c in key.chars() {
+        if c == '"' || c == '\\' {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('"');
+    p
+}
+
+/// Escape `s` for use inside a `LIKE … ESCAPE '\'` pattern: `\`, `%` and `_` get a `\`.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_text_and_params_in_order() {
+        let mut f = SqlFrag::new("SELECT 1 FROM t WHERE a = ");
+        f.param("x").push(" AND b IN (").params([1i64, 2, 3]).push(")");
+        let mut g = SqlFrag::new(" AND c = ");
+        g.param(true);
+        f.append(g);
+        assert_eq!(f.sql, "SELECT 1 FROM t WHERE a = ? AND b IN (?, ?, ?) AND c = ?");
+        assert_eq!(
+            f.params,
+            vec![
+                SqlParam::Text("x".into()),
+                SqlParam::Int(1),
+                SqlParam::Int(2),
+                SqlParam::Int(3),
+                SqlParam::Bool(true)
+            ]
+        );
+        assert_eq!(f.render(Dialect::Sqlite), f.sql);
+    }
+
+    #[test]
+    fn join_wraps_and_handles_empty() {
+        let parts = vec![SqlFrag::of_param(1i64), SqlFrag::new("b")];
+        let j = SqlFrag::join(parts, " OR ", "0");
+        assert_eq!(j.sql, "(?) OR (b)");
+        assert_eq!(SqlFrag::join(Vec::new(), " OR ", "0").sql, "0");
+        let mut n = SqlFrag::default();
+        n.name("m", 3).push(".rid");
+        assert_eq!(n.sql, "m3.rid");
+    }
+
+    #[test]
+    fn json_paths_are_quoted_and_escaped() {
+        assert_eq!(json_key_path("cpu"), r#"$."cpu""#);
+        assert_eq!(json_key_path("a-b@c"), r#"$."a-b@c""#);
+        assert_eq!(json_key_path(r#"a"b\c"#), r#"$."a\"b\\c""#);
+    }
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(like_escape("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(like_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn numbers_keep_integerness() {
+        assert_eq!(SqlParam::number(&serde_json::Number::from(5)), SqlParam::Int(5));
+        let n = serde_json::Number::from_f64(2.5).map(|n| SqlParam::number(&n));
+        assert_eq!(n, Some(SqlParam::Real(2.5)));
+    }
+}

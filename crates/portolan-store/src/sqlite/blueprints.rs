@@ -1,0 +1,222 @@
+//! Blueprint rows.
+
+use portolan_core::Blueprint;
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+
+use super::audit;
+use crate::{AuditCtx, AuditRecord, OrgId, Rename, Result, StoreError, StoredBlueprint};
+
+fn from_row(r: &SqliteRow) -> Result<StoredBlueprint> {
+    let body: String = r.get("body");
+    let blueprint = serde_json::from_str(&body).map_err(|e| StoreError::Db(format!("corrupt blueprint row: {e}")))?;
+    Ok(StoredBlueprint {
+        blueprint,
+        created_at: r.get("created_at"),
+        created_by: r.get("created_by"),
+        updated_at: r.get("updated_at"),
+        updated_by: r.get("updated_by"),
+    })
+}
+
+fn to_json(bp: &Blueprint) -> Result<String> {
+    serde_json::to_string(bp).map_err(|e| StoreError::Db(e.to_string()))
+}
+
+pub(crate) fn record(
+    ctx: &AuditCtx,
+    action: &str,
+    id: &str,
+    before: Option<&Blueprint>,
+    after: Option<&Blueprint>,
+) -> AuditRecord {
+    AuditRecord {
+        id: String::new(),
+        at: ctx.at.clone(),
+        resource_type: "blueprint".into(),
+        action: action.into(),
+        status: "SUCCESS".into(),
+        identifier: id.into(),
+        blueprint: Some(id.into()),
+        entity: None,
+        origin: ctx.origin.clone(),
+        user_id: ctx.user_id.clone(),
+        diff: Some(json!({"before": before, "after": after})),
+        message: None,
+    }
+}
+
+pub(crate) async fn list(pool: &SqlitePool, org: &OrgId) -> Result<Vec<StoredBlueprint>> {
+    let rows = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? ORDER BY created_at, identifier")
+        .bind(&org.0)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub(crate) async fn get(pool: &SqlitePool, org: &OrgId, id: &str) -> Result<Option<StoredBlueprint>> {
+    let row = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? AND identifier = ?")
+        .bind(&org.0)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub(crate) async fn create(pool: &SqlitePool, org: &OrgId, bp: &Blueprint, ctx: &AuditCtx) -> Result<StoredBlueprint> {
+    let mut tx = pool.begin().await?;
+    let res = sqlx::query(
+        "INSERT INTO blueprints(org_id, identifier, body, created_at, created_by, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&org.0)
+    .bind(&bp.identifier)
+    .bind(to_json(bp)?)
+    .bind(&ctx.at)
+    .bind(&ctx.user_id)
+    .bind(&ctx.at)
+    .bind(&ctx.user_id)
+    .execute(&mut *tx)
+    .await;
+    match res {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(StoreError::Conflict(format!("blueprint {:?}", bp.identifier)));
+        }
+        r => r?,
+    };
+    audit::insert(&mut tx, org, &record(ctx, "CREATE", &bp.identifier, None, Some(bp))).await?;
+    tx.commit().await?;
+    Ok(StoredBlueprint {
+        blueprint: bp.clone(),
+        created_at: ctx.at.clone(),
+        created_by: ctx.user_id.clone(),
+        updated_at: ctx.at.clone(),
+        updated_by: ctx.user_id.clone(),
+    })
+}
+
+pub(crate) async fn update(
+    pool: &SqlitePool,
+    org: &OrgId,
+    id: &str,
+    bp: &Blueprint,
+    renames: &[Rename],
+    ctx: &AuditCtx,
+) -> Result<StoredBlueprint> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? AND identifier = ?")
+        .bind(&org.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else { return Err(StoreError::NotFound(format!("blueprint {id:?}"))) };
+    let before = from_row(&row)?;
+    if bp.identifier != id {
+        return Err(StoreError::Invalid(portolan_core::FieldError::new(
+            "identifier",
+            "cannot be changed; create a new blueprint instead",
+        )));
+    }
+    sqlx::query("UPDATE blueprints SET body = ?, updated_at = ?, updated_by = ? WHERE org_id = ? AND identifier = ?")
+        .bind(to_json(bp)?)
+        .bind(&ctx.at)
+        .bind(&ctx.user_id)
+        .bind(&org.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    for r in renames {
+        let (col, from, to) = match r {
+            Rename::Property { from, to } => ("properties", from, to),
+            Rename::Relation { from, to } => ("relations", from, to),
+        };
+        let from_path = crate::sql::json_key_path(from);
+        let to_path = crate::sql::json_key_path(to);
+        let sql = format!(
+            "UPDATE entities SET {col} = json_set(json_remove({col}, ?), ?, json_extract({col}, ?)) \
+             WHERE org_id = ? AND blueprint = ? AND json_type({col}, ?) IS NOT NULL"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&from_path)
+            .bind(&to_path)
+            .bind(&from_path)
+            .bind(&org.0)
+            .bind(id)
+            .bind(&from_path)
+            .execute(&mut *tx)
+            .await?;
+        if let Rename::Relation { from, to } = r {
+            sqlx::query(
+                "UPDATE entity_relations SET relation = ? WHERE org_id = ? AND relation = ? \
+                 AND src_rid IN (SELECT rid FROM entities WHERE org_id = ? AND blueprint = ?)",
+            )
+            .bind(to)
+            .bind(&org.0)
+            .bind(from)
+            .bind(&org.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    // A relation that became (non-)required changes how deletes treat its edges.
+    for (rel_id, rel) in &bp.relations {
+        sqlx::query(
+            "UPDATE entity_relations SET required = ? WHERE org_id = ? AND relation = ? \
+             AND src_rid IN (SELECT rid FROM entities WHERE org_id = ? AND blueprint = ?)",
+        )
+        .bind(rel.required)
+        .bind(&org.0)
+        .bind(rel_id)
+        .bind(&org.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    audit::insert(&mut tx, org, &record(ctx, "UPDATE", id, Some(&before.blueprint), Some(bp))).await?;
+    tx.commit().await?;
+    Ok(StoredBlueprint { blueprint: bp.clone(), updated_at: ctx.at.clone(), updated_by: ctx.user_id.clone(), ..before })
+}
+
+pub(crate) async fn delete(pool: &SqlitePool, org: &OrgId, id: &str, ctx: &AuditCtx) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? AND identifier = ?")
+        .bind(&org.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else { return Err(StoreError::NotFound(format!("blueprint {id:?}"))) };
+    let before = from_row(&row)?;
+    let count: i64 = sqlx::query("SELECT COUNT(*) FROM entities WHERE org_id = ? AND blueprint = ?")
+        .bind(&org.0)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    if count > 0 {
+        return Err(StoreError::HasEntities { blueprint: id.into(), count: count as u64 });
+    }
+    let others = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? AND identifier != ?")
+        .bind(&org.0)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+    for r in &others {
+        let other = from_row(r)?;
+        if let Some((rel_id, _)) = other.blueprint.relations.iter().find(|(_, rel)| rel.target == id) {
+            return Err(StoreError::Referenced {
+                blueprint: id.into(),
+                source_bp: other.blueprint.identifier.clone(),
+                relation: rel_id.clone(),
+            });
+        }
+    }
+    sqlx::query("DELETE FROM blueprints WHERE org_id = ? AND identifier = ?")
+        .bind(&org.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::insert(&mut tx, org, &record(ctx, "DELETE", id, Some(&before.blueprint), None)).await?;
+    tx.commit().await?;
+    Ok(())
+}
