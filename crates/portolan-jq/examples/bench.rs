@@ -6,9 +6,7 @@ use std::time::Instant;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let filter = args
-        .next()
-        .unwrap_or_else(|| ".properties.a + 1".to_owned());
+    let filter = args.next().unwrap_or_else(|| ".properties.a + 1".to_owned());
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let engine = JqEngine::new();
     let input = serde_json::json!({
@@ -25,10 +23,7 @@ fn main() {
         std::hint::black_box(engine.first_or_null(&filter, &input));
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{n} evaluations of `{filter}` in {secs:.3} s: {:.0}/s (one caller thread)",
-        n as f64 / secs
-    );
+    println!("{n} evaluations of `{filter}` in {secs:.3} s: {:.0}/s (one caller thread)", n as f64 / secs);
 
     let threads = 4;
     let start = Instant::now();
@@ -42,8 +37,5 @@ fn main() {
         }
     });
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{n} evaluations in {secs:.3} s: {:.0}/s ({threads} caller threads)",
-        n as f64 / secs
-    );
+    println!("{n} evaluations in {secs:.3} s: {:.0}/s ({threads} caller threads)", n as f64 / secs);
 }

@@ -16,14 +16,7 @@ pub type Filter = jaq_core::Filter<D>;
 /// Native jaq filters that Port's dialect removes: `env` leaks the process environment,
 /// `halt` would end the process, `debug`/`stderr` write user data to the server log, and
 /// `input`/`inputs` make no sense for mappings.
-const REMOVED_NATIVES: &[&str] = &[
-    "env",
-    "halt",
-    "debug_empty",
-    "stderr_empty",
-    "input",
-    "inputs",
-];
+const REMOVED_NATIVES: &[&str] = &["env", "halt", "debug_empty", "stderr_empty", "input", "inputs"];
 
 /// Definitions loaded before jaq's standard library (which refers to some of them).
 const PRE_DEFS: &str = r#"
@@ -98,31 +91,21 @@ const REPLACED_NATIVES: &[&str] = &["tonumber", "fromjson", GUARD];
 
 /// Identity, or an error when the worker's stack is nearly full (see `guard.rs`).
 fn stack_guard(v: Val) -> ValR<Val> {
-    if crate::guard::check() {
-        Ok(v)
-    } else {
-        Err(jaq_core::Error::str("recursion too deep"))
-    }
+    if crate::guard::check() { Ok(v) } else { Err(jaq_core::Error::str("recursion too deep")) }
 }
 
 /// `fromjson` with jq semantics through serde_json: exactly one JSON value, nesting limited to
 /// 128 levels. jaq's parser yields `1, 2` for `"1 2"` and overflows the stack on deep input.
 fn from_json(v: &Val) -> ValR<Val> {
     let fail = |e: &dyn std::fmt::Display| {
-        jaq_core::Error::str(format_args!(
-            "cannot parse {} as JSON: {e}",
-            truncate(v.to_string())
-        ))
+        jaq_core::Error::str(format_args!("cannot parse {} as JSON: {e}", truncate(v.to_string())))
     };
     match v {
         Val::TStr(b) | Val::BStr(b) => {
             let json: serde_json::Value = serde_json::from_slice(b).map_err(|e| fail(&e))?;
             crate::convert::to_val(&json).map_err(|e| fail(&e))
         }
-        _ => Err(jaq_core::Error::str(format_args!(
-            "cannot use {} as string",
-            truncate(v.to_string())
-        ))),
+        _ => Err(jaq_core::Error::str(format_args!("cannot use {} as string", truncate(v.to_string())))),
     }
 }
 
@@ -130,12 +113,7 @@ fn from_json(v: &Val) -> ValR<Val> {
 /// (surrounding whitespace allowed); anything else is one error. jaq-json 2.0.3 defines it via
 /// `fromjson`, which reads `"12x"` as 12 and yields endless errors for `"abc"`.
 fn to_number(v: &Val) -> ValR<Val> {
-    let fail = |v: &Val| {
-        Err(jaq_core::Error::str(format_args!(
-            "cannot parse {} as number",
-            truncate(v.to_string())
-        )))
-    };
+    let fail = |v: &Val| Err(jaq_core::Error::str(format_args!("cannot parse {} as number", truncate(v.to_string()))));
     match v {
         Val::Num(_) => Ok(v.clone()),
         Val::TStr(b) | Val::BStr(b) => {
@@ -144,19 +122,12 @@ fn to_number(v: &Val) -> ValR<Val> {
             };
             let s = s.trim();
             let numeric = !s.is_empty()
-                && s.bytes()
-                    .all(|c| c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.' | b'e' | b'E'))
+                && s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.' | b'e' | b'E'))
                 && s.bytes().any(|c| c.is_ascii_digit());
             match s.parse::<f64>() {
                 Ok(f) if numeric && f.is_finite() => {
-                    let integral = s
-                        .bytes()
-                        .all(|c| c.is_ascii_digit() || c == b'-' || c == b'+');
-                    if integral {
-                        Val::from_num(s.trim_start_matches('+'))
-                    } else {
-                        Ok(Val::from(f))
-                    }
+                    let integral = s.bytes().all(|c| c.is_ascii_digit() || c == b'-' || c == b'+');
+                    if integral { Val::from_num(s.trim_start_matches('+')) } else { Ok(Val::from(f)) }
                 }
                 _ => fail(v),
             }
@@ -169,38 +140,26 @@ fn to_number(v: &Val) -> ValR<Val> {
 pub fn compile(code: &str) -> Result<Filter, JqError> {
     let arena = Arena::default();
     let loader = Loader::new(prelude().iter().cloned());
-    let modules = loader
-        .load(&arena, File { code, path: () })
-        .map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
+    let modules =
+        loader.load(&arena, File { code, path: () }).map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
     // `import "x" as $data;` would silently bind `$data` to a global; data files are not supported.
-    load::import(&modules, |_| {
-        Err("data imports are not supported".to_owned())
+    load::import(&modules, |_| Err("data imports are not supported".to_owned()))
+        .map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
+    Compiler::default().with_funs(funs()).with_global_vars(["$ENV"]).compile(modules).map_err(|errs| {
+        let msgs: Vec<String> = errs
+            .into_iter()
+            .flat_map(|(_, es)| es)
+            .map(|(name, undef)| format!("undefined {} `{name}`{}", undef.as_str(), at(code, name)))
+            .collect();
+        JqError::Compile(msgs.join("; "))
     })
-    .map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
-    Compiler::default()
-        .with_funs(funs())
-        .with_global_vars(["$ENV"])
-        .compile(modules)
-        .map_err(|errs| {
-            let msgs: Vec<String> = errs
-                .into_iter()
-                .flat_map(|(_, es)| es)
-                .map(|(name, undef)| {
-                    format!("undefined {} `{name}`{}", undef.as_str(), at(code, name))
-                })
-                .collect();
-            JqError::Compile(msgs.join("; "))
-        })
 }
 
 fn load_errors(code: &str, errs: load::Errors<&str, ()>) -> String {
     let mut msgs = Vec::new();
     for (_, e) in errs {
         match e {
-            load::Error::Io(es) => msgs.extend(
-                es.into_iter()
-                    .map(|(p, e)| format!("cannot load `{p}`: {e}")),
-            ),
+            load::Error::Io(es) => msgs.extend(es.into_iter().map(|(p, e)| format!("cannot load `{p}`: {e}"))),
             load::Error::Lex(es) => msgs.extend(es.into_iter().map(|(expect, rest)| {
                 use load::lex::Expect as E;
                 let what = match expect {
@@ -214,11 +173,8 @@ fn load_errors(code: &str, errs: load::Errors<&str, ()>) -> String {
                 };
                 format!("expected {what}{}", at(code, rest))
             })),
-            load::Error::Parse(es) => {
-                msgs.extend(es.into_iter().map(|(expect, rest)| {
-                    format!("expected {}{}", expect.as_str(), at(code, rest))
-                }))
-            }
+            load::Error::Parse(es) => msgs
+                .extend(es.into_iter().map(|(expect, rest)| format!("expected {}{}", expect.as_str(), at(code, rest)))),
         }
     }
     msgs.join("; ")

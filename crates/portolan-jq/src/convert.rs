@@ -18,9 +18,7 @@ pub fn to_val(v: &Value) -> Result<Val, JqError> {
 
 fn to_val_at(v: &Value, depth: usize) -> Result<Val, JqError> {
     if depth > MAX_DEPTH {
-        return Err(JqError::Limit(format!(
-            "input nested deeper than {MAX_DEPTH} levels"
-        )));
+        return Err(JqError::Limit(format!("input nested deeper than {MAX_DEPTH} levels")));
     }
     Ok(match v {
         Value::Null => Val::Null,
@@ -34,19 +32,13 @@ fn to_val_at(v: &Value, depth: usize) -> Result<Val, JqError> {
         }),
         Value::String(s) => Val::utf8_str(s.clone().into_bytes()),
         Value::Array(a) => {
-            let items = a
-                .iter()
-                .map(|x| to_val_at(x, depth + 1))
-                .collect::<Result<Vec<_>, _>>()?;
+            let items = a.iter().map(|x| to_val_at(x, depth + 1)).collect::<Result<Vec<_>, _>>()?;
             Val::Arr(Rc::new(items))
         }
         Value::Object(o) => {
             let mut m = Map::with_capacity_and_hasher(o.len(), Default::default());
             for (k, x) in o {
-                m.insert(
-                    Val::utf8_str(k.clone().into_bytes()),
-                    to_val_at(x, depth + 1)?,
-                );
+                m.insert(Val::utf8_str(k.clone().into_bytes()), to_val_at(x, depth + 1)?);
             }
             Val::obj(m)
         }
@@ -60,20 +52,14 @@ pub fn from_val(v: &Val) -> Result<Value, JqError> {
 
 fn from_val_at(v: &Val, depth: usize) -> Result<Value, JqError> {
     if depth > MAX_DEPTH {
-        return Err(JqError::NotJson(format!(
-            "result nested deeper than {MAX_DEPTH} levels"
-        )));
+        return Err(JqError::NotJson(format!("result nested deeper than {MAX_DEPTH} levels")));
     }
     Ok(match v {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(*b),
         Val::Num(n) => Value::Number(num(n)?),
         Val::TStr(b) | Val::BStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
-        Val::Arr(a) => Value::Array(
-            a.iter()
-                .map(|x| from_val_at(x, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
+        Val::Arr(a) => Value::Array(a.iter().map(|x| from_val_at(x, depth + 1)).collect::<Result<_, _>>()?),
         Val::Obj(o) => {
             let mut m = serde_json::Map::with_capacity(o.len());
             for (k, x) in o.iter() {
@@ -95,8 +81,7 @@ fn from_val_at(v: &Val, depth: usize) -> Result<Value, JqError> {
 
 fn num(n: &Num) -> Result<serde_json::Number, JqError> {
     let float = |f: f64| {
-        serde_json::Number::from_f64(f)
-            .ok_or_else(|| JqError::NotJson(format!("number {f} is not valid JSON")))
+        serde_json::Number::from_f64(f).ok_or_else(|| JqError::NotJson(format!("number {f} is not valid JSON")))
     };
     match n {
         Num::Int(i) => Ok(serde_json::Number::from(*i as i64)),
@@ -117,10 +102,5 @@ fn text_num(s: &str) -> Result<serde_json::Number, JqError> {
     s.parse::<f64>()
         .ok()
         .and_then(serde_json::Number::from_f64)
-        .ok_or_else(|| {
-            JqError::NotJson(format!(
-                "number {} is not valid JSON",
-                crate::truncate(s.to_owned())
-            ))
-        })
+        .ok_or_else(|| JqError::NotJson(format!("number {} is not valid JSON", crate::truncate(s.to_owned()))))
 }

@@ -83,9 +83,7 @@ impl Compiled {
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled")
-            .field("source", &self.source)
-            .finish_non_exhaustive()
+        f.debug_struct("Compiled").field("source", &self.source).finish_non_exhaustive()
     }
 }
 
@@ -123,9 +121,7 @@ impl Default for JqEngine {
 
 impl std::fmt::Debug for JqEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JqEngine")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("JqEngine").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -137,20 +133,13 @@ impl JqEngine {
 
     /// An engine with the default settings and the given time limit.
     pub fn with_timeout(timeout: Duration) -> Self {
-        Self::with_config(JqConfig {
-            timeout,
-            ..JqConfig::default()
-        })
+        Self::with_config(JqConfig { timeout, ..JqConfig::default() })
     }
 
     /// An engine with explicit settings.
     pub fn with_config(config: JqConfig) -> Self {
         let pool = pool::Pool::new(config.workers, config.stack_size);
-        JqEngine {
-            config,
-            cache: Mutex::new(Cache::default()),
-            pool,
-        }
+        JqEngine { config, cache: Mutex::new(Cache::default()), pool }
     }
 
     /// The engine's settings.
@@ -187,55 +176,32 @@ impl JqEngine {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.map.len() >= self.config.cache_capacity.max(1) {
             // Evict the least recently used entry (O(n), only on a miss with a full cache).
-            if let Some(oldest) = cache
-                .map
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-            {
+            if let Some(oldest) = cache.map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) {
                 cache.map.remove(&oldest);
             }
         }
         let last_used = cache.tick;
-        let entry = cache
-            .map
-            .entry(filter.to_owned())
-            .or_insert(CacheEntry { result, last_used });
+        let entry = cache.map.entry(filter.to_owned()).or_insert(CacheEntry { result, last_used });
         entry.result.clone()
     }
 
     fn compile_uncached(&self, filter: &str) -> Result<Arc<Compiled>, JqError> {
         if filter.len() > MAX_FILTER_LEN {
-            return Err(JqError::Limit(format!(
-                "filter longer than {MAX_FILTER_LEN} bytes"
-            )));
+            return Err(JqError::Limit(format!("filter longer than {MAX_FILTER_LEN} bytes")));
         }
         if filter.contains(rewrite::GUARD) {
-            return Err(JqError::Compile(format!(
-                "`{}` is a reserved name",
-                rewrite::GUARD
-            )));
+            return Err(JqError::Compile(format!("`{}` is a reserved name", rewrite::GUARD)));
         }
         let code = rewrite::rewrite(filter);
         let code2 = code.clone();
         // The parser is recursive: compile on a big-stack worker, under the time limit.
-        let out = self.pool.run(
-            self.config.timeout,
-            Box::new(move || compile::compile(&code2).map(Outcome::Filter)),
-        );
+        let out = self.pool.run(self.config.timeout, Box::new(move || compile::compile(&code2).map(Outcome::Filter)));
         match out {
-            Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled {
-                source: filter.to_owned(),
-                code,
-                filter: f,
-            })),
-            Ok(Outcome::Value(_)) => Err(JqError::Compile(
-                "internal error: unexpected outcome".to_owned(),
-            )),
-            Err(JqError::Compile(msg)) => Err(JqError::Compile(format!(
-                "{msg} (in filter `{}`)",
-                truncate(filter.to_owned())
-            ))),
+            Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled { source: filter.to_owned(), code, filter: f })),
+            Ok(Outcome::Value(_)) => Err(JqError::Compile("internal error: unexpected outcome".to_owned())),
+            Err(JqError::Compile(msg)) => {
+                Err(JqError::Compile(format!("{msg} (in filter `{}`)", truncate(filter.to_owned()))))
+            }
             Err(e) => Err(e),
         }
     }
@@ -255,21 +221,12 @@ impl JqEngine {
     }
 
     /// [`first`](Self::first) for an already compiled filter.
-    pub fn first_compiled(
-        &self,
-        compiled: &Arc<Compiled>,
-        input: &Value,
-    ) -> Result<Value, JqError> {
+    pub fn first_compiled(&self, compiled: &Arc<Compiled>, input: &Value) -> Result<Value, JqError> {
         let input = convert::to_val(input)?;
         let compiled = Arc::clone(compiled);
-        match self.pool.run(
-            self.config.timeout,
-            Box::new(move || run_first(&compiled, input).map(Outcome::Value)),
-        )? {
+        match self.pool.run(self.config.timeout, Box::new(move || run_first(&compiled, input).map(Outcome::Value)))? {
             Outcome::Value(v) => Ok(v),
-            Outcome::Filter(_) => Err(JqError::Runtime(
-                "internal error: unexpected outcome".to_owned(),
-            )),
+            Outcome::Filter(_) => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
         }
     }
 }

@@ -82,18 +82,8 @@ impl<T: Send + 'static> Pool<T> {
     /// Run `work` on a worker and wait at most `timeout` (queueing included) for its result.
     pub fn run(&self, timeout: Duration, work: Work<Result<T, JqError>>) -> Result<T, JqError> {
         let deadline = Instant::now() + timeout;
-        let slot = Arc::new(Slot {
-            state: Mutex::new(State::Queued),
-            cv: Condvar::new(),
-        });
-        if self
-            .tx
-            .send(Job {
-                work,
-                slot: Arc::clone(&slot),
-            })
-            .is_err()
-        {
+        let slot = Arc::new(Slot { state: Mutex::new(State::Queued), cv: Condvar::new() });
+        if self.tx.send(Job { work, slot: Arc::clone(&slot) }).is_err() {
             return Err(JqError::Limit("jq worker pool is not running".to_owned()));
         }
         let mut state = lock(&slot.state);
@@ -118,11 +108,7 @@ impl<T: Send + 'static> Pool<T> {
                         }));
                     }
                     *state = s;
-                    state = slot
-                        .cv
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                    state = slot.cv.wait_timeout(state, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
                 }
                 State::Abandoned | State::Taken => {
                     return Err(JqError::Limit("jq job lost".to_owned()));
@@ -135,10 +121,8 @@ impl<T: Send + 'static> Pool<T> {
 fn spawn_worker<T: Send + 'static>(shared: &Arc<Shared<Result<T, JqError>>>) {
     let sh = Arc::clone(shared);
     sh.threads.fetch_add(1, Ordering::Relaxed);
-    let spawned = std::thread::Builder::new()
-        .name("portolan-jq".to_owned())
-        .stack_size(shared.stack_size)
-        .spawn(move || {
+    let spawned =
+        std::thread::Builder::new().name("portolan-jq".to_owned()).stack_size(shared.stack_size).spawn(move || {
             // Leave a quarter of the stack for what runs between two guard checks.
             crate::guard::arm(sh.stack_size / 4 * 3);
             worker(&sh);
@@ -163,11 +147,8 @@ fn worker<T>(sh: &Shared<Result<T, JqError>>) {
             }
             *state = State::Running;
         }
-        let out = catch_unwind(AssertUnwindSafe(job.work)).unwrap_or_else(|_| {
-            Err(JqError::Runtime(
-                "internal error: jq evaluation panicked".to_owned(),
-            ))
-        });
+        let out = catch_unwind(AssertUnwindSafe(job.work))
+            .unwrap_or_else(|_| Err(JqError::Runtime("internal error: jq evaluation panicked".to_owned())));
         let mut state = lock(&job.slot.state);
         if matches!(*state, State::Abandoned) {
             // A replacement worker was spawned when the caller gave up on us.

@@ -47,10 +47,7 @@ pub fn rewrite(src: &str) -> String {
         return src.to_owned();
     }
     let mut out = String::with_capacity(src.len() + 32);
-    let mut stack = vec![Mode::Code {
-        depth: 0,
-        defs: Vec::new(),
-    }];
+    let mut stack = vec![Mode::Code { depth: 0, defs: Vec::new() }];
     let mut chars = src.char_indices().peekable();
     // Last character emitted in code position (for word boundaries).
     let mut prev = ' ';
@@ -99,20 +96,12 @@ pub fn rewrite(src: &str) -> String {
                         prev = ';';
                         continue;
                     }
-                    'd' if !is_ident(prev)
-                        && !matches!(prev, '.' | '$' | '@')
-                        && src[i..].starts_with("def") =>
-                    {
+                    'd' if !is_ident(prev) && !matches!(prev, '.' | '$' | '@') && src[i..].starts_with("def") => {
                         // `def` keyword followed by a name (not `{def: 1}` or `.def`)
                         let after = &src[i + 3..];
                         let next = after.trim_start().chars().next();
-                        if !after.starts_with(is_ident)
-                            && next.is_some_and(|n| n.is_ascii_alphabetic() || n == '_')
-                        {
-                            defs.push(Def {
-                                depth: *depth,
-                                body: false,
-                            });
+                        if !after.starts_with(is_ident) && next.is_some_and(|n| n.is_ascii_alphabetic() || n == '_') {
+                            defs.push(Def { depth: *depth, body: false });
                         }
                     }
                     _ => {}
@@ -129,10 +118,7 @@ pub fn rewrite(src: &str) -> String {
                     '\\' => match chars.next().map(|(_, n)| n) {
                         Some('(') => {
                             out.push_str("\\(");
-                            stack.push(Mode::Code {
-                                depth: 0,
-                                defs: Vec::new(),
-                            });
+                            stack.push(Mode::Code { depth: 0, defs: Vec::new() });
                             prev = '(';
                         }
                         Some('\'') if single => out.push('\''),
@@ -162,14 +148,8 @@ mod tests {
 
     #[test]
     fn rewrites_literals() {
-        assert_eq!(
-            rw("'https://datadog.com/' + .identifier"),
-            "\"https://datadog.com/\" + .identifier"
-        );
-        assert_eq!(
-            rw(".properties.'prop-with-dash'"),
-            ".properties.\"prop-with-dash\""
-        );
+        assert_eq!(rw("'https://datadog.com/' + .identifier"), "\"https://datadog.com/\" + .identifier");
+        assert_eq!(rw(".properties.'prop-with-dash'"), ".properties.\"prop-with-dash\"");
         assert_eq!(rw(".a // ''"), ".a // \"\"");
         assert_eq!(rw("['a','b']"), "[\"a\",\"b\"]");
     }
@@ -211,9 +191,6 @@ mod tests {
             rw("reduce .[] as $x (0; def f: {a: $x}; . + f)"),
             format!("reduce .[] as $x (0; def f: {g} | ( {{a: $x}}); . + f)")
         );
-        assert_eq!(
-            rw("\"\\(def f: 1; f)\""),
-            format!("\"\\(def f: {g} | ( 1); f)\"")
-        );
+        assert_eq!(rw("\"\\(def f: 1; f)\""), format!("\"\\(def f: {g} | ( 1); f)\""));
     }
 }

@@ -19,20 +19,12 @@ fn deep_input_is_rejected() {
 
 #[test]
 fn timeout_and_recovery() {
-    let e = JqEngine::with_config(JqConfig {
-        timeout: Duration::from_millis(200),
-        workers: 2,
-        ..JqConfig::default()
-    });
+    let e = JqEngine::with_config(JqConfig { timeout: Duration::from_millis(200), workers: 2, ..JqConfig::default() });
     for f in ["def f: f; f", "last(range(1e12))", "[range(1e12)] | length"] {
         let t = Instant::now();
         let r = e.first(f, &json!(null));
         assert!(matches!(r, Err(JqError::Limit(_))), "{f}: {r:?}");
-        assert!(
-            t.elapsed() < Duration::from_secs(2),
-            "{f} took {:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{f} took {:?}", t.elapsed());
     }
     // Abandoned workers are replaced: the engine keeps answering.
     assert_eq!(e.first(".a + 1", &json!({"a": 1})).unwrap(), json!(2));
@@ -47,15 +39,9 @@ fn caching() {
     let b = e.compile(".a").unwrap();
     assert!(Arc::ptr_eq(&a, &b));
     assert!(!Arc::ptr_eq(&a, &e.compile(".b").unwrap()));
-    assert_eq!(
-        e.compile(".a |").unwrap_err(),
-        e.compile(".a |").unwrap_err()
-    );
+    assert_eq!(e.compile(".a |").unwrap_err(), e.compile(".a |").unwrap_err());
 
-    let small = JqEngine::with_config(JqConfig {
-        cache_capacity: 2,
-        ..JqConfig::default()
-    });
+    let small = JqEngine::with_config(JqConfig { cache_capacity: 2, ..JqConfig::default() });
     let one = small.compile("1").unwrap();
     let _two = small.compile("2").unwrap();
     assert!(Arc::ptr_eq(&one, &small.compile("1").unwrap())); // "1" is now the most recent
@@ -82,18 +68,12 @@ fn concurrent_callers() {
 
 #[test]
 fn ocean_corpus_compiles() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/jq-corpus/ocean-mappings.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/jq-corpus/ocean-mappings.json");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!("jq corpus missing at {path} ({e}); CI must check out shared/ beside the repository")
     });
     let entries: Vec<Value> = serde_json::from_str(&text).expect("corpus is a JSON array");
-    let e = JqEngine::with_config(JqConfig {
-        cache_capacity: 4096,
-        ..JqConfig::default()
-    });
+    let e = JqEngine::with_config(JqConfig { cache_capacity: 4096, ..JqConfig::default() });
     let (mut ok, mut failures) = (0, Vec::new());
     for entry in &entries {
         let expr = entry["expr"].as_str().expect("expr is a string");
@@ -103,26 +83,15 @@ fn ocean_corpus_compiles() {
                 // Evaluating on an empty object must not panic or hang; the result does not matter.
                 let _ = e.first_compiled(&c, &json!({}));
             }
-            Err(err) => failures.push(format!(
-                "{} {}: {expr:?}: {err}",
-                entry["integration"], entry["field"]
-            )),
+            Err(err) => failures.push(format!("{} {}: {expr:?}: {err}", entry["integration"], entry["field"])),
         }
     }
-    println!(
-        "ocean corpus: {ok} of {} expressions compile",
-        entries.len()
-    );
+    println!("ocean corpus: {ok} of {} expressions compile", entries.len());
     for f in &failures {
         println!("  FAIL {f}");
     }
     // Measured: 2527 of 2528 (only gitlab's `file://README.md`, which is not jq, fails).
-    assert!(
-        ok >= 2520,
-        "only {ok} of {} compile:\n{}",
-        entries.len(),
-        failures.join("\n")
-    );
+    assert!(ok >= 2520, "only {ok} of {} compile:\n{}", entries.len(), failures.join("\n"));
 }
 
 #[test]
@@ -131,16 +100,9 @@ fn deep_recursion_is_an_error_not_an_abort() {
     let slow = Duration::from_secs(60);
     let e = JqEngine::with_timeout(slow);
     let r = e.first("def f: 1+f; f", &json!(0));
-    assert!(
-        matches!(r, Err(JqError::Limit(ref m)) if m.contains("recursion")),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("recursion")), "{r:?}");
     // The other shapes on small stacks, to keep the test fast.
-    let e = JqEngine::with_config(JqConfig {
-        timeout: slow,
-        stack_size: 16 << 20,
-        ..JqConfig::default()
-    });
+    let small = JqEngine::with_config(JqConfig { timeout: slow, stack_size: 16 << 20, ..JqConfig::default() });
     for f in [
         "def f: 1+f; f",
         "def f: 1+f; try f catch 0",
@@ -150,11 +112,8 @@ fn deep_recursion_is_an_error_not_an_abort() {
         "def f: def g: 1+g; g; f",
         "[.[] | def f: 1+f; f]",
     ] {
-        let r = e.first(f, &json!([0]));
-        assert!(
-            matches!(r, Err(JqError::Limit(ref m)) if m.contains("recursion")),
-            "{f}: {r:?}"
-        );
+        let r = small.first(f, &json!([0]));
+        assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("recursion")), "{f}: {r:?}");
     }
     // Bounded and tail recursion still work.
     let f = "def f($n): if $n >= 1000 then $n else 1 + f($n+1) end; f(0)";
@@ -162,18 +121,11 @@ fn deep_recursion_is_an_error_not_an_abort() {
     let f = "def f: if . >= 100000 then . else .+1 | f end; f";
     assert_eq!(e.first(f, &json!(0)).unwrap(), json!(100000));
     assert_eq!(
-        e.first(
-            "def fac: if . <= 1 then 1 else . * (. - 1 | fac) end; fac",
-            &json!(10)
-        )
-        .unwrap(),
+        e.first("def fac: if . <= 1 then 1 else . * (. - 1 | fac) end; fac", &json!(10)).unwrap(),
         json!(3628800)
     );
     // The guard's name is reserved.
-    assert!(matches!(
-        e.compile("def __portolan_guard: .; 1"),
-        Err(JqError::Compile(_))
-    ));
+    assert!(matches!(e.compile("def __portolan_guard: .; 1"), Err(JqError::Compile(_))));
     // The engine is still usable afterwards.
     assert_eq!(e.first(".a", &json!({"a": 1})).unwrap(), json!(1));
 }
@@ -181,24 +133,12 @@ fn deep_recursion_is_an_error_not_an_abort() {
 #[test]
 fn fromjson_is_strict_and_bounded() {
     let e = engine();
-    assert_eq!(
-        e.first("fromjson", &json!("{\"a\":[1,2.5,null]}")).unwrap(),
-        json!({"a": [1, 2.5, null]})
-    );
-    assert!(matches!(
-        e.first("fromjson", &json!("1 2")),
-        Err(JqError::Runtime(_))
-    ));
-    assert!(matches!(
-        e.first("fromjson", &json!("abc")),
-        Err(JqError::Runtime(_))
-    ));
+    assert_eq!(e.first("fromjson", &json!("{\"a\":[1,2.5,null]}")).unwrap(), json!({"a": [1, 2.5, null]}));
+    assert!(matches!(e.first("fromjson", &json!("1 2")), Err(JqError::Runtime(_))));
+    assert!(matches!(e.first("fromjson", &json!("abc")), Err(JqError::Runtime(_))));
     // jaq's own parser overflows the stack on this.
     let deep = "[".repeat(1_000_000);
-    assert!(matches!(
-        e.first("fromjson", &json!(deep)),
-        Err(JqError::Runtime(_))
-    ));
+    assert!(matches!(e.first("fromjson", &json!(deep)), Err(JqError::Runtime(_))));
 }
 
 #[test]

@@ -20,14 +20,9 @@ fn entity() -> Value {
 #[test]
 fn calc_example_from_port_docs() {
     let e = engine();
-    let url = e
-        .first("'https://datadog.com/' + .identifier", &entity())
-        .unwrap();
+    let url = e.first("'https://datadog.com/' + .identifier", &entity()).unwrap();
     assert_eq!(url, json!("https://datadog.com/payments-api"));
-    assert_eq!(
-        e.first(".properties.status", &entity()).unwrap(),
-        json!("OK")
-    );
+    assert_eq!(e.first(".properties.status", &entity()).unwrap(), json!("OK"));
 }
 
 #[test]
@@ -35,32 +30,14 @@ fn single_quotes() {
     let e = engine();
     let x = entity();
     assert_eq!(e.first("'abc'", &x).unwrap(), json!("abc"));
-    assert_eq!(
-        e.first(".properties.'prop-with-dash'", &x).unwrap(),
-        json!("dashed")
-    );
-    assert_eq!(
-        e.first(".properties['prop-with-dash']", &x).unwrap(),
-        json!("dashed")
-    );
+    assert_eq!(e.first(".properties.'prop-with-dash'", &x).unwrap(), json!("dashed"));
+    assert_eq!(e.first(".properties['prop-with-dash']", &x).unwrap(), json!("dashed"));
     assert_eq!(e.first(".missing // ''", &x).unwrap(), json!(""));
     assert_eq!(e.first("'say \"hi\"'", &x).unwrap(), json!("say \"hi\""));
-    assert_eq!(
-        e.first("\"\\(.title) is 'live'\"", &x).unwrap(),
-        json!("Payments API is 'live'")
-    );
-    assert_eq!(
-        e.first("\"rock 'n roll\"", &x).unwrap(),
-        json!("rock 'n roll")
-    );
-    assert_eq!(
-        e.first(".properties.quote | test(\"'\")", &x).unwrap(),
-        json!(true)
-    );
-    assert_eq!(
-        e.first("'a-' + (.team | join('+'))", &x).unwrap(),
-        json!("a-payments")
-    );
+    assert_eq!(e.first("\"\\(.title) is 'live'\"", &x).unwrap(), json!("Payments API is 'live'"));
+    assert_eq!(e.first("\"rock 'n roll\"", &x).unwrap(), json!("rock 'n roll"));
+    assert_eq!(e.first(".properties.quote | test(\"'\")", &x).unwrap(), json!(true));
+    assert_eq!(e.first("'a-' + (.team | join('+'))", &x).unwrap(), json!("a-payments"));
     assert_eq!(e.compile("'x'").unwrap().rewritten(), "\"x\"");
     assert_eq!(e.compile("'x'").unwrap().source(), "'x'");
 }
@@ -77,19 +54,10 @@ fn env_child() {
     for f in ["env", "$ENV", "{} as $x | env"] {
         assert_eq!(e.first(f, &json!(null)).unwrap(), json!({}), "{f}");
     }
-    for f in [
-        "env.PORTOLAN_JQ_TEST_SECRET",
-        "$ENV.PORTOLAN_JQ_TEST_SECRET",
-        "env.PATH",
-        "$ENV | .PATH",
-    ] {
+    for f in ["env.PORTOLAN_JQ_TEST_SECRET", "$ENV.PORTOLAN_JQ_TEST_SECRET", "env.PATH", "$ENV | .PATH"] {
         assert_eq!(e.first(f, &json!(null)).unwrap(), json!(null), "{f}");
     }
-    assert_eq!(
-        e.first("[env, $ENV] | tojson | test(\"hunter2\")", &json!(null))
-            .unwrap(),
-        json!(false)
-    );
+    assert_eq!(e.first("[env, $ENV] | tojson | test(\"hunter2\")", &json!(null)).unwrap(), json!(false));
     println!("ENV-CHILD-CHECKED");
 }
 
@@ -103,26 +71,13 @@ fn env_is_blocked() {
     // A secret set for the test (edition 2024 makes `set_var` unsafe, which the workspace
     // forbids, so the test binary re-runs itself with the variable set).
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tests::env_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "tests::env_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env("PORTOLAN_JQ_TEST_SECRET", "hunter2")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("ENV-CHILD-CHECKED"),
-        "child did not run: {stdout}"
-    );
+    assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ENV-CHILD-CHECKED"), "child did not run: {stdout}");
 }
 
 #[test]
@@ -131,17 +86,9 @@ fn first_output_only() {
     assert_eq!(e.first(".[]", &json!([1, 2, 3])).unwrap(), json!(1));
     assert_eq!(e.first("range(1e12)", &json!(null)).unwrap(), json!(0));
     assert_eq!(e.first("repeat(1)", &json!(null)).unwrap(), json!(1));
-    assert_eq!(
-        e.first("1, error(\"late\")", &json!(null)).unwrap(),
-        json!(1)
-    );
-    assert!(matches!(
-        e.first("empty", &json!(null)),
-        Err(JqError::Runtime(_))
-    ));
-    assert!(
-        matches!(e.first("error(\"boom\"), 1", &json!(null)), Err(JqError::Runtime(m)) if m == "boom")
-    );
+    assert_eq!(e.first("1, error(\"late\")", &json!(null)).unwrap(), json!(1));
+    assert!(matches!(e.first("empty", &json!(null)), Err(JqError::Runtime(_))));
+    assert!(matches!(e.first("error(\"boom\"), 1", &json!(null)), Err(JqError::Runtime(m)) if m == "boom"));
 }
 
 #[test]
@@ -167,26 +114,13 @@ fn errors_map_to_null() {
 #[test]
 fn compile_errors_name_the_filter() {
     let e = engine();
-    let Err(JqError::Compile(msg)) = e.compile(".a | ") else {
-        panic!("expected compile error")
-    };
+    let Err(JqError::Compile(msg)) = e.compile(".a | ") else { panic!("expected compile error") };
     assert!(msg.contains("`.a | `"), "{msg}");
-    let Err(JqError::Compile(msg)) = e.compile("nosuchfilter(1)") else {
-        panic!("expected compile error")
-    };
+    let Err(JqError::Compile(msg)) = e.compile("nosuchfilter(1)") else { panic!("expected compile error") };
     assert!(msg.contains("undefined filter `nosuchfilter`"), "{msg}");
-    assert!(matches!(
-        e.compile("include \"x\"; 1"),
-        Err(JqError::Compile(_))
-    ));
-    assert!(matches!(
-        e.compile("import \"x\" as $d; $d"),
-        Err(JqError::Compile(_))
-    ));
-    assert!(matches!(
-        e.compile(&"1+".repeat(MAX_FILTER_LEN)),
-        Err(JqError::Limit(_))
-    ));
+    assert!(matches!(e.compile("include \"x\"; 1"), Err(JqError::Compile(_))));
+    assert!(matches!(e.compile("import \"x\" as $d; $d"), Err(JqError::Compile(_))));
+    assert!(matches!(e.compile(&"1+".repeat(MAX_FILTER_LEN)), Err(JqError::Limit(_))));
 }
 
 #[test]
@@ -202,84 +136,43 @@ fn non_json_results() {
         "{a: {(true): 1}}",
         "reduce range(600) as $i (0; [.])",
     ] {
-        assert!(
-            matches!(e.first(f, &x), Err(JqError::NotJson(_))),
-            "{f}: {:?}",
-            e.first(f, &x)
-        );
+        assert!(matches!(e.first(f, &x), Err(JqError::NotJson(_))), "{f}: {:?}", e.first(f, &x));
     }
     // Decimal and big-integer literals become JSON numbers.
-    assert_eq!(
-        e.first("[1.0, 1e2, 12345678901234567890]", &x).unwrap(),
-        json!([1.0, 100.0, 12345678901234567890u64])
-    );
+    assert_eq!(e.first("[1.0, 1e2, 12345678901234567890]", &x).unwrap(), json!([1.0, 100.0, 12345678901234567890u64]));
 }
 
 #[test]
 fn tonumber_yields_one_error() {
     let e = engine();
-    assert!(matches!(
-        e.first("\"abc\" | tonumber", &json!(null)),
-        Err(JqError::Runtime(_))
-    ));
+    assert!(matches!(e.first("\"abc\" | tonumber", &json!(null)), Err(JqError::Runtime(_))));
     // Collecting used to run out of memory on jaq-json 2.0.3's endless error stream.
-    assert!(matches!(
-        e.first("[\"abc\" | tonumber]", &json!(null)),
-        Err(JqError::Runtime(_))
-    ));
+    assert!(matches!(e.first("[\"abc\" | tonumber]", &json!(null)), Err(JqError::Runtime(_))));
     assert_eq!(
-        e.first(
-            "[.[] | tonumber?]",
-            &json!(["1", "abc", " 2 ", "12x", "-1.5", 7])
-        )
-        .unwrap(),
+        e.first("[.[] | tonumber?]", &json!(["1", "abc", " 2 ", "12x", "-1.5", 7])).unwrap(),
         json!([1, 2, -1.5, 7])
     );
+    assert_eq!(e.first("[\"abc\" | tonumber] | length", &json!(null)).ok(), None);
     assert_eq!(
-        e.first("[\"abc\" | tonumber] | length", &json!(null)).ok(),
-        None
-    );
-    assert_eq!(
-        e.first("try (\"abc\" | tonumber) catch .", &json!(null))
-            .unwrap(),
+        e.first("try (\"abc\" | tonumber) catch .", &json!(null)).unwrap(),
         json!("cannot parse \"abc\" as number")
     );
-    assert_eq!(
-        e.first(".createdAt | tonumber? // \"n/a\"", &entity())
-            .unwrap(),
-        json!("n/a")
-    );
+    assert_eq!(e.first(".createdAt | tonumber? // \"n/a\"", &entity()).unwrap(), json!("n/a"));
 }
 
 #[test]
 fn jq_compatible_helpers() {
     let e = engine();
     let x = json!(null);
-    assert_eq!(
-        e.first("[\"a\", 1, null, true] | join(\",\")", &x).unwrap(),
-        json!("a,1,,true")
-    );
+    assert_eq!(e.first("[\"a\", 1, null, true] | join(\",\")", &x).unwrap(), json!("a,1,,true"));
     assert_eq!(e.first("[] | join(\",\")", &x).unwrap(), json!(""));
+    assert_eq!(e.first("[1, \"a\\\"b\", null, false] | @csv", &x).unwrap(), json!("1,\"a\"\"b\",,false"));
+    assert_eq!(e.first("[\"a\\tb\", \"c\\\\d\", 1] | @tsv", &x).unwrap(), json!("a\\tb\tc\\\\d\t1"));
     assert_eq!(
-        e.first("[1, \"a\\\"b\", null, false] | @csv", &x).unwrap(),
-        json!("1,\"a\"\"b\",,false")
-    );
-    assert_eq!(
-        e.first("[\"a\\tb\", \"c\\\\d\", 1] | @tsv", &x).unwrap(),
-        json!("a\\tb\tc\\\\d\t1")
-    );
-    assert_eq!(
-        e.first(
-            "[{name: \"a\", value: 1}, {k: \"b\", v: 2}, {key: 3, value: 4}] | from_entries",
-            &x
-        )
-        .unwrap(),
+        e.first("[{name: \"a\", value: 1}, {k: \"b\", v: 2}, {key: 3, value: 4}] | from_entries", &x).unwrap(),
         json!({"a": 1, "b": 2, "3": 4})
     );
-    assert_eq!(
-        e.first("{a: 1} | to_entries | from_entries", &x).unwrap(),
-        json!({"a": 1})
-    );
+    assert_eq!(e.first("{a: 1} | to_entries | from_entries", &x).unwrap(), json!({"a": 1}));
     // Effects a mapping must not have are disabled rather than fatal.
     assert!(e.first("halt", &x).is_err());
     assert!(e.first("\"bye\" | halt_error(1)", &x).is_err());

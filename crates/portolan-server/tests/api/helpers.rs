@@ -1,0 +1,166 @@
+//! The test application: a real server on an ephemeral port, one in-memory database per test.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use portolan_server::auth::{hash_secret, new_credentials};
+use portolan_server::{ApiConfig, AppState};
+use portolan_store::{OrgId, SqliteStore, Store};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// Bearer token of organization A.
+    pub token: String,
+    pub store: Arc<SqliteStore>,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// A response: status, parsed JSON body (Null if not JSON) and headers.
+pub struct Res {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(ApiConfig::default()).await
+    }
+
+    pub async fn spawn_with(config: ApiConfig) -> TestApp {
+        let store = Arc::new(SqliteStore::in_memory().await.expect("in-memory store"));
+        let (client_id, client_secret) = create_org(store.as_ref(), "org-a").await;
+        let state = AppState::new(store.clone(), config).await.expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = portolan_server::serve(listener, state, std::future::pending()).await;
+        });
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        let base = format!("http://{addr}");
+        let token = fetch_token(&http, &base, &client_id, &client_secret).await;
+        TestApp { base, http, token, store, client_id, client_secret }
+    }
+
+    /// A token for a second, separate organization.
+    pub async fn other_org_token(&self, name: &str) -> String {
+        let (id, secret) = create_org(self.store.as_ref(), name).await;
+        fetch_token(&self.http, &self.base, &id, &secret).await
+    }
+
+    pub async fn req(&self, method: &str, path: &str, body: Option<Value>) -> Res {
+        self.req_as(&self.token, method, path, body).await
+    }
+
+    pub async fn req_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> Res {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(token);
+        if let Some(b) = body {
+            rb = rb.header("content-type", "application/json").body(b.to_string());
+        }
+        let res = rb.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Res { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str) -> Res {
+        self.req("GET", path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Res {
+        self.req("POST", path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Res {
+        self.req("PUT", path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Res {
+        self.req("PATCH", path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Res {
+        self.req("DELETE", path, None).await
+    }
+
+    /// Create a blueprint and assert it worked.
+    pub async fn blueprint(&self, bp: Value) -> Value {
+        let r = self.post("/v1/blueprints", bp).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["blueprint"].clone()
+    }
+
+    /// Create an entity and assert it worked.
+    pub async fn entity(&self, bp: &str, e: Value) -> Value {
+        let r = self.post(&format!("/v1/blueprints/{bp}/entities"), e).await;
+        assert!(r.status.is_success(), "{}", r.body);
+        r.body["entity"].clone()
+    }
+
+    /// A small model: domain ← service → (many) package, with mirror and calculation properties.
+    pub async fn model(&self) {
+        self.blueprint(json!({"identifier": "domain", "title": "Domain",
+            "schema": {"properties": {"owner": {"type": "string"}, "tier": {"type": "number"}}}}))
+            .await;
+        self.blueprint(json!({"identifier": "package", "title": "Package",
+            "schema": {"properties": {"version": {"type": "string"}}}}))
+            .await;
+        self.blueprint(json!({"identifier": "service", "title": "Service",
+            "schema": {"properties": {
+                "language": {"type": "string", "enum": ["go", "rust", "python"]},
+                "cpu": {"type": "number", "minimum": 0, "maximum": 64},
+                "public": {"type": "boolean"},
+                "url": {"type": "string", "format": "url"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "deployedAt": {"type": "string", "format": "date-time"}
+            }, "required": ["language"]},
+            "relations": {
+                "domain": {"title": "Domain", "target": "domain", "required": false, "many": false},
+                "packages": {"title": "Packages", "target": "package", "required": false, "many": true}
+            },
+            "mirrorProperties": {"domainOwner": {"path": "domain.owner"}},
+            "calculationProperties": {"link": {"type": "string", "calculation": "'https://svc/' + .identifier"}}}))
+            .await;
+    }
+}
+
+pub async fn create_org(store: &dyn Store, name: &str) -> (String, String) {
+    let org =
+        store.create_org(&OrgId(format!("org_{name}")), name, "2024-01-01T00:00:00.000Z").await.expect("create org");
+    let (id, secret) = new_credentials();
+    store.add_credential(&org.id, &id, &hash_secret(&secret), "test", "2024-01-01T00:00:00.000Z").await.expect("cred");
+    (id, secret)
+}
+
+pub async fn fetch_token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
+    let res = http
+        .post(format!("{base}/v1/auth/access_token"))
+        .json(&json!({"clientId": id, "clientSecret": secret}))
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.expect("token json");
+    body["accessToken"].as_str().expect("token").to_string()
+}
+
+/// Assert Port's error envelope with this status and error code.
+#[track_caller]
+pub fn assert_error(r: &Res, status: u16, code: &str) {
+    assert_eq!(r.status.as_u16(), status, "body: {}", r.body);
+    assert_eq!(r.body["ok"], json!(false), "body: {}", r.body);
+    assert_eq!(r.body["error"], json!(code), "body: {}", r.body);
+    assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", r.body);
+}
+
+/// Identifiers of the entities in a response, sorted.
+pub fn ids(body: &Value) -> Vec<String> {
+    let mut v: Vec<String> =
+        body["entities"].as_array().unwrap().iter().map(|e| e["identifier"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
