@@ -166,3 +166,19 @@ fn inline_bench() {
     let cached = t.elapsed().as_secs_f64() / n as f64 * 1e6;
     println!("inline {inline:.2} µs, pooled {pooled:.2} µs, pooled+cache {cached:.2} µs");
 }
+
+#[test]
+#[ignore = "measurement"]
+fn cache_memory() {
+    let rss = || {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines().find(|l| l.starts_with("VmRSS")).unwrap().to_owned()
+    };
+    let e = engine();
+    println!("before: {}", rss());
+    let t = Instant::now();
+    for i in 0..1000 {
+        e.compile(&format!(".properties.a{i} | map(select(.x == {i})) | join(\",\")")).unwrap();
+    }
+    println!("after 1000 compiles in {:?}: {}", t.elapsed(), rss());
+}

@@ -292,51 +292,56 @@ async fn setup() -> (SqlitePool, HashMap<String, Blueprint>) {
             .unwrap();
         }
     }
-    for (org, bp, id, title, team, props, rels, created, updated, ds) in entities() {
-        let rid: i64 = sqlx::query(
-            "INSERT INTO entities (org_id, blueprint, identifier, title, team, properties, relations, created_at, \
-             created_by, updated_at, updated_by, datasource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'alice', ?, 'bob', ?) \
-             RETURNING rid",
-        )
-        .bind(org)
-        .bind(bp)
-        .bind(id)
-        .bind(title.as_str())
-        .bind(team.to_string())
-        .bind(props.to_string())
-        .bind(rels.to_string())
-        .bind(created)
-        .bind(updated)
-        .bind(ds.as_str())
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get(0);
-        for (rel, value) in rels.as_object().unwrap() {
-            let def = &bps[bp].relations[rel];
-            let targets: Vec<&str> = match value {
-                Value::String(s) => vec![s.as_str()],
-                Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-                _ => vec![],
-            };
-            for t in targets {
-                sqlx::query(
-                    "INSERT INTO entity_relations (org_id, src_rid, relation, target_blueprint, target_identifier, \
-                     required) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(org)
-                .bind(rid)
-                .bind(rel)
-                .bind(&def.target)
-                .bind(t)
-                .bind(def.required)
-                .execute(&pool)
-                .await
-                .unwrap();
-            }
-        }
+    for f in entities() {
+        insert(&pool, &bps, f).await;
     }
     (pool, bps)
+}
+
+async fn insert(pool: &SqlitePool, bps: &HashMap<String, Blueprint>, f: Fixture) {
+    let (org, bp, id, title, team, props, rels, created, updated, ds) = f;
+    let rid: i64 = sqlx::query(
+        "INSERT INTO entities (org_id, blueprint, identifier, title, team, properties, relations, created_at, \
+         created_by, updated_at, updated_by, datasource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'alice', ?, 'bob', ?) \
+         RETURNING rid",
+    )
+    .bind(org)
+    .bind(bp)
+    .bind(id)
+    .bind(title.as_str())
+    .bind(team.to_string())
+    .bind(props.to_string())
+    .bind(rels.to_string())
+    .bind(created)
+    .bind(updated)
+    .bind(ds.as_str())
+    .fetch_one(pool)
+    .await
+    .unwrap()
+    .get(0);
+    for (rel, value) in rels.as_object().unwrap() {
+        let def = &bps[bp].relations[rel];
+        let targets: Vec<&str> = match value {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        for t in targets {
+            sqlx::query(
+                "INSERT INTO entity_relations (org_id, src_rid, relation, target_blueprint, target_identifier, \
+                 required) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(org)
+            .bind(rid)
+            .bind(rel)
+            .bind(&def.target)
+            .bind(t)
+            .bind(def.required)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
 }
 
 async fn run(pool: &SqlitePool, org: &str, frag: SqlFrag) -> Vec<String> {
@@ -881,4 +886,93 @@ async fn query_walks_use_indexes() {
     assert!(!plan.contains("SCAN x") && !plan.contains("SCAN t") && !plan.contains("SCAN r"), "{plan}");
     assert!(plan.contains("entity_relations_target"), "{plan}");
     assert!(plan.contains("entity_relations_src"), "{plan}");
+}
+
+#[tokio::test]
+async fn query_json_key_paths_reach_awkward_keys() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.unwrap();
+    let doc = json!({"a-b": 1, "x.y": 2, "q\"uote": 3, "back\\slash": 4, "$": 5}).to_string();
+    for (key, want) in [("a-b", Some(1)), ("x.y", Some(2)), ("q\"uote", Some(3)), ("back\\slash", Some(4)), ("$", Some(5)), ("nope", None)] {
+        let got: Option<i64> = sqlx::query_scalar("SELECT json_extract(?, ?)")
+            .bind(&doc)
+            .bind(crate::sql::json_key_path(key))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(got, want, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn query_walks_stop_at_cycles_and_hop_limits() {
+    let (pool, bps) = setup().await;
+    let (c, u) = ("2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00.000Z");
+    let node = |id: &'static str, parent: Value| {
+        ("org1", "node", id, Value::Null, json!([]), json!({}), json!({"parent": parent}), c, u, Value::Null)
+    };
+    // A cycle c1 → c2 → c3 → c1, and a chain k00 → k01 → … → k19.
+    for (id, parent) in [("c1", "c2"), ("c2", "c3"), ("c3", "c1")] {
+        insert(&pool, &bps, node(id, json!(parent))).await;
+    }
+    const CHAIN: [&str; 20] = [
+        "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12", "k13", "k14",
+        "k15", "k16", "k17", "k18", "k19",
+    ];
+    for (i, id) in CHAIN.iter().enumerate() {
+        let parent = CHAIN.get(i + 1).map_or(Value::Null, |p| json!(p));
+        insert(&pool, &bps, node(id, parent)).await;
+    }
+    let related = |value: &str, direction: &str| {
+        json!({"operator": "relatedTo", "blueprint": "node", "value": value, "direction": direction})
+    };
+    // A cycle returns to its start; the start is reported like any other reachable entity.
+    assert_eq!(search_in(&pool, &bps, "org1", &related("c1", "upstream")).await, vec!["c1", "c2", "c3"]);
+    assert_eq!(search_in(&pool, &bps, "org1", &related("c1", "downstream")).await, vec!["c1", "c2", "c3"]);
+    // At most 15 hops.
+    assert_eq!(search_in(&pool, &bps, "org1", &related("k00", "upstream")).await, CHAIN[1..=15].to_vec());
+    assert_eq!(search_in(&pool, &bps, "org1", &related("k19", "downstream")).await, CHAIN[4..19].to_vec());
+    let hops = |value: &str, max: u8| {
+        json!({"property": {"path": [{"relation": "parent", "maxHops": max}]}, "operator": "matchAny", "value": value})
+    };
+    assert_eq!(search_in(&pool, &bps, "org1", &hops("c1", 15)).await, vec!["c1", "c2", "c3"]);
+    assert_eq!(search_in(&pool, &bps, "org1", &hops("k19", 15)).await, CHAIN[4..19].to_vec());
+    assert_eq!(search_in(&pool, &bps, "org1", &hops("k19", 1)).await, vec!["k18"]);
+}
+
+#[tokio::test]
+async fn tmp_perf() {
+    let (pool, bps) = setup().await;
+    let (c, u) = ("2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00.000Z");
+    let mut tx = pool.begin().await.unwrap();
+    // 20k services spread over 200 domains, each depending on the previous service.
+    for i in 0..20000 {
+        let id = format!("s{i}");
+        let dom = format!("dom-{}", 1 + i % 3);
+        let rels = json!({"domain": dom, "dependsOn": if i > 0 { json!(format!("s{}", i - 1)) } else { Value::Null }});
+        let rid: i64 = sqlx::query("INSERT INTO entities (org_id, blueprint, identifier, title, team, properties, relations, created_at, created_by, updated_at, updated_by) VALUES ('org1','service',?,?,'[\"t\"]',?,?,?,'a',?,'b') RETURNING rid")
+            .bind(&id).bind(&id).bind(json!({"name": id, "cpu": i}).to_string()).bind(rels.to_string()).bind(c).bind(u)
+            .fetch_one(&mut *tx).await.unwrap().get(0);
+        sqlx::query("INSERT INTO entity_relations VALUES ('org1', ?, 'domain', 'domain', ?, 1)").bind(rid).bind(&dom).execute(&mut *tx).await.unwrap();
+        if i > 0 {
+            sqlx::query("INSERT INTO entity_relations VALUES ('org1', ?, 'dependsOn', 'service', ?, 0)").bind(rid).bind(format!("s{}", i - 1)).execute(&mut *tx).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    let qs = [
+        json!({"operator": "relatedTo", "blueprint": "domain", "value": "dom-1"}),
+        json!({"operator": "relatedTo", "blueprint": "service", "value": "s10000"}),
+        json!({"property": {"path": [{"relation": "dependsOn", "maxHops": 15}, "domain"]}, "operator": "matchAny", "value": "dom-2"}),
+        json!({"property": {"path": ["dependsOn", "domain"]}, "operator": "matchAny", "value": "dom-2"}),
+        json!({"property": {"path": [{"relation": "dependsOn", "maxHops": 15}]}, "fromBlueprint": "service", "operator": "matchAny", "value": "s5"}),
+        rule("domainTier", "=", json!("gold")),
+        rule("name", "contains", json!("99")),
+        rule("$team", "containsAny", json!(["t"])),
+        rule("cpu", ">", json!(19990)),
+    ];
+    for q in qs {
+        let t = std::time::Instant::now();
+        let n = search_in(&pool, &bps, "org1", &q).await.len();
+        println!("{:>8.1} ms  {n:>6}  {q}", t.elapsed().as_secs_f64() * 1000.0);
+    }
 }
