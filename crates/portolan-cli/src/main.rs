@@ -226,6 +226,9 @@ async fn bootstrap(store: &dyn Store, cfg: &Config) -> anyhow::Result<()> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg.data_dir).await?;
     bootstrap(&store, &cfg).await?;
+    if store.org_by_name(DEFAULT_ORG).await?.is_none() {
+        tracing::warn!("there is no organization yet: run `portolan init` to create one and get API credentials");
+    }
     let store = Arc::new(store);
     let api = ApiConfig {
         max_bulk_entities: cfg.max_bulk_entities,

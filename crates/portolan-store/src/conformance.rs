@@ -31,7 +31,8 @@ pub fn bp(v: Value) -> Blueprint {
 /// domain ← service(domain: single, optional; owner: single, required → team)
 pub async fn model(store: &dyn Store, org: &OrgId) -> HashMap<String, Blueprint> {
     let team = bp(json!({"identifier": "team", "title": "Team"}));
-    let domain = bp(json!({"identifier": "domain", "title": "Domain", "schema": {"properties": {"owner": {"type": "string"}}}}));
+    let domain =
+        bp(json!({"identifier": "domain", "title": "Domain", "schema": {"properties": {"owner": {"type": "string"}}}}));
     let service = bp(json!({"identifier": "service", "title": "Service",
         "schema": {"properties": {"cpu": {"type": "number"}, "lang": {"type": "string"}}},
         "relations": {"domain": {"target": "domain"}, "team": {"target": "team", "required": true}}}));
@@ -91,7 +92,11 @@ pub async fn write_ok(store: &dyn Store, org: &OrgId, model: &HashMap<String, Bl
     }
 }
 
-fn req<'a>(bp: Option<&'a str>, q: Option<&'a portolan_core::search::Query>, m: &'a HashMap<String, Blueprint>) -> SearchRequest<'a> {
+fn req<'a>(
+    bp: Option<&'a str>,
+    q: Option<&'a portolan_core::search::Query>,
+    m: &'a HashMap<String, Blueprint>,
+) -> SearchRequest<'a> {
     SearchRequest { blueprint: bp, query: q, blueprints: m, after: None, limit: 100, now: chrono::Utc::now() }
 }
 
@@ -215,7 +220,9 @@ pub async fn delete_unlinks_blocks_and_cascades(s: &dyn Store) {
     assert_eq!(s.get_entity(&a, "service", "s1").await.unwrap().unwrap().relations["domain"], Value::Null);
     // Required relation: blocked, then cascaded.
     let err = s.delete_entities(&a, "team", &["t1".into()], false, &ctx()).await.unwrap_err();
-    assert!(matches!(err, StoreError::RequiredBy { ref dependents, .. } if dependents == &[("service".to_string(), "s1".to_string())]));
+    assert!(
+        matches!(err, StoreError::RequiredBy { ref dependents, .. } if dependents == &[("service".to_string(), "s1".to_string())])
+    );
     assert!(s.get_entity(&a, "team", "t1").await.unwrap().is_some(), "all or nothing");
     let deleted = s.delete_entities(&a, "team", &["t1".into()], true, &ctx()).await.unwrap();
     assert_eq!(deleted.len(), 2);
@@ -225,9 +232,13 @@ pub async fn delete_unlinks_blocks_and_cascades(s: &dyn Store) {
 pub async fn search_pages_with_a_cursor(s: &dyn Store) {
     let a = org(s, "a").await;
     let m = model(s, &a).await;
-    let es = (0..25).map(|i| entity("domain", &format!("d{i:02}"), json!({"owner": format!("o{}", i % 5)}), json!({}))).collect();
+    let es = (0..25)
+        .map(|i| entity("domain", &format!("d{i:02}"), json!({"owner": format!("o{}", i % 5)}), json!({})))
+        .collect();
     write_ok(s, &a, &m, es).await;
-    let q = parse_query(&json!({"combinator": "and", "rules": [{"property": "owner", "operator": "=", "value": "o1"}]})).unwrap();
+    let q =
+        parse_query(&json!({"combinator": "and", "rules": [{"property": "owner", "operator": "=", "value": "o1"}]}))
+            .unwrap();
     assert_eq!(idents(s, &a, &req(Some("domain"), Some(&q), &m)).await, vec!["d01", "d06", "d11", "d16", "d21"]);
     assert_eq!(s.count_entities(&a, &req(Some("domain"), Some(&q), &m)).await.unwrap(), 5);
     let mut seen = Vec::new();

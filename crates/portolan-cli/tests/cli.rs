@@ -1,0 +1,158 @@
+//! The real binary: configuration errors, `init`, bootstrap credentials, serving and graceful
+//! shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portolan"));
+    // Keep the developer's own PORTOLAN_* settings out of the tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTOLAN_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let d = std::env::temp_dir().join(format!("portolan-cli-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn invalid_configuration_is_reported_all_at_once() {
+    let out = bin()
+        .args(["serve"])
+        .env("PORTOLAN_LISTEN", "not-an-address")
+        .env("PORTOLAN_LOG_FORMAT", "xml")
+        .env("PORTOLAN_MAX_BULK_ENTITIES", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 problems"), "{err}");
+    assert!(err.contains("PORTOLAN_LISTEN") && err.contains("not-an-address"), "{err}");
+    assert!(err.contains("PORTOLAN_LOG_FORMAT"), "{err}");
+    assert!(err.contains("PORTOLAN_MAX_BULK_ENTITIES"), "{err}");
+}
+
+#[test]
+fn precedence_is_defaults_file_env_flags() {
+    let dir = temp_dir("prec");
+    let file = dir.join("portolan.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1111\"\nlog_level = \"debug\"\nmax_bulk_entities = 50\n").unwrap();
+    let out = bin()
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .env("PORTOLAN_MAX_BULK_ENTITIES", "60")
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_ID", "bootstrap-id")
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", "a-very-secret-value-42")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("127.0.0.1:1111"), "file overrides default: {text}");
+    assert!(text.contains("max_bulk_entities: 60"), "env overrides file: {text}");
+    assert!(text.contains("\"debug\""), "{text}");
+    assert!(!text.contains("a-very-secret-value-42"), "secret redacted: {text}");
+    let out =
+        bin().args(["--config", file.to_str().unwrap(), "--data-dir", "/tmp/flagdir", "config"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/tmp/flagdir"), "flag overrides all");
+}
+
+#[test]
+fn init_is_idempotent_and_prints_credentials() {
+    let dir = temp_dir("init");
+    let first = bin().args(["--data-dir", dir.to_str().unwrap(), "init", "--json"]).output().unwrap();
+    assert!(first.status.success());
+    let a: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(a["created"], json!(true));
+    assert!(a["clientSecret"].as_str().unwrap().len() >= 32);
+    let second = bin().args(["--data-dir", dir.to_str().unwrap(), "init", "--json"]).output().unwrap();
+    let b: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(b["created"], json!(false));
+    assert_eq!(b["clientId"], a["clientId"]);
+    assert_eq!(b["clientSecret"], Value::Null);
+    let org = bin().args(["--data-dir", dir.to_str().unwrap(), "org", "create", "team-b", "--json"]).output().unwrap();
+    let o: Value = serde_json::from_slice(&org.stdout).unwrap();
+    assert_eq!(o["organization"], json!("team-b"));
+    assert_ne!(o["clientId"], a["clientId"]);
+    let dup = bin().args(["--data-dir", dir.to_str().unwrap(), "org", "create", "team-b"]).output().unwrap();
+    assert!(!dup.status.success());
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let mut child = bin()
+        .args(["--data-dir", dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_ID", "bootstrap-client")
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", "bootstrap-secret-0123456789")
+        .env("PORTOLAN_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
+    Server { child, base }
+}
+
+#[tokio::test]
+async fn serves_with_bootstrap_credentials_and_stops_on_sigterm() {
+    let dir = temp_dir("serve");
+    let mut server = start(&dir);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http.get(format!("{}/readyz", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{}/v1/auth/access_token", server.base))
+        .json(&json!({"clientId": "bootstrap-client", "clientSecret": "bootstrap-secret-0123456789"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut waited = Duration::ZERO;
+    let code = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(waited < Duration::from_secs(10), "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += Duration::from_millis(50);
+    };
+    assert!(code.success(), "clean exit: {code:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    assert!(!logs.contains("bootstrap-secret-0123456789"), "secret never logged");
+    assert!(logs.lines().all(|l| l.trim().is_empty() || serde_json::from_str::<Value>(l).is_ok()), "JSON logs: {logs}");
+    // The data survives a restart.
+    let server = start(&dir);
+    let r = http
+        .post(format!("{}/v1/auth/access_token", server.base))
+        .json(&json!({"clientId": "bootstrap-client", "clientSecret": "bootstrap-secret-0123456789"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
