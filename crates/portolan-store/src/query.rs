@@ -17,11 +17,16 @@
 //! - `>`/`<`… compare numbers numerically and date-times as instants (`strftime`-normalized).
 //! - `containsAny` on an array property: any element equals one of the values; on a scalar
 //!   property it behaves like `in`.
+//! - `$team` `=` / `in` / `containsAny` mean "belongs to (one of) these teams".
 //! - `relatedTo` follows relations transitively, up to 15 hops; without `direction` it is the
-//!   union of upstream and downstream.
+//!   union of upstream and downstream. A start entity is only reported when a cycle leads back
+//!   to it.
 //! - `matchAny`'s `{relation, maxHops: n}` step follows the relation 1..=n times.
 //! - Calculation and aggregation properties cannot be computed in SQL: filtering on one is an
 //!   error, as is a mirror property that goes through a `many` relation.
+//!
+//! Callers substitute request context before parsing: contextual references
+//! (`{"context": "user", …}`) and the `"My Teams"` value of `$team` rules.
 
 mod graph;
 mod operand;
@@ -44,6 +49,8 @@ const MAX_PARAMS: usize = 30_000;
 /// What the compiler needs besides the query.
 #[derive(Debug, Clone, Copy)]
 pub struct CompileCtx<'a> {
+    /// The organization being searched: walks over relations start inside it.
+    pub org_id: &'a str,
     /// The instant date presets and `isExpired` are resolved against.
     pub now: DateTime<Utc>,
     /// The organization's blueprints: property kinds, relations and mirror paths.
@@ -169,7 +176,7 @@ impl<'a> Compiler<'a, '_> {
             match applies {
                 Applies::All => {}
                 Applies::Except(bps) => {
-                    part.push("e.blueprint NOT IN (").params(bps).push(") AND ");
+                    part.push("e.blueprint NOT IN (").param_list(bps).push(") AND ");
                 }
                 Applies::Only(bp) => {
                     part.push("e.blueprint = ").param(bp).push(" AND ");

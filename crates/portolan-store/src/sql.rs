@@ -136,7 +136,7 @@ impl SqlFrag {
     }
 
     /// Append `?, ?, ?` bound to `ps` (nothing for an empty list).
-    pub fn params<I>(&mut self, ps: I) -> &mut Self
+    pub fn param_list<I>(&mut self, ps: I) -> &mut Self
     where
         I: IntoIterator,
         I::Item: Into<SqlParam>,
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn builds_text_and_params_in_order() {
         let mut f = SqlFrag::new("SELECT 1 FROM t WHERE a = ");
-        f.param("x").push(" AND b IN (").params([1i64, 2, 3]).push(")");
+        f.param("x").push(" AND b IN (").param_list([1i64, 2, 3]).push(")");
         let mut g = SqlFrag::new(" AND c = ");
         g.param(true);
         f.append(g);

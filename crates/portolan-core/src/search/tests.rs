@@ -1,6 +1,8 @@
 //! Table-driven parser tests: every operator parses, and every way to get it wrong is rejected
 //! with a message at the right path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{TimeZone, Utc};
 use serde_json::{Number, Value, json};
 
@@ -51,17 +53,32 @@ fn search_parses_every_property_operator() {
         (rule("p", "=", json!(3)), PropertyOp::Eq(n(3))),
         (rule("p", "=", json!(true)), PropertyOp::Eq(Literal::Bool(true))),
         (rule("p", "=", Value::Null), PropertyOp::Eq(Literal::Null)),
-        (rule("p", "=", json!(["a", 1, false])), PropertyOp::Eq(Literal::Array(vec![s("a"), n(1), Literal::Bool(false)]))),
+        (
+            rule("p", "=", json!(["a", 1, false])),
+            PropertyOp::Eq(Literal::Array(vec![s("a"), n(1), Literal::Bool(false)])),
+        ),
         (rule("p", "!=", json!("x")), PropertyOp::Ne(s("x"))),
         (rule("p", "!=", Value::Null), PropertyOp::Ne(Literal::Null)),
         (rule("p", ">", json!(7)), PropertyOp::Cmp(CmpOp::Gt, Bound::Number(Number::from(7)))),
         (rule("p", ">=", json!(7)), PropertyOp::Cmp(CmpOp::Ge, Bound::Number(Number::from(7)))),
-        (rule("p", "<", json!("2024-01-01T10:00:00Z")), PropertyOp::Cmp(CmpOp::Lt, Bound::DateTime(ts(2024, 1, 1, 10)))),
-        (rule("p", "<=", json!("2024-01-01T12:00:00+02:00")), PropertyOp::Cmp(CmpOp::Le, Bound::DateTime(ts(2024, 1, 1, 10)))),
+        (
+            rule("p", "<", json!("2024-01-01T10:00:00Z")),
+            PropertyOp::Cmp(CmpOp::Lt, Bound::DateTime(ts(2024, 1, 1, 10))),
+        ),
+        (
+            rule("p", "<=", json!("2024-01-01T12:00:00+02:00")),
+            PropertyOp::Cmp(CmpOp::Le, Bound::DateTime(ts(2024, 1, 1, 10))),
+        ),
         (rule("p", "between", range.clone()), PropertyOp::Between(parsed_range.clone())),
         (rule("p", "notBetween", range), PropertyOp::NotBetween(parsed_range)),
-        (rule("p", "between", json!({"preset": "lastWeek"})), PropertyOp::Between(DateRange::Preset(DatePreset::LastWeek))),
-        (rule("p", "notBetween", json!({"preset": "today"})), PropertyOp::NotBetween(DateRange::Preset(DatePreset::Today))),
+        (
+            rule("p", "between", json!({"preset": "lastWeek"})),
+            PropertyOp::Between(DateRange::Preset(DatePreset::LastWeek)),
+        ),
+        (
+            rule("p", "notBetween", json!({"preset": "today"})),
+            PropertyOp::NotBetween(DateRange::Preset(DatePreset::Today)),
+        ),
         (rule("p", "contains", json!("ab")), PropertyOp::Contains("ab".into())),
         (rule("p", "doesNotContains", json!("ab")), PropertyOp::DoesNotContain("ab".into())),
         (rule("p", "beginsWith", json!("ab")), PropertyOp::BeginsWith("ab".into())),
@@ -108,7 +125,12 @@ fn search_parses_relation_rules() {
     let cases: Vec<(Value, Rule)> = vec![
         (
             json!({"operator": "relatedTo", "blueprint": "svc", "value": "a"}),
-            Rule::RelatedTo(RelatedTo { blueprint: "svc".into(), values: vec!["a".into()], direction: None, required: None }),
+            Rule::RelatedTo(RelatedTo {
+                blueprint: "svc".into(),
+                values: vec!["a".into()],
+                direction: None,
+                required: None,
+            }),
         ),
         (
             json!({"operator": "relatedTo", "blueprint": "svc", "value": ["a", "b"], "direction": "upstream", "required": true}),
@@ -237,42 +259,101 @@ fn error_cases() -> Vec<(Value, &'static str, &'static str)> {
         (group(vec![rule("a", "like", json!(1))]), "rules[0].operator", ops),
         (group(vec![rule("a", "==", json!(1))]), "rules[0].operator", ops),
         (group(vec![json!({"property": "a", "operator": 1, "value": 1})]), "rules[0].operator", "must be string"),
-        (group(vec![json!({"property": "a", "operator": "=", "value": 1, "x": 1})]), "rules[0]", "additional properties ('x')"),
+        (
+            group(vec![json!({"property": "a", "operator": "=", "value": 1, "x": 1})]),
+            "rules[0]",
+            "additional properties ('x')",
+        ),
         (group(vec![json!({"property": "a", "operator": "="})]), "rules[0]", "must have required property 'value'"),
-        (group(vec![json!({"property": "a", "operator": "isEmpty", "value": null})]), "rules[0]", "additional properties ('value')"),
+        (
+            group(vec![json!({"property": "a", "operator": "isEmpty", "value": null})]),
+            "rules[0]",
+            "additional properties ('value')",
+        ),
         (group(vec![rule("", "=", json!(1))]), "rules[0].property", "must NOT have fewer than 1 characters"),
         (group(vec![rule("$nope", "=", json!(1))]), "rules[0].property", "unknown meta-property '$nope'"),
         (group(vec![rule("$Identifier", "=", json!(1))]), "rules[0].property", "unknown meta-property"),
         (group(vec![json!({"property": 3, "operator": "=", "value": 1})]), "rules[0].property", "must be string"),
-        (group(vec![json!({"property": {"path": ["a"]}, "operator": "=", "value": 1})]), "rules[0].property", "matchAny"),
-        (group(vec![json!({"property": {"context": "user", "property": "$identifier"}, "operator": "=", "value": 1})]),
-            "rules[0].property", "contextual references"),
-        (group(vec![json!({"scorecard": "s", "operator": "=", "value": "Gold"})]), "rules[0]", "scorecard rules are not supported"),
+        (
+            group(vec![json!({"property": {"path": ["a"]}, "operator": "=", "value": 1})]),
+            "rules[0].property",
+            "matchAny",
+        ),
+        (
+            group(vec![
+                json!({"property": {"context": "user", "property": "$identifier"}, "operator": "=", "value": 1}),
+            ]),
+            "rules[0].property",
+            "contextual references",
+        ),
+        (
+            group(vec![json!({"scorecard": "s", "operator": "=", "value": "Gold"})]),
+            "rules[0]",
+            "scorecard rules are not supported",
+        ),
         // Values, operator by operator.
-        (group(vec![rule("a", "=", json!({"a": 1}))]), "rules[0].value", "must be null, string, number, boolean or array"),
-        (group(vec![rule("a", "=", json!({"context": "user", "property": "$identifier"}))]), "rules[0].value", "contextual"),
+        (
+            group(vec![rule("a", "=", json!({"a": 1}))]),
+            "rules[0].value",
+            "must be null, string, number, boolean or array",
+        ),
+        (
+            group(vec![rule("a", "=", json!({"context": "user", "property": "$identifier"}))]),
+            "rules[0].value",
+            "contextual",
+        ),
         (group(vec![rule("a", "=", json!([null]))]), "rules[0].value[0]", "must be string, number or boolean"),
         (group(vec![rule("a", "!=", json!([[1]]))]), "rules[0].value[0]", "must be string, number or boolean"),
         (group(vec![rule("a", ">", json!("yesterday"))]), "rules[0].value", "number or an ISO-8601 date-time"),
         (group(vec![rule("a", ">=", Value::Null)]), "rules[0].value", "number or an ISO-8601 date-time"),
         (group(vec![rule("a", "<", json!("2024-01-01"))]), "rules[0].value", "number or an ISO-8601 date-time"),
         (group(vec![rule("a", "<=", json!([1]))]), "rules[0].value", "number or an ISO-8601 date-time"),
-        (group(vec![rule("a", "between", json!("2024-01-01T00:00:00Z"))]), "rules[0].value", "must be {from, to} or {preset}"),
+        (
+            group(vec![rule("a", "between", json!("2024-01-01T00:00:00Z"))]),
+            "rules[0].value",
+            "must be {from, to} or {preset}",
+        ),
         (group(vec![rule("a", "between", json!({}))]), "rules[0].value", "must be {from, to} or {preset}"),
-        (group(vec![rule("a", "between", json!({"from": "2024-01-01T00:00:00Z"}))]), "rules[0].value",
-            "must have required property 'to'"),
-        (group(vec![rule("a", "notBetween", json!({"to": "2024-01-01T00:00:00Z"}))]), "rules[0].value",
-            "must have required property 'from'"),
-        (group(vec![rule("a", "between", json!({"from": "2024-01-01", "to": "2024-01-02T00:00:00Z"}))]),
-            "rules[0].value.from", "ISO-8601 date-time"),
-        (group(vec![rule("a", "between", json!({"from": "2024-01-01T00:00:00Z", "to": 5}))]), "rules[0].value.to", "must be string"),
-        (group(vec![rule("a", "between", json!({"preset": "lastCentury"}))]), "rules[0].value.preset",
-            "must be one of today, tomorrow, yesterday, lastDay"),
+        (
+            group(vec![rule("a", "between", json!({"from": "2024-01-01T00:00:00Z"}))]),
+            "rules[0].value",
+            "must have required property 'to'",
+        ),
+        (
+            group(vec![rule("a", "notBetween", json!({"to": "2024-01-01T00:00:00Z"}))]),
+            "rules[0].value",
+            "must have required property 'from'",
+        ),
+        (
+            group(vec![rule("a", "between", json!({"from": "2024-01-01", "to": "2024-01-02T00:00:00Z"}))]),
+            "rules[0].value.from",
+            "ISO-8601 date-time",
+        ),
+        (
+            group(vec![rule("a", "between", json!({"from": "2024-01-01T00:00:00Z", "to": 5}))]),
+            "rules[0].value.to",
+            "must be string",
+        ),
+        (
+            group(vec![rule("a", "between", json!({"preset": "lastCentury"}))]),
+            "rules[0].value.preset",
+            "must be one of today, tomorrow, yesterday, lastDay",
+        ),
         (group(vec![rule("a", "notBetween", json!({"preset": 7}))]), "rules[0].value.preset", "must be string"),
-        (group(vec![rule("a", "between", json!({"preset": "today", "from": "x"}))]), "rules[0].value",
-            "additional properties ('from')"),
-        (group(vec![rule("a", "between", json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-01T00:00:00Z", "tz": 1}))]),
-            "rules[0].value", "additional properties ('tz')"),
+        (
+            group(vec![rule("a", "between", json!({"preset": "today", "from": "x"}))]),
+            "rules[0].value",
+            "additional properties ('from')",
+        ),
+        (
+            group(vec![rule(
+                "a",
+                "between",
+                json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-01T00:00:00Z", "tz": 1}),
+            )]),
+            "rules[0].value",
+            "additional properties ('tz')",
+        ),
         (group(vec![rule("a", "contains", json!(1))]), "rules[0].value", "must be string"),
         (group(vec![rule("a", "doesNotContains", json!(["a"]))]), "rules[0].value", "must be string"),
         (group(vec![rule("a", "beginsWith", Value::Null)]), "rules[0].value", "must be string"),
@@ -283,73 +364,190 @@ fn error_cases() -> Vec<(Value, &'static str, &'static str)> {
         (group(vec![rule("a", "notIn", json!(1))]), "rules[0].value", "must be array"),
         (group(vec![rule("a", "containsAny", json!("x"))]), "rules[0].value", "must be array"),
         (group(vec![rule("a", "in", json!(["a", {}]))]), "rules[0].value[1]", "must be string, number or boolean"),
-        (group(vec![rule("a", "in", json!(vec![1; MAX_VALUES + 1]))]), "rules[0].value", "must NOT have more than 1000 items"),
-        (group(vec![json!({"property": "a", "operator": "isExpired", "value": 1})]), "rules[0]", "additional properties ('value')"),
+        (
+            group(vec![rule("a", "in", json!(vec![1; MAX_VALUES + 1]))]),
+            "rules[0].value",
+            "must NOT have more than 1000 items",
+        ),
+        (
+            group(vec![json!({"property": "a", "operator": "isExpired", "value": 1})]),
+            "rules[0]",
+            "additional properties ('value')",
+        ),
         // relatedTo.
-        (group(vec![json!({"operator": "relatedTo", "value": "a"})]), "rules[0]", "must have required property 'blueprint'"),
-        (group(vec![json!({"operator": "relatedTo", "blueprint": "b"})]), "rules[0]", "must have required property 'value'"),
-        (group(vec![json!({"operator": "relatedTo", "blueprint": "", "value": "a"})]), "rules[0].blueprint", "fewer than 1"),
-        (group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": 1})]), "rules[0].value", "string or array of strings"),
-        (group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": ["a", 1]})]), "rules[0].value[1]", "must be string"),
-        (group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": "a", "direction": "sideways"})]),
-            "rules[0].direction", "must be one of upstream, downstream"),
-        (group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": "a", "required": "yes"})]),
-            "rules[0].required", "must be boolean"),
-        (group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": "a", "property": "x"})]),
-            "rules[0]", "additional properties ('property')"),
+        (
+            group(vec![json!({"operator": "relatedTo", "value": "a"})]),
+            "rules[0]",
+            "must have required property 'blueprint'",
+        ),
+        (
+            group(vec![json!({"operator": "relatedTo", "blueprint": "b"})]),
+            "rules[0]",
+            "must have required property 'value'",
+        ),
+        (
+            group(vec![json!({"operator": "relatedTo", "blueprint": "", "value": "a"})]),
+            "rules[0].blueprint",
+            "fewer than 1",
+        ),
+        (
+            group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": 1})]),
+            "rules[0].value",
+            "string or array of strings",
+        ),
+        (
+            group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": ["a", 1]})]),
+            "rules[0].value[1]",
+            "must be string",
+        ),
+        (
+            group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": "a", "direction": "sideways"})]),
+            "rules[0].direction",
+            "must be one of upstream, downstream",
+        ),
+        (
+            group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": "a", "required": "yes"})]),
+            "rules[0].required",
+            "must be boolean",
+        ),
+        (
+            group(vec![json!({"operator": "relatedTo", "blueprint": "b", "value": "a", "property": "x"})]),
+            "rules[0]",
+            "additional properties ('property')",
+        ),
         // matchAny.
-        (group(vec![json!({"operator": "matchAny", "value": "a"})]), "rules[0]", "must have required property 'property'"),
-        (group(vec![json!({"operator": "matchAny", "property": "rel", "value": "a"})]), "rules[0].property", "must be object"),
-        (group(vec![json!({"operator": "matchAny", "property": {}, "value": "a"})]), "rules[0].property",
-            "must have required property 'path'"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": []}, "value": "a"})]), "rules[0].property.path",
-            "fewer than 1 items"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": "a"}, "value": "a"})]), "rules[0].property.path",
-            "must be array"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": [1]}, "value": "a"})]), "rules[0].property.path[0]",
-            "must be string or object {relation, maxHops}"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": [{"relation": "r", "maxHops": 0}]}, "value": "a"})]),
-            "rules[0].property.path[0].maxHops", "between 1 and 15"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": [{"relation": "r", "maxHops": 16}]}, "value": "a"})]),
-            "rules[0].property.path[0].maxHops", "between 1 and 15"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": [{"relation": "r", "maxHops": 2.5}]}, "value": "a"})]),
-            "rules[0].property.path[0].maxHops", "between 1 and 15"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": [{"relation": "r"}]}, "value": "a"})]),
-            "rules[0].property.path[0]", "must have required property 'maxHops'"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": [{"maxHops": 2}]}, "value": "a"})]),
-            "rules[0].property.path[0]", "must have required property 'relation'"),
-        (group(vec![json!({"operator": "matchAny",
+        (
+            group(vec![json!({"operator": "matchAny", "value": "a"})]),
+            "rules[0]",
+            "must have required property 'property'",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": "rel", "value": "a"})]),
+            "rules[0].property",
+            "must be object",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {}, "value": "a"})]),
+            "rules[0].property",
+            "must have required property 'path'",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": []}, "value": "a"})]),
+            "rules[0].property.path",
+            "fewer than 1 items",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": "a"}, "value": "a"})]),
+            "rules[0].property.path",
+            "must be array",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": [1]}, "value": "a"})]),
+            "rules[0].property.path[0]",
+            "must be string or object {relation, maxHops}",
+        ),
+        (
+            group(vec![
+                json!({"operator": "matchAny", "property": {"path": [{"relation": "r", "maxHops": 0}]}, "value": "a"}),
+            ]),
+            "rules[0].property.path[0].maxHops",
+            "between 1 and 15",
+        ),
+        (
+            group(vec![
+                json!({"operator": "matchAny", "property": {"path": [{"relation": "r", "maxHops": 16}]}, "value": "a"}),
+            ]),
+            "rules[0].property.path[0].maxHops",
+            "between 1 and 15",
+        ),
+        (
+            group(vec![
+                json!({"operator": "matchAny", "property": {"path": [{"relation": "r", "maxHops": 2.5}]}, "value": "a"}),
+            ]),
+            "rules[0].property.path[0].maxHops",
+            "between 1 and 15",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": [{"relation": "r"}]}, "value": "a"})]),
+            "rules[0].property.path[0]",
+            "must have required property 'maxHops'",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": [{"maxHops": 2}]}, "value": "a"})]),
+            "rules[0].property.path[0]",
+            "must have required property 'relation'",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny",
             "property": {"path": [{"relation": "r", "maxHops": 2}, {"relation": "r", "maxHops": 2}]}, "value": "a"})]),
-            "rules[0].property.path[1]", "only once"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": ["r"], "fromBlueprint": 3}, "value": "a"})]),
-            "rules[0].property.fromBlueprint", "must be string"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": ["r"], "extra": 1}, "value": "a"})]),
-            "rules[0].property", "additional properties ('extra')"),
-        (group(vec![json!({"operator": "matchAny", "property": {"path": ["r"]}, "value": {"a": 1}})]),
-            "rules[0].value", "string or array of strings"),
+            "rules[0].property.path[1]",
+            "only once",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": ["r"], "fromBlueprint": 3}, "value": "a"})]),
+            "rules[0].property.fromBlueprint",
+            "must be string",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": ["r"], "extra": 1}, "value": "a"})]),
+            "rules[0].property",
+            "additional properties ('extra')",
+        ),
+        (
+            group(vec![json!({"operator": "matchAny", "property": {"path": ["r"]}, "value": {"a": 1}})]),
+            "rules[0].value",
+            "string or array of strings",
+        ),
         // Blueprint-scoped relation rule.
-        (group(vec![json!({"relation": "r", "operator": "contains", "value": "a"})]), "rules[0].operator",
-            "must be one of =, !=, in, notIn, containsAny, isEmpty, isNotEmpty"),
+        (
+            group(vec![json!({"relation": "r", "operator": "contains", "value": "a"})]),
+            "rules[0].operator",
+            "must be one of =, !=, in, notIn, containsAny, isEmpty, isNotEmpty",
+        ),
         (group(vec![json!({"relation": "", "operator": "=", "value": "a"})]), "rules[0].relation", "fewer than 1"),
-        (group(vec![json!({"relation": "r", "operator": "=", "value": "a", "property": "p"})]), "rules[0]",
-            "additional properties ('property')"),
+        (
+            group(vec![json!({"relation": "r", "operator": "=", "value": "a", "property": "p"})]),
+            "rules[0]",
+            "additional properties ('property')",
+        ),
         // propertySchema.
-        (group(vec![json!({"propertySchema": {}, "operator": "=", "value": "a"})]), "rules[0].propertySchema",
-            "must have required property 'type'"),
-        (group(vec![json!({"propertySchema": {"type": "text"}, "operator": "=", "value": "a"})]),
-            "rules[0].propertySchema.type", "must be one of string, number, boolean, object, array"),
-        (group(vec![json!({"propertySchema": "string", "operator": "=", "value": "a"})]), "rules[0].propertySchema",
-            "must be object"),
-        (group(vec![json!({"propertySchema": {"type": "array", "items": {}}, "operator": "=", "value": "a"})]),
-            "rules[0].propertySchema.items", "must have required property 'type'"),
-        (group(vec![json!({"propertySchema": {"type": "string", "x": 1}, "operator": "=", "value": "a"})]),
-            "rules[0].propertySchema", "additional properties ('x')"),
-        (group(vec![json!({"propertySchema": {"type": "string"}, "operator": "in", "value": "a"})]),
-            "rules[0].value", "must be array"),
+        (
+            group(vec![json!({"propertySchema": {}, "operator": "=", "value": "a"})]),
+            "rules[0].propertySchema",
+            "must have required property 'type'",
+        ),
+        (
+            group(vec![json!({"propertySchema": {"type": "text"}, "operator": "=", "value": "a"})]),
+            "rules[0].propertySchema.type",
+            "must be one of string, number, boolean, object, array",
+        ),
+        (
+            group(vec![json!({"propertySchema": "string", "operator": "=", "value": "a"})]),
+            "rules[0].propertySchema",
+            "must be object",
+        ),
+        (
+            group(vec![json!({"propertySchema": {"type": "array", "items": {}}, "operator": "=", "value": "a"})]),
+            "rules[0].propertySchema.items",
+            "must have required property 'type'",
+        ),
+        (
+            group(vec![json!({"propertySchema": {"type": "string", "x": 1}, "operator": "=", "value": "a"})]),
+            "rules[0].propertySchema",
+            "additional properties ('x')",
+        ),
+        (
+            group(vec![json!({"propertySchema": {"type": "string"}, "operator": "in", "value": "a"})]),
+            "rules[0].value",
+            "must be array",
+        ),
         // Nested paths.
-        (json!({"combinator": "or", "rules": [rule("a", "=", json!(1)), {"combinator": "and", "rules": [
+        (
+            json!({"combinator": "or", "rules": [rule("a", "=", json!(1)), {"combinator": "and", "rules": [
             rule("a", "=", json!(1)), rule("a", "=", json!(1)), rule("a", "bad", json!(1))]}]}),
-            "rules[1].rules[2].operator", "must be one of"),
+            "rules[1].rules[2].operator",
+            "must be one of",
+        ),
     ]
 }
 

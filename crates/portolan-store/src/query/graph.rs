@@ -3,8 +3,7 @@
 //! Each walk is an uncorrelated subquery (computed once per statement, not once per row) whose
 //! rows carry `org_id` from hop to hop; the searched row matches with
 //! `(e.org_id, e.rid) IN (SELECT org_id, rid FROM …)`, so a walk never crosses tenants. The
-//! start entities are looked up through `entities_key` (`org_id IN (orgs having the blueprint)`
-//! lets SQLite use the whole index without knowing the tenant); forward hops use
+//! start entities are looked up through `entities_key` with the caller's `org_id`; forward hops use
 //! `entity_relations_src`, backward hops `entity_relations_target`.
 
 use portolan_core::FieldError;
@@ -72,12 +71,12 @@ impl Hop<'_> {
 }
 
 /// `<name>(org_id, rid) AS (SELECT … FROM entities x WHERE x is one of `ids` of `blueprints`)`.
-fn start_set(f: &mut SqlFrag, name: (&'static str, usize), blueprints: &[String], ids: &[String]) {
+fn start_set(f: &mut SqlFrag, org_id: &str, name: (&'static str, usize), blueprints: &[String], ids: &[String]) {
     let bps = || blueprints.iter().map(|b| SqlParam::Text(b.clone()));
-    f.name(name.0, name.1).push("(org_id, rid) AS (SELECT x.org_id, x.rid FROM entities x WHERE x.org_id IN ");
-    f.push("(SELECT b.org_id FROM blueprints b WHERE b.identifier IN (").params(bps()).push("))");
-    f.push(" AND x.blueprint IN (").params(bps()).push(") AND x.identifier IN (");
-    f.params(ids.iter().map(|i| SqlParam::Text(i.clone()))).push("))");
+    f.name(name.0, name.1).push("(org_id, rid) AS (SELECT x.org_id, x.rid FROM entities x WHERE x.org_id = ");
+    f.param(SqlParam::Text(org_id.to_string()));
+    f.push(" AND x.blueprint IN (").param_list(bps()).push(") AND x.identifier IN (");
+    f.param_list(ids.iter().map(|i| SqlParam::Text(i.clone()))).push("))");
 }
 
 impl Compiler<'_, '_> {
@@ -93,7 +92,7 @@ impl Compiler<'_, '_> {
         let up = r.direction != Some(Direction::Downstream);
         let down = r.direction != Some(Direction::Upstream);
         let mut f = SqlFrag::new("(e.org_id, e.rid) IN (WITH RECURSIVE ");
-        start_set(&mut f, ("src", 0), std::slice::from_ref(&r.blueprint), &r.values);
+        start_set(&mut f, self.ctx.org_id, ("src", 0), std::slice::from_ref(&r.blueprint), &r.values);
         for (on, name, way) in [(up, "up", Way::Forward), (down, "down", Way::Backward)] {
             if !on {
                 continue;
@@ -152,7 +151,7 @@ impl Compiler<'_, '_> {
             steps.reverse();
         }
         let mut f = SqlFrag::new("(e.org_id, e.rid) IN (WITH RECURSIVE ");
-        start_set(&mut f, ("lv", 0), &start_bps, &m.values);
+        start_set(&mut f, self.ctx.org_id, ("lv", 0), &start_bps, &m.values);
         for (k, step) in steps.iter().enumerate() {
             let level = k + 1;
             f.push(", ").name("lv", level);

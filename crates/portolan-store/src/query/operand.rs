@@ -239,12 +239,12 @@ fn scalar_in(value: &str, ty: &str, list: &[Literal]) -> SqlFrag {
     let mut parts = Vec::new();
     if !strings.is_empty() {
         let mut p = SqlFrag::new(ty);
-        p.push(" = 'text' AND ").push(value).push(" IN (").params(strings).push(")");
+        p.push(" = 'text' AND ").push(value).push(" IN (").param_list(strings).push(")");
         parts.push(p);
     }
     if !numbers.is_empty() {
         let mut p = SqlFrag::new(ty);
-        p.push(IS_NUMBER).push(" AND ").push(value).push(" IN (").params(numbers).push(")");
+        p.push(IS_NUMBER).push(" AND ").push(value).push(" IN (").param_list(numbers).push(")");
         parts.push(p);
     }
     for b in bools {
@@ -263,7 +263,7 @@ fn scalar_in_json(at: &JsonAt<'_>, list: &[Literal]) -> SqlFrag {
         if !values.is_empty() {
             let mut p = SqlFrag::default();
             at.typed(&mut p, types, false, |f| {
-                f.push(" IN (").params(values).push(")");
+                f.push(" IN (").param_list(values).push(")");
             });
             parts.push(p);
         }
@@ -366,7 +366,7 @@ fn text(col: Col, canonical: bool, pos: Positive<'_>, now: DateTime<Utc>, path: 
                 f.push("0");
             } else {
                 col.write(&mut f);
-                f.push(" IN (").params(values).push(")");
+                f.push(" IN (").param_list(values).push(")");
             }
         }
         Positive::NonEmpty => {
@@ -419,7 +419,7 @@ fn team(col: Col, pos: Positive<'_>, path: &str) -> Result<SqlFrag, FieldError> 
                 f.push("0");
             } else {
                 each(&mut f);
-                f.push("j.value IN (").params(names).push("))");
+                f.push("j.value IN (").param_list(names).push("))");
             }
         }
         Positive::NonEmpty => {

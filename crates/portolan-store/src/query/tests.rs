@@ -2,6 +2,8 @@
 //! of entities a query returns. A second organization holds look-alike data that must neither
 //! appear nor influence results.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -367,7 +369,7 @@ async fn search_in(pool: &SqlitePool, bps: &HashMap<String, Blueprint>, org: &st
         &wrapped
     };
     let query = parse_query(q).unwrap_or_else(|e| panic!("parse {q}: {e}"));
-    let ctx = CompileCtx { now: now(), blueprints: bps };
+    let ctx = CompileCtx { org_id: org, now: now(), blueprints: bps };
     let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
     run(pool, org, frag).await
 }
@@ -765,7 +767,7 @@ async fn query_never_crosses_tenants() {
 #[tokio::test]
 async fn query_blueprint_scope_avoids_foreign_definitions() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
     // `calcUrl` is a calculation property of `service` only.
     let q = parse_query(&json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]})).unwrap();
     let e = compile_where(&q, &ctx).unwrap_err();
@@ -785,7 +787,7 @@ async fn query_blueprint_scope_avoids_foreign_definitions() {
 #[tokio::test]
 async fn query_compile_errors() {
     let bps = blueprints();
-    let ctx = CompileCtx { now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
     let cases = [
         (
             json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]}),
@@ -841,7 +843,7 @@ async fn query_compile_errors() {
 #[test]
 fn query_sql_is_parameterized() {
     let bps = blueprints();
-    let ctx = CompileCtx { now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
     let hostile = "x'); DROP TABLE entities; --";
     let q = parse_query(&json!({"combinator": "or", "rules": [
         rule(hostile, "=", json!(hostile)), rule("name", "contains", json!(hostile)),
@@ -866,7 +868,7 @@ fn query_referenced_blueprints() {
 #[tokio::test]
 async fn query_walks_use_indexes() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
     let q = parse_query(&json!({"combinator": "and", "rules": [
         {"operator": "relatedTo", "blueprint": "domain", "value": "dom-1"},
         {"property": {"path": ["domain", "system"]}, "operator": "matchAny", "value": "sys-1"},
@@ -892,7 +894,14 @@ async fn query_walks_use_indexes() {
 async fn query_json_key_paths_reach_awkward_keys() {
     let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.unwrap();
     let doc = json!({"a-b": 1, "x.y": 2, "q\"uote": 3, "back\\slash": 4, "$": 5}).to_string();
-    for (key, want) in [("a-b", Some(1)), ("x.y", Some(2)), ("q\"uote", Some(3)), ("back\\slash", Some(4)), ("$", Some(5)), ("nope", None)] {
+    for (key, want) in [
+        ("a-b", Some(1)),
+        ("x.y", Some(2)),
+        ("q\"uote", Some(3)),
+        ("back\\slash", Some(4)),
+        ("$", Some(5)),
+        ("nope", None),
+    ] {
         let got: Option<i64> = sqlx::query_scalar("SELECT json_extract(?, ?)")
             .bind(&doc)
             .bind(crate::sql::json_key_path(key))
@@ -915,64 +924,22 @@ async fn query_walks_stop_at_cycles_and_hop_limits() {
         insert(&pool, &bps, node(id, json!(parent))).await;
     }
     const CHAIN: [&str; 20] = [
-        "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12", "k13", "k14",
-        "k15", "k16", "k17", "k18", "k19",
+        "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12", "k13", "k14", "k15",
+        "k16", "k17", "k18", "k19",
     ];
     for (i, id) in CHAIN.iter().enumerate() {
         let parent = CHAIN.get(i + 1).map_or(Value::Null, |p| json!(p));
         insert(&pool, &bps, node(id, parent)).await;
     }
-    let related = |value: &str, direction: &str| {
-        json!({"operator": "relatedTo", "blueprint": "node", "value": value, "direction": direction})
-    };
+    let related = |value: &str, direction: &str| json!({"operator": "relatedTo", "blueprint": "node", "value": value, "direction": direction});
     // A cycle returns to its start; the start is reported like any other reachable entity.
     assert_eq!(search_in(&pool, &bps, "org1", &related("c1", "upstream")).await, vec!["c1", "c2", "c3"]);
     assert_eq!(search_in(&pool, &bps, "org1", &related("c1", "downstream")).await, vec!["c1", "c2", "c3"]);
     // At most 15 hops.
     assert_eq!(search_in(&pool, &bps, "org1", &related("k00", "upstream")).await, CHAIN[1..=15].to_vec());
     assert_eq!(search_in(&pool, &bps, "org1", &related("k19", "downstream")).await, CHAIN[4..19].to_vec());
-    let hops = |value: &str, max: u8| {
-        json!({"property": {"path": [{"relation": "parent", "maxHops": max}]}, "operator": "matchAny", "value": value})
-    };
+    let hops = |value: &str, max: u8| json!({"property": {"path": [{"relation": "parent", "maxHops": max}]}, "operator": "matchAny", "value": value});
     assert_eq!(search_in(&pool, &bps, "org1", &hops("c1", 15)).await, vec!["c1", "c2", "c3"]);
     assert_eq!(search_in(&pool, &bps, "org1", &hops("k19", 15)).await, CHAIN[4..19].to_vec());
     assert_eq!(search_in(&pool, &bps, "org1", &hops("k19", 1)).await, vec!["k18"]);
-}
-
-#[tokio::test]
-async fn tmp_perf() {
-    let (pool, bps) = setup().await;
-    let (c, u) = ("2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00.000Z");
-    let mut tx = pool.begin().await.unwrap();
-    // 20k services spread over 200 domains, each depending on the previous service.
-    for i in 0..20000 {
-        let id = format!("s{i}");
-        let dom = format!("dom-{}", 1 + i % 3);
-        let rels = json!({"domain": dom, "dependsOn": if i > 0 { json!(format!("s{}", i - 1)) } else { Value::Null }});
-        let rid: i64 = sqlx::query("INSERT INTO entities (org_id, blueprint, identifier, title, team, properties, relations, created_at, created_by, updated_at, updated_by) VALUES ('org1','service',?,?,'[\"t\"]',?,?,?,'a',?,'b') RETURNING rid")
-            .bind(&id).bind(&id).bind(json!({"name": id, "cpu": i}).to_string()).bind(rels.to_string()).bind(c).bind(u)
-            .fetch_one(&mut *tx).await.unwrap().get(0);
-        sqlx::query("INSERT INTO entity_relations VALUES ('org1', ?, 'domain', 'domain', ?, 1)").bind(rid).bind(&dom).execute(&mut *tx).await.unwrap();
-        if i > 0 {
-            sqlx::query("INSERT INTO entity_relations VALUES ('org1', ?, 'dependsOn', 'service', ?, 0)").bind(rid).bind(format!("s{}", i - 1)).execute(&mut *tx).await.unwrap();
-        }
-    }
-    tx.commit().await.unwrap();
-    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
-    let qs = [
-        json!({"operator": "relatedTo", "blueprint": "domain", "value": "dom-1"}),
-        json!({"operator": "relatedTo", "blueprint": "service", "value": "s10000"}),
-        json!({"property": {"path": [{"relation": "dependsOn", "maxHops": 15}, "domain"]}, "operator": "matchAny", "value": "dom-2"}),
-        json!({"property": {"path": ["dependsOn", "domain"]}, "operator": "matchAny", "value": "dom-2"}),
-        json!({"property": {"path": [{"relation": "dependsOn", "maxHops": 15}]}, "fromBlueprint": "service", "operator": "matchAny", "value": "s5"}),
-        rule("domainTier", "=", json!("gold")),
-        rule("name", "contains", json!("99")),
-        rule("$team", "containsAny", json!(["t"])),
-        rule("cpu", ">", json!(19990)),
-    ];
-    for q in qs {
-        let t = std::time::Instant::now();
-        let n = search_in(&pool, &bps, "org1", &q).await.len();
-        println!("{:>8.1} ms  {n:>6}  {q}", t.elapsed().as_secs_f64() * 1000.0);
-    }
 }
