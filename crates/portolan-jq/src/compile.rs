@@ -1,5 +1,6 @@
 //! Building Port's dialect on top of jaq: prelude definitions, native overrides, compile errors.
 
+use crate::prune;
 use crate::rewrite::GUARD;
 use crate::{JqError, truncate};
 use jaq_core::load::{self, Arena, File, Loader, parse::Def};
@@ -61,16 +62,17 @@ fn parse_defs(src: &'static str) -> Vec<Def<&'static str>> {
 }
 
 /// The prelude (parsed once): jaq core + Port overrides + jaq std + jaq json + jq compat defs.
-fn prelude() -> &'static [Def<&'static str>] {
-    static PRELUDE: OnceLock<Vec<Def<&'static str>>> = OnceLock::new();
+pub(crate) fn prelude() -> &'static [prune::Entry] {
+    static PRELUDE: OnceLock<Vec<prune::Entry>> = OnceLock::new();
     PRELUDE.get_or_init(|| {
-        jaq_core::defs()
+        let defs = jaq_core::defs()
             .chain(parse_defs(PRE_DEFS))
             .chain(jaq_std::defs())
             .chain(jaq_json::defs())
             .filter(|d| !REPLACED_DEFS.contains(&d.name))
             .chain(parse_defs(POST_DEFS))
-            .collect()
+            .collect();
+        prune::index(defs)
     })
 }
 
@@ -139,7 +141,7 @@ fn to_number(v: &Val) -> ValR<Val> {
 /// Compile a filter that has already been through [`crate::rewrite::rewrite`].
 pub fn compile(code: &str) -> Result<Filter, JqError> {
     let arena = Arena::default();
-    let loader = Loader::new(prelude().iter().cloned());
+    let loader = Loader::new(prune::select(prelude(), code));
     let modules =
         loader.load(&arena, File { code, path: () }).map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
     // `import "x" as $data;` would silently bind `$data` to a global; data files are not supported.
@@ -151,7 +153,7 @@ pub fn compile(code: &str) -> Result<Filter, JqError> {
             .flat_map(|(_, es)| es)
             .map(|(name, undef)| format!("undefined {} `{name}`{}", undef.as_str(), at(code, name)))
             .collect();
-        JqError::Compile(msgs.join("; "))
+        JqError::Compile(join_msgs(msgs))
     })
 }
 
@@ -177,7 +179,18 @@ fn load_errors(code: &str, errs: load::Errors<&str, ()>) -> String {
                 .extend(es.into_iter().map(|(expect, rest)| format!("expected {}{}", expect.as_str(), at(code, rest)))),
         }
     }
-    msgs.join("; ")
+    join_msgs(msgs)
+}
+
+/// The first few messages, so that `[[[[…` does not produce one message per bracket.
+fn join_msgs(msgs: Vec<String>) -> String {
+    const SHOWN: usize = 3;
+    let more = msgs.len().saturating_sub(SHOWN);
+    let mut out = msgs.into_iter().take(SHOWN).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        out.push_str(&format!(" (and {more} more)"));
+    }
+    truncate(out)
 }
 
 /// ` at offset N near `…`` for a suffix slice of `code`, or ` at end of filter`.

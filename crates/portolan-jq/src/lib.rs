@@ -4,6 +4,7 @@ mod compile;
 mod convert;
 mod guard;
 mod pool;
+mod prune;
 mod rewrite;
 #[cfg(test)]
 mod tests;

@@ -161,3 +161,56 @@ fn worker<T>(sh: &Shared<Result<T, JqError>>) {
         job.slot.cv.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    #[test]
+    fn queued_job_times_out_without_replacing_the_worker() {
+        let pool: Pool<u32> = Pool::new(1, 1 << 20);
+        let (release, wait) = sync_channel::<()>(0);
+        std::thread::scope(|s| {
+            let busy =
+                s.spawn(|| pool.run(Duration::from_secs(30), Box::new(move || Ok(wait.recv().map_or(0, |()| 7)))));
+            while pool.shared.rx.try_lock().is_err() && !busy.is_finished() {
+                std::thread::yield_now(); // until the worker took the job and waits for the next
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let r = pool.run(Duration::from_millis(50), Box::new(|| Ok(1)));
+            assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("free worker")), "{r:?}");
+            release.send(()).unwrap();
+            assert_eq!(busy.join().unwrap(), Ok(7));
+        });
+        assert_eq!(pool.threads(), 1);
+        assert_eq!(pool.runaway(), 0);
+        // The skipped job is gone; the worker serves new ones.
+        assert_eq!(pool.run(Duration::from_secs(5), Box::new(|| Ok(2))), Ok(2));
+    }
+
+    #[test]
+    fn running_job_times_out_and_is_replaced() {
+        let pool: Pool<u32> = Pool::new(1, 1 << 20);
+        let (release, wait) = sync_channel::<()>(0);
+        let r = pool.run(Duration::from_millis(50), Box::new(move || Ok(wait.recv().map_or(0, |()| 7))));
+        assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("time limit")), "{r:?}");
+        assert_eq!((pool.threads(), pool.runaway()), (2, 1));
+        assert_eq!(pool.run(Duration::from_secs(5), Box::new(|| Ok(2))), Ok(2));
+        release.send(()).unwrap(); // the abandoned worker finishes and exits
+        let start = Instant::now();
+        while pool.threads() > 1 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!((pool.threads(), pool.runaway()), (1, 0));
+    }
+
+    #[test]
+    fn panics_become_errors() {
+        let pool: Pool<u32> = Pool::new(1, 1 << 20);
+        let r = pool.run(Duration::from_secs(5), Box::new(|| panic!("boom")));
+        assert!(matches!(r, Err(JqError::Runtime(_))), "{r:?}");
+        assert_eq!(pool.run(Duration::from_secs(5), Box::new(|| Ok(3))), Ok(3));
+    }
+}

@@ -20,16 +20,38 @@ fn deep_input_is_rejected() {
 #[test]
 fn timeout_and_recovery() {
     let e = JqEngine::with_config(JqConfig { timeout: Duration::from_millis(200), workers: 2, ..JqConfig::default() });
-    for f in ["def f: f; f", "last(range(1e12))", "[range(1e12)] | length"] {
+    // Both never end: the abandoned workers spin until the test process exits (CPU only; a
+    // filter that allocates without bound would also keep allocating, so none is used here).
+    for f in ["def f: f; f", "last(range(1e12))"] {
         let t = Instant::now();
         let r = e.first(f, &json!(null));
-        assert!(matches!(r, Err(JqError::Limit(_))), "{f}: {r:?}");
+        assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("time limit")), "{f}: {r:?}");
         assert!(t.elapsed() < Duration::from_secs(2), "{f} took {:?}", t.elapsed());
     }
     // Abandoned workers are replaced: the engine keeps answering.
     assert_eq!(e.first(".a + 1", &json!({"a": 1})).unwrap(), json!(2));
-    assert!(e.runaway_workers() >= 1);
-    assert!(e.worker_threads() >= 2 + e.runaway_workers());
+    assert_eq!(e.runaway_workers(), 2);
+    assert_eq!(e.worker_threads(), 4);
+}
+
+#[test]
+fn runaway_worker_exits_when_its_filter_ends() {
+    let e = JqEngine::with_config(JqConfig { timeout: Duration::from_millis(30), workers: 2, ..JqConfig::default() });
+    // ~0.3 s in release, ~1.5 s in debug: longer than the limit, but it ends.
+    let r = e.first("last(range(1e7))", &json!(null));
+    assert!(matches!(r, Err(JqError::Limit(_))), "{r:?}");
+    assert_eq!(e.worker_threads(), 3);
+    let t = Instant::now();
+    while e.runaway_workers() > 0 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(e.runaway_workers(), 0);
+    // The finished runaway worker exited instead of rejoining the pool.
+    while e.worker_threads() > 2 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(e.worker_threads(), 2);
+    assert_eq!(e.first("1 + 1", &json!(null)).unwrap(), json!(2));
 }
 
 #[test]
@@ -142,43 +164,9 @@ fn fromjson_is_strict_and_bounded() {
 }
 
 #[test]
-#[ignore = "benchmark"]
-fn inline_bench() {
-    let e = engine();
-    let c = e.compile(".properties.a + 1").unwrap();
-    let x = json!({"identifier": "svc-1", "properties": {"a": 41, "language": "rust", "tier": "gold"}, "relations": {"domain": "payments"}});
-    let n = 200_000;
-    let t = Instant::now();
-    for _ in 0..n {
-        let v = crate::convert::to_val(&x).unwrap();
-        std::hint::black_box(crate::run_first(&c, v).unwrap());
-    }
-    let inline = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(e.first_compiled(&c, &x).unwrap());
-    }
-    let pooled = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(e.first(".properties.a + 1", &x).unwrap());
-    }
-    let cached = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-    println!("inline {inline:.2} µs, pooled {pooled:.2} µs, pooled+cache {cached:.2} µs");
-}
-
-#[test]
-#[ignore = "measurement"]
-fn cache_memory() {
-    let rss = || {
-        let s = std::fs::read_to_string("/proc/self/status").unwrap();
-        s.lines().find(|l| l.starts_with("VmRSS")).unwrap().to_owned()
-    };
-    let e = engine();
-    println!("before: {}", rss());
-    let t = Instant::now();
-    for i in 0..1000 {
-        e.compile(&format!(".properties.a{i} | map(select(.x == {i})) | join(\",\")")).unwrap();
-    }
-    println!("after 1000 compiles in {:?}: {}", t.elapsed(), rss());
+fn engine_and_filters_are_shareable() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<JqEngine>();
+    send_sync::<Arc<Compiled>>();
+    send_sync::<JqError>();
 }
