@@ -64,11 +64,25 @@ pub fn parse_blueprint(v: &Value) -> Result<Blueprint, FieldErrors> {
     if !v.is_object() {
         return Err(FieldError::new("", "the blueprint must be a JSON object").into());
     }
+    // serde would read a struct from an array (`"schema": []`); Port's schema says object.
+    if v.get("schema").is_some_and(|s| !s.is_object()) {
+        return Err(FieldError::new("schema", "must be an object {properties, required}").into());
+    }
     serde_path_to_error::deserialize::<_, Blueprint>(v).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        FieldError::new(path, clean_serde_message(&e.inner().to_string())).into()
+        serde_field_error(&path, &e.inner().to_string()).into()
     })
+}
+
+/// A serde error at `path` as a [`FieldError`]. A missing field is reported at the field
+/// itself (`schema.properties.cpu.type` "is required"), not at the object that lacks it.
+pub fn serde_field_error(path: &str, msg: &str) -> FieldError {
+    let missing = msg.strip_prefix("missing field `").and_then(|m| m.split_once('`')).map(|(field, _)| field);
+    match missing {
+        Some(field) => FieldError::new(crate::error::join_path(path, field), "is required"),
+        None => FieldError::new(path, clean_serde_message(msg)),
+    }
 }
 
 /// serde's messages end with " at line X column Y", which means nothing for a parsed Value.
@@ -94,10 +108,10 @@ pub fn check_blueprint(bp: &Blueprint, others: &dyn BlueprintLookup) -> Result<(
         errs.0.push(e);
     }
     check_title(&mut errs, "title", Some(&bp.title), true);
-    if let Some(d) = &bp.description {
-        if d.chars().count() > 200 {
-            errs.push("description", "must be at most 200 characters");
-        }
+    if let Some(d) = &bp.description
+        && d.chars().count() > 200
+    {
+        errs.push("description", "must be at most 200 characters");
     }
     let mut used: HashSet<String> = HashSet::new();
     for (id, p) in &bp.schema.properties {
@@ -137,10 +151,11 @@ pub fn check_blueprint(bp: &Blueprint, others: &dyn BlueprintLookup) -> Result<(
         if c.calculation.trim().is_empty() {
             errs.push(format!("{path}.calculation"), "must be a jq expression");
         }
-        if let Some(f) = &c.format {
-            if !STRING_FORMATS.contains(&f.as_str()) && f != "labeled-url" {
-                errs.push(format!("{path}.format"), format!("{f:?} is not a known format"));
-            }
+        if let Some(f) = &c.format
+            && !STRING_FORMATS.contains(&f.as_str())
+            && f != "labeled-url"
+        {
+            errs.push(format!("{path}.format"), format!("{f:?} is not a known format"));
         }
         check_colors(&mut errs, &format!("{path}.colors"), c.rest.get("colors"));
     }
@@ -229,17 +244,17 @@ fn check_property(errs: &mut FieldErrors, path: &str, p: &Property) {
     }
     check_colors(errs, &format!("{path}.enumColors"), p.rest.get("enumColors"));
     for k in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
-        if let Some(v) = p.keyword(k) {
-            if !v.is_number() {
-                errs.push(format!("{path}.{k}"), "must be a number");
-            }
+        if let Some(v) = p.keyword(k)
+            && !v.is_number()
+        {
+            errs.push(format!("{path}.{k}"), "must be a number");
         }
     }
     for k in ["minLength", "maxLength", "minItems", "maxItems"] {
-        if let Some(v) = p.keyword(k) {
-            if !v.is_u64() {
-                errs.push(format!("{path}.{k}"), "must be a non-negative integer");
-            }
+        if let Some(v) = p.keyword(k)
+            && !v.is_u64()
+        {
+            errs.push(format!("{path}.{k}"), "must be a non-negative integer");
         }
     }
     if let Some(pat) = p.keyword("pattern") {
@@ -267,6 +282,68 @@ fn check_property(errs: &mut FieldErrors, path: &str, p: &Property) {
         crate::entity::check_value(&mut sub, &format!("{path}.default"), p, d);
         errs.0.extend(sub.0);
     }
+}
+
+/// What may not change when blueprint `old` is replaced by `new` (outside the rename routes):
+/// a property's type and an array's item type, a relation's target and `many`.
+pub fn check_change(old: &Blueprint, new: &Blueprint) -> Result<(), FieldErrors> {
+    let mut errs = FieldErrors::default();
+    for (k, p) in &new.schema.properties {
+        let Some(o) = old.schema.properties.get(k) else { continue };
+        if o.ty != p.ty {
+            errs.push(
+                format!("schema.properties.{k}.type"),
+                format!(
+                    "cannot change from {} to {}: a property's type is immutable; add a new property instead",
+                    o.ty.as_str(),
+                    p.ty.as_str()
+                ),
+            );
+        } else if o.items_type().is_some() && p.items_type().is_some() && o.items_type() != p.items_type() {
+            errs.push(
+                format!("schema.properties.{k}.items.type"),
+                "cannot be changed: the item type of an array property is immutable",
+            );
+        }
+    }
+    for (k, r) in &new.relations {
+        if let Some(o) = old.relations.get(k) {
+            if o.many != r.many {
+                errs.push(format!("relations.{k}.many"), "cannot be changed after the relation is created");
+            }
+            if o.target != r.target {
+                errs.push(format!("relations.{k}.target"), "cannot be changed after the relation is created");
+            }
+        }
+    }
+    errs.into_result()
+}
+
+/// Mirror paths of `dependents` that resolve `before` a change but not `after` it: the change
+/// would break them (a removed property or relation they go through).
+pub fn check_dependents<'a>(
+    dependents: impl IntoIterator<Item = &'a Blueprint>,
+    before: &dyn BlueprintLookup,
+    after: &dyn BlueprintLookup,
+) -> Result<(), FieldErrors> {
+    let mut errs = FieldErrors::default();
+    for other in dependents {
+        for (id, m) in &other.mirror_properties {
+            if check_mirror_path(other, before, &m.path).is_err() {
+                continue;
+            }
+            if let Err(why) = check_mirror_path(other, after, &m.path) {
+                errs.push(
+                    "",
+                    format!(
+                        "mirror property {id:?} of blueprint {:?} (path {:?}) would break: {why}; change or remove it first",
+                        other.identifier, m.path
+                    ),
+                );
+            }
+        }
+    }
+    errs.into_result()
 }
 
 fn check_mirror_path(bp: &Blueprint, others: &dyn BlueprintLookup, path: &str) -> Result<(), String> {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::blueprint::{Blueprint, Property};
-use crate::blueprint_check::clean_serde_message;
+use crate::blueprint_check::serde_field_error;
 use crate::ident::check_entity_id;
 use crate::{FieldError, FieldErrors};
 
@@ -62,7 +62,7 @@ impl EntityInput {
         }
         serde_path_to_error::deserialize::<_, EntityInput>(v).map_err(|e| {
             let p = e.path().to_string();
-            FieldError::new(if p == "." { String::new() } else { p }, clean_serde_message(&e.inner().to_string()))
+            serde_field_error(if p == "." { "" } else { &p }, &e.inner().to_string())
         })
     }
 
@@ -160,7 +160,13 @@ pub fn compose(
         (None, None) => vec![],
         (Some(t), _) => teams(&mut errs, t),
     };
-    let mut properties = merge_onto.map(|s| s.properties.clone()).unwrap_or_default();
+    // Stored values of properties and relations the blueprint no longer has are dropped.
+    let mut properties: Map<String, Value> = merge_onto
+        .map(|s| s.properties.iter().filter(|(k, _)| bp.schema.properties.contains_key(*k)))
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in input.properties.iter().flatten() {
         properties.insert(k.clone(), v.clone());
     }
@@ -171,7 +177,12 @@ pub fn compose(
             }
         }
     }
-    let mut relations = merge_onto.map(|s| s.relations.clone()).unwrap_or_default();
+    let mut relations: Map<String, Value> = merge_onto
+        .map(|s| s.relations.iter().filter(|(k, _)| bp.relations.contains_key(*k)))
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, v) in input.relations.iter().flatten() {
         relations.insert(k.clone(), v.clone());
     }
@@ -195,10 +206,10 @@ pub fn compose(
 
 /// Validate stored properties and relations against the blueprint.
 pub fn check_entity(errs: &mut FieldErrors, bp: &Blueprint, e: &Entity) {
-    if let Some(t) = &e.title {
-        if t.chars().count() > 1000 {
-            errs.push("title", "must be at most 1000 characters");
-        }
+    if let Some(t) = &e.title
+        && t.chars().count() > 1000
+    {
+        errs.push("title", "must be at most 1000 characters");
     }
     for (k, v) in &e.properties {
         let path = format!("properties.{k}");
@@ -301,36 +312,35 @@ pub fn check_value(errs: &mut FieldErrors, path: &str, p: &Property, v: &Value) 
         errs.push(path, format!("must be of type {} (got {})", p.ty.as_str(), type_name(v)));
         return;
     }
-    if let Some(values) = &p.enum_values {
-        if !values.contains(v) {
-            let list: Vec<String> = values.iter().map(ToString::to_string).collect();
-            errs.push(path, format!("must be one of the enum values {}", list.join(", ")));
-        }
+    if let Some(values) = &p.enum_values
+        && !values.contains(v)
+    {
+        let list: Vec<String> = values.iter().map(ToString::to_string).collect();
+        errs.push(path, format!("must be one of the enum values {}", list.join(", ")));
     }
     match v {
         Value::String(s) => {
             let len = s.chars().count() as u64;
-            if let Some(min) = p.keyword("minLength").and_then(Value::as_u64) {
-                if len < min {
-                    errs.push(path, format!("must be at least {min} characters (minLength)"));
-                }
+            if let Some(min) = p.keyword("minLength").and_then(Value::as_u64)
+                && len < min
+            {
+                errs.push(path, format!("must be at least {min} characters (minLength)"));
             }
-            if let Some(max) = p.keyword("maxLength").and_then(Value::as_u64) {
-                if len > max {
-                    errs.push(path, format!("must be at most {max} characters (maxLength)"));
-                }
+            if let Some(max) = p.keyword("maxLength").and_then(Value::as_u64)
+                && len > max
+            {
+                errs.push(path, format!("must be at most {max} characters (maxLength)"));
             }
-            if let Some(pat) = p.keyword("pattern").and_then(Value::as_str) {
-                if let Ok(re) = regex::Regex::new(pat) {
-                    if !re.is_match(s) {
-                        errs.push(path, format!("must match pattern {pat:?}"));
-                    }
-                }
+            if let Some(pat) = p.keyword("pattern").and_then(Value::as_str)
+                && let Ok(re) = regex::Regex::new(pat)
+                && !re.is_match(s)
+            {
+                errs.push(path, format!("must match pattern {pat:?}"));
             }
-            if let Some(f) = &p.format {
-                if let Err(m) = check_format(f, s) {
-                    errs.push(path, m);
-                }
+            if let Some(f) = &p.format
+                && let Err(m) = check_format(f, s)
+            {
+                errs.push(path, m);
             }
         }
         Value::Number(n) => {
@@ -350,10 +360,10 @@ pub fn check_value(errs: &mut FieldErrors, path: &str, p: &Property, v: &Value) 
             }
         }
         Value::Array(a) => check_array(errs, path, p, a),
-        Value::Object(o) => {
-            if p.format.as_deref() == Some("labeled-url") && !o.get("url").is_some_and(Value::is_string) {
-                errs.push(format!("{path}.url"), "is required for a labeled URL");
-            }
+        Value::Object(o)
+            if p.format.as_deref() == Some("labeled-url") && !o.get("url").is_some_and(Value::is_string) =>
+        {
+            errs.push(format!("{path}.url"), "is required for a labeled URL");
         }
         _ => {}
     }
@@ -387,10 +397,10 @@ fn check_array(errs: &mut FieldErrors, path: &str, p: &Property, a: &[Value]) {
         if enum_values.is_some_and(|e| !e.contains(x)) {
             errs.push(ip.clone(), "must be one of the items' enum values");
         }
-        if let (Some(f), Some(s)) = (format, x.as_str()) {
-            if let Err(m) = check_format(f, s) {
-                errs.push(ip, m);
-            }
+        if let (Some(f), Some(s)) = (format, x.as_str())
+            && let Err(m) = check_format(f, s)
+        {
+            errs.push(ip, m);
         }
     }
 }

@@ -67,6 +67,16 @@ pub fn field(e: &Entity, name: &str) -> Value {
 pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &ReadOptions) -> ApiResult<Vec<Value>> {
     let blueprints = state.blueprints(org).await?;
     let mut out: Vec<Map<String, Value>> = entities.iter().map(entity_json).collect();
+    // Values of properties and relations removed from the blueprint are not shown.
+    for (e, m) in entities.iter().zip(out.iter_mut()) {
+        let Some(bp) = blueprints.get(&e.blueprint) else { continue };
+        if let Some(Value::Object(p)) = m.get_mut("properties") {
+            p.retain(|k, _| bp.schema.properties.contains_key(k));
+        }
+        if let Some(Value::Object(r)) = m.get_mut("relations") {
+            r.retain(|k, _| bp.relations.contains_key(k));
+        }
+    }
     if !opts.exclude_calculated {
         let mut by_bp: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, e) in entities.iter().enumerate() {
@@ -100,7 +110,11 @@ async fn add_mirrors(
         let mut many = false;
         let mut cur_bp = bp;
         for hop in &hops {
-            let Some(rel) = cur_bp.relations.get(*hop) else { break };
+            let Some(rel) = cur_bp.relations.get(*hop) else {
+                // A path that no longer resolves mirrors nothing (never the entity's own value).
+                frontier.iter_mut().for_each(Vec::clear);
+                break;
+            };
             many |= rel.many;
             let mut wanted: Vec<String> =
                 frontier.iter().flatten().flat_map(|e| relation_ids(e.relations.get(*hop))).collect();
@@ -119,7 +133,10 @@ async fn add_mirrors(
                 .collect();
             match blueprints.get(&rel.target) {
                 Some(next) => cur_bp = next,
-                None => break,
+                None => {
+                    frontier.iter_mut().for_each(Vec::clear);
+                    break;
+                }
             }
         }
         for (k, reached) in frontier.iter().enumerate() {
@@ -241,11 +258,11 @@ fn project(m: Map<String, Value>, opts: &ReadOptions) -> Value {
         let path = normalize_path(p, &m);
         match path.split_once('.') {
             None => {
-                m.remove(&path);
+                m.shift_remove(&path);
             }
             Some((top, key)) => {
                 if let Some(Value::Object(o)) = m.get_mut(top) {
-                    o.remove(key);
+                    o.shift_remove(key);
                 }
             }
         }

@@ -107,16 +107,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Flags sent as `?upsert=true`. Accepts true/false/1/0.
-pub fn flag(v: &Option<Value>) -> Result<bool, ApiError> {
+/// Flags sent as `?upsert=true`. Accepts true/false/1/0 (and a bare `?upsert`); anything else
+/// is a 422 naming the parameter.
+pub fn flag(name: &str, v: &Option<Value>) -> Result<bool, ApiError> {
+    let bad = |got: &dyn std::fmt::Display| {
+        ApiError::from(portolan_core::FieldError::new(name, format!("must be true or false (got {got})")))
+    };
     match v {
         None => Ok(false),
         Some(Value::String(s)) => match s.as_str() {
             "true" | "1" | "" => Ok(true),
             "false" | "0" => Ok(false),
-            other => Err(ApiError::bad_request(format!("expected true or false, got {other:?}"))),
+            other => Err(bad(&format!("{other:?}"))),
         },
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(ApiError::bad_request(format!("expected true or false, got {other}"))),
+        Some(other) => Err(bad(other)),
     }
 }

@@ -28,6 +28,9 @@ impl Default for ApiConfig {
     }
 }
 
+/// One organization's blueprints, by identifier.
+pub type Blueprints = Arc<HashMap<String, Blueprint>>;
+
 #[derive(Clone)]
 pub struct AppState {
     /// The database, behind the storage trait (SQLite or, later, PostgreSQL).
@@ -38,7 +41,7 @@ pub struct AppState {
     pub tokens: TokenSigner,
     pub config: Arc<ApiConfig>,
     /// Blueprints per organization, dropped whenever this node changes one.
-    blueprints: Arc<Mutex<HashMap<OrgId, Arc<HashMap<String, Blueprint>>>>>,
+    blueprints: Arc<Mutex<HashMap<OrgId, Blueprints>>>,
     pub rate_limiter: Arc<RateLimiter>,
 }
 

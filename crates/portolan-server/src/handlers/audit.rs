@@ -41,6 +41,9 @@ pub struct AuditParams {
     limit: Option<String>,
 }
 
+/// Port's `resources[]` values (port-api.md §8.6).
+const RESOURCES: &[&str] = &["blueprint", "entity", "run", "webhook", "scorecard", "action", "integration"];
+
 pub fn record_json(r: &AuditRecord, org: &str) -> Value {
     json!({
         "id": r.id,
@@ -89,16 +92,30 @@ pub async fn list(
             ApiError::from(portolan_core::FieldError::new("limit", "must be an integer from 1 to 10000"))
         })?,
     };
+    let resources = p.resources.map(OneOrMany::into_vec).unwrap_or_default();
+    if let Some(bad) = resources.iter().find(|r| !RESOURCES.contains(&r.as_str())) {
+        return Err(portolan_core::FieldError::new(
+            "resources",
+            format!("{bad:?} is not a resource type; use {}", RESOURCES.join(", ")),
+        )
+        .into());
+    }
+    let (from, to) = (check_time("from", &p.from)?, check_time("to", &p.to)?);
+    if let (Some(f), Some(t)) = (&from, &to)
+        && t < f
+    {
+        return Err(portolan_core::FieldError::new("to", "must not be earlier than from").into());
+    }
     let filter = AuditFilter {
         identifier: p.identifier,
         entity: p.entity,
         blueprint: p.blueprint,
-        resources: p.resources.map(OneOrMany::into_vec).unwrap_or_default(),
+        resources,
         origin: p.origin.map(OneOrMany::into_vec).unwrap_or_default(),
         action: p.action,
         status: p.status,
-        from: check_time("from", &p.from)?,
-        to: check_time("to", &p.to)?,
+        from,
+        to,
         limit,
     };
     let records = state.store.list_audit(&caller.org, &filter).await?;

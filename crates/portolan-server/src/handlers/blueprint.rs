@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use portolan_core::blueprint_check::{BlueprintLookup, check_blueprint, parse_blueprint};
+use portolan_core::blueprint_check::{
+    BlueprintLookup, check_blueprint, check_change, check_dependents, parse_blueprint,
+};
 use portolan_core::{Blueprint, FieldErrors};
 use portolan_store::{AuditRecord, Rename, StoredBlueprint};
 use serde_json::{Map, Value, json};
@@ -13,6 +15,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::handlers::{audit_ctx, failure_record};
 use crate::state::AppState;
+
+mod rename;
+pub use rename::{rename_mirror, rename_property, rename_relation};
 
 /// The wire JSON of a stored blueprint, meta fields included.
 pub fn blueprint_json(b: &StoredBlueprint) -> Value {
@@ -51,16 +56,20 @@ impl BlueprintLookup for Lookup<'_> {
     }
 }
 
-/// Parse and check a blueprint body, compiling its calculation properties.
-async fn checked(state: &AppState, caller: &Caller, body: &Value) -> ApiResult<Blueprint> {
+/// Parse and check a blueprint body, compiling its calculation properties. With `old`, also
+/// check that nothing immutable changed.
+async fn checked(state: &AppState, caller: &Caller, body: &Value, old: Option<&Blueprint>) -> ApiResult<Blueprint> {
     let bp = parse_blueprint(body)?;
     let all = state.blueprints(&caller.org).await?;
     let mut all = (*all).clone();
     all.insert(bp.identifier.clone(), bp.clone());
-    let mut errs = match check_blueprint(&bp, &Lookup { all: &all }) {
-        Ok(()) => FieldErrors::default(),
-        Err(e) => e,
-    };
+    let mut errs = FieldErrors::default();
+    if let Some(Err(e)) = old.map(|old| check_change(old, &bp)) {
+        errs.0.extend(e.0);
+    }
+    if let Err(e) = check_blueprint(&bp, &Lookup { all: &all }) {
+        errs.0.extend(e.0);
+    }
     for (id, calc) in &bp.calculation_properties {
         if let Err(e) = state.jq.compile(&calc.calculation) {
             errs.push(format!("calculationProperties.{id}.calculation"), format!("is not a valid jq expression: {e}"));
@@ -99,7 +108,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = body.get("identifier").and_then(Value::as_str).unwrap_or_default().to_string();
     let result = async {
-        let bp = checked(&state, &caller, &body).await?;
+        let bp = checked(&state, &caller, &body, None).await?;
         let stored = state.store.create_blueprint(&caller.org, &bp, &audit_ctx(&caller)).await?;
         state.blueprints_changed(&caller.org);
         Ok(respond(StatusCode::CREATED, &stored))
@@ -111,42 +120,12 @@ pub async fn create(
     result
 }
 
-/// Keys renamed or retyped between `old` and `new`: types of existing properties are immutable.
-fn check_immutable(old: &Blueprint, new: &Blueprint) -> Result<(), FieldErrors> {
-    let mut errs = FieldErrors::default();
-    for (k, p) in &new.schema.properties {
-        if let Some(o) = old.schema.properties.get(k) {
-            if o.ty != p.ty {
-                errs.push(
-                    format!("schema.properties.{k}.type"),
-                    format!(
-                        "cannot change from {} to {}: a property's type is immutable; add a new property instead",
-                        o.ty.as_str(),
-                        p.ty.as_str()
-                    ),
-                );
-            }
-        }
-    }
-    for (k, r) in &new.relations {
-        if let Some(o) = old.relations.get(k) {
-            if o.many != r.many {
-                errs.push(format!("relations.{k}.many"), "cannot be changed after the relation is created");
-            }
-            if o.target != r.target {
-                errs.push(format!("relations.{k}.target"), "cannot be changed after the relation is created");
-            }
-        }
-    }
-    errs.into_result()
-}
-
 async fn replace(
     state: &AppState,
     caller: &Caller,
     id: &str,
     body: Value,
-    renames: &[Rename],
+    renames: Option<&[Rename]>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let result = async {
         let old = state
@@ -158,10 +137,16 @@ async fn replace(
         if let Some(m) = body.as_object_mut() {
             m.entry("identifier").or_insert_with(|| json!(id));
         }
-        let bp = checked(state, caller, &body).await?;
-        if renames.is_empty() {
-            check_immutable(&old.blueprint, &bp)?;
+        // The rename routes change keys on purpose and rewrite dependent mirror paths after.
+        let bp = checked(state, caller, &body, renames.is_none().then_some(&old.blueprint)).await?;
+        if renames.is_none() {
+            let before = state.blueprints(&caller.org).await?;
+            let mut after = (*before).clone();
+            after.insert(bp.identifier.clone(), bp.clone());
+            let dependents = before.values().filter(|b| b.identifier != id);
+            check_dependents(dependents, &Lookup { all: &before }, &Lookup { all: &after })?;
         }
+        let renames = renames.unwrap_or_default();
         let stored = state.store.update_blueprint(&caller.org, id, &bp, renames, &audit_ctx(caller)).await?;
         state.blueprints_changed(&caller.org);
         Ok(respond(StatusCode::OK, &stored))
@@ -179,7 +164,7 @@ pub async fn put(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    replace(&state, &caller, &id, body, &[]).await
+    replace(&state, &caller, &id, body, None).await
 }
 
 /// PATCH: top-level fields replace; the keyed maps (properties, relations, mirror, calculation
@@ -190,12 +175,23 @@ pub async fn patch(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Some(patch) = body.as_object() else {
+    match patched(&state, &caller, &id, &body).await {
+        Ok(merged) => replace(&state, &caller, &id, merged, None).await,
+        Err(e) => {
+            record_failure(&state, &caller, "UPDATE", &id, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// The stored blueprint `id` with `patch` applied.
+async fn patched(state: &AppState, caller: &Caller, id: &str, patch: &Value) -> ApiResult<Value> {
+    let Some(patch) = patch.as_object() else {
         return Err(ApiError::from(portolan_core::FieldError::new("", "the body must be a JSON object")));
     };
     let old = state
         .store
-        .get_blueprint(&caller.org, &id)
+        .get_blueprint(&caller.org, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("blueprint {id:?} was not found")))?;
     let mut merged = serde_json::to_value(&old.blueprint).map_err(|e| ApiError::internal("serialize", e))?;
@@ -228,7 +224,7 @@ pub async fn patch(
             }
         }
     }
-    replace(&state, &caller, &id, merged, &[]).await
+    Ok(merged)
 }
 
 fn merge_keys(cur: &mut Map<String, Value>, new: &Map<String, Value>) {
@@ -249,90 +245,4 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     result?;
     state.blueprints_changed(&caller.org);
     Ok(Json(json!({"ok": true})))
-}
-
-/// Which map a rename route touches.
-#[derive(Clone, Copy)]
-pub enum RenameKind {
-    Property,
-    Mirror,
-    Relation,
-}
-
-async fn rename(
-    state: AppState,
-    caller: Caller,
-    bp_id: String,
-    key: String,
-    body: Value,
-    kind: RenameKind,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let field = match kind {
-        RenameKind::Property => "newPropertyName",
-        RenameKind::Mirror => "newMirrorName",
-        RenameKind::Relation => "newRelationIdentifier",
-    };
-    let Some(new) = body.get(field).and_then(Value::as_str).map(str::to_string) else {
-        return Err(portolan_core::FieldError::new(field, "is required (a string)").into());
-    };
-    let old = state
-        .store
-        .get_blueprint(&caller.org, &bp_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("blueprint {bp_id:?} was not found")))?;
-    let mut bp = old.blueprint.clone();
-    let (renamed, rename) = match kind {
-        RenameKind::Property => {
-            let r = rename_key(&mut bp.schema.properties, &key, &new);
-            for req in &mut bp.schema.required {
-                if *req == key {
-                    *req = new.clone();
-                }
-            }
-            (r, Some(Rename::Property { from: key.clone(), to: new.clone() }))
-        }
-        RenameKind::Mirror => (rename_key(&mut bp.mirror_properties, &key, &new), None),
-        RenameKind::Relation => {
-            (rename_key(&mut bp.relations, &key, &new), Some(Rename::Relation { from: key.clone(), to: new.clone() }))
-        }
-    };
-    if !renamed {
-        return Err(ApiError::not_found(format!("{key:?} was not found on blueprint {bp_id:?}")));
-    }
-    let body = serde_json::to_value(&bp).map_err(|e| ApiError::internal("serialize", e))?;
-    replace(&state, &caller, &bp_id, body, rename.as_slice()).await
-}
-
-fn rename_key<V: Clone>(m: &mut indexmap::IndexMap<String, V>, from: &str, to: &str) -> bool {
-    let Some(idx) = m.get_index_of(from) else { return false };
-    let Some((_, v)) = m.shift_remove_index(idx) else { return false };
-    m.shift_insert(idx, to.to_string(), v);
-    true
-}
-
-pub async fn rename_property(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((bp, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    rename(state, caller, bp, key, body, RenameKind::Property).await
-}
-
-pub async fn rename_mirror(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((bp, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    rename(state, caller, bp, key, body, RenameKind::Mirror).await
-}
-
-pub async fn rename_relation(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((bp, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    rename(state, caller, bp, key, body, RenameKind::Relation).await
 }

@@ -19,6 +19,9 @@ use crate::extract::{JsonBody, QueryParams, flag};
 use crate::handlers::{audit_ctx, failure_record, now_iso};
 use crate::state::AppState;
 
+mod bulk;
+pub use bulk::{bulk_create, bulk_delete, delete_all};
+
 /// Query parameters of entity routes (all optional).
 #[derive(Debug, Default, Deserialize)]
 pub struct EntityParams {
@@ -48,8 +51,8 @@ fn list_param(v: &Option<Value>) -> Vec<String> {
 impl EntityParams {
     pub fn read_options(&self) -> ApiResult<ReadOptions> {
         Ok(ReadOptions {
-            exclude_calculated: flag(&self.exclude_calculated_properties)?,
-            attach_title_to_relation: flag(&self.attach_title_to_relation)?,
+            exclude_calculated: flag("exclude_calculated_properties", &self.exclude_calculated_properties)?,
+            attach_title_to_relation: flag("attach_title_to_relation", &self.attach_title_to_relation)?,
             include: list_param(&self.include),
             exclude: list_param(&self.exclude),
         })
@@ -68,7 +71,7 @@ enum Op {
 
 impl Op {
     fn from_flags(p: &EntityParams) -> ApiResult<Op> {
-        Ok(match (flag(&p.upsert)?, flag(&p.merge)?) {
+        Ok(match (flag("upsert", &p.upsert)?, flag("merge", &p.merge)?) {
             (false, _) => Op::Create,
             (true, false) => Op::Upsert,
             (true, true) => Op::UpsertMerge,
@@ -101,12 +104,11 @@ fn prepare(
         (None, Some(b)) => b.to_string(),
         (None, None) => new_entity_id(),
     };
-    if let Some(Value::String(b)) = &input.blueprint {
-        if *b != bp.identifier {
-            let e =
-                FieldError::new("blueprint", format!("is {b:?} but the route is for blueprint {:?}", bp.identifier));
-            return Err((id, WriteRejection::Invalid(e.into())));
-        }
+    if let Some(Value::String(b)) = &input.blueprint
+        && *b != bp.identifier
+    {
+        let e = FieldError::new("blueprint", format!("is {b:?} but the route is for blueprint {:?}", bp.identifier));
+        return Err((id, WriteRejection::Invalid(e.into())));
     }
     let bp2 = bp.clone();
     let id2 = id.clone();
@@ -187,7 +189,10 @@ async fn write_single(
     params: &EntityParams,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let bp = blueprint_of(state, caller, bp_id).await?;
-    let create_missing = flag(&params.create_missing_related_entities)?;
+    // Every parameter is checked before anything is written.
+    let create_missing = flag("create_missing_related_entities", &params.create_missing_related_entities)?;
+    let validation_only = flag("validation_only", &params.validation_only)?;
+    let opts = params.read_options()?;
     let action = if matches!(op, Op::Create) { "CREATE" } else { "UPDATE" };
     let write = match prepare(&bp, path_id, body, op, meta(caller), create_missing) {
         Ok(w) => w,
@@ -198,16 +203,19 @@ async fn write_single(
         }
     };
     let id = write.identifier.clone();
-    if flag(&params.validation_only)? {
-        let stored = state.store.get_entity(&caller.org, bp_id, &id).await?;
-        let (entity, _) = (write.build)(stored.as_ref()).map_err(|r| rejection_error(&r))?;
-        let out = render(state, &caller.org, &[entity], &params.read_options()?).await?;
+    if validation_only {
+        let entity = match dry_run(state, caller, vec![write]).await?.pop() {
+            Some(Ok(w)) => w.entity,
+            Some(Err(rej)) => return Err(rejection_error(&rej)),
+            None => return Err(ApiError::internal("validation", "no result")),
+        };
+        let out = render(state, &caller.org, &[entity], &opts).await?;
         return Ok((StatusCode::OK, Json(json!({"ok": true, "entity": out.first()}))));
     }
     let mut results = state.store.write_entities(&caller.org, vec![write], &audit_ctx(caller)).await?;
     match results.pop() {
         Some(Ok(Written { entity, created })) => {
-            let out = render(state, &caller.org, &[entity], &params.read_options()?).await?;
+            let out = render(state, &caller.org, &[entity], &opts).await?;
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
             Ok((status, Json(json!({"ok": true, "entity": out.first()}))))
         }
@@ -218,6 +226,52 @@ async fn write_single(
         }
         None => Err(ApiError::internal("write", "store returned no result")),
     }
+}
+
+/// What the store checks on a real write, for `validation_only`: every relation target exists.
+async fn missing_target(
+    state: &AppState,
+    caller: &Caller,
+    e: &Entity,
+    edges: &[RelTarget],
+) -> ApiResult<Option<WriteRejection>> {
+    for edge in edges {
+        if edge.target_blueprint == e.blueprint && edge.target_identifier == e.identifier {
+            continue;
+        }
+        if state.store.get_entity(&caller.org, &edge.target_blueprint, &edge.target_identifier).await?.is_none() {
+            return Ok(Some(WriteRejection::MissingTarget {
+                relation: edge.relation.clone(),
+                blueprint: edge.target_blueprint.clone(),
+                identifier: edge.target_identifier.clone(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Run writes without storing them (`validation_only=true`): what the store would answer.
+async fn dry_run(
+    state: &AppState,
+    caller: &Caller,
+    writes: Vec<EntityWrite>,
+) -> ApiResult<Vec<Result<Written, WriteRejection>>> {
+    let mut out = Vec::with_capacity(writes.len());
+    for w in writes {
+        let stored = state.store.get_entity(&caller.org, &w.blueprint, &w.identifier).await?;
+        let result = match (w.build)(stored.as_ref()) {
+            Ok((entity, edges)) => match w.create_missing_related {
+                false => match missing_target(state, caller, &entity, &edges).await? {
+                    Some(rej) => Err(rej),
+                    None => Ok(Written { entity, created: stored.is_none() }),
+                },
+                true => Ok(Written { entity, created: stored.is_none() }),
+            },
+            Err(rej) => Err(rej),
+        };
+        out.push(result);
+    }
+    Ok(out)
 }
 
 pub async fn create(
@@ -309,7 +363,7 @@ pub async fn delete(
     QueryParams(params): QueryParams<EntityParams>,
 ) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
-    let cascade = flag(&params.delete_dependents)?;
+    let cascade = flag("delete_dependents", &params.delete_dependents)?;
     match state.store.delete_entities(&caller.org, &bp, std::slice::from_ref(&id), cascade, &audit_ctx(&caller)).await {
         Ok(_) => Ok(Json(json!({"ok": true}))),
         Err(e) => {
@@ -318,111 +372,6 @@ pub async fn delete(
             Err(err)
         }
     }
-}
-
-pub async fn bulk_create(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(bp_id): Path<String>,
-    QueryParams(params): QueryParams<EntityParams>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let bp = blueprint_of(&state, &caller, &bp_id).await?;
-    let Some(items) = body.get("entities").and_then(Value::as_array) else {
-        return Err(FieldError::new("entities", "is required: an array of entities").into());
-    };
-    let max = state.config.max_bulk_entities;
-    if items.is_empty() || items.len() > max {
-        return Err(FieldError::new("entities", format!("must hold 1 to {max} entities (got {})", items.len())).into());
-    }
-    let op = Op::from_flags(&params)?;
-    let create_missing = flag(&params.create_missing_related_entities)?;
-    let m = meta(&caller);
-    let mut writes = Vec::new();
-    let mut errors = Vec::new();
-    let mut index_of = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match prepare(&bp, None, item, op, m.clone(), create_missing) {
-            Ok(w) => {
-                index_of.push((i, w.identifier.clone()));
-                writes.push(w);
-            }
-            Err((id, rej)) => errors.push((i, id, rejection_error(&rej))),
-        }
-    }
-    let results = state.store.write_entities(&caller.org, writes, &audit_ctx(&caller)).await?;
-    let mut ok = Vec::new();
-    for ((i, id), r) in index_of.into_iter().zip(results) {
-        match r {
-            Ok(w) => ok.push(
-                json!({"identifier": w.entity.identifier, "index": i, "created": w.created, "additionalData": {}}),
-            ),
-            Err(rej) => errors.push((i, id, rejection_error(&rej))),
-        }
-    }
-    errors.sort_by_key(|(i, _, _)| *i);
-    let action = if op == Op::Create { "CREATE" } else { "UPDATE" };
-    let fails: Vec<_> = errors.iter().map(|(_, id, e)| (id.clone(), e.message.clone(), action)).collect();
-    audit_failures(&state, &caller, &bp_id, &fails).await;
-    let errors_json: Vec<Value> = errors
-        .iter()
-        .map(|(i, id, e)| json!({"identifier": if id.is_empty() { "unknown" } else { id }, "index": i, "statusCode": e.status.as_u16(), "error": e.code, "message": e.message}))
-        .collect();
-    let status = if errors_json.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
-    Ok((status, Json(json!({"ok": errors_json.is_empty(), "entities": ok, "errors": errors_json}))))
-}
-
-pub async fn bulk_delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(bp): Path<String>,
-    QueryParams(params): QueryParams<EntityParams>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    blueprint_of(&state, &caller, &bp).await?;
-    let ids: Option<Vec<String>> = body
-        .get("entities")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect());
-    let Some(ids) = ids.filter(|ids| (1..=100).contains(&ids.len())) else {
-        return Err(FieldError::new("entities", "must be an array of 1 to 100 entity identifiers (strings)").into());
-    };
-    let cascade = flag(&params.delete_dependents)?;
-    let deleted = state.store.delete_entities(&caller.org, &bp, &ids, cascade, &audit_ctx(&caller)).await?;
-    let deleted: Vec<&str> = deleted.iter().filter(|(b, _)| *b == bp).map(|(_, id)| id.as_str()).collect();
-    Ok(Json(json!({"ok": true, "deletedEntities": deleted})))
-}
-
-pub async fn delete_all(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(bp): Path<String>,
-    QueryParams(params): QueryParams<EntityParams>,
-) -> ApiResult<Json<Value>> {
-    blueprint_of(&state, &caller, &bp).await?;
-    let blueprints = state.blueprints(&caller.org).await?;
-    let ctx = audit_ctx(&caller);
-    loop {
-        let req = SearchRequest {
-            blueprint: Some(&bp),
-            query: None,
-            blueprints: &blueprints,
-            after: None,
-            limit: 500,
-            now: chrono::Utc::now(),
-        };
-        let page = state.store.search(&caller.org, &req).await?;
-        if page.entities.is_empty() {
-            break;
-        }
-        let ids: Vec<String> = page.entities.into_iter().map(|e| e.identifier).collect();
-        state.store.delete_entities(&caller.org, &bp, &ids, true, &ctx).await?;
-    }
-    if flag(&params.delete_blueprint)? {
-        state.store.delete_blueprint(&caller.org, &bp, &ctx).await?;
-        state.blueprints_changed(&caller.org);
-    }
-    Ok(Json(json!({"ok": true})))
 }
 
 pub async fn count(State(state): State<AppState>, caller: Caller, Path(bp): Path<String>) -> ApiResult<Json<Value>> {

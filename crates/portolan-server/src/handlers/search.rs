@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use portolan_core::FieldError;
 use portolan_core::search::{Query, parse_query};
-use portolan_store::SearchRequest;
+use portolan_store::{SearchRequest, StoreError};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
@@ -132,7 +132,11 @@ pub async fn search_blueprint(
         limit,
         now: chrono::Utc::now(),
     };
-    let page = state.store.search(&caller.org, &req).await?;
+    // The compiler's paths are relative to the query, which sits under "query" in this body.
+    let page = state.store.search(&caller.org, &req).await.map_err(|e| match e {
+        StoreError::Invalid(f) => ApiError::from(f.under("query")),
+        e => ApiError::from(e),
+    })?;
     let entities = render(&state, &caller.org, &page.entities, &opts).await?;
     let mut out = json!({"ok": true, "entities": entities});
     if let Some(n) = page.next {

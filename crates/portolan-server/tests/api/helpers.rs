@@ -58,10 +58,30 @@ impl TestApp {
     }
 
     pub async fn req_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> Res {
+        let headers: &[(&str, &str)] = if body.is_some() { &[("content-type", "application/json")] } else { &[] };
+        self.raw_as(token, method, path, headers, body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    /// A request with raw body bytes and extra headers (content type, user agent, …).
+    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Res {
+        self.raw_as(&self.token, method, path, headers, body).await
+    }
+
+    pub async fn raw_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Res {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut rb = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(token);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
         if let Some(b) = body {
-            rb = rb.header("content-type", "application/json").body(b.to_string());
+            rb = rb.body(b);
         }
         let res = rb.send().await.expect("request");
         let status = res.status();
@@ -99,6 +119,34 @@ impl TestApp {
         let r = self.post(&format!("/v1/blueprints/{bp}/entities"), e).await;
         assert!(r.status.is_success(), "{}", r.body);
         r.body["entity"].clone()
+    }
+
+    /// `GET /v1/blueprints/{bp}/entities-count`.
+    pub async fn count(&self, bp: &str) -> u64 {
+        let r = self.get(&format!("/v1/blueprints/{bp}/entities-count")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["count"].as_u64().expect("count")
+    }
+
+    /// Identifiers of every blueprint of organization A, sorted.
+    pub async fn blueprint_ids(&self) -> Vec<String> {
+        let r = self.get("/v1/blueprints").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let mut ids: Vec<String> = r.body["blueprints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["identifier"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// `GET /v1/audit-log?{query}`: the records, newest first.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/v1/audit-log?{query}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["audits"].as_array().unwrap().clone()
     }
 
     /// A small model: domain ← service → (many) package, with mirror and calculation properties.
@@ -155,6 +203,25 @@ pub fn assert_error(r: &Res, status: u16, code: &str) {
     assert_eq!(r.body["ok"], json!(false), "body: {}", r.body);
     assert_eq!(r.body["error"], json!(code), "body: {}", r.body);
     assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", r.body);
+}
+
+/// Assert a 422 in Port's envelope whose details name `path` (and whose message does too).
+#[track_caller]
+pub fn assert_invalid(r: &Res, path: &str) {
+    assert_error(r, 422, "invalid_request");
+    let details = r.body["details"].as_array().expect("details");
+    assert!(details.iter().any(|d| d["path"] == json!(path)), "no error at {path:?}: {}", r.body);
+    if !path.is_empty() {
+        assert!(r.body["message"].as_str().unwrap().contains(path), "message does not name {path:?}: {}", r.body);
+    }
+}
+
+/// The message of the detail at `path` of a 422.
+#[track_caller]
+pub fn detail(r: &Res, path: &str) -> String {
+    let details = r.body["details"].as_array().expect("details");
+    let d = details.iter().find(|d| d["path"] == json!(path)).unwrap_or_else(|| panic!("no {path:?}: {}", r.body));
+    d["message"].as_str().unwrap().to_string()
 }
 
 /// Identifiers of the entities in a response, sorted.

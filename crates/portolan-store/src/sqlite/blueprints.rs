@@ -159,6 +159,29 @@ pub(crate) async fn update(
             .await?;
         }
     }
+    // Values of properties and relations the blueprint no longer has go, with their edges, so a
+    // key added again later starts empty (renamed keys were moved above).
+    let removed_props = before.blueprint.schema.properties.keys().filter(|k| !bp.schema.properties.contains_key(*k));
+    let removed_rels = before.blueprint.relations.keys().filter(|k| !bp.relations.contains_key(*k));
+    for (col, key) in removed_props.map(|k| ("properties", k)).chain(removed_rels.map(|k| ("relations", k))) {
+        let path = crate::sql::json_key_path(key);
+        let sql = format!(
+            "UPDATE entities SET {col} = json_remove({col}, ?) WHERE org_id = ? AND blueprint = ? AND json_type({col}, ?) IS NOT NULL"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&path).bind(&org.0).bind(id).bind(&path).execute(&mut *tx).await?;
+        if col == "relations" {
+            sqlx::query(
+                "DELETE FROM entity_relations WHERE org_id = ? AND relation = ? \
+                 AND src_rid IN (SELECT rid FROM entities WHERE org_id = ? AND blueprint = ?)",
+            )
+            .bind(&org.0)
+            .bind(key)
+            .bind(&org.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     // A relation that became (non-)required changes how deletes treat its edges.
     for (rel_id, rel) in &bp.relations {
         sqlx::query(

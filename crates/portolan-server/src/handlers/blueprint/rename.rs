@@ -1,0 +1,207 @@
+//! The three rename routes. Entity values follow a renamed property or relation (in the
+//! store), and mirror paths that go through the renamed key (on any blueprint) are rewritten.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use indexmap::IndexMap;
+use portolan_core::{Blueprint, FieldError};
+use portolan_store::Rename;
+use serde_json::Value;
+
+use super::{record_failure, replace};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// Which map a rename route touches.
+#[derive(Clone, Copy)]
+enum RenameKind {
+    Property,
+    Mirror,
+    Relation,
+}
+
+impl RenameKind {
+    /// The body field holding the new name.
+    fn field(self) -> &'static str {
+        match self {
+            RenameKind::Property => "newPropertyName",
+            RenameKind::Mirror => "newMirrorName",
+            RenameKind::Relation => "newRelationIdentifier",
+        }
+    }
+}
+
+/// Every key of a blueprint: properties, relations, mirror, calculation and aggregation
+/// properties share one namespace.
+fn key_in_use(bp: &Blueprint, key: &str) -> bool {
+    bp.schema.properties.contains_key(key)
+        || bp.relations.contains_key(key)
+        || bp.mirror_properties.contains_key(key)
+        || bp.calculation_properties.contains_key(key)
+        || bp.aggregation_properties.contains_key(key)
+}
+
+/// Rename key `from` to `to` in place, keeping its position.
+fn rename_key<V>(m: &mut IndexMap<String, V>, from: &str, to: &str) {
+    if let Some(idx) = m.get_index_of(from)
+        && let Some((_, v)) = m.shift_remove_index(idx)
+    {
+        m.shift_insert(idx, to.to_string(), v);
+    }
+}
+
+/// `path` (a mirror path starting at blueprint `start`) with every segment that names key
+/// `from` of blueprint `renamed` replaced by `to`; `None` when nothing changes. The walk uses
+/// the blueprints as they were before the rename.
+fn rewrite_path(
+    path: &str,
+    start: &str,
+    all: &HashMap<String, Blueprint>,
+    renamed: &str,
+    from: &str,
+    to: &str,
+) -> Option<String> {
+    let mut cur = Some(start.to_string());
+    let mut changed = false;
+    let mut out = Vec::new();
+    for seg in path.split('.') {
+        let here = cur.take();
+        if here.as_deref() == Some(renamed) && seg == from {
+            out.push(to);
+            changed = true;
+        } else {
+            out.push(seg);
+        }
+        cur = here.and_then(|b| all.get(&b)).and_then(|b| b.relations.get(seg)).map(|r| r.target.clone());
+    }
+    changed.then(|| out.join("."))
+}
+
+/// Rewrite the mirror paths of `bp` (whose old definition is in `all`); true if any changed.
+fn rewrite_mirrors(bp: &mut Blueprint, all: &HashMap<String, Blueprint>, renamed: &str, from: &str, to: &str) -> bool {
+    let start = bp.identifier.clone();
+    let mut changed = false;
+    for m in bp.mirror_properties.values_mut() {
+        if let Some(p) = rewrite_path(&m.path, &start, all, renamed, from, to) {
+            m.path = p;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The renamed blueprint and the entity-data rename it implies, or why it cannot be done.
+fn renamed(
+    all: &HashMap<String, Blueprint>,
+    bp_id: &str,
+    key: &str,
+    body: &Value,
+    kind: RenameKind,
+) -> ApiResult<(Blueprint, String, Option<Rename>)> {
+    let field = kind.field();
+    let Some(new) = body.get(field).and_then(Value::as_str).map(str::to_string) else {
+        return Err(FieldError::new(field, "is required (a string)").into());
+    };
+    let Some(mut bp) = all.get(bp_id).cloned() else {
+        return Err(ApiError::not_found(format!("blueprint {bp_id:?} was not found")));
+    };
+    let found = match kind {
+        RenameKind::Property => bp.schema.properties.contains_key(key),
+        RenameKind::Mirror => bp.mirror_properties.contains_key(key),
+        RenameKind::Relation => bp.relations.contains_key(key),
+    };
+    if !found {
+        return Err(ApiError::not_found(format!("{key:?} was not found on blueprint {bp_id:?}")));
+    }
+    if new != key && key_in_use(&bp, &new) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{new:?} is already used by another property, relation or computed property of blueprint {bp_id:?}"
+            ),
+        )
+        .into());
+    }
+    let rename = match kind {
+        RenameKind::Property => {
+            rename_key(&mut bp.schema.properties, key, &new);
+            for req in &mut bp.schema.required {
+                if req == key {
+                    *req = new.clone();
+                }
+            }
+            Some(Rename::Property { from: key.to_string(), to: new.clone() })
+        }
+        RenameKind::Mirror => {
+            rename_key(&mut bp.mirror_properties, key, &new);
+            None
+        }
+        RenameKind::Relation => {
+            rename_key(&mut bp.relations, key, &new);
+            Some(Rename::Relation { from: key.to_string(), to: new.clone() })
+        }
+    };
+    rewrite_mirrors(&mut bp, all, bp_id, key, &new);
+    Ok((bp, new, rename))
+}
+
+async fn rename(
+    state: AppState,
+    caller: Caller,
+    bp_id: String,
+    key: String,
+    body: Value,
+    kind: RenameKind,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let all = state.blueprints(&caller.org).await?;
+    let (bp, new, rename) = match renamed(&all, &bp_id, &key, &body, kind) {
+        Ok(x) => x,
+        Err(e) => {
+            record_failure(&state, &caller, "UPDATE", &bp_id, &e).await;
+            return Err(e);
+        }
+    };
+    let own = serde_json::to_value(&bp).map_err(|e| ApiError::internal("serialize", e))?;
+    let res = replace(&state, &caller, &bp_id, own, Some(rename.as_slice())).await?;
+    // Other blueprints whose mirror paths reach the renamed key follow it (one update each).
+    for other in all.values().filter(|b| b.identifier != bp_id) {
+        let mut o = other.clone();
+        if rewrite_mirrors(&mut o, &all, &bp_id, &key, &new) {
+            let body = serde_json::to_value(&o).map_err(|e| ApiError::internal("serialize", e))?;
+            let _ = replace(&state, &caller, &o.identifier, body, Some(&[])).await?;
+        }
+    }
+    Ok(res)
+}
+
+pub async fn rename_property(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bp, key)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    rename(state, caller, bp, key, body, RenameKind::Property).await
+}
+
+pub async fn rename_mirror(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bp, key)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    rename(state, caller, bp, key, body, RenameKind::Mirror).await
+}
+
+pub async fn rename_relation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bp, key)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    rename(state, caller, bp, key, body, RenameKind::Relation).await
+}

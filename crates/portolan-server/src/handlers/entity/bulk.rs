@@ -1,0 +1,158 @@
+//! Many entities at once: bulk create (200 / 207), bulk delete and delete-all.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use portolan_core::FieldError;
+use portolan_store::SearchRequest;
+use serde_json::{Value, json};
+
+use super::{EntityParams, Op, audit_failures, blueprint_of, dry_run, meta, prepare, rejection_error};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryParams, flag};
+use crate::handlers::{audit_ctx, failure_record};
+use crate::state::AppState;
+
+pub async fn bulk_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bp_id): Path<String>,
+    QueryParams(params): QueryParams<EntityParams>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let bp = blueprint_of(&state, &caller, &bp_id).await?;
+    let Some(items) = body.get("entities").and_then(Value::as_array) else {
+        return Err(FieldError::new("entities", "is required: an array of entities").into());
+    };
+    let max = state.config.max_bulk_entities;
+    if items.is_empty() || items.len() > max {
+        return Err(FieldError::new("entities", format!("must hold 1 to {max} entities (got {})", items.len())).into());
+    }
+    let op = Op::from_flags(&params)?;
+    let create_missing = flag("create_missing_related_entities", &params.create_missing_related_entities)?;
+    let m = meta(&caller);
+    let mut writes = Vec::new();
+    let mut errors = Vec::new();
+    let mut index_of = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match prepare(&bp, None, item, op, m.clone(), create_missing) {
+            Ok(w) => {
+                index_of.push((i, w.identifier.clone()));
+                writes.push(w);
+            }
+            Err((id, rej)) => errors.push((i, id, rejection_error(&rej))),
+        }
+    }
+    let validation_only = flag("validation_only", &params.validation_only)?;
+    let results = if validation_only {
+        dry_run(&state, &caller, writes).await?
+    } else {
+        state.store.write_entities(&caller.org, writes, &audit_ctx(&caller)).await?
+    };
+    let mut ok = Vec::new();
+    for ((i, id), r) in index_of.into_iter().zip(results) {
+        match r {
+            Ok(w) => ok.push(
+                json!({"identifier": w.entity.identifier, "index": i, "created": w.created, "additionalData": {}}),
+            ),
+            Err(rej) => errors.push((i, id, rejection_error(&rej))),
+        }
+    }
+    errors.sort_by_key(|(i, _, _)| *i);
+    let action = if op == Op::Create { "CREATE" } else { "UPDATE" };
+    let fails: Vec<_> = errors.iter().map(|(_, id, e)| (id.clone(), e.message.clone(), action)).collect();
+    if !validation_only {
+        audit_failures(&state, &caller, &bp_id, &fails).await;
+    }
+    let errors_json: Vec<Value> = errors
+        .iter()
+        .map(|(i, id, e)| json!({"identifier": if id.is_empty() { "unknown" } else { id }, "index": i, "statusCode": e.status.as_u16(), "error": e.code, "message": e.message}))
+        .collect();
+    // Port answers a partial success with 207 and `ok: true`; the errors say what failed.
+    let status = if errors_json.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
+    Ok((status, Json(json!({"ok": true, "entities": ok, "errors": errors_json}))))
+}
+
+pub async fn bulk_delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bp): Path<String>,
+    QueryParams(params): QueryParams<EntityParams>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    blueprint_of(&state, &caller, &bp).await?;
+    let ids: Option<Vec<String>> = body
+        .get("entities")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect());
+    let Some(ids) = ids.filter(|ids| (1..=100).contains(&ids.len())) else {
+        return Err(FieldError::new("entities", "must be an array of 1 to 100 entity identifiers (strings)").into());
+    };
+    let cascade = flag("delete_dependents", &params.delete_dependents)?;
+    let deleted = match state.store.delete_entities(&caller.org, &bp, &ids, cascade, &audit_ctx(&caller)).await {
+        Ok(d) => d,
+        Err(e) => {
+            let err = ApiError::from(e);
+            let fails: Vec<_> = ids.iter().map(|id| (id.clone(), err.message.clone(), "DELETE")).collect();
+            audit_failures(&state, &caller, &bp, &fails).await;
+            return Err(err);
+        }
+    };
+    let deleted: Vec<&str> = deleted.iter().filter(|(b, _)| *b == bp).map(|(_, id)| id.as_str()).collect();
+    Ok(Json(json!({"ok": true, "deletedEntities": deleted})))
+}
+
+/// Delete every entity of a blueprint in one all-or-nothing store call. Entities of other
+/// blueprints with a required relation to them block it unless `delete_dependents=true`.
+pub async fn delete_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bp): Path<String>,
+    QueryParams(params): QueryParams<EntityParams>,
+) -> ApiResult<Json<Value>> {
+    blueprint_of(&state, &caller, &bp).await?;
+    let (cascade, delete_blueprint) =
+        (flag("delete_dependents", &params.delete_dependents)?, flag("delete_blueprint", &params.delete_blueprint)?);
+    let blueprints = state.blueprints(&caller.org).await?;
+    let ctx = audit_ctx(&caller);
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let req = SearchRequest {
+            blueprint: Some(&bp),
+            query: None,
+            blueprints: &blueprints,
+            after,
+            limit: 1000,
+            now: chrono::Utc::now(),
+        };
+        let page = state.store.search(&caller.org, &req).await?;
+        ids.extend(page.entities.into_iter().map(|e| e.identifier));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let result = async {
+        if !ids.is_empty() {
+            state.store.delete_entities(&caller.org, &bp, &ids, cascade, &ctx).await?;
+        }
+        if delete_blueprint {
+            state.store.delete_blueprint(&caller.org, &bp, &ctx).await?;
+            state.blueprints_changed(&caller.org);
+        }
+        Ok::<_, portolan_store::StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        let err = ApiError::from(e);
+        let resource = if delete_blueprint { "blueprint" } else { "entity" };
+        let rec = failure_record(&caller, resource, "DELETE", &bp, Some(&bp), None, &err.message);
+        if let Err(e) = state.store.append_audit(&caller.org, &[rec]).await {
+            tracing::warn!(error = %e, "could not record a failed delete in the audit log");
+        }
+        return Err(err);
+    }
+    Ok(Json(json!({"ok": true})))
+}
