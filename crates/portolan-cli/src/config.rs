@@ -186,6 +186,7 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -61,6 +61,7 @@ pub fn check_property_id(path: &str, id: &str) -> Result<(), FieldError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,8 @@
 //! The conformance suite on SQLite: in memory, and on a WAL file with separate reader and
 //! writer pools (the configuration `portolan serve` uses).
 
+#![allow(clippy::expect_used)]
+
 mod in_memory {
     portolan_store::conformance_tests!(async { portolan_store::SqliteStore::in_memory().await.expect("store") });
 }
