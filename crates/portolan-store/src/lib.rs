@@ -134,6 +134,18 @@ pub struct SearchRequest<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
+impl<'a> SearchRequest<'a> {
+    /// A first page (no cursor) evaluated at the current time.
+    pub fn new(
+        blueprints: &'a HashMap<String, Blueprint>,
+        blueprint: Option<&'a str>,
+        query: Option<&'a Query>,
+        limit: u32,
+    ) -> Self {
+        SearchRequest { blueprint, query, blueprints, after: None, limit, now: chrono::Utc::now() }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Page {
     pub entities: Vec<Entity>,

@@ -330,14 +330,7 @@ pub async fn list(
     blueprint_of(&state, &caller, &bp).await?;
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
-    let req = SearchRequest {
-        blueprint: Some(&bp),
-        query: None,
-        blueprints: &blueprints,
-        after: None,
-        limit: max,
-        now: chrono::Utc::now(),
-    };
+    let req = SearchRequest::new(&blueprints, Some(&bp), None, max);
     let page = state.store.search(&caller.org, &req).await?;
     if page.next.is_some() {
         return Err(too_many(max, &bp));
@@ -377,14 +370,7 @@ pub async fn delete(
 pub async fn count(State(state): State<AppState>, caller: Caller, Path(bp): Path<String>) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
     let blueprints = state.blueprints(&caller.org).await?;
-    let req = SearchRequest {
-        blueprint: Some(&bp),
-        query: None,
-        blueprints: &blueprints,
-        after: None,
-        limit: 1,
-        now: chrono::Utc::now(),
-    };
+    let req = SearchRequest::new(&blueprints, Some(&bp), None, 1);
     let n = state.store.count_entities(&caller.org, &req).await?;
     Ok(Json(json!({"ok": true, "count": n})))
 }

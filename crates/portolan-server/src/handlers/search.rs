@@ -49,14 +49,7 @@ pub async fn search_all(
     let query = parse_at(&body, "")?;
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
-    let req = SearchRequest {
-        blueprint: None,
-        query: Some(&query),
-        blueprints: &blueprints,
-        after: None,
-        limit: max,
-        now: chrono::Utc::now(),
-    };
+    let req = SearchRequest::new(&blueprints, None, Some(&query), max);
     let page = state.store.search(&caller.org, &req).await?;
     if page.next.is_some() {
         return Err(too_many(max, "{blueprint}"));
@@ -124,14 +117,7 @@ pub async fn search_blueprint(
     opts.include.extend(string_list(&body, "include")?);
     opts.exclude.extend(string_list(&body, "exclude")?);
     let blueprints = state.blueprints(&caller.org).await?;
-    let req = SearchRequest {
-        blueprint: Some(&bp),
-        query: query.as_ref(),
-        blueprints: &blueprints,
-        after,
-        limit,
-        now: chrono::Utc::now(),
-    };
+    let req = SearchRequest { after, ..SearchRequest::new(&blueprints, Some(&bp), query.as_ref(), limit) };
     // The compiler's paths are relative to the query, which sits under "query" in this body.
     let page = state.store.search(&caller.org, &req).await.map_err(|e| match e {
         StoreError::Invalid(f) => ApiError::from(f.under("query")),

@@ -64,6 +64,19 @@ pub(crate) async fn get(pool: &SqlitePool, org: &OrgId, id: &str) -> Result<Opti
     row.as_ref().map(from_row).transpose()
 }
 
+/// The stored blueprint `id`, read inside the write transaction; NotFound if absent.
+async fn get_for_update(conn: &mut sqlx::SqliteConnection, org: &OrgId, id: &str) -> Result<StoredBlueprint> {
+    let row = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? AND identifier = ?")
+        .bind(&org.0)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    match row {
+        Some(row) => from_row(&row),
+        None => Err(StoreError::NotFound(format!("blueprint {id:?}"))),
+    }
+}
+
 pub(crate) async fn create(pool: &SqlitePool, org: &OrgId, bp: &Blueprint, ctx: &AuditCtx) -> Result<StoredBlueprint> {
     let mut tx = pool.begin().await?;
     let res = sqlx::query(
@@ -104,13 +117,7 @@ pub(crate) async fn update(
     ctx: &AuditCtx,
 ) -> Result<StoredBlueprint> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? AND identifier = ?")
-        .bind(&org.0)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else { return Err(StoreError::NotFound(format!("blueprint {id:?}"))) };
-    let before = from_row(&row)?;
+    let before = get_for_update(&mut tx, org, id).await?;
     if bp.identifier != id {
         return Err(StoreError::Invalid(portolan_core::FieldError::new(
             "identifier",
@@ -203,13 +210,7 @@ pub(crate) async fn update(
 
 pub(crate) async fn delete(pool: &SqlitePool, org: &OrgId, id: &str, ctx: &AuditCtx) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query("SELECT * FROM blueprints WHERE org_id = ? AND identifier = ?")
-        .bind(&org.0)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else { return Err(StoreError::NotFound(format!("blueprint {id:?}"))) };
-    let before = from_row(&row)?;
+    let before = get_for_update(&mut tx, org, id).await?;
     let count: i64 = sqlx::query("SELECT COUNT(*) FROM entities WHERE org_id = ? AND blueprint = ?")
         .bind(&org.0)
         .bind(id)

@@ -119,14 +119,7 @@ pub async fn delete_all(
     let mut ids = Vec::new();
     let mut after = None;
     loop {
-        let req = SearchRequest {
-            blueprint: Some(&bp),
-            query: None,
-            blueprints: &blueprints,
-            after,
-            limit: 1000,
-            now: chrono::Utc::now(),
-        };
+        let req = SearchRequest { after, ..SearchRequest::new(&blueprints, Some(&bp), None, 1000) };
         let page = state.store.search(&caller.org, &req).await?;
         ids.extend(page.entities.into_iter().map(|e| e.identifier));
         match page.next {
