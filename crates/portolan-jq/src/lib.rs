@@ -225,7 +225,9 @@ impl JqEngine {
     pub fn first_compiled(&self, compiled: &Arc<Compiled>, input: &Value) -> Result<Value, JqError> {
         let input = convert::to_val(input)?;
         let compiled = Arc::clone(compiled);
-        match self.pool.run(self.config.timeout, Box::new(move || run_first(&compiled, input).map(Outcome::Value)))? {
+        let deadline = std::time::Instant::now() + self.config.timeout;
+        let work = Box::new(move || run_first(&compiled, input, deadline).map(Outcome::Value));
+        match self.pool.run(self.config.timeout, work)? {
             Outcome::Value(v) => Ok(v),
             Outcome::Filter(_) => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
         }
@@ -233,16 +235,20 @@ impl JqEngine {
 }
 
 /// Evaluate on the current thread, taking at most one output.
-fn run_first(compiled: &Compiled, input: Val) -> Result<Value, JqError> {
+fn run_first(compiled: &Compiled, input: Val, deadline: std::time::Instant) -> Result<Value, JqError> {
     let env = Val::obj(Map::default()); // `$ENV` and `env` are `{}`
     let filter = &compiled.filter;
     let ctx = Ctx::<compile::D>::new(&filter.lut, Vars::new([env]));
     guard::take_tripped(); // reset
+    guard::set_deadline(Some(deadline));
     let mut outputs = filter.id.run((ctx, input));
     let first = outputs.next();
     drop(outputs);
-    if guard::take_tripped() {
-        return Err(JqError::Limit("recursion too deep".to_owned()));
+    guard::set_deadline(None);
+    match guard::take_tripped() {
+        Some(guard::Trip::Stack) => return Err(JqError::Limit("recursion too deep".to_owned())),
+        Some(guard::Trip::Deadline) => return Err(JqError::Limit("time budget exceeded".to_owned())),
+        None => {}
     }
     match first {
         None => Err(JqError::Runtime("filter produced no output".to_owned())),

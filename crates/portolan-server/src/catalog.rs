@@ -8,7 +8,7 @@ use portolan_core::{Blueprint, Entity};
 use portolan_store::OrgId;
 use serde_json::{Map, Value, json};
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// How entities are rendered (query parameters of Port's read routes).
@@ -85,7 +85,7 @@ pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &R
         for (bp_id, idx) in by_bp {
             let Some(bp) = blueprints.get(bp_id) else { continue };
             add_mirrors(state, org, &blueprints, bp, entities, &idx, &mut out).await?;
-            add_calculations(state, bp, &idx, &mut out);
+            add_calculations(state, bp, &idx, &mut out).await?;
         }
     }
     if opts.attach_title_to_relation {
@@ -153,23 +153,60 @@ async fn add_mirrors(
     Ok(())
 }
 
-fn add_calculations(state: &AppState, bp: &Blueprint, idx: &[usize], out: &mut [Map<String, Value>]) {
+/// Evaluate the blueprint's calculation properties for the rows `idx` of `out`. jq runs on the
+/// blocking pool; a calculation that exceeds its time budget is skipped (null) for the rest of
+/// the page, so one slow filter costs one budget per page, not one per entity.
+async fn add_calculations(
+    state: &AppState,
+    bp: &Blueprint,
+    idx: &[usize],
+    out: &mut [Map<String, Value>],
+) -> ApiResult<()> {
     if bp.calculation_properties.is_empty() {
-        return;
+        return Ok(());
     }
-    for &i in idx {
-        let input = Value::Object(out[i].clone());
-        let values: Vec<(String, Value)> = bp
-            .calculation_properties
+    let calcs: Vec<(String, String)> =
+        bp.calculation_properties.iter().map(|(id, c)| (id.clone(), c.calculation.clone())).collect();
+    let inputs: Vec<Value> = idx.iter().map(|&i| Value::Object(out[i].clone())).collect();
+    let jq = state.jq.clone();
+    let bp_id = bp.identifier.clone();
+    let values = tokio::task::spawn_blocking(move || {
+        let mut poisoned = vec![false; calcs.len()];
+        inputs
             .iter()
-            .map(|(cid, calc)| (cid.clone(), state.jq.first_or_null(&calc.calculation, &input)))
-            .collect();
+            .map(|input| {
+                calcs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (cid, filter))| {
+                        if poisoned[k] {
+                            return (cid.clone(), Value::Null);
+                        }
+                        let v = match jq.first(filter, input) {
+                            Ok(v) => v,
+                            Err(portolan_jq::JqError::Limit(msg)) => {
+                                poisoned[k] = true;
+                                tracing::warn!(blueprint.id = %bp_id, calculation = %cid, "calculation property exceeded its budget ({msg}); null for the rest of this page");
+                                Value::Null
+                            }
+                            Err(_) => Value::Null,
+                        };
+                        (cid.clone(), v)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal("calculation properties", e))?;
+    for (&i, row) in idx.iter().zip(values) {
         if let Some(Value::Object(p)) = out[i].get_mut("properties") {
-            for (cid, v) in values {
+            for (cid, v) in row {
                 p.insert(cid, v);
             }
         }
     }
+    Ok(())
 }
 
 async fn attach_titles(

@@ -71,12 +71,32 @@ async fn checked(state: &AppState, caller: &Caller, body: &Value, old: Option<&B
         errs.0.extend(e.0);
     }
     for (id, calc) in &bp.calculation_properties {
+        let path = format!("calculationProperties.{id}.calculation");
         if let Err(e) = state.jq.compile(&calc.calculation) {
-            errs.push(format!("calculationProperties.{id}.calculation"), format!("is not a valid jq expression: {e}"));
+            errs.push(path, format!("is not a valid jq expression: {e}"));
+        } else if let Some(msg) = trial_run(state, &bp, &calc.calculation).await {
+            errs.push(path, msg);
         }
     }
     errs.into_result()?;
     Ok(bp)
+}
+
+/// Run a calculation on a sample entity of the blueprint; a filter that does not finish within
+/// the jq time budget would stall every read of the blueprint's entities, so it is refused.
+async fn trial_run(state: &AppState, bp: &Blueprint, filter: &str) -> Option<String> {
+    let sample = json!({
+        "identifier": "sample", "title": "Sample", "icon": null, "blueprint": bp.identifier, "team": [],
+        "properties": {}, "relations": {}, "createdAt": "2024-01-01T00:00:00.000Z", "createdBy": "sample",
+        "updatedAt": "2024-01-01T00:00:00.000Z", "updatedBy": "sample"
+    });
+    let (jq, filter) = (state.jq.clone(), filter.to_string());
+    match tokio::task::spawn_blocking(move || jq.first(&filter, &sample)).await {
+        Ok(Err(portolan_jq::JqError::Limit(msg))) => {
+            Some(format!("did not finish on a sample entity ({msg}); a calculation must finish within the time budget"))
+        }
+        _ => None,
+    }
 }
 
 async fn record_failure(state: &AppState, caller: &Caller, action: &str, id: &str, err: &ApiError) {

@@ -358,3 +358,41 @@ async fn a_change_that_breaks_another_blueprints_mirror_is_refused() {
     let r = app.patch("/v1/blueprints/domain", json!({"schema": {"properties": {"owner": null}}})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+#[tokio::test]
+async fn a_calculation_that_never_finishes_is_refused_at_save_time() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            "/v1/blueprints",
+            json!({"identifier": "svc", "title": "Service",
+                "calculationProperties": {"loop": {"type": "number", "calculation": "def f: f; f"}}}),
+        )
+        .await;
+    assert_invalid(&r, "calculationProperties.loop.calculation");
+    assert!(detail(&r, "calculationProperties.loop.calculation").contains("did not finish"), "{}", r.body);
+    assert_error(&app.get("/v1/blueprints/svc").await, 404, "not_found");
+}
+
+#[tokio::test]
+async fn a_calculation_that_is_slow_on_some_entities_costs_one_budget_per_page() {
+    let app = TestApp::spawn().await;
+    app.blueprint(json!({"identifier": "svc", "title": "Service",
+        "schema": {"properties": {"spin": {"type": "boolean"}}},
+        "calculationProperties": {"c": {"type": "string",
+            "calculation": "if .properties.spin then (def f: f; f) else .identifier end"}}}))
+        .await;
+    for i in 0..5 {
+        app.entity("svc", json!({"identifier": format!("s{i}"), "properties": {"spin": true}})).await;
+    }
+    app.entity("svc", json!({"identifier": "plain", "properties": {"spin": false}})).await;
+    let started = std::time::Instant::now();
+    let r = app.post("/v1/blueprints/svc/entities/search", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let elapsed = started.elapsed();
+    // One 2 s budget for the page, not five.
+    assert!(elapsed < std::time::Duration::from_secs(6), "took {elapsed:?}");
+    for e in r.body["entities"].as_array().unwrap() {
+        assert_eq!(e["properties"]["c"], Value::Null, "{e}");
+    }
+}
