@@ -1,0 +1,153 @@
+//! `portolan-bench`: load N entities into a real `portolan serve` through the bulk API, measure
+//! query latencies and the server's peak memory, and compare the ingest rate with a raw-SQLite
+//! baseline on the same machine. Prints a Markdown report (or JSON with `--json`).
+//!
+//! ```text
+//! cargo build --release -p portolan-cli
+//! cargo run --release -p portolan-bench -- --entities 100000
+//! ```
+
+mod api;
+mod baseline;
+mod latency;
+mod load;
+mod model;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+
+use crate::model::Dataset;
+use crate::report::{Context, Report};
+use crate::server::{Server, TempDir};
+
+const DEFAULT_BIN: &str = "target/release/portolan";
+
+#[derive(Parser, Debug)]
+#[command(name = "portolan-bench", about = "Benchmark a real `portolan serve`: bulk load, query latency, memory")]
+struct Args {
+    /// Entities to load in all: 1 % team, 4 % domain, the rest service.
+    #[arg(long, default_value_t = 100_000)]
+    entities: usize,
+    /// Entities per bulk request; also the server's PORTOLAN_MAX_BULK_ENTITIES (Port's is 20).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(20..=10_000))]
+    batch: u32,
+    /// Bulk requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+    /// Sequential requests per latency measurement.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    samples: u32,
+    /// The `portolan` binary to benchmark (built beforehand, never by this command).
+    #[arg(long, default_value = DEFAULT_BIN)]
+    bin: PathBuf,
+    /// Seed of the generated data and of the random keys.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Skip the raw-SQLite baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Print the report as JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The binary to run: `--bin` as given, or the default relative to the workspace root when
+/// the command is not started from there.
+fn resolve_bin(bin: PathBuf) -> anyhow::Result<PathBuf> {
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    if bin.as_os_str() == DEFAULT_BIN {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(DEFAULT_BIN);
+        if root.is_file() {
+            return Ok(root);
+        }
+    }
+    bail!("{} does not exist: run `cargo build --release -p portolan-cli` first (or pass --bin PATH)", bin.display())
+}
+
+fn progress(msg: &str) {
+    eprintln!("[portolan-bench] {msg}");
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portolan-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portolan-bench: FAILED: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let bin = resolve_bin(args.bin.clone())?;
+    let data = Dataset::new(args.entities, args.seed)?;
+    let (batch, concurrency, samples) = (args.batch as usize, args.concurrency as usize, args.samples as usize);
+    let ctx = Context::collect();
+    // Declared before the server so that it is removed after the server has stopped.
+    let tmp = TempDir::new()?;
+    let data_dir = tmp.0.join("data");
+    progress(&format!("binary {}, data in {}", bin.display(), tmp.0.display()));
+
+    let creds = server::init(&bin, &data_dir).await?;
+    let srv = Server::start(&bin, &data_dir, batch).await?;
+    progress(&format!("server pid {} on {}", srv.pid, srv.base));
+    let measured = measure(&srv, &creds, &data, batch, concurrency, samples).await;
+    let peak_rss_kib = srv.peak_rss_kib();
+    let log = srv.log_tail();
+    let stopped = srv.stop().await;
+    let (load, latency) = match measured {
+        Ok(m) => m,
+        Err(e) => return Err(e.context(format!("server log (last lines):\n{log}"))),
+    };
+    stopped.context("stopping the server")?;
+    let peak_rss_kib = peak_rss_kib?;
+
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        progress(&format!("raw SQLite baseline: {} rows, {batch} per transaction", data.total()));
+        Some(baseline::run(&tmp.0, &data, batch).await?)
+    };
+    let report = Report { ctx, data, batch, concurrency, samples, load, latency, baseline, peak_rss_kib };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        print!("{}", report.markdown());
+    }
+    drop(tmp);
+    Ok(())
+}
+
+/// Everything that talks to the server: blueprints, load, count check, latencies.
+async fn measure(
+    srv: &Server,
+    creds: &server::Credentials,
+    data: &Dataset,
+    batch: usize,
+    concurrency: usize,
+    samples: usize,
+) -> anyhow::Result<(load::LoadResult, latency::LatencyResult)> {
+    let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+    load::create_blueprints(&api).await?;
+    progress(&format!("loading {} entities: batches of {batch}, {concurrency} in flight", data.total()));
+    let loaded = load::load(&api, data, batch, concurrency).await?;
+    progress(&format!("loaded in {:.1} s ({:.0} entities/s)", loaded.elapsed.as_secs_f64(), loaded.per_sec()));
+    load::verify_counts(&api, data).await?;
+    progress(&format!("counts verified; measuring latencies ({samples} samples each)"));
+    let lat = latency::run(&api, data, samples).await?;
+    Ok((loaded, lat))
+}
