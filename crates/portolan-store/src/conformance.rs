@@ -288,6 +288,85 @@ pub async fn renames_carry_entity_values(s: &dyn Store) {
     assert!(e.properties.get("owner").is_none());
 }
 
+pub async fn batches_are_one_unit(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    // s1 points at team t1, which comes later in the same batch: accepted.
+    // s2 points at team t2, whose own write is rejected: s2 is rejected too.
+    let rejected = EntityWrite {
+        blueprint: "team".into(),
+        identifier: "t2".into(),
+        build: Box::new(|_| Err(WriteRejection::Invalid(portolan_core::FieldError::new("title", "bad").into()))),
+        create_missing_related: false,
+    };
+    let writes = vec![
+        put(entity("service", "s1", json!({}), json!({"team": "t1"})), &m, false),
+        put(entity("service", "s2", json!({}), json!({"team": "t2"})), &m, false),
+        put(entity("team", "t1", json!({}), json!({})), &m, false),
+        rejected,
+    ];
+    let r = s.write_entities(&a, writes, &ctx()).await.unwrap();
+    assert!(r[0].as_ref().is_ok_and(|w| w.created), "{:?}", r[0]);
+    assert!(matches!(&r[1], Err(WriteRejection::MissingTarget { identifier, .. }) if identifier == "t2"), "{:?}", r[1]);
+    assert!(r[2].is_ok());
+    assert!(matches!(r[3], Err(WriteRejection::Invalid(_))));
+    assert!(s.get_entity(&a, "service", "s2").await.unwrap().is_none());
+    assert_eq!(s.count_entities(&a, &req(None, None, &m)).await.unwrap(), 2);
+    // Relation edges of the batch work for later deletes: t1 is required by s1.
+    assert!(matches!(
+        s.delete_entities(&a, "team", &["t1".into()], false, &ctx()).await,
+        Err(StoreError::RequiredBy { .. })
+    ));
+}
+
+pub async fn a_batch_naming_an_entity_twice_applies_both_in_order(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    let merge = |key: &'static str, v: i64| EntityWrite {
+        blueprint: "domain".into(),
+        identifier: "d1".into(),
+        build: Box::new(move |stored| {
+            let mut e = stored.cloned().unwrap_or_else(|| entity("domain", "d1", json!({}), json!({})));
+            e.properties.insert(key.into(), json!(v));
+            Ok((e, vec![]))
+        }),
+        create_missing_related: false,
+    };
+    let r = s.write_entities(&a, vec![merge("a", 1), merge("b", 2)], &ctx()).await.unwrap();
+    assert!(r[0].as_ref().unwrap().created);
+    assert!(!r[1].as_ref().unwrap().created, "the second write sees the first");
+    let e = s.get_entity(&a, "domain", "d1").await.unwrap().unwrap();
+    assert_eq!(e.properties.get("a"), Some(&json!(1)));
+    assert_eq!(e.properties.get("b"), Some(&json!(2)));
+    let _ = &m;
+}
+
+pub async fn updates_keep_creation_meta_and_replace_edges(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    write_ok(
+        s,
+        &a,
+        &m,
+        vec![
+            entity("team", "t1", json!({}), json!({})),
+            entity("team", "t2", json!({}), json!({})),
+            entity("service", "s1", json!({}), json!({"team": "t1"})),
+        ],
+    )
+    .await;
+    let mut moved = entity("service", "s1", json!({"cpu": 2}), json!({"team": "t2"}));
+    moved.created_at = "2030-01-01T00:00:00.000Z".into();
+    moved.updated_at = "2030-01-01T00:00:00.000Z".into();
+    write_ok(s, &a, &m, vec![moved]).await;
+    let e = s.get_entity(&a, "service", "s1").await.unwrap().unwrap();
+    assert_eq!(e.created_at, T0, "creation meta kept");
+    assert_eq!(e.updated_at, "2030-01-01T00:00:00.000Z");
+    // The old edge is gone: t1 can be deleted without touching s1; t2 is now required.
+    s.delete_entities(&a, "team", &["t1".into()], false, &ctx()).await.unwrap();
+    assert!(s.delete_entities(&a, "team", &["t2".into()], false, &ctx()).await.is_err());
+}
+
 /// One `#[tokio::test]` per conformance case, each on a fresh store from `$make`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -296,7 +375,8 @@ macro_rules! conformance_tests {
             settings_are_initialised_once, orgs_and_credentials, blueprint_lifecycle, blueprint_delete_guards,
             tenancy_is_enforced, entity_writes_see_the_stored_entity, missing_targets_reject_or_create_stubs,
             delete_unlinks_blocks_and_cascades, search_pages_with_a_cursor, writes_are_audited,
-            renames_carry_entity_values);
+            renames_carry_entity_values, batches_are_one_unit,
+            a_batch_naming_an_entity_twice_applies_both_in_order, updates_keep_creation_meta_and_replace_edges);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

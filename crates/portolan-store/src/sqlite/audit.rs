@@ -28,6 +28,36 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, org: &OrgId, r: &AuditRe
     Ok(())
 }
 
+/// Insert many records with one statement per 500.
+pub(crate) async fn insert_many(conn: &mut SqliteConnection, org: &OrgId, records: &[AuditRecord]) -> Result<()> {
+    for chunk in records.chunks(500) {
+        let mut q = SqlFrag::new(
+            "INSERT INTO audit_log(org_id, at, resource_type, action, status, identifier, blueprint, entity, origin, user_id, diff, message) VALUES ",
+        );
+        for (i, r) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            let opt = |v: &Option<String>| v.clone().map_or(SqlParam::Null, SqlParam::Text);
+            let values = [
+                SqlParam::Text(org.0.clone()),
+                SqlParam::Text(r.at.clone()),
+                SqlParam::Text(r.resource_type.clone()),
+                SqlParam::Text(r.action.clone()),
+                SqlParam::Text(r.status.clone()),
+                SqlParam::Text(r.identifier.clone()),
+                opt(&r.blueprint),
+                opt(&r.entity),
+                SqlParam::Text(r.origin.clone()),
+                SqlParam::Text(r.user_id.clone()),
+                r.diff.as_ref().map_or(SqlParam::Null, |d| SqlParam::Text(d.to_string())),
+                opt(&r.message),
+            ];
+            q.param_list(values).push(")");
+        }
+        super::entities::bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 fn from_row(r: &SqliteRow) -> AuditRecord {
     let diff: Option<String> = r.get("diff");
     AuditRecord {

@@ -16,7 +16,7 @@ use crate::{
     Written,
 };
 
-const COLUMNS: &str = "e.rid, e.blueprint, e.identifier, e.title, e.icon, e.team, e.properties, e.relations, \
+pub(super) const COLUMNS: &str = "e.rid, e.blueprint, e.identifier, e.title, e.icon, e.team, e.properties, e.relations, \
                        e.created_at, e.created_by, e.updated_at, e.updated_by, e.datasource";
 
 /// Bind fragment parameters to a query.
@@ -41,7 +41,7 @@ fn json_col<T: serde::de::DeserializeOwned + Default>(r: &SqliteRow, col: &str) 
     serde_json::from_str(&s).unwrap_or_default()
 }
 
-fn from_row(r: &SqliteRow) -> (i64, Entity) {
+pub(super) fn from_row(r: &SqliteRow) -> (i64, Entity) {
     (
         r.get("rid"),
         Entity {
@@ -102,7 +102,7 @@ async fn exists(conn: &mut SqliteConnection, org: &OrgId, bp: &str, id: &str) ->
     Ok(row.is_some())
 }
 
-fn entity_record(
+pub(super) fn entity_record(
     ctx: &AuditCtx,
     action: &str,
     bp: &str,
@@ -126,7 +126,7 @@ fn entity_record(
     }
 }
 
-fn json_text<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
@@ -196,7 +196,9 @@ async fn save(
     Ok(rid)
 }
 
-pub(crate) async fn write(
+/// One write after another, each seeing the previous ones: used when a batch names the same
+/// entity twice. (Batches of distinct entities take `write::write_batch`.)
+pub(super) async fn write_sequential(
     pool: &SqlitePool,
     org: &OrgId,
     writes: Vec<EntityWrite>,

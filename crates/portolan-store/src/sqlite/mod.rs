@@ -3,6 +3,7 @@
 mod audit;
 mod blueprints;
 mod entities;
+mod write;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -201,7 +202,7 @@ impl Store for SqliteStore {
         writes: Vec<EntityWrite>,
         ctx: &AuditCtx,
     ) -> Result<Vec<Result<Written, WriteRejection>>> {
-        entities::write(&self.writer, org, writes, ctx).await
+        write::write(&self.writer, org, writes, ctx).await
     }
     async fn delete_entities(
         &self,
