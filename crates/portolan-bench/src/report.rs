@@ -160,7 +160,7 @@ impl Report {
         );
         match &self.baseline {
             Some(b) => {
-                for (label, v) in [("row at a time, like the store", &b.row_at_a_time), ("multi-row", &b.multi_row)] {
+                for (label, v) in [("row at a time", &b.row_at_a_time), ("multi-row", &b.multi_row)] {
                     let _ = writeln!(
                         s,
                         "| Raw SQLite insert ({label}) | {} rows/s ({} entity + {} relation rows, {:.2} s) | |",
