@@ -128,3 +128,19 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_json_500_without_internals() {
+        let res = panic_response(Box::new("secret internal detail".to_string()));
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"], "internal_error");
+        assert!(!body.windows(6).any(|w| w == b"secret"), "internals leaked: {v}");
+    }
+}

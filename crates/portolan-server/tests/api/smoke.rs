@@ -32,3 +32,33 @@ async fn create_then_read_entity_with_computed_values() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["entity"]["title"], json!("Cart"));
 }
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_docs_are_served_offline() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/openapi.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["openapi"], json!("3.1.0"));
+    let paths = r.body["paths"].as_object().unwrap();
+    for (method, path, _, _) in portolan_server::router::ROUTES {
+        assert!(paths.get(*path).and_then(|p| p.get(*method)).is_some(), "{method} {path} missing from /openapi.json");
+    }
+    assert!(paths["/v1/blueprints"]["get"]["security"].is_array());
+    assert!(paths["/v1/auth/access_token"]["post"].get("security").is_none());
+    let docs = app.http.get(format!("{}/docs/", app.base)).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    let html = docs.text().await.unwrap();
+    assert!(html.contains("swagger"), "{html}");
+    assert!(!html.contains("https://"), "Swagger UI must not load assets from the internet");
+    let init = app.http.get(format!("{}/docs/swagger-initializer.js", app.base)).send().await.unwrap();
+    assert!(init.text().await.unwrap().contains("/openapi.json"));
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    let r = app.req_as("", "GET", "/healthz", None).await;
+    assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"ok": true})));
+    let r = app.req_as("", "GET", "/readyz", None).await;
+    assert_eq!((r.status, r.body), (StatusCode::OK, json!({"ok": true})));
+}
