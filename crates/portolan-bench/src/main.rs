@@ -1,11 +1,4 @@
-//! `portolan-bench`: load N entities into a real `portolan serve` through the bulk API, measure
-//! query latencies and the server's peak memory, and compare the ingest rate with a raw-SQLite
-//! baseline on the same machine. Prints a Markdown report (or JSON with `--json`).
-//!
-//! ```text
-//! cargo build --release -p portolan-cli
-//! cargo run --release -p portolan-bench -- --entities 100000
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod api;
 mod baseline;

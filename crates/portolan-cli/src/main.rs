@@ -1,4 +1,4 @@
-//! The `portolan` binary: `serve`, `init`, `org create`.
+#![doc = include_str!("../README.md")]
 
 mod config;
 
