@@ -2,6 +2,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod postgres;
 pub mod query;
 pub mod sql;
 mod sqlite;
@@ -13,6 +14,7 @@ use portolan_core::search::Query;
 use portolan_core::{Blueprint, Entity, FieldError, FieldErrors};
 use serde_json::Value;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// An organization's id. Every tenant-owned read and write of the store takes one, and every

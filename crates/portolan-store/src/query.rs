@@ -1,4 +1,5 @@
-//! Port's search language → a SQLite boolean expression over the `entities` row `e`.
+//! Port's search language → a boolean SQL expression (SQLite or PostgreSQL, by
+//! [`CompileCtx::dialect`]) over the `entities` row `e`.
 //!
 //! [`compile_where`] translates a parsed [`Query`] into a parameterized [`SqlFrag`]; the caller
 //! puts it after `WHERE e.org_id = ? AND (…)`. Subqueries stay inside the tenant: correlated
@@ -29,6 +30,7 @@
 //! (`{"context": "user", …}`) and the `"My Teams"` value of `$team` rules.
 
 mod graph;
+mod json;
 mod operand;
 #[cfg(test)]
 mod tests;
@@ -40,7 +42,8 @@ use portolan_core::error::join_path;
 use portolan_core::search::{Combinator, MetaProperty, PropertyOp, PropertyRef, PropertySchemaFilter, Query, Rule};
 use portolan_core::{Blueprint, FieldError, Property};
 
-use crate::sql::{SqlFrag, SqlParam, json_key_path};
+use crate::sql::{Dialect, SqlFrag, SqlParam};
+use json::JsonAt;
 use operand::{Alias, Col, Field, meta_field, negate_if, predicate};
 
 /// SQLite binds at most 32766 parameters; stay clear of it.
@@ -55,6 +58,8 @@ pub struct CompileCtx<'a> {
     pub now: DateTime<Utc>,
     /// The organization's blueprints: property kinds, relations and mirror paths.
     pub blueprints: &'a HashMap<String, Blueprint>,
+    /// The SQL dialect to write.
+    pub dialect: Dialect,
 }
 
 /// Compile `q` into a boolean SQL expression over `entities e`. Errors carry paths relative to
@@ -95,7 +100,7 @@ struct Compiler<'a, 'c> {
 /// Where a property of a blueprint comes from.
 enum Source {
     Stored,
-    /// Follow single relations (`(JSON path of relation, target blueprint)`) to the entity
+    /// Follow single relations (`(relation, target blueprint)`) to the entity
     /// holding `last`.
     Mirror {
         hops: Vec<(String, String)>,
@@ -121,8 +126,8 @@ impl<'a> Compiler<'a, '_> {
                     .map(|(i, r)| self.query(r, &join_path(&rpath, &format!("[{i}]"))))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(match combinator {
-                    Combinator::And => SqlFrag::join(parts, " AND ", "1"),
-                    Combinator::Or => SqlFrag::join(parts, " OR ", "0"),
+                    Combinator::And => SqlFrag::join(parts, " AND ", "TRUE"),
+                    Combinator::Or => SqlFrag::join(parts, " OR ", "FALSE"),
                 })
             }
             Query::Rule(rule) => self.rule(rule, path),
@@ -134,14 +139,14 @@ impl<'a> Compiler<'a, '_> {
         match rule {
             Rule::Property { property: PropertyRef::Meta(m), op } => {
                 let (negated, pos) = op.positive();
-                Ok(negate_if(negated, predicate(&meta_field(*m, Alias::E), pos, now, path)?))
+                Ok(negate_if(negated, predicate(self.ctx.dialect, &meta_field(*m, Alias::E), pos, now, path)?))
             }
             Rule::Property { property: PropertyRef::Property(name), op } => self.property(name, op, path),
             Rule::PropertySchema { schema, op } => self.property_schema(schema, op, path),
             Rule::Relation { relation, op } => {
                 let (negated, pos) = op.positive();
-                let field = Field::Relation { col: Col::e("relations"), path: json_key_path(relation) };
-                Ok(negate_if(negated, predicate(&field, pos, now, path)?))
+                let field = Field::Relation { col: Col::e("relations"), key: relation.clone() };
+                Ok(negate_if(negated, predicate(self.ctx.dialect, &field, pos, now, path)?))
             }
             Rule::RelatedTo(r) => self.related_to(r, path),
             Rule::MatchAny(m) => self.match_any(m, path),
@@ -165,11 +170,11 @@ impl<'a> Compiler<'a, '_> {
         for (applies, source) in self.resolve(name, &join_path(path, "property"))? {
             let pred = match source {
                 Source::Stored => {
-                    let field = Field::Json { col: Col::e("properties"), path: json_key_path(name) };
-                    predicate(&field, pos, self.ctx.now, path)?
+                    let field = Field::Json { col: Col::e("properties"), key: name.to_string() };
+                    predicate(self.ctx.dialect, &field, pos, self.ctx.now, path)?
                 }
                 Source::Mirror { hops, last } => {
-                    self.mirror(&hops, &last, |field, now| predicate(field, pos, now, path))?
+                    self.mirror(&hops, &last, |d, field, now| predicate(d, field, pos, now, path))?
                 }
             };
             let mut part = SqlFrag::default();
@@ -185,7 +190,7 @@ impl<'a> Compiler<'a, '_> {
             part.push("(").append(pred).push(")");
             parts.push(part);
         }
-        Ok(negate_if(negated, SqlFrag::join(parts, " OR ", "0")))
+        Ok(negate_if(negated, SqlFrag::join(parts, " OR ", "FALSE")))
     }
 
     /// How `name` is defined across the blueprints in scope.
@@ -235,7 +240,7 @@ impl<'a> Compiler<'a, '_> {
                 .blueprints
                 .get(&rel.target)
                 .ok_or_else(|| fail(format!("targets unknown blueprint '{}'", rel.target)))?;
-            hops.push((json_key_path(rel_id), rel.target.clone()));
+            hops.push((rel_id.to_string(), rel.target.clone()));
         }
         let last = if last.starts_with('$') {
             PropertyRef::Meta(MetaProperty::from_name(last).ok_or_else(|| fail(format!("ends at unknown '{last}'")))?)
@@ -255,31 +260,33 @@ impl<'a> Compiler<'a, '_> {
         &mut self,
         hops: &[(String, String)],
         last: &PropertyRef,
-        pred: impl FnOnce(&Field, DateTime<Utc>) -> Result<SqlFrag, FieldError>,
+        pred: impl FnOnce(Dialect, &Field, DateTime<Utc>) -> Result<SqlFrag, FieldError>,
     ) -> Result<SqlFrag, FieldError> {
-        let Some((rel_path, target)) = hops.first() else {
-            return Ok(SqlFrag::new("0"));
+        let d = self.ctx.dialect;
+        let Some((rel, target)) = hops.first() else {
+            return Ok(SqlFrag::new("FALSE"));
         };
         let first = self.aliases + 1;
         self.aliases += hops.len();
         let mut f = SqlFrag::new("EXISTS (SELECT 1 FROM entities ");
         f.name("m", first);
-        for (i, (rel_path, target)) in hops.iter().enumerate().skip(1) {
+        for (i, (rel, target)) in hops.iter().enumerate().skip(1) {
             let (prev, cur) = (first + i - 1, first + i);
             f.push(" JOIN entities ").name("m", cur).push(" ON ").name("m", cur).push(".org_id = ");
             f.name("m", prev).push(".org_id AND ").name("m", cur).push(".blueprint = ").param(target.as_str());
-            f.push(" AND ").name("m", cur).push(".identifier = json_extract(").name("m", prev).push(".relations, ");
-            f.param(rel_path.as_str()).push(")");
+            f.push(" AND ").name("m", cur).push(".identifier = ");
+            JsonAt::key(d, Col { alias: Alias::M(prev), name: "relations" }, rel).text(&mut f);
         }
         f.push(" WHERE ").name("m", first).push(".org_id = e.org_id AND ").name("m", first).push(".blueprint = ");
-        f.param(target.as_str()).push(" AND ").name("m", first).push(".identifier = json_extract(e.relations, ");
-        f.param(rel_path.as_str()).push(") AND (");
+        f.param(target.as_str()).push(" AND ").name("m", first).push(".identifier = ");
+        JsonAt::key(d, Col::e("relations"), rel).text(&mut f);
+        f.push(" AND (");
         let alias = Alias::M(first + hops.len() - 1);
         let field = match last {
             PropertyRef::Meta(m) => meta_field(*m, alias),
-            PropertyRef::Property(p) => Field::Json { col: Col { alias, name: "properties" }, path: json_key_path(p) },
+            PropertyRef::Property(p) => Field::Json { col: Col { alias, name: "properties" }, key: p.clone() },
         };
-        f.append(pred(&field, self.ctx.now)?).push("))");
+        f.append(pred(d, &field, self.ctx.now)?).push("))");
         Ok(f)
     }
 
@@ -302,16 +309,18 @@ impl<'a> Compiler<'a, '_> {
             let preds = names
                 .into_iter()
                 .map(|n| {
-                    let field = Field::Json { col: Col::e("properties"), path: json_key_path(n) };
-                    predicate(&field, pos, self.ctx.now, path)
+                    let field = Field::Json { col: Col::e("properties"), key: n.to_string() };
+                    predicate(self.ctx.dialect, &field, pos, self.ctx.now, path)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let mut part = SqlFrag::new("e.blueprint = ");
-            part.param(SqlParam::Text(bp.identifier.clone())).push(" AND (").append(SqlFrag::join(preds, " OR ", "0"));
+            part.param(SqlParam::Text(bp.identifier.clone()))
+                .push(" AND (")
+                .append(SqlFrag::join(preds, " OR ", "FALSE"));
             part.push(")");
             parts.push(part);
         }
-        Ok(negate_if(negated, SqlFrag::join(parts, " OR ", "0")))
+        Ok(negate_if(negated, SqlFrag::join(parts, " OR ", "FALSE")))
     }
 }
 

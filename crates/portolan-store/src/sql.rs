@@ -13,15 +13,15 @@ use sqlx::{Sqlite, Type};
 
 /// The SQL dialect a fragment is rendered for.
 ///
-/// Fragments are built with `?` placeholders and SQLite's JSON1 functions. PostgreSQL goes
-/// here as a second variant: [`SqlFrag::render`] would number the placeholders (`$1..$n`, by
-/// rewriting each `?` — fragment text never contains a literal `?`, and Postgres fragments must
-/// use `jsonb_exists()` rather than the `?` operator), and the query compiler would grow a
-/// jsonb flavour of its JSON expressions.
+/// Fragments are built with `?` placeholders; [`SqlFrag::render`] numbers them (`$1..$n`) for
+/// PostgreSQL by rewriting each `?`, each with its parameter's type (`$1::int8`). Fragment text therefore never contains a literal `?`:
+/// Postgres fragments use `jsonb_exists()` rather than the `?` operator. The query compiler
+/// picks its JSON functions by dialect (JSON1 on SQLite, jsonb operators on PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dialect {
     #[default]
     Sqlite,
+    Postgres,
 }
 
 /// A bound parameter.
@@ -183,6 +183,30 @@ impl SqlFrag {
     pub fn render(&self, dialect: Dialect) -> Cow<'_, str> {
         match dialect {
             Dialect::Sqlite => Cow::Borrowed(&self.sql),
+            Dialect::Postgres => {
+                let mut out = String::with_capacity(self.sql.len() + 2 * self.params.len());
+                let mut n = 0usize;
+                for c in self.sql.chars() {
+                    if c == '?' {
+                        out.push('$');
+                        out.push_str(&(n + 1).to_string());
+                        // The parameter's type is part of the text: sqlx caches a prepared
+                        // statement per text, with the parameter types of its first use, so
+                        // `> $1` prepared for an integer would misread a float bound later.
+                        out.push_str(match self.params.get(n) {
+                            Some(SqlParam::Text(_)) => "::text",
+                            Some(SqlParam::Int(_)) => "::int8",
+                            Some(SqlParam::Real(_)) => "::float8",
+                            Some(SqlParam::Bool(_)) => "::boolean",
+                            Some(SqlParam::Null) | None => "",
+                        });
+                        n += 1;
+                    } else {
+                        out.push(c);
+                    }
+                }
+                Cow::Owned(out)
+            }
         }
     }
 }
@@ -238,6 +262,11 @@ mod tests {
             ]
         );
         assert_eq!(f.render(Dialect::Sqlite), f.sql);
+        assert_eq!(
+            f.render(Dialect::Postgres),
+            "SELECT 1 FROM t WHERE a = $1::text AND b IN ($2::int8, $3::int8, $4::int8) AND c = $5::boolean"
+        );
+        assert_eq!(SqlFrag::new("a = ? AND b = ?").render(Dialect::Postgres), "a = $1 AND b = $2");
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl Hop<'_> {
                 f.push(" AND r.relation = ").param(rel);
             }
             if let Some(req) = self.required {
-                f.push(" AND r.required = ").param(i64::from(req));
+                f.push(" AND r.required = ").param(req);
             }
         };
         match self.way {
@@ -87,7 +87,7 @@ impl Compiler<'_, '_> {
             return Err(FieldError::new(join_path(path, "blueprint"), msg));
         }
         if r.values.is_empty() {
-            return Ok(SqlFrag::new("0"));
+            return Ok(SqlFrag::new("FALSE"));
         }
         let up = r.direction != Some(Direction::Downstream);
         let down = r.direction != Some(Direction::Upstream);
@@ -140,7 +140,7 @@ impl Compiler<'_, '_> {
             return Err(FieldError::new(join_path(&ppath, "fromBlueprint"), msg));
         }
         if m.values.is_empty() {
-            return Ok(SqlFrag::new("0"));
+            return Ok(SqlFrag::new("FALSE"));
         }
         let (way, start_bps) = match &m.from_blueprint {
             Some(bp) => (Way::Forward, vec![bp.clone()]),

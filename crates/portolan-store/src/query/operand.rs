@@ -5,10 +5,8 @@ use portolan_core::FieldError;
 use portolan_core::error::join_path;
 use portolan_core::search::{Bound, Literal, MetaProperty, Positive, format_timestamp, parse_timestamp};
 
-use crate::sql::{SqlFrag, SqlParam, like_escape};
-
-/// `strftime` format giving the canonical timestamp text (`2024-01-31T10:00:00.000Z`).
-const TS: &str = "'%Y-%m-%dT%H:%M:%fZ'";
+use super::json::{JsonAt, lower_ascii, ts_call};
+use crate::sql::{Dialect, SqlFrag, SqlParam, like_escape};
 
 /// A table alias: the searched entity `e`, or a generated `m<n>` (mirror hops).
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +25,7 @@ impl Col {
     pub fn e(name: &'static str) -> Self {
         Col { alias: Alias::E, name }
     }
-    fn write(self, f: &mut SqlFrag) {
+    pub(super) fn write(self, f: &mut SqlFrag) {
         match self.alias {
             Alias::E => f.push("e."),
             Alias::M(n) => f.name("m", n).push("."),
@@ -39,10 +37,10 @@ impl Col {
 /// The value a rule tests.
 #[derive(Debug, Clone)]
 pub(super) enum Field {
-    /// A value of a JSON object column (`properties`) at a bound JSON path.
-    Json { col: Col, path: String },
+    /// A value of a JSON object column (`properties`) at a top-level key (bound, never inlined).
+    Json { col: Col, key: String },
     /// A relation of the `relations` column: a string, an array of strings, or null.
-    Relation { col: Col, path: String },
+    Relation { col: Col, key: String },
     /// A nullable text column (`identifier`, `title`, …).
     Text(Col),
     /// A timestamp column in canonical form (`created_at`, `updated_at`).
@@ -68,30 +66,32 @@ pub(super) fn meta_field(m: MetaProperty, alias: Alias) -> Field {
     }
 }
 
-/// `NOT coalesce((p), 0)` when negated: a negative operator is the complement of its positive
-/// twin, so it matches where the positive predicate is false *or* unknown (missing values).
+/// `NOT coalesce((p), FALSE)` when negated: a negative operator is the complement of its
+/// positive twin, so it matches where the positive predicate is false *or* unknown (missing
+/// values).
 pub(super) fn negate_if(negated: bool, p: SqlFrag) -> SqlFrag {
     if !negated {
         return p;
     }
     let mut f = SqlFrag::new("NOT coalesce((");
-    f.append(p).push("), 0)");
+    f.append(p).push("), FALSE)");
     f
 }
 
 /// The positive predicate of `pos` on `field`. `path` is the rule's path, for errors.
 pub(super) fn predicate(
+    d: Dialect,
     field: &Field,
     pos: Positive<'_>,
     now: DateTime<Utc>,
     path: &str,
 ) -> Result<SqlFrag, FieldError> {
     match field {
-        Field::Json { col, path: jp } => Ok(json(*col, jp, pos, now)),
-        Field::Relation { col, path: jp } => Ok(relation(*col, jp, pos, now)),
-        Field::Text(col) => text(*col, false, pos, now, path),
-        Field::Time(col) => text(*col, true, pos, now, path),
-        Field::Team(col) => team(*col, pos, path),
+        Field::Json { col, key } => Ok(json(JsonAt::key(d, *col, key), pos, now)),
+        Field::Relation { col, key } => Ok(relation(JsonAt::key(d, *col, key), pos, now)),
+        Field::Text(col) => text(d, *col, false, pos, now, path),
+        Field::Time(col) => text(d, *col, true, pos, now, path),
+        Field::Team(col) => team(d, *col, pos, path),
     }
 }
 
@@ -110,47 +110,32 @@ fn like_pattern(pos: Positive<'_>) -> Option<String> {
     Some(format!("{before}{}{after}", like_escape(&s.to_ascii_lowercase())))
 }
 
-/// Writes `json_extract(col, ?)`, `json_type(col, ?)` … for one JSON path.
-struct JsonAt<'a> {
-    col: Col,
-    path: &'a str,
-}
-
-impl JsonAt<'_> {
-    fn call(&self, f: &mut SqlFrag, func: &str) {
-        f.push(func).push("(");
-        self.col.write(f);
-        f.push(", ").param(self.path).push(")");
-    }
-    fn value(&self, f: &mut SqlFrag) {
-        self.call(f, "json_extract");
-    }
-    fn ty(&self, f: &mut SqlFrag) {
-        self.call(f, "json_type");
-    }
-    /// `(json_type(..) = 'text' AND <op on json_extract(..)>)`: `write_op` writes what
-    /// follows the value, e.g. ` = ?`.
-    fn typed(&self, f: &mut SqlFrag, types: &str, wrap_ts: bool, write_op: impl FnOnce(&mut SqlFrag)) {
-        f.push("(");
-        self.ty(f);
-        f.push(types).push(" AND ");
-        if wrap_ts {
-            f.push("strftime(").push(TS).push(", ");
-            self.value(f);
-            f.push(")");
-        } else {
-            self.value(f);
-        }
-        write_op(f);
-        f.push(")");
-    }
-}
-
 const IS_TEXT: &str = " = 'text'";
 const IS_NUMBER: &str = " IN ('integer', 'real')";
 
-fn json(col: Col, jp: &str, pos: Positive<'_>, now: DateTime<Utc>) -> SqlFrag {
-    let at = JsonAt { col, path: jp };
+/// How [`typed`] reads the value.
+#[derive(Clone, Copy, PartialEq)]
+enum As {
+    Text,
+    Number,
+    Timestamp,
+}
+
+/// `(<type> = 'text' AND <value> <op>)`: `write_op` writes what follows the value, e.g. ` = ?`.
+fn typed(at: &JsonAt<'_>, f: &mut SqlFrag, how: As, write_op: impl FnOnce(&mut SqlFrag)) {
+    f.push("(");
+    at.ty(f);
+    f.push(if how == As::Number { IS_NUMBER } else { IS_TEXT }).push(" AND ");
+    match how {
+        As::Text => at.text(f),
+        As::Number => at.num(f),
+        As::Timestamp => at.ts(f),
+    }
+    write_op(f);
+    f.push(")");
+}
+
+fn json(at: JsonAt<'_>, pos: Positive<'_>, now: DateTime<Utc>) -> SqlFrag {
     let mut f = SqlFrag::default();
     match pos {
         Positive::Eq(Literal::Null) => {
@@ -158,40 +143,53 @@ fn json(col: Col, jp: &str, pos: Positive<'_>, now: DateTime<Utc>) -> SqlFrag {
             at.ty(&mut f);
             f.push(", 'null') = 'null'");
         }
-        Positive::Eq(Literal::Bool(b)) => {
-            at.ty(&mut f);
-            f.push(if *b { " = 'true'" } else { " = 'false'" });
-        }
-        Positive::Eq(Literal::Number(n)) => at.typed(&mut f, IS_NUMBER, false, |f| {
-            f.push(" = ").param(SqlParam::number(n));
-        }),
-        Positive::Eq(Literal::String(s)) => match parse_timestamp(s) {
-            None => at.typed(&mut f, IS_TEXT, false, |f| {
-                f.push(" = ").param(s.as_str());
+        Positive::Eq(Literal::Bool(b)) => match at.contains(&SqlParam::Bool(*b)) {
+            Some(c) => f = c,
+            None => {
+                at.ty(&mut f);
+                f.push(if *b { " = 'true'" } else { " = 'false'" });
+            }
+        },
+        Positive::Eq(Literal::Number(n)) => match at.contains(&SqlParam::number(n)) {
+            Some(c) => f = c,
+            None => typed(&at, &mut f, As::Number, |f| {
+                f.push(" = ").param(SqlParam::number(n));
             }),
+        },
+        Positive::Eq(Literal::String(s)) => match parse_timestamp(s) {
+            None => match at.contains(&SqlParam::Text(s.clone())) {
+                Some(c) => f = c,
+                None => typed(&at, &mut f, As::Text, |f| {
+                    f.push(" = ").param(s.as_str());
+                }),
+            },
             // An ISO date-time also matches the same instant written differently.
             Some(t) => {
                 f.push("(");
                 at.ty(&mut f);
                 f.push(IS_TEXT).push(" AND (");
-                at.value(&mut f);
-                f.push(" = ").param(s.as_str()).push(" OR strftime(").push(TS).push(", ");
-                at.value(&mut f);
-                f.push(") = ").param(format_timestamp(t)).push("))");
+                at.text(&mut f);
+                f.push(" = ").param(s.as_str()).push(" OR ");
+                at.ts(&mut f);
+                f.push(" = ").param(format_timestamp(t)).push("))");
             }
         },
-        Positive::Eq(arr @ Literal::Array(_)) => at.typed(&mut f, " = 'array'", false, |f| {
-            f.push(" = json(").param(arr.to_json().to_string()).push(")");
-        }),
-        Positive::Cmp(op, Bound::Number(n)) => at.typed(&mut f, IS_NUMBER, false, |f| {
+        Positive::Eq(arr @ Literal::Array(_)) => {
+            f.push("(");
+            at.ty(&mut f);
+            f.push(" = 'array' AND ");
+            at.eq_json(&mut f, arr.to_json().to_string());
+            f.push(")");
+        }
+        Positive::Cmp(op, Bound::Number(n)) => typed(&at, &mut f, As::Number, |f| {
             f.push(" ").push(op.as_str()).push(" ").param(SqlParam::number(n));
         }),
-        Positive::Cmp(op, Bound::DateTime(t)) => at.typed(&mut f, IS_TEXT, true, |f| {
+        Positive::Cmp(op, Bound::DateTime(t)) => typed(&at, &mut f, As::Timestamp, |f| {
             f.push(" ").push(op.as_str()).push(" ").param(format_timestamp(*t));
         }),
         Positive::Between(range) => {
             let (from, to) = range.resolve(now);
-            at.typed(&mut f, IS_TEXT, true, |f| {
+            typed(&at, &mut f, As::Timestamp, |f| {
                 f.push(" BETWEEN ").param(format_timestamp(from)).push(" AND ").param(format_timestamp(to));
             });
         }
@@ -199,73 +197,57 @@ fn json(col: Col, jp: &str, pos: Positive<'_>, now: DateTime<Utc>) -> SqlFrag {
             let pattern = like_pattern(pos).unwrap_or_default();
             f.push("(");
             at.ty(&mut f);
-            f.push(IS_TEXT).push(" AND lower(");
-            at.value(&mut f);
-            f.push(") LIKE ").param(pattern).push(" ESCAPE '\\')");
+            f.push(IS_TEXT).push(" AND ");
+            lower_ascii(at.d, &mut f, |f| at.text(f));
+            f.push(" LIKE ").param(pattern).push(" ESCAPE '\\')");
         }
         Positive::ContainsAny(list) => {
-            f.push("EXISTS (SELECT 1 FROM json_each(");
-            col.write(&mut f);
-            f.push(", ").param(jp).push(") j WHERE ");
-            f.append(scalar_in("j.value", "j.type", list));
+            f.push("EXISTS (SELECT 1 FROM ");
+            at.each(&mut f);
+            f.push(" WHERE ");
+            f.append(scalar_in(&JsonAt::elem(at.d), list));
             f.push(")");
         }
         Positive::In(list) => {
-            f.append(scalar_in_json(&at, list));
+            f.append(scalar_in(&at, list));
         }
         Positive::NonEmpty => {
             f.push("CASE coalesce(");
             at.ty(&mut f);
-            f.push(", 'null') WHEN 'null' THEN 0 WHEN 'text' THEN ");
-            at.value(&mut f);
+            f.push(", 'null') WHEN 'null' THEN FALSE WHEN 'text' THEN ");
+            at.text(&mut f);
             f.push(" <> '' WHEN 'array' THEN ");
-            at.call(&mut f, "json_array_length");
+            at.array_len(&mut f);
             f.push(" > 0 WHEN 'object' THEN ");
-            at.value(&mut f);
-            f.push(" <> '{}' ELSE 1 END");
+            at.text(&mut f);
+            f.push(" <> '{}' ELSE TRUE END");
         }
-        Positive::Expired => at.typed(&mut f, IS_TEXT, true, |f| {
+        Positive::Expired => typed(&at, &mut f, As::Timestamp, |f| {
             f.push(" <= ").param(format_timestamp(now));
         }),
     }
     f
 }
 
-/// Scalars of `list` matched against a JSON value given by its SQL value and `json_type`
-/// expressions (`j.value` / `j.type` of `json_each`): strings against text, numbers against
+/// Scalars of `list` matched against a JSON value: strings against text, numbers against
 /// numbers, booleans against `true` / `false`.
-fn scalar_in(value: &str, ty: &str, list: &[Literal]) -> SqlFrag {
+fn scalar_in(at: &JsonAt<'_>, list: &[Literal]) -> SqlFrag {
     let (strings, numbers, bools) = split_scalars(list);
     let mut parts = Vec::new();
-    if !strings.is_empty() {
-        let mut p = SqlFrag::new(ty);
-        p.push(" = 'text' AND ").push(value).push(" IN (").param_list(strings).push(")");
-        parts.push(p);
-    }
-    if !numbers.is_empty() {
-        let mut p = SqlFrag::new(ty);
-        p.push(IS_NUMBER).push(" AND ").push(value).push(" IN (").param_list(numbers).push(")");
-        parts.push(p);
-    }
-    for b in bools {
-        let mut p = SqlFrag::new(ty);
-        p.push(if b { " = 'true'" } else { " = 'false'" });
-        parts.push(p);
-    }
-    SqlFrag::join(parts, " OR ", "0")
-}
-
-/// [`scalar_in`] for a value at a JSON path.
-fn scalar_in_json(at: &JsonAt<'_>, list: &[Literal]) -> SqlFrag {
-    let (strings, numbers, bools) = split_scalars(list);
-    let mut parts = Vec::new();
-    for (types, values) in [(IS_TEXT, strings), (IS_NUMBER, numbers)] {
-        if !values.is_empty() {
-            let mut p = SqlFrag::default();
-            at.typed(&mut p, types, false, |f| {
-                f.push(" IN (").param_list(values).push(")");
-            });
-            parts.push(p);
+    let indexed: Option<Vec<SqlFrag>> =
+        strings.iter().chain(numbers.iter()).map(|v| at.contains(v)).collect::<Option<Vec<_>>>();
+    match indexed {
+        Some(frags) => parts.extend(frags),
+        None => {
+            for (how, values) in [(As::Text, strings), (As::Number, numbers)] {
+                if !values.is_empty() {
+                    let mut p = SqlFrag::default();
+                    typed(at, &mut p, how, |f| {
+                        f.push(" IN (").param_list(values).push(")");
+                    });
+                    parts.push(p);
+                }
+            }
         }
     }
     for b in bools {
@@ -274,7 +256,7 @@ fn scalar_in_json(at: &JsonAt<'_>, list: &[Literal]) -> SqlFrag {
         p.push(if b { " = 'true'" } else { " = 'false'" });
         parts.push(p);
     }
-    SqlFrag::join(parts, " OR ", "0")
+    SqlFrag::join(parts, " OR ", "FALSE")
 }
 
 fn split_scalars(list: &[Literal]) -> (Vec<SqlParam>, Vec<SqlParam>, Vec<bool>) {
@@ -294,27 +276,32 @@ fn split_scalars(list: &[Literal]) -> (Vec<SqlParam>, Vec<SqlParam>, Vec<bool>) 
 
 /// Relations: `=` and `in` mean "points at (one of) these identifiers", for single and many
 /// relations alike; `= null` means "points at nothing".
-fn relation(col: Col, jp: &str, pos: Positive<'_>, now: DateTime<Utc>) -> SqlFrag {
+fn relation(at: JsonAt<'_>, pos: Positive<'_>, now: DateTime<Utc>) -> SqlFrag {
     match pos {
-        Positive::Eq(s @ Literal::String(_)) => json(col, jp, Positive::ContainsAny(std::slice::from_ref(s)), now),
-        Positive::In(list) => json(col, jp, Positive::ContainsAny(list), now),
-        Positive::Eq(Literal::Null) => negate_if(true, json(col, jp, Positive::NonEmpty, now)),
-        Positive::Eq(Literal::Number(_) | Literal::Bool(_)) => SqlFrag::new("0"),
-        _ => json(col, jp, pos, now),
+        Positive::Eq(s @ Literal::String(_)) => json(at, Positive::ContainsAny(std::slice::from_ref(s)), now),
+        Positive::In(list) => json(at, Positive::ContainsAny(list), now),
+        Positive::Eq(Literal::Null) => negate_if(true, json(at, Positive::NonEmpty, now)),
+        Positive::Eq(Literal::Number(_) | Literal::Bool(_)) => SqlFrag::new("FALSE"),
+        _ => json(at, pos, now),
     }
 }
 
 /// A text column; `canonical` ones (timestamps) compare against normalized date-times without
 /// re-formatting the column.
-fn text(col: Col, canonical: bool, pos: Positive<'_>, now: DateTime<Utc>, path: &str) -> Result<SqlFrag, FieldError> {
+fn text(
+    d: Dialect,
+    col: Col,
+    canonical: bool,
+    pos: Positive<'_>,
+    now: DateTime<Utc>,
+    path: &str,
+) -> Result<SqlFrag, FieldError> {
     let mut f = SqlFrag::default();
     let as_ts = |f: &mut SqlFrag| {
         if canonical {
             col.write(f);
         } else {
-            f.push("strftime(").push(TS).push(", ");
-            col.write(f);
-            f.push(")");
+            ts_call(d, f, |f| col.write(f));
         }
     };
     match pos {
@@ -334,7 +321,7 @@ fn text(col: Col, canonical: bool, pos: Positive<'_>, now: DateTime<Utc>, path: 
             f.push(" = ").param(n.to_string());
         }
         Positive::Eq(Literal::Bool(_) | Literal::Array(_)) => {
-            f.push("0");
+            f.push("FALSE");
         }
         Positive::Cmp(_, Bound::Number(_)) => {
             return Err(value_error(path, "must be an ISO-8601 date-time string (this property is not a number)"));
@@ -349,9 +336,8 @@ fn text(col: Col, canonical: bool, pos: Positive<'_>, now: DateTime<Utc>, path: 
             f.push(" BETWEEN ").param(format_timestamp(from)).push(" AND ").param(format_timestamp(to));
         }
         Positive::Contains(_) | Positive::BeginsWith(_) | Positive::EndsWith(_) => {
-            f.push("lower(");
-            col.write(&mut f);
-            f.push(") LIKE ").param(like_pattern(pos).unwrap_or_default()).push(" ESCAPE '\\'");
+            lower_ascii(d, &mut f, |f| col.write(f));
+            f.push(" LIKE ").param(like_pattern(pos).unwrap_or_default()).push(" ESCAPE '\\'");
         }
         Positive::ContainsAny(list) | Positive::In(list) => {
             let values: Vec<SqlParam> = list
@@ -363,7 +349,7 @@ fn text(col: Col, canonical: bool, pos: Positive<'_>, now: DateTime<Utc>, path: 
                 })
                 .collect();
             if values.is_empty() {
-                f.push("0");
+                f.push("FALSE");
             } else {
                 col.write(&mut f);
                 f.push(" IN (").param_list(values).push(")");
@@ -384,46 +370,60 @@ fn text(col: Col, canonical: bool, pos: Positive<'_>, now: DateTime<Utc>, path: 
 
 /// `$team`: a JSON array of team identifiers. `=` a team and `in` / `containsAny` teams all
 /// mean "belongs to (one of) these teams"; the pattern operators match any team.
-fn team(col: Col, pos: Positive<'_>, path: &str) -> Result<SqlFrag, FieldError> {
+fn team(d: Dialect, col: Col, pos: Positive<'_>, path: &str) -> Result<SqlFrag, FieldError> {
     let mut f = SqlFrag::default();
+    let (each_fn, len_fn) = match d {
+        Dialect::Sqlite => ("json_each(", "json_array_length("),
+        Dialect::Postgres => ("jsonb_array_elements_text(", "jsonb_array_length("),
+    };
     let each = |f: &mut SqlFrag| {
-        f.push("EXISTS (SELECT 1 FROM json_each(");
+        f.push("EXISTS (SELECT 1 FROM ").push(each_fn);
         col.write(f);
-        f.push(") j WHERE ");
+        f.push(if d == Dialect::Postgres { ") j(value) WHERE " } else { ") j WHERE " });
     };
     match pos {
         Positive::Eq(Literal::Null) => {
-            f.push("coalesce(json_array_length(");
+            f.push("coalesce(").push(len_fn);
             col.write(&mut f);
             f.push("), 0) = 0");
         }
-        Positive::Eq(s @ Literal::String(_)) => return team(col, Positive::ContainsAny(std::slice::from_ref(s)), path),
+        Positive::Eq(s @ Literal::String(_)) => {
+            return team(d, col, Positive::ContainsAny(std::slice::from_ref(s)), path);
+        }
         Positive::Eq(arr @ Literal::Array(_)) => {
-            f.push("json(");
-            col.write(&mut f);
-            f.push(") = json(").param(arr.to_json().to_string()).push(")");
+            if d == Dialect::Postgres {
+                col.write(&mut f);
+                f.push(" = ").param(arr.to_json().to_string()).push("::jsonb");
+            } else {
+                f.push("json(");
+                col.write(&mut f);
+                f.push(") = json(").param(arr.to_json().to_string()).push(")");
+            }
         }
         Positive::Eq(Literal::Number(_) | Literal::Bool(_)) => {
-            f.push("0");
+            f.push("FALSE");
         }
         Positive::Cmp(..) | Positive::Between(_) | Positive::Expired => {
             return Err(FieldError::new(join_path(path, "operator"), "is not supported on $team"));
         }
         Positive::Contains(_) | Positive::BeginsWith(_) | Positive::EndsWith(_) => {
             each(&mut f);
-            f.push("lower(j.value) LIKE ").param(like_pattern(pos).unwrap_or_default()).push(" ESCAPE '\\')");
+            lower_ascii(d, &mut f, |f| {
+                f.push("j.value");
+            });
+            f.push(" LIKE ").param(like_pattern(pos).unwrap_or_default()).push(" ESCAPE '\\')");
         }
         Positive::ContainsAny(list) | Positive::In(list) => {
             let names: Vec<SqlParam> = list.iter().filter_map(|l| l.as_str().map(SqlParam::from)).collect();
             if names.is_empty() {
-                f.push("0");
+                f.push("FALSE");
             } else {
                 each(&mut f);
                 f.push("j.value IN (").param_list(names).push("))");
             }
         }
         Positive::NonEmpty => {
-            f.push("coalesce(json_array_length(");
+            f.push("coalesce(").push(len_fn);
             col.write(&mut f);
             f.push("), 0) > 0");
         }

@@ -12,8 +12,10 @@ use portolan_core::search::parse_query;
 use serde_json::{Value, json};
 use sqlx::{Row, SqlitePool};
 
+mod pg;
+
 use super::{CompileCtx, compile_where, compile_where_in, referenced_blueprints};
-use crate::sql::SqlFrag;
+use crate::sql::{Dialect, SqlFrag};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 6, 15, 12, 0, 0).unwrap()
@@ -369,7 +371,7 @@ async fn search_in(pool: &SqlitePool, bps: &HashMap<String, Blueprint>, org: &st
         &wrapped
     };
     let query = parse_query(q).unwrap_or_else(|e| panic!("parse {q}: {e}"));
-    let ctx = CompileCtx { org_id: org, now: now(), blueprints: bps };
+    let ctx = CompileCtx { org_id: org, now: now(), blueprints: bps, dialect: Dialect::Sqlite };
     let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
     run(pool, org, frag).await
 }
@@ -387,14 +389,63 @@ fn valueless(property: &str, operator: &str) -> Value {
     json!({"property": property, "operator": operator})
 }
 
+/// A database with the fixtures: SQLite always, PostgreSQL when configured.
+enum Db {
+    Lite(SqlitePool),
+    Pg(pg::PgDb),
+}
+
+/// The fixtures on SQLite, and on PostgreSQL when `PORTOLAN_TEST_DATABASE_URL` is set.
+async fn dbs() -> Vec<(Db, HashMap<String, Blueprint>)> {
+    let (pool, bps) = setup().await;
+    let mut out = vec![(Db::Lite(pool), bps)];
+    match pg::setup().await {
+        Some((db, bps)) => out.push((Db::Pg(db), bps)),
+        None => eprintln!("skipped on PostgreSQL: PORTOLAN_TEST_DATABASE_URL not set"),
+    }
+    out
+}
+
+impl Db {
+    async fn search(&self, bps: &HashMap<String, Blueprint>, org: &str, q: &Value) -> Vec<String> {
+        match self {
+            Db::Lite(pool) => search_in(pool, bps, org, q).await,
+            Db::Pg(db) => pg::search_in(&db.pool, bps, org, q).await,
+        }
+    }
+    async fn insert(&self, bps: &HashMap<String, Blueprint>, f: Fixture) {
+        match self {
+            Db::Lite(pool) => insert(pool, bps, f).await,
+            Db::Pg(db) => pg::insert(&db.pool, bps, f).await,
+        }
+    }
+    async fn done(self) {
+        if let Db::Pg(db) = self {
+            db.drop_db().await;
+        }
+    }
+}
+
+/// Runs every case on SQLite, and on PostgreSQL too when `PORTOLAN_TEST_DATABASE_URL` is set.
 async fn check(cases: Vec<(Value, Vec<&str>)>) {
     let (pool, bps) = setup().await;
     let mut failures = Vec::new();
-    for (q, want) in cases {
-        let got = search_in(&pool, &bps, "org1", &q).await;
-        if got != want {
-            failures.push(format!("{q}\n  want {want:?}\n  got  {got:?}"));
+    for (q, want) in &cases {
+        let got = search_in(&pool, &bps, "org1", q).await;
+        if &got != want {
+            failures.push(format!("[sqlite] {q}\n  want {want:?}\n  got  {got:?}"));
         }
+    }
+    if let Some((db, bps)) = pg::setup().await {
+        for (q, want) in &cases {
+            let got = pg::search_in(&db.pool, &bps, "org1", q).await;
+            if &got != want {
+                failures.push(format!("[postgres] {q}\n  want {want:?}\n  got  {got:?}"));
+            }
+        }
+        db.drop_db().await;
+    } else {
+        eprintln!("skipped on PostgreSQL: PORTOLAN_TEST_DATABASE_URL not set");
     }
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
@@ -738,36 +789,38 @@ async fn query_match_any() {
 
 #[tokio::test]
 async fn query_never_crosses_tenants() {
-    let (pool, bps) = setup().await;
-    // org2's dom-3 is gold; org1's is not, so org1's svc-d must not match — and org2's svc-a does.
-    let q = on("service", rule("domainTier", "=", json!("gold")));
-    assert_eq!(search_in(&pool, &bps, "org1", &q).await, vec!["svc-a", "svc-c"]);
-    assert_eq!(search_in(&pool, &bps, "org2", &q).await, vec!["svc-a"]);
-    let q = on("service", rule("systemName", "=", json!("Other")));
-    assert_eq!(search_in(&pool, &bps, "org1", &q).await, Vec::<String>::new());
-    assert_eq!(search_in(&pool, &bps, "org2", &q).await, vec!["svc-a"]);
-    // Relation walks: org2 edges (svc-a → svc-d, n-root → n-x, svc-z → lib-y) change nothing in org1.
-    let q =
-        json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "library", "value": "lib-y"}]});
-    assert_eq!(search_in(&pool, &bps, "org1", &q).await, vec!["svc-a"]);
-    assert_eq!(search_in(&pool, &bps, "org2", &q).await, vec!["svc-z"]);
-    let q = json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "node", "value": "n-root"}]});
-    assert_eq!(search_in(&pool, &bps, "org1", &q).await, vec!["n-dept", "n-group", "n-squad", "n-tribe"]);
-    assert_eq!(search_in(&pool, &bps, "org2", &q).await, vec!["n-x"]);
-    let q = json!({"combinator": "and", "rules": [{"property": {"path": [{"relation": "parent", "maxHops": 5}]},
-        "operator": "matchAny", "value": "n-x"}]});
-    assert_eq!(search_in(&pool, &bps, "org1", &q).await, Vec::<String>::new());
-    assert_eq!(search_in(&pool, &bps, "org2", &q).await, vec!["n-root"]);
-    let q = json!({"combinator": "and", "rules": [{"property": {"path": ["domain"], "fromBlueprint": "service"},
-        "operator": "matchAny", "value": "svc-z"}]});
-    assert_eq!(search_in(&pool, &bps, "org1", &q).await, Vec::<String>::new());
-    assert_eq!(search_in(&pool, &bps, "org2", &q).await, vec!["dom-1"]);
+    for (db, bps) in dbs().await {
+        // org2's dom-3 is gold; org1's is not, so org1's svc-d must not match — and org2's svc-a does.
+        let q = on("service", rule("domainTier", "=", json!("gold")));
+        assert_eq!(db.search(&bps, "org1", &q).await, vec!["svc-a", "svc-c"]);
+        assert_eq!(db.search(&bps, "org2", &q).await, vec!["svc-a"]);
+        let q = on("service", rule("systemName", "=", json!("Other")));
+        assert_eq!(db.search(&bps, "org1", &q).await, Vec::<String>::new());
+        assert_eq!(db.search(&bps, "org2", &q).await, vec!["svc-a"]);
+        // Relation walks: org2 edges (svc-a → svc-d, n-root → n-x, svc-z → lib-y) change nothing in org1.
+        let q = json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "library", "value": "lib-y"}]});
+        assert_eq!(db.search(&bps, "org1", &q).await, vec!["svc-a"]);
+        assert_eq!(db.search(&bps, "org2", &q).await, vec!["svc-z"]);
+        let q =
+            json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "node", "value": "n-root"}]});
+        assert_eq!(db.search(&bps, "org1", &q).await, vec!["n-dept", "n-group", "n-squad", "n-tribe"]);
+        assert_eq!(db.search(&bps, "org2", &q).await, vec!["n-x"]);
+        let q = json!({"combinator": "and", "rules": [{"property": {"path": [{"relation": "parent", "maxHops": 5}]},
+            "operator": "matchAny", "value": "n-x"}]});
+        assert_eq!(db.search(&bps, "org1", &q).await, Vec::<String>::new());
+        assert_eq!(db.search(&bps, "org2", &q).await, vec!["n-root"]);
+        let q = json!({"combinator": "and", "rules": [{"property": {"path": ["domain"], "fromBlueprint": "service"},
+            "operator": "matchAny", "value": "svc-z"}]});
+        assert_eq!(db.search(&bps, "org1", &q).await, Vec::<String>::new());
+        assert_eq!(db.search(&bps, "org2", &q).await, vec!["dom-1"]);
+        db.done().await;
+    }
 }
 
 #[tokio::test]
 async fn query_blueprint_scope_avoids_foreign_definitions() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
     // `calcUrl` is a calculation property of `service` only.
     let q = parse_query(&json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]})).unwrap();
     let e = compile_where(&q, &ctx).unwrap_err();
@@ -787,7 +840,7 @@ async fn query_blueprint_scope_avoids_foreign_definitions() {
 #[tokio::test]
 async fn query_compile_errors() {
     let bps = blueprints();
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
     let cases = [
         (
             json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]}),
@@ -843,7 +896,7 @@ async fn query_compile_errors() {
 #[test]
 fn query_sql_is_parameterized() {
     let bps = blueprints();
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
     let hostile = "x'); DROP TABLE entities; --";
     let q = parse_query(&json!({"combinator": "or", "rules": [
         rule(hostile, "=", json!(hostile)), rule("name", "contains", json!(hostile)),
@@ -868,7 +921,7 @@ fn query_referenced_blueprints() {
 #[tokio::test]
 async fn query_walks_use_indexes() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
     let q = parse_query(&json!({"combinator": "and", "rules": [
         {"operator": "relatedTo", "blueprint": "domain", "value": "dom-1"},
         {"property": {"path": ["domain", "system"]}, "operator": "matchAny", "value": "sys-1"},
@@ -914,32 +967,60 @@ async fn query_json_key_paths_reach_awkward_keys() {
 
 #[tokio::test]
 async fn query_walks_stop_at_cycles_and_hop_limits() {
-    let (pool, bps) = setup().await;
-    let (c, u) = ("2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00.000Z");
-    let node = |id: &'static str, parent: Value| {
-        ("org1", "node", id, Value::Null, json!([]), json!({}), json!({"parent": parent}), c, u, Value::Null)
-    };
-    // A cycle c1 → c2 → c3 → c1, and a chain k00 → k01 → … → k19.
-    for (id, parent) in [("c1", "c2"), ("c2", "c3"), ("c3", "c1")] {
-        insert(&pool, &bps, node(id, json!(parent))).await;
+    for (db, bps) in dbs().await {
+        let (c, u) = ("2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00.000Z");
+        let node = |id: &'static str, parent: Value| {
+            ("org1", "node", id, Value::Null, json!([]), json!({}), json!({"parent": parent}), c, u, Value::Null)
+        };
+        // A cycle c1 → c2 → c3 → c1, and a chain k00 → k01 → … → k19.
+        for (id, parent) in [("c1", "c2"), ("c2", "c3"), ("c3", "c1")] {
+            db.insert(&bps, node(id, json!(parent))).await;
+        }
+        const CHAIN: [&str; 20] = [
+            "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12", "k13", "k14",
+            "k15", "k16", "k17", "k18", "k19",
+        ];
+        for (i, id) in CHAIN.iter().enumerate() {
+            let parent = CHAIN.get(i + 1).map_or(Value::Null, |p| json!(p));
+            db.insert(&bps, node(id, parent)).await;
+        }
+        let related = |value: &str, direction: &str| json!({"operator": "relatedTo", "blueprint": "node", "value": value, "direction": direction});
+        // A cycle returns to its start; the start is reported like any other reachable entity.
+        assert_eq!(db.search(&bps, "org1", &related("c1", "upstream")).await, vec!["c1", "c2", "c3"]);
+        assert_eq!(db.search(&bps, "org1", &related("c1", "downstream")).await, vec!["c1", "c2", "c3"]);
+        // At most 15 hops.
+        assert_eq!(db.search(&bps, "org1", &related("k00", "upstream")).await, CHAIN[1..=15].to_vec());
+        assert_eq!(db.search(&bps, "org1", &related("k19", "downstream")).await, CHAIN[4..19].to_vec());
+        let hops = |value: &str, max: u8| json!({"property": {"path": [{"relation": "parent", "maxHops": max}]}, "operator": "matchAny", "value": value});
+        assert_eq!(db.search(&bps, "org1", &hops("c1", 15)).await, vec!["c1", "c2", "c3"]);
+        assert_eq!(db.search(&bps, "org1", &hops("k19", 15)).await, CHAIN[4..19].to_vec());
+        assert_eq!(db.search(&bps, "org1", &hops("k19", 1)).await, vec!["k18"]);
+        db.done().await;
     }
-    const CHAIN: [&str; 20] = [
-        "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12", "k13", "k14", "k15",
-        "k16", "k17", "k18", "k19",
-    ];
-    for (i, id) in CHAIN.iter().enumerate() {
-        let parent = CHAIN.get(i + 1).map_or(Value::Null, |p| json!(p));
-        insert(&pool, &bps, node(id, parent)).await;
+}
+
+#[tokio::test]
+async fn query_awkward_property_keys_on_every_dialect() {
+    for (db, bps) in dbs().await {
+        let props = json!({"a-b": 1, "x.y": 2, "q\"uote": 3, "back\\slash": 4, "it's": "five", "?": "six"});
+        let t = "2024-01-01T00:00:00.000Z";
+        db.insert(&bps, ("org1", "library", "lib-awk", Value::Null, json!([]), props, json!({}), t, t, Value::Null))
+            .await;
+        for (key, value) in [
+            ("a-b", json!(1)),
+            ("x.y", json!(2)),
+            ("q\"uote", json!(3)),
+            ("back\\slash", json!(4)),
+            ("it's", json!("five")),
+            ("?", json!("six")),
+        ] {
+            let got = db.search(&bps, "org1", &on("library", rule(key, "=", value.clone()))).await;
+            assert_eq!(got, vec!["lib-awk"], "{key} = {value}");
+            let got = db.search(&bps, "org1", &on("library", rule(key, "in", json!([value])))).await;
+            assert_eq!(got, vec!["lib-awk"], "{key} in [{value}]");
+            let got = db.search(&bps, "org1", &on("library", valueless(key, "isNotEmpty"))).await;
+            assert_eq!(got, vec!["lib-awk"], "{key} isNotEmpty");
+        }
+        db.done().await;
     }
-    let related = |value: &str, direction: &str| json!({"operator": "relatedTo", "blueprint": "node", "value": value, "direction": direction});
-    // A cycle returns to its start; the start is reported like any other reachable entity.
-    assert_eq!(search_in(&pool, &bps, "org1", &related("c1", "upstream")).await, vec!["c1", "c2", "c3"]);
-    assert_eq!(search_in(&pool, &bps, "org1", &related("c1", "downstream")).await, vec!["c1", "c2", "c3"]);
-    // At most 15 hops.
-    assert_eq!(search_in(&pool, &bps, "org1", &related("k00", "upstream")).await, CHAIN[1..=15].to_vec());
-    assert_eq!(search_in(&pool, &bps, "org1", &related("k19", "downstream")).await, CHAIN[4..19].to_vec());
-    let hops = |value: &str, max: u8| json!({"property": {"path": [{"relation": "parent", "maxHops": max}]}, "operator": "matchAny", "value": value});
-    assert_eq!(search_in(&pool, &bps, "org1", &hops("c1", 15)).await, vec!["c1", "c2", "c3"]);
-    assert_eq!(search_in(&pool, &bps, "org1", &hops("k19", 15)).await, CHAIN[4..19].to_vec());
-    assert_eq!(search_in(&pool, &bps, "org1", &hops("k19", 1)).await, vec!["k18"]);
 }

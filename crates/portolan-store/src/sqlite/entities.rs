@@ -10,7 +10,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::audit;
 use crate::query::{CompileCtx, compile_where_in};
-use crate::sql::{SqlFrag, SqlParam};
+use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{
     AuditCtx, AuditRecord, EntityWrite, OrgId, Page, RelTarget, Result, SearchRequest, StoreError, WriteRejection,
     Written,
@@ -411,7 +411,7 @@ fn filter(org: &OrgId, req: &SearchRequest<'_>, select: &str) -> Result<SqlFrag>
         q.push(" AND e.blueprint = ").param(SqlParam::Text(bp.to_string()));
     }
     if let Some(query) = req.query {
-        let ctx = CompileCtx { org_id: &org.0, now: req.now, blueprints: req.blueprints };
+        let ctx = CompileCtx { org_id: &org.0, now: req.now, blueprints: req.blueprints, dialect: Dialect::Sqlite };
         let frag = compile_where_in(query, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
         q.push(" AND (").append(frag).push(")");
     }

@@ -1,0 +1,244 @@
+//! The PostgreSQL backend: one pool, jsonb columns, the same semantics as the SQLite backend
+//! (the conformance suite runs on both).
+//!
+//! Concurrency: several nodes may share one database. Entity writes lock their keys with
+//! transaction-scoped advisory locks (`pg_advisory_xact_lock`, taken in sorted order so two
+//! batches cannot deadlock), so a read-modify-write sees no concurrent write of the same entity
+//! and a create of the same entity by two nodes yields one create and one conflict; blueprint
+//! updates and deletes lock the blueprint row (`FOR UPDATE`).
+
+mod audit;
+mod blueprints;
+mod delete;
+mod entities;
+mod write;
+
+use async_trait::async_trait;
+use portolan_core::{Blueprint, Entity};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres, Row};
+
+use crate::sql::{Dialect, SqlFrag, SqlParam};
+use crate::{
+    AuditCtx, AuditFilter, AuditRecord, EntityWrite, Org, OrgId, Page, Rename, Result, SearchRequest, Store,
+    StoreError, StoredBlueprint, WriteRejection, Written,
+};
+
+/// Key of the advisory lock held while migrations run (arbitrary, fixed: "portolan" in ASCII).
+const MIGRATION_LOCK: i64 = 0x706f_7274_6f6c_616e;
+
+/// A query from store-written SQL with `?` placeholders, numbered for PostgreSQL.
+pub(crate) fn pgq(sql: &str) -> Query<'static, Postgres, PgArguments> {
+    let text = SqlFrag::new(sql).render(Dialect::Postgres).into_owned();
+    sqlx::query(sqlx::AssertSqlSafe(text))
+}
+
+/// A query from a fragment: text rendered for PostgreSQL, parameters bound in order.
+pub(crate) fn frag_query(f: &SqlFrag) -> Query<'static, Postgres, PgArguments> {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(f.render(Dialect::Postgres).into_owned()));
+    for p in &f.params {
+        q = match p {
+            SqlParam::Null => q.bind(None::<String>),
+            SqlParam::Bool(b) => q.bind(*b),
+            SqlParam::Int(i) => q.bind(*i),
+            SqlParam::Real(f) => q.bind(*f),
+            SqlParam::Text(s) => q.bind(s.clone()),
+        };
+    }
+    q
+}
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://user:pass@host/db`) with a pool of 10 and apply migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_pool_size(url, 10).await
+    }
+
+    /// [`PgStore::connect`] with `max_connections` pooled connections.
+    pub async fn connect_with_pool_size(url: &str, max_connections: u32) -> Result<Self> {
+        let opts: PgConnectOptions = url.parse().map_err(|e| StoreError::Db(format!("invalid database url: {e}")))?;
+        let pool = PgPoolOptions::new().max_connections(max_connections).connect_with(opts.clone()).await?;
+        let store = PgStore { pool };
+        store.migrate(&opts).await?;
+        Ok(store)
+    }
+
+    /// Apply pending migrations exactly once, however many nodes start together: a session
+    /// advisory lock is held on a dedicated connection (outside the pool, so a pool of one
+    /// still works) while the migrator runs. sqlx's migrator also takes an advisory lock of its
+    /// own (keyed by the database name); ours makes the guarantee explicit and independent of it.
+    async fn migrate(&self, opts: &PgConnectOptions) -> Result<()> {
+        use sqlx::Connection;
+        let mut lock = sqlx::PgConnection::connect_with(opts).await?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut lock).await?;
+        let res = sqlx::migrate!("./migrations/postgres").run(&self.pool).await;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut lock).await?;
+        lock.close().await?;
+        res.map_err(|e| StoreError::Db(format!("migration failed: {e}")))
+    }
+
+    /// The connection pool (tests).
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String> {
+        pgq("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING")
+            .bind(key)
+            .bind(init)
+            .execute(&self.pool)
+            .await?;
+        let row = pgq("SELECT value FROM settings WHERE key = ?").bind(key).fetch_one(&self.pool).await?;
+        Ok(row.get(0))
+    }
+
+    async fn create_org(&self, id: &OrgId, name: &str, now: &str) -> Result<Org> {
+        let res = pgq("INSERT INTO organizations(id, name, created_at) VALUES (?, ?, ?)")
+            .bind(&id.0)
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await;
+        match res {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(format!("organization {name:?}")))
+            }
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(Org { id: id.clone(), name: name.to_string(), created_at: now.to_string() }),
+        }
+    }
+
+    async fn org_by_name(&self, name: &str) -> Result<Option<Org>> {
+        let row = pgq("SELECT id, name, created_at FROM organizations WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| Org { id: OrgId(r.get(0)), name: r.get(1), created_at: r.get(2) }))
+    }
+
+    async fn add_credential(
+        &self,
+        org: &OrgId,
+        client_id: &str,
+        secret_hash: &str,
+        name: &str,
+        now: &str,
+    ) -> Result<()> {
+        pgq("INSERT INTO credentials(client_id, org_id, secret_hash, name, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(client_id)
+            .bind(&org.0)
+            .bind(secret_hash)
+            .bind(name)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn credential(&self, client_id: &str) -> Result<Option<(OrgId, String)>> {
+        let row = pgq("SELECT org_id, secret_hash FROM credentials WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (OrgId(r.get(0)), r.get(1))))
+    }
+
+    async fn list_credentials(&self, org: &OrgId) -> Result<Vec<(String, String, String)>> {
+        let rows = pgq("SELECT client_id, name, created_at FROM credentials WHERE org_id = ? ORDER BY created_at")
+            .bind(&org.0)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    async fn list_blueprints(&self, org: &OrgId) -> Result<Vec<StoredBlueprint>> {
+        blueprints::list(&self.pool, org).await
+    }
+    async fn get_blueprint(&self, org: &OrgId, id: &str) -> Result<Option<StoredBlueprint>> {
+        blueprints::get(&self.pool, org, id).await
+    }
+    async fn create_blueprint(&self, org: &OrgId, bp: &Blueprint, ctx: &AuditCtx) -> Result<StoredBlueprint> {
+        blueprints::create(&self.pool, org, bp, ctx).await
+    }
+    async fn update_blueprint(
+        &self,
+        org: &OrgId,
+        id: &str,
+        bp: &Blueprint,
+        renames: &[Rename],
+        ctx: &AuditCtx,
+    ) -> Result<StoredBlueprint> {
+        blueprints::update(&self.pool, org, id, bp, renames, ctx).await
+    }
+    async fn delete_blueprint(&self, org: &OrgId, id: &str, ctx: &AuditCtx) -> Result<()> {
+        blueprints::delete(&self.pool, org, id, ctx).await
+    }
+
+    async fn get_entity(&self, org: &OrgId, bp: &str, id: &str) -> Result<Option<Entity>> {
+        entities::get(&self.pool, org, bp, id).await
+    }
+    async fn get_entities(&self, org: &OrgId, bp: &str, ids: &[String]) -> Result<Vec<Entity>> {
+        entities::get_many(&self.pool, org, bp, ids).await
+    }
+    async fn write_entities(
+        &self,
+        org: &OrgId,
+        writes: Vec<EntityWrite>,
+        ctx: &AuditCtx,
+    ) -> Result<Vec<Result<Written, WriteRejection>>> {
+        write::write(&self.pool, org, writes, ctx).await
+    }
+    async fn delete_entities(
+        &self,
+        org: &OrgId,
+        bp: &str,
+        ids: &[String],
+        cascade: bool,
+        ctx: &AuditCtx,
+    ) -> Result<Vec<(String, String)>> {
+        delete::delete(&self.pool, org, bp, ids, cascade, ctx).await
+    }
+    async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
+        entities::count(&self.pool, org, req).await
+    }
+    async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
+        entities::search(&self.pool, org, req).await
+    }
+
+    async fn append_audit(&self, org: &OrgId, records: &[AuditRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        audit::insert_many(&mut tx, org, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        audit::list(&self.pool, org, filter).await
+    }
+}

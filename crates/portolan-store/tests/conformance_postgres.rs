@@ -1,0 +1,193 @@
+//! The conformance suite on PostgreSQL, when `PORTOLAN_TEST_DATABASE_URL` names a server
+//! (`postgres://postgres@127.0.0.1:5432/test`). Each test gets its own fresh database
+//! (`portolan_t_<pid>_<n>_<nanos>`), created through the URL's database, so tests run in
+//! parallel; it is dropped when the test's store is dropped. Without the variable each test
+//! says on stderr that it was skipped and passes without touching PostgreSQL.
+
+#![allow(clippy::expect_used)]
+
+use portolan_store::PgStore;
+
+/// A store on a fresh database, dropped (best effort) when the guard goes.
+struct TestDb {
+    store: PgStore,
+    admin_url: String,
+    name: String,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = PgStore;
+    fn deref(&self) -> &PgStore {
+        &self.store
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // The test's runtime may be unwinding from a panic with connections still checked out;
+        // drop the database from a runtime of our own, forcing those sessions closed.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `None` (after saying so on stderr) when PostgreSQL tests are not configured.
+async fn fresh() -> Option<TestDb> {
+    let (admin_url, name) = empty_database().await?;
+    let url = with_database(&admin_url, &name);
+    let store = PgStore::connect_with_pool_size(&url, 4).await.expect("store");
+    Some(TestDb { store, admin_url, name })
+}
+
+/// A new, empty database: (the admin URL, its name).
+async fn empty_database() -> Option<(String, String)> {
+    let Ok(admin_url) = std::env::var("PORTOLAN_TEST_DATABASE_URL") else {
+        eprintln!("skipped: PORTOLAN_TEST_DATABASE_URL not set (PostgreSQL conformance not tested)");
+        return None;
+    };
+    let name = format!("portolan_t_{}", unique());
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connect to PORTOLAN_TEST_DATABASE_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+    }
+    Some((admin_url, name))
+}
+
+/// `url` with its database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+portolan_store::conformance_tests!(@optional fresh());
+
+/// Several nodes starting at once on an empty database all come up, and the migrations ran
+/// exactly once.
+#[tokio::test]
+async fn migrations_run_once_when_nodes_start_together() {
+    let Some((admin_url, name)) = empty_database().await else { return };
+    let url = with_database(&admin_url, &name);
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect_with_pool_size(&url, 2).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for n in nodes {
+        stores.push(n.await.expect("join").expect("node starts"));
+    }
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&mut conn).await.expect("count");
+    assert_eq!(applied, 1);
+    drop(conn);
+    let db = TestDb { store: stores.remove(0), admin_url, name };
+    for s in stores {
+        s.close().await;
+    }
+    drop(db);
+}
+
+/// Two nodes (stores) on one database: concurrent read-modify-writes of one entity lose no
+/// update, and concurrent creates of one entity give one create and conflicts for the rest.
+#[tokio::test]
+async fn concurrent_writes_from_two_nodes_are_serialized_per_entity() {
+    use portolan_store::conformance::{ctx, entity, model, org, put};
+    use portolan_store::{EntityWrite, Store, WriteRejection};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let Some(db) = fresh().await else { return };
+    let url = with_database(&db.admin_url, &db.name);
+    let other = PgStore::connect_with_pool_size(&url, 4).await.expect("second node");
+    let nodes: [Arc<PgStore>; 2] = [Arc::new(db.store.clone()), Arc::new(other.clone())];
+    let a = org(&*nodes[0], "a").await;
+    let m = model(&*nodes[0], &a).await;
+    let s1 = put(entity("service", "s1", json!({"cpu": 0}), json!({})), &m, true);
+    for r in nodes[0].write_entities(&a, vec![s1], &ctx()).await.expect("write") {
+        r.expect("created");
+    }
+
+    let increment = || EntityWrite {
+        blueprint: "service".into(),
+        identifier: "s1".into(),
+        build: Box::new(|stored| {
+            let mut e = stored.cloned().ok_or(WriteRejection::NotFound("s1".into()))?;
+            let cpu = e.properties.get("cpu").and_then(|v| v.as_i64()).unwrap_or(0);
+            e.properties.insert("cpu".into(), json!(cpu + 1));
+            Ok((e, Vec::new()))
+        }),
+        create_missing_related: false,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (node, a, w) = (nodes[i % 2].clone(), a.clone(), increment());
+        tasks.push(tokio::spawn(async move { node.write_entities(&a, vec![w], &ctx()).await }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("write").into_iter().for_each(|r| drop(r.expect("incremented")));
+    }
+    let s1 = nodes[1].get_entity(&a, "service", "s1").await.expect("read").expect("s1");
+    assert_eq!(s1.properties.get("cpu"), Some(&json!(20)));
+
+    let create = || EntityWrite {
+        blueprint: "domain".into(),
+        identifier: "d1".into(),
+        build: Box::new(|stored| match stored {
+            Some(_) => Err(WriteRejection::Conflict("d1".into())),
+            None => Ok((entity("domain", "d1", json!({}), json!({})), Vec::new())),
+        }),
+        create_missing_related: false,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (node, a, w) = (nodes[i % 2].clone(), a.clone(), create());
+        tasks.push(tokio::spawn(async move { node.write_entities(&a, vec![w], &ctx()).await }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        for r in t.await.expect("join").expect("write") {
+            match r {
+                Ok(w) => created += usize::from(w.created),
+                Err(WriteRejection::Conflict(_)) => {}
+                Err(e) => panic!("unexpected rejection {e:?}"),
+            }
+        }
+    }
+    assert_eq!(created, 1);
+    other.close().await;
+}
