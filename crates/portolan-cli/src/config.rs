@@ -21,6 +21,11 @@ pub struct Config {
     pub bootstrap_client_secret: Option<String>,
     pub max_bulk_entities: usize,
     pub rate_limit_per_minute: u32,
+    /// `postgres://…` selects PostgreSQL; `None` keeps the embedded SQLite database under
+    /// `data_dir`. Never printed with its password: `Debug` and logs use [`redact_url`].
+    pub database_url: Option<String>,
+    /// Connections in this node's PostgreSQL pool.
+    pub database_pool_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +45,8 @@ impl fmt::Debug for Config {
             .field("bootstrap_client_secret", &self.bootstrap_client_secret.as_ref().map(|_| "[redacted]"))
             .field("max_bulk_entities", &self.max_bulk_entities)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("database_pool_size", &self.database_pool_size)
             .finish()
     }
 }
@@ -54,7 +61,42 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     ("bootstrap_client_secret", "PORTOLAN_BOOTSTRAP_CLIENT_SECRET", "a client secret (at least 16 characters)", None),
     ("max_bulk_entities", "PORTOLAN_MAX_BULK_ENTITIES", "an integer from 20 to 10000", Some("1000")),
     ("rate_limit_per_minute", "PORTOLAN_RATE_LIMIT_PER_MINUTE", "a positive integer", Some("60000")),
+    (
+        "database_url",
+        "PORTOLAN_DATABASE_URL",
+        "a postgres:// or postgresql:// URL, or nothing for the embedded SQLite database",
+        None,
+    ),
+    ("database_pool_size", "PORTOLAN_DATABASE_POOL_SIZE", "an integer from 1 to 1000", Some("10")),
 ];
+
+/// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let rest = &url[scheme_end..];
+    // The authority ends at the first '/', '?' or '#'; credentials end at its last '@'.
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..auth_end].rfind('@') else { return redact_query_password(url) };
+    let userinfo = &rest[..at];
+    let user = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => userinfo.to_string(),
+    };
+    redact_query_password(&format!("{}{user}{}", &url[..scheme_end], &rest[at..]))
+}
+
+/// A `password=` query parameter (libpq style) replaced by `***`.
+fn redact_query_password(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_string() };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
 
 /// Values given on the command line (highest precedence).
 #[derive(Debug, Default, Clone)]
@@ -63,6 +105,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub log_format: Option<String>,
+    pub database_url: Option<String>,
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -101,6 +144,9 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     }
     if let Some(f) = &over.log_format {
         flags.insert("log_format".into(), Value::String(f.clone()));
+    }
+    if let Some(u) = &over.database_url {
+        flags.insert("database_url".into(), Value::String(u.clone()));
     }
     fig = fig.merge(Serialized::defaults(Value::Object(flags)));
     let raw: Map<String, Value> = match fig.extract() {
@@ -165,6 +211,17 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if rate_limit_per_minute.is_none() {
         bad("rate_limit_per_minute", get("rate_limit_per_minute"));
     }
+    let database_url = get("database_url").filter(|s| !s.is_empty());
+    if let Some(url) = &database_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        bad("database_url", Some(redact_url(url)));
+    }
+    let database_pool_size =
+        get("database_pool_size").and_then(|s| s.parse::<u32>().ok()).filter(|n| (1..=1000).contains(n));
+    if database_pool_size.is_none() {
+        bad("database_pool_size", get("database_pool_size"));
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -179,6 +236,8 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 bootstrap_client_secret,
                 max_bulk_entities,
                 rate_limit_per_minute,
+                database_url,
+                database_pool_size: database_pool_size.unwrap_or(10),
             })
         }
         _ => Err(problems),
@@ -201,9 +260,28 @@ mod tests {
             bootstrap_client_secret: Some("super-secret-value-123".into()),
             max_bulk_entities: 20,
             rate_limit_per_minute: 1,
+            database_url: Some("postgres://portolan:db-pass-42@db.internal:5432/portolan".into()),
+            database_pool_size: 10,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("super-secret"), "{s}");
+        assert!(!s.contains("db-pass-42"), "{s}");
         assert!(s.contains("[redacted]"));
+        assert!(s.contains("postgres://portolan:***@db.internal:5432/portolan"), "{s}");
+    }
+
+    #[test]
+    fn redact_url_hides_every_password_form() {
+        let cases = [
+            ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:pa@ss@h:5432/db?sslmode=require", "postgres://u:***@h:5432/db?sslmode=require"),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            ("postgres://h/db?user=u&password=secret1", "postgres://h/db?user=u&password=***"),
+            ("postgres://:onlypass@h/db", "postgres://:***@h/db"),
+            ("not a url", "not a url"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use portolan_server::auth::{hash_secret, new_credentials};
 use portolan_server::{ApiConfig, AppState};
-use portolan_store::{OrgId, SqliteStore, Store};
+use portolan_store::{OrgId, PgStore, SqliteStore, Store};
 use serde_json::json;
 
 use crate::config::{Config, LogFormat, Overrides};
@@ -26,6 +26,10 @@ struct Cli {
     /// Directory of the embedded database [env: PORTOLAN_DATA_DIR] [default: ./portolan-data]
     #[arg(long, global = true)]
     data_dir: Option<std::path::PathBuf>,
+    /// PostgreSQL instead of the embedded database: postgres://user:password@host:5432/db
+    /// [env: PORTOLAN_DATABASE_URL]
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     /// Log format: text or json [env: PORTOLAN_LOG_FORMAT]
     #[arg(long, global = true)]
     log_format: Option<String>,
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
         },
         data_dir: cli.data_dir.clone(),
         log_format: cli.log_format.clone(),
+        database_url: cli.database_url.clone(),
     };
     let cfg = match config::load(&over) {
         Ok(c) => c,
@@ -118,11 +123,61 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-async fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+/// The database this node uses: the embedded SQLite file, or PostgreSQL.
+enum Db {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Db {
+    fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite(s) => Arc::new(s.clone()),
+            Db::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Db::Sqlite(s) => s.close().await,
+            Db::Postgres(s) => s.close().await,
+        }
+    }
+
+    /// Where the data lives, for logs (no password).
+    fn describe(cfg: &Config) -> String {
+        match &cfg.database_url {
+            Some(url) => config::redact_url(url),
+            None => cfg.data_dir.join("portolan.sqlite").display().to_string(),
+        }
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            Db::Sqlite(s) => s,
+            Db::Postgres(s) => s,
+        }
+    }
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Db> {
+    if let Some(url) = &cfg.database_url {
+        // sqlx's errors do not echo the URL; ours name it without the password.
+        let store = PgStore::connect_with_pool_size(url, cfg.database_pool_size)
+            .await
+            .with_context(|| format!("cannot open the PostgreSQL database {}", config::redact_url(url)))?;
+        return Ok(Db::Postgres(store));
+    }
+    let data_dir: &Path = &cfg.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let path = data_dir.join("portolan.sqlite");
-    SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))
+    let store =
+        SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))?;
+    Ok(Db::Sqlite(store))
 }
 
 fn now_iso() -> String {
@@ -137,14 +192,14 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Serve { .. } => serve(cfg).await,
         Command::Init { json } => {
-            let store = open_store(&cfg.data_dir).await?;
-            let out = init_default(&store).await?;
+            let store = open_store(&cfg).await?;
+            let out = init_default(&*store).await?;
             store.close().await;
             print_credentials(&out, json);
             Ok(())
         }
         Command::Org { command: OrgCommand::Create { name, json } } => {
-            let store = open_store(&cfg.data_dir).await?;
+            let store = open_store(&cfg).await?;
             if store.org_by_name(&name).await?.is_some() {
                 bail!("an organization named {name:?} already exists");
             }
@@ -224,22 +279,21 @@ async fn bootstrap(store: &dyn Store, cfg: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let store = open_store(&cfg.data_dir).await?;
-    bootstrap(&store, &cfg).await?;
+    let store = open_store(&cfg).await?;
+    bootstrap(&*store, &cfg).await?;
     if store.org_by_name(DEFAULT_ORG).await?.is_none() {
         tracing::warn!("there is no organization yet: run `portolan init` to create one and get API credentials");
     }
-    let store = Arc::new(store);
     let api = ApiConfig {
         max_bulk_entities: cfg.max_bulk_entities,
         rate_limit_per_minute: cfg.rate_limit_per_minute,
         ..ApiConfig::default()
     };
-    let state = AppState::new(store.clone(), api).await?;
+    let state = AppState::new(store.shared(), api).await?;
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(listen = %addr, data_dir = %cfg.data_dir.display(), "portolan is serving");
+    tracing::info!(listen = %addr, database = %Db::describe(&cfg), "portolan is serving");
     // Machine-readable line for scripts and tests that start the server on port 0.
     println!("listening on http://{addr}");
     portolan_server::serve(listener, state, shutdown_signal()).await?;
