@@ -58,6 +58,25 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Copy an embedded (SQLite) install into PostgreSQL: catalog, audit log and credentials,
+    /// verified by counts and checksums printed at the end. Stop the server first.
+    MigrateData {
+        /// The SQLite database file, or the data directory holding portolan.sqlite.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The target: postgres://user:password@host:5432/db (migrations are applied to it).
+        #[arg(long)]
+        to: String,
+        /// Copy only this organization (repeatable); default: every organization.
+        #[arg(long = "org")]
+        orgs: Vec<String>,
+        /// Add to a target that already has organizations (the copied ones must not exist there).
+        #[arg(long)]
+        allow_non_empty: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,7 +133,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+    // PostgreSQL's notices ("relation … already exists, skipping" on every migration check) are
+    // not news; a log_level naming sqlx explicitly still overrides this.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("sqlx::postgres::notice=warn,{}", cfg.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cfg.log_format {
@@ -191,6 +212,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { .. } => serve(cfg).await,
+        Command::MigrateData { from, to, orgs, allow_non_empty, json } => {
+            migrate_data(&from, &to, orgs, allow_non_empty, json).await
+        }
         Command::Init { json } => {
             let store = open_store(&cfg).await?;
             let out = init_default(&*store).await?;
@@ -299,6 +323,83 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     portolan_server::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("portolan stopped");
+    Ok(())
+}
+
+async fn migrate_data(
+    from: &Path,
+    to: &str,
+    organizations: Vec<String>,
+    allow_non_empty: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use portolan_store::migrate::{CopyOptions, sqlite_to_postgres};
+    let file = if from.is_dir() { from.join("portolan.sqlite") } else { from.to_path_buf() };
+    if !file.is_file() {
+        bail!(
+            "--from {}: no SQLite database there (give the file or the data directory holding portolan.sqlite)",
+            from.display()
+        );
+    }
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        bail!("--to {}: expected a postgres:// or postgresql:// URL", config::redact_url(to));
+    }
+    let src = SqliteStore::open(&file).await.with_context(|| format!("cannot open {}", file.display()))?;
+    let dst = PgStore::connect(to)
+        .await
+        .with_context(|| format!("cannot open the PostgreSQL database {}", config::redact_url(to)))?;
+    let started = std::time::Instant::now();
+    let result = sqlite_to_postgres(&src, &dst, &CopyOptions { organizations, allow_non_empty }).await;
+    src.close().await;
+    dst.close().await;
+    let report = result.context("nothing was copied")?;
+    let secs = started.elapsed().as_secs_f64();
+    if as_json {
+        let tables: Vec<_> = report
+            .tables
+            .iter()
+            .map(|t| {
+                json!({"table": t.table, "sourceRows": t.source_rows, "targetRows": t.target_rows,
+                       "sourceSha256": t.source_sha256, "targetSha256": t.target_sha256, "matches": t.matches()})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"organizations": report.organizations, "settingsCopied": report.settings_copied,
+                   "verified": report.verified(), "committed": report.committed, "seconds": secs, "tables": tables})
+        );
+    } else {
+        println!(
+            "Copied {} organization(s) ({}) from {} to {} in {secs:.1} s.",
+            report.organizations.len(),
+            report.organizations.join(", "),
+            file.display(),
+            config::redact_url(to)
+        );
+        println!(
+            "{:<18} {:>10} {:>10}  {:<16} {:<16}  check",
+            "table", "source", "target", "source sha256", "target sha256"
+        );
+        for t in &report.tables {
+            println!(
+                "{:<18} {:>10} {:>10}  {:<16} {:<16}  {}",
+                t.table,
+                t.source_rows,
+                t.target_rows,
+                &t.source_sha256[..16],
+                &t.target_sha256[..16],
+                if t.matches() { "ok" } else { "MISMATCH" }
+            );
+        }
+        if report.settings_copied {
+            println!("The token signing key was copied: API tokens issued before the move stay valid.");
+        } else {
+            println!("The target kept its own token signing key: clients fetch new API tokens.");
+        }
+    }
+    if !report.verified() {
+        bail!("the copy did not match the source (see MISMATCH above), so it was rolled back: nothing was written");
+    }
     Ok(())
 }
 

@@ -257,3 +257,76 @@ async fn serves_from_postgres_with_database_url() {
     assert!(logs.contains("postgres://postgres:***@"), "the database is logged, redacted: {logs}");
     assert!(!logs.contains("pg-secret-pass-77"), "password never logged: {logs}");
 }
+
+#[tokio::test]
+async fn migrate_data_moves_an_embedded_install_to_postgres() {
+    let Some(url) = fresh_postgres("migrate").await else { return };
+    let dir = temp_dir("migrate");
+    let init = bin().args(["--data-dir", dir.to_str().unwrap(), "init", "--json"]).output().unwrap();
+    let creds: Value = serde_json::from_slice(&init.stdout).unwrap();
+    let (id, secret) = (creds["clientId"].as_str().unwrap(), creds["clientSecret"].as_str().unwrap());
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = |base: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/v1/auth/access_token"))
+                .json(&json!({"clientId": id, "clientSecret": secret}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "the credential works on {base}");
+            r.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_string()
+        }
+    };
+    {
+        let server = start(&dir);
+        let t = token(server.base.clone()).await;
+        let bp = json!({"identifier": "service", "title": "Service", "schema": {"properties": {"tier": {"type": "string"}}}});
+        let r = http.post(format!("{}/v1/blueprints", server.base)).bearer_auth(&t).json(&bp).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let e = json!({"identifier": "payments", "properties": {"tier": "gold"}});
+        let r = http
+            .post(format!("{}/v1/blueprints/service/entities", server.base))
+            .bearer_auth(&t)
+            .json(&e)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let mut server = server;
+        let _ = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status();
+        let _ = server.child.wait();
+    }
+    let out = bin().args(["migrate-data", "--from", dir.to_str().unwrap(), "--to", &url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for table in ["credentials", "blueprints", "entities", "entity_relations", "audit_log"] {
+        let line = text.lines().find(|l| l.starts_with(table)).unwrap_or_else(|| panic!("{table} row: {text}"));
+        assert!(line.trim_end().ends_with("ok"), "{line}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("entities ") && l.split_whitespace().nth(1) == Some("1")), "{text}");
+    // Never into a non-empty target.
+    let again = bin().args(["migrate-data", "--from", dir.to_str().unwrap(), "--to", &url]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&again.stderr));
+    // The PostgreSQL install serves the same data to the same credentials.
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let server = Server { child, base: line.trim().strip_prefix("listening on ").unwrap().to_string() };
+    let t = token(server.base.clone()).await;
+    let r = http
+        .get(format!("{}/v1/blueprints/service/entities/payments", server.base))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["entity"]["properties"]["tier"], json!("gold"), "{body}");
+}

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod migrate;
 mod postgres;
 pub mod query;
 pub mod sql;

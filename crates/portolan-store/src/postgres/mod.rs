@@ -90,8 +90,7 @@ impl PgStore {
         res.map_err(|e| StoreError::Db(format!("migration failed: {e}")))
     }
 
-    /// The connection pool (tests).
-    #[cfg(test)]
+    /// The connection pool (tests, data migration).
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -83,6 +83,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::Db(format!("migration failed: {e}")))
     }
 
+    /// The read-only pool (data migration reads through it).
+    pub(crate) fn reader_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// Close both pools (checkpointing the WAL).
     pub async fn close(&self) {
         self.reader.close().await;
