@@ -1,8 +1,8 @@
 //! Building Port's dialect on top of jaq: prelude definitions, native overrides, compile errors.
 
-use crate::prune;
 use crate::rewrite::GUARD;
 use crate::{JqError, truncate};
+use crate::{ast, natives, prune, regex};
 use jaq_core::load::{self, Arena, File, Loader, parse::Def};
 use jaq_core::native::{Fun, bome, run, v};
 use jaq_core::{Compiler, ValR, ValT as _, data};
@@ -17,7 +17,18 @@ pub type Filter = jaq_core::Filter<D>;
 /// Native jaq filters that Port's dialect removes: `env` leaks the process environment,
 /// `halt` would end the process, `debug`/`stderr` write user data to the server log, and
 /// `input`/`inputs` make no sense for mappings.
-const REMOVED_NATIVES: &[&str] = &["env", "halt", "debug_empty", "stderr_empty", "input", "inputs"];
+const REMOVED_NATIVES: &[&str] = &[
+    "env",
+    "halt",
+    "debug_empty",
+    "stderr_empty",
+    "input",
+    "inputs",
+    // regex-lite based; replaced by `regex.rs`
+    "matches",
+    "split_matches",
+    "split_",
+];
 
 /// Definitions loaded before jaq's standard library (which refers to some of them).
 const PRE_DEFS: &str = r#"
@@ -31,6 +42,55 @@ def inputs: error("inputs is not supported");
 
 /// jq-compatible replacements, loaded after jaq's standard library so that they shadow it.
 const POST_DEFS: &str = r#"
+def input_filename: null;
+def have_decnum: false;
+def have_literal_numbers: true;
+def trimstr($x): ltrimstr($x) | rtrimstr($x);
+def IN(s): any(s == .; .);
+def IN(src; s): any(src == s; .);
+def INDEX(stream; idx_expr): reduce stream as $row ({}; .[$row | idx_expr | tostring] |= $row);
+def INDEX(idx_expr): INDEX(.[]; idx_expr);
+def JOIN($idx; idx_expr): [.[] | [., $idx[idx_expr]]];
+def JOIN($idx; stream; idx_expr): stream | [., $idx[idx_expr]];
+def JOIN($idx; stream; idx_expr; join_expr): stream | [., $idx[idx_expr]] | join_expr;
+def getpath($path): if ($path | type) != "array" then error("Path must be specified as an array") else
+    reduce $path[] as $p (.; if ($p | type) == "object" then .[$p.start:$p.end] else .[$p] end) end;
+def delpaths($paths): if ($paths | type) != "array" then error("Paths must be specified as an array") else
+    reduce ($paths | sort | reverse[]) as $p (.; getpath($p) |= empty) end;
+def del(f): delpaths([path(f)]);
+def __portolan_assign(paths; $v): reduce path(paths) as $p (.; setpath($p; $v));
+def __portolan_modify(paths; update): reduce path(paths) as $p ([., []];
+    . as [$x, $del]
+    | label $out
+    | (($x | getpath($p) | update) as $v | [($x | setpath($p; $v)), $del] | ., break $out), [$x, $del + [$p]])
+  | . as [$x, $del] | $x | delpaths($del);
+def to_entries: [keys_unsorted[] as $k | {key: $k, value: .[$k]}];
+def with_entries(f): to_entries | map(f) | from_entries;
+def pick(pathexps): . as $top | reduce path(pathexps) as $p (null; setpath($p; $top | getpath($p)));
+def walk(f): def w: if type == "object" then map_values(w) elif type == "array" then map(w) else . end | f; w;
+def limit($n; f): if $n > 0 then __portolan_limit($n; f) elif $n == 0 then empty
+    else error("limit doesn't support negative count") end;
+def tostream: path(def r: (.[]? | r), .; r) as $p | getpath($p) | reduce path(.[]?) as $q ([$p, .]; [$p + $q]);
+def fromstream(f): {x: null, e: false} as $init
+  | foreach f as $i ($init;
+      if .e then $init else . end
+      | if $i | length == 2
+        then setpath(["e"]; $i[0] | length == 0) | setpath(["x"] + $i[0]; $i[1])
+        else setpath(["e"]; $i[0] | length == 1) end;
+      if .e then .x else empty end);
+def truncate_stream(stream): . as $n | null | stream | . as $input
+  | if (.[0] | length) > $n then setpath([0]; .[0][$n:]) else empty end;
+def @text: tostring;
+def contains($b): if type == ($b | type) then __portolan_contains($b)
+    else error("\(type) (\(tojson)) and \($b | type) (\($b | tojson)) cannot have their containment checked") end;
+def strftime($f): if type == "number" then trunc else . end | __portolan_strftime($f);
+def todateiso8601: strftime("%Y-%m-%dT%H:%M:%SZ");
+def todate: todateiso8601;
+def @base32d: __portolan_base32d;
+def ltrimstr($x): if type != "string" or ($x | type) != "string" then error("startswith() requires string inputs")
+    elif startswith($x) then .[($x | length):] else . end;
+def rtrimstr($x): if type != "string" or ($x | type) != "string" then error("endswith() requires string inputs")
+    elif endswith($x) and ($x | length) > 0 then .[:length - ($x | length)] else . end;
 def join($x): reduce .[] as $i (null;
     (if . == null then "" else . + $x end) +
     ($i | if . == null then "" elif isstring then . elif isnumber or isboolean then tojson
@@ -54,8 +114,12 @@ def @tsv: if isarray then . else error("cannot tsv-format \(type), only an array
     | join("\t");
 "#;
 
+/// jaq's regex definitions, replaced by `regex::DEFS`.
+const JAQ_REGEX_DEFS: &[&str] =
+    &["capture_of_match", "test", "scan_", "match", "capture", "split", "splits", "sub", "gsub", "scan"];
+
 /// Names of jaq definitions replaced by a native filter below.
-const REPLACED_DEFS: &[&str] = &["tonumber"];
+const REPLACED_DEFS: &[&str] = &["tonumber", "setpath", "tostring"];
 
 fn parse_defs(src: &'static str) -> Vec<Def<&'static str>> {
     load::parse(src, |p| p.defs()).unwrap_or_default()
@@ -70,8 +134,13 @@ pub(crate) fn prelude() -> &'static [prune::Entry] {
             .chain(jaq_std::defs())
             .chain(jaq_json::defs())
             .filter(|d| !REPLACED_DEFS.contains(&d.name))
+            // jaq's regex definitions refer to the removed regex-lite natives (`split/1` is not a regex).
+            .filter(|d| !JAQ_REGEX_DEFS.contains(&d.name) || (d.name == "split" && d.args.len() == 1))
             .chain(parse_defs(POST_DEFS))
-            .collect();
+            .chain(parse_defs(regex::DEFS))
+            .collect::<Vec<_>>();
+        let mut defs = defs;
+        ast::guard_prelude(&mut defs);
         prune::index(defs)
     })
 }
@@ -81,20 +150,83 @@ fn funs() -> impl Iterator<Item = Fun<D>> {
         .chain(jaq_std::funs::<D>())
         .chain(jaq_json::funs::<D>())
         .filter(|(name, _, _)| !REMOVED_NATIVES.contains(name) && !REPLACED_NATIVES.contains(name))
+        // `limit` is wrapped by a definition that rejects negative counts, as jq 1.8 does; jaq's
+        // own definitions before it keep the native.
+        .chain(renamed_natives())
         .chain([
             run::<D>(("tonumber", v(0), |cv| bome(to_number(&cv.1)))),
             run::<D>(("fromjson", v(0), |cv| bome(from_json(&cv.1)))),
-            run::<D>((GUARD, v(0), |cv| bome(stack_guard(cv.1)))),
+            (GUARD, v(0), guard_native()),
+            run::<D>(("range", v(3), |mut cv| {
+                let by = cv.0.pop_var();
+                let to = cv.0.pop_var();
+                let from = cv.0.pop_var();
+                natives::range(from, to, by)
+            })),
+            run::<D>(("tojson", v(0), |cv| bome(natives::tojson_val(&cv.1)))),
+            run::<D>(("tostring", v(0), |cv| bome(natives::to_string(cv.1)))),
+            run::<D>(("decode_base64", v(0), |cv| bome(natives::base64d(&cv.1)))),
+            run::<D>(("__portolan_base32d", v(0), |cv| bome(natives::base32d(&cv.1)))),
+            run::<D>(("setpath", v(2), |mut cv| {
+                let x = cv.0.pop_var();
+                let path = cv.0.pop_var();
+                bome(natives::setpath(cv.1, &path, x))
+            })),
+            run::<D>(("__portolan_add", v(2), |cv| binop(cv, natives::add))),
+            run::<D>(("__portolan_mul", v(2), |cv| binop(cv, natives::mul))),
+            run::<D>(("__portolan_div", v(2), |cv| binop(cv, natives::div))),
+            run::<D>(("__portolan_rem", v(2), |cv| binop(cv, natives::rem))),
+            run::<D>(("_pj_match", v(2), |cv| re(cv, regex::matches))),
+            run::<D>(("_pj_test", v(2), |cv| re(cv, regex::test))),
+            run::<D>(("_pj_split", v(2), |cv| re(cv, regex::split))),
+            run::<D>(("_pj_sub_parts", v(2), |cv| re(cv, regex::sub_parts))),
         ])
 }
 
-/// Native filters replaced by the ones above.
-const REPLACED_NATIVES: &[&str] = &["tonumber", "fromjson", GUARD];
+type Cv<'a> = jaq_core::Cv<'a, D>;
 
-/// Identity, or an error when the worker's stack is nearly full (see `guard.rs`).
-fn stack_guard(v: Val) -> ValR<Val> {
-    if crate::guard::check() { Ok(v) } else { Err(jaq_core::Error::str("recursion too deep")) }
+/// jaq natives also available under another name, for the jq-compatible wrappers in `POST_DEFS`.
+fn renamed_natives() -> impl Iterator<Item = Fun<D>> {
+    const RENAMED: &[(&str, &str)] =
+        &[("limit", "__portolan_limit"), ("contains", "__portolan_contains"), ("strftime", "__portolan_strftime")];
+    jaq_core::funs::<D>()
+        .chain(jaq_std::funs::<D>())
+        .chain(jaq_json::funs::<D>())
+        .filter_map(|(name, a, f)| RENAMED.iter().find(|(from, _)| *from == name).map(|(_, to)| (*to, a, f)))
 }
+
+/// The guard filter: identity (also in path expressions and updates) or a limit error.
+fn guard_native() -> jaq_core::Native<D> {
+    use jaq_core::box_iter::box_once;
+    use jaq_core::{Exn, Native};
+    Native::new(|cv| bome(natives::stack_guard(cv.1)))
+        .with_paths(|cv| match crate::guard::check() {
+            Ok(()) => box_once(Ok(cv.1)),
+            Err(t) => box_once(Err(Exn::from(crate::guard::error(t)))),
+        })
+        .with_update(|cv, f| match crate::guard::check() {
+            Ok(()) => f(cv.1),
+            Err(t) => box_once(Err(Exn::from(crate::guard::error(t)))),
+        })
+}
+
+/// A binary operator called as `op(r; l)` (see `ast.rs`).
+fn binop<'a>(mut cv: Cv<'a>, f: fn(Val, Val) -> ValR<Val>) -> jaq_core::ValXs<'a, Val> {
+    let l = cv.0.pop_var();
+    let r = cv.0.pop_var();
+    bome(f(l, r))
+}
+
+/// A regex native called as `f(re; flags)`.
+fn re<'a>(mut cv: Cv<'a>, f: fn(&Val, &Val, &Val) -> ValR<Val>) -> jaq_core::ValXs<'a, Val> {
+    let flags = cv.0.pop_var();
+    let re = cv.0.pop_var();
+    bome(f(&cv.1, &re, &flags))
+}
+
+/// Native filters replaced by the ones above.
+const REPLACED_NATIVES: &[&str] =
+    &["tonumber", "fromjson", GUARD, "range", "tojson", "tostring", "decode_base64", "setpath"];
 
 /// `fromjson` with jq semantics through serde_json: exactly one JSON value, nesting limited to
 /// 128 levels. jaq's parser yields `1, 2` for `"1 2"` and overflows the stack on deep input.
@@ -111,8 +243,8 @@ fn from_json(v: &Val) -> ValR<Val> {
     }
 }
 
-/// `tonumber` with jq semantics: numbers pass through; a string must be exactly one number
-/// (surrounding whitespace allowed); anything else is one error. jaq-json 2.0.3 defines it via
+/// `tonumber` with jq 1.8 semantics: numbers pass through; a string must be exactly one number
+/// (no surrounding whitespace); anything else is one error. jaq-json 2.0.3 defines it via
 /// `fromjson`, which reads `"12x"` as 12 and yields endless errors for `"abc"`.
 fn to_number(v: &Val) -> ValR<Val> {
     let fail = |v: &Val| Err(jaq_core::Error::str(format_args!("cannot parse {} as number", truncate(v.to_string()))));
@@ -122,7 +254,6 @@ fn to_number(v: &Val) -> ValR<Val> {
             let Ok(s) = std::str::from_utf8(b) else {
                 return fail(v);
             };
-            let s = s.trim();
             let numeric = !s.is_empty()
                 && s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.' | b'e' | b'E'))
                 && s.bytes().any(|c| c.is_ascii_digit());
@@ -138,15 +269,43 @@ fn to_number(v: &Val) -> ValR<Val> {
     }
 }
 
+/// Name of the definition that holds the user's filter.
+const MAIN: &str = "__portolan_main";
+
 /// Compile a filter that has already been through [`crate::rewrite::rewrite`].
+///
+/// The filter is parsed here, rewritten (`ast.rs`) and handed to jaq's loader as the last
+/// prelude definition `__portolan_main`, whose call is the main program.
 pub fn compile(code: &str) -> Result<Filter, JqError> {
+    let lines = ast::line_numbers(code);
+    let Some(mut term) = load::parse(code, |p| p.term()) else {
+        return compile_plain(code);
+    };
+    ast::rewrite_user(&mut term, code, &lines);
+    let mut defs: Vec<Def<&str>> = prune::select(prelude(), code, ast::HELPERS);
+    defs.push(Def { name: MAIN, args: Vec::new(), body: term });
     let arena = Arena::default();
-    let loader = Loader::new(prune::select(prelude(), code));
+    let modules = Loader::new(defs)
+        .load(&arena, File { code: MAIN, path: () })
+        .map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
+    compile_modules(code, modules)
+}
+
+/// The loader's own path, for its error messages: a filter that does not parse as one term
+/// (syntax errors, `import`/`include`/`module` directives).
+fn compile_plain(code: &str) -> Result<Filter, JqError> {
+    let arena = Arena::default();
+    let loader = Loader::new(prune::select(prelude(), code, &[]));
     let modules =
         loader.load(&arena, File { code, path: () }).map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
     // `import "x" as $data;` would silently bind `$data` to a global; data files are not supported.
     load::import(&modules, |_| Err("data imports are not supported".to_owned()))
         .map_err(|errs| JqError::Compile(load_errors(code, errs)))?;
+    compile_modules(code, modules)?;
+    Err(JqError::Compile("module directives (`module`, `import`, `include`) are not supported".to_owned()))
+}
+
+fn compile_modules(code: &str, modules: load::Modules<&str, ()>) -> Result<Filter, JqError> {
     Compiler::default().with_funs(funs()).with_global_vars(["$ENV"]).compile(modules).map_err(|errs| {
         let msgs: Vec<String> = errs
             .into_iter()

@@ -1,11 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+mod ast;
 mod compile;
 mod convert;
 mod guard;
+mod natives;
 mod pool;
 mod prune;
+mod regex;
 mod rewrite;
+pub mod template;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +54,13 @@ pub struct JqConfig {
     pub stack_size: usize,
     /// Compiled filters kept in the cache (failed compiles included). 1024.
     pub cache_capacity: usize,
+    /// Step budget of one evaluation: outputs of the guarded generators (`range`, `repeat`,
+    /// `recurse`, `while`, `until`, `limit`, regex matches) plus calls of recursive definitions.
+    /// Exhausting it is `JqError::Limit`. 10,000,000 (about 0.2-0.5 s of work in a release build).
+    pub max_steps: u64,
+    /// Longest string (bytes) or array (elements) that the guarded builtins (`+`, `*`, `tojson`,
+    /// `tostring`, `setpath`, assignments) may produce; longer is `JqError::Limit`. 16,777,216.
+    pub max_len: usize,
 }
 
 impl Default for JqConfig {
@@ -60,6 +71,8 @@ impl Default for JqConfig {
             workers: cpus.clamp(2, 8),
             stack_size: 256 * 1024 * 1024,
             cache_capacity: 1024,
+            max_steps: 10_000_000,
+            max_len: 16 * 1024 * 1024,
         }
     }
 }
@@ -91,6 +104,7 @@ impl std::fmt::Debug for Compiled {
 enum Outcome {
     Filter(compile::Filter),
     Value(Value),
+    Values(Vec<RawOutput>),
 }
 
 struct CacheEntry {
@@ -190,8 +204,8 @@ impl JqEngine {
         if filter.len() > MAX_FILTER_LEN {
             return Err(JqError::Limit(format!("filter longer than {MAX_FILTER_LEN} bytes")));
         }
-        if filter.contains(rewrite::GUARD) {
-            return Err(JqError::Compile(format!("`{}` is a reserved name", rewrite::GUARD)));
+        if filter.contains(rewrite::RESERVED) {
+            return Err(JqError::Compile(format!("names starting with `{}` are reserved", rewrite::RESERVED)));
         }
         let code = rewrite::rewrite(filter);
         let code2 = code.clone();
@@ -199,7 +213,7 @@ impl JqEngine {
         let out = self.pool.run(self.config.timeout, Box::new(move || compile::compile(&code2).map(Outcome::Filter)));
         match out {
             Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled { source: filter.to_owned(), code, filter: f })),
-            Ok(Outcome::Value(_)) => Err(JqError::Compile("internal error: unexpected outcome".to_owned())),
+            Ok(_) => Err(JqError::Compile("internal error: unexpected outcome".to_owned())),
             Err(JqError::Compile(msg)) => {
                 Err(JqError::Compile(format!("{msg} (in filter `{}`)", truncate(filter.to_owned()))))
             }
@@ -225,43 +239,136 @@ impl JqEngine {
     pub fn first_compiled(&self, compiled: &Arc<Compiled>, input: &Value) -> Result<Value, JqError> {
         let input = convert::to_val(input)?;
         let compiled = Arc::clone(compiled);
-        let deadline = std::time::Instant::now() + self.config.timeout;
-        let work = Box::new(move || run_first(&compiled, input, deadline).map(Outcome::Value));
+        let budget = self.budget();
+        let work = Box::new(move || run_first(&compiled, input, budget).map(Outcome::Value));
         match self.pool.run(self.config.timeout, work)? {
             Outcome::Value(v) => Ok(v),
-            Outcome::Filter(_) => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
+            _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
+        }
+    }
+}
+
+/// One output of a raw evaluation (see [`JqEngine::all_outputs`]).
+pub type RawOutput = Result<Value, JqError>;
+
+impl JqEngine {
+    fn budget(&self) -> guard::Budget {
+        guard::Budget {
+            deadline: Some(std::time::Instant::now() + self.config.timeout),
+            steps: self.config.max_steps,
+            max_len: self.config.max_len,
+        }
+    }
+
+    /// Plain jq: compile `filter` **without** Port's single-quote rewrite and return every
+    /// output (at most `max_outputs`), each a value or the error that ended the stream (an
+    /// error is always the last item). Limits apply as for [`first`](Self::first). Used for
+    /// conformance tests against jq's own test suite; not cached.
+    pub fn all_outputs(&self, filter: &str, input: &Value, max_outputs: usize) -> Result<Vec<RawOutput>, JqError> {
+        if filter.len() > MAX_FILTER_LEN {
+            return Err(JqError::Limit(format!("filter longer than {MAX_FILTER_LEN} bytes")));
+        }
+        if filter.contains(rewrite::RESERVED) {
+            return Err(JqError::Compile(format!("names starting with `{}` are reserved", rewrite::RESERVED)));
+        }
+        let input = convert::to_val(input)?;
+        let code = rewrite::guard_defs_only(filter);
+        let budget = self.budget();
+        let work = Box::new(move || {
+            let filter = compile::compile(&code)?;
+            Ok(Outcome::Values(run_all(&filter, input, budget, max_outputs)))
+        });
+        match self.pool.run(self.config.timeout, work)? {
+            Outcome::Values(v) => Ok(v),
+            _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
+        }
+    }
+}
+
+fn exn_message(exn: jaq_core::Exn<Val>) -> JqError {
+    JqError::Runtime(match exn.get_err() {
+        // `error("msg")` reads as `msg`, other error values as JSON.
+        Ok(e) => truncate(match e.into_val() {
+            Val::TStr(b) => String::from_utf8_lossy(&b).into_owned(),
+            v => v.to_string(),
+        }),
+        Err(_) => "filter halted".to_owned(),
+    })
+}
+
+fn tripped() -> Option<JqError> {
+    guard::take_tripped().map(|t| JqError::Limit(t.message().to_owned()))
+}
+
+/// Evaluate on the current thread, collecting at most `max` outputs.
+fn run_all(filter: &compile::Filter, input: Val, budget: guard::Budget, max: usize) -> Vec<RawOutput> {
+    let env = Val::obj(Map::default());
+    let ctx = Ctx::<compile::D>::new(&filter.lut, Vars::new([env]));
+    guard::take_tripped();
+    guard::start(budget);
+    let mut out = Vec::new();
+    for item in filter.id.run((ctx, input)).take(max) {
+        match item {
+            Ok(v) => out.push(convert::from_val(&v)),
+            Err(e) => {
+                out.push(Err(exn_message(e)));
+                break;
+            }
+        }
+    }
+    guard::start(guard::Budget::UNLIMITED);
+    if let Some(e) = tripped() {
+        out.push(Err(e));
+    }
+    out
+}
+
+impl JqEngine {
+    /// [`first_compiled`](Self::first_compiled) for several filters over the same input, in one
+    /// worker hand-off and with one input conversion (an Ocean-style mapping: a selector plus
+    /// one filter per field). Each filter gets its own budget; the time limit covers the batch.
+    pub fn first_many(&self, filters: &[Arc<Compiled>], input: &Value) -> Result<Vec<Result<Value, JqError>>, JqError> {
+        let input = convert::to_val(input)?;
+        let filters: Vec<Arc<Compiled>> = filters.to_vec();
+        let config = self.config.clone();
+        let deadline = std::time::Instant::now() + self.config.timeout;
+        let work = Box::new(move || {
+            let out = filters
+                .iter()
+                .map(|c| {
+                    let budget =
+                        guard::Budget { deadline: Some(deadline), steps: config.max_steps, max_len: config.max_len };
+                    run_first(c, input.clone(), budget)
+                })
+                .collect();
+            Ok(Outcome::Values(out))
+        });
+        match self.pool.run(self.config.timeout, work)? {
+            Outcome::Values(v) => Ok(v),
+            _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
         }
     }
 }
 
 /// Evaluate on the current thread, taking at most one output.
-fn run_first(compiled: &Compiled, input: Val, deadline: std::time::Instant) -> Result<Value, JqError> {
+fn run_first(compiled: &Compiled, input: Val, budget: guard::Budget) -> Result<Value, JqError> {
     let env = Val::obj(Map::default()); // `$ENV` and `env` are `{}`
     let filter = &compiled.filter;
     let ctx = Ctx::<compile::D>::new(&filter.lut, Vars::new([env]));
     guard::take_tripped(); // reset
-    guard::set_deadline(Some(deadline));
+    guard::start(budget);
     let mut outputs = filter.id.run((ctx, input));
     let first = outputs.next();
     drop(outputs);
-    guard::set_deadline(None);
-    match guard::take_tripped() {
-        Some(guard::Trip::Stack) => return Err(JqError::Limit("recursion too deep".to_owned())),
-        Some(guard::Trip::Deadline) => return Err(JqError::Limit("time budget exceeded".to_owned())),
-        None => {}
+    guard::start(guard::Budget::UNLIMITED);
+    if let Some(e) = tripped() {
+        return Err(e);
     }
     match first {
         None => Err(JqError::Runtime("filter produced no output".to_owned())),
         Some(Ok(v)) => convert::from_val(&v),
         // Never `jaq_core::unwrap_valr`: it calls `std::process::exit` on `halt`.
-        Some(Err(exn)) => Err(JqError::Runtime(match exn.get_err() {
-            // `error("msg")` reads as `msg`, other error values as JSON.
-            Ok(e) => truncate(match e.into_val() {
-                Val::TStr(b) => String::from_utf8_lossy(&b).into_owned(),
-                v => v.to_string(),
-            }),
-            Err(_) => "filter halted".to_owned(),
-        })),
+        Some(Err(exn)) => Err(exn_message(exn)),
     }
 }
 

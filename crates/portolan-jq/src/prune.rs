@@ -33,8 +33,8 @@ pub fn index(defs: Vec<Def<S>>) -> Vec<Entry> {
 /// The definitions of `prelude` that `code` may use, in prelude order.
 ///
 /// A definition only refers to itself and to earlier ones, so one backward pass suffices.
-pub fn select(prelude: &[Entry], code: &str) -> Vec<Def<S>> {
-    let mut needed: HashSet<&str> = words(code).collect();
+pub fn select(prelude: &[Entry], code: &str, extra: &[&str]) -> Vec<Def<S>> {
+    let mut needed: HashSet<&str> = words(code).chain(extra.iter().copied()).collect();
     let mut keep = vec![false; prelude.len()];
     for (i, e) in prelude.iter().enumerate().rev() {
         if needed.contains(e.def.name) {

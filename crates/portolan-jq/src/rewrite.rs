@@ -10,8 +10,10 @@
 //!    is a native filter that fails once the worker's stack is three quarters full. Without it
 //!    `def f: 1+f; f` overflows the stack, which aborts the whole process.
 
-/// Name of the native stack-guard filter; user filters may not mention it.
+/// Name of the native stack-guard filter.
 pub const GUARD: &str = "__portolan_guard";
+/// Prefix of the engine's internal names; user filters may not mention it.
+pub const RESERVED: &str = "__portolan_";
 
 /// Where the scanner is.
 enum Mode {
@@ -42,8 +44,17 @@ fn is_ident(c: char) -> bool {
 /// - String interpolations are scanned recursively, so `"\(.a + 'x')"` works.
 /// - An unterminated literal is copied as is; the jq parser reports the error.
 pub fn rewrite(src: &str) -> String {
+    rewrite_with(src, true)
+}
+
+/// Only the recursion-guard rewrite (plain jq, where `'` is not a string delimiter).
+pub fn guard_defs_only(src: &str) -> String {
+    rewrite_with(src, false)
+}
+
+fn rewrite_with(src: &str, single_quotes: bool) -> String {
     // Fast path: nothing to do for the vast majority of filters.
-    if !src.contains('\'') && !src.contains("def") {
+    if !(src.contains("def") || single_quotes && src.contains('\'')) {
         return src.to_owned();
     }
     let mut out = String::with_capacity(src.len() + 32);
@@ -61,7 +72,7 @@ pub fn rewrite(src: &str) -> String {
             Mode::Code { depth, defs } => {
                 match c {
                     '"' => stack.push(Mode::Double),
-                    '\'' => stack.push(Mode::Single),
+                    '\'' if single_quotes => stack.push(Mode::Single),
                     '#' => {
                         out.push('#');
                         while let Some(&(_, n)) = chars.peek() {
@@ -107,7 +118,7 @@ pub fn rewrite(src: &str) -> String {
                     _ => {}
                 }
                 out.push(match c {
-                    '\'' => '"',
+                    '\'' if single_quotes => '"',
                     c => c,
                 });
                 prev = c;

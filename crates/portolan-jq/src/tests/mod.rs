@@ -2,7 +2,9 @@
 use super::*;
 use serde_json::json;
 
+mod jq_compat;
 mod limits;
+mod templates;
 
 fn engine() -> JqEngine {
     JqEngine::new()
@@ -121,15 +123,7 @@ fn compile_errors_name_the_filter() {
 fn non_json_results() {
     let e = engine();
     let x = json!(null);
-    for f in [
-        "{(1): 2}",
-        "{(null): 1}",
-        "1 / 0",
-        "nan",
-        "[-infinite]",
-        "{a: {(true): 1}}",
-        "reduce range(600) as $i (0; [.])",
-    ] {
+    for f in ["{(1): 2}", "{(null): 1}", "nan", "[-infinite]", "{a: {(true): 1}}", "reduce range(600) as $i (0; [.])"] {
         assert!(matches!(e.first(f, &x), Err(JqError::NotJson(_))), "{f}: {:?}", e.first(f, &x));
     }
     // Decimal and big-integer literals become JSON numbers.
@@ -144,7 +138,7 @@ fn tonumber_yields_one_error() {
     assert!(matches!(e.first("[\"abc\" | tonumber]", &json!(null)), Err(JqError::Runtime(_))));
     assert_eq!(
         e.first("[.[] | tonumber?]", &json!(["1", "abc", " 2 ", "12x", "-1.5", 7])).unwrap(),
-        json!([1, 2, -1.5, 7])
+        json!([1, -1.5, 7])
     );
     assert_eq!(e.first("[\"abc\" | tonumber] | length", &json!(null)).ok(), None);
     assert_eq!(

@@ -1,0 +1,335 @@
+//! Native filters that replace or extend jaq's: jq-compatible semantics plus the guards of
+//! `guard.rs` (step budget, deadline, maximum value length).
+
+use crate::guard::{self, Trip};
+use jaq_core::{Error, Exn, ValR, ValX};
+use jaq_json::{Map, Num, Rc, Val};
+
+type Xs<'a> = Box<dyn Iterator<Item = ValX<'a, Val>> + 'a>;
+
+fn err(msg: impl std::fmt::Display) -> Error<Val> {
+    Error::str(msg)
+}
+
+fn limit(t: Trip) -> Error<Val> {
+    guard::error(t)
+}
+
+pub fn type_name(v: &Val) -> &'static str {
+    match v {
+        Val::Null => "null",
+        Val::Bool(_) => "boolean",
+        Val::Num(_) => "number",
+        Val::TStr(_) | Val::BStr(_) => "string",
+        Val::Arr(_) => "array",
+        Val::Obj(_) => "object",
+    }
+}
+
+/// `number (1)` / `string ("a")`, as in jq's messages.
+fn described(v: &Val) -> String {
+    format!("{} ({})", type_name(v), crate::truncate(v.to_string()))
+}
+
+pub fn f64_of(n: &Num) -> f64 {
+    match n {
+        Num::Int(i) => *i as f64,
+        Num::Float(f) => *f,
+        Num::BigInt(b) => b.to_string().parse().unwrap_or(f64::NAN),
+        Num::Dec(s) => s.parse().unwrap_or(f64::NAN),
+    }
+}
+
+fn is_zero(n: &Num) -> bool {
+    f64_of(n) == 0.0
+}
+
+fn str_len(v: &Val) -> Option<usize> {
+    match v {
+        Val::TStr(b) | Val::BStr(b) => Some(b.len()),
+        _ => None,
+    }
+}
+
+/// `l + r` with a length cap on string and array concatenation.
+pub fn add(l: Val, r: Val) -> ValR<Val> {
+    let total = match (&l, &r) {
+        (Val::Arr(a), Val::Arr(b)) => Some(a.len() + b.len()),
+        _ => str_len(&l).zip(str_len(&r)).map(|(a, b)| a + b),
+    };
+    if let Some(n) = total {
+        guard::check_len(n).map_err(limit)?;
+    }
+    l + r
+}
+
+/// `l * r`: jq 1.8 string repetition (`n < 0` is null, else `floor(n)` copies), length-capped.
+pub fn mul(l: Val, r: Val) -> ValR<Val> {
+    let rep = match (&l, &r) {
+        (s @ (Val::TStr(_) | Val::BStr(_)), Val::Num(n)) | (Val::Num(n), s @ (Val::TStr(_) | Val::BStr(_))) => {
+            Some((s.clone(), f64_of(n)))
+        }
+        _ => None,
+    };
+    let Some((s, n)) = rep else { return l * r };
+    if n.is_nan() || n < 0.0 {
+        return Ok(Val::Null);
+    }
+    let (Val::TStr(b) | Val::BStr(b)) = &s else { return Ok(Val::Null) };
+    let count = n.floor().min(usize::MAX as f64) as usize;
+    guard::check_len(b.len().saturating_mul(count)).map_err(limit)?;
+    Ok(Val::utf8_str(b.repeat(count)))
+}
+
+/// `l / r`: division by zero is an error, as in jq.
+pub fn div(l: Val, r: Val) -> ValR<Val> {
+    if let (Val::Num(_), Val::Num(d)) = (&l, &r)
+        && is_zero(d)
+    {
+        return Err(err(format_args!(
+            "{} and {} cannot be divided because the divisor is zero",
+            described(&l),
+            described(&r)
+        )));
+    }
+    l / r
+}
+
+/// `l % r`: jq truncates both sides to integers; a zero divisor is an error.
+pub fn rem(l: Val, r: Val) -> ValR<Val> {
+    let (Val::Num(a), Val::Num(b)) = (&l, &r) else { return l % r };
+    let to_int = |n: &Num| match n {
+        Num::Int(i) => *i as i64,
+        n => {
+            let f = f64_of(n);
+            if f.is_nan() { 0 } else { f.trunc().clamp(i64::MIN as f64, i64::MAX as f64) as i64 }
+        }
+    };
+    let (x, y) = (to_int(a), to_int(b));
+    if y == 0 {
+        return Err(err(format_args!(
+            "{} and {} cannot be divided (remainder) because the divisor is zero",
+            described(&l),
+            described(&r)
+        )));
+    }
+    Ok(Val::from(x.checked_rem(y).unwrap_or(0) as isize))
+}
+
+/// `range($from; $upto; $by)`, spending one step per output.
+pub fn range<'a>(from: Val, to: Val, by: Val) -> Xs<'a> {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let cmp = by.partial_cmp(&Val::from(0isize)).unwrap_or(Equal);
+    let mut cur = Some(Ok::<Val, Error<Val>>(from));
+    Box::new(std::iter::from_fn(move || {
+        let x = match cur.take()? {
+            Ok(x) => x,
+            Err(e) => return Some(Err(Exn::from(e))),
+        };
+        let more = match cmp {
+            Greater => x < to,
+            Less => x > to,
+            Equal => x != to,
+        };
+        if !more {
+            return None;
+        }
+        if let Err(t) = guard::tick() {
+            return Some(Err(Exn::from(limit(t))));
+        }
+        cur = Some(x.clone() + by.clone());
+        Some(Ok(x))
+    }))
+}
+
+/// The guard filter inserted into recursive definitions: identity, or a limit error.
+pub fn stack_guard(v: Val) -> ValR<Val> {
+    guard::check().map(|()| v).map_err(limit)
+}
+
+/// `tojson` with jq's output for non-finite numbers (NaN is `null`, ±infinity the largest
+/// double) and a length cap.
+pub fn to_json(v: &Val) -> Result<String, Error<Val>> {
+    let mut out = String::new();
+    write_json(v, &mut out).map_err(limit)?;
+    Ok(out)
+}
+
+fn write_json(v: &Val, out: &mut String) -> Result<(), Trip> {
+    match v {
+        Val::Arr(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(x, out)?;
+            }
+            out.push(']');
+        }
+        Val::Obj(o) => {
+            out.push('{');
+            for (i, (k, x)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(k, out)?;
+                out.push(':');
+                write_json(x, out)?;
+            }
+            out.push('}');
+        }
+        Val::Num(Num::Float(f)) if f.is_nan() => out.push_str("null"),
+        Val::Num(Num::Float(f)) if f.is_infinite() => {
+            out.push_str(if *f > 0.0 { "1.7976931348623157e+308" } else { "-1.7976931348623157e+308" })
+        }
+        leaf => out.push_str(&leaf.to_string()),
+    }
+    guard::check_len(out.len())
+}
+
+/// `tostring`: strings unchanged, everything else `tojson`.
+pub fn to_string(v: Val) -> ValR<Val> {
+    match v {
+        Val::TStr(_) => Ok(v),
+        Val::BStr(b) => Ok(Val::TStr(b)),
+        v => to_json(&v).map(Val::utf8_str),
+    }
+}
+
+fn index_of(n: &Num) -> Option<isize> {
+    match n {
+        Num::Int(i) => Some(*i),
+        n => {
+            let f = f64_of(n);
+            (f.is_finite()).then(|| f.trunc().clamp(isize::MIN as f64, isize::MAX as f64) as isize)
+        }
+    }
+}
+
+/// `setpath($path; $value)` with jq semantics: `null` becomes an object or array as needed,
+/// arrays are padded with `null`, slices (`{"start", "end"}`) assign arrays.
+pub fn setpath(v: Val, path: &Val, x: Val) -> ValR<Val> {
+    let Val::Arr(path) = path else { return Err(err("Path must be specified as an array")) };
+    set(v, path, x)
+}
+
+fn set(v: Val, path: &[Val], x: Val) -> ValR<Val> {
+    let Some((k, rest)) = path.split_first() else { return Ok(x) };
+    match (v, k) {
+        (v @ (Val::Null | Val::Obj(_)), Val::TStr(_) | Val::BStr(_)) => {
+            let mut o = match v {
+                Val::Obj(o) => o,
+                _ => Rc::new(Map::default()),
+            };
+            let m = Rc::make_mut(&mut o);
+            let key = match k {
+                Val::BStr(b) => Val::TStr(b.clone()),
+                k => k.clone(),
+            };
+            let child = m.get_mut(&key).map(std::mem::take).unwrap_or(Val::Null);
+            let new = set(child, rest, x)?;
+            m.insert(key, new);
+            Ok(Val::Obj(o))
+        }
+        (v @ (Val::Null | Val::Arr(_)), Val::Num(n)) => {
+            let mut a = match v {
+                Val::Arr(a) => a,
+                _ => Rc::new(Vec::new()),
+            };
+            let i = index_of(n).ok_or_else(|| err("Cannot index array with a non-finite number"))?;
+            let len = a.len() as isize;
+            let i = if i < 0 { i + len } else { i };
+            if i < 0 {
+                return Err(err("Out of bounds negative array index"));
+            }
+            let i = i as usize;
+            guard::check_len(i.saturating_add(1)).map_err(limit)?;
+            let vec = Rc::make_mut(&mut a);
+            if i >= vec.len() {
+                vec.resize(i + 1, Val::Null);
+            }
+            let child = std::mem::take(&mut vec[i]);
+            vec[i] = set(child, rest, x)?;
+            Ok(Val::Arr(a))
+        }
+        (v @ (Val::Null | Val::Arr(_)), Val::Obj(slice)) => {
+            let mut a = match v {
+                Val::Arr(a) => a,
+                _ => Rc::new(Vec::new()),
+            };
+            let len = a.len();
+            let bound = |name: &str, default: usize| -> Result<usize, Error<Val>> {
+                match slice.get(&Val::utf8_str(name.to_owned())) {
+                    None | Some(Val::Null) => Ok(default),
+                    Some(Val::Num(n)) => {
+                        let f = f64_of(n);
+                        let i = if name == "end" { f.ceil() } else { f.floor() };
+                        let i = if i < 0.0 { i + len as f64 } else { i };
+                        Ok(i.clamp(0.0, len as f64) as usize)
+                    }
+                    Some(_) => Err(err("Array/string slice indices must be integers")),
+                }
+            };
+            let start = bound("start", 0)?;
+            let end = bound("end", len)?.max(start);
+            let current: Val = a[start..end].iter().cloned().collect();
+            let new = set(current, rest, x)?;
+            let Val::Arr(new) = new else { return Err(err("A slice of an array can only be assigned another array")) };
+            guard::check_len(len - (end - start) + new.len()).map_err(limit)?;
+            Rc::make_mut(&mut a).splice(start..end, new.iter().cloned());
+            Ok(Val::Arr(a))
+        }
+        (v, k) => Err(err(format_args!("Cannot index {} with {}", type_name(&v), described(k)))),
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// Decode base-2^`bits` text (`=` padding optional) to bytes.
+fn decode_radix(s: &[u8], alphabet: &[u8], bits: u32) -> Option<Vec<u8>> {
+    let body = match s.iter().position(|&c| c == b'=') {
+        Some(p) if s[p..].iter().all(|&c| c == b'=') => &s[..p],
+        Some(_) => return None,
+        None => s,
+    };
+    let mut out = Vec::with_capacity(body.len() * bits as usize / 8);
+    let (mut acc, mut n) = (0u64, 0u32);
+    for &c in body {
+        let d = alphabet.iter().position(|&a| a == c)? as u64;
+        acc = (acc << bits) | d;
+        n += bits;
+        if n >= 8 {
+            n -= 8;
+            out.push((acc >> n) as u8);
+            acc &= (1 << n) - 1;
+        }
+    }
+    Some(out)
+}
+
+fn decoded(v: &Val, alphabet: &[u8], bits: u32, what: &str) -> ValR<Val> {
+    let (Val::TStr(b) | Val::BStr(b)) = v else {
+        return Err(err(format_args!("{} cannot be {what}-decoded", described(v))));
+    };
+    match decode_radix(b, alphabet, bits) {
+        Some(bytes) => Ok(Val::utf8_str(String::from_utf8_lossy(&bytes).into_owned())),
+        None => Err(err(format_args!("{} is not valid {what} data", described(v)))),
+    }
+}
+
+/// `@base64d`: padding optional (jq accepts `"aGVsbG8"`).
+pub fn base64d(v: &Val) -> ValR<Val> {
+    decoded(v, B64, 6, "base64")
+}
+
+/// `@base32d`.
+pub fn base32d(v: &Val) -> ValR<Val> {
+    decoded(v, B32, 5, "base32")
+}
+
+/// `tojson` as a jaq value.
+pub fn tojson_val(v: &Val) -> ValR<Val> {
+    to_json(v).map(Val::utf8_str)
+}
