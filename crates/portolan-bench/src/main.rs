@@ -43,6 +43,10 @@ struct Args {
     /// Skip the raw-SQLite baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Run the server on PostgreSQL: an admin URL (postgres://postgres@127.0.0.1:5432/test) on
+    /// which the benchmark creates a fresh database, dropped afterwards. Default: SQLite.
+    #[arg(long)]
+    database_url: Option<String>,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -95,8 +99,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = tmp.0.join("data");
     progress(&format!("binary {}, data in {}", bin.display(), tmp.0.display()));
 
-    let creds = server::init(&bin, &data_dir).await?;
-    let srv = Server::start(&bin, &data_dir, batch).await?;
+    let pg = match &args.database_url {
+        Some(admin) => Some(server::FreshPg::create(admin).await?),
+        None => None,
+    };
+    let db_url = pg.as_ref().map(|p| p.url.clone());
+    if let Some(p) = &pg {
+        progress(&format!("PostgreSQL database {}", p.name));
+    }
+    let creds = server::init(&bin, &data_dir, db_url.as_deref()).await?;
+    let srv = Server::start(&bin, &data_dir, batch, db_url.as_deref()).await?;
     progress(&format!("server pid {} on {}", srv.pid, srv.base));
     let measured = measure(&srv, &creds, &data, batch, concurrency, samples).await;
     let peak_rss_kib = srv.peak_rss_kib();
@@ -107,6 +119,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => return Err(e.context(format!("server log (last lines):\n{log}"))),
     };
     stopped.context("stopping the server")?;
+    if let Some(p) = pg {
+        p.drop_database().await?;
+    }
     let peak_rss_kib = peak_rss_kib?;
 
     let baseline = if args.no_baseline {
@@ -115,7 +130,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         progress(&format!("raw SQLite baseline: {} rows, {batch} per transaction", data.total()));
         Some(baseline::run(&tmp.0, &data, batch).await?)
     };
-    let report = Report { ctx, data, batch, concurrency, samples, load, latency, baseline, peak_rss_kib };
+    let database = match &args.database_url {
+        Some(_) => "PostgreSQL (a fresh database on the server of --database-url)".to_string(),
+        None => "SQLite (a fresh file)".to_string(),
+    };
+    let report = Report { ctx, database, data, batch, concurrency, samples, load, latency, baseline, peak_rss_kib };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {

@@ -87,6 +87,8 @@ fn command_line() -> String {
 
 pub struct Report {
     pub ctx: Context,
+    /// Which backend the server ran on.
+    pub database: String,
     pub data: Dataset,
     pub batch: usize,
     pub concurrency: usize,
@@ -131,6 +133,7 @@ impl Report {
             "- machine: {} CPUs, {}, {} RAM; load average at start {}",
             c.cpus, c.cpu_model, c.memory, c.load_avg
         );
+        let _ = writeln!(s, "- database: {}", self.database);
         let _ = writeln!(
             s,
             "- data: {} entities ({} team, {} domain, {} service); batch {}, concurrency {}, {} samples per query\n",
@@ -206,7 +209,7 @@ impl Report {
         let (c, d, l) = (&self.ctx, &self.data, &self.load);
         let p50 = self.filtered_p50();
         json!({
-            "date": c.date, "commit": c.commit, "command": c.command,
+            "date": c.date, "commit": c.commit, "command": c.command, "database": self.database,
             "machine": {"cpus": c.cpus, "cpuModel": c.cpu_model, "memory": c.memory, "loadAvgAtStart": c.load_avg},
             "data": {"entities": d.total(), "teams": d.teams, "domains": d.domains, "services": d.services, "seed": d.seed},
             "batch": self.batch, "concurrency": self.concurrency, "samples": self.samples,

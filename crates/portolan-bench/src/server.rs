@@ -37,8 +37,12 @@ pub struct Credentials {
 }
 
 /// `portolan init --json --data-dir <dir>`.
-pub async fn init(bin: &Path, data_dir: &Path) -> anyhow::Result<Credentials> {
-    let out = Command::new(bin)
+pub async fn init(bin: &Path, data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Credentials> {
+    let mut cmd = Command::new(bin);
+    if let Some(url) = database_url {
+        cmd.env("PORTOLAN_DATABASE_URL", url);
+    }
+    let out = cmd
         .args(["init", "--json", "--data-dir"])
         .arg(data_dir)
         .stdin(Stdio::null())
@@ -71,10 +75,20 @@ pub struct Server {
 
 impl Server {
     /// Start `portolan serve` on a free port and wait for its `listening on http://ADDR` line.
-    pub async fn start(bin: &Path, data_dir: &Path, max_bulk: usize) -> anyhow::Result<Server> {
+    pub async fn start(
+        bin: &Path,
+        data_dir: &Path,
+        max_bulk: usize,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let log = data_dir.join("server.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(url) = database_url {
+            cmd.env("PORTOLAN_DATABASE_URL", url);
+        }
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("PORTOLAN_MAX_BULK_ENTITIES", max_bulk.to_string())
@@ -153,4 +167,46 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// A fresh PostgreSQL database for one benchmark run, created through an admin URL.
+pub struct FreshPg {
+    admin: String,
+    pub name: String,
+    /// The URL of the fresh database.
+    pub url: String,
+}
+
+impl FreshPg {
+    pub async fn create(admin: &str) -> anyhow::Result<FreshPg> {
+        use sqlx::Connection;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+        let name = format!("portolan_bench_{}_{nanos}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(admin).await.context("cannot connect to --database-url")?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .context("cannot create the benchmark database")?;
+        let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[scheme_end..].find('/') {
+            Some(i) => &base[..scheme_end + i],
+            None => base,
+        };
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        Ok(FreshPg { admin: admin.to_string(), name, url })
+    }
+
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(&mut conn)
+            .await
+            .context("cannot drop the benchmark database")?;
+        Ok(())
+    }
 }

@@ -26,6 +26,27 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Connections in this node's PostgreSQL pool.
     pub database_pool_size: u32,
+    /// Job worker tasks on this node (0: it runs no background jobs).
+    pub job_workers: usize,
+    /// Seconds a job stays leased to this node without a heartbeat.
+    pub job_lease_seconds: u64,
+    /// This node's name in job leases; `None`: hostname-pid-random.
+    pub node_id: Option<String>,
+    /// Entities per transaction of the delete-all job.
+    pub delete_chunk_size: u32,
+    /// Web UI: the first admin, created on start when no user has this e-mail.
+    pub bootstrap_admin_email: Option<String>,
+    /// Never printed: `Debug` redacts it.
+    pub bootstrap_admin_password: Option<String>,
+    /// Web UI: hours without activity after which a session ends (Port: 72).
+    pub session_idle_hours: u64,
+    /// Web UI: hours after sign-in after which a session ends in any case (Port: 168).
+    pub session_absolute_hours: u64,
+    /// Web UI: mark cookies Secure (the server is reached over TLS).
+    pub secure_cookies: bool,
+    /// The URL people reach this server at (links printed by `portolan init`); default
+    /// `http://<listen>`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +68,16 @@ impl fmt::Debug for Config {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("database_pool_size", &self.database_pool_size)
+            .field("job_workers", &self.job_workers)
+            .field("job_lease_seconds", &self.job_lease_seconds)
+            .field("node_id", &self.node_id)
+            .field("delete_chunk_size", &self.delete_chunk_size)
+            .field("bootstrap_admin_email", &self.bootstrap_admin_email)
+            .field("bootstrap_admin_password", &self.bootstrap_admin_password.as_ref().map(|_| "[redacted]"))
+            .field("session_idle_hours", &self.session_idle_hours)
+            .field("session_absolute_hours", &self.session_absolute_hours)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -68,6 +99,16 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
         None,
     ),
     ("database_pool_size", "PORTOLAN_DATABASE_POOL_SIZE", "an integer from 1 to 1000", Some("10")),
+    ("job_workers", "PORTOLAN_JOB_WORKERS", "an integer from 0 to 64 (0: this node runs no jobs)", Some("2")),
+    ("job_lease_seconds", "PORTOLAN_JOB_LEASE_SECONDS", "an integer from 1 to 3600", Some("30")),
+    ("node_id", "PORTOLAN_NODE_ID", "a node name of 1 to 100 characters (default: hostname-pid-random)", None),
+    ("delete_chunk_size", "PORTOLAN_DELETE_CHUNK_SIZE", "an integer from 1 to 10000", Some("500")),
+    ("bootstrap_admin_email", "PORTOLAN_BOOTSTRAP_ADMIN_EMAIL", "an e-mail address", None),
+    ("bootstrap_admin_password", "PORTOLAN_BOOTSTRAP_ADMIN_PASSWORD", "a password of at least 12 characters", None),
+    ("session_idle_hours", "PORTOLAN_SESSION_IDLE_HOURS", "an integer from 1 to 8760", Some("72")),
+    ("session_absolute_hours", "PORTOLAN_SESSION_ABSOLUTE_HOURS", "an integer from 1 to 8760", Some("168")),
+    ("secure_cookies", "PORTOLAN_SECURE_COOKIES", "true or false", Some("false")),
+    ("public_url", "PORTOLAN_PUBLIC_URL", "an http:// or https:// URL such as https://portal.example.com", None),
 ];
 
 /// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
@@ -222,6 +263,58 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if database_pool_size.is_none() {
         bad("database_pool_size", get("database_pool_size"));
     }
+    let job_workers = get("job_workers").and_then(|s| s.parse::<usize>().ok()).filter(|n| *n <= 64);
+    if job_workers.is_none() {
+        bad("job_workers", get("job_workers"));
+    }
+    let job_lease_seconds =
+        get("job_lease_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=3600).contains(n));
+    if job_lease_seconds.is_none() {
+        bad("job_lease_seconds", get("job_lease_seconds"));
+    }
+    let node_id = get("node_id").filter(|s| !s.is_empty());
+    if node_id.as_ref().is_some_and(|s| s.len() > 100) {
+        bad("node_id", node_id.clone());
+    }
+    let delete_chunk_size =
+        get("delete_chunk_size").and_then(|s| s.parse::<u32>().ok()).filter(|n| (1..=10_000).contains(n));
+    if delete_chunk_size.is_none() {
+        bad("delete_chunk_size", get("delete_chunk_size"));
+    }
+    let bootstrap_admin_email = get("bootstrap_admin_email").map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty());
+    if bootstrap_admin_email.as_ref().is_some_and(|e| !portolan_server::web::session::valid_email(e)) {
+        bad("bootstrap_admin_email", bootstrap_admin_email.clone());
+    }
+    let bootstrap_admin_password = get("bootstrap_admin_password").filter(|p| !p.is_empty());
+    if bootstrap_admin_password.as_ref().is_some_and(|p| portolan_server::web::session::check_password(p).is_err()) {
+        bad("bootstrap_admin_password", Some("[redacted]".into()));
+    }
+    if bootstrap_admin_email.is_some() != bootstrap_admin_password.is_some() {
+        problems.push(
+            "PORTOLAN_BOOTSTRAP_ADMIN_EMAIL and PORTOLAN_BOOTSTRAP_ADMIN_PASSWORD must be set together".to_string(),
+        );
+    }
+    let hours = |key: &str| get(key).and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=8760).contains(n));
+    let session_idle_hours = hours("session_idle_hours");
+    if session_idle_hours.is_none() {
+        bad("session_idle_hours", get("session_idle_hours"));
+    }
+    let session_absolute_hours = hours("session_absolute_hours");
+    if session_absolute_hours.is_none() {
+        bad("session_absolute_hours", get("session_absolute_hours"));
+    }
+    let secure_cookies = match get("secure_cookies").as_deref() {
+        Some("true") | Some("1") => Some(true),
+        Some("false") | Some("0") => Some(false),
+        _ => None,
+    };
+    if secure_cookies.is_none() {
+        bad("secure_cookies", get("secure_cookies"));
+    }
+    let public_url = get("public_url").map(|u| u.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+    if public_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+        bad("public_url", public_url.clone());
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -238,6 +331,16 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 rate_limit_per_minute,
                 database_url,
                 database_pool_size: database_pool_size.unwrap_or(10),
+                job_workers: job_workers.unwrap_or(2),
+                job_lease_seconds: job_lease_seconds.unwrap_or(30),
+                node_id,
+                delete_chunk_size: delete_chunk_size.unwrap_or(500),
+                bootstrap_admin_email,
+                bootstrap_admin_password,
+                session_idle_hours: session_idle_hours.unwrap_or(72),
+                session_absolute_hours: session_absolute_hours.unwrap_or(168),
+                secure_cookies: secure_cookies.unwrap_or(false),
+                public_url,
             })
         }
         _ => Err(problems),
@@ -262,10 +365,21 @@ mod tests {
             rate_limit_per_minute: 1,
             database_url: Some("postgres://portolan:db-pass-42@db.internal:5432/portolan".into()),
             database_pool_size: 10,
+            job_workers: 2,
+            job_lease_seconds: 30,
+            node_id: None,
+            delete_chunk_size: 500,
+            bootstrap_admin_email: Some("admin@example.com".into()),
+            bootstrap_admin_password: Some("admin-password-secret".into()),
+            session_idle_hours: 72,
+            session_absolute_hours: 168,
+            secure_cookies: false,
+            public_url: None,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("super-secret"), "{s}");
         assert!(!s.contains("db-pass-42"), "{s}");
+        assert!(!s.contains("admin-password-secret"), "{s}");
         assert!(s.contains("[redacted]"));
         assert!(s.contains("postgres://portolan:***@db.internal:5432/portolan"), "{s}");
     }

@@ -45,11 +45,34 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Create the default organization and print its API credentials (idempotent).
+    /// Create the default organization and print its API credentials (idempotent), and, while
+    /// the organization has no user, a one-time link that sets the first admin's password.
     Init {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// E-mail of the first admin of the web UI.
+        #[arg(long, default_value = "admin@localhost.localdomain")]
+        admin_email: String,
+    },
+    /// Export blueprints and their entities: JSON, GitOps YAML, or Terraform HCL in the shapes
+    /// of Port's Terraform provider (port_blueprint, port_entity).
+    Export {
+        /// json, yaml or hcl.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Export this blueprint (repeatable); default: every blueprint.
+        #[arg(long = "blueprint")]
+        blueprints: Vec<String>,
+        /// The organization (default: the one `portolan init` created).
+        #[arg(long, default_value = DEFAULT_ORG)]
+        org: String,
+        /// Blueprints only, no entities.
+        #[arg(long)]
+        no_entities: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
     },
     /// Manage organizations.
     Org {
@@ -215,11 +238,26 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         Command::MigrateData { from, to, orgs, allow_non_empty, json } => {
             migrate_data(&from, &to, orgs, allow_non_empty, json).await
         }
-        Command::Init { json } => {
+        Command::Init { json, admin_email } => {
             let store = open_store(&cfg).await?;
             let out = init_default(&*store).await?;
+            let setup = init_admin(&*store, &cfg, &OrgId(out.org_id.clone()), &admin_email).await;
             store.close().await;
-            print_credentials(&out, json);
+            let setup = setup?;
+            print_credentials(&out, json, setup.as_deref());
+            Ok(())
+        }
+        Command::Export { format, blueprints, org, no_entities, output } => {
+            let store = open_store(&cfg).await?;
+            let res = export(&*store, &format, &blueprints, &org, no_entities).await;
+            store.close().await;
+            let text = res?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
+                }
+                None => print!("{text}"),
+            }
             Ok(())
         }
         Command::Org { command: OrgCommand::Create { name, json } } => {
@@ -234,6 +272,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             print_credentials(
                 &Created { org: name, org_id: org.id.0, client_id: id, client_secret: Some(secret) },
                 json,
+                None,
             );
             Ok(())
         }
@@ -247,13 +286,17 @@ struct Created {
     client_secret: Option<String>,
 }
 
-fn print_credentials(c: &Created, as_json: bool) {
+fn print_credentials(c: &Created, as_json: bool, admin_setup: Option<&str>) {
     if as_json {
         println!(
             "{}",
-            json!({"organization": c.org, "organizationId": c.org_id, "clientId": c.client_id, "clientSecret": c.client_secret, "created": c.client_secret.is_some()})
+            json!({"organization": c.org, "organizationId": c.org_id, "clientId": c.client_id, "clientSecret": c.client_secret, "created": c.client_secret.is_some(), "adminSetupLink": admin_setup})
         );
         return;
+    }
+    if let Some(link) = admin_setup {
+        println!("Open this link once to set the first admin's password (valid 7 days):");
+        println!("  {link}");
     }
     match &c.client_secret {
         Some(secret) => {
@@ -293,26 +336,166 @@ async fn bootstrap(store: &dyn Store, cfg: &Config) -> anyhow::Result<()> {
     if store.credential(id).await?.is_some() {
         return Ok(());
     }
+    // Several nodes may start together on an empty database: whoever loses a race to create
+    // the organization or the credential uses the winner's.
     let org = match store.org_by_name(DEFAULT_ORG).await? {
         Some(o) => o,
-        None => store.create_org(&OrgId(new_org_id()), DEFAULT_ORG, &now_iso()).await?,
+        None => match store.create_org(&OrgId(new_org_id()), DEFAULT_ORG, &now_iso()).await {
+            Ok(o) => o,
+            Err(portolan_store::StoreError::Conflict(_)) => {
+                store.org_by_name(DEFAULT_ORG).await?.context("the default organization vanished")?
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
-    store.add_credential(&org.id, id, &hash_secret(secret), "bootstrap", &now_iso()).await?;
+    if let Err(e) = store.add_credential(&org.id, id, &hash_secret(secret), "bootstrap", &now_iso()).await {
+        if store.credential(id).await?.is_some() {
+            return Ok(());
+        }
+        return Err(e.into());
+    }
     tracing::info!(org.id = %org.id.0, "created the bootstrap API credential from PORTOLAN_BOOTSTRAP_CLIENT_ID");
     Ok(())
+}
+
+/// The URL people reach this server at.
+fn public_url(cfg: &Config) -> String {
+    cfg.public_url.clone().unwrap_or_else(|| format!("http://{}", cfg.listen))
+}
+
+/// While `org` has no user: an invitation for its first admin, as a one-time setup link.
+async fn init_admin(store: &dyn Store, cfg: &Config, org: &OrgId, email: &str) -> anyhow::Result<Option<String>> {
+    use portolan_server::web::session;
+    if !store.list_users(org).await?.is_empty() {
+        return Ok(None);
+    }
+    let email = session::normalize_email(email);
+    if !session::valid_email(&email) {
+        bail!("--admin-email {email:?} is not an e-mail address");
+    }
+    let token = session::new_token();
+    let now = chrono_now();
+    store
+        .create_invitation(&portolan_store::Invitation {
+            token_hash: hash_secret(&token),
+            org: org.clone(),
+            email,
+            role: "admin".into(),
+            created_by: "portolan init".into(),
+            created_at: now,
+            expires_at: now + 7 * 24 * 3600,
+            used_at: None,
+        })
+        .await?;
+    Ok(Some(format!("{}/ui/invite/{token}", public_url(cfg))))
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// `PORTOLAN_BOOTSTRAP_ADMIN_EMAIL/PASSWORD`: make sure that admin exists in the default org.
+async fn bootstrap_admin(store: &dyn Store, cfg: &Config) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (&cfg.bootstrap_admin_email, &cfg.bootstrap_admin_password) else {
+        return Ok(());
+    };
+    if store.user_by_email(email).await?.is_some() {
+        return Ok(());
+    }
+    let org = match store.org_by_name(DEFAULT_ORG).await? {
+        Some(o) => o,
+        None => match store.create_org(&OrgId(new_org_id()), DEFAULT_ORG, &now_iso()).await {
+            Ok(o) => o,
+            Err(portolan_store::StoreError::Conflict(_)) => {
+                store.org_by_name(DEFAULT_ORG).await?.context("the default organization vanished")?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let hash = portolan_server::web::session::hash_password_with(ApiConfig::default().password_cost, password)
+        .map_err(|e| anyhow::anyhow!("cannot hash the bootstrap admin password: {e}"))?;
+    let user = portolan_store::User {
+        id: portolan_server::web::session::new_user_id(),
+        org: org.id.clone(),
+        email: email.clone(),
+        password_hash: hash,
+        role: "admin".into(),
+        created_at: now_iso(),
+    };
+    match store.create_user(&user).await {
+        Ok(()) => tracing::info!(email = %email, "created the bootstrap admin from PORTOLAN_BOOTSTRAP_ADMIN_EMAIL"),
+        // Another node created it first.
+        Err(portolan_store::StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// `portolan export`: blueprints and entities of one organization, entities read 1000 at a time.
+async fn export(
+    store: &dyn Store,
+    format: &str,
+    chosen: &[String],
+    org: &str,
+    no_entities: bool,
+) -> anyhow::Result<String> {
+    use portolan_core::export::Format;
+    let format = Format::parse(format).with_context(|| format!("--format {format:?}: expected json, yaml or hcl"))?;
+    let org = store.org_by_name(org).await?.with_context(|| format!("there is no organization named {org:?}"))?;
+    let all: std::collections::HashMap<String, portolan_core::Blueprint> = store
+        .list_blueprints(&org.id)
+        .await?
+        .into_iter()
+        .map(|b| (b.blueprint.identifier.clone(), b.blueprint))
+        .collect();
+    if let Some(missing) = chosen.iter().find(|c| !all.contains_key(*c)) {
+        bail!("there is no blueprint {missing:?}");
+    }
+    let mut ids: Vec<&String> = all.keys().filter(|k| chosen.is_empty() || chosen.contains(k)).collect();
+    ids.sort();
+    let blueprints: Vec<portolan_core::Blueprint> = ids.iter().map(|i| all[*i].clone()).collect();
+    let mut entities = Vec::new();
+    if !no_entities {
+        for id in &ids {
+            let mut after = None;
+            loop {
+                let req = portolan_store::SearchRequest {
+                    after,
+                    ..portolan_store::SearchRequest::new(&all, Some(id.as_str()), None, 1000)
+                };
+                let page = store.search(&org.id, &req).await?;
+                entities.extend(page.entities);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(portolan_core::export::export(format, &blueprints, &entities))
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     bootstrap(&*store, &cfg).await?;
+    bootstrap_admin(&*store, &cfg).await?;
     if store.org_by_name(DEFAULT_ORG).await?.is_none() {
         tracing::warn!("there is no organization yet: run `portolan init` to create one and get API credentials");
     }
+    let defaults = ApiConfig::default();
     let api = ApiConfig {
         max_bulk_entities: cfg.max_bulk_entities,
         rate_limit_per_minute: cfg.rate_limit_per_minute,
-        ..ApiConfig::default()
+        job_workers: cfg.job_workers,
+        job_lease: std::time::Duration::from_secs(cfg.job_lease_seconds),
+        node_id: cfg.node_id.clone().unwrap_or_else(|| defaults.node_id.clone()),
+        delete_chunk_size: cfg.delete_chunk_size,
+        session_idle: std::time::Duration::from_secs(cfg.session_idle_hours * 3600),
+        session_absolute: std::time::Duration::from_secs(cfg.session_absolute_hours * 3600),
+        secure_cookies: cfg.secure_cookies,
+        ..defaults
     };
+    tracing::info!(node = %api.node_id, job_workers = api.job_workers, "job workers configured");
     let state = AppState::new(store.shared(), api).await?;
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;

@@ -4,6 +4,7 @@ pub mod blueprint;
 pub mod blueprint_check;
 pub mod entity;
 pub mod error;
+pub mod export;
 pub mod ident;
 pub mod search;
 

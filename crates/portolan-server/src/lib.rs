@@ -5,10 +5,12 @@ pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod jobs;
 mod middleware;
 pub mod ratelimit;
 pub mod router;
 pub mod state;
+pub mod web;
 
 use std::future::Future;
 
@@ -35,8 +37,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state.clone())
         .merge(swagger)
+        .merge(web::router(state.clone()))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::trace_id))
@@ -56,12 +59,29 @@ async fn openapi() -> Json<Value> {
 }
 
 /// Serve `app` on `listener` until `shutdown` completes, then finish in-flight requests.
+///
+/// This node's job workers ([`ApiConfig::job_workers`]) run alongside: they start with the
+/// server and, when `shutdown` completes, stop and release the jobs they hold to the queue (for
+/// any node to take at once); `serve` returns once both requests and workers are done.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let workers = jobs::Workers::start(&state);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let stop_workers = tokio::spawn(async move {
+        // Either shutdown began, or the server ended on its own (the sender was dropped).
+        let _ = stopping_rx.await;
+        workers.shutdown().await;
+    });
+    let served = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    let _ = stop_workers.await;
+    served
 }

@@ -6,7 +6,7 @@ use axum::routing::{delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use crate::auth;
-use crate::handlers::{audit, blueprint, entity, search};
+use crate::handlers::{audit, blueprint, entity, jobs, search};
 use crate::state::AppState;
 
 macro_rules! routes {
@@ -44,6 +44,30 @@ routes! {
     post "/v1/blueprints/{id}/entities/search" => search::search_blueprint, "Search", "Search one blueprint's entities, a page at a time";
     post "/v1/entities/search" => search::search_all, "Search", "Search entities of any blueprint";
     get "/v1/audit-log" => audit::list, "Audit", "Read the audit log";
+    get "/v1/jobs" => jobs::list, "Jobs", "Background jobs of the organization, newest first (Portolan extension)";
+    get "/v1/jobs/{id}" => jobs::get, "Jobs", "A background job: status, progress, attempts, node, lease, errors (Portolan extension)";
+    // Integrations (Ocean): handlers/integration.rs, handlers/integration/events.rs.
+    get "/v1/integration" => crate::handlers::integration::list, "Integrations", "List integrations";
+    post "/v1/integration" => crate::handlers::integration::create, "Integrations", "Create an integration (Ocean does on first start)";
+    get "/v1/integration/provision-enabled" => crate::handlers::integration::provision_enabled, "Integrations", "Integration types the portal provisions itself (none)";
+    get "/v1/integration/{id}" => crate::handlers::integration::get, "Integrations", "Get an integration with its config (404 when missing)";
+    patch "/v1/integration/{id}" => crate::handlers::integration::patch, "Integrations", "Change fields of an integration; an empty body requests a resync";
+    put "/v1/integration/{id}" => crate::handlers::integration::put, "Integrations", "Replace an integration's fields";
+    delete "/v1/integration/{id}" => crate::handlers::integration::delete, "Integrations", "Delete an integration (its entities stay)";
+    patch "/v1/integration/{id}/config" => crate::handlers::integration::patch_config, "Integrations", "Replace an integration's config (mapping); the previous version is kept";
+    get "/v1/integration/{id}/config/versions" => crate::handlers::integration::config_versions, "Integrations", "Every version of an integration's config (Portolan extension)";
+    post "/v1/integration/{id}/config/versions/{version}/restore" => crate::handlers::integration::restore_config, "Integrations", "Make an earlier config version current (Portolan extension)";
+    patch "/v1/integration/{id}/resync-state" => crate::handlers::integration::resync_state, "Integrations", "Report a resync's state (running starts it, completed/failed ends it)";
+    get "/v1/integration/{id}/resync-request" => crate::handlers::integration::get_resync_request, "Integrations", "When a resync was last requested";
+    post "/v1/integration/{id}/resync-request" => crate::handlers::integration::post_resync_request, "Integrations", "Request a resync";
+    post "/v1/integration/{id}/kinds/{kind}/examples" => crate::handlers::integration::put_examples, "Integrations", "Store raw-data examples of a kind";
+    patch "/v1/integration/{id}/kinds/{kind}/examples" => crate::handlers::integration::put_examples, "Integrations", "Store raw-data examples of a kind";
+    get "/v1/integration/{id}/kinds/{kind}/examples" => crate::handlers::integration::get_examples, "Integrations", "Raw-data examples of a kind";
+    post "/v1/integration/{id}/logs" => crate::handlers::integration::ingest_logs, "Integrations", "Log ingest URL: lines Ocean ships (logAttributes.ingestUrl)";
+    get "/v1/integration/{id}/logs" => crate::handlers::integration::list_logs, "Integrations", "The integration's event log: Ocean's lines and what the server saw";
+    post "/v1/integration/{id}/confirm-deletions" => crate::handlers::integration::confirm_deletions, "Integrations", "Confirm deletions the mass-deletion guard refused (Portolan extension)";
+    get "/v1/organization" => crate::handlers::integration::organization, "Organization", "The caller's organization";
+    post "/v1/blueprints/entities/datasource-entities" => crate::handlers::integration::datasource_entities, "Entities", "Entities by $datasource prefix/suffix, a page at a time (Ocean)";
 }
 
 /// The OpenAPI 3.1 document of [`ROUTES`].

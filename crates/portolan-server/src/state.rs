@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use portolan_core::Blueprint;
 use portolan_jq::JqEngine;
@@ -9,9 +10,10 @@ use portolan_store::{OrgId, Store, StoredBlueprint};
 
 use crate::auth::TokenSigner;
 use crate::error::ApiResult;
+use crate::jobs::JobRuntime;
 use crate::ratelimit::RateLimiter;
 
-/// Limits and switches of the HTTP API.
+/// Limits and switches of the HTTP API and of this node's job workers.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Most entities accepted by one bulk-create request (Port: 20).
@@ -20,12 +22,67 @@ pub struct ApiConfig {
     pub max_unpaginated: u32,
     /// Requests per organization per minute before 429.
     pub rate_limit_per_minute: u32,
+    /// Job worker tasks on this node (0: this node runs no jobs, other nodes do).
+    pub job_workers: usize,
+    /// How long a claimed job stays leased without a heartbeat; the holder heartbeats every
+    /// third of it. A node that dies leaves its jobs to others after at most this long.
+    pub job_lease: Duration,
+    /// How often an idle worker looks for jobs enqueued by other nodes (jobs enqueued by this
+    /// node wake a worker at once).
+    pub job_poll: Duration,
+    /// How long a request that runs as a job (`DELETE …/all-entities`) waits for it before
+    /// answering with the job id alone.
+    pub job_wait: Duration,
+    /// This node's name in job leases (`GET /v1/jobs/{id}` shows it as `node`).
+    pub node_id: String,
+    /// Entities deleted per transaction (and per progress checkpoint) by the delete-all job.
+    pub delete_chunk_size: u32,
+    /// Web UI: a session unused this long is signed out (Port: 3 days).
+    pub session_idle: Duration,
+    /// Web UI: a session is signed out this long after sign-in, used or not (Port: 7 days).
+    pub session_absolute: Duration,
+    /// Web UI: mark cookies `Secure` (served over TLS). Requests with `X-Forwarded-Proto: https`
+    /// get `Secure` cookies either way.
+    pub secure_cookies: bool,
+    /// Web UI: sign-in attempts per minute, per client address and per e-mail.
+    pub signin_per_minute: u32,
+    /// Web UI: argon2 cost of new password hashes (memory KiB, iterations). Tests lower it.
+    pub password_cost: (u32, u32),
+    /// Web UI: how long an invitation link can be used.
+    pub invitation_ttl: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_bulk_entities: 1000, max_unpaginated: 10_000, rate_limit_per_minute: 60_000 }
+        ApiConfig {
+            max_bulk_entities: 1000,
+            max_unpaginated: 10_000,
+            rate_limit_per_minute: 60_000,
+            job_workers: 2,
+            job_lease: Duration::from_secs(30),
+            job_poll: Duration::from_secs(1),
+            job_wait: Duration::from_secs(10),
+            node_id: default_node_id(),
+            delete_chunk_size: 500,
+            session_idle: Duration::from_secs(3 * 24 * 3600),
+            session_absolute: Duration::from_secs(7 * 24 * 3600),
+            secure_cookies: false,
+            signin_per_minute: 10,
+            password_cost: (19_456, 2),
+            invitation_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
     }
+}
+
+/// `hostname-pid-random`: unique per process, readable in job listings.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string());
+    format!("{host}-{}-{}", std::process::id(), crate::auth::hex(&crate::auth::random_bytes::<3>()))
 }
 
 /// One organization's blueprints, by identifier.
@@ -33,16 +90,59 @@ pub type Blueprints = Arc<HashMap<String, Blueprint>>;
 
 #[derive(Clone)]
 pub struct AppState {
-    /// The database, behind the storage trait (SQLite or, later, PostgreSQL).
+    /// The database, behind the storage trait (SQLite or PostgreSQL).
     pub store: Arc<dyn Store>,
     /// Port's jq dialect with its compiled-filter cache (calculation properties).
     pub jq: Arc<JqEngine>,
     /// Signs and verifies bearer tokens.
     pub tokens: TokenSigner,
     pub config: Arc<ApiConfig>,
-    /// Blueprints per organization, dropped whenever this node changes one.
-    blueprints: Arc<Mutex<HashMap<OrgId, Blueprints>>>,
+    /// Blueprints per organization with the store's blueprint version they were read at.
+    /// Served only while that version is still current, so a change through any node is seen
+    /// at once; this node also drops the entry when it makes a change itself.
+    blueprints: Arc<Mutex<HashMap<OrgId, (i64, Blueprints)>>>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Job kinds and the signals between requests and this node's job workers.
+    pub jobs: Arc<JobRuntime>,
+    /// The time sessions and invitations are judged by (tests replace it to move time on).
+    pub clock: Arc<dyn Clock>,
+    /// Sign-in attempts of the web UI, per client address and per e-mail.
+    pub signin_limiter: Arc<RateLimiter>,
+    /// The web UI's templates.
+    pub templates: Arc<crate::web::Templates>,
+}
+
+/// Unix seconds, for session and invitation expiry.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+}
+
+/// A clock that stands still until moved (tests).
+#[derive(Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(now: i64) -> Self {
+        ManualClock(std::sync::atomic::AtomicI64::new(now))
+    }
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl AppState {
@@ -53,29 +153,72 @@ impl AppState {
             jq: Arc::new(JqEngine::new()),
             tokens,
             rate_limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
+            signin_limiter: Arc::new(RateLimiter::new(config.signin_per_minute)),
+            clock: Arc::new(SystemClock),
+            templates: Arc::new(crate::web::Templates::new()),
             config: Arc::new(config),
             blueprints: Arc::default(),
+            jobs: Arc::new(JobRuntime::with_builtin_kinds()),
         })
     }
 
-    /// All blueprints of `org`, by identifier (cached).
-    pub async fn blueprints(&self, org: &OrgId) -> ApiResult<Arc<HashMap<String, Blueprint>>> {
-        if let Some(m) = self.blueprints.lock().ok().and_then(|c| c.get(org).cloned()) {
+    /// All blueprints of `org`, by identifier: cached, after one primary-key lookup of the
+    /// store's blueprint version confirms the cache is current.
+    pub async fn blueprints(&self, org: &OrgId) -> ApiResult<Blueprints> {
+        // The version is read before the blueprints: if a change lands in between, the entry
+        // is stored under the older version and the next call reloads it.
+        let version = self.store.blueprints_version(org).await?;
+        if let Some((v, m)) = self.blueprints.lock().ok().and_then(|c| c.get(org).cloned())
+            && v == version
+        {
             return Ok(m);
         }
         let list: Vec<StoredBlueprint> = self.store.list_blueprints(org).await?;
-        let map: Arc<HashMap<String, Blueprint>> =
+        let map: Blueprints =
             Arc::new(list.into_iter().map(|b| (b.blueprint.identifier.clone(), b.blueprint)).collect());
         if let Ok(mut c) = self.blueprints.lock() {
-            c.insert(org.clone(), map.clone());
+            c.insert(org.clone(), (version, map.clone()));
         }
         Ok(map)
     }
 
-    /// Forget the cached blueprints of `org` after a change.
+    /// Forget the cached blueprints of `org` after a change (other nodes notice through the
+    /// version).
     pub fn blueprints_changed(&self, org: &OrgId) {
         if let Ok(mut c) = self.blueprints.lock() {
             c.remove(org);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use portolan_store::{AuditCtx, SqliteStore};
+    use serde_json::json;
+
+    /// Two nodes (two states, each with its own cache) on one database: a blueprint change
+    /// through one is seen by the other on its next read, with no message between them.
+    #[tokio::test]
+    async fn a_blueprint_change_through_one_node_is_seen_by_another_at_once() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let org = store.create_org(&OrgId("org_a".into()), "a", "2024-01-01T00:00:00.000Z").await.unwrap().id;
+        let ctx = AuditCtx { user_id: "t".into(), origin: "API".into(), at: "2024-01-01T00:00:00.000Z".into() };
+        let v1: Blueprint = serde_json::from_value(json!({"identifier": "svc", "title": "One"})).unwrap();
+        store.create_blueprint(&org, &v1, &ctx).await.unwrap();
+        let node1 = AppState::new(store.clone(), ApiConfig::default()).await.unwrap();
+        let node2 = AppState::new(store.clone(), ApiConfig::default()).await.unwrap();
+        assert_eq!(node2.blueprints(&org).await.unwrap()["svc"].title, "One", "node 2 caches it");
+        let v2: Blueprint = serde_json::from_value(json!({"identifier": "svc", "title": "Two"})).unwrap();
+        node1.store.update_blueprint(&org, "svc", &v2, &[], &ctx).await.unwrap();
+        node1.blueprints_changed(&org);
+        assert_eq!(node2.blueprints(&org).await.unwrap()["svc"].title, "Two", "node 2 is not stale");
+        node1.store.delete_blueprint(&org, "svc", &ctx).await.unwrap();
+        assert!(node2.blueprints(&org).await.unwrap().is_empty());
+        // An unchanged version serves the cache: the same map, not a reload.
+        let a = node2.blueprints(&org).await.unwrap();
+        let b = node2.blueprints(&org).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     AuditCtx, AuditFilter, EntityWrite, OrgId, RelTarget, Rename, SearchRequest, Store, StoreError, WriteRejection,
 };
+use crate::{JobFilter, JobStatus, NewJob};
 
 pub const T0: &str = "2024-01-01T00:00:00.000Z";
 
@@ -367,8 +368,439 @@ pub async fn updates_keep_creation_meta_and_replace_edges(s: &dyn Store) {
     assert!(s.delete_entities(&a, "team", &["t2".into()], false, &ctx()).await.is_err());
 }
 
+/// The NUL character (U+0000): lookups by identifiers holding one find nothing; a value holding
+/// one is either stored and read back exactly (SQLite) or refused as invalid naming the field
+/// (PostgreSQL text cannot hold it) — never a database error; a write whose identifier holds
+/// one reaches its build closure (whose validation refuses it) like any other.
+pub async fn nul_characters_are_kept_or_refused_never_an_error(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    let nul = "a\u{0}b".to_string();
+    assert!(s.get_entity(&a, "service", &nul).await.unwrap().is_none());
+    assert!(s.get_entities(&a, "service", std::slice::from_ref(&nul)).await.unwrap().is_empty());
+    assert!(s.get_blueprint(&a, &nul).await.unwrap().is_none());
+    assert!(matches!(
+        s.delete_entities(&a, "service", std::slice::from_ref(&nul), false, &ctx()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let f = AuditFilter { entity: Some(nul.clone()), limit: 10, ..Default::default() };
+    assert!(s.list_audit(&a, &f).await.unwrap().is_empty());
+    assert!(idents(s, &a, &req(Some(&nul), None, &m)).await.is_empty());
+    let q = parse_query(&json!({"combinator": "and", "rules": [{"property": "lang", "operator": "=", "value": nul}]}))
+        .unwrap();
+    match s.search(&a, &req(Some("service"), Some(&q), &m)).await {
+        Ok(page) => assert!(page.entities.is_empty()),
+        Err(e) => assert!(matches!(e, StoreError::Invalid(_)), "{e:?}"),
+    }
+
+    // A value with NUL characters, in a batch with a plain write and a write whose identifier
+    // holds one (refused by its build closure, as the server's validation does).
+    write_ok(s, &a, &m, vec![entity("team", "t1", json!({}), json!({}))]).await;
+    let mut odd = entity("service", "s1", json!({"lang": "x\u{0}y", "cpu": 1}), json!({"team": "t1"}));
+    odd.title = Some("T\u{0}".into());
+    let bad_id = EntityWrite {
+        blueprint: "service".into(),
+        identifier: nul.clone(),
+        build: Box::new(|_| Err(WriteRejection::Invalid(portolan_core::FieldError::new("identifier", "bad").into()))),
+        create_missing_related: false,
+    };
+    let plain = entity("service", "s2", json!({}), json!({"team": "t1"}));
+    let r =
+        s.write_entities(&a, vec![put(odd.clone(), &m, false), bad_id, put(plain, &m, false)], &ctx()).await.unwrap();
+    match &r[0] {
+        Ok(_) => {
+            let got = s.get_entity(&a, "service", "s1").await.unwrap().unwrap();
+            assert_eq!((got.title, got.properties), (odd.title, odd.properties), "kept exactly");
+        }
+        Err(WriteRejection::Invalid(errs)) => {
+            let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths, ["title", "properties.lang"]);
+            assert!(s.get_entity(&a, "service", "s1").await.unwrap().is_none());
+        }
+        Err(other) => panic!("unexpected rejection {other:?}"),
+    }
+    assert!(matches!(&r[1], Err(WriteRejection::Invalid(e)) if e.0[0].path == "identifier"));
+    assert!(r[2].is_ok());
+    assert!(s.get_entity(&a, "service", "s2").await.unwrap().is_some());
+}
+
+/// Poll every future to completion concurrently (on the current task), outputs in order.
+pub async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(out.iter_mut().map(|o| o.take().unwrap()).collect()) }
+    })
+    .await
+}
+
+fn new_job(kind: &str, n: i64, max_attempts: u32) -> NewJob {
+    NewJob { kind: kind.into(), payload: json!({"n": n}), max_attempts }
+}
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+pub async fn job_claims_are_exclusive_under_concurrency(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let mut enqueued = Vec::new();
+    for i in 0..30 {
+        let o = if i % 2 == 0 { &a } else { &b };
+        let j = s.enqueue_job(o, &new_job("work", i, 3)).await.unwrap();
+        assert_eq!((j.status, j.attempts, j.lease_owner.clone()), (JobStatus::Queued, 0, None));
+        enqueued.push(j.id);
+    }
+    let other = s.enqueue_job(&a, &new_job("other-kind", 99, 3)).await.unwrap();
+    let kinds = vec!["work".to_string()];
+    let claimers: Vec<_> = (0..10)
+        .map(|c| {
+            let kinds = kinds.clone();
+            async move {
+                let node = format!("node-{c}");
+                let mut got = Vec::new();
+                while let Some(j) = s.claim_job(&node, &kinds, LONG).await.unwrap() {
+                    assert_eq!(j.status, JobStatus::Running);
+                    assert_eq!(j.lease_owner.as_deref(), Some(node.as_str()));
+                    assert_eq!(j.attempts, 1);
+                    assert!(j.lease_until.is_some() && j.started_at.is_some());
+                    got.push(j.id);
+                }
+                got
+            }
+        })
+        .collect();
+    let mut claimed: Vec<String> = join_all(claimers).await.into_iter().flatten().collect();
+    claimed.sort();
+    let mut want = enqueued.clone();
+    want.sort();
+    assert_eq!(claimed, want, "every job claimed exactly once");
+    assert!(s.claim_job("late", &kinds, LONG).await.unwrap().is_none(), "nothing left: leases are held");
+    assert!(s.claim_job("late", &[], LONG).await.unwrap().is_none());
+    let o = s.claim_job("late", &["other-kind".to_string()], LONG).await.unwrap().unwrap();
+    assert_eq!(o.id, other.id, "kinds filter what a node claims");
+}
+
+pub async fn an_expired_lease_is_taken_over_and_the_old_holder_refused(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let kinds = vec!["work".to_string()];
+    let job = s.enqueue_job(&a, &new_job("work", 1, 3)).await.unwrap();
+    let short = std::time::Duration::from_millis(300);
+    let first = s.claim_job("node-1", &kinds, short).await.unwrap().unwrap();
+    let old = first.lease().unwrap();
+    assert_eq!((old.owner.as_str(), old.attempt), ("node-1", 1));
+    assert!(s.claim_job("node-2", &kinds, short).await.unwrap().is_none(), "the lease is live");
+    assert!(s.heartbeat_job(&old, short).await.unwrap());
+    assert!(s.save_job_progress(&old, &json!({"done": 10})).await.unwrap());
+    sleep_ms(600).await;
+    let second = s.claim_job("node-2", &kinds, LONG).await.unwrap().expect("an expired lease is claimable");
+    assert_eq!(second.id, job.id);
+    assert_eq!((second.attempts, second.lease_owner.as_deref()), (2, Some("node-2")));
+    assert_eq!(second.progress, Some(json!({"done": 10})), "the new holder resumes from the checkpoint");
+    // The old holder has lost the lease: nothing it does counts.
+    assert!(!s.heartbeat_job(&old, LONG).await.unwrap());
+    assert!(!s.save_job_progress(&old, &json!({"done": 0})).await.unwrap());
+    assert!(!s.complete_job(&old, &json!({"by": "node-1"})).await.unwrap());
+    assert_eq!(s.fail_job(&old, "boom", None, None).await.unwrap(), None);
+    assert!(!s.release_job(&old).await.unwrap());
+    let new = second.lease().unwrap();
+    assert!(s.save_job_progress(&new, &json!({"done": 20})).await.unwrap());
+    assert!(s.complete_job(&new, &json!({"by": "node-2"})).await.unwrap());
+    let done = s.get_job(&a, &job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!((done.attempts, done.lease_owner.as_deref()), (2, Some("node-2")));
+    assert_eq!((done.progress, done.result), (Some(json!({"done": 20})), Some(json!({"by": "node-2"}))));
+    assert!(done.finished_at.is_some() && done.lease_until.is_none());
+    // A finished job is not claimed again, and its lease is over.
+    assert!(s.claim_job("node-3", &kinds, LONG).await.unwrap().is_none());
+    assert!(!s.heartbeat_job(&new, LONG).await.unwrap());
+}
+
+pub async fn failed_jobs_retry_with_backoff_until_max_attempts(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let kinds = vec!["work".to_string()];
+    let job = s.enqueue_job(&a, &new_job("work", 1, 2)).await.unwrap();
+    let l1 = s.claim_job("n", &kinds, LONG).await.unwrap().unwrap().lease().unwrap();
+    let backoff = Some(std::time::Duration::from_millis(400));
+    assert_eq!(s.fail_job(&l1, "flaky", None, backoff).await.unwrap(), Some(JobStatus::Queued));
+    let queued = s.get_job(&a, &job.id).await.unwrap().unwrap();
+    assert_eq!((queued.status, queued.last_error.as_deref(), queued.attempts), (JobStatus::Queued, Some("flaky"), 1));
+    assert!(queued.run_at > queued.created_at, "runnable only after the backoff");
+    assert!(s.claim_job("n", &kinds, LONG).await.unwrap().is_none(), "not before the backoff");
+    sleep_ms(700).await;
+    let j2 = s.claim_job("n", &kinds, LONG).await.unwrap().expect("claimable after the backoff");
+    assert_eq!(j2.attempts, 2);
+    let detail = json!({"error": "conflict"});
+    let l2 = j2.lease().unwrap();
+    assert_eq!(s.fail_job(&l2, "flaky again", Some(&detail), backoff).await.unwrap(), Some(JobStatus::Failed));
+    let failed = s.get_job(&a, &job.id).await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.last_error.as_deref()), (JobStatus::Failed, Some("flaky again")));
+    assert_eq!(failed.result, Some(detail));
+    assert!(failed.finished_at.is_some());
+    sleep_ms(500).await;
+    assert!(s.claim_job("n", &kinds, LONG).await.unwrap().is_none(), "no attempts left");
+
+    // A permanent failure (no retry) ends the job on its first attempt.
+    let p = s.enqueue_job(&a, &new_job("work", 2, 5)).await.unwrap();
+    let lp = s.claim_job("n", &kinds, LONG).await.unwrap().unwrap().lease().unwrap();
+    assert_eq!(s.fail_job(&lp, "bad input", None, None).await.unwrap(), Some(JobStatus::Failed));
+    assert_eq!(s.get_job(&a, &p.id).await.unwrap().unwrap().attempts, 1);
+
+    // A node that dies on the last attempt: the job fails once its lease expires.
+    let d = s.enqueue_job(&a, &new_job("work", 3, 1)).await.unwrap();
+    s.claim_job("dies", &kinds, std::time::Duration::from_millis(200)).await.unwrap().unwrap();
+    sleep_ms(500).await;
+    assert!(s.claim_job("n", &kinds, LONG).await.unwrap().is_none());
+    let dead = s.get_job(&a, &d.id).await.unwrap().unwrap();
+    assert_eq!(dead.status, JobStatus::Failed);
+    assert!(dead.last_error.as_deref().unwrap_or("").contains("expired"), "{:?}", dead.last_error);
+}
+
+pub async fn released_and_cancelled_jobs(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let kinds = vec!["work".to_string()];
+    let job = s.enqueue_job(&a, &new_job("work", 1, 1)).await.unwrap();
+    let l1 = s.claim_job("n1", &kinds, LONG).await.unwrap().unwrap().lease().unwrap();
+    assert!(s.save_job_progress(&l1, &json!({"step": 1})).await.unwrap());
+    assert!(s.release_job(&l1).await.unwrap());
+    let j2 = s.claim_job("n2", &kinds, LONG).await.unwrap().expect("a released job is claimable at once");
+    assert_eq!((j2.attempts, j2.max_attempts), (2, 2), "the interrupted attempt is given back");
+    assert_eq!(j2.progress, Some(json!({"step": 1})));
+    assert!(!s.heartbeat_job(&l1, LONG).await.unwrap(), "the released lease stays dead");
+    assert!(!s.cancel_job(&b, &job.id).await.unwrap(), "another organization cannot cancel it");
+    assert!(s.cancel_job(&a, &job.id).await.unwrap());
+    assert!(!s.cancel_job(&a, &job.id).await.unwrap(), "already finished");
+    let l2 = j2.lease().unwrap();
+    assert!(!s.heartbeat_job(&l2, LONG).await.unwrap(), "cancelling takes the lease away");
+    assert!(!s.complete_job(&l2, &json!({})).await.unwrap());
+    let c = s.get_job(&a, &job.id).await.unwrap().unwrap();
+    assert_eq!(c.status, JobStatus::Cancelled);
+    assert!(c.status.is_finished() && c.finished_at.is_some());
+    assert!(s.claim_job("n3", &kinds, LONG).await.unwrap().is_none());
+    assert!(!s.cancel_job(&a, "job_nope").await.unwrap());
+}
+
+pub async fn jobs_are_tenant_scoped(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let ja = s.enqueue_job(&a, &new_job("work", 1, 3)).await.unwrap();
+    let ja2 = s.enqueue_job(&a, &new_job("other", 2, 3)).await.unwrap();
+    assert_eq!(ja.org, a);
+    assert_eq!(ja.payload, json!({"n": 1}));
+    assert_eq!(s.get_job(&a, &ja.id).await.unwrap().unwrap(), ja);
+    assert!(s.get_job(&b, &ja.id).await.unwrap().is_none(), "B cannot read A's job");
+    assert!(s.get_job(&a, "job_999999").await.unwrap().is_none());
+    assert!(s.get_job(&a, "nonsense").await.unwrap().is_none());
+    let all = JobFilter { limit: 10, ..Default::default() };
+    assert!(s.list_jobs(&b, &all).await.unwrap().is_empty());
+    let ids: Vec<String> = s.list_jobs(&a, &all).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![ja2.id.clone(), ja.id.clone()], "newest first");
+    let f = JobFilter { kind: Some("work".into()), ..all.clone() };
+    assert_eq!(s.list_jobs(&a, &f).await.unwrap().len(), 1);
+    s.claim_job("n", &["other".to_string()], LONG).await.unwrap().unwrap();
+    let f = JobFilter { status: Some(JobStatus::Running), ..all.clone() };
+    let running: Vec<String> = s.list_jobs(&a, &f).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(running, vec![ja2.id]);
+    let one = JobFilter { limit: 1, ..all };
+    assert_eq!(s.list_jobs(&a, &one).await.unwrap().len(), 1);
+}
+
+pub async fn blueprint_version_changes_with_every_blueprint_write(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let v0 = s.blueprints_version(&a).await.unwrap();
+    let vb = s.blueprints_version(&b).await.unwrap();
+    let m = model(s, &a).await;
+    let v1 = s.blueprints_version(&a).await.unwrap();
+    assert!(v1 > v0, "{v0} -> {v1}");
+    write_ok(s, &a, &m, vec![entity("team", "t1", json!({}), json!({}))]).await;
+    assert_eq!(s.blueprints_version(&a).await.unwrap(), v1, "entity writes leave it");
+    let mut d = m["domain"].clone();
+    d.title = "Domains".into();
+    s.update_blueprint(&a, "domain", &d, &[], &ctx()).await.unwrap();
+    let v2 = s.blueprints_version(&a).await.unwrap();
+    assert!(v2 > v1, "{v1} -> {v2}");
+    s.delete_blueprint(&a, "service", &ctx()).await.unwrap();
+    let v3 = s.blueprints_version(&a).await.unwrap();
+    assert!(v3 > v2, "{v2} -> {v3}");
+    assert_eq!(s.blueprints_version(&b).await.unwrap(), vb, "other organizations are untouched");
+}
+
+pub async fn required_dependents_come_from_other_blueprints(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let m = model(s, &a).await;
+    write_ok(
+        s,
+        &a,
+        &m,
+        vec![
+            entity("team", "t1", json!({}), json!({})),
+            entity("team", "t2", json!({}), json!({})),
+            entity("domain", "d1", json!({}), json!({})),
+            entity("service", "s1", json!({}), json!({"team": "t1", "domain": "d1"})),
+            entity("service", "s2", json!({}), json!({"team": "t1"})),
+        ],
+    )
+    .await;
+    let deps = s.required_dependents(&a, "team", 10).await.unwrap();
+    assert_eq!(deps, vec![("service".into(), "s1".into(), "t1".into()), ("service".into(), "s2".into(), "t1".into())]);
+    assert_eq!(s.required_dependents(&a, "team", 1).await.unwrap().len(), 1);
+    assert!(s.required_dependents(&a, "domain", 10).await.unwrap().is_empty(), "optional relations do not count");
+    assert!(s.required_dependents(&a, "service", 10).await.unwrap().is_empty());
+    assert!(s.required_dependents(&b, "team", 10).await.unwrap().is_empty(), "tenant scoped");
+}
+
 /// One `#[tokio::test]` per conformance case, each on a fresh store from `$make`.
 ///
+/// Integrations: config versions, audit, the event log, resyncs and the deletion guard's atomic
+/// counter (concurrent reservations never exceed the limit), all scoped to the organization.
+pub async fn integrations_are_versioned_guarded_and_tenant_scoped(s: &dyn Store) {
+    use crate::{DeletionGuard, IntegrationLog, LogFilter, Reservation, SaveMode};
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let v1 = json!({"installationAppType": "t", "config": {"resources": []}});
+    let saved = s.save_integration(&a, "int", &v1, SaveMode::Create, true, &ctx()).await.unwrap();
+    assert_eq!(saved.config_version, 1);
+    assert!(matches!(
+        s.save_integration(&a, "int", &v1, SaveMode::Create, true, &ctx()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.save_integration(&b, "int", &v1, SaveMode::Update, true, &ctx()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let same_config = json!({"installationAppType": "t", "version": "2", "config": {"resources": []}});
+    assert_eq!(
+        s.save_integration(&a, "int", &same_config, SaveMode::Update, true, &ctx()).await.unwrap().config_version,
+        1
+    );
+    let v2 = json!({"installationAppType": "t", "config": {"resources": [{"kind": "k"}]}});
+    assert_eq!(s.save_integration(&a, "int", &v2, SaveMode::Update, false, &ctx()).await.unwrap().config_version, 2);
+    let versions = s.integration_config_versions(&a, "int").await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(versions[1].config, v1["config"]);
+    assert_eq!(s.get_integration(&a, "int").await.unwrap().unwrap().data, v2);
+    let audits = s
+        .list_audit(&a, &AuditFilter { resources: vec!["integration".into()], limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(audits.len(), 2, "the unaudited save is not in the log");
+    assert!(s.get_integration(&b, "int").await.unwrap().is_none());
+    assert!(s.list_integrations(&b).await.unwrap().is_empty());
+    s.put_kind_examples(&a, "int", "k", &json!([1, 2]), T0).await.unwrap();
+    assert_eq!(s.kind_examples(&a, "int", "k").await.unwrap(), Some(json!([1, 2])));
+    assert_eq!(s.kind_examples(&b, "int", "k").await.unwrap(), None);
+
+    // Resyncs and the guard: 10 entities at the start, at most 5 deletions (min 2, 50%).
+    let guard = DeletionGuard { max_share: 0.5, min_count: 2 };
+    assert_eq!(s.reserve_deletions(&a, "int", 1, 0, &guard).await.unwrap(), Reservation::NoResync);
+    let r = s.start_resync(&a, "int", T0, 10).await.unwrap();
+    assert_eq!(r.status, "running");
+    assert!(s.latest_resync(&b, "int").await.unwrap().is_none());
+    let results = futures_util_join(s, &a, &guard).await;
+    assert_eq!(results.iter().filter(|g| matches!(g, Reservation::Granted(_))).count(), 5, "{results:?}");
+    let latest = s.latest_resync(&a, "int").await.unwrap().unwrap();
+    assert_eq!((latest.deleted, latest.refused, latest.tripped), (5, 15, true));
+    s.release_deletions(&a, &latest.id, 2).await.unwrap();
+    assert!(
+        matches!(s.reserve_deletions(&a, "int", 1, 0, &guard).await.unwrap(), Reservation::Refused(_)),
+        "tripped stays"
+    );
+    assert!(s.confirm_deletions(&a, "int").await.unwrap().is_some_and(|r| r.confirmed));
+    assert!(matches!(s.reserve_deletions(&a, "int", 100, 0, &guard).await.unwrap(), Reservation::Granted(_)));
+    let done = s.finish_resync(&a, "int", "completed", T0).await.unwrap().unwrap();
+    assert_eq!((done.status.as_str(), done.deleted), ("completed", 103));
+    assert!(s.finish_resync(&a, "int", "completed", T0).await.unwrap().is_none());
+    // A projected count breaks the guard on the first deletion.
+    s.start_resync(&a, "int", T0, 10).await.unwrap();
+    assert!(matches!(s.reserve_deletions(&a, "int", 1, 9, &guard).await.unwrap(), Reservation::Refused(_)));
+    // Confirming with no resync running confirms the next one.
+    s.finish_resync(&a, "int", "failed", T0).await.unwrap();
+    assert!(s.confirm_deletions(&a, "int").await.unwrap().is_none());
+    assert!(s.start_resync(&a, "int", T0, 10).await.unwrap().confirmed);
+    assert!(!s.start_resync(&a, "int", T0, 10).await.unwrap().confirmed, "consumed; the previous one is abandoned");
+    assert!(matches!(s.confirm_deletions(&b, "int").await, Err(StoreError::NotFound(_))));
+
+    // The event log.
+    let line = |level: &str, event: &str, resync: Option<String>| IntegrationLog {
+        id: String::new(),
+        at: T0.into(),
+        level: level.into(),
+        source: "server".into(),
+        event: event.into(),
+        resync_id: resync,
+        message: format!("{event}\0x"),
+        extra: json!({"k": event}),
+    };
+    s.append_integration_logs(
+        &a,
+        "int",
+        &[line("INFO", "one", Some(r.id.clone())), line("ERROR", "two", None), line("INFO", "three", None)],
+    )
+    .await
+    .unwrap();
+    let all = s.list_integration_logs(&a, "int", &LogFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|l| l.event.as_str()).collect::<Vec<_>>(), vec!["three", "two", "one"]);
+    assert_eq!(all[2].resync_id.as_deref(), Some(r.id.as_str()));
+    assert_eq!(all[2].extra, json!({"k": "one"}));
+    let errors = LogFilter { levels: vec!["ERROR".into()], limit: 10, ..Default::default() };
+    assert_eq!(s.list_integration_logs(&a, "int", &errors).await.unwrap().len(), 1);
+    let of_resync = LogFilter { resync_id: Some(r.id.clone()), limit: 10, ..Default::default() };
+    assert_eq!(s.list_integration_logs(&a, "int", &of_resync).await.unwrap().len(), 1);
+    let cursor: i64 = all[1].id.trim_start_matches("il_").parse().unwrap();
+    let older = LogFilter { cursor: Some((cursor, true)), limit: 10, ..Default::default() };
+    assert_eq!(s.list_integration_logs(&a, "int", &older).await.unwrap(), vec![all[2].clone()]);
+    let newer = LogFilter { cursor: Some((cursor, false)), ascending: true, limit: 10, ..Default::default() };
+    assert_eq!(s.list_integration_logs(&a, "int", &newer).await.unwrap(), vec![all[0].clone()]);
+    assert!(
+        s.list_integration_logs(&b, "int", &LogFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty()
+    );
+    // Deleting removes everything of the integration.
+    s.delete_integration(&a, "int", &ctx()).await.unwrap();
+    assert!(s.get_integration(&a, "int").await.unwrap().is_none());
+    assert!(
+        s.list_integration_logs(&a, "int", &LogFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty()
+    );
+    assert!(matches!(s.delete_integration(&a, "int", &ctx()).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.get_org(&a).await.unwrap().unwrap().name, "a");
+}
+
+/// 20 concurrent reservations of one deletion each.
+async fn futures_util_join(s: &dyn Store, org: &OrgId, guard: &crate::DeletionGuard) -> Vec<crate::Reservation> {
+    let futs: Vec<_> = (0..20).map(|_| s.reserve_deletions(org, "int", 1, 0, guard)).collect();
+    let mut pinned: Vec<std::pin::Pin<Box<_>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<crate::Reservation>> = vec![None; pinned.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => out[i] = Some(r.unwrap()),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
 /// `conformance_tests!(@optional $make)`: `$make` yields an `Option` of something that derefs
 /// to a store; on `None` (a backend not configured on this machine) each test returns at once,
 /// and the factory is expected to say on stderr that it skipped.
@@ -380,7 +812,11 @@ macro_rules! conformance_tests {
             tenancy_is_enforced, entity_writes_see_the_stored_entity, missing_targets_reject_or_create_stubs,
             delete_unlinks_blocks_and_cascades, search_pages_with_a_cursor, writes_are_audited,
             renames_carry_entity_values, batches_are_one_unit,
-            a_batch_naming_an_entity_twice_applies_both_in_order, updates_keep_creation_meta_and_replace_edges);
+            a_batch_naming_an_entity_twice_applies_both_in_order, updates_keep_creation_meta_and_replace_edges,
+            job_claims_are_exclusive_under_concurrency, an_expired_lease_is_taken_over_and_the_old_holder_refused,
+            failed_jobs_retry_with_backoff_until_max_attempts, released_and_cancelled_jobs, jobs_are_tenant_scoped,
+            blueprint_version_changes_with_every_blueprint_write, required_dependents_come_from_other_blueprints,
+            nul_characters_are_kept_or_refused_never_an_error, integrations_are_versioned_guarded_and_tenant_scoped);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

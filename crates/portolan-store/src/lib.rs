@@ -242,6 +242,309 @@ pub trait Store: Send + Sync {
 
     async fn append_audit(&self, org: &OrgId, records: &[AuditRecord]) -> Result<()>;
     async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+
+    /// The version of `org`'s blueprints: it changes (in the same transaction) whenever any of
+    /// them is created, changed or deleted, through any node. One primary-key lookup; 0 before
+    /// the organization's first blueprint.
+    async fn blueprints_version(&self, org: &OrgId) -> Result<i64>;
+    /// Entities of other blueprints with a required relation to an entity of `bp`:
+    /// (their blueprint, their identifier, the identifier of the `bp` entity), at most `limit`.
+    async fn required_dependents(&self, org: &OrgId, bp: &str, limit: u32) -> Result<Vec<(String, String, String)>>;
+
+    /// Queue a job, runnable now.
+    async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job>;
+    /// Claim the next runnable job of one of `kinds` for `node`, for `lease`: a queued job that is
+    /// due, or a running job whose lease expired (its node died) and that has attempts left.
+    /// Each runnable job is handed to exactly one claimer; `attempts` is incremented. Running
+    /// jobs whose lease expired on their last attempt are marked failed on the way.
+    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>>;
+    /// Extend a lease to `lease` from now. `false`: the lease is lost (the job was taken over,
+    /// cancelled or finished) and the holder must stop working on it.
+    async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool>;
+    /// Save the handler's checkpoint; `false` (nothing saved) when the lease is lost.
+    async fn save_job_progress(&self, lease: &Lease, progress: &Value) -> Result<bool>;
+    /// Finish the job successfully; `false` (nothing changed) when the lease is lost.
+    async fn complete_job(&self, lease: &Lease, result: &Value) -> Result<bool>;
+    /// Record a failed attempt. With `retry_in` and attempts left the job goes back to the queue,
+    /// runnable after `retry_in`; otherwise it fails for good. Returns the new status, or `None`
+    /// (nothing changed) when the lease is lost.
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        error: &str,
+        detail: Option<&Value>,
+        retry_in: Option<std::time::Duration>,
+    ) -> Result<Option<JobStatus>>;
+    /// Give a running job back to the queue (graceful shutdown): runnable at once by any node,
+    /// and the interrupted attempt is not counted against `max_attempts`. `false` when the
+    /// lease is lost.
+    async fn release_job(&self, lease: &Lease) -> Result<bool>;
+    /// Cancel a queued or running job of `org` (a running job's holder loses its lease).
+    /// `false` when there is no such unfinished job.
+    async fn cancel_job(&self, org: &OrgId, id: &str) -> Result<bool>;
+    async fn get_job(&self, org: &OrgId, id: &str) -> Result<Option<Job>>;
+    async fn list_jobs(&self, org: &OrgId, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    // ---- Integrations (types at the end of this file) ----
+    async fn get_integration(&self, org: &OrgId, id: &str) -> Result<Option<StoredIntegration>>;
+    async fn list_integrations(&self, org: &OrgId) -> Result<Vec<StoredIntegration>>;
+    /// Create or replace an integration's object. When `data.config` differs from the stored one
+    /// (or on create), the config version is bumped and the new config kept as a version. With
+    /// `audit`, an audit record (`resourceType` integration) is appended in the same transaction.
+    async fn save_integration(
+        &self,
+        org: &OrgId,
+        id: &str,
+        data: &Value,
+        mode: SaveMode,
+        audit: bool,
+        ctx: &AuditCtx,
+    ) -> Result<StoredIntegration>;
+    /// Delete an integration with its versions, examples, resyncs and event log.
+    async fn delete_integration(&self, org: &OrgId, id: &str, ctx: &AuditCtx) -> Result<()>;
+    /// Every version of the config, newest first.
+    async fn integration_config_versions(&self, org: &OrgId, id: &str) -> Result<Vec<ConfigVersion>>;
+    async fn put_kind_examples(&self, org: &OrgId, id: &str, kind: &str, examples: &Value, at: &str) -> Result<()>;
+    async fn kind_examples(&self, org: &OrgId, id: &str, kind: &str) -> Result<Option<Value>>;
+
+    async fn append_integration_logs(&self, org: &OrgId, id: &str, lines: &[IntegrationLog]) -> Result<()>;
+    async fn list_integration_logs(&self, org: &OrgId, id: &str, filter: &LogFilter) -> Result<Vec<IntegrationLog>>;
+
+    /// Start a resync (a running one of the same integration becomes `abandoned`). It starts
+    /// confirmed if an admin confirmed deletions for the next resync (which that consumes).
+    async fn start_resync(&self, org: &OrgId, id: &str, at: &str, entities: u64) -> Result<Resync>;
+    /// The latest resync of an integration.
+    async fn latest_resync(&self, org: &OrgId, id: &str) -> Result<Option<Resync>>;
+    /// End the running resync of an integration (`None` when none is running).
+    async fn finish_resync(&self, org: &OrgId, id: &str, status: &str, at: &str) -> Result<Option<Resync>>;
+    /// Atomically count `n` deletions against the running resync of integration `id`, or refuse
+    /// them: refused when the resync is tripped, or when `max(deleted + n, projected)` breaks
+    /// `guard` — unless the resync is confirmed. `projected` is how many deletions the caller
+    /// expects the whole resync to make (0 if unknown).
+    async fn reserve_deletions(
+        &self,
+        org: &OrgId,
+        id: &str,
+        n: u64,
+        projected: u64,
+        guard: &DeletionGuard,
+    ) -> Result<Reservation>;
+    /// Give back reserved deletions that did not happen.
+    async fn release_deletions(&self, org: &OrgId, resync_id: &str, n: u64) -> Result<()>;
+    /// Confirm deletions past the guard: those of the running resync, or (none running) those of
+    /// the next resync to start. Returns the running resync it confirmed, if any.
+    async fn confirm_deletions(&self, org: &OrgId, id: &str) -> Result<Option<Resync>>;
+    /// The organization with this id.
+    async fn get_org(&self, org: &OrgId) -> Result<Option<Org>>;
+
+    // ---- Local accounts of the web UI (types at the end of this file) ----
+    /// Create a user; `Conflict` when the e-mail is taken (in any organization).
+    async fn create_user(&self, user: &User) -> Result<()>;
+    /// The user with this (lower-cased) e-mail, in any organization: sign-in finds the
+    /// organization through it (as [`Store::credential`] does through a client id).
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    async fn get_user(&self, org: &OrgId, id: &str) -> Result<Option<User>>;
+    /// Users of `org`, by e-mail.
+    async fn list_users(&self, org: &OrgId) -> Result<Vec<User>>;
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// The session whose id hashes to `id_hash` (the cookie names it, in any organization).
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>>;
+    /// Record activity on a session (idle expiry counts from `last_seen`).
+    async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<()>;
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    async fn create_invitation(&self, invitation: &Invitation) -> Result<()>;
+    /// The invitation whose token hashes to `token_hash`, used or not.
+    async fn invitation(&self, token_hash: &str) -> Result<Option<Invitation>>;
+    /// Use an unused invitation that has not expired at `now`: creates the user (`user.id`,
+    /// `password_hash` and `created_at`; organization, e-mail and role from the invitation) and
+    /// marks the invitation used, in one transaction. `NotFound` when no usable invitation has
+    /// this hash, `Conflict` when the e-mail already has a user.
+    async fn accept_invitation(&self, token_hash: &str, user: &User, now: i64) -> Result<User>;
+    /// A page of `req` (its filter and `limit`; not its cursor) ordered by `sort` — `$identifier`,
+    /// `$title`, `$createdAt`, `$updatedAt` or a stored property's identifier (missing values
+    /// last; ties by position) — after skipping `offset` entities. The web UI's sorted catalog
+    /// views page this way.
+    async fn search_sorted(
+        &self,
+        org: &OrgId,
+        req: &SearchRequest<'_>,
+        sort: &str,
+        descending: bool,
+        offset: u64,
+    ) -> Result<SortedPage>;
+}
+
+/// Where a background job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Waiting to be claimed (at or after `run_at`).
+    Queued,
+    /// Leased by a node; claimable again once its lease expires.
+    Running,
+    Succeeded,
+    /// Failed for good: a permanent error, or no attempts left.
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Succeeded, failed or cancelled: nothing will run it again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    /// Claims allowed before the job fails for good (at least 1).
+    pub max_attempts: u32,
+}
+
+/// A durable background job. Times are the database's clock, in the store's timestamp format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// `job_<n>`.
+    pub id: String,
+    pub org: OrgId,
+    pub kind: String,
+    pub payload: Value,
+    pub status: JobStatus,
+    /// Claims so far; also the fencing token of the current lease (see [`Lease`]).
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub run_at: String,
+    /// The node holding (or that last held) the lease.
+    pub lease_owner: Option<String>,
+    /// When the current lease expires (`None` once the job is finished or back in the queue).
+    pub lease_until: Option<String>,
+    /// The last checkpoint the handler saved; a node taking the job over resumes from it.
+    pub progress: Option<Value>,
+    pub last_error: Option<String>,
+    /// The handler's result, or the detail of the error it failed with.
+    pub result: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl Job {
+    /// The lease a claim returned this job under (for a job in `running`).
+    pub fn lease(&self) -> Option<Lease> {
+        match (self.status, &self.lease_owner) {
+            (JobStatus::Running, Some(owner)) => {
+                Some(Lease { job_id: self.id.clone(), owner: owner.clone(), attempt: self.attempts })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A node's hold on a running job. Heartbeats, progress and completion are accepted only while
+/// the job is still running under this exact lease; a node whose lease expired and was claimed
+/// by another node (a higher `attempt`) is refused and must stop working on the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub owner: String,
+    pub attempt: u32,
+}
+
+/// Filters of a job listing, AND-ed; newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<String>,
+    pub limit: u32,
+}
+
+/// A job row as read from either backend (JSON columns as text).
+pub(crate) struct RawJob {
+    pub id: i64,
+    pub org_id: String,
+    pub kind: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: String,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<String>,
+    pub progress: Option<String>,
+    pub last_error: Option<String>,
+    pub result: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// The columns of `jobs` in [`RawJob`] order (JSON as text, counters as 64-bit integers).
+pub(crate) const JOB_COLUMNS: &str = "id, org_id, kind, CAST(payload AS TEXT), status, CAST(attempts AS BIGINT), \
+     CAST(max_attempts AS BIGINT), run_at, lease_owner, lease_until, CAST(progress AS TEXT), last_error, \
+     CAST(result AS TEXT), created_at, updated_at, started_at, finished_at";
+
+impl RawJob {
+    pub(crate) fn into_job(self) -> Result<Job> {
+        let json = |what: &str, s: &str| {
+            serde_json::from_str::<Value>(s)
+                .map_err(|e| StoreError::Db(format!("job {} has invalid {what}: {e}", self.id)))
+        };
+        Ok(Job {
+            id: format!("job_{}", self.id),
+            org: OrgId(self.org_id.clone()),
+            kind: self.kind.clone(),
+            payload: json("payload", &self.payload)?,
+            status: JobStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Db(format!("job {} has unknown status {:?}", self.id, self.status)))?,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            max_attempts: u32::try_from(self.max_attempts).unwrap_or(0),
+            run_at: self.run_at.clone(),
+            lease_owner: self.lease_owner.clone(),
+            lease_until: self.lease_until.clone(),
+            progress: self.progress.as_deref().map(|p| json("progress", p)).transpose()?,
+            last_error: self.last_error.clone(),
+            result: self.result.as_deref().map(|r| json("result", r)).transpose()?,
+            created_at: self.created_at.clone(),
+            updated_at: self.updated_at.clone(),
+            started_at: self.started_at.clone(),
+            finished_at: self.finished_at.clone(),
+        })
+    }
+}
+
+/// The row id of a `job_<n>` id (`None` for anything else: such a job does not exist).
+pub(crate) fn job_rowid(id: &str) -> Option<i64> {
+    id.strip_prefix("job_")?.parse().ok()
+}
+
+/// A duration in whole milliseconds, for SQL.
+pub(crate) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A key renamed in a blueprint update; entity data follows it.
@@ -249,4 +552,197 @@ pub trait Store: Send + Sync {
 pub enum Rename {
     Property { from: String, to: String },
     Relation { from: String, to: String },
+}
+
+// ---- Integrations (Ocean installations), their event log and the mass-deletion guard ----
+
+/// An integration: Port's integration object (`data`: `installationAppType`, `version`,
+/// `config`, `changelogDestination`, `resyncState`, … as written) and the meta fields the store
+/// keeps beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredIntegration {
+    pub identifier: String,
+    pub data: Value,
+    /// Version of `data.config`: 1 when created, +1 on every change of the config.
+    pub config_version: i64,
+    pub created_at: String,
+    pub created_by: String,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// One version of an integration's config (its mapping).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigVersion {
+    pub version: i64,
+    pub config: Value,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+/// How [`Store::save_integration`] treats an existing row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Fail with `Conflict` if it exists.
+    Create,
+    /// Fail with `NotFound` if it does not.
+    Update,
+}
+
+/// One line of an integration's event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationLog {
+    /// Assigned by the store (`il_<n>`, increasing); ignored on append.
+    pub id: String,
+    pub at: String,
+    /// DEBUG, INFO, WARNING, ERROR, FATAL.
+    pub level: String,
+    /// `ocean` (shipped by the integration) or `server` (what the server saw).
+    pub source: String,
+    /// `log` for shipped lines; the server's: `resync_started`, `resync_finished`,
+    /// `entity_rejected`, `entity_deleted`, `deletion_refused`, `deletion_confirmed`, `config_changed`.
+    pub event: String,
+    /// The resync the line belongs to (`rs_<n>`), if any.
+    pub resync_id: Option<String>,
+    pub message: String,
+    pub extra: Value,
+}
+
+/// Filters of `GET /v1/integration/{id}/logs`, AND-ed.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub levels: Vec<String>,
+    pub events: Vec<String>,
+    pub source: Option<String>,
+    pub resync_id: Option<String>,
+    /// Lines with an id below (`Some(false)`: above) this one.
+    pub cursor: Option<(i64, bool)>,
+    /// Lines at or after / before these times.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Oldest first (otherwise newest first).
+    pub ascending: bool,
+    pub limit: u32,
+}
+
+/// A resync of an integration, with the deletion guard's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resync {
+    /// `rs_<n>`.
+    pub id: String,
+    pub integration: String,
+    /// running, completed, failed, or abandoned (a new resync started first).
+    pub status: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// The integration's entities when the resync started.
+    pub entities_at_start: u64,
+    /// Deletions the guard let through.
+    pub deleted: u64,
+    /// Deletions the guard refused.
+    pub refused: u64,
+    /// The guard refused a deletion; every further one is refused unless `confirmed`.
+    pub tripped: bool,
+    /// An admin confirmed the deletions of this resync.
+    pub confirmed: bool,
+}
+
+/// Limits of the mass-deletion guard: a resync may delete at most `max_share` of the entities
+/// its integration had at its start, once more than `min_count` deletions are at stake.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeletionGuard {
+    pub max_share: f64,
+    pub min_count: u64,
+}
+
+impl Default for DeletionGuard {
+    fn default() -> Self {
+        DeletionGuard { max_share: 0.5, min_count: 10 }
+    }
+}
+
+impl DeletionGuard {
+    /// May `n` deletions happen in a resync that started with `total` entities?
+    pub fn allows(&self, n: u64, total: u64) -> bool {
+        n <= self.min_count || (n as f64) <= self.max_share * total as f64
+    }
+}
+
+/// What [`Store::reserve_deletions`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reservation {
+    /// Go ahead (the counter now includes these deletions).
+    Granted(Resync),
+    /// Refused (the resync is now tripped and counts them as refused).
+    Refused(Resync),
+    /// No such running resync: the guard does not apply.
+    NoResync,
+}
+
+/// The row id of an `<prefix><n>` id.
+pub(crate) fn prefixed_rowid(id: &str, prefix: &str) -> Option<i64> {
+    id.strip_prefix(prefix)?.parse().ok()
+}
+
+// ---- Local accounts of the web UI ----
+
+/// A person who signs in to the web UI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// `usr_<hex>`.
+    pub id: String,
+    pub org: OrgId,
+    /// Lower-cased.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// `admin` or `member`.
+    pub role: String,
+    pub created_at: String,
+}
+
+/// A signed-in browser. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// SHA-256 (hex) of the session id the cookie holds; the id itself is never stored.
+    pub id_hash: String,
+    pub org: OrgId,
+    pub user_id: String,
+    /// The token every state-changing request of this session must carry.
+    pub csrf: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// An invitation link. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invitation {
+    /// SHA-256 (hex) of the link's token.
+    pub token_hash: String,
+    pub org: OrgId,
+    pub email: String,
+    pub role: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// A page of [`Store::search_sorted`].
+#[derive(Debug, Clone)]
+pub struct SortedPage {
+    pub entities: Vec<Entity>,
+    /// More entities follow this page.
+    pub more: bool,
+}
+
+/// The column a meta sort key orders by (`None`: a property, ordered by its JSON value).
+pub(crate) fn sort_column(sort: &str) -> Option<&'static str> {
+    match sort {
+        "$identifier" => Some("e.identifier"),
+        "$title" => Some("e.title"),
+        "$createdAt" => Some("e.created_at"),
+        "$updatedAt" => Some("e.updated_at"),
+        _ => None,
+    }
 }

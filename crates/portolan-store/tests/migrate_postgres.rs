@@ -49,7 +49,7 @@ async fn catalog(s: &dyn Store, o: &OrgId, m: &HashMap<String, Blueprint>, n_ser
             json!({"domain": format!("d{}", i % (n_services / 10)), "team": format!("t{}", i % (n_services / 90))}),
         );
         e.team = vec![format!("team-{}", i % 5)];
-        e.datasource = (i % 4 == 0).then(|| "port-ocean/github/0.1".to_string());
+        e.datasource = i.is_multiple_of(4).then(|| "port-ocean/github/0.1".to_string());
         e
     };
     write_all(s, o, m, (0..n_services).map(|i| service(i, (i % 64) as f64)).collect()).await;

@@ -35,8 +35,7 @@ pub struct EntityParams {
     attach_title_to_relation: Option<Value>,
     include: Option<Value>,
     exclude: Option<Value>,
-    /// Accepted for compatibility; action runs arrive with the actions issue.
-    #[allow(dead_code)]
+    /// Kept with the delete-all job; action runs arrive with the actions issue.
     run_id: Option<String>,
 }
 
@@ -166,6 +165,8 @@ fn meta(caller: &Caller) -> WriteMeta {
 }
 
 async fn audit_failures(state: &AppState, caller: &Caller, bp: &str, fails: &[(String, String, &'static str)]) {
+    // Integration event log hook (handlers/integration/events.rs): an integration's refused writes.
+    crate::handlers::integration::events::on_rejected(state, caller, bp, fails).await;
     let recs: Vec<_> = fails
         .iter()
         .map(|(id, msg, action)| failure_record(caller, "entity", action, id, Some(bp), Some(id), msg))
@@ -357,7 +358,13 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
     let cascade = flag("delete_dependents", &params.delete_dependents)?;
-    match state.store.delete_entities(&caller.org, &bp, std::slice::from_ref(&id), cascade, &audit_ctx(&caller)).await {
+    // Integration hook (handlers/integration/events.rs): mass-deletion guard, deletion log.
+    let ticket =
+        crate::handlers::integration::events::before_delete(&state, &caller, &bp, std::slice::from_ref(&id)).await?;
+    let res =
+        state.store.delete_entities(&caller.org, &bp, std::slice::from_ref(&id), cascade, &audit_ctx(&caller)).await;
+    crate::handlers::integration::events::after_delete(&state, &caller, ticket, res.as_deref().ok()).await;
+    match res {
         Ok(_) => Ok(Json(json!({"ok": true}))),
         Err(e) => {
             let err = ApiError::from(e);

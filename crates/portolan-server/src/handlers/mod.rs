@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod blueprint;
 pub mod entity;
+pub mod integration;
+pub mod jobs;
 pub mod search;
 
 use portolan_store::{AuditCtx, AuditRecord};

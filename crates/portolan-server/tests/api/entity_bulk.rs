@@ -10,7 +10,7 @@ const BULK: &str = "/v1/blueprints/service/entities/bulk";
 
 #[tokio::test]
 async fn bulk_create_all_ok_is_200() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     let body = json!({"entities": [
         {"identifier": "a", "properties": {"language": "go"}},
@@ -31,7 +31,7 @@ async fn bulk_create_all_ok_is_200() {
 
 #[tokio::test]
 async fn bulk_create_partial_failure_is_207_with_per_entity_errors() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     app.entity("service", json!({"identifier": "old", "properties": {"language": "go"}})).await;
     let r = app
@@ -86,7 +86,7 @@ async fn bulk_create_partial_failure_is_207_with_per_entity_errors() {
 
 #[tokio::test]
 async fn bulk_create_over_the_limit_or_empty_is_422() {
-    let app = TestApp::spawn_with(ApiConfig { max_bulk_entities: 3, ..Default::default() }).await;
+    let Some(app) = TestApp::spawn_with(ApiConfig { max_bulk_entities: 3, ..Default::default() }).await else { return };
     app.model().await;
     let many: Vec<_> =
         (0..4).map(|i| json!({"identifier": format!("s{i}"), "properties": {"language": "go"}})).collect();
@@ -102,7 +102,7 @@ async fn bulk_create_over_the_limit_or_empty_is_422() {
 
 #[tokio::test]
 async fn bulk_validation_only_writes_nothing() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     let r = app
         .post(
@@ -120,7 +120,7 @@ async fn bulk_validation_only_writes_nothing() {
 
 #[tokio::test]
 async fn bulk_delete() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.model().await;
     for id in ["p1", "p2", "p3"] {
         app.entity("package", json!({"identifier": id})).await;
@@ -141,7 +141,7 @@ async fn bulk_delete() {
 
 #[tokio::test]
 async fn bulk_delete_is_all_or_nothing_when_a_required_dependent_blocks() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "env", "title": "Env"})).await;
     app.blueprint(json!({"identifier": "deploy", "title": "Deploy",
         "relations": {"env": {"target": "env", "required": true}}}))

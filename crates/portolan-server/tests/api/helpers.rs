@@ -1,4 +1,7 @@
-//! The test application: a real server on an ephemeral port, one in-memory database per test.
+//! The test application: a real server on an ephemeral port over a fresh database per test —
+//! an in-memory SQLite database in the `api` test binary, a fresh PostgreSQL database in the
+//! `api_postgres` binary (which compiles these same modules with `crate::BACKEND` set to
+//! [`Backend::Postgres`]).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -6,18 +9,30 @@ use std::sync::Arc;
 
 use portolan_server::auth::{hash_secret, new_credentials};
 use portolan_server::{ApiConfig, AppState};
-use portolan_store::{OrgId, SqliteStore, Store};
+use portolan_store::{OrgId, PgStore, SqliteStore, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use crate::pg::TestDb;
+
+/// The store backend a test binary runs its tests on (`crate::BACKEND`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     /// Bearer token of organization A.
     pub token: String,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub client_id: String,
     pub client_secret: String,
+    /// The PostgreSQL database of this test, dropped (best effort) with the app — also when the
+    /// test panics.
+    _db: Option<TestDb>,
 }
 
 /// A response: status, parsed JSON body (Null if not JSON) and headers.
@@ -28,12 +43,23 @@ pub struct Res {
 }
 
 impl TestApp {
-    pub async fn spawn() -> TestApp {
+    /// The app on this binary's backend, or `None` (after saying so on stderr) when that is
+    /// PostgreSQL and `PORTOLAN_TEST_DATABASE_URL` is not set: tests begin with
+    /// `let Some(app) = TestApp::spawn().await else { return };`.
+    pub async fn spawn() -> Option<TestApp> {
         Self::spawn_with(ApiConfig::default()).await
     }
 
-    pub async fn spawn_with(config: ApiConfig) -> TestApp {
-        let store = Arc::new(SqliteStore::in_memory().await.expect("in-memory store"));
+    /// [`TestApp::spawn`] with a configuration.
+    pub async fn spawn_with(config: ApiConfig) -> Option<TestApp> {
+        let (store, db): (Arc<dyn Store>, _) = match crate::BACKEND {
+            Backend::Sqlite => (Arc::new(SqliteStore::in_memory().await.expect("in-memory store")), None),
+            Backend::Postgres => {
+                let db = TestDb::create().await?;
+                let store = PgStore::connect_with_pool_size(&db.url(), 4).await.expect("PostgreSQL store");
+                (Arc::new(store), Some(db))
+            }
+        };
         let (client_id, client_secret) = create_org(store.as_ref(), "org-a").await;
         let state = AppState::new(store.clone(), config).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -44,7 +70,7 @@ impl TestApp {
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
         let base = format!("http://{addr}");
         let token = fetch_token(&http, &base, &client_id, &client_secret).await;
-        TestApp { base, http, token, store, client_id, client_secret }
+        Some(TestApp { base, http, token, store, client_id, client_secret, _db: db })
     }
 
     /// A token for a second, separate organization.

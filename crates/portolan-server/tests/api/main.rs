@@ -1,9 +1,14 @@
 //! HTTP-level integration tests: a real server on 127.0.0.1:0 over a fresh database per test.
-//! One test binary (`tests/api/`), one module per resource.
+//! One module per resource. This binary (`tests/api/`) runs them on SQLite (in memory);
+//! `tests/api_postgres/` compiles the same modules and runs them on PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The backend this binary's tests run on (read by `helpers::TestApp::spawn`).
+pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
+
 mod helpers;
+mod pg;
 
 mod audit;
 mod auth;
@@ -11,6 +16,7 @@ mod blueprint;
 mod blueprint_rename;
 mod entity;
 mod entity_bulk;
+mod integration;
 mod malformed;
 mod ratelimit;
 mod search;

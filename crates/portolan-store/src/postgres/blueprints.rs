@@ -59,6 +59,9 @@ pub(crate) async fn list(pool: &PgPool, org: &OrgId) -> Result<Vec<StoredBluepri
 }
 
 pub(crate) async fn get(pool: &PgPool, org: &OrgId, id: &str) -> Result<Option<StoredBlueprint>> {
+    if super::entities::has_nul(id) {
+        return Ok(None); // no identifier has one; PostgreSQL text cannot hold it
+    }
     let row = pgq(&format!("SELECT {COLUMNS} FROM blueprints WHERE org_id = ? AND identifier = ?"))
         .bind(&org.0)
         .bind(id)
@@ -69,6 +72,9 @@ pub(crate) async fn get(pool: &PgPool, org: &OrgId, id: &str) -> Result<Option<S
 
 /// The stored blueprint `id`, read inside the write transaction; NotFound if absent.
 async fn get_for_update(conn: &mut sqlx::PgConnection, org: &OrgId, id: &str) -> Result<StoredBlueprint> {
+    if super::entities::has_nul(id) {
+        return Err(StoreError::NotFound(format!("blueprint {id:?}")));
+    }
     let row = pgq(&format!("SELECT {COLUMNS} FROM blueprints WHERE org_id = ? AND identifier = ? FOR UPDATE"))
         .bind(&org.0)
         .bind(id)

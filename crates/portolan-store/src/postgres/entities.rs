@@ -20,23 +20,80 @@ pub(super) const COLUMNS: &str = "e.rid, e.blueprint, e.identifier, e.title, e.i
 
 /// Take the transaction-scoped advisory locks of entity keys, in hash order (so two
 /// transactions locking overlapping sets cannot deadlock). Held until commit or rollback.
+/// The keys are hashed here rather than by PostgreSQL (`hashtextextended`), because a key may
+/// hold a NUL character, which PostgreSQL text cannot: a write of such an entity must reach its
+/// build closure, whose validation rejects the identifier, as on SQLite.
 pub(super) async fn lock_keys(conn: &mut PgConnection, keys: Vec<String>) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
+    let mut hashes: Vec<i64> = keys.iter().map(|k| lock_hash(k)).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
     sqlx::query(
         "SELECT pg_advisory_xact_lock(h) FROM \
-         (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) k ORDER BY h) s",
+         (SELECT h FROM unnest($1::bigint[]) WITH ORDINALITY t(h, n) ORDER BY n) s",
     )
-    .bind(keys)
+    .bind(hashes)
     .execute(conn)
     .await?;
     Ok(())
 }
 
+/// 64-bit FNV-1a of `key`: stable across nodes, versions and platforms (a collision only
+/// serializes more).
+fn lock_hash(key: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
 /// The name [`lock_keys`] locks for an entity (hashed; a collision only serializes more).
 pub(super) fn lock_name(org: &OrgId, bp: &str, id: &str) -> String {
     format!("{}/{}/{bp}/{id}", org.0.len(), org.0)
+}
+
+/// PostgreSQL text and jsonb cannot hold the NUL character (U+0000). No stored identifier has
+/// one (identifier rules forbid it), so a lookup by one finds nothing without asking the
+/// database, as on SQLite; see [`nul_rejection`] for values.
+pub(super) fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+fn value_has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => has_nul(s),
+        Value::Array(a) => a.iter().any(value_has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| has_nul(k) || value_has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The rejection of an entity PostgreSQL cannot store: one holding a NUL character (U+0000)
+/// in its title, icon, teams, property values or relation values. SQLite stores any text; on
+/// PostgreSQL such a write is a validation error naming the field, never an internal error.
+pub(super) fn nul_rejection(e: &Entity) -> Option<WriteRejection> {
+    const MSG: &str = "contains the NUL character (U+0000), which this server's database (PostgreSQL) cannot store";
+    let mut errs = portolan_core::FieldErrors::default();
+    for (path, v) in [("title", &e.title), ("icon", &e.icon), ("datasource", &e.datasource)] {
+        if v.as_deref().is_some_and(has_nul) {
+            errs.push(path, MSG);
+        }
+    }
+    if e.team.iter().any(|t| has_nul(t)) {
+        errs.push("team", MSG);
+    }
+    for (col, map) in [("properties", &e.properties), ("relations", &e.relations)] {
+        for (k, v) in map {
+            if has_nul(k) || value_has_nul(v) {
+                errs.push(format!("{col}.{k}"), MSG);
+            }
+        }
+    }
+    if errs.is_empty() { None } else { Some(WriteRejection::Invalid(errs)) }
 }
 
 fn json_col<T: serde::de::DeserializeOwned + Default>(r: &PgRow, col: &str) -> T {
@@ -65,12 +122,19 @@ pub(super) fn from_row(r: &PgRow) -> (i64, Entity) {
 }
 
 pub(crate) async fn get(pool: &PgPool, org: &OrgId, bp: &str, id: &str) -> Result<Option<Entity>> {
+    if has_nul(bp) || has_nul(id) {
+        return Ok(None);
+    }
     let sql = format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = ? AND e.blueprint = ? AND e.identifier = ?");
     let row = pgq(&sql).bind(&org.0).bind(bp).bind(id).fetch_optional(pool).await?;
     Ok(row.map(|r| from_row(&r).1))
 }
 
 pub(crate) async fn get_many(pool: &PgPool, org: &OrgId, bp: &str, ids: &[String]) -> Result<Vec<Entity>> {
+    if has_nul(bp) {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = ids.iter().filter(|id| !has_nul(id)).cloned().collect();
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let mut q = SqlFrag::new(&format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = "));
@@ -95,12 +159,18 @@ pub(super) async fn get_in_tx(
     bp: &str,
     id: &str,
 ) -> Result<Option<(i64, Entity)>> {
+    if has_nul(bp) || has_nul(id) {
+        return Ok(None);
+    }
     let sql = format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = ? AND e.blueprint = ? AND e.identifier = ?");
     let row = pgq(&sql).bind(&org.0).bind(bp).bind(id).fetch_optional(conn).await?;
     Ok(row.map(|r| from_row(&r)))
 }
 
 async fn exists(conn: &mut PgConnection, org: &OrgId, bp: &str, id: &str) -> Result<bool> {
+    if has_nul(bp) || has_nul(id) {
+        return Ok(false);
+    }
     let row = pgq("SELECT 1 FROM entities WHERE org_id = ? AND blueprint = ? AND identifier = ?")
         .bind(&org.0)
         .bind(bp)
@@ -218,6 +288,10 @@ pub(super) async fn write_sequential(
                 continue;
             }
         };
+        if let Some(rej) = nul_rejection(&entity) {
+            out.push(Err(rej));
+            continue;
+        }
         let mut stubs = Vec::new();
         let mut rejection = None;
         for edge in &edges {
@@ -283,11 +357,23 @@ fn filter(org: &OrgId, req: &SearchRequest<'_>, select: &str) -> Result<SqlFrag>
     let mut q = SqlFrag::new(select);
     q.push(" FROM entities e WHERE e.org_id = ").param(SqlParam::Text(org.0.clone()));
     if let Some(bp) = req.blueprint {
+        if has_nul(bp) {
+            q.push(" AND FALSE"); // no blueprint identifier has one (nor can PostgreSQL bind it)
+            return Ok(q);
+        }
         q.push(" AND e.blueprint = ").param(SqlParam::Text(bp.to_string()));
     }
     if let Some(query) = req.query {
         let ctx = CompileCtx { org_id: &org.0, now: req.now, blueprints: req.blueprints, dialect: Dialect::Postgres };
         let frag = compile_where_in(query, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
+        // PostgreSQL cannot bind text holding a NUL character: a query value with one is refused
+        // (SQLite compares it like any other text).
+        if frag.params.iter().any(|p| matches!(p, SqlParam::Text(t) if has_nul(t))) {
+            return Err(StoreError::Invalid(portolan_core::FieldError::new(
+                "query",
+                "a value contains the NUL character (U+0000), which this server's database (PostgreSQL) cannot compare",
+            )));
+        }
         q.push(" AND (").append(frag).push(")");
     }
     Ok(q)

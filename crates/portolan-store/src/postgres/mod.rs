@@ -7,10 +7,14 @@
 //! and a create of the same entity by two nodes yields one create and one conflict; blueprint
 //! updates and deletes lock the blueprint row (`FOR UPDATE`).
 
+mod accounts;
 mod audit;
 mod blueprints;
+mod catalog;
 mod delete;
 mod entities;
+mod integrations;
+mod jobs;
 mod write;
 
 use async_trait::async_trait;
@@ -24,6 +28,7 @@ use crate::{
     AuditCtx, AuditFilter, AuditRecord, EntityWrite, Org, OrgId, Page, Rename, Result, SearchRequest, Store,
     StoreError, StoredBlueprint, WriteRejection, Written,
 };
+use crate::{Job, JobFilter, JobStatus, Lease, NewJob};
 
 /// Key of the advisory lock held while migrations run (arbitrary, fixed: "portolan" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7274_6f6c_616e;
@@ -239,5 +244,169 @@ impl Store for PgStore {
     }
     async fn list_audit(&self, org: &OrgId, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
         audit::list(&self.pool, org, filter).await
+    }
+
+    async fn blueprints_version(&self, org: &OrgId) -> Result<i64> {
+        jobs::blueprints_version(&self.pool, org).await
+    }
+    async fn required_dependents(&self, org: &OrgId, bp: &str, limit: u32) -> Result<Vec<(String, String, String)>> {
+        jobs::required_dependents(&self.pool, org, bp, limit).await
+    }
+
+    async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job> {
+        jobs::enqueue(&self.pool, org, job).await
+    }
+    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
+        jobs::claim(&self.pool, node, kinds, lease).await
+    }
+    async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool> {
+        jobs::heartbeat(&self.pool, lease, extend).await
+    }
+    async fn save_job_progress(&self, lease: &Lease, progress: &serde_json::Value) -> Result<bool> {
+        jobs::save_progress(&self.pool, lease, progress).await
+    }
+    async fn complete_job(&self, lease: &Lease, result: &serde_json::Value) -> Result<bool> {
+        jobs::complete(&self.pool, lease, result).await
+    }
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        error: &str,
+        detail: Option<&serde_json::Value>,
+        retry_in: Option<std::time::Duration>,
+    ) -> Result<Option<JobStatus>> {
+        jobs::fail(&self.pool, lease, error, detail, retry_in).await
+    }
+    async fn release_job(&self, lease: &Lease) -> Result<bool> {
+        jobs::release(&self.pool, lease).await
+    }
+    async fn cancel_job(&self, org: &OrgId, id: &str) -> Result<bool> {
+        jobs::cancel(&self.pool, org, id).await
+    }
+    async fn get_job(&self, org: &OrgId, id: &str) -> Result<Option<Job>> {
+        jobs::get(&self.pool, org, id).await
+    }
+    async fn list_jobs(&self, org: &OrgId, filter: &JobFilter) -> Result<Vec<Job>> {
+        jobs::list(&self.pool, org, filter).await
+    }
+    // ---- Integrations ----
+    async fn get_integration(&self, org: &OrgId, id: &str) -> Result<Option<crate::StoredIntegration>> {
+        integrations::get(&self.pool, org, id).await
+    }
+    async fn list_integrations(&self, org: &OrgId) -> Result<Vec<crate::StoredIntegration>> {
+        integrations::list(&self.pool, org).await
+    }
+    async fn save_integration(
+        &self,
+        org: &OrgId,
+        id: &str,
+        data: &serde_json::Value,
+        mode: crate::SaveMode,
+        audit: bool,
+        ctx: &AuditCtx,
+    ) -> Result<crate::StoredIntegration> {
+        integrations::save(&self.pool, org, id, data, mode, audit, ctx).await
+    }
+    async fn delete_integration(&self, org: &OrgId, id: &str, ctx: &AuditCtx) -> Result<()> {
+        integrations::delete(&self.pool, org, id, ctx).await
+    }
+    async fn integration_config_versions(&self, org: &OrgId, id: &str) -> Result<Vec<crate::ConfigVersion>> {
+        integrations::config_versions(&self.pool, org, id).await
+    }
+    async fn put_kind_examples(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        examples: &serde_json::Value,
+        at: &str,
+    ) -> Result<()> {
+        integrations::put_examples(&self.pool, org, id, kind, examples, at).await
+    }
+    async fn kind_examples(&self, org: &OrgId, id: &str, kind: &str) -> Result<Option<serde_json::Value>> {
+        integrations::examples(&self.pool, org, id, kind).await
+    }
+    async fn append_integration_logs(&self, org: &OrgId, id: &str, lines: &[crate::IntegrationLog]) -> Result<()> {
+        integrations::append_logs(&self.pool, org, id, lines).await
+    }
+    async fn list_integration_logs(
+        &self,
+        org: &OrgId,
+        id: &str,
+        filter: &crate::LogFilter,
+    ) -> Result<Vec<crate::IntegrationLog>> {
+        integrations::list_logs(&self.pool, org, id, filter).await
+    }
+    async fn start_resync(&self, org: &OrgId, id: &str, at: &str, entities: u64) -> Result<crate::Resync> {
+        integrations::start_resync(&self.pool, org, id, at, entities).await
+    }
+    async fn latest_resync(&self, org: &OrgId, id: &str) -> Result<Option<crate::Resync>> {
+        integrations::latest_resync(&self.pool, org, id).await
+    }
+    async fn finish_resync(&self, org: &OrgId, id: &str, status: &str, at: &str) -> Result<Option<crate::Resync>> {
+        integrations::finish_resync(&self.pool, org, id, status, at).await
+    }
+    async fn reserve_deletions(
+        &self,
+        org: &OrgId,
+        id: &str,
+        n: u64,
+        projected: u64,
+        guard: &crate::DeletionGuard,
+    ) -> Result<crate::Reservation> {
+        integrations::reserve_deletions(&self.pool, org, id, n, projected, guard).await
+    }
+    async fn release_deletions(&self, org: &OrgId, resync_id: &str, n: u64) -> Result<()> {
+        integrations::release_deletions(&self.pool, org, resync_id, n).await
+    }
+    async fn confirm_deletions(&self, org: &OrgId, id: &str) -> Result<Option<crate::Resync>> {
+        integrations::confirm_deletions(&self.pool, org, id).await
+    }
+    async fn get_org(&self, org: &OrgId) -> Result<Option<Org>> {
+        integrations::get_org(&self.pool, org).await
+    }
+    // ---- Local accounts of the web UI ----
+    async fn create_user(&self, user: &crate::User) -> Result<()> {
+        accounts::create_user(&self.pool, user).await
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<crate::User>> {
+        accounts::user_by_email(&self.pool, email).await
+    }
+    async fn get_user(&self, org: &OrgId, id: &str) -> Result<Option<crate::User>> {
+        accounts::get_user(&self.pool, org, id).await
+    }
+    async fn list_users(&self, org: &OrgId) -> Result<Vec<crate::User>> {
+        accounts::list_users(&self.pool, org).await
+    }
+    async fn create_session(&self, session: &crate::Session) -> Result<()> {
+        accounts::create_session(&self.pool, session).await
+    }
+    async fn session(&self, id_hash: &str) -> Result<Option<crate::Session>> {
+        accounts::get_session(&self.pool, id_hash).await
+    }
+    async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<()> {
+        accounts::touch_session(&self.pool, id_hash, last_seen).await
+    }
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        accounts::delete_session(&self.pool, id_hash).await
+    }
+    async fn create_invitation(&self, invitation: &crate::Invitation) -> Result<()> {
+        accounts::create_invitation(&self.pool, invitation).await
+    }
+    async fn invitation(&self, token_hash: &str) -> Result<Option<crate::Invitation>> {
+        accounts::get_invitation(&self.pool, token_hash).await
+    }
+    async fn accept_invitation(&self, token_hash: &str, user: &crate::User, now: i64) -> Result<crate::User> {
+        accounts::accept_invitation(&self.pool, token_hash, user, now).await
+    }
+    async fn search_sorted(
+        &self,
+        org: &OrgId,
+        req: &SearchRequest<'_>,
+        sort: &str,
+        descending: bool,
+        offset: u64,
+    ) -> Result<crate::SortedPage> {
+        catalog::search_sorted(&self.pool, org, req, sort, descending, offset).await
     }
 }

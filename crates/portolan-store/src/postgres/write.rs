@@ -15,7 +15,9 @@ use serde_json::Map;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::audit;
-use super::entities::{COLUMNS, entity_record, from_row, json_text, lock_keys, lock_name, write_sequential};
+use super::entities::{
+    COLUMNS, entity_record, from_row, has_nul, json_text, lock_keys, lock_name, nul_rejection, write_sequential,
+};
 use super::frag_query;
 use crate::sql::{SqlFrag, SqlParam};
 use crate::{AuditCtx, AuditRecord, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
@@ -52,7 +54,10 @@ pub(crate) async fn write(
     let mut built: Vec<Option<Built>> = Vec::with_capacity(writes.len());
     for w in writes {
         let before = stored.remove(&(w.blueprint.clone(), w.identifier.clone()));
-        match (w.build)(before.as_ref().map(|(_, e)| e)) {
+        match (w.build)(before.as_ref().map(|(_, e)| e)).and_then(|(entity, edges)| match nul_rejection(&entity) {
+            Some(rej) => Err(rej),
+            None => Ok((entity, edges)),
+        }) {
             Ok((entity, edges)) => {
                 results.push(None);
                 built.push(Some(Built { entity, edges, before, create_missing: w.create_missing_related }));
@@ -180,7 +185,8 @@ async fn load(
     org: &OrgId,
     keys: impl Iterator<Item = Key>,
 ) -> Result<HashMap<Key, (i64, Entity)>> {
-    let keys: Vec<Key> = keys.collect();
+    // A key with a NUL character cannot be stored (nor bound) on PostgreSQL: it is not there.
+    let keys: Vec<Key> = keys.filter(|(bp, id)| !has_nul(bp) && !has_nul(id)).collect();
     let mut out = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
         let mut q = SqlFrag::new(&format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = "));
@@ -204,7 +210,7 @@ fn pairs(q: &mut SqlFrag, keys: &[Key]) {
 
 /// Which of `keys` exist.
 async fn existing_keys(conn: &mut PgConnection, org: &OrgId, keys: impl Iterator<Item = Key>) -> Result<HashSet<Key>> {
-    let mut keys: Vec<Key> = keys.collect();
+    let mut keys: Vec<Key> = keys.filter(|(bp, id)| !has_nul(bp) && !has_nul(id)).collect();
     keys.sort();
     keys.dedup();
     let mut out = HashSet::new();

@@ -4,14 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portolan_core::FieldError;
-use portolan_store::SearchRequest;
+use portolan_store::JobStatus;
 use serde_json::{Value, json};
 
 use super::{EntityParams, Op, audit_failures, blueprint_of, dry_run, meta, prepare, rejection_error};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams, flag};
-use crate::handlers::{audit_ctx, failure_record};
+use crate::handlers::audit_ctx;
+use crate::jobs::{self, delete_all};
 use crate::state::AppState;
 
 pub async fn bulk_create(
@@ -90,7 +91,11 @@ pub async fn bulk_delete(
         return Err(FieldError::new("entities", "must be an array of 1 to 100 entity identifiers (strings)").into());
     };
     let cascade = flag("delete_dependents", &params.delete_dependents)?;
-    let deleted = match state.store.delete_entities(&caller.org, &bp, &ids, cascade, &audit_ctx(&caller)).await {
+    // Integration hook (handlers/integration/events.rs): mass-deletion guard, deletion log.
+    let ticket = crate::handlers::integration::events::before_delete(&state, &caller, &bp, &ids).await?;
+    let res = state.store.delete_entities(&caller.org, &bp, &ids, cascade, &audit_ctx(&caller)).await;
+    crate::handlers::integration::events::after_delete(&state, &caller, ticket, res.as_deref().ok()).await;
+    let deleted = match res {
         Ok(d) => d,
         Err(e) => {
             let err = ApiError::from(e);
@@ -103,8 +108,13 @@ pub async fn bulk_delete(
     Ok(Json(json!({"ok": true, "deletedEntities": deleted})))
 }
 
-/// Delete every entity of a blueprint in one all-or-nothing store call. Entities of other
-/// blueprints with a required relation to them block it unless `delete_dependents=true`.
+/// Delete every entity of a blueprint (and with `delete_blueprint=true` the blueprint): a
+/// durable job (`jobs::delete_all`), deleted in chunks by whichever node's worker claims it.
+/// The request waits for it up to `ApiConfig::job_wait` and answers as the job ended: `{ok: true}`
+/// or the job's error (409 when entities of other blueprints require these, unless
+/// `delete_dependents=true`). A job still running then is answered with `{ok: true}` too, as
+/// Port does for this asynchronous route. Portolan adds `jobId` (see `GET /v1/jobs/{id}`) and
+/// `jobStatus`.
 pub async fn delete_all(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,38 +124,25 @@ pub async fn delete_all(
     blueprint_of(&state, &caller, &bp).await?;
     let (cascade, delete_blueprint) =
         (flag("delete_dependents", &params.delete_dependents)?, flag("delete_blueprint", &params.delete_blueprint)?);
-    let blueprints = state.blueprints(&caller.org).await?;
-    let ctx = audit_ctx(&caller);
-    let mut ids = Vec::new();
-    let mut after = None;
-    loop {
-        let req = SearchRequest { after, ..SearchRequest::new(&blueprints, Some(&bp), None, 1000) };
-        let page = state.store.search(&caller.org, &req).await?;
-        ids.extend(page.entities.into_iter().map(|e| e.identifier));
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
+    let payload = delete_all::Payload {
+        blueprint: bp,
+        delete_dependents: cascade,
+        delete_blueprint,
+        run_id: params.run_id.clone(),
+        client_id: caller.client_id.clone(),
+        user_agent: caller.user_agent.clone(),
+    };
+    let payload = serde_json::to_value(&payload).map_err(|e| ApiError::internal("job payload", e))?;
+    let job = jobs::enqueue(&state, &caller.org, delete_all::KIND, payload).await?;
+    let job = jobs::wait_for(&state, &caller.org, &job.id, state.config.job_wait).await?;
+    match job.status {
+        JobStatus::Failed => Err(jobs::job_failure(&job)),
+        JobStatus::Cancelled => Err(ApiError::conflict(format!("job {} was cancelled", job.id))),
+        JobStatus::Succeeded | JobStatus::Queued | JobStatus::Running => {
+            if delete_blueprint && job.status == JobStatus::Succeeded {
+                state.blueprints_changed(&caller.org);
+            }
+            Ok(Json(json!({"ok": true, "jobId": job.id, "jobStatus": job.status.as_str()})))
         }
     }
-    let result = async {
-        if !ids.is_empty() {
-            state.store.delete_entities(&caller.org, &bp, &ids, cascade, &ctx).await?;
-        }
-        if delete_blueprint {
-            state.store.delete_blueprint(&caller.org, &bp, &ctx).await?;
-            state.blueprints_changed(&caller.org);
-        }
-        Ok::<_, portolan_store::StoreError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        let err = ApiError::from(e);
-        let resource = if delete_blueprint { "blueprint" } else { "entity" };
-        let rec = failure_record(&caller, resource, "DELETE", &bp, Some(&bp), None, &err.message);
-        if let Err(e) = state.store.append_audit(&caller.org, &[rec]).await {
-            tracing::warn!(error = %e, "could not record a failed delete in the audit log");
-        }
-        return Err(err);
-    }
-    Ok(Json(json!({"ok": true})))
 }

@@ -1,0 +1,274 @@
+//! The web UI: server-rendered HTML (minijinja templates embedded in the binary, htmx vendored
+//! and pinned by its SHA-256), local accounts with server-side sessions.
+//!
+//! Routes live under `/ui` (plus `/` → the catalog) in [`router`], merged into the app once in
+//! `lib.rs::app`; they are not part of the API's route table (`router.rs`), which documents the
+//! `/v1` wire API only. Every page carries a strict Content-Security-Policy (no inline script
+//! or style), every state-changing request needs the session's CSRF token (the `_csrf` form
+//! field or the `X-CSRF-Token` header htmx sends), and no page reads more than one page of
+//! entities from the store.
+
+pub mod format;
+mod pages;
+pub mod session;
+
+use axum::Router;
+use axum::extract::{Path, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::Environment;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::state::AppState;
+
+/// The vendored htmx (npm `htmx.org` 2.0.11, `dist/htmx.min.js`) and its pinned SHA-256 (also in
+/// `assets/htmx.min.js.sha256`); a test checks the file against it, and pages load it with
+/// the matching Subresource-Integrity hash.
+pub const HTMX_JS: &[u8] = include_bytes!("../../assets/htmx.min.js");
+pub const HTMX_SHA256: &str = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717";
+const APP_CSS: &str = include_str!("../../assets/app.css");
+const APP_JS: &str = include_str!("../../assets/app.js");
+
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("signin.html", include_str!("../../templates/signin.html")),
+    ("invite.html", include_str!("../../templates/invite.html")),
+    ("message.html", include_str!("../../templates/message.html")),
+    ("users.html", include_str!("../../templates/users.html")),
+    ("catalog_index.html", include_str!("../../templates/catalog_index.html")),
+    ("catalog.html", include_str!("../../templates/catalog.html")),
+    ("catalog_table.html", include_str!("../../templates/catalog_table.html")),
+    ("entity.html", include_str!("../../templates/entity.html")),
+    ("editor.html", include_str!("../../templates/editor.html")),
+    ("builder.html", include_str!("../../templates/builder.html")),
+    ("audit.html", include_str!("../../templates/audit.html")),
+    ("export.html", include_str!("../../templates/export.html")),
+];
+
+/// The compiled templates.
+pub struct Templates {
+    env: Environment<'static>,
+    /// `sha256-<base64>` of the vendored htmx, for the `integrity` attribute.
+    pub htmx_integrity: String,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        use base64::Engine;
+        let mut env = Environment::new();
+        for (name, src) in TEMPLATES {
+            if let Err(e) = env.add_template(name, src) {
+                tracing::error!(template = name, error = %e, "template does not compile");
+            }
+        }
+        let integrity = format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(HTMX_JS)));
+        Templates { env, htmx_integrity: integrity }
+    }
+
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, WebError> {
+        let t = self.env.get_template(name).map_err(|e| WebError::internal("template", e))?;
+        t.render(ctx).map_err(|e| WebError::internal("template", e))
+    }
+}
+
+/// An HTML response with the security headers.
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut res = (status, body).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    res
+}
+
+/// Errors of web pages, rendered as pages (not the API's JSON envelope).
+#[derive(Debug)]
+pub enum WebError {
+    /// Not signed in (or the session ended): go to the sign-in page, then back to `next`.
+    SignIn {
+        next: String,
+        expired: bool,
+    },
+    /// The CSRF token is missing or wrong.
+    Csrf,
+    Forbidden(String),
+    NotFound(String),
+    BadRequest(String),
+    TooMany,
+    Internal,
+}
+
+impl WebError {
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        WebError::Internal
+    }
+}
+
+impl From<portolan_store::StoreError> for WebError {
+    fn from(e: portolan_store::StoreError) -> Self {
+        match e {
+            portolan_store::StoreError::NotFound(w) => WebError::NotFound(format!("{w} was not found")),
+            e => WebError::internal("store", e),
+        }
+    }
+}
+
+impl From<crate::error::ApiError> for WebError {
+    fn from(e: crate::error::ApiError) -> Self {
+        match e.status.as_u16() {
+            404 => WebError::NotFound(e.message),
+            400 | 409 | 422 => WebError::BadRequest(e.message),
+            _ => WebError::Internal,
+        }
+    }
+}
+
+/// A simple page with a heading and a message (errors), outside the signed-in layout.
+pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = minijinja::render!(
+        include_str!("../../templates/message.html"),
+        title => title,
+        message => message,
+    );
+    html(status, body)
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            WebError::SignIn { next, expired } => {
+                let mut q = format!("/ui/signin?next={}", urlencode(&next));
+                if expired {
+                    q.push_str("&expired=1");
+                }
+                Redirect::to(&q).into_response()
+            }
+            WebError::Csrf => message_page(
+                StatusCode::FORBIDDEN,
+                "Request refused",
+                "The form's security token is missing or out of date. Reload the page and try again.",
+            ),
+            WebError::Forbidden(m) => message_page(StatusCode::FORBIDDEN, "Not allowed", &m),
+            WebError::NotFound(m) => message_page(StatusCode::NOT_FOUND, "Not found", &m),
+            WebError::BadRequest(m) => message_page(StatusCode::BAD_REQUEST, "Bad request", &m),
+            WebError::TooMany => message_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "Too many sign-in attempts; wait a minute and try again.",
+            ),
+            WebError::Internal => message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "An internal error occurred; the server log has the details.",
+            ),
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Security headers on every web response.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    let (body, ty): (Vec<u8>, &str) = match name.as_str() {
+        "htmx.min.js" => (HTMX_JS.to_vec(), "text/javascript; charset=utf-8"),
+        "app.js" => (APP_JS.as_bytes().to_vec(), "text/javascript; charset=utf-8"),
+        "app.css" => (APP_CSS.as_bytes().to_vec(), "text/css; charset=utf-8"),
+        _ => return message_page(StatusCode::NOT_FOUND, "Not found", "no such asset"),
+    };
+    let mut res = body.into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ty));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    res
+}
+
+/// Context every signed-in page gets.
+#[derive(Serialize)]
+pub struct Chrome {
+    pub email: String,
+    pub admin: bool,
+    pub csrf: String,
+    pub htmx_integrity: String,
+}
+
+/// The web UI's routes (merged into the app in `lib.rs`).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/catalog") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/catalog") }))
+        .route("/ui/assets/{name}", get(asset))
+        .route("/ui/signin", get(pages::signin_form).post(pages::signin))
+        .route("/ui/signout", post(pages::signout))
+        .route("/ui/invite/{token}", get(pages::invite_form).post(pages::invite_accept))
+        .route("/ui/users", get(pages::users).post(pages::invite_create))
+        .route("/ui/catalog", get(pages::catalog_index))
+        .route("/ui/catalog/{bp}", get(pages::catalog))
+        .route("/ui/catalog/{bp}/export", get(pages::catalog_export))
+        .route("/ui/entities/{bp}/new", get(pages::entity_new))
+        .route("/ui/entities/{bp}", post(pages::entity_save_new))
+        .route("/ui/entities/{bp}/{id}", get(pages::entity).post(pages::entity_save))
+        .route("/ui/entities/{bp}/{id}/edit", get(pages::entity_edit))
+        .route("/ui/builder", get(pages::builder).post(pages::blueprint_save_new))
+        .route("/ui/builder/graph.svg", get(pages::graph_svg))
+        .route("/ui/builder/new", get(pages::blueprint_new))
+        .route("/ui/builder/{bp}", get(pages::blueprint_edit).post(pages::blueprint_save))
+        .route("/ui/builder/{bp}/property", post(pages::blueprint_add_property))
+        .route("/ui/builder/{bp}/relation", post(pages::blueprint_add_relation))
+        .route("/ui/audit", get(pages::audit))
+        .route("/ui/export", get(pages::export_dialog))
+        .route("/ui/export/download", get(pages::export_download))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendored_htmx_matches_its_pinned_hash() {
+        let actual = crate::auth::hex(&Sha256::digest(HTMX_JS));
+        assert_eq!(actual, HTMX_SHA256);
+        let pinned = include_str!("../../assets/htmx.min.js.sha256");
+        assert!(pinned.starts_with(HTMX_SHA256), "assets/htmx.min.js.sha256 disagrees: {pinned}");
+    }
+
+    #[test]
+    fn every_template_compiles() {
+        let mut env = Environment::new();
+        for (name, src) in TEMPLATES {
+            env.add_template(name, src).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The web UI's HTTP tests (`tests/web/`) on PostgreSQL: each test on a fresh database of the
+//! server named by `PORTOLAN_TEST_DATABASE_URL`; without it every test returns at once and
+//! [`postgresql_half`] says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub const BACKEND: app::Backend = app::Backend::Postgres;
+
+#[path = "../api/pg.rs"]
+mod pg;
+
+#[path = "../web/app.rs"]
+mod app;
+#[path = "../web/pages.rs"]
+mod pages;
+#[path = "../web/sessions.rs"]
+mod sessions;
+
+#[tokio::test]
+async fn postgresql_half() {
+    pg::postgresql_half("web UI tests, tests/web_postgres").await;
+}

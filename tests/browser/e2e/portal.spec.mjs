@@ -1,0 +1,128 @@
+// The web UI end to end, in real Chromium: sign in, model a blueprint in the builder, create and
+// edit entities, filter and sort the catalog, read an entity's page and history, export HCL,
+// sign out. Each step asserts what the page shows; screenshots go to SCREENSHOT_DIR.
+import { test, expect } from '@playwright/test';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const EMAIL = process.env.PORTOLAN_ADMIN_EMAIL ?? 'admin@example.com';
+const PASSWORD = process.env.PORTOLAN_ADMIN_PASSWORD ?? 'browser-test-password';
+const SHOTS = process.env.SCREENSHOT_DIR ?? '../../target/browser-screenshots';
+
+async function shot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function saveJson(page, json) {
+  await page.locator('textarea#json').fill(JSON.stringify(json, null, 2));
+  await page.getByRole('button', { name: 'Save' }).click();
+}
+
+test('a platform engineer models, fills, browses and exports the catalog', async ({ page }) => {
+  const cspErrors = [];
+  page.on('console', (m) => { if (/Content[- ]Security[- ]Policy/i.test(m.text())) cspErrors.push(m.text()); });
+  page.on('pageerror', (e) => cspErrors.push(String(e)));
+
+  // Sign in (the catalog sends us to the sign-in page first).
+  await page.goto('/ui/catalog');
+  await expect(page).toHaveURL(/\/ui\/signin/);
+  await expect(page.getByRole('heading', { name: 'Sign in to Portolan' })).toBeVisible();
+  await shot(page, '01-signin');
+  await page.getByLabel('E-mail').fill(EMAIL);
+  await page.getByLabel('Password').fill('wrong password entirely');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toHaveText('Wrong e-mail or password.');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { name: 'Catalog' })).toBeVisible();
+  await expect(page.locator('.me')).toHaveText(EMAIL);
+
+  // Builder: a blueprint with a mistake is refused at the field, then created.
+  await page.locator('header nav').getByRole('link', { name: 'Builder' }).click();
+  await page.getByRole('link', { name: '+ New blueprint' }).click();
+  const blueprint = {
+    identifier: 'service', title: 'Service',
+    schema: { properties: {
+      language: { type: 'string', enum: ['go', 'rust'], enumColors: { go: 'blue', rust: 'red' } },
+      cpu: { type: 'integer' },
+      docs: { type: 'string', format: 'url' },
+    }, required: ['language'] },
+  };
+  await saveJson(page, blueprint);
+  await expect(page.locator('[data-path="schema.properties.cpu.type"]')).toBeVisible();
+  blueprint.schema.properties.cpu.type = 'number';
+  await saveJson(page, blueprint);
+  await expect(page.locator('#blueprints')).toContainText('service');
+  await expect(page.locator('img.graph')).toBeVisible();
+  await shot(page, '02-builder');
+
+  // Entities: create four through the editor, then edit one.
+  for (const [id, lang, cpu] of [['cart', 'go', 4], ['auth', 'rust', 1], ['search', 'go', 8], ['mail', 'rust', 2]]) {
+    await page.goto('/ui/catalog/service');
+    await page.getByRole('link', { name: '+ New Service' }).click();
+    await saveJson(page, { identifier: id, title: `${id} service`, properties: { language: lang, cpu, docs: `https://docs.example/${id}` } });
+    await expect(page.getByRole('heading', { level: 1 })).toHaveText(`${id} service`);
+  }
+  await page.getByRole('link', { name: 'Edit', exact: true }).click();
+  await saveJson(page, { identifier: 'mail', title: 'Mail service', properties: { language: 'rust', cpu: 99 } });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Mail service');
+  await expect(page.locator('[data-property="cpu"] td')).toHaveText('99');
+
+  // Catalog: filter (cpu > 3), then sort by cpu, descending.
+  await page.goto('/ui/catalog/service');
+  const rows = page.locator('#catalog-table tbody tr');
+  await expect(rows).toHaveCount(4);
+  await expect(page.locator('.enum-blue').first()).toHaveText('go');
+  await page.locator('select[name="fp"]').selectOption('cpu');
+  await page.locator('select[name="fo"]').selectOption('>');
+  await page.locator('input[name="fv"]').fill('3');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await expect(rows).toHaveCount(3);
+  await expect(page).toHaveURL(/fp=cpu/);
+  await page.locator('th[data-column="cpu"] a.sort').click();
+  await expect(page.locator('th[data-column="cpu"] a.sort')).toContainText('▲');
+  await page.locator('th[data-column="cpu"] a.sort').click();
+  await expect(page.locator('th[data-column="cpu"] a.sort')).toContainText('▼');
+  await expect(rows.first().locator('td').first()).toHaveText('mail');
+  await expect(rows.nth(1).locator('td').first()).toHaveText('search');
+  await expect(rows.nth(2).locator('td').first()).toHaveText('cart');
+  await shot(page, '03-catalog');
+
+  // Entity page and its history.
+  await page.getByRole('link', { name: 'cart', exact: true }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('cart service');
+  await expect(page.locator('[data-property="docs"] a')).toHaveAttribute('href', 'https://docs.example/cart');
+  await expect(page.locator('#history')).toContainText('CREATE');
+  await page.goto('/ui/entities/service/mail');
+  await expect(page.locator('#history')).toContainText('UPDATE');
+  await expect(page.locator('#history ins').first()).toBeVisible();
+  await expect(page.locator('#history')).toContainText('99');
+  await shot(page, '04-entity');
+
+  // Audit log.
+  await page.locator('header nav').getByRole('link', { name: 'Audit log' }).click();
+  await expect(page.locator('#audit')).toContainText(`${EMAIL} (UI)`);
+  await shot(page, '05-audit');
+
+  // Export HCL.
+  await page.locator('header nav').getByRole('link', { name: 'Export' }).click();
+  await page.getByLabel('Terraform HCL (port_blueprint, port_entity)').check();
+  await shot(page, '06-export');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download' }).click(),
+  ]);
+  const hcl = fs.readFileSync(await download.path(), 'utf8');
+  expect(download.suggestedFilename()).toBe('portolan-export.tf');
+  expect(hcl).toContain('resource "port_blueprint" "service" {');
+  expect(hcl).toContain('resource "port_entity" "service_cart" {');
+
+  // Sign out: the catalog needs signing in again.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page.getByRole('heading', { name: 'Sign in to Portolan' })).toBeVisible();
+  await page.goto('/ui/catalog');
+  await expect(page).toHaveURL(/\/ui\/signin/);
+
+  expect(cspErrors, 'no Content-Security-Policy violations or script errors').toEqual([]);
+});
