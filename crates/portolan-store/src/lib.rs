@@ -3,6 +3,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod migrate;
+mod plan;
 mod postgres;
 pub mod query;
 pub mod sql;

@@ -1,11 +1,13 @@
 //! Moving an embedded install to PostgreSQL (`portolan migrate-data`): every row of the chosen
-//! organizations — blueprints, entities, relation edges, audit log, API credentials — copied
-//! from a SQLite database into a PostgreSQL one in a single transaction, then verified by
-//! counting and checksumming both sides.
+//! organizations — blueprints, entities, relation edges, audit log, API credentials,
+//! integrations (config versions, kind examples, resyncs, event log), users, sessions and
+//! invitations — copied from a SQLite database into a PostgreSQL one in a single transaction,
+//! then verified by counting and checksumming both sides. Background jobs are not copied:
+//! move an install with no job queued or running (`GET /v1/jobs`).
 //!
-//! *Identity:* entity `rid`s and audit ids keep their order (they are cursors and the audit
-//! order); when the target already holds rows they are shifted past its largest id, so nothing
-//! collides. Checksums are computed over the logical content of each row (ids normalized by
+//! *Identity:* entity `rid`s and the ids of the audit log, resyncs and integration log lines
+//! keep their order (they are cursors and the log order); when the target already holds rows
+//! they are shifted past its largest id, so nothing collides. Checksums are computed over the logical content of each row (ids normalized by
 //! that shift, JSON canonicalized: sorted keys, integral numbers as integers), so a jsonb
 //! column that reorders keys still checks equal and a lost or altered row does not.
 
@@ -82,7 +84,34 @@ pub struct CopyReport {
     /// What was added to entity rids and audit ids (the target's largest before the copy).
     pub rid_offset: i64,
     pub audit_offset: i64,
+    /// The shift of every id space (table of the identity column → what was added).
+    offsets: Vec<(&'static str, i64)>,
 }
+
+fn offset_of(offsets: &[(&'static str, i64)], space: &str) -> i64 {
+    offsets.iter().find(|(t, _)| *t == space).map_or(0, |(_, o)| *o)
+}
+
+/// The tables copied, in an order that satisfies foreign keys.
+const TABLES: &[&TableSpec] = &[
+    &CREDENTIALS,
+    &BLUEPRINTS,
+    &ENTITIES,
+    &RELATIONS,
+    &AUDIT,
+    &INTEGRATIONS,
+    &CONFIG_VERSIONS,
+    &EXAMPLES,
+    &RESYNCS,
+    &INTEGRATION_LOGS,
+    &USERS,
+    &SESSIONS,
+    &INVITATIONS,
+];
+
+/// Identity columns (table, column): their ids are shifted past the target's largest.
+const ID_SPACES: &[(&str, &str)] =
+    &[("entities", "rid"), ("audit_log", "id"), ("integration_resyncs", "id"), ("integration_logs", "id")];
 
 impl CopyReport {
     /// Every table matches.
@@ -127,8 +156,12 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore, opts: &CopyOpt
             )));
         }
     }
-    let rid_offset: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(rid), 0)::int8 FROM entities").fetch_one(d).await?;
-    let audit_offset: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::int8 FROM audit_log").fetch_one(d).await?;
+    let mut offsets = Vec::new();
+    for (table, col) in ID_SPACES {
+        let sql = format!("SELECT COALESCE(MAX({col}), 0)::int8 FROM {table}");
+        offsets.push((*table, sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(d).await?));
+    }
+    let (rid_offset, audit_offset) = (offset_of(&offsets, "entities"), offset_of(&offsets, "audit_log"));
     let settings_copied = existing.is_empty();
 
     let mut tx = d.begin().await?;
@@ -144,14 +177,12 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore, opts: &CopyOpt
         let mut q = SqlFrag::new("INSERT INTO organizations(id, name, created_at) VALUES (");
         q.param(o.id.as_str()).push(", ").param(o.name.as_str()).push(", ").param(o.created_at.as_str()).push(")");
         frag_query(&q).execute(&mut *tx).await?;
-        copy_rows(s, &mut tx, &o.id, &CREDENTIALS, 0).await?;
-        copy_rows(s, &mut tx, &o.id, &BLUEPRINTS, 0).await?;
-        copy_rows(s, &mut tx, &o.id, &ENTITIES, rid_offset).await?;
-        copy_rows(s, &mut tx, &o.id, &RELATIONS, rid_offset).await?;
-        copy_rows(s, &mut tx, &o.id, &AUDIT, audit_offset).await?;
+        for spec in TABLES {
+            copy_rows(s, &mut tx, &o.id, spec, &offsets).await?;
+        }
     }
     // Identity columns continue after the copied ids.
-    for (table, col) in [("entities", "rid"), ("audit_log", "id")] {
+    for (table, col) in ID_SPACES {
         let sql = format!(
             "SELECT setval(pg_get_serial_sequence('{table}', '{col}'), GREATEST((SELECT MAX({col}) FROM {table}), 1))"
         );
@@ -165,6 +196,7 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore, opts: &CopyOpt
         orgs,
         rid_offset,
         audit_offset,
+        offsets,
     };
     // Verify inside the transaction: a copy that does not match is rolled back, not left behind.
     {
@@ -189,14 +221,9 @@ pub async fn verify(src: &SqliteStore, dst: &PgStore, report: &CopyReport) -> Re
 
 async fn checks(src: &SqlitePool, dst: &PgConn<'_>, report: &CopyReport) -> Result<Vec<TableCheck>> {
     let mut tables = Vec::new();
-    for spec in [&CREDENTIALS, &BLUEPRINTS, &ENTITIES, &RELATIONS, &AUDIT] {
-        let offset = match spec.table {
-            "entities" | "entity_relations" => report.rid_offset,
-            "audit_log" => report.audit_offset,
-            _ => 0,
-        };
-        let (source_rows, source_sha256) = checksum(Side::Sqlite(src), spec, &report.orgs, 0).await?;
-        let (target_rows, target_sha256) = checksum(Side::Postgres(dst), spec, &report.orgs, offset).await?;
+    for spec in TABLES {
+        let (source_rows, source_sha256) = checksum(Side::Sqlite(src), spec, &report.orgs, &[]).await?;
+        let (target_rows, target_sha256) = checksum(Side::Postgres(dst), spec, &report.orgs, &report.offsets).await?;
         tables.push(TableCheck { table: spec.table, source_rows, target_rows, source_sha256, target_sha256 });
     }
     Ok(tables)
@@ -242,8 +269,10 @@ enum Col {
     Text,
     /// JSON text into a `json`/`jsonb` column (nullable).
     Json,
-    /// An id shifted by the offset.
-    Id,
+    /// An id (nullable) of the named id space (`ID_SPACES`), shifted by that space's offset.
+    Id(&'static str),
+    /// An integer (nullable), copied as it is.
+    Int,
     /// SQLite integer 0/1 into a boolean.
     Bool,
 }
@@ -253,6 +282,9 @@ enum Col {
 struct TableSpec {
     table: &'static str,
     cols: &'static [(&'static str, Col)],
+    /// The PostgreSQL type of its JSON columns: `json` keeps the text (key order is the API's
+    /// order), `jsonb` normalizes it.
+    json_type: &'static str,
     /// `OVERRIDING SYSTEM VALUE` (an identity column is written).
     overriding: bool,
     /// Checksum order (each column compared in byte order on both sides).
@@ -261,6 +293,7 @@ struct TableSpec {
 
 const CREDENTIALS: TableSpec = TableSpec {
     table: "credentials",
+    json_type: "jsonb",
     cols: &[("client_id", Col::Text), ("secret_hash", Col::Text), ("name", Col::Text), ("created_at", Col::Text)],
     overriding: false,
     order: &["client_id"],
@@ -268,6 +301,7 @@ const CREDENTIALS: TableSpec = TableSpec {
 
 const BLUEPRINTS: TableSpec = TableSpec {
     table: "blueprints",
+    json_type: "json",
     cols: &[
         ("identifier", Col::Text),
         ("body", Col::Json),
@@ -282,8 +316,9 @@ const BLUEPRINTS: TableSpec = TableSpec {
 
 const ENTITIES: TableSpec = TableSpec {
     table: "entities",
+    json_type: "jsonb",
     cols: &[
-        ("rid", Col::Id),
+        ("rid", Col::Id("entities")),
         ("blueprint", Col::Text),
         ("identifier", Col::Text),
         ("title", Col::Text),
@@ -303,8 +338,9 @@ const ENTITIES: TableSpec = TableSpec {
 
 const RELATIONS: TableSpec = TableSpec {
     table: "entity_relations",
+    json_type: "jsonb",
     cols: &[
-        ("src_rid", Col::Id),
+        ("src_rid", Col::Id("entities")),
         ("relation", Col::Text),
         ("target_blueprint", Col::Text),
         ("target_identifier", Col::Text),
@@ -316,8 +352,9 @@ const RELATIONS: TableSpec = TableSpec {
 
 const AUDIT: TableSpec = TableSpec {
     table: "audit_log",
+    json_type: "json",
     cols: &[
-        ("id", Col::Id),
+        ("id", Col::Id("audit_log")),
         ("at", Col::Text),
         ("resource_type", Col::Text),
         ("action", Col::Text),
@@ -334,6 +371,126 @@ const AUDIT: TableSpec = TableSpec {
     order: &["id"],
 };
 
+const INTEGRATIONS: TableSpec = TableSpec {
+    table: "integrations",
+    json_type: "json",
+    cols: &[
+        ("identifier", Col::Text),
+        ("data", Col::Json),
+        ("config_version", Col::Int),
+        ("confirm_next", Col::Bool),
+        ("created_at", Col::Text),
+        ("created_by", Col::Text),
+        ("updated_at", Col::Text),
+        ("updated_by", Col::Text),
+    ],
+    overriding: false,
+    order: &["identifier"],
+};
+
+const CONFIG_VERSIONS: TableSpec = TableSpec {
+    table: "integration_config_versions",
+    json_type: "json",
+    cols: &[
+        ("integration", Col::Text),
+        ("version", Col::Int),
+        ("config", Col::Json),
+        ("created_at", Col::Text),
+        ("created_by", Col::Text),
+    ],
+    overriding: false,
+    order: &["integration", "version"],
+};
+
+const EXAMPLES: TableSpec = TableSpec {
+    table: "integration_examples",
+    json_type: "json",
+    cols: &[("integration", Col::Text), ("kind", Col::Text), ("examples", Col::Json), ("updated_at", Col::Text)],
+    overriding: false,
+    order: &["integration", "kind"],
+};
+
+const RESYNCS: TableSpec = TableSpec {
+    table: "integration_resyncs",
+    json_type: "json",
+    cols: &[
+        ("id", Col::Id("integration_resyncs")),
+        ("integration", Col::Text),
+        ("status", Col::Text),
+        ("started_at", Col::Text),
+        ("ended_at", Col::Text),
+        ("entities_at_start", Col::Int),
+        ("deleted", Col::Int),
+        ("refused", Col::Int),
+        ("tripped", Col::Bool),
+        ("confirmed", Col::Bool),
+    ],
+    overriding: true,
+    order: &["id"],
+};
+
+const INTEGRATION_LOGS: TableSpec = TableSpec {
+    table: "integration_logs",
+    json_type: "json",
+    cols: &[
+        ("id", Col::Id("integration_logs")),
+        ("integration", Col::Text),
+        ("resync_id", Col::Id("integration_resyncs")),
+        ("at", Col::Text),
+        ("level", Col::Text),
+        ("source", Col::Text),
+        ("event", Col::Text),
+        ("message", Col::Text),
+        ("extra", Col::Json),
+    ],
+    overriding: true,
+    order: &["id"],
+};
+
+const USERS: TableSpec = TableSpec {
+    table: "users",
+    json_type: "json",
+    cols: &[
+        ("id", Col::Text),
+        ("email", Col::Text),
+        ("password_hash", Col::Text),
+        ("role", Col::Text),
+        ("created_at", Col::Text),
+    ],
+    overriding: false,
+    order: &["id"],
+};
+
+const SESSIONS: TableSpec = TableSpec {
+    table: "sessions",
+    json_type: "json",
+    cols: &[
+        ("id_hash", Col::Text),
+        ("user_id", Col::Text),
+        ("csrf", Col::Text),
+        ("created_at", Col::Int),
+        ("last_seen", Col::Int),
+    ],
+    overriding: false,
+    order: &["id_hash"],
+};
+
+const INVITATIONS: TableSpec = TableSpec {
+    table: "invitations",
+    json_type: "json",
+    cols: &[
+        ("token_hash", Col::Text),
+        ("email", Col::Text),
+        ("role", Col::Text),
+        ("created_by", Col::Text),
+        ("created_at", Col::Int),
+        ("expires_at", Col::Int),
+        ("used_at", Col::Int),
+    ],
+    overriding: false,
+    order: &["token_hash"],
+};
+
 /// A column's value read from either side, in the form both sides agree on.
 #[derive(Debug)]
 enum Cell {
@@ -348,8 +505,7 @@ fn sqlite_cells(r: &sqlx::sqlite::SqliteRow, spec: &TableSpec) -> Result<Vec<Cel
         .enumerate()
         .map(|(i, (_, col))| {
             Ok(match col {
-                Col::Id => Cell::Int(r.try_get::<i64, _>(i)?),
-                Col::Bool => Cell::Int(r.try_get::<i64, _>(i)?),
+                Col::Id(_) | Col::Int | Col::Bool => r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int),
                 Col::Text | Col::Json => r.try_get::<Option<String>, _>(i)?.map_or(Cell::Null, Cell::Text),
             })
         })
@@ -364,6 +520,8 @@ fn pager(spec: &TableSpec) -> Option<(&'static str, &'static str)> {
         "entity_relations" => Some(("entities", "rid")),
         "entities" => Some(("entities", "rid")),
         "audit_log" => Some(("audit_log", "id")),
+        "integration_resyncs" => Some(("integration_resyncs", "id")),
+        "integration_logs" => Some(("integration_logs", "id")),
         _ => None,
     }
 }
@@ -429,7 +587,7 @@ async fn read_rows(
     let (n1, n2, n3) = if pg { ("$1", "$2", "$3") } else { ("?", "?", "?") };
     let mut sql = format!("SELECT {} FROM {} WHERE org_id = {n1}", select.join(", "), spec.table);
     if range.is_some() {
-        let key = spec.cols.iter().find(|(_, c)| *c == Col::Id).map_or("rid", |(n, _)| *n);
+        let key = spec.cols.iter().find(|(_, c)| matches!(c, Col::Id(_))).map_or("rid", |(n, _)| *n);
         let _ = write!(sql, " AND {key} > {n2} AND {key} <= {n3}");
     }
     let _ = write!(sql, " ORDER BY {}", order.join(", "));
@@ -467,20 +625,16 @@ where
     Ok(())
 }
 
-/// Copy one organization's rows of one table, page by page, ids shifted by `offset`.
+/// Copy one organization's rows of one table, page by page, ids shifted by `offsets`.
 async fn copy_rows(
     s: &SqlitePool,
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     org: &str,
     spec: &TableSpec,
-    offset: i64,
+    offsets: &[(&'static str, i64)],
 ) -> Result<()> {
     let cols: Vec<&str> = spec.cols.iter().map(|(c, _)| *c).collect();
-    let json_type = match spec.table {
-        // Kept as text (key order is the API's order).
-        "blueprints" | "audit_log" => "json",
-        _ => "jsonb",
-    };
+    let json_type = spec.json_type;
     for_each_page(&Side::Sqlite(s), spec, org, async |rows: Vec<Vec<Cell>>| {
         for chunk in rows.chunks(CHUNK as usize) {
             let mut q = SqlFrag::new(&format!("INSERT INTO {}(org_id, {}) ", spec.table, cols.join(", ")));
@@ -494,7 +648,7 @@ async fn copy_rows(
                     q.push(", ");
                     match (col, cell) {
                         (_, Cell::Null) => q.push("NULL"),
-                        (Col::Id, Cell::Int(i)) => q.param(i + offset),
+                        (Col::Id(space), Cell::Int(i)) => q.param(i + offset_of(offsets, space)),
                         (Col::Bool, Cell::Int(i)) => q.param(*i != 0),
                         (Col::Json, Cell::Text(t)) => {
                             q.push("CAST(").param(t.as_str()).push(" AS ").push(json_type).push(")")
@@ -517,8 +671,13 @@ enum Side<'a, 'c> {
     Postgres(&'a PgConn<'c>),
 }
 
-/// (rows, SHA-256) of `spec`'s rows of `orgs` on one side, ids normalized by `offset`.
-async fn checksum(side: Side<'_, '_>, spec: &TableSpec, orgs: &[OrgRow], offset: i64) -> Result<(u64, String)> {
+/// (rows, SHA-256) of `spec`'s rows of `orgs` on one side, ids normalized by `offsets`.
+async fn checksum(
+    side: Side<'_, '_>,
+    spec: &TableSpec,
+    orgs: &[OrgRow],
+    offsets: &[(&'static str, i64)],
+) -> Result<(u64, String)> {
     let mut hash = Sha256::new();
     let mut rows = 0u64;
     for o in orgs {
@@ -530,8 +689,8 @@ async fn checksum(side: Side<'_, '_>, spec: &TableSpec, orgs: &[OrgRow], offset:
                     line.push('\u{1}');
                     match (col, cell) {
                         (_, Cell::Null) => line.push('\u{0}'),
-                        (Col::Id, Cell::Int(i)) => {
-                            let _ = write!(line, "{}", i - offset);
+                        (Col::Id(space), Cell::Int(i)) => {
+                            let _ = write!(line, "{}", i - offset_of(offsets, space));
                         }
                         (_, Cell::Int(i)) => {
                             let _ = write!(line, "{i}");
@@ -560,7 +719,7 @@ fn pg_cells(r: &sqlx::postgres::PgRow, spec: &TableSpec) -> Result<Vec<Cell>> {
         .enumerate()
         .map(|(i, (_, col))| {
             Ok(match col {
-                Col::Id | Col::Bool => Cell::Int(r.try_get::<i64, _>(i)?),
+                Col::Id(_) | Col::Int | Col::Bool => r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int),
                 Col::Text | Col::Json => r.try_get::<Option<String>, _>(i)?.map_or(Cell::Null, Cell::Text),
             })
         })

@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use portolan_core::{Blueprint, Entity};
 use portolan_store::conformance::{ctx, entity, model, org, put};
 use portolan_store::migrate::{CopyOptions, MigrateError, sqlite_to_postgres, verify};
-use portolan_store::{AuditFilter, OrgId, SearchRequest, SqliteStore, Store};
+use portolan_store::{
+    AuditFilter, IntegrationLog, Invitation, LogFilter, OrgId, SaveMode, SearchRequest, Session, SqliteStore, Store,
+    User,
+};
 use serde_json::json;
 
 fn temp_db() -> std::path::PathBuf {
@@ -71,6 +74,71 @@ async fn all_entities(s: &dyn Store, o: &OrgId, m: &HashMap<String, Blueprint>) 
     }
 }
 
+/// An integration with three config versions, kind examples, two resyncs and 250 log lines;
+/// a user with a session and an invitation.
+async fn integration_and_accounts(s: &dyn Store, o: &OrgId) {
+    let config = |n: u32| {
+        json!({"resources": [{"kind": "repo", "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {"identifier": ".name", "blueprint": format!("'service{n}'")}}}}]})
+    };
+    let data =
+        json!({"installationAppType": "github", "installationType": "OnPrem", "version": "0.1", "config": config(1)});
+    s.save_integration(o, "gh", &data, SaveMode::Create, true, &ctx()).await.unwrap();
+    for n in 2..=3 {
+        let data = json!({"installationAppType": "github", "installationType": "OnPrem", "version": "0.1", "config": config(n)});
+        s.save_integration(o, "gh", &data, SaveMode::Update, true, &ctx()).await.unwrap();
+    }
+    s.put_kind_examples(o, "gh", "repo", &json!([{"name": "a", "stars": 1.0}]), "2026-01-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    for round in 0..2 {
+        let r = s.start_resync(o, "gh", "2026-01-01T00:00:00.000Z", 100).await.unwrap();
+        let lines: Vec<IntegrationLog> = (0..125)
+            .map(|i| IntegrationLog {
+                id: String::new(),
+                at: format!("2026-01-01T00:{round:02}:{:02}.000Z", i % 60),
+                level: ["INFO", "WARNING", "ERROR"][i % 3].into(),
+                source: "ocean".into(),
+                event: "log".into(),
+                resync_id: Some(r.id.clone()),
+                message: format!("line {round}-{i}"),
+                extra: json!({"i": i}),
+            })
+            .collect();
+        s.append_integration_logs(o, "gh", &lines).await.unwrap();
+        s.finish_resync(o, "gh", "completed", "2026-01-01T00:05:00.000Z").await.unwrap();
+    }
+    let user = User {
+        id: format!("usr_{}", o.0),
+        org: o.clone(),
+        email: format!("admin@{}.example", o.0),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role: "admin".into(),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    s.create_user(&user).await.unwrap();
+    let session = Session {
+        id_hash: format!("session-{}", o.0),
+        org: o.clone(),
+        user_id: user.id.clone(),
+        csrf: "csrf".into(),
+        created_at: 1_767_225_600,
+        last_seen: 1_767_225_700,
+    };
+    s.create_session(&session).await.unwrap();
+    let invitation = Invitation {
+        token_hash: format!("invite-{}", o.0),
+        org: o.clone(),
+        email: format!("new@{}.example", o.0),
+        role: "member".into(),
+        created_by: user.id.clone(),
+        created_at: 1_767_225_600,
+        expires_at: 1_767_830_400,
+        used_at: None,
+    };
+    s.create_invitation(&invitation).await.unwrap();
+}
+
 #[tokio::test]
 async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     let Some(pg) = pg::fresh().await else { return };
@@ -83,6 +151,7 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
         .unwrap();
     let m = model(&src, &acme).await;
     catalog(&src, &acme, &m, 9000).await;
+    integration_and_accounts(&src, &acme).await;
     let small = org(&src, "small").await;
     let ms = model(&src, &small).await;
     catalog(&src, &small, &ms, 900).await;
@@ -98,8 +167,15 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     assert_eq!(count("entity_relations"), 2 * (9000 - 500) + 2 * (900 - 50));
     assert_eq!(count("credentials"), 1);
     assert_eq!(count("blueprints"), 6);
-    // Every create (11,000 entities, 6 blueprints), update (2,250 + 225) and delete (500 + 50).
-    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550);
+    // Every create (11,000 entities, 6 blueprints), update (2,250 + 225) and delete (500 + 50),
+    // and the integration's create and two updates.
+    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550 + 3);
+    assert_eq!(count("integrations"), 1);
+    assert_eq!(count("integration_config_versions"), 3);
+    assert_eq!(count("integration_examples"), 1);
+    assert_eq!(count("integration_resyncs"), 2);
+    assert_eq!(count("integration_logs"), 250);
+    assert_eq!((count("users"), count("sessions"), count("invitations")), (1, 1, 1));
 
     // Read back through the PostgreSQL store: the same entities in the same (cursor) order.
     let (before, after) = (all_entities(&src, &acme, &m).await, all_entities(&*pg, &acme, &m).await);
@@ -110,6 +186,27 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     assert_eq!(a.len(), b.len());
     assert!(a.iter().zip(&b).all(|(x, y)| x.id == y.id && x.at == y.at && x.diff == y.diff && x.action == y.action));
     assert_eq!(pg.credential("acme-client").await.unwrap().unwrap().1, "hash-of-acme-secret");
+    // The integration, its event log (in order, with its resyncs) and the accounts read back alike.
+    assert_eq!(src.get_integration(&acme, "gh").await.unwrap(), pg.get_integration(&acme, "gh").await.unwrap());
+    assert_eq!(
+        src.integration_config_versions(&acme, "gh").await.unwrap(),
+        pg.integration_config_versions(&acme, "gh").await.unwrap()
+    );
+    let logs = LogFilter { limit: 300, ..LogFilter::default() };
+    let (a, b) = (
+        src.list_integration_logs(&acme, "gh", &logs).await.unwrap(),
+        pg.list_integration_logs(&acme, "gh", &logs).await.unwrap(),
+    );
+    assert_eq!(a.len(), 250);
+    assert_eq!(a, b);
+    assert_eq!(src.latest_resync(&acme, "gh").await.unwrap(), pg.latest_resync(&acme, "gh").await.unwrap());
+    let email = "admin@".to_string() + &acme.0 + ".example";
+    assert_eq!(src.user_by_email(&email).await.unwrap(), pg.user_by_email(&email).await.unwrap());
+    let session = "session-".to_string() + &acme.0;
+    assert_eq!(src.session(&session).await.unwrap(), pg.session(&session).await.unwrap());
+    // New log lines and resyncs continue after the copied ids.
+    let r = pg.start_resync(&acme, "gh", "2026-02-01T00:00:00.000Z", 1).await.unwrap();
+    assert_ne!(Some(&r.id), a[0].resync_id.as_ref());
     assert_eq!(pg.setting_or_init("token_signing_key", "new").await.unwrap(), "the-old-key");
     // The identity sequences continue after the copied ids: new writes work.
     let e = entity("team", "t-new", json!({}), json!({}));

@@ -1,16 +1,16 @@
 //! Entity rows, relation edges, search (PostgreSQL).
 
 use portolan_core::Entity;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::{audit, frag_query, pgq};
+pub(super) use crate::plan::{entity_record, json_text};
 use crate::query::{CompileCtx, compile_where_in};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{
-    AuditCtx, AuditRecord, EntityWrite, OrgId, Page, RelTarget, Result, SearchRequest, StoreError, WriteRejection,
-    Written,
+    AuditCtx, EntityWrite, OrgId, Page, RelTarget, Result, SearchRequest, StoreError, WriteRejection, Written,
 };
 
 /// The columns `from_row` reads; JSON columns as text.
@@ -178,34 +178,6 @@ async fn exists(conn: &mut PgConnection, org: &OrgId, bp: &str, id: &str) -> Res
         .fetch_optional(conn)
         .await?;
     Ok(row.is_some())
-}
-
-pub(super) fn entity_record(
-    ctx: &AuditCtx,
-    action: &str,
-    bp: &str,
-    id: &str,
-    before: Option<&Entity>,
-    after: Option<&Entity>,
-) -> AuditRecord {
-    AuditRecord {
-        id: String::new(),
-        at: ctx.at.clone(),
-        resource_type: "entity".into(),
-        action: action.into(),
-        status: "SUCCESS".into(),
-        identifier: id.into(),
-        blueprint: Some(bp.into()),
-        entity: Some(id.into()),
-        origin: ctx.origin.clone(),
-        user_id: ctx.user_id.clone(),
-        diff: Some(json!({"before": before, "after": after})),
-        message: None,
-    }
-}
-
-pub(super) fn json_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 /// Insert or update the entity row and replace its relation edges. Returns the row id.

@@ -10,25 +10,23 @@
 use std::collections::{HashMap, HashSet};
 
 use portolan_core::Entity;
-use serde_json::Map;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::audit;
-use super::entities::{COLUMNS, bind, entity_record, from_row, json_text, write_sequential};
+use super::entities::{COLUMNS, bind, from_row, write_sequential};
+use crate::plan::{Key, Outcome, Plan, json_text};
 use crate::sql::{SqlFrag, SqlParam};
-use crate::{AuditCtx, AuditRecord, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
+use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters; entities bind 13 each).
 const CHUNK: usize = 500;
-
-type Key = (String, String);
 
 pub(crate) async fn write(
     pool: &SqlitePool,
     org: &OrgId,
     writes: Vec<EntityWrite>,
     ctx: &AuditCtx,
-) -> Result<Vec<std::result::Result<Written, WriteRejection>>> {
+) -> Result<Vec<Outcome>> {
     let mut keys = HashSet::new();
     if !writes.iter().all(|w| keys.insert((w.blueprint.clone(), w.identifier.clone()))) {
         return write_sequential(pool, org, writes, ctx).await;
@@ -37,130 +35,24 @@ pub(crate) async fn write(
     let wanted: Vec<Key> = writes.iter().map(|w| (w.blueprint.clone(), w.identifier.clone())).collect();
     let mut stored = load(&mut tx, org, wanted.into_iter()).await?;
 
-    // Compose every entity against what is stored.
-    struct Built {
-        entity: Entity,
-        edges: Vec<RelTarget>,
-        before: Option<(i64, Entity)>,
-        create_missing: bool,
-    }
-    let mut results: Vec<Option<std::result::Result<Written, WriteRejection>>> = Vec::with_capacity(writes.len());
-    let mut built: Vec<Option<Built>> = Vec::with_capacity(writes.len());
-    for w in writes {
-        let before = stored.remove(&(w.blueprint.clone(), w.identifier.clone()));
-        match (w.build)(before.as_ref().map(|(_, e)| e)) {
-            Ok((entity, edges)) => {
-                results.push(None);
-                built.push(Some(Built { entity, edges, before, create_missing: w.create_missing_related }));
-            }
-            Err(rej) => {
-                results.push(Some(Err(rej)));
-                built.push(None);
-            }
-        }
-    }
-
-    // Relation targets: stored, or written by this batch. Rejections can make other targets
-    // disappear, so repeat until nothing changes.
-    let wanted: Vec<Key> = built
-        .iter()
-        .flatten()
-        .flat_map(|b| b.edges.iter())
-        .map(|e| (e.target_blueprint.clone(), e.target_identifier.clone()))
-        .collect();
-    let existing = existing_keys(&mut tx, org, wanted.into_iter()).await?;
-    loop {
-        let accepted: HashSet<Key> =
-            built.iter().flatten().map(|b| (b.entity.blueprint.clone(), b.entity.identifier.clone())).collect();
-        let mut changed = false;
-        for (i, slot) in built.iter_mut().enumerate() {
-            let Some(b) = slot else { continue };
-            if b.create_missing {
-                continue;
-            }
-            let missing = b.edges.iter().find(|e| {
-                let k = (e.target_blueprint.clone(), e.target_identifier.clone());
-                !existing.contains(&k) && !accepted.contains(&k)
-            });
-            if let Some(e) = missing {
-                results[i] = Some(Err(WriteRejection::MissingTarget {
-                    relation: e.relation.clone(),
-                    blueprint: e.target_blueprint.clone(),
-                    identifier: e.target_identifier.clone(),
-                }));
-                *slot = None;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-
-    // Stubs for missing targets of writes that asked for them.
-    let accepted: HashSet<Key> =
-        built.iter().flatten().map(|b| (b.entity.blueprint.clone(), b.entity.identifier.clone())).collect();
-    let mut stub_keys: Vec<Key> = Vec::new();
-    for b in built.iter().flatten().filter(|b| b.create_missing) {
-        for e in &b.edges {
-            let k = (e.target_blueprint.clone(), e.target_identifier.clone());
-            if !existing.contains(&k) && !accepted.contains(&k) && !stub_keys.contains(&k) {
-                stub_keys.push(k);
-            }
-        }
-    }
-    let stubs: Vec<Entity> = stub_keys
-        .into_iter()
-        .map(|(bp, id)| Entity {
-            identifier: id,
-            title: None,
-            icon: None,
-            blueprint: bp,
-            team: vec![],
-            properties: Map::new(),
-            relations: Map::new(),
-            created_at: ctx.at.clone(),
-            created_by: ctx.user_id.clone(),
-            updated_at: ctx.at.clone(),
-            updated_by: ctx.user_id.clone(),
-            datasource: None,
-        })
-        .collect();
+    let mut plan = Plan::compose(writes, &mut stored, |_| None);
+    // Relation targets: stored, or written by this batch.
+    let existing = existing_keys(&mut tx, org, plan.targets().into_iter()).await?;
+    plan.reject_missing_targets(&existing);
+    let stubs = plan.stubs(&existing, ctx);
 
     // Write: stubs and entities (one upsert statement per chunk), edges, audit records.
-    let rows: Vec<&Entity> = stubs.iter().chain(built.iter().flatten().map(|b| &b.entity)).collect();
+    let rows: Vec<&Entity> = stubs.iter().chain(plan.accepted().map(|b| &b.entity)).collect();
     let rids = upsert(&mut tx, org, &rows).await?;
-    let replaced: Vec<i64> = built.iter().flatten().filter_map(|b| b.before.as_ref().map(|(rid, _)| *rid)).collect();
-    for chunk in replaced.chunks(CHUNK) {
+    for chunk in plan.replaced().chunks(CHUNK) {
         let mut q = SqlFrag::new("DELETE FROM entity_relations WHERE src_rid IN (");
         q.param_list(chunk.iter().map(|r| SqlParam::Int(*r))).push(")");
         bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params).execute(&mut *tx).await?;
     }
-    let mut edges: Vec<(i64, &RelTarget)> = Vec::new();
-    for b in built.iter().flatten() {
-        let rid = rids[&(b.entity.blueprint.clone(), b.entity.identifier.clone())];
-        edges.extend(b.edges.iter().map(|e| (rid, e)));
-    }
-    insert_edges(&mut tx, org, &edges).await?;
-    let mut records: Vec<AuditRecord> =
-        stubs.iter().map(|s| entity_record(ctx, "CREATE", &s.blueprint, &s.identifier, None, Some(s))).collect();
-    for b in built.iter().flatten() {
-        let action = if b.before.is_some() { "UPDATE" } else { "CREATE" };
-        let before = b.before.as_ref().map(|(_, e)| e);
-        records.push(entity_record(ctx, action, &b.entity.blueprint, &b.entity.identifier, before, Some(&b.entity)));
-    }
-    audit::insert_many(&mut tx, org, &records).await?;
+    insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
+    audit::insert_many(&mut tx, org, &plan.audit_records(&stubs, ctx)).await?;
     tx.commit().await?;
-
-    Ok(results
-        .into_iter()
-        .zip(built)
-        .map(|(r, b)| match (r, b) {
-            (Some(r), _) => r,
-            (None, Some(b)) => Ok(Written { created: b.before.is_none(), entity: b.entity }),
-            (None, None) => Err(WriteRejection::NotFound("internal: write lost".into())),
-        })
-        .collect())
+    Ok(plan.finish())
 }
 
 /// Stored entities for `keys`, by key, with their row ids.

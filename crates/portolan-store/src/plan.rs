@@ -1,0 +1,225 @@
+//! The pure part of a batched entity write, shared by both backends: compose each write against
+//! the stored entity, drop writes whose relation targets exist neither in the database nor in the
+//! batch, make stubs for targets the writer asked to create, and turn the outcome into edges,
+//! audit records and per-entity results. The backends do the IO around it (`sqlite/write.rs`,
+//! `postgres/write.rs`): load the stored rows, check which targets exist, upsert, commit.
+
+use std::collections::{HashMap, HashSet};
+
+use portolan_core::Entity;
+use serde_json::{Map, json};
+
+use crate::{AuditCtx, AuditRecord, EntityWrite, RelTarget, WriteRejection, Written};
+
+/// (blueprint, identifier).
+pub(crate) type Key = (String, String);
+pub(crate) type Outcome = std::result::Result<Written, WriteRejection>;
+
+/// One write of the batch, composed and not (yet) rejected.
+pub(crate) struct Built {
+    pub entity: Entity,
+    pub edges: Vec<RelTarget>,
+    /// The stored row (row id, entity) this write replaces.
+    pub before: Option<(i64, Entity)>,
+    create_missing: bool,
+}
+
+impl Built {
+    pub fn key(&self) -> Key {
+        (self.entity.blueprint.clone(), self.entity.identifier.clone())
+    }
+}
+
+/// A batch in flight: for each write, in order, either its rejection or what it will write.
+pub(crate) struct Plan {
+    results: Vec<Option<Outcome>>,
+    built: Vec<Option<Built>>,
+}
+
+impl Plan {
+    /// Compose every write against its stored entity (taken out of `stored`). `refuse` may turn
+    /// a composed entity into a rejection (PostgreSQL refuses NUL characters).
+    pub fn compose(
+        writes: Vec<EntityWrite>,
+        stored: &mut HashMap<Key, (i64, Entity)>,
+        refuse: impl Fn(&Entity) -> Option<WriteRejection>,
+    ) -> Plan {
+        let mut results = Vec::with_capacity(writes.len());
+        let mut built = Vec::with_capacity(writes.len());
+        for w in writes {
+            let before = stored.remove(&(w.blueprint.clone(), w.identifier.clone()));
+            let composed =
+                (w.build)(before.as_ref().map(|(_, e)| e)).and_then(|(entity, edges)| match refuse(&entity) {
+                    Some(rejection) => Err(rejection),
+                    None => Ok((entity, edges)),
+                });
+            match composed {
+                Ok((entity, edges)) => {
+                    results.push(None);
+                    built.push(Some(Built { entity, edges, before, create_missing: w.create_missing_related }));
+                }
+                Err(rejection) => {
+                    results.push(Some(Err(rejection)));
+                    built.push(None);
+                }
+            }
+        }
+        Plan { results, built }
+    }
+
+    /// The writes still accepted.
+    pub fn accepted(&self) -> impl Iterator<Item = &Built> {
+        self.built.iter().flatten()
+    }
+
+    fn accepted_keys(&self) -> HashSet<Key> {
+        self.accepted().map(Built::key).collect()
+    }
+
+    /// Every relation target of the accepted writes (to look up in the database).
+    pub fn targets(&self) -> Vec<Key> {
+        self.accepted()
+            .flat_map(|b| b.edges.iter())
+            .map(|e| (e.target_blueprint.clone(), e.target_identifier.clone()))
+            .collect()
+    }
+
+    /// Reject writes with a relation target that is neither in `existing` nor written by the
+    /// batch (unless they asked for missing targets to be created). A rejection can make another
+    /// write's target disappear, so this repeats until nothing changes.
+    pub fn reject_missing_targets(&mut self, existing: &HashSet<Key>) {
+        loop {
+            let accepted = self.accepted_keys();
+            let mut changed = false;
+            for (i, slot) in self.built.iter_mut().enumerate() {
+                let Some(b) = slot else { continue };
+                if b.create_missing {
+                    continue;
+                }
+                let missing = b.edges.iter().find(|e| {
+                    let k = (e.target_blueprint.clone(), e.target_identifier.clone());
+                    !existing.contains(&k) && !accepted.contains(&k)
+                });
+                if let Some(e) = missing {
+                    self.results[i] = Some(Err(WriteRejection::MissingTarget {
+                        relation: e.relation.clone(),
+                        blueprint: e.target_blueprint.clone(),
+                        identifier: e.target_identifier.clone(),
+                    }));
+                    *slot = None;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    /// Empty entities for the missing targets of writes that asked for them, each once.
+    pub fn stubs(&self, existing: &HashSet<Key>, ctx: &AuditCtx) -> Vec<Entity> {
+        let accepted = self.accepted_keys();
+        let mut keys: Vec<Key> = Vec::new();
+        for b in self.accepted().filter(|b| b.create_missing) {
+            for e in &b.edges {
+                let k = (e.target_blueprint.clone(), e.target_identifier.clone());
+                if !existing.contains(&k) && !accepted.contains(&k) && !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys.into_iter()
+            .map(|(blueprint, identifier)| Entity {
+                identifier,
+                title: None,
+                icon: None,
+                blueprint,
+                team: vec![],
+                properties: Map::new(),
+                relations: Map::new(),
+                created_at: ctx.at.clone(),
+                created_by: ctx.user_id.clone(),
+                updated_at: ctx.at.clone(),
+                updated_by: ctx.user_id.clone(),
+                datasource: None,
+            })
+            .collect()
+    }
+
+    /// Row ids of the stored entities the batch replaces (their old edges go).
+    pub fn replaced(&self) -> Vec<i64> {
+        self.accepted().filter_map(|b| b.before.as_ref().map(|(rid, _)| *rid)).collect()
+    }
+
+    /// The relation edges to insert, by the source's row id (`rids` from the upsert).
+    pub fn edges<'a>(&'a self, rids: &HashMap<Key, i64>) -> Vec<(i64, &'a RelTarget)> {
+        let mut edges = Vec::new();
+        for b in self.accepted() {
+            let rid = rids[&b.key()];
+            edges.extend(b.edges.iter().map(|e| (rid, e)));
+        }
+        edges
+    }
+
+    /// Audit records: a CREATE per stub, then a CREATE or UPDATE per accepted write.
+    pub fn audit_records(&self, stubs: &[Entity], ctx: &AuditCtx) -> Vec<AuditRecord> {
+        let mut records: Vec<AuditRecord> =
+            stubs.iter().map(|s| entity_record(ctx, "CREATE", &s.blueprint, &s.identifier, None, Some(s))).collect();
+        for b in self.accepted() {
+            let action = if b.before.is_some() { "UPDATE" } else { "CREATE" };
+            let before = b.before.as_ref().map(|(_, e)| e);
+            records.push(entity_record(
+                ctx,
+                action,
+                &b.entity.blueprint,
+                &b.entity.identifier,
+                before,
+                Some(&b.entity),
+            ));
+        }
+        records
+    }
+
+    /// Each write's outcome, in the order of the batch.
+    pub fn finish(self) -> Vec<Outcome> {
+        self.results
+            .into_iter()
+            .zip(self.built)
+            .map(|(r, b)| match (r, b) {
+                (Some(r), _) => r,
+                (None, Some(b)) => Ok(Written { created: b.before.is_none(), entity: b.entity }),
+                (None, None) => Err(WriteRejection::NotFound("internal: write lost".into())),
+            })
+            .collect()
+    }
+}
+
+/// The audit record of an entity write.
+pub(crate) fn entity_record(
+    ctx: &AuditCtx,
+    action: &str,
+    bp: &str,
+    id: &str,
+    before: Option<&Entity>,
+    after: Option<&Entity>,
+) -> AuditRecord {
+    AuditRecord {
+        id: String::new(),
+        at: ctx.at.clone(),
+        resource_type: "entity".into(),
+        action: action.into(),
+        status: "SUCCESS".into(),
+        identifier: id.into(),
+        blueprint: Some(bp.into()),
+        entity: Some(id.into()),
+        origin: ctx.origin.clone(),
+        user_id: ctx.user_id.clone(),
+        diff: Some(json!({"before": before, "after": after})),
+        message: None,
+    }
+}
+
+/// A value as JSON text (`null` if it cannot be serialized, which our types never fail).
+pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
