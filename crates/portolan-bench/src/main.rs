@@ -7,6 +7,7 @@ mod load;
 mod model;
 mod report;
 mod server;
+mod web;
 
 use std::path::PathBuf;
 
@@ -114,7 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let peak_rss_kib = srv.peak_rss_kib();
     let log = srv.log_tail();
     let stopped = srv.stop().await;
-    let (load, latency) = match measured {
+    let (load, latency, web) = match measured {
         Ok(m) => m,
         Err(e) => return Err(e.context(format!("server log (last lines):\n{log}"))),
     };
@@ -134,7 +135,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(_) => "PostgreSQL (a fresh database on the server of --database-url)".to_string(),
         None => "SQLite (a fresh file)".to_string(),
     };
-    let report = Report { ctx, database, data, batch, concurrency, samples, load, latency, baseline, peak_rss_kib };
+    let report =
+        Report { ctx, database, data, batch, concurrency, samples, load, latency, web, baseline, peak_rss_kib };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
@@ -144,7 +146,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything that talks to the server: blueprints, load, count check, latencies.
+/// Everything that talks to the server: blueprints, load, count check, API latencies, then the
+/// web UI's catalog pages.
 async fn measure(
     srv: &Server,
     creds: &server::Credentials,
@@ -152,7 +155,7 @@ async fn measure(
     batch: usize,
     concurrency: usize,
     samples: usize,
-) -> anyhow::Result<(load::LoadResult, latency::LatencyResult)> {
+) -> anyhow::Result<(load::LoadResult, latency::LatencyResult, Vec<latency::Stats>)> {
     let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
     load::create_blueprints(&api).await?;
     progress(&format!("loading {} entities: batches of {batch}, {concurrency} in flight", data.total()));
@@ -161,5 +164,8 @@ async fn measure(
     load::verify_counts(&api, data).await?;
     progress(&format!("counts verified; measuring latencies ({samples} samples each)"));
     let lat = latency::run(&api, data, samples).await?;
-    Ok((loaded, lat))
+    progress(&format!("signing in to the web UI; timing catalog pages ({samples} samples each)"));
+    let browser = web::Web::sign_in(&srv.base, server::WEB_EMAIL, server::WEB_PASSWORD).await?;
+    let pages = web::run(&browser, data, samples).await?;
+    Ok((loaded, lat, pages))
 }

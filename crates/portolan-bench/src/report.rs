@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::baseline::{BaselineResult, Variant};
-use crate::latency::LatencyResult;
+use crate::latency::{LatencyResult, Stats};
 use crate::load::LoadResult;
 use crate::model::Dataset;
 
@@ -13,6 +13,9 @@ use crate::model::Dataset;
 pub const TARGET_INGEST_PER_SEC: f64 = 5_000.0;
 /// Filtered-search target: p50 of one page, in milliseconds.
 pub const TARGET_FILTERED_P50_MS: f64 = 20.0;
+/// Catalog-page target (issue 5): p50 of the full HTML of the first page and of a filtered
+/// page, in milliseconds.
+pub const TARGET_CATALOG_P50_MS: f64 = 150.0;
 
 pub struct Context {
     pub date: String,
@@ -95,6 +98,8 @@ pub struct Report {
     pub samples: usize,
     pub load: LoadResult,
     pub latency: LatencyResult,
+    /// The web UI's catalog pages (first page, filtered page).
+    pub web: Vec<Stats>,
     pub baseline: Option<BaselineResult>,
     pub peak_rss_kib: u64,
 }
@@ -192,10 +197,20 @@ impl Report {
             self.latency.filtered_pages,
             verdict(p50 <= TARGET_FILTERED_P50_MS)
         );
+        for st in &self.web {
+            let _ = writeln!(
+                s,
+                "| Catalog page `{}`, p50 (p99) | {:.2} ms ({:.2} ms) | ≤ {TARGET_CATALOG_P50_MS} ms: {} |",
+                st.name.trim_start_matches("GET "),
+                st.p50_ms,
+                st.p99_ms,
+                verdict(st.p50_ms <= TARGET_CATALOG_P50_MS)
+            );
+        }
         let _ = writeln!(s, "| Server peak RSS (VmHWM) | {:.1} MiB | |\n", self.peak_rss_kib as f64 / 1024.0);
         let _ = writeln!(s, "| Request (sequential) | Samples | p50 ms | p99 ms | Mean ms | Notes |");
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---|");
-        for st in &self.latency.stats {
+        for st in self.latency.stats.iter().chain(&self.web) {
             let _ = writeln!(
                 s,
                 "| `{}` | {} | {:.2} | {:.2} | {:.2} | {} |",
@@ -227,14 +242,17 @@ impl Report {
                     "ceilingRowsPerSec": b.ceiling().per_sec(), "apiRatio": l.per_sec() / b.ceiling().per_sec()
                 })
             }),
-            "latency": self.latency.stats.iter().map(|s| json!({
+            "latency": self.latency.stats.iter().chain(&self.web).map(|s| json!({
                 "request": s.name, "samples": s.samples, "p50Ms": s.p50_ms, "p99Ms": s.p99_ms, "meanMs": s.mean_ms, "note": s.note
             })).collect::<Vec<_>>(),
             "filteredMatches": self.latency.filtered_total,
             "serverPeakRssKib": self.peak_rss_kib,
             "targets": {
                 "ingestPerSec": {"target": TARGET_INGEST_PER_SEC, "actual": l.per_sec(), "met": l.per_sec() >= TARGET_INGEST_PER_SEC},
-                "filteredP50Ms": {"target": TARGET_FILTERED_P50_MS, "actual": p50, "met": p50 <= TARGET_FILTERED_P50_MS}
+                "filteredP50Ms": {"target": TARGET_FILTERED_P50_MS, "actual": p50, "met": p50 <= TARGET_FILTERED_P50_MS},
+                "catalogPageP50Ms": self.web.iter().map(|s| json!({
+                    "request": s.name, "target": TARGET_CATALOG_P50_MS, "actual": s.p50_ms, "met": s.p50_ms <= TARGET_CATALOG_P50_MS
+                })).collect::<Vec<_>>()
             }
         })
     }

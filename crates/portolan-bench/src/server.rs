@@ -12,6 +12,10 @@ use tokio::process::{Child, Command};
 
 /// `PORTOLAN_RATE_LIMIT_PER_MINUTE` for the run: far above anything the benchmark sends.
 const RATE_LIMIT: &str = "1000000000";
+/// The web UI's admin, created by `serve` from `PORTOLAN_BOOTSTRAP_ADMIN_EMAIL/PASSWORD`: the
+/// catalog-page measurements sign in as it.
+pub const WEB_EMAIL: &str = "bench@example.com";
+pub const WEB_PASSWORD: &str = "portolan-bench-password";
 
 /// A temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -93,6 +97,8 @@ impl Server {
             .arg(data_dir)
             .env("PORTOLAN_MAX_BULK_ENTITIES", max_bulk.to_string())
             .env("PORTOLAN_RATE_LIMIT_PER_MINUTE", RATE_LIMIT)
+            .env("PORTOLAN_BOOTSTRAP_ADMIN_EMAIL", WEB_EMAIL)
+            .env("PORTOLAN_BOOTSTRAP_ADMIN_PASSWORD", WEB_PASSWORD)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))

@@ -47,6 +47,11 @@ pub struct Config {
     /// The URL people reach this server at (links printed by `portolan init`); default
     /// `http://<listen>`.
     pub public_url: Option<String>,
+    /// Webhooks: base64 of the 32-byte master key webhook secrets are encrypted with. Never
+    /// printed: `Debug` redacts it.
+    pub secrets_key: Option<String>,
+    /// Webhooks: a file holding that key (Docker/Kubernetes secrets).
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,8 @@ impl fmt::Debug for Config {
             .field("session_absolute_hours", &self.session_absolute_hours)
             .field("secure_cookies", &self.secure_cookies)
             .field("public_url", &self.public_url)
+            .field("secrets_key", &self.secrets_key.as_ref().map(|_| "[redacted]"))
+            .field("secrets_key_file", &self.secrets_key_file)
             .finish()
     }
 }
@@ -109,6 +116,9 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     ("session_absolute_hours", "PORTOLAN_SESSION_ABSOLUTE_HOURS", "an integer from 1 to 8760", Some("168")),
     ("secure_cookies", "PORTOLAN_SECURE_COOKIES", "true or false", Some("false")),
     ("public_url", "PORTOLAN_PUBLIC_URL", "an http:// or https:// URL such as https://portal.example.com", None),
+    // Webhooks: the master key of secrets at rest.
+    ("secrets_key", "PORTOLAN_SECRETS_KEY", "base64 of 32 random bytes (e.g. `openssl rand -base64 32`)", None),
+    ("secrets_key_file", "PORTOLAN_SECRETS_KEY_FILE", "the path of a file holding the base64 of 32 random bytes", None),
 ];
 
 /// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
@@ -315,6 +325,17 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if public_url.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
         bad("public_url", public_url.clone());
     }
+    // Webhooks: the master key of secrets at rest (the file is read on start).
+    let secrets_key = get("secrets_key").filter(|k| !k.trim().is_empty());
+    if let Some(k) = &secrets_key
+        && portolan_server::secrets::SecretsKey::from_base64(k).is_err()
+    {
+        bad("secrets_key", Some("[redacted]".into()));
+    }
+    let secrets_key_file = get("secrets_key_file").filter(|f| !f.is_empty()).map(PathBuf::from);
+    if secrets_key.is_some() && secrets_key_file.is_some() {
+        problems.push("set PORTOLAN_SECRETS_KEY or PORTOLAN_SECRETS_KEY_FILE, not both".to_string());
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -341,6 +362,8 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 session_absolute_hours: session_absolute_hours.unwrap_or(168),
                 secure_cookies: secure_cookies.unwrap_or(false),
                 public_url,
+                secrets_key,
+                secrets_key_file,
             })
         }
         _ => Err(problems),
@@ -375,8 +398,11 @@ mod tests {
             session_absolute_hours: 168,
             secure_cookies: false,
             public_url: None,
+            secrets_key: Some("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg=".into()),
+            secrets_key_file: None,
         };
         let s = format!("{c:?}");
+        assert!(!s.contains("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg"), "{s}");
         assert!(!s.contains("super-secret"), "{s}");
         assert!(!s.contains("db-pass-42"), "{s}");
         assert!(!s.contains("admin-password-secret"), "{s}");

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod config;
+mod keys;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -482,8 +483,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if store.org_by_name(DEFAULT_ORG).await?.is_none() {
         tracing::warn!("there is no organization yet: run `portolan init` to create one and get API credentials");
     }
+    // Webhooks: the master key of secrets at rest (keys.rs).
+    let secrets_key = keys::resolve(&cfg, &*store, matches!(store, Db::Postgres(_))).await?;
     let defaults = ApiConfig::default();
     let api = ApiConfig {
+        secrets_key,
         max_bulk_entities: cfg.max_bulk_entities,
         rate_limit_per_minute: cfg.rate_limit_per_minute,
         job_workers: cfg.job_workers,

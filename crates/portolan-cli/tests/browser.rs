@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 const EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "browser-test-password";
+/// API credentials the spec uses to create an integration and ship its log lines, as Ocean does.
+const CLIENT_ID: &str = "browser-test-client";
+const CLIENT_SECRET: &str = "browser-test-client-secret";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
@@ -57,6 +60,8 @@ fn web_ui_in_chromium() {
         .arg(&data)
         .env("PORTOLAN_BOOTSTRAP_ADMIN_EMAIL", EMAIL)
         .env("PORTOLAN_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_ID", CLIENT_ID)
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
         .env("PORTOLAN_LOG_LEVEL", "warn")
         .env_remove("PORTOLAN_DATABASE_URL")
         .stdout(Stdio::piped())
@@ -82,6 +87,8 @@ fn web_ui_in_chromium() {
         .env("PORTOLAN_URL", &url)
         .env("PORTOLAN_ADMIN_EMAIL", EMAIL)
         .env("PORTOLAN_ADMIN_PASSWORD", PASSWORD)
+        .env("PORTOLAN_CLIENT_ID", CLIENT_ID)
+        .env("PORTOLAN_CLIENT_SECRET", CLIENT_SECRET)
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM_PATH", &chromium)
         .env("PLAYWRIGHT_OUTPUT_DIR", root.join("target/playwright-results"))
@@ -95,7 +102,16 @@ fn web_ui_in_chromium() {
         "playwright failed ({status}) after {:?}; see target/playwright-results",
         started.elapsed()
     );
-    for name in ["01-signin", "02-builder", "03-catalog", "04-entity", "05-audit", "06-export"] {
+    for name in [
+        "01-signin",
+        "02-builder",
+        "03-catalog",
+        "04-entity",
+        "05-audit",
+        "06-export",
+        "07-data-sources",
+        "08-event-log",
+    ] {
         let f = shots.join(format!("{name}.png"));
         assert!(f.metadata().map(|m| m.len() > 1000).unwrap_or(false), "screenshot {} missing", f.display());
     }

@@ -95,6 +95,16 @@ pub fn to_yaml(blueprints: &[Blueprint], entities: &[Entity]) -> String {
     serde_saphyr::to_string(&document(blueprints, entities)).unwrap_or_default()
 }
 
+/// Any JSON value as YAML (the web UI's mapping editor).
+pub fn value_to_yaml(v: &Value) -> String {
+    serde_saphyr::to_string(v).unwrap_or_default()
+}
+
+/// YAML text as a JSON value, or the parser's message (with its line and column).
+pub fn yaml_to_value(text: &str) -> Result<Value, String> {
+    serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string())
+}
+
 /// One CSV table (RFC 4180): a header row, then rows; fields holding a comma, a quote, a line
 /// break or leading/trailing spaces are quoted, quotes doubled; lines end with CRLF.
 pub fn csv(header: &[String], rows: &[Vec<String>]) -> String {

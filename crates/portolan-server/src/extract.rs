@@ -74,7 +74,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 }
 
 /// Decode `a=1&b=x%20y` pairs.
-fn form_pairs(raw: &str) -> Vec<(String, String)> {
+pub fn form_pairs(raw: &str) -> Vec<(String, String)> {
     raw.split('&')
         .filter(|s| !s.is_empty())
         .map(|pair| {

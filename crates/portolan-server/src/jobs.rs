@@ -27,6 +27,7 @@
 //! poll every [`ApiConfig::job_poll`](crate::ApiConfig) for jobs enqueued by other nodes.
 
 pub mod delete_all;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -114,6 +115,7 @@ impl JobRuntime {
     pub fn with_builtin_kinds() -> Self {
         let mut rt = Self::new();
         rt.register(delete_all::KIND, Arc::new(|ctx| Box::pin(delete_all::run(ctx))));
+        rt.register(webhook::KIND, Arc::new(|ctx| Box::pin(webhook::run(ctx))));
         rt
     }
 

@@ -9,6 +9,7 @@ pub mod jobs;
 mod middleware;
 pub mod ratelimit;
 pub mod router;
+pub mod secrets;
 pub mod state;
 pub mod web;
 

@@ -68,6 +68,15 @@ routes! {
     post "/v1/integration/{id}/confirm-deletions" => crate::handlers::integration::confirm_deletions, "Integrations", "Confirm deletions the mass-deletion guard refused (Portolan extension)";
     get "/v1/organization" => crate::handlers::integration::organization, "Organization", "The caller's organization";
     post "/v1/blueprints/entities/datasource-entities" => crate::handlers::integration::datasource_entities, "Entities", "Entities by $datasource prefix/suffix, a page at a time (Ocean)";
+    // Webhooks: custom webhook integrations (handlers/webhook.rs, handlers/webhook/ingest.rs, jobs/webhook.rs).
+    get "/v1/webhooks" => crate::handlers::webhook::list, "Webhooks", "List custom webhook integrations";
+    post "/v1/webhooks" => crate::handlers::webhook::create, "Webhooks", "Create a webhook: the response has its webhookKey and ingest url";
+    get "/v1/webhooks/{id}" => crate::handlers::webhook::get, "Webhooks", "Get a webhook (its secret masked)";
+    put "/v1/webhooks/{id}" => crate::handlers::webhook::put, "Webhooks", "Replace a webhook";
+    patch "/v1/webhooks/{id}" => crate::handlers::webhook::patch, "Webhooks", "Change some fields of a webhook";
+    delete "/v1/webhooks/{id}" => crate::handlers::webhook::delete, "Webhooks", "Delete a webhook (its entities stay)";
+    get "/v1/webhooks/{id}/logs" => crate::handlers::webhook::list_logs, "Webhooks", "The webhook's event log: deliveries and what processing them did";
+    post "/v1/ingest/{webhookKey}" => crate::handlers::webhook::ingest, "Webhooks", "Ingest URL of a webhook: no bearer token (the key is the credential); 202 once stored";
 }
 
 /// The OpenAPI 3.1 document of [`ROUTES`].
@@ -92,7 +101,8 @@ pub fn openapi() -> Value {
         if matches!(*method, "post" | "put" | "patch") {
             op["requestBody"] = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
         }
-        if *path != "/v1/auth/access_token" {
+        // Webhooks: the ingest URL is authenticated by its key (and signature), not a bearer token.
+        if *path != "/v1/auth/access_token" && !path.starts_with(crate::handlers::webhook::INGEST_PATH) {
             op["security"] = json!([{"bearer": []}]);
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));

@@ -50,6 +50,9 @@ pub struct ApiConfig {
     pub password_cost: (u32, u32),
     /// Web UI: how long an invitation link can be used.
     pub invitation_ttl: Duration,
+    /// Webhooks: the master key their signing secrets are encrypted with at rest
+    /// (`PORTOLAN_SECRETS_KEY`). `None`: webhooks with a secret cannot be created or verified.
+    pub secrets_key: Option<crate::secrets::SecretsKey>,
 }
 
 impl Default for ApiConfig {
@@ -70,6 +73,7 @@ impl Default for ApiConfig {
             signin_per_minute: 10,
             password_cost: (19_456, 2),
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
+            secrets_key: None,
         }
     }
 }

@@ -373,6 +373,47 @@ pub trait Store: Send + Sync {
         descending: bool,
         offset: u64,
     ) -> Result<SortedPage>;
+
+    // ---- Webhooks: custom webhook integrations (types in the `Webhooks` block at the end) ----
+    async fn get_webhook(&self, org: &OrgId, id: &str) -> Result<Option<StoredWebhook>>;
+    /// The webhook whose ingest key is `key`, in any organization: the key is the ingest URL's
+    /// credential, and it names the organization (as [`Store::credential`] does for a client id).
+    async fn webhook_by_key(&self, key: &str) -> Result<Option<(OrgId, StoredWebhook)>>;
+    /// Webhooks of `org`, by identifier.
+    async fn list_webhooks(&self, org: &OrgId) -> Result<Vec<StoredWebhook>>;
+    /// Create (`SaveMode::Create`: `Conflict` when the identifier or the key is taken) or replace
+    /// (`SaveMode::Update`: `NotFound` when missing; the stored `webhook_key` is kept) a webhook,
+    /// appending its audit record (`resourceType` webhook, secret never included) in the same
+    /// transaction.
+    async fn save_webhook(
+        &self,
+        org: &OrgId,
+        w: &WebhookWrite,
+        mode: SaveMode,
+        ctx: &AuditCtx,
+    ) -> Result<StoredWebhook>;
+    /// Delete a webhook with its deliveries and event log (audited). Queued deliveries find it
+    /// gone and do nothing.
+    async fn delete_webhook(&self, org: &OrgId, id: &str, ctx: &AuditCtx) -> Result<()>;
+    /// Durably accept a delivery of webhook `webhook`: enqueue `job` and, with a `request_id`,
+    /// record the delivery under it — in one transaction. A request id already recorded for
+    /// this webhook enqueues nothing and answers [`Delivery::Duplicate`] with the first job.
+    async fn enqueue_webhook_delivery(
+        &self,
+        org: &OrgId,
+        webhook: &str,
+        request_id: Option<&str>,
+        job: &NewJob,
+        at: &str,
+    ) -> Result<Delivery>;
+    /// Append to a webhook's event log (ids `wl_<n>`; `resync_id` holds the delivery's job id).
+    async fn append_webhook_logs(&self, org: &OrgId, webhook: &str, lines: &[IntegrationLog]) -> Result<()>;
+    /// A webhook's event log; `filter.resync_id` selects one delivery (`job_<n>`), `cursor` is
+    /// a `wl_<n>` row id.
+    async fn list_webhook_logs(&self, org: &OrgId, webhook: &str, filter: &LogFilter) -> Result<Vec<IntegrationLog>>;
+    /// The distinct ids of the master keys stored webhook secrets are encrypted with, in every
+    /// organization (start-up refuses a key that cannot decrypt them).
+    async fn webhook_secret_key_ids(&self) -> Result<Vec<String>>;
 }
 
 /// Where a background job is in its life.
@@ -745,5 +786,72 @@ pub(crate) fn sort_column(sort: &str) -> Option<&'static str> {
         "$createdAt" => Some("e.created_at"),
         "$updatedAt" => Some("e.updated_at"),
         _ => None,
+    }
+}
+
+// ---- Webhooks: custom webhook integrations ----
+
+/// A custom webhook integration as stored: Port's webhook object (`data`: title, description,
+/// icon, enabled, integrationType, mappings, security without its secret, …), its ingest key
+/// and its encrypted secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWebhook {
+    pub identifier: String,
+    pub data: Value,
+    /// The ingest URL's key (unguessable; unique across organizations).
+    pub webhook_key: String,
+    /// `security.secret`, encrypted by the server (`v1:<key id>:<nonce>:<ciphertext>`); the store
+    /// never sees it in clear.
+    pub secret: Option<String>,
+    /// Id of the master key `secret` is encrypted with.
+    pub secret_key_id: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// What [`Store::save_webhook`] writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookWrite {
+    pub identifier: String,
+    pub data: Value,
+    /// Used on create; an update keeps the stored key.
+    pub webhook_key: String,
+    pub secret: Option<String>,
+    pub secret_key_id: Option<String>,
+}
+
+/// What [`Store::enqueue_webhook_delivery`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Stored: this job will process it.
+    Enqueued(Box<Job>),
+    /// The request id was delivered before; `job_id` is the job of the first delivery.
+    Duplicate { job_id: String },
+}
+
+/// The audit record of a webhook change (`data` only: the secret is never in an audit record).
+pub(crate) fn webhook_audit_record(
+    id: &str,
+    action: &str,
+    before: Option<&StoredWebhook>,
+    after: Option<&WebhookWrite>,
+    ctx: &AuditCtx,
+) -> AuditRecord {
+    let secret_changed = before.and_then(|b| b.secret.as_ref()) != after.and_then(|a| a.secret.as_ref());
+    AuditRecord {
+        id: String::new(),
+        at: ctx.at.clone(),
+        resource_type: "webhook".into(),
+        action: action.into(),
+        status: "SUCCESS".into(),
+        identifier: id.into(),
+        blueprint: None,
+        entity: None,
+        origin: ctx.origin.clone(),
+        user_id: ctx.user_id.clone(),
+        diff: Some(serde_json::json!({"before": before.map(|b| &b.data), "after": after.map(|a| &a.data)})),
+        message: (secret_changed && action != "DELETE").then(|| "security.secret changed".to_string()),
     }
 }

@@ -1,6 +1,7 @@
 // The web UI end to end, in real Chromium: sign in, model a blueprint in the builder, create and
 // edit entities, filter and sort the catalog, read an entity's page and history, export HCL,
-// sign out. Each step asserts what the page shows; screenshots go to SCREENSHOT_DIR.
+// open an integration's event log (shipped through the API as Ocean does) and filter it, try its
+// mapping in the playground, sign out. Each step asserts what the page shows; screenshots go to SCREENSHOT_DIR.
 import { test, expect } from '@playwright/test';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +9,34 @@ import path from 'node:path';
 const EMAIL = process.env.PORTOLAN_ADMIN_EMAIL ?? 'admin@example.com';
 const PASSWORD = process.env.PORTOLAN_ADMIN_PASSWORD ?? 'browser-test-password';
 const SHOTS = process.env.SCREENSHOT_DIR ?? '../../target/browser-screenshots';
+const CLIENT_ID = process.env.PORTOLAN_CLIENT_ID ?? 'browser-test-client';
+const CLIENT_SECRET = process.env.PORTOLAN_CLIENT_SECRET ?? 'browser-test-client-secret';
+const OCEAN_UA = 'port-ocean/github/0.1.0/browser-int/exporter';
+
+// An integration with a mapping, a kind example and log lines, created through the API with
+// Ocean's calls and User-Agent.
+async function oceanIntegration(request) {
+  const auth = await request.post('/v1/auth/access_token', { data: { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET } });
+  expect(auth.ok(), await auth.text()).toBeTruthy();
+  const headers = { Authorization: `Bearer ${(await auth.json()).accessToken}`, 'User-Agent': OCEAN_UA };
+  const call = async (method, url, data) => {
+    const res = await request.fetch(url, { method, headers, data });
+    expect(res.ok(), `${method} ${url}: ${await res.text()}`).toBeTruthy();
+  };
+  await call('POST', '/v1/integration', {
+    installationId: 'browser-int', installationAppType: 'github', version: '0.1.0', changelogDestination: {},
+    config: { resources: [{ kind: 'repo', selector: { query: '.archived | not' },
+      port: { entity: { mappings: { identifier: '.name', title: '.full_name', blueprint: '"service"',
+        properties: { language: '.lang', cpu: '.cores * 2' } } } } }] },
+  });
+  await call('POST', '/v1/integration/browser-int/kinds/repo/examples',
+    { examples: [{ name: 'billing', full_name: 'acme/billing', lang: 'go', cores: 3, archived: false }] });
+  await call('POST', '/v1/integration/browser-int/logs', { logs: [
+    { message: 'fetching repositories', level: 'INFO', timestamp: '2024-11-10T08:00:00.000000Z' },
+    { message: 'GitHub answered 502 for acme/cart', level: 'ERROR', timestamp: '2024-11-10T08:01:00.000000Z' },
+    { message: 'retrying in 5 s', level: 'WARNING', timestamp: '2024-11-10T08:02:00.000000Z' },
+  ] });
+}
 
 async function shot(page, name) {
   fs.mkdirSync(SHOTS, { recursive: true });
@@ -19,7 +48,7 @@ async function saveJson(page, json) {
   await page.getByRole('button', { name: 'Save' }).click();
 }
 
-test('a platform engineer models, fills, browses and exports the catalog', async ({ page }) => {
+test('a platform engineer models, fills, browses and exports the catalog', async ({ page, request }) => {
   const cspErrors = [];
   page.on('console', (m) => { if (/Content[- ]Security[- ]Policy/i.test(m.text())) cspErrors.push(m.text()); });
   page.on('pageerror', (e) => cspErrors.push(String(e)));
@@ -104,6 +133,34 @@ test('a platform engineer models, fills, browses and exports the catalog', async
   await page.locator('header nav').getByRole('link', { name: 'Audit log' }).click();
   await expect(page.locator('#audit')).toContainText(`${EMAIL} (UI)`);
   await shot(page, '05-audit');
+
+  // Data sources: an integration's event log, filtered by level; its mapping in the playground.
+  await oceanIntegration(request);
+  await page.locator('header nav').getByRole('link', { name: 'Data sources' }).click();
+  const integration = page.locator('#integrations tr[data-integration="browser-int"]');
+  await expect(integration).toContainText('github');
+  await expect(integration).toContainText('0.1.0');
+  await expect(page.locator('#webhooks')).toBeVisible();
+  await shot(page, '07-data-sources');
+  await integration.getByRole('link', { name: 'browser-int' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('browser-int');
+  const log = page.locator('#log tbody tr');
+  await expect(log).toHaveCount(3);
+  await expect(log.first()).toContainText('retrying in 5 s');
+  await page.locator('#log-filter input[name="level"][value="ERROR"]').check();
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await expect(page).toHaveURL(/level=ERROR/);
+  await expect(log).toHaveCount(1);
+  await expect(log.first()).toHaveAttribute('data-level', 'ERROR');
+  await expect(log.first()).toContainText('GitHub answered 502 for acme/cart');
+  await expect(page.locator('#log')).not.toContainText('fetching repositories');
+  await shot(page, '08-event-log');
+  await page.getByRole('link', { name: 'Mapping playground' }).click();
+  await expect(page.locator('textarea[name="item"]')).toHaveValue(/acme\/billing/);
+  await page.getByRole('button', { name: 'Run' }).click();
+  await expect(page.locator('#playground-result tr[data-path="properties.cpu"]')).toContainText('6');
+  await expect(page.locator('#playground-result tr[data-path="identifier"]')).toContainText('"billing"');
+  await expect(page).toHaveURL(/\/playground$/);
 
   // Export HCL.
   await page.locator('header nav').getByRole('link', { name: 'Export' }).click();

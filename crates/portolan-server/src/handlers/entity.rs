@@ -60,7 +60,7 @@ impl EntityParams {
 
 /// What a write route does with an existing entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     Create,
     Upsert,
     UpsertMerge,
@@ -88,7 +88,7 @@ fn new_entity_id() -> String {
 }
 
 /// Turn one request body into a store write (or an immediate rejection).
-fn prepare(
+pub(crate) fn prepare(
     bp: &Arc<Blueprint>,
     path_id: Option<&str>,
     body: &Value,

@@ -60,7 +60,7 @@ fn check_id(path: &str, id: &str) -> Result<(), FieldError> {
 }
 
 /// Validate the writable fields of an integration body (all errors at once).
-fn check_body(body: &Map<String, Value>) -> ApiResult<()> {
+pub(crate) fn check_body(body: &Map<String, Value>) -> ApiResult<()> {
     let mut errs = portolan_core::FieldErrors::default();
     if let Some(t) = body.get("installationType")
         && !t.is_null()

@@ -6,6 +6,7 @@ pub mod entity;
 pub mod integration;
 pub mod jobs;
 pub mod search;
+pub mod webhook;
 
 use portolan_store::{AuditCtx, AuditRecord};
 

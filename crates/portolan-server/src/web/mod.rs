@@ -11,6 +11,7 @@
 pub mod format;
 mod pages;
 pub mod session;
+mod sources;
 
 use axum::Router;
 use axum::extract::{Path, Request};
@@ -49,6 +50,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("builder.html", include_str!("../../templates/builder.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("export.html", include_str!("../../templates/export.html")),
+    ("sources.html", include_str!("../../templates/sources.html")),
+    ("source.html", include_str!("../../templates/source.html")),
+    ("source_mapping.html", include_str!("../../templates/source_mapping.html")),
+    ("source_playground.html", include_str!("../../templates/source_playground.html")),
+    ("source_playground_result.html", include_str!("../../templates/source_playground_result.html")),
 ];
 
 /// The compiled templates.
@@ -248,6 +254,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/audit", get(pages::audit))
         .route("/ui/export", get(pages::export_dialog))
         .route("/ui/export/download", get(pages::export_download))
+        .route("/ui/data-sources", get(sources::data_sources))
+        .route("/ui/data-sources/{id}", get(sources::data_source))
+        .route("/ui/data-sources/{id}/mapping", get(sources::mapping).post(sources::mapping_save))
+        .route("/ui/data-sources/{id}/playground", get(sources::playground).post(sources::playground_run))
+        .route("/ui/data-sources/{id}/versions/{version}/restore", post(sources::restore_version))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

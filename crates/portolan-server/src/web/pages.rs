@@ -25,11 +25,13 @@ use crate::handlers::entity::EntityParams;
 use crate::handlers::search::{decode_cursor, encode_cursor};
 use crate::state::AppState;
 
-type WebResult<T = Response> = Result<T, WebError>;
+pub(super) type WebResult<T = Response> = Result<T, WebError>;
 
 /// Largest page of the catalog table.
 const MAX_PAGE: u32 = 200;
 const DEFAULT_PAGE: u32 = 50;
+/// Most filter rules a catalog view applies.
+const MAX_RULES: usize = 10;
 
 // ---- small helpers ----------------------------------------------------------------------------
 
@@ -67,22 +69,22 @@ pub fn parse_form(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(pub(super) Vec<(String, String)>);
 
 impl Form {
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
-    fn all(&self, k: &str) -> Vec<String> {
+    pub(super) fn all(&self, k: &str) -> Vec<String> {
         self.0.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty()).collect()
     }
 }
 
-fn query_form(q: &Option<String>) -> Form {
+pub(super) fn query_form(q: &Option<String>) -> Form {
     Form(q.as_deref().map(parse_form).unwrap_or_default())
 }
 
-async fn body_form(req: Request) -> WebResult<(HeaderMap, Option<SocketAddr>, Form)> {
+pub(super) async fn body_form(req: Request) -> WebResult<(HeaderMap, Option<SocketAddr>, Form)> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, crate::BODY_LIMIT)
         .await
@@ -92,11 +94,11 @@ async fn body_form(req: Request) -> WebResult<(HeaderMap, Option<SocketAddr>, Fo
 }
 
 /// A serializable value for a template context.
-fn sv<T: serde::Serialize>(x: T) -> Mj {
+pub(super) fn sv<T: serde::Serialize>(x: T) -> Mj {
     Mj::from(minijinja::value::Serde(x))
 }
 
-fn chrome(state: &AppState, u: &WebUser) -> Mj {
+pub(super) fn chrome(state: &AppState, u: &WebUser) -> Mj {
     sv(Chrome {
         email: u.user.email.clone(),
         admin: u.is_admin(),
@@ -105,16 +107,16 @@ fn chrome(state: &AppState, u: &WebUser) -> Mj {
     })
 }
 
-fn page(state: &AppState, name: &str, ctx: Mj) -> WebResult {
+pub(super) fn page(state: &AppState, name: &str, ctx: Mj) -> WebResult {
     Ok(html(StatusCode::OK, state.templates.render(name, ctx)?))
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
 /// The API's caller for writes made through the UI: audited as the user, origin `UI`.
-fn caller(u: &WebUser) -> Caller {
+pub(super) fn caller(u: &WebUser) -> Caller {
     Caller { client_id: u.user.email.clone(), org: u.org.clone(), user_agent: Some("UI".into()) }
 }
 
@@ -131,7 +133,7 @@ fn origin(headers: &HeaderMap, secure: bool) -> String {
     format!("{}://{host}", if secure { "https" } else { "http" })
 }
 
-fn now_secs(state: &AppState) -> i64 {
+pub(super) fn now_secs(state: &AppState) -> i64 {
     state.clock.now()
 }
 
@@ -367,8 +369,9 @@ pub async fn catalog_index(State(state): State<AppState>, user: WebUser) -> WebR
 #[derive(Debug, Clone)]
 struct View {
     q: Option<String>,
-    /// (property, operator, value)
-    filter: Option<(String, String, String)>,
+    /// Rules (property, operator, value), AND-ed: repeated `fp`/`fo`/`fv` in the query string,
+    /// matched by position.
+    filters: Vec<(String, String, String)>,
     sort: Option<String>,
     desc: bool,
     cols: Vec<String>,
@@ -413,15 +416,21 @@ impl View {
             Some(c) => c.split(',').filter(|c| known.iter().any(|k| k == c)).map(str::to_string).collect(),
             None => known.iter().take(8).cloned().collect(),
         };
-        let filter = match (f.get("fp"), f.get("fo")) {
-            (Some(p), Some(o)) if OPERATORS.contains(&o) => {
-                Some((p.to_string(), o.to_string(), f.get("fv").unwrap_or("").to_string()))
-            }
-            _ => None,
-        };
+        let raw = |k: &str| f.0.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+        let (fps, fos, fvs) = (raw("fp"), raw("fo"), raw("fv"));
+        let filters = fps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let o = *fos.get(i)?;
+                (!p.is_empty() && OPERATORS.contains(&o))
+                    .then(|| (p.to_string(), o.to_string(), fvs.get(i).copied().unwrap_or("").to_string()))
+            })
+            .take(MAX_RULES)
+            .collect();
         View {
             q: f.get("q").map(str::to_string),
-            filter,
+            filters,
             sort: f.get("sort").filter(|s| known.iter().any(|k| k == s)).map(str::to_string),
             desc: f.get("dir") == Some("desc"),
             cols: if cols.is_empty() { vec!["$identifier".into()] } else { cols },
@@ -445,9 +454,11 @@ impl View {
             }
         };
         put("q", self.q.clone());
-        put("fp", self.filter.as_ref().map(|f| f.0.clone()));
-        put("fo", self.filter.as_ref().map(|f| f.1.clone()));
-        put("fv", self.filter.as_ref().map(|f| f.2.clone()).filter(|v| !v.is_empty()));
+        for (fp, fo, fv) in &self.filters {
+            put("fp", Some(fp.clone()));
+            put("fo", Some(fo.clone()));
+            put("fv", Some(fv.clone()));
+        }
         put("sort", self.sort.clone());
         put("dir", self.desc.then(|| "desc".to_string()));
         put("cols", Some(self.cols.join(",")));
@@ -473,7 +484,7 @@ impl View {
                 {"property": "$identifier", "operator": "contains", "value": q},
                 {"property": "$title", "operator": "contains", "value": q}]}));
         }
-        if let Some((p, op, v)) = &self.filter {
+        for (p, op, v) in &self.filters {
             let known = p.starts_with('$') || bp.schema.properties.contains_key(p) || bp.relations.contains_key(p);
             if !known {
                 return Err(format!("{p:?} is not a property or relation of {}; pick one from the list", bp.title));
@@ -733,8 +744,8 @@ pub async fn catalog(
         bp => sv(json!({"identifier": bp.identifier, "title": bp.title})),
         columns => sv(columns), hidden_columns => sv(hidden_columns), groups, error, filterable => sv(filterable),
         operators => sv(OPERATORS),
-        view => sv(json!({"q": view.q, "fp": view.filter.as_ref().map(|f| &f.0), "fo": view.filter.as_ref().map(|f| &f.1),
-                       "fv": view.filter.as_ref().map(|f| &f.2), "group": view.group, "cols": view.cols.join(","),
+        view => sv(json!({"q": view.q, "group": view.group, "cols": view.cols.join(","),
+                       "filters": view.filters.iter().map(|(p, o, v)| json!({"fp": p, "fo": o, "fv": v})).collect::<Vec<_>>(),
                        "sort": view.sort, "dir": if view.desc { "desc" } else { "asc" }, "limit": view.limit})),
         next => next.as_ref().map(|n| match n {
             Next::Cursor(c) => view.link(&bp.identifier, &[("after", Some(c.clone()))]),
@@ -1044,7 +1055,7 @@ fn editor_json(text: &str) -> Result<Value, String> {
 }
 
 /// The API's error as editor messages: the summary and one entry per field.
-fn api_errors(e: &crate::error::ApiError) -> (String, Vec<Value>) {
+pub(super) fn api_errors(e: &crate::error::ApiError) -> (String, Vec<Value>) {
     let details = e
         .details
         .as_ref()

@@ -24,3 +24,4 @@ mod search_paging;
 mod smoke;
 mod tenancy;
 mod validation;
+mod webhook;

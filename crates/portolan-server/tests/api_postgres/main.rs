@@ -42,6 +42,8 @@ mod smoke;
 mod tenancy;
 #[path = "../api/validation.rs"]
 mod validation;
+#[path = "../api/webhook.rs"]
+mod webhook;
 
 /// Says whether this binary ran on PostgreSQL (a notice on stderr when it did not), or fails
 /// when `PORTOLAN_TEST_DATABASE_URL` is set but the server does not answer.

@@ -13,3 +13,4 @@ mod pg;
 mod app;
 mod pages;
 mod sessions;
+mod sources;

@@ -85,6 +85,18 @@ async fn the_catalog_filters_searches_pages_and_sorts() {
     ids.sort();
     assert_eq!(ids, ["auth", "mail"]);
 
+    // Several rules, AND-ed; the page shows each rule and a blank one to add; paging keeps them.
+    let both = app.get(&mut b, "/ui/catalog/service?fp=language&fo=%3D&fv=go&fp=cpu&fo=%3E&fv=3&limit=1").await;
+    assert!(both.text.contains("data-rule=\"1\"") && both.text.contains("data-rule=\"2\""), "{}", both.text);
+    let mut ids = rows(&both.text);
+    let i = both.text.find("rel=\"next\"").expect("a next page");
+    let href = both.text[..i].rsplit("href=\"").next().unwrap().split('"').next().unwrap();
+    let second = app.get(&mut b, &href.replace("&amp;", "&").replace("&#x2f;", "/")).await;
+    ids.extend(rows(&second.text));
+    assert!(!second.text.contains("rel=\"next\""), "two match in all");
+    ids.sort();
+    assert_eq!(ids, ["cart", "search"]);
+
     let q = app.get(&mut b, "/ui/catalog/service?q=sear").await;
     assert_eq!(rows(&q.text), ["search"]);
 

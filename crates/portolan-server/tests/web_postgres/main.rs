@@ -15,6 +15,8 @@ mod app;
 mod pages;
 #[path = "../web/sessions.rs"]
 mod sessions;
+#[path = "../web/sources.rs"]
+mod sources;
 
 #[tokio::test]
 async fn postgresql_half() {

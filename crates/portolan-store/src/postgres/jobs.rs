@@ -18,11 +18,11 @@ use crate::sql::SqlFrag;
 use crate::{JOB_COLUMNS, Job, JobFilter, JobStatus, Lease, NewJob, OrgId, RawJob, Result, job_rowid, millis};
 
 /// The current time, in the store's timestamp format.
-const NOW: &str = "portolan_now_ms(0)";
+pub(super) const NOW: &str = "portolan_now_ms(0)";
 /// The current time plus a bound number of milliseconds.
 const NOW_PLUS: &str = "portolan_now_ms(?)";
 
-fn raw(r: &PgRow) -> RawJob {
+pub(super) fn raw(r: &PgRow) -> RawJob {
     RawJob {
         id: r.get(0),
         org_id: r.get(1),

@@ -15,6 +15,8 @@ mod delete;
 mod entities;
 mod integrations;
 mod jobs;
+// Webhooks
+mod webhooks;
 mod write;
 
 use async_trait::async_trait;
@@ -408,5 +410,51 @@ impl Store for PgStore {
         offset: u64,
     ) -> Result<crate::SortedPage> {
         catalog::search_sorted(&self.pool, org, req, sort, descending, offset).await
+    }
+    // ---- Webhooks ----
+    async fn get_webhook(&self, org: &OrgId, id: &str) -> Result<Option<crate::StoredWebhook>> {
+        webhooks::get(&self.pool, org, id).await
+    }
+    async fn webhook_by_key(&self, key: &str) -> Result<Option<(OrgId, crate::StoredWebhook)>> {
+        webhooks::by_key(&self.pool, key).await
+    }
+    async fn list_webhooks(&self, org: &OrgId) -> Result<Vec<crate::StoredWebhook>> {
+        webhooks::list(&self.pool, org).await
+    }
+    async fn save_webhook(
+        &self,
+        org: &OrgId,
+        w: &crate::WebhookWrite,
+        mode: crate::SaveMode,
+        ctx: &AuditCtx,
+    ) -> Result<crate::StoredWebhook> {
+        webhooks::save(&self.pool, org, w, mode, ctx).await
+    }
+    async fn delete_webhook(&self, org: &OrgId, id: &str, ctx: &AuditCtx) -> Result<()> {
+        webhooks::delete(&self.pool, org, id, ctx).await
+    }
+    async fn enqueue_webhook_delivery(
+        &self,
+        org: &OrgId,
+        webhook: &str,
+        request_id: Option<&str>,
+        job: &NewJob,
+        at: &str,
+    ) -> Result<crate::Delivery> {
+        webhooks::enqueue_delivery(&self.pool, org, webhook, request_id, job, at).await
+    }
+    async fn append_webhook_logs(&self, org: &OrgId, webhook: &str, lines: &[crate::IntegrationLog]) -> Result<()> {
+        webhooks::append_logs(&self.pool, org, webhook, lines).await
+    }
+    async fn list_webhook_logs(
+        &self,
+        org: &OrgId,
+        webhook: &str,
+        filter: &crate::LogFilter,
+    ) -> Result<Vec<crate::IntegrationLog>> {
+        webhooks::list_logs(&self.pool, org, webhook, filter).await
+    }
+    async fn webhook_secret_key_ids(&self) -> Result<Vec<String>> {
+        webhooks::secret_key_ids(&self.pool).await
     }
 }

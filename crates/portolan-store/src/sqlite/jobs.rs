@@ -15,7 +15,7 @@ use crate::sql::SqlFrag;
 use crate::{JOB_COLUMNS, Job, JobFilter, JobStatus, Lease, NewJob, OrgId, RawJob, Result, job_rowid, millis};
 
 /// The current time, in the store's timestamp format.
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 /// The current time plus a bound `+S.mmm seconds` modifier.
 const NOW_PLUS: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)";
 
@@ -25,7 +25,7 @@ fn plus(d: Duration) -> String {
     format!("+{}.{:03} seconds", ms / 1000, ms % 1000)
 }
 
-fn raw(r: &SqliteRow) -> RawJob {
+pub(super) fn raw(r: &SqliteRow) -> RawJob {
     RawJob {
         id: r.get(0),
         org_id: r.get(1),

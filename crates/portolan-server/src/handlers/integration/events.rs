@@ -58,7 +58,7 @@ async fn caller_integration(state: &AppState, caller: &Caller) -> Option<StoredI
 
 /// How many entities integration `id` wrote last (by `$datasource`), optionally only those last
 /// written before / at or after a time.
-async fn count_entities(
+pub(crate) async fn count_entities(
     state: &AppState,
     org: &OrgId,
     id: &str,

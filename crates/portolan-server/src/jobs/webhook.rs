@@ -1,0 +1,515 @@
+//! `webhook_delivery`: one accepted delivery of a custom webhook, processed from the durable job
+//! table. The ingest handler (`handlers/webhook/ingest.rs`) answers 202 only once this job (and,
+//! with a request identifier, the delivery row that de-duplicates it) is committed, so a crash
+//! after the 202 loses nothing: the job is claimed again on restart or after its lease expires.
+//!
+//! Processing, per mapping of the webhook (its mapping as stored when the job runs):
+//! `filter` (jq over `{body, headers, queryParams}`, must be `true`), `itemsToParse` (jq to an
+//! array, each element bound as `.item`; more than [`MAX_ITEMS`] fails the whole delivery before
+//! anything is written), then the entity mapping (identifier, title, team, icon, properties,
+//! relations — jq each, errors as `null`) and the operation: `create` upserts through the entity
+//! write path (same validation, audit and `$datasource` = `webhook:<identifier>`, missing
+//! related entities created), `delete` deletes (dependents too unless `deleteDependents: false`).
+//! Everything that went wrong goes to the webhook's event log with Port's messages.
+//!
+//! The job is idempotent: run twice (a node died after writing), it upserts and deletes the same
+//! entities again.
+
+use std::sync::Arc;
+
+use portolan_core::{Blueprint, WriteMeta};
+use portolan_jq::{Compiled, JqEngine};
+use portolan_store::{Delivery, IntegrationLog, NewJob, OrgId, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{JobCtx, JobError};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::entity::{Op, prepare, rejection_error};
+use crate::handlers::{audit_ctx, failure_record, now_iso};
+use crate::state::AppState;
+
+pub const KIND: &str = "webhook_delivery";
+/// Most items `itemsToParse` may yield per mapping of one delivery (Port: 500).
+pub const MAX_ITEMS: usize = 500;
+
+/// The job's payload: what the request carried (headers lower-cased, credentials redacted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload {
+    pub webhook: String,
+    pub body: Value,
+    pub headers: Map<String, Value>,
+    pub query_params: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub received_at: String,
+}
+
+/// Durably accept a delivery (job + de-duplication row in one transaction) and wake a worker.
+pub async fn enqueue(state: &AppState, org: &OrgId, p: &Payload) -> ApiResult<Delivery> {
+    let payload = serde_json::to_value(p).map_err(|e| ApiError::internal("webhook job payload", e))?;
+    let job = NewJob { kind: KIND.to_string(), payload, max_attempts: 5 };
+    let d =
+        state.store.enqueue_webhook_delivery(org, &p.webhook, p.request_id.as_deref(), &job, &p.received_at).await?;
+    if matches!(d, Delivery::Enqueued(_)) {
+        state.jobs.wake.notify_one();
+    }
+    Ok(d)
+}
+
+/// A line of a webhook's event log from the server.
+pub fn line(level: &str, event: &str, delivery: Option<&str>, message: String, extra: Value) -> IntegrationLog {
+    IntegrationLog {
+        id: String::new(),
+        at: now_iso(),
+        level: level.into(),
+        source: "server".into(),
+        event: event.into(),
+        resync_id: delivery.map(str::to_string),
+        message,
+        extra,
+    }
+}
+
+/// Append to a webhook's event log (best effort: a failure is logged, never fails the caller).
+pub async fn log(state: &AppState, org: &OrgId, webhook: &str, lines: &[IntegrationLog]) {
+    if lines.is_empty() {
+        return;
+    }
+    if let Err(e) = state.store.append_webhook_logs(org, webhook, lines).await {
+        tracing::warn!(error = %e, webhook, "could not append to the webhook's event log");
+    }
+}
+
+/// What one mapping produced from a delivery.
+#[derive(Debug, Default)]
+struct Plan {
+    index: usize,
+    blueprint: String,
+    /// `Some(deleteDependents)` for a delete mapping.
+    delete: Option<bool>,
+    /// The filter evaluated to `false`: the mapping does not apply.
+    skipped: bool,
+    /// Why the mapping could not run at all (error-level).
+    problem: Option<String>,
+    /// Why the filter produced nothing usable (warning-level "Unable to find valid data").
+    no_data: Option<String>,
+    /// `itemsToParse` yielded more than [`MAX_ITEMS`].
+    too_many: Option<usize>,
+    items: usize,
+    /// Entity bodies (create) or `{identifier}` (delete).
+    entities: Vec<Value>,
+    /// Items whose identifier was empty, null or missing.
+    failed: usize,
+    /// The first jq error met while mapping (for the log).
+    first_error: Option<String>,
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The entity fields of a mapping, compiled, with where each goes.
+fn compile_entity(jq: &JqEngine, entity: &Map<String, Value>) -> Result<Vec<(String, Arc<Compiled>)>, String> {
+    let mut out = Vec::new();
+    let mut add = |path: String, src: &Value| -> Result<(), String> {
+        if let Some(src) = src.as_str() {
+            out.push((path.clone(), jq.compile(src).map_err(|e| format!("entity.{path}: {e}"))?));
+        }
+        Ok(())
+    };
+    for key in ["identifier", "title", "team", "icon"] {
+        if let Some(v) = entity.get(key) {
+            add(key.to_string(), v)?;
+        }
+    }
+    for group in ["properties", "relations"] {
+        for (k, v) in entity.get(group).and_then(Value::as_object).into_iter().flatten() {
+            add(format!("{group}.{k}"), v)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluate every mapping over the delivery (CPU work: runs on a blocking thread).
+fn evaluate(jq: &JqEngine, mappings: &[Value], input: &Value) -> Vec<Plan> {
+    mappings.iter().enumerate().map(|(i, m)| evaluate_one(jq, i, m, input)).collect()
+}
+
+fn evaluate_one(jq: &JqEngine, index: usize, m: &Value, input: &Value) -> Plan {
+    let mut plan = Plan { index, ..Plan::default() };
+    plan.blueprint = m.get("blueprint").and_then(Value::as_str).unwrap_or_default().to_string();
+    plan.delete = match m.get("operation") {
+        Some(Value::String(s)) if s == "delete" => Some(true),
+        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("delete") => {
+            Some(o.get("deleteDependents").and_then(Value::as_bool).unwrap_or(true))
+        }
+        _ => None,
+    };
+    if let Some(filter) = m.get("filter").and_then(Value::as_str) {
+        match jq.first(filter, input) {
+            Ok(Value::Bool(true)) => {}
+            Ok(Value::Bool(false)) => {
+                plan.skipped = true;
+                return plan;
+            }
+            Ok(other) => {
+                plan.no_data =
+                    Some(format!("mappings[{index}].filter evaluated to {}, not true or false", kind(&other)));
+                return plan;
+            }
+            Err(e) => {
+                plan.no_data = Some(format!("mappings[{index}].filter failed: {e}"));
+                return plan;
+            }
+        }
+    }
+    let items: Vec<Value> = match m.get("itemsToParse").and_then(Value::as_str) {
+        None => vec![input.clone()],
+        Some(src) => match jq.first(src, input) {
+            Ok(Value::Array(items)) => {
+                if items.len() > MAX_ITEMS {
+                    plan.too_many = Some(items.len());
+                    return plan;
+                }
+                items
+                    .into_iter()
+                    .map(|item| {
+                        let mut v = input.clone();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("item".into(), item);
+                        }
+                        v
+                    })
+                    .collect()
+            }
+            Ok(other) => {
+                plan.no_data =
+                    Some(format!("mappings[{index}].itemsToParse evaluated to {}, not an array", kind(&other)));
+                return plan;
+            }
+            Err(e) => {
+                plan.no_data = Some(format!("mappings[{index}].itemsToParse failed: {e}"));
+                return plan;
+            }
+        },
+    };
+    plan.items = items.len();
+    let Some(entity) = m.get("entity").and_then(Value::as_object) else {
+        plan.problem = Some(format!("mappings[{index}].entity is missing"));
+        return plan;
+    };
+    let fields = match compile_entity(jq, entity) {
+        Ok(f) => f,
+        Err(e) => {
+            plan.problem = Some(format!("mappings[{index}].{e}"));
+            return plan;
+        }
+    };
+    let filters: Vec<Arc<Compiled>> = fields.iter().map(|(_, c)| c.clone()).collect();
+    for item in &items {
+        let values = match jq.first_many(&filters, item) {
+            Ok(v) => v,
+            Err(e) => {
+                plan.first_error.get_or_insert_with(|| e.to_string());
+                plan.failed += 1;
+                continue;
+            }
+        };
+        let mut body = Map::new();
+        let (mut props, mut rels) = (Map::new(), Map::new());
+        for ((path, _), v) in fields.iter().zip(values) {
+            let v = v.unwrap_or_else(|e| {
+                plan.first_error.get_or_insert_with(|| format!("entity.{path}: {e}"));
+                Value::Null
+            });
+            if let Some(k) = path.strip_prefix("properties.") {
+                props.insert(k.to_string(), v);
+            } else if let Some(k) = path.strip_prefix("relations.") {
+                rels.insert(k.to_string(), v);
+            } else if !v.is_null() {
+                body.insert(path.clone(), v);
+            }
+        }
+        let id = match body.get("identifier") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                plan.failed += 1;
+                continue;
+            }
+        };
+        if plan.delete.is_some() {
+            plan.entities.push(json!({"identifier": id}));
+            continue;
+        }
+        body.insert("identifier".into(), json!(id));
+        body.insert("properties".into(), Value::Object(props));
+        body.insert("relations".into(), Value::Object(rels));
+        plan.entities.push(Value::Object(body));
+    }
+    plan
+}
+
+/// Counts of one delivery.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Counts {
+    mappings_matched: usize,
+    upserted: usize,
+    deleted: usize,
+    rejected: usize,
+    failed_transformations: usize,
+}
+
+pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
+    let p: Payload = serde_json::from_value(ctx.job.payload.clone()).map_err(|e| JobError::Fail {
+        status: 500,
+        code: "internal_error".into(),
+        message: format!("bad payload: {e}"),
+    })?;
+    let (state, org, delivery) = (&ctx.state, &ctx.job.org, ctx.job.id.as_str());
+    let Some(hook) = state.store.get_webhook(org, &p.webhook).await? else {
+        return Ok(json!({"skipped": format!("webhook {:?} was deleted", p.webhook)}));
+    };
+    let mappings = hook.data.get("mappings").and_then(Value::as_array).cloned().unwrap_or_default();
+    let input = json!({"body": p.body, "headers": p.headers, "queryParams": p.query_params});
+    let jq = state.jq.clone();
+    let plans = tokio::task::spawn_blocking(move || evaluate(&jq, &mappings, &input))
+        .await
+        .map_err(|e| JobError::Retry(format!("mapping evaluation did not finish: {e}")))?;
+    let id = hook.identifier.as_str();
+    let mut lines = Vec::new();
+    if let Some(plan) = plans.iter().find(|p| p.too_many.is_some()) {
+        let n = plan.too_many.unwrap_or_default();
+        let message = format!(
+            "delivery {delivery} failed: mappings[{}].itemsToParse produced {n} items for blueprint {:?}; at most {MAX_ITEMS} items per request are processed, so nothing was written",
+            plan.index, plan.blueprint
+        );
+        lines.push(line(
+            "ERROR",
+            "delivery_failed",
+            Some(delivery),
+            message.clone(),
+            json!({"mapping": plan.index, "blueprint": plan.blueprint, "items": n, "maxItems": MAX_ITEMS}),
+        ));
+        log(state, org, id, &lines).await;
+        return Err(JobError::Fail { status: 413, code: "too_many_items".into(), message });
+    }
+    let caller =
+        Caller { client_id: format!("webhook:{id}"), org: org.clone(), user_agent: Some(format!("webhook:{id}")) };
+    let mut counts = Counts::default();
+    for plan in &plans {
+        if plan.skipped {
+            lines.push(line(
+                "DEBUG",
+                "mapping_skipped",
+                Some(delivery),
+                format!("mappings[{}] (blueprint {:?}): the filter did not match; skipped", plan.index, plan.blueprint),
+                json!({"mapping": plan.index, "blueprint": plan.blueprint}),
+            ));
+            continue;
+        }
+        counts.mappings_matched += 1;
+        let extra = json!({"mapping": plan.index, "blueprint": plan.blueprint, "items": plan.items,
+                           "failed": plan.failed, "error": plan.first_error});
+        if let Some(reason) = &plan.no_data {
+            let message = format!("Unable to find valid data for: {} ({reason})", plan.blueprint);
+            lines.push(line("WARNING", "mapping_failed", Some(delivery), message, extra));
+            continue;
+        }
+        if let Some(problem) = &plan.problem {
+            lines.push(line("ERROR", "mapping_failed", Some(delivery), problem.clone(), extra));
+            continue;
+        }
+        if plan.failed > 0 {
+            counts.failed_transformations += plan.failed;
+            let mut message =
+                format!("{} transformations of batch failed due to empty, null or missing values", plan.failed);
+            message.push_str(&format!(
+                " (mappings[{}].entity.identifier, blueprint {:?}{})",
+                plan.index,
+                plan.blueprint,
+                plan.first_error.as_deref().map(|e| format!("; first error: {e}")).unwrap_or_default()
+            ));
+            lines.push(line("WARNING", "transformations_failed", Some(delivery), message, extra.clone()));
+        }
+        if plan.entities.is_empty() {
+            if plan.items > 0 {
+                let message = format!(
+                    "Unable to find valid data for: {} (mappings[{}].entity.identifier produced no identifier)",
+                    plan.blueprint, plan.index
+                );
+                lines.push(line("WARNING", "mapping_failed", Some(delivery), message, extra));
+            }
+            continue;
+        }
+        let out = match plan.delete {
+            Some(cascade) => delete(state, &caller, plan, cascade, delivery).await?,
+            None => upsert(state, &caller, plan, delivery).await?,
+        };
+        counts.upserted += out.upserted;
+        counts.deleted += out.deleted;
+        counts.rejected += out.rejected;
+        lines.extend(out.lines);
+    }
+    let level = if counts.rejected > 0 || counts.failed_transformations > 0 { "WARNING" } else { "INFO" };
+    lines.push(line(
+        level,
+        "delivery_processed",
+        Some(delivery),
+        format!(
+            "delivery {delivery} processed: {} of {} mappings applied, {} entities upserted, {} deleted, {} rejected, {} transformations failed",
+            counts.mappings_matched,
+            plans.len(),
+            counts.upserted,
+            counts.deleted,
+            counts.rejected,
+            counts.failed_transformations
+        ),
+        json!(counts),
+    ));
+    log(state, org, id, &lines).await;
+    Ok(json!(counts))
+}
+
+#[derive(Default)]
+struct Outcome {
+    upserted: usize,
+    deleted: usize,
+    rejected: usize,
+    lines: Vec<IntegrationLog>,
+}
+
+fn rejected_line(delivery: &str, bp: &str, id: &str, action: &str, reason: &str) -> IntegrationLog {
+    line(
+        "ERROR",
+        "entity_rejected",
+        Some(delivery),
+        format!("{action} of entity {id:?} of blueprint {bp:?} was rejected: {reason}"),
+        json!({"blueprint": bp, "identifier": id, "action": action, "reason": reason}),
+    )
+}
+
+async fn blueprint(state: &AppState, org: &OrgId, bp: &str) -> Result<Option<Arc<Blueprint>>, JobError> {
+    let all = state.blueprints(org).await.map_err(JobError::from)?;
+    Ok(all.get(bp).cloned().map(Arc::new))
+}
+
+/// Audit refused writes as the API does.
+async fn audit_refused(state: &AppState, caller: &Caller, bp: &str, fails: &[(String, String)], action: &str) {
+    let recs: Vec<_> =
+        fails.iter().map(|(id, msg)| failure_record(caller, "entity", action, id, Some(bp), Some(id), msg)).collect();
+    if recs.is_empty() {
+        return;
+    }
+    if let Err(e) = state.store.append_audit(&caller.org, &recs).await {
+        tracing::warn!(error = %e, "could not record refused webhook writes in the audit log");
+    }
+}
+
+async fn upsert(state: &AppState, caller: &Caller, plan: &Plan, delivery: &str) -> Result<Outcome, JobError> {
+    let mut out = Outcome::default();
+    let bp_id = plan.blueprint.as_str();
+    let Some(bp) = blueprint(state, &caller.org, bp_id).await? else {
+        out.rejected = plan.entities.len();
+        out.lines.push(line(
+            "ERROR",
+            "mapping_failed",
+            Some(delivery),
+            format!(
+                "mappings[{}]: blueprint {bp_id:?} does not exist, so {} entities were not written; create the blueprint first",
+                plan.index,
+                plan.entities.len()
+            ),
+            json!({"mapping": plan.index, "blueprint": bp_id}),
+        ));
+        return Ok(out);
+    };
+    let meta = WriteMeta { now: now_iso(), actor: caller.client_id.clone(), datasource: caller.user_agent.clone() };
+    let mut writes = Vec::new();
+    let mut fails: Vec<(String, String)> = Vec::new();
+    for body in &plan.entities {
+        match prepare(&bp, None, body, Op::Upsert, meta.clone(), true) {
+            Ok(w) => writes.push(w),
+            Err((id, rej)) => fails.push((id, rejection_error(&rej).message)),
+        }
+    }
+    let ids: Vec<String> = writes.iter().map(|w| w.identifier.clone()).collect();
+    let results = state.store.write_entities(&caller.org, writes, &audit_ctx(caller)).await?;
+    for (id, r) in ids.into_iter().zip(results) {
+        match r {
+            Ok(_) => out.upserted += 1,
+            Err(rej) => fails.push((id, rejection_error(&rej).message)),
+        }
+    }
+    for (id, reason) in &fails {
+        out.lines.push(rejected_line(delivery, bp_id, id, "UPSERT", reason));
+    }
+    out.rejected = fails.len();
+    audit_refused(state, caller, bp_id, &fails, "UPDATE").await;
+    Ok(out)
+}
+
+async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    plan: &Plan,
+    cascade: bool,
+    delivery: &str,
+) -> Result<Outcome, JobError> {
+    let mut out = Outcome::default();
+    let bp = plan.blueprint.as_str();
+    let mut ids: Vec<String> =
+        plan.entities.iter().filter_map(|e| e.get("identifier").and_then(Value::as_str).map(str::to_string)).collect();
+    ids.sort();
+    ids.dedup();
+    let existing = state.store.get_entities(&caller.org, bp, &ids).await?;
+    let existing: Vec<String> = existing.into_iter().map(|e| e.identifier).collect();
+    for id in ids.iter().filter(|id| !existing.contains(id)) {
+        out.lines.push(line(
+            "INFO",
+            "delete_skipped",
+            Some(delivery),
+            format!("entity {id:?} of blueprint {bp:?} does not exist; nothing to delete"),
+            json!({"blueprint": bp, "identifier": id}),
+        ));
+    }
+    if existing.is_empty() {
+        return Ok(out);
+    }
+    match state.store.delete_entities(&caller.org, bp, &existing, cascade, &audit_ctx(caller)).await {
+        Ok(deleted) => {
+            out.deleted = deleted.len();
+            for (b, id) in deleted {
+                out.lines.push(line(
+                    "INFO",
+                    "entity_deleted",
+                    Some(delivery),
+                    format!("entity {id:?} of blueprint {b:?} was deleted"),
+                    json!({"blueprint": b, "identifier": id}),
+                ));
+            }
+        }
+        Err(StoreError::Db(msg)) => return Err(JobError::Retry(format!("database error: {msg}"))),
+        Err(e) => {
+            let reason = ApiError::from(e).message;
+            let fails: Vec<(String, String)> = existing.iter().map(|id| (id.clone(), reason.clone())).collect();
+            for (id, reason) in &fails {
+                out.lines.push(rejected_line(delivery, bp, id, "DELETE", reason));
+            }
+            out.rejected = fails.len();
+            audit_refused(state, caller, bp, &fails, "DELETE").await;
+        }
+    }
+    Ok(out)
+}
