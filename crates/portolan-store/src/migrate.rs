@@ -1,7 +1,7 @@
 //! Moving an embedded install to PostgreSQL (`portolan migrate-data`): every row of the chosen
 //! organizations — blueprints, entities, relation edges, audit log, API credentials,
-//! integrations (config versions, kind examples, resyncs, event log), users, sessions and
-//! invitations — copied from a SQLite database into a PostgreSQL one in a single transaction,
+//! integrations (config versions, kind examples, resyncs, event log), webhooks (deliveries,
+//! event log), users, sessions and invitations — copied from a SQLite database into a PostgreSQL one in a single transaction,
 //! then verified by counting and checksumming both sides. Background jobs are not copied:
 //! move an install with no job queued or running (`GET /v1/jobs`).
 //!
@@ -104,14 +104,22 @@ const TABLES: &[&TableSpec] = &[
     &EXAMPLES,
     &RESYNCS,
     &INTEGRATION_LOGS,
+    &WEBHOOKS,
+    &WEBHOOK_DELIVERIES,
+    &WEBHOOK_LOGS,
     &USERS,
     &SESSIONS,
     &INVITATIONS,
 ];
 
 /// Identity columns (table, column): their ids are shifted past the target's largest.
-const ID_SPACES: &[(&str, &str)] =
-    &[("entities", "rid"), ("audit_log", "id"), ("integration_resyncs", "id"), ("integration_logs", "id")];
+const ID_SPACES: &[(&str, &str)] = &[
+    ("entities", "rid"),
+    ("audit_log", "id"),
+    ("integration_resyncs", "id"),
+    ("integration_logs", "id"),
+    ("webhook_logs", "id"),
+];
 
 impl CopyReport {
     /// Every table matches.
@@ -447,6 +455,54 @@ const INTEGRATION_LOGS: TableSpec = TableSpec {
     order: &["id"],
 };
 
+/// Webhook secrets stay encrypted as they are: the target's nodes need the same master key
+/// (`PORTOLAN_SECRETS_KEY`; on SQLite it was generated into `<data dir>/secrets.key`).
+const WEBHOOKS: TableSpec = TableSpec {
+    table: "webhooks",
+    json_type: "json",
+    cols: &[
+        ("identifier", Col::Text),
+        ("data", Col::Json),
+        ("webhook_key", Col::Text),
+        ("secret", Col::Text),
+        ("secret_key_id", Col::Text),
+        ("created_at", Col::Text),
+        ("created_by", Col::Text),
+        ("updated_at", Col::Text),
+        ("updated_by", Col::Text),
+    ],
+    overriding: false,
+    order: &["identifier"],
+};
+
+/// Request ids already received (replays stay de-duplicated after the move). `job_id` names
+/// the delivery's job, which is history: jobs are not copied.
+const WEBHOOK_DELIVERIES: TableSpec = TableSpec {
+    table: "webhook_deliveries",
+    json_type: "json",
+    cols: &[("webhook", Col::Text), ("request_id", Col::Text), ("job_id", Col::Int), ("received_at", Col::Text)],
+    overriding: false,
+    order: &["webhook", "request_id"],
+};
+
+const WEBHOOK_LOGS: TableSpec = TableSpec {
+    table: "webhook_logs",
+    json_type: "json",
+    cols: &[
+        ("id", Col::Id("webhook_logs")),
+        ("webhook", Col::Text),
+        ("delivery", Col::Int),
+        ("at", Col::Text),
+        ("level", Col::Text),
+        ("source", Col::Text),
+        ("event", Col::Text),
+        ("message", Col::Text),
+        ("extra", Col::Json),
+    ],
+    overriding: true,
+    order: &["id"],
+};
+
 const USERS: TableSpec = TableSpec {
     table: "users",
     json_type: "json",
@@ -522,6 +578,7 @@ fn pager(spec: &TableSpec) -> Option<(&'static str, &'static str)> {
         "audit_log" => Some(("audit_log", "id")),
         "integration_resyncs" => Some(("integration_resyncs", "id")),
         "integration_logs" => Some(("integration_logs", "id")),
+        "webhook_logs" => Some(("webhook_logs", "id")),
         _ => None,
     }
 }

@@ -14,8 +14,8 @@ use portolan_core::{Blueprint, Entity};
 use portolan_store::conformance::{ctx, entity, model, org, put};
 use portolan_store::migrate::{CopyOptions, MigrateError, sqlite_to_postgres, verify};
 use portolan_store::{
-    AuditFilter, IntegrationLog, Invitation, LogFilter, OrgId, SaveMode, SearchRequest, Session, SqliteStore, Store,
-    User,
+    AuditFilter, IntegrationLog, Invitation, LogFilter, NewJob, OrgId, SaveMode, SearchRequest, Session, SqliteStore,
+    Store, User, WebhookWrite,
 };
 use serde_json::json;
 
@@ -137,6 +137,33 @@ async fn integration_and_accounts(s: &dyn Store, o: &OrgId) {
         used_at: None,
     };
     s.create_invitation(&invitation).await.unwrap();
+
+    // A webhook with an (encrypted, opaque to the store) secret, two deliveries and their log.
+    let hook = WebhookWrite {
+        identifier: "gh-hook".into(),
+        data: json!({"title": "GitHub", "enabled": true, "mappings": [], "security": {"signatureAlgorithm": "sha256"}}),
+        webhook_key: format!("key-{}", o.0),
+        secret: Some("v1:k1:bm9uY2U:Y2lwaGVy".into()),
+        secret_key_id: Some("k1".into()),
+    };
+    s.save_webhook(o, &hook, SaveMode::Create, &ctx()).await.unwrap();
+    for request in ["d-1", "d-2"] {
+        let job = NewJob { kind: "webhook_delivery".into(), payload: json!({"webhook": "gh-hook"}), max_attempts: 3 };
+        s.enqueue_webhook_delivery(o, "gh-hook", Some(request), &job, "2026-01-01T00:00:00.000Z").await.unwrap();
+    }
+    let lines: Vec<IntegrationLog> = (0..30)
+        .map(|i| IntegrationLog {
+            id: String::new(),
+            at: format!("2026-01-01T00:00:{i:02}.000Z"),
+            level: "INFO".into(),
+            source: "server".into(),
+            event: "delivery_received".into(),
+            resync_id: None,
+            message: format!("delivery {i}"),
+            extra: json!({}),
+        })
+        .collect();
+    s.append_webhook_logs(o, "gh-hook", &lines).await.unwrap();
 }
 
 #[tokio::test]
@@ -168,14 +195,15 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     assert_eq!(count("credentials"), 1);
     assert_eq!(count("blueprints"), 6);
     // Every create (11,000 entities, 6 blueprints), update (2,250 + 225) and delete (500 + 50),
-    // and the integration's create and two updates.
-    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550 + 3);
+    // the integration's create and two updates, and the webhook's create.
+    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550 + 3 + 1);
     assert_eq!(count("integrations"), 1);
     assert_eq!(count("integration_config_versions"), 3);
     assert_eq!(count("integration_examples"), 1);
     assert_eq!(count("integration_resyncs"), 2);
     assert_eq!(count("integration_logs"), 250);
     assert_eq!((count("users"), count("sessions"), count("invitations")), (1, 1, 1));
+    assert_eq!((count("webhooks"), count("webhook_deliveries"), count("webhook_logs")), (1, 2, 30));
 
     // Read back through the PostgreSQL store: the same entities in the same (cursor) order.
     let (before, after) = (all_entities(&src, &acme, &m).await, all_entities(&*pg, &acme, &m).await);
@@ -204,6 +232,16 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     assert_eq!(src.user_by_email(&email).await.unwrap(), pg.user_by_email(&email).await.unwrap());
     let session = "session-".to_string() + &acme.0;
     assert_eq!(src.session(&session).await.unwrap(), pg.session(&session).await.unwrap());
+    assert_eq!(src.get_webhook(&acme, "gh-hook").await.unwrap(), pg.get_webhook(&acme, "gh-hook").await.unwrap());
+    let (a_hook, b_hook) = (
+        src.list_webhook_logs(&acme, "gh-hook", &logs).await.unwrap(),
+        pg.list_webhook_logs(&acme, "gh-hook", &logs).await.unwrap(),
+    );
+    assert_eq!((a_hook.len(), &a_hook), (30, &b_hook));
+    // A replayed delivery is still recognized after the move.
+    let job = NewJob { kind: "webhook_delivery".into(), payload: json!({}), max_attempts: 3 };
+    let again = pg.enqueue_webhook_delivery(&acme, "gh-hook", Some("d-1"), &job, "2026-02-01T00:00:00.000Z").await;
+    assert!(matches!(again.unwrap(), portolan_store::Delivery::Duplicate { .. }));
     // New log lines and resyncs continue after the copied ids.
     let r = pg.start_resync(&acme, "gh", "2026-02-01T00:00:00.000Z", 1).await.unwrap();
     assert_ne!(Some(&r.id), a[0].resync_id.as_ref());
