@@ -66,6 +66,12 @@ routes! {
     post "/v1/integration/{id}/logs" => crate::handlers::integration::ingest_logs, "Integrations", "Log ingest URL: lines Ocean ships (logAttributes.ingestUrl)";
     get "/v1/integration/{id}/logs" => crate::handlers::integration::list_logs, "Integrations", "The integration's event log: Ocean's lines and what the server saw";
     post "/v1/integration/{id}/confirm-deletions" => crate::handlers::integration::confirm_deletions, "Integrations", "Confirm deletions the mass-deletion guard refused (Portolan extension)";
+    get "/v1/integration/{id}/cursor" => crate::handlers::integration::latest::get_cursor, "Integrations", "The incremental sync cursor of a kind and index (latest Ocean; 404 when none)";
+    put "/v1/integration/{id}/cursor" => crate::handlers::integration::latest::put_cursor, "Integrations", "Replace an existing incremental sync cursor (404 when none: POST it)";
+    post "/v1/integration/{id}/cursor" => crate::handlers::integration::latest::post_cursor, "Integrations", "Create or replace an incremental sync cursor";
+    post "/v1/integration/{id}/metrics/syncMetrics" => crate::handlers::integration::latest::post_sync_metrics, "Integrations", "Metrics ingest URL (metricAttributes.ingestUrl): sync metrics, kept in the event log";
+    put "/v1/integration/{id}/metrics/syncMetrics/resync/{eventId}/kind/{kind}" => crate::handlers::integration::latest::put_kind_sync_metrics, "Integrations", "One kind's sync metrics of a resync, kept in the event log";
+    post "/v1/integration/{id}/metrics/heartbeat" => crate::handlers::integration::latest::heartbeat, "Integrations", "Ocean's heartbeat, kept in the event log";
     get "/v1/organization" => crate::handlers::integration::organization, "Organization", "The caller's organization";
     post "/v1/blueprints/entities/datasource-entities" => crate::handlers::integration::datasource_entities, "Entities", "Entities by $datasource prefix/suffix, a page at a time (Ocean)";
     // Webhooks: custom webhook integrations (handlers/webhook.rs, handlers/webhook/ingest.rs, jobs/webhook.rs).

@@ -908,6 +908,96 @@ pub async fn webhooks_dedupe_deliveries_keep_opaque_secrets_and_are_tenant_scope
     assert!(s.get_webhook(&b, "gh").await.unwrap().is_some(), "the other organization's webhook stays");
 }
 
+/// Integration cursors: keyed by (integration, kind, index); update only touches an existing
+/// one; another organization sees none; deleting the integration deletes them.
+pub async fn integration_cursors_are_keyed_updated_only_when_present_and_tenant_scoped(s: &dyn Store) {
+    use crate::SaveMode;
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let data = json!({"installationAppType": "t", "config": {}});
+    s.save_integration(&a, "int", &data, SaveMode::Create, false, &ctx()).await.unwrap();
+    let c1 = json!({"primary": "2024-01-01T00:00:00Z"});
+    let c2 = json!({"primary": "2024-02-01T00:00:00Z"});
+    assert_eq!(s.integration_cursor(&a, "int", "repo", "0").await.unwrap(), None);
+    assert!(!s.update_integration_cursor(&a, "int", "repo", "0", &c1, T0).await.unwrap(), "no cursor to update");
+    assert_eq!(s.integration_cursor(&a, "int", "repo", "0").await.unwrap(), None, "a failed update writes nothing");
+    s.save_integration_cursor(&a, "int", "repo", "0", &c1, T0).await.unwrap();
+    assert_eq!(s.integration_cursor(&a, "int", "repo", "0").await.unwrap(), Some(c1.clone()));
+    assert_eq!(s.integration_cursor(&a, "int", "repo", "1").await.unwrap(), None, "another index");
+    assert_eq!(s.integration_cursor(&a, "int", "issue", "0").await.unwrap(), None, "another kind");
+    assert_eq!(s.integration_cursor(&b, "int", "repo", "0").await.unwrap(), None, "another organization");
+    assert!(s.update_integration_cursor(&a, "int", "repo", "0", &c2, T0).await.unwrap());
+    assert_eq!(s.integration_cursor(&a, "int", "repo", "0").await.unwrap(), Some(c2.clone()));
+    s.save_integration_cursor(&a, "int", "repo", "0", &c1, T0).await.unwrap();
+    assert_eq!(s.integration_cursor(&a, "int", "repo", "0").await.unwrap(), Some(c1), "save replaces");
+    assert!(!s.update_integration_cursor(&b, "int", "repo", "0", &c2, T0).await.unwrap());
+    s.delete_integration(&a, "int", &ctx()).await.unwrap();
+    assert_eq!(s.integration_cursor(&a, "int", "repo", "0").await.unwrap(), None, "deleted with the integration");
+}
+
+/// Web UI: the saved initial filter of a catalog page (replaced, removed, per organization and
+/// blueprint), the audit log's `before` cursor, and bounded config-version reads.
+pub async fn web_ui_settings_are_tenant_scoped_and_reads_are_paged(s: &dyn Store) {
+    use crate::{AuditRecord, InitialFilter, SaveMode};
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    assert_eq!(s.initial_filter(&a, "service").await.unwrap(), None);
+    let f1 = InitialFilter {
+        filter: json!({"q": null, "rules": [["lang", "=", "rust"]]}),
+        updated_at: T0.into(),
+        updated_by: "admin@example.com".into(),
+    };
+    s.set_initial_filter(&a, "service", Some(&f1)).await.unwrap();
+    assert_eq!(s.initial_filter(&a, "service").await.unwrap(), Some(f1.clone()));
+    assert_eq!(s.initial_filter(&b, "service").await.unwrap(), None, "tenant scoped");
+    assert_eq!(s.initial_filter(&a, "team").await.unwrap(), None, "per blueprint");
+    let f2 = InitialFilter { filter: json!({"q": "x\u{0}y", "rules": []}), ..f1.clone() };
+    s.set_initial_filter(&a, "service", Some(&f2)).await.unwrap();
+    assert_eq!(s.initial_filter(&a, "service").await.unwrap(), Some(f2), "replaced");
+    s.set_initial_filter(&b, "service", Some(&f1)).await.unwrap();
+    s.set_initial_filter(&a, "service", None).await.unwrap();
+    assert_eq!(s.initial_filter(&a, "service").await.unwrap(), None, "removed");
+    assert_eq!(s.initial_filter(&b, "service").await.unwrap(), Some(f1), "the other organization's stays");
+    s.set_initial_filter(&a, "service", None).await.unwrap();
+
+    // The audit log pages newest first below a cursor.
+    let record = |n: usize| AuditRecord {
+        id: String::new(),
+        at: T0.into(),
+        resource_type: "entity".into(),
+        action: "UPDATE".into(),
+        status: "SUCCESS".into(),
+        identifier: format!("e{n}"),
+        blueprint: Some("service".into()),
+        entity: Some(format!("e{n}")),
+        origin: "API".into(),
+        user_id: "tester".into(),
+        diff: None,
+        message: None,
+    };
+    s.append_audit(&a, &(0..5).map(record).collect::<Vec<_>>()).await.unwrap();
+    s.append_audit(&b, &[record(9)]).await.unwrap();
+    let page = |before: Option<i64>| AuditFilter { before, limit: 2, ..AuditFilter::default() };
+    let ids = |rs: &[AuditRecord]| rs.iter().map(|r| r.identifier.clone()).collect::<Vec<_>>();
+    let first = s.list_audit(&a, &page(None)).await.unwrap();
+    assert_eq!(ids(&first), ["e4", "e3"]);
+    let cursor = |rs: &[AuditRecord]| rs.last().unwrap().id.trim_start_matches("aud_").parse::<i64>().unwrap();
+    let second = s.list_audit(&a, &page(Some(cursor(&first)))).await.unwrap();
+    assert_eq!(ids(&second), ["e2", "e1"]);
+    let third = s.list_audit(&a, &page(Some(cursor(&second)))).await.unwrap();
+    assert_eq!(ids(&third), ["e0"]);
+
+    // Config versions: the newest `limit` only.
+    for n in 0..4 {
+        let data = json!({"installationAppType": "t", "config": {"resources": [], "n": n}});
+        let mode = if n == 0 { SaveMode::Create } else { SaveMode::Update };
+        s.save_integration(&a, "int", &data, mode, false, &ctx()).await.unwrap();
+    }
+    let recent = s.recent_config_versions(&a, "int", 2).await.unwrap();
+    assert_eq!(recent.iter().map(|v| v.version).collect::<Vec<_>>(), [4, 3]);
+    assert_eq!(recent[0].config, json!({"resources": [], "n": 3}));
+    assert!(s.recent_config_versions(&b, "int", 2).await.unwrap().is_empty());
+}
+
 /// `conformance_tests!(@optional $make)`: `$make` yields an `Option` of something that derefs
 /// to a store; on `None` (a backend not configured on this machine) each test returns at once,
 /// and the factory is expected to say on stderr that it skipped.
@@ -924,7 +1014,9 @@ macro_rules! conformance_tests {
             failed_jobs_retry_with_backoff_until_max_attempts, released_and_cancelled_jobs, jobs_are_tenant_scoped,
             blueprint_version_changes_with_every_blueprint_write, required_dependents_come_from_other_blueprints,
             nul_characters_are_kept_or_refused_never_an_error, integrations_are_versioned_guarded_and_tenant_scoped,
-            webhooks_dedupe_deliveries_keep_opaque_secrets_and_are_tenant_scoped);
+            webhooks_dedupe_deliveries_keep_opaque_secrets_and_are_tenant_scoped,
+            integration_cursors_are_keyed_updated_only_when_present_and_tenant_scoped,
+            web_ui_settings_are_tenant_scoped_and_reads_are_paged);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

@@ -80,6 +80,9 @@ pub struct AuditFilter {
     pub status: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// Records with an id below this one (the `n` of `aud_<n>`): the next page of a listing,
+    /// which is newest first.
+    pub before: Option<i64>,
     pub limit: u32,
 }
 
@@ -414,6 +417,41 @@ pub trait Store: Send + Sync {
     /// The distinct ids of the master keys stored webhook secrets are encrypted with, in every
     /// organization (start-up refuses a key that cannot decrypt them).
     async fn webhook_secret_key_ids(&self) -> Result<Vec<String>>;
+
+    // ---- Integration cursors: the latest Ocean's incremental sync cursor per (integration,
+    // kind, index) — `GET/PUT/POST /v1/integration/{id}/cursor` (migration 0007). The cursor is
+    // the JSON Ocean sent (`{"primary": "<iso>"}`); deleted with the integration. ----
+    /// The cursor stored for (integration `id`, `kind`, `index`), if any.
+    async fn integration_cursor(&self, org: &OrgId, id: &str, kind: &str, index: &str) -> Result<Option<Value>>;
+    /// Create or replace the cursor of (integration `id`, `kind`, `index`).
+    async fn save_integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+        cursor: &Value,
+        at: &str,
+    ) -> Result<()>;
+    /// Replace an existing cursor only: `false` (nothing written) when there is none.
+    async fn update_integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+        cursor: &Value,
+        at: &str,
+    ) -> Result<bool>;
+    // ---- end of Integration cursors ----
+
+    // ---- Web UI: saved page settings and paged reads (types in the `Web UI` block at the end) ----
+    /// The saved initial filter of blueprint `blueprint`'s catalog page.
+    async fn initial_filter(&self, org: &OrgId, blueprint: &str) -> Result<Option<InitialFilter>>;
+    /// Save (`Some`, replacing any) or remove (`None`) that initial filter.
+    async fn set_initial_filter(&self, org: &OrgId, blueprint: &str, filter: Option<&InitialFilter>) -> Result<()>;
+    /// The newest `limit` config versions of an integration, newest first.
+    async fn recent_config_versions(&self, org: &OrgId, id: &str, limit: u32) -> Result<Vec<ConfigVersion>>;
 }
 
 /// Where a background job is in its life.
@@ -854,4 +892,15 @@ pub(crate) fn webhook_audit_record(
         diff: Some(serde_json::json!({"before": before.map(|b| &b.data), "after": after.map(|a| &a.data)})),
         message: (secret_changed && action != "DELETE").then(|| "security.secret changed".to_string()),
     }
+}
+
+// ---- Web UI ----
+
+/// The saved initial filter of a catalog page: `filter` is the web UI's own JSON
+/// (`{"q": …, "rules": [[property, operator, value], …]}`), opaque to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitialFilter {
+    pub filter: Value,
+    pub updated_at: String,
+    pub updated_by: String,
 }

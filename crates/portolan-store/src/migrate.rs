@@ -1,7 +1,7 @@
 //! Moving an embedded install to PostgreSQL (`portolan migrate-data`): every row of the chosen
 //! organizations — blueprints, entities, relation edges, audit log, API credentials,
 //! integrations (config versions, kind examples, resyncs, event log), webhooks (deliveries,
-//! event log), users, sessions and invitations — copied from a SQLite database into a PostgreSQL one in a single transaction,
+//! event log), users, sessions, invitations and the web UI's saved initial filters — copied from a SQLite database into a PostgreSQL one in a single transaction,
 //! then verified by counting and checksumming both sides. Background jobs are not copied:
 //! move an install with no job queued or running (`GET /v1/jobs`).
 //!
@@ -104,12 +104,14 @@ const TABLES: &[&TableSpec] = &[
     &EXAMPLES,
     &RESYNCS,
     &INTEGRATION_LOGS,
+    &INTEGRATION_CURSORS,
     &WEBHOOKS,
     &WEBHOOK_DELIVERIES,
     &WEBHOOK_LOGS,
     &USERS,
     &SESSIONS,
     &INVITATIONS,
+    &UI_INITIAL_FILTERS,
 ];
 
 /// Identity columns (table, column): their ids are shifted past the target's largest.
@@ -455,6 +457,21 @@ const INTEGRATION_LOGS: TableSpec = TableSpec {
     order: &["id"],
 };
 
+/// Incremental sync cursors of the latest Ocean (migration 0007).
+const INTEGRATION_CURSORS: TableSpec = TableSpec {
+    table: "integration_cursors",
+    json_type: "json",
+    cols: &[
+        ("integration", Col::Text),
+        ("kind", Col::Text),
+        ("idx", Col::Text),
+        ("cursor", Col::Json),
+        ("updated_at", Col::Text),
+    ],
+    overriding: false,
+    order: &["integration", "kind", "idx"],
+};
+
 /// Webhook secrets stay encrypted as they are: the target's nodes need the same master key
 /// (`PORTOLAN_SECRETS_KEY`; on SQLite it was generated into `<data dir>/secrets.key`).
 const WEBHOOKS: TableSpec = TableSpec {
@@ -501,6 +518,15 @@ const WEBHOOK_LOGS: TableSpec = TableSpec {
     ],
     overriding: true,
     order: &["id"],
+};
+
+/// Web UI: the saved initial filter of each catalog page (`filter` is JSON kept as text).
+const UI_INITIAL_FILTERS: TableSpec = TableSpec {
+    table: "ui_initial_filters",
+    json_type: "json",
+    cols: &[("blueprint", Col::Text), ("filter", Col::Text), ("updated_at", Col::Text), ("updated_by", Col::Text)],
+    overriding: false,
+    order: &["blueprint"],
 };
 
 const USERS: TableSpec = TableSpec {

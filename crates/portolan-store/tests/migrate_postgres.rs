@@ -164,6 +164,13 @@ async fn integration_and_accounts(s: &dyn Store, o: &OrgId) {
         })
         .collect();
     s.append_webhook_logs(o, "gh-hook", &lines).await.unwrap();
+    // The web UI's saved initial filter of a catalog page.
+    let initial = portolan_store::InitialFilter {
+        filter: json!({"q": null, "rules": [["language", "=", "rust"]]}),
+        updated_at: "2026-01-01T00:00:00.000Z".into(),
+        updated_by: "admin@example.com".into(),
+    };
+    s.set_initial_filter(o, "service", Some(&initial)).await.unwrap();
 }
 
 #[tokio::test]
@@ -204,6 +211,9 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     assert_eq!(count("integration_logs"), 250);
     assert_eq!((count("users"), count("sessions"), count("invitations")), (1, 1, 1));
     assert_eq!((count("webhooks"), count("webhook_deliveries"), count("webhook_logs")), (1, 2, 30));
+    assert_eq!(count("ui_initial_filters"), 1);
+    assert_eq!(src.initial_filter(&acme, "service").await.unwrap(), pg.initial_filter(&acme, "service").await.unwrap());
+    assert!(pg.initial_filter(&acme, "service").await.unwrap().is_some());
 
     // Read back through the PostgreSQL store: the same entities in the same (cursor) order.
     let (before, after) = (all_entities(&src, &acme, &m).await, all_entities(&*pg, &acme, &m).await);

@@ -1,7 +1,7 @@
 // The web UI end to end, in real Chromium: sign in, model a blueprint in the builder, create and
 // edit entities, filter and sort the catalog, read an entity's page and history, export HCL,
 // open an integration's event log (shipped through the API as Ocean does) and filter it, try its
-// mapping in the playground, sign out. Each step asserts what the page shows; screenshots go to SCREENSHOT_DIR.
+// mapping in the playground, open a webhook's page, sign out. Each step asserts what the page shows; screenshots go to SCREENSHOT_DIR.
 import { test, expect } from '@playwright/test';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -35,7 +35,10 @@ async function oceanIntegration(request) {
     { message: 'fetching repositories', level: 'INFO', timestamp: '2024-11-10T08:00:00.000000Z' },
     { message: 'GitHub answered 502 for acme/cart', level: 'ERROR', timestamp: '2024-11-10T08:01:00.000000Z' },
     { message: 'retrying in 5 s', level: 'WARNING', timestamp: '2024-11-10T08:02:00.000000Z' },
-  ] });
+  ] });  // A custom webhook (read-only on its data-source page).
+  await call('POST', '/v1/webhooks', { identifier: 'browser-hook', title: 'Browser hook', enabled: true,
+    mappings: [{ blueprint: 'service', filter: 'true',
+      entity: { identifier: '.body.name', title: '.body.name', properties: {} } }] });
 }
 
 async function shot(page, name) {
@@ -161,6 +164,18 @@ test('a platform engineer models, fills, browses and exports the catalog', async
   await expect(page.locator('#playground-result tr[data-path="properties.cpu"]')).toContainText('6');
   await expect(page.locator('#playground-result tr[data-path="identifier"]')).toContainText('"billing"');
   await expect(page).toHaveURL(/\/playground$/);
+
+  // A webhook's page: configuration, mappings and its (empty) event log.
+  await page.locator('header nav').getByRole('link', { name: 'Data sources' }).click();
+  const hook = page.locator('#webhooks tr[data-webhook="browser-hook"]');
+  await expect(hook).toContainText('enabled');
+  await expect(hook).toContainText('/v1/ingest/');
+  await hook.getByRole('link', { name: 'browser-hook' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Browser hook');
+  await expect(page.locator('#mappings')).toContainText('.body.name');
+  await expect(page.locator('#secret-state')).toHaveText('none');
+  await expect(page.locator('#log-empty')).toBeVisible();
+  await shot(page, '09-webhook');
 
   // Export HCL.
   await page.locator('header nav').getByRole('link', { name: 'Export' }).click();

@@ -116,6 +116,7 @@ pub async fn list(
         status: p.status,
         from,
         to,
+        before: None,
         limit,
     };
     let records = state.store.list_audit(&caller.org, &filter).await?;

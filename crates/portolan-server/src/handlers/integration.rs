@@ -18,12 +18,13 @@ use serde_json::{Map, Value, json};
 use crate::auth::Caller;
 use crate::catalog::{ReadOptions, render};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, QueryParams};
 use crate::handlers::search::{decode_cursor, encode_cursor};
 use crate::handlers::{audit_ctx, now_iso};
 use crate::state::AppState;
 
 pub mod events;
+pub mod latest;
 pub use events::{confirm_deletions, ingest_logs, list_logs};
 
 /// Keys of the integration object the server manages: set by the server, never stored from a
@@ -38,6 +39,7 @@ const MANAGED: &[&str] = &[
     "updatedAt",
     "updatedBy",
     "logAttributes",
+    "metricAttributes",
     "resyncState",
     "resyncRequest",
 ];
@@ -163,6 +165,11 @@ pub fn render_integration(i: &StoredIntegration, base: &str) -> Value {
     out.insert("updatedAt".into(), json!(i.updated_at));
     out.insert("updatedBy".into(), json!(i.updated_by));
     out.insert("logAttributes".into(), json!({"ingestUrl": format!("{base}/v1/integration/{}/logs", i.identifier)}));
+    // The latest Ocean posts sync metrics and heartbeats under this URL (integration/latest.rs).
+    out.insert(
+        "metricAttributes".into(),
+        json!({"ingestUrl": format!("{base}/v1/integration/{}/metrics", i.identifier)}),
+    );
     Value::Object(out)
 }
 
@@ -218,14 +225,41 @@ pub async fn list(State(state): State<AppState>, caller: Caller, headers: Header
     Ok(Json(json!({"ok": true, "integrations": all.iter().map(|i| render_integration(i, &base)).collect::<Vec<_>>()})))
 }
 
-/// `POST /v1/integration` `{installationId, installationAppType, version, changelogDestination, config}`.
+/// Query of `POST /v1/integration`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateParams {
+    integration_modes: Option<Value>,
+}
+
+/// `POST /v1/integration` `{installationId, installationAppType, version, changelogDestination,
+/// config}` (the latest Ocean adds `actionsProcessingEnabled`, `createPortResourcesOrigin`, …,
+/// stored as they are). `?integration_modes=create_resources` asks Port to provision default
+/// resources, which Portolan does not do (`provision-enabled` lists no type, so Ocean does not
+/// ask): the mode is ignored when the body brings a config, and refused when it does not —
+/// Ocean would otherwise poll for a config that never comes.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    QueryParams(params): QueryParams<CreateParams>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let body = object(&body)?;
+    let modes = match &params.integration_modes {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => vec![],
+    };
+    let empty_config = body.get("config").is_none_or(|c| c.is_null() || c.as_object().is_some_and(Map::is_empty));
+    if modes.iter().any(|m| m == "create_resources") && empty_config {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "provisioning_unsupported",
+            "this portal does not provision an integration's default resources (integration_modes=create_resources); \
+             send the mapping in \"config\", or run Ocean with OCEAN__CREATE_PORT_RESOURCES_ORIGIN=Default so that it \
+             creates its defaults itself",
+        ));
+    }
     let id = match body.get("installationId").or_else(|| body.get("identifier")) {
         Some(Value::String(s)) => s.clone(),
         _ => return Err(FieldError::new("installationId", "is required: the integration's identifier").into()),

@@ -44,7 +44,7 @@ pub fn secret_aad(org: &OrgId, id: &str) -> String {
 }
 
 /// The base URL clients reached this server at (for the ingest URL).
-fn base_url(headers: &HeaderMap) -> String {
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
     let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "127.0.0.1".into());

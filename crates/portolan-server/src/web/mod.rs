@@ -52,6 +52,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("export.html", include_str!("../../templates/export.html")),
     ("sources.html", include_str!("../../templates/sources.html")),
     ("source.html", include_str!("../../templates/source.html")),
+    ("source_log.html", include_str!("../../templates/source_log.html")),
+    ("source_webhook.html", include_str!("../../templates/source_webhook.html")),
     ("source_mapping.html", include_str!("../../templates/source_mapping.html")),
     ("source_playground.html", include_str!("../../templates/source_playground.html")),
     ("source_playground_result.html", include_str!("../../templates/source_playground_result.html")),
@@ -241,6 +243,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/catalog", get(pages::catalog_index))
         .route("/ui/catalog/{bp}", get(pages::catalog))
         .route("/ui/catalog/{bp}/export", get(pages::catalog_export))
+        .route("/ui/catalog/{bp}/initial-filter", post(pages::initial_filter_save))
         .route("/ui/entities/{bp}/new", get(pages::entity_new))
         .route("/ui/entities/{bp}", post(pages::entity_save_new))
         .route("/ui/entities/{bp}/{id}", get(pages::entity).post(pages::entity_save))
@@ -256,6 +259,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/export/download", get(pages::export_download))
         .route("/ui/data-sources", get(sources::data_sources))
         .route("/ui/data-sources/{id}", get(sources::data_source))
+        .route("/ui/data-sources/webhooks/{id}", get(sources::webhook))
         .route("/ui/data-sources/{id}/mapping", get(sources::mapping).post(sources::mapping_save))
         .route("/ui/data-sources/{id}/playground", get(sources::playground).post(sources::playground_run))
         .route("/ui/data-sources/{id}/versions/{version}/restore", post(sources::restore_version))

@@ -380,6 +380,9 @@ struct View {
     /// Rows skipped, for views sorted by the store (they page by offset).
     offset: u64,
     limit: u32,
+    /// The page has a saved initial filter: links to an unfiltered view say so (`nf=1`), or
+    /// opening them would apply it.
+    has_initial: bool,
 }
 
 const OPERATORS: &[&str] = &[
@@ -442,6 +445,7 @@ impl View {
                 .and_then(|l| l.parse().ok())
                 .filter(|l| (1..=MAX_PAGE).contains(l))
                 .unwrap_or(DEFAULT_PAGE),
+            has_initial: false,
         }
     }
 
@@ -471,6 +475,9 @@ impl View {
             if let Some(v) = v {
                 p.push((k, v.clone()));
             }
+        }
+        if self.has_initial && !p.iter().any(|(k, _)| *k == "q" || *k == "fp") {
+            p.push(("nf", "1".into()));
         }
         let qs: Vec<String> = p.iter().map(|(k, v)| format!("{k}={}", super::urlencode(v))).collect();
         format!("/ui/catalog/{}?{}", super::urlencode(bp), qs.join("&"))
@@ -648,7 +655,25 @@ pub async fn catalog(
 ) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
     let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
-    let view = View::parse(&query_form(&q), bp);
+    let form = query_form(&q);
+    let mut view = View::parse(&form, bp);
+    // The saved initial filter applies when the query string names no filter at all (`nf=1`,
+    // or an empty `q`/`fp` from the filter form, is an explicit "no filter").
+    let saved = state.store.initial_filter(&user.org, &bp_id).await?.map(|f| initial_rules(&f.filter));
+    let explicit = form.0.iter().any(|(k, _)| matches!(k.as_str(), "q" | "fp" | "fo" | "fv" | "nf"));
+    if let Some((sq, rules)) = &saved
+        && !explicit
+    {
+        (view.q, view.filters) = (sq.clone(), rules.clone());
+    }
+    view.has_initial = saved.is_some();
+    let initial = saved.as_ref().filter(|(sq, rules)| *sq == view.q && *rules == view.filters).map(|(sq, rules)| {
+        context! {
+            text => describe_filter(bp, sq.as_deref(), rules),
+            clear => view.link(&bp.identifier, &[("q", None), ("fp", None), ("fo", None), ("fv", None), ("after", None), ("o", None)]),
+        }
+    });
+    let can_save = user.is_admin() && (view.q.is_some() || !view.filters.is_empty());
     let now = now_secs(&state);
     let (rows, next, error) = match view_page(&state, &user, bp, &view).await? {
         Ok((rows, next)) => (rows, next, None),
@@ -757,8 +782,79 @@ pub async fn catalog(
         csv_url => export_qs("csv"),
         json_url => export_qs("json"),
         row_count => rows.len(),
+        initial, has_initial => saved.is_some(), can_save,
+        initial_action => format!("/ui/catalog/{}/initial-filter", super::urlencode(&bp.identifier)),
     };
     page(&state, "catalog.html", ctx)
+}
+
+// ---- the saved initial filter of a catalog page -------------------------------------------------
+
+/// The (search text, rules) of a stored initial filter (`{"q", "rules": [[p, o, v], …]}`); rules
+/// with an unknown operator are dropped, as in the query string.
+fn initial_rules(filter: &Value) -> (Option<String>, Vec<(String, String, String)>) {
+    let q = filter.get("q").and_then(Value::as_str).filter(|q| !q.is_empty()).map(str::to_string);
+    let rules = filter
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let s = |i: usize| r.get(i).and_then(Value::as_str).map(str::to_string);
+            let (p, o, v) = (s(0)?, s(1)?, s(2).unwrap_or_default());
+            (!p.is_empty() && OPERATORS.contains(&o.as_str())).then_some((p, o, v))
+        })
+        .take(MAX_RULES)
+        .collect();
+    (q, rules)
+}
+
+/// The filter in words: `search "x" and Language = rust and …`.
+fn describe_filter(bp: &Blueprint, q: Option<&str>, rules: &[(String, String, String)]) -> String {
+    let mut parts: Vec<String> = q.map(|q| format!("search {q:?}")).into_iter().collect();
+    for (p, o, v) in rules {
+        let title = format::column_title(bp, p);
+        parts.push(if matches!(o.as_str(), "isEmpty" | "isNotEmpty") {
+            format!("{title} {o}")
+        } else {
+            format!("{title} {o} {v}")
+        });
+    }
+    parts.join(" and ")
+}
+
+/// `POST /ui/catalog/{bp}/initial-filter` (admins; CSRF): save the filter of the posted view
+/// (`q`, `fp`/`fo`/`fv`) as the page's initial filter, or remove it (`remove`, or an empty
+/// filter); then back to that view.
+pub async fn initial_filter_save(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(bp_id): Path<String>,
+    req: Request,
+) -> WebResult {
+    let (headers, _, form) = body_form(req).await?;
+    session::require_csrf(&user, &headers, form.get(session::CSRF_FIELD))?;
+    if !user.is_admin() {
+        return Err(WebError::Forbidden("Only admins change a page's initial filter.".into()));
+    }
+    let bps = state.blueprints(&user.org).await?;
+    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+    let mut view = View::parse(&form, bp);
+    let remove = form.get("remove").is_some() || (view.q.is_none() && view.filters.is_empty());
+    if remove {
+        state.store.set_initial_filter(&user.org, &bp.identifier, None).await?;
+    } else {
+        view.query(bp).map_err(WebError::BadRequest)?;
+        let rules: Vec<Value> = view.filters.iter().map(|(p, o, v)| json!([p, o, v])).collect();
+        let saved = portolan_store::InitialFilter {
+            filter: json!({"q": view.q, "rules": rules}),
+            updated_at: crate::handlers::now_iso(),
+            updated_by: user.user.email.clone(),
+        };
+        state.store.set_initial_filter(&user.org, &bp.identifier, Some(&saved)).await?;
+    }
+    view.has_initial = !remove;
+    Ok(see_other(&view.link(&bp.identifier, &[("after", None), ("o", None)])))
 }
 
 fn download(body: String, content_type: &str, filename: &str) -> Response {
@@ -1492,13 +1588,32 @@ pub async fn audit(State(state): State<AppState>, user: WebUser, RawQuery(q): Ra
         status: pick("status", &["SUCCESS", "FAILURE"]),
         from: time("from"),
         to: time("to"),
+        // One page, newest first, below the `before` record (`aud_<n>`); a record more than the
+        // page tells whether there are older ones.
+        before: f.get("before").and_then(|b| b.strip_prefix("aud_")?.parse().ok()),
         limit: f.get("limit").and_then(|l| l.parse().ok()).filter(|l| (1..=500).contains(l)).unwrap_or(100),
     };
-    let records = state.store.list_audit(&user.org, &filter).await?;
+    let page_size = filter.limit as usize;
+    let mut records =
+        state.store.list_audit(&user.org, &AuditFilter { limit: filter.limit + 1, ..filter.clone() }).await?;
+    let link = |before: Option<&str>| {
+        let mut qs: Vec<String> =
+            f.0.iter()
+                .filter(|(k, v)| k != "before" && !v.is_empty())
+                .map(|(k, v)| format!("{k}={}", super::urlencode(v)))
+                .collect();
+        qs.extend(before.map(|b| format!("before={}", super::urlencode(b))));
+        format!("/ui/audit?{}", qs.join("&"))
+    };
+    let older = (records.len() > page_size).then(|| {
+        records.truncate(page_size);
+        link(records.last().map(|r| r.id.as_str()))
+    });
     let now = now_secs(&state);
     let ctx = context! {
         chrome => chrome(&state, &user), title => "Audit log",
         records => audit_rows(&records, now),
+        older, newest => filter.before.is_some().then(|| link(None)),
         f => sv(json!({"identifier": f.get("identifier"), "entity": f.get("entity"), "blueprint": f.get("blueprint"),
                     "resources": f.all("resources"), "origin": f.get("origin"), "action": f.get("action"),
                     "status": f.get("status"), "from": f.get("from"), "to": f.get("to"), "limit": filter.limit})),

@@ -4,8 +4,10 @@
 //! saved through the same handler as `PATCH /v1/integration/{id}/config`); and the mapping
 //! playground (an example item through a mapping, every field's jq result or error).
 //!
-//! Custom webhooks (`/v1/webhooks`) are listed on the same page once that feature lands: see the
-//! `WEBHOOKS` marker in `templates/sources.html` and [`data_sources`].
+//! Custom webhooks (`/v1/webhooks`) are listed on the same page; a webhook's page
+//! (`/ui/data-sources/webhooks/{id}`) shows its configuration (the secret never: only whether one
+//! is set), its mappings and its event log (the same filter and paging as an integration's).
+//! Webhooks are read-only here: they change through the API.
 
 use std::collections::HashSet;
 
@@ -14,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use minijinja::Value as Mj;
 use minijinja::context;
 use portolan_jq::JqEngine;
-use portolan_store::{LogFilter, StoredIntegration};
+use portolan_store::{LogFilter, StoredIntegration, StoredWebhook};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -24,6 +26,7 @@ use super::session::{self, WebUser};
 use super::{WebError, html, urlencode};
 use crate::extract::JsonBody;
 use crate::handlers::integration as api;
+use crate::handlers::webhook as hooks;
 use crate::state::AppState;
 
 /// Log lines per page of the event log: default and most.
@@ -32,7 +35,7 @@ const MAX_LOG_PAGE: u32 = 200;
 /// Port's log levels (the filter's checkboxes).
 const LEVELS: &[&str] = &["DEBUG", "INFO", "WARNING", "ERROR", "FATAL"];
 /// Config versions listed on the integration page (newest first).
-const VERSIONS_SHOWN: usize = 20;
+const VERSIONS_SHOWN: u32 = 20;
 /// Resyncs listed in the history.
 const RESYNCS_SHOWN: u32 = 10;
 /// Examples offered by the playground, and items of `itemsToParse` it maps.
@@ -62,7 +65,7 @@ fn require_admin(user: &WebUser) -> WebResult<()> {
 
 // ---- the list -----------------------------------------------------------------------------------
 
-pub async fn data_sources(State(state): State<AppState>, user: WebUser) -> WebResult {
+pub async fn data_sources(State(state): State<AppState>, user: WebUser, headers: HeaderMap) -> WebResult {
     let now = now_secs(&state);
     let mut rows: Vec<Mj> = Vec::new();
     let mut all = state.store.list_integrations(&user.org).await?;
@@ -95,9 +98,23 @@ pub async fn data_sources(State(state): State<AppState>, user: WebUser) -> WebRe
             config_version => i.config_version,
         });
     }
-    // WEBHOOKS: custom webhooks (/v1/webhooks, built separately) join this page here — read
-    // them from the store and pass them as `webhooks`; the template has their section ready.
-    let webhooks: Vec<Mj> = Vec::new();
+    // Custom webhooks (/v1/webhooks): one store read for the list, one (LIMIT 1) per webhook
+    // for its last delivery.
+    let ingest_base = hooks::base_url(&headers);
+    let mut webhooks: Vec<Mj> = Vec::new();
+    for w in state.store.list_webhooks(&user.org).await? {
+        let received = LogFilter { events: vec!["delivery_received".into()], limit: 1, ..LogFilter::default() };
+        let last = state.store.list_webhook_logs(&user.org, &w.identifier, &received).await?.pop();
+        webhooks.push(context! {
+            identifier => w.identifier.clone(),
+            link => webhook_base(&w.identifier),
+            title => str_at(&w.data, "/title"),
+            enabled => webhook_enabled(&w),
+            mappings => w.data.get("mappings").and_then(Value::as_array).map_or(0, Vec::len),
+            url => format!("{ingest_base}{}{}", hooks::INGEST_PATH, w.webhook_key),
+            last => last.map(|l| Mj::from_safe_string(date_time(&l.at, now))),
+        });
+    }
     page(
         &state,
         "sources.html",
@@ -118,8 +135,11 @@ struct LogView {
     from_at: Option<String>,
     #[serde(skip)]
     to_at: Option<String>,
-    /// The page starts below this line id (`il_<n>`), newest first.
+    /// The page starts below this line id (`il_<n>`, or `wl_<n>` for a webhook), newest first.
     before: Option<String>,
+    /// The log's line-id prefix (`il_`, `wl_`).
+    #[serde(skip)]
+    prefix: &'static str,
     limit: u32,
     /// Problems with the filter, shown above the table.
     error: Option<String>,
@@ -138,8 +158,9 @@ fn filter_time(s: &str, end: bool) -> Option<String> {
 }
 
 impl LogView {
-    fn parse(f: &Form) -> LogView {
+    fn parse(f: &Form, prefix: &'static str) -> LogView {
         let mut v = LogView {
+            prefix,
             levels: f
                 .all("level")
                 .into_iter()
@@ -153,7 +174,7 @@ impl LogView {
                 .unwrap_or(LOG_PAGE),
             before: f
                 .get("before")
-                .filter(|b| b.strip_prefix("il_").is_some_and(|n| n.parse::<i64>().is_ok()))
+                .filter(|b| b.strip_prefix(prefix).is_some_and(|n| n.parse::<i64>().is_ok()))
                 .map(str::to_string),
             ..LogView::default()
         };
@@ -171,7 +192,7 @@ impl LogView {
     fn filter(&self) -> LogFilter {
         LogFilter {
             levels: self.levels.clone(),
-            cursor: self.before.as_deref().and_then(|b| b.strip_prefix("il_")?.parse().ok()).map(|n| (n, true)),
+            cursor: self.before.as_deref().and_then(|b| b.strip_prefix(self.prefix)?.parse().ok()).map(|n| (n, true)),
             from: self.from_at.clone(),
             to: self.to_at.clone(),
             limit: self.limit + 1,
@@ -179,8 +200,9 @@ impl LogView {
         }
     }
 
-    /// The link to this view starting below `before` (`None`: the newest lines).
-    fn link(&self, id: &str, before: Option<&str>) -> String {
+    /// The link to this view of the page at `base`, starting below `before` (`None`: the newest
+    /// lines).
+    fn link(&self, base: &str, before: Option<&str>) -> String {
         let mut p: Vec<(&str, String)> = self.levels.iter().map(|l| ("level", l.clone())).collect();
         if let Some(f) = &self.from {
             p.push(("from", f.clone()));
@@ -195,7 +217,7 @@ impl LogView {
             p.push(("before", b.to_string()));
         }
         let qs: Vec<String> = p.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
-        format!("{}?{}#event-log", base(id), qs.join("&"))
+        format!("{base}?{}#event-log", qs.join("&"))
     }
 }
 
@@ -207,24 +229,10 @@ pub async fn data_source(
 ) -> WebResult {
     let i = load(&state, &user, &id).await?;
     let now = now_secs(&state);
-    let view = LogView::parse(&query_form(&q));
+    let view = LogView::parse(&query_form(&q), "il_");
     // The event log: one page (and one line more, to know whether there are older ones).
-    let mut lines = state.store.list_integration_logs(&user.org, &id, &view.filter()).await?;
-    let older = (lines.len() > view.limit as usize).then(|| {
-        lines.truncate(view.limit as usize);
-        view.link(&id, lines.last().map(|l| l.id.as_str()))
-    });
-    let log: Vec<Mj> = lines
-        .iter()
-        .map(|l| {
-            context! {
-                id => l.id.clone(), at => Mj::from_safe_string(date_time(&l.at, now)), level => l.level.clone(),
-                source => l.source.clone(), event => l.event.clone(), resync => l.resync_id.clone(),
-                message => l.message.clone(),
-                extra => (l.extra.as_object().is_some_and(|o| !o.is_empty())).then(|| l.extra.to_string()),
-            }
-        })
-        .collect();
+    let lines = state.store.list_integration_logs(&user.org, &id, &view.filter()).await?;
+    let (log, older) = log_page(&view, &base(&id), lines, now);
     // Resyncs: the latest (live counters) and the history from the log's resync_finished lines.
     let latest = state.store.latest_resync(&user.org, &id).await?;
     let history_filter =
@@ -248,10 +256,9 @@ pub async fn data_source(
         .collect();
     let versions: Vec<Mj> = state
         .store
-        .integration_config_versions(&user.org, &id)
+        .recent_config_versions(&user.org, &id, VERSIONS_SHOWN)
         .await?
         .into_iter()
-        .take(VERSIONS_SHOWN)
         .map(|v| {
             context! {
                 version => v.version, current => v.version == i.config_version,
@@ -284,11 +291,113 @@ pub async fn data_source(
             tripped => r.tripped, confirmed => r.confirmed,
         }),
         resync_state, history, versions, kinds, config,
-        log, older, newest => view.before.is_some().then(|| view.link(&id, None)),
-        levels => sv(LEVELS), view => sv(&view),
+        log, older, newest => view.before.is_some().then(|| view.link(&base(&id), None)),
+        levels => sv(LEVELS), view => sv(&view), log_ref => "Resync",
         saved => query_form(&q).get("saved").is_some(),
     };
     page(&state, "source.html", ctx)
+}
+
+/// One page of an event log (read with `view.filter()`: a line more than the page) as template
+/// rows, and the link to the older lines if there are any.
+fn log_page(
+    view: &LogView,
+    base: &str,
+    mut lines: Vec<portolan_store::IntegrationLog>,
+    now: i64,
+) -> (Vec<Mj>, Option<String>) {
+    let older = (lines.len() > view.limit as usize).then(|| {
+        lines.truncate(view.limit as usize);
+        view.link(base, lines.last().map(|l| l.id.as_str()))
+    });
+    let log = lines
+        .iter()
+        .map(|l| {
+            context! {
+                id => l.id.clone(), at => Mj::from_safe_string(date_time(&l.at, now)), level => l.level.clone(),
+                source => l.source.clone(), event => l.event.clone(), resync => l.resync_id.clone(),
+                message => l.message.clone(),
+                extra => (l.extra.as_object().is_some_and(|o| !o.is_empty())).then(|| l.extra.to_string()),
+            }
+        })
+        .collect();
+    (log, older)
+}
+
+// ---- one webhook: configuration, mappings, event log (read-only) ----------------------------------
+
+fn webhook_base(id: &str) -> String {
+    format!("/ui/data-sources/webhooks/{}", urlencode(id))
+}
+
+fn webhook_enabled(w: &StoredWebhook) -> bool {
+    w.data.get("enabled").and_then(Value::as_bool).unwrap_or(true)
+}
+
+/// A jq expression or an operation object as one line of text.
+fn text_of(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+pub async fn webhook(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> WebResult {
+    let w = state
+        .store
+        .get_webhook(&user.org, &id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("There is no webhook {id:?}.")))?;
+    let now = now_secs(&state);
+    let view = LogView::parse(&query_form(&q), "wl_");
+    let lines = state.store.list_webhook_logs(&user.org, &id, &view.filter()).await?;
+    let (log, older) = log_page(&view, &webhook_base(&id), lines, now);
+    // Port's webhook object as the API renders it, without the secret (not even masked).
+    let mut object = hooks::render(&w, &hooks::base_url(&headers));
+    if let Some(sec) = object.get_mut("security").and_then(Value::as_object_mut) {
+        sec.remove("secret");
+    }
+    let security = object.get("security").cloned().unwrap_or(Value::Null);
+    let mappings: Vec<Mj> = w
+        .data
+        .get("mappings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(n, m)| {
+            context! {
+                n, blueprint => text_of(m.get("blueprint")), operation => text_of(m.get("operation")),
+                filter => text_of(m.get("filter")), items => text_of(m.get("itemsToParse")),
+                entity => m.get("entity").map(|e| serde_json::to_string_pretty(e).unwrap_or_default()),
+            }
+        })
+        .collect();
+    let ctx = context! {
+        chrome => chrome(&state, &user), title => format!("Webhook {id}"),
+        w => sv(json!({"identifier": w.identifier, "title": str_at(&w.data, "/title"),
+                       "description": str_at(&w.data, "/description"), "enabled": webhook_enabled(&w),
+                       "integrationType": str_at(&w.data, "/integrationType"), "url": object.get("url"),
+                       "createdAt": w.created_at, "createdBy": w.created_by,
+                       "updatedAt": w.updated_at, "updatedBy": w.updated_by})),
+        security => sv(json!({
+            "secret_set": w.secret.is_some(),
+            "header": security.get("signatureHeaderName"), "algorithm": security.get("signatureAlgorithm"),
+            "prefix": security.get("signaturePrefix"), "request_id": security.get("requestIdentifierPath"),
+        })),
+        mappings, config => serde_json::to_string_pretty(&object).unwrap_or_default(),
+        base => webhook_base(&id),
+        log, older, newest => view.before.is_some().then(|| view.link(&webhook_base(&id), None)),
+        levels => sv(LEVELS), view => sv(&view), log_ref => "Delivery",
+    };
+    page(&state, "source_webhook.html", ctx)
 }
 
 /// `config.resources` of an integration object.

@@ -18,6 +18,7 @@ mod entity;
 mod entity_bulk;
 mod integration;
 mod malformed;
+mod ocean_latest;
 mod ratelimit;
 mod search;
 mod search_paging;

@@ -30,6 +30,8 @@ mod entity_bulk;
 mod integration;
 #[path = "../api/malformed.rs"]
 mod malformed;
+#[path = "../api/ocean_latest.rs"]
+mod ocean_latest;
 #[path = "../api/ratelimit.rs"]
 mod ratelimit;
 #[path = "../api/search.rs"]

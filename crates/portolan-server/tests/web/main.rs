@@ -14,3 +14,5 @@ mod app;
 mod pages;
 mod sessions;
 mod sources;
+mod views;
+mod webhooks;

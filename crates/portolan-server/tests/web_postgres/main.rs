@@ -17,6 +17,10 @@ mod pages;
 mod sessions;
 #[path = "../web/sources.rs"]
 mod sources;
+#[path = "../web/views.rs"]
+mod views;
+#[path = "../web/webhooks.rs"]
+mod webhooks;
 
 #[tokio::test]
 async fn postgresql_half() {

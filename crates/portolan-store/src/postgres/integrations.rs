@@ -125,7 +125,13 @@ pub(crate) async fn delete(pool: &PgPool, org: &OrgId, id: &str, ctx: &AuditCtx)
         return Err(StoreError::NotFound(format!("integration {id:?}")));
     };
     let before = parse_json("integration", &old.get::<String, _>(0))?;
-    for table in ["integration_config_versions", "integration_examples", "integration_resyncs", "integration_logs"] {
+    for table in [
+        "integration_config_versions",
+        "integration_examples",
+        "integration_resyncs",
+        "integration_logs",
+        "integration_cursors",
+    ] {
         let sql = format!("DELETE FROM {table} WHERE org_id = ? AND integration = ?");
         pgq(&sql).bind(&org.0).bind(id).execute(&mut *tx).await?;
     }
@@ -382,4 +388,54 @@ pub(crate) async fn get_org(pool: &PgPool, org: &OrgId) -> Result<Option<Org>> {
     let row =
         pgq("SELECT id, name, created_at FROM organizations WHERE id = ?").bind(&org.0).fetch_optional(pool).await?;
     Ok(row.map(|r| Org { id: OrgId(r.get(0)), name: r.get(1), created_at: r.get(2) }))
+}
+
+// ---- Integration cursors (migration 0007): the latest Ocean's incremental sync cursors ----
+
+pub(crate) async fn cursor(pool: &PgPool, org: &OrgId, id: &str, kind: &str, index: &str) -> Result<Option<Value>> {
+    let row = pgq(
+        "SELECT cursor::text FROM integration_cursors WHERE org_id = ? AND integration = ? AND kind = ? AND idx = ?",
+    )
+    .bind(&org.0)
+    .bind(nul(id))
+    .bind(nul(kind))
+    .bind(nul(index))
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| parse_json("cursor", &r.get::<String, _>(0))).transpose()
+}
+
+pub(crate) async fn save_cursor(
+    pool: &PgPool,
+    org: &OrgId,
+    key: (&str, &str, &str),
+    cursor: &Value,
+    at: &str,
+    create: bool,
+) -> Result<bool> {
+    let (id, kind, index) = key;
+    let done = if create {
+        pgq("INSERT INTO integration_cursors(org_id, integration, kind, idx, cursor, updated_at) VALUES (?, ?, ?, ?, ?::json, ?) \
+             ON CONFLICT(org_id, integration, kind, idx) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at")
+        .bind(&org.0)
+        .bind(nul(id))
+        .bind(nul(kind))
+        .bind(nul(index))
+        .bind(nul(&cursor.to_string()))
+        .bind(at)
+        .execute(pool)
+        .await?
+    } else {
+        pgq("UPDATE integration_cursors SET cursor = ?::json, updated_at = ? \
+             WHERE org_id = ? AND integration = ? AND kind = ? AND idx = ?")
+        .bind(nul(&cursor.to_string()))
+        .bind(at)
+        .bind(&org.0)
+        .bind(nul(id))
+        .bind(nul(kind))
+        .bind(nul(index))
+        .execute(pool)
+        .await?
+    };
+    Ok(done.rows_affected() > 0)
 }

@@ -17,6 +17,8 @@ mod integrations;
 mod jobs;
 // Webhooks
 mod webhooks;
+// Web UI
+mod ui;
 mod write;
 
 use async_trait::async_trait;
@@ -456,5 +458,55 @@ impl Store for PgStore {
     }
     async fn webhook_secret_key_ids(&self) -> Result<Vec<String>> {
         webhooks::secret_key_ids(&self.pool).await
+    }
+
+    // ---- Integration cursors (integrations.rs, migration 0007) ----
+    async fn integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        integrations::cursor(&self.pool, org, id, kind, index).await
+    }
+    async fn save_integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+        cursor: &serde_json::Value,
+        at: &str,
+    ) -> Result<()> {
+        integrations::save_cursor(&self.pool, org, (id, kind, index), cursor, at, true).await.map(|_| ())
+    }
+    async fn update_integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+        cursor: &serde_json::Value,
+        at: &str,
+    ) -> Result<bool> {
+        integrations::save_cursor(&self.pool, org, (id, kind, index), cursor, at, false).await
+    }
+    // ---- end of Integration cursors ----
+
+    // ---- Web UI ----
+    async fn initial_filter(&self, org: &OrgId, blueprint: &str) -> Result<Option<crate::InitialFilter>> {
+        ui::initial_filter(&self.pool, org, blueprint).await
+    }
+    async fn set_initial_filter(
+        &self,
+        org: &OrgId,
+        blueprint: &str,
+        filter: Option<&crate::InitialFilter>,
+    ) -> Result<()> {
+        ui::set_initial_filter(&self.pool, org, blueprint, filter).await
+    }
+    async fn recent_config_versions(&self, org: &OrgId, id: &str, limit: u32) -> Result<Vec<crate::ConfigVersion>> {
+        ui::recent_config_versions(&self.pool, org, id, limit).await
     }
 }

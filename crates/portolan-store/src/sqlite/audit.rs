@@ -91,6 +91,10 @@ pub(crate) async fn list(pool: &SqlitePool, org: &OrgId, f: &AuditFilter) -> Res
     eq(&mut q, "blueprint", &f.blueprint);
     eq(&mut q, "action", &f.action);
     eq(&mut q, "status", &f.status);
+    if let Some(before) = f.before {
+        q.push(" AND id < ");
+        q.param(SqlParam::Int(before));
+    }
     if let Some(from) = &f.from {
         q.push(" AND at >= ");
         q.param(SqlParam::Text(from.clone()));

@@ -147,7 +147,13 @@ pub(crate) async fn delete(pool: &SqlitePool, org: &OrgId, id: &str, ctx: &Audit
         return Err(StoreError::NotFound(format!("integration {id:?}")));
     };
     let before = parse_json("integration", &old.get::<String, _>(0))?;
-    for table in ["integration_config_versions", "integration_examples", "integration_resyncs", "integration_logs"] {
+    for table in [
+        "integration_config_versions",
+        "integration_examples",
+        "integration_resyncs",
+        "integration_logs",
+        "integration_cursors",
+    ] {
         let sql = format!("DELETE FROM {table} WHERE org_id = ? AND integration = ?");
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&org.0).bind(id).execute(&mut *tx).await?;
     }
@@ -479,4 +485,47 @@ pub(crate) async fn get_org(pool: &SqlitePool, org: &OrgId) -> Result<Option<Org
         .fetch_optional(pool)
         .await?;
     Ok(row.map(|r| Org { id: OrgId(r.get(0)), name: r.get(1), created_at: r.get(2) }))
+}
+
+// ---- Integration cursors (migration 0007): the latest Ocean's incremental sync cursors ----
+
+pub(crate) async fn cursor(pool: &SqlitePool, org: &OrgId, id: &str, kind: &str, index: &str) -> Result<Option<Value>> {
+    let row = sqlx::query(
+        "SELECT cursor FROM integration_cursors WHERE org_id = ? AND integration = ? AND kind = ? AND idx = ?",
+    )
+    .bind(&org.0)
+    .bind(id)
+    .bind(kind)
+    .bind(index)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| parse_json("cursor", &r.get::<String, _>(0))).transpose()
+}
+
+pub(crate) async fn save_cursor(
+    pool: &SqlitePool,
+    org: &OrgId,
+    key: (&str, &str, &str),
+    cursor: &Value,
+    at: &str,
+    create: bool,
+) -> Result<bool> {
+    let (id, kind, index) = key;
+    let sql = if create {
+        "INSERT INTO integration_cursors(org_id, integration, kind, idx, cursor, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(org_id, integration, kind, idx) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at"
+    } else {
+        "UPDATE integration_cursors SET cursor = ?5, updated_at = ?6 \
+         WHERE org_id = ?1 AND integration = ?2 AND kind = ?3 AND idx = ?4"
+    };
+    let done = sqlx::query(sql)
+        .bind(&org.0)
+        .bind(id)
+        .bind(kind)
+        .bind(index)
+        .bind(cursor.to_string())
+        .bind(at)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }

@@ -10,6 +10,8 @@ mod jobs;
 mod write;
 // Webhooks
 pub(crate) mod webhooks;
+// Web UI
+mod ui;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -453,5 +455,55 @@ impl Store for SqliteStore {
     }
     async fn webhook_secret_key_ids(&self) -> Result<Vec<String>> {
         webhooks::secret_key_ids(&self.reader).await
+    }
+
+    // ---- Integration cursors (integrations.rs, migration 0007) ----
+    async fn integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        integrations::cursor(&self.reader, org, id, kind, index).await
+    }
+    async fn save_integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+        cursor: &serde_json::Value,
+        at: &str,
+    ) -> Result<()> {
+        integrations::save_cursor(&self.writer, org, (id, kind, index), cursor, at, true).await.map(|_| ())
+    }
+    async fn update_integration_cursor(
+        &self,
+        org: &OrgId,
+        id: &str,
+        kind: &str,
+        index: &str,
+        cursor: &serde_json::Value,
+        at: &str,
+    ) -> Result<bool> {
+        integrations::save_cursor(&self.writer, org, (id, kind, index), cursor, at, false).await
+    }
+    // ---- end of Integration cursors ----
+
+    // ---- Web UI ----
+    async fn initial_filter(&self, org: &OrgId, blueprint: &str) -> Result<Option<crate::InitialFilter>> {
+        ui::initial_filter(&self.reader, org, blueprint).await
+    }
+    async fn set_initial_filter(
+        &self,
+        org: &OrgId,
+        blueprint: &str,
+        filter: Option<&crate::InitialFilter>,
+    ) -> Result<()> {
+        ui::set_initial_filter(&self.writer, org, blueprint, filter).await
+    }
+    async fn recent_config_versions(&self, org: &OrgId, id: &str, limit: u32) -> Result<Vec<crate::ConfigVersion>> {
+        ui::recent_config_versions(&self.reader, org, id, limit).await
     }
 }

@@ -27,8 +27,16 @@ pub async fn bulk_create(
         return Err(FieldError::new("entities", "is required: an array of entities").into());
     };
     let max = state.config.max_bulk_entities;
-    if items.is_empty() || items.len() > max {
-        return Err(FieldError::new("entities", format!("must hold 1 to {max} entities (got {})", items.len())).into());
+    if items.is_empty() {
+        return Err(FieldError::new("entities", format!("must hold 1 to {max} entities (got none)")).into());
+    }
+    if items.len() > max {
+        // 413, as Port answers: the latest Ocean then falls back to one upsert per entity.
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a bulk request may hold at most {max} entities (got {}); send smaller batches", items.len()),
+        ));
     }
     let op = Op::from_flags(&params)?;
     let create_missing = flag("create_missing_related_entities", &params.create_missing_related_entities)?;
@@ -91,6 +99,24 @@ pub async fn bulk_delete(
         return Err(FieldError::new("entities", "must be an array of 1 to 100 entity identifiers (strings)").into());
     };
     let cascade = flag("delete_dependents", &params.delete_dependents)?;
+    // Ocean (its User-Agent) treats a 404 as "already deleted" (ocean-protocol.md §0.10), and a
+    // cascade of an earlier batch can remove entities of a later one: for it, identifiers that
+    // are gone are skipped (absent from `deletedEntities`) instead of failing the whole batch.
+    let ids =
+        if caller.user_agent.as_deref().and_then(crate::handlers::integration::events::ocean_integration).is_some() {
+            let mut existing = Vec::with_capacity(ids.len());
+            for id in ids {
+                if state.store.get_entity(&caller.org, &bp, &id).await?.is_some() {
+                    existing.push(id);
+                }
+            }
+            if existing.is_empty() {
+                return Ok(Json(json!({"ok": true, "deletedEntities": []})));
+            }
+            existing
+        } else {
+            ids
+        };
     // Integration hook (handlers/integration/events.rs): mass-deletion guard, deletion log.
     let ticket = crate::handlers::integration::events::before_delete(&state, &caller, &bp, &ids).await?;
     let res = state.store.delete_entities(&caller.org, &bp, &ids, cascade, &audit_ctx(&caller)).await;

@@ -110,7 +110,7 @@ pub async fn log_server(
 }
 
 /// The running resync of an integration, if any (best effort).
-async fn running_resync(state: &AppState, org: &OrgId, id: &str) -> Option<Resync> {
+pub(crate) async fn running_resync(state: &AppState, org: &OrgId, id: &str) -> Option<Resync> {
     match state.store.latest_resync(org, id).await {
         Ok(r) => r.filter(|r| r.status == "running"),
         Err(e) => {
