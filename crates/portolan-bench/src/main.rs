@@ -48,6 +48,10 @@ struct Args {
     /// which the benchmark creates a fresh database, dropped afterwards. Default: SQLite.
     #[arg(long)]
     database_url: Option<String>,
+    /// With --database-url: keep the benchmark's database afterwards (its name is printed), to
+    /// look at query plans.
+    #[arg(long, requires = "database_url")]
+    keep_database: bool,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -111,7 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let creds = server::init(&bin, &data_dir, db_url.as_deref()).await?;
     let srv = Server::start(&bin, &data_dir, batch, db_url.as_deref()).await?;
     progress(&format!("server pid {} on {}", srv.pid, srv.base));
-    let measured = measure(&srv, &creds, &data, batch, concurrency, samples).await;
+    let measured = measure(&srv, &creds, &data, batch, concurrency, samples, pg.as_ref()).await;
     let peak_rss_kib = srv.peak_rss_kib();
     let log = srv.log_tail();
     let stopped = srv.stop().await;
@@ -121,7 +125,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     stopped.context("stopping the server")?;
     if let Some(p) = pg {
-        p.drop_database().await?;
+        if args.keep_database {
+            eprintln!("[portolan-bench] kept the database {}", p.name);
+        } else {
+            p.drop_database().await?;
+        }
     }
     let peak_rss_kib = peak_rss_kib?;
 
@@ -132,7 +140,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(baseline::run(&tmp.0, &data, batch).await?)
     };
     let database = match &args.database_url {
-        Some(_) => "PostgreSQL (a fresh database on the server of --database-url)".to_string(),
+        Some(_) => "PostgreSQL (a fresh database on the server of --database-url; VACUUM ANALYZE after the load, \
+                    as autovacuum would do shortly after it)"
+            .to_string(),
         None => "SQLite (a fresh file)".to_string(),
     };
     let report =
@@ -155,6 +165,7 @@ async fn measure(
     batch: usize,
     concurrency: usize,
     samples: usize,
+    pg: Option<&server::FreshPg>,
 ) -> anyhow::Result<(load::LoadResult, latency::LatencyResult, Vec<latency::Stats>)> {
     let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
     load::create_blueprints(&api).await?;
@@ -162,6 +173,13 @@ async fn measure(
     let loaded = load::load(&api, data, batch, concurrency).await?;
     progress(&format!("loaded in {:.1} s ({:.0} entities/s)", loaded.elapsed.as_secs_f64(), loaded.per_sec()));
     load::verify_counts(&api, data).await?;
+    if let Some(pg) = pg {
+        // What autovacuum does on its own shortly after a bulk load (planner statistics and the
+        // visibility map for index-only scans), done now so the reads are measured as they run
+        // in steady state rather than in autovacuum's first minute.
+        progress("VACUUM ANALYZE (as autovacuum would after a bulk load)");
+        pg.vacuum_analyze().await?;
+    }
     progress(&format!("counts verified; measuring latencies ({samples} samples each)"));
     let lat = latency::run(&api, data, samples).await?;
     progress(&format!("signing in to the web UI; timing catalog pages ({samples} samples each)"));

@@ -206,6 +206,14 @@ impl FreshPg {
         Ok(FreshPg { admin: admin.to_string(), name, url })
     }
 
+    /// `VACUUM ANALYZE` the benchmark database.
+    pub async fn vacuum_analyze(&self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+        sqlx::raw_sql("VACUUM ANALYZE").execute(&mut conn).await.context("VACUUM ANALYZE")?;
+        Ok(())
+    }
+
     pub async fn drop_database(self) -> anyhow::Result<()> {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.admin).await?;

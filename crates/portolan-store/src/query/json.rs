@@ -57,6 +57,10 @@ impl<'a> JsonAt<'a> {
         f.push(", ").param(json_key_path(key)).push(")");
     }
 
+    pub fn dialect(&self) -> Dialect {
+        self.d
+    }
+
     /// The value's type, as SQLite's `json_type` names it.
     pub fn ty(&self, f: &mut SqlFrag) {
         match (self.d, self.src) {

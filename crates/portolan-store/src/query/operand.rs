@@ -122,10 +122,17 @@ enum As {
 }
 
 /// `(<type> = 'text' AND <value> <op>)`: `write_op` writes what follows the value, e.g. ` = ?`.
+///
+/// On PostgreSQL [`JsonAt::num`] is already NULL unless the value is a JSON number, so numbers
+/// skip the type test: it would add nothing but an opaque `CASE … IN (…)`, which the planner
+/// assumes matches 0.5 % of rows — enough to turn a page read in `rid` order into a sort of
+/// every candidate row (a two-rule filtered page at 100,000 entities: 80 ms instead of 2 ms).
 fn typed(at: &JsonAt<'_>, f: &mut SqlFrag, how: As, write_op: impl FnOnce(&mut SqlFrag)) {
     f.push("(");
-    at.ty(f);
-    f.push(if how == As::Number { IS_NUMBER } else { IS_TEXT }).push(" AND ");
+    if !(how == As::Number && at.dialect() == Dialect::Postgres) {
+        at.ty(f);
+        f.push(if how == As::Number { IS_NUMBER } else { IS_TEXT }).push(" AND ");
+    }
     match how {
         As::Text => at.text(f),
         As::Number => at.num(f),
