@@ -16,14 +16,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use portolan_core::{FieldError, FieldErrors};
 use portolan_jq::JqEngine;
-use portolan_store::{LogFilter, OrgId, SaveMode, StoredWebhook, WebhookWrite};
-use serde::Deserialize;
+use portolan_store::{OrgId, SaveMode, StoredWebhook, WebhookWrite};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
 use crate::handlers::audit_ctx;
+use crate::handlers::integration::events::{LogParams, render_logs};
 use crate::state::AppState;
 
 /// What responses show instead of a stored secret.
@@ -430,32 +430,8 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     Ok(Json(json!({"ok": true})))
 }
 
-/// Query of `GET /v1/webhooks/{id}/logs` (the filters of `GET /v1/integration/{id}/logs`).
-#[derive(Debug, Default, Deserialize)]
-pub struct LogParams {
-    limit: Option<String>,
-    timestamp: Option<String>,
-    log_id: Option<String>,
-    direction: Option<String>,
-    /// A delivery: its job id (`job_<n>`, as the ingest response's `deliveryId`).
-    #[serde(rename = "eventId")]
-    event_id: Option<String>,
-    level: Option<Value>,
-    event: Option<Value>,
-    source: Option<String>,
-}
-
-fn list_param(v: &Option<Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => s.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-        _ => vec![],
-    }
-}
-
-const LEVELS: &[&str] = &["DEBUG", "INFO", "WARNING", "ERROR", "FATAL"];
-
-/// `GET /v1/webhooks/{id}/logs?limit=&timestamp=&log_id=&direction=up|down&eventId=&level=&event=`:
+/// `GET /v1/webhooks/{id}/logs?limit=&timestamp=&log_id=&direction=up|down&eventId=&level=&event=`
+/// (the filters of `GET /v1/integration/{id}/logs`; `eventId` is a delivery's job id `job_<n>`):
 /// `{ok, logs: [...]}`, newest first (`direction=down`: after the cursor, oldest first).
 pub async fn list_logs(
     State(state): State<AppState>,
@@ -463,58 +439,11 @@ pub async fn list_logs(
     Path(id): Path<String>,
     QueryParams(p): QueryParams<LogParams>,
 ) -> ApiResult<Json<Value>> {
-    let limit = match &p.limit {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| *l <= 300)
-            .ok_or_else(|| ApiError::from(FieldError::new("limit", "must be an integer from 0 to 300")))?,
-    };
-    let down = match p.direction.as_deref() {
-        None | Some("up") => false,
-        Some("down") => true,
-        Some(_) => return Err(FieldError::new("direction", "must be \"up\" or \"down\"").into()),
-    };
-    let levels: Vec<String> = list_param(&p.level).into_iter().map(|l| l.to_ascii_uppercase()).collect();
-    if let Some(bad) = levels.iter().find(|l| !LEVELS.contains(&l.as_str())) {
-        return Err(FieldError::new("level", format!("{bad:?} is not one of {}", LEVELS.join(", "))).into());
-    }
-    let cursor = match &p.log_id {
-        None => None,
-        Some(l) => Some(
-            l.strip_prefix("wl_")
-                .and_then(|n| n.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::from(FieldError::new("log_id", "is not a webhook log line id (wl_<n>)")))?,
-        ),
-    };
+    let filter = p.filter("wl_")?;
     load(&state, &caller.org, &id).await?;
-    if limit == 0 {
+    if filter.limit == 0 {
         return Ok(Json(json!({"ok": true, "logs": []})));
     }
-    let (from, to) = match (&p.timestamp, down) {
-        (Some(t), true) => (Some(t.clone()), None),
-        (Some(t), false) => (None, Some(t.clone())),
-        (None, _) => (None, None),
-    };
-    let filter = LogFilter {
-        levels,
-        events: list_param(&p.event),
-        source: p.source.clone(),
-        resync_id: p.event_id.clone(),
-        cursor: cursor.map(|c| (c, !down)),
-        from,
-        to,
-        ascending: down,
-        limit,
-    };
     let lines = state.store.list_webhook_logs(&caller.org, &id, &filter).await?;
-    let out: Vec<Value> = lines
-        .iter()
-        .map(|l| {
-            json!({"id": l.id, "timestamp": l.at, "level": l.level, "message": l.message, "source": l.source,
-                   "event": l.event, "deliveryId": l.resync_id, "extra": l.extra})
-        })
-        .collect();
-    Ok(Json(json!({"ok": true, "logs": out})))
+    Ok(Json(render_logs(&lines, "deliveryId")))
 }

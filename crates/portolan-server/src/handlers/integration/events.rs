@@ -362,13 +362,14 @@ pub async fn ingest_logs(
     Ok(Json(json!({"ok": true})))
 }
 
-/// Query of `GET /v1/integration/{id}/logs`.
+/// Query of `GET /v1/integration/{id}/logs` (and of `GET /v1/webhooks/{id}/logs`).
 #[derive(Debug, Default, Deserialize)]
 pub struct LogParams {
     limit: Option<String>,
     timestamp: Option<String>,
     log_id: Option<String>,
     direction: Option<String>,
+    /// A resync (`rs_<n>`), or for a webhook a delivery (its job id `job_<n>`).
     #[serde(rename = "eventId")]
     event_id: Option<String>,
     level: Option<Value>,
@@ -387,6 +388,66 @@ fn list_param(v: &Option<Value>) -> Vec<String> {
 /// Port's log levels.
 const LEVELS: &[&str] = &["DEBUG", "INFO", "WARNING", "ERROR", "FATAL"];
 
+impl LogParams {
+    /// The store filter of these parameters: `limit` 0..300 (default 100), `direction` up
+    /// (newest first, before the cursor) or down (oldest first, after it), `level`s of Port's,
+    /// `log_id` a line id with `id_prefix` (`il_`, `wl_`). Errors name the parameter.
+    pub fn filter(&self, id_prefix: &str) -> ApiResult<LogFilter> {
+        let limit = match &self.limit {
+            None => 100,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|l| *l <= 300)
+                .ok_or_else(|| ApiError::from(FieldError::new("limit", "must be an integer from 0 to 300")))?,
+        };
+        let down = match self.direction.as_deref() {
+            None | Some("up") => false,
+            Some("down") => true,
+            Some(_) => return Err(FieldError::new("direction", "must be \"up\" or \"down\"").into()),
+        };
+        let levels: Vec<String> = list_param(&self.level).into_iter().map(|l| l.to_ascii_uppercase()).collect();
+        if let Some(bad) = levels.iter().find(|l| !LEVELS.contains(&l.as_str())) {
+            return Err(FieldError::new("level", format!("{bad:?} is not one of {}", LEVELS.join(", "))).into());
+        }
+        let cursor = match &self.log_id {
+            None => None,
+            Some(l) => Some(l.strip_prefix(id_prefix).and_then(|n| n.parse::<i64>().ok()).ok_or_else(|| {
+                ApiError::from(FieldError::new("log_id", format!("is not a log line id ({id_prefix}<n>)")))
+            })?),
+        };
+        let (from, to) = match (&self.timestamp, down) {
+            (Some(t), true) => (Some(t.clone()), None),
+            (Some(t), false) => (None, Some(t.clone())),
+            (None, _) => (None, None),
+        };
+        Ok(LogFilter {
+            levels,
+            events: list_param(&self.event),
+            source: self.source.clone(),
+            resync_id: self.event_id.clone(),
+            cursor: cursor.map(|c| (c, !down)),
+            from,
+            to,
+            ascending: down,
+            limit,
+        })
+    }
+}
+
+/// Log lines as the API answers them; `group_key` names the line's resync (`resyncId`) or
+/// delivery (`deliveryId`).
+pub fn render_logs(lines: &[IntegrationLog], group_key: &str) -> Value {
+    let out: Vec<Value> = lines
+        .iter()
+        .map(|l| {
+            json!({"id": l.id, "timestamp": l.at, "level": l.level, "message": l.message, "source": l.source,
+                   "event": l.event, group_key: l.resync_id, "extra": l.extra})
+        })
+        .collect();
+    json!({"ok": true, "logs": out})
+}
+
 /// `GET /v1/integration/{id}/logs?limit=&timestamp=&log_id=&direction=up|down&eventId=&level=`
 /// (+ Portolan's `event`, `source`): `{logs: [...]}`, newest first (`direction=down`: the lines
 /// after the cursor, oldest first). `limit` 0..300, default 100.
@@ -396,60 +457,13 @@ pub async fn list_logs(
     Path(id): Path<String>,
     QueryParams(p): QueryParams<LogParams>,
 ) -> ApiResult<Json<Value>> {
-    let limit = match &p.limit {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| *l <= 300)
-            .ok_or_else(|| ApiError::from(FieldError::new("limit", "must be an integer from 0 to 300")))?,
-    };
-    let down = match p.direction.as_deref() {
-        None | Some("up") => false,
-        Some("down") => true,
-        Some(_) => return Err(FieldError::new("direction", "must be \"up\" or \"down\"").into()),
-    };
-    let levels: Vec<String> = list_param(&p.level).into_iter().map(|l| l.to_ascii_uppercase()).collect();
-    if let Some(bad) = levels.iter().find(|l| !LEVELS.contains(&l.as_str())) {
-        return Err(FieldError::new("level", format!("{bad:?} is not one of {}", LEVELS.join(", "))).into());
-    }
-    let cursor = match &p.log_id {
-        None => None,
-        Some(l) => Some(
-            l.strip_prefix("il_")
-                .and_then(|n| n.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::from(FieldError::new("log_id", "is not a log line id (il_<n>)")))?,
-        ),
-    };
+    let filter = p.filter("il_")?;
     load(&state, &caller, &id).await?;
-    if limit == 0 {
+    if filter.limit == 0 {
         return Ok(Json(json!({"ok": true, "logs": []})));
     }
-    let (from, to) = match (&p.timestamp, down) {
-        (Some(t), true) => (Some(t.clone()), None),
-        (Some(t), false) => (None, Some(t.clone())),
-        (None, _) => (None, None),
-    };
-    let filter = LogFilter {
-        levels,
-        events: list_param(&p.event),
-        source: p.source.clone(),
-        resync_id: p.event_id.clone(),
-        cursor: cursor.map(|c| (c, !down)),
-        from,
-        to,
-        ascending: down,
-        limit,
-    };
     let lines = state.store.list_integration_logs(&caller.org, &id, &filter).await?;
-    let out: Vec<Value> = lines
-        .iter()
-        .map(|l| {
-            json!({"id": l.id, "timestamp": l.at, "level": l.level, "message": l.message, "source": l.source,
-                   "event": l.event, "resyncId": l.resync_id, "extra": l.extra})
-        })
-        .collect();
-    Ok(Json(json!({"ok": true, "logs": out})))
+    Ok(Json(render_logs(&lines, "resyncId")))
 }
 
 #[cfg(test)]
