@@ -132,9 +132,12 @@ mod tests {
         assert_eq!(k.decrypt(&c1, "webhook:org_b:gh"), Err(SecretError::Tampered), "bound to its row");
         let other = SecretsKey::generate();
         assert!(matches!(other.decrypt(&c1, "webhook:org_a:gh"), Err(SecretError::WrongKey { .. })));
-        let mut flipped = c1.clone();
-        flipped.pop();
-        flipped.push(if c1.ends_with('A') { 'B' } else { 'A' });
+        // One bit of the ciphertext flipped (in the bytes, not in the base64 text: a changed last
+        // base64 character can make the text undecodable, which is `Malformed`, not `Tampered`).
+        let (head, ct) = c1.rsplit_once(':').unwrap();
+        let mut bytes = B64.decode(ct).unwrap();
+        bytes[0] ^= 1;
+        let flipped = format!("{head}:{}", B64.encode(&bytes));
         assert_eq!(k.decrypt(&flipped, "webhook:org_a:gh"), Err(SecretError::Tampered));
         assert_eq!(k.decrypt("plain", "x"), Err(SecretError::Malformed));
     }
