@@ -20,7 +20,7 @@ use crate::catalog::{ReadOptions, render};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
 use crate::handlers::search::{decode_cursor, encode_cursor};
-use crate::handlers::{audit_ctx, now_iso};
+use crate::handlers::{audit_ctx, base_url, now_iso};
 use crate::state::AppState;
 
 pub mod events;
@@ -143,14 +143,6 @@ fn check_mapping(errs: &mut portolan_core::FieldErrors, at: &str, m: &Map<String
             _ => errs.push(format!("{at}.{key}"), "is required: a jq expression"),
         }
     }
-}
-
-/// The base URL clients reached this server at (for the log ingest URL).
-fn base_url(headers: &HeaderMap) -> String {
-    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "127.0.0.1".into());
-    format!("{proto}://{host}")
 }
 
 /// Port's integration object: the stored fields plus the managed ones.

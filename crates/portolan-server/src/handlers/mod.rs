@@ -51,3 +51,12 @@ pub fn failure_record(
         message: Some(message.chars().take(2000).collect()),
     }
 }
+
+/// The server's base URL as the client reached it (`X-Forwarded-Proto`/`-Host` behind a proxy,
+/// else `Host`): integration log URLs and webhook ingest URLs are built on it.
+pub(crate) fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "127.0.0.1".into());
+    format!("{proto}://{host}")
+}

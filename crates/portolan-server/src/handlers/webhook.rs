@@ -22,8 +22,9 @@ use serde_json::{Map, Value, json};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
-use crate::handlers::audit_ctx;
+
 use crate::handlers::integration::events::{LogParams, render_logs};
+use crate::handlers::{audit_ctx, base_url};
 use crate::state::AppState;
 
 /// What responses show instead of a stored secret.
@@ -41,14 +42,6 @@ const MANAGED: &[&str] = &["identifier", "webhookKey", "url", "createdAt", "crea
 /// The associated data binding a webhook's encrypted secret to its row.
 pub fn secret_aad(org: &OrgId, id: &str) -> String {
     format!("webhook:{}:{id}", org.0)
-}
-
-/// The base URL clients reached this server at (for the ingest URL).
-pub(crate) fn base_url(headers: &HeaderMap) -> String {
-    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "127.0.0.1".into());
-    format!("{proto}://{host}")
 }
 
 /// Port's webhook object: the stored fields, the secret masked, the key and the ingest URL.

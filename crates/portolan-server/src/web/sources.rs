@@ -100,7 +100,7 @@ pub async fn data_sources(State(state): State<AppState>, user: WebUser, headers:
     }
     // Custom webhooks (/v1/webhooks): one store read for the list, one (LIMIT 1) per webhook
     // for its last delivery.
-    let ingest_base = hooks::base_url(&headers);
+    let ingest_base = crate::handlers::base_url(&headers);
     let mut webhooks: Vec<Mj> = Vec::new();
     for w in state.store.list_webhooks(&user.org).await? {
         let received = LogFilter { events: vec!["delivery_received".into()], limit: 1, ..LogFilter::default() };
@@ -360,7 +360,7 @@ pub async fn webhook(
     let lines = state.store.list_webhook_logs(&user.org, &id, &view.filter()).await?;
     let (log, older) = log_page(&view, &webhook_base(&id), lines, now);
     // Port's webhook object as the API renders it, without the secret (not even masked).
-    let mut object = hooks::render(&w, &hooks::base_url(&headers));
+    let mut object = hooks::render(&w, &crate::handlers::base_url(&headers));
     if let Some(sec) = object.get_mut("security").and_then(Value::as_object_mut) {
         sec.remove("secret");
     }
