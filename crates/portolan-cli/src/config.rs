@@ -52,6 +52,11 @@ pub struct Config {
     pub secrets_key: Option<String>,
     /// Webhooks: a file holding that key (Docker/Kubernetes secrets).
     pub secrets_key_file: Option<PathBuf>,
+    /// jq: evaluate in worker processes (`true`, default: a crash or a runaway filter ends only
+    /// its worker) or in threads of the server process (`false`).
+    pub jq_process_isolation: bool,
+    /// jq: time budget of all evaluations of one webhook delivery, seconds.
+    pub jq_delivery_budget_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +90,8 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("secrets_key", &self.secrets_key.as_ref().map(|_| "[redacted]"))
             .field("secrets_key_file", &self.secrets_key_file)
+            .field("jq_process_isolation", &self.jq_process_isolation)
+            .field("jq_delivery_budget_seconds", &self.jq_delivery_budget_seconds)
             .finish()
     }
 }
@@ -119,6 +126,9 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     // Webhooks: the master key of secrets at rest.
     ("secrets_key", "PORTOLAN_SECRETS_KEY", "base64 of 32 random bytes (e.g. `openssl rand -base64 32`)", None),
     ("secrets_key_file", "PORTOLAN_SECRETS_KEY_FILE", "the path of a file holding the base64 of 32 random bytes", None),
+    // jq: where user filters run, and the budget of one webhook delivery.
+    ("jq_isolation", "PORTOLAN_JQ_ISOLATION", "\"process\" (worker processes) or \"thread\"", Some("process")),
+    ("jq_delivery_budget_seconds", "PORTOLAN_JQ_DELIVERY_BUDGET_SECONDS", "an integer from 1 to 600", Some("10")),
 ];
 
 /// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
@@ -336,6 +346,19 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if secrets_key.is_some() && secrets_key_file.is_some() {
         problems.push("set PORTOLAN_SECRETS_KEY or PORTOLAN_SECRETS_KEY_FILE, not both".to_string());
     }
+    let jq_process_isolation = match get("jq_isolation").as_deref() {
+        Some("process") => Some(true),
+        Some("thread") => Some(false),
+        _ => None,
+    };
+    if jq_process_isolation.is_none() {
+        bad("jq_isolation", get("jq_isolation"));
+    }
+    let jq_delivery_budget_seconds =
+        get("jq_delivery_budget_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=600).contains(n));
+    if jq_delivery_budget_seconds.is_none() {
+        bad("jq_delivery_budget_seconds", get("jq_delivery_budget_seconds"));
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -364,6 +387,8 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 public_url,
                 secrets_key,
                 secrets_key_file,
+                jq_process_isolation: jq_process_isolation.unwrap_or(true),
+                jq_delivery_budget_seconds: jq_delivery_budget_seconds.unwrap_or(10),
             })
         }
         _ => Err(problems),
@@ -400,6 +425,8 @@ mod tests {
             public_url: None,
             secrets_key: Some("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg=".into()),
             secrets_key_file: None,
+            jq_process_isolation: true,
+            jq_delivery_budget_seconds: 10,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg"), "{s}");

@@ -113,7 +113,14 @@ enum OrgCommand {
     },
 }
 
+/// The hidden argument that makes this binary a jq worker process (`portolan_jq::Isolation`).
+const JQ_WORKER_ARG: &str = "__jq-worker";
+
 fn main() -> std::process::ExitCode {
+    // A jq worker process of a serving node: no configuration, no logging, no runtime.
+    if std::env::args_os().nth(1).is_some_and(|a| a == JQ_WORKER_ARG) {
+        return portolan_jq::worker_main();
+    }
     let cli = Cli::parse();
     let over = Overrides {
         config_file: cli.config.clone(),
@@ -497,6 +504,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         session_idle: std::time::Duration::from_secs(cfg.session_idle_hours * 3600),
         session_absolute: std::time::Duration::from_secs(cfg.session_absolute_hours * 3600),
         secure_cookies: cfg.secure_cookies,
+        jq: jq_config(&cfg)?,
+        jq_delivery_budget: std::time::Duration::from_secs(cfg.jq_delivery_budget_seconds),
         ..defaults
     };
     tracing::info!(node = %api.node_id, job_workers = api.job_workers, "job workers configured");
@@ -511,6 +520,22 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("portolan stopped");
     Ok(())
+}
+
+/// jq settings of a serving node: worker processes (this binary with [`JQ_WORKER_ARG`]) unless
+/// `jq_isolation = "thread"`.
+fn jq_config(cfg: &Config) -> anyhow::Result<portolan_jq::JqConfig> {
+    let mut jq = portolan_jq::JqConfig::default();
+    if cfg.jq_process_isolation {
+        let program = std::env::current_exe().context("cannot find this program's path to start jq workers")?;
+        jq.isolation = portolan_jq::Isolation::Process { program, args: vec![JQ_WORKER_ARG.to_string()] };
+    }
+    tracing::info!(
+        isolation = if cfg.jq_process_isolation { "process" } else { "thread" },
+        workers = jq.workers,
+        "jq evaluation"
+    );
+    Ok(jq)
 }
 
 async fn migrate_data(

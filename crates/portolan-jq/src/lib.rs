@@ -6,6 +6,7 @@ mod convert;
 mod guard;
 mod natives;
 mod pool;
+mod process;
 mod prune;
 mod regex;
 mod rewrite;
@@ -16,6 +17,10 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+pub use process::{Isolation, ProcessStats, worker_main};
+
+use std::time::Instant;
 
 use jaq_core::{Ctx, Vars};
 use jaq_json::{Map, Val};
@@ -61,6 +66,14 @@ pub struct JqConfig {
     /// Longest string (bytes) or array (elements) that the guarded builtins (`+`, `*`, `tojson`,
     /// `tostring`, `setpath`, assignments) may produce; longer is `JqError::Limit`. 16,777,216.
     pub max_len: usize,
+    /// Where evaluations run: worker threads of this process (default) or worker processes
+    /// that are killed at their deadline and whose crash cannot take the caller down.
+    pub isolation: Isolation,
+    /// Most evaluations one tenant (organization) may run at once, so that one cannot hold
+    /// every worker. Half the workers, at least 1.
+    pub tenant_share: usize,
+    /// Address-space limit of each worker process (`RLIMIT_AS`), bytes. 4 GiB.
+    pub worker_memory: u64,
 }
 
 impl Default for JqConfig {
@@ -73,6 +86,9 @@ impl Default for JqConfig {
             cache_capacity: 1024,
             max_steps: 10_000_000,
             max_len: 16 * 1024 * 1024,
+            isolation: Isolation::Threads,
+            tenant_share: (cpus.clamp(2, 8) / 2).max(1),
+            worker_memory: 4 << 30,
         }
     }
 }
@@ -103,7 +119,6 @@ impl std::fmt::Debug for Compiled {
 
 enum Outcome {
     Filter(compile::Filter),
-    Value(Value),
     Values(Vec<RawOutput>),
 }
 
@@ -126,6 +141,88 @@ pub struct JqEngine {
     config: JqConfig,
     cache: Mutex<Cache>,
     pool: pool::Pool<Outcome>,
+    /// Worker processes, with [`Isolation::Process`].
+    procs: Option<process::ProcessPool>,
+    /// Evaluations running per tenant (see [`JqConfig::tenant_share`]).
+    tenants: Mutex<HashMap<Arc<str>, usize>>,
+    tenants_cv: std::sync::Condvar,
+}
+
+/// The time budget of one request or one delivery, shared by every evaluation made for it, and
+/// the tenant it is spent for. Make one with [`JqEngine::budget_for`] and pass it to the `…_in`
+/// methods: when it runs out, further evaluations fail at once with `JqError::Limit`.
+#[derive(Debug, Clone)]
+pub struct JqBudget {
+    tenant: Arc<str>,
+    deadline: Instant,
+    total: Duration,
+}
+
+impl JqBudget {
+    /// A budget of `total` for `tenant`, starting now.
+    pub fn new(tenant: &str, total: Duration) -> Self {
+        JqBudget { tenant: Arc::from(tenant), deadline: Instant::now() + total, total }
+    }
+    /// Time left.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+    /// Whether the budget is spent.
+    pub fn is_spent(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+    fn spent_error(&self) -> JqError {
+        JqError::Limit(format!(
+            "the jq time budget of {} ms for this request was used up by earlier evaluations",
+            self.total.as_millis()
+        ))
+    }
+}
+
+/// An engine bound to one request's [`JqBudget`]: the same calls as the engine, every
+/// evaluation spending that budget (for code that passes the engine down a call tree).
+pub struct JqScope<'a> {
+    engine: &'a JqEngine,
+    budget: JqBudget,
+}
+
+impl JqScope<'_> {
+    /// [`JqEngine::compile`].
+    pub fn compile(&self, filter: &str) -> Result<Arc<Compiled>, JqError> {
+        self.engine.compile(filter)
+    }
+    /// [`JqEngine::first_in`] with this scope's budget.
+    pub fn first(&self, filter: &str, input: &Value) -> Result<Value, JqError> {
+        self.engine.first_in(&self.budget, filter, input)
+    }
+    /// [`JqEngine::first_many_in`] with this scope's budget.
+    pub fn first_many(&self, filters: &[Arc<Compiled>], input: &Value) -> Result<Vec<Result<Value, JqError>>, JqError> {
+        self.engine.first_many_in(&self.budget, filters, input)
+    }
+    /// The budget.
+    pub fn budget(&self) -> &JqBudget {
+        &self.budget
+    }
+}
+
+/// Holds one of a tenant's evaluation slots.
+struct TenantSlot<'a> {
+    engine: &'a JqEngine,
+    tenant: Arc<str>,
+}
+
+impl Drop for TenantSlot<'_> {
+    fn drop(&mut self) {
+        let mut t = self.engine.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = t.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.tenant);
+            }
+        }
+        drop(t);
+        self.engine.tenants_cv.notify_all();
+    }
 }
 
 impl Default for JqEngine {
@@ -154,7 +251,20 @@ impl JqEngine {
     /// An engine with explicit settings.
     pub fn with_config(config: JqConfig) -> Self {
         let pool = pool::Pool::new(config.workers, config.stack_size);
-        JqEngine { config, cache: Mutex::new(Cache::default()), pool }
+        let procs = match &config.isolation {
+            Isolation::Threads => None,
+            Isolation::Process { program, args } => {
+                Some(process::ProcessPool::new(program.clone(), args.clone(), config.workers, config.worker_memory))
+            }
+        };
+        JqEngine {
+            config,
+            cache: Mutex::new(Cache::default()),
+            pool,
+            procs,
+            tenants: Mutex::default(),
+            tenants_cv: std::sync::Condvar::new(),
+        }
     }
 
     /// The engine's settings.
@@ -170,6 +280,43 @@ impl JqEngine {
     /// Live worker threads, runaway ones included.
     pub fn worker_threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// Worker-process counters (all zero with [`Isolation::Threads`]).
+    pub fn process_stats(&self) -> ProcessStats {
+        self.procs.as_ref().map(process::ProcessPool::stats).unwrap_or_default()
+    }
+
+    /// This engine with every evaluation spending `budget`.
+    pub fn scope(&self, budget: JqBudget) -> JqScope<'_> {
+        JqScope { engine: self, budget }
+    }
+
+    /// A budget of the engine's time limit for `tenant`, for one request.
+    pub fn budget_for(&self, tenant: &str) -> JqBudget {
+        JqBudget::new(tenant, self.config.timeout)
+    }
+
+    /// Take one of `tenant`'s evaluation slots, waiting (within the budget) while the tenant
+    /// already runs its share.
+    fn enter<'a>(&'a self, budget: &JqBudget) -> Result<TenantSlot<'a>, JqError> {
+        let share = self.config.tenant_share.max(1);
+        let mut t = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let n = t.get(&budget.tenant).copied().unwrap_or(0);
+            if n < share {
+                t.insert(Arc::clone(&budget.tenant), n + 1);
+                return Ok(TenantSlot { engine: self, tenant: Arc::clone(&budget.tenant) });
+            }
+            let left = budget.remaining();
+            if left.is_zero() {
+                return Err(JqError::Limit(format!(
+                    "this organization already runs {share} jq evaluations at once (its share of the workers) \
+                     and none finished within the time budget"
+                )));
+            }
+            t = self.tenants_cv.wait_timeout(t, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
     }
 
     /// Compile `filter` in Port's dialect, cached by source text (failures are cached too,
@@ -201,12 +348,7 @@ impl JqEngine {
     }
 
     fn compile_uncached(&self, filter: &str) -> Result<Arc<Compiled>, JqError> {
-        if filter.len() > MAX_FILTER_LEN {
-            return Err(JqError::Limit(format!("filter longer than {MAX_FILTER_LEN} bytes")));
-        }
-        if filter.contains(rewrite::RESERVED) {
-            return Err(JqError::Compile(format!("names starting with `{}` are reserved", rewrite::RESERVED)));
-        }
+        check_filter(filter)?;
         let code = rewrite::rewrite(filter);
         let code2 = code.clone();
         // The parser is recursive: compile on a big-stack worker, under the time limit.
@@ -214,10 +356,7 @@ impl JqEngine {
         match out {
             Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled { source: filter.to_owned(), code, filter: f })),
             Ok(_) => Err(JqError::Compile("internal error: unexpected outcome".to_owned())),
-            Err(JqError::Compile(msg)) => {
-                Err(JqError::Compile(format!("{msg} (in filter `{}`)", truncate(filter.to_owned()))))
-            }
-            Err(e) => Err(e),
+            Err(e) => Err(compile_context(e, filter)),
         }
     }
 
@@ -237,14 +376,43 @@ impl JqEngine {
 
     /// [`first`](Self::first) for an already compiled filter.
     pub fn first_compiled(&self, compiled: &Arc<Compiled>, input: &Value) -> Result<Value, JqError> {
-        let input = convert::to_val(input)?;
-        let compiled = Arc::clone(compiled);
-        let budget = self.budget();
-        let work = Box::new(move || run_first(&compiled, input, budget).map(Outcome::Value));
-        match self.pool.run(self.config.timeout, work)? {
-            Outcome::Value(v) => Ok(v),
-            _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
-        }
+        self.first_compiled_in(&self.budget_for(""), compiled, input)
+    }
+
+    /// [`first`](Self::first) within a request's [`JqBudget`].
+    pub fn first_in(&self, budget: &JqBudget, filter: &str, input: &Value) -> Result<Value, JqError> {
+        let compiled = self.compile(filter)?;
+        self.first_compiled_in(budget, &compiled, input)
+    }
+
+    /// [`first_compiled`](Self::first_compiled) within a request's [`JqBudget`].
+    pub fn first_compiled_in(
+        &self,
+        budget: &JqBudget,
+        compiled: &Arc<Compiled>,
+        input: &Value,
+    ) -> Result<Value, JqError> {
+        let mut out = self.first_many_in(budget, std::slice::from_ref(compiled), input)?;
+        out.pop().unwrap_or_else(|| Err(JqError::Runtime("internal error: no outcome".to_owned())))
+    }
+}
+
+/// Filter checks made before compiling (size, reserved names).
+pub(crate) fn check_filter(filter: &str) -> Result<(), JqError> {
+    if filter.len() > MAX_FILTER_LEN {
+        return Err(JqError::Limit(format!("filter longer than {MAX_FILTER_LEN} bytes")));
+    }
+    if filter.contains(rewrite::RESERVED) {
+        return Err(JqError::Compile(format!("names starting with `{}` are reserved", rewrite::RESERVED)));
+    }
+    Ok(())
+}
+
+/// A compile error names the filter.
+pub(crate) fn compile_context(e: JqError, filter: &str) -> JqError {
+    match e {
+        JqError::Compile(msg) => JqError::Compile(format!("{msg} (in filter `{}`)", truncate(filter.to_owned()))),
+        e => e,
     }
 }
 
@@ -328,10 +496,30 @@ impl JqEngine {
     /// worker hand-off and with one input conversion (an Ocean-style mapping: a selector plus
     /// one filter per field). Each filter gets its own budget; the time limit covers the batch.
     pub fn first_many(&self, filters: &[Arc<Compiled>], input: &Value) -> Result<Vec<Result<Value, JqError>>, JqError> {
+        self.first_many_in(&self.budget_for(""), filters, input)
+    }
+
+    /// [`first_many`](Self::first_many) within a request's [`JqBudget`]: the batch runs in one
+    /// of the tenant's slots and must end before the budget does.
+    pub fn first_many_in(
+        &self,
+        budget: &JqBudget,
+        filters: &[Arc<Compiled>],
+        input: &Value,
+    ) -> Result<Vec<Result<Value, JqError>>, JqError> {
+        if budget.is_spent() {
+            return Err(budget.spent_error());
+        }
+        let _slot = self.enter(budget)?;
+        let deadline = budget.deadline;
+        if let Some(procs) = &self.procs {
+            let refs: Vec<&Compiled> = filters.iter().map(|c| c.as_ref()).collect();
+            return procs.eval(&refs, input, deadline, self.config.max_steps, self.config.max_len);
+        }
         let input = convert::to_val(input)?;
         let filters: Vec<Arc<Compiled>> = filters.to_vec();
         let config = self.config.clone();
-        let deadline = std::time::Instant::now() + self.config.timeout;
+        let timeout = budget.remaining();
         let work = Box::new(move || {
             let out = filters
                 .iter()
@@ -343,7 +531,7 @@ impl JqEngine {
                 .collect();
             Ok(Outcome::Values(out))
         });
-        match self.pool.run(self.config.timeout, work)? {
+        match self.pool.run(timeout, work)? {
             Outcome::Values(v) => Ok(v),
             _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
         }
@@ -351,7 +539,7 @@ impl JqEngine {
 }
 
 /// Evaluate on the current thread, taking at most one output.
-fn run_first(compiled: &Compiled, input: Val, budget: guard::Budget) -> Result<Value, JqError> {
+pub(crate) fn run_first(compiled: &Compiled, input: Val, budget: guard::Budget) -> Result<Value, JqError> {
     let env = Val::obj(Map::default()); // `$ENV` and `env` are `{}`
     let filter = &compiled.filter;
     let ctx = Ctx::<compile::D>::new(&filter.lut, Vars::new([env]));

@@ -85,7 +85,7 @@ pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &R
         for (bp_id, idx) in by_bp {
             let Some(bp) = blueprints.get(bp_id) else { continue };
             add_mirrors(state, org, &blueprints, bp, entities, &idx, &mut out).await?;
-            add_calculations(state, bp, &idx, &mut out).await?;
+            add_calculations(state, org, bp, &idx, &mut out).await?;
         }
     }
     if opts.attach_title_to_relation {
@@ -158,6 +158,7 @@ async fn add_mirrors(
 /// the page, so one slow filter costs one budget per page, not one per entity.
 async fn add_calculations(
     state: &AppState,
+    org: &OrgId,
     bp: &Blueprint,
     idx: &[usize],
     out: &mut [Map<String, Value>],
@@ -170,6 +171,8 @@ async fn add_calculations(
     let inputs: Vec<Value> = idx.iter().map(|&i| Value::Object(out[i].clone())).collect();
     let jq = state.jq.clone();
     let bp_id = bp.identifier.clone();
+    // One budget for the whole page: calculations of many entities cannot add up past it.
+    let budget = state.jq.budget_for(&org.0);
     let values = tokio::task::spawn_blocking(move || {
         let mut poisoned = vec![false; calcs.len()];
         inputs
@@ -182,7 +185,7 @@ async fn add_calculations(
                         if poisoned[k] {
                             return (cid.clone(), Value::Null);
                         }
-                        let v = match jq.first(filter, input) {
+                        let v = match jq.first_in(&budget, filter, input) {
                             Ok(v) => v,
                             Err(portolan_jq::JqError::Limit(msg)) => {
                                 poisoned[k] = true;

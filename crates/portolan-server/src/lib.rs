@@ -52,7 +52,13 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, error::ApiError> {
     state.store.ping().await?;
-    Ok(Json(json!({"ok": true})))
+    // jq workers: processes live / evaluating / killed at a deadline / crashed, and (thread mode)
+    // threads abandoned at a deadline that still run.
+    let jq = state.jq.process_stats();
+    Ok(Json(json!({"ok": true, "jq": {
+        "workers": jq.live, "busy": jq.busy, "killed": jq.killed, "crashed": jq.crashed,
+        "runawayThreads": state.jq.runaway_workers(),
+    }})))
 }
 
 async fn openapi() -> Json<Value> {

@@ -53,6 +53,12 @@ pub struct ApiConfig {
     /// Webhooks: the master key their signing secrets are encrypted with at rest
     /// (`PORTOLAN_SECRETS_KEY`). `None`: webhooks with a secret cannot be created or verified.
     pub secrets_key: Option<crate::secrets::SecretsKey>,
+    /// jq: worker threads or processes, time limit (also each request's jq budget), and each
+    /// organization's share of the workers.
+    pub jq: portolan_jq::JqConfig,
+    /// jq: the budget of every evaluation of one webhook delivery together (selector,
+    /// itemsToParse and the fields of every item).
+    pub jq_delivery_budget: Duration,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +80,8 @@ impl Default for ApiConfig {
             password_cost: (19_456, 2),
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             secrets_key: None,
+            jq: portolan_jq::JqConfig::default(),
+            jq_delivery_budget: Duration::from_secs(10),
         }
     }
 }
@@ -154,7 +162,7 @@ impl AppState {
         let tokens = TokenSigner::load(store.as_ref()).await?;
         Ok(AppState {
             store,
-            jq: Arc::new(JqEngine::new()),
+            jq: Arc::new(JqEngine::with_config(config.jq.clone())),
             tokens,
             rate_limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
             signin_limiter: Arc::new(RateLimiter::new(config.signin_per_minute)),

@@ -7,7 +7,7 @@ use portolan_core::blueprint_check::{
     BlueprintLookup, check_blueprint, check_change, check_dependents, parse_blueprint,
 };
 use portolan_core::{Blueprint, FieldErrors};
-use portolan_store::{AuditRecord, Rename, StoredBlueprint};
+use portolan_store::{AuditRecord, OrgId, Rename, StoredBlueprint};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
@@ -74,7 +74,7 @@ async fn checked(state: &AppState, caller: &Caller, body: &Value, old: Option<&B
         let path = format!("calculationProperties.{id}.calculation");
         if let Err(e) = state.jq.compile(&calc.calculation) {
             errs.push(path, format!("is not a valid jq expression: {e}"));
-        } else if let Some(msg) = trial_run(state, &bp, &calc.calculation).await {
+        } else if let Some(msg) = trial_run(state, &caller.org, &bp, &calc.calculation).await {
             errs.push(path, msg);
         }
     }
@@ -84,14 +84,14 @@ async fn checked(state: &AppState, caller: &Caller, body: &Value, old: Option<&B
 
 /// Run a calculation on a sample entity of the blueprint; a filter that does not finish within
 /// the jq time budget would stall every read of the blueprint's entities, so it is refused.
-async fn trial_run(state: &AppState, bp: &Blueprint, filter: &str) -> Option<String> {
+async fn trial_run(state: &AppState, org: &OrgId, bp: &Blueprint, filter: &str) -> Option<String> {
     let sample = json!({
         "identifier": "sample", "title": "Sample", "icon": null, "blueprint": bp.identifier, "team": [],
         "properties": {}, "relations": {}, "createdAt": "2024-01-01T00:00:00.000Z", "createdBy": "sample",
         "updatedAt": "2024-01-01T00:00:00.000Z", "updatedBy": "sample"
     });
-    let (jq, filter) = (state.jq.clone(), filter.to_string());
-    match tokio::task::spawn_blocking(move || jq.first(&filter, &sample)).await {
+    let (jq, filter, budget) = (state.jq.clone(), filter.to_string(), state.jq.budget_for(&org.0));
+    match tokio::task::spawn_blocking(move || jq.first_in(&budget, &filter, &sample)).await {
         Ok(Err(portolan_jq::JqError::Limit(msg))) => {
             Some(format!("did not finish on a sample entity ({msg}); a calculation must finish within the time budget"))
         }

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use portolan_core::{Blueprint, WriteMeta};
-use portolan_jq::{Compiled, JqEngine};
+use portolan_jq::{Compiled, JqBudget, JqEngine};
 use portolan_store::{Delivery, IntegrationLog, NewJob, OrgId, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -141,11 +141,13 @@ fn compile_entity(jq: &JqEngine, entity: &Map<String, Value>) -> Result<Vec<(Str
 }
 
 /// Evaluate every mapping over the delivery (CPU work: runs on a blocking thread).
-fn evaluate(jq: &JqEngine, mappings: &[Value], input: &Value) -> Vec<Plan> {
-    mappings.iter().enumerate().map(|(i, m)| evaluate_one(jq, i, m, input)).collect()
+/// One budget covers every evaluation of the delivery: when it runs out, the items not mapped yet
+/// are counted as failed and the log says why.
+fn evaluate(jq: &JqEngine, budget: &JqBudget, mappings: &[Value], input: &Value) -> Vec<Plan> {
+    mappings.iter().enumerate().map(|(i, m)| evaluate_one(jq, budget, i, m, input)).collect()
 }
 
-fn evaluate_one(jq: &JqEngine, index: usize, m: &Value, input: &Value) -> Plan {
+fn evaluate_one(jq: &JqEngine, budget: &JqBudget, index: usize, m: &Value, input: &Value) -> Plan {
     let mut plan = Plan { index, ..Plan::default() };
     plan.blueprint = m.get("blueprint").and_then(Value::as_str).unwrap_or_default().to_string();
     plan.delete = match m.get("operation") {
@@ -156,7 +158,7 @@ fn evaluate_one(jq: &JqEngine, index: usize, m: &Value, input: &Value) -> Plan {
         _ => None,
     };
     if let Some(filter) = m.get("filter").and_then(Value::as_str) {
-        match jq.first(filter, input) {
+        match jq.first_in(budget, filter, input) {
             Ok(Value::Bool(true)) => {}
             Ok(Value::Bool(false)) => {
                 plan.skipped = true;
@@ -175,7 +177,7 @@ fn evaluate_one(jq: &JqEngine, index: usize, m: &Value, input: &Value) -> Plan {
     }
     let items: Vec<Value> = match m.get("itemsToParse").and_then(Value::as_str) {
         None => vec![input.clone()],
-        Some(src) => match jq.first(src, input) {
+        Some(src) => match jq.first_in(budget, src, input) {
             Ok(Value::Array(items)) => {
                 if items.len() > MAX_ITEMS {
                     plan.too_many = Some(items.len());
@@ -216,8 +218,19 @@ fn evaluate_one(jq: &JqEngine, index: usize, m: &Value, input: &Value) -> Plan {
         }
     };
     let filters: Vec<Arc<Compiled>> = fields.iter().map(|(_, c)| c.clone()).collect();
-    for item in &items {
-        let values = match jq.first_many(&filters, item) {
+    for (n, item) in items.iter().enumerate() {
+        if budget.is_spent() {
+            plan.failed += items.len() - n;
+            plan.first_error.get_or_insert_with(|| {
+                format!(
+                    "the delivery's jq time budget ran out after {n} of {} items; the other {} were not mapped",
+                    items.len(),
+                    items.len() - n
+                )
+            });
+            break;
+        }
+        let values = match jq.first_many_in(budget, &filters, item) {
             Ok(v) => v,
             Err(e) => {
                 plan.first_error.get_or_insert_with(|| e.to_string());
@@ -284,7 +297,8 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
     let mappings = hook.data.get("mappings").and_then(Value::as_array).cloned().unwrap_or_default();
     let input = json!({"body": p.body, "headers": p.headers, "queryParams": p.query_params});
     let jq = state.jq.clone();
-    let plans = tokio::task::spawn_blocking(move || evaluate(&jq, &mappings, &input))
+    let budget = JqBudget::new(&org.0, state.config.jq_delivery_budget);
+    let plans = tokio::task::spawn_blocking(move || evaluate(&jq, &budget, &mappings, &input))
         .await
         .map_err(|e| JobError::Retry(format!("mapping evaluation did not finish: {e}")))?;
     let id = hook.identifier.as_str();

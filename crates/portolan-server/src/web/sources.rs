@@ -15,7 +15,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use minijinja::Value as Mj;
 use minijinja::context;
-use portolan_jq::JqEngine;
+use portolan_jq::JqScope;
 use portolan_store::{LogFilter, StoredIntegration, StoredWebhook};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -515,9 +515,9 @@ pub async fn mapping_save(
         errors.extend(api_errors(&e).1);
     }
     let blueprints: HashSet<String> = state.blueprints(&user.org).await?.keys().cloned().collect();
-    let jq = state.jq.clone();
+    let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&user.org.0));
     let cfg = config.clone();
-    let jq_errors = tokio::task::spawn_blocking(move || check_jq(&jq, &cfg, &blueprints))
+    let jq_errors = tokio::task::spawn_blocking(move || check_jq(&jq.scope(budget), &cfg, &blueprints))
         .await
         .map_err(|e| WebError::internal("jq check", e))?;
     errors.extend(jq_errors.into_iter().map(|(path, message)| json!({"path": path, "message": message})));
@@ -538,7 +538,7 @@ pub async fn mapping_save(
 /// Every jq expression of a mapping (`selector.query`, `port.itemsToParse`, every string of
 /// `port.entity.mappings`) compiles; a `blueprint` that is a constant names an existing one.
 /// Returns (path, message) per problem; shapes are checked by the API's own validation.
-fn check_jq(jq: &JqEngine, config: &Value, blueprints: &HashSet<String>) -> Vec<(String, String)> {
+fn check_jq(jq: &JqScope<'_>, config: &Value, blueprints: &HashSet<String>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (n, r) in resources(&json!({"config": config})).iter().enumerate() {
         let at = format!("config.resources[{n}]");
@@ -573,13 +573,13 @@ fn check_jq(jq: &JqEngine, config: &Value, blueprints: &HashSet<String>) -> Vec<
     out
 }
 
-fn compile(jq: &JqEngine, path: &str, expr: &str, out: &mut Vec<(String, String)>) {
+fn compile(jq: &JqScope<'_>, path: &str, expr: &str, out: &mut Vec<(String, String)>) {
     if let Err(e) = jq.compile(expr) {
         out.push((path.to_string(), e.to_string()));
     }
 }
 
-fn compile_leaves(jq: &JqEngine, path: &str, v: &Value, out: &mut Vec<(String, String)>) {
+fn compile_leaves(jq: &JqScope<'_>, path: &str, v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::String(s) => compile(jq, path, s, out),
         Value::Object(m) => m.iter().for_each(|(k, x)| compile_leaves(jq, &format!("{path}.{k}"), x, out)),
@@ -616,7 +616,7 @@ struct Outcome {
     entities: Vec<EntityResult>,
 }
 
-fn eval(jq: &JqEngine, path: &str, expr: &str, input: &Value) -> (FieldResult, Option<Value>) {
+fn eval(jq: &JqScope<'_>, path: &str, expr: &str, input: &Value) -> (FieldResult, Option<Value>) {
     match jq.first(expr, input) {
         Ok(v) => (
             FieldResult {
@@ -631,7 +631,7 @@ fn eval(jq: &JqEngine, path: &str, expr: &str, input: &Value) -> (FieldResult, O
     }
 }
 
-fn eval_leaves(jq: &JqEngine, path: &str, v: &Value, input: &Value, out: &mut Vec<FieldResult>) {
+fn eval_leaves(jq: &JqScope<'_>, path: &str, v: &Value, input: &Value, out: &mut Vec<FieldResult>) {
     let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
     match v {
         Value::String(s) => out.push(eval(jq, path, s, input).0),
@@ -651,7 +651,7 @@ fn eval_leaves(jq: &JqEngine, path: &str, v: &Value, input: &Value, out: &mut Ve
 /// Run a mapping over an item as Ocean would: the selector, then (with `itemsToParse`) each
 /// item of that array as `.item` of the input, then every expression of the entity mapping.
 fn run_playground(
-    jq: &JqEngine,
+    jq: &JqScope<'_>,
     item: &Value,
     selector: &str,
     items_to_parse: Option<&str>,
@@ -833,12 +833,12 @@ pub async fn playground_run(
             ..Outcome::default()
         },
         (Ok(item), Ok(mapping)) => {
-            let jq = state.jq.clone();
+            let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&user.org.0));
             let blueprints: HashSet<String> = state.blueprints(&user.org).await?.keys().cloned().collect();
             let selector = input.selector.clone();
             let itp = Some(input.items_to_parse.trim().to_string()).filter(|s| !s.is_empty());
             tokio::task::spawn_blocking(move || {
-                run_playground(&jq, &item, &selector, itp.as_deref(), &mapping, &blueprints)
+                run_playground(&jq.scope(budget), &item, &selector, itp.as_deref(), &mapping, &blueprints)
             })
             .await
             .map_err(|e| WebError::internal("playground", e))?
@@ -870,7 +870,8 @@ mod tests {
 
     #[test]
     fn the_playground_evaluates_every_field_and_reports_errors() {
-        let jq = JqEngine::new();
+        let engine = portolan_jq::JqEngine::new();
+        let jq = engine.scope(engine.budget_for("test"));
         let bps: HashSet<String> = ["thing".to_string()].into();
         let mapping = json!({"identifier": ".id", "blueprint": "\"thing\"",
                              "properties": {"size": ".size * 2", "bad": ".size | nosuchfn"}});
@@ -897,7 +898,8 @@ mod tests {
 
     #[test]
     fn saving_checks_jq_and_blueprints_with_paths() {
-        let jq = JqEngine::new();
+        let engine = portolan_jq::JqEngine::new();
+        let jq = engine.scope(engine.budget_for("test"));
         let bps: HashSet<String> = ["thing".to_string()].into();
         let config = json!({"resources": [{"kind": "item", "selector": {"query": ".a |"},
             "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"other\"",

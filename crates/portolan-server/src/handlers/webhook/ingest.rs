@@ -188,8 +188,10 @@ pub async fn ingest(
         None => None,
         Some(path) => {
             let input = json!({"body": body, "headers": headers_for_jq, "queryParams": query_params});
-            let (jq, path) = (state.jq.clone(), path.to_string());
-            let v = tokio::task::spawn_blocking(move || jq.first_or_null(&path, &input)).await.unwrap_or(Value::Null);
+            let (jq, path, budget) = (state.jq.clone(), path.to_string(), state.jq.budget_for(&org.0));
+            let v = tokio::task::spawn_blocking(move || jq.first_in(&budget, &path, &input).unwrap_or(Value::Null))
+                .await
+                .unwrap_or(Value::Null);
             match v {
                 Value::Null => None,
                 Value::String(s) if s.is_empty() => None,

@@ -1,0 +1,7 @@
+//! A stand-alone jq worker process (`Isolation::Process`), for this crate's tests and for
+//! embedders without a binary of their own to re-execute. The `portolan` binary serves the same
+//! role itself (`portolan __jq-worker`).
+
+fn main() -> std::process::ExitCode {
+    portolan_jq::worker_main()
+}

@@ -1,0 +1,127 @@
+//! Worker-process isolation (`Isolation::Process`): a filter that overflows the stack or nests
+//! values too deeply ends only its worker process, a deadline kills the worker (no runaway
+//! work is left), and one tenant cannot take every worker. In thread mode the first test would
+//! abort this whole test process (finding 1 of the 2026-12 security review).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portolan_jq::{Isolation, JqBudget, JqConfig, JqEngine, JqError};
+use serde_json::{Value, json};
+
+fn engine(timeout: Duration, workers: usize, share: usize) -> JqEngine {
+    JqEngine::with_config(JqConfig {
+        timeout,
+        workers,
+        tenant_share: share,
+        isolation: Isolation::Process {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_portolan-jq-worker")),
+            args: vec![],
+        },
+        ..JqConfig::default()
+    })
+}
+
+/// Every shape of finding 1: deep native recursion and deep values from builtins.
+const CRASHERS: &[&str] = &[
+    "null | setpath([range(2000000) | 0]; 1) | length",
+    "reduce range(1000000) as $i (null; [.]) | tostring",
+    "reduce range(1000000) as $i (null; [.]) | tojson | length",
+    "(reduce range(1000000) as $i (null; [.])) as $a | reduce range(1000000) as $i (null; [.]) | . == $a",
+    "reduce range(1000000) as $i (null; {a: .}) | tojson | fromjson | length",
+    "[range(1000000)] | reduce .[] as $x (null; [.]) | [.] | flatten | length",
+    "def f: 1 + f; f",
+];
+
+#[test]
+fn crashing_filters_end_only_their_worker() {
+    let jq = engine(Duration::from_secs(20), 2, 2);
+    for filter in CRASHERS {
+        // Whatever the answer (most are errors), it comes back and the engine goes on.
+        let _ = jq.first(filter, &Value::Null);
+        // The engine (and this process) go on.
+        assert_eq!(jq.first(".a + 1", &json!({"a": 1})).unwrap(), json!(2), "after {filter}");
+    }
+    let stats = jq.process_stats();
+    assert!(stats.crashed >= 1, "{stats:?}");
+    assert_eq!(stats.busy, 0, "{stats:?}");
+}
+
+/// Two equal trees of 2^40 leaves built with sharing: comparing them is one native call that
+/// walks every leaf (no memory, all CPU), which no in-filter guard can interrupt.
+const RUNAWAY: &str = "(reduce range(40) as $i (1; [., .])) as $a | reduce range(40) as $i (1; [., .]) | . == $a";
+
+#[test]
+fn a_deadline_kills_the_worker() {
+    let jq = engine(Duration::from_millis(300), 2, 2);
+    let started = Instant::now();
+    // Cost doubles with each step and runs inside one native comparison: the in-process guard
+    // cannot stop it, only killing the process can.
+    let r = jq.first(RUNAWAY, &Value::Null);
+    assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("time budget")), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let stats = jq.process_stats();
+    assert_eq!((stats.killed, stats.busy), (1, 0), "{stats:?}");
+    assert_eq!(jq.first("1 + 1", &Value::Null).unwrap(), json!(2));
+}
+
+#[test]
+fn a_budget_covers_every_evaluation_of_a_request() {
+    let jq = engine(Duration::from_secs(10), 2, 2);
+    let budget = JqBudget::new("org-a", Duration::from_millis(400));
+    let slow = jq.compile("last(range(1e12))").unwrap();
+    let r = jq.first_compiled_in(&budget, &slow, &Value::Null);
+    assert!(matches!(r, Err(JqError::Limit(_))), "{r:?}");
+    // The next item of the same request does not get a fresh 10 s.
+    let started = Instant::now();
+    let r = jq.first_in(&budget, "1", &Value::Null);
+    assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("budget")), "{r:?}");
+    assert!(started.elapsed() < Duration::from_millis(100));
+}
+
+#[test]
+fn one_tenant_cannot_take_every_worker() {
+    let jq = Arc::new(engine(Duration::from_secs(10), 2, 1));
+    let hog = {
+        let jq = Arc::clone(&jq);
+        std::thread::spawn(move || {
+            let b = JqBudget::new("org-a", Duration::from_secs(2));
+            jq.first_in(&b, "last(range(1e12))", &Value::Null)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // org-a's second evaluation waits for its own share and runs out of budget...
+    let b = JqBudget::new("org-a", Duration::from_millis(300));
+    let r = jq.first_in(&b, "1", &Value::Null);
+    assert!(matches!(r, Err(JqError::Limit(ref m)) if m.contains("share")), "{r:?}");
+    // ...while org-b gets the other worker at once.
+    let started = Instant::now();
+    let b = JqBudget::new("org-b", Duration::from_secs(2));
+    assert_eq!(jq.first_in(&b, ".x", &json!({"x": 5})).unwrap(), json!(5));
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(matches!(hog.join().unwrap(), Err(JqError::Limit(_))));
+    let stats = jq.process_stats();
+    assert_eq!(stats.busy, 0, "{stats:?}");
+}
+
+#[test]
+fn results_and_errors_cross_the_process_boundary_unchanged() {
+    let jq = engine(Duration::from_secs(10), 1, 1);
+    let input = json!({"identifier": "a-b", "properties": {"prop-with-dash": 3, "list": [1, 2]}});
+    assert_eq!(jq.first(".properties.'prop-with-dash' + 1", &input).unwrap(), json!(4));
+    assert_eq!(
+        jq.first("{id: .identifier, n: (.properties.list | length)}", &input).unwrap(),
+        json!({"id": "a-b", "n": 2})
+    );
+    assert!(matches!(jq.first("error(\"boom\")", &input), Err(JqError::Runtime(ref m)) if m == "boom"));
+    assert!(matches!(jq.first("empty", &input), Err(JqError::Runtime(_))));
+    assert!(matches!(jq.first(".[", &input), Err(JqError::Compile(_))));
+    let filters = [jq.compile(".identifier").unwrap(), jq.compile("error(1)").unwrap(), jq.compile("null").unwrap()];
+    let out = jq.first_many(&filters, &input).unwrap();
+    assert_eq!(out[0], Ok(json!("a-b")));
+    assert!(out[1].is_err());
+    assert_eq!(out[2], Ok(Value::Null));
+}
