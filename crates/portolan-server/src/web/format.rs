@@ -189,7 +189,7 @@ pub fn value_html(v: &Value, prop: Option<&Property>, now: i64) -> String {
             }
             _ => esc(s),
         },
-        (Value::String(s), Some("markdown")) => format!("<div class=\"markdown\">{}</div>", markdown(s)),
+        (Value::String(s), Some("markdown")) => format!("<div class=\"markdown\" hx-disable>{}</div>", markdown(s)),
         (Value::String(s), Some("yaml")) => format!("<pre class=\"yaml\">{}</pre>", esc(s)),
         (Value::String(s), Some("date-time")) => date_time(s, now),
         (Value::String(s), Some("timer")) => timer(s, now),

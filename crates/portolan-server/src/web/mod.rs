@@ -76,6 +76,10 @@ impl Templates {
     pub fn new() -> Self {
         use base64::Engine;
         let mut env = Environment::new();
+        // Every template escapes HTML, whatever its name: a value reaches a page only through a
+        // template of this environment (there is no other HTML renderer in web/, see the test
+        // `no_html_is_rendered_outside_the_escaping_environment`).
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
         for (name, src) in TEMPLATES {
             if let Err(e) = env.add_template(name, src) {
                 tracing::error!(template = name, error = %e, "template does not compile");
@@ -141,14 +145,18 @@ impl From<crate::error::ApiError> for WebError {
     }
 }
 
-/// A simple page with a heading and a message (errors), outside the signed-in layout.
+/// The templates for responses made without the application state (error pages).
+static SHARED: std::sync::LazyLock<Templates> = std::sync::LazyLock::new(Templates::new);
+
+/// A simple page with a heading and a message (errors), outside the signed-in layout. The
+/// message often quotes what the request named (a blueprint, an entity): it is escaped like
+/// every template value.
 pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let body = minijinja::render!(
-        include_str!("../../templates/message.html"),
-        title => title,
-        message => message,
-    );
-    html(status, body)
+    let ctx = minijinja::context! { title => title, message => message };
+    match SHARED.render("message.html", ctx) {
+        Ok(body) => html(status, body),
+        Err(_) => html(status, "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned()),
+    }
 }
 
 impl IntoResponse for WebError {

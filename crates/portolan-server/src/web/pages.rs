@@ -111,8 +111,17 @@ pub(super) fn page(state: &AppState, name: &str, ctx: Mj) -> WebResult {
     Ok(html(StatusCode::OK, state.templates.render(name, ctx)?))
 }
 
+/// A 303 to `to`. A target that cannot be a `Location` header (control characters) is a 400
+/// page, never a panic (axum's `Redirect::to` panics on it).
 pub(super) fn see_other(to: &str) -> Response {
-    Redirect::to(to).into_response()
+    match HeaderValue::try_from(to) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+        Err(_) => super::message_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The address to go to next contains characters that cannot be part of a link.",
+        ),
+    }
 }
 
 /// The API's caller for writes made through the UI: audited as the user, origin `UI`.
@@ -120,11 +129,22 @@ pub(super) fn caller(u: &WebUser) -> Caller {
     Caller { client_id: u.user.email.clone(), org: u.org.clone(), user_agent: Some("UI".into()) }
 }
 
-/// Only local paths are followed after sign-in.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_string(),
-        _ => "/ui/catalog".to_string(),
+/// Where to go after sign-in: `next` resolved as a browser resolves it (WHATWG URL parsing:
+/// tabs and newlines removed, backslashes read as slashes, `//host` a host), kept only when it
+/// is a path that stays on this origin; anything else goes to the catalog. The result is
+/// re-serialized (percent-encoded), so it is always a valid `Location` header.
+pub(super) fn safe_next(next: Option<&str>) -> String {
+    const HOME: &str = "/ui/catalog";
+    const BASE: &str = "http://portolan.invalid/";
+    let (Some(n), Ok(base)) = (next, url::Url::parse(BASE)) else { return HOME.to_string() };
+    if !n.starts_with('/') {
+        return HOME.to_string();
+    }
+    match base.join(n) {
+        Ok(u) if u.origin() == base.origin() && u.username().is_empty() && u.password().is_none() => {
+            u.as_str().strip_prefix(BASE.trim_end_matches('/')).unwrap_or(HOME).to_string()
+        }
+        _ => HOME.to_string(),
     }
 }
 
@@ -1695,5 +1715,66 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/ui/catalog");
         assert_eq!(safe_next(Some("https://evil.example")), "/ui/catalog");
         assert_eq!(safe_next(Some("/\\evil.example")), "/ui/catalog");
+        // Browsers drop tabs and newlines and read backslashes as slashes (finding 5).
+        for evil in [
+            "/\t/evil.example",
+            "/\r/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\\/evil.example",
+            "/\t\\evil.example",
+            "\\\\evil.example",
+            "/\t/user:pw@evil.example/x",
+            "javascript:alert(1)",
+            "http:/\\evil.example",
+            " //evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/ui/catalog", "{evil:?}");
+        }
+        // Local paths survive, percent-encoded where needed (always a valid header value).
+        assert_eq!(safe_next(Some("/ui/catalog/svc?fp=a&fo=b#x")), "/ui/catalog/svc?fp=a&fo=b#x");
+        assert_eq!(safe_next(Some("/ui/a b")), "/ui/a%20b");
+        assert_eq!(safe_next(Some("/%09/evil.example")), "/%09/evil.example");
+        assert!(HeaderValue::try_from(safe_next(Some("/ui/\u{7f}x"))).is_ok());
+    }
+
+    /// Finding 3's class: HTML reaches a response only through `Templates` (auto-escape on for
+    /// every template) or `format.rs` (whose fragments escape every value).
+    #[test]
+    fn no_html_is_rendered_outside_the_escaping_environment() {
+        let sources = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("pages.rs", include_str!("pages.rs")),
+            ("sources.rs", include_str!("sources.rs")),
+            ("session.rs", include_str!("session.rs")),
+            ("format.rs", include_str!("format.rs")),
+        ];
+        let banned = [
+            ["minijinja::", "render!"].concat(),
+            ["render", "_str("].concat(),
+            ["render_named", "_str("].concat(),
+            ["Environment::", "new()"].concat(),
+            ["Redirect::", "to(&"].concat(),
+        ];
+        for (name, src) in sources {
+            let src = src.split("#[cfg(test)]").next().unwrap_or(src);
+            for b in &banned {
+                let n = src.matches(b.as_str()).count();
+                let allowed =
+                    usize::from(name == "mod.rs" && (b.starts_with("Environment") || b.starts_with("Redirect")));
+                assert!(n <= allowed, "web/{name} uses `{b}` {n} times: render HTML through Templates");
+            }
+        }
+        // Every template escapes, whatever its name.
+        let t = super::super::Templates::new();
+        let out = t.render("message.html", context! { title => "<i>", message => "<b hx-get=\"/x\">" }).unwrap();
+        assert!(out.contains("&lt;b hx-get=") && !out.contains("<b hx-get"), "{out}");
+    }
+
+    #[test]
+    fn a_redirect_target_with_newlines_is_a_400_not_a_panic() {
+        assert_eq!(see_other("/ui/x\r\nSet-Cookie: a=b").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(see_other("/ui/x").status(), StatusCode::SEE_OTHER);
     }
 }

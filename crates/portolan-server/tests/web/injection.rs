@@ -1,0 +1,73 @@
+//! Findings 3 and 5 of the 2026-12 security review: names echoed by error pages are escaped
+//! (on b217287 `message_page` rendered without auto-escape, so `/ui/entities/<script src=…>`
+//! loaded the site's htmx into an admin's browser), and `next` never leaves this origin (on
+//! b217287 `next=/%09/evil.example` redirected off-site and `next` with CR/LF was a 500).
+
+use reqwest::StatusCode;
+
+use crate::app::WebApp;
+use portolan_server::web::urlencode;
+
+/// Markup that, unescaped, loads htmx and makes it act on the page.
+const PAYLOAD: &str =
+    "<script src=\"/ui/assets/htmx.min.js\"></script><b hx-get=\"/ui/users\" hx-trigger=\"load\">x</b>";
+
+fn assert_inert(path: &str, text: &str) {
+    assert!(!text.contains("<script src=\"/ui/assets/htmx.min.js\"></script><b"), "{path}: raw payload in\n{text}");
+    assert!(!text.contains("<b hx-get"), "{path}: raw payload in\n{text}");
+    assert!(text.contains("&lt;script"), "{path}: the name is shown, escaped:\n{text}");
+}
+
+#[tokio::test]
+async fn not_found_pages_escape_the_requested_name() {
+    let Some(app) = WebApp::spawn().await else { return };
+    let mut b = app.admin().await;
+    let p = urlencode(PAYLOAD);
+    for path in [
+        format!("/ui/entities/{p}/x"),
+        format!("/ui/entities/{p}/new"),
+        format!("/ui/catalog/{p}"),
+        format!("/ui/catalog/{p}/export"),
+        format!("/ui/builder/{p}"),
+        format!("/ui/data-sources/{p}"),
+        format!("/ui/data-sources/webhooks/{p}"),
+        format!("/ui/data-sources/{p}/mapping"),
+        format!("/ui/export/download?blueprint={p}"),
+        format!("/ui/export/download?blueprint={p}&format=json"),
+    ] {
+        let page = app.get(&mut b, &path).await;
+        assert!(page.status.is_client_error(), "{path}: {}", page.status);
+        assert_inert(&path, &page.text);
+    }
+}
+
+#[tokio::test]
+async fn next_stays_on_this_origin() {
+    let Some(app) = WebApp::spawn().await else { return };
+    let mut b = app.admin().await;
+    for next in ["/\t/evil.example", "/\r\n/evil.example", "/\\evil.example", "//evil.example", "https://evil.example"]
+    {
+        // Already signed in: the sign-in page forwards to `next`.
+        let page = app.get(&mut b, &format!("/ui/signin?next={}", urlencode(next))).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{next:?}: {}", page.text);
+        assert_eq!(page.location(), "/ui/catalog", "{next:?}");
+    }
+    // Signing in with a hostile `next` lands on the catalog too.
+    let mut fresh = crate::app::Browser::default();
+    let form = app.get(&mut fresh, "/ui/signin").await;
+    let csrf = form.csrf_field();
+    let res = app
+        .post(
+            &mut fresh,
+            "/ui/signin",
+            &[
+                ("_csrf", &csrf),
+                ("email", crate::app::ADMIN),
+                ("password", crate::app::PASSWORD),
+                ("next", "/\t/evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
+    assert_eq!(res.location(), "/ui/catalog");
+}
