@@ -4,6 +4,14 @@
 //! (argon2 buys nothing there). Access tokens are HS256 JWTs signed with a key generated on
 //! first start and kept in the settings table; they carry the organization and expire after
 //! three hours, like Port's.
+//!
+//! Revocation: a token carries a fingerprint of its credential's secret hash, and every request
+//! looks the credential up (one primary-key read): a deleted credential, or one whose secret was
+//! rotated after the token was issued, makes the token invalid at once on every node.
+//!
+//! Guessing: failed `POST /v1/auth/access_token` attempts are counted per client id and per
+//! client address ([`crate::ratelimit::FailureGuard`]): after a few, each failure is answered more
+//! slowly, then the key is refused with 429 until its window ends.
 
 use std::sync::Arc;
 
@@ -46,6 +54,25 @@ struct Claims {
     org: String,
     iat: i64,
     exp: i64,
+    /// [`secret_fingerprint`] of the credential's secret hash when the token was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sv: Option<String>,
+}
+
+/// What a token says, once its signature and expiry are checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub client_id: String,
+    pub org: OrgId,
+    /// Fingerprint of the credential's secret hash at issue time (`None`: a token from before
+    /// revocation existed, refused by [`Caller`]).
+    pub fingerprint: Option<String>,
+}
+
+/// A short, one-way fingerprint of a stored secret hash: tokens carry it so that rotating the
+/// secret revokes them, without exposing anything that helps guess the secret.
+pub fn secret_fingerprint(secret_hash: &str) -> String {
+    hex(&Sha256::digest(format!("portolan-token-version:{secret_hash}").as_bytes())[..8])
 }
 
 impl TokenSigner {
@@ -62,17 +89,24 @@ impl TokenSigner {
         mac.finalize().into_bytes().to_vec()
     }
 
-    pub fn issue(&self, client_id: &str, org: &OrgId, now: i64) -> String {
+    /// A token for `client_id` of `org` whose stored secret hash is `secret_hash`.
+    pub fn issue(&self, client_id: &str, org: &OrgId, secret_hash: &str, now: i64) -> String {
         let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = Claims { sub: client_id.into(), org: org.0.clone(), iat: now, exp: now + TOKEN_TTL };
+        let claims = Claims {
+            sub: client_id.into(),
+            org: org.0.clone(),
+            iat: now,
+            exp: now + TOKEN_TTL,
+            sv: Some(secret_fingerprint(secret_hash)),
+        };
         let payload = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let signing_input = format!("{header}.{payload}");
         let sig = B64.encode(self.mac(signing_input.as_bytes()));
         format!("{signing_input}.{sig}")
     }
 
-    /// Verify signature and expiry; returns (client id, organization).
-    pub fn verify(&self, token: &str, now: i64) -> Result<(String, OrgId), &'static str> {
+    /// Verify signature and expiry (not revocation: [`Caller`] checks that against the store).
+    pub fn verify(&self, token: &str, now: i64) -> Result<Verified, &'static str> {
         let mut parts = token.rsplitn(2, '.');
         let (Some(sig), Some(signing_input)) = (parts.next(), parts.next()) else {
             return Err("the bearer token is malformed");
@@ -90,7 +124,7 @@ impl TokenSigner {
         if claims.exp <= now {
             return Err("the bearer token has expired; request a new one from POST /v1/auth/access_token");
         }
-        Ok((claims.sub, OrgId(claims.org)))
+        Ok(Verified { client_id: claims.sub, org: OrgId(claims.org), fingerprint: claims.sv })
     }
 }
 
@@ -140,16 +174,50 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be \"Bearer <accessToken>\""))?;
-        let (client_id, org) =
-            state.tokens.verify(token.trim(), chrono::Utc::now().timestamp()).map_err(ApiError::unauthorized)?;
+        let v = state.tokens.verify(token.trim(), chrono::Utc::now().timestamp()).map_err(ApiError::unauthorized)?;
+        // Revocation: the credential must still exist, in the token's organization, with the
+        // secret the token was issued for.
+        let current = state.store.credential(&v.client_id).await?;
+        match current {
+            Some((org, hash)) if org == v.org && v.fingerprint.as_deref() == Some(&*secret_fingerprint(&hash)) => {}
+            Some((org, _)) if org == v.org => {
+                return Err(ApiError::unauthorized(
+                    "the bearer token was issued before its credential's secret was rotated; request a new one \
+                     from POST /v1/auth/access_token",
+                ));
+            }
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "the bearer token's credential (or its organization) no longer exists; it was revoked",
+                ));
+            }
+        }
+        let (client_id, org) = (v.client_id, v.org);
         let user_agent =
             parts.headers.get(axum::http::header::USER_AGENT).and_then(|h| h.to_str().ok()).map(str::to_string);
         Ok(Caller { client_id, org, user_agent })
     }
 }
 
+/// The address a request came from (`None` when the server was not started with connection
+/// info, as in some tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientAddr(info.map(|c| c.0.ip())))
+    }
+}
+
 /// `POST /v1/auth/access_token` `{clientId, clientSecret}`.
-pub async fn access_token(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<axum::Json<Value>> {
+pub async fn access_token(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    JsonBody(body): JsonBody,
+) -> ApiResult<axum::Json<Value>> {
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(client_id), Some(secret)) = (field("clientId"), field("clientSecret")) else {
         return Err(ApiError::new(
@@ -158,13 +226,21 @@ pub async fn access_token(State(state): State<AppState>, JsonBody(body): JsonBod
             "the body must be {\"clientId\": \"…\", \"clientSecret\": \"…\"} with both as strings",
         ));
     };
+    let keys = [format!("client:{client_id}"), format!("addr:{}", addr.map(|a| a.to_string()).unwrap_or_default())];
+    for key in &keys {
+        if let Err(retry_after) = state.auth_failures.check(key) {
+            return Err(ApiError::too_many_failures(retry_after));
+        }
+    }
     let stored = state.store.credential(&client_id).await?;
-    let Some((org, hash)) = stored else {
+    let valid =
+        stored.as_ref().is_some_and(|(_, hash)| bool::from(hash.as_bytes().ct_eq(hash_secret(&secret).as_bytes())));
+    let (Some((org, hash)), true) = (stored, valid) else {
+        let delay = keys.iter().map(|k| state.auth_failures.failed(k)).max().unwrap_or_default();
+        tokio::time::sleep(delay).await;
         return Err(ApiError::unauthorized("unknown clientId or wrong clientSecret"));
     };
-    if !bool::from(hash.as_bytes().ct_eq(hash_secret(&secret).as_bytes())) {
-        return Err(ApiError::unauthorized("unknown clientId or wrong clientSecret"));
-    }
-    let token = state.tokens.issue(&client_id, &org, chrono::Utc::now().timestamp());
+    state.auth_failures.succeeded(&keys[0]);
+    let token = state.tokens.issue(&client_id, &org, &hash, chrono::Utc::now().timestamp());
     Ok(axum::Json(json!({"ok": true, "accessToken": token, "expiresIn": TOKEN_TTL, "tokenType": "Bearer"})))
 }

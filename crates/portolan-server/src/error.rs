@@ -15,11 +15,26 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields for the body (e.g. per-field `details`).
     pub details: Option<Value>,
+    /// Seconds for a `Retry-After` header (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: None }
+        ApiError { status, code, message: message.into(), details: None, retry_after: None }
+    }
+    /// 429 after too many failed credential checks of one client id or address.
+    pub fn too_many_failures(retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failed_attempts",
+                format!(
+                    "too many failed attempts with this clientId or from this address; retry after {retry_after} seconds"
+                ),
+            )
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -40,6 +55,7 @@ impl ApiError {
             code: "invalid_request",
             message: errors.to_string(),
             details: Some(json!(details)),
+            retry_after: None,
         }
     }
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
@@ -84,7 +100,11 @@ impl IntoResponse for ApiError {
         if let (Some(d), Some(obj)) = (self.details, body.as_object_mut()) {
             obj.insert("details".into(), d);
         }
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        res
     }
 }
 

@@ -13,11 +13,28 @@ use crate::state::AppState;
 
 pub const TRACE_HEADER: &str = "x-trace-id";
 
-/// Give every response an `X-Trace-Id` and log the request under it.
+/// Paths whose segment after the prefix is a credential: a webhook's ingest key, an invitation
+/// token.
+const SECRET_PATHS: &[&str] = &[crate::handlers::webhook::INGEST_PATH, "/ui/invite/"];
+
+/// `path` as it may appear in a log line or trace: the credential of a [`SECRET_PATHS`] path
+/// replaced by `[redacted]` (everything after the prefix up to the next `/`).
+pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in SECRET_PATHS {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            return format!("{prefix}[redacted]{tail}").into();
+        }
+    }
+    path.into()
+}
+
+/// Give every response an `X-Trace-Id` and log the request under it (its path with
+/// credentials redacted, see [`redact_path`]).
 pub async fn trace_id(req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let span =
-        tracing::info_span!("request", trace.id = %id, http.method = %req.method(), http.path = %req.uri().path());
+    let path = redact_path(req.uri().path()).into_owned();
+    let span = tracing::info_span!("request", trace.id = %id, http.method = %req.method(), http.path = %path);
     let started = std::time::Instant::now();
     let mut res = {
         let _g = span.enter();
@@ -107,7 +124,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         .and_then(|h| h.strip_prefix("Bearer "))
         .and_then(|t| state.tokens.verify(t.trim(), chrono::Utc::now().timestamp()).ok());
     let key = match bearer {
-        Some((_, org)) => format!("org:{}", org.0),
+        Some(v) => format!("org:{}", v.org.0),
         None => {
             let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
             format!("ip:{}", ip.unwrap_or_default())

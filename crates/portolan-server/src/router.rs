@@ -22,6 +22,13 @@ macro_rules! routes {
 
 routes! {
     post "/v1/auth/access_token" => auth::access_token, "Auth", "Exchange client credentials for a bearer token";
+    // Credentials and web users (handlers/apps.rs): deleting or rotating revokes tokens at once.
+    get "/v1/apps" => crate::handlers::apps::list, "Credentials", "List the organization's API credentials (no secrets)";
+    post "/v1/apps" => crate::handlers::apps::create, "Credentials", "Create an API credential (its secret is shown once)";
+    put "/v1/apps/{id}" => crate::handlers::apps::rename, "Credentials", "Rename an API credential";
+    post "/v1/apps/{id}/rotate-secret" => crate::handlers::apps::rotate_secret, "Credentials", "New secret for a credential; tokens issued before stop working";
+    delete "/v1/apps/{id}" => crate::handlers::apps::delete, "Credentials", "Delete an API credential; its tokens stop working";
+    delete "/v1/users/{email}" => crate::handlers::apps::delete_user, "Users", "Remove a web user; their sessions end at once";
     get "/v1/blueprints" => blueprint::list, "Blueprints", "List blueprints";
     post "/v1/blueprints" => blueprint::create, "Blueprints", "Create a blueprint";
     get "/v1/blueprints/{id}" => blueprint::get, "Blueprints", "Get a blueprint";

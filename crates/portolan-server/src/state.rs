@@ -53,6 +53,9 @@ pub struct ApiConfig {
     /// Webhooks: the master key their signing secrets are encrypted with at rest
     /// (`PORTOLAN_SECRETS_KEY`). `None`: webhooks with a secret cannot be created or verified.
     pub secrets_key: Option<crate::secrets::SecretsKey>,
+    /// Failed credential checks per key before answers slow down, before 429, and the window
+    /// they are counted in (5, 20, 15 minutes).
+    pub auth_failure_limits: (u32, u32, Duration),
     /// jq: worker threads or processes, time limit (also each request's jq budget), and each
     /// organization's share of the workers.
     pub jq: portolan_jq::JqConfig,
@@ -80,6 +83,7 @@ impl Default for ApiConfig {
             password_cost: (19_456, 2),
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             secrets_key: None,
+            auth_failure_limits: (5, 20, Duration::from_secs(15 * 60)),
             jq: portolan_jq::JqConfig::default(),
             jq_delivery_budget: Duration::from_secs(10),
         }
@@ -120,6 +124,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Sign-in attempts of the web UI, per client address and per e-mail.
     pub signin_limiter: Arc<RateLimiter>,
+    /// Failed credential checks (API client ids, web e-mails, client addresses): slowed down,
+    /// then refused with 429.
+    pub auth_failures: Arc<crate::ratelimit::FailureGuard>,
     /// The web UI's templates.
     pub templates: Arc<crate::web::Templates>,
 }
@@ -166,6 +173,11 @@ impl AppState {
             tokens,
             rate_limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
             signin_limiter: Arc::new(RateLimiter::new(config.signin_per_minute)),
+            auth_failures: Arc::new(crate::ratelimit::FailureGuard::new(
+                config.auth_failure_limits.0,
+                config.auth_failure_limits.1,
+                config.auth_failure_limits.2,
+            )),
             clock: Arc::new(SystemClock),
             templates: Arc::new(crate::web::Templates::new()),
             config: Arc::new(config),

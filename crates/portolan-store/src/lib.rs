@@ -205,6 +205,17 @@ pub trait Store: Send + Sync {
     /// The organization and secret hash of a client id.
     async fn credential(&self, client_id: &str) -> Result<Option<(OrgId, String)>>;
     async fn list_credentials(&self, org: &OrgId) -> Result<Vec<(String, String, String)>>;
+    /// Rename a credential and/or replace its secret hash (rotation); `false` when `org` has
+    /// no such credential.
+    async fn update_credential(
+        &self,
+        org: &OrgId,
+        client_id: &str,
+        name: Option<&str>,
+        secret_hash: Option<&str>,
+    ) -> Result<bool>;
+    /// Delete a credential of `org`; `false` when there is none.
+    async fn delete_credential(&self, org: &OrgId, client_id: &str) -> Result<bool>;
 
     async fn list_blueprints(&self, org: &OrgId) -> Result<Vec<StoredBlueprint>>;
     async fn get_blueprint(&self, org: &OrgId, id: &str) -> Result<Option<StoredBlueprint>>;
@@ -350,6 +361,8 @@ pub trait Store: Send + Sync {
     async fn get_user(&self, org: &OrgId, id: &str) -> Result<Option<User>>;
     /// Users of `org`, by e-mail.
     async fn list_users(&self, org: &OrgId) -> Result<Vec<User>>;
+    /// Remove a web user of `org` and end their sessions at once; `false` when there is none.
+    async fn delete_user(&self, org: &OrgId, user_id: &str) -> Result<bool>;
     async fn create_session(&self, session: &Session) -> Result<()>;
     /// The session whose id hashes to `id_hash` (the cookie names it, in any organization).
     async fn session(&self, id_hash: &str) -> Result<Option<Session>>;

@@ -1,5 +1,6 @@
 //! One module per resource.
 
+pub mod apps;
 pub mod audit;
 pub mod blueprint;
 pub mod entity;

@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod blueprint;
 mod blueprint_rename;
+mod credentials;
 mod entity;
 mod entity_bulk;
 mod integration;

@@ -22,6 +22,8 @@ mod auth;
 mod blueprint;
 #[path = "../api/blueprint_rename.rs"]
 mod blueprint_rename;
+#[path = "../api/credentials.rs"]
+mod credentials;
 #[path = "../api/entity.rs"]
 mod entity;
 #[path = "../api/entity_bulk.rs"]

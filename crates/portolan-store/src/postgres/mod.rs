@@ -186,6 +186,33 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
+    async fn update_credential(
+        &self,
+        org: &OrgId,
+        client_id: &str,
+        name: Option<&str>,
+        secret_hash: Option<&str>,
+    ) -> Result<bool> {
+        let done = pgq("UPDATE credentials SET name = COALESCE(?, name), secret_hash = COALESCE(?, secret_hash) \
+             WHERE org_id = ? AND client_id = ?")
+        .bind(name)
+        .bind(secret_hash)
+        .bind(&org.0)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_credential(&self, org: &OrgId, client_id: &str) -> Result<bool> {
+        let done = pgq("DELETE FROM credentials WHERE org_id = ? AND client_id = ?")
+            .bind(&org.0)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn list_blueprints(&self, org: &OrgId) -> Result<Vec<StoredBlueprint>> {
         blueprints::list(&self.pool, org).await
     }
@@ -378,6 +405,18 @@ impl Store for PgStore {
     }
     async fn get_user(&self, org: &OrgId, id: &str) -> Result<Option<crate::User>> {
         accounts::get_user(&self.pool, org, id).await
+    }
+    async fn delete_user(&self, org: &OrgId, user_id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        pgq("DELETE FROM sessions WHERE org_id = ? AND user_id = ?")
+            .bind(&org.0)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let done =
+            pgq("DELETE FROM users WHERE org_id = ? AND id = ?").bind(&org.0).bind(user_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
     async fn list_users(&self, org: &OrgId) -> Result<Vec<crate::User>> {
         accounts::list_users(&self.pool, org).await

@@ -181,6 +181,35 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
+    async fn update_credential(
+        &self,
+        org: &OrgId,
+        client_id: &str,
+        name: Option<&str>,
+        secret_hash: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE credentials SET name = COALESCE(?, name), secret_hash = COALESCE(?, secret_hash) \
+             WHERE org_id = ? AND client_id = ?",
+        )
+        .bind(name)
+        .bind(secret_hash)
+        .bind(&org.0)
+        .bind(client_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_credential(&self, org: &OrgId, client_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM credentials WHERE org_id = ? AND client_id = ?")
+            .bind(&org.0)
+            .bind(client_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn list_blueprints(&self, org: &OrgId) -> Result<Vec<StoredBlueprint>> {
         blueprints::list(&self.reader, org).await
     }
@@ -375,6 +404,21 @@ impl Store for SqliteStore {
     }
     async fn get_user(&self, org: &OrgId, id: &str) -> Result<Option<crate::User>> {
         accounts::get_user(&self.reader, org, id).await
+    }
+    async fn delete_user(&self, org: &OrgId, user_id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE org_id = ? AND user_id = ?")
+            .bind(&org.0)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE org_id = ? AND id = ?")
+            .bind(&org.0)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
     async fn list_users(&self, org: &OrgId) -> Result<Vec<crate::User>> {
         accounts::list_users(&self.reader, org).await
