@@ -14,9 +14,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     /// Extra fields for the body (e.g. per-field `details`).
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     /// Seconds for a `Retry-After` header (429s).
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -24,7 +24,7 @@ impl ApiError {
         ApiError { status, code, message: message.into(), details: None, retry_after: None }
     }
     /// 429 after too many failed credential checks of one client id or address.
-    pub fn too_many_failures(retry_after: u64) -> Self {
+    pub fn too_many_failures(retry_after: u32) -> Self {
         ApiError {
             retry_after: Some(retry_after),
             ..Self::new(
@@ -54,7 +54,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_request",
             message: errors.to_string(),
-            details: Some(json!(details)),
+            details: Some(Box::new(json!(details))),
             retry_after: None,
         }
     }
@@ -98,7 +98,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({"ok": false, "error": self.code, "message": self.message});
         if let (Some(d), Some(obj)) = (self.details, body.as_object_mut()) {
-            obj.insert("details".into(), d);
+            obj.insert("details".into(), *d);
         }
         let mut res = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {

@@ -67,12 +67,13 @@ impl FailureGuard {
     }
 
     /// `Err(seconds until retry)` when `key` has failed too often.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
+    pub fn check(&self, key: &str) -> Result<(), u32> {
         let now = Instant::now();
         let Ok(k) = self.keys.lock() else { return Ok(()) };
         match k.get(key) {
             Some((start, n)) if *n >= self.max && now.duration_since(*start) < self.window => {
-                Err(self.window.saturating_sub(now.duration_since(*start)).as_secs().max(1))
+                Err(u32::try_from(self.window.saturating_sub(now.duration_since(*start)).as_secs().max(1))
+                    .unwrap_or(u32::MAX))
             }
             _ => Ok(()),
         }

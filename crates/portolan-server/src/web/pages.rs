@@ -1175,7 +1175,7 @@ pub(super) fn api_errors(e: &crate::error::ApiError) -> (String, Vec<Value>) {
     let details = e
         .details
         .as_ref()
-        .and_then(Value::as_array)
+        .and_then(|d| d.as_array())
         .map(|d| d.iter().map(|x| json!({"path": x["path"], "message": x["message"]})).collect())
         .unwrap_or_default();
     (e.message.clone(), details)
