@@ -224,12 +224,54 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Db> {
         return Ok(Db::Postgres(store));
     }
     let data_dir: &Path = &cfg.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let path = data_dir.join("portolan.sqlite");
+    owner_only(data_dir, &path)?;
     let store =
         SqliteStore::open(&path).await.with_context(|| format!("cannot open the database {}", path.display()))?;
     Ok(Db::Sqlite(store))
+}
+
+/// The data directory (0700) and the database with its WAL and shared-memory files (0600) are
+/// readable by this user only: they hold every organization's data and the keys. SQLite gives
+/// `-wal` and `-shm` the database file's mode, so the database is created 0600 before SQLite
+/// opens it. An existing installation with looser modes is tightened, and the log says so.
+fn owner_only(data_dir: &Path, db: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db)
+            .with_context(|| format!("cannot create the database file {}", db.display()))?;
+        let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let files = [
+            (data_dir.to_path_buf(), 0o700),
+            (db.to_path_buf(), 0o600),
+            (data_dir.join(format!("{name}-wal")), 0o600),
+            (data_dir.join(format!("{name}-shm")), 0o600),
+            (data_dir.join(keys::KEY_FILE), 0o600),
+        ];
+        for (path, mode) in files {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let current = meta.permissions().mode() & 0o777;
+            if current & !mode != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+                tracing::warn!(file = %path.display(), from = format!("{current:o}"), to = format!("{mode:o}"), "restricted a data file to its owner");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    Ok(())
 }
 
 fn now_iso() -> String {

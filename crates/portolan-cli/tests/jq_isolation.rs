@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const CLIENT_ID: &str = "jq-isolation-client";
-const CLIENT_SECRET: &str = "jq-isolation-secret-0123456789";
+use support::{CLIENT_ID, CLIENT_SECRET, Server, http, portolan, send, temp_dir, token};
 
 /// Every shape of finding 1: deep native recursion and deep values from builtins. On b217287
 /// the first one aborted the server (SIGABRT, stack overflow) while the blueprint was saved.
@@ -30,104 +28,16 @@ const CRASHERS: &[&str] = &[
 const RUNAWAY_CALC: &str = "(.properties.n // 1) as $n | (reduce range($n) as $i (1; [., .])) as $a \
                             | reduce range($n) as $i (1; [., .]) | . == $a";
 
-struct Server {
-    child: Child,
-    base: String,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("portolan-jq-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn clean(cmd: &mut Command) -> &mut Command {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PORTOLAN_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
 fn start(dir: &Path) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portolan"));
-    clean(&mut cmd)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("PORTOLAN_BOOTSTRAP_CLIENT_ID", CLIENT_ID)
-        .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
-        .env("PORTOLAN_JQ_DELIVERY_BUDGET_SECONDS", "3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()));
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let Some(base) = line.trim().strip_prefix("listening on ") else {
-        let _ = child.kill();
-        panic!("server did not start: {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
-    };
-    Server { base: base.to_string(), child, dir: dir.to_path_buf() }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap()
-}
-
-async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
-    let r = http
-        .post(format!("{base}/v1/auth/access_token"))
-        .json(&json!({"clientId": id, "clientSecret": secret}))
-        .send()
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_string()
+    support::start(dir, &[("PORTOLAN_JQ_DELIVERY_BUDGET_SECONDS", "3")])
 }
 
 /// A second organization, created through the CLI beside the running server.
 async fn second_org(http: &reqwest::Client, server: &Server) -> String {
-    let out = clean(&mut Command::new(env!("CARGO_BIN_EXE_portolan")))
-        .args(["org", "create", "other", "--json", "--data-dir"])
-        .arg(&server.dir)
-        .output()
-        .unwrap();
+    let out = portolan().args(["org", "create", "other", "--json", "--data-dir"]).arg(&server.dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     token(http, &server.base, v["clientId"].as_str().unwrap(), v["clientSecret"].as_str().unwrap()).await
-}
-
-async fn send(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    t: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = http.request(method, url).bearer_auth(t);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn healthy(http: &reqwest::Client, server: &mut Server) {
@@ -158,7 +68,7 @@ async fn wait_for_deliveries(http: &reqwest::Client, base: &str, t: &str, hook: 
 
 #[tokio::test]
 async fn no_filter_takes_the_server_down() {
-    let dir = temp_dir("crash");
+    let dir = temp_dir("jq-crash");
     let mut server = start(&dir);
     let http = http();
     let t = token(&http, &server.base, CLIENT_ID, CLIENT_SECRET).await;
@@ -223,7 +133,7 @@ async fn latencies(http: &reqwest::Client, url: &str, t: &str, n: usize) -> Vec<
 
 #[tokio::test]
 async fn a_runaway_organization_does_not_slow_another() {
-    let dir = temp_dir("fair");
+    let dir = temp_dir("jq-fair");
     let mut server = start(&dir);
     let http = http();
     let a = token(&http, &server.base, CLIENT_ID, CLIENT_SECRET).await;

@@ -30,6 +30,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 
+/// The settings key of the token signing key, and the associated data it is encrypted with.
+const SIGNING_KEY_SETTING: &str = "token_signing_key";
+const SIGNING_KEY_AAD: &str = "setting:token_signing_key";
+
 /// Lifetime of an access token, in seconds (Port: 3 hours).
 pub const TOKEN_TTL: i64 = 10_800;
 
@@ -76,10 +80,44 @@ pub fn secret_fingerprint(secret_hash: &str) -> String {
 }
 
 impl TokenSigner {
-    /// The signer of this installation, creating its key on first use.
-    pub async fn load(store: &dyn Store) -> Result<Self, portolan_store::StoreError> {
+    /// The signer of this installation, creating its key on first use. With a secrets key the
+    /// signing key is stored encrypted (a clear key from an older version is encrypted in place,
+    /// tokens issued with it stay valid): whoever reads the database file cannot mint tokens.
+    pub async fn load(
+        store: &dyn Store,
+        secrets: Option<&crate::secrets::SecretsKey>,
+    ) -> Result<Self, portolan_store::StoreError> {
         let fresh = hex(&random_bytes::<32>());
-        let key = store.setting_or_init("token_signing_key", &fresh).await?;
+        let init = secrets.map_or_else(|| fresh.clone(), |k| k.encrypt(&fresh, SIGNING_KEY_AAD));
+        let stored = store.setting_or_init(SIGNING_KEY_SETTING, &init).await?;
+        let key = match (stored.starts_with("v1:"), secrets) {
+            (true, Some(k)) => k.decrypt(&stored, SIGNING_KEY_AAD).map_err(|e| {
+                portolan_store::StoreError::Db(format!(
+                    "the token signing key in the database cannot be decrypted with this node's secrets key: {e}"
+                ))
+            })?,
+            (true, None) => {
+                return Err(portolan_store::StoreError::Db(
+                    "the token signing key in the database is encrypted, and this node has no secrets key: set \
+                     PORTOLAN_SECRETS_KEY (or PORTOLAN_SECRETS_KEY_FILE) to the key the other nodes use"
+                        .into(),
+                ));
+            }
+            (false, Some(k)) => {
+                // Encrypt a clear key left by an older version (one node wins the race).
+                if store.replace_setting(SIGNING_KEY_SETTING, &stored, &k.encrypt(&stored, SIGNING_KEY_AAD)).await? {
+                    tracing::info!("the token signing key is now stored encrypted with the secrets key");
+                }
+                stored
+            }
+            (false, None) => {
+                tracing::warn!(
+                    "the token signing key is stored in clear because no secrets key is set \
+                     (PORTOLAN_SECRETS_KEY): anyone who can read the database can mint API tokens"
+                );
+                stored
+            }
+        };
         Ok(TokenSigner { key: Arc::new(key.into_bytes()) })
     }
 
@@ -243,4 +281,40 @@ pub async fn access_token(
     state.auth_failures.succeeded(&keys[0]);
     let token = state.tokens.issue(&client_id, &org, &hash, chrono::Utc::now().timestamp());
     Ok(axum::Json(json!({"ok": true, "accessToken": token, "expiresIn": TOKEN_TTL, "tokenType": "Bearer"})))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::secrets::SecretsKey;
+    use portolan_store::SqliteStore;
+
+    /// Finding 7: with a secrets key the signing key is stored encrypted; a clear key from an
+    /// older version is encrypted in place and the tokens it signed stay valid.
+    #[tokio::test]
+    async fn the_signing_key_is_stored_encrypted_and_an_old_clear_key_is_upgraded() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let old = TokenSigner::load(&store, None).await.unwrap(); // an older version: clear
+        let org = OrgId("org_a".into());
+        let token = old.issue("cid", &org, "h", 1_000);
+        let clear = store.setting_or_init(SIGNING_KEY_SETTING, "unused").await.unwrap();
+        assert!(!clear.starts_with("v1:"));
+
+        let key = SecretsKey::generate();
+        let upgraded = TokenSigner::load(&store, Some(&key)).await.unwrap();
+        let stored = store.setting_or_init(SIGNING_KEY_SETTING, "unused").await.unwrap();
+        assert!(stored.starts_with("v1:") && !stored.contains(&clear), "{stored}");
+        assert_eq!(upgraded.verify(&token, 1_001).unwrap().client_id, "cid", "old tokens stay valid");
+        // Later starts decrypt it; without the key (or with another) a node refuses to start.
+        let again = TokenSigner::load(&store, Some(&key)).await.unwrap();
+        assert!(again.verify(&token, 1_001).is_ok());
+        assert!(TokenSigner::load(&store, None).await.is_err());
+        assert!(TokenSigner::load(&store, Some(&SecretsKey::generate())).await.is_err());
+
+        // A fresh installation with a key never stores it in clear.
+        let fresh = SqliteStore::in_memory().await.unwrap();
+        TokenSigner::load(&fresh, Some(&key)).await.unwrap();
+        assert!(fresh.setting_or_init(SIGNING_KEY_SETTING, "x").await.unwrap().starts_with("v1:"));
+    }
 }

@@ -166,4 +166,12 @@ mod tests {
         assert_eq!(v["error"], "internal_error");
         assert!(!body.windows(6).any(|w| w == b"secret"), "internals leaked: {v}");
     }
+
+    #[test]
+    fn credentials_in_paths_are_redacted() {
+        assert_eq!(redact_path("/v1/ingest/abcdef0123456789"), "/v1/ingest/[redacted]");
+        assert_eq!(redact_path("/v1/ingest/abcdef/x"), "/v1/ingest/[redacted]/x");
+        assert_eq!(redact_path("/ui/invite/tok3n"), "/ui/invite/[redacted]");
+        assert_eq!(redact_path("/v1/blueprints/svc"), "/v1/blueprints/svc");
+    }
 }

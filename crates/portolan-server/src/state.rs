@@ -166,7 +166,7 @@ impl Clock for ManualClock {
 
 impl AppState {
     pub async fn new(store: Arc<dyn Store>, config: ApiConfig) -> Result<Self, portolan_store::StoreError> {
-        let tokens = TokenSigner::load(store.as_ref()).await?;
+        let tokens = TokenSigner::load(store.as_ref(), config.secrets_key.as_ref()).await?;
         Ok(AppState {
             store,
             jq: Arc::new(JqEngine::with_config(config.jq.clone())),

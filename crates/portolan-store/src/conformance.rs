@@ -110,6 +110,9 @@ async fn idents(store: &dyn Store, org: &OrgId, r: &SearchRequest<'_>) -> Vec<St
 pub async fn settings_are_initialised_once(s: &dyn Store) {
     assert_eq!(s.setting_or_init("k", "first").await.unwrap(), "first");
     assert_eq!(s.setting_or_init("k", "second").await.unwrap(), "first");
+    assert!(!s.replace_setting("k", "not-first", "x").await.unwrap());
+    assert!(s.replace_setting("k", "first", "third").await.unwrap());
+    assert_eq!(s.setting_or_init("k", "fourth").await.unwrap(), "third");
 }
 
 pub async fn orgs_and_credentials(s: &dyn Store) {

@@ -191,6 +191,9 @@ pub trait Store: Send + Sync {
 
     /// A value of the process-wide settings table; `init` is stored and returned if absent.
     async fn setting_or_init(&self, key: &str, init: &str) -> Result<String>;
+    /// Replace a setting's value only if it is still `old` (compare-and-set: of several nodes
+    /// upgrading the same value, one wins); `false` when it was not `old`.
+    async fn replace_setting(&self, key: &str, old: &str, new: &str) -> Result<bool>;
 
     async fn create_org(&self, id: &OrgId, name: &str, now: &str) -> Result<Org>;
     async fn org_by_name(&self, name: &str) -> Result<Option<Org>>;

@@ -90,7 +90,7 @@ async fn a_revocation_through_one_node_holds_on_another() {
 async fn a_token_for_a_missing_organization_or_credential_is_a_401() {
     let Some(app) = TestApp::spawn().await else { return };
     // Someone holding the signing key minted these: valid signatures, nothing behind them.
-    let signer = TokenSigner::load(app.store.as_ref()).await.unwrap();
+    let signer = TokenSigner::load(app.store.as_ref(), None).await.unwrap();
     let now = chrono::Utc::now().timestamp();
     for token in [
         signer.issue("no-such-client", &OrgId("org_gone".into()), "h", now),

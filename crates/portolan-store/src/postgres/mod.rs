@@ -127,6 +127,16 @@ impl Store for PgStore {
         Ok(row.get(0))
     }
 
+    async fn replace_setting(&self, key: &str, old: &str, new: &str) -> Result<bool> {
+        let done = pgq("UPDATE settings SET value = ? WHERE key = ? AND value = ?")
+            .bind(new)
+            .bind(key)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn create_org(&self, id: &OrgId, name: &str, now: &str) -> Result<Org> {
         let res = pgq("INSERT INTO organizations(id, name, created_at) VALUES (?, ?, ?)")
             .bind(&id.0)

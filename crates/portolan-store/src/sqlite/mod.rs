@@ -121,6 +121,16 @@ impl Store for SqliteStore {
         Ok(row.get(0))
     }
 
+    async fn replace_setting(&self, key: &str, old: &str, new: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE settings SET value = ? WHERE key = ? AND value = ?")
+            .bind(new)
+            .bind(key)
+            .bind(old)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn create_org(&self, id: &OrgId, name: &str, now: &str) -> Result<Org> {
         let res = sqlx::query("INSERT INTO organizations(id, name, created_at) VALUES (?, ?, ?)")
             .bind(&id.0)
