@@ -115,7 +115,8 @@ pub enum WebError {
     Forbidden(String),
     NotFound(String),
     BadRequest(String),
-    TooMany,
+    /// Too many sign-in attempts; with the seconds until the next may succeed, when known.
+    TooMany(Option<u32>),
     Internal,
 }
 
@@ -177,11 +178,24 @@ impl IntoResponse for WebError {
             WebError::Forbidden(m) => message_page(StatusCode::FORBIDDEN, "Not allowed", &m),
             WebError::NotFound(m) => message_page(StatusCode::NOT_FOUND, "Not found", &m),
             WebError::BadRequest(m) => message_page(StatusCode::BAD_REQUEST, "Bad request", &m),
-            WebError::TooMany => message_page(
+            WebError::TooMany(None) => message_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many attempts",
                 "Too many sign-in attempts; wait a minute and try again.",
             ),
+            WebError::TooMany(Some(secs)) => {
+                let mut res = message_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts",
+                    &format!(
+                        "Too many wrong passwords for this account or from this address. Try again in {} minute(s), \
+                         or ask an admin for a new invitation.",
+                        secs.div_ceil(60)
+                    ),
+                );
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                res
+            }
             WebError::Internal => message_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

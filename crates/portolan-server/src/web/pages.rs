@@ -192,7 +192,15 @@ pub async fn signin(State(state): State<AppState>, req: Request) -> WebResult {
     let by_ip = state.signin_limiter.check(&format!("ip:{ip}"));
     let by_email = state.signin_limiter.check(&format!("email:{email}"));
     if !by_ip.allowed || !by_email.allowed {
-        return Err(WebError::TooMany);
+        return Err(WebError::TooMany(None));
+    }
+    // Failed passwords per account and per address (beyond the per-minute rate): answers slow
+    // down, then the key is locked until its window ends; a success clears the account.
+    let keys = [format!("web-email:{email}"), format!("web-addr:{ip}")];
+    for key in &keys {
+        if let Err(retry_after) = state.auth_failures.check(key) {
+            return Err(WebError::TooMany(Some(retry_after)));
+        }
     }
     let user = state.store.user_by_email(&email).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| session::dummy_hash(&state));
@@ -204,6 +212,8 @@ pub async fn signin(State(state): State<AppState>, req: Request) -> WebResult {
     .unwrap_or(false);
     let next = safe_next(form.get("next"));
     let Some(user) = user.filter(|_| ok) else {
+        let delay = keys.iter().map(|k| state.auth_failures.failed(k)).max().unwrap_or_default();
+        tokio::time::sleep(delay).await;
         let csrf = form.get(session::CSRF_FIELD).unwrap_or_default().to_string();
         let body = state.templates.render(
             "signin.html",
@@ -211,6 +221,7 @@ pub async fn signin(State(state): State<AppState>, req: Request) -> WebResult {
         )?;
         return Ok(html(StatusCode::UNAUTHORIZED, body));
     };
+    state.auth_failures.succeeded(&keys[0]);
     let id = session::start(&state, &user).await?;
     let mut res = see_other(&next);
     let max_age = i64::try_from(state.config.session_absolute.as_secs()).unwrap_or(i64::MAX);

@@ -71,3 +71,26 @@ async fn next_stays_on_this_origin() {
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
     assert_eq!(res.location(), "/ui/catalog");
 }
+
+/// Finding 10 (web part): wrong passwords for one account slow down and then lock it with a 429
+/// page saying when to retry, even below the per-minute rate; the right password is refused
+/// while locked.
+#[tokio::test]
+async fn wrong_passwords_slow_down_then_lock_the_account() {
+    let config = portolan_server::ApiConfig {
+        auth_failure_limits: (2, 4, std::time::Duration::from_secs(60)),
+        signin_per_minute: 1000,
+        ..portolan_server::ApiConfig::default()
+    };
+    let Some(app) = WebApp::spawn_with(config).await else { return };
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        let (_, res) = app.sign_in_as(crate::app::ADMIN, "wrong password!").await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+    let (_, res) = app.sign_in_as(crate::app::ADMIN, crate::app::PASSWORD).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "{}", res.text);
+    assert!(res.text.contains("Try again in 1 minute"), "{}", res.text);
+    assert!(res.headers.get("retry-after").is_some());
+}
