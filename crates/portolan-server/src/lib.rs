@@ -13,6 +13,9 @@ pub mod secrets;
 pub mod state;
 pub mod web;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::future::Future;
 
 use axum::extract::{DefaultBodyLimit, State};

@@ -85,7 +85,7 @@ pub async fn log(state: &AppState, org: &OrgId, webhook: &str, lines: &[Integrat
 
 /// What one mapping produced from a delivery.
 #[derive(Debug, Default)]
-struct Plan {
+pub(crate) struct Plan {
     index: usize,
     blueprint: String,
     /// `Some(deleteDependents)` for a delete mapping.
@@ -98,11 +98,11 @@ struct Plan {
     no_data: Option<String>,
     /// `itemsToParse` yielded more than [`MAX_ITEMS`].
     too_many: Option<usize>,
-    items: usize,
+    pub(crate) items: usize,
     /// Entity bodies (create) or `{identifier}` (delete).
-    entities: Vec<Value>,
+    pub(crate) entities: Vec<Value>,
     /// Items whose identifier was empty, null or missing.
-    failed: usize,
+    pub(crate) failed: usize,
     /// The first jq error met while mapping (for the log).
     first_error: Option<String>,
 }
@@ -143,7 +143,7 @@ fn compile_entity(jq: &JqEngine, entity: &Map<String, Value>) -> Result<Vec<(Str
 /// Evaluate every mapping over the delivery (CPU work: runs on a blocking thread).
 /// One budget covers every evaluation of the delivery: when it runs out, the items not mapped yet
 /// are counted as failed and the log says why.
-fn evaluate(jq: &JqEngine, budget: &JqBudget, mappings: &[Value], input: &Value) -> Vec<Plan> {
+pub(crate) fn evaluate(jq: &JqEngine, budget: &JqBudget, mappings: &[Value], input: &Value) -> Vec<Plan> {
     mappings.iter().enumerate().map(|(i, m)| evaluate_one(jq, budget, i, m, input)).collect()
 }
 

@@ -51,7 +51,12 @@ fn hmac_hex(algorithm: &str, secret: &[u8], body: &[u8]) -> Option<String> {
 }
 
 /// The signature check of `security`: `Err(message)` on a missing or wrong signature.
-fn verify(security: &Map<String, Value>, secret: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+pub(crate) fn verify(
+    security: &Map<String, Value>,
+    secret: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), String> {
     let Some(algorithm) = security.get("signatureAlgorithm").and_then(Value::as_str) else { return Ok(()) };
     let header = security.get("signatureHeaderName").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
     let Some(secret) = secret else {
@@ -83,7 +88,7 @@ fn verify(security: &Map<String, Value>, secret: Option<&str>, headers: &HeaderM
 }
 
 /// Request headers as the mapping sees them: names lower-cased, repeated headers joined.
-fn header_map(headers: &HeaderMap, redact: Option<&str>) -> Map<String, Value> {
+pub(crate) fn header_map(headers: &HeaderMap, redact: Option<&str>) -> Map<String, Value> {
     let mut out: Map<String, Value> = Map::new();
     for (name, value) in headers {
         let name = name.as_str().to_ascii_lowercase();
@@ -105,7 +110,7 @@ fn header_map(headers: &HeaderMap, redact: Option<&str>) -> Map<String, Value> {
     out
 }
 
-fn query_map(raw: Option<&str>) -> Map<String, Value> {
+pub(crate) fn query_map(raw: Option<&str>) -> Map<String, Value> {
     crate::extract::form_pairs(raw.unwrap_or("")).into_iter().map(|(k, v)| (k, Value::String(v))).collect()
 }
 
