@@ -52,6 +52,10 @@ pub struct Config {
     pub secrets_key: Option<String>,
     /// Webhooks: a file holding that key (Docker/Kubernetes secrets).
     pub secrets_key_file: Option<PathBuf>,
+    /// Seconds one search statement may run before it is stopped (422 to the client).
+    pub query_budget_seconds: u64,
+    /// Seconds in-flight requests get after SIGTERM/Ctrl-C before they are stopped.
+    pub shutdown_grace_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +89,8 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("secrets_key", &self.secrets_key.as_ref().map(|_| "[redacted]"))
             .field("secrets_key_file", &self.secrets_key_file)
+            .field("query_budget_seconds", &self.query_budget_seconds)
+            .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .finish()
     }
 }
@@ -119,6 +125,9 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     // Webhooks: the master key of secrets at rest.
     ("secrets_key", "PORTOLAN_SECRETS_KEY", "base64 of 32 random bytes (e.g. `openssl rand -base64 32`)", None),
     ("secrets_key_file", "PORTOLAN_SECRETS_KEY_FILE", "the path of a file holding the base64 of 32 random bytes", None),
+    // Query budgets and shutdown.
+    ("query_budget_seconds", "PORTOLAN_QUERY_BUDGET_SECONDS", "an integer from 1 to 3600", Some("20")),
+    ("shutdown_grace_seconds", "PORTOLAN_SHUTDOWN_GRACE_SECONDS", "an integer from 0 to 3600", Some("10")),
 ];
 
 /// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
@@ -336,6 +345,16 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if secrets_key.is_some() && secrets_key_file.is_some() {
         problems.push("set PORTOLAN_SECRETS_KEY or PORTOLAN_SECRETS_KEY_FILE, not both".to_string());
     }
+    let query_budget_seconds =
+        get("query_budget_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=3600).contains(n));
+    if query_budget_seconds.is_none() {
+        bad("query_budget_seconds", get("query_budget_seconds"));
+    }
+    let shutdown_grace_seconds =
+        get("shutdown_grace_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| *n <= 3600);
+    if shutdown_grace_seconds.is_none() {
+        bad("shutdown_grace_seconds", get("shutdown_grace_seconds"));
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -364,6 +383,8 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 public_url,
                 secrets_key,
                 secrets_key_file,
+                query_budget_seconds: query_budget_seconds.unwrap_or(20),
+                shutdown_grace_seconds: shutdown_grace_seconds.unwrap_or(10),
             })
         }
         _ => Err(problems),
@@ -400,6 +421,8 @@ mod tests {
             public_url: None,
             secrets_key: Some("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg=".into()),
             secrets_key_file: None,
+            query_budget_seconds: 20,
+            shutdown_grace_seconds: 10,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg"), "{s}");

@@ -497,8 +497,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         session_idle: std::time::Duration::from_secs(cfg.session_idle_hours * 3600),
         session_absolute: std::time::Duration::from_secs(cfg.session_absolute_hours * 3600),
         secure_cookies: cfg.secure_cookies,
+        shutdown_grace: std::time::Duration::from_secs(cfg.shutdown_grace_seconds),
         ..defaults
     };
+    store.set_query_budget(std::time::Duration::from_secs(cfg.query_budget_seconds));
     tracing::info!(node = %api.node_id, job_workers = api.job_workers, "job workers configured");
     let state = AppState::new(store.shared(), api).await?;
     let listener =
@@ -508,7 +510,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Machine-readable line for scripts and tests that start the server on port 0.
     println!("listening on http://{addr}");
     portolan_server::serve(listener, state, shutdown_signal()).await?;
-    store.close().await;
+    // Closing stops running searches and waits for connections to come back: bounded, so a
+    // statement the database will not give up cannot keep the process alive.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), store.close()).await.is_err() {
+        tracing::warn!("the database did not close within 5 s; exiting anyway");
+    }
     tracing::info!("portolan stopped");
     Ok(())
 }
@@ -606,7 +612,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests (PORTOLAN_SHUTDOWN_GRACE_SECONDS at most)");
 }
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ pub struct ApiConfig {
     /// Webhooks: the master key their signing secrets are encrypted with at rest
     /// (`PORTOLAN_SECRETS_KEY`). `None`: webhooks with a secret cannot be created or verified.
     pub secrets_key: Option<crate::secrets::SecretsKey>,
+    /// After shutdown begins, how long in-flight requests may still run; then `serve` stops
+    /// them (their searches are interrupted) and returns anyway.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +77,7 @@ impl Default for ApiConfig {
             password_cost: (19_456, 2),
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             secrets_key: None,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
