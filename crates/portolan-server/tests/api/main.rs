@@ -17,6 +17,7 @@ mod blueprint_rename;
 mod entity;
 mod entity_bulk;
 mod integration;
+mod limits;
 mod malformed;
 mod ocean_latest;
 mod ratelimit;
