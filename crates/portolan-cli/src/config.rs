@@ -56,6 +56,10 @@ pub struct Config {
     pub query_budget_seconds: u64,
     /// Seconds in-flight requests get after SIGTERM/Ctrl-C before they are stopped.
     pub shutdown_grace_seconds: u64,
+    /// Most of this node's job workers one organization may hold (0: all but one).
+    pub job_workers_per_org: u32,
+    /// Most jobs of one organization running at once across the cluster.
+    pub jobs_per_org_cluster: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,8 @@ impl fmt::Debug for Config {
             .field("secrets_key_file", &self.secrets_key_file)
             .field("query_budget_seconds", &self.query_budget_seconds)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field("job_workers_per_org", &self.job_workers_per_org)
+            .field("jobs_per_org_cluster", &self.jobs_per_org_cluster)
             .finish()
     }
 }
@@ -128,6 +134,14 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     // Query budgets and shutdown.
     ("query_budget_seconds", "PORTOLAN_QUERY_BUDGET_SECONDS", "an integer from 1 to 3600", Some("20")),
     ("shutdown_grace_seconds", "PORTOLAN_SHUTDOWN_GRACE_SECONDS", "an integer from 0 to 3600", Some("10")),
+    // Each organization's share of the job workers.
+    (
+        "job_workers_per_org",
+        "PORTOLAN_JOB_WORKERS_PER_ORG",
+        "an integer from 0 to 64 (0: all of this node's job workers but one)",
+        Some("0"),
+    ),
+    ("jobs_per_org_cluster", "PORTOLAN_JOBS_PER_ORG_CLUSTER", "an integer from 1 to 10000", Some("16")),
 ];
 
 /// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
@@ -355,6 +369,15 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if shutdown_grace_seconds.is_none() {
         bad("shutdown_grace_seconds", get("shutdown_grace_seconds"));
     }
+    let job_workers_per_org = get("job_workers_per_org").and_then(|s| s.parse::<u32>().ok()).filter(|n| *n <= 64);
+    if job_workers_per_org.is_none() {
+        bad("job_workers_per_org", get("job_workers_per_org"));
+    }
+    let jobs_per_org_cluster =
+        get("jobs_per_org_cluster").and_then(|s| s.parse::<u32>().ok()).filter(|n| (1..=10_000).contains(n));
+    if jobs_per_org_cluster.is_none() {
+        bad("jobs_per_org_cluster", get("jobs_per_org_cluster"));
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -385,6 +408,8 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 secrets_key_file,
                 query_budget_seconds: query_budget_seconds.unwrap_or(20),
                 shutdown_grace_seconds: shutdown_grace_seconds.unwrap_or(10),
+                job_workers_per_org: job_workers_per_org.unwrap_or(0),
+                jobs_per_org_cluster: jobs_per_org_cluster.unwrap_or(16),
             })
         }
         _ => Err(problems),
@@ -423,6 +448,8 @@ mod tests {
             secrets_key_file: None,
             query_budget_seconds: 20,
             shutdown_grace_seconds: 10,
+            job_workers_per_org: 0,
+            jobs_per_org_cluster: 16,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg"), "{s}");

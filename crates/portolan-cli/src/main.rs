@@ -498,10 +498,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         session_absolute: std::time::Duration::from_secs(cfg.session_absolute_hours * 3600),
         secure_cookies: cfg.secure_cookies,
         shutdown_grace: std::time::Duration::from_secs(cfg.shutdown_grace_seconds),
+        job_workers_per_org: cfg.job_workers_per_org,
+        jobs_per_org_cluster: cfg.jobs_per_org_cluster,
         ..defaults
     };
     store.set_query_budget(std::time::Duration::from_secs(cfg.query_budget_seconds));
-    tracing::info!(node = %api.node_id, job_workers = api.job_workers, "job workers configured");
+    let share = api.job_share();
+    tracing::info!(
+        node = %api.node_id,
+        job_workers = api.job_workers,
+        per_org_on_node = share.per_org_on_node,
+        per_org_in_cluster = share.per_org,
+        "job workers configured"
+    );
     let state = AppState::new(store.shared(), api).await?;
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;

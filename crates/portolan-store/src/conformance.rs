@@ -364,6 +364,59 @@ pub async fn largest_accepted_queries_run(s: &dyn Store) {
     assert_eq!(count(q).await.unwrap(), 30);
 }
 
+/// Claims keep each organization within its share of the workers: per node and across the
+/// cluster, counting only live leases; among organizations under their share, the one with
+/// the fewest running jobs goes first, whatever the queue order.
+pub async fn job_claims_keep_each_organizations_share(s: &dyn Store) {
+    use crate::JobShare;
+    use std::time::Duration;
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let job = || NewJob { kind: "k".into(), payload: json!({}), max_attempts: 3 };
+    let mut a_jobs = Vec::new();
+    for _ in 0..5 {
+        a_jobs.push(s.enqueue_job(&a, &job()).await.unwrap().id);
+    }
+    let b1 = s.enqueue_job(&b, &job()).await.unwrap().id;
+    let kinds = vec!["k".to_string()];
+    let lease = Duration::from_secs(30);
+    let share = JobShare { per_org: 2, per_org_on_node: 1 };
+    let claim = |node: &'static str| {
+        let kinds = &kinds;
+        async move { s.claim_job_fairly(node, kinds, lease, &share).await.unwrap() }
+    };
+    let first = claim("n1").await.unwrap();
+    assert_eq!((first.org.clone(), first.id.clone()), (a.clone(), a_jobs[0].clone()), "oldest first");
+    // n1 holds one of A's: its next claim skips A's older jobs for B's.
+    assert_eq!(claim("n1").await.map(|j| j.id), Some(b1.clone()));
+    assert!(claim("n1").await.is_none(), "n1 holds its share of both");
+    // Another node may run one more of A's, up to A's cluster share of 2.
+    assert_eq!(claim("n2").await.map(|j| j.id), Some(a_jobs[1].clone()));
+    assert!(claim("n3").await.is_none(), "A has 2 running in the cluster, B nothing queued");
+    // A new job of B goes first at the next free node though A's are older: B runs fewer.
+    let b2 = s.enqueue_job(&b, &job()).await.unwrap().id;
+    assert_eq!(claim("n3").await.map(|j| j.id), Some(b2));
+    // A job finished frees its slot.
+    let lease_of = |j: &crate::Job| j.lease().unwrap();
+    assert!(s.complete_job(&lease_of(&first), &json!({})).await.unwrap());
+    assert_eq!(claim("n1").await.map(|j| j.id), Some(a_jobs[2].clone()));
+    // Without caps the oldest due job goes, whoever runs what.
+    assert_eq!(s.claim_job("n1", &kinds, lease).await.unwrap().map(|j| j.id), Some(a_jobs[3].clone()));
+    // Expired leases do not count: a dead node's jobs neither hold the share nor stay lost.
+    let short = Duration::from_millis(1);
+    let c = org(s, "c").await;
+    let c1 = s.enqueue_job(&c, &job()).await.unwrap().id;
+    let c2 = s.enqueue_job(&c, &job()).await.unwrap().id;
+    let one = JobShare { per_org: 1, per_org_on_node: 1 };
+    let got = s.claim_job_fairly("dead", &kinds, short, &one).await.unwrap().unwrap();
+    assert_eq!(got.id, c1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A and B are over a share of one; C's only running job has an expired lease, so C is
+    // under it, and its expired job (the older one) is taken over first.
+    let next = s.claim_job_fairly("live", &kinds, lease, &one).await.unwrap().unwrap();
+    assert_eq!((next.id, next.attempts), (c1, 2));
+    assert!(s.claim_job_fairly("live2", &kinds, lease, &one).await.unwrap().is_none(), "C has {c2} queued, 1 running");
+}
+
 pub async fn writes_are_audited(s: &dyn Store) {
     let a = org(s, "a").await;
     let m = model(s, &a).await;
@@ -1123,7 +1176,7 @@ macro_rules! conformance_tests {
             webhooks_dedupe_deliveries_keep_opaque_secrets_and_are_tenant_scoped,
             integration_cursors_are_keyed_updated_only_when_present_and_tenant_scoped,
             web_ui_settings_are_tenant_scoped_and_reads_are_paged, searches_stop_at_their_budget,
-            largest_accepted_queries_run);
+            largest_accepted_queries_run, job_claims_keep_each_organizations_share);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

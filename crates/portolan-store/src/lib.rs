@@ -315,7 +315,23 @@ pub trait Store: Send + Sync {
     /// due, or a running job whose lease expired (its node died) and that has attempts left.
     /// Each runnable job is handed to exactly one claimer; `attempts` is incremented. Running
     /// jobs whose lease expired on their last attempt are marked failed on the way.
-    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>>;
+    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
+        self.claim_job_fairly(node, kinds, lease, &JobShare::UNLIMITED).await
+    }
+    /// [`Store::claim_job`] within each organization's share of the workers: a job of an
+    /// organization that already has `share.per_org` jobs running (live leases, any node) or
+    /// `share.per_org_on_node` running on `node` is skipped. Among the rest, the organization
+    /// with the fewest running jobs goes first, then the oldest due job — so one organization's
+    /// flood of jobs cannot hold every worker while another organization's jobs wait. The cap
+    /// is exact on both backends (SQLite's single writer; a transaction-scoped advisory lock
+    /// serializes claims on PostgreSQL).
+    async fn claim_job_fairly(
+        &self,
+        node: &str,
+        kinds: &[String],
+        lease: std::time::Duration,
+        share: &JobShare,
+    ) -> Result<Option<Job>>;
     /// Extend a lease to `lease` from now. `false`: the lease is lost (the job was taken over,
     /// cancelled or finished) and the holder must stop working on it.
     async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool>;
@@ -606,6 +622,20 @@ pub struct Lease {
     pub job_id: String,
     pub owner: String,
     pub attempt: u32,
+}
+
+/// How many jobs of one organization may run at once (see [`Store::claim_job_fairly`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobShare {
+    /// Across every node of the cluster.
+    pub per_org: u32,
+    /// On the claiming node.
+    pub per_org_on_node: u32,
+}
+
+impl JobShare {
+    /// No caps: the oldest due job first, whatever its organization runs already.
+    pub const UNLIMITED: JobShare = JobShare { per_org: u32::MAX, per_org_on_node: u32::MAX };
 }
 
 /// Filters of a job listing, AND-ed; newest first.

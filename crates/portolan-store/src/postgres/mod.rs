@@ -299,8 +299,14 @@ impl Store for PgStore {
     async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job> {
         jobs::enqueue(&self.pool, org, job).await
     }
-    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
-        jobs::claim(&self.pool, node, kinds, lease).await
+    async fn claim_job_fairly(
+        &self,
+        node: &str,
+        kinds: &[String],
+        lease: std::time::Duration,
+        share: &crate::JobShare,
+    ) -> Result<Option<Job>> {
+        jobs::claim(&self.pool, node, kinds, lease, share).await
     }
     async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool> {
         jobs::heartbeat(&self.pool, lease, extend).await

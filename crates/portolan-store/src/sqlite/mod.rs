@@ -295,8 +295,14 @@ impl Store for SqliteStore {
     async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job> {
         jobs::enqueue(&self.writer, org, job).await
     }
-    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
-        jobs::claim(&self.writer, node, kinds, lease).await
+    async fn claim_job_fairly(
+        &self,
+        node: &str,
+        kinds: &[String],
+        lease: std::time::Duration,
+        share: &crate::JobShare,
+    ) -> Result<Option<Job>> {
+        jobs::claim(&self.writer, node, kinds, lease, share).await
     }
     async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool> {
         jobs::heartbeat(&self.writer, lease, extend).await
