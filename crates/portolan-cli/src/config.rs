@@ -57,6 +57,14 @@ pub struct Config {
     pub jq_process_isolation: bool,
     /// jq: time budget of all evaluations of one webhook delivery, seconds.
     pub jq_delivery_budget_seconds: u64,
+    /// Seconds one search statement may run before it is stopped (422 to the client).
+    pub query_budget_seconds: u64,
+    /// Seconds in-flight requests get after SIGTERM/Ctrl-C before they are stopped.
+    pub shutdown_grace_seconds: u64,
+    /// Most of this node's job workers one organization may hold (0: all but one).
+    pub job_workers_per_org: u32,
+    /// Most jobs of one organization running at once across the cluster.
+    pub jobs_per_org_cluster: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +100,10 @@ impl fmt::Debug for Config {
             .field("secrets_key_file", &self.secrets_key_file)
             .field("jq_process_isolation", &self.jq_process_isolation)
             .field("jq_delivery_budget_seconds", &self.jq_delivery_budget_seconds)
+            .field("query_budget_seconds", &self.query_budget_seconds)
+            .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field("job_workers_per_org", &self.job_workers_per_org)
+            .field("jobs_per_org_cluster", &self.jobs_per_org_cluster)
             .finish()
     }
 }
@@ -129,6 +141,17 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     // jq: where user filters run, and the budget of one webhook delivery.
     ("jq_isolation", "PORTOLAN_JQ_ISOLATION", "\"process\" (worker processes) or \"thread\"", Some("process")),
     ("jq_delivery_budget_seconds", "PORTOLAN_JQ_DELIVERY_BUDGET_SECONDS", "an integer from 1 to 600", Some("10")),
+    // Query budgets and shutdown.
+    ("query_budget_seconds", "PORTOLAN_QUERY_BUDGET_SECONDS", "an integer from 1 to 3600", Some("20")),
+    ("shutdown_grace_seconds", "PORTOLAN_SHUTDOWN_GRACE_SECONDS", "an integer from 0 to 3600", Some("10")),
+    // Each organization's share of the job workers.
+    (
+        "job_workers_per_org",
+        "PORTOLAN_JOB_WORKERS_PER_ORG",
+        "an integer from 0 to 64 (0: all of this node's job workers but one)",
+        Some("0"),
+    ),
+    ("jobs_per_org_cluster", "PORTOLAN_JOBS_PER_ORG_CLUSTER", "an integer from 1 to 10000", Some("16")),
 ];
 
 /// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
@@ -359,6 +382,25 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if jq_delivery_budget_seconds.is_none() {
         bad("jq_delivery_budget_seconds", get("jq_delivery_budget_seconds"));
     }
+    let query_budget_seconds =
+        get("query_budget_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=3600).contains(n));
+    if query_budget_seconds.is_none() {
+        bad("query_budget_seconds", get("query_budget_seconds"));
+    }
+    let shutdown_grace_seconds =
+        get("shutdown_grace_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| *n <= 3600);
+    if shutdown_grace_seconds.is_none() {
+        bad("shutdown_grace_seconds", get("shutdown_grace_seconds"));
+    }
+    let job_workers_per_org = get("job_workers_per_org").and_then(|s| s.parse::<u32>().ok()).filter(|n| *n <= 64);
+    if job_workers_per_org.is_none() {
+        bad("job_workers_per_org", get("job_workers_per_org"));
+    }
+    let jobs_per_org_cluster =
+        get("jobs_per_org_cluster").and_then(|s| s.parse::<u32>().ok()).filter(|n| (1..=10_000).contains(n));
+    if jobs_per_org_cluster.is_none() {
+        bad("jobs_per_org_cluster", get("jobs_per_org_cluster"));
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -389,6 +431,10 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 secrets_key_file,
                 jq_process_isolation: jq_process_isolation.unwrap_or(true),
                 jq_delivery_budget_seconds: jq_delivery_budget_seconds.unwrap_or(10),
+                query_budget_seconds: query_budget_seconds.unwrap_or(20),
+                shutdown_grace_seconds: shutdown_grace_seconds.unwrap_or(10),
+                job_workers_per_org: job_workers_per_org.unwrap_or(0),
+                jobs_per_org_cluster: jobs_per_org_cluster.unwrap_or(16),
             })
         }
         _ => Err(problems),
@@ -427,6 +473,10 @@ mod tests {
             secrets_key_file: None,
             jq_process_isolation: true,
             jq_delivery_budget_seconds: 10,
+            query_budget_seconds: 20,
+            shutdown_grace_seconds: 10,
+            job_workers_per_org: 0,
+            jobs_per_org_cluster: 16,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg"), "{s}");

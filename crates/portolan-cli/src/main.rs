@@ -548,9 +548,20 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         secure_cookies: cfg.secure_cookies,
         jq: jq_config(&cfg)?,
         jq_delivery_budget: std::time::Duration::from_secs(cfg.jq_delivery_budget_seconds),
+        shutdown_grace: std::time::Duration::from_secs(cfg.shutdown_grace_seconds),
+        job_workers_per_org: cfg.job_workers_per_org,
+        jobs_per_org_cluster: cfg.jobs_per_org_cluster,
         ..defaults
     };
-    tracing::info!(node = %api.node_id, job_workers = api.job_workers, "job workers configured");
+    store.set_query_budget(std::time::Duration::from_secs(cfg.query_budget_seconds));
+    let share = api.job_share();
+    tracing::info!(
+        node = %api.node_id,
+        job_workers = api.job_workers,
+        per_org_on_node = share.per_org_on_node,
+        per_org_in_cluster = share.per_org,
+        "job workers configured"
+    );
     let state = AppState::new(store.shared(), api).await?;
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -559,7 +570,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Machine-readable line for scripts and tests that start the server on port 0.
     println!("listening on http://{addr}");
     portolan_server::serve(listener, state, shutdown_signal()).await?;
-    store.close().await;
+    // Closing stops running searches and waits for connections to come back: bounded, so a
+    // statement the database will not give up cannot keep the process alive.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), store.close()).await.is_err() {
+        tracing::warn!("the database did not close within 5 s; exiting anyway");
+    }
     tracing::info!("portolan stopped");
     Ok(())
 }
@@ -673,7 +688,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests (PORTOLAN_SHUTDOWN_GRACE_SECONDS at most)");
 }
 
 #[cfg(test)]

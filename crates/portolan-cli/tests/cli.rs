@@ -116,6 +116,101 @@ fn start(dir: &std::path::Path) -> Server {
     Server { child, base }
 }
 
+/// A server on `dir` with extra environment.
+fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
+    let mut cmd = bin();
+    cmd.args(["--data-dir", dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_ID", "bootstrap-client")
+        .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", "bootstrap-secret-0123456789")
+        .env("PORTOLAN_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").expect("listening line").to_string();
+    Server { child, base }
+}
+
+/// SIGTERM while a search that would run for many seconds is in flight: the request gets the
+/// shutdown grace period (1 s here), then the search is stopped and the process exits cleanly,
+/// long before the search (and its 600-second budget) would have ended.
+#[tokio::test]
+async fn sigterm_during_a_slow_search_exits_within_the_grace_period() {
+    let dir = temp_dir("grace");
+    let env = [("PORTOLAN_SHUTDOWN_GRACE_SECONDS", "1"), ("PORTOLAN_QUERY_BUDGET_SECONDS", "600")];
+    let mut server = start_with(&dir, &env);
+    // Drain the log as it comes: a full stderr pipe would block the server (its slow-statement
+    // warning quotes the whole statement).
+    let mut stderr = server.child.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut logs);
+        logs
+    });
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .post(format!("{}/v1/auth/access_token", server.base))
+        .json(&json!({"clientId": "bootstrap-client", "clientSecret": "bootstrap-secret-0123456789"}))
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_string();
+    let bp = json!({"identifier": "node", "title": "Node", "schema": {"properties": {}},
+        "relations": {"next": {"target": "node", "many": true, "required": false, "title": "Next"}}});
+    let r = http.post(format!("{}/v1/blueprints", server.base)).bearer_auth(&token).json(&bp).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    // A ring of 1,000 nodes, each related to the next five: every walk reaches every node.
+    let n = 1000;
+    let entities: Vec<Value> = (0..n)
+        .map(|i| {
+            let next: Vec<String> = (1..=5).map(|k| format!("n{}", (i + k) % n)).collect();
+            json!({"identifier": format!("n{i}"), "relations": {"next": next}})
+        })
+        .collect();
+    let r = http
+        .post(format!("{}/v1/blueprints/node/entities/bulk", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"entities": entities}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // 900 transitive walks of 15 hops over all of them.
+    let rules: Vec<Value> =
+        (0..900).map(|i| json!({"operator": "relatedTo", "blueprint": "node", "value": format!("n{i}")})).collect();
+    let search = {
+        let (http, url, token) = (http.clone(), format!("{}/v1/entities/search", server.base), token.clone());
+        tokio::spawn(async move {
+            http.post(url).bearer_auth(token).json(&json!({"combinator": "or", "rules": rules})).send().await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!search.is_finished(), "the search should still be running");
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(8) {
+            server.child.kill().unwrap();
+            panic!("server still running 8 s after SIGTERM (grace 1 s); its log:\n{}", log_reader.join().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(code.success(), "clean exit: {code:?}");
+    let logs = log_reader.join().unwrap();
+    assert!(logs.contains("shutdown grace period ended"), "{logs}");
+    // The search's client saw its connection end, not an answer.
+    let answer = search.await.unwrap();
+    assert!(answer.is_err() || answer.as_ref().is_ok_and(|r| r.status() != 200), "{answer:?}");
+}
+
 #[tokio::test]
 async fn serves_with_bootstrap_credentials_and_stops_on_sigterm() {
     let dir = temp_dir("serve");

@@ -31,6 +31,14 @@ pub const MAX_RULES: usize = 1000;
 pub const MAX_VALUES: usize = 1000;
 /// `maxHops` of a `matchAny` path step is 1..=this.
 pub const MAX_HOPS: u8 = 15;
+/// Most steps in a `matchAny` relation path (Port's paths are a few relations long; each step
+/// is one deduplicated level of the walk, so the work grows with steps × entities, not with
+/// the number of paths).
+pub const MAX_PATH_STEPS: usize = 15;
+/// Longest string (in characters) anywhere in a query: values, list items, identifiers. Bounds
+/// what reaches the database (SQLite refuses `LIKE` patterns over 50,000 bytes; a value of this
+/// many characters, escaped and UTF-8 encoded, stays under it).
+pub const MAX_STRING_CHARS: usize = 10_000;
 
 /// A search query: a group of rules or, where a rule stands alone, the rule itself.
 #[derive(Debug, Clone, PartialEq)]

@@ -89,6 +89,17 @@ impl From<StoreError> for ApiError {
             e @ (StoreError::RequiredBy { .. } | StoreError::HasEntities { .. } | StoreError::Referenced { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            // 422, not 5xx: the query itself costs more than this server allows (a retry of the
+            // same query fails the same way, and clients retry 5xx), and the message says how
+            // to narrow it.
+            e @ StoreError::OverBudget { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "query_budget_exceeded", e.to_string())
+            }
+            StoreError::Unavailable(why) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!("the server is overloaded ({why}); retry in a few seconds"),
+            ),
             StoreError::Db(msg) => ApiError::internal("database error", msg),
         }
     }

@@ -233,12 +233,13 @@ async fn until_true(mut rx: watch::Receiver<bool>) {
 async fn worker(state: AppState, index: usize, stop: watch::Receiver<bool>) {
     let kinds = state.jobs.kinds();
     let node = state.config.node_id.clone();
+    let share = state.config.job_share();
     tracing::debug!(node = %node, worker = index, "job worker started");
     loop {
         if *stop.borrow() {
             break;
         }
-        match state.store.claim_job(&node, &kinds, state.config.job_lease).await {
+        match state.store.claim_job_fairly(&node, &kinds, state.config.job_lease, &share).await {
             Ok(Some(job)) => {
                 run_one(&state, job, stop.clone()).await;
                 continue;
@@ -266,6 +267,9 @@ async fn run_one(state: &AppState, job: Job, stop: watch::Receiver<bool>) {
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempts);
     run_claimed(state, job, stop).instrument(span).await;
     state.jobs.finished.notify_waiters();
+    // A slot of this job's organization is free again: an idle worker may now claim a job the
+    // organization's share held back.
+    state.jobs.wake.notify_one();
 }
 
 async fn run_claimed(state: &AppState, job: Job, stop: watch::Receiver<bool>) {
@@ -565,6 +569,8 @@ mod tests {
             node_id: "n".into(),
             job_poll: Duration::from_millis(50),
             job_lease: Duration::from_secs(3),
+            // One organization here: let it use both workers (the stuck job holds one).
+            job_workers_per_org: 2,
             ..ApiConfig::default()
         };
         let mut state = AppState::new(store.clone(), config).await.unwrap();
@@ -600,5 +606,46 @@ mod tests {
         assert_eq!(j.progress, Some(json!({"step": 1})));
         let again = store.claim_job("other", &["stuck".to_string()], Duration::from_secs(1)).await.unwrap();
         assert_eq!(again.map(|j| j.id), Some(stuck.id), "runnable at once by any node");
+    }
+
+    /// Organization A floods the queue with jobs that never end (webhook deliveries to a
+    /// server that hangs, huge delete-alls); organization B's job, queued after all of them,
+    /// still runs at once: A holds at most its share of this node's workers (by default all
+    /// but one).
+    #[tokio::test]
+    async fn one_organizations_flood_leaves_a_worker_for_the_others() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let a = store.create_org(&OrgId("org_a".into()), "a", "2024-01-01T00:00:00.000Z").await.unwrap().id;
+        let b = store.create_org(&OrgId("org_b".into()), "b", "2024-01-01T00:00:00.000Z").await.unwrap().id;
+        let config = ApiConfig {
+            node_id: "n".into(),
+            job_workers: 3,
+            job_poll: Duration::from_millis(50),
+            job_lease: Duration::from_secs(30),
+            ..ApiConfig::default()
+        };
+        assert_eq!(config.job_share().per_org_on_node, 2, "automatic share: all workers but one");
+        let mut state = AppState::new(store.clone(), config).await.unwrap();
+        let mut kinds = test_kinds();
+        kinds.register("quick", Arc::new(|_ctx: JobCtx| Box::pin(async move { Ok(json!({"done": true})) })));
+        state.jobs = Arc::new(kinds);
+        let mut flood = Vec::new();
+        for _ in 0..10 {
+            flood.push(enqueue(&state, &a, "stuck", json!({})).await.unwrap());
+        }
+        let workers = Workers::start(&state);
+        // Let the workers take what they can of A's flood first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let quick = enqueue(&state, &b, "quick", json!({})).await.unwrap();
+        let j = wait_for(&state, &b, &quick.id, Duration::from_secs(3)).await.unwrap();
+        assert_eq!(j.status, JobStatus::Succeeded, "B's job ran while A's flood waits: {j:?}");
+        let mut running = 0;
+        for f in &flood {
+            if store.get_job(&a, &f.id).await.unwrap().unwrap().status == JobStatus::Running {
+                running += 1;
+            }
+        }
+        assert_eq!(running, 2, "A holds its share of the 3 workers, no more");
+        workers.shutdown().await;
     }
 }

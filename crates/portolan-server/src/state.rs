@@ -62,6 +62,23 @@ pub struct ApiConfig {
     /// jq: the budget of every evaluation of one webhook delivery together (selector,
     /// itemsToParse and the fields of every item).
     pub jq_delivery_budget: Duration,
+    /// After shutdown begins, how long in-flight requests may still run; then `serve` stops
+    /// them (their searches are interrupted) and returns anyway.
+    pub shutdown_grace: Duration,
+    /// Most of this node's job workers one organization's jobs may hold at once; 0: automatic
+    /// (`job_workers - 1`, at least 1), so another organization always finds a worker.
+    pub job_workers_per_org: u32,
+    /// Most jobs of one organization running at once across the cluster (every node).
+    pub jobs_per_org_cluster: u32,
+}
+
+impl ApiConfig {
+    /// One organization's share of the job workers (what a worker claims within).
+    pub fn job_share(&self) -> portolan_store::JobShare {
+        let auto = u32::try_from(self.job_workers.saturating_sub(1).max(1)).unwrap_or(u32::MAX);
+        let on_node = if self.job_workers_per_org == 0 { auto } else { self.job_workers_per_org };
+        portolan_store::JobShare { per_org: self.jobs_per_org_cluster.max(1), per_org_on_node: on_node }
+    }
 }
 
 impl Default for ApiConfig {
@@ -86,6 +103,9 @@ impl Default for ApiConfig {
             auth_failure_limits: (5, 20, Duration::from_secs(15 * 60)),
             jq: portolan_jq::JqConfig::default(),
             jq_delivery_budget: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            job_workers_per_org: 0,
+            jobs_per_org_cluster: 16,
         }
     }
 }

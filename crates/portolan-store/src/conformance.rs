@@ -296,6 +296,165 @@ pub async fn search_pages_with_a_cursor(s: &dyn Store) {
     assert_eq!(seen.len(), 25);
 }
 
+/// An organization with `n` `node` entities, each related (`next`, many) to the following
+/// five (a ring): every walk reaches every node.
+pub async fn graph(store: &dyn Store, org: &OrgId, n: usize) -> HashMap<String, Blueprint> {
+    let node = bp(json!({"identifier": "node", "title": "Node",
+        "schema": {"properties": {"label": {"type": "string"}}},
+        "relations": {"next": {"target": "node", "many": true}}}));
+    store.create_blueprint(org, &node, &ctx()).await.unwrap();
+    let mut m = HashMap::new();
+    m.insert("node".to_string(), node);
+    let es: Vec<Entity> = (0..n)
+        .map(|i| {
+            let next: Vec<String> = (1..=5).map(|k| format!("n{}", (i + k) % n)).collect();
+            entity("node", &format!("n{i}"), json!({"label": format!("label {i}")}), json!({"next": next}))
+        })
+        .collect();
+    for chunk in es.chunks(400) {
+        write_ok(store, org, &m, chunk.to_vec()).await;
+    }
+    m
+}
+
+/// A search that takes seconds on either backend over [`graph`]: `rules` transitive
+/// `relatedTo` walks (15 hops each, every one reaching the whole graph), OR-ed.
+pub fn heavy_query(n: usize, rules: usize) -> portolan_core::search::Query {
+    let rules: Vec<Value> = (0..rules)
+        .map(|i| json!({"operator": "relatedTo", "blueprint": "node", "value": format!("n{}", i % n)}))
+        .collect();
+    parse_query(&json!({"combinator": "or", "rules": rules})).unwrap()
+}
+
+/// Every search statement (page, count, sorted page) stops at the store's budget with
+/// `OverBudget` naming it, long before the statement would have ended; the connection then
+/// serves other reads normally (no leftover interruption).
+pub async fn searches_stop_at_their_budget(s: &dyn Store) {
+    use std::time::{Duration, Instant};
+    let a = org(s, "a").await;
+    let m = graph(s, &a, 300).await;
+    let q = heavy_query(300, 900);
+    let budget = Duration::from_millis(150);
+    s.set_query_budget(budget);
+    let r = req(None, Some(&q), &m);
+    let over = |e: &StoreError| matches!(e, StoreError::OverBudget { budget: b } if *b == budget);
+    let started = Instant::now();
+    let e = s.search(&a, &r).await.unwrap_err();
+    assert!(over(&e), "{e}");
+    assert!(e.to_string().contains("150 ms budget"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(3), "stopped at the budget, took {:?}", started.elapsed());
+    let started = Instant::now();
+    let e = s.count_entities(&a, &r).await.unwrap_err();
+    assert!(over(&e), "{e}");
+    let e = s.search_sorted(&a, &r, "$title", false, 0).await.unwrap_err();
+    assert!(over(&e), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    // Reads without a budget on the same connections are not interrupted afterwards.
+    for i in 0..8 {
+        let e = s.get_entity(&a, "node", &format!("n{i}")).await.unwrap();
+        assert!(e.is_some());
+    }
+    let light = parse_query(&json!({"combinator": "and", "rules": [
+        {"property": "label", "operator": "=", "value": "label 29"}]}))
+    .unwrap();
+    assert_eq!(s.count_entities(&a, &req(Some("node"), Some(&light), &m)).await.unwrap(), 1);
+    // A budget of whole seconds reads as such.
+    s.set_query_budget(Duration::from_secs(20));
+    let e = StoreError::OverBudget { budget: Duration::from_secs(20) };
+    assert!(e.to_string().contains("20-second budget"), "{e}");
+}
+
+/// Big queries compile into SQL every backend accepts: 1,000 OR-ed rules (SQLite refuses
+/// expressions nested over 1,000 deep, which a flat chain of ORs is), the deepest nesting, a
+/// relation path of the most steps, and values of the longest length the parser accepts.
+pub async fn largest_accepted_queries_run(s: &dyn Store) {
+    use portolan_core::search::{MAX_DEPTH, MAX_PATH_STEPS, MAX_RULES, MAX_STRING_CHARS};
+    let a = org(s, "a").await;
+    let m = graph(s, &a, 30).await;
+    let count = |q: Value| {
+        let q = parse_query(&q).unwrap();
+        let m = &m;
+        let a = &a;
+        async move { s.count_entities(a, &req(None, Some(&q), m)).await }
+    };
+    let rules: Vec<Value> =
+        (0..MAX_RULES).map(|i| json!({"property": "label", "operator": "=", "value": format!("label {i}")})).collect();
+    assert_eq!(count(json!({"combinator": "or", "rules": rules})).await.unwrap(), 30);
+    let rules: Vec<Value> =
+        (0..MAX_RULES).map(|i| json!({"property": "label", "operator": "!=", "value": format!("x{i}")})).collect();
+    assert_eq!(count(json!({"combinator": "and", "rules": rules})).await.unwrap(), 30);
+    let mut nested =
+        json!({"combinator": "or", "rules": [{"property": "label", "operator": "contains", "value": "label 7"}]});
+    for _ in 1..MAX_DEPTH {
+        nested = json!({"combinator": "and", "rules": [nested, {"property": "$identifier", "operator": "isNotEmpty"}]});
+    }
+    assert_eq!(count(nested).await.unwrap(), 1);
+    let long = "é".repeat(MAX_STRING_CHARS);
+    for op in ["contains", "doesNotContains", "beginsWith", "endsWith", "="] {
+        let q = json!({"combinator": "and", "rules": [{"property": "label", "operator": op, "value": long}]});
+        let n = count(q).await.unwrap();
+        assert_eq!(n, if op.starts_with("does") { 30 } else { 0 }, "{op}");
+    }
+    // Fifteen steps along a ring of 30 (5 edges each): every node is a start of such a path.
+    let path = vec!["next"; MAX_PATH_STEPS];
+    let q = json!({"combinator": "and", "rules": [
+        {"operator": "matchAny", "property": {"path": path}, "value": "n0"}]});
+    assert_eq!(count(q).await.unwrap(), 30);
+}
+
+/// Claims keep each organization within its share of the workers: per node and across the
+/// cluster, counting only live leases; among organizations under their share, the one with
+/// the fewest running jobs goes first, whatever the queue order.
+pub async fn job_claims_keep_each_organizations_share(s: &dyn Store) {
+    use crate::JobShare;
+    use std::time::Duration;
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let job = || NewJob { kind: "k".into(), payload: json!({}), max_attempts: 3 };
+    let mut a_jobs = Vec::new();
+    for _ in 0..5 {
+        a_jobs.push(s.enqueue_job(&a, &job()).await.unwrap().id);
+    }
+    let b1 = s.enqueue_job(&b, &job()).await.unwrap().id;
+    let kinds = vec!["k".to_string()];
+    let lease = Duration::from_secs(30);
+    let share = JobShare { per_org: 2, per_org_on_node: 1 };
+    let claim = |node: &'static str| {
+        let kinds = &kinds;
+        async move { s.claim_job_fairly(node, kinds, lease, &share).await.unwrap() }
+    };
+    let first = claim("n1").await.unwrap();
+    assert_eq!((first.org.clone(), first.id.clone()), (a.clone(), a_jobs[0].clone()), "oldest first");
+    // n1 holds one of A's: its next claim skips A's older jobs for B's.
+    assert_eq!(claim("n1").await.map(|j| j.id), Some(b1.clone()));
+    assert!(claim("n1").await.is_none(), "n1 holds its share of both");
+    // Another node may run one more of A's, up to A's cluster share of 2.
+    assert_eq!(claim("n2").await.map(|j| j.id), Some(a_jobs[1].clone()));
+    assert!(claim("n3").await.is_none(), "A has 2 running in the cluster, B nothing queued");
+    // A new job of B goes first at the next free node though A's are older: B runs fewer.
+    let b2 = s.enqueue_job(&b, &job()).await.unwrap().id;
+    assert_eq!(claim("n3").await.map(|j| j.id), Some(b2));
+    // A job finished frees its slot.
+    let lease_of = |j: &crate::Job| j.lease().unwrap();
+    assert!(s.complete_job(&lease_of(&first), &json!({})).await.unwrap());
+    assert_eq!(claim("n1").await.map(|j| j.id), Some(a_jobs[2].clone()));
+    // Without caps the oldest due job goes, whoever runs what.
+    assert_eq!(s.claim_job("n1", &kinds, lease).await.unwrap().map(|j| j.id), Some(a_jobs[3].clone()));
+    // Expired leases do not count: a dead node's jobs neither hold the share nor stay lost.
+    let short = Duration::from_millis(1);
+    let c = org(s, "c").await;
+    let c1 = s.enqueue_job(&c, &job()).await.unwrap().id;
+    let c2 = s.enqueue_job(&c, &job()).await.unwrap().id;
+    let one = JobShare { per_org: 1, per_org_on_node: 1 };
+    let got = s.claim_job_fairly("dead", &kinds, short, &one).await.unwrap().unwrap();
+    assert_eq!(got.id, c1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A and B are over a share of one; C's only running job has an expired lease, so C is
+    // under it, and its expired job (the older one) is taken over first.
+    let next = s.claim_job_fairly("live", &kinds, lease, &one).await.unwrap().unwrap();
+    assert_eq!((next.id, next.attempts), (c1, 2));
+    assert!(s.claim_job_fairly("live2", &kinds, lease, &one).await.unwrap().is_none(), "C has {c2} queued, 1 running");
+}
+
 pub async fn writes_are_audited(s: &dyn Store) {
     let a = org(s, "a").await;
     let m = model(s, &a).await;
@@ -1054,7 +1213,8 @@ macro_rules! conformance_tests {
             nul_characters_are_kept_or_refused_never_an_error, integrations_are_versioned_guarded_and_tenant_scoped,
             webhooks_dedupe_deliveries_keep_opaque_secrets_and_are_tenant_scoped,
             integration_cursors_are_keyed_updated_only_when_present_and_tenant_scoped,
-            web_ui_settings_are_tenant_scoped_and_reads_are_paged);
+            web_ui_settings_are_tenant_scoped_and_reads_are_paged, searches_stop_at_their_budget,
+            largest_accepted_queries_run, job_claims_keep_each_organizations_share);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

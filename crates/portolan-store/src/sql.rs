@@ -109,6 +109,9 @@ pub struct SqlFrag {
     pub params: Vec<SqlParam>,
 }
 
+/// Most parts [`SqlFrag::join`] writes as one flat chain.
+pub const FLAT_JOIN: usize = 8;
+
 impl SqlFrag {
     /// A fragment starting with `sql` (store-written text only, see the module invariant).
     pub fn new(sql: &str) -> Self {
@@ -165,18 +168,36 @@ impl SqlFrag {
     }
 
     /// `parts` joined by `sep` (`" AND "`), each in parentheses; `empty` when there are none.
+    ///
+    /// Up to [`FLAT_JOIN`] parts are written flat (`(a) OR (b) OR (c)`); more are split in
+    /// halves, each half parenthesized, recursively, so the expression tree the database parses
+    /// is `log2(n)` deep instead of `n` (SQLite refuses expressions deeper than 1,000, and a
+    /// flat chain of 1,000 `OR`s is one). The halves keep the parts' order.
     pub fn join(parts: Vec<SqlFrag>, sep: &str, empty: &str) -> SqlFrag {
         if parts.is_empty() {
             return SqlFrag::new(empty);
         }
         let mut out = SqlFrag::default();
-        for (i, p) in parts.into_iter().enumerate() {
-            if i > 0 {
-                out.push(sep);
-            }
-            out.push("(").append(p).push(")");
-        }
+        Self::join_into(&mut out, parts, sep);
         out
+    }
+
+    fn join_into(out: &mut SqlFrag, mut parts: Vec<SqlFrag>, sep: &str) {
+        if parts.len() <= FLAT_JOIN {
+            for (i, p) in parts.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(sep);
+                }
+                out.push("(").append(p).push(")");
+            }
+            return;
+        }
+        let second = parts.split_off(parts.len() / 2);
+        out.push("(");
+        Self::join_into(out, parts, sep);
+        out.push(")").push(sep).push("(");
+        Self::join_into(out, second, sep);
+        out.push(")");
     }
 
     /// The text for `dialect`.

@@ -4,9 +4,9 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Bound, CmpOp, Combinator, DatePreset, DateRange, Direction, ItemsFilter, Literal, MAX_DEPTH, MAX_HOPS, MAX_RULES,
-    MAX_VALUES, MatchAny, MetaProperty, Operator, PathStep, PropertyOp, PropertyRef, PropertySchemaFilter, Query,
-    RelatedTo, Rule, parse_timestamp,
+    Bound, CmpOp, Combinator, DatePreset, DateRange, Direction, ItemsFilter, Literal, MAX_DEPTH, MAX_HOPS,
+    MAX_PATH_STEPS, MAX_RULES, MAX_STRING_CHARS, MAX_VALUES, MatchAny, MetaProperty, Operator, PathStep, PropertyOp,
+    PropertyRef, PropertySchemaFilter, Query, RelatedTo, Rule, parse_timestamp,
 };
 use crate::blueprint::PropType;
 use crate::error::{FieldError, join_path};
@@ -52,9 +52,20 @@ fn context_error(path: &str) -> FieldError {
     )
 }
 
+/// Refuse a string longer than [`MAX_STRING_CHARS`] (counted cheaply: bytes first).
+fn bounded<'a>(s: &'a str, path: &str) -> Res<&'a str> {
+    if s.len() > MAX_STRING_CHARS && s.chars().count() > MAX_STRING_CHARS {
+        return Err(FieldError::new(
+            path,
+            format!("must NOT have more than {MAX_STRING_CHARS} characters (this one has {})", s.chars().count()),
+        ));
+    }
+    Ok(s)
+}
+
 fn string<'a>(v: &'a Value, path: &str) -> Res<&'a str> {
     match v {
-        Value::String(s) => Ok(s),
+        Value::String(s) => bounded(s, path),
         v if is_context_ref(v) => Err(context_error(path)),
         _ => Err(FieldError::new(path, "must be string")),
     }
@@ -71,7 +82,7 @@ fn non_empty_string(v: &Value, path: &str) -> Res<String> {
 /// A string, or an array of strings (`relatedTo` / `matchAny` identifiers).
 fn ids(v: &Value, path: &str) -> Res<Vec<String>> {
     match v {
-        Value::String(s) => Ok(vec![s.clone()]),
+        Value::String(s) => Ok(vec![bounded(s, path)?.to_string()]),
         Value::Array(items) => {
             if items.len() > MAX_VALUES {
                 return Err(FieldError::new(path, format!("must NOT have more than {MAX_VALUES} items")));
@@ -90,7 +101,7 @@ fn ids(v: &Value, path: &str) -> Res<Vec<String>> {
 /// A scalar list item (`in`, `notIn`, `containsAny`, array values of `=`).
 fn list_item(v: &Value, path: &str) -> Res<Literal> {
     match v {
-        Value::String(s) => Ok(Literal::String(s.clone())),
+        Value::String(s) => Ok(Literal::String(bounded(s, path)?.to_string())),
         Value::Number(n) => Ok(Literal::Number(n.clone())),
         Value::Bool(b) => Ok(Literal::Bool(*b)),
         _ => Err(FieldError::new(path, "must be string, number or boolean")),
@@ -184,7 +195,14 @@ impl Parser {
     fn node(&mut self, v: &Value, path: &str, depth: usize) -> Res<Query> {
         self.rules += 1;
         if self.rules > MAX_RULES {
-            return Err(FieldError::new("", format!("must NOT have more than {MAX_RULES} rules")));
+            return Err(FieldError::new(
+                path,
+                format!(
+                    "is rule number {} of this query; a query may have at most {MAX_RULES} rules and groups, \
+                     all levels together: split the search or use `in` lists",
+                    self.rules
+                ),
+            ));
         }
         let obj = v.as_object().ok_or_else(|| FieldError::new(path, "must be object"))?;
         if obj.contains_key("combinator") || obj.contains_key("rules") {
@@ -374,8 +392,8 @@ fn match_any(obj: &Map<String, Value>, path: &str) -> Res<MatchAny> {
     if items.is_empty() {
         return Err(FieldError::new(spath, "must NOT have fewer than 1 items"));
     }
-    if items.len() > usize::from(MAX_HOPS) {
-        return Err(FieldError::new(spath, format!("must NOT have more than {MAX_HOPS} items")));
+    if items.len() > MAX_PATH_STEPS {
+        return Err(FieldError::new(spath, format!("must NOT have more than {MAX_PATH_STEPS} items (relations)")));
     }
     let mut path_steps = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {

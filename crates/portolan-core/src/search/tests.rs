@@ -597,7 +597,8 @@ fn search_bounds_depth_and_size() {
     let rules = |count: usize| group((0..count).map(|_| rule("a", "=", json!(1))).collect());
     assert!(parse_query(&rules(MAX_RULES)).is_ok());
     let e = parse_query(&rules(MAX_RULES + 1)).unwrap_err();
-    assert_eq!(e.message, "must NOT have more than 1000 rules");
+    assert_eq!(e.path, "rules[1000]", "{e}");
+    assert!(e.message.contains("at most 1000 rules and groups"), "{e}");
     // Groups count too.
     let groups = group((0..MAX_RULES / 2 + 1).map(|_| group(vec![rule("a", "=", json!(1))])).collect());
     assert!(parse_query(&groups).is_err());
@@ -605,6 +606,29 @@ fn search_bounds_depth_and_size() {
     let long = json!({"operator": "matchAny", "property": {"path": vec!["r"; 16]}, "value": "a"});
     let e = parse_rule(long).unwrap_err();
     assert_eq!(e.path, "rules[0].property.path");
+}
+
+/// Every string of a query is bounded (SQLite refuses `LIKE` patterns over 50,000 bytes): the
+/// error names the field and the limit, wherever the string sits.
+#[test]
+fn search_bounds_string_lengths() {
+    let long = "x".repeat(MAX_STRING_CHARS + 1);
+    let at_limit = "é".repeat(MAX_STRING_CHARS); // two bytes each: counted in characters
+    assert!(parse_rule(rule("a", "contains", json!(at_limit))).is_ok());
+    let cases = [
+        (rule("a", "contains", json!(long)), "rules[0].value"),
+        (rule("a", "=", json!(long)), "rules[0].value"),
+        (rule("a", "in", json!(["ok", long])), "rules[0].value[1]"),
+        (rule(&long, "=", json!(1)), "rules[0].property"),
+        (json!({"operator": "relatedTo", "blueprint": "b", "value": long}), "rules[0].value"),
+        (json!({"operator": "matchAny", "property": {"path": ["r"]}, "value": ["a", long]}), "rules[0].value[1]"),
+        (json!({"relation": "r", "operator": "=", "value": long}), "rules[0].value"),
+    ];
+    for (r, path) in cases {
+        let e = parse_rule(r).unwrap_err();
+        assert_eq!(e.path, path, "{e}");
+        assert!(e.message.contains(&format!("must NOT have more than {MAX_STRING_CHARS} characters")), "{e}");
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod credentials;
 mod entity;
 mod entity_bulk;
 mod integration;
+mod limits;
 mod malformed;
 mod ocean_latest;
 mod ratelimit;

@@ -30,6 +30,8 @@ mod entity;
 mod entity_bulk;
 #[path = "../api/integration.rs"]
 mod integration;
+#[path = "../api/limits.rs"]
+mod limits;
 #[path = "../api/malformed.rs"]
 mod malformed;
 #[path = "../api/ocean_latest.rs"]

@@ -4,13 +4,13 @@
 
 use sqlx::PgPool;
 
-use super::frag_query;
 use crate::query::{CompileCtx, compile_where_in};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{OrgId, Result, SearchRequest, SortedPage, StoreError};
 
 pub(crate) async fn search_sorted(
     pool: &PgPool,
+    budget: std::time::Duration,
     org: &OrgId,
     req: &SearchRequest<'_>,
     sort: &str,
@@ -49,7 +49,7 @@ pub(crate) async fn search_sorted(
     let limit = i64::from(req.limit.max(1));
     q.push(" LIMIT ").param(SqlParam::Int(limit + 1));
     q.push(" OFFSET ").param(SqlParam::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
-    let rows = frag_query(&q).fetch_all(pool).await?;
+    let rows = super::budgeted_rows(pool, budget, &q).await?;
     let more = rows.len() as i64 > limit;
     let entities = rows.iter().take(limit as usize).map(|r| super::entities::from_row(r).1).collect();
     Ok(SortedPage { entities, more })

@@ -351,20 +351,30 @@ fn filter(org: &OrgId, req: &SearchRequest<'_>, select: &str) -> Result<SqlFrag>
     Ok(q)
 }
 
-pub(crate) async fn count(pool: &PgPool, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
+pub(crate) async fn count(
+    pool: &PgPool,
+    budget: std::time::Duration,
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+) -> Result<u64> {
     let q = filter(org, req, "SELECT COUNT(*)")?;
-    let row = frag_query(&q).fetch_one(pool).await?;
-    Ok(row.get::<i64, _>(0) as u64)
+    let rows = super::budgeted_rows(pool, budget, &q).await?;
+    Ok(rows.first().map_or(0, |row| row.get::<i64, _>(0) as u64))
 }
 
-pub(crate) async fn search(pool: &PgPool, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
+pub(crate) async fn search(
+    pool: &PgPool,
+    budget: std::time::Duration,
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+) -> Result<Page> {
     let mut q = filter(org, req, &format!("SELECT {COLUMNS}"))?;
     if let Some(after) = req.after {
         q.push(" AND e.rid > ").param(SqlParam::Int(after));
     }
     let limit = i64::from(req.limit.max(1));
     q.push(" ORDER BY e.rid LIMIT ").param(SqlParam::Int(limit + 1));
-    let rows = frag_query(&q).fetch_all(pool).await?;
+    let rows = super::budgeted_rows(pool, budget, &q).await?;
     let mut entities = Vec::with_capacity(rows.len());
     let mut last = None;
     for r in rows.iter().take(limit as usize) {

@@ -99,32 +99,54 @@ pub async fn enqueue(p: &PgPool, org: &OrgId, job: &NewJob) -> Result<Job> {
     raw(row).into_job()
 }
 
-pub async fn claim(p: &PgPool, node: &str, kinds: &[String], lease: Duration) -> Result<Option<Job>> {
+/// Key of the transaction-scoped advisory lock that serializes job claims across nodes, so an
+/// organization's share is never exceeded by two nodes claiming at once ("jobclaim").
+const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
+
+pub async fn claim(
+    p: &PgPool,
+    node: &str,
+    kinds: &[String],
+    lease: Duration,
+    share: &crate::JobShare,
+) -> Result<Option<Job>> {
     if kinds.is_empty() {
         return Ok(None);
     }
+    let mut tx = p.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await?;
     // A job whose holder died on its last attempt will not be claimed again: fail it.
     let sweep = format!(
         "UPDATE jobs SET status = 'failed', lease_until = NULL, finished_at = {NOW}, updated_at = {NOW}, \
          last_error = 'the lease of attempt ' || attempts || ' expired (its node stopped or lost the database) and no attempts are left' \
          WHERE status = 'running' AND lease_until < {NOW} AND attempts >= max_attempts"
     );
-    pgq(&sweep).execute(p).await?;
-    let mut f = SqlFrag::new("WITH next AS (SELECT id AS next_id FROM jobs WHERE kind IN (");
+    pgq(&sweep).execute(&mut *tx).await?;
+    // Jobs running under a live lease, per organization: all of them, and this node's.
+    let mut f = SqlFrag::new("WITH live AS (SELECT org_id, COUNT(*) AS n, COUNT(*) FILTER (WHERE lease_owner = ");
+    f.param(node);
+    f.push(&format!(") AS mine FROM jobs WHERE status = 'running' AND lease_until >= {NOW} GROUP BY org_id), "));
+    f.push("next AS (SELECT j.id AS next_id FROM jobs j LEFT JOIN live r ON r.org_id = j.org_id WHERE j.kind IN (");
     f.param_list(kinds.iter().map(String::as_str));
     f.push(&format!(
-        ") AND ((status = 'queued' AND run_at <= {NOW}) \
-         OR (status = 'running' AND lease_until < {NOW} AND attempts < max_attempts)) \
-         ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, lease_owner = "
+        ") AND ((j.status = 'queued' AND j.run_at <= {NOW}) \
+         OR (j.status = 'running' AND j.lease_until < {NOW} AND j.attempts < j.max_attempts))"
     ));
+    f.push(" AND COALESCE(r.n, 0) < ").param(i64::from(share.per_org));
+    f.push(" AND COALESCE(r.mine, 0) < ").param(i64::from(share.per_org_on_node));
+    f.push(
+        " ORDER BY COALESCE(r.n, 0), j.run_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED) \
+         UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, lease_owner = ",
+    );
     f.param(node).push(", lease_until = ").push(NOW_PLUS);
     f.params.push(millis(lease).into());
     f.push(&format!(
         ", started_at = COALESCE(jobs.started_at, {NOW}), updated_at = {NOW} FROM next \
          WHERE jobs.id = next.next_id RETURNING {JOB_COLUMNS}"
     ));
-    fetch(p, &f).await?.first().map(|r| raw(r).into_job()).transpose()
+    let rows = frag_query(&f).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    rows.first().map(|r| raw(r).into_job()).transpose()
 }
 
 pub async fn heartbeat(p: &PgPool, lease: &Lease, extend: Duration) -> Result<bool> {

@@ -58,10 +58,36 @@ pub(crate) fn frag_query(f: &SqlFrag) -> Query<'static, Postgres, PgArguments> {
     q
 }
 
+/// Rows of a search statement run within `budget`: a read-only transaction whose
+/// `statement_timeout` is the budget (`SET LOCAL`, so it ends with the transaction and no other
+/// statement on the connection inherits it), begun in the same round trip as `BEGIN`.
+/// PostgreSQL cancels the statement at the budget (SQLSTATE 57014), also when the caller went
+/// away: a dropped future leaves the statement running on the server until then, and the
+/// connection returns to the pool once it ended.
+pub(crate) async fn budgeted_rows(
+    pool: &PgPool,
+    budget: std::time::Duration,
+    q: &SqlFrag,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
+    let ms = budget.as_millis().max(1);
+    let begin = format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}");
+    let mut tx = pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
+    let rows = match frag_query(q).fetch_all(&mut *tx).await {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("57014") => {
+            return Err(StoreError::OverBudget { budget });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// PostgreSQL-backed [`Store`].
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    budget: crate::Budget,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -80,7 +106,7 @@ impl PgStore {
     pub async fn connect_with_pool_size(url: &str, max_connections: u32) -> Result<Self> {
         let opts: PgConnectOptions = url.parse().map_err(|e| StoreError::Db(format!("invalid database url: {e}")))?;
         let pool = PgPoolOptions::new().max_connections(max_connections).connect_with(opts.clone()).await?;
-        let store = PgStore { pool };
+        let store = PgStore { pool, budget: crate::Budget::default() };
         store.migrate(&opts).await?;
         Ok(store)
     }
@@ -112,9 +138,22 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    async fn ping(&self, wait: std::time::Duration) -> Result<()> {
+        let starved = || {
+            StoreError::Unavailable(format!(
+                "no database connection became free within {} ms (every one is busy)",
+                wait.as_millis()
+            ))
+        };
+        let mut conn = tokio::time::timeout(wait, self.pool.acquire()).await.map_err(|_| starved())??;
+        tokio::time::timeout(wait, sqlx::query("SELECT 1").execute(&mut *conn)).await.map_err(|_| {
+            StoreError::Unavailable(format!("the database did not answer within {} ms", wait.as_millis()))
+        })??;
         Ok(())
+    }
+
+    fn set_query_budget(&self, budget: std::time::Duration) {
+        self.budget.set(budget);
     }
 
     async fn setting_or_init(&self, key: &str, init: &str) -> Result<String> {
@@ -271,10 +310,10 @@ impl Store for PgStore {
         delete::delete(&self.pool, org, bp, ids, cascade, ctx).await
     }
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
-        entities::count(&self.pool, org, req).await
+        entities::count(&self.pool, self.budget.get(), org, req).await
     }
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
-        entities::search(&self.pool, org, req).await
+        entities::search(&self.pool, self.budget.get(), org, req).await
     }
 
     async fn append_audit(&self, org: &OrgId, records: &[AuditRecord]) -> Result<()> {
@@ -297,8 +336,14 @@ impl Store for PgStore {
     async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job> {
         jobs::enqueue(&self.pool, org, job).await
     }
-    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
-        jobs::claim(&self.pool, node, kinds, lease).await
+    async fn claim_job_fairly(
+        &self,
+        node: &str,
+        kinds: &[String],
+        lease: std::time::Duration,
+        share: &crate::JobShare,
+    ) -> Result<Option<Job>> {
+        jobs::claim(&self.pool, node, kinds, lease, share).await
     }
     async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool> {
         jobs::heartbeat(&self.pool, lease, extend).await
@@ -460,7 +505,7 @@ impl Store for PgStore {
         descending: bool,
         offset: u64,
     ) -> Result<crate::SortedPage> {
-        catalog::search_sorted(&self.pool, org, req, sort, descending, offset).await
+        catalog::search_sorted(&self.pool, self.budget.get(), org, req, sort, descending, offset).await
     }
     // ---- Webhooks ----
     async fn get_webhook(&self, org: &OrgId, id: &str) -> Result<Option<crate::StoredWebhook>> {

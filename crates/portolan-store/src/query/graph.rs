@@ -45,9 +45,14 @@ impl Hop<'_> {
                 f.push(" AND r.required = ").param(req);
             }
         };
+        // A plain hop is one level of the walk: its rows are deduplicated, so the next level
+        // starts from each entity once and the work grows with levels × entities, not with the
+        // number of distinct paths (5 relations per entity over 15 levels would be 5^15 rows).
+        // Recursive steps dedupe through their UNION already.
+        let select = if self.depth.is_none() { "SELECT DISTINCT " } else { "SELECT " };
         match self.way {
             Way::Forward => {
-                f.push("SELECT t.org_id, t.rid").push(depth_col).push(" FROM ").name(prev.0, prev.1);
+                f.push(select).push("t.org_id, t.rid").push(depth_col).push(" FROM ").name(prev.0, prev.1);
                 f.push(" p JOIN entity_relations r ON r.src_rid = p.rid");
                 edge_filters(f);
                 f.push(
@@ -56,7 +61,7 @@ impl Hop<'_> {
                 );
             }
             Way::Backward => {
-                f.push("SELECT r.org_id, r.src_rid").push(depth_col).push(" FROM ").name(prev.0, prev.1);
+                f.push(select).push("r.org_id, r.src_rid").push(depth_col).push(" FROM ").name(prev.0, prev.1);
                 f.push(
                     " p JOIN entities t ON t.rid = p.rid JOIN entity_relations r ON r.org_id = t.org_id \
                      AND r.target_blueprint = t.blueprint AND r.target_identifier = t.identifier",

@@ -9,6 +9,7 @@ use crate::{OrgId, Result, SearchRequest, SortedPage, StoreError};
 
 pub(crate) async fn search_sorted(
     pool: &SqlitePool,
+    (budget, closing): (std::time::Duration, &std::sync::Arc<std::sync::atomic::AtomicBool>),
     org: &OrgId,
     req: &SearchRequest<'_>,
     sort: &str,
@@ -38,7 +39,13 @@ pub(crate) async fn search_sorted(
     let limit = i64::from(req.limit.max(1));
     q.push(" LIMIT ").param(SqlParam::Int(limit + 1));
     q.push(" OFFSET ").param(SqlParam::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
-    let rows = super::entities::bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params).fetch_all(pool).await?;
+    let mut run = super::budget::Running::start(pool, budget, closing).await?;
+    let query = super::entities::bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params);
+    let rows = match query.fetch_all(&mut *run.conn).await {
+        Ok(rows) => rows,
+        Err(e) => return Err(run.error(e)),
+    };
+    drop(run);
     let more = rows.len() as i64 > limit;
     let entities = rows.iter().take(limit as usize).map(|r| super::entities::from_row(r).1).collect();
     Ok(SortedPage { entities, more })

@@ -390,20 +390,39 @@ fn filter(org: &OrgId, req: &SearchRequest<'_>, select: &str) -> Result<SqlFrag>
     Ok(q)
 }
 
-pub(crate) async fn count(pool: &SqlitePool, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
+pub(crate) async fn count(
+    pool: &SqlitePool,
+    (budget, closing): (std::time::Duration, &std::sync::Arc<std::sync::atomic::AtomicBool>),
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+) -> Result<u64> {
     let q = filter(org, req, "SELECT COUNT(*)")?;
-    let row = bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params).fetch_one(pool).await?;
+    let mut run = super::budget::Running::start(pool, budget, closing).await?;
+    let row = match bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params).fetch_one(&mut *run.conn).await {
+        Ok(row) => row,
+        Err(e) => return Err(run.error(e)),
+    };
     Ok(row.get::<i64, _>(0) as u64)
 }
 
-pub(crate) async fn search(pool: &SqlitePool, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
+pub(crate) async fn search(
+    pool: &SqlitePool,
+    (budget, closing): (std::time::Duration, &std::sync::Arc<std::sync::atomic::AtomicBool>),
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+) -> Result<Page> {
     let mut q = filter(org, req, &format!("SELECT {COLUMNS}"))?;
     if let Some(after) = req.after {
         q.push(" AND e.rid > ").param(SqlParam::Int(after));
     }
     let limit = i64::from(req.limit.max(1));
     q.push(" ORDER BY e.rid LIMIT ").param(SqlParam::Int(limit + 1));
-    let rows = bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params).fetch_all(pool).await?;
+    let mut run = super::budget::Running::start(pool, budget, closing).await?;
+    let rows = match bind(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.params).fetch_all(&mut *run.conn).await {
+        Ok(rows) => rows,
+        Err(e) => return Err(run.error(e)),
+    };
+    drop(run);
     let mut entities = Vec::with_capacity(rows.len());
     let mut last = None;
     for r in rows.iter().take(limit as usize) {

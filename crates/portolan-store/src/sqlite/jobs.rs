@@ -118,7 +118,13 @@ pub async fn enqueue(w: &SqlitePool, org: &OrgId, job: &NewJob) -> Result<Job> {
     raw(&row).into_job()
 }
 
-pub async fn claim(w: &SqlitePool, node: &str, kinds: &[String], lease: Duration) -> Result<Option<Job>> {
+pub async fn claim(
+    w: &SqlitePool,
+    node: &str,
+    kinds: &[String],
+    lease: Duration,
+    share: &crate::JobShare,
+) -> Result<Option<Job>> {
     if kinds.is_empty() {
         return Ok(None);
     }
@@ -133,12 +139,18 @@ pub async fn claim(w: &SqlitePool, node: &str, kinds: &[String], lease: Duration
     f.param(node).push(", lease_until = ").push(NOW_PLUS);
     f.params.push(plus(lease).into());
     f.push(&format!(", started_at = COALESCE(started_at, {NOW}), updated_at = {NOW}"));
-    f.push(" WHERE id = (SELECT id FROM jobs WHERE kind IN (").param_list(kinds.iter().map(String::as_str));
+    // Jobs running under a live lease, per organization: all of them, and this node's.
+    f.push(" WHERE id = (SELECT j.id FROM jobs j LEFT JOIN (SELECT org_id, COUNT(*) AS n, ");
+    f.push("SUM(CASE WHEN lease_owner = ").param(node).push(" THEN 1 ELSE 0 END) AS mine FROM jobs ");
+    f.push(&format!("WHERE status = 'running' AND lease_until >= {NOW} GROUP BY org_id) r ON r.org_id = j.org_id"));
+    f.push(" WHERE j.kind IN (").param_list(kinds.iter().map(String::as_str));
     f.push(&format!(
-        ") AND ((status = 'queued' AND run_at <= {NOW}) \
-         OR (status = 'running' AND lease_until < {NOW} AND attempts < max_attempts)) \
-         ORDER BY run_at, id LIMIT 1) RETURNING {JOB_COLUMNS}"
+        ") AND ((j.status = 'queued' AND j.run_at <= {NOW}) \
+         OR (j.status = 'running' AND j.lease_until < {NOW} AND j.attempts < j.max_attempts))"
     ));
+    f.push(" AND COALESCE(r.n, 0) < ").param(i64::from(share.per_org));
+    f.push(" AND COALESCE(r.mine, 0) < ").param(i64::from(share.per_org_on_node));
+    f.push(&format!(" ORDER BY COALESCE(r.n, 0), j.run_at, j.id LIMIT 1) RETURNING {JOB_COLUMNS}"));
     fetch(w, &f).await?.first().map(|r| raw(r).into_job()).transpose()
 }
 

@@ -3,6 +3,7 @@
 mod accounts;
 mod audit;
 mod blueprints;
+mod budget;
 mod catalog;
 mod entities;
 pub(crate) mod integrations;
@@ -29,7 +30,12 @@ use crate::{
 use crate::{Job, JobFilter, JobStatus, Lease, NewJob};
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    match e {
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Unavailable("no database connection became free in time; try again shortly".into())
+        }
+        e => StoreError::Db(e.to_string()),
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -45,6 +51,9 @@ pub struct SqliteStore {
     /// cheaper than retrying SQLITE_BUSY.
     writer: SqlitePool,
     reader: SqlitePool,
+    budget: crate::Budget,
+    /// Set by [`SqliteStore::close`]: running searches stop at once.
+    closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SqliteStore {
@@ -70,18 +79,33 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_release(budget::clear_handler)
             .connect_with(opts)
             .await?;
-        let store = SqliteStore { writer: pool.clone(), reader: pool };
+        let store = SqliteStore {
+            writer: pool.clone(),
+            reader: pool,
+            budget: crate::Budget::default(),
+            closing: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn with_options(opts: SqliteConnectOptions, readers: u32) -> Result<Self> {
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
-        let store = SqliteStore { writer, reader: SqlitePool::connect_lazy_with(opts.clone()) };
+        let store = SqliteStore {
+            writer,
+            reader: SqlitePool::connect_lazy_with(opts.clone()),
+            budget: crate::Budget::default(),
+            closing: Default::default(),
+        };
         store.migrate().await?;
-        let reader = SqlitePoolOptions::new().max_connections(readers).connect_with(opts.read_only(true)).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .after_release(budget::clear_handler)
+            .connect_with(opts.read_only(true))
+            .await?;
         Ok(SqliteStore { reader, ..store })
     }
 
@@ -97,8 +121,9 @@ impl SqliteStore {
         &self.reader
     }
 
-    /// Close both pools (checkpointing the WAL).
+    /// Stop running searches, then close both pools (checkpointing the WAL).
     pub async fn close(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -106,9 +131,22 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+    async fn ping(&self, wait: Duration) -> Result<()> {
+        let starved = || {
+            StoreError::Unavailable(format!(
+                "no read connection became free within {} ms (every one is busy)",
+                wait.as_millis()
+            ))
+        };
+        let mut conn = tokio::time::timeout(wait, self.reader.acquire()).await.map_err(|_| starved())??;
+        tokio::time::timeout(wait, sqlx::query("SELECT 1").execute(&mut *conn)).await.map_err(|_| {
+            StoreError::Unavailable(format!("the database did not answer within {} ms", wait.as_millis()))
+        })??;
         Ok(())
+    }
+
+    fn set_query_budget(&self, budget: Duration) {
+        self.budget.set(budget);
     }
 
     async fn setting_or_init(&self, key: &str, init: &str) -> Result<String> {
@@ -268,10 +306,10 @@ impl Store for SqliteStore {
         entities::delete(&self.writer, org, bp, ids, cascade, ctx).await
     }
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
-        entities::count(&self.reader, org, req).await
+        entities::count(&self.reader, (self.budget.get(), &self.closing), org, req).await
     }
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
-        entities::search(&self.reader, org, req).await
+        entities::search(&self.reader, (self.budget.get(), &self.closing), org, req).await
     }
 
     async fn append_audit(&self, org: &OrgId, records: &[AuditRecord]) -> Result<()> {
@@ -296,8 +334,14 @@ impl Store for SqliteStore {
     async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job> {
         jobs::enqueue(&self.writer, org, job).await
     }
-    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
-        jobs::claim(&self.writer, node, kinds, lease).await
+    async fn claim_job_fairly(
+        &self,
+        node: &str,
+        kinds: &[String],
+        lease: std::time::Duration,
+        share: &crate::JobShare,
+    ) -> Result<Option<Job>> {
+        jobs::claim(&self.writer, node, kinds, lease, share).await
     }
     async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool> {
         jobs::heartbeat(&self.writer, lease, extend).await
@@ -462,7 +506,8 @@ impl Store for SqliteStore {
         descending: bool,
         offset: u64,
     ) -> Result<crate::SortedPage> {
-        catalog::search_sorted(&self.reader, org, req, sort, descending, offset).await
+        catalog::search_sorted(&self.reader, (self.budget.get(), &self.closing), org, req, sort, descending, offset)
+            .await
     }
     // ---- Webhooks ----
     async fn get_webhook(&self, org: &OrgId, id: &str) -> Result<Option<crate::StoredWebhook>> {
