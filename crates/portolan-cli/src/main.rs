@@ -661,7 +661,11 @@ async fn migrate_data(
             );
         }
         if report.settings_copied {
-            println!("The token signing key was copied: API tokens issued before the move stay valid.");
+            println!(
+                "The token signing key was copied: API tokens issued before the move stay valid. It is stored \
+                 encrypted with this installation's secrets key (secrets.key in the data directory, or \
+                 PORTOLAN_SECRETS_KEY): give the PostgreSQL nodes that same key."
+            );
         } else {
             println!("The target kept its own token signing key: clients fetch new API tokens.");
         }

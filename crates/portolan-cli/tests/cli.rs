@@ -406,8 +406,11 @@ async fn migrate_data_moves_an_embedded_install_to_postgres() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"), "{}", String::from_utf8_lossy(&again.stderr));
     // The PostgreSQL install serves the same data to the same credentials.
+    // The signing key (and any webhook secret) travels encrypted with the SQLite install's
+    // secrets key: the PostgreSQL nodes are given that key.
     let mut child = bin()
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .env("PORTOLAN_SECRETS_KEY_FILE", dir.join("secrets.key"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
