@@ -66,8 +66,12 @@ async fn wait_for_deliveries(http: &reqwest::Client, base: &str, t: &str, hook: 
     }
 }
 
+/// The two tests run one at a time: each measures or stresses the whole (2-core) machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn no_filter_takes_the_server_down() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = temp_dir("jq-crash");
     let mut server = start(&dir);
     let http = http();
@@ -104,7 +108,11 @@ async fn no_filter_takes_the_server_down() {
     healthy(&http, &mut server).await;
     let text = serde_json::to_string(&logs).unwrap();
     assert!(text.contains("delivery_processed") || text.contains("delivery_failed"), "{text}");
-    assert!(text.contains("jq worker"), "the log says what happened to the mapping: {text}");
+    // Crashed, or killed at the delivery's budget when the machine is slow: said in words.
+    assert!(
+        text.contains("crashed its jq worker") || text.contains("worker process running it was stopped"),
+        "the log says what happened to the mapping: {text}"
+    );
 
     // The server still computes and answers.
     let (status, _) = send(&http, reqwest::Method::GET, format!("{base}/v1/blueprints/svc"), &t, None).await;
@@ -133,6 +141,7 @@ async fn latencies(http: &reqwest::Client, url: &str, t: &str, n: usize) -> Vec<
 
 #[tokio::test]
 async fn a_runaway_organization_does_not_slow_another() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = temp_dir("jq-fair");
     let mut server = start(&dir);
     let http = http();
@@ -201,8 +210,8 @@ async fn a_runaway_organization_does_not_slow_another() {
         deliveries += l.await.unwrap();
     }
     eprintln!("organization B's list p50: idle {idle:?}, while A runs away {loaded:?}");
-    // 2 ms floor: below it the figure is timer noise on a loopback request.
-    let bound = 2 * idle.max(Duration::from_millis(2));
+    // 3 ms floor: below it the figure is scheduler and timer noise on a loopback request.
+    let bound = 2 * idle.max(Duration::from_millis(3));
     assert!(loaded <= bound, "B's p50 went from {idle:?} to {loaded:?} (bound {bound:?})");
 
     // A's pages still answer, with the runaway calculation cut off at the request's budget.

@@ -60,5 +60,7 @@ async fn health_and_readiness() {
     let r = app.req_as("", "GET", "/healthz", None).await;
     assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"ok": true})));
     let r = app.req_as("", "GET", "/readyz", None).await;
-    assert_eq!((r.status, r.body), (StatusCode::OK, json!({"ok": true})));
+    assert_eq!((r.status, &r.body["ok"]), (StatusCode::OK, &json!(true)), "{}", r.body);
+    // The jq workers' counters (threads in this in-process server: no worker processes).
+    assert_eq!(r.body["jq"]["busy"], json!(0), "{}", r.body);
 }
