@@ -157,7 +157,10 @@ async fn readyz_reports_a_starved_pool_and_abandoned_searches_free_it() {
     let started = Instant::now();
     let limit = match crate::BACKEND {
         Backend::Sqlite => Duration::from_secs(3),
-        Backend::Postgres => budget + Duration::from_secs(3),
+        // PostgreSQL notices `statement_timeout` at its interrupt checks: four of these
+        // 900-walk statements at once on two cores were stopped ~20 s after they began (budget
+        // 4 s), planning included. Freed they are, but the budget is soft there.
+        Backend::Postgres => budget + Duration::from_secs(45),
     };
     loop {
         let r = app.req_as("", "GET", "/readyz", None).await;
