@@ -364,6 +364,43 @@ pub async fn searches_stop_at_their_budget(s: &dyn Store) {
     assert!(e.to_string().contains("20-second budget"), "{e}");
 }
 
+/// One organization's slow searches (`slow` at once, enough to take every connection of the
+/// store's pool) do not starve another organization: it holds at most all connections but
+/// one, and the other organization's search is answered at once. Not part of the shared
+/// suite: it needs a store with several connections (`Arc`, for the concurrent searches).
+pub async fn slow_searches_of_one_org_leave_connections_to_others(
+    s: std::sync::Arc<dyn Store>,
+    slow: usize,
+    budget: std::time::Duration,
+) {
+    use std::time::{Duration, Instant};
+    let (a, b) = (org(&*s, "a").await, org(&*s, "b").await);
+    let ma = graph(&*s, &a, 300).await;
+    let mb = graph(&*s, &b, 3).await;
+    s.set_query_budget(budget);
+    let tasks: Vec<_> = (0..slow)
+        .map(|_| {
+            let (s, a, ma) = (s.clone(), a.clone(), ma.clone());
+            tokio::spawn(async move {
+                let q = heavy_query(300, 900);
+                s.count_entities(&a, &req(None, Some(&q), &ma)).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(tasks.iter().all(|t| !t.is_finished()), "the slow searches should still run");
+    let started = Instant::now();
+    let light = parse_query(&json!({"combinator": "and", "rules": [
+        {"property": "label", "operator": "beginsWith", "value": "label"}]}))
+    .unwrap();
+    assert_eq!(s.count_entities(&b, &req(Some("node"), Some(&light), &mb)).await.unwrap(), 3);
+    assert_eq!(s.search(&b, &req(Some("node"), None, &mb)).await.unwrap().entities.len(), 3);
+    assert!(started.elapsed() < Duration::from_secs(2), "B waited {:?}", started.elapsed());
+    for t in &tasks {
+        t.abort();
+    }
+}
+
 /// Big queries compile into SQL every backend accepts: 1,000 OR-ed rules (SQLite refuses
 /// expressions nested over 1,000 deep, which a flat chain of ORs is), the deepest nesting, a
 /// relation path of the most steps, and values of the longest length the parser accepts.

@@ -216,6 +216,52 @@ impl Default for Budget {
     }
 }
 
+/// Each organization's share of the connections that run searches: at most `per_org` of its
+/// search statements hold a connection at once, so one organization's slow searches cannot
+/// take every connection and starve the others' reads. A search over the share waits for a
+/// slot, at most its budget.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchGate {
+    per_org: usize,
+    slots: std::sync::Arc<std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>>,
+}
+
+impl SearchGate {
+    /// A gate for a pool of `connections`: an organization may use all of them but one.
+    pub(crate) fn for_pool(connections: u32) -> SearchGate {
+        let per_org = usize::try_from(connections.saturating_sub(1).max(1)).unwrap_or(1);
+        SearchGate { per_org, slots: Default::default() }
+    }
+
+    /// A slot for one search of `org`, waiting at most `wait`.
+    pub(crate) async fn enter(
+        &self,
+        org: &OrgId,
+        wait: std::time::Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let sem = {
+            let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slots.len() > 1024 {
+                // Forget idle organizations (no permit out, no one waiting).
+                slots.retain(|_, s| std::sync::Arc::strong_count(s) > 1 || s.available_permits() < self.per_org);
+            }
+            slots
+                .entry(org.0.clone())
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_org)))
+                .clone()
+        };
+        match tokio::time::timeout(wait, sem.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(StoreError::Unavailable(format!(
+                "this organization already runs {} searches at once (its share of the database connections) \
+                 and none ended within {} ms; wait for them to end or narrow them",
+                self.per_org,
+                wait.as_millis()
+            ))),
+        }
+    }
+}
+
 impl Budget {
     pub(crate) fn get(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.0.load(std::sync::atomic::Ordering::Relaxed))

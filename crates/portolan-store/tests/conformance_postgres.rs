@@ -67,6 +67,19 @@ async fn migrations_run_once_when_nodes_start_together() {
     drop(db);
 }
 
+/// Three slow searches of one organization on a pool of three: another organization's
+/// searches are still answered at once.
+#[tokio::test]
+async fn slow_searches_of_one_org_leave_connections_to_others() {
+    let Some(db) = fresh().await else { return };
+    let url = with_database(&db.admin_url, &db.name);
+    let store = PgStore::connect_with_pool_size(&url, 3).await.expect("store");
+    let store: std::sync::Arc<dyn portolan_store::Store> = std::sync::Arc::new(store);
+    let budget = std::time::Duration::from_secs(6);
+    portolan_store::conformance::slow_searches_of_one_org_leave_connections_to_others(store, 3, budget).await;
+    drop(db);
+}
+
 /// Two nodes (stores) on one database: concurrent read-modify-writes of one entity lose no
 /// update, and concurrent creates of one entity give one create and conflicts for the rest.
 #[tokio::test]

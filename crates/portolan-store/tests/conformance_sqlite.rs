@@ -14,6 +14,18 @@ mod on_file {
         portolan_store::SqliteStore::open(&dir.join("db.sqlite")).await.expect("store")
     });
 
+    /// Four slow searches of one organization on the four readers of a file store: another
+    /// organization's searches are still answered at once.
+    #[tokio::test]
+    async fn slow_searches_of_one_org_leave_connections_to_others() {
+        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = portolan_store::SqliteStore::open(&dir.join("db.sqlite")).await.expect("store");
+        let store: std::sync::Arc<dyn portolan_store::Store> = std::sync::Arc::new(store);
+        let budget = std::time::Duration::from_secs(60);
+        portolan_store::conformance::slow_searches_of_one_org_leave_connections_to_others(store, 4, budget).await;
+    }
+
     fn unique() -> String {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);

@@ -88,6 +88,7 @@ pub(crate) async fn budgeted_rows(
 pub struct PgStore {
     pool: PgPool,
     budget: crate::Budget,
+    gate: crate::SearchGate,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -106,7 +107,8 @@ impl PgStore {
     pub async fn connect_with_pool_size(url: &str, max_connections: u32) -> Result<Self> {
         let opts: PgConnectOptions = url.parse().map_err(|e| StoreError::Db(format!("invalid database url: {e}")))?;
         let pool = PgPoolOptions::new().max_connections(max_connections).connect_with(opts.clone()).await?;
-        let store = PgStore { pool, budget: crate::Budget::default() };
+        let store =
+            PgStore { pool, budget: crate::Budget::default(), gate: crate::SearchGate::for_pool(max_connections) };
         store.migrate(&opts).await?;
         Ok(store)
     }
@@ -310,9 +312,11 @@ impl Store for PgStore {
         delete::delete(&self.pool, org, bp, ids, cascade, ctx).await
     }
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
+        let _slot = self.gate.enter(org, self.budget.get()).await?;
         entities::count(&self.pool, self.budget.get(), org, req).await
     }
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
+        let _slot = self.gate.enter(org, self.budget.get()).await?;
         entities::search(&self.pool, self.budget.get(), org, req).await
     }
 
@@ -505,6 +509,7 @@ impl Store for PgStore {
         descending: bool,
         offset: u64,
     ) -> Result<crate::SortedPage> {
+        let _slot = self.gate.enter(org, self.budget.get()).await?;
         catalog::search_sorted(&self.pool, self.budget.get(), org, req, sort, descending, offset).await
     }
     // ---- Webhooks ----

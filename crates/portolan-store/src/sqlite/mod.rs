@@ -52,6 +52,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     budget: crate::Budget,
+    gate: crate::SearchGate,
     /// Set by [`SqliteStore::close`]: running searches stop at once.
     closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -86,6 +87,7 @@ impl SqliteStore {
             writer: pool.clone(),
             reader: pool,
             budget: crate::Budget::default(),
+            gate: crate::SearchGate::for_pool(1),
             closing: Default::default(),
         };
         store.migrate().await?;
@@ -98,6 +100,7 @@ impl SqliteStore {
             writer,
             reader: SqlitePool::connect_lazy_with(opts.clone()),
             budget: crate::Budget::default(),
+            gate: crate::SearchGate::for_pool(readers),
             closing: Default::default(),
         };
         store.migrate().await?;
@@ -306,9 +309,11 @@ impl Store for SqliteStore {
         entities::delete(&self.writer, org, bp, ids, cascade, ctx).await
     }
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
+        let _slot = self.gate.enter(org, self.budget.get()).await?;
         entities::count(&self.reader, (self.budget.get(), &self.closing), org, req).await
     }
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
+        let _slot = self.gate.enter(org, self.budget.get()).await?;
         entities::search(&self.reader, (self.budget.get(), &self.closing), org, req).await
     }
 
@@ -506,6 +511,7 @@ impl Store for SqliteStore {
         descending: bool,
         offset: u64,
     ) -> Result<crate::SortedPage> {
+        let _slot = self.gate.enter(org, self.budget.get()).await?;
         catalog::search_sorted(&self.reader, (self.budget.get(), &self.closing), org, req, sort, descending, offset)
             .await
     }
