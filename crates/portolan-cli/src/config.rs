@@ -52,6 +52,10 @@ pub struct Config {
     pub secrets_key: Option<String>,
     /// Webhooks: a file holding that key (Docker/Kubernetes secrets).
     pub secrets_key_file: Option<PathBuf>,
+    /// TLS: the PEM certificate chain (server certificate first) and its private key; both or
+    /// neither. With them the server speaks HTTPS only and cookies are `Secure`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// jq: evaluate in worker processes (`true`, default: a crash or a runaway filter ends only
     /// its worker) or in threads of the server process (`false`).
     pub jq_process_isolation: bool,
@@ -98,6 +102,8 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("secrets_key", &self.secrets_key.as_ref().map(|_| "[redacted]"))
             .field("secrets_key_file", &self.secrets_key_file)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("jq_process_isolation", &self.jq_process_isolation)
             .field("jq_delivery_budget_seconds", &self.jq_delivery_budget_seconds)
             .field("query_budget_seconds", &self.query_budget_seconds)
@@ -138,6 +144,9 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     // Webhooks: the master key of secrets at rest.
     ("secrets_key", "PORTOLAN_SECRETS_KEY", "base64 of 32 random bytes (e.g. `openssl rand -base64 32`)", None),
     ("secrets_key_file", "PORTOLAN_SECRETS_KEY_FILE", "the path of a file holding the base64 of 32 random bytes", None),
+    // TLS serving.
+    ("tls_cert", "PORTOLAN_TLS_CERT", "the path of a PEM file: the server certificate, then its intermediates", None),
+    ("tls_key", "PORTOLAN_TLS_KEY", "the path of the PEM private key of that certificate", None),
     // jq: where user filters run, and the budget of one webhook delivery.
     ("jq_isolation", "PORTOLAN_JQ_ISOLATION", "\"process\" (worker processes) or \"thread\"", Some("process")),
     ("jq_delivery_budget_seconds", "PORTOLAN_JQ_DELIVERY_BUDGET_SECONDS", "an integer from 1 to 600", Some("10")),
@@ -190,6 +199,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub log_format: Option<String>,
     pub database_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -231,6 +242,11 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     }
     if let Some(u) = &over.database_url {
         flags.insert("database_url".into(), Value::String(u.clone()));
+    }
+    for (key, path) in [("tls_cert", &over.tls_cert), ("tls_key", &over.tls_key)] {
+        if let Some(p) = path {
+            flags.insert(key.into(), Value::String(p.display().to_string()));
+        }
     }
     fig = fig.merge(Serialized::defaults(Value::Object(flags)));
     let raw: Map<String, Value> = match fig.extract() {
@@ -369,6 +385,11 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if secrets_key.is_some() && secrets_key_file.is_some() {
         problems.push("set PORTOLAN_SECRETS_KEY or PORTOLAN_SECRETS_KEY_FILE, not both".to_string());
     }
+    let tls_cert = get("tls_cert").filter(|p| !p.is_empty()).map(PathBuf::from);
+    let tls_key = get("tls_key").filter(|p| !p.is_empty()).map(PathBuf::from);
+    if tls_cert.is_some() != tls_key.is_some() {
+        problems.push("set the TLS certificate and key together (--tls-cert and --tls-key, or PORTOLAN_TLS_CERT and PORTOLAN_TLS_KEY)".to_string());
+    }
     let jq_process_isolation = match get("jq_isolation").as_deref() {
         Some("process") => Some(true),
         Some("thread") => Some(false),
@@ -429,6 +450,8 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 public_url,
                 secrets_key,
                 secrets_key_file,
+                tls_cert,
+                tls_key,
                 jq_process_isolation: jq_process_isolation.unwrap_or(true),
                 jq_delivery_budget_seconds: jq_delivery_budget_seconds.unwrap_or(10),
                 query_budget_seconds: query_budget_seconds.unwrap_or(20),
@@ -471,6 +494,8 @@ mod tests {
             public_url: None,
             secrets_key: Some("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg=".into()),
             secrets_key_file: None,
+            tls_cert: None,
+            tls_key: None,
             jq_process_isolation: true,
             jq_delivery_budget_seconds: 10,
             query_budget_seconds: 20,

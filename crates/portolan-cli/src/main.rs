@@ -2,8 +2,9 @@
 
 mod config;
 mod keys;
+mod tls;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -45,6 +46,13 @@ enum Command {
         /// Address to listen on [env: PORTOLAN_LISTEN] [default: 127.0.0.1:7070]
         #[arg(long)]
         listen: Option<String>,
+        /// Serve HTTPS with this PEM certificate chain (server certificate first, then its
+        /// intermediates) [env: PORTOLAN_TLS_CERT]
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of that certificate [env: PORTOLAN_TLS_KEY]
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
     },
     /// Create the default organization and print its API credentials (idempotent), and, while
     /// the organization has no user, a one-time link that sets the first admin's password.
@@ -125,7 +133,15 @@ fn main() -> std::process::ExitCode {
     let over = Overrides {
         config_file: cli.config.clone(),
         listen: match &cli.command {
-            Command::Serve { listen } => listen.clone(),
+            Command::Serve { listen, .. } => listen.clone(),
+            _ => None,
+        },
+        tls_cert: match &cli.command {
+            Command::Serve { tls_cert, .. } => tls_cert.clone(),
+            _ => None,
+        },
+        tls_key: match &cli.command {
+            Command::Serve { tls_key, .. } => tls_key.clone(),
             _ => None,
         },
         data_dir: cli.data_dir.clone(),
@@ -526,6 +542,11 @@ async fn export(
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // TLS first: a broken chain is explained before anything else happens.
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::load(cert, key, chrono_now()).map_err(|e| anyhow::anyhow!("TLS: {e}"))?),
+        _ => None,
+    };
     let store = open_store(&cfg).await?;
     bootstrap(&*store, &cfg).await?;
     bootstrap_admin(&*store, &cfg).await?;
@@ -545,7 +566,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         delete_chunk_size: cfg.delete_chunk_size,
         session_idle: std::time::Duration::from_secs(cfg.session_idle_hours * 3600),
         session_absolute: std::time::Duration::from_secs(cfg.session_absolute_hours * 3600),
-        secure_cookies: cfg.secure_cookies,
+        secure_cookies: cfg.secure_cookies || cfg.tls_cert.is_some(),
         jq: jq_config(&cfg)?,
         jq_delivery_budget: std::time::Duration::from_secs(cfg.jq_delivery_budget_seconds),
         shutdown_grace: std::time::Duration::from_secs(cfg.shutdown_grace_seconds),
@@ -568,8 +589,17 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, database = %Db::describe(&cfg), "portolan is serving");
     // Machine-readable line for scripts and tests that start the server on port 0.
-    println!("listening on http://{addr}");
-    portolan_server::serve(listener, state, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            println!("listening on https://{addr}");
+            let listener = portolan_server::tls::TlsListener::new(listener, tls)?;
+            portolan_server::serve(listener, state, shutdown_signal()).await?;
+        }
+        None => {
+            println!("listening on http://{addr}");
+            portolan_server::serve(listener, state, shutdown_signal()).await?;
+        }
+    }
     // Closing stops running searches and waits for connections to come back: bounded, so a
     // statement the database will not give up cannot keep the process alive.
     if tokio::time::timeout(std::time::Duration::from_secs(5), store.close()).await.is_err() {

@@ -301,6 +301,12 @@ fn parse_reply(reply: &str, n: usize) -> Result<Vec<Outcome>, JqError> {
 /// The worker process: call this from `main` when started as a worker (see [`Isolation`]).
 /// Serves requests on stdin until it closes, then exits 0.
 pub fn worker_main() -> std::process::ExitCode {
+    // A worker that dies of a tenant's filter must not leave a core file (gigabytes each, one per
+    // crash: a disk-filling attack otherwise).
+    let no_core = rustix::process::Rlimit { current: Some(0), maximum: Some(0) };
+    if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Core, no_core) {
+        eprintln!("portolan jq worker: cannot turn off core dumps: {e}");
+    }
     if let Some(bytes) = std::env::var(MEMORY_ENV).ok().and_then(|m| m.parse::<u64>().ok()) {
         let limit = rustix::process::Rlimit { current: Some(bytes), maximum: Some(bytes) };
         if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::As, limit) {

@@ -11,6 +11,7 @@ pub mod ratelimit;
 pub mod router;
 pub mod secrets;
 pub mod state;
+pub mod tls;
 pub mod web;
 
 #[doc(hidden)]
@@ -22,7 +23,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 pub use state::{ApiConfig, AppState};
 
@@ -95,11 +95,14 @@ async fn openapi() -> Json<Value> {
 /// server and, when `shutdown` completes, stop and release the jobs they hold to the queue (for
 /// any node to take at once); `serve` returns once both requests and workers are done, or when
 /// the grace period is over.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
     let grace = state.config.shutdown_grace;
     let workers = jobs::Workers::start(&state);
     // `true` once shutdown began (or the server ended on its own).
@@ -115,6 +118,8 @@ pub async fn serve(
         let _ = workers_rx.wait_for(|stopping| *stopping).await;
         workers.shutdown().await;
     });
+    // `tap_io` makes any listener's address the handlers' `ConnectInfo` (TCP and TLS alike).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
     let server = axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .into_future();
