@@ -2,7 +2,10 @@
 //! safe to insert as is: every value goes through [`esc`], URLs through [`safe_url`] (only
 //! http, https and mailto become links; `javascript:`, `data:` and the rest are shown as
 //! text), and markdown through [`markdown`] (raw HTML in the source is shown as text, links
-//! and images are checked like any URL).
+//! and images are checked like any URL). It is the only place in web/ that builds markup in Rust
+//! (entity links, the data-model SVG); everything else is a template of [`super::Templates`].
+
+use std::collections::HashMap;
 
 use portolan_core::blueprint::PropType;
 use portolan_core::{Blueprint, Property};
@@ -255,6 +258,87 @@ pub fn column_title(bp: &Blueprint, col: &str) -> String {
             .or_else(|| bp.calculation_properties.get(c).and_then(|m| m.title.clone()))
             .unwrap_or_else(|| c.to_string()),
     }
+}
+
+/// A link to an entity's page, the identifier as its text.
+pub fn entity_link(blueprint: &str, id: &str) -> String {
+    format!(
+        "<a href=\"/ui/entities/{}/{}\">{}</a>",
+        esc(&super::urlencode(blueprint)),
+        esc(&super::urlencode(id)),
+        esc(id)
+    )
+}
+
+/// The data model as SVG, drawn on the server: blueprints in layers (a blueprint sits one
+/// layer right of every blueprint its relations point at), relations as arrows.
+pub fn graph_svg(bps: &HashMap<String, Blueprint>) -> String {
+    let mut ids: Vec<&String> = bps.keys().collect();
+    ids.sort();
+    let mut layer: HashMap<&str, usize> = ids.iter().map(|i| (i.as_str(), 0)).collect();
+    for _ in 0..ids.len() {
+        let mut changed = false;
+        for id in &ids {
+            for rel in bps[*id].relations.values() {
+                if rel.target != **id
+                    && let Some(&t) = layer.get(rel.target.as_str())
+                    && layer[id.as_str()] < t + 1
+                    && t + 1 < ids.len()
+                {
+                    layer.insert(id.as_str(), t + 1);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let (w, h, gap_x, gap_y) = (170.0, 44.0, 90.0, 26.0);
+    let mut pos: HashMap<&str, (f64, f64)> = HashMap::new();
+    let mut per_layer: HashMap<usize, usize> = HashMap::new();
+    for id in &ids {
+        let l = layer[id.as_str()];
+        let n = per_layer.entry(l).or_insert(0);
+        pos.insert(id.as_str(), (20.0 + l as f64 * (w + gap_x), 20.0 + *n as f64 * (h + gap_y)));
+        *n += 1;
+    }
+    let width = 40.0 + (per_layer.len().max(1)) as f64 * (w + gap_x);
+    let height = 40.0 + per_layer.values().max().copied().unwrap_or(1) as f64 * (h + gap_y);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"13\" role=\"img\" aria-label=\"Data model\">\
+         <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#555\"/></marker></defs>"
+    );
+    for id in &ids {
+        let (x, y) = pos[id.as_str()];
+        for (rid, rel) in &bps[*id].relations {
+            let Some(&(tx, ty)) = pos.get(rel.target.as_str()) else { continue };
+            let (x1, y1, x2, y2) =
+                if tx < x { (x, y + h / 2.0, tx + w, ty + h / 2.0) } else { (x + w, y + h / 2.0, tx, ty + h / 2.0) };
+            svg.push_str(&format!(
+                "<g class=\"relation\"><line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"#555\" marker-end=\"url(#arrow)\"/><text x=\"{}\" y=\"{}\" fill=\"#333\" font-size=\"11\">{}{}</text></g>",
+                (x1 + x2) / 2.0,
+                (y1 + y2) / 2.0 - 4.0,
+                esc(rid),
+                if rel.many { " (many)" } else { "" }
+            ));
+        }
+    }
+    for id in &ids {
+        let (x, y) = pos[id.as_str()];
+        let b = &bps[*id];
+        svg.push_str(&format!(
+            "<g class=\"blueprint\"><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"6\" fill=\"#eef3ff\" stroke=\"#3b5bdb\"/><text x=\"{}\" y=\"{}\" fill=\"#111\" font-weight=\"bold\">{}</text><text x=\"{}\" y=\"{}\" fill=\"#555\" font-size=\"11\">{}</text></g>",
+            x + 10.0,
+            y + 19.0,
+            esc(&b.title),
+            x + 10.0,
+            y + 35.0,
+            esc(&b.identifier)
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 #[cfg(test)]

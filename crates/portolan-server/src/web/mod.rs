@@ -308,4 +308,137 @@ mod tests {
             env.add_template(name, src).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
+
+    /// A value that is hostile whatever a template does with it: printed it breaks out of text
+    /// and attributes with htmx markup; every attribute of it is hostile again; iterated it
+    /// gives one hostile item.
+    #[derive(Debug)]
+    struct Hostile(minijinja::value::ObjectRepr, u8);
+
+    impl Hostile {
+        /// An attribute or item: hostile again, a string after a few levels (finite, for
+        /// filters that walk the whole value such as `tojson`).
+        fn child(&self) -> minijinja::Value {
+            if self.1 >= 3 {
+                minijinja::Value::from(EVIL)
+            } else {
+                minijinja::Value::from_object(Hostile(self.0, self.1 + 1))
+            }
+        }
+    }
+
+    const EVIL: &str = "\"'><x-evil hx-get=\"/ui/users\" hx-trigger=\"load\">";
+
+    impl minijinja::value::Object for Hostile {
+        fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+            self.0
+        }
+        fn get_value(self: &std::sync::Arc<Self>, _key: &minijinja::Value) -> Option<minijinja::Value> {
+            Some(self.child())
+        }
+        fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+            minijinja::value::Enumerator::Values(vec![self.child()])
+        }
+        fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(EVIL)
+        }
+    }
+
+    /// Finding 3's class: every template, with a hostile value in every variable it reads (and
+    /// every attribute of those), renders that value escaped. The value is tried as a plain
+    /// object, as a sequence and as a string (templates that concatenate or compare their
+    /// variables accept only some); each template must render with at least one.
+    #[test]
+    fn every_template_escapes_every_variable() {
+        let t = Templates::new();
+        let mut rendered = 0;
+        // Every variable any template reads (a page also reads those of base.html and of the
+        // templates it includes).
+        let vars: std::collections::BTreeSet<String> = TEMPLATES
+            .iter()
+            .flat_map(|(name, _)| t.env.get_template(name).unwrap().undeclared_variables(false))
+            .collect();
+        for (name, _) in TEMPLATES {
+            let tmpl = t.env.get_template(name).unwrap();
+            let (mut outs, mut errors) = (vec![], vec![]);
+            for v in [
+                minijinja::Value::from_object(Hostile(minijinja::value::ObjectRepr::Plain, 0)),
+                minijinja::Value::from_object(Hostile(minijinja::value::ObjectRepr::Seq, 0)),
+                minijinja::Value::from(EVIL),
+            ] {
+                let ctx: std::collections::BTreeMap<String, minijinja::Value> =
+                    vars.iter().map(|k| (k.clone(), v.clone())).collect();
+                match tmpl.render(minijinja::Value::from(ctx)) {
+                    Ok(out) => outs.push(out),
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+            }
+            assert!(!outs.is_empty(), "{name} renders with neither hostile objects nor hostile strings: {errors:?}");
+            for out in outs {
+                assert!(!out.contains("<x-evil"), "{name} lets markup through:\n{out}");
+                assert!(!out.contains("\"'>"), "{name} lets a value out of an attribute:\n{out}");
+                rendered += 1;
+            }
+        }
+        assert!(rendered >= TEMPLATES.len());
+    }
+
+    /// Finding 3's class: no Rust code in web/ builds HTML except format.rs (whose fragments
+    /// escape every value); the rest goes through the templates.
+    #[test]
+    fn no_html_string_literals_outside_format_rs() {
+        for (name, src) in [
+            ("mod.rs", include_str!("mod.rs")),
+            ("pages.rs", include_str!("pages.rs")),
+            ("sources.rs", include_str!("sources.rs")),
+            ("session.rs", include_str!("session.rs")),
+        ] {
+            let src = src.split("#[cfg(test)]").next().unwrap_or(src);
+            let opening = ['"', '<'].iter().collect::<String>();
+            let hits: Vec<&str> = src
+                .match_indices(opening.as_str())
+                .filter(|(i, _)| src[i + 2..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '!' || c == '/'))
+                .map(|(i, _)| src[i..].lines().next().unwrap_or_default())
+                .collect();
+            // The one fallback page for when the message template itself fails.
+            let allowed = usize::from(name == "mod.rs");
+            assert!(hits.len() <= allowed, "web/{name} builds HTML in Rust: {hits:?}; use a template or format.rs");
+        }
+    }
+
+    /// Finding 3's class, second line of defence: htmx runs without eval, script tags or
+    /// cross-origin requests and keeps no page copies in storage; pages without htmx disable it
+    /// outright, and every container of user-supplied content carries `hx-disable`.
+    #[test]
+    fn htmx_is_configured_inert_and_disabled_on_user_content() {
+        let base = TEMPLATES.iter().find(|(n, _)| *n == "base.html").unwrap().1;
+        let meta = base.lines().find(|l| l.contains("name=\"htmx-config\"")).expect("htmx-config meta in base.html");
+        for setting in [
+            "\"allowEval\": false",
+            "\"allowScriptTags\": false",
+            "\"selfRequestsOnly\": true",
+            "\"historyCacheSize\": 0",
+        ] {
+            assert!(meta.contains(setting), "base.html's htmx-config lacks {setting}: {meta}");
+        }
+        for (name, src) in TEMPLATES {
+            if !src.contains("{% extends") && !src.contains("htmx.min.js") && src.contains("<body") {
+                assert!(src.contains("<body class=\"narrow\" hx-disable>"), "{name} does not use htmx: disable it");
+            }
+            // The user list is helper D's (remove-user buttons); every other page is checked.
+            if *name == "users.html" {
+                continue;
+            }
+            for tag in ["<tbody", "<pre", "<table class=\"props\"", "class=\"error\"", "class=\"field-errors\""] {
+                for (i, _) in src.match_indices(tag) {
+                    let end = src[i..].find('>').map_or(src.len(), |e| i + e);
+                    assert!(
+                        src[i..end].contains("hx-disable"),
+                        "{name}: `{}` shows user content: add hx-disable",
+                        &src[i..end]
+                    );
+                }
+            }
+        }
+    }
 }

@@ -15,7 +15,7 @@ use portolan_core::{Blueprint, Entity};
 use portolan_store::{AuditFilter, Invitation, SearchRequest, User};
 use serde_json::{Map, Value, json};
 
-use super::format::{self, esc};
+use super::format;
 use super::session::{self, WebUser};
 use super::{Chrome, WebError, html};
 use crate::auth::{Caller, hash_secret};
@@ -369,7 +369,7 @@ pub async fn invite_create(State(state): State<AppState>, user: WebUser, req: Re
         _ => "member",
     };
     if !session::valid_email(&email) {
-        return users_page(&state, &user, None, Some(format!("{email:?} is not an e-mail address."))).await;
+        return users_page(&state, &user, None, Some(format!("\"{email}\" is not an e-mail address."))).await;
     }
     if state.store.user_by_email(&email).await?.is_some() {
         return users_page(&state, &user, None, Some(format!("{email} already has an account."))).await;
@@ -525,7 +525,7 @@ impl View {
         for (p, op, v) in &self.filters {
             let known = p.starts_with('$') || bp.schema.properties.contains_key(p) || bp.relations.contains_key(p);
             if !known {
-                return Err(format!("{p:?} is not a property or relation of {}; pick one from the list", bp.title));
+                return Err(format!("\"{p}\" is not a property or relation of {}; pick one from the list", bp.title));
             }
             let ty = bp.schema.properties.get(p).map(|x| x.ty);
             let typed = |s: &str| -> Value {
@@ -648,12 +648,7 @@ fn cell(bp: &Blueprint, e: &Value, col: &str, now: i64) -> String {
     let v = column_value(e, col);
     let id = e["identifier"].as_str().unwrap_or_default();
     match col {
-        "$identifier" => format!(
-            "<a href=\"/ui/entities/{}/{}\">{}</a>",
-            esc(&super::urlencode(&bp.identifier)),
-            esc(&super::urlencode(id)),
-            esc(id)
-        ),
+        "$identifier" => format::entity_link(&bp.identifier, id),
         "$updatedAt" | "$createdAt" => v.as_str().map(|s| format::date_time(s, now)).unwrap_or_default(),
         c if bp.relations.contains_key(c) => {
             let target = &bp.relations[c].target;
@@ -662,17 +657,7 @@ fn cell(bp: &Blueprint, e: &Value, col: &str, now: i64) -> String {
                 Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
                 _ => vec![],
             };
-            ids.iter()
-                .map(|i| {
-                    format!(
-                        "<a href=\"/ui/entities/{}/{}\">{}</a>",
-                        esc(&super::urlencode(target)),
-                        esc(&super::urlencode(i)),
-                        esc(i)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+            ids.iter().map(|i| format::entity_link(target, i)).collect::<Vec<_>>().join(", ")
         }
         c => format::cell_html(&v, bp.schema.properties.get(c), now),
     }
@@ -685,7 +670,7 @@ pub async fn catalog(
     RawQuery(q): RawQuery,
 ) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
-    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let form = query_form(&q);
     let mut view = View::parse(&form, bp);
     // The saved initial filter applies when the query string names no filter at all (`nf=1`,
@@ -842,7 +827,7 @@ fn initial_rules(filter: &Value) -> (Option<String>, Vec<(String, String, String
 
 /// The filter in words: `search "x" and Language = rust and …`.
 fn describe_filter(bp: &Blueprint, q: Option<&str>, rules: &[(String, String, String)]) -> String {
-    let mut parts: Vec<String> = q.map(|q| format!("search {q:?}")).into_iter().collect();
+    let mut parts: Vec<String> = q.map(|q| format!("search \"{q}\"")).into_iter().collect();
     for (p, o, v) in rules {
         let title = format::column_title(bp, p);
         parts.push(if matches!(o.as_str(), "isEmpty" | "isNotEmpty") {
@@ -869,7 +854,7 @@ pub async fn initial_filter_save(
         return Err(WebError::Forbidden("Only admins change a page's initial filter.".into()));
     }
     let bps = state.blueprints(&user.org).await?;
-    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let mut view = View::parse(&form, bp);
     let remove = form.get("remove").is_some() || (view.q.is_none() && view.filters.is_empty());
     if remove {
@@ -910,7 +895,7 @@ pub async fn catalog_export(
     RawQuery(q): RawQuery,
 ) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
-    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let form = query_form(&q);
     let view = View::parse(&form, bp);
     let (rows, _) = view_page(&state, &user, bp, &view).await?.map_err(WebError::BadRequest)?;
@@ -1011,12 +996,12 @@ pub async fn entity(
     Path((bp_id, id)): Path<(String, String)>,
 ) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
-    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let stored = state
         .store
         .get_entity(&user.org, &bp_id, &id)
         .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no entity {id:?} of {bp_id:?}.")))?;
+        .ok_or_else(|| WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")))?;
     let rendered = render(&state, &user.org, std::slice::from_ref(&stored), &ReadOptions::default())
         .await?
         .pop()
@@ -1144,7 +1129,7 @@ fn entity_doc(e: &Entity) -> String {
 
 pub async fn entity_new(State(state): State<AppState>, user: WebUser, Path(bp_id): Path<String>) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
-    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+    let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let props: Map<String, Value> = bp.schema.properties.keys().map(|k| (k.clone(), Value::Null)).collect();
     let skeleton = json!({"identifier": "", "title": "", "properties": props, "relations": {}});
     let text = serde_json::to_string_pretty(&skeleton).unwrap_or_default();
@@ -1171,7 +1156,7 @@ pub async fn entity_edit(
         .store
         .get_entity(&user.org, &bp_id, &id)
         .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no entity {id:?} of {bp_id:?}.")))?;
+        .ok_or_else(|| WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")))?;
     let action = format!("/ui/entities/{}/{}", super::urlencode(&bp_id), super::urlencode(&id));
     editor(&state, &user, StatusCode::OK, &format!("Edit {id}"), &action, &entity_doc(&e), vec![], None, &action)
 }
@@ -1294,80 +1279,9 @@ pub async fn builder(State(state): State<AppState>, user: WebUser) -> WebResult 
     )
 }
 
-/// The data model as SVG, drawn on the server: blueprints in layers (a blueprint sits one
-/// layer right of every blueprint its relations point at), relations as arrows.
-pub fn graph(bps: &HashMap<String, Blueprint>) -> String {
-    let mut ids: Vec<&String> = bps.keys().collect();
-    ids.sort();
-    let mut layer: HashMap<&str, usize> = ids.iter().map(|i| (i.as_str(), 0)).collect();
-    for _ in 0..ids.len() {
-        let mut changed = false;
-        for id in &ids {
-            for rel in bps[*id].relations.values() {
-                if rel.target != **id
-                    && let Some(&t) = layer.get(rel.target.as_str())
-                    && layer[id.as_str()] < t + 1
-                    && t + 1 < ids.len()
-                {
-                    layer.insert(id.as_str(), t + 1);
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    let (w, h, gap_x, gap_y) = (170.0, 44.0, 90.0, 26.0);
-    let mut pos: HashMap<&str, (f64, f64)> = HashMap::new();
-    let mut per_layer: HashMap<usize, usize> = HashMap::new();
-    for id in &ids {
-        let l = layer[id.as_str()];
-        let n = per_layer.entry(l).or_insert(0);
-        pos.insert(id.as_str(), (20.0 + l as f64 * (w + gap_x), 20.0 + *n as f64 * (h + gap_y)));
-        *n += 1;
-    }
-    let width = 40.0 + (per_layer.len().max(1)) as f64 * (w + gap_x);
-    let height = 40.0 + per_layer.values().max().copied().unwrap_or(1) as f64 * (h + gap_y);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"13\" role=\"img\" aria-label=\"Data model\">\
-         <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#555\"/></marker></defs>"
-    );
-    for id in &ids {
-        let (x, y) = pos[id.as_str()];
-        for (rid, rel) in &bps[*id].relations {
-            let Some(&(tx, ty)) = pos.get(rel.target.as_str()) else { continue };
-            let (x1, y1, x2, y2) =
-                if tx < x { (x, y + h / 2.0, tx + w, ty + h / 2.0) } else { (x + w, y + h / 2.0, tx, ty + h / 2.0) };
-            svg.push_str(&format!(
-                "<g class=\"relation\"><line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"#555\" marker-end=\"url(#arrow)\"/><text x=\"{}\" y=\"{}\" fill=\"#333\" font-size=\"11\">{}{}</text></g>",
-                (x1 + x2) / 2.0,
-                (y1 + y2) / 2.0 - 4.0,
-                esc(rid),
-                if rel.many { " (many)" } else { "" }
-            ));
-        }
-    }
-    for id in &ids {
-        let (x, y) = pos[id.as_str()];
-        let b = &bps[*id];
-        svg.push_str(&format!(
-            "<g class=\"blueprint\"><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"6\" fill=\"#eef3ff\" stroke=\"#3b5bdb\"/><text x=\"{}\" y=\"{}\" fill=\"#111\" font-weight=\"bold\">{}</text><text x=\"{}\" y=\"{}\" fill=\"#555\" font-size=\"11\">{}</text></g>",
-            x + 10.0,
-            y + 19.0,
-            esc(&b.title),
-            x + 10.0,
-            y + 35.0,
-            esc(&b.identifier)
-        ));
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
 pub async fn graph_svg(State(state): State<AppState>, user: WebUser) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
-    let mut res = graph(&bps).into_response();
+    let mut res = format::graph_svg(&bps).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
     Ok(res)
 }
@@ -1404,7 +1318,7 @@ pub async fn blueprint_edit(State(state): State<AppState>, user: WebUser, Path(b
         .store
         .get_blueprint(&user.org, &bp_id)
         .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+        .ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let text = serde_json::to_string_pretty(&b.blueprint).unwrap_or_default();
     let action = format!("/ui/builder/{}", super::urlencode(&bp_id));
     let mut targets: Vec<String> = state.blueprints(&user.org).await?.keys().cloned().collect();
@@ -1446,7 +1360,7 @@ async fn change_blueprint(
         .store
         .get_blueprint(&user.org, &bp_id)
         .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no blueprint {bp_id:?}.")))?;
+        .ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let mut doc = serde_json::to_value(&stored.blueprint).map_err(|e| WebError::internal("blueprint json", e))?;
     let heading = format!("Edit blueprint {bp_id}");
     let action = format!("/ui/builder/{}", super::urlencode(&bp_id));
@@ -1496,7 +1410,7 @@ fn add_property(doc: &mut Value, form: &Form) -> Result<(), String> {
     let schema = doc.get_mut("schema").and_then(Value::as_object_mut).ok_or("The blueprint has no schema.")?;
     let props = schema.entry("properties").or_insert_with(|| json!({}));
     if props.get(&id).is_some() {
-        return Err(format!("The blueprint already has a property {id:?}."));
+        return Err(format!("The blueprint already has a property \"{id}\"."));
     }
     props[&id] = Value::Object(prop);
     if form.get("required").is_some() {
@@ -1519,7 +1433,7 @@ fn add_relation(doc: &mut Value, form: &Form) -> Result<(), String> {
     let obj = doc.as_object_mut().ok_or("The blueprint is not an object.")?;
     let rels = obj.entry("relations").or_insert_with(|| json!({}));
     if rels.get(&id).is_some() {
-        return Err(format!("The blueprint already has a relation {id:?}."));
+        return Err(format!("The blueprint already has a relation \"{id}\"."));
     }
     rels[&id] = rel;
     Ok(())
@@ -1673,7 +1587,7 @@ pub async fn export_download(State(state): State<AppState>, user: WebUser, RawQu
     let mut ids: Vec<&String> = all.keys().filter(|k| chosen.is_empty() || chosen.contains(k)).collect();
     ids.sort();
     if let Some(missing) = chosen.iter().find(|c| !all.contains_key(*c)) {
-        return Err(WebError::NotFound(format!("There is no blueprint {missing:?}.")));
+        return Err(WebError::NotFound(format!("There is no blueprint \"{missing}\".")));
     }
     let blueprints: Vec<Blueprint> = ids.iter().map(|i| all[*i].clone()).collect();
     let mut entities: Vec<Entity> = Vec::new();

@@ -47,7 +47,7 @@ async fn load(state: &AppState, user: &WebUser, id: &str) -> WebResult<StoredInt
         .store
         .get_integration(&user.org, id)
         .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no integration {id:?}.")))
+        .ok_or_else(|| WebError::NotFound(format!("There is no integration \"{id}\".")))
 }
 
 fn base(id: &str) -> String {
@@ -183,7 +183,7 @@ impl LogView {
             match filter_time(s, end) {
                 Some(t) if end => (v.to, v.to_at) = (Some(s.to_string()), Some(t)),
                 Some(t) => (v.from, v.from_at) = (Some(s.to_string()), Some(t)),
-                None => v.error = Some(format!("{key:?} must be a time like 2024-11-10T08:30 (UTC); {s:?} is not")),
+                None => v.error = Some(format!("\"{key}\" must be a time like 2024-11-10T08:30 (UTC); \"{s}\" is not")),
             }
         }
         v
@@ -354,7 +354,7 @@ pub async fn webhook(
         .store
         .get_webhook(&user.org, &id)
         .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no webhook {id:?}.")))?;
+        .ok_or_else(|| WebError::NotFound(format!("There is no webhook \"{id}\".")))?;
     let now = now_secs(&state);
     let view = LogView::parse(&query_form(&q), "wl_");
     let lines = state.store.list_webhook_logs(&user.org, &id, &view.filter()).await?;

@@ -94,3 +94,51 @@ async fn wrong_passwords_slow_down_then_lock_the_account() {
     assert!(res.text.contains("Try again in 1 minute"), "{}", res.text);
     assert!(res.headers.get("retry-after").is_some());
 }
+
+/// Finding 10 (web part), per address: wrong passwords spread over many e-mails from one
+/// address lock that address (a 429 page with Retry-After), so the right password of another
+/// account from there is refused until the window ends; after it, signing in works again.
+#[tokio::test]
+async fn wrong_passwords_from_one_address_lock_the_address() {
+    let config = portolan_server::ApiConfig {
+        auth_failure_limits: (2, 4, std::time::Duration::from_secs(2)),
+        signin_per_minute: 1000,
+        ..portolan_server::ApiConfig::default()
+    };
+    let Some(app) = WebApp::spawn_with(config).await else { return };
+    for n in 0..4 {
+        let (_, res) = app.sign_in_as(&format!("nobody{n}@example.com"), "wrong password!").await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text);
+    }
+    let (_, res) = app.sign_in_as(crate::app::ADMIN, crate::app::PASSWORD).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "{}", res.text);
+    assert!(res.headers.get("retry-after").is_some());
+    assert!(res.text.contains("from this address"), "{}", res.text);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (_, res) = app.sign_in_as(crate::app::ADMIN, crate::app::PASSWORD).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
+}
+
+/// Finding 3: pages that echo what was asked for (search, filters, the sign-in e-mail) escape it.
+#[tokio::test]
+async fn search_filter_and_sign_in_echoes_are_escaped() {
+    let Some(app) = WebApp::spawn().await else { return };
+    let mut b = app.admin().await;
+    app.api(
+        "POST",
+        "/v1/blueprints",
+        serde_json::json!({"identifier": "svc", "title": "Svc", "schema": {"properties": {}}}),
+    )
+    .await;
+    let p = urlencode(PAYLOAD);
+    for path in [
+        format!("/ui/catalog/svc?q={p}"),
+        format!("/ui/catalog/svc?fp={p}&fo=%3D&fv={p}"),
+        format!("/ui/audit?identifier={p}"),
+    ] {
+        let page = app.get(&mut b, &path).await;
+        assert_inert(&path, &page.text);
+    }
+    let (_, res) = app.sign_in_as(PAYLOAD, "wrong password!").await;
+    assert_inert("/ui/signin", &res.text);
+}
