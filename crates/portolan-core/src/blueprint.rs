@@ -1,4 +1,4 @@
-//! Blueprints: Port's data model (port-api.md §1). Wire shape in, wire shape out.
+//! Blueprints: Port's data model (docs/reference/port-api.md §1). Wire shape in, wire shape out.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};

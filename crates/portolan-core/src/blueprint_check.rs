@@ -1,4 +1,4 @@
-//! Checking a blueprint definition (port-api.md §1). Every problem is reported at once, each
+//! Checking a blueprint definition (docs/reference/port-api.md §1). Every problem is reported at once, each
 //! with the path of the offending field.
 
 use std::collections::HashSet;
@@ -45,7 +45,7 @@ pub const COLORS: &[&str] = &[
     "olive",
     "brown",
 ];
-/// Meta-properties every entity has (port-api.md §1.3), plus `$datasource`.
+/// Meta-properties every entity has (docs/reference/port-api.md §1.3), plus `$datasource`.
 pub const META_PROPERTIES: &[&str] = &[
     "$identifier",
     "$title",

@@ -1,4 +1,4 @@
-//! Entities (port-api.md §2): the stored shape, how writes combine with what is stored, and
+//! Entities (docs/reference/port-api.md §2): the stored shape, how writes combine with what is stored, and
 //! validation against the blueprint.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Identifier rules (port-api.md §1.1, §2.1, §10 item 2).
+//! Identifier rules (docs/reference/port-api.md §1.1, §2.1, §10 item 2).
 
 use crate::FieldError;
 

@@ -1,4 +1,4 @@
-//! Port's search language (port-api.md §3): a typed syntax tree, a strict parser and date presets.
+//! Port's search language (docs/reference/port-api.md §3): a typed syntax tree, a strict parser and date presets.
 //!
 //! A query is a tree of groups (`{combinator, rules}`) whose leaves are rules. [`parse_query`]
 //! turns the JSON a client sent into a [`Query`], rejecting anything Port would reject with a
@@ -77,7 +77,7 @@ pub enum PropertyRef {
     Property(String),
 }
 
-/// The `$`-prefixed meta-properties every entity has (port-api.md §1.3, plus Ocean's
+/// The `$`-prefixed meta-properties every entity has (docs/reference/port-api.md §1.3, plus Ocean's
 /// `$datasource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetaProperty {

@@ -1,4 +1,4 @@
-//! Port's `{{ … }}` template renderer (`jq-node-bindings` `lib/template.js`; `port-api.md` §5.5).
+//! Port's `{{ … }}` template renderer (`jq-node-bindings` `lib/template.js`; `docs/reference/port-api.md` §5.5).
 //!
 //! [`render`] walks a JSON value and evaluates every `{{ expr }}` in its strings (object keys
 //! included) with the engine's Port dialect (single-quoted strings, no `env`, first output):

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! jq 1.8 behaviour that jaq 3 lacks (see `shared/reference/stack.md`); each case failed before
+//! jq 1.8 behaviour that jaq 3 lacks (see `crates/portolan-jq/README.md`, "The dialect"); each case failed before
 //! the fix it names.
 use crate::*;
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! `/v1/webhooks…`: custom webhook integrations in Port's shape (port-api.md §7.2) — CRUD, the
+//! `/v1/webhooks…`: custom webhook integrations in Port's shape (docs/reference/port-api.md §7.2) — CRUD, the
 //! event log, and (in `webhook/ingest.rs`) the unauthenticated ingest URL. Deliveries are
 //! processed by the `webhook_delivery` job (`jobs/webhook.rs`). See docs/webhooks.md.
 //!

@@ -1,4 +1,4 @@
-//! What the latest Ocean (HEAD 0.48) calls beyond 0.12.9 (ocean-protocol.md §7), as it calls
+//! What the latest Ocean (HEAD 0.48) calls beyond 0.12.9 (docs/reference/ocean-protocol.md §7), as it calls
 //! it: bulk upsert with per-entity results, the 404 shape of a single upsert, bulk delete under
 //! the mass-deletion guard, datasource-entities paging, search projections, the startup calls,
 //! the new integration fields, resync requests, incremental sync cursors, the metrics ingest URL,

@@ -1,4 +1,4 @@
-//! The search language over HTTP: every operator of port-api.md §3 with the exact set of
+//! The search language over HTTP: every operator of docs/reference/port-api.md §3 with the exact set of
 //! identifiers it must return, through both search routes.
 
 use chrono::{Duration, SecondsFormat, Utc};

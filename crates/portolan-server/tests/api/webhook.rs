@@ -39,7 +39,7 @@ fn hmac_hex(algo: &str, secret: &str, body: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A GitHub-style pull-request webhook (port-api.md §7.2).
+/// A GitHub-style pull-request webhook (docs/reference/port-api.md §7.2).
 fn github_webhook() -> Value {
     json!({
         "identifier": "prMapper", "title": "Pull Request Mapper", "description": "PR events from GitHub",

@@ -1,5 +1,5 @@
 //! What the latest Ocean (0.48) calls beyond 0.12.9 and that needs more than a shape
-//! (ocean-protocol.md §7; docs/ocean.md "Latest Ocean"):
+//! (docs/reference/ocean-protocol.md §7; docs/ocean.md "Latest Ocean"):
 //!
 //! - the incremental sync cursor, `GET/PUT/POST /v1/integration/{id}/cursor?kind=&index=`, one
 //!   per (integration, kind, index), stored as Ocean sends it (`{"primary": "<iso>"}`); PUT of a
