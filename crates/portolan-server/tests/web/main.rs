@@ -11,6 +11,7 @@ pub const BACKEND: app::Backend = app::Backend::Sqlite;
 mod pg;
 
 mod app;
+mod errors;
 mod injection;
 mod pages;
 mod sessions;

@@ -11,6 +11,8 @@ mod pg;
 
 #[path = "../web/app.rs"]
 mod app;
+#[path = "../web/errors.rs"]
+mod errors;
 #[path = "../web/injection.rs"]
 mod injection;
 #[path = "../web/pages.rs"]
