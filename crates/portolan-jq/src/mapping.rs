@@ -180,6 +180,10 @@ impl EntityTemplate {
     pub fn field(&self, key: &str) -> Option<&Field> {
         self.fields.iter().find(|f| rel(&self.path, &f.path) == key)
     }
+    /// This template's problems (its paths include the template's).
+    pub fn errors(&self) -> &[MappingError] {
+        &self.errors
+    }
     /// The first field whose expression does not compile.
     pub fn first_compile_error(&self) -> Option<(&Field, &JqError)> {
         self.fields.iter().find_map(|f| f.compile_error().map(|e| (f, e)))
@@ -416,6 +420,11 @@ impl CompiledMapping {
     /// Every problem, in mapping order: selector, itemsToParse, then each entity mapping.
     pub fn errors(&self) -> impl Iterator<Item = &MappingError> {
         self.errors.iter().chain(self.entities.iter().flat_map(|t| t.errors.iter()))
+    }
+    /// The problems outside the entity templates (selector, itemsToParse, a missing entity);
+    /// [`EntityTemplate::errors`] has the rest.
+    pub fn own_errors(&self) -> &[MappingError] {
+        &self.errors
     }
     /// The selector (`filter` of a webhook, `selector.query` of a resource).
     pub fn selector(&self) -> Option<&Field> {

@@ -297,3 +297,39 @@ fn the_github_pull_request_mapping_maps_a_pull_request() {
                "relations": {"repository": "payments"}})
     );
 }
+
+/// The web mapping editor's save check, as the integrator is to rebuild it on the engine
+/// (`web/sources.rs` `check_jq`): compile problems with the resource's path, then each constant
+/// blueprint evaluated over `null`.
+#[test]
+fn the_web_save_check_fits_the_api() {
+    let jq = JqEngine::new();
+    let scope = jq.scope(jq.budget_for("t"));
+    let r = json!({"kind": "item", "selector": {"query": ".a |"},
+                   "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"other\"", "icon": null,
+                                                    "properties": {"x": ".x | nosuchfn"}}}}});
+    let m = CompiledMapping::ocean(scope.engine(), &r);
+    let at = "config.resources[0]";
+    let mut out: Vec<(String, String)> =
+        m.own_errors().iter().map(|e| (format!("{at}.{}", e.path), e.message.clone())).collect();
+    for t in m.entities() {
+        let compile = t.errors().iter().filter(|e| e.kind != MappingErrorKind::Literal);
+        out.extend(compile.map(|e| (format!("{at}.{}", e.path), e.message.clone())));
+        if let Some(f) = t.field("blueprint")
+            && let Ok(Value::String(name)) = f.eval(&scope, &Value::Null)
+            && name != "thing"
+        {
+            out.push((format!("{at}.{}", f.path()), format!("there is no blueprint {name:?}")));
+        }
+    }
+    let paths: Vec<&str> = out.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "config.resources[0].selector.query",
+            "config.resources[0].port.entity.mappings.properties.x",
+            "config.resources[0].port.entity.mappings.blueprint"
+        ]
+    );
+    assert!(out[0].1.starts_with("jq compile error"), "{}", out[0].1);
+}
