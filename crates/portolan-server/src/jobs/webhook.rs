@@ -11,6 +11,8 @@
 //! write path (same validation, audit and `$datasource` = `webhook:<identifier>`, missing
 //! related entities created), `delete` deletes (dependents too unless `deleteDependents: false`).
 //! Everything that went wrong goes to the webhook's event log with Port's messages.
+//! The mapping is compiled and evaluated by `portolan_jq::mapping` (once per mapping per delivery,
+//! one `first_many` batch per item), the engine the playground and the save-time checks share.
 //!
 //! The job is idempotent: run twice (a node died after writing), it upserts and deletes the same
 //! entities again.
