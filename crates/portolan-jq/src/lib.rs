@@ -4,6 +4,7 @@ mod ast;
 mod compile;
 mod convert;
 mod guard;
+pub mod mapping;
 mod natives;
 mod pool;
 mod process;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+pub use mapping::{CompiledMapping, EvalError, Evaluation, FieldValue, MappingError, MappingErrorKind};
 pub use process::{Isolation, ProcessStats, worker_main};
 
 use std::time::Instant;
@@ -195,6 +197,10 @@ impl JqScope<'_> {
     pub fn first(&self, filter: &str, input: &Value) -> Result<Value, JqError> {
         self.engine.first_in(&self.budget, filter, input)
     }
+    /// [`JqEngine::first_compiled_in`] with this scope's budget.
+    pub fn first_compiled(&self, compiled: &Arc<Compiled>, input: &Value) -> Result<Value, JqError> {
+        self.engine.first_compiled_in(&self.budget, compiled, input)
+    }
     /// [`JqEngine::first_many_in`] with this scope's budget.
     pub fn first_many(&self, filters: &[Arc<Compiled>], input: &Value) -> Result<Vec<Result<Value, JqError>>, JqError> {
         self.engine.first_many_in(&self.budget, filters, input)
@@ -202,6 +208,10 @@ impl JqScope<'_> {
     /// The budget.
     pub fn budget(&self) -> &JqBudget {
         &self.budget
+    }
+    /// The engine (to compile a [`CompiledMapping`] with).
+    pub fn engine(&self) -> &JqEngine {
+        self.engine
     }
 }
 

@@ -125,3 +125,28 @@ fn results_and_errors_cross_the_process_boundary_unchanged() {
     assert!(out[1].is_err());
     assert_eq!(out[2], Ok(Value::Null));
 }
+
+#[test]
+fn a_mapping_evaluates_the_same_in_worker_processes() {
+    use portolan_jq::CompiledMapping;
+    let procs = engine(Duration::from_secs(20), 2, 2);
+    let threads = JqEngine::new();
+    let mapping = json!({"filter": ".body.ok", "itemsToParse": ".body.xs",
+                         "entity": {"identifier": ".item.id | tostring", "title": ".item.t",
+                                    "properties": {"bad": ".item.t | tonumber", "n": ".item.id * 2"},
+                                    "relations": {"r": "[.item.id]"}}});
+    let input = json!({"body": {"ok": true, "xs": [{"id": 1, "t": "a"}, {"id": 2, "t": "b"}]}});
+    let run = |jq: &JqEngine| {
+        let scope = jq.scope(jq.budget_for("t"));
+        let m = CompiledMapping::webhook(jq, &mapping);
+        assert_eq!(m.select(&scope, &input), Some(Ok(json!(true))));
+        let items = m.items(&scope, &input).unwrap().unwrap();
+        let bound: Vec<Value> = items.into_iter().map(|x| portolan_jq::mapping::bind_item(&input, x)).collect();
+        bound.iter().map(|x| m.entities()[0].eval(&scope, x).unwrap()).collect::<Vec<_>>()
+    };
+    let (a, b) = (run(&procs), run(&threads));
+    assert_eq!(a, b);
+    assert_eq!(a[1][0].result, Ok(json!("2")));
+    assert!(a[1][2].result.is_err(), "{:?}", a[1][2]);
+    assert!(procs.process_stats().live >= 1, "{:?}", procs.process_stats());
+}

@@ -4,6 +4,7 @@ use serde_json::json;
 
 mod jq_compat;
 mod limits;
+mod mapping;
 mod templates;
 
 fn engine() -> JqEngine {

@@ -15,7 +15,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use portolan_core::{FieldError, FieldErrors};
-use portolan_jq::JqEngine;
+use portolan_jq::{CompiledMapping, JqEngine, MappingErrorKind};
 use portolan_store::{OrgId, SaveMode, StoredWebhook, WebhookWrite};
 use serde_json::{Map, Value, json};
 
@@ -136,8 +136,8 @@ pub fn check(jq: &JqEngine, obj: &Map<String, Value>, has_secret: bool) -> Resul
     errs.into_result()
 }
 
-fn check_mapping(jq: &JqEngine, errs: &mut FieldErrors, at: &str, m: &Value) {
-    let Some(m) = m.as_object() else {
+fn check_mapping(jq: &JqEngine, errs: &mut FieldErrors, at: &str, mapping: &Value) {
+    let Some(m) = mapping.as_object() else {
         errs.push(at, "must be an object {blueprint, operation, filter, itemsToParse, entity}");
         return;
     };
@@ -165,34 +165,13 @@ fn check_mapping(jq: &JqEngine, errs: &mut FieldErrors, at: &str, m: &Value) {
             "must be \"create\", \"delete\" or {\"type\": \"create\"|\"delete\", \"deleteDependents\": bool}",
         ),
     }
-    check_jq(jq, errs, &format!("{at}.filter"), m.get("filter"), false);
-    check_jq(jq, errs, &format!("{at}.itemsToParse"), m.get("itemsToParse"), false);
-    let Some(entity) = m.get("entity").and_then(Value::as_object) else {
-        errs.push(format!("{at}.entity"), "is required: {identifier, title, team, icon, properties, relations} (jq)");
-        return;
-    };
-    let at = format!("{at}.entity");
-    check_jq(jq, errs, &format!("{at}.identifier"), entity.get("identifier"), true);
-    for key in ["title", "team", "icon"] {
-        check_jq(jq, errs, &format!("{at}.{key}"), entity.get(key), false);
-    }
-    for group in ["properties", "relations"] {
-        match entity.get(group) {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(fields)) => {
-                for (k, v) in fields {
-                    if group == "relations" && v.is_object() {
-                        errs.push(
-                            format!("{at}.relations.{k}"),
-                            "relation search queries ({combinator, rules}) are not supported on webhooks yet; map the relation to entity identifiers with jq",
-                        );
-                        continue;
-                    }
-                    check_jq(jq, errs, &format!("{at}.{group}.{k}"), Some(v), true);
-                }
-            }
-            Some(_) => errs.push(format!("{at}.{group}"), "must be an object of jq expressions"),
-        }
+    // The jq of the mapping, checked by the engine that runs it (`portolan_jq::mapping`).
+    for e in CompiledMapping::webhook(jq, mapping).errors() {
+        let message = match e.kind {
+            MappingErrorKind::Compile => format!("is not a valid jq expression: {}", e.message),
+            MappingErrorKind::Shape | MappingErrorKind::Literal => e.message.clone(),
+        };
+        errs.push(format!("{at}.{}", e.path), message);
     }
 }
 

@@ -11,6 +11,8 @@
 //! write path (same validation, audit and `$datasource` = `webhook:<identifier>`, missing
 //! related entities created), `delete` deletes (dependents too unless `deleteDependents: false`).
 //! Everything that went wrong goes to the webhook's event log with Port's messages.
+//! The mapping is compiled and evaluated by `portolan_jq::mapping` (once per mapping per delivery,
+//! one `first_many` batch per item), the engine the playground and the save-time checks share.
 //!
 //! The job is idempotent: run twice (a node died after writing), it upserts and deletes the same
 //! entities again.
@@ -18,7 +20,8 @@
 use std::sync::Arc;
 
 use portolan_core::{Blueprint, WriteMeta};
-use portolan_jq::{Compiled, JqBudget, JqEngine};
+use portolan_jq::mapping::{self, bind_item, kind};
+use portolan_jq::{CompiledMapping, EvalError, JqBudget, JqEngine, JqScope};
 use portolan_store::{Delivery, IntegrationLog, NewJob, OrgId, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -107,47 +110,15 @@ pub(crate) struct Plan {
     first_error: Option<String>,
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The entity fields of a mapping, compiled, with where each goes.
-fn compile_entity(jq: &JqEngine, entity: &Map<String, Value>) -> Result<Vec<(String, Arc<Compiled>)>, String> {
-    let mut out = Vec::new();
-    let mut add = |path: String, src: &Value| -> Result<(), String> {
-        if let Some(src) = src.as_str() {
-            out.push((path.clone(), jq.compile(src).map_err(|e| format!("entity.{path}: {e}"))?));
-        }
-        Ok(())
-    };
-    for key in ["identifier", "title", "team", "icon"] {
-        if let Some(v) = entity.get(key) {
-            add(key.to_string(), v)?;
-        }
-    }
-    for group in ["properties", "relations"] {
-        for (k, v) in entity.get(group).and_then(Value::as_object).into_iter().flatten() {
-            add(format!("{group}.{k}"), v)?;
-        }
-    }
-    Ok(out)
-}
-
 /// Evaluate every mapping over the delivery (CPU work: runs on a blocking thread).
 /// One budget covers every evaluation of the delivery: when it runs out, the items not mapped yet
-/// are counted as failed and the log says why.
+/// are counted as failed and the log says why. Each mapping is compiled once per delivery.
 pub(crate) fn evaluate(jq: &JqEngine, budget: &JqBudget, mappings: &[Value], input: &Value) -> Vec<Plan> {
-    mappings.iter().enumerate().map(|(i, m)| evaluate_one(jq, budget, i, m, input)).collect()
+    let scope = jq.scope(budget.clone());
+    mappings.iter().enumerate().map(|(i, m)| evaluate_one(jq, &scope, i, m, input)).collect()
 }
 
-fn evaluate_one(jq: &JqEngine, budget: &JqBudget, index: usize, m: &Value, input: &Value) -> Plan {
+fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, input: &Value) -> Plan {
     let mut plan = Plan { index, ..Plan::default() };
     plan.blueprint = m.get("blueprint").and_then(Value::as_str).unwrap_or_default().to_string();
     plan.delete = match m.get("operation") {
@@ -157,69 +128,51 @@ fn evaluate_one(jq: &JqEngine, budget: &JqBudget, index: usize, m: &Value, input
         }
         _ => None,
     };
-    if let Some(filter) = m.get("filter").and_then(Value::as_str) {
-        match jq.first_in(budget, filter, input) {
-            Ok(Value::Bool(true)) => {}
-            Ok(Value::Bool(false)) => {
-                plan.skipped = true;
-                return plan;
-            }
-            Ok(other) => {
-                plan.no_data =
-                    Some(format!("mappings[{index}].filter evaluated to {}, not true or false", kind(&other)));
-                return plan;
-            }
-            Err(e) => {
-                plan.no_data = Some(format!("mappings[{index}].filter failed: {e}"));
-                return plan;
-            }
+    let mapping = CompiledMapping::webhook(jq, m);
+    match mapping.select(scope, input) {
+        None | Some(Ok(Value::Bool(true))) => {}
+        Some(Ok(Value::Bool(false))) => {
+            plan.skipped = true;
+            return plan;
+        }
+        Some(Ok(other)) => {
+            plan.no_data = Some(format!("mappings[{index}].filter evaluated to {}, not true or false", kind(&other)));
+            return plan;
+        }
+        Some(Err(e)) => {
+            plan.no_data = Some(format!("mappings[{index}].filter failed: {e}"));
+            return plan;
         }
     }
-    let items: Vec<Value> = match m.get("itemsToParse").and_then(Value::as_str) {
+    let items: Vec<Value> = match mapping.items(scope, input) {
         None => vec![input.clone()],
-        Some(src) => match jq.first_in(budget, src, input) {
-            Ok(Value::Array(items)) => {
-                if items.len() > MAX_ITEMS {
-                    plan.too_many = Some(items.len());
-                    return plan;
-                }
-                items
-                    .into_iter()
-                    .map(|item| {
-                        let mut v = input.clone();
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("item".into(), item);
-                        }
-                        v
-                    })
-                    .collect()
-            }
-            Ok(other) => {
-                plan.no_data =
-                    Some(format!("mappings[{index}].itemsToParse evaluated to {}, not an array", kind(&other)));
+        Some(Ok(items)) => {
+            if items.len() > MAX_ITEMS {
+                plan.too_many = Some(items.len());
                 return plan;
             }
-            Err(e) => {
-                plan.no_data = Some(format!("mappings[{index}].itemsToParse failed: {e}"));
-                return plan;
-            }
-        },
-    };
-    plan.items = items.len();
-    let Some(entity) = m.get("entity").and_then(Value::as_object) else {
-        plan.problem = Some(format!("mappings[{index}].entity is missing"));
-        return plan;
-    };
-    let fields = match compile_entity(jq, entity) {
-        Ok(f) => f,
-        Err(e) => {
-            plan.problem = Some(format!("mappings[{index}].{e}"));
+            items.into_iter().map(|item| bind_item(input, item)).collect()
+        }
+        Some(Err(EvalError::NotArray(k))) => {
+            plan.no_data = Some(format!("mappings[{index}].itemsToParse evaluated to {k}, not an array"));
+            return plan;
+        }
+        Some(Err(e)) => {
+            plan.no_data = Some(format!("mappings[{index}].itemsToParse failed: {e}"));
             return plan;
         }
     };
-    let filters: Vec<Arc<Compiled>> = fields.iter().map(|(_, c)| c.clone()).collect();
+    plan.items = items.len();
+    let Some(entity) = mapping.entities().first() else {
+        plan.problem = Some(format!("mappings[{index}].entity is missing"));
+        return plan;
+    };
+    if let Some((field, e)) = entity.first_compile_error() {
+        plan.problem = Some(format!("mappings[{index}].{}: {e}", field.path()));
+        return plan;
+    }
     for (n, item) in items.iter().enumerate() {
-        if budget.is_spent() {
+        if scope.budget().is_spent() {
             plan.failed += items.len() - n;
             plan.first_error.get_or_insert_with(|| {
                 format!(
@@ -230,7 +183,7 @@ fn evaluate_one(jq: &JqEngine, budget: &JqBudget, index: usize, m: &Value, input
             });
             break;
         }
-        let values = match jq.first_many_in(budget, &filters, item) {
+        let values = match entity.eval(scope, item) {
             Ok(v) => v,
             Err(e) => {
                 plan.first_error.get_or_insert_with(|| e.to_string());
@@ -238,36 +191,19 @@ fn evaluate_one(jq: &JqEngine, budget: &JqBudget, index: usize, m: &Value, input
                 continue;
             }
         };
-        let mut body = Map::new();
-        let (mut props, mut rels) = (Map::new(), Map::new());
-        for ((path, _), v) in fields.iter().zip(values) {
-            let v = v.unwrap_or_else(|e| {
-                plan.first_error.get_or_insert_with(|| format!("entity.{path}: {e}"));
-                Value::Null
-            });
-            if let Some(k) = path.strip_prefix("properties.") {
-                props.insert(k.to_string(), v);
-            } else if let Some(k) = path.strip_prefix("relations.") {
-                rels.insert(k.to_string(), v);
-            } else if !v.is_null() {
-                body.insert(path.clone(), v);
-            }
+        if let Some(f) = values.iter().find(|f| f.result.is_err())
+            && let Err(e) = &f.result
+        {
+            plan.first_error.get_or_insert_with(|| format!("{}: {e}", f.path));
         }
-        let id = match body.get("identifier") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => {
-                plan.failed += 1;
-                continue;
-            }
+        let Ok(body) = mapping::assemble(&values) else {
+            plan.failed += 1;
+            continue;
         };
         if plan.delete.is_some() {
-            plan.entities.push(json!({"identifier": id}));
+            plan.entities.push(json!({"identifier": body.get("identifier")}));
             continue;
         }
-        body.insert("identifier".into(), json!(id));
-        body.insert("properties".into(), Value::Object(props));
-        body.insert("relations".into(), Value::Object(rels));
         plan.entities.push(Value::Object(body));
     }
     plan
