@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
-use portolan_jq::JqScope;
+use portolan_jq::{CompiledMapping, JqScope, MappingErrorKind};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -151,55 +151,27 @@ pub async fn mapping_save(
 
 /// Every jq expression of a mapping (`selector.query`, `port.itemsToParse`, every string of
 /// `port.entity.mappings`) compiles; a `blueprint` that is a constant names an existing one.
-/// Returns (path, message) per problem; shapes are checked by the API's own validation.
+/// Returns (path, message) per problem; shapes are checked by the API's own validation. The
+/// compilation is the shared mapping engine's (`portolan_jq::mapping`), as for webhooks.
 pub(super) fn check_jq(jq: &JqScope<'_>, config: &Value, blueprints: &HashSet<String>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (n, r) in resources(&json!({"config": config})).iter().enumerate() {
         let at = format!("config.resources[{n}]");
-        match r.pointer("/selector/query") {
-            None => {}
-            Some(Value::String(q)) => compile(jq, &format!("{at}.selector.query"), q, &mut out),
-            Some(_) => out.push((format!("{at}.selector.query"), "must be a jq expression (a string)".into())),
-        }
-        match r.pointer("/port/itemsToParse") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(q)) => compile(jq, &format!("{at}.port.itemsToParse"), q, &mut out),
-            Some(_) => out.push((format!("{at}.port.itemsToParse"), "must be a jq expression (a string)".into())),
-        }
-        let mut mappings = Vec::new();
-        match r.pointer("/port/entity/mappings") {
-            Some(m @ Value::Object(_)) => mappings.push((format!("{at}.port.entity.mappings"), m)),
-            Some(Value::Array(ms)) => {
-                mappings.extend(ms.iter().enumerate().map(|(j, m)| (format!("{at}.port.entity.mappings[{j}]"), m)))
-            }
-            _ => {}
-        }
-        for (path, m) in mappings {
-            compile_leaves(jq, &path, m, &mut out);
-            if let Some(Value::String(b)) = m.get("blueprint")
-                && let Ok(Value::String(name)) = jq.first(b, &Value::Null)
+        let compiled = CompiledMapping::ocean(jq.engine(), r);
+        out.extend(compiled.own_errors().iter().map(|e| (format!("{at}.{}", e.path), e.message.clone())));
+        for t in compiled.entities() {
+            // Non-string leaves are the API's shape check to report, not a jq problem.
+            let errors = t.errors().iter().filter(|e| e.kind != MappingErrorKind::Literal);
+            out.extend(errors.map(|e| (format!("{at}.{}", e.path), e.message.clone())));
+            if let Some(f) = t.field("blueprint")
+                && let Ok(Value::String(name)) = f.eval(jq, &Value::Null)
                 && !blueprints.contains(&name)
             {
-                out.push((format!("{path}.blueprint"), format!("there is no blueprint {name:?}")));
+                out.push((format!("{at}.{}", f.path()), format!("there is no blueprint {name:?}")));
             }
         }
     }
     out
-}
-
-fn compile(jq: &JqScope<'_>, path: &str, expr: &str, out: &mut Vec<(String, String)>) {
-    if let Err(e) = jq.compile(expr) {
-        out.push((path.to_string(), e.to_string()));
-    }
-}
-
-fn compile_leaves(jq: &JqScope<'_>, path: &str, v: &Value, out: &mut Vec<(String, String)>) {
-    match v {
-        Value::String(s) => compile(jq, path, s, out),
-        Value::Object(m) => m.iter().for_each(|(k, x)| compile_leaves(jq, &format!("{path}.{k}"), x, out)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(j, x)| compile_leaves(jq, &format!("{path}[{j}]"), x, out)),
-        _ => {}
-    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! The mapping playground: an example item through a mapping, every field's jq result or
 //! error. Changes nothing.
 //!
-//! The evaluation (`eval`, `eval_leaves`, `run_playground`, `kind_of`) is moved here intact; it
-//! is replaced by the shared mapping engine (`portolan-jq/src/mapping.rs`) when that lands.
+//! The evaluation is the shared mapping engine's (`portolan_jq::mapping`), the one webhook
+//! deliveries use, so the playground shows what a delivery would do.
 
 use std::collections::HashSet;
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use portolan_jq::JqScope;
+use portolan_jq::{CompiledMapping, FieldValue, JqScope};
 use portolan_store::StoredIntegration;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -83,40 +83,19 @@ struct Outcome {
     entities: Vec<EntityResult>,
 }
 
-fn eval(jq: &JqScope<'_>, path: &str, expr: &str, input: &Value) -> (FieldResult, Option<Value>) {
-    match jq.first(expr, input) {
-        Ok(v) => (
-            FieldResult {
-                path: path.into(),
-                expr: expr.into(),
-                value: Some(serde_json::to_string_pretty(&v).unwrap_or_default()),
-                error: None,
-            },
-            Some(v),
-        ),
-        Err(e) => (FieldResult { path: path.into(), expr: expr.into(), value: None, error: Some(e.to_string()) }, None),
-    }
-}
-
-fn eval_leaves(jq: &JqScope<'_>, path: &str, v: &Value, input: &Value, out: &mut Vec<FieldResult>) {
-    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
-    match v {
-        Value::String(s) => out.push(eval(jq, path, s, input).0),
-        Value::Object(m) => m.iter().for_each(|(k, x)| eval_leaves(jq, &join(k), x, input, out)),
-        Value::Array(a) => {
-            a.iter().enumerate().for_each(|(j, x)| eval_leaves(jq, &format!("{path}[{j}]"), x, input, out))
-        }
-        other => out.push(FieldResult {
-            path: path.into(),
-            expr: other.to_string(),
-            value: None,
-            error: Some("not a jq expression: mapping values are strings".into()),
-        }),
+/// One evaluated expression as the page shows it.
+fn shown(f: &FieldValue) -> FieldResult {
+    FieldResult {
+        path: f.path.clone(),
+        expr: f.expr.clone(),
+        value: f.result.as_ref().ok().map(|v| serde_json::to_string_pretty(v).unwrap_or_default()),
+        error: f.result.as_ref().err().map(|e| e.to_string()),
     }
 }
 
 /// Run a mapping over an item as Ocean would: the selector, then (with `itemsToParse`) each
-/// item of that array as `.item` of the input, then every expression of the entity mapping.
+/// item of that array as `.item` of the input, then every expression of the entity mapping —
+/// through the same engine as webhook deliveries (`portolan_jq::mapping`).
 fn run_playground(
     jq: &JqScope<'_>,
     item: &Value,
@@ -125,36 +104,16 @@ fn run_playground(
     mapping: &Value,
     blueprints: &HashSet<String>,
 ) -> Outcome {
-    let mut out = Outcome::default();
-    let (sel, v) = eval(jq, "selector.query", selector, item);
-    out.selected = v == Some(Value::Bool(true));
-    out.selector = Some(sel);
-    let mut inputs: Vec<(Option<String>, Value)> = Vec::new();
-    match items_to_parse {
-        Some(expr) => {
-            let (r, v) = eval(jq, "port.itemsToParse", expr, item);
-            out.items = Some(r);
-            match v {
-                Some(Value::Array(a)) => {
-                    for (n, x) in a.into_iter().take(ITEMS_MAPPED).enumerate() {
-                        let mut input = item.as_object().cloned().unwrap_or_default();
-                        input.insert("item".into(), x);
-                        inputs.push((Some(format!("item[{n}]")), Value::Object(input)));
-                    }
-                }
-                Some(other) => {
-                    if let Some(r) = out.items.as_mut() {
-                        r.error = Some(format!("itemsToParse must give an array, not {}", kind_of(&other)));
-                    }
-                }
-                None => {}
-            }
-        }
-        None => inputs.push((None, item.clone())),
-    }
-    for (label, input) in inputs {
-        let mut fields = Vec::new();
-        eval_leaves(jq, "", mapping, &input, &mut fields);
+    let compiled = CompiledMapping::from_parts(jq.engine(), selector, items_to_parse, mapping);
+    let ev = compiled.evaluate(jq, item, ITEMS_MAPPED);
+    let mut out = Outcome {
+        selected: ev.selected,
+        selector: ev.selector.as_ref().map(shown),
+        items: ev.items.as_ref().map(shown),
+        ..Outcome::default()
+    };
+    for e in &ev.entities {
+        let mut fields: Vec<FieldResult> = e.fields.iter().map(shown).collect();
         for f in fields.iter_mut().filter(|f| f.path == "blueprint") {
             if let Some(Ok(Value::String(b))) = f.value.as_deref().map(serde_json::from_str::<Value>)
                 && !blueprints.contains(&b)
@@ -162,20 +121,9 @@ fn run_playground(
                 f.error = Some(format!("there is no blueprint {b:?}"));
             }
         }
-        out.entities.push(EntityResult { label, fields });
+        out.entities.push(EntityResult { label: e.label(), fields });
     }
     out
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The playground's inputs (form fields).
