@@ -168,3 +168,9 @@ async fn a_new_table_or_column_is_reported_by_name() {
     let gaps = copy_gaps(&other, "PostgreSQL").join("\n");
     assert!(gaps.contains("migrate-data copies column webhooks.secret_key_id, which the PostgreSQL schema"), "{gaps}");
 }
+
+/// Says whether this binary ran its PostgreSQL half (see `test_db::postgresql_half`).
+#[tokio::test]
+async fn postgresql_half() {
+    pg::postgresql_half("schema parity, tests/schema_parity").await;
+}

@@ -18,6 +18,8 @@ mod integrations;
 mod jobs;
 mod orgs;
 mod search;
+#[cfg(feature = "testing")]
+pub mod test_db;
 mod ui;
 mod webhooks;
 
