@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use super::{T0, ctx, org};
-use crate::{AuditFilter, OrgId, Store, StoreError};
+use super::{T0, ctx, join_all, org};
+use crate::{AuditFilter, Store, StoreError};
 
 /// Integrations: config versions, audit, the event log, resyncs and the deletion guard's atomic
 /// counter (concurrent reservations never exceed the limit), all scoped to the organization.
@@ -51,7 +51,9 @@ pub async fn integrations_are_versioned_guarded_and_tenant_scoped(s: &dyn Store)
     let r = s.start_resync(&a, "int", T0, 10).await.unwrap();
     assert_eq!(r.status, "running");
     assert!(s.latest_resync(&b, "int").await.unwrap().is_none());
-    let results = futures_util_join(s, &a, &guard).await;
+    // 20 concurrent reservations of one deletion each.
+    let reservations = (0..20).map(|_| s.reserve_deletions(&a, "int", 1, 0, &guard)).collect();
+    let results: Vec<Reservation> = join_all(reservations).await.into_iter().map(Result::unwrap).collect();
     assert_eq!(results.iter().filter(|g| matches!(g, Reservation::Granted(_))).count(), 5, "{results:?}");
     let latest = s.latest_resync(&a, "int").await.unwrap().unwrap();
     assert_eq!((latest.deleted, latest.refused, latest.tripped), (5, 15, true));
@@ -117,27 +119,6 @@ pub async fn integrations_are_versioned_guarded_and_tenant_scoped(s: &dyn Store)
     );
     assert!(matches!(s.delete_integration(&a, "int", &ctx()).await, Err(StoreError::NotFound(_))));
     assert_eq!(s.get_org(&a).await.unwrap().unwrap().name, "a");
-}
-
-/// 20 concurrent reservations of one deletion each.
-async fn futures_util_join(s: &dyn Store, org: &OrgId, guard: &crate::DeletionGuard) -> Vec<crate::Reservation> {
-    let futs: Vec<_> = (0..20).map(|_| s.reserve_deletions(org, "int", 1, 0, guard)).collect();
-    let mut pinned: Vec<std::pin::Pin<Box<_>>> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<crate::Reservation>> = vec![None; pinned.len()];
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(r) => out[i] = Some(r.unwrap()),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    out.into_iter().map(Option::unwrap).collect()
 }
 
 /// Integration cursors: keyed by (integration, kind, index); update only touches an existing
