@@ -9,7 +9,7 @@
 #[path = "support/pg.rs"]
 mod pg;
 
-use pg::{TestDb, empty_database, fresh, with_database};
+use pg::{TestDb, fresh};
 use portolan_store::PgStore;
 
 portolan_store::conformance_tests!(@optional fresh());
@@ -20,28 +20,15 @@ portolan_store::conformance_tests!(@optional fresh());
 /// test passes); with it, the server must answer.
 #[tokio::test]
 async fn postgresql_half() {
-    match std::env::var("PORTOLAN_TEST_DATABASE_URL") {
-        Err(_) => {
-            use std::io::Write;
-            let msg = "\nNOTE: PostgreSQL half SKIPPED (store conformance, tests/conformance_postgres): \
-                       PORTOLAN_TEST_DATABASE_URL is not set, so this binary's tests ran nothing on PostgreSQL.\n      \
-                       Set it (e.g. PORTOLAN_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test) to run them.\n";
-            let _ = std::io::stderr().lock().write_all(msg.as_bytes());
-        }
-        Ok(url) => {
-            use sqlx::Connection;
-            let conn = sqlx::PgConnection::connect(&url).await;
-            assert!(conn.is_ok(), "PORTOLAN_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {:?}", conn.err());
-        }
-    }
+    pg::postgresql_half("store conformance, tests/conformance_postgres").await;
 }
 
 /// Several nodes starting at once on an empty database all come up, and the migrations ran
 /// exactly once.
 #[tokio::test]
 async fn migrations_run_once_when_nodes_start_together() {
-    let Some((admin_url, name)) = empty_database().await else { return };
-    let url = with_database(&admin_url, &name);
+    let Some(db) = TestDb::create("portolan_t").await else { return };
+    let url = db.url();
     let nodes: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -52,8 +39,7 @@ async fn migrations_run_once_when_nodes_start_together() {
     for n in nodes {
         stores.push(n.await.expect("join").expect("node starts"));
     }
-    // The guard drops the database also when an assertion below fails.
-    let db = TestDb { store: stores.remove(0), admin_url, name };
+    // `db` drops the database also when an assertion below fails.
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
     let applied: i64 =
@@ -72,7 +58,7 @@ async fn migrations_run_once_when_nodes_start_together() {
 #[tokio::test]
 async fn slow_searches_of_one_org_leave_connections_to_others() {
     let Some(db) = fresh().await else { return };
-    let url = with_database(&db.admin_url, &db.name);
+    let url = db.url();
     let store = PgStore::connect_with_pool_size(&url, 3).await.expect("store");
     let store: std::sync::Arc<dyn portolan_store::Store> = std::sync::Arc::new(store);
     let budget = std::time::Duration::from_secs(6);
@@ -90,7 +76,7 @@ async fn concurrent_writes_from_two_nodes_are_serialized_per_entity() {
     use std::sync::Arc;
 
     let Some(db) = fresh().await else { return };
-    let url = with_database(&db.admin_url, &db.name);
+    let url = db.url();
     let other = PgStore::connect_with_pool_size(&url, 4).await.expect("second node");
     let nodes: [Arc<PgStore>; 2] = [Arc::new(db.store.clone()), Arc::new(other.clone())];
     let a = org(&*nodes[0], "a").await;

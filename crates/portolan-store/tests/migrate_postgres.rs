@@ -299,3 +299,9 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     pg.close().await;
     src.close().await;
 }
+
+/// Says whether this binary ran on PostgreSQL (see `test_db::postgresql_half`).
+#[tokio::test]
+async fn postgresql_half() {
+    pg::postgresql_half("migrate-data, tests/migrate_postgres").await;
+}
