@@ -1,12 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
-pub mod catalog;
+pub mod computed;
 pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod jobs;
 mod middleware;
+pub mod ops;
 pub mod ratelimit;
 pub mod router;
 pub mod secrets;
@@ -25,6 +26,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub use state::{ApiConfig, AppState};
+
+/// The old name of [`computed`], kept for the web UI until it imports `computed`.
+pub(crate) use computed as catalog;
 
 /// Port's request body limit.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -67,11 +71,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, error::Api
             portolan_store::StoreError::Unavailable(why) => why,
             other => other.to_string(),
         };
-        return Err(error::ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("not ready: {why}"),
-        ));
+        return Err(error::ApiError::new(error::ErrorCode::NotReady, format!("not ready: {why}")));
     }
     // jq workers: processes live / evaluating / killed at a deadline / crashed, and (thread mode)
     // threads abandoned at a deadline that still run.

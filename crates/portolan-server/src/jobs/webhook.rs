@@ -287,7 +287,7 @@ struct Counts {
 pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
     let p: Payload = serde_json::from_value(ctx.job.payload.clone()).map_err(|e| JobError::Fail {
         status: 500,
-        code: "internal_error".into(),
+        code: crate::error::ErrorCode::Internal,
         message: format!("bad payload: {e}"),
     })?;
     let (state, org, delivery) = (&ctx.state, &ctx.job.org, ctx.job.id.as_str());
@@ -317,7 +317,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
             json!({"mapping": plan.index, "blueprint": plan.blueprint, "items": n, "maxItems": MAX_ITEMS}),
         ));
         log(state, org, id, &lines).await;
-        return Err(JobError::Fail { status: 413, code: "too_many_items".into(), message });
+        return Err(JobError::Fail { status: 413, code: crate::error::ErrorCode::TooManyItems, message });
     }
     let caller =
         Caller { client_id: format!("webhook:{id}"), org: org.clone(), user_agent: Some(format!("webhook:{id}")) };

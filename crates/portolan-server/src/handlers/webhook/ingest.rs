@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
 use super::secret_aad;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::handlers::now_iso;
 use crate::jobs::webhook::{self as job, Payload, line, log};
 use crate::state::AppState;
@@ -141,8 +141,7 @@ pub async fn ingest(
                 || e.to_string().contains("length limit")
             {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     format!("the webhook payload is larger than the {} KiB limit", MAX_PAYLOAD / 1024),
                 )
             } else {
