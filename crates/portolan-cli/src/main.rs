@@ -291,7 +291,7 @@ fn owner_only(data_dir: &Path, db: &Path) -> anyhow::Result<()> {
 }
 
 fn now_iso() -> String {
-    portolan_server::handlers::now_iso()
+    portolan_server::ops::audit::now_iso()
 }
 
 async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {

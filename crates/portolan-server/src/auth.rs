@@ -191,14 +191,9 @@ pub fn new_credentials() -> (String, String) {
     (B64.encode(random_bytes::<24>()), B64.encode(random_bytes::<36>()))
 }
 
-/// The authenticated caller of a `/v1` route.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub client_id: String,
-    pub org: OrgId,
-    /// User-Agent of the request: recorded as the writer's `$datasource`.
-    pub user_agent: Option<String>,
-}
+/// The authenticated caller of a `/v1` route: the [`Actor`](crate::ops::Actor) of the
+/// operations it calls, extracted from the bearer token (and the User-Agent).
+pub use crate::ops::Actor as Caller;
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -259,8 +254,7 @@ pub async fn access_token(
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(client_id), Some(secret)) = (field("clientId"), field("clientSecret")) else {
         return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            crate::error::ErrorCode::InvalidRequest,
             "the body must be {\"clientId\": \"…\", \"clientSecret\": \"…\"} with both as strings",
         ));
     };

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON body. Syntax errors → 400, wrong content type → 415, too large → 413.
 pub struct JsonBody(pub Value);
@@ -25,8 +25,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 pub fn json_rejection(rej: JsonRejection) -> ApiError {
     match rej {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the request body must be JSON, sent with Content-Type: application/json",
         ),
         JsonRejection::JsonSyntaxError(e) => {
@@ -36,12 +35,12 @@ pub fn json_rejection(rej: JsonRejection) -> ApiError {
             ApiError::bad_request(format!("the request body has the wrong shape: {}", e.body_text()))
         }
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
-        other => ApiError::new(other.status(), "bad_request", other.body_text()),
+        other => ApiError::with_status(other.status(), ErrorCode::BadRequest, other.body_text()),
     }
 }
 
 pub fn too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than the 1 MiB limit")
+    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than the 1 MiB limit")
 }
 
 /// Query-string parameters. Arrays may be exploded (`include=a&include=b`) or bracketed

@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
 /// Why a job handler stopped without a result.
@@ -48,8 +48,9 @@ use crate::state::AppState;
 pub enum JobError {
     /// A transient failure (database): try again later, while attempts are left.
     Retry(String),
-    /// The job cannot succeed; fail it now with this HTTP status, error code and message.
-    Fail { status: u16, code: String, message: String },
+    /// The job cannot succeed; fail it now with this HTTP status, error code and message
+    /// (recorded in the job's `result` as `statusCode`, `error`, `message`).
+    Fail { status: u16, code: ErrorCode, message: String },
     /// This node no longer holds the job's lease: stop, write nothing more.
     LeaseLost,
 }
@@ -68,7 +69,14 @@ impl From<ApiError> for JobError {
         if e.status.is_server_error() {
             return JobError::Retry(e.message);
         }
-        JobError::Fail { status: e.status.as_u16(), code: e.code.to_string(), message: e.message }
+        JobError::Fail { status: e.status.as_u16(), code: e.code, message: e.message }
+    }
+}
+
+impl JobError {
+    /// Fail the job now with `code` (answered with the code's status).
+    pub fn fail(code: ErrorCode, message: impl Into<String>) -> Self {
+        JobError::Fail { status: code.status().as_u16(), code, message: message.into() }
     }
 }
 
@@ -172,22 +180,22 @@ pub async fn wait_for(state: &AppState, org: &OrgId, id: &str, timeout: Duration
 }
 
 /// The error a failed job recorded (status, code, message), as the request would have answered.
+/// A code this server does not know (or none, after retries ran out) reads back as
+/// `internal_error`, with the recorded status if there is one.
 pub fn job_failure(job: &Job) -> ApiError {
     let detail = job.result.as_ref();
+    let code = detail
+        .and_then(|d| d.get("error"))
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<ErrorCode>().ok())
+        .unwrap_or(ErrorCode::Internal);
     let status = detail
         .and_then(|d| d.get("statusCode"))
         .and_then(Value::as_u64)
         .and_then(|s| axum::http::StatusCode::from_u16(u16::try_from(s).ok()?).ok())
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    let code = match detail.and_then(|d| d.get("error")).and_then(Value::as_str) {
-        Some("conflict") => "conflict",
-        Some("not_found") => "not_found",
-        Some("invalid_request") => "invalid_request",
-        Some("bad_request") => "bad_request",
-        _ => "internal_error",
-    };
     let message = job.last_error.clone().unwrap_or_else(|| format!("job {} failed", job.id));
-    ApiError::new(status, code, message)
+    ApiError::with_status(status, code, message)
 }
 
 /// Retry delay after failed attempt `attempt` (1-based): 1 s, 2 s, 4 s, … up to 1 minute.
@@ -535,7 +543,7 @@ mod tests {
             "doomed",
             Arc::new(|_ctx: JobCtx| {
                 Box::pin(async move {
-                    Err(JobError::Fail { status: 409, code: "conflict".into(), message: "cannot".into() })
+                    Err(JobError::Fail { status: 409, code: ErrorCode::Conflict, message: "cannot".into() })
                 })
             }),
         );
@@ -584,7 +592,7 @@ mod tests {
         let j = wait_for(&state, &org, &doomed.id, Duration::from_secs(5)).await.unwrap();
         assert_eq!((j.status, j.attempts, j.last_error.as_deref()), (JobStatus::Failed, 1, Some("cannot")));
         let e = job_failure(&j);
-        assert_eq!((e.status.as_u16(), e.code, e.message.as_str()), (409, "conflict", "cannot"));
+        assert_eq!((e.status.as_u16(), e.code, e.message.as_str()), (409, ErrorCode::Conflict, "cannot"));
 
         let j = wait_for(&state, &org, &flaky.id, Duration::from_secs(8)).await.unwrap();
         assert_eq!((j.status, j.attempts), (JobStatus::Succeeded, 2), "retried after the backoff: {j:?}");
@@ -606,6 +614,44 @@ mod tests {
         assert_eq!(j.progress, Some(json!({"step": 1})));
         let again = store.claim_job("other", &["stuck".to_string()], Duration::from_secs(1)).await.unwrap();
         assert_eq!(again.map(|j| j.id), Some(stuck.id), "runnable at once by any node");
+    }
+
+    /// A job that fails with any client-error code reads back with that code and status, as the
+    /// request waiting for it answers (5xx codes are retried instead, like database errors).
+    #[tokio::test]
+    async fn a_failed_job_keeps_its_error_code() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let org = store.create_org(&OrgId("org_a".into()), "a", "2024-01-01T00:00:00.000Z").await.unwrap().id;
+        let config = ApiConfig { node_id: "n".into(), job_poll: Duration::from_millis(50), ..ApiConfig::default() };
+        let mut state = AppState::new(store.clone(), config).await.unwrap();
+        let mut kinds = JobRuntime::new();
+        kinds.register(
+            "fails_with",
+            Arc::new(|ctx: JobCtx| {
+                Box::pin(async move {
+                    let code: ErrorCode = serde_json::from_value(ctx.job.payload["code"].clone())
+                        .map_err(|e| JobError::Retry(e.to_string()))?;
+                    Err(ApiError::new(code, format!("failed with {code}")).into())
+                })
+            }),
+        );
+        state.jobs = Arc::new(kinds);
+        let workers = Workers::start(&state);
+        let client_errors: Vec<ErrorCode> =
+            ErrorCode::ALL.iter().copied().filter(|c| c.status().is_client_error()).collect();
+        assert!(client_errors.contains(&ErrorCode::MassDeletionRefused));
+        let mut jobs = Vec::new();
+        for &code in &client_errors {
+            jobs.push((code, enqueue(&state, &org, "fails_with", json!({"code": code})).await.unwrap()));
+        }
+        for (code, job) in jobs {
+            let j = wait_for(&state, &org, &job.id, Duration::from_secs(10)).await.unwrap();
+            assert_eq!((j.status, j.attempts), (JobStatus::Failed, 1), "{code}: {j:?}");
+            assert_eq!(j.result.as_ref().map(|r| r["error"].clone()), Some(json!(code.as_str())));
+            let e = job_failure(&j);
+            assert_eq!((e.code, e.status, e.message), (code, code.status(), format!("failed with {code}")));
+        }
+        workers.shutdown().await;
     }
 
     /// Organization A floods the queue with jobs that never end (webhook deliveries to a

@@ -1,12 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
-pub mod catalog;
+pub mod computed;
 pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod jobs;
 mod middleware;
+pub mod ops;
 pub mod ratelimit;
 pub mod router;
 pub mod secrets;
@@ -67,11 +68,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, error::Api
             portolan_store::StoreError::Unavailable(why) => why,
             other => other.to_string(),
         };
-        return Err(error::ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("not ready: {why}"),
-        ));
+        return Err(error::ApiError::new(error::ErrorCode::NotReady, format!("not ready: {why}")));
     }
     // jq workers: processes live / evaluating / killed at a deadline / crashed, and (thread mode)
     // threads abandoned at a deadline that still run.

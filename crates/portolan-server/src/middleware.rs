@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 pub const TRACE_HEADER: &str = "x-trace-id";
@@ -83,14 +83,14 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     }
     let err = match status {
         StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::new(status, "method_not_allowed", format!("{method} is not allowed on {path}"))
+            ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {path}"))
         }
         StatusCode::PAYLOAD_TOO_LARGE => crate::extract::too_large(),
         StatusCode::NOT_FOUND => ApiError::not_found(format!("no route for {method} {path}")),
         s if s.is_server_error() => {
-            ApiError::new(s, "internal_error", "an internal error occurred; the server log has the details")
+            ApiError::with_status(s, ErrorCode::Internal, "an internal error occurred; the server log has the details")
         }
-        s => ApiError::new(s, "bad_request", s.canonical_reason().unwrap_or("bad request").to_string()),
+        s => ApiError::with_status(s, ErrorCode::BadRequest, s.canonical_reason().unwrap_or("bad request").to_string()),
     };
     let mut out = err.into_response();
     for (k, v) in res.headers() {
@@ -135,8 +135,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         next.run(req).await
     } else {
         ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("more than {} requests in a minute; retry after {} seconds", d.limit, d.reset_secs),
         )
         .into_response()

@@ -6,7 +6,8 @@ use axum::routing::{delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 
 use crate::auth;
-use crate::handlers::{audit, blueprint, entity, jobs, search};
+use crate::handlers::integration::{cursors, metrics};
+use crate::handlers::{apps, audit, blueprint, entity, integration, jobs, search, webhook};
 use crate::state::AppState;
 
 macro_rules! routes {
@@ -23,12 +24,12 @@ macro_rules! routes {
 routes! {
     post "/v1/auth/access_token" => auth::access_token, "Auth", "Exchange client credentials for a bearer token";
     // Credentials and web users (handlers/apps.rs): deleting or rotating revokes tokens at once.
-    get "/v1/apps" => crate::handlers::apps::list, "Credentials", "List the organization's API credentials (no secrets)";
-    post "/v1/apps" => crate::handlers::apps::create, "Credentials", "Create an API credential (its secret is shown once)";
-    put "/v1/apps/{id}" => crate::handlers::apps::rename, "Credentials", "Rename an API credential";
-    post "/v1/apps/{id}/rotate-secret" => crate::handlers::apps::rotate_secret, "Credentials", "New secret for a credential; tokens issued before stop working";
-    delete "/v1/apps/{id}" => crate::handlers::apps::delete, "Credentials", "Delete an API credential; its tokens stop working";
-    delete "/v1/users/{email}" => crate::handlers::apps::delete_user, "Users", "Remove a web user; their sessions end at once";
+    get "/v1/apps" => apps::list, "Credentials", "List the organization's API credentials (no secrets)";
+    post "/v1/apps" => apps::create, "Credentials", "Create an API credential (its secret is shown once)";
+    put "/v1/apps/{id}" => apps::rename, "Credentials", "Rename an API credential";
+    post "/v1/apps/{id}/rotate-secret" => apps::rotate_secret, "Credentials", "New secret for a credential; tokens issued before stop working";
+    delete "/v1/apps/{id}" => apps::delete, "Credentials", "Delete an API credential; its tokens stop working";
+    delete "/v1/users/{email}" => apps::delete_user, "Users", "Remove a web user; their sessions end at once";
     get "/v1/blueprints" => blueprint::list, "Blueprints", "List blueprints";
     post "/v1/blueprints" => blueprint::create, "Blueprints", "Create a blueprint";
     get "/v1/blueprints/{id}" => blueprint::get, "Blueprints", "Get a blueprint";
@@ -53,43 +54,43 @@ routes! {
     get "/v1/audit-log" => audit::list, "Audit", "Read the audit log";
     get "/v1/jobs" => jobs::list, "Jobs", "Background jobs of the organization, newest first (Portolan extension)";
     get "/v1/jobs/{id}" => jobs::get, "Jobs", "A background job: status, progress, attempts, node, lease, errors (Portolan extension)";
-    // Integrations (Ocean): handlers/integration.rs, handlers/integration/events.rs.
-    get "/v1/integration" => crate::handlers::integration::list, "Integrations", "List integrations";
-    post "/v1/integration" => crate::handlers::integration::create, "Integrations", "Create an integration (Ocean does on first start)";
-    get "/v1/integration/provision-enabled" => crate::handlers::integration::provision_enabled, "Integrations", "Integration types the portal provisions itself (none)";
-    get "/v1/integration/{id}" => crate::handlers::integration::get, "Integrations", "Get an integration with its config (404 when missing)";
-    patch "/v1/integration/{id}" => crate::handlers::integration::patch, "Integrations", "Change fields of an integration; an empty body requests a resync";
-    put "/v1/integration/{id}" => crate::handlers::integration::put, "Integrations", "Replace an integration's fields";
-    delete "/v1/integration/{id}" => crate::handlers::integration::delete, "Integrations", "Delete an integration (its entities stay)";
-    patch "/v1/integration/{id}/config" => crate::handlers::integration::patch_config, "Integrations", "Replace an integration's config (mapping); the previous version is kept";
-    get "/v1/integration/{id}/config/versions" => crate::handlers::integration::config_versions, "Integrations", "Every version of an integration's config (Portolan extension)";
-    post "/v1/integration/{id}/config/versions/{version}/restore" => crate::handlers::integration::restore_config, "Integrations", "Make an earlier config version current (Portolan extension)";
-    patch "/v1/integration/{id}/resync-state" => crate::handlers::integration::resync_state, "Integrations", "Report a resync's state (running starts it, completed/failed ends it)";
-    get "/v1/integration/{id}/resync-request" => crate::handlers::integration::get_resync_request, "Integrations", "When a resync was last requested";
-    post "/v1/integration/{id}/resync-request" => crate::handlers::integration::post_resync_request, "Integrations", "Request a resync";
-    post "/v1/integration/{id}/kinds/{kind}/examples" => crate::handlers::integration::put_examples, "Integrations", "Store raw-data examples of a kind";
-    patch "/v1/integration/{id}/kinds/{kind}/examples" => crate::handlers::integration::put_examples, "Integrations", "Store raw-data examples of a kind";
-    get "/v1/integration/{id}/kinds/{kind}/examples" => crate::handlers::integration::get_examples, "Integrations", "Raw-data examples of a kind";
-    post "/v1/integration/{id}/logs" => crate::handlers::integration::ingest_logs, "Integrations", "Log ingest URL: lines Ocean ships (logAttributes.ingestUrl)";
-    get "/v1/integration/{id}/logs" => crate::handlers::integration::list_logs, "Integrations", "The integration's event log: Ocean's lines and what the server saw";
-    post "/v1/integration/{id}/confirm-deletions" => crate::handlers::integration::confirm_deletions, "Integrations", "Confirm deletions the mass-deletion guard refused (Portolan extension)";
-    get "/v1/integration/{id}/cursor" => crate::handlers::integration::latest::get_cursor, "Integrations", "The incremental sync cursor of a kind and index (latest Ocean; 404 when none)";
-    put "/v1/integration/{id}/cursor" => crate::handlers::integration::latest::put_cursor, "Integrations", "Replace an existing incremental sync cursor (404 when none: POST it)";
-    post "/v1/integration/{id}/cursor" => crate::handlers::integration::latest::post_cursor, "Integrations", "Create or replace an incremental sync cursor";
-    post "/v1/integration/{id}/metrics/syncMetrics" => crate::handlers::integration::latest::post_sync_metrics, "Integrations", "Metrics ingest URL (metricAttributes.ingestUrl): sync metrics, kept in the event log";
-    put "/v1/integration/{id}/metrics/syncMetrics/resync/{eventId}/kind/{kind}" => crate::handlers::integration::latest::put_kind_sync_metrics, "Integrations", "One kind's sync metrics of a resync, kept in the event log";
-    post "/v1/integration/{id}/metrics/heartbeat" => crate::handlers::integration::latest::heartbeat, "Integrations", "Ocean's heartbeat, kept in the event log";
-    get "/v1/organization" => crate::handlers::integration::organization, "Organization", "The caller's organization";
-    post "/v1/blueprints/entities/datasource-entities" => crate::handlers::integration::datasource_entities, "Entities", "Entities by $datasource prefix/suffix, a page at a time (Ocean)";
+    // Integrations (Ocean): handlers/integration.rs and handlers/integration/.
+    get "/v1/integration" => integration::list, "Integrations", "List integrations";
+    post "/v1/integration" => integration::create, "Integrations", "Create an integration (Ocean does on first start)";
+    get "/v1/integration/provision-enabled" => integration::provision_enabled, "Integrations", "Integration types the portal provisions itself (none)";
+    get "/v1/integration/{id}" => integration::get, "Integrations", "Get an integration with its config (404 when missing)";
+    patch "/v1/integration/{id}" => integration::patch, "Integrations", "Change fields of an integration; an empty body requests a resync";
+    put "/v1/integration/{id}" => integration::put, "Integrations", "Replace an integration's fields";
+    delete "/v1/integration/{id}" => integration::delete, "Integrations", "Delete an integration (its entities stay)";
+    patch "/v1/integration/{id}/config" => integration::patch_config, "Integrations", "Replace an integration's config (mapping); the previous version is kept";
+    get "/v1/integration/{id}/config/versions" => integration::config_versions, "Integrations", "Every version of an integration's config (Portolan extension)";
+    post "/v1/integration/{id}/config/versions/{version}/restore" => integration::restore_config, "Integrations", "Make an earlier config version current (Portolan extension)";
+    patch "/v1/integration/{id}/resync-state" => integration::resync_state, "Integrations", "Report a resync's state (running starts it, completed/failed ends it)";
+    get "/v1/integration/{id}/resync-request" => integration::get_resync_request, "Integrations", "When a resync was last requested";
+    post "/v1/integration/{id}/resync-request" => integration::post_resync_request, "Integrations", "Request a resync";
+    post "/v1/integration/{id}/kinds/{kind}/examples" => integration::put_examples, "Integrations", "Store raw-data examples of a kind";
+    patch "/v1/integration/{id}/kinds/{kind}/examples" => integration::put_examples, "Integrations", "Store raw-data examples of a kind";
+    get "/v1/integration/{id}/kinds/{kind}/examples" => integration::get_examples, "Integrations", "Raw-data examples of a kind";
+    post "/v1/integration/{id}/logs" => integration::ingest_logs, "Integrations", "Log ingest URL: lines Ocean ships (logAttributes.ingestUrl)";
+    get "/v1/integration/{id}/logs" => integration::list_logs, "Integrations", "The integration's event log: Ocean's lines and what the server saw";
+    post "/v1/integration/{id}/confirm-deletions" => integration::confirm_deletions, "Integrations", "Confirm deletions the mass-deletion guard refused (Portolan extension)";
+    get "/v1/integration/{id}/cursor" => cursors::get_cursor, "Integrations", "The incremental sync cursor of a kind and index (latest Ocean; 404 when none)";
+    put "/v1/integration/{id}/cursor" => cursors::put_cursor, "Integrations", "Replace an existing incremental sync cursor (404 when none: POST it)";
+    post "/v1/integration/{id}/cursor" => cursors::post_cursor, "Integrations", "Create or replace an incremental sync cursor";
+    post "/v1/integration/{id}/metrics/syncMetrics" => metrics::post_sync_metrics, "Integrations", "Metrics ingest URL (metricAttributes.ingestUrl): sync metrics, kept in the event log";
+    put "/v1/integration/{id}/metrics/syncMetrics/resync/{eventId}/kind/{kind}" => metrics::put_kind_sync_metrics, "Integrations", "One kind's sync metrics of a resync, kept in the event log";
+    post "/v1/integration/{id}/metrics/heartbeat" => metrics::heartbeat, "Integrations", "Ocean's heartbeat, kept in the event log";
+    get "/v1/organization" => integration::organization, "Organization", "The caller's organization";
+    post "/v1/blueprints/entities/datasource-entities" => integration::datasource_entities, "Entities", "Entities by $datasource prefix/suffix, a page at a time (Ocean)";
     // Webhooks: custom webhook integrations (handlers/webhook.rs, handlers/webhook/ingest.rs, jobs/webhook.rs).
-    get "/v1/webhooks" => crate::handlers::webhook::list, "Webhooks", "List custom webhook integrations";
-    post "/v1/webhooks" => crate::handlers::webhook::create, "Webhooks", "Create a webhook: the response has its webhookKey and ingest url";
-    get "/v1/webhooks/{id}" => crate::handlers::webhook::get, "Webhooks", "Get a webhook (its secret masked)";
-    put "/v1/webhooks/{id}" => crate::handlers::webhook::put, "Webhooks", "Replace a webhook";
-    patch "/v1/webhooks/{id}" => crate::handlers::webhook::patch, "Webhooks", "Change some fields of a webhook";
-    delete "/v1/webhooks/{id}" => crate::handlers::webhook::delete, "Webhooks", "Delete a webhook (its entities stay)";
-    get "/v1/webhooks/{id}/logs" => crate::handlers::webhook::list_logs, "Webhooks", "The webhook's event log: deliveries and what processing them did";
-    post "/v1/ingest/{webhookKey}" => crate::handlers::webhook::ingest, "Webhooks", "Ingest URL of a webhook: no bearer token (the key is the credential); 202 once stored";
+    get "/v1/webhooks" => webhook::list, "Webhooks", "List custom webhook integrations";
+    post "/v1/webhooks" => webhook::create, "Webhooks", "Create a webhook: the response has its webhookKey and ingest url";
+    get "/v1/webhooks/{id}" => webhook::get, "Webhooks", "Get a webhook (its secret masked)";
+    put "/v1/webhooks/{id}" => webhook::put, "Webhooks", "Replace a webhook";
+    patch "/v1/webhooks/{id}" => webhook::patch, "Webhooks", "Change some fields of a webhook";
+    delete "/v1/webhooks/{id}" => webhook::delete, "Webhooks", "Delete a webhook (its entities stay)";
+    get "/v1/webhooks/{id}/logs" => webhook::list_logs, "Webhooks", "The webhook's event log: deliveries and what processing them did";
+    post "/v1/ingest/{webhookKey}" => webhook::ingest, "Webhooks", "Ingest URL of a webhook: no bearer token (the key is the credential); 202 once stored";
 }
 
 /// The OpenAPI 3.1 document of [`ROUTES`].
@@ -115,7 +116,7 @@ pub fn openapi() -> Value {
             op["requestBody"] = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
         }
         // Webhooks: the ingest URL is authenticated by its key (and signature), not a bearer token.
-        if *path != "/v1/auth/access_token" && !path.starts_with(crate::handlers::webhook::INGEST_PATH) {
+        if *path != "/v1/auth/access_token" && !path.starts_with(webhook::INGEST_PATH) {
             op["security"] = json!([{"bearer": []}]);
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));

@@ -10,9 +10,9 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, hash_secret, new_credentials};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::JsonBody;
-use crate::handlers::now_iso;
+use crate::ops::audit::now_iso;
 use crate::state::AppState;
 
 fn app_json(id: &str, name: &str, created_at: &str, secret: Option<&str>) -> Value {
@@ -96,8 +96,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     }
     if list.len() == 1 {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "last_credential",
+            ErrorCode::LastCredential,
             "this is the organization's last API credential: create another (POST /v1/apps) before deleting it",
         ));
     }
@@ -120,8 +119,7 @@ pub async fn delete_user(
     };
     if user.role == "admin" && users.iter().filter(|u| u.role == "admin").count() == 1 {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "last_admin",
+            ErrorCode::LastAdmin,
             format!("{email} is the organization's last admin: invite another admin before removing them"),
         ));
     }

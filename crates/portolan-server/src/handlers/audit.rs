@@ -71,7 +71,7 @@ fn check_time(name: &str, v: &Option<String>) -> ApiResult<Option<String>> {
     match v {
         None => Ok(None),
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|d| Some(d.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
+            .map(|d| Some(crate::ops::audit::iso(d.with_timezone(&chrono::Utc))))
             .map_err(|_| {
                 portolan_core::FieldError::new(name, "must be an ISO-8601 date-time such as 2024-01-31T00:00:00Z")
                     .into()

@@ -3,147 +3,34 @@
 //! examples per kind, the log ingest URL, resync requests — plus `GET /v1/organization`,
 //! `GET /v1/integration/provision-enabled` and the paginated datasource-entities read.
 //!
-//! The event log and the mass-deletion guard are in `integration/events.rs`; see
-//! `docs/ocean.md` for the protocol and the Portolan extensions.
+//! The rules and side effects of the writes are in [`crate::ops::integration`]; the event log
+//! routes in `integration/event_log.rs`, the cursors and metrics of the latest Ocean in
+//! `integration/cursors.rs` and `integration/metrics.rs`. See `docs/ocean.md` for the protocol
+//! and the Portolan extensions.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use portolan_core::FieldError;
 use portolan_core::search::{Query, parse_query};
-use portolan_store::{SaveMode, SearchRequest, StoredIntegration};
+use portolan_store::{SearchRequest, StoredIntegration};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
-use crate::catalog::{ReadOptions, render};
+use crate::computed::{ReadOptions, render};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
+use crate::handlers::base_url;
 use crate::handlers::search::{decode_cursor, encode_cursor};
-use crate::handlers::{audit_ctx, base_url, now_iso};
+use crate::ops::audit::now_iso;
+use crate::ops::integration::{self, check_body};
 use crate::state::AppState;
 
-pub mod events;
-pub mod latest;
-pub use events::{confirm_deletions, ingest_logs, list_logs};
-
-/// Keys of the integration object the server manages: set by the server, never stored from a
-/// request body.
-const MANAGED: &[&str] = &[
-    "identifier",
-    "installationId",
-    "installationType",
-    "configVersion",
-    "createdAt",
-    "createdBy",
-    "updatedAt",
-    "updatedBy",
-    "logAttributes",
-    "metricAttributes",
-    "resyncState",
-    "resyncRequest",
-];
-
-/// The integration's identifier rules: 1 to 100 characters of letters, digits and `@_.:=+-`.
-fn check_id(path: &str, id: &str) -> Result<(), FieldError> {
-    let ok = !id.is_empty()
-        && id.chars().count() <= 100
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "@_.:=+-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            path,
-            format!(
-                "{id:?} is not a valid integration identifier (1 to 100 characters of letters, digits and @_.:=+-)"
-            ),
-        ))
-    }
-}
-
-/// Validate the writable fields of an integration body (all errors at once).
-pub(crate) fn check_body(body: &Map<String, Value>) -> ApiResult<()> {
-    let mut errs = portolan_core::FieldErrors::default();
-    if let Some(t) = body.get("installationType")
-        && !t.is_null()
-        && t != "OnPrem"
-    {
-        // Ocean refuses to start for any other value (ocean-protocol.md §0.4).
-        errs.push("installationType", "must be \"OnPrem\" (the only installation type a self-hosted portal has)");
-    }
-    match body.get("config") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(c)) => check_config(&mut errs, c),
-        Some(_) => errs.push("config", "must be an object (the integration's mapping: {resources: [...]})"),
-    }
-    if let Some(g) = body.get("deletionGuard")
-        && !g.is_null()
-    {
-        let share = g.get("maxShare");
-        if !share.is_none_or(|s| s.as_f64().is_some_and(|s| (0.0..=1.0).contains(&s))) {
-            errs.push("deletionGuard.maxShare", "must be a number from 0 to 1");
-        }
-        if g.get("minCount").is_some_and(|m| m.as_u64().is_none()) {
-            errs.push("deletionGuard.minCount", "must be a non-negative integer");
-        }
-        if !g.is_object() {
-            errs.push("deletionGuard", "must be an object {maxShare, minCount}");
-        }
-    }
-    for (k, v) in body {
-        if ["changelogDestination", "spec", "logAttributes"].contains(&k.as_str()) && !(v.is_object() || v.is_null()) {
-            errs.push(k.clone(), "must be an object");
-        }
-    }
-    errs.into_result().map_err(ApiError::from)
-}
-
-/// The mapping's shape as Ocean parses it (`PortAppConfig`): what would make Ocean fail.
-fn check_config(errs: &mut portolan_core::FieldErrors, c: &Map<String, Value>) {
-    for flag in ["deleteDependentEntities", "createMissingRelatedEntities", "enableMergeEntity"] {
-        if c.get(flag).is_some_and(|v| !v.is_boolean()) {
-            errs.push(format!("config.{flag}"), "must be a boolean");
-        }
-    }
-    if let Some(t) = c.get("entityDeletionThreshold")
-        && !t.as_f64().is_some_and(|t| (0.0..=1.0).contains(&t))
-    {
-        errs.push("config.entityDeletionThreshold", "must be a number from 0 to 1");
-    }
-    let Some(resources) = c.get("resources") else { return };
-    let Some(resources) = resources.as_array() else {
-        errs.push("config.resources", "must be an array");
-        return;
-    };
-    for (i, r) in resources.iter().enumerate() {
-        let at = format!("config.resources[{i}]");
-        if !r.get("kind").is_some_and(Value::is_string) {
-            errs.push(format!("{at}.kind"), "is required: the kind of raw object this resource maps");
-        }
-        match r.get("port").and_then(|p| p.get("entity")).and_then(|e| e.get("mappings")) {
-            Some(Value::Object(m)) => check_mapping(errs, &format!("{at}.port.entity.mappings"), m),
-            Some(Value::Array(ms)) => {
-                for (j, m) in ms.iter().enumerate() {
-                    match m.as_object() {
-                        Some(m) => check_mapping(errs, &format!("{at}.port.entity.mappings[{j}]"), m),
-                        None => errs.push(format!("{at}.port.entity.mappings[{j}]"), "must be an object"),
-                    }
-                }
-            }
-            _ => errs.push(format!("{at}.port.entity.mappings"), "is required: {identifier, blueprint, …} (jq)"),
-        }
-    }
-}
-
-fn check_mapping(errs: &mut portolan_core::FieldErrors, at: &str, m: &Map<String, Value>) {
-    for key in ["identifier", "blueprint"] {
-        match m.get(key) {
-            Some(Value::String(_)) => {}
-            Some(Value::Object(_)) if key == "identifier" => {}
-            _ => errs.push(format!("{at}.{key}"), "is required: a jq expression"),
-        }
-    }
-}
+pub mod cursors;
+pub mod event_log;
+pub mod metrics;
+pub use event_log::{confirm_deletions, ingest_logs, list_logs};
 
 /// Port's integration object: the stored fields plus the managed ones.
 pub fn render_integration(i: &StoredIntegration, base: &str) -> Value {
@@ -166,48 +53,16 @@ pub fn render_integration(i: &StoredIntegration, base: &str) -> Value {
 }
 
 pub async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<StoredIntegration> {
-    state
-        .store
-        .get_integration(&caller.org, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("integration {id:?} was not found")))
+    integration::load(state, caller, id).await
 }
 
 fn object(body: &Value) -> ApiResult<&Map<String, Value>> {
     body.as_object().ok_or_else(|| FieldError::new("", "the body must be a JSON object").into())
 }
 
-/// The stored fields of a body: everything but the managed keys.
-fn writable(body: &Map<String, Value>) -> Map<String, Value> {
-    body.iter().filter(|(k, _)| !MANAGED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// Save and, when the config changed, say so in the event log.
-async fn save(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    data: Map<String, Value>,
-    mode: SaveMode,
-    before: Option<i64>,
-) -> ApiResult<StoredIntegration> {
-    let saved =
-        state.store.save_integration(&caller.org, id, &Value::Object(data), mode, true, &audit_ctx(caller)).await?;
-    if before.is_some_and(|v| v != saved.config_version) {
-        let msg = format!("config changed to version {}", saved.config_version);
-        events::log_server(
-            state,
-            &caller.org,
-            id,
-            None,
-            "INFO",
-            "config_changed",
-            msg,
-            json!({"version": saved.config_version}),
-        )
-        .await;
-    }
-    Ok(saved)
+/// Port's answer with one integration.
+fn respond(i: &StoredIntegration, headers: &HeaderMap) -> Json<Value> {
+    Json(json!({"ok": true, "integration": render_integration(i, &base_url(headers))}))
 }
 
 /// `GET /v1/integration`.
@@ -242,26 +97,9 @@ pub async fn create(
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
         _ => vec![],
     };
-    let empty_config = body.get("config").is_none_or(|c| c.is_null() || c.as_object().is_some_and(Map::is_empty));
-    if modes.iter().any(|m| m == "create_resources") && empty_config {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "provisioning_unsupported",
-            "this portal does not provision an integration's default resources (integration_modes=create_resources); \
-             send the mapping in \"config\", or run Ocean with OCEAN__CREATE_PORT_RESOURCES_ORIGIN=Default so that it \
-             creates its defaults itself",
-        ));
-    }
-    let id = match body.get("installationId").or_else(|| body.get("identifier")) {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(FieldError::new("installationId", "is required: the integration's identifier").into()),
-    };
-    check_id("installationId", &id)?;
-    check_body(body)?;
-    let mut data = writable(body);
-    data.entry("config").or_insert_with(|| json!({}));
-    let saved = save(&state, &caller, &id, data, SaveMode::Create, None).await?;
-    Ok(Json(json!({"ok": true, "integration": render_integration(&saved, &base_url(&headers))})))
+    let provision = modes.iter().any(|m| m == "create_resources");
+    let saved = integration::create(&state, &caller, body, provision).await?;
+    Ok(respond(&saved, &headers))
 }
 
 /// `GET /v1/integration/{id}`: 404 (JSON) when it does not exist — Ocean then creates it.
@@ -272,7 +110,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let i = load(&state, &caller, &id).await?;
-    Ok(Json(json!({"ok": true, "integration": render_integration(&i, &base_url(&headers))})))
+    Ok(respond(&i, &headers))
 }
 
 /// `PATCH /v1/integration/{id}`: change the given fields. An empty body requests a resync.
@@ -283,18 +121,8 @@ pub async fn patch(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let body = object(&body)?;
-    check_body(body)?;
-    let old = load(&state, &caller, &id).await?;
-    let mut data = old.data.as_object().cloned().unwrap_or_default();
-    if body.is_empty() {
-        data.insert("resyncRequest".into(), json!({"updatedAt": now_iso()}));
-    }
-    for (k, v) in writable(body) {
-        data.insert(k, v);
-    }
-    let saved = save(&state, &caller, &id, data, SaveMode::Update, Some(old.config_version)).await?;
-    Ok(Json(json!({"ok": true, "integration": render_integration(&saved, &base_url(&headers))})))
+    let saved = integration::patch(&state, &caller, &id, object(&body)?).await?;
+    Ok(respond(&saved, &headers))
 }
 
 /// `PUT /v1/integration/{id}`: replace the integration's fields (resync state and requests kept).
@@ -305,24 +133,14 @@ pub async fn put(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let body = object(&body)?;
-    check_body(body)?;
-    let old = load(&state, &caller, &id).await?;
-    let mut data = writable(body);
-    data.entry("config").or_insert_with(|| json!({}));
-    for k in ["resyncState", "resyncRequest"] {
-        if let Some(v) = old.data.get(k) {
-            data.insert(k.into(), v.clone());
-        }
-    }
-    let saved = save(&state, &caller, &id, data, SaveMode::Update, Some(old.config_version)).await?;
-    Ok(Json(json!({"ok": true, "integration": render_integration(&saved, &base_url(&headers))})))
+    let saved = integration::put(&state, &caller, &id, object(&body)?).await?;
+    Ok(respond(&saved, &headers))
 }
 
 /// `DELETE /v1/integration/{id}`: the integration, its config versions and its event log (its
 /// entities stay).
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    state.store.delete_integration(&caller.org, &id, &audit_ctx(&caller)).await?;
+    integration::delete(&state, &caller, &id).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -335,15 +153,13 @@ pub async fn patch_config(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let body = object(&body)?;
-    let Some(config) = body.get("config").filter(|c| c.is_object()) else {
+    let Some(config) = body.get("config").and_then(Value::as_object) else {
         return Err(FieldError::new("config", "is required: an object (the integration's mapping)").into());
     };
+    // The whole body is checked, as on the other write routes; only the config is stored.
     check_body(body)?;
-    let old = load(&state, &caller, &id).await?;
-    let mut data = old.data.as_object().cloned().unwrap_or_default();
-    data.insert("config".into(), config.clone());
-    let saved = save(&state, &caller, &id, data, SaveMode::Update, Some(old.config_version)).await?;
-    Ok(Json(json!({"ok": true, "integration": render_integration(&saved, &base_url(&headers))})))
+    let saved = integration::patch_config(&state, &caller, &id, config).await?;
+    Ok(respond(&saved, &headers))
 }
 
 /// `GET /v1/integration/{id}/config/versions` (Portolan extension): every version of the
@@ -372,15 +188,8 @@ pub async fn restore_config(
     headers: HeaderMap,
     Path((id, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let old = load(&state, &caller, &id).await?;
-    let versions = state.store.integration_config_versions(&caller.org, &id).await?;
-    let Some(v) = version.parse::<i64>().ok().and_then(|n| versions.into_iter().find(|v| v.version == n)) else {
-        return Err(ApiError::not_found(format!("integration {id:?} has no config version {version:?}")));
-    };
-    let mut data = old.data.as_object().cloned().unwrap_or_default();
-    data.insert("config".into(), v.config);
-    let saved = save(&state, &caller, &id, data, SaveMode::Update, Some(old.config_version)).await?;
-    Ok(Json(json!({"ok": true, "integration": render_integration(&saved, &base_url(&headers))})))
+    let saved = integration::restore_config(&state, &caller, &id, &version).await?;
+    Ok(respond(&saved, &headers))
 }
 
 /// `PATCH /v1/integration/{id}/resync-state` `{status, lastResyncStart, lastResyncEnd,
@@ -394,29 +203,8 @@ pub async fn resync_state(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let body = object(&body)?;
-    if let Some(s) = body.get("status")
-        && !(s.is_string() || s.is_null())
-    {
-        return Err(FieldError::new("status", "must be a string (running, completed or failed)").into());
-    }
-    let old = load(&state, &caller, &id).await?;
-    let ctx = audit_ctx(&caller);
-    let mut rs = old.data.get("resyncState").and_then(Value::as_object).cloned().unwrap_or_default();
-    for (k, v) in body {
-        rs.insert(k.clone(), v.clone());
-    }
-    rs.insert("updatedAt".into(), json!(ctx.at));
-    let mut data = old.data.as_object().cloned().unwrap_or_default();
-    data.insert("resyncState".into(), Value::Object(rs));
-    let saved =
-        state.store.save_integration(&caller.org, &id, &Value::Object(data), SaveMode::Update, false, &ctx).await?;
-    match body.get("status").and_then(Value::as_str) {
-        Some("running") => events::resync_started(&state, &caller.org, &saved, &ctx.at).await?,
-        Some(s @ ("completed" | "failed")) => events::resync_finished(&state, &caller.org, &saved, s, &ctx.at).await?,
-        _ => {}
-    }
-    Ok(Json(json!({"ok": true, "integration": render_integration(&saved, &base_url(&headers))})))
+    let saved = integration::set_resync_state(&state, &caller, &id, object(&body)?).await?;
+    Ok(respond(&saved, &headers))
 }
 
 /// `POST|PATCH /v1/integration/{id}/kinds/{kind}/examples` `{examples: [...]}`.
@@ -463,14 +251,7 @@ pub async fn post_resync_request(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let old = load(&state, &caller, &id).await?;
-    let at = now_iso();
-    let mut data = old.data.as_object().cloned().unwrap_or_default();
-    data.insert("resyncRequest".into(), json!({"updatedAt": at}));
-    state
-        .store
-        .save_integration(&caller.org, &id, &Value::Object(data), SaveMode::Update, true, &audit_ctx(&caller))
-        .await?;
+    let at = integration::request_resync(&state, &caller, &id).await?;
     Ok(Json(json!({"ok": true, "request": {"updatedAt": at}})))
 }
 

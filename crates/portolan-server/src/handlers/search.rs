@@ -10,7 +10,7 @@ use portolan_store::{SearchRequest, StoreError};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::catalog::{ReadOptions, render};
+use crate::computed::{ReadOptions, render};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
 use crate::handlers::entity::{EntityParams, blueprint_of, too_many};

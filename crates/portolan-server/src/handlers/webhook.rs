@@ -16,33 +16,24 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use portolan_core::{FieldError, FieldErrors};
 use portolan_jq::{CompiledMapping, JqEngine, MappingErrorKind};
-use portolan_store::{OrgId, SaveMode, StoredWebhook, WebhookWrite};
+use portolan_store::StoredWebhook;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{JsonBody, QueryParams};
 
-use crate::handlers::integration::events::{LogParams, render_logs};
-use crate::handlers::{audit_ctx, base_url};
+use crate::handlers::base_url;
+use crate::handlers::integration::event_log::{LogParams, render_logs};
+use crate::ops::webhook::{self, SECRET_MASK, load};
 use crate::state::AppState;
 
-/// What responses show instead of a stored secret.
-pub const SECRET_MASK: &str = "********";
 /// Port's limits.
 const MAX_ID: usize = 30;
 const MAX_TITLE: usize = 30;
 const MAX_DESCRIPTION: usize = 200;
 /// The path of the ingest URL, before the key.
 pub const INGEST_PATH: &str = "/v1/ingest/";
-
-/// Keys the server sets; ignored in request bodies.
-const MANAGED: &[&str] = &["identifier", "webhookKey", "url", "createdAt", "createdBy", "updatedAt", "updatedBy"];
-
-/// The associated data binding a webhook's encrypted secret to its row.
-pub fn secret_aad(org: &OrgId, id: &str) -> String {
-    format!("webhook:{}:{id}", org.0)
-}
 
 /// Port's webhook object: the stored fields, the secret masked, the key and the ingest URL.
 pub fn render(w: &StoredWebhook, base: &str) -> Value {
@@ -204,93 +195,6 @@ fn check_security(jq: &JqEngine, errs: &mut FieldErrors, s: &Map<String, Value>,
     check_jq(jq, errs, "security.requestIdentifierPath", s.get("requestIdentifierPath"), false);
 }
 
-/// The secret a body carries.
-enum SecretInput {
-    /// None given (or `null`): no secret.
-    None,
-    /// The mask: keep the stored secret.
-    Keep,
-    New(String),
-}
-
-/// Split a body into the stored data (defaults applied, managed keys and the secret removed)
-/// and the secret it carries.
-fn split(id: &str, obj: &Map<String, Value>) -> (Map<String, Value>, SecretInput) {
-    let mut data: Map<String, Value> =
-        obj.iter().filter(|(k, _)| !MANAGED.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-    data.entry("title").or_insert_with(|| json!(id));
-    data.entry("enabled").or_insert(json!(true));
-    data.entry("integrationType").or_insert(json!("custom"));
-    data.entry("mappings").or_insert(json!([]));
-    let mut secret = SecretInput::None;
-    match data.get_mut("security") {
-        Some(Value::Object(s)) => {
-            secret = match s.remove("secret") {
-                Some(Value::String(v)) if v == SECRET_MASK => SecretInput::Keep,
-                Some(Value::String(v)) => SecretInput::New(v),
-                _ => SecretInput::None,
-            };
-        }
-        _ => {
-            data.insert("security".into(), json!({}));
-        }
-    }
-    (data, secret)
-}
-
-/// Validate and save a complete webhook object `obj` (identifier included).
-async fn save(
-    state: &AppState,
-    caller: &Caller,
-    obj: Map<String, Value>,
-    old: Option<&StoredWebhook>,
-    mode: SaveMode,
-) -> ApiResult<StoredWebhook> {
-    let id = obj.get("identifier").and_then(Value::as_str).unwrap_or_default().to_string();
-    let (data, secret) = split(&id, &obj);
-    let has_secret = match &secret {
-        SecretInput::None => false,
-        SecretInput::Keep => old.is_some_and(|o| o.secret.is_some()),
-        SecretInput::New(_) => true,
-    };
-    let mut full = data.clone();
-    full.insert("identifier".into(), json!(id));
-    let jq = state.jq.clone();
-    tokio::task::spawn_blocking(move || check(&jq, &full, has_secret))
-        .await
-        .map_err(|e| ApiError::internal("webhook validation", e))?
-        .map_err(ApiError::from)?;
-    if matches!(secret, SecretInput::Keep) && !has_secret {
-        return Err(FieldError::new(
-            "security.secret",
-            format!("{SECRET_MASK:?} keeps the stored secret, but this webhook has none; send the secret itself"),
-        )
-        .into());
-    }
-    let (secret, secret_key_id) = match secret {
-        SecretInput::None => (None, None),
-        SecretInput::Keep => (old.and_then(|o| o.secret.clone()), old.and_then(|o| o.secret_key_id.clone())),
-        SecretInput::New(plain) => {
-            let key = state.config.secrets_key.as_ref().ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "secrets_key_missing",
-                    "this server has no master key for secrets, so it cannot store a webhook secret; \
-                     set PORTOLAN_SECRETS_KEY (base64 of 32 random bytes) on every node and restart",
-                )
-            })?;
-            (Some(key.encrypt(&plain, &secret_aad(&caller.org, &id))), Some(key.id().to_string()))
-        }
-    };
-    let key = crate::auth::hex(&crate::auth::random_bytes::<24>());
-    let write = WebhookWrite { identifier: id, data: Value::Object(data), webhook_key: key, secret, secret_key_id };
-    Ok(state.store.save_webhook(&caller.org, &write, mode, &audit_ctx(caller)).await?)
-}
-
-pub async fn load(state: &AppState, org: &OrgId, id: &str) -> ApiResult<StoredWebhook> {
-    state.store.get_webhook(org, id).await?.ok_or_else(|| ApiError::not_found(format!("webhook {id:?} was not found")))
-}
-
 /// `GET /v1/webhooks`: `{ok, integrations: [...]}`.
 pub async fn list(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let base = base_url(&headers);
@@ -306,8 +210,7 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let obj = object(&body)?.clone();
-    let saved = save(&state, &caller, obj, None, SaveMode::Create).await?;
+    let saved = webhook::create(&state, &caller, object(&body)?.clone()).await?;
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "integration": render(&saved, &base_url(&headers))}))))
 }
 
@@ -321,22 +224,6 @@ pub async fn get(
     Ok(Json(json!({"ok": true, "integration": render(&w, &base_url(&headers))})))
 }
 
-fn same_identifier(obj: &mut Map<String, Value>, id: &str) -> ApiResult<()> {
-    match obj.get("identifier") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s == id => {}
-        Some(other) => {
-            return Err(FieldError::new(
-                "identifier",
-                format!("is {other} but the path names webhook {id:?}; a webhook's identifier cannot change"),
-            )
-            .into());
-        }
-    }
-    obj.insert("identifier".into(), json!(id));
-    Ok(())
-}
-
 /// `PUT /v1/webhooks/{id}`: replace every field (a missing secret removes it; the mask keeps it).
 pub async fn put(
     State(state): State<AppState>,
@@ -345,10 +232,7 @@ pub async fn put(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let mut obj = object(&body)?.clone();
-    same_identifier(&mut obj, &id)?;
-    let old = load(&state, &caller.org, &id).await?;
-    let saved = save(&state, &caller, obj, Some(&old), SaveMode::Update).await?;
+    let saved = webhook::put(&state, &caller, &id, object(&body)?.clone()).await?;
     Ok(Json(json!({"ok": true, "integration": render(&saved, &base_url(&headers))})))
 }
 
@@ -360,45 +244,12 @@ pub async fn patch(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let mut patch = object(&body)?.clone();
-    same_identifier(&mut patch, &id)?;
-    let old = load(&state, &caller.org, &id).await?;
-    let mut merged = old.data.as_object().cloned().unwrap_or_default();
-    let mut security = merged.get("security").and_then(Value::as_object).cloned().unwrap_or_default();
-    if old.secret.is_some() {
-        security.insert("secret".into(), json!(SECRET_MASK));
-    }
-    let mut bad_security = None;
-    for (k, v) in patch {
-        if k == "security" {
-            match v {
-                Value::Object(s) => {
-                    for (sk, sv) in s {
-                        if sv.is_null() {
-                            security.remove(&sk);
-                        } else {
-                            security.insert(sk, sv);
-                        }
-                    }
-                }
-                Value::Null => security.clear(),
-                // Not an object: validation names it.
-                other => bad_security = Some(other),
-            }
-        } else if v.is_null() {
-            merged.remove(&k);
-        } else {
-            merged.insert(k, v);
-        }
-    }
-    merged.insert("security".into(), bad_security.unwrap_or(Value::Object(security)));
-    merged.insert("identifier".into(), json!(id));
-    let saved = save(&state, &caller, merged, Some(&old), SaveMode::Update).await?;
+    let saved = webhook::patch(&state, &caller, &id, object(&body)?.clone()).await?;
     Ok(Json(json!({"ok": true, "integration": render(&saved, &base_url(&headers))})))
 }
 
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    state.store.delete_webhook(&caller.org, &id, &audit_ctx(&caller)).await?;
+    webhook::delete(&state, &caller, &id).await?;
     Ok(Json(json!({"ok": true})))
 }
 

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{JobCtx, JobError};
-use crate::auth::Caller;
-use crate::handlers::{audit_ctx, failure_record};
+use crate::error::ErrorCode;
+use crate::ops::Actor;
+use crate::ops::audit::{audit_ctx, failure_record, record_failures};
 
 pub const KIND: &str = "delete_all_entities";
 
@@ -52,28 +53,23 @@ pub struct Progress {
 }
 
 pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
-    let p: Payload = serde_json::from_value(ctx.job.payload.clone()).map_err(|e| JobError::Fail {
-        status: 500,
-        code: "internal_error".into(),
-        message: format!("bad payload: {e}"),
-    })?;
-    let caller = Caller { client_id: p.client_id.clone(), org: ctx.job.org.clone(), user_agent: p.user_agent.clone() };
-    match delete(&ctx, &p, &caller).await {
+    let p: Payload = serde_json::from_value(ctx.job.payload.clone())
+        .map_err(|e| JobError::fail(ErrorCode::Internal, format!("bad payload: {e}")))?;
+    let actor = Actor { client_id: p.client_id.clone(), org: ctx.job.org.clone(), user_agent: p.user_agent.clone() };
+    match delete(&ctx, &p, &actor).await {
         Err(JobError::Fail { status, code, message }) => {
             // Recorded as the request used to record it.
             let resource = if p.delete_blueprint { "blueprint" } else { "entity" };
-            let rec = failure_record(&caller, resource, "DELETE", &p.blueprint, Some(&p.blueprint), None, &message);
-            if let Err(e) = ctx.state.store.append_audit(&caller.org, &[rec]).await {
-                tracing::warn!(error = %e, "could not record a failed delete in the audit log");
-            }
+            let rec = failure_record(&actor, resource, "DELETE", &p.blueprint, Some(&p.blueprint), None, &message);
+            record_failures(&ctx.state, &actor, &[rec]).await;
             Err(JobError::Fail { status, code, message })
         }
         other => other,
     }
 }
 
-async fn delete(ctx: &JobCtx, p: &Payload, caller: &Caller) -> Result<Value, JobError> {
-    let (state, org, bp) = (&ctx.state, &caller.org, p.blueprint.as_str());
+async fn delete(ctx: &JobCtx, p: &Payload, actor: &Actor) -> Result<Value, JobError> {
+    let (state, org, bp) = (&ctx.state, &actor.org, p.blueprint.as_str());
     let mut progress: Progress =
         ctx.job.progress.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     if !p.delete_dependents {
@@ -92,7 +88,7 @@ async fn delete(ctx: &JobCtx, p: &Payload, caller: &Caller) -> Result<Value, Job
             break;
         }
         let ids: Vec<String> = page.entities.into_iter().map(|e| e.identifier).collect();
-        let audit = audit_ctx(caller);
+        let audit = audit_ctx(actor);
         let deleted = match state.store.delete_entities(org, bp, &ids, p.delete_dependents, &audit).await {
             Ok(d) => d,
             // Required by entities of this same blueprint: they are deleted by this job anyway.
@@ -110,7 +106,7 @@ async fn delete(ctx: &JobCtx, p: &Payload, caller: &Caller) -> Result<Value, Job
         ctx.checkpoint(json!(progress)).await?;
     }
     if p.delete_blueprint {
-        match state.store.delete_blueprint(org, bp, &audit_ctx(caller)).await {
+        match state.store.delete_blueprint(org, bp, &audit_ctx(actor)).await {
             Ok(()) => {}
             // An earlier attempt deleted it and died before recording the outcome.
             Err(StoreError::NotFound(_)) if ctx.job.attempts > 1 => {}

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{JobCtx, JobError};
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::entity::{Op, prepare, rejection_error};
-use crate::handlers::{audit_ctx, failure_record, now_iso};
+use crate::ops::Actor as Caller;
+use crate::ops::audit::{audit_ctx, failure_record, now_iso};
+use crate::ops::entity::{Op, prepare, rejection_error};
 use crate::state::AppState;
 
 pub const KIND: &str = "webhook_delivery";
@@ -223,7 +223,7 @@ struct Counts {
 pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
     let p: Payload = serde_json::from_value(ctx.job.payload.clone()).map_err(|e| JobError::Fail {
         status: 500,
-        code: "internal_error".into(),
+        code: crate::error::ErrorCode::Internal,
         message: format!("bad payload: {e}"),
     })?;
     let (state, org, delivery) = (&ctx.state, &ctx.job.org, ctx.job.id.as_str());
@@ -253,7 +253,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
             json!({"mapping": plan.index, "blueprint": plan.blueprint, "items": n, "maxItems": MAX_ITEMS}),
         ));
         log(state, org, id, &lines).await;
-        return Err(JobError::Fail { status: 413, code: "too_many_items".into(), message });
+        return Err(JobError::Fail { status: 413, code: crate::error::ErrorCode::TooManyItems, message });
     }
     let caller =
         Caller { client_id: format!("webhook:{id}"), org: org.clone(), user_agent: Some(format!("webhook:{id}")) };

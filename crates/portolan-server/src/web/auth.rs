@@ -210,7 +210,7 @@ pub async fn invite_accept(State(state): State<AppState>, Path(token): Path<Stri
         email: inv.email.clone(),
         password_hash: hash,
         role: inv.role.clone(),
-        created_at: crate::handlers::now_iso(),
+        created_at: crate::ops::audit::now_iso(),
     };
     let user =
         state.store.accept_invitation(&hash_secret(&token), &user, now_secs(&state)).await.map_err(|e| match e {

@@ -13,7 +13,7 @@ use super::form::{Form, signed_form};
 use super::respond::{caller, chrome, page, require_admin};
 use super::session::WebUser;
 use super::{Chrome, WebError, WebResult, format, urlencode};
-use crate::extract::JsonBody;
+use crate::ops;
 use crate::state::AppState;
 
 /// What [`require_admin`] says members may not do here.
@@ -126,9 +126,8 @@ async fn change_blueprint(
     if let Err(m) = changed {
         return editor.invalid(&state, &user, &text, m);
     }
-    // The write, through the API's handler (the integrator switches this to the service layer).
-    let result =
-        crate::handlers::blueprint::put(State(state.clone()), caller(&user), Path(bp_id.clone()), JsonBody(doc)).await;
+    // The write, through the service layer the API uses.
+    let result = ops::blueprint::put(&state, &caller(&user), &bp_id, doc).await;
     editor.after_write(&state, &user, &text, result, |_| editor.action.clone())
 }
 
@@ -207,11 +206,11 @@ async fn save_blueprint(state: AppState, user: WebUser, bp_id: Option<String>, r
         Ok(b) => b,
         Err(m) => return editor.invalid(&state, &user, &text, m),
     };
-    let c = caller(&user);
-    // The write, through the API's handlers (the integrator switches these to the service layer).
+    let actor = caller(&user);
+    // The write, through the service layer the API uses.
     let result = match &bp_id {
-        Some(b) => crate::handlers::blueprint::put(State(state.clone()), c, Path(b.clone()), JsonBody(body)).await,
-        None => crate::handlers::blueprint::create(State(state.clone()), c, JsonBody(body)).await,
+        Some(b) => ops::blueprint::put(&state, &actor, b, body).await,
+        None => ops::blueprint::create(&state, &actor, &body).await,
     };
     editor.after_write(&state, &user, &text, result, |_| "/ui/builder".to_string())
 }

@@ -13,8 +13,8 @@ use super::respond::{FieldMessage, api_errors, caller, chrome, page_with, see_ot
 use super::session::WebUser;
 use super::{Chrome, WebError, WebResult, urlencode};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
-use crate::handlers::entity::EntityParams;
+use crate::ops;
+use crate::ops::entity::{Op, WriteOptions};
 use crate::state::AppState;
 
 /// An editor page: what it edits (`heading`), where it posts, where Cancel goes, and for a
@@ -157,33 +157,14 @@ async fn save_entity(state: AppState, user: WebUser, bp_id: String, id: Option<S
         Ok(b) => b,
         Err(m) => return editor.invalid(&state, &user, &text, m),
     };
-    let c = caller(&user);
-    // The write, through the API's handler (the integrator switches this to the service layer).
-    let result = match &id {
-        Some(i) => {
-            crate::handlers::entity::put(
-                State(state.clone()),
-                c,
-                Path((bp_id.clone(), i.clone())),
-                QueryParams(EntityParams::default()),
-                JsonBody(body),
-            )
-            .await
-        }
-        None => {
-            crate::handlers::entity::create(
-                State(state.clone()),
-                c,
-                Path(bp_id.clone()),
-                QueryParams(EntityParams::default()),
-                JsonBody(body),
-            )
-            .await
-        }
+    // The write, through the service layer the API uses (same validation, audit and guard).
+    let actor = caller(&user);
+    let op = if id.is_some() { Op::Put } else { Op::from_flags(false, false) };
+    let result = match ops::entity::blueprint(&state, &user.org, &bp_id).await {
+        Ok(bp) => ops::entity::write(&state, &actor, &bp, id.as_deref(), &body, op, WriteOptions::default()).await,
+        Err(e) => Err(e),
     };
-    editor.after_write(&state, &user, &text, result, |(_, axum::Json(v))| {
-        entity_url(&bp_id, v["entity"]["identifier"].as_str().unwrap_or_default())
-    })
+    editor.after_write(&state, &user, &text, result, |w| entity_url(&bp_id, &w.entity.identifier))
 }
 
 pub async fn entity_save_new(

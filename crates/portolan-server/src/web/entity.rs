@@ -13,7 +13,7 @@ use super::catalog::BlueprintRef;
 use super::respond::{chrome, now_secs, page};
 use super::session::WebUser;
 use super::{Chrome, WebError, WebResult, format};
-use crate::catalog::{ReadOptions, render};
+use crate::computed::{ReadOptions, render};
 use crate::state::AppState;
 
 #[derive(Serialize)]

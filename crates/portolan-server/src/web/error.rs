@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(status(StoreError::Unavailable("pool".into())), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status(StoreError::Db("boom".into())), StatusCode::INTERNAL_SERVER_ERROR);
         for s in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::PAYLOAD_TOO_LARGE] {
-            assert_eq!(status(ApiError::new(s, "x", "m")), s);
+            assert_eq!(status(ApiError::with_status(s, crate::error::ErrorCode::BadRequest, "m")), s);
         }
         let res = WebError::from(ApiError::too_many_failures(30)).into_response();
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);

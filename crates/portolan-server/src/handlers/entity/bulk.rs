@@ -4,15 +4,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portolan_core::FieldError;
-use portolan_store::JobStatus;
 use serde_json::{Value, json};
 
-use super::{EntityParams, Op, audit_failures, blueprint_of, dry_run, meta, prepare, rejection_error};
+use super::{EntityParams, blueprint_of, op_of};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{JsonBody, QueryParams, flag};
-use crate::handlers::audit_ctx;
-use crate::jobs::{self, delete_all};
+use crate::ops::entity::{self, DeleteAll, WriteOptions};
+use crate::ops::event_log::ocean_integration;
 use crate::state::AppState;
 
 pub async fn bulk_create(
@@ -33,54 +32,32 @@ pub async fn bulk_create(
     if items.len() > max {
         // 413, as Port answers: the latest Ocean then falls back to one upsert per entity.
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("a bulk request may hold at most {max} entities (got {}); send smaller batches", items.len()),
         ));
     }
-    let op = Op::from_flags(&params)?;
-    let create_missing = flag("create_missing_related_entities", &params.create_missing_related_entities)?;
-    let m = meta(&caller);
-    let mut writes = Vec::new();
-    let mut errors = Vec::new();
-    let mut index_of = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match prepare(&bp, None, item, op, m.clone(), create_missing) {
-            Ok(w) => {
-                index_of.push((i, w.identifier.clone()));
-                writes.push(w);
-            }
-            Err((id, rej)) => errors.push((i, id, rejection_error(&rej))),
-        }
-    }
-    let validation_only = flag("validation_only", &params.validation_only)?;
-    let results = if validation_only {
-        dry_run(&state, &caller, writes).await?
-    } else {
-        state.store.write_entities(&caller.org, writes, &audit_ctx(&caller)).await?
+    let op = op_of(&params)?;
+    let opts = WriteOptions {
+        create_missing_related: flag("create_missing_related_entities", &params.create_missing_related_entities)?,
+        validation_only: flag("validation_only", &params.validation_only)?,
     };
+    let results = entity::write_many(&state, &caller, &bp, items, op, opts).await?;
     let mut ok = Vec::new();
-    for ((i, id), r) in index_of.into_iter().zip(results) {
-        match r {
+    let mut errors = Vec::new();
+    for r in results {
+        match r.result {
             Ok(w) => ok.push(
-                json!({"identifier": w.entity.identifier, "index": i, "created": w.created, "additionalData": {}}),
+                json!({"identifier": w.entity.identifier, "index": r.index, "created": w.created, "additionalData": {}}),
             ),
-            Err(rej) => errors.push((i, id, rejection_error(&rej))),
+            Err(e) => {
+                let id = if r.identifier.is_empty() { "unknown" } else { r.identifier.as_str() };
+                errors.push(json!({"identifier": id, "index": r.index, "statusCode": e.status.as_u16(), "error": e.code, "message": e.message}));
+            }
         }
     }
-    errors.sort_by_key(|(i, _, _)| *i);
-    let action = if op == Op::Create { "CREATE" } else { "UPDATE" };
-    let fails: Vec<_> = errors.iter().map(|(_, id, e)| (id.clone(), e.message.clone(), action)).collect();
-    if !validation_only {
-        audit_failures(&state, &caller, &bp_id, &fails).await;
-    }
-    let errors_json: Vec<Value> = errors
-        .iter()
-        .map(|(i, id, e)| json!({"identifier": if id.is_empty() { "unknown" } else { id }, "index": i, "statusCode": e.status.as_u16(), "error": e.code, "message": e.message}))
-        .collect();
     // Port answers a partial success with 207 and `ok: true`; the errors say what failed.
-    let status = if errors_json.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
-    Ok((status, Json(json!({"ok": true, "entities": ok, "errors": errors_json}))))
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
+    Ok((status, Json(json!({"ok": true, "entities": ok, "errors": errors}))))
 }
 
 pub async fn bulk_delete(
@@ -102,34 +79,21 @@ pub async fn bulk_delete(
     // Ocean (its User-Agent) treats a 404 as "already deleted" (ocean-protocol.md §0.10), and a
     // cascade of an earlier batch can remove entities of a later one: for it, identifiers that
     // are gone are skipped (absent from `deletedEntities`) instead of failing the whole batch.
-    let ids =
-        if caller.user_agent.as_deref().and_then(crate::handlers::integration::events::ocean_integration).is_some() {
-            let mut existing = Vec::with_capacity(ids.len());
-            for id in ids {
-                if state.store.get_entity(&caller.org, &bp, &id).await?.is_some() {
-                    existing.push(id);
-                }
+    let ids = if caller.user_agent.as_deref().and_then(ocean_integration).is_some() {
+        let mut existing = Vec::with_capacity(ids.len());
+        for id in ids {
+            if state.store.get_entity(&caller.org, &bp, &id).await?.is_some() {
+                existing.push(id);
             }
-            if existing.is_empty() {
-                return Ok(Json(json!({"ok": true, "deletedEntities": []})));
-            }
-            existing
-        } else {
-            ids
-        };
-    // Integration hook (handlers/integration/events.rs): mass-deletion guard, deletion log.
-    let ticket = crate::handlers::integration::events::before_delete(&state, &caller, &bp, &ids).await?;
-    let res = state.store.delete_entities(&caller.org, &bp, &ids, cascade, &audit_ctx(&caller)).await;
-    crate::handlers::integration::events::after_delete(&state, &caller, ticket, res.as_deref().ok()).await;
-    let deleted = match res {
-        Ok(d) => d,
-        Err(e) => {
-            let err = ApiError::from(e);
-            let fails: Vec<_> = ids.iter().map(|id| (id.clone(), err.message.clone(), "DELETE")).collect();
-            audit_failures(&state, &caller, &bp, &fails).await;
-            return Err(err);
         }
+        if existing.is_empty() {
+            return Ok(Json(json!({"ok": true, "deletedEntities": []})));
+        }
+        existing
+    } else {
+        ids
     };
+    let deleted = entity::delete(&state, &caller, &bp, &ids, cascade).await?;
     let deleted: Vec<&str> = deleted.iter().filter(|(b, _)| *b == bp).map(|(_, id)| id.as_str()).collect();
     Ok(Json(json!({"ok": true, "deletedEntities": deleted})))
 }
@@ -148,27 +112,11 @@ pub async fn delete_all(
     QueryParams(params): QueryParams<EntityParams>,
 ) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
-    let (cascade, delete_blueprint) =
-        (flag("delete_dependents", &params.delete_dependents)?, flag("delete_blueprint", &params.delete_blueprint)?);
-    let payload = delete_all::Payload {
-        blueprint: bp,
-        delete_dependents: cascade,
-        delete_blueprint,
+    let what = DeleteAll {
+        delete_dependents: flag("delete_dependents", &params.delete_dependents)?,
+        delete_blueprint: flag("delete_blueprint", &params.delete_blueprint)?,
         run_id: params.run_id.clone(),
-        client_id: caller.client_id.clone(),
-        user_agent: caller.user_agent.clone(),
     };
-    let payload = serde_json::to_value(&payload).map_err(|e| ApiError::internal("job payload", e))?;
-    let job = jobs::enqueue(&state, &caller.org, delete_all::KIND, payload).await?;
-    let job = jobs::wait_for(&state, &caller.org, &job.id, state.config.job_wait).await?;
-    match job.status {
-        JobStatus::Failed => Err(jobs::job_failure(&job)),
-        JobStatus::Cancelled => Err(ApiError::conflict(format!("job {} was cancelled", job.id))),
-        JobStatus::Succeeded | JobStatus::Queued | JobStatus::Running => {
-            if delete_blueprint && job.status == JobStatus::Succeeded {
-                state.blueprints_changed(&caller.org);
-            }
-            Ok(Json(json!({"ok": true, "jobId": job.id, "jobStatus": job.status.as_str()})))
-        }
-    }
+    let job = entity::delete_all(&state, &caller, &bp, what).await?;
+    Ok(Json(json!({"ok": true, "jobId": job.id, "jobStatus": job.status.as_str()})))
 }

@@ -17,10 +17,10 @@ use portolan_store::{Delivery, OrgId, StoredWebhook};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
-use super::secret_aad;
-use crate::error::{ApiError, ApiResult};
-use crate::handlers::now_iso;
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::jobs::webhook::{self as job, Payload, line, log};
+use crate::ops::audit::now_iso;
+use crate::ops::webhook::secret_aad;
 use crate::state::AppState;
 
 /// Port's payload limit for webhook ingest.
@@ -141,8 +141,7 @@ pub async fn ingest(
                 || e.to_string().contains("length limit")
             {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     format!("the webhook payload is larger than the {} KiB limit", MAX_PAYLOAD / 1024),
                 )
             } else {

@@ -67,7 +67,7 @@ pub async fn initial_filter_save(
         let rules: Vec<Value> = view.filters.iter().map(|r| json!([r.fp, r.fo, r.fv])).collect();
         let saved = portolan_store::InitialFilter {
             filter: json!({"q": view.q, "rules": rules}),
-            updated_at: crate::handlers::now_iso(),
+            updated_at: crate::ops::audit::now_iso(),
             updated_by: user.user.email.clone(),
         };
         state.store.set_initial_filter(&user.org, &bp.identifier, Some(&saved)).await?;

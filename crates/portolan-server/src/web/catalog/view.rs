@@ -8,7 +8,7 @@ use portolan_store::SearchRequest;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::catalog::{ReadOptions, render};
+use crate::computed::{ReadOptions, render};
 use crate::handlers::search::{decode_cursor, encode_cursor};
 use crate::state::AppState;
 use crate::web::WebResult;

@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::log::{LogRow, LogView, log_page};
-use super::{ADMINS_ONLY, LEVELS, RESYNCS_SHOWN, VERSIONS_SHOWN, api, base, load, resources, str_at};
+use super::{ADMINS_ONLY, LEVELS, RESYNCS_SHOWN, VERSIONS_SHOWN, base, load, resources, str_at};
+use crate::ops;
 use crate::state::AppState;
 use crate::web::form::{query_form, signed_form};
 use crate::web::format::date_time;
@@ -198,16 +199,16 @@ pub async fn data_source(
 }
 
 /// One page of an event log (read with `view.filter()`: a line more than the page) as template
-/// Restore an earlier config version (as a new version), through the API's handler.
+/// Restore an earlier config version (as a new version), through the service layer.
 pub async fn restore_version(
     State(state): State<AppState>,
     user: WebUser,
     Path((id, version)): Path<(String, String)>,
     req: Request,
 ) -> WebResult {
-    let (headers, _) = signed_form(&user, req).await?;
+    signed_form(&user, req).await?;
     require_admin(&user, ADMINS_ONLY)?;
-    // The write, through the API's handler (the integrator switches this to the service layer).
-    let _restored = api::restore_config(State(state), caller(&user), headers, Path((id.clone(), version))).await?;
+    // The write, through the service layer the API uses.
+    ops::integration::restore_config(&state, &caller(&user), &id, &version).await?;
     Ok(see_other(&format!("{}?saved=1", base(&id))))
 }

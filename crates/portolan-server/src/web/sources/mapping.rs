@@ -12,8 +12,8 @@ use portolan_jq::{CompiledMapping, JqScope, MappingErrorKind};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::{ADMINS_ONLY, api, base, load, resources};
-use crate::extract::JsonBody;
+use super::{ADMINS_ONLY, base, load, resources};
+use crate::ops;
 use crate::state::AppState;
 use crate::web::form::{query_form, signed_form};
 use crate::web::respond::{FieldMessage, api_errors, caller, chrome, page_with, require_admin, see_other};
@@ -109,7 +109,7 @@ pub async fn mapping_save(
     Path(id): Path<String>,
     req: Request,
 ) -> WebResult {
-    let (headers, form) = signed_form(&user, req).await?;
+    let (_, form) = signed_form(&user, req).await?;
     require_admin(&user, ADMINS_ONLY)?;
     load(&state, &user, &id).await?;
     let fmt = TextFormat::parse(form.get("format"));
@@ -124,7 +124,7 @@ pub async fn mapping_save(
     };
     let mut errors: Vec<FieldMessage> = Vec::new();
     let body = json!({"config": config});
-    if let Err(e) = api::check_body(body.as_object().unwrap_or(&Map::new())) {
+    if let Err(e) = ops::integration::check_body(body.as_object().unwrap_or(&Map::new())) {
         errors.extend(api_errors(&e).1);
     }
     let blueprints: HashSet<String> = state.blueprints(&user.org).await?.keys().cloned().collect();
@@ -138,8 +138,9 @@ pub async fn mapping_save(
         let n = errors.len();
         return refuse(format!("The mapping was not saved: {n} problem{}.", if n == 1 { "" } else { "s" }), errors);
     }
-    // The write, through the API's handler (the integrator switches this to the service layer).
-    match api::patch_config(State(state.clone()), caller(&user), headers, Path(id.clone()), JsonBody(body)).await {
+    // The write, through the service layer the API uses.
+    let config = config.as_object().cloned().unwrap_or_default();
+    match ops::integration::patch_config(&state, &caller(&user), &id, &config).await {
         Ok(_) => Ok(see_other(&format!("{}?saved=1", base(&id)))),
         Err(e) if e.status.is_client_error() => {
             let (m, details) = api_errors(&e);

@@ -27,8 +27,8 @@ use super::format::date_time;
 use super::respond::{chrome, now_secs, page};
 use super::session::WebUser;
 use super::{Chrome, WebError, WebResult, urlencode};
-use crate::handlers::integration as api;
 use crate::handlers::webhook as hooks;
+use crate::ops;
 use crate::state::AppState;
 
 /// What [`require_admin`](super::respond::require_admin) says members may not do here.
@@ -111,7 +111,7 @@ pub async fn data_sources(State(state): State<AppState>, user: WebUser, headers:
         let latest = state.store.latest_resync(&user.org, &i.identifier).await?;
         let finished = LogFilter { events: vec!["resync_finished".into()], limit: 1, ..LogFilter::default() };
         let last = state.store.list_integration_logs(&user.org, &i.identifier, &finished).await?.pop();
-        let entities = api::events::count_entities(&state, &user.org, &i.identifier, None, None).await?;
+        let entities = ops::deletion_guard::count_entities(&state, &user.org, &i.identifier, None, None).await?;
         let status = latest
             .as_ref()
             .map(|r| r.status.clone())

@@ -1,33 +1,29 @@
-//! The three rename routes. Entity values follow a renamed property or relation (in the
-//! store), and mirror paths that go through the renamed key (on any blueprint) are rewritten.
+//! Renames of a blueprint's keys (properties, mirror properties, relations). Entity values follow a
+//! renamed property or relation (in the store), and mirror paths that go through the renamed key
+//! (on any blueprint) are rewritten.
 
 use std::collections::HashMap;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use indexmap::IndexMap;
 use portolan_core::{Blueprint, FieldError};
-use portolan_store::Rename;
-use serde_json::Value;
+use portolan_store::{Rename, StoredBlueprint};
 
 use super::{record_failure, replace};
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::ops::Actor;
 use crate::state::AppState;
 
-/// Which map a rename route touches.
-#[derive(Clone, Copy)]
-enum RenameKind {
+/// Which map a rename touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameKind {
     Property,
     Mirror,
     Relation,
 }
 
 impl RenameKind {
-    /// The body field holding the new name.
-    fn field(self) -> &'static str {
+    /// The body field of the rename route holding the new name.
+    pub fn field(self) -> &'static str {
         match self {
             RenameKind::Property => "newPropertyName",
             RenameKind::Mirror => "newMirrorName",
@@ -100,11 +96,11 @@ fn renamed(
     all: &HashMap<String, Blueprint>,
     bp_id: &str,
     key: &str,
-    body: &Value,
+    new: Option<&str>,
     kind: RenameKind,
 ) -> ApiResult<(Blueprint, String, Option<Rename>)> {
     let field = kind.field();
-    let Some(new) = body.get(field).and_then(Value::as_str).map(str::to_string) else {
+    let Some(new) = new.map(str::to_string) else {
         return Err(FieldError::new(field, "is required (a string)").into());
     };
     let Some(mut bp) = all.get(bp_id).cloned() else {
@@ -150,58 +146,35 @@ fn renamed(
     Ok((bp, new, rename))
 }
 
-async fn rename(
-    state: AppState,
-    caller: Caller,
-    bp_id: String,
-    key: String,
-    body: Value,
+/// Rename key `key` of blueprint `bp_id` to `new` (`None`: the route's body had no new name,
+/// refused and recorded as such). Entity values follow a renamed property or relation, and
+/// mirror paths through the key are rewritten on every blueprint. Returns the renamed
+/// blueprint as stored.
+pub async fn rename(
+    state: &AppState,
+    actor: &Actor,
+    bp_id: &str,
+    key: &str,
     kind: RenameKind,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let all = state.blueprints(&caller.org).await?;
-    let (bp, new, rename) = match renamed(&all, &bp_id, &key, &body, kind) {
+    new: Option<&str>,
+) -> ApiResult<StoredBlueprint> {
+    let all = state.blueprints(&actor.org).await?;
+    let (bp, new, rename) = match renamed(&all, bp_id, key, new, kind) {
         Ok(x) => x,
         Err(e) => {
-            record_failure(&state, &caller, "UPDATE", &bp_id, &e).await;
+            record_failure(state, actor, "UPDATE", bp_id, &e).await;
             return Err(e);
         }
     };
     let own = serde_json::to_value(&bp).map_err(|e| ApiError::internal("serialize", e))?;
-    let res = replace(&state, &caller, &bp_id, own, Some(rename.as_slice())).await?;
+    let res = replace(state, actor, bp_id, own, Some(rename.as_slice())).await?;
     // Other blueprints whose mirror paths reach the renamed key follow it (one update each).
     for other in all.values().filter(|b| b.identifier != bp_id) {
         let mut o = other.clone();
-        if rewrite_mirrors(&mut o, &all, &bp_id, &key, &new) {
+        if rewrite_mirrors(&mut o, &all, bp_id, key, &new) {
             let body = serde_json::to_value(&o).map_err(|e| ApiError::internal("serialize", e))?;
-            let _ = replace(&state, &caller, &o.identifier, body, Some(&[])).await?;
+            replace(state, actor, &o.identifier, body, Some(&[])).await?;
         }
     }
     Ok(res)
-}
-
-pub async fn rename_property(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((bp, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    rename(state, caller, bp, key, body, RenameKind::Property).await
-}
-
-pub async fn rename_mirror(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((bp, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    rename(state, caller, bp, key, body, RenameKind::Mirror).await
-}
-
-pub async fn rename_relation(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((bp, key)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    rename(state, caller, bp, key, body, RenameKind::Relation).await
 }

@@ -1,0 +1,64 @@
+//! Audit context and failure records of the server's writes, and the one clock format.
+
+use chrono::{DateTime, Utc};
+use portolan_store::{AuditCtx, AuditRecord};
+
+use super::Actor;
+use crate::state::AppState;
+
+/// An instant as Port writes it: `2024-01-31T12:00:00.000Z`.
+pub fn iso(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Now, as [`iso`] writes it.
+pub fn now_iso() -> String {
+    iso(Utc::now())
+}
+
+/// Who is writing, from where (the User-Agent, else `API`), now.
+pub fn audit_ctx(actor: &Actor) -> AuditCtx {
+    AuditCtx {
+        user_id: actor.client_id.clone(),
+        origin: actor.user_agent.clone().map_or_else(|| "API".to_string(), |ua| ua.chars().take(200).collect()),
+        at: now_iso(),
+    }
+}
+
+/// An audit record for a write that was refused.
+pub fn failure_record(
+    actor: &Actor,
+    resource: &str,
+    action: &str,
+    identifier: &str,
+    blueprint: Option<&str>,
+    entity: Option<&str>,
+    message: &str,
+) -> AuditRecord {
+    let ctx = audit_ctx(actor);
+    AuditRecord {
+        id: String::new(),
+        at: ctx.at,
+        resource_type: resource.into(),
+        action: action.into(),
+        status: "FAILURE".into(),
+        identifier: identifier.chars().take(1000).collect(),
+        blueprint: blueprint.map(str::to_string),
+        entity: entity.map(str::to_string),
+        origin: ctx.origin,
+        user_id: ctx.user_id,
+        diff: None,
+        message: Some(message.chars().take(2000).collect()),
+    }
+}
+
+/// Append failure records to the actor's audit log (best effort: a failure to record is
+/// logged, never fails the operation that was refused).
+pub async fn record_failures(state: &AppState, actor: &Actor, records: &[AuditRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    if let Err(e) = state.store.append_audit(&actor.org, records).await {
+        tracing::warn!(error = %e, "could not record failed writes in the audit log");
+    }
+}
