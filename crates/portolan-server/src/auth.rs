@@ -94,7 +94,8 @@ impl TokenSigner {
             (true, Some(k)) => k.decrypt(&stored, SIGNING_KEY_AAD).map_err(|e| {
                 portolan_store::StoreError::Db(format!(
                     "the token signing key in the database cannot be decrypted with this node's secrets key: {e}"
-                ))
+                )
+                .into())
             })?,
             (true, None) => {
                 return Err(portolan_store::StoreError::Db(

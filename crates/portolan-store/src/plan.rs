@@ -1,13 +1,13 @@
 //! The pure part of a batched entity write, shared by both backends: compose each write against
 //! the stored entity, drop writes whose relation targets exist neither in the database nor in the
 //! batch, make stubs for targets the writer asked to create, and turn the outcome into edges,
-//! audit records and per-entity results. The backends do the IO around it (`sqlite/write.rs`,
-//! `postgres/write.rs`): load the stored rows, check which targets exist, upsert, commit.
+//! audit records and per-entity results. `entities/write.rs` does the IO around it: load the
+//! stored rows, check which targets exist, upsert, commit.
 
 use std::collections::{HashMap, HashSet};
 
 use portolan_core::Entity;
-use serde_json::{Map, json};
+use serde_json::Map;
 
 use crate::{AuditCtx, AuditRecord, EntityWrite, RelTarget, WriteRejection, Written};
 
@@ -204,18 +204,9 @@ pub(crate) fn entity_record(
     after: Option<&Entity>,
 ) -> AuditRecord {
     AuditRecord {
-        id: String::new(),
-        at: ctx.at.clone(),
-        resource_type: "entity".into(),
-        action: action.into(),
-        status: "SUCCESS".into(),
-        identifier: id.into(),
         blueprint: Some(bp.into()),
         entity: Some(id.into()),
-        origin: ctx.origin.clone(),
-        user_id: ctx.user_id.clone(),
-        diff: Some(json!({"before": before, "after": after})),
-        message: None,
+        ..ctx.record("entity", action, id, before, after)
     }
 }
 

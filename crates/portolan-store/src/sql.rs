@@ -24,6 +24,32 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// What follows a placeholder whose text is stored in a `json` column (PostgreSQL casts).
+    pub(crate) fn json_cast(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "::json",
+        }
+    }
+
+    /// The function of the larger of two values.
+    pub(crate) fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MAX",
+            Dialect::Postgres => "GREATEST",
+        }
+    }
+
+    /// What follows a placeholder whose text is stored in a `jsonb` column.
+    pub(crate) fn jsonb_cast(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "::jsonb",
+        }
+    }
+}
+
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlParam {

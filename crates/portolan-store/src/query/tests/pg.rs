@@ -121,7 +121,7 @@ pub(super) async fn insert(pool: &PgPool, bps: &HashMap<String, Blueprint>, f: F
 pub(super) async fn run(pool: &PgPool, org: &str, frag: SqlFrag) -> Vec<String> {
     let mut q = SqlFrag::new("SELECT e.identifier FROM entities e WHERE e.org_id = ");
     q.param(org).push(" AND (").append(frag).push(") ORDER BY e.identifier");
-    match crate::postgres::frag_query(&q).fetch_all(pool).await {
+    match crate::db::pg_query(&q).fetch_all(pool).await {
         Ok(rows) => rows.iter().map(|r| r.get::<String, _>(0)).collect(),
         Err(e) => panic!("{e}\nSQL: {}\nparams: {:?}", q.render(Dialect::Postgres), q.params),
     }

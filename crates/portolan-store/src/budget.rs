@@ -58,7 +58,7 @@ impl Running {
         if interrupted || (Instant::now() >= self.deadline && e.to_string().contains("interrupted")) {
             return StoreError::OverBudget { budget: self.budget };
         }
-        super::db_err(e)
+        StoreError::from(e)
     }
 }
 

@@ -1,14 +1,17 @@
-//! Deleting entities (PostgreSQL): non-required relations pointing at them are unlinked,
+//! Deleting entities: non-required relations pointing at them are unlinked,
 //! required ones block the delete or, with `cascade`, delete their sources too.
 
 use std::collections::{HashMap, HashSet};
 
 use portolan_core::Entity;
 use serde_json::Value;
-use sqlx::{PgPool, Row};
 
-use super::entities::{COLUMNS, entity_record, from_row, get_in_tx, json_text, lock_keys, lock_name};
-use super::{audit, pgq};
+use super::write::get_in_tx;
+use super::{COLUMNS, from_row};
+use crate::audit;
+use crate::db::Db;
+use crate::dialect::{entity_locks, lock_entities};
+use crate::plan::{entity_record, json_text};
 use crate::{AuditCtx, OrgId, Result, StoreError};
 
 /// Remove `target` from a relation value: a single relation becomes null, a many relation
@@ -22,19 +25,19 @@ fn unlink(v: &Value, target: &str) -> Value {
 }
 
 pub(crate) async fn delete(
-    pool: &PgPool,
+    db: &Db,
     org: &OrgId,
     bp: &str,
     ids: &[String],
     cascade: bool,
     ctx: &AuditCtx,
 ) -> Result<Vec<(String, String)>> {
-    let mut tx = pool.begin().await?;
-    lock_keys(&mut tx, ids.iter().map(|id| lock_name(org, bp, id)).collect()).await?;
+    let mut tx = db.begin().await?;
+    lock_entities(&mut tx, entity_locks(org, ids.iter().map(|id| (bp, id.as_str())))).await?;
     let mut doomed: Vec<(i64, Entity)> = Vec::new();
     let mut doomed_keys: HashSet<(String, String)> = HashSet::new();
     for id in ids {
-        match get_in_tx(&mut tx, org, bp, id).await? {
+        match get_in_tx(db, &mut tx, org, bp, id).await? {
             Some(x) => {
                 if doomed_keys.insert((bp.to_string(), id.clone())) {
                     doomed.push(x);
@@ -50,15 +53,15 @@ pub(crate) async fn delete(
     while i < doomed.len() {
         let (tbp, tid) = (doomed[i].1.blueprint.clone(), doomed[i].1.identifier.clone());
         i += 1;
-        let rows =
-            pgq("SELECT er.src_rid, er.relation, er.required, e.blueprint, e.identifier FROM entity_relations er \
+        let rows = tx
+            .q("SELECT er.src_rid, er.relation, er.required, e.blueprint, e.identifier FROM entity_relations er \
              JOIN entities e ON e.rid = er.src_rid \
              WHERE er.org_id = ? AND er.target_blueprint = ? AND er.target_identifier = ? AND e.org_id = ?")
             .bind(&org.0)
             .bind(&tbp)
             .bind(&tid)
             .bind(&org.0)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
         for r in rows {
             let key: (String, String) = (r.get(3), r.get(4));
@@ -69,7 +72,7 @@ pub(crate) async fn delete(
             if !required {
                 unlinks.push((r.get(0), r.get(1), tid.clone()));
             } else if cascade {
-                if let Some(x) = get_in_tx(&mut tx, org, &key.0, &key.1).await? {
+                if let Some(x) = get_in_tx(db, &mut tx, org, &key.0, &key.1).await? {
                     doomed_keys.insert(key);
                     doomed.push(x);
                 }
@@ -93,7 +96,7 @@ pub(crate) async fn delete(
     }
     for (rid, rels) in changed {
         let sql = format!("SELECT {COLUMNS} FROM entities e WHERE e.rid = ? AND e.org_id = ?");
-        let Some(row) = pgq(&sql).bind(rid).bind(&org.0).fetch_optional(&mut *tx).await? else {
+        let Some(row) = tx.q(&sql).bind(rid).bind(&org.0).fetch_optional(&mut tx).await? else {
             continue;
         };
         let (_, before) = from_row(&row);
@@ -103,31 +106,34 @@ pub(crate) async fn delete(
                 let nv = unlink(v, target);
                 after.relations.insert(rel.clone(), nv);
             }
-            pgq("DELETE FROM entity_relations WHERE src_rid = ? AND relation = ? AND target_identifier = ?")
+            tx.q("DELETE FROM entity_relations WHERE src_rid = ? AND relation = ? AND target_identifier = ?")
                 .bind(rid)
                 .bind(rel)
                 .bind(target)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         after.updated_at = ctx.at.clone();
         after.updated_by = ctx.user_id.clone();
-        pgq("UPDATE entities SET relations = ?::jsonb, updated_at = ?, updated_by = ? WHERE rid = ? AND org_id = ?")
-            .bind(json_text(&after.relations))
-            .bind(&after.updated_at)
-            .bind(&after.updated_by)
-            .bind(rid)
-            .bind(&org.0)
-            .execute(&mut *tx)
-            .await?;
+        let jsonb = tx.dialect().jsonb_cast();
+        tx.q(&format!(
+            "UPDATE entities SET relations = ?{jsonb}, updated_at = ?, updated_by = ? WHERE rid = ? AND org_id = ?"
+        ))
+        .bind(json_text(&after.relations))
+        .bind(&after.updated_at)
+        .bind(&after.updated_by)
+        .bind(rid)
+        .bind(&org.0)
+        .execute(&mut tx)
+        .await?;
         let rec = entity_record(ctx, "UPDATE", &after.blueprint, &after.identifier, Some(&before), Some(&after));
-        audit::insert(&mut tx, org, &rec).await?;
+        audit::insert(&mut tx, org, &[rec]).await?;
     }
     let mut deleted = Vec::with_capacity(doomed.len());
     for (rid, e) in &doomed {
-        pgq("DELETE FROM entities WHERE rid = ? AND org_id = ?").bind(rid).bind(&org.0).execute(&mut *tx).await?;
+        tx.q("DELETE FROM entities WHERE rid = ? AND org_id = ?").bind(rid).bind(&org.0).execute(&mut tx).await?;
         let rec = entity_record(ctx, "DELETE", &e.blueprint, &e.identifier, Some(e), None);
-        audit::insert(&mut tx, org, &rec).await?;
+        audit::insert(&mut tx, org, &[rec]).await?;
         deleted.push((e.blueprint.clone(), e.identifier.clone()));
     }
     tx.commit().await?;

@@ -1,0 +1,356 @@
+//! The database layer every aggregate is written against: one executor over either backend.
+//!
+//! Statements are store-written SQL with `?` placeholders (see [`crate::sql`]); [`Db::q`] and
+//! [`Tx::q`] make a [`Q`] for the backend at hand (numbering the placeholders for PostgreSQL),
+//! [`Q::bind`] takes any value both backends can encode, and a [`Row`]'s [`Row::get`] decodes
+//! any value both can decode. Nothing is converted through an intermediate value: a bind goes
+//! straight into the backend's argument buffer and a column straight out of its row.
+//!
+//! *Architecture invariant:* only this file and `dialect.rs` name `Sqlite` or `Postgres`
+//! types; the aggregates ask [`Db::dialect`] where the SQL differs.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{ColumnIndex, Decode, Encode, PgPool, Postgres, Sqlite, SqlitePool, Type};
+
+use crate::sql::{Dialect, SqlFrag, SqlParam};
+use crate::{Result, StoreError};
+
+/// The pools of a store.
+#[derive(Clone)]
+pub(crate) enum Db {
+    /// WAL, exactly one writer connection (SQLite allows one writer at a time, and queuing in
+    /// the pool is cheaper than retrying SQLITE_BUSY), a pool of read-only readers.
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+        /// Set by [`crate::SqlStore::close`]: running searches stop at once.
+        closing: Arc<AtomicBool>,
+    },
+    Postgres(PgPool),
+}
+
+impl Db {
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite { .. } => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// A statement of store-written SQL (`?` placeholders) for this database.
+    pub(crate) fn q(&self, sql: &str) -> Q {
+        Q::new(self.dialect(), sql)
+    }
+
+    /// A statement from a fragment, its parameters bound.
+    pub(crate) fn frag(&self, f: &SqlFrag) -> Q {
+        Q::frag(self.dialect(), f)
+    }
+
+    /// Where reads go: the reader pool on SQLite.
+    pub(crate) fn read(&self) -> Conn<'_> {
+        match self {
+            Db::Sqlite { reader, .. } => Conn::SqlitePool(reader),
+            Db::Postgres(pool) => Conn::PgPool(pool),
+        }
+    }
+
+    /// Where writes (and reads that must see the latest write) go: the writer on SQLite.
+    pub(crate) fn write(&self) -> Conn<'_> {
+        match self {
+            Db::Sqlite { writer, .. } => Conn::SqlitePool(writer),
+            Db::Postgres(pool) => Conn::PgPool(pool),
+        }
+    }
+
+    /// A transaction on the writer.
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+}
+
+/// A transaction on either backend; rolled back when dropped uncommitted.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub(crate) fn q(&self, sql: &str) -> Q {
+        Q::new(self.dialect(), sql)
+    }
+
+    pub(crate) fn frag(&self, f: &SqlFrag) -> Q {
+        Q::frag(self.dialect(), f)
+    }
+
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Postgres(tx) => Conn::Postgres(tx),
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Where a statement runs: a pool or a connection (of a transaction).
+pub(crate) enum Conn<'c> {
+    SqlitePool(&'c SqlitePool),
+    PgPool(&'c PgPool),
+    Sqlite(&'c mut sqlx::SqliteConnection),
+    Postgres(&'c mut sqlx::PgConnection),
+}
+
+impl<'c> From<&'c mut Tx> for Conn<'c> {
+    fn from(tx: &'c mut Tx) -> Self {
+        tx.conn()
+    }
+}
+
+impl<'c> From<&'c mut sqlx::SqliteConnection> for Conn<'c> {
+    fn from(c: &'c mut sqlx::SqliteConnection) -> Self {
+        Conn::Sqlite(c)
+    }
+}
+
+impl<'c> From<&'c mut sqlx::PgConnection> for Conn<'c> {
+    fn from(c: &'c mut sqlx::PgConnection) -> Self {
+        Conn::Postgres(c)
+    }
+}
+
+/// A statement with its bound values, for one backend.
+pub(crate) enum Q {
+    Sqlite(Query<'static, Sqlite, SqliteArguments>),
+    Postgres(Query<'static, Postgres, PgArguments>),
+}
+
+/// A value both backends can bind.
+pub(crate) trait Bind<'t>: Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres> {}
+impl<'t, T: Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>> Bind<'t> for T {}
+
+fn mismatch() -> StoreError {
+    StoreError::from(mismatch_sqlx())
+}
+
+fn mismatch_sqlx() -> sqlx::Error {
+    sqlx::Error::Protocol("a statement was prepared for the other database backend".into())
+}
+
+impl Q {
+    /// Store-written SQL with `?` placeholders, numbered (untyped) for PostgreSQL.
+    pub(crate) fn new(dialect: Dialect, sql: &str) -> Q {
+        let text = SqlFrag::new(sql).render(dialect).into_owned();
+        match dialect {
+            Dialect::Sqlite => Q::Sqlite(sqlx::query(sqlx::AssertSqlSafe(text))),
+            Dialect::Postgres => Q::Postgres(sqlx::query(sqlx::AssertSqlSafe(text))),
+        }
+    }
+
+    /// A fragment: text rendered for `dialect` (typed placeholders on PostgreSQL), parameters
+    /// bound in order.
+    pub(crate) fn frag(dialect: Dialect, f: &SqlFrag) -> Q {
+        let text = f.render(dialect).into_owned();
+        let mut q = match dialect {
+            Dialect::Sqlite => Q::Sqlite(sqlx::query(sqlx::AssertSqlSafe(text))),
+            Dialect::Postgres => Q::Postgres(sqlx::query(sqlx::AssertSqlSafe(text))),
+        };
+        for p in &f.params {
+            q = q.param(p);
+        }
+        q
+    }
+
+    pub(crate) fn bind<'t, T: Bind<'t>>(self, v: T) -> Q {
+        match self {
+            Q::Sqlite(q) => Q::Sqlite(q.bind(v)),
+            Q::Postgres(q) => Q::Postgres(q.bind(v)),
+        }
+    }
+
+    /// Bind a fragment parameter (a NULL binds as text).
+    pub(crate) fn param(self, p: &SqlParam) -> Q {
+        match p {
+            SqlParam::Null => self.bind(None::<String>),
+            SqlParam::Bool(b) => self.bind(*b),
+            SqlParam::Int(i) => self.bind(*i),
+            SqlParam::Real(f) => self.bind(*f),
+            SqlParam::Text(s) => self.bind(s.as_str()),
+        }
+    }
+
+    pub(crate) async fn fetch_all<'c>(self, c: impl Into<Conn<'c>>) -> Result<Vec<Row>> {
+        Ok(self.run_rows(c).await?)
+    }
+
+    /// [`Q::fetch_all`] keeping sqlx's error.
+    pub(crate) async fn run_rows<'c>(self, c: impl Into<Conn<'c>>) -> std::result::Result<Vec<Row>, sqlx::Error> {
+        Ok(match (self, c.into()) {
+            (Q::Sqlite(q), Conn::SqlitePool(p)) => q.fetch_all(p).await?.into_iter().map(Row::Sqlite).collect(),
+            (Q::Sqlite(q), Conn::Sqlite(c)) => q.fetch_all(c).await?.into_iter().map(Row::Sqlite).collect(),
+            (Q::Postgres(q), Conn::PgPool(p)) => q.fetch_all(p).await?.into_iter().map(Row::Postgres).collect(),
+            (Q::Postgres(q), Conn::Postgres(c)) => q.fetch_all(c).await?.into_iter().map(Row::Postgres).collect(),
+            _ => return Err(mismatch_sqlx()),
+        })
+    }
+
+    pub(crate) async fn fetch_optional<'c>(self, c: impl Into<Conn<'c>>) -> Result<Option<Row>> {
+        Ok(match (self, c.into()) {
+            (Q::Sqlite(q), Conn::SqlitePool(p)) => q.fetch_optional(p).await?.map(Row::Sqlite),
+            (Q::Sqlite(q), Conn::Sqlite(c)) => q.fetch_optional(c).await?.map(Row::Sqlite),
+            (Q::Postgres(q), Conn::PgPool(p)) => q.fetch_optional(p).await?.map(Row::Postgres),
+            (Q::Postgres(q), Conn::Postgres(c)) => q.fetch_optional(c).await?.map(Row::Postgres),
+            _ => return Err(mismatch()),
+        })
+    }
+
+    pub(crate) async fn fetch_one<'c>(self, c: impl Into<Conn<'c>>) -> Result<Row> {
+        self.fetch_optional(c).await?.ok_or_else(|| StoreError::from(sqlx::Error::RowNotFound))
+    }
+
+    /// Run the statement; the number of rows it changed.
+    pub(crate) async fn execute<'c>(self, c: impl Into<Conn<'c>>) -> Result<u64> {
+        Ok(self.run(c).await?)
+    }
+
+    /// [`Q::execute`] keeping sqlx's error (callers that map unique violations).
+    pub(crate) async fn run<'c>(self, c: impl Into<Conn<'c>>) -> std::result::Result<u64, sqlx::Error> {
+        match (self, c.into()) {
+            (Q::Sqlite(q), Conn::SqlitePool(p)) => Ok(q.execute(p).await?.rows_affected()),
+            (Q::Sqlite(q), Conn::Sqlite(c)) => Ok(q.execute(c).await?.rows_affected()),
+            (Q::Postgres(q), Conn::PgPool(p)) => Ok(q.execute(p).await?.rows_affected()),
+            (Q::Postgres(q), Conn::Postgres(c)) => Ok(q.execute(c).await?.rows_affected()),
+            _ => Err(mismatch_sqlx()),
+        }
+    }
+}
+
+/// A PostgreSQL query from a fragment (data migration and the query compiler's tests, which
+/// work on one backend's typed pool).
+pub(crate) fn pg_query(f: &SqlFrag) -> Query<'static, Postgres, PgArguments> {
+    match Q::frag(Dialect::Postgres, f) {
+        Q::Postgres(q) => q,
+        Q::Sqlite(_) => unreachable!("Q::frag(Dialect::Postgres) is a PostgreSQL query"),
+    }
+}
+
+/// A result row of either backend.
+pub(crate) enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl Row {
+    /// Column `i` (index or name) as `T`; panics when the column is missing or of another type
+    /// (a bug of the statement, as with [`sqlx::Row::get`]).
+    pub(crate) fn get<'r, T, I>(&'r self, i: I) -> T
+    where
+        T: Decode<'r, Sqlite> + Type<Sqlite> + Decode<'r, Postgres> + Type<Postgres>,
+        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Debug,
+    {
+        use sqlx::Row as _;
+        match self {
+            Row::Sqlite(r) => r.get(i),
+            Row::Postgres(r) => r.get(i),
+        }
+    }
+
+    /// A boolean column: an integer on SQLite, a boolean on PostgreSQL.
+    pub(crate) fn flag<I>(&self, i: I) -> bool
+    where
+        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Debug,
+    {
+        use sqlx::Row as _;
+        match self {
+            Row::Sqlite(r) => r.get::<i64, _>(i) != 0,
+            Row::Postgres(r) => r.get::<bool, _>(i),
+        }
+    }
+
+    /// A JSON column read as text (`CAST(… AS TEXT)` on PostgreSQL); `T::default()` when it
+    /// is NULL or unreadable.
+    pub(crate) fn json<T: serde::de::DeserializeOwned + Default, I>(&self, i: I) -> T
+    where
+        I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Debug,
+    {
+        self.get::<Option<String>, I>(i).and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
+    }
+}
+
+/// Is `e` a unique-constraint violation?
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// What [`StoreError::Db`] holds: a message and, when sqlx failed, sqlx's error as the source.
+#[derive(Debug)]
+pub struct DbError {
+    message: String,
+    source: Option<sqlx::Error>,
+}
+
+impl DbError {
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl From<String> for DbError {
+    fn from(message: String) -> Self {
+        DbError { message, source: None }
+    }
+}
+
+impl From<&str> for DbError {
+    fn from(message: &str) -> Self {
+        DbError { message: message.to_string(), source: None }
+    }
+}
+
+/// The one conversion of sqlx's errors: a pool wait that timed out is
+/// [`StoreError::Unavailable`], anything else [`StoreError::Db`] with the error as its source.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Unavailable("no database connection became free in time; try again shortly".into())
+            }
+            e => StoreError::Db(DbError { message: e.to_string(), source: Some(e) }),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Entities: reads, batched writes, deletes, searches.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+
+use portolan_core::search::Query;
+use portolan_core::{Blueprint, Entity, FieldErrors};
+
+use serde_json::{Map, Value};
+
+use crate::db::{Db, Row};
+use crate::query::{CompileCtx, compile_where_in};
+use crate::sql::{Dialect, SqlFrag, SqlParam, json_key_path};
+use crate::{AuditCtx, OrgId, Result, SqlStore, StoreError};
+
+mod delete;
+mod write;
+
+/// A relation edge of an entity: (relation, target blueprint, target identifier, required).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelTarget {
+    pub relation: String,
+    pub target_blueprint: String,
+    pub target_identifier: String,
+    pub required: bool,
+}
+
+/// Why one entity of a write was not written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteRejection {
+    /// Creating an entity that exists.
+    Conflict(String),
+    /// Updating an entity that does not exist.
+    NotFound(String),
+    /// The composed entity breaks the blueprint.
+    Invalid(FieldErrors),
+    /// A relation points at an entity that does not exist (and stubs were not asked for).
+    MissingTarget { relation: String, blueprint: String, identifier: String },
+}
+
+/// Computes the entity to store from the stored one (or `None`), inside the write transaction,
+/// so read-modify-write is atomic. Returns the entity and the relation edges it has.
+pub type BuildEntity = Box<dyn FnOnce(Option<&Entity>) -> Result<(Entity, Vec<RelTarget>), WriteRejection> + Send>;
+
+pub struct EntityWrite {
+    pub blueprint: String,
+    pub identifier: String,
+    pub build: BuildEntity,
+    /// Create a stub entity for each missing relation target instead of rejecting.
+    pub create_missing_related: bool,
+}
+
+/// What a successful entity write did.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub entity: Entity,
+    pub created: bool,
+}
+
+/// A page request over entities.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    /// Restrict to one blueprint (`POST /v1/blueprints/{bp}/entities/search`).
+    pub blueprint: Option<&'a str>,
+    pub query: Option<&'a Query>,
+    /// Blueprints of the organization, for the query compiler.
+    pub blueprints: &'a HashMap<String, Blueprint>,
+    /// Cursor: return entities after this position.
+    pub after: Option<i64>,
+    pub limit: u32,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a> SearchRequest<'a> {
+    /// A first page (no cursor) evaluated at the current time.
+    pub fn new(
+        blueprints: &'a HashMap<String, Blueprint>,
+        blueprint: Option<&'a str>,
+        query: Option<&'a Query>,
+        limit: u32,
+    ) -> Self {
+        SearchRequest { blueprint, query, blueprints, after: None, limit, now: chrono::Utc::now() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub entities: Vec<Entity>,
+    /// Position to pass as `after` for the next page; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// A page of [`Entities::search_sorted`].
+#[derive(Debug, Clone)]
+pub struct SortedPage {
+    pub entities: Vec<Entity>,
+    /// More entities follow this page.
+    pub more: bool,
+}
+
+/// The column a meta sort key orders by (`None`: a property, ordered by its JSON value).
+pub(crate) fn sort_column(sort: &str) -> Option<&'static str> {
+    match sort {
+        "$identifier" => Some("e.identifier"),
+        "$title" => Some("e.title"),
+        "$createdAt" => Some("e.created_at"),
+        "$updatedAt" => Some("e.updated_at"),
+        _ => None,
+    }
+}
+
+#[async_trait]
+pub trait Entities: Send + Sync {
+    async fn get_entity(&self, org: &OrgId, bp: &str, id: &str) -> Result<Option<Entity>>;
+    /// Entities of one blueprint by identifier (missing ones are left out).
+    async fn get_entities(&self, org: &OrgId, bp: &str, ids: &[String]) -> Result<Vec<Entity>>;
+    /// Apply writes in one transaction; each write succeeds or is rejected on its own.
+    async fn write_entities(
+        &self,
+        org: &OrgId,
+        writes: Vec<EntityWrite>,
+        ctx: &AuditCtx,
+    ) -> Result<Vec<Result<Written, WriteRejection>>>;
+    /// Delete entities of one blueprint. Non-required relations pointing at them become null;
+    /// required ones block the delete unless `cascade`. All or nothing. Returns what was deleted.
+    async fn delete_entities(
+        &self,
+        org: &OrgId,
+        bp: &str,
+        ids: &[String],
+        cascade: bool,
+        ctx: &AuditCtx,
+    ) -> Result<Vec<(String, String)>>;
+    async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64>;
+    async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page>;
+    /// A page of `req` (its filter and `limit`; not its cursor) ordered by `sort` — `$identifier`,
+    /// `$title`, `$createdAt`, `$updatedAt` or a stored property's identifier (missing values
+    /// last; ties by position) — after skipping `offset` entities. The web UI's sorted catalog
+    /// views page this way.
+    async fn search_sorted(
+        &self,
+        org: &OrgId,
+        req: &SearchRequest<'_>,
+        sort: &str,
+        descending: bool,
+        offset: u64,
+    ) -> Result<SortedPage>;
+}
+
+/// The columns [`from_row`] reads; JSON columns as text.
+pub(crate) const COLUMNS: &str = "e.rid, e.blueprint, e.identifier, e.title, e.icon, CAST(e.team AS TEXT) AS team, \
+     CAST(e.properties AS TEXT) AS properties, CAST(e.relations AS TEXT) AS relations, e.created_at, e.created_by, \
+     e.updated_at, e.updated_by, e.datasource";
+
+/// An entity row read with [`COLUMNS`]: its row id and the entity.
+pub(crate) fn from_row(r: &Row) -> (i64, Entity) {
+    (
+        r.get("rid"),
+        Entity {
+            identifier: r.get("identifier"),
+            title: r.get("title"),
+            icon: r.get("icon"),
+            blueprint: r.get("blueprint"),
+            team: r.json("team"),
+            properties: r.json::<Map<String, Value>, _>("properties"),
+            relations: r.json::<Map<String, Value>, _>("relations"),
+            created_at: r.get("created_at"),
+            created_by: r.get("created_by"),
+            updated_at: r.get("updated_at"),
+            updated_by: r.get("updated_by"),
+            datasource: r.get("datasource"),
+        },
+    )
+}
+
+/// `select` over the entities `req` selects (its blueprint and query; not its cursor).
+fn filter(db: &Db, org: &OrgId, req: &SearchRequest<'_>, select: &str) -> Result<SqlFrag> {
+    let mut q = SqlFrag::new(select);
+    q.push(" FROM entities e WHERE e.org_id = ").param(SqlParam::Text(org.0.clone()));
+    if let Some(bp) = req.blueprint {
+        if db.refuses(bp) {
+            q.push(" AND FALSE"); // no blueprint identifier has one (nor can PostgreSQL bind it)
+            return Ok(q);
+        }
+        q.push(" AND e.blueprint = ").param(SqlParam::Text(bp.to_string()));
+    }
+    if let Some(query) = req.query {
+        let ctx = CompileCtx { org_id: &org.0, now: req.now, blueprints: req.blueprints, dialect: db.dialect() };
+        let frag = compile_where_in(query, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
+        // PostgreSQL cannot bind text holding a NUL character: a query value with one is refused
+        // (SQLite compares it like any other text).
+        if frag.params.iter().any(|p| matches!(p, SqlParam::Text(t) if db.refuses(t))) {
+            return Err(StoreError::Invalid(portolan_core::FieldError::new(
+                "query",
+                "a value contains the NUL character (U+0000), which this server's database (PostgreSQL) cannot compare",
+            )));
+        }
+        q.push(" AND (").append(frag).push(")");
+    }
+    Ok(q)
+}
+
+#[async_trait]
+impl Entities for SqlStore {
+    async fn get_entity(&self, org: &OrgId, bp: &str, id: &str) -> Result<Option<Entity>> {
+        let db = &self.db;
+        if db.refuses(bp) || db.refuses(id) {
+            return Ok(None);
+        }
+        let sql =
+            format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = ? AND e.blueprint = ? AND e.identifier = ?");
+        let row = db.q(&sql).bind(&org.0).bind(bp).bind(id).fetch_optional(db.read()).await?;
+        Ok(row.map(|r| from_row(&r).1))
+    }
+
+    async fn get_entities(&self, org: &OrgId, bp: &str, ids: &[String]) -> Result<Vec<Entity>> {
+        let db = &self.db;
+        if db.refuses(bp) {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&String> = ids.iter().filter(|id| !db.refuses(id)).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut q = SqlFrag::new(&format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = "));
+            q.param(SqlParam::Text(org.0.clone())).push(" AND e.blueprint = ").param(SqlParam::Text(bp.into()));
+            q.push(" AND e.identifier IN (").param_list(chunk.iter().map(|id| id.as_str())).push(")");
+            let rows = db.frag(&q).fetch_all(db.read()).await?;
+            out.extend(rows.iter().map(|r| from_row(r).1));
+        }
+        Ok(out)
+    }
+
+    async fn write_entities(
+        &self,
+        org: &OrgId,
+        writes: Vec<EntityWrite>,
+        ctx: &AuditCtx,
+    ) -> Result<Vec<Result<Written, WriteRejection>>> {
+        write::write(&self.db, org, writes, ctx).await
+    }
+
+    async fn delete_entities(
+        &self,
+        org: &OrgId,
+        bp: &str,
+        ids: &[String],
+        cascade: bool,
+        ctx: &AuditCtx,
+    ) -> Result<Vec<(String, String)>> {
+        delete::delete(&self.db, org, bp, ids, cascade, ctx).await
+    }
+
+    async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
+        let q = filter(&self.db, org, req, "SELECT COUNT(*)")?;
+        let rows = self.search_rows(org, &q).await?;
+        Ok(rows.first().map_or(0, |row| row.get::<i64, _>(0) as u64))
+    }
+
+    async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
+        let mut q = filter(&self.db, org, req, &format!("SELECT {COLUMNS}"))?;
+        if let Some(after) = req.after {
+            q.push(" AND e.rid > ").param(SqlParam::Int(after));
+        }
+        let limit = i64::from(req.limit.max(1));
+        q.push(" ORDER BY e.rid LIMIT ").param(SqlParam::Int(limit + 1));
+        let rows = self.search_rows(org, &q).await?;
+        let mut entities = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for r in rows.iter().take(limit as usize) {
+            let (rid, e) = from_row(r);
+            last = Some(rid);
+            entities.push(e);
+        }
+        let next = if rows.len() as i64 > limit { last } else { None };
+        Ok(Page { entities, next })
+    }
+
+    async fn search_sorted(
+        &self,
+        org: &OrgId,
+        req: &SearchRequest<'_>,
+        sort: &str,
+        descending: bool,
+        offset: u64,
+    ) -> Result<SortedPage> {
+        let db = &self.db;
+        if req.blueprint.is_some_and(|b| db.refuses(b)) || db.refuses(sort) {
+            return Ok(SortedPage { entities: vec![], more: false });
+        }
+        let mut q = filter(db, org, req, &format!("SELECT {COLUMNS}"))?;
+        q.push(" ORDER BY ");
+        match (sort_column(sort), db.dialect()) {
+            (Some(col), _) => {
+                q.push(col);
+            }
+            (None, Dialect::Sqlite) => {
+                q.push("json_extract(e.properties, ").param(SqlParam::Text(json_key_path(sort))).push(")");
+            }
+            // jsonb order: numbers numerically, strings by collation.
+            (None, Dialect::Postgres) => {
+                q.push("(e.properties -> ").param(SqlParam::Text(sort.to_string())).push(")");
+            }
+        }
+        q.push(if descending { " DESC NULLS LAST, e.rid DESC" } else { " ASC NULLS LAST, e.rid ASC" });
+        let limit = i64::from(req.limit.max(1));
+        q.push(" LIMIT ").param(SqlParam::Int(limit + 1));
+        q.push(" OFFSET ").param(SqlParam::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
+        let rows = self.search_rows(org, &q).await?;
+        let more = rows.len() as i64 > limit;
+        let entities = rows.iter().take(limit as usize).map(|r| from_row(r).1).collect();
+        Ok(SortedPage { entities, more })
+    }
+}

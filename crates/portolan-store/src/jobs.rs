@@ -1,0 +1,468 @@
+//! Durable background jobs: queue, leases, fair claims.
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::db::{Conn, Db, Row};
+use crate::sql::{Dialect, SqlFrag};
+use crate::{OrgId, Result, SqlStore, StoreError};
+
+/// Where a background job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Waiting to be claimed (at or after `run_at`).
+    Queued,
+    /// Leased by a node; claimable again once its lease expires.
+    Running,
+    Succeeded,
+    /// Failed for good: a permanent error, or no attempts left.
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Succeeded, failed or cancelled: nothing will run it again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    /// Claims allowed before the job fails for good (at least 1).
+    pub max_attempts: u32,
+}
+
+/// A durable background job. Times are the database's clock, in the store's timestamp format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// `job_<n>`.
+    pub id: String,
+    pub org: OrgId,
+    pub kind: String,
+    pub payload: Value,
+    pub status: JobStatus,
+    /// Claims so far; also the fencing token of the current lease (see [`Lease`]).
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub run_at: String,
+    /// The node holding (or that last held) the lease.
+    pub lease_owner: Option<String>,
+    /// When the current lease expires (`None` once the job is finished or back in the queue).
+    pub lease_until: Option<String>,
+    /// The last checkpoint the handler saved; a node taking the job over resumes from it.
+    pub progress: Option<Value>,
+    pub last_error: Option<String>,
+    /// The handler's result, or the detail of the error it failed with.
+    pub result: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl Job {
+    /// The lease a claim returned this job under (for a job in `running`).
+    pub fn lease(&self) -> Option<Lease> {
+        match (self.status, &self.lease_owner) {
+            (JobStatus::Running, Some(owner)) => {
+                Some(Lease { job_id: self.id.clone(), owner: owner.clone(), attempt: self.attempts })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A node's hold on a running job. Heartbeats, progress and completion are accepted only while
+/// the job is still running under this exact lease; a node whose lease expired and was claimed
+/// by another node (a higher `attempt`) is refused and must stop working on the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub owner: String,
+    pub attempt: u32,
+}
+
+/// How many jobs of one organization may run at once (see [`Jobs::claim_job_fairly`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobShare {
+    /// Across every node of the cluster.
+    pub per_org: u32,
+    /// On the claiming node.
+    pub per_org_on_node: u32,
+}
+
+impl JobShare {
+    /// No caps: the oldest due job first, whatever its organization runs already.
+    pub const UNLIMITED: JobShare = JobShare { per_org: u32::MAX, per_org_on_node: u32::MAX };
+}
+
+/// Filters of a job listing, AND-ed; newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<String>,
+    pub limit: u32,
+}
+
+/// The columns of `jobs` [`job_from_row`] reads (JSON as text, counters as 64-bit integers).
+pub(crate) const JOB_COLUMNS: &str = "id, org_id, kind, CAST(payload AS TEXT), status, CAST(attempts AS BIGINT), \
+     CAST(max_attempts AS BIGINT), run_at, lease_owner, lease_until, CAST(progress AS TEXT), last_error, \
+     CAST(result AS TEXT), created_at, updated_at, started_at, finished_at";
+
+/// The row id of a `job_<n>` id (`None` for anything else: such a job does not exist).
+pub(crate) fn job_rowid(id: &str) -> Option<i64> {
+    id.strip_prefix("job_")?.parse().ok()
+}
+
+/// A duration in whole milliseconds, for SQL.
+pub(crate) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+pub trait Jobs: Send + Sync {
+    /// Queue a job, runnable now.
+    async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job>;
+    /// Claim the next runnable job of one of `kinds` for `node`, for `lease`: a queued job that is
+    /// due, or a running job whose lease expired (its node died) and that has attempts left.
+    /// Each runnable job is handed to exactly one claimer; `attempts` is incremented. Running
+    /// jobs whose lease expired on their last attempt are marked failed on the way.
+    async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
+        self.claim_job_fairly(node, kinds, lease, &JobShare::UNLIMITED).await
+    }
+    /// [`Store::claim_job`] within each organization's share of the workers: a job of an
+    /// organization that already has `share.per_org` jobs running (live leases, any node) or
+    /// `share.per_org_on_node` running on `node` is skipped. Among the rest, the organization
+    /// with the fewest running jobs goes first, then the oldest due job — so one organization's
+    /// flood of jobs cannot hold every worker while another organization's jobs wait. The cap
+    /// is exact on both backends (SQLite's single writer; a transaction-scoped advisory lock
+    /// serializes claims on PostgreSQL).
+    async fn claim_job_fairly(
+        &self,
+        node: &str,
+        kinds: &[String],
+        lease: std::time::Duration,
+        share: &JobShare,
+    ) -> Result<Option<Job>>;
+    /// Extend a lease to `lease` from now. `false`: the lease is lost (the job was taken over,
+    /// cancelled or finished) and the holder must stop working on it.
+    async fn heartbeat_job(&self, lease: &Lease, extend: std::time::Duration) -> Result<bool>;
+    /// Save the handler's checkpoint; `false` (nothing saved) when the lease is lost.
+    async fn save_job_progress(&self, lease: &Lease, progress: &Value) -> Result<bool>;
+    /// Finish the job successfully; `false` (nothing changed) when the lease is lost.
+    async fn complete_job(&self, lease: &Lease, result: &Value) -> Result<bool>;
+    /// Record a failed attempt. With `retry_in` and attempts left the job goes back to the queue,
+    /// runnable after `retry_in`; otherwise it fails for good. Returns the new status, or `None`
+    /// (nothing changed) when the lease is lost.
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        error: &str,
+        detail: Option<&Value>,
+        retry_in: Option<std::time::Duration>,
+    ) -> Result<Option<JobStatus>>;
+    /// Give a running job back to the queue (graceful shutdown): runnable at once by any node,
+    /// and the interrupted attempt is not counted against `max_attempts`. `false` when the
+    /// lease is lost.
+    async fn release_job(&self, lease: &Lease) -> Result<bool>;
+    /// Cancel a queued or running job of `org` (a running job's holder loses its lease).
+    /// `false` when there is no such unfinished job.
+    async fn cancel_job(&self, org: &OrgId, id: &str) -> Result<bool>;
+    async fn get_job(&self, org: &OrgId, id: &str) -> Result<Option<Job>>;
+    async fn list_jobs(&self, org: &OrgId, filter: &JobFilter) -> Result<Vec<Job>>;
+}
+
+/// A job row read with [`JOB_COLUMNS`].
+pub(crate) fn job_from_row(r: &Row) -> Result<Job> {
+    let id: i64 = r.get(0);
+    let json = |what: &str, s: &str| {
+        serde_json::from_str::<Value>(s).map_err(|e| StoreError::Db(format!("job {id} has invalid {what}: {e}").into()))
+    };
+    let status: String = r.get(4);
+    Ok(Job {
+        id: format!("job_{id}"),
+        org: OrgId(r.get(1)),
+        kind: r.get(2),
+        payload: json("payload", &r.get::<String, _>(3))?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Db(format!("job {id} has unknown status {status:?}").into()))?,
+        attempts: u32::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+        max_attempts: u32::try_from(r.get::<i64, _>(6)).unwrap_or(0),
+        run_at: r.get(7),
+        lease_owner: r.get(8),
+        lease_until: r.get(9),
+        progress: r.get::<Option<String>, _>(10).as_deref().map(|p| json("progress", p)).transpose()?,
+        last_error: r.get(11),
+        result: r.get::<Option<String>, _>(12).as_deref().map(|p| json("result", p)).transpose()?,
+        created_at: r.get(13),
+        updated_at: r.get(14),
+        started_at: r.get(15),
+        finished_at: r.get(16),
+    })
+}
+
+/// The database's clock. Job times come from it, so nodes with skewed clocks agree on when a
+/// lease expires: SQLite's `strftime` (fixed for the duration of one statement), PostgreSQL's
+/// `portolan_now_ms` (migration 0002).
+pub(crate) fn now(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        Dialect::Postgres => "portolan_now_ms(0)",
+    }
+}
+
+/// Append the time `dur` from now (one bound parameter) to `f`.
+fn push_now_plus(f: &mut SqlFrag, d: Dialect, dur: Duration) {
+    match d {
+        Dialect::Sqlite => {
+            let ms = millis(dur);
+            f.push("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ").param(format!("+{}.{:03} seconds", ms / 1000, ms % 1000));
+        }
+        Dialect::Postgres => {
+            f.push("portolan_now_ms(").param(millis(dur));
+        }
+    }
+    f.push(")");
+}
+
+/// ` WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?` for `lease`, or
+/// `None` for an id that names no job.
+fn held(lease: &Lease) -> Option<SqlFrag> {
+    let id = job_rowid(&lease.job_id)?;
+    let mut f = SqlFrag::new(" WHERE id = ");
+    f.param(id).push(" AND status = 'running' AND lease_owner = ").param(lease.owner.as_str());
+    f.push(" AND attempts = ").param(i64::from(lease.attempt));
+    Some(f)
+}
+
+/// Key of the transaction-scoped advisory lock that serializes job claims across PostgreSQL
+/// nodes, so an organization's share is never exceeded by two nodes claiming at once
+/// ("jobclaim"). SQLite's one writer serializes them already.
+const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
+
+/// Queue `job` of `org` (in the caller's transaction: a webhook delivery records itself beside it).
+pub(crate) async fn enqueue<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJob) -> Result<Job> {
+    let d = db.dialect();
+    let mut f = SqlFrag::new(
+        "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) VALUES (",
+    );
+    f.param(org.0.as_str()).push(", ").param(job.kind.as_str()).push(", ");
+    f.param(job.payload.to_string()).push(d.jsonb_cast()).push(", 'queued', 0, ");
+    f.param(i64::from(job.max_attempts.max(1)));
+    let now = now(d);
+    f.push(&format!(", {now}, {now}, {now}) RETURNING {JOB_COLUMNS}"));
+    job_from_row(&db.frag(&f).fetch_one(c).await?)
+}
+
+impl SqlStore {
+    /// Run a lease-holder's update; `true` when it changed the job (the lease is still held).
+    async fn held_update(&self, f: SqlFrag) -> Result<bool> {
+        Ok(self.db.frag(&f).execute(self.db.write()).await? == 1)
+    }
+}
+
+#[async_trait]
+impl Jobs for SqlStore {
+    async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job> {
+        enqueue(&self.db, self.db.write(), org, job).await
+    }
+
+    async fn claim_job_fairly(
+        &self,
+        node: &str,
+        kinds: &[String],
+        lease: Duration,
+        share: &JobShare,
+    ) -> Result<Option<Job>> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let d = self.db.dialect();
+        let now = now(d);
+        let mut tx = self.db.begin().await?;
+        if d == Dialect::Postgres {
+            tx.q("SELECT pg_advisory_xact_lock(?)").bind(CLAIM_LOCK).execute(&mut tx).await?;
+        }
+        // A job whose holder died on its last attempt will not be claimed again: fail it.
+        let sweep = format!(
+            "UPDATE jobs SET status = 'failed', lease_until = NULL, finished_at = {now}, updated_at = {now}, \
+             last_error = 'the lease of attempt ' || attempts || ' expired (its node stopped or lost the database) and no attempts are left' \
+             WHERE status = 'running' AND lease_until < {now} AND attempts >= max_attempts"
+        );
+        tx.q(&sweep).execute(&mut tx).await?;
+        // Jobs running under a live lease, per organization: all of them (`n`), and this node's
+        // (`mine`); the runnable job of the least busy organization under its share, oldest first.
+        let live = format!("FROM jobs WHERE status = 'running' AND lease_until >= {now} GROUP BY org_id");
+        let mut pick = SqlFrag::new(" WHERE j.kind IN (");
+        pick.param_list(kinds.iter().map(String::as_str));
+        pick.push(&format!(
+            ") AND ((j.status = 'queued' AND j.run_at <= {now}) \
+             OR (j.status = 'running' AND j.lease_until < {now} AND j.attempts < j.max_attempts))"
+        ));
+        pick.push(" AND COALESCE(r.n, 0) < ").param(i64::from(share.per_org));
+        pick.push(" AND COALESCE(r.mine, 0) < ").param(i64::from(share.per_org_on_node));
+        pick.push(" ORDER BY COALESCE(r.n, 0), j.run_at, j.id LIMIT 1");
+        let mut f;
+        match d {
+            // One `UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING` on the one writer: atomic.
+            Dialect::Sqlite => {
+                f = SqlFrag::new("UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ");
+                f.param(node).push(", lease_until = ");
+                push_now_plus(&mut f, d, lease);
+                f.push(&format!(", started_at = COALESCE(started_at, {now}), updated_at = {now}"));
+                f.push(" WHERE id = (SELECT j.id FROM jobs j LEFT JOIN (SELECT org_id, COUNT(*) AS n, ");
+                f.push("SUM(CASE WHEN lease_owner = ")
+                    .param(node)
+                    .push(&format!(" THEN 1 ELSE 0 END) AS mine {live}) r"));
+                f.push(" ON r.org_id = j.org_id").append(pick);
+                f.push(&format!(") RETURNING {JOB_COLUMNS}"));
+            }
+            // The chosen row is locked `FOR UPDATE SKIP LOCKED` in the statement that leases it,
+            // so concurrent claimers pass over each other's rows.
+            Dialect::Postgres => {
+                f = SqlFrag::new("WITH live AS (SELECT org_id, COUNT(*) AS n, COUNT(*) FILTER (WHERE lease_owner = ");
+                f.param(node).push(&format!(") AS mine {live}), "));
+                f.push("next AS (SELECT j.id AS next_id FROM jobs j LEFT JOIN live r ON r.org_id = j.org_id");
+                f.append(pick);
+                f.push(
+                    " FOR UPDATE OF j SKIP LOCKED) UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, ",
+                );
+                f.push("lease_owner = ").param(node).push(", lease_until = ");
+                push_now_plus(&mut f, d, lease);
+                f.push(&format!(
+                    ", started_at = COALESCE(jobs.started_at, {now}), updated_at = {now} FROM next \
+                     WHERE jobs.id = next.next_id RETURNING {JOB_COLUMNS}"
+                ));
+            }
+        }
+        let rows = tx.frag(&f).fetch_all(&mut tx).await?;
+        tx.commit().await?;
+        rows.first().map(job_from_row).transpose()
+    }
+
+    async fn heartbeat_job(&self, lease: &Lease, extend: Duration) -> Result<bool> {
+        let Some(cond) = held(lease) else { return Ok(false) };
+        let d = self.db.dialect();
+        let mut f = SqlFrag::new("UPDATE jobs SET lease_until = ");
+        push_now_plus(&mut f, d, extend);
+        f.push(&format!(", updated_at = {}", now(d))).append(cond);
+        self.held_update(f).await
+    }
+
+    async fn save_job_progress(&self, lease: &Lease, progress: &Value) -> Result<bool> {
+        let Some(cond) = held(lease) else { return Ok(false) };
+        let d = self.db.dialect();
+        let mut f = SqlFrag::new("UPDATE jobs SET progress = ");
+        f.param(progress.to_string()).push(d.jsonb_cast()).push(&format!(", updated_at = {}", now(d))).append(cond);
+        self.held_update(f).await
+    }
+
+    async fn complete_job(&self, lease: &Lease, result: &Value) -> Result<bool> {
+        let Some(cond) = held(lease) else { return Ok(false) };
+        let d = self.db.dialect();
+        let now = now(d);
+        let mut f = SqlFrag::new("UPDATE jobs SET status = 'succeeded', lease_until = NULL, result = ");
+        f.param(result.to_string()).push(d.jsonb_cast());
+        f.push(&format!(", finished_at = {now}, updated_at = {now}")).append(cond);
+        self.held_update(f).await
+    }
+
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        error: &str,
+        detail: Option<&Value>,
+        retry_in: Option<Duration>,
+    ) -> Result<Option<JobStatus>> {
+        let Some(cond) = held(lease) else { return Ok(None) };
+        let d = self.db.dialect();
+        let retry = retry_in.is_some();
+        let mut f = SqlFrag::new("UPDATE jobs SET status = CASE WHEN ");
+        f.param(retry).push(" AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, run_at = CASE WHEN ");
+        f.param(retry).push(" AND attempts < max_attempts THEN ");
+        push_now_plus(&mut f, d, retry_in.unwrap_or_default());
+        f.push(" ELSE run_at END, finished_at = CASE WHEN ").param(retry);
+        f.push(&format!(" AND attempts < max_attempts THEN NULL ELSE {now} END, updated_at = {now}", now = now(d)));
+        f.push(", lease_until = NULL, last_error = ").param(error).push(", result = ");
+        match detail {
+            Some(v) => f.param(v.to_string()).push(d.jsonb_cast()),
+            None => f.push("NULL"),
+        };
+        f.append(cond).push(" RETURNING status");
+        let rows = self.db.frag(&f).fetch_all(self.db.write()).await?;
+        Ok(rows.first().and_then(|r| JobStatus::parse(&r.get::<String, _>(0))))
+    }
+
+    async fn release_job(&self, lease: &Lease) -> Result<bool> {
+        let Some(cond) = held(lease) else { return Ok(false) };
+        // `attempts` stays (it fences the released lease); the attempt is given back through
+        // `max_attempts` instead.
+        let now = now(self.db.dialect());
+        let mut f = SqlFrag::new(&format!(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, max_attempts = max_attempts + 1, \
+             run_at = {now}, updated_at = {now}"
+        ));
+        f.append(cond);
+        self.held_update(f).await
+    }
+
+    async fn cancel_job(&self, org: &OrgId, id: &str) -> Result<bool> {
+        let Some(id) = job_rowid(id) else { return Ok(false) };
+        let now = now(self.db.dialect());
+        let mut f = SqlFrag::new(&format!(
+            "UPDATE jobs SET status = 'cancelled', lease_until = NULL, finished_at = {now}, updated_at = {now} \
+             WHERE org_id = "
+        ));
+        f.param(org.0.as_str()).push(" AND id = ").param(id).push(" AND status IN ('queued', 'running')");
+        self.held_update(f).await
+    }
+
+    async fn get_job(&self, org: &OrgId, id: &str) -> Result<Option<Job>> {
+        let Some(id) = job_rowid(id) else { return Ok(None) };
+        let db = &self.db;
+        let mut f = SqlFrag::new(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = "));
+        f.param(org.0.as_str()).push(" AND id = ").param(id);
+        db.frag(&f).fetch_optional(db.read()).await?.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list_jobs(&self, org: &OrgId, filter: &JobFilter) -> Result<Vec<Job>> {
+        let db = &self.db;
+        let mut f = SqlFrag::new(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE org_id = "));
+        f.param(org.0.as_str());
+        if let Some(s) = filter.status {
+            f.push(" AND status = ").param(s.as_str());
+        }
+        if let Some(k) = &filter.kind {
+            f.push(" AND kind = ").param(k.as_str());
+        }
+        f.push(" ORDER BY id DESC LIMIT ").param(i64::from(filter.limit));
+        db.frag(&f).fetch_all(db.read()).await?.iter().map(job_from_row).collect()
+    }
+}
