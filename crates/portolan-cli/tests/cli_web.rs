@@ -62,7 +62,7 @@ fn init_prints_a_setup_link_once_and_export_writes_every_format() {
 
 /// A blueprint `svc` with `n` entities in the default organization, written through the store.
 fn seed(data: &std::path::Path, n: usize) {
-    use portolan_store::{AuditCtx, EntityWrite, SqliteStore, Store};
+    use portolan_store::{AuditCtx, EntityWrite, SqliteStore};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let store = SqliteStore::open(&data.join("portolan.sqlite")).await.unwrap();

@@ -91,12 +91,14 @@ impl TokenSigner {
         let init = secrets.map_or_else(|| fresh.clone(), |k| k.encrypt(&fresh, SIGNING_KEY_AAD));
         let stored = store.setting_or_init(SIGNING_KEY_SETTING, &init).await?;
         let key = match (stored.starts_with("v1:"), secrets) {
-            (true, Some(k)) => k.decrypt(&stored, SIGNING_KEY_AAD).map_err(|e| {
-                portolan_store::StoreError::Db(format!(
+            (true, Some(k)) => {
+                k.decrypt(&stored, SIGNING_KEY_AAD).map_err(|e| {
+                    portolan_store::StoreError::Db(format!(
                     "the token signing key in the database cannot be decrypted with this node's secrets key: {e}"
                 )
                 .into())
-            })?,
+                })?
+            }
             (true, None) => {
                 return Err(portolan_store::StoreError::Db(
                     "the token signing key in the database is encrypted, and this node has no secrets key: set \

@@ -13,10 +13,6 @@ mod eventlog;
 mod integrations;
 mod jobs;
 pub mod migrate;
-/// What `migrate.rs` still names from the former PostgreSQL backend module.
-mod postgres {
-    pub(crate) use crate::db::pg_query as frag_query;
-}
 mod orgs;
 mod plan;
 pub mod query;

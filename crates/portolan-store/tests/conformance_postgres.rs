@@ -71,7 +71,7 @@ async fn slow_searches_of_one_org_leave_connections_to_others() {
 #[tokio::test]
 async fn concurrent_writes_from_two_nodes_are_serialized_per_entity() {
     use portolan_store::conformance::{ctx, entity, model, org, put};
-    use portolan_store::{EntityWrite, Store, WriteRejection};
+    use portolan_store::{EntityWrite, WriteRejection};
     use serde_json::json;
     use std::sync::Arc;
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqlitePool};
 
-use crate::postgres::frag_query;
+use crate::db::pg_query as frag_query;
 use crate::sql::SqlFrag;
 use crate::{PgStore, SqliteStore, StoreError};
 
