@@ -51,7 +51,7 @@ pub trait Accounts: Send + Sync {
     /// Create a user; `Conflict` when the e-mail is taken (in any organization).
     async fn create_user(&self, user: &User) -> Result<()>;
     /// The user with this (lower-cased) e-mail, in any organization: sign-in finds the
-    /// organization through it (as [`Store::credential`] does through a client id).
+    /// organization through it (as [`crate::Orgs::credential`] does through a client id).
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn get_user(&self, org: &OrgId, id: &str) -> Result<Option<User>>;
     /// Users of `org`, by e-mail.

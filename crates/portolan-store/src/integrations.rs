@@ -34,7 +34,7 @@ pub struct ConfigVersion {
     pub created_by: String,
 }
 
-/// How [`Store::save_integration`] treats an existing row.
+/// How [`Integrations::save_integration`] treats an existing row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveMode {
     /// Fail with `Conflict` if it exists.

@@ -157,7 +157,7 @@ pub trait Jobs: Send + Sync {
     async fn claim_job(&self, node: &str, kinds: &[String], lease: std::time::Duration) -> Result<Option<Job>> {
         self.claim_job_fairly(node, kinds, lease, &JobShare::UNLIMITED).await
     }
-    /// [`Store::claim_job`] within each organization's share of the workers: a job of an
+    /// [`Jobs::claim_job`] within each organization's share of the workers: a job of an
     /// organization that already has `share.per_org` jobs running (live leases, any node) or
     /// `share.per_org_on_node` running on `node` is skipped. Among the rest, the organization
     /// with the fewest running jobs goes first, then the oldest due job — so one organization's

@@ -67,7 +67,7 @@ pub enum StoreError {
     HasEntities { blueprint: String, count: u64 },
     #[error("blueprint {blueprint} is the target of relation {relation} of blueprint {source_bp}")]
     Referenced { blueprint: String, source_bp: String, relation: String },
-    /// A search statement ran past its time budget ([`Store::set_query_budget`]) and was stopped.
+    /// A search statement ran past its time budget ([`Settings::set_query_budget`]) and was stopped.
     #[error(
         "the search ran over its {} budget and was stopped; narrow it (a blueprint, fewer or shorter relation paths, more selective rules) or ask for a smaller page",
         budget_text(*budget)

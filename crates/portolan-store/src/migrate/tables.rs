@@ -4,6 +4,13 @@
 //! PostgreSQL database and fails when a table or column of the schema is in none of these
 //! lists, so a migration that adds one must say here how it moves.
 
+/// `cols![name: Kind, …]`: a table's columns and how each is copied (names are the schema's).
+macro_rules! cols {
+    ($($name:ident: $kind:ident $(($space:literal))?),* $(,)?) => {
+        &[$((stringify!($name), Col::$kind $(($space))?)),*]
+    };
+}
+
 /// The tables copied, in an order that satisfies foreign keys.
 pub(super) const TABLES: &[&TableSpec] = &[
     &CREDENTIALS,
@@ -67,7 +74,7 @@ pub(super) struct TableSpec {
 const CREDENTIALS: TableSpec = TableSpec {
     table: "credentials",
     json_type: "jsonb",
-    cols: &[("client_id", Col::Text), ("secret_hash", Col::Text), ("name", Col::Text), ("created_at", Col::Text)],
+    cols: cols![client_id: Text, secret_hash: Text, name: Text, created_at: Text],
     overriding: false,
     order: &["client_id"],
 };
@@ -75,14 +82,8 @@ const CREDENTIALS: TableSpec = TableSpec {
 const BLUEPRINTS: TableSpec = TableSpec {
     table: "blueprints",
     json_type: "json",
-    cols: &[
-        ("identifier", Col::Text),
-        ("body", Col::Json),
-        ("created_at", Col::Text),
-        ("created_by", Col::Text),
-        ("updated_at", Col::Text),
-        ("updated_by", Col::Text),
-    ],
+    cols: cols![identifier: Text, body: Json, created_at: Text, created_by: Text, updated_at: Text,
+        updated_by: Text],
     overriding: false,
     order: &["identifier"],
 };
@@ -90,21 +91,9 @@ const BLUEPRINTS: TableSpec = TableSpec {
 const ENTITIES: TableSpec = TableSpec {
     table: "entities",
     json_type: "jsonb",
-    cols: &[
-        ("rid", Col::Id("entities")),
-        ("blueprint", Col::Text),
-        ("identifier", Col::Text),
-        ("title", Col::Text),
-        ("icon", Col::Text),
-        ("team", Col::Json),
-        ("properties", Col::Json),
-        ("relations", Col::Json),
-        ("created_at", Col::Text),
-        ("created_by", Col::Text),
-        ("updated_at", Col::Text),
-        ("updated_by", Col::Text),
-        ("datasource", Col::Text),
-    ],
+    cols: cols![rid: Id("entities"), blueprint: Text, identifier: Text, title: Text, icon: Text, team: Json,
+        properties: Json, relations: Json, created_at: Text, created_by: Text, updated_at: Text,
+        updated_by: Text, datasource: Text],
     overriding: true,
     order: &["rid"],
 };
@@ -112,13 +101,8 @@ const ENTITIES: TableSpec = TableSpec {
 const RELATIONS: TableSpec = TableSpec {
     table: "entity_relations",
     json_type: "jsonb",
-    cols: &[
-        ("src_rid", Col::Id("entities")),
-        ("relation", Col::Text),
-        ("target_blueprint", Col::Text),
-        ("target_identifier", Col::Text),
-        ("required", Col::Bool),
-    ],
+    cols: cols![src_rid: Id("entities"), relation: Text, target_blueprint: Text, target_identifier: Text,
+        required: Bool],
     overriding: false,
     order: &["src_rid", "relation", "target_blueprint", "target_identifier"],
 };
@@ -126,20 +110,8 @@ const RELATIONS: TableSpec = TableSpec {
 const AUDIT: TableSpec = TableSpec {
     table: "audit_log",
     json_type: "json",
-    cols: &[
-        ("id", Col::Id("audit_log")),
-        ("at", Col::Text),
-        ("resource_type", Col::Text),
-        ("action", Col::Text),
-        ("status", Col::Text),
-        ("identifier", Col::Text),
-        ("blueprint", Col::Text),
-        ("entity", Col::Text),
-        ("origin", Col::Text),
-        ("user_id", Col::Text),
-        ("diff", Col::Json),
-        ("message", Col::Text),
-    ],
+    cols: cols![id: Id("audit_log"), at: Text, resource_type: Text, action: Text, status: Text,
+        identifier: Text, blueprint: Text, entity: Text, origin: Text, user_id: Text, diff: Json, message: Text],
     overriding: true,
     order: &["id"],
 };
@@ -147,16 +119,8 @@ const AUDIT: TableSpec = TableSpec {
 const INTEGRATIONS: TableSpec = TableSpec {
     table: "integrations",
     json_type: "json",
-    cols: &[
-        ("identifier", Col::Text),
-        ("data", Col::Json),
-        ("config_version", Col::Int),
-        ("confirm_next", Col::Bool),
-        ("created_at", Col::Text),
-        ("created_by", Col::Text),
-        ("updated_at", Col::Text),
-        ("updated_by", Col::Text),
-    ],
+    cols: cols![identifier: Text, data: Json, config_version: Int, confirm_next: Bool, created_at: Text,
+        created_by: Text, updated_at: Text, updated_by: Text],
     overriding: false,
     order: &["identifier"],
 };
@@ -164,13 +128,7 @@ const INTEGRATIONS: TableSpec = TableSpec {
 const CONFIG_VERSIONS: TableSpec = TableSpec {
     table: "integration_config_versions",
     json_type: "json",
-    cols: &[
-        ("integration", Col::Text),
-        ("version", Col::Int),
-        ("config", Col::Json),
-        ("created_at", Col::Text),
-        ("created_by", Col::Text),
-    ],
+    cols: cols![integration: Text, version: Int, config: Json, created_at: Text, created_by: Text],
     overriding: false,
     order: &["integration", "version"],
 };
@@ -178,7 +136,7 @@ const CONFIG_VERSIONS: TableSpec = TableSpec {
 const EXAMPLES: TableSpec = TableSpec {
     table: "integration_examples",
     json_type: "json",
-    cols: &[("integration", Col::Text), ("kind", Col::Text), ("examples", Col::Json), ("updated_at", Col::Text)],
+    cols: cols![integration: Text, kind: Text, examples: Json, updated_at: Text],
     overriding: false,
     order: &["integration", "kind"],
 };
@@ -186,18 +144,8 @@ const EXAMPLES: TableSpec = TableSpec {
 const RESYNCS: TableSpec = TableSpec {
     table: "integration_resyncs",
     json_type: "json",
-    cols: &[
-        ("id", Col::Id("integration_resyncs")),
-        ("integration", Col::Text),
-        ("status", Col::Text),
-        ("started_at", Col::Text),
-        ("ended_at", Col::Text),
-        ("entities_at_start", Col::Int),
-        ("deleted", Col::Int),
-        ("refused", Col::Int),
-        ("tripped", Col::Bool),
-        ("confirmed", Col::Bool),
-    ],
+    cols: cols![id: Id("integration_resyncs"), integration: Text, status: Text, started_at: Text,
+        ended_at: Text, entities_at_start: Int, deleted: Int, refused: Int, tripped: Bool, confirmed: Bool],
     overriding: true,
     order: &["id"],
 };
@@ -205,17 +153,8 @@ const RESYNCS: TableSpec = TableSpec {
 const INTEGRATION_LOGS: TableSpec = TableSpec {
     table: "integration_logs",
     json_type: "json",
-    cols: &[
-        ("id", Col::Id("integration_logs")),
-        ("integration", Col::Text),
-        ("resync_id", Col::Id("integration_resyncs")),
-        ("at", Col::Text),
-        ("level", Col::Text),
-        ("source", Col::Text),
-        ("event", Col::Text),
-        ("message", Col::Text),
-        ("extra", Col::Json),
-    ],
+    cols: cols![id: Id("integration_logs"), integration: Text, resync_id: Id("integration_resyncs"), at: Text,
+        level: Text, source: Text, event: Text, message: Text, extra: Json],
     overriding: true,
     order: &["id"],
 };
@@ -224,13 +163,7 @@ const INTEGRATION_LOGS: TableSpec = TableSpec {
 const INTEGRATION_CURSORS: TableSpec = TableSpec {
     table: "integration_cursors",
     json_type: "json",
-    cols: &[
-        ("integration", Col::Text),
-        ("kind", Col::Text),
-        ("idx", Col::Text),
-        ("cursor", Col::Json),
-        ("updated_at", Col::Text),
-    ],
+    cols: cols![integration: Text, kind: Text, idx: Text, cursor: Json, updated_at: Text],
     overriding: false,
     order: &["integration", "kind", "idx"],
 };
@@ -240,17 +173,8 @@ const INTEGRATION_CURSORS: TableSpec = TableSpec {
 const WEBHOOKS: TableSpec = TableSpec {
     table: "webhooks",
     json_type: "json",
-    cols: &[
-        ("identifier", Col::Text),
-        ("data", Col::Json),
-        ("webhook_key", Col::Text),
-        ("secret", Col::Text),
-        ("secret_key_id", Col::Text),
-        ("created_at", Col::Text),
-        ("created_by", Col::Text),
-        ("updated_at", Col::Text),
-        ("updated_by", Col::Text),
-    ],
+    cols: cols![identifier: Text, data: Json, webhook_key: Text, secret: Text, secret_key_id: Text,
+        created_at: Text, created_by: Text, updated_at: Text, updated_by: Text],
     overriding: false,
     order: &["identifier"],
 };
@@ -260,7 +184,7 @@ const WEBHOOKS: TableSpec = TableSpec {
 const WEBHOOK_DELIVERIES: TableSpec = TableSpec {
     table: "webhook_deliveries",
     json_type: "json",
-    cols: &[("webhook", Col::Text), ("request_id", Col::Text), ("job_id", Col::Int), ("received_at", Col::Text)],
+    cols: cols![webhook: Text, request_id: Text, job_id: Int, received_at: Text],
     overriding: false,
     order: &["webhook", "request_id"],
 };
@@ -268,17 +192,8 @@ const WEBHOOK_DELIVERIES: TableSpec = TableSpec {
 const WEBHOOK_LOGS: TableSpec = TableSpec {
     table: "webhook_logs",
     json_type: "json",
-    cols: &[
-        ("id", Col::Id("webhook_logs")),
-        ("webhook", Col::Text),
-        ("delivery", Col::Int),
-        ("at", Col::Text),
-        ("level", Col::Text),
-        ("source", Col::Text),
-        ("event", Col::Text),
-        ("message", Col::Text),
-        ("extra", Col::Json),
-    ],
+    cols: cols![id: Id("webhook_logs"), webhook: Text, delivery: Int, at: Text, level: Text, source: Text,
+        event: Text, message: Text, extra: Json],
     overriding: true,
     order: &["id"],
 };
@@ -287,7 +202,7 @@ const WEBHOOK_LOGS: TableSpec = TableSpec {
 const UI_INITIAL_FILTERS: TableSpec = TableSpec {
     table: "ui_initial_filters",
     json_type: "json",
-    cols: &[("blueprint", Col::Text), ("filter", Col::Text), ("updated_at", Col::Text), ("updated_by", Col::Text)],
+    cols: cols![blueprint: Text, filter: Text, updated_at: Text, updated_by: Text],
     overriding: false,
     order: &["blueprint"],
 };
@@ -295,13 +210,7 @@ const UI_INITIAL_FILTERS: TableSpec = TableSpec {
 const USERS: TableSpec = TableSpec {
     table: "users",
     json_type: "json",
-    cols: &[
-        ("id", Col::Text),
-        ("email", Col::Text),
-        ("password_hash", Col::Text),
-        ("role", Col::Text),
-        ("created_at", Col::Text),
-    ],
+    cols: cols![id: Text, email: Text, password_hash: Text, role: Text, created_at: Text],
     overriding: false,
     order: &["id"],
 };
@@ -309,13 +218,7 @@ const USERS: TableSpec = TableSpec {
 const SESSIONS: TableSpec = TableSpec {
     table: "sessions",
     json_type: "json",
-    cols: &[
-        ("id_hash", Col::Text),
-        ("user_id", Col::Text),
-        ("csrf", Col::Text),
-        ("created_at", Col::Int),
-        ("last_seen", Col::Int),
-    ],
+    cols: cols![id_hash: Text, user_id: Text, csrf: Text, created_at: Int, last_seen: Int],
     overriding: false,
     order: &["id_hash"],
 };
@@ -323,15 +226,8 @@ const SESSIONS: TableSpec = TableSpec {
 const INVITATIONS: TableSpec = TableSpec {
     table: "invitations",
     json_type: "json",
-    cols: &[
-        ("token_hash", Col::Text),
-        ("email", Col::Text),
-        ("role", Col::Text),
-        ("created_by", Col::Text),
-        ("created_at", Col::Int),
-        ("expires_at", Col::Int),
-        ("used_at", Col::Int),
-    ],
+    cols: cols![token_hash: Text, email: Text, role: Text, created_by: Text, created_at: Int, expires_at: Int,
+        used_at: Int],
     overriding: false,
     order: &["token_hash"],
 };
