@@ -98,6 +98,32 @@ pub struct SortedPage {
     pub more: bool,
 }
 
+/// `ORDER BY` keys for the property `name` in the direction `dir` (see `search_sorted`).
+fn property_order(q: &mut SqlFrag, dialect: Dialect, name: &str, dir: &str) {
+    let key = || SqlParam::Text(name.to_string());
+    match dialect {
+        Dialect::Sqlite => {
+            let path = || SqlParam::Text(json_key_path(name));
+            q.push("CASE json_type(e.properties, ").param(path());
+            q.push(") WHEN 'integer' THEN 0 WHEN 'real' THEN 0 WHEN 'text' THEN 1 WHEN 'true' THEN 2 ");
+            q.push("WHEN 'false' THEN 2 WHEN 'array' THEN 3 WHEN 'object' THEN 4 END").push(dir);
+            // Numbers numerically, text in BINARY (code point) order, booleans as 0/1.
+            q.push(", json_extract(e.properties, ").param(path()).push(")").push(dir);
+        }
+        Dialect::Postgres => {
+            q.push("CASE jsonb_typeof(e.properties -> ").param(key());
+            q.push(") WHEN 'number' THEN 0 WHEN 'string' THEN 1 WHEN 'boolean' THEN 2 WHEN 'array' THEN 3 ");
+            q.push("WHEN 'object' THEN 4 END").push(dir);
+            // jsonb's own order for numbers and booleans; strings by code point (`COLLATE "C"`,
+            // as SQLite's BINARY), not by the database's collation.
+            q.push(", CASE WHEN jsonb_typeof(e.properties -> ").param(key());
+            q.push(") NOT IN ('string', 'null') THEN e.properties -> ").param(key()).push(" END").push(dir);
+            q.push(", CASE WHEN jsonb_typeof(e.properties -> ").param(key());
+            q.push(") = 'string' THEN e.properties ->> ").param(key()).push(" END COLLATE \"C\"").push(dir);
+        }
+    }
+}
+
 /// The column a meta sort key orders by (`None`: a property, ordered by its JSON value).
 pub(crate) fn sort_column(sort: &str) -> Option<&'static str> {
     match sort {
@@ -134,9 +160,10 @@ pub trait Entities: Send + Sync {
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64>;
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page>;
     /// A page of `req` (its filter and `limit`; not its cursor) ordered by `sort` — `$identifier`,
-    /// `$title`, `$createdAt`, `$updatedAt` or a stored property's identifier (missing values
-    /// last; ties by position) — after skipping `offset` entities. The web UI's sorted catalog
-    /// views page this way.
+    /// `$title`, `$createdAt`, `$updatedAt` or a stored property's identifier (numbers, then
+    /// strings by code point, then booleans, arrays and objects; JSON `null` and missing values
+    /// last; ties by position; the same order on both databases) — after skipping `offset`
+    /// entities. The web UI's sorted catalog views page this way.
     async fn search_sorted(
         &self,
         org: &OrgId,
@@ -288,20 +315,18 @@ impl Entities for SqlStore {
             return Ok(SortedPage { entities: vec![], more: false });
         }
         let mut q = filter(db, org, req, &format!("SELECT {COLUMNS}"))?;
+        let dir = if descending { " DESC NULLS LAST" } else { " ASC NULLS LAST" };
         q.push(" ORDER BY ");
-        match (sort_column(sort), db.dialect()) {
-            (Some(col), _) => {
-                q.push(col);
+        match sort_column(sort) {
+            Some(col) => {
+                q.push(col).push(dir);
             }
-            (None, Dialect::Sqlite) => {
-                q.push("json_extract(e.properties, ").param(SqlParam::Text(json_key_path(sort))).push(")");
-            }
-            // jsonb order: numbers numerically, strings by collation.
-            (None, Dialect::Postgres) => {
-                q.push("(e.properties -> ").param(SqlParam::Text(sort.to_string())).push(")");
-            }
+            // A property: by the rank of its JSON type (numbers, strings, booleans, arrays,
+            // objects; JSON null and missing values have none and come last), then by value
+            // within the type, strings by code point — the same order on both databases.
+            None => property_order(&mut q, db.dialect(), sort, dir),
         }
-        q.push(if descending { " DESC NULLS LAST, e.rid DESC" } else { " ASC NULLS LAST, e.rid ASC" });
+        q.push(if descending { ", e.rid DESC" } else { ", e.rid ASC" });
         let limit = i64::from(req.limit.max(1));
         q.push(" LIMIT ").param(SqlParam::Int(limit + 1));
         q.push(" OFFSET ").param(SqlParam::Int(i64::try_from(offset).unwrap_or(i64::MAX)));

@@ -175,6 +175,7 @@ macro_rules! conformance_tests {
             nul_characters_are_kept_or_refused_never_an_error,
             // search.rs
             search_pages_with_a_cursor, sorted_pages_order_by_meta_and_properties_and_page_by_offset,
+            sorted_pages_order_null_and_mixed_types_alike,
             searches_stop_at_their_budget, largest_accepted_queries_run,
             // audit.rs
             writes_are_audited,

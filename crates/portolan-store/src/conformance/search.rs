@@ -185,10 +185,8 @@ pub async fn largest_accepted_queries_run(s: &dyn Store) {
 /// Sorted pages (the web UI's catalog table): by each meta column and by a property (JSON
 /// order: numbers as numbers; entities without the property last, either way), ties by
 /// position, paged by offset with `more` on every page but the last; the filter, the
-/// blueprint and the organization narrow it like a search. Not asserted, because the backends
-/// differ today: a property holding JSON `null` (SQLite: last, like a missing one; PostgreSQL:
-/// first ascending) and one holding values of mixed JSON types (SQLite: numbers and booleans
-/// before strings; PostgreSQL: strings, numbers, then booleans).
+/// blueprint and the organization narrow it like a search. JSON `null` and mixed JSON types:
+/// `sorted_pages_order_null_and_mixed_types_alike`.
 pub async fn sorted_pages_order_by_meta_and_properties_and_page_by_offset(s: &dyn Store) {
     let (a, b) = (org(s, "a").await, org(s, "b").await);
     let m = model(s, &a).await;
@@ -241,6 +239,39 @@ pub async fn sorted_pages_order_by_meta_and_properties_and_page_by_offset(s: &dy
     let every_id = ids(&["d1", "d2", "d3", "d4", "d5", "t1"]);
     assert_eq!(sorted_ids(s, &a, &everything, "$identifier", false, 0).await, (every_id, false));
     assert_eq!(sorted_ids(s, &b, &everything, "$identifier", false, 0).await, (ids(&[]), false), "B sees none");
+}
+
+/// A sort by a property orders its values alike on every backend, whatever JSON types they
+/// hold: numbers (numerically), then strings (by code point, `"B"` before `"b"`), then
+/// booleans (`false` first), then arrays and objects; JSON `null` and a missing value come
+/// last in both directions, ties by position. (Before, SQLite put `null` last and PostgreSQL
+/// first, and the two ordered mixed types differently.)
+pub async fn sorted_pages_order_null_and_mixed_types_alike(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    let values = [
+        ("m1", Some(json!(10))),
+        ("m2", Some(json!("b"))),
+        ("m3", Some(Value::Null)),
+        ("m4", Some(json!(true))),
+        ("m5", Some(json!(2.5))),
+        ("m6", None),
+        ("m7", Some(json!("B"))),
+        ("m8", Some(json!(false))),
+    ];
+    for (id, v) in values {
+        let mut e = entity("domain", id, json!({}), json!({}));
+        if let Some(v) = v {
+            e.properties.insert("mixed".into(), v);
+        }
+        write_ok(s, &a, &m, vec![e]).await;
+    }
+    let domains = req(Some("domain"), None, &m);
+    let ids = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let up = sorted_ids(s, &a, &domains, "mixed", false, 0).await.0;
+    assert_eq!(up, ids(&["m5", "m1", "m7", "m2", "m8", "m4", "m3", "m6"]), "ascending");
+    let down = sorted_ids(s, &a, &domains, "mixed", true, 0).await.0;
+    assert_eq!(down, ids(&["m4", "m8", "m2", "m7", "m1", "m5", "m6", "m3"]), "descending");
 }
 
 /// The identifiers of a sorted page, and whether more follow.
