@@ -106,7 +106,7 @@ pub mod prelude {
 }
 
 /// The store over SQLite or PostgreSQL: one implementation of every aggregate, over
-/// [`db::Db`]; what differs between the databases is in `dialect.rs`.
+/// `db::Db`; what differs between the databases is in `dialect.rs`.
 #[derive(Clone)]
 pub struct SqlStore {
     db: db::Db,
