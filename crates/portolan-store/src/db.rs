@@ -191,6 +191,22 @@ impl Q {
         }
     }
 
+    /// Bind a list for [`Dialect::any_of`]: a `text[]` on PostgreSQL, a JSON array on SQLite.
+    pub(crate) fn bind_texts(self, v: &[&str]) -> Q {
+        match self {
+            Q::Sqlite(q) => Q::Sqlite(q.bind(serde_json::to_string(v).unwrap_or_else(|_| "[]".into()))),
+            Q::Postgres(q) => Q::Postgres(q.bind(v.iter().map(|s| s.to_string()).collect::<Vec<String>>())),
+        }
+    }
+
+    /// Bind a list for [`Dialect::any_of`]: a `bigint[]` on PostgreSQL, a JSON array on SQLite.
+    pub(crate) fn bind_ints(self, v: &[i64]) -> Q {
+        match self {
+            Q::Sqlite(q) => Q::Sqlite(q.bind(serde_json::to_string(v).unwrap_or_else(|_| "[]".into()))),
+            Q::Postgres(q) => Q::Postgres(q.bind(v.to_vec())),
+        }
+    }
+
     /// Bind a fragment parameter (a NULL binds as text).
     pub(crate) fn param(self, p: &SqlParam) -> Q {
         match p {

@@ -16,6 +16,8 @@ use crate::{AuditCtx, OrgId, Result, SqlStore, StoreError};
 mod delete;
 mod write;
 
+pub use write::{write_path_lookup_key, write_path_lookups};
+
 /// A relation edge of an entity: (relation, target blueprint, target identifier, required).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelTarget {
@@ -247,11 +249,13 @@ impl Entities for SqlStore {
         }
         let ids: Vec<&String> = ids.iter().filter(|id| !db.refuses(id)).collect();
         let mut out = Vec::with_capacity(ids.len());
+        let sql = format!(
+            "SELECT {COLUMNS} FROM entities e WHERE e.org_id = ? AND e.blueprint = ? AND e.identifier{}",
+            db.dialect().any_of()
+        );
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
         for chunk in ids.chunks(500) {
-            let mut q = SqlFrag::new(&format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = "));
-            q.param(SqlParam::Text(org.0.clone())).push(" AND e.blueprint = ").param(SqlParam::Text(bp.into()));
-            q.push(" AND e.identifier IN (").param_list(chunk.iter().map(|id| id.as_str())).push(")");
-            let rows = db.frag(&q).fetch_all(db.read()).await?;
+            let rows = db.q(&sql).bind(&org.0).bind(bp).bind_texts(chunk).fetch_all(db.read()).await?;
             out.extend(rows.iter().map(|r| from_row(r).1));
         }
         Ok(out)

@@ -41,6 +41,18 @@ impl Dialect {
         }
     }
 
+    /// `= ANY(?)` (PostgreSQL, an array bound with [`crate::db::Q`]'s `bind_texts`/`bind_ints`)
+    /// or `IN (SELECT value FROM json_each(?))` (SQLite, the same values as a JSON array): a
+    /// membership test against one bound list, whatever its length. On PostgreSQL the plan
+    /// does not depend on table statistics (an index probe per value), unlike `IN (VALUES …)`
+    /// of pairs, which a never-analyzed table plans as a sequential scan.
+    pub fn any_of(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => " IN (SELECT value FROM json_each(?))",
+            Dialect::Postgres => " = ANY(?)",
+        }
+    }
+
     /// What follows a placeholder whose text is stored in a `jsonb` column.
     pub(crate) fn jsonb_cast(self) -> &'static str {
         match self {

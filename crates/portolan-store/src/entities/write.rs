@@ -10,14 +10,14 @@
 //! the database plus every entity the batch writes). A batch that names one entity twice is
 //! written one by one ([`write_sequential`]), so the second write sees the first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portolan_core::Entity;
 use serde_json::Map;
 
 use super::{COLUMNS, from_row};
 use crate::audit;
-use crate::db::{Db, Tx};
+use crate::db::{Db, Row, Tx};
 use crate::dialect::{entity_locks, lock_entities, nul_rejection};
 use crate::plan::{Key, Outcome, Plan, entity_record, json_text};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
@@ -59,10 +59,9 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         .collect();
     let rows: Vec<&Entity> = plan.accepted().map(|b| &b.entity).collect();
     let rids = upsert(&mut tx, org, &rows, true).await?;
+    let unlink = unlink_sql(db.dialect());
     for chunk in plan.replaced().chunks(CHUNK) {
-        let mut q = SqlFrag::new("DELETE FROM entity_relations WHERE src_rid IN (");
-        q.param_list(chunk.iter().map(|r| SqlParam::Int(*r))).push(")");
-        tx.frag(&q).execute(&mut tx).await?;
+        tx.q(&unlink).bind_ints(chunk).execute(&mut tx).await?;
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
     audit::insert(&mut tx, org, &plan.audit_records(&stubs, ctx)).await?;
@@ -77,44 +76,104 @@ fn storable_keys(db: &Db, keys: Vec<Key>) -> Vec<Key> {
 
 /// Stored entities for `keys`, by key, with their row ids.
 async fn load(db: &Db, tx: &mut Tx, org: &OrgId, keys: Vec<Key>) -> Result<HashMap<Key, (i64, Entity)>> {
-    let keys = storable_keys(db, keys);
     let mut out = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(CHUNK) {
-        let mut q = SqlFrag::new(&format!("SELECT {COLUMNS} FROM entities e WHERE e.org_id = "));
-        q.param(SqlParam::Text(org.0.clone())).push(" AND (e.blueprint, e.identifier) IN (VALUES ");
-        pairs(&mut q, chunk);
-        q.push(")");
-        for r in tx.frag(&q).fetch_all(&mut *tx).await? {
-            let (rid, e) = from_row(&r);
-            out.insert((e.blueprint.clone(), e.identifier.clone()), (rid, e));
-        }
+    for r in lookup(db, tx, org, keys, &load_sql(db.dialect())).await? {
+        let (rid, e) = from_row(&r);
+        out.insert((e.blueprint.clone(), e.identifier.clone()), (rid, e));
     }
     Ok(out)
-}
-
-fn pairs(q: &mut SqlFrag, keys: &[Key]) {
-    for (i, (bp, id)) in keys.iter().enumerate() {
-        q.push(if i == 0 { "(" } else { ", (" });
-        q.param(SqlParam::Text(bp.clone())).push(", ").param(SqlParam::Text(id.clone())).push(")");
-    }
 }
 
 /// Which of `keys` exist.
 async fn existing_keys(db: &Db, tx: &mut Tx, org: &OrgId, keys: Vec<Key>) -> Result<HashSet<Key>> {
-    let mut keys = storable_keys(db, keys);
-    keys.sort();
-    keys.dedup();
-    let mut out = HashSet::new();
-    for chunk in keys.chunks(CHUNK) {
-        let mut q = SqlFrag::new("SELECT blueprint, identifier FROM entities WHERE org_id = ");
-        q.param(SqlParam::Text(org.0.clone())).push(" AND (blueprint, identifier) IN (VALUES ");
-        pairs(&mut q, chunk);
-        q.push(")");
-        for r in tx.frag(&q).fetch_all(&mut *tx).await? {
-            out.insert((r.get(0), r.get(1)));
+    let rows = lookup(db, tx, org, keys, &existing_sql(db.dialect())).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Run a key lookup (`load_sql` / `existing_sql`) for the storable `keys` (PostgreSQL: none
+/// with a NUL character; such a key is not there), deduplicated. PostgreSQL: one statement
+/// per chunk, over [`lookup_key`]s (`entities_lookup_key`, a unique single-column index: an
+/// index probe per key whatever the statistics). The key holds the organization, so the
+/// statement needs no `org_id = ?` (which a never-analyzed table would AND in as a bitmap of
+/// the organization's every row). SQLite: one per blueprint and chunk, over
+/// identifiers (entities_key).
+async fn lookup(db: &Db, tx: &mut Tx, org: &OrgId, keys: Vec<Key>, sql: &str) -> Result<Vec<Row>> {
+    let keys: BTreeSet<Key> = storable_keys(db, keys).into_iter().collect();
+    let mut rows = Vec::new();
+    match db.dialect() {
+        Dialect::Postgres => {
+            let lookup: Vec<String> = keys.iter().map(|(bp, id)| lookup_key(org, bp, id)).collect();
+            let lookup: Vec<&str> = lookup.iter().map(String::as_str).collect();
+            for chunk in lookup.chunks(CHUNK) {
+                rows.extend(tx.q(sql).bind_texts(chunk).fetch_all(&mut *tx).await?);
+            }
+        }
+        Dialect::Sqlite => {
+            let mut by_bp: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (bp, id) in &keys {
+                by_bp.entry(bp.as_str()).or_default().push(id.as_str());
+            }
+            for (bp, ids) in by_bp {
+                for chunk in ids.chunks(CHUNK) {
+                    rows.extend(tx.q(sql).bind(&org.0).bind(bp).bind_texts(chunk).fetch_all(&mut *tx).await?);
+                }
+            }
         }
     }
-    Ok(out)
+    Ok(rows)
+}
+
+/// The text PostgreSQL's `entities_lookup_key` index holds for an entity (migration 0011):
+/// `length(org_id)::text || ':' || org_id || length(blueprint)::text || ':' || blueprint ||
+/// identifier`, lengths in characters.
+fn lookup_key(org: &OrgId, bp: &str, id: &str) -> String {
+    format!("{}:{}{}:{bp}{id}", org.0.chars().count(), org.0, bp.chars().count())
+}
+
+/// `entities_lookup_key`'s expression (migration 0011), over the table's columns.
+const LOOKUP_KEY: &str =
+    "(length(org_id)::text || ':' || org_id || length(blueprint)::text || ':' || blueprint || identifier)";
+
+/// The write path's lookups as the store issues them (`?` placeholders), by name, with the
+/// parameters they take: a list of [`lookup_key`]s on PostgreSQL (org, blueprint and
+/// identifiers on SQLite), or a list of row ids. Public for the PostgreSQL plan test
+/// (`tests/pg_plans.rs`), which `EXPLAIN`s each on a never-analyzed table.
+pub fn write_path_lookups(d: Dialect) -> Vec<(&'static str, String)> {
+    vec![
+        ("load stored entities", load_sql(d)),
+        ("check relation targets", existing_sql(d)),
+        ("unlink replaced relations", unlink_sql(d)),
+    ]
+}
+
+/// The PostgreSQL lookup key of `(org, blueprint, identifier)`, for [`write_path_lookups`]'s
+/// parameters.
+pub fn write_path_lookup_key(org: &OrgId, bp: &str, id: &str) -> String {
+    lookup_key(org, bp, id)
+}
+
+fn load_sql(d: Dialect) -> String {
+    match d {
+        Dialect::Postgres => format!("SELECT {COLUMNS} FROM entities e WHERE {LOOKUP_KEY} = ANY(?)"),
+        Dialect::Sqlite => format!(
+            "SELECT {COLUMNS} FROM entities e WHERE e.org_id = ? AND e.blueprint = ? AND e.identifier{}",
+            d.any_of()
+        ),
+    }
+}
+
+fn existing_sql(d: Dialect) -> String {
+    match d {
+        Dialect::Postgres => format!("SELECT blueprint, identifier FROM entities WHERE {LOOKUP_KEY} = ANY(?)"),
+        Dialect::Sqlite => format!(
+            "SELECT blueprint, identifier FROM entities WHERE org_id = ? AND blueprint = ? AND identifier{}",
+            d.any_of()
+        ),
+    }
+}
+
+fn unlink_sql(d: Dialect) -> String {
+    format!("DELETE FROM entity_relations WHERE src_rid{}", d.any_of())
 }
 
 /// Insert or update entity rows (creation meta is kept on update); row ids by key. With
