@@ -75,6 +75,7 @@ async fn timed(api: &Api, method: Method, path: &str, body: Option<&Value>) -> a
     Ok((elapsed, r.body))
 }
 
+#[derive(Default)]
 pub struct LatencyResult {
     pub stats: Vec<Stats>,
     /// Services matching the filtered search, counted by walking `next`.

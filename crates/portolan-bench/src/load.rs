@@ -20,6 +20,46 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// (blueprint, entities, seconds) per phase.
     pub phases: Vec<(String, usize, f64)>,
+    /// The rate of each 10,000-entity slice of the whole load, in order: (entities loaded at
+    /// the slice's end, entities/s over the slice). A rate that falls as the tables grow shows
+    /// here (`--curve`).
+    pub curve: Vec<(usize, f64)>,
+}
+
+/// Entities per slice of [`LoadResult::curve`].
+pub const SLICE: usize = 10_000;
+
+/// Entities loaded, entities at the current slice's start, when it started, closed slices.
+type CurveState = (usize, usize, Instant, Vec<(usize, f64)>);
+
+/// Counts entities over the whole load and closes a slice every [`SLICE`].
+struct Curve {
+    state: Mutex<CurveState>,
+}
+
+impl Curve {
+    fn new() -> Curve {
+        Curve { state: Mutex::new((0, 0, Instant::now(), Vec::new())) }
+    }
+
+    async fn add(&self, n: usize) {
+        let mut st = self.state.lock().await;
+        let (done, mark, at, slices) = &mut *st;
+        *done += n;
+        if *done - *mark >= SLICE {
+            slices.push((*done, (*done - *mark) as f64 / at.elapsed().as_secs_f64()));
+            (*mark, *at) = (*done, Instant::now());
+        }
+    }
+
+    async fn finish(&self) -> Vec<(usize, f64)> {
+        let mut st = self.state.lock().await;
+        let (done, mark, at, slices) = &mut *st;
+        if *done > *mark {
+            slices.push((*done, (*done - *mark) as f64 / at.elapsed().as_secs_f64()));
+        }
+        std::mem::take(slices)
+    }
 }
 
 impl LoadResult {
@@ -67,6 +107,7 @@ pub async fn load(api: &Api, data: &Dataset, batch: usize, concurrency: usize) -
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut requests = 0;
     let mut phases = Vec::new();
+    let curve = Arc::new(Curve::new());
     let started = Instant::now();
     for (bp, batches) in plan {
         let phase_start = Instant::now();
@@ -78,8 +119,15 @@ pub async fn load(api: &Api, data: &Dataset, batch: usize, concurrency: usize) -
         let path = format!("/v1/blueprints/{bp}/entities/bulk");
         let mut workers = Vec::new();
         for _ in 0..concurrency.max(1) {
-            let (api, batches, next, failures, path, meter) =
-                (api.clone(), batches.clone(), next.clone(), failures.clone(), path.clone(), meter.clone());
+            let (api, batches, next, failures, path, meter, curve) = (
+                api.clone(),
+                batches.clone(),
+                next.clone(),
+                failures.clone(),
+                path.clone(),
+                meter.clone(),
+                curve.clone(),
+            );
             workers.push(tokio::spawn(async move {
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
@@ -92,6 +140,7 @@ pub async fn load(api: &Api, data: &Dataset, batch: usize, concurrency: usize) -
                         failures.lock().await.push(format!("{path} batch {k}: {msg}"));
                     }
                     meter.add(*sent).await;
+                    curve.add(*sent).await;
                 }
             }));
         }
@@ -106,7 +155,8 @@ pub async fn load(api: &Api, data: &Dataset, batch: usize, concurrency: usize) -
         }
     }
     let elapsed = started.elapsed();
-    Ok(LoadResult { entities: data.total(), requests, elapsed, phases })
+    let curve = curve.finish().await;
+    Ok(LoadResult { entities: data.total(), requests, elapsed, phases, curve })
 }
 
 /// Progress on stderr at every tenth of a phase, with the rate over that tenth, so that a rate

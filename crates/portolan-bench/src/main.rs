@@ -52,6 +52,10 @@ struct Args {
     /// look at query plans.
     #[arg(long, requires = "database_url")]
     keep_database: bool,
+    /// Measure only the bulk load (no latencies, no baseline) and print its rate per
+    /// 10,000-entity slice: a rate that falls as the tables grow shows as a falling curve.
+    #[arg(long)]
+    curve: bool,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -115,7 +119,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let creds = server::init(&bin, &data_dir, db_url.as_deref()).await?;
     let srv = Server::start(&bin, &data_dir, batch, db_url.as_deref()).await?;
     progress(&format!("server pid {} on {}", srv.pid, srv.base));
-    let measured = measure(&srv, &creds, &data, batch, concurrency, samples, pg.as_ref()).await;
+    let measured = if args.curve {
+        load_only(&srv, &creds, &data, batch, concurrency).await
+    } else {
+        measure(&srv, &creds, &data, batch, concurrency, samples, pg.as_ref()).await
+    };
     let peak_rss_kib = srv.peak_rss_kib();
     let log = srv.log_tail();
     let stopped = srv.stop().await;
@@ -133,7 +141,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let peak_rss_kib = peak_rss_kib?;
 
-    let baseline = if args.no_baseline {
+    let baseline = if args.no_baseline || args.curve {
         None
     } else {
         progress(&format!("raw SQLite baseline: {} rows, {batch} per transaction", data.total()));
@@ -145,8 +153,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .to_string(),
         None => "SQLite (a fresh file)".to_string(),
     };
-    let report =
-        Report { ctx, database, data, batch, concurrency, samples, load, latency, web, baseline, peak_rss_kib };
+    let report = Report {
+        ctx,
+        database,
+        data,
+        batch,
+        concurrency,
+        samples,
+        load,
+        latency,
+        web,
+        baseline,
+        peak_rss_kib,
+        curve_only: args.curve,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
@@ -154,6 +174,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(tmp);
     Ok(())
+}
+
+/// `--curve`: blueprints, load, count check; no latencies.
+async fn load_only(
+    srv: &Server,
+    creds: &server::Credentials,
+    data: &Dataset,
+    batch: usize,
+    concurrency: usize,
+) -> anyhow::Result<(load::LoadResult, latency::LatencyResult, Vec<latency::Stats>)> {
+    let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+    load::create_blueprints(&api).await?;
+    progress(&format!("loading {} entities: batches of {batch}, {concurrency} in flight", data.total()));
+    let loaded = load::load(&api, data, batch, concurrency).await?;
+    progress(&format!("loaded in {:.1} s ({:.0} entities/s)", loaded.elapsed.as_secs_f64(), loaded.per_sec()));
+    load::verify_counts(&api, data).await?;
+    Ok((loaded, latency::LatencyResult::default(), Vec::new()))
 }
 
 /// Everything that talks to the server: blueprints, load, count check, API latencies, then the

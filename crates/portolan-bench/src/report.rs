@@ -102,6 +102,8 @@ pub struct Report {
     pub web: Vec<Stats>,
     pub baseline: Option<BaselineResult>,
     pub peak_rss_kib: u64,
+    /// `--curve`: only the load was measured; print its curve instead of latencies.
+    pub curve_only: bool,
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -189,6 +191,14 @@ impl Report {
                 let _ = writeln!(s, "| Raw SQLite baseline | skipped (--no-baseline) | |");
             }
         }
+        if self.curve_only {
+            let _ = writeln!(s, "\n| Entities loaded | Rate over the last slice (entities/s) |");
+            let _ = writeln!(s, "|---:|---:|");
+            for (at, rate) in &l.curve {
+                let _ = writeln!(s, "| {} | {} |", thousands(*at as f64), thousands(*rate));
+            }
+            return s;
+        }
         let p50 = self.filtered_p50();
         let _ = writeln!(
             s,
@@ -231,7 +241,8 @@ impl Report {
             "load": {
                 "entities": l.entities, "requests": l.requests, "seconds": l.elapsed.as_secs_f64(),
                 "entitiesPerSec": l.per_sec(),
-                "phases": l.phases.iter().map(|(bp, n, secs)| json!({"blueprint": bp, "entities": n, "seconds": secs})).collect::<Vec<_>>()
+                "phases": l.phases.iter().map(|(bp, n, secs)| json!({"blueprint": bp, "entities": n, "seconds": secs})).collect::<Vec<_>>(),
+                "curve": l.curve.iter().map(|(at, rate)| json!({"entities": at, "entitiesPerSec": rate})).collect::<Vec<_>>()
             },
             "baseline": self.baseline.as_ref().map(|b| {
                 let v = |v: &Variant| json!({

@@ -69,6 +69,9 @@ pub struct Config {
     pub job_workers_per_org: u32,
     /// Most jobs of one organization running at once across the cluster.
     pub jobs_per_org_cluster: u32,
+    /// `/metrics` answers only with this bearer token; unset: `/metrics` is off. Never
+    /// printed: `Debug` redacts it.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +113,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("job_workers_per_org", &self.job_workers_per_org)
             .field("jobs_per_org_cluster", &self.jobs_per_org_cluster)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -161,6 +165,13 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
         Some("0"),
     ),
     ("jobs_per_org_cluster", "PORTOLAN_JOBS_PER_ORG_CLUSTER", "an integer from 1 to 10000", Some("16")),
+    // Prometheus metrics (docs/metrics.md).
+    (
+        "metrics_token",
+        "PORTOLAN_METRICS_TOKEN",
+        "a bearer token of at least 16 characters for GET /metrics (unset: /metrics is off)",
+        None,
+    ),
 ];
 
 /// `url` with its password replaced by `***` (for logs, `Debug` and error messages).
@@ -422,6 +433,13 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if jobs_per_org_cluster.is_none() {
         bad("jobs_per_org_cluster", get("jobs_per_org_cluster"));
     }
+    let metrics_token = get("metrics_token").filter(|t| !t.is_empty());
+    if metrics_token.as_ref().is_some_and(|t| t.chars().count() < 16 || t.chars().any(char::is_whitespace)) {
+        problems.push(
+            "metrics_token (PORTOLAN_METRICS_TOKEN): must be at least 16 characters without spaces (it is a bearer token)"
+                .to_string(),
+        );
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -458,6 +476,7 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 shutdown_grace_seconds: shutdown_grace_seconds.unwrap_or(10),
                 job_workers_per_org: job_workers_per_org.unwrap_or(0),
                 jobs_per_org_cluster: jobs_per_org_cluster.unwrap_or(16),
+                metrics_token,
             })
         }
         _ => Err(problems),
@@ -502,8 +521,10 @@ mod tests {
             shutdown_grace_seconds: 10,
             job_workers_per_org: 0,
             jobs_per_org_cluster: 16,
+            metrics_token: Some("metrics-token-secret-123".into()),
         };
         let s = format!("{c:?}");
+        assert!(!s.contains("metrics-token-secret-123"), "{s}");
         assert!(!s.contains("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg"), "{s}");
         assert!(!s.contains("super-secret"), "{s}");
         assert!(!s.contains("db-pass-42"), "{s}");

@@ -572,6 +572,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs(cfg.shutdown_grace_seconds),
         job_workers_per_org: cfg.job_workers_per_org,
         jobs_per_org_cluster: cfg.jobs_per_org_cluster,
+        metrics_token: cfg.metrics_token.clone(),
         ..defaults
     };
     store.set_query_budget(std::time::Duration::from_secs(cfg.query_budget_seconds));

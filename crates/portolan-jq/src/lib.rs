@@ -148,6 +148,8 @@ pub struct JqEngine {
     /// Evaluations running per tenant (see [`JqConfig::tenant_share`]).
     tenants: Mutex<HashMap<Arc<str>, usize>>,
     tenants_cv: std::sync::Condvar,
+    /// Evaluations ended by a limit (time, steps, size, budget), for `/metrics`.
+    limits_hit: std::sync::atomic::AtomicU64,
 }
 
 /// The time budget of one request or one delivery, shared by every evaluation made for it, and
@@ -274,6 +276,7 @@ impl JqEngine {
             procs,
             tenants: Mutex::default(),
             tenants_cv: std::sync::Condvar::new(),
+            limits_hit: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -290,6 +293,13 @@ impl JqEngine {
     /// Live worker threads, runaway ones included.
     pub fn worker_threads(&self) -> usize {
         self.pool.threads()
+    }
+
+    /// Evaluations (each filter of a [`first_many`](Self::first_many) batch counts) that ended
+    /// with [`JqError::Limit`] since the engine started: time limit, step or size budget, a
+    /// spent request budget, no free worker.
+    pub fn limits_hit(&self) -> u64 {
+        self.limits_hit.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Worker-process counters (all zero with [`Isolation::Threads`]).
@@ -512,6 +522,24 @@ impl JqEngine {
     /// [`first_many`](Self::first_many) within a request's [`JqBudget`]: the batch runs in one
     /// of the tenant's slots and must end before the budget does.
     pub fn first_many_in(
+        &self,
+        budget: &JqBudget,
+        filters: &[Arc<Compiled>],
+        input: &Value,
+    ) -> Result<Vec<Result<Value, JqError>>, JqError> {
+        let out = self.first_many_unmetered(budget, filters, input);
+        let limits = match &out {
+            Err(JqError::Limit(_)) => filters.len().max(1),
+            Err(_) => 0,
+            Ok(rs) => rs.iter().filter(|r| matches!(r, Err(JqError::Limit(_)))).count(),
+        };
+        if limits > 0 {
+            self.limits_hit.fetch_add(limits as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        out
+    }
+
+    fn first_many_unmetered(
         &self,
         budget: &JqBudget,
         filters: &[Arc<Compiled>],

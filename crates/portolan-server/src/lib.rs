@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod jobs;
+pub mod metrics;
 mod middleware;
 pub mod ops;
 pub mod ratelimit;
@@ -39,12 +40,14 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::scrape))
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state.clone())
         .merge(swagger)
         .merge(web::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::trace_id))

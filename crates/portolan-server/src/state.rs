@@ -70,6 +70,8 @@ pub struct ApiConfig {
     pub job_workers_per_org: u32,
     /// Most jobs of one organization running at once across the cluster (every node).
     pub jobs_per_org_cluster: u32,
+    /// The bearer token `GET /metrics` requires; `None`: `/metrics` is off (404).
+    pub metrics_token: Option<String>,
 }
 
 impl ApiConfig {
@@ -106,6 +108,7 @@ impl Default for ApiConfig {
             shutdown_grace: Duration::from_secs(10),
             job_workers_per_org: 0,
             jobs_per_org_cluster: 16,
+            metrics_token: None,
         }
     }
 }
@@ -149,6 +152,8 @@ pub struct AppState {
     pub auth_failures: Arc<crate::ratelimit::FailureGuard>,
     /// The web UI's templates.
     pub templates: Arc<crate::web::Templates>,
+    /// This node's counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Unix seconds, for session and invitation expiry.
@@ -203,6 +208,7 @@ impl AppState {
             config: Arc::new(config),
             blueprints: Arc::default(),
             jobs: Arc::new(JobRuntime::with_builtin_kinds()),
+            metrics: Arc::default(),
         })
     }
 

@@ -197,6 +197,20 @@ pub trait Jobs: Send + Sync {
     async fn cancel_job(&self, org: &OrgId, id: &str) -> Result<bool>;
     async fn get_job(&self, org: &OrgId, id: &str) -> Result<Option<Job>>;
     async fn list_jobs(&self, org: &OrgId, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// Unfinished jobs per kind over every organization (for `/metrics`): queued and running
+    /// counts and the `run_at` of the oldest queued job. One aggregate over the unfinished
+    /// jobs (the `jobs_runnable` index's leading `status`), never a row list.
+    async fn queue_stats(&self) -> Result<Vec<QueueStat>>;
+}
+
+/// One kind's line of [`Jobs::queue_stats`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStat {
+    pub kind: String,
+    pub queued: u64,
+    pub running: u64,
+    /// `run_at` of the oldest queued job (store timestamp format), if any is queued.
+    pub oldest_queued: Option<String>,
 }
 
 /// A job row read with [`JOB_COLUMNS`].
@@ -464,5 +478,24 @@ impl Jobs for SqlStore {
         }
         f.push(" ORDER BY id DESC LIMIT ").param(i64::from(filter.limit));
         db.frag(&f).fetch_all(db.read()).await?.iter().map(job_from_row).collect()
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStat>> {
+        let db = &self.db;
+        let rows = db
+            .q("SELECT kind, SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), MIN(CASE WHEN status = 'queued' THEN run_at END) \
+                FROM jobs WHERE status IN ('queued', 'running') GROUP BY kind ORDER BY kind")
+            .fetch_all(db.read())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| QueueStat {
+                kind: r.get(0),
+                queued: u64::try_from(r.get::<i64, _>(1)).unwrap_or(0),
+                running: u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
+                oldest_queued: r.get(3),
+            })
+            .collect())
     }
 }

@@ -36,10 +36,10 @@ pub use entities::{
 pub use entities::{write_path_lookup_key, write_path_lookups};
 pub use eventlog::{IntegrationLog, LogFilter};
 pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration};
-pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob};
+pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat};
 pub use orgs::{Org, Orgs};
 pub use resyncs::{DeletionGuard, Reservation, Resync, Resyncs};
-pub use settings::Settings;
+pub use settings::{PoolUse, Settings};
 pub use ui::{InitialFilter, Ui};
 pub use webhooks::{Delivery, StoredWebhook, WebhookWrite, Webhooks};
 
@@ -48,7 +48,8 @@ pub(crate) use jobs::job_rowid;
 pub(crate) use resyncs::prefixed_rowid;
 
 /// An organization's id. Every tenant-owned read and write of the store takes one, and every
-/// SQL statement the store issues for such rows filters on it.
+/// SQL statement the store issues for such rows filters on it (the PostgreSQL write path's key
+/// lookups do so through `entities_lookup_key`, whose text begins with the organization).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OrgId(pub String);
 

@@ -24,10 +24,37 @@ pub trait Settings: Send + Sync {
     /// Replace a setting's value only if it is still `old` (compare-and-set: of several nodes
     /// upgrading the same value, one wins); `false` when it was not `old`.
     async fn replace_setting(&self, key: &str, old: &str, new: &str) -> Result<bool>;
+    /// The connection pools' use now (for `/metrics`).
+    fn pool_use(&self) -> PoolUse;
+}
+
+/// Connections of the store's pools: open and idle (SQLite: the writer and the readers
+/// together; PostgreSQL: its one pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolUse {
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pools may open.
+    pub max: u32,
 }
 
 #[async_trait]
 impl Settings for SqlStore {
+    fn pool_use(&self) -> PoolUse {
+        let one =
+            |open: u32, idle: usize, max: u32| PoolUse { open, idle: u32::try_from(idle).unwrap_or(u32::MAX), max };
+        match &self.db {
+            Db::Sqlite { writer, reader, .. } => {
+                let (w, r) = (
+                    one(writer.size(), writer.num_idle(), writer.options().get_max_connections()),
+                    one(reader.size(), reader.num_idle(), reader.options().get_max_connections()),
+                );
+                PoolUse { open: w.open + r.open, idle: w.idle + r.idle, max: w.max + r.max }
+            }
+            Db::Postgres(pool) => one(pool.size(), pool.num_idle(), pool.options().get_max_connections()),
+        }
+    }
+
     async fn ping(&self, wait: Duration) -> Result<()> {
         let starved = || {
             let what = match self.db {

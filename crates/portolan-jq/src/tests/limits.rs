@@ -255,3 +255,18 @@ fn engine_and_filters_are_shareable() {
     send_sync::<Arc<Compiled>>();
     send_sync::<JqError>();
 }
+
+#[test]
+fn limits_hit_counts_every_evaluation_a_limit_ended() {
+    let e = JqEngine::with_config(JqConfig { max_steps: 1000, ..JqConfig::default() });
+    assert_eq!(e.limits_hit(), 0);
+    e.first(".a", &json!({"a": 1})).unwrap();
+    assert!(e.first("[range(1e9)]", &json!(null)).is_err());
+    assert_eq!(e.limits_hit(), 1, "a step budget ran out once");
+    let filters = [e.compile("[range(1e9)]").unwrap(), e.compile(".").unwrap(), e.compile("[range(1e9)]").unwrap()];
+    let out = e.first_many(&filters, &json!(null)).unwrap();
+    assert_eq!(out.iter().filter(|r| r.is_err()).count(), 2);
+    assert_eq!(e.limits_hit(), 3, "each filter of a batch counts");
+    assert!(e.first(".a", &json!({"a": 2})).is_ok());
+    assert_eq!(e.limits_hit(), 3, "a success does not count");
+}

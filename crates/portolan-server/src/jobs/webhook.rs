@@ -238,6 +238,14 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         .await
         .map_err(|e| JobError::Retry(format!("mapping evaluation did not finish: {e}")))?;
     let id = hook.identifier.as_str();
+    let metrics = &state.metrics;
+    crate::metrics::Metrics::add(&metrics.webhook_deliveries, 1);
+    let failures: usize = plans
+        .iter()
+        .filter(|p| !p.skipped)
+        .map(|p| p.failed + usize::from(p.no_data.is_some() || p.problem.is_some()))
+        .sum();
+    crate::metrics::Metrics::add(&metrics.webhook_mapping_failures, failures as u64);
     let mut lines = Vec::new();
     if let Some(plan) = plans.iter().find(|p| p.too_many.is_some()) {
         let n = plan.too_many.unwrap_or_default();

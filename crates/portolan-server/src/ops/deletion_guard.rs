@@ -50,6 +50,7 @@ pub async fn count_entities(
 /// A resync of integration `i` started (`resyncState.status` `running`): count its entities
 /// for the guard and log the start.
 pub async fn resync_started(state: &AppState, org: &OrgId, i: &StoredIntegration, at: &str) -> ApiResult<()> {
+    crate::metrics::Metrics::add(&state.metrics.ocean_resyncs, 1);
     let entities = count_entities(state, org, &i.identifier, None, None).await?;
     let r = state.store.start_resync(org, &i.identifier, at, entities).await?;
     let msg = format!("resync {} started; the integration has {entities} entities", r.id);

@@ -20,6 +20,7 @@ mod entity_bulk;
 mod integration;
 mod limits;
 mod malformed;
+mod metrics;
 mod ocean_latest;
 mod ratelimit;
 mod search;

@@ -34,6 +34,8 @@ mod integration;
 mod limits;
 #[path = "../api/malformed.rs"]
 mod malformed;
+#[path = "../api/metrics.rs"]
+mod metrics;
 #[path = "../api/ocean_latest.rs"]
 mod ocean_latest;
 #[path = "../api/ratelimit.rs"]

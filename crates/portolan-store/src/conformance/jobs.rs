@@ -232,3 +232,27 @@ pub async fn job_claims_keep_each_organizations_share(s: &dyn Store) {
     assert_eq!((next.id, next.attempts), (c1, 2));
     assert!(s.claim_job_fairly("live2", &kinds, lease, &one).await.unwrap().is_none(), "C has {c2} queued, 1 running");
 }
+
+pub async fn queue_stats_count_unfinished_jobs_per_kind(s: &dyn Store) {
+    assert_eq!(s.queue_stats().await.unwrap(), vec![]);
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    for i in 0..3 {
+        s.enqueue_job(&a, &new_job("alpha", i, 3)).await.unwrap();
+    }
+    s.enqueue_job(&b, &new_job("alpha", 9, 3)).await.unwrap();
+    s.enqueue_job(&b, &new_job("beta", 1, 3)).await.unwrap();
+    let first = s.list_jobs(&a, &JobFilter { limit: 10, ..Default::default() }).await.unwrap();
+    let oldest_alpha = first.iter().map(|j| j.run_at.clone()).min().unwrap();
+    // One alpha job running, one beta job finished.
+    let running = s.claim_job("n1", &["alpha".to_string()], LONG).await.unwrap().unwrap();
+    let beta = s.claim_job("n1", &["beta".to_string()], LONG).await.unwrap().unwrap();
+    assert!(s.complete_job(&beta.lease().unwrap(), &json!({})).await.unwrap());
+    let stats = s.queue_stats().await.unwrap();
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    let alpha = &stats[0];
+    assert_eq!((alpha.kind.as_str(), alpha.queued, alpha.running), ("alpha", 3, 1), "{stats:?}");
+    // The oldest queued job is not the one now running.
+    assert!(alpha.oldest_queued.as_deref().is_some_and(|t| t >= oldest_alpha.as_str()), "{stats:?}");
+    assert_ne!(running.kind, "beta");
+}

@@ -70,4 +70,7 @@ pub async fn ping_answers_within_its_wait(s: &dyn Store) {
         s.ping(wait).await.unwrap();
     }
     assert!(started.elapsed() < wait, "took {:?}", started.elapsed());
+    // The pools have opened connections for that, within their maximum.
+    let p = s.pool_use();
+    assert!(p.open >= 1 && p.open <= p.max && p.idle <= p.open, "{p:?}");
 }
