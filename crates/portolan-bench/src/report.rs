@@ -188,7 +188,7 @@ impl Report {
                 );
             }
             None => {
-                let _ = writeln!(s, "| Raw SQLite baseline | skipped (--no-baseline) | |");
+                let _ = writeln!(s, "| Raw SQLite baseline | skipped (--no-baseline or --curve) | |");
             }
         }
         if self.curve_only {
