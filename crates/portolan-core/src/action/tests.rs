@@ -131,7 +131,9 @@ fn valid_variants_pass() {
     edit(
         &mut v,
         "/trigger/condition",
-        Some(json!({"type": "SEARCH", "combinator": "and", "rules": [{"property": "$title", "operator": "!=", "value": "x"}]})),
+        Some(
+            json!({"type": "SEARCH", "combinator": "and", "rules": [{"property": "$title", "operator": "!=", "value": "x"}]}),
+        ),
     );
     edit(&mut v, "/trigger/userInputs/required", Some(json!({"jqQuery": "[\"name\"]"})));
     edit(&mut v, "/requiredApproval", Some(json!({"type": "ALL"})));
@@ -178,7 +180,9 @@ fn valid_variants_pass() {
     edit(
         &mut v,
         "/trigger/userInputs/properties/secret",
-        Some(json!({"type": "object", "encryption": {"algorithm": "client-side", "key": "-----BEGIN PUBLIC KEY-----"}})),
+        Some(
+            json!({"type": "object", "encryption": {"algorithm": "client-side", "key": "-----BEGIN PUBLIC KEY-----"}}),
+        ),
     );
     edit(&mut v, "/trigger/userInputs/properties/doc", Some(json!({"type": "object", "format": "labeled-url"})));
     edit(
@@ -187,7 +191,11 @@ fn valid_variants_pass() {
         Some(json!({"type": "number", "minimum": 1, "maximum": 8, "default": 2, "disabled": {"jqQuery": "false"}})),
     );
     edit(&mut v, "/trigger/userInputs/properties/when", Some(json!({"type": "string", "format": "date-time"})));
-    edit(&mut v, "/trigger/userInputs/properties/ok", Some(json!({"type": "boolean", "default": true, "disabled": true})));
+    edit(
+        &mut v,
+        "/trigger/userInputs/properties/ok",
+        Some(json!({"type": "boolean", "default": true, "disabled": true})),
+    );
     cases.push(v);
     for (i, c) in cases.iter().enumerate() {
         assert_eq!(errors_of(c), Vec::<(String, String)>::new(), "case {i}: {c}");
@@ -334,7 +342,13 @@ fn bad_invocations_and_automations_name_the_path_and_rule() {
     // A DAY-2 condition is parsed as a search query: a bad rule names its path.
     let mut v = example();
     edit(&mut v, "/trigger/operation", Some(json!("DELETE")));
-    edit(&mut v, "/trigger/condition", Some(json!({"type": "SEARCH", "combinator": "and", "rules": [{"property": "$title", "operator": "~~", "value": "x"}]})));
+    edit(
+        &mut v,
+        "/trigger/condition",
+        Some(
+            json!({"type": "SEARCH", "combinator": "and", "rules": [{"property": "$title", "operator": "~~", "value": "x"}]}),
+        ),
+    );
     let errs = errors_of(&v);
     assert!(errs.iter().any(|(p, _)| p.starts_with("trigger.condition.rules[0]")), "{errs:?}");
     edit(&mut v, "/trigger/condition/type", Some(json!("JQ")));
@@ -353,5 +367,295 @@ fn every_error_is_reported_at_once() {
     let paths: Vec<String> = errors_of(&v).into_iter().map(|(p, _)| p).collect();
     for p in ["identifier", "publish", "invocationMethod.url", "trigger.userInputs.properties.sdk.dependsOn[0]"] {
         assert!(paths.iter().any(|x| x == p), "{p} missing from {paths:?}");
+    }
+}
+
+fn user_inputs() -> Value {
+    example()["trigger"]["userInputs"].clone()
+}
+
+#[test]
+fn jq_queries_finds_every_slot_and_resolve_writes_back() {
+    let mut ui = user_inputs();
+    edit(&mut ui, "/required", Some(json!({"jqQuery": "[\"name\"]"})));
+    edit(&mut ui, "/properties/name/pattern", Some(json!({"jqQuery": "\"^[a-z]+$\""})));
+    edit(&mut ui, "/properties/language/default", Some(json!({"jqQuery": "\"go\""})));
+    edit(&mut ui, "/properties/a~b", Some(json!({"type": "string", "disabled": {"jqQuery": "false"}})));
+    edit(
+        &mut ui,
+        "/properties/domain/dataset/rules/1",
+        Some(
+            json!({"combinator": "or", "rules": [{"property": "x", "operator": "=", "value": {"jqQuery": ".user.email"}}]}),
+        ),
+    );
+    let slots = jq_queries(&ui);
+    let got: Vec<(&str, &str)> = slots.iter().map(|s| (s.path.as_str(), s.pointer.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("properties.name.pattern", "/properties/name/pattern"),
+            ("properties.language.default", "/properties/language/default"),
+            ("properties.sdk.enum", "/properties/sdk/enum"),
+            ("properties.domain.dataset.rules[0].value", "/properties/domain/dataset/rules/0/value"),
+            ("properties.domain.dataset.rules[1].rules[0].value", "/properties/domain/dataset/rules/1/rules/0/value"),
+            ("properties.notes.visible", "/properties/notes/visible"),
+            ("properties.a~b.disabled", "/properties/a~0b/disabled"),
+            ("required", "/required"),
+        ]
+    );
+    assert_eq!(slots[2].query, "if .form.language == \"go\" then [\"1.22\"] else [\"1.80\"] end");
+    let values: Vec<(String, Value)> =
+        slots.iter().enumerate().map(|(i, s)| (s.pointer.clone(), json!(format!("v{i}")))).collect();
+    let resolved = resolve(&ui, &values);
+    assert!(jq_queries(&resolved).is_empty());
+    assert_eq!(resolved["properties"]["sdk"]["enum"], json!("v2"));
+    assert_eq!(resolved["properties"]["a~b"]["disabled"], json!("v6"));
+    assert_eq!(resolved["required"], json!("v7"));
+    // Everything else is untouched.
+    assert_eq!(resolved["properties"]["name"]["maxLength"], json!(32));
+    // A pointer that names nothing is skipped; the empty pointer replaces the whole document.
+    assert_eq!(resolve(&ui, &[("/nope/x".into(), json!(1))]), ui);
+    assert_eq!(resolve(&ui, &[(String::new(), json!(1))]), json!(1));
+    // Objects with more keys than jqQuery, or a non-string query, are not slots.
+    assert!(jq_queries(&json!({"a": {"jqQuery": "x", "b": 1}, "c": {"jqQuery": 1}})).is_empty());
+}
+
+/// The example's inputs with the jq slots resolved as the server would.
+fn resolved_inputs() -> Value {
+    let ui = user_inputs();
+    let values: Vec<(String, Value)> = jq_queries(&ui)
+        .into_iter()
+        .map(|s| {
+            let v = match s.path.as_str() {
+                "properties.sdk.enum" => json!(["1.22"]),
+                "properties.notes.visible" => json!(false),
+                _ => json!(["core"]),
+            };
+            (s.pointer, v)
+        })
+        .collect();
+    resolve(&ui, &values)
+}
+
+fn input_errors(ui: &Value, given: Value) -> Vec<(String, String)> {
+    match check_inputs(ui, &given, "CREATE") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.into_iter().map(|e| (e.path, e.message)).collect(),
+    }
+}
+
+#[test]
+fn check_inputs_fills_defaults_drops_hidden_and_lists_refs() {
+    let ui = resolved_inputs();
+    let out = check_inputs(
+        &ui,
+        &json!({"name": "cart", "sdk": "1.22", "domain": "payments", "token": "s3cret", "notes": "hidden"}),
+        "CREATE",
+    )
+    .unwrap();
+    assert_eq!(
+        Value::Object(out.values.clone()),
+        json!({"name": "cart", "language": "go", "sdk": "1.22", "domain": "payments", "token": "s3cret"})
+    );
+    assert_eq!(
+        out.entity_refs,
+        vec![EntityRef { path: "properties.domain".into(), blueprint: "domain".into(), identifier: "payments".into() }]
+    );
+    assert_eq!(out.encrypted, vec!["token".to_string()]);
+    // An entity may be given as an object with its identifier; null counts as not given.
+    let out =
+        check_inputs(&ui, &json!({"name": "cart", "domain": {"identifier": "p2", "title": "P"}, "sdk": null}), "DAY-2")
+            .unwrap();
+    assert_eq!(out.entity_refs[0].identifier, "p2");
+    assert!(!out.values.contains_key("sdk"));
+    // Properties may be missing entirely when nothing is required.
+    let mut free = ui.clone();
+    edit(&mut free, "/required", None);
+    assert!(check_inputs(&free, &Value::Null, "CREATE").is_ok());
+}
+
+#[test]
+fn bad_inputs_name_the_input_and_rule() {
+    let ui = resolved_inputs();
+    let mut rich = ui.clone();
+    for (id, def) in [
+        ("when", json!({"type": "string", "format": "date-time"})),
+        ("site", json!({"type": "string", "format": "url"})),
+        ("mail", json!({"type": "string", "format": "email"})),
+        ("ip4", json!({"type": "string", "format": "ipv4"})),
+        ("ip6", json!({"type": "string", "format": "ipv6"})),
+        ("conf", json!({"type": "string", "format": "yaml"})),
+        ("owner", json!({"type": "string", "format": "user"})),
+        ("team", json!({"type": "string", "format": "team"})),
+        ("doc", json!({"type": "object", "format": "labeled-url"})),
+        ("md", json!({"type": "string", "format": "markdown"})),
+        ("cpu", json!({"type": "number", "minimum": 1, "maximum": 8, "exclusiveMaximum": 8})),
+        ("flag", json!({"type": "boolean"})),
+        ("meta", json!({"type": "object"})),
+        (
+            "tags",
+            json!({"type": "array", "items": {"type": "string", "enum": ["a", "b"]}, "minItems": 1, "maxItems": 2, "uniqueItems": true}),
+        ),
+        ("nums", json!({"type": "array", "items": {"type": "number"}})),
+        ("skills", json!({"type": "array", "items": {"type": "string", "format": "entity", "blueprint": "skill"}})),
+        ("locked", json!({"type": "string", "default": "v1", "disabled": true})),
+        ("frozen", json!({"type": "string", "disabled": true})),
+        ("short", json!({"type": "string", "minLength": 3})),
+        ("envs", json!({"type": "string", "pattern": ["dev", "prod"]})),
+    ] {
+        edit(&mut rich, &format!("/properties/{id}"), Some(def));
+    }
+    let base = json!({"name": "cart"});
+    #[rustfmt::skip]
+    let table: Vec<(Value, &str, &str)> = vec![
+        (json!({"nope": 1}), "properties.nope", "is not an input of this action"),
+        (json!({"name": null}), "properties.name", "is required"),
+        (json!({"name": 5}), "properties.name", "must be of type string (got number)"),
+        (json!({"name": "Cart"}), "properties.name", "does not match pattern \"^[a-z-]+$\""),
+        (json!({"name": "a".repeat(33)}), "properties.name", "at most 32 characters (maxLength)"),
+        (json!({"language": "java"}), "properties.language", "must be one of [\"go\", \"rust\"]"),
+        (json!({"sdk": "1.80"}), "properties.sdk", "must be one of [\"1.22\"]"),
+        (json!({"domain": 5}), "properties.domain", "must be an entity identifier"),
+        (json!({"domain": {"title": "x"}}), "properties.domain.identifier", "is required"),
+        (json!({"domain": ".."}), "properties.domain", "\"..\""),
+        (json!({"when": "yesterday"}), "properties.when", "format date-time"),
+        (json!({"site": "example.com"}), "properties.site", "format url"),
+        (json!({"mail": "nobody"}), "properties.mail", "format email"),
+        (json!({"ip4": "300.1.1.1"}), "properties.ip4", "format ipv4"),
+        (json!({"ip6": "1.2.3.4"}), "properties.ip6", "format ipv6"),
+        (json!({"conf": "a: [1, 2"}), "properties.conf", "valid YAML"),
+        (json!({"owner": "ana"}), "properties.owner", "format user"),
+        (json!({"team": ""}), "properties.team", "format team"),
+        (json!({"team": ["core"]}), "properties.team", "must be of type string"),
+        (json!({"doc": {"displayText": "x"}}), "properties.doc.url", "is required for a labeled URL"),
+        (json!({"doc": {"url": "nope"}}), "properties.doc.url", "format url"),
+        (json!({"doc": "https://x.y"}), "properties.doc", "must be of type object"),
+        (json!({"md": 1}), "properties.md", "must be of type string"),
+        (json!({"cpu": 0}), "properties.cpu", "must be >= 1 (minimum)"),
+        (json!({"cpu": 9}), "properties.cpu", "must be <= 8 (maximum)"),
+        (json!({"cpu": 8}), "properties.cpu", "must be < 8 (exclusiveMaximum)"),
+        (json!({"cpu": "2"}), "properties.cpu", "must be of type number"),
+        (json!({"flag": "true"}), "properties.flag", "must be of type boolean"),
+        (json!({"meta": []}), "properties.meta", "must be of type object"),
+        (json!({"tags": []}), "properties.tags", "at least 1 items (minItems)"),
+        (json!({"tags": ["a", "b", "a"]}), "properties.tags", "at most 2 items (maxItems)"),
+        (json!({"tags": ["a", "a"]}), "properties.tags[1]", "duplicates an earlier item"),
+        (json!({"tags": ["c"]}), "properties.tags[0]", "must be one of [\"a\", \"b\"]"),
+        (json!({"tags": "a"}), "properties.tags", "must be of type array"),
+        (json!({"nums": [1, "2"]}), "properties.nums[1]", "must be of type number"),
+        (json!({"skills": ["rust", 3]}), "properties.skills[1]", "must be an entity identifier"),
+        (json!({"locked": "v2"}), "properties.locked", "is disabled; it can only hold its default \"v1\""),
+        (json!({"frozen": "x"}), "properties.frozen", "is disabled and cannot be given a value"),
+        (json!({"short": "ab"}), "properties.short", "at least 3 characters (minLength)"),
+        (json!({"envs": "qa"}), "properties.envs", "must be one of [\"dev\", \"prod\"]"),
+        (json!(["name"]), "properties", "must be an object"),
+    ];
+    for (i, (extra, path, msg)) in table.into_iter().enumerate() {
+        let mut given = base.clone();
+        match extra {
+            Value::Object(o) => given.as_object_mut().unwrap().extend(o),
+            other => given = other,
+        }
+        let errs = input_errors(&rich, given.clone());
+        assert!(
+            errs.iter().any(|(p, m)| p == path && m.contains(msg)),
+            "case {i} {given}: expected {path:?} containing {msg:?}, got {errs:?}"
+        );
+    }
+    // The good values of the same inputs pass, and entity arrays give one ref per item.
+    let ok = check_inputs(
+        &rich,
+        &json!({"name": "cart", "when": "2024-01-31T12:00:00Z", "site": "https://x.y", "mail": "a@b.co",
+                "ip4": "10.0.0.1", "ip6": "::1", "conf": "a: [1, 2]", "owner": "a@b.co", "team": "core",
+                "doc": {"url": "https://x.y", "displayText": "X"}, "md": "# hi", "cpu": 7.5, "flag": false,
+                "meta": {"a": 1}, "tags": ["a"], "nums": [1, 2.5], "skills": ["rust", {"identifier": "go"}],
+                "locked": "v1", "short": "abc", "envs": "dev"}),
+        "CREATE",
+    )
+    .unwrap();
+    let refs: Vec<(&str, &str, &str)> =
+        ok.entity_refs.iter().map(|r| (r.path.as_str(), r.blueprint.as_str(), r.identifier.as_str())).collect();
+    assert_eq!(refs, vec![("properties.skills[0]", "skill", "rust"), ("properties.skills[1]", "skill", "go")]);
+    assert_eq!(ok.values["locked"], json!("v1"));
+    // Several problems are reported together.
+    let errs = input_errors(&rich, json!({"name": 1, "cpu": 0, "bogus": true}));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|f| json!(f)),
+            "[a-z.@:\\-]{0,6}".prop_map(Value::String),
+            prop_oneof![
+                Just("string"),
+                Just("number"),
+                Just("boolean"),
+                Just("object"),
+                Just("array"),
+                Just("entity"),
+                Just("date-time"),
+                Just("yaml"),
+                Just("labeled-url"),
+                Just("url"),
+                Just("^[a-z"),
+                Just("jqQuery")
+            ]
+            .prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let keys = prop_oneof![
+                Just("type".to_string()),
+                Just("format".to_string()),
+                Just("enum".to_string()),
+                Just("default".to_string()),
+                Just("items".to_string()),
+                Just("pattern".to_string()),
+                Just("minLength".to_string()),
+                Just("maxItems".to_string()),
+                Just("minimum".to_string()),
+                Just("disabled".to_string()),
+                Just("visible".to_string()),
+                Just("blueprint".to_string()),
+                Just("jqQuery".to_string()),
+                Just("uniqueItems".to_string()),
+                "[a-z]{1,3}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn check_inputs_never_panics(defs in prop::collection::btree_map("[a-c]", arb_json(), 0..4),
+                                     required in arb_json(), given in arb_json()) {
+            let ui = json!({"properties": defs, "required": required});
+            let _ = check_inputs(&ui, &given, "CREATE");
+            // Given values keyed by the defined ids reach the per-type checks.
+            if let Value::Object(d) = &ui["properties"] {
+                let keyed: Map<String, Value> = d.keys().map(|k| (k.clone(), given.clone())).collect();
+                let _ = check_inputs(&ui, &Value::Object(keyed), "DAY-2");
+            }
+        }
+
+        #[test]
+        fn check_action_and_jq_queries_never_panic(ui in arb_json(), m in arb_json()) {
+            let mut v = example();
+            v["trigger"]["userInputs"] = ui.clone();
+            v["invocationMethod"] = m;
+            let _ = check_action(&v);
+            let slots = jq_queries(&ui);
+            let values: Vec<(String, Value)> = slots.iter().map(|s| (s.pointer.clone(), Value::Null)).collect();
+            prop_assert!(jq_queries(&resolve(&ui, &values)).is_empty());
+        }
     }
 }
