@@ -126,6 +126,40 @@ pub fn check_action(body: &Value) -> Result<(), FieldErrors> {
     errs.into_result()
 }
 
+/// Every blueprint an action names, as `(path, blueprint identifier)`, for the caller to check
+/// that each exists: `trigger.blueprintIdentifier`, `trigger.event.blueprintIdentifier`,
+/// `invocationMethod.blueprintIdentifier` (unless it is a `{{ }}` template), and the
+/// `blueprint` of entity-format inputs (`trigger.userInputs.properties.<id>.blueprint`,
+/// `….items.blueprint`). Malformed parts are skipped ([`check_action`] reports them).
+pub fn blueprint_refs(action: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut add = |path: String, v: Option<&Value>| {
+        if let Some(Value::String(b)) = v
+            && !b.contains("{{")
+        {
+            out.push((path, b.clone()));
+        }
+    };
+    let trigger = action.get("trigger");
+    add("trigger.blueprintIdentifier".into(), trigger.and_then(|t| t.get("blueprintIdentifier")));
+    add(
+        "trigger.event.blueprintIdentifier".into(),
+        trigger.and_then(|t| t.get("event")).and_then(|e| e.get("blueprintIdentifier")),
+    );
+    if let Some(Value::Object(props)) = trigger.and_then(|t| t.get("userInputs")).and_then(|u| u.get("properties")) {
+        for (id, d) in props {
+            let base = format!("trigger.userInputs.properties.{id}");
+            add(format!("{base}.blueprint"), d.get("blueprint"));
+            add(format!("{base}.items.blueprint"), d.get("items").and_then(|i| i.get("blueprint")));
+        }
+    }
+    add(
+        "invocationMethod.blueprintIdentifier".into(),
+        action.get("invocationMethod").and_then(|m| m.get("blueprintIdentifier")),
+    );
+    out
+}
+
 fn unknown_keys(errs: &mut FieldErrors, path: &str, o: &Map<String, Value>, allowed: &[&str], what: &str) {
     for k in o.keys() {
         if !allowed.contains(&k.as_str()) {

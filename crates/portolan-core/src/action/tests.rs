@@ -659,3 +659,34 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn blueprint_refs_lists_every_named_blueprint() {
+    let mut v = example();
+    edit(
+        &mut v,
+        "/trigger/userInputs/properties/skills",
+        Some(json!({"type": "array", "items": {"type": "string", "format": "entity", "blueprint": "skill"}})),
+    );
+    edit(
+        &mut v,
+        "/invocationMethod",
+        Some(json!({"type": "UPSERT_ENTITY", "blueprintIdentifier": "team", "mapping": {}})),
+    );
+    assert_eq!(
+        blueprint_refs(&v),
+        vec![
+            ("trigger.blueprintIdentifier".to_string(), "service".to_string()),
+            ("trigger.userInputs.properties.domain.blueprint".into(), "domain".into()),
+            ("trigger.userInputs.properties.skills.items.blueprint".into(), "skill".into()),
+            ("invocationMethod.blueprintIdentifier".into(), "team".into()),
+        ]
+    );
+    edit(&mut v, "/invocationMethod/blueprintIdentifier", Some(json!("{{ .inputs.kind }}")));
+    assert_eq!(blueprint_refs(&v).len(), 3);
+    assert_eq!(
+        blueprint_refs(&automation()),
+        vec![("trigger.event.blueprintIdentifier".to_string(), "service".to_string())]
+    );
+    assert!(blueprint_refs(&json!(5)).is_empty());
+}
