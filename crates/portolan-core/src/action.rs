@@ -189,6 +189,12 @@ fn bool_or_string(errs: &mut FieldErrors, path: &str, o: &Map<String, Value>, ke
     }
 }
 
+fn bool_field(errs: &mut FieldErrors, path: &str, o: &Map<String, Value>, key: &str) {
+    if o.get(key).is_some_and(|v| !v.is_boolean()) {
+        errs.push(join_path(path, key), "must be a boolean");
+    }
+}
+
 fn object_field(errs: &mut FieldErrors, path: &str, o: &Map<String, Value>, key: &str, required: bool) {
     match o.get(key) {
         Some(Value::Object(_)) => {}
@@ -406,7 +412,17 @@ fn check_invocation(errs: &mut FieldErrors, path: &str, m: &Value) {
                 errs,
                 path,
                 o,
-                &["type", "org", "repo", "workflow", "workflowInputs", "reportWorkflowStatus"],
+                &[
+                    "type",
+                    "org",
+                    "repo",
+                    "workflow",
+                    "workflowInputs",
+                    "reportWorkflowStatus",
+                    // The Terraform provider sends these for GitHub too.
+                    "omitPayload",
+                    "omitUserInputs",
+                ],
                 &what,
             );
             for k in ["org", "repo", "workflow"] {
@@ -414,6 +430,8 @@ fn check_invocation(errs: &mut FieldErrors, path: &str, m: &Value) {
             }
             object_field(errs, path, o, "workflowInputs", false);
             bool_or_string(errs, path, o, "reportWorkflowStatus");
+            bool_field(errs, path, o, "omitPayload");
+            bool_field(errs, path, o, "omitUserInputs");
         }
         "GITLAB" => {
             unknown_keys(
@@ -428,6 +446,8 @@ fn check_invocation(errs: &mut FieldErrors, path: &str, m: &Value) {
                     "pipelineVariables",
                     "omitPayload",
                     "omitUserInputs",
+                    // GitLab pipelines are triggered through the agent; the provider sends it.
+                    "agent",
                 ],
                 &what,
             );
@@ -435,11 +455,9 @@ fn check_invocation(errs: &mut FieldErrors, path: &str, m: &Value) {
             string_field(errs, path, o, "groupName", true);
             string_field(errs, path, o, "defaultRef", false);
             object_field(errs, path, o, "pipelineVariables", false);
-            for k in ["omitPayload", "omitUserInputs"] {
-                if o.get(k).is_some_and(|v| !v.is_boolean()) {
-                    errs.push(join_path(path, k), "must be a boolean");
-                }
-            }
+            bool_field(errs, path, o, "omitPayload");
+            bool_field(errs, path, o, "omitUserInputs");
+            bool_or_string(errs, path, o, "agent");
         }
         "AZURE_DEVOPS" => {
             unknown_keys(errs, path, o, &["type", "webhook", "org", "payload"], &what);

@@ -142,7 +142,8 @@ fn valid_variants_pass() {
     // Every invocation type with its required fields.
     for m in [
         json!({"type": "GITHUB", "org": "o", "repo": "r", "workflow": "w.yml", "workflowInputs": {}, "reportWorkflowStatus": true}),
-        json!({"type": "GITLAB", "projectName": "p", "groupName": "g", "defaultRef": "main", "pipelineVariables": {}}),
+        json!({"type": "GITLAB", "projectName": "p", "groupName": "g", "defaultRef": "main", "pipelineVariables": {}, "agent": true}),
+        json!({"type": "GITHUB", "org": "o", "repo": "r", "workflow": "w", "omitPayload": false, "omitUserInputs": true}),
         json!({"type": "AZURE_DEVOPS", "webhook": "hook", "org": "o", "payload": {}}),
         json!({"type": "KAFKA"}),
         json!({"type": "UPSERT_ENTITY", "blueprintIdentifier": "service",
@@ -305,6 +306,7 @@ fn bad_invocations_and_automations_name_the_path_and_rule() {
         (json!({"type": "GITHUB", "org": "o", "repo": "r", "workflow": ""}), "invocationMethod.workflow", "must not be empty"),
         (json!({"type": "GITLAB", "projectName": "p"}), "invocationMethod.groupName", "is required"),
         (json!({"type": "GITLAB", "projectName": "p", "groupName": "g", "omitPayload": "no"}), "invocationMethod.omitPayload", "must be a boolean"),
+        (json!({"type": "GITHUB", "org": "o", "repo": "r", "workflow": "w", "omitUserInputs": "no"}), "invocationMethod.omitUserInputs", "must be a boolean"),
         (json!({"type": "AZURE_DEVOPS", "org": "o"}), "invocationMethod.webhook", "is required"),
         (json!({"type": "KAFKA", "url": "x"}), "invocationMethod.url", "is not a field of a KAFKA invocation method"),
         (json!({"type": "UPSERT_ENTITY", "mapping": {}}), "invocationMethod.blueprintIdentifier", "is required"),
