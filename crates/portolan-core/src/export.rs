@@ -1,6 +1,7 @@
-//! Exports of blueprints and entities: JSON, GitOps YAML, Terraform HCL in the resource shapes
-//! of Port's Terraform provider (`port_blueprint`, `port_entity`), and CSV tables. Pure
-//! functions of their arguments (the web UI and `portolan export` share them).
+//! Exports of blueprints, entities and actions: JSON, GitOps YAML, Terraform HCL in the
+//! resource shapes of Port's Terraform provider (`port_blueprint`, `port_entity`,
+//! `port_action`), and CSV tables. Pure functions of their arguments (the web UI and
+//! `portolan export` share them).
 //!
 //! The HCL writer is our own rather than a general HCL library: it writes exactly the layout
 //! `terraform fmt` produces (two-space indents, `=` aligned across each run of single-line
@@ -11,6 +12,8 @@ use serde_json::{Map, Value, json};
 
 use crate::blueprint::PropType;
 use crate::{Blueprint, Entity};
+
+mod action;
 
 /// The formats of [`export`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +49,59 @@ impl Format {
     }
 }
 
-/// Blueprints and entities in `format`.
+/// Blueprints and entities in `format` (no actions: the document has no `actions` key).
 pub fn export(format: Format, blueprints: &[Blueprint], entities: &[Entity]) -> String {
     match format {
         Format::Json => to_json(blueprints, entities),
         Format::Yaml => to_yaml(blueprints, entities),
         Format::Hcl => to_hcl(blueprints, entities),
     }
+}
+
+/// Blueprints, entities and actions (and automations; action objects as `GET /v1/actions`
+/// returns them) in `format`. JSON and YAML get an `actions` array (always present) of the
+/// actions as `POST /v1/actions` takes them (server-kept `id`, `createdAt`, `createdBy`,
+/// `updatedAt`, `updatedBy` removed); HCL gets one `port_action` resource per action after
+/// the blueprints and entities.
+pub fn export_with_actions(format: Format, blueprints: &[Blueprint], entities: &[Entity], actions: &[Value]) -> String {
+    match format {
+        Format::Json => pretty(&document_with_actions(blueprints, entities, actions)),
+        Format::Yaml => {
+            serde_saphyr::to_string(&document_with_actions(blueprints, entities, actions)).unwrap_or_default()
+        }
+        Format::Hcl => {
+            let mut out = to_hcl(blueprints, entities);
+            action::write_actions(actions, blueprints, &mut out);
+            out
+        }
+    }
+}
+
+/// An action as `POST /v1/actions` takes it: the server-kept keys removed.
+pub fn action_document(a: &Value) -> Value {
+    match a {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| !crate::action::SERVER_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn document_with_actions(blueprints: &[Blueprint], entities: &[Entity], actions: &[Value]) -> Value {
+    let mut doc = document(blueprints, entities);
+    if let Value::Object(o) = &mut doc {
+        o.insert("actions".into(), Value::Array(actions.iter().map(action_document).collect()));
+    }
+    doc
+}
+
+fn pretty(doc: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(doc).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 /// An entity as Port's GitOps `port.yml` and the API write it (no meta fields).
@@ -84,9 +133,7 @@ fn document(blueprints: &[Blueprint], entities: &[Entity]) -> Value {
 /// `{"blueprints": [...], "entities": [...]}`, pretty-printed: blueprints as the API takes
 /// them, entities as `port.yml` lists them.
 pub fn to_json(blueprints: &[Blueprint], entities: &[Entity]) -> String {
-    let mut s = serde_json::to_string_pretty(&document(blueprints, entities)).unwrap_or_default();
-    s.push('\n');
-    s
+    pretty(&document(blueprints, entities))
 }
 
 /// The same document as [`to_json`] in YAML: the `entities` list is what Port's GitOps

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod action;
 pub mod blueprint;
 pub mod blueprint_check;
 pub mod entity;
@@ -8,6 +9,7 @@ pub mod export;
 pub mod ident;
 pub mod search;
 
+pub use action::{CheckedInputs, EntityRef, JqSlot, check_action, check_inputs, jq_queries};
 pub use blueprint::{Blueprint, PropType, Property, Relation};
 pub use entity::{Entity, EntityInput, WriteMeta, WriteMode};
 pub use error::{FieldError, FieldErrors};

@@ -146,3 +146,120 @@ fn csv_quotes_what_needs_quoting() {
     assert_eq!(cell_text(&json!(null)), "");
     assert_eq!(cell_text(&json!(["x", 1])), "[\"x\",1]");
 }
+
+fn actions() -> Vec<Value> {
+    vec![
+        json!({
+            "id": "action_34aweFQtayw7SCVb", "createdAt": "2024-01-01T00:00:00.000Z", "createdBy": "t",
+            "updatedAt": "2024-01-01T00:00:00.000Z", "updatedBy": "t",
+            "identifier": "scaffold_service", "title": "Scaffold a service", "icon": "Microservice",
+            "description": "Creates a repo costing ${var.x}",
+            "trigger": {
+                "type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+                "actionCardButtonText": "Create",
+                "userInputs": {
+                    "properties": {
+                        "name": {"type": "string", "title": "Name", "pattern": "^[a-z-]+$", "maxLength": 32},
+                        "language": {"type": "string", "enum": ["go", "rust"], "default": "go"},
+                        "sdk": {"type": "string", "enum": {"jqQuery": "[\"1.22\"]"}, "dependsOn": ["language"]},
+                        "domain": {"type": "string", "format": "entity", "blueprint": "domain",
+                            "dataset": {"combinator": "and", "rules": [{"property": "$team", "operator": "containsAny",
+                                "value": {"jqQuery": "[.user.teams[].name]"}}]},
+                            "sort": {"property": "$title", "order": "ASC"}},
+                        "replicas": {"type": "number", "minimum": 1, "maximum": 9, "default": 2},
+                        "public": {"type": "boolean", "default": false, "visible": {"jqQuery": ".form.language == \"go\""}},
+                        "config": {"type": "object", "default": {"a": 1}, "encryption": "aes256-gcm"},
+                        "deps": {"type": "array", "items": {"type": "string", "format": "entity", "blueprint": "service"},
+                                 "default": ["auth"], "maxItems": 3}
+                    },
+                    "required": ["name", "language"],
+                    "order": ["name", "language", "sdk", "domain", "replicas", "public", "config", "deps"]
+                }
+            },
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://backend.example.com/scaffold", "agent": false,
+                "method": "POST", "headers": {"RUN_ID": "{{ .run.id }}"},
+                "body": {"{{ spreadValue() }}": "{{ .inputs }}", "runId": "{{ .run.id }}"}},
+            "requiredApproval": {"type": "ANY"},
+            "approvalNotification": {"type": "email"},
+            "publish": true
+        }),
+        json!({
+            "identifier": "expire_env", "title": "Expire environments",
+            "trigger": {"type": "automation",
+                "event": {"type": "TIMER_PROPERTY_EXPIRED", "blueprintIdentifier": "service", "propertyIdentifier": "ttl"},
+                "condition": {"type": "JQ", "expressions": [".diff.after.properties.public"], "combinator": "and"}},
+            "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "domain",
+                "mapping": {"identifier": "{{ .event.context.entityIdentifier }}", "title": "Expired",
+                            "team": "core", "properties": {"owner": "{{ .trigger.by.user.email }}"}}},
+            "publish": false
+        }),
+    ]
+}
+
+#[test]
+fn json_export_with_actions_round_trips() {
+    let (bps, es) = model();
+    let acts = actions();
+    let v: Value = serde_json::from_str(&export_with_actions(Format::Json, &bps, &es, &acts)).unwrap();
+    let back = v["actions"].as_array().unwrap();
+    assert_eq!(back.len(), 2);
+    // The server-kept keys are gone, everything else is as it was.
+    let mut first = acts[0].clone();
+    for k in ["id", "createdAt", "createdBy", "updatedAt", "updatedBy"] {
+        first.as_object_mut().unwrap().remove(k);
+    }
+    assert_eq!(back[0], first);
+    assert_eq!(back[1], acts[1]);
+    // What came out is a valid action body again.
+    for a in back {
+        crate::action::check_action(a).unwrap();
+    }
+    assert_eq!(v["blueprints"][1]["identifier"], "service");
+    // Without actions the export keeps its old shape.
+    let plain: Value = serde_json::from_str(&export(Format::Json, &bps, &es)).unwrap();
+    assert!(plain.get("actions").is_none());
+    let none: Value = serde_json::from_str(&export_with_actions(Format::Json, &bps, &es, &[])).unwrap();
+    assert_eq!(none["actions"], json!([]));
+}
+
+#[test]
+fn yaml_export_with_actions_reads_back_as_the_json_document() {
+    let (bps, es) = model();
+    let acts = actions();
+    let y = export_with_actions(Format::Yaml, &bps, &es, &acts);
+    let back: Value = serde_saphyr::from_str(&y).unwrap();
+    let json: Value = serde_json::from_str(&export_with_actions(Format::Json, &bps, &es, &acts)).unwrap();
+    assert_eq!(back, json);
+}
+
+#[test]
+fn hcl_export_with_actions_matches_the_golden_file() {
+    let (bps, es) = model();
+    let hcl = export_with_actions(Format::Hcl, &bps, &es, &actions());
+    assert!(hcl.starts_with(&to_hcl(&bps, &es)));
+    golden("actions.tf", &hcl[to_hcl(&bps, &es).len()..]);
+}
+
+/// `terraform fmt -check` accepts the action resources (skipped, saying so, without terraform).
+#[test]
+fn hcl_actions_pass_terraform_fmt_check() {
+    let Some(tf) =
+        ["/usr/local/bin/terraform", "/usr/bin/terraform"].into_iter().find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("SKIPPED hcl_actions_pass_terraform_fmt_check: terraform is not installed");
+        return;
+    };
+    let (bps, es) = model();
+    let dir = std::env::temp_dir().join(format!("portolan-tf-actions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("main.tf");
+    std::fs::write(&file, export_with_actions(Format::Hcl, &bps, &es, &actions())).unwrap();
+    let out = std::process::Command::new(tf).arg("fmt").arg("-check").arg("-diff").arg(&file).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "terraform fmt -check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
