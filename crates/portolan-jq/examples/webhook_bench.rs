@@ -4,7 +4,7 @@
 //!
 //! - per item: each item's input is the delivery with `.item` set (`bind_item`: a copy of the
 //!   whole body) and one hand-off per item — the webhook job before issue 18;
-//! - batched: `EntityTemplate::eval_items`, 64 items per hand-off, the body converted once per
+//! - batched: `EntityTemplate::eval_items`, 256 items per hand-off (`--chunk`), the body converted once per
 //!   hand-off — the webhook job now.
 //!
 //! `cargo build --release -p portolan-jq --bins --examples` then
@@ -14,10 +14,10 @@
 //! `bench/jq/libjq_bench.py FILE`. `bench/webhook/run.sh D K` runs both.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use portolan_jq::mapping::bind_item;
-use portolan_jq::{CompiledMapping, Isolation, JqConfig, JqEngine};
+use portolan_jq::{CompiledMapping, Isolation, JqBudget, JqConfig, JqEngine};
 use serde_json::{Value, json};
 
 /// An app mapping of 11 fields, in the style of the custom-webhook mappings users write.
@@ -55,13 +55,16 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (deliveries, per) = (arg(&args, "--deliveries", 20), arg(&args, "--items", 500));
+    let chunk = arg(&args, "--chunk", 256).max(1);
     let worker = std::env::current_exe()?
         .parent()
         .and_then(|examples| examples.parent())
         .map(|dir| dir.join("portolan-jq-worker"))
         .filter(|p| p.is_file())
         .ok_or("portolan-jq-worker not found beside target/…/examples: build with --bins")?;
+    // Time limits out of the way: this measures throughput (the server's delivery budget is 10 s).
     let engine = JqEngine::with_config(JqConfig {
+        timeout: Duration::from_secs(3600),
         isolation: Isolation::Process { program: PathBuf::from(&worker), args: vec![] },
         ..JqConfig::default()
     });
@@ -84,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     for body in &bodies {
-        let scope = engine.scope(engine.budget_for("bench"));
+        let scope = engine.scope(JqBudget::new("bench", Duration::from_secs(3600)));
         let Some(Ok(items)) = mapping.items(&scope, body) else { return Err("itemsToParse failed".into()) };
         for it in items {
             for v in entity.eval(&scope, &bind_item(body, it))? {
@@ -96,9 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     for body in &bodies {
-        let scope = engine.scope(engine.budget_for("bench"));
+        let scope = engine.scope(JqBudget::new("bench", Duration::from_secs(3600)));
         let Some(Ok(items)) = mapping.items(&scope, body) else { return Err("itemsToParse failed".into()) };
-        for chunk in items.chunks(64) {
+        for chunk in items.chunks(chunk) {
             for values in entity.eval_items(&scope, body, "item", chunk)? {
                 for v in values {
                     check += usize::from(v.result.is_ok_and(|v| !v.is_null()));
@@ -110,7 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("{deliveries} deliveries x {per} items, {} fields, jq in worker processes", MAPPING.len());
     println!("portolan webhook path, one hand-off per item (before): {per_item:>10.0} items/s");
-    println!("portolan webhook path, 64 items per hand-off (now)  : {batched:>10.0} items/s");
+    println!("portolan webhook path, {chunk} items per hand-off (now): {batched:>10.0} items/s");
     println!("(non-null results: {check})");
     Ok(())
 }

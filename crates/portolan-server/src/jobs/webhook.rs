@@ -111,7 +111,7 @@ pub(crate) struct Plan {
 }
 
 /// Items of one mapping evaluated per jq hand-off.
-const ITEMS_PER_HANDOFF: usize = 64;
+const ITEMS_PER_HANDOFF: usize = 256;
 
 /// Evaluate every mapping over the delivery (CPU work: runs on a blocking thread).
 /// One budget covers every evaluation of the delivery: when it runs out, the items not mapped yet
