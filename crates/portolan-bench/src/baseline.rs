@@ -66,23 +66,23 @@ CREATE INDEX entity_relations_src ON entity_relations(src_rid);
 CREATE INDEX entity_relations_target ON entity_relations(org_id, target_blueprint, target_identifier);
 ";
 
-const ORG: &str = "org_bench";
-const AT: &str = "2024-06-01T00:00:00.000Z";
-const BY: &str = "bench";
+pub(crate) const ORG: &str = "org_bench";
+pub(crate) const AT: &str = "2024-06-01T00:00:00.000Z";
+pub(crate) const BY: &str = "bench";
 
 /// One `entities` row and its `entity_relations` rows, prepared before the clock starts.
-struct PreparedRow {
-    blueprint: &'static str,
-    identifier: String,
-    title: String,
-    properties: String,
-    relations: String,
+pub(crate) struct PreparedRow {
+    pub(crate) blueprint: &'static str,
+    pub(crate) identifier: String,
+    pub(crate) title: String,
+    pub(crate) properties: String,
+    pub(crate) relations: String,
     /// (relation, target blueprint, target identifier); every relation here targets the
     /// blueprint of the same name.
-    edges: Vec<(String, String)>,
+    pub(crate) edges: Vec<(String, String)>,
 }
 
-fn prepare(data: &Dataset) -> Vec<PreparedRow> {
+pub(crate) fn prepare(data: &Dataset) -> Vec<PreparedRow> {
     let mut rows = Vec::with_capacity(data.total());
     for (bp, n) in data.order() {
         for i in 0..n {

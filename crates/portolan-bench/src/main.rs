@@ -5,6 +5,7 @@ mod baseline;
 mod latency;
 mod load;
 mod model;
+mod pg_baseline;
 mod report;
 mod server;
 mod web;
@@ -41,7 +42,8 @@ struct Args {
     /// Seed of the generated data and of the random keys.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Skip the raw-SQLite baseline.
+    /// Skip the raw baseline (SQLite: a raw insert into a fresh file; with --database-url: a raw
+    /// multi-row insert into a fresh PostgreSQL database with the store's schema).
     #[arg(long)]
     no_baseline: bool,
     /// Run the server on PostgreSQL: an admin URL (postgres://postgres@127.0.0.1:5432/test) on
@@ -141,7 +143,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let peak_rss_kib = peak_rss_kib?;
 
-    let baseline = if args.no_baseline || args.curve {
+    let pg_baseline = match (&args.database_url, args.no_baseline) {
+        (Some(admin), false) => {
+            progress(&format!(
+                "raw PostgreSQL baseline: {} rows, {batch} per transaction, {concurrency} connections",
+                data.total()
+            ));
+            Some(pg_baseline::run(admin, &data, batch, concurrency).await?)
+        }
+        _ => None,
+    };
+    let baseline = if args.no_baseline || args.database_url.is_some() {
         None
     } else {
         progress(&format!("raw SQLite baseline: {} rows, {batch} per transaction", data.total()));
@@ -166,6 +178,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         baseline,
         peak_rss_kib,
         curve_only: args.curve,
+        pg_baseline,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);

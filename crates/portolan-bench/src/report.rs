@@ -104,6 +104,8 @@ pub struct Report {
     pub peak_rss_kib: u64,
     /// `--curve`: only the load was measured; print its curve instead of latencies.
     pub curve_only: bool,
+    /// With `--database-url`: the raw PostgreSQL insert of the same rows (`pg_baseline.rs`).
+    pub pg_baseline: Option<Variant>,
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -168,6 +170,25 @@ impl Report {
             thousands(TARGET_INGEST_PER_SEC),
             verdict(l.per_sec() >= TARGET_INGEST_PER_SEC)
         );
+        if let Some(v) = &self.pg_baseline {
+            let _ = writeln!(
+                s,
+                "| Raw PostgreSQL insert (multi-row, {} per transaction, {} connections; entity + relation + audit rows, the store's schema) | {} rows/s ({} entity + {} relation rows, {:.2} s) | |",
+                self.batch,
+                self.concurrency,
+                thousands(v.per_sec()),
+                thousands(v.rows as f64),
+                thousands(v.relation_rows as f64),
+                v.elapsed.as_secs_f64()
+            );
+            let _ = writeln!(
+                s,
+                "| API / raw PostgreSQL | {:.2}× (of {} rows/s) | ≥ 0.5×: {} |",
+                l.per_sec() / v.per_sec(),
+                thousands(v.per_sec()),
+                verdict(l.per_sec() >= 0.5 * v.per_sec())
+            );
+        }
         match &self.baseline {
             Some(b) => {
                 for (label, v) in [("row at a time", &b.row_at_a_time), ("multi-row", &b.multi_row)] {
@@ -187,8 +208,9 @@ impl Report {
                     thousands(b.ceiling().per_sec())
                 );
             }
+            None if self.pg_baseline.is_some() => {}
             None => {
-                let _ = writeln!(s, "| Raw SQLite baseline | skipped (--no-baseline or --curve) | |");
+                let _ = writeln!(s, "| Raw baseline | skipped (--no-baseline) | |");
             }
         }
         if self.curve_only {
@@ -253,6 +275,10 @@ impl Report {
                     "ceilingRowsPerSec": b.ceiling().per_sec(), "apiRatio": l.per_sec() / b.ceiling().per_sec()
                 })
             }),
+            "pgBaseline": self.pg_baseline.as_ref().map(|v| json!({
+                "rows": v.rows, "relationRows": v.relation_rows, "seconds": v.elapsed.as_secs_f64(),
+                "rowsPerSec": v.per_sec(), "apiRatio": l.per_sec() / v.per_sec()
+            })),
             "latency": self.latency.stats.iter().chain(&self.web).map(|s| json!({
                 "request": s.name, "samples": s.samples, "p50Ms": s.p50_ms, "p99Ms": s.p99_ms, "meanMs": s.mean_ms, "note": s.note
             })).collect::<Vec<_>>(),

@@ -552,7 +552,7 @@ impl JqEngine {
         let deadline = budget.deadline;
         if let Some(procs) = &self.procs {
             let refs: Vec<&Compiled> = filters.iter().map(|c| c.as_ref()).collect();
-            return procs.eval(&refs, input, deadline, self.config.max_steps, self.config.max_len);
+            return procs.eval(&refs, input, None, deadline, self.config.max_steps, self.config.max_len);
         }
         let input = convert::to_val(input)?;
         let filters: Vec<Arc<Compiled>> = filters.to_vec();
@@ -574,6 +574,96 @@ impl JqEngine {
             _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
         }
     }
+}
+
+impl JqEngine {
+    /// [`first_many_in`](Self::first_many_in) over one input per item: `base` (an object; any
+    /// other value counts as `{}`) with `key` set to the item — an Ocean or webhook mapping's
+    /// `.item` beside the delivery's `.body`. `base` is converted (or sent to a worker process)
+    /// once for all the items, never once per item, and the whole call is one hand-off. Every
+    /// filter of every item gets its own step budget; the time limit covers the call. The
+    /// outcomes come item by item, `filters.len()` each. `Err`: the call itself failed (the
+    /// budget ran out, the tenant's share was busy, a worker died) and no item has values.
+    pub fn first_many_items_in(
+        &self,
+        budget: &JqBudget,
+        filters: &[Arc<Compiled>],
+        base: &Value,
+        key: &str,
+        items: &[Value],
+    ) -> Result<Vec<Vec<Result<Value, JqError>>>, JqError> {
+        let out = self.items_unmetered(budget, filters, base, key, items);
+        let limits = match &out {
+            Err(JqError::Limit(_)) => (filters.len() * items.len()).max(1),
+            Err(_) => 0,
+            Ok(rs) => rs.iter().filter(|r| matches!(r, Err(JqError::Limit(_)))).count(),
+        };
+        if limits > 0 {
+            self.limits_hit.fetch_add(limits as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        let n = filters.len().max(1);
+        out.map(|flat| {
+            let mut flat = flat.into_iter();
+            (0..items.len()).map(|_| flat.by_ref().take(n).collect()).collect()
+        })
+    }
+
+    fn items_unmetered(
+        &self,
+        budget: &JqBudget,
+        filters: &[Arc<Compiled>],
+        base: &Value,
+        key: &str,
+        items: &[Value],
+    ) -> Result<Vec<Result<Value, JqError>>, JqError> {
+        if items.is_empty() || filters.is_empty() {
+            return Ok(Vec::new());
+        }
+        if budget.is_spent() {
+            return Err(budget.spent_error());
+        }
+        let _slot = self.enter(budget)?;
+        let deadline = budget.deadline;
+        if let Some(procs) = &self.procs {
+            let refs: Vec<&Compiled> = filters.iter().map(|c| c.as_ref()).collect();
+            let (steps, len) = (self.config.max_steps, self.config.max_len);
+            return procs.eval(&refs, base, Some((key, items)), deadline, steps, len);
+        }
+        let base = convert::to_val(base)?;
+        let inputs: Vec<Val> = items
+            .iter()
+            .map(|item| Ok(with_key(&base, key, convert::to_val(item)?)))
+            .collect::<Result<_, JqError>>()?;
+        let filters: Vec<Arc<Compiled>> = filters.to_vec();
+        let config = self.config.clone();
+        let timeout = budget.remaining();
+        let work = Box::new(move || {
+            let mut out = Vec::with_capacity(inputs.len() * filters.len());
+            for input in &inputs {
+                for c in &filters {
+                    let budget =
+                        guard::Budget { deadline: Some(deadline), steps: config.max_steps, max_len: config.max_len };
+                    out.push(run_first(c, input.clone(), budget));
+                }
+            }
+            Ok(Outcome::Values(out))
+        });
+        match self.pool.run(timeout, work)? {
+            Outcome::Values(v) => Ok(v),
+            _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
+        }
+    }
+}
+
+/// `base` (an object; anything else counts as `{}`) with `key` set to `item`. jaq's objects
+/// and arrays are reference-counted: this copies `base`'s top-level entries, not its contents.
+pub(crate) fn with_key(base: &Val, key: &str, item: Val) -> Val {
+    let mut m = match base {
+        Val::Obj(o) => (**o).clone(),
+        _ => Map::default(),
+    };
+    m.insert(Val::utf8_str(key.as_bytes().to_vec()), item);
+    Val::obj(m)
 }
 
 /// Evaluate on the current thread, taking at most one output.

@@ -191,9 +191,30 @@ impl EntityTemplate {
     /// Every field over `input`, in one worker hand-off. `Err` when the batch itself failed
     /// (the budget ran out, the tenant's share was busy, a worker died): no field has a value.
     pub fn eval(&self, jq: &JqScope<'_>, input: &Value) -> Result<Vec<FieldValue>, JqError> {
-        let mut batch = jq.first_many(&self.batch, input)?.into_iter();
-        let out = self
-            .fields
+        Ok(self.field_values(jq.first_many(&self.batch, input)?))
+    }
+
+    /// [`eval`](Self::eval) for many items at once: item `n`'s input is `base` with `key` set to
+    /// `items[n]` (as [`bind_item`] builds it), in one worker hand-off, `base` converted once —
+    /// a delivery's body is not copied per item. `Err` as for `eval`: no item has values.
+    pub fn eval_items(
+        &self,
+        jq: &JqScope<'_>,
+        base: &Value,
+        key: &str,
+        items: &[Value],
+    ) -> Result<Vec<Vec<FieldValue>>, JqError> {
+        if self.batch.is_empty() {
+            return Ok(items.iter().map(|_| self.field_values(Vec::new())).collect());
+        }
+        let per_item = jq.engine().first_many_items_in(jq.budget(), &self.batch, base, key, items)?;
+        Ok(per_item.into_iter().map(|outcomes| self.field_values(outcomes)).collect())
+    }
+
+    /// The fields' values from the batch's outcomes (in `self.batch` order).
+    fn field_values(&self, outcomes: Vec<Result<Value, JqError>>) -> Vec<FieldValue> {
+        let mut batch = outcomes.into_iter();
+        self.fields
             .iter()
             .map(|f| {
                 let r = match &f.program {
@@ -206,8 +227,7 @@ impl EntityTemplate {
                 };
                 f.result(r)
             })
-            .collect();
-        Ok(out)
+            .collect()
     }
 }
 

@@ -199,23 +199,33 @@ impl ProcessPool {
     }
 
     /// Evaluate `filters` (sources in Port's dialect) over `input` in a worker, within `deadline`.
+    ///
+    /// With `items` = `(key, items)`, the filters run over one input per item — `input` (an
+    /// object) with `key` set to the item — and the outcomes come item by item (`filters.len()`
+    /// each): `input` crosses to the worker once for all the items.
     pub(crate) fn eval(
         &self,
         filters: &[&Compiled],
         input: &Value,
+        items: Option<(&str, &[Value])>,
         deadline: Instant,
         steps: u64,
         max_len: usize,
     ) -> Result<Vec<Outcome>, JqError> {
         let sources: Vec<&str> = filters.iter().map(|c| c.source()).collect();
-        let mut line = serde_json::to_string(&json!({
+        let mut req = json!({
             "f": sources,
             "i": input,
             "ms": deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "steps": steps,
             "len": max_len,
-        }))
-        .map_err(|e| JqError::NotJson(e.to_string()))?;
+        });
+        if let Some((key, items)) = items {
+            req["key"] = json!(key);
+            req["items"] = json!(items);
+        }
+        let expected = filters.len() * items.map_or(1, |(_, items)| items.len());
+        let mut line = serde_json::to_string(&req).map_err(|e| JqError::NotJson(e.to_string()))?;
         line.push('\n');
         // A worker found dead when written to (killed from outside while idle) is replaced once.
         for attempt in 0..2 {
@@ -232,7 +242,7 @@ impl ProcessPool {
             return match w.lines.recv_timeout(wait) {
                 Ok(Ok(reply)) => {
                     self.checkin(Some(w));
-                    parse_reply(&reply, filters.len())
+                    parse_reply(&reply, expected)
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     w.stop();
@@ -358,17 +368,27 @@ fn answer(line: &str, cache: &mut HashMap<String, Result<Arc<Compiled>, JqError>
     if cache.len() + filters.len() > WORKER_CACHE {
         cache.clear();
     }
-    let results: Vec<Value> = filters
-        .iter()
-        .map(|f| {
+    let inputs = match req.get("items").and_then(Value::as_array) {
+        None => vec![input],
+        Some(items) => {
+            let key = req.get("key").and_then(Value::as_str).unwrap_or("item");
+            match items.iter().map(|item| Ok(crate::with_key(&input, key, convert::to_val(item)?))).collect() {
+                Ok(inputs) => inputs,
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    let mut results: Vec<Value> = Vec::with_capacity(inputs.len() * filters.len());
+    for input in &inputs {
+        for f in &filters {
             let src = f.as_str().unwrap_or("");
             let compiled = cache.entry(src.to_owned()).or_insert_with(|| compile_here(src)).clone();
-            match compiled.and_then(|c| crate::run_first(&c, input.clone(), budget)) {
+            results.push(match compiled.and_then(|c| crate::run_first(&c, input.clone(), budget)) {
                 Ok(v) => json!({"ok": v.to_string()}),
                 Err(e) => json!({"e": error_to_wire(&e)}),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     json!({"r": results}).to_string()
 }
 

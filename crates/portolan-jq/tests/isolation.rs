@@ -150,3 +150,47 @@ fn a_mapping_evaluates_the_same_in_worker_processes() {
     assert!(a[1][2].result.is_err(), "{:?}", a[1][2]);
     assert!(procs.process_stats().live >= 1, "{:?}", procs.process_stats());
 }
+
+/// Many items in one hand-off give what one call per item gives (base with `.item` set), in
+/// worker processes and in threads alike; a step budget that runs out ends only its filter.
+#[test]
+fn items_in_one_handoff_match_one_call_per_item() {
+    let threads = JqEngine::with_config(JqConfig { max_steps: 10_000, ..JqConfig::default() });
+    let procs = JqEngine::with_config(JqConfig {
+        max_steps: 10_000,
+        isolation: Isolation::Process {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_portolan-jq-worker")),
+            args: vec![],
+        },
+        ..JqConfig::default()
+    });
+    let base = json!({"body": {"org": "acme", "items": [{"id": 1}, {"id": 2}, {"id": 3}]}, "headers": {"x": "y"}});
+    let items: Vec<Value> = vec![json!({"id": 1, "n": "a"}), json!({"id": 2, "n": "b"}), json!(null)];
+    for jq in [&threads, &procs] {
+        let filters = [
+            jq.compile(".item.id").unwrap(),
+            jq.compile(".body.org + \"-\" + (.item.n // \"none\")").unwrap(),
+            jq.compile("[range(1e9)] | length").unwrap(),
+            jq.compile(".headers.x").unwrap(),
+        ];
+        let budget = jq.budget_for("t");
+        let batched = jq.first_many_items_in(&budget, &filters, &base, "item", &items).unwrap();
+        assert_eq!(batched.len(), items.len());
+        for (item, got) in items.iter().zip(&batched) {
+            let one = jq.first_many(&filters, &portolan_jq::mapping::bind_item(&base, item.clone())).unwrap();
+            assert_eq!(got.len(), filters.len());
+            for (a, b) in got.iter().zip(&one) {
+                match (a, b) {
+                    (Ok(x), Ok(y)) => assert_eq!(x, y),
+                    (Err(JqError::Limit(_)), Err(JqError::Limit(_))) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert_eq!(batched[1][1].as_ref().unwrap(), &json!("acme-b"));
+        assert_eq!(batched[2][0].as_ref().unwrap(), &json!(null));
+        assert!(jq.first_many_items_in(&budget, &filters, &base, "item", &[]).unwrap().is_empty());
+        // Every filter of every item the step budget ended is counted.
+        assert!(jq.limits_hit() >= 6, "{}", jq.limits_hit());
+    }
+}

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use portolan_core::{Blueprint, WriteMeta};
-use portolan_jq::mapping::{self, bind_item, kind};
+use portolan_jq::mapping::{self, kind};
 use portolan_jq::{CompiledMapping, EvalError, JqBudget, JqEngine, JqScope};
 use portolan_store::{Delivery, IntegrationLog, NewJob, OrgId, StoreError};
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,9 @@ pub(crate) struct Plan {
     first_error: Option<String>,
 }
 
+/// Items of one mapping evaluated per jq hand-off.
+const ITEMS_PER_HANDOFF: usize = 256;
+
 /// Evaluate every mapping over the delivery (CPU work: runs on a blocking thread).
 /// One budget covers every evaluation of the delivery: when it runs out, the items not mapped yet
 /// are counted as failed and the log says why. Each mapping is compiled once per delivery.
@@ -144,14 +147,16 @@ fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, inp
             return plan;
         }
     }
-    let items: Vec<Value> = match mapping.items(scope, input) {
-        None => vec![input.clone()],
+    // `None`: the delivery itself is the one item; otherwise each item's input is the delivery
+    // with `.item` set, built inside the jq hand-off (the body is never copied per item).
+    let items: Option<Vec<Value>> = match mapping.items(scope, input) {
+        None => None,
         Some(Ok(items)) => {
             if items.len() > MAX_ITEMS {
                 plan.too_many = Some(items.len());
                 return plan;
             }
-            items.into_iter().map(|item| bind_item(input, item)).collect()
+            Some(items)
         }
         Some(Err(EvalError::NotArray(k))) => {
             plan.no_data = Some(format!("mappings[{index}].itemsToParse evaluated to {k}, not an array"));
@@ -162,7 +167,7 @@ fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, inp
             return plan;
         }
     };
-    plan.items = items.len();
+    plan.items = items.as_ref().map_or(1, Vec::len);
     let Some(entity) = mapping.entities().first() else {
         plan.problem = Some(format!("mappings[{index}].entity is missing"));
         return plan;
@@ -171,40 +176,57 @@ fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, inp
         plan.problem = Some(format!("mappings[{index}].{}: {e}", field.path()));
         return plan;
     }
-    for (n, item) in items.iter().enumerate() {
+    let total = plan.items;
+    let mut done = 0;
+    while done < total {
         if scope.budget().is_spent() {
-            plan.failed += items.len() - n;
+            plan.failed += total - done;
             plan.first_error.get_or_insert_with(|| {
                 format!(
-                    "the delivery's jq time budget ran out after {n} of {} items; the other {} were not mapped",
-                    items.len(),
-                    items.len() - n
+                    "the delivery's jq time budget ran out after {done} of {total} items; the other {} were not mapped",
+                    total - done
                 )
             });
             break;
         }
-        let values = match entity.eval(scope, item) {
+        // A chunk of items per worker hand-off: one crossing per chunk, not per field or item,
+        // while a budget that runs out mid-delivery still leaves the earlier chunks mapped.
+        let evaluated = match &items {
+            None => entity.eval(scope, input).map(|v| vec![v]),
+            Some(items) => {
+                let chunk = &items[done..(done + ITEMS_PER_HANDOFF).min(total)];
+                entity.eval_items(scope, input, "item", chunk)
+            }
+        };
+        let n = match &items {
+            None => 1,
+            Some(_) => ITEMS_PER_HANDOFF.min(total - done),
+        };
+        done += n;
+        let per_item = match evaluated {
             Ok(v) => v,
             Err(e) => {
                 plan.first_error.get_or_insert_with(|| e.to_string());
-                plan.failed += 1;
+                plan.failed += n;
                 continue;
             }
         };
-        if let Some(f) = values.iter().find(|f| f.result.is_err())
-            && let Err(e) = &f.result
-        {
-            plan.first_error.get_or_insert_with(|| format!("{}: {e}", f.path));
+        for values in per_item {
+            if let Some(f) = values.iter().find(|f| f.result.is_err())
+                && let Err(e) = &f.result
+            {
+                plan.first_error.get_or_insert_with(|| format!("{}: {e}", f.path));
+            }
+            let Ok(body) = mapping::assemble(&values) else {
+                plan.failed += 1;
+                continue;
+            };
+            if plan.delete.is_some() {
+                plan.entities.push(json!({"identifier": body.get("identifier")}));
+                continue;
+            }
+            plan.entities.push(Value::Object(body));
         }
-        let Ok(body) = mapping::assemble(&values) else {
-            plan.failed += 1;
-            continue;
-        };
-        if plan.delete.is_some() {
-            plan.entities.push(json!({"identifier": body.get("identifier")}));
-            continue;
-        }
-        plan.entities.push(Value::Object(body));
     }
     plan
 }
