@@ -253,7 +253,7 @@ pub(crate) fn now(d: Dialect) -> &'static str {
 }
 
 /// Append the time `dur` from now (one bound parameter) to `f`.
-fn push_now_plus(f: &mut SqlFrag, d: Dialect, dur: Duration) {
+pub(crate) fn push_now_plus(f: &mut SqlFrag, d: Dialect, dur: Duration) {
     match d {
         Dialect::Sqlite => {
             let ms = millis(dur);

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod accounts;
+mod actions;
 mod audit;
 mod blueprints;
 mod budget;
@@ -17,6 +18,7 @@ mod orgs;
 mod plan;
 pub mod query;
 mod resyncs;
+mod secrets;
 mod settings;
 pub mod sql;
 mod ui;
@@ -25,6 +27,7 @@ mod webhooks;
 use portolan_core::FieldError;
 
 pub use accounts::{Accounts, Invitation, Session, User};
+pub use actions::{ActionWrite, Actions, MAX_CLAIM, Run, RunEdit, RunFilter, RunLog, StoredAction};
 pub use audit::{Audit, AuditCtx, AuditFilter, AuditRecord};
 pub use blueprints::{Blueprints, Rename, StoredBlueprint};
 pub use db::DbError;
@@ -39,6 +42,7 @@ pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration}
 pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat};
 pub use orgs::{Org, Orgs};
 pub use resyncs::{DeletionGuard, Reservation, Resync, Resyncs};
+pub use secrets::{OrgSecret, Secrets};
 pub use settings::{PoolUse, Settings};
 pub use ui::{InitialFilter, Ui};
 pub use webhooks::{Delivery, StoredWebhook, WebhookWrite, Webhooks};
@@ -92,19 +96,44 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// an [`OrgId`]. `Arc<dyn Store>` and a concrete [`SqlStore`] call any aggregate's method
 /// without importing its trait.
 pub trait Store:
-    Settings + Orgs + Blueprints + Entities + Audit + Jobs + Integrations + Resyncs + Accounts + Webhooks + Ui
+    Settings
+    + Orgs
+    + Blueprints
+    + Entities
+    + Audit
+    + Jobs
+    + Integrations
+    + Resyncs
+    + Accounts
+    + Webhooks
+    + Ui
+    + Actions
+    + Secrets
 {
 }
 
 impl<T> Store for T where
-    T: Settings + Orgs + Blueprints + Entities + Audit + Jobs + Integrations + Resyncs + Accounts + Webhooks + Ui
+    T: Settings
+        + Orgs
+        + Blueprints
+        + Entities
+        + Audit
+        + Jobs
+        + Integrations
+        + Resyncs
+        + Accounts
+        + Webhooks
+        + Ui
+        + Actions
+        + Secrets
 {
 }
 
 /// Every aggregate trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use crate::{
-        Accounts, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Resyncs, Settings, Store, Ui, Webhooks,
+        Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Resyncs, Secrets, Settings, Store,
+        Ui, Webhooks,
     };
 }
 

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod accounts;
+mod actions;
 mod audit;
 mod blueprints;
 mod entities;
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, SearchRequest, Store};
 
 pub use accounts::*;
+pub use actions::*;
 pub use audit::*;
 pub use blueprints::*;
 pub use entities::*;
@@ -192,7 +194,12 @@ macro_rules! conformance_tests {
             users_have_unique_emails_and_are_tenant_scoped, sessions_are_found_by_hash_touched_forward_and_ended,
             invitations_are_used_once_before_they_expire,
             // ui.rs
-            web_ui_settings_are_tenant_scoped_and_reads_are_paged);
+            web_ui_settings_are_tenant_scoped_and_reads_are_paged,
+            // actions.rs
+            actions_are_saved_audited_and_tenant_scoped,
+            runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped,
+            agent_claims_are_leased_exclusive_and_acknowledged_once,
+            secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_scoped);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

@@ -109,6 +109,8 @@ struct OrgRow {
     id: String,
     name: String,
     created_at: String,
+    /// The settings JSON (migration 0012).
+    settings: String,
 }
 
 /// Copy organizations from `src` into `dst` and verify the copy.
@@ -158,8 +160,9 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore, opts: &CopyOpt
         }
     }
     for o in &orgs {
-        let mut q = SqlFrag::new("INSERT INTO organizations(id, name, created_at) VALUES (");
-        q.param(o.id.as_str()).push(", ").param(o.name.as_str()).push(", ").param(o.created_at.as_str()).push(")");
+        let mut q = SqlFrag::new("INSERT INTO organizations(id, name, created_at, settings) VALUES (");
+        q.param(o.id.as_str()).push(", ").param(o.name.as_str()).push(", ").param(o.created_at.as_str());
+        q.push(", ").param(o.settings.as_str()).push("::jsonb)");
         frag_query(&q).execute(&mut *tx).await?;
         for spec in TABLES {
             copy_rows(s, &mut tx, &o.id, spec, &offsets).await?;
@@ -218,12 +221,13 @@ async fn checks(src: &SqlitePool, dst: &PgConn<'_>, report: &CopyReport) -> Resu
 type PgConn<'a> = tokio::sync::Mutex<&'a mut sqlx::PgConnection>;
 
 async fn source_orgs(s: &SqlitePool, names: &[String]) -> Result<Vec<OrgRow>> {
-    let all: Vec<OrgRow> = sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY created_at, id")
-        .fetch_all(s)
-        .await?
-        .into_iter()
-        .map(|r| OrgRow { id: r.get(0), name: r.get(1), created_at: r.get(2) })
-        .collect();
+    let all: Vec<OrgRow> =
+        sqlx::query("SELECT id, name, created_at, settings FROM organizations ORDER BY created_at, id")
+            .fetch_all(s)
+            .await?
+            .into_iter()
+            .map(|r| OrgRow { id: r.get(0), name: r.get(1), created_at: r.get(2), settings: r.get(3) })
+            .collect();
     if names.is_empty() {
         if all.is_empty() {
             return Err(MigrateError::Refused("the source database has no organization: nothing to copy".into()));
@@ -233,7 +237,7 @@ async fn source_orgs(s: &SqlitePool, names: &[String]) -> Result<Vec<OrgRow>> {
     let mut picked = Vec::new();
     for n in names {
         match all.iter().find(|o| &o.name == n) {
-            Some(o) => picked.push(OrgRow { id: o.id.clone(), name: o.name.clone(), created_at: o.created_at.clone() }),
+            Some(o) => picked.push(o.clone()),
             None => {
                 let known: Vec<&str> = all.iter().map(|o| o.name.as_str()).collect();
                 return Err(MigrateError::Refused(format!(

@@ -31,6 +31,11 @@ pub(super) const TABLES: &[&TableSpec] = &[
     &SESSIONS,
     &INVITATIONS,
     &UI_INITIAL_FILTERS,
+    &ACTIONS,
+    &ACTION_RUNS,
+    &ACTION_RUN_LOGS,
+    &ACTION_RUN_ENTITIES,
+    &ORG_SECRETS,
 ];
 
 /// Identity columns (table, column): their ids are shifted past the target's largest.
@@ -40,6 +45,8 @@ pub(super) const ID_SPACES: &[(&str, &str)] = &[
     ("integration_resyncs", "id"),
     ("integration_logs", "id"),
     ("webhook_logs", "id"),
+    ("action_runs", "rid"),
+    ("action_run_logs", "id"),
 ];
 
 /// How a column is read from SQLite and written to PostgreSQL.
@@ -74,7 +81,8 @@ pub(super) struct TableSpec {
 const CREDENTIALS: TableSpec = TableSpec {
     table: "credentials",
     json_type: "jsonb",
-    cols: cols![client_id: Text, secret_hash: Text, name: Text, created_at: Text],
+    cols: cols![client_id: Text, secret_hash: Text, name: Text, created_at: Text, secret_enc: Text,
+        secret_key_id: Text],
     overriding: false,
     order: &["client_id"],
 };
@@ -207,6 +215,55 @@ const UI_INITIAL_FILTERS: TableSpec = TableSpec {
     order: &["blueprint"],
 };
 
+/// Actions (migration 0012).
+const ACTIONS: TableSpec = TableSpec {
+    table: "actions",
+    json_type: "json",
+    cols: cols![identifier: Text, id: Text, data: Json, created_at: Text, created_by: Text, updated_at: Text,
+        updated_by: Text],
+    overriding: false,
+    order: &["identifier"],
+};
+
+/// Runs keep their ids; a claim's lease (`claimed_until`) is copied as it is.
+const ACTION_RUNS: TableSpec = TableSpec {
+    table: "action_runs",
+    json_type: "json",
+    cols: cols![rid: Id("action_runs"), id: Text, action: Text, blueprint: Text, entity: Text, status: Text,
+        external_run_id: Text, data: Json, trace: Json, pending_execution: Bool, claimed_until: Text,
+        installation_id: Text, ended_by_log: Bool, created_by: Text, created_at: Text, updated_by: Text,
+        updated_at: Text, ended_at: Text],
+    overriding: true,
+    order: &["rid"],
+};
+
+const ACTION_RUN_LOGS: TableSpec = TableSpec {
+    table: "action_run_logs",
+    json_type: "json",
+    cols: cols![id: Id("action_run_logs"), run_rid: Id("action_runs"), at: Text, message: Text,
+        termination_status: Text, status_label: Text, user_id: Text],
+    overriding: true,
+    order: &["id"],
+};
+
+const ACTION_RUN_ENTITIES: TableSpec = TableSpec {
+    table: "action_run_entities",
+    json_type: "json",
+    cols: cols![run_rid: Id("action_runs"), blueprint: Text, identifier: Text, at: Text],
+    overriding: false,
+    order: &["run_rid", "blueprint", "identifier"],
+};
+
+/// Organization secrets stay encrypted: the target needs the same master key.
+const ORG_SECRETS: TableSpec = TableSpec {
+    table: "org_secrets",
+    json_type: "json",
+    cols: cols![name: Text, value: Text, key_id: Text, description: Text, created_at: Text, created_by: Text,
+        updated_at: Text, updated_by: Text],
+    overriding: false,
+    order: &["name"],
+};
+
 const USERS: TableSpec = TableSpec {
     table: "users",
     json_type: "json",
@@ -235,7 +292,7 @@ const INVITATIONS: TableSpec = TableSpec {
 /// Tables copied by `sqlite_to_postgres` itself, not through a [`TableSpec`]: (table, columns).
 const COPIED_BY_HAND: &[(&str, &[&str])] = &[
     // The chosen organizations, before their rows.
-    ("organizations", &["id", "name", "created_at"]),
+    ("organizations", &["id", "name", "created_at", "settings"]),
     // Only into an empty target (the token signing key, so issued tokens stay valid).
     ("settings", &["key", "value"]),
 ];

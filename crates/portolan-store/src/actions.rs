@@ -1,0 +1,525 @@
+//! Self-service actions and automations (port-api.md §5), their runs, run logs, affected
+//! entities, and the claim protocol of Port's execution agent.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::audit;
+use crate::db::{Row, Tx, is_unique_violation};
+use crate::jobs::{self, now, push_now_plus};
+use crate::sql::{Dialect, SqlFrag};
+use crate::ui::parse_json;
+use crate::{AuditCtx, Job, NewJob, OrgId, Result, SaveMode, SqlStore, StoreError};
+
+/// An action as stored: Port's action object without the server's keys (`data`), its `id`
+/// (`action_…`) and meta.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAction {
+    pub identifier: String,
+    pub id: String,
+    pub data: Value,
+    pub created_at: String,
+    pub created_by: String,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// What [`Actions::save_action`] writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionWrite {
+    pub identifier: String,
+    /// Used on create; an update keeps the stored id.
+    pub id: String,
+    pub data: Value,
+}
+
+/// One run of an action (port-api.md §5.6). The columns a listing filters on are fields; the
+/// rest of Port's run object is `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Assigned by the store (the listing cursor); ignored by [`Actions::create_run`].
+    pub rid: i64,
+    /// `r_…`.
+    pub id: String,
+    pub action: String,
+    pub blueprint: Option<String>,
+    pub entity: Option<String>,
+    /// `IN_PROGRESS`, `SUCCESS`, `FAILURE`, `WAITING_FOR_APPROVAL`, `DECLINED`.
+    pub status: String,
+    pub external_run_id: Option<String>,
+    /// The rest of the run object (`statusLabel`, `link`, `summary`, `properties`, `payload`,
+    /// `response`, `source`, …).
+    pub data: Map<String, Value>,
+    /// The outbound calls made for the run (Portolan: requests and answers, secrets censored).
+    pub trace: Vec<Value>,
+    /// Waiting for an execution agent to claim and acknowledge it.
+    pub pending_execution: bool,
+    /// Until when the last claim holds it (the database's clock).
+    pub claimed_until: Option<String>,
+    pub installation_id: Option<String>,
+    /// Terminated by a log with `terminationStatus`: no further changes.
+    pub ended_by_log: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+    pub ended_at: Option<String>,
+}
+
+/// Filters of a run listing (all AND-ed), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub action: Option<String>,
+    pub blueprint: Option<String>,
+    pub entity: Option<String>,
+    pub statuses: Vec<String>,
+    pub external_run_id: Option<String>,
+    pub created_by: Option<String>,
+    /// Runs with a `rid` below this one (the next page).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// One run log line (`POST /v1/actions/runs/{id}/logs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLog {
+    /// Assigned by the store (`log_<n>`, increasing); ignored on append.
+    pub id: String,
+    pub at: String,
+    pub message: String,
+    pub termination_status: Option<String>,
+    pub status_label: Option<String>,
+    pub user_id: String,
+}
+
+/// The change [`Actions::update_run`] applies to the stored run, inside its transaction.
+pub type RunEdit<'a> = &'a mut (dyn FnMut(&mut Run) -> Result<()> + Send);
+
+/// The most runs one claim hands out.
+pub const MAX_CLAIM: u32 = 500;
+
+#[async_trait]
+pub trait Actions: Send + Sync {
+    async fn get_action(&self, org: &OrgId, identifier: &str) -> Result<Option<StoredAction>>;
+    /// Actions of `org`, by identifier (an organization has tens, not thousands).
+    async fn list_actions(&self, org: &OrgId) -> Result<Vec<StoredAction>>;
+    /// Create (`Conflict` when taken) or replace (`NotFound` when missing; id and creation meta
+    /// kept) an action, audited (`resourceType` action) in the same transaction.
+    async fn save_action(&self, org: &OrgId, w: &ActionWrite, mode: SaveMode, ctx: &AuditCtx) -> Result<StoredAction>;
+    /// Delete an action (audited). Its runs stay (their `action.deleted` says so).
+    async fn delete_action(&self, org: &OrgId, identifier: &str, ctx: &AuditCtx) -> Result<()>;
+
+    /// Store a new run and, with `job`, the job that invokes it, in one transaction: a run is
+    /// never without its invocation, and a crash after the answer loses nothing.
+    async fn create_run(&self, org: &OrgId, run: &Run, job: Option<&NewJob>) -> Result<(Run, Option<Job>)>;
+    async fn get_run(&self, org: &OrgId, id: &str) -> Result<Option<Run>>;
+    /// Runs matching `filter`, newest first, at most `filter.limit` (capped at 1,000).
+    async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// Read the run (locked against concurrent updates), apply `edit`, write it back and append
+    /// `logs`, in one transaction. `NotFound` when there is no such run; `edit`'s error aborts.
+    async fn update_run(&self, org: &OrgId, id: &str, logs: &[RunLog], edit: RunEdit<'_>) -> Result<Run>;
+    /// A run's log lines in order, after the line `after` (`log_<n>`'s n), at most `limit`.
+    async fn list_run_logs(&self, org: &OrgId, id: &str, after: Option<i64>, limit: u32) -> Result<Vec<RunLog>>;
+    /// Claim up to `limit` runs waiting for an agent whose last claim (if any) expired: each
+    /// is held for `lease` (the database's clock), so a second agent does not get it until the
+    /// lease runs out without an [`ack_runs`](Actions::ack_runs).
+    async fn claim_pending_runs(
+        &self,
+        org: &OrgId,
+        installation_id: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Run>>;
+    /// Acknowledge claimed runs: they stop waiting. Counts only runs that were still waiting,
+    /// so of two agents acknowledging one run, exactly one counts it.
+    async fn ack_runs(&self, org: &OrgId, ids: &[String]) -> Result<u64>;
+    /// Record entities written for a run (`?run_id=`); repeated pairs are kept once.
+    async fn add_run_entities(&self, org: &OrgId, run: &str, entities: &[(String, String)], at: &str) -> Result<()>;
+    /// The entities recorded for a run, `(blueprint, identifier)`, in the order first recorded.
+    async fn run_entities(&self, org: &OrgId, run: &str) -> Result<Vec<(String, String)>>;
+}
+
+const ACTION_COLUMNS: &str =
+    "identifier, id, CAST(data AS TEXT) AS data, created_at, created_by, updated_at, updated_by FROM actions";
+
+fn action_from_row(r: &Row) -> Result<StoredAction> {
+    Ok(StoredAction {
+        identifier: r.get("identifier"),
+        id: r.get("id"),
+        data: parse_json("action", &r.get::<String, _>("data"))?,
+        created_at: r.get("created_at"),
+        created_by: r.get("created_by"),
+        updated_at: r.get("updated_at"),
+        updated_by: r.get("updated_by"),
+    })
+}
+
+const RUN_COLUMNS: &str = "rid, id, action, blueprint, entity, status, external_run_id, CAST(data AS TEXT) AS data, \
+     CAST(trace AS TEXT) AS trace, pending_execution, claimed_until, installation_id, ended_by_log, created_by, \
+     created_at, updated_by, updated_at, ended_at";
+
+fn run_from_row(r: &Row) -> Result<Run> {
+    let data = match parse_json("run", &r.get::<String, _>("data"))? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let trace = match parse_json("run trace", &r.get::<String, _>("trace"))? {
+        Value::Array(v) => v,
+        _ => Vec::new(),
+    };
+    Ok(Run {
+        rid: r.get("rid"),
+        id: r.get("id"),
+        action: r.get("action"),
+        blueprint: r.get("blueprint"),
+        entity: r.get("entity"),
+        status: r.get("status"),
+        external_run_id: r.get("external_run_id"),
+        data,
+        trace,
+        pending_execution: r.flag("pending_execution"),
+        claimed_until: r.get("claimed_until"),
+        installation_id: r.get("installation_id"),
+        ended_by_log: r.flag("ended_by_log"),
+        created_by: r.get("created_by"),
+        created_at: r.get("created_at"),
+        updated_by: r.get("updated_by"),
+        updated_at: r.get("updated_at"),
+        ended_at: r.get("ended_at"),
+    })
+}
+
+fn bool_sql(b: bool) -> &'static str {
+    if b { "TRUE" } else { "FALSE" }
+}
+
+async fn action_for_update(tx: &mut Tx, org: &OrgId, id: &str) -> Result<Option<StoredAction>> {
+    let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {ACTION_COLUMNS} WHERE org_id = ? AND identifier = ?{lock}");
+    let old = tx.q(&sql).bind(&org.0).bind(id).fetch_optional(&mut *tx).await?;
+    old.as_ref().map(action_from_row).transpose()
+}
+
+async fn run_rid(tx: &mut Tx, org: &OrgId, id: &str) -> Result<Option<i64>> {
+    let row = tx
+        .q("SELECT rid FROM action_runs WHERE org_id = ? AND id = ?")
+        .bind(&org.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+async fn insert_logs(tx: &mut Tx, org: &OrgId, rid: i64, logs: &[RunLog]) -> Result<()> {
+    for l in logs {
+        tx.q("INSERT INTO action_run_logs(org_id, run_rid, at, message, termination_status, status_label, user_id) \
+              VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&org.0)
+            .bind(rid)
+            .bind(&l.at)
+            .bind(l.message.as_str())
+            .bind(&l.termination_status)
+            .bind(&l.status_label)
+            .bind(&l.user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Actions for SqlStore {
+    async fn get_action(&self, org: &OrgId, identifier: &str) -> Result<Option<StoredAction>> {
+        let db = &self.db;
+        let sql = format!("SELECT {ACTION_COLUMNS} WHERE org_id = ? AND identifier = ?");
+        let row = db.q(&sql).bind(&org.0).bind(db.storable(identifier)).fetch_optional(db.read()).await?;
+        row.as_ref().map(action_from_row).transpose()
+    }
+
+    async fn list_actions(&self, org: &OrgId) -> Result<Vec<StoredAction>> {
+        let db = &self.db;
+        let sql = format!("SELECT {ACTION_COLUMNS} WHERE org_id = ? ORDER BY identifier");
+        let rows = db.q(&sql).bind(&org.0).fetch_all(db.read()).await?;
+        rows.iter().map(action_from_row).collect()
+    }
+
+    async fn save_action(&self, org: &OrgId, w: &ActionWrite, mode: SaveMode, ctx: &AuditCtx) -> Result<StoredAction> {
+        let id = w.identifier.as_str();
+        let mut tx = self.db.begin().await?;
+        let old = action_for_update(&mut tx, org, id).await?;
+        match (mode, &old) {
+            (SaveMode::Create, Some(_)) => return Err(StoreError::Conflict(format!("action {id:?}"))),
+            (SaveMode::Update, None) => return Err(StoreError::NotFound(format!("action {id:?}"))),
+            _ => {}
+        }
+        let saved = StoredAction {
+            identifier: id.to_string(),
+            id: old.as_ref().map_or_else(|| w.id.clone(), |o| o.id.clone()),
+            data: w.data.clone(),
+            created_at: old.as_ref().map_or_else(|| ctx.at.clone(), |o| o.created_at.clone()),
+            created_by: old.as_ref().map_or_else(|| ctx.user_id.clone(), |o| o.created_by.clone()),
+            updated_at: ctx.at.clone(),
+            updated_by: ctx.user_id.clone(),
+        };
+        let json = tx.dialect().json_cast();
+        tx.q(&format!(
+            "INSERT INTO actions(org_id, identifier, id, data, created_at, created_by, updated_at, updated_by) \
+             VALUES (?, ?, ?, ?{json}, ?, ?, ?, ?) ON CONFLICT(org_id, identifier) DO UPDATE SET \
+             data = excluded.data, updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+        ))
+        .bind(&org.0)
+        .bind(id)
+        .bind(&saved.id)
+        .bind(saved.data.to_string())
+        .bind(&saved.created_at)
+        .bind(&saved.created_by)
+        .bind(&saved.updated_at)
+        .bind(&saved.updated_by)
+        .run(&mut tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(format!("action {id:?}")) } else { e.into() })?;
+        let action = if old.is_some() { "UPDATE" } else { "CREATE" };
+        let rec = ctx.record("action", action, id, old.as_ref().map(|o| &o.data), Some(&saved.data));
+        audit::insert(&mut tx, org, &[rec]).await?;
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    async fn delete_action(&self, org: &OrgId, identifier: &str, ctx: &AuditCtx) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let Some(old) = action_for_update(&mut tx, org, &self.db.storable(identifier)).await? else {
+            return Err(StoreError::NotFound(format!("action {identifier:?}")));
+        };
+        tx.q("DELETE FROM actions WHERE org_id = ? AND identifier = ?")
+            .bind(&org.0)
+            .bind(identifier)
+            .execute(&mut tx)
+            .await?;
+        let rec = ctx.record("action", "DELETE", identifier, Some(&old.data), None);
+        audit::insert(&mut tx, org, &[rec]).await?;
+        tx.commit().await
+    }
+
+    async fn create_run(&self, org: &OrgId, run: &Run, job: Option<&NewJob>) -> Result<(Run, Option<Job>)> {
+        let db = &self.db;
+        let mut tx = db.begin().await?;
+        let json = tx.dialect().json_cast();
+        let row = tx
+            .q(&format!(
+                "INSERT INTO action_runs(org_id, id, action, blueprint, entity, status, external_run_id, data, trace, \
+                 pending_execution, claimed_until, installation_id, ended_by_log, created_by, created_at, updated_by, \
+                 updated_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, {}, ?, ?, {}, ?, ?, ?, ?, ?) \
+                 RETURNING rid",
+                bool_sql(run.pending_execution),
+                bool_sql(run.ended_by_log)
+            ))
+            .bind(&org.0)
+            .bind(&run.id)
+            .bind(db.storable(&run.action))
+            .bind(run.blueprint.as_deref().map(|b| db.storable(b).into_owned()))
+            .bind(run.entity.as_deref().map(|e| db.storable(e).into_owned()))
+            .bind(&run.status)
+            .bind(&run.external_run_id)
+            .bind(Value::Object(run.data.clone()).to_string())
+            .bind(Value::Array(run.trace.clone()).to_string())
+            .bind(&run.claimed_until)
+            .bind(&run.installation_id)
+            .bind(&run.created_by)
+            .bind(&run.created_at)
+            .bind(&run.updated_by)
+            .bind(&run.updated_at)
+            .bind(&run.ended_at)
+            .fetch_one(&mut tx)
+            .await?;
+        let job = match job {
+            Some(j) => Some(jobs::enqueue(db, &mut tx, org, j).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok((Run { rid: row.get(0), ..run.clone() }, job))
+    }
+
+    async fn get_run(&self, org: &OrgId, id: &str) -> Result<Option<Run>> {
+        let db = &self.db;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM action_runs WHERE org_id = ? AND id = ?");
+        let row = db.q(&sql).bind(&org.0).bind(db.storable(id)).fetch_optional(db.read()).await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn list_runs(&self, org: &OrgId, filter: &RunFilter) -> Result<Vec<Run>> {
+        let db = &self.db;
+        let mut f = SqlFrag::new(&format!("SELECT {RUN_COLUMNS} FROM action_runs WHERE org_id = "));
+        f.param(org.0.as_str());
+        let eq = [
+            ("action", &filter.action),
+            ("blueprint", &filter.blueprint),
+            ("entity", &filter.entity),
+            ("external_run_id", &filter.external_run_id),
+            ("created_by", &filter.created_by),
+        ];
+        for (col, v) in eq {
+            if let Some(v) = v {
+                f.push(&format!(" AND {col} = ")).param(db.storable(v).into_owned());
+            }
+        }
+        if !filter.statuses.is_empty() {
+            f.push(" AND status IN (");
+            for (i, s) in filter.statuses.iter().enumerate() {
+                if i > 0 {
+                    f.push(", ");
+                }
+                f.param(s.as_str());
+            }
+            f.push(")");
+        }
+        if let Some(before) = filter.before {
+            f.push(" AND rid < ").param(before);
+        }
+        f.push(" ORDER BY rid DESC LIMIT ").param(i64::from(filter.limit.clamp(1, 1000)));
+        let rows = db.frag(&f).fetch_all(db.read()).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn update_run(&self, org: &OrgId, id: &str, logs: &[RunLog], edit: RunEdit<'_>) -> Result<Run> {
+        let db = &self.db;
+        let mut tx = db.begin().await?;
+        let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
+        let sql = format!("SELECT {RUN_COLUMNS} FROM action_runs WHERE org_id = ? AND id = ?{lock}");
+        let row = tx.q(&sql).bind(&org.0).bind(db.storable(id)).fetch_optional(&mut tx).await?;
+        let Some(old) = row.as_ref().map(run_from_row).transpose()? else {
+            return Err(StoreError::NotFound(format!("run {id:?}")));
+        };
+        let mut run = old.clone();
+        edit(&mut run)?;
+        if run != old {
+            let json = tx.dialect().json_cast();
+            tx.q(&format!(
+                "UPDATE action_runs SET status = ?, external_run_id = ?, data = ?{json}, trace = ?{json}, \
+                 pending_execution = {}, claimed_until = ?, installation_id = ?, ended_by_log = {}, updated_by = ?, \
+                 updated_at = ?, ended_at = ? WHERE rid = ?",
+                bool_sql(run.pending_execution),
+                bool_sql(run.ended_by_log)
+            ))
+            .bind(&run.status)
+            .bind(run.external_run_id.as_deref().map(|e| db.storable(e).into_owned()))
+            .bind(Value::Object(run.data.clone()).to_string())
+            .bind(Value::Array(run.trace.clone()).to_string())
+            .bind(&run.claimed_until)
+            .bind(&run.installation_id)
+            .bind(&run.updated_by)
+            .bind(&run.updated_at)
+            .bind(&run.ended_at)
+            .bind(old.rid)
+            .execute(&mut tx)
+            .await?;
+        }
+        insert_logs(&mut tx, org, old.rid, logs).await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    async fn list_run_logs(&self, org: &OrgId, id: &str, after: Option<i64>, limit: u32) -> Result<Vec<RunLog>> {
+        let db = &self.db;
+        let rows = db
+            .q("SELECT l.id, l.at, l.message, l.termination_status, l.status_label, l.user_id FROM action_run_logs l \
+                JOIN action_runs r ON r.rid = l.run_rid WHERE r.org_id = ? AND r.id = ? AND l.org_id = ? AND l.id > ? \
+                ORDER BY l.id LIMIT ?")
+            .bind(&org.0)
+            .bind(db.storable(id))
+            .bind(&org.0)
+            .bind(after.unwrap_or(0))
+            .bind(i64::from(limit.clamp(1, 10_000)))
+            .fetch_all(db.read())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RunLog {
+                id: format!("log_{}", r.get::<i64, _>(0)),
+                at: r.get(1),
+                message: r.get(2),
+                termination_status: r.get(3),
+                status_label: r.get(4),
+                user_id: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn claim_pending_runs(
+        &self,
+        org: &OrgId,
+        installation_id: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Run>> {
+        let db = &self.db;
+        let d = db.dialect();
+        let now = now(d);
+        let mut f = SqlFrag::new("UPDATE action_runs SET claimed_until = ");
+        push_now_plus(&mut f, d, lease);
+        f.push(", installation_id = ").param(installation_id);
+        f.push(" WHERE rid IN (SELECT rid FROM action_runs WHERE org_id = ").param(org.0.as_str());
+        f.push(&format!(
+            " AND pending_execution AND (claimed_until IS NULL OR claimed_until < {now}) ORDER BY rid LIMIT "
+        ));
+        f.param(i64::from(limit.clamp(1, MAX_CLAIM)));
+        if d == Dialect::Postgres {
+            f.push(" FOR UPDATE SKIP LOCKED");
+        }
+        f.push(&format!(") RETURNING {RUN_COLUMNS}"));
+        let rows = db.frag(&f).fetch_all(db.write()).await?;
+        let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
+        runs.sort_by_key(|r| r.rid);
+        Ok(runs)
+    }
+
+    async fn ack_runs(&self, org: &OrgId, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let db = &self.db;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let sql = format!(
+            "UPDATE action_runs SET pending_execution = FALSE WHERE org_id = ? AND pending_execution AND id{}",
+            db.dialect().any_of()
+        );
+        db.q(&sql).bind(&org.0).bind_texts(&ids).execute(db.write()).await
+    }
+
+    async fn add_run_entities(&self, org: &OrgId, run: &str, entities: &[(String, String)], at: &str) -> Result<()> {
+        if entities.is_empty() {
+            return Ok(());
+        }
+        let db = &self.db;
+        let mut tx = db.begin().await?;
+        let Some(rid) = run_rid(&mut tx, org, &db.storable(run)).await? else {
+            return Err(StoreError::NotFound(format!("run {run:?}")));
+        };
+        for (bp, id) in entities {
+            tx.q("INSERT INTO action_run_entities(org_id, run_rid, blueprint, identifier, at) VALUES (?, ?, ?, ?, ?) \
+                  ON CONFLICT DO NOTHING")
+                .bind(&org.0)
+                .bind(rid)
+                .bind(db.storable(bp))
+                .bind(db.storable(id))
+                .bind(at)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    async fn run_entities(&self, org: &OrgId, run: &str) -> Result<Vec<(String, String)>> {
+        let db = &self.db;
+        let rows = db
+            .q("SELECT e.blueprint, e.identifier FROM action_run_entities e JOIN action_runs r ON r.rid = e.run_rid \
+                WHERE r.org_id = ? AND r.id = ? AND e.org_id = ? ORDER BY e.at, e.blueprint, e.identifier LIMIT 10000")
+            .bind(&org.0)
+            .bind(db.storable(run))
+            .bind(&org.0)
+            .fetch_all(db.read())
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}

@@ -1,0 +1,255 @@
+//! Conformance: actions, runs and their logs, the agent's claim protocol, organization secrets
+//! and settings, and the signing secret.
+
+use std::time::Duration;
+
+use serde_json::{Map, json};
+
+use super::{T0, ctx, join_all, org};
+use crate::{
+    ActionWrite, AuditFilter, JobFilter, NewJob, OrgSecret, Run, RunFilter, RunLog, SaveMode, Store, StoreError,
+};
+
+fn action(id: &str) -> ActionWrite {
+    ActionWrite {
+        identifier: id.into(),
+        id: format!("action_{id}"),
+        data: json!({"identifier": id, "title": id, "trigger": {"type": "self-service", "operation": "CREATE",
+            "userInputs": {"properties": {}}}, "invocationMethod": {"type": "WEBHOOK", "url": "http://x"}}),
+    }
+}
+
+fn run(id: &str, action: &str, entity: Option<&str>, pending: bool) -> Run {
+    let mut data = Map::new();
+    data.insert("properties".into(), json!({"v": 1}));
+    Run {
+        rid: 0,
+        id: id.into(),
+        action: action.into(),
+        blueprint: entity.map(|_| "service".into()),
+        entity: entity.map(str::to_string),
+        status: "IN_PROGRESS".into(),
+        external_run_id: None,
+        data,
+        trace: vec![],
+        pending_execution: pending,
+        claimed_until: None,
+        installation_id: None,
+        ended_by_log: false,
+        created_by: "tester".into(),
+        created_at: T0.into(),
+        updated_by: "tester".into(),
+        updated_at: T0.into(),
+        ended_at: None,
+    }
+}
+
+fn log(msg: &str, termination: Option<&str>) -> RunLog {
+    RunLog {
+        id: String::new(),
+        at: T0.into(),
+        message: msg.into(),
+        termination_status: termination.map(str::to_string),
+        status_label: None,
+        user_id: "agent".into(),
+    }
+}
+
+/// Actions: created once, replaced keeping id and creation meta, deleted, audited, and never
+/// visible from another organization.
+pub async fn actions_are_saved_audited_and_tenant_scoped(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let saved = s.save_action(&a, &action("deploy"), SaveMode::Create, &ctx()).await.unwrap();
+    assert_eq!((saved.id.as_str(), saved.created_by.as_str()), ("action_deploy", "tester"));
+    assert!(matches!(
+        s.save_action(&a, &action("deploy"), SaveMode::Create, &ctx()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(s.save_action(&a, &action("nope"), SaveMode::Update, &ctx()).await, Err(StoreError::NotFound(_))));
+    let mut upd = action("deploy");
+    upd.id = "action_other".into();
+    upd.data["title"] = json!("Deploy!");
+    let later = crate::AuditCtx { at: "2024-01-02T00:00:00.000Z".into(), user_id: "u2".into(), ..ctx() };
+    let saved = s.save_action(&a, &upd, SaveMode::Update, &later).await.unwrap();
+    assert_eq!((saved.id.as_str(), saved.created_at.as_str(), saved.updated_by.as_str()), ("action_deploy", T0, "u2"));
+    assert_eq!(s.get_action(&a, "deploy").await.unwrap().unwrap(), saved);
+    assert!(s.get_action(&b, "deploy").await.unwrap().is_none());
+    assert!(s.list_actions(&b).await.unwrap().is_empty());
+    s.save_action(&b, &action("deploy"), SaveMode::Create, &ctx()).await.expect_err("action ids are global");
+    s.save_action(&a, &action("build"), SaveMode::Create, &ctx()).await.unwrap();
+    let ids: Vec<_> = s.list_actions(&a).await.unwrap().into_iter().map(|x| x.identifier).collect();
+    assert_eq!(ids, ["build", "deploy"]);
+    assert!(matches!(s.delete_action(&b, "deploy", &ctx()).await, Err(StoreError::NotFound(_))));
+    s.delete_action(&a, "deploy", &ctx()).await.unwrap();
+    assert!(s.get_action(&a, "deploy").await.unwrap().is_none());
+    let audits = s
+        .list_audit(&a, &AuditFilter { resources: vec!["action".into()], limit: 10, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    let seen: Vec<_> = audits.iter().map(|r| (r.action.as_str(), r.identifier.as_str())).collect();
+    assert_eq!(seen, [("DELETE", "deploy"), ("CREATE", "build"), ("UPDATE", "deploy"), ("CREATE", "deploy")]);
+}
+
+/// Runs: stored with their invocation job in one transaction, read back, filtered newest first
+/// with a cursor, updated with logs atomically (a refused edit changes nothing), affected
+/// entities recorded once; nothing of it visible from another organization.
+pub async fn runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let job = NewJob { kind: "action_run".into(), payload: json!({"run": "r_1"}), max_attempts: 3 };
+    let (r1, j) = s.create_run(&a, &run("r_1", "deploy", Some("svc"), false), Some(&job)).await.unwrap();
+    assert!(r1.rid > 0);
+    let j = j.expect("the job is enqueued with the run");
+    let jobs = s.list_jobs(&a, &JobFilter { limit: 10, ..JobFilter::default() }).await.unwrap();
+    assert_eq!(jobs.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), [j.id.as_str()]);
+    let (r2, none) = s.create_run(&a, &run("r_2", "build", None, false), None).await.unwrap();
+    assert!(none.is_none() && r2.rid > r1.rid);
+    s.create_run(&b, &run("r_b", "deploy", Some("svc"), false), None).await.unwrap();
+    assert!(s.create_run(&a, &run("r_1", "deploy", None, false), None).await.is_err(), "run ids are unique");
+
+    assert_eq!(s.get_run(&a, "r_1").await.unwrap().unwrap(), r1);
+    assert!(s.get_run(&b, "r_1").await.unwrap().is_none());
+    let a_ref = &a;
+    let list = |f: RunFilter| async move {
+        s.list_runs(a_ref, &RunFilter { limit: 10, ..f }).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(list(RunFilter::default()).await, ["r_2", "r_1"]);
+    assert_eq!(list(RunFilter { action: Some("deploy".into()), ..RunFilter::default() }).await, ["r_1"]);
+    assert_eq!(list(RunFilter { entity: Some("svc".into()), ..RunFilter::default() }).await, ["r_1"]);
+    assert_eq!(list(RunFilter { before: Some(r2.rid), ..RunFilter::default() }).await, ["r_1"]);
+    assert_eq!(
+        list(RunFilter { statuses: vec!["SUCCESS".into()], ..RunFilter::default() }).await,
+        Vec::<String>::new()
+    );
+
+    // An edit with logs; then a refused edit leaves run and logs as they were.
+    let updated = s
+        .update_run(&a, "r_1", &[log("started", None), log("done", Some("SUCCESS"))], &mut |r| {
+            r.status = "SUCCESS".into();
+            r.ended_by_log = true;
+            r.external_run_id = Some("ext-1".into());
+            r.data.insert("summary".into(), json!("ok"));
+            r.trace.push(json!({"request": {"url": "http://x"}}));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.get_run(&a, "r_1").await.unwrap().unwrap(), updated);
+    assert_eq!((updated.status.as_str(), updated.data["summary"].as_str()), ("SUCCESS", Some("ok")));
+    let refused = s
+        .update_run(&a, "r_1", &[log("late", None)], &mut |r| {
+            r.status = "FAILURE".into();
+            Err(StoreError::Conflict("run r_1 has ended".into()))
+        })
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    assert_eq!(s.get_run(&a, "r_1").await.unwrap().unwrap().status, "SUCCESS");
+    let logs = s.list_run_logs(&a, "r_1", None, 100).await.unwrap();
+    assert_eq!(logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["started", "done"]);
+    assert_eq!(logs[1].termination_status.as_deref(), Some("SUCCESS"));
+    let first: i64 = logs[0].id.trim_start_matches("log_").parse().unwrap();
+    assert_eq!(s.list_run_logs(&a, "r_1", Some(first), 100).await.unwrap().len(), 1);
+    assert!(s.list_run_logs(&b, "r_1", None, 100).await.unwrap().is_empty());
+    assert!(matches!(s.update_run(&b, "r_1", &[], &mut |_| Ok(())).await, Err(StoreError::NotFound(_))));
+    assert_eq!(list(RunFilter { external_run_id: Some("ext-1".into()), ..RunFilter::default() }).await, ["r_1"]);
+
+    let e = |bp: &str, id: &str| (bp.to_string(), id.to_string());
+    s.add_run_entities(&a, "r_1", &[e("service", "svc"), e("service", "svc2")], T0).await.unwrap();
+    s.add_run_entities(&a, "r_1", &[e("service", "svc")], "2024-01-02T00:00:00.000Z").await.unwrap();
+    assert_eq!(s.run_entities(&a, "r_1").await.unwrap(), [e("service", "svc"), e("service", "svc2")]);
+    assert!(s.run_entities(&b, "r_1").await.unwrap().is_empty());
+    assert!(matches!(s.add_run_entities(&b, "r_1", &[e("service", "x")], T0).await, Err(StoreError::NotFound(_))));
+}
+
+/// The agent's claim: concurrent claims never hand one run to two agents; a claim not
+/// acknowledged before its lease runs out is offered again; of two acknowledgements exactly
+/// one counts; runs of another organization are never claimed.
+pub async fn agent_claims_are_leased_exclusive_and_acknowledged_once(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    for i in 0..6 {
+        s.create_run(&a, &run(&format!("r_{i}"), "deploy", None, i != 5), None).await.unwrap();
+    }
+    s.create_run(&b, &run("r_b", "deploy", None, true), None).await.unwrap();
+    let claims =
+        join_all((0..4).map(|_| s.claim_pending_runs(&a, "_PORT_EXEC_AGENT", 2, Duration::from_secs(60))).collect())
+            .await;
+    let mut got: Vec<String> = claims.into_iter().flat_map(|c| c.unwrap()).map(|r| r.id).collect();
+    got.sort();
+    assert_eq!(got, ["r_0", "r_1", "r_2", "r_3", "r_4"], "each waiting run once, not the one that is not waiting");
+    assert!(s.claim_pending_runs(&a, "_PORT_EXEC_AGENT", 10, Duration::from_secs(60)).await.unwrap().is_empty());
+    let claimed = s.get_run(&a, "r_0").await.unwrap().unwrap();
+    assert!(claimed.claimed_until.is_some() && claimed.pending_execution);
+    assert_eq!(claimed.installation_id.as_deref(), Some("_PORT_EXEC_AGENT"));
+
+    // Two agents acknowledge r_0: one counts it.
+    let acks = join_all(vec![s.ack_runs(&a, &["r_0".into()]), s.ack_runs(&a, &["r_0".into()])]).await;
+    assert_eq!(acks.into_iter().map(|n| n.unwrap()).sum::<u64>(), 1);
+    assert_eq!(s.ack_runs(&b, &["r_1".into()]).await.unwrap(), 0, "another organization's ack counts nothing");
+
+    // A lease that ran out: offered again (a dead agent's run); an acknowledged run is not.
+    let short = s.claim_pending_runs(&b, "agent-b", 10, Duration::from_millis(1)).await.unwrap();
+    assert_eq!(short.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r_b"]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = s.claim_pending_runs(&b, "agent-b", 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r_b"]);
+    assert_eq!(s.ack_runs(&b, &["r_b".into(), "r_x".into()]).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(s.claim_pending_runs(&b, "agent-b", 10, Duration::from_millis(1)).await.unwrap().is_empty());
+}
+
+/// Organization secrets are kept as the opaque ciphertext given, listed by name, never in an
+/// audit record; settings and the signing secret are per organization.
+pub async fn secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_scoped(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let secret = |name: &str, value: &str| OrgSecret {
+        name: name.into(),
+        value: value.into(),
+        key_id: "k1".into(),
+        description: Some("d".into()),
+        created_at: String::new(),
+        created_by: String::new(),
+        updated_at: String::new(),
+        updated_by: String::new(),
+    };
+    let saved = s.save_secret(&a, &secret("token", "v1:k1:n:CIPHER1"), SaveMode::Create, &ctx()).await.unwrap();
+    assert_eq!((saved.value.as_str(), saved.created_at.as_str()), ("v1:k1:n:CIPHER1", T0));
+    assert!(matches!(
+        s.save_secret(&a, &secret("token", "x"), SaveMode::Create, &ctx()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.save_secret(&a, &secret("nope", "x"), SaveMode::Update, &ctx()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.save_secret(&a, &secret("token", "v1:k1:n:CIPHER2"), SaveMode::Update, &ctx()).await.unwrap();
+    assert_eq!(s.get_secret(&a, "token").await.unwrap().unwrap().value, "v1:k1:n:CIPHER2");
+    assert!(s.get_secret(&b, "token").await.unwrap().is_none());
+    assert!(s.list_secrets(&b).await.unwrap().is_empty());
+    s.save_secret(&b, &secret("token", "v1:k1:n:CIPHER3"), SaveMode::Create, &ctx()).await.unwrap();
+    assert!(matches!(s.delete_secret(&a, "nope", &ctx()).await, Err(StoreError::NotFound(_))));
+    s.delete_secret(&a, "token", &ctx()).await.unwrap();
+    assert!(s.list_secrets(&a).await.unwrap().is_empty());
+    assert_eq!(s.list_secrets(&b).await.unwrap().len(), 1);
+    let audits = s
+        .list_audit(&a, &AuditFilter { resources: vec!["secret".into()], limit: 10, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(audits.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(), ["DELETE", "UPDATE", "CREATE"]);
+    assert!(!format!("{audits:?}").contains("CIPHER"), "no secret value in the audit log");
+    assert_eq!(audits[1].message.as_deref(), Some("value changed"));
+
+    assert_eq!(s.org_settings(&a).await.unwrap(), json!({}));
+    s.set_org_settings(&a, &json!({"portAgentStreamerName": "POLLING"}), &ctx()).await.unwrap();
+    assert_eq!(s.org_settings(&a).await.unwrap(), json!({"portAgentStreamerName": "POLLING"}));
+    assert_eq!(s.org_settings(&b).await.unwrap(), json!({}));
+
+    assert!(s.signing_secret(&a).await.unwrap().is_none());
+    s.add_credential(&a, "cid-2", "hash", "second", "2024-01-02T00:00:00.000Z").await.unwrap();
+    s.add_credential(&a, "cid-1", "hash", "first", T0).await.unwrap();
+    assert!(!s.set_credential_secret(&b, "cid-1", "v1:k2:n:SIGN", "k2").await.unwrap(), "not b's credential");
+    assert!(s.set_credential_secret(&a, "cid-2", "v1:k2:n:SIGN2", "k2").await.unwrap());
+    assert_eq!(s.signing_secret(&a).await.unwrap(), Some(("cid-2".into(), "v1:k2:n:SIGN2".into())));
+    assert!(s.set_credential_secret(&a, "cid-1", "v1:k2:n:SIGN1", "k2").await.unwrap());
+    assert_eq!(s.signing_secret(&a).await.unwrap(), Some(("cid-1".into(), "v1:k2:n:SIGN1".into())), "the oldest");
+    assert!(s.signing_secret(&b).await.unwrap().is_none());
+    assert_eq!(s.secrets_key_ids().await.unwrap(), ["k1", "k2"]);
+}
