@@ -49,21 +49,25 @@ pub async fn resolve(cfg: &Config, store: &dyn Store, postgres: bool) -> anyhow:
     } else {
         None
     };
-    let stored = store.webhook_secret_key_ids().await?;
+    let mut stored = store.webhook_secret_key_ids().await?;
+    stored.extend(store.secrets_key_ids().await?);
+    stored.sort();
+    stored.dedup();
     match &key {
         None if !stored.is_empty() => bail!(
-            "webhook secrets in the database are encrypted with master key {}, and this node has no key: set \
+            "secrets in the database (webhook, organization or signing secrets) are encrypted with master key {}, and this node has no key: set \
              PORTOLAN_SECRETS_KEY (or PORTOLAN_SECRETS_KEY_FILE) to that key on every node",
             stored.join(", ")
         ),
         None => tracing::warn!(
-            "PORTOLAN_SECRETS_KEY is not set: webhooks with a signing secret cannot be created until every node has one"
+            "PORTOLAN_SECRETS_KEY is not set: webhook signing secrets, organization secrets and signed action webhooks \
+             are unavailable until every node has one"
         ),
         Some(k) => {
             let foreign: Vec<&str> = stored.iter().map(String::as_str).filter(|id| *id != k.id()).collect();
             if !foreign.is_empty() {
                 bail!(
-                    "webhook secrets in the database are encrypted with master key {}, but the configured key is {}: \
+                    "secrets in the database (webhook, organization or signing secrets) are encrypted with master key {}, but the configured key is {}: \
                      set PORTOLAN_SECRETS_KEY (or PORTOLAN_SECRETS_KEY_FILE, or restore {}/{KEY_FILE}) to the key they were encrypted with",
                     foreign.join(", "),
                     k.id(),
@@ -74,4 +78,20 @@ pub async fn resolve(cfg: &Config, store: &dyn Store, postgres: bool) -> anyhow:
         }
     }
     Ok(key)
+}
+
+/// Keep a credential's client secret encrypted under `key`, so action webhooks can be signed
+/// with it (port-api.md §5.8); nothing without a key.
+pub async fn keep_signing_secret(
+    store: &dyn Store,
+    key: Option<&SecretsKey>,
+    org: &portolan_store::OrgId,
+    client_id: &str,
+    secret: &str,
+) -> anyhow::Result<()> {
+    if let Some(k) = key {
+        let enc = k.encrypt(secret, &portolan_server::ops::action::credential_aad(org, client_id));
+        store.set_credential_secret(org, client_id, &enc, k.id()).await?;
+    }
+    Ok(())
 }

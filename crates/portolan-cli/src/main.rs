@@ -306,7 +306,12 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Init { json, admin_email } => {
             let store = open_store(&cfg).await?;
+            let key = keys::resolve(&cfg, &*store, matches!(store, Db::Postgres(_))).await?;
             let out = init_default(&*store).await?;
+            if let Some(secret) = &out.client_secret {
+                keys::keep_signing_secret(&*store, key.as_ref(), &OrgId(out.org_id.clone()), &out.client_id, secret)
+                    .await?;
+            }
             let setup = init_admin(&*store, &cfg, &OrgId(out.org_id.clone()), &admin_email).await;
             store.close().await;
             let setup = setup?;
@@ -331,9 +336,11 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             if store.org_by_name(&name).await?.is_some() {
                 bail!("an organization named {name:?} already exists");
             }
+            let key = keys::resolve(&cfg, &*store, matches!(store, Db::Postgres(_))).await?;
             let org = store.create_org(&OrgId(new_org_id()), &name, &now_iso()).await?;
             let (id, secret) = new_credentials();
             store.add_credential(&org.id, &id, &hash_secret(&secret), "default", &now_iso()).await?;
+            keys::keep_signing_secret(&*store, key.as_ref(), &org.id, &id, &secret).await?;
             store.close().await;
             print_credentials(
                 &Created { org: name, org_id: org.id.0, client_id: id, client_secret: Some(secret) },
@@ -555,6 +562,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     // Webhooks: the master key of secrets at rest (keys.rs).
     let secrets_key = keys::resolve(&cfg, &*store, matches!(store, Db::Postgres(_))).await?;
+    // The bootstrap credential signs action webhooks (its secret is known here).
+    if let (Some(id), Some(secret)) = (&cfg.bootstrap_client_id, &cfg.bootstrap_client_secret)
+        && let Some((org, _)) = store.credential(id).await?
+    {
+        keys::keep_signing_secret(&*store, secrets_key.as_ref(), &org, id, secret).await?;
+    }
     let defaults = ApiConfig::default();
     let api = ApiConfig {
         secrets_key,

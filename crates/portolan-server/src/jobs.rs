@@ -145,6 +145,12 @@ impl Default for JobRuntime {
     }
 }
 
+/// Wake an idle worker of this node (a job was enqueued here, e.g. in a store transaction
+/// with other rows).
+pub fn wake_workers(state: &AppState) {
+    state.jobs.wake.notify_one();
+}
+
 /// Queue a job for `org` and wake a worker of this node.
 pub async fn enqueue(state: &AppState, org: &OrgId, kind: &str, payload: Value) -> ApiResult<Job> {
     let job = state.store.enqueue_job(org, &NewJob { kind: kind.to_string(), payload, max_attempts: 5 }).await?;

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth;
 use crate::handlers::integration::{cursors, metrics};
-use crate::handlers::{apps, audit, blueprint, entity, integration, jobs, search, webhook};
+use crate::handlers::{action, apps, audit, blueprint, entity, integration, jobs, organization, search, webhook};
 use crate::state::AppState;
 
 macro_rules! routes {
@@ -80,7 +80,13 @@ routes! {
     post "/v1/integration/{id}/metrics/syncMetrics" => metrics::post_sync_metrics, "Integrations", "Metrics ingest URL (metricAttributes.ingestUrl): sync metrics, kept in the event log";
     put "/v1/integration/{id}/metrics/syncMetrics/resync/{eventId}/kind/{kind}" => metrics::put_kind_sync_metrics, "Integrations", "One kind's sync metrics of a resync, kept in the event log";
     post "/v1/integration/{id}/metrics/heartbeat" => metrics::heartbeat, "Integrations", "Ocean's heartbeat, kept in the event log";
-    get "/v1/organization" => integration::organization, "Organization", "The caller's organization";
+    get "/v1/organization" => organization::get, "Organization", "The caller's organization and its settings";
+    patch "/v1/organization" => organization::patch, "Organization", "Change organization settings (e.g. portAgentStreamerName, which Port's agent sets)";
+    get "/v1/organization/secrets" => organization::list_secrets, "Secrets", "List organization secrets (names and descriptions; values are never shown)";
+    post "/v1/organization/secrets" => organization::create_secret, "Secrets", "Create a secret {secretName, secretValue, description}; usable as {{ .secrets.NAME }} in actions";
+    get "/v1/organization/secrets/{name}" => organization::get_secret, "Secrets", "A secret's name and description";
+    patch "/v1/organization/secrets/{name}" => organization::patch_secret, "Secrets", "Change a secret's value or description";
+    delete "/v1/organization/secrets/{name}" => organization::delete_secret, "Secrets", "Delete a secret";
     post "/v1/blueprints/entities/datasource-entities" => integration::datasource_entities, "Entities", "Entities by $datasource prefix/suffix, a page at a time (Ocean)";
     // Webhooks: custom webhook integrations (handlers/webhook.rs, handlers/webhook/ingest.rs, jobs/webhook.rs).
     get "/v1/webhooks" => webhook::list, "Webhooks", "List custom webhook integrations";
@@ -90,6 +96,22 @@ routes! {
     patch "/v1/webhooks/{id}" => webhook::patch, "Webhooks", "Change some fields of a webhook";
     delete "/v1/webhooks/{id}" => webhook::delete, "Webhooks", "Delete a webhook (its entities stay)";
     get "/v1/webhooks/{id}/logs" => webhook::list_logs, "Webhooks", "The webhook's event log: deliveries and what processing them did";
+    get "/v1/actions" => action::list, "Actions", "List actions and automations (filters: action_identifier, blueprint_identifier, trigger_type, published)";
+    post "/v1/actions" => action::create, "Actions", "Create an action or automation";
+    get "/v1/actions/runs" => action::list_runs, "Action runs", "List runs, newest first (filters: action_identifier, entity, blueprint, external_run_id, active, limit, before)";
+    post "/v1/actions/runs/claim-pending" => action::claim_pending, "Action runs", "Execution agent: claim runs waiting for it (each held for a lease)";
+    patch "/v1/actions/runs/ack" => action::ack, "Action runs", "Execution agent: acknowledge claimed runs {runIds} → {ackedCount}";
+    get "/v1/actions/runs/{run_id}" => action::get_run, "Action runs", "A run: status, payload, response, link, summary and the trace of calls made";
+    patch "/v1/actions/runs/{run_id}" => action::patch_run, "Action runs", "Report on a run: status, statusLabel, link, summary, externalRunId";
+    patch "/v1/actions/runs/{run_id}/response" => action::patch_response, "Action runs", "Keep the backend's response on a run";
+    post "/v1/actions/runs/{run_id}/logs" => action::add_log, "Action runs", "Add a log line; terminationStatus ends the run for good";
+    get "/v1/actions/runs/{run_id}/logs" => action::list_logs, "Action runs", "A run's log lines, oldest first";
+    get "/v1/actions/runs/{run_id}/entities" => action::run_entities, "Action runs", "Entities written with ?run_id= while the run was in progress (Portolan extension)";
+    get "/v1/actions/{id}" => action::get, "Actions", "Get an action";
+    put "/v1/actions/{id}" => action::put, "Actions", "Replace an action";
+    delete "/v1/actions/{id}" => action::delete, "Actions", "Delete an action (its runs stay)";
+    post "/v1/actions/{id}/runs" => action::create_run, "Actions", "Run a self-service action {properties, entity}: 202 once the run and its invocation are stored";
+    post "/v1/workflows/runs/claim-pending" => action::claim_workflow_runs, "Action runs", "Execution agent: workflow node runs to claim (Portolan has none)";
     post "/v1/ingest/{webhookKey}" => webhook::ingest, "Webhooks", "Ingest URL of a webhook: no bearer token (the key is the credential); 202 once stored";
 }
 

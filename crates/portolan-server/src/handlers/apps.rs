@@ -54,6 +54,7 @@ pub async fn create(
     let (id, secret) = new_credentials();
     let at = now_iso();
     state.store.add_credential(&caller.org, &id, &hash_secret(&secret), &name, &at).await?;
+    crate::ops::action::keep_signing_secret(&state, &caller.org, &id, &secret).await?;
     tracing::info!(client_id = %id, by = %caller.client_id, "API credential created");
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "app": app_json(&id, &name, &at, Some(&secret))}))))
 }
@@ -83,6 +84,7 @@ pub async fn rotate_secret(
     if !state.store.update_credential(&caller.org, &id, None, Some(&hash_secret(&secret))).await? {
         return Err(ApiError::not_found(format!("credential (app) {id:?} was not found in this organization")));
     }
+    crate::ops::action::keep_signing_secret(&state, &caller.org, &id, &secret).await?;
     tracing::info!(client_id = %id, by = %caller.client_id, "API credential secret rotated");
     Ok(Json(json!({"ok": true, "app": app_json(&id, &name, &at, Some(&secret))})))
 }

@@ -33,8 +33,9 @@ pub struct EntityParams {
     attach_title_to_relation: Option<Value>,
     include: Option<Value>,
     exclude: Option<Value>,
-    /// Kept with the delete-all job; action runs arrive with the actions issue.
-    run_id: Option<String>,
+    /// The action run this write belongs to: the written entity is recorded as one of the
+    /// run's affected entities while the run is in progress (kept with the delete-all job).
+    pub(crate) run_id: Option<String>,
 }
 
 fn list_param(v: &Option<Value>) -> Vec<String> {
@@ -82,7 +83,12 @@ async fn write_single(
         validation_only: flag("validation_only", &params.validation_only)?,
     };
     let read = params.read_options()?;
+    crate::ops::action::check_run_id(state, &caller.org, params.run_id.as_deref()).await?;
     let Written { entity, created } = entity::write(state, caller, &bp, path_id, body, op, opts).await?;
+    if !opts.validation_only {
+        let written = [(entity.blueprint.clone(), entity.identifier.clone())];
+        crate::ops::action::record_affected(state, &caller.org, params.run_id.as_deref(), &written).await;
+    }
     let out = render(state, &caller.org, &[entity], &read).await?;
     let status = if created && !opts.validation_only { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({"ok": true, "entity": out.first()}))))

@@ -261,18 +261,6 @@ pub async fn provision_enabled(_caller: Caller) -> Json<Value> {
     Json(json!({"ok": true, "integrations": []}))
 }
 
-/// `GET /v1/organization`.
-pub async fn organization(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let org = state
-        .store
-        .get_org(&caller.org)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the caller's organization was not found"))?;
-    Ok(Json(json!({"ok": true, "organization": {
-        "id": org.id.0, "name": org.name, "createdAt": org.created_at, "featureFlags": [], "settings": {}
-    }})))
-}
-
 #[derive(Debug, Deserialize)]
 pub struct DatasourceBody {
     datasource_prefix: Option<String>,

@@ -1,12 +1,14 @@
 //! One module per resource: extract the request, call [`crate::ops`] (or one store read),
 //! answer with Port's envelope.
 
+pub mod action;
 pub mod apps;
 pub mod audit;
 pub mod blueprint;
 pub mod entity;
 pub mod integration;
 pub mod jobs;
+pub mod organization;
 pub mod search;
 pub mod webhook;
 

@@ -6,12 +6,14 @@
 //! *Architecture invariant:* nothing here knows HTTP requests or responses; errors are
 //! [`ApiError`](crate::error::ApiError)s because their codes are the API's vocabulary.
 
+pub mod action;
 pub mod audit;
 pub mod blueprint;
 pub mod deletion_guard;
 pub mod entity;
 pub mod event_log;
 pub mod integration;
+pub mod secrets;
 pub mod webhook;
 
 use portolan_store::OrgId;

@@ -41,7 +41,16 @@ pub async fn bulk_create(
         create_missing_related: flag("create_missing_related_entities", &params.create_missing_related_entities)?,
         validation_only: flag("validation_only", &params.validation_only)?,
     };
+    crate::ops::action::check_run_id(&state, &caller.org, params.run_id.as_deref()).await?;
     let results = entity::write_many(&state, &caller, &bp, items, op, opts).await?;
+    if !opts.validation_only {
+        let written: Vec<(String, String)> = results
+            .iter()
+            .filter_map(|r| r.result.as_ref().ok())
+            .map(|w| (w.entity.blueprint.clone(), w.entity.identifier.clone()))
+            .collect();
+        crate::ops::action::record_affected(&state, &caller.org, params.run_id.as_deref(), &written).await;
+    }
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     for r in results {

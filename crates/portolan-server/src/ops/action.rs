@@ -1,0 +1,637 @@
+//! Self-service actions (port-api.md §5): saving definitions, starting runs, the run's
+//! lifecycle (PATCH, logs, response), affected entities, and the execution agent's claim
+//! protocol. The invocation itself is the `action_run` job (`jobs/action_run.rs`).
+//!
+//! *Secrets:* inputs defined with `encryption: "aes256-gcm"` are encrypted as Port does (key:
+//! the first 32 bytes of the organization's client secret; `base64(IV ‖ ciphertext ‖ tag)`)
+//! before the run is stored, so no clear value is ever stored, logged or returned. Organization
+//! secrets reach templates only inside the job and are censored from everything it stores.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use portolan_core::action::{self as core_action, CheckedInputs};
+use portolan_core::{FieldError, FieldErrors};
+use portolan_store::{ActionWrite, NewJob, OrgId, Run, RunFilter, RunLog, SaveMode, StoreError, StoredAction};
+use serde_json::{Map, Value, json};
+
+use super::Actor;
+use super::audit::{audit_ctx, now_iso};
+use crate::auth::random_bytes;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+
+/// The job kind that invokes a run.
+pub const RUN_JOB: &str = "action_run";
+/// Run statuses (§5.6).
+pub const STATUSES: &[&str] = &["IN_PROGRESS", "SUCCESS", "FAILURE", "WAITING_FOR_APPROVAL", "DECLINED"];
+/// Terminal statuses a backend may set.
+pub const TERMINAL: &[&str] = &["SUCCESS", "FAILURE"];
+/// Keys of a run's `data` that are the server's own and never shown.
+pub const HIDDEN_RUN_KEYS: &[&str] = &[AGENT_PAYLOAD_KEY];
+/// The payload an agent receives (secrets rendered), encrypted with the master key.
+pub const AGENT_PAYLOAD_KEY: &str = "_agentPayload";
+/// How long an agent's claim holds a run before another agent may take it.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// Longest log message kept (longer ones are cut, saying so).
+const MAX_LOG: usize = 64 * 1024;
+
+fn random_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes = random_bytes::<16>();
+    let s: String = bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    format!("{prefix}{s}")
+}
+
+/// The associated data of a run's encrypted agent payload.
+pub fn agent_payload_aad(org: &OrgId, run: &str) -> String {
+    format!("run-payload:{}:{run}", org.0)
+}
+
+/// Port's action object: the stored definition plus id and meta.
+pub fn render_action(a: &StoredAction) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(a.id));
+    out.insert("identifier".into(), json!(a.identifier));
+    for (k, v) in a.data.as_object().into_iter().flatten() {
+        if k != "identifier" {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out.insert("createdAt".into(), json!(a.created_at));
+    out.insert("createdBy".into(), json!(a.created_by));
+    out.insert("updatedAt".into(), json!(a.updated_at));
+    out.insert("updatedBy".into(), json!(a.updated_by));
+    Value::Object(out)
+}
+
+pub async fn load_action(state: &AppState, org: &OrgId, id: &str) -> ApiResult<StoredAction> {
+    state.store.get_action(org, id).await?.ok_or_else(|| ApiError::not_found(format!("action {id:?} was not found")))
+}
+
+/// Validate and save an action body. `path_id`: the identifier in the URL (PUT), which the
+/// body may repeat but not contradict.
+pub async fn save_action(
+    state: &AppState,
+    actor: &Actor,
+    body: &Value,
+    path_id: Option<&str>,
+    mode: SaveMode,
+) -> ApiResult<StoredAction> {
+    let Some(obj) = body.as_object() else {
+        return Err(FieldError::new("", "the body must be a JSON object (an action)").into());
+    };
+    let mut data: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| !core_action::SERVER_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(id) = path_id {
+        match data.get("identifier") {
+            None => {
+                data.insert("identifier".into(), json!(id));
+            }
+            Some(Value::String(given)) if given == id => {}
+            Some(_) => {
+                return Err(FieldError::new(
+                    "identifier",
+                    format!("must be {id:?}, the identifier in the URL (an action cannot be renamed)"),
+                )
+                .into());
+            }
+        }
+    }
+    let body = Value::Object(data);
+    let mut errs = match core_action::check_action(&body) {
+        Ok(()) => FieldErrors::default(),
+        Err(e) => e,
+    };
+    check_jq(state, &body, &mut errs);
+    let blueprints = state.blueprints(&actor.org).await?;
+    for (path, bp) in core_action::blueprint_refs(&body) {
+        if !blueprints.contains_key(&bp) {
+            errs.push(path, format!("names blueprint {bp:?}, which does not exist; create it first"));
+        }
+    }
+    if !errs.0.is_empty() {
+        return Err(ApiError::invalid(&errs));
+    }
+    let identifier = body["identifier"].as_str().unwrap_or_default().to_string();
+    let w = ActionWrite { identifier, id: random_id("action_"), data: body };
+    Ok(state.store.save_action(&actor.org, &w, mode, &audit_ctx(actor)).await?)
+}
+
+/// Compile every jq program of an action: the user inputs' `jqQuery` slots and an automation's
+/// condition expressions. Templates (`{{ }}`) are checked when a run renders them.
+fn check_jq(state: &AppState, action: &Value, errs: &mut FieldErrors) {
+    let trigger = &action["trigger"];
+    for slot in core_action::jq_queries(&trigger["userInputs"]) {
+        if let Err(e) = state.jq.compile(&slot.query) {
+            errs.push(format!("trigger.userInputs.{}.jqQuery", slot.path), format!("is not a valid jq expression: {e}"));
+        }
+    }
+    if let Some(exprs) = trigger["condition"]["expressions"].as_array() {
+        for (i, e) in exprs.iter().enumerate() {
+            if let Some(src) = e.as_str()
+                && let Err(err) = state.jq.compile(src)
+            {
+                errs.push(format!("trigger.condition.expressions[{i}]"), format!("is not a valid jq expression: {err}"));
+            }
+        }
+    }
+}
+
+pub async fn delete_action(state: &AppState, actor: &Actor, id: &str) -> ApiResult<()> {
+    Ok(state.store.delete_action(&actor.org, id, &audit_ctx(actor)).await?)
+}
+
+/// What starts a run: the inputs, the entity (DAY-2 / DELETE), and where it came from.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub properties: Value,
+    pub entity: Option<String>,
+    /// `API` or `UI`.
+    pub source: &'static str,
+}
+
+/// Start a run of a self-service action: check the entity and the inputs (every error at its
+/// field path), then store the run and its invocation job in one transaction.
+pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: RunRequest) -> ApiResult<Run> {
+    let action = load_action(state, &actor.org, action_id).await?;
+    let trigger = &action.data["trigger"];
+    if trigger["type"].as_str() != Some("self-service") {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("action {action_id:?} is an automation: it runs on its trigger event, not on request"),
+        ));
+    }
+    if action.data.get("publish") == Some(&Value::Bool(false)) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("action {action_id:?} is not published (publish: false); publish it to run it"),
+        ));
+    }
+    if !matches!(action.data.get("requiredApproval"), None | Some(Value::Null) | Some(Value::Bool(false))) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "action {action_id:?} requires approval (requiredApproval), and this version of Portolan has no approval \
+                 flow yet; set requiredApproval to false to run it"
+            ),
+        ));
+    }
+    let operation = trigger["operation"].as_str().unwrap_or("CREATE").to_string();
+    let bp_id = trigger["blueprintIdentifier"].as_str().map(str::to_string);
+    let entity = match (&req.entity, operation.as_str(), &bp_id) {
+        (Some(e), "DAY-2" | "DELETE", Some(bp)) => {
+            let found = state.store.get_entity(&actor.org, bp, e).await?;
+            Some(found.ok_or_else(|| ApiError::not_found(format!("entity {e:?} of blueprint {bp:?} was not found")))?)
+        }
+        (None, "DAY-2" | "DELETE", Some(bp)) => {
+            return Err(FieldError::new(
+                "entity",
+                format!("is required: a {operation} action runs on an entity of blueprint {bp:?}"),
+            )
+            .into());
+        }
+        _ => None,
+    };
+    let given = match &req.properties {
+        Value::Null => json!({}),
+        v @ Value::Object(_) => v.clone(),
+        _ => return Err(FieldError::new("properties", "must be an object of input values").into()),
+    };
+    let user_inputs = resolve_inputs(state, &actor.org, &trigger["userInputs"], &given, entity.as_ref(), actor).await?;
+    let checked = core_action::check_inputs(&user_inputs, &given, &operation).map_err(|e| ApiError::invalid(&e))?;
+    check_entity_refs(state, &actor.org, &checked).await?;
+    let properties = encrypt_inputs(state, &actor.org, &checked).await?;
+
+    let now = now_iso();
+    let mut data = Map::new();
+    data.insert("statusLabel".into(), Value::Null);
+    data.insert(
+        "action".into(),
+        json!({"identifier": action.identifier, "title": action.data.get("title"), "icon": action.data.get("icon")}),
+    );
+    let blueprint = match &bp_id {
+        Some(bp) => {
+            let b = state.blueprints(&actor.org).await?.get(bp).cloned();
+            json!({"identifier": bp, "title": b.as_ref().map(|b| b.title.clone()), "icon": b.and_then(|b| b.icon)})
+        }
+        None => Value::Null,
+    };
+    data.insert("blueprint".into(), blueprint);
+    data.insert(
+        "entity".into(),
+        entity.as_ref().map_or(Value::Null, |e| json!({"identifier": e.identifier, "title": e.title, "icon": e.icon})),
+    );
+    data.insert("properties".into(), Value::Object(properties));
+    data.insert("rawProperties".into(), json!({}));
+    data.insert("source".into(), json!(req.source));
+    data.insert("requiredApproval".into(), json!(false));
+    data.insert("link".into(), json!([]));
+    data.insert("summary".into(), Value::Null);
+    data.insert("payload".into(), Value::Null);
+    data.insert("response".into(), Value::Null);
+    data.insert("encryptedProperties".into(), json!(checked.encrypted));
+    data.insert("operation".into(), json!(operation));
+    data.insert("origin".into(), json!(actor.user_agent.clone()));
+    let run = Run {
+        rid: 0,
+        id: random_id("r_"),
+        action: action.identifier.clone(),
+        blueprint: bp_id,
+        entity: entity.map(|e| e.identifier),
+        status: "IN_PROGRESS".into(),
+        external_run_id: None,
+        data,
+        trace: vec![],
+        pending_execution: false,
+        claimed_until: None,
+        installation_id: None,
+        ended_by_log: false,
+        created_by: actor.client_id.clone(),
+        created_at: now.clone(),
+        updated_by: actor.client_id.clone(),
+        updated_at: now,
+        ended_at: None,
+    };
+    let job = NewJob { kind: RUN_JOB.into(), payload: json!({"runId": run.id}), max_attempts: 3 };
+    let (run, _) = state.store.create_run(&actor.org, &run, Some(&job)).await?;
+    crate::jobs::wake_workers(state);
+    Ok(run)
+}
+
+/// The `{"jqQuery"}` slots of the user inputs, evaluated over `{form, entity, user}` (§5.2) and
+/// written back; a slot that fails is reported at its path.
+async fn resolve_inputs(
+    state: &AppState,
+    org: &OrgId,
+    user_inputs: &Value,
+    form: &Value,
+    entity: Option<&portolan_core::Entity>,
+    actor: &Actor,
+) -> ApiResult<Value> {
+    let slots = core_action::jq_queries(user_inputs);
+    if slots.is_empty() {
+        return Ok(user_inputs.clone());
+    }
+    let input = json!({
+        "form": form,
+        "entity": entity.map_or(Value::Null, |e| Value::Object(crate::computed::entity_json(e))),
+        "user": {"email": actor.client_id, "userId": actor.client_id, "roles": [], "teams": [], "teamsIdentifiers": []},
+    });
+    let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&org.0));
+    let results = tokio::task::spawn_blocking(move || {
+        slots.iter().map(|s| (s.clone(), jq.first_in(&budget, &s.query, &input))).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal("jq", e))?;
+    let mut errs = FieldErrors::default();
+    let mut values = Vec::new();
+    for (slot, r) in results {
+        match r {
+            Ok(v) => values.push((slot.pointer, v)),
+            Err(e) => errs.push(format!("trigger.userInputs.{}.jqQuery", slot.path), format!("failed: {e}")),
+        }
+    }
+    if !errs.0.is_empty() {
+        return Err(ApiError::invalid(&errs));
+    }
+    Ok(core_action::resolve(user_inputs, &values))
+}
+
+async fn check_entity_refs(state: &AppState, org: &OrgId, checked: &CheckedInputs) -> ApiResult<()> {
+    let mut errs = FieldErrors::default();
+    for r in &checked.entity_refs {
+        if state.store.get_entity(org, &r.blueprint, &r.identifier).await?.is_none() {
+            errs.push(r.path.clone(), format!("names entity {:?} of blueprint {:?}, which does not exist", r.identifier, r.blueprint));
+        }
+    }
+    if errs.0.is_empty() { Ok(()) } else { Err(ApiError::invalid(&errs)) }
+}
+
+/// The organization's client secret that signs webhooks and keys encrypted inputs, in clear.
+pub async fn signing_secret(state: &AppState, org: &OrgId) -> ApiResult<Option<String>> {
+    let Some((client_id, enc)) = state.store.signing_secret(org).await? else { return Ok(None) };
+    let key = state.config.secrets_key.as_ref().ok_or_else(|| {
+        ApiError::new(ErrorCode::SecretsKeyMissing, "no secrets key is configured (PORTOLAN_SECRETS_KEY)")
+    })?;
+    key.decrypt(&enc, &credential_aad(org, &client_id)).map(Some).map_err(|e| ApiError::internal("signing secret", e))
+}
+
+/// The associated data of a credential's encrypted client secret.
+pub fn credential_aad(org: &OrgId, client_id: &str) -> String {
+    format!("credential:{}:{client_id}", org.0)
+}
+
+/// Keep a credential's client secret, encrypted, so it can sign action webhooks (§5.8). Without a
+/// secrets key nothing is kept (runs then say that their webhooks are unsigned).
+pub async fn keep_signing_secret(state: &AppState, org: &OrgId, client_id: &str, secret: &str) -> ApiResult<()> {
+    if let Some(key) = state.config.secrets_key.as_ref() {
+        let enc = key.encrypt(secret, &credential_aad(org, client_id));
+        state.store.set_credential_secret(org, client_id, &enc, key.id()).await?;
+    }
+    Ok(())
+}
+
+/// Encrypt inputs defined with `encryption: "aes256-gcm"` as Port does: AES-256-GCM with the
+/// first 32 bytes of the client secret as key, a random 16-byte IV, `base64(IV ‖ ct ‖ tag)`.
+async fn encrypt_inputs(state: &AppState, org: &OrgId, checked: &CheckedInputs) -> ApiResult<Map<String, Value>> {
+    let mut values = checked.values.clone();
+    let present: Vec<&String> = checked.encrypted.iter().filter(|id| values.contains_key(*id)).collect();
+    if present.is_empty() {
+        return Ok(values);
+    }
+    let secret = signing_secret(state, org).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "input {:?} is encrypted with the organization's client secret, and no client secret is on record; \
+                 rotate or create an API credential (POST /v1/apps) so the server can encrypt it",
+                present[0]
+            ),
+        )
+    })?;
+    for id in present {
+        let clear = match &values[id] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let enc = port_encrypt(&secret, &clear).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidRequest, "the organization's client secret is shorter than 32 bytes")
+        })?;
+        values.insert(id.clone(), json!(enc));
+    }
+    Ok(values)
+}
+
+/// Port's input encryption (`aes256-gcm`): `None` when the secret is shorter than 32 bytes.
+pub fn port_encrypt(client_secret: &str, clear: &str) -> Option<String> {
+    use aes_gcm::aead::{Aead, KeyInit, consts::U16};
+    type Cipher = aes_gcm::AesGcm<aes_gcm::aes::Aes256, U16>;
+    let key = client_secret.as_bytes().get(..32)?;
+    let cipher = Cipher::new_from_slice(key).ok()?;
+    let iv = random_bytes::<16>();
+    let ct = cipher.encrypt(&iv.into(), clear.as_bytes()).ok()?;
+    let mut out = iv.to_vec();
+    out.extend_from_slice(&ct);
+    Some(STANDARD.encode(out))
+}
+
+/// Port's run object (§5.6), with Portolan's `trace` of the calls made.
+pub fn render_run(run: &Run) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(run.id));
+    out.insert("status".into(), json!(run.status));
+    for (k, v) in &run.data {
+        if !HIDDEN_RUN_KEYS.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for key in ["action", "blueprint", "entity"] {
+        if let Some(Value::Object(o)) = out.get_mut(key) {
+            o.entry("deleted").or_insert(json!(false));
+        }
+    }
+    out.insert("externalRunId".into(), json!(run.external_run_id));
+    out.insert("pendingExecution".into(), json!(run.pending_execution));
+    out.insert("claimedUntil".into(), json!(run.claimed_until));
+    out.insert("installationId".into(), json!(run.installation_id));
+    out.insert("endedAt".into(), json!(run.ended_at));
+    out.insert("createdBy".into(), json!(run.created_by));
+    out.insert("impersonatedBy".into(), Value::Null);
+    out.insert("updatedBy".into(), json!(run.updated_by));
+    out.insert("createdAt".into(), json!(run.created_at));
+    out.insert("updatedAt".into(), json!(run.updated_at));
+    out.insert("trace".into(), Value::Array(run.trace.clone()));
+    Value::Object(out)
+}
+
+pub async fn load_run(state: &AppState, org: &OrgId, id: &str) -> ApiResult<Run> {
+    state.store.get_run(org, id).await?.ok_or_else(|| ApiError::not_found(format!("run {id:?} was not found")))
+}
+
+/// Refuse changes to a run that a log ended (`terminationStatus` is final, §5.6).
+fn refuse_if_ended(run: &Run) -> Result<(), StoreError> {
+    if run.ended_by_log {
+        return Err(StoreError::Invalid(FieldError::new(
+            "status",
+            format!("run {} was ended by a log with terminationStatus {}; it cannot change any more", run.id, run.status),
+        )));
+    }
+    Ok(())
+}
+
+/// Set a terminal or in-progress status on `run`, stamping `endedAt`.
+pub fn set_status(run: &mut Run, status: &str, at: &str) {
+    run.status = status.to_string();
+    run.ended_at = TERMINAL.contains(&status).then(|| at.to_string());
+    if TERMINAL.contains(&status) {
+        run.pending_execution = false;
+    }
+}
+
+/// `PATCH /v1/actions/runs/{id}`: `status`, `statusLabel`, `link`, `summary`, `externalRunId`;
+/// each given key overwrites the stored one.
+pub async fn patch_run(state: &AppState, actor: &Actor, id: &str, body: &Value) -> ApiResult<Run> {
+    let Some(obj) = body.as_object() else {
+        return Err(FieldError::new("", "the body must be a JSON object").into());
+    };
+    let mut errs = FieldErrors::default();
+    for k in obj.keys() {
+        if !["status", "statusLabel", "link", "summary", "externalRunId"].contains(&k.as_str()) {
+            errs.push(k.clone(), "is not a field of a run update (status, statusLabel, link, summary, externalRunId)");
+        }
+    }
+    let status = match obj.get("status") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if TERMINAL.contains(&s.as_str()) || s == "IN_PROGRESS" => Some(s.clone()),
+        Some(_) => {
+            errs.push("status", "must be \"SUCCESS\", \"FAILURE\" or \"IN_PROGRESS\"");
+            None
+        }
+    };
+    for key in ["statusLabel", "summary", "externalRunId"] {
+        if obj.get(key).is_some_and(|v| !(v.is_string() || v.is_null())) {
+            errs.push(key, "must be a string");
+        }
+    }
+    let link = match obj.get("link") {
+        None => None,
+        Some(Value::String(s)) => Some(json!([s])),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Some(Value::Array(a.clone())),
+        Some(_) => {
+            errs.push("link", "must be a URL or an array of URLs");
+            None
+        }
+    };
+    if !errs.0.is_empty() {
+        return Err(ApiError::invalid(&errs));
+    }
+    let now = now_iso();
+    let mut edit = |run: &mut Run| {
+        refuse_if_ended(run)?;
+        if let Some(s) = &status {
+            // The first terminal status stands: a backend (or Port's agent, which reports a
+            // failure twice) cannot overwrite how the run ended, or what its summary says.
+            if TERMINAL.contains(&run.status.as_str()) {
+                return Err(StoreError::Invalid(FieldError::new(
+                    "status",
+                    format!("run {} has already ended with {}; its status can no longer change", run.id, run.status),
+                )));
+            }
+            set_status(run, s, &now);
+        }
+        for key in ["statusLabel", "summary"] {
+            if let Some(v) = obj.get(key) {
+                run.data.insert(key.into(), v.clone());
+            }
+        }
+        if let Some(l) = &link {
+            run.data.insert("link".into(), l.clone());
+        }
+        if let Some(v) = obj.get("externalRunId") {
+            run.external_run_id = v.as_str().map(str::to_string);
+        }
+        run.updated_at = now.clone();
+        run.updated_by = actor.client_id.clone();
+        Ok(())
+    };
+    Ok(state.store.update_run(&actor.org, id, &[], &mut edit).await?)
+}
+
+/// `POST /v1/actions/runs/{id}/logs` `{message, terminationStatus?, statusLabel?}`: a log line;
+/// with `terminationStatus` the run ends with that status, for good.
+pub async fn add_log(state: &AppState, actor: &Actor, id: &str, body: &Value) -> ApiResult<Run> {
+    let mut errs = FieldErrors::default();
+    let message = match body.get("message") {
+        Some(Value::String(m)) => m.clone(),
+        Some(v) if !v.is_null() => v.to_string(),
+        _ => {
+            errs.push("message", "is required: the text of the log line");
+            String::new()
+        }
+    };
+    let termination = match body.get("terminationStatus") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if TERMINAL.contains(&s.as_str()) => Some(s.clone()),
+        Some(_) => {
+            errs.push("terminationStatus", "must be \"SUCCESS\" or \"FAILURE\"");
+            None
+        }
+    };
+    let label = match body.get("statusLabel") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errs.push("statusLabel", "must be a string");
+            None
+        }
+    };
+    if !errs.0.is_empty() {
+        return Err(ApiError::invalid(&errs));
+    }
+    let now = now_iso();
+    let log = RunLog {
+        id: String::new(),
+        at: now.clone(),
+        message: cut(&message),
+        termination_status: termination.clone(),
+        status_label: label.clone(),
+        user_id: actor.client_id.clone(),
+    };
+    let mut edit = |run: &mut Run| {
+        if termination.is_some() || label.is_some() {
+            refuse_if_ended(run)?;
+        }
+        if let Some(t) = &termination {
+            set_status(run, t, &now);
+            run.ended_by_log = true;
+        }
+        if let Some(l) = &label {
+            run.data.insert("statusLabel".into(), json!(l));
+        }
+        if termination.is_some() || label.is_some() {
+            run.updated_at = now.clone();
+            run.updated_by = actor.client_id.clone();
+        }
+        Ok(())
+    };
+    Ok(state.store.update_run(&actor.org, id, std::slice::from_ref(&log), &mut edit).await?)
+}
+
+fn cut(s: &str) -> String {
+    if s.len() <= MAX_LOG {
+        return s.to_string();
+    }
+    let mut end = MAX_LOG;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut: the line had {} bytes; {MAX_LOG} are kept]", &s[..end], s.len())
+}
+
+/// `PATCH /v1/actions/runs/{id}/response` `{response}`: the backend's answer, kept on the run.
+pub async fn set_response(state: &AppState, actor: &Actor, id: &str, body: &Value) -> ApiResult<Run> {
+    let response = body.get("response").cloned().unwrap_or(Value::Null);
+    let now = now_iso();
+    let mut edit = |run: &mut Run| {
+        refuse_if_ended(run)?;
+        run.data.insert("response".into(), response.clone());
+        run.updated_at = now.clone();
+        run.updated_by = actor.client_id.clone();
+        Ok(())
+    };
+    Ok(state.store.update_run(&actor.org, id, &[], &mut edit).await?)
+}
+
+/// Record entities written with `?run_id=` (only while the run is in progress, as Port does;
+/// a run id that names no run of the organization is a 404 before anything is written).
+pub async fn check_run_id(state: &AppState, org: &OrgId, run_id: Option<&str>) -> ApiResult<()> {
+    if let Some(id) = run_id {
+        load_run(state, org, id).await?;
+    }
+    Ok(())
+}
+
+pub async fn record_affected(state: &AppState, org: &OrgId, run_id: Option<&str>, written: &[(String, String)]) {
+    let Some(id) = run_id else { return };
+    match state.store.get_run(org, id).await {
+        Ok(Some(run)) if run.status == "IN_PROGRESS" => {
+            if let Err(e) = state.store.add_run_entities(org, id, written, &now_iso()).await {
+                tracing::warn!(run = id, error = %e, "could not record the run's affected entities");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(run = id, error = %e, "could not read the run to record affected entities"),
+    }
+}
+
+/// Filters of `GET /v1/actions/runs`, parsed from the query string.
+pub fn run_filter(
+    action: Option<String>,
+    entity: Option<String>,
+    blueprint: Option<String>,
+    external_run_id: Option<String>,
+    active: Option<bool>,
+    limit: Option<u32>,
+    before: Option<i64>,
+) -> RunFilter {
+    let statuses = match active {
+        Some(true) => vec!["IN_PROGRESS".into(), "WAITING_FOR_APPROVAL".into()],
+        Some(false) => vec!["SUCCESS".into(), "FAILURE".into(), "DECLINED".into()],
+        None => vec![],
+    };
+    RunFilter {
+        action,
+        blueprint,
+        entity,
+        statuses,
+        external_run_id,
+        created_by: None,
+        before,
+        limit: limit.unwrap_or(100).clamp(1, 1000),
+    }
+}
