@@ -12,6 +12,23 @@
 //! 3. A run of `deploy_fail`: the agent reports FAILURE with a summary naming the 500.
 //! 4. The agent is still running, each backend path was called once, no run is left IN_PROGRESS.
 //!
+//! What the agent (snapshot 4732c34) expects of the server, read from its source:
+//! - every call is preceded by its own `POST /v1/auth/access_token` and carries
+//!   `Authorization: Bearer …` and `User-Agent: port-agent` (claim and ack calls also
+//!   `x-port-reserved-usage: true`);
+//! - `POST /v1/actions/runs/claim-pending` answers `{"runs": [run…]}`, each run with `id` and a
+//!   `payload` `{type, url, agent, synchronized, method, headers, body}` whose `body` is the
+//!   rendered invocation body and must be a JSON object; `PATCH /v1/actions/runs/ack`
+//!   `{"runIds": [id]}` answers `{"ackedCount": 1}` once per run;
+//! - `POST /v1/workflows/runs/claim-pending` must answer 2xx (`{"nodeRuns": []}`): an error on
+//!   either claim makes the agent back off 1 s, 2 s, 4 s, … up to 300 s for every kind of run;
+//! - the backend gets the rendered body plus the agent's keys `headers`,
+//!   `payload.action.invocationMethod` and `context.runId`, and headers `X-Port-Timestamp`,
+//!   `X-Port-Signature` (the invocation's `headers` end up in the body, not on the request);
+//! - when the call fails the agent PATCHes the run twice: first `FAILURE` with the summary
+//!   naming the status, then (its processing raised) `FAILURE` "Agent failed to process the
+//!   run"; a run that has ended must keep its first terminal status and summary.
+//!
 //! The agent runs from a Python 3.11 virtualenv: set `PORTOLAN_AGENT_PYTHON` to its interpreter
 //! (`.ci/agent-venv DIR` creates one) and `PORTOLAN_AGENT_DIR` to the absolute path of the
 //! agent's `app/` directory (it must run from there). Without `PORTOLAN_AGENT_PYTHON` the test
@@ -383,7 +400,11 @@ async fn real_port_agent_polls_runs_calls_the_backend_and_reports_their_status()
     let run = api.get_run(&fail_id).await;
     assert_eq!(run["status"], "FAILURE", "{run}");
     let summary = run["summary"].as_str().unwrap_or_default();
-    assert!(summary.contains(SUMMARY_FAILED), "the summary names the backend's 500: {run}");
+    assert!(
+        summary.contains(SUMMARY_FAILED),
+        "the summary names the backend's 500 ({SUMMARY_FAILED:?}); \"Agent failed to process the run\" means the \
+         agent's second PATCH overwrote the first on a run that had already ended: {run}"
+    );
     let calls: Vec<Recorded> = requests.lock().unwrap().iter().filter(|r| r.path == "/fail").cloned().collect();
     assert_eq!(calls.len(), 1, "the backend's /fail was called once: {calls:#?}");
     assert_eq!(calls[0].method, "POST");
