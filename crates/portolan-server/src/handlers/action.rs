@@ -22,7 +22,8 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct ListParams {
-    action_identifier: Vec<String>,
+    /// One identifier or several (`action_identifier=a&action_identifier=b`).
+    action_identifier: Option<Value>,
     blueprint_identifier: Option<String>,
     trigger_type: Option<String>,
     published: Option<bool>,
@@ -34,9 +35,14 @@ pub async fn list(
     QueryParams(p): QueryParams<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let all = state.store.list_actions(&caller.org).await?;
+    let wanted: Vec<&str> = match &p.action_identifier {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
     let out: Vec<Value> = all
         .iter()
-        .filter(|a| p.action_identifier.is_empty() || p.action_identifier.contains(&a.identifier))
+        .filter(|a| wanted.is_empty() || wanted.contains(&a.identifier.as_str()))
         .filter(|a| {
             p.blueprint_identifier.as_ref().is_none_or(|bp| {
                 let t = &a.data["trigger"];
@@ -44,7 +50,9 @@ pub async fn list(
             })
         })
         .filter(|a| p.trigger_type.as_ref().is_none_or(|t| a.data["trigger"]["type"].as_str() == Some(t)))
-        .filter(|a| p.published.is_none_or(|want| a.data.get("publish").and_then(Value::as_bool).unwrap_or(true) == want))
+        .filter(|a| {
+            p.published.is_none_or(|want| a.data.get("publish").and_then(Value::as_bool).unwrap_or(true) == want)
+        })
         .map(render_action)
         .collect();
     Ok(Json(json!({"ok": true, "actions": out})))
@@ -124,7 +132,8 @@ pub async fn list_runs(
     caller: Caller,
     QueryParams(p): QueryParams<RunParams>,
 ) -> ApiResult<Json<Value>> {
-    let f = action::run_filter(p.action_identifier, p.entity, p.blueprint, p.external_run_id, p.active, p.limit, p.before);
+    let f =
+        action::run_filter(p.action_identifier, p.entity, p.blueprint, p.external_run_id, p.active, p.limit, p.before);
     let runs = state.store.list_runs(&caller.org, &f).await?;
     let next = (runs.len() == f.limit as usize).then(|| runs.last().map(|r| r.rid)).flatten();
     Ok(Json(json!({"ok": true, "runs": runs.iter().map(render_run).collect::<Vec<_>>(), "next": next})))
@@ -254,7 +263,9 @@ pub async fn ack(State(state): State<AppState>, caller: Caller, JsonBody(body): 
             a.iter().filter_map(Value::as_str).map(str::to_string).collect()
         }
         _ => {
-            return Err(FieldError::new("runIds", format!("is required: an array of at most {MAX_CLAIM} run ids")).into());
+            return Err(
+                FieldError::new("runIds", format!("is required: an array of at most {MAX_CLAIM} run ids")).into()
+            );
         }
     };
     let n = state.store.ack_runs(&caller.org, &ids).await?;

@@ -128,7 +128,10 @@ fn check_jq(state: &AppState, action: &Value, errs: &mut FieldErrors) {
     let trigger = &action["trigger"];
     for slot in core_action::jq_queries(&trigger["userInputs"]) {
         if let Err(e) = state.jq.compile(&slot.query) {
-            errs.push(format!("trigger.userInputs.{}.jqQuery", slot.path), format!("is not a valid jq expression: {e}"));
+            errs.push(
+                format!("trigger.userInputs.{}.jqQuery", slot.path),
+                format!("is not a valid jq expression: {e}"),
+            );
         }
     }
     if let Some(exprs) = trigger["condition"]["expressions"].as_array() {
@@ -136,7 +139,10 @@ fn check_jq(state: &AppState, action: &Value, errs: &mut FieldErrors) {
             if let Some(src) = e.as_str()
                 && let Err(err) = state.jq.compile(src)
             {
-                errs.push(format!("trigger.condition.expressions[{i}]"), format!("is not a valid jq expression: {err}"));
+                errs.push(
+                    format!("trigger.condition.expressions[{i}]"),
+                    format!("is not a valid jq expression: {err}"),
+                );
             }
         }
     }
@@ -306,7 +312,10 @@ async fn check_entity_refs(state: &AppState, org: &OrgId, checked: &CheckedInput
     let mut errs = FieldErrors::default();
     for r in &checked.entity_refs {
         if state.store.get_entity(org, &r.blueprint, &r.identifier).await?.is_none() {
-            errs.push(r.path.clone(), format!("names entity {:?} of blueprint {:?}, which does not exist", r.identifier, r.blueprint));
+            errs.push(
+                r.path.clone(),
+                format!("names entity {:?} of blueprint {:?}, which does not exist", r.identifier, r.blueprint),
+            );
         }
     }
     if errs.0.is_empty() { Ok(()) } else { Err(ApiError::invalid(&errs)) }
@@ -418,7 +427,10 @@ fn refuse_if_ended(run: &Run) -> Result<(), StoreError> {
     if run.ended_by_log {
         return Err(StoreError::Invalid(FieldError::new(
             "status",
-            format!("run {} was ended by a log with terminationStatus {}; it cannot change any more", run.id, run.status),
+            format!(
+                "run {} was ended by a log with terminationStatus {}; it cannot change any more",
+                run.id, run.status
+            ),
         )));
     }
     Ok(())
