@@ -545,7 +545,9 @@ async fn export(
             }
         }
     }
-    Ok(portolan_core::export::export(format, &blueprints, &entities))
+    let actions: Vec<serde_json::Value> = store.list_actions(&org.id).await?.into_iter().map(|a| a.data).collect();
+    let actions = portolan_core::export::actions_for(&blueprints, &actions);
+    Ok(portolan_core::export::export_with_actions(format, &blueprints, &entities, &actions))
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {

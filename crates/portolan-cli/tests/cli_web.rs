@@ -37,7 +37,7 @@ fn init_prints_a_setup_link_once_and_export_writes_every_format() {
     let j = portolan(&data, &["export", "--format", "json"]);
     assert!(j.status.success(), "{}", text(&j));
     let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
-    assert_eq!(v, serde_json::json!({"blueprints": [], "entities": []}));
+    assert_eq!(v, serde_json::json!({"blueprints": [], "entities": [], "actions": []}));
     let bad = portolan(&data, &["export", "--format", "xml"]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("expected json, yaml or hcl"), "{}", text(&bad));

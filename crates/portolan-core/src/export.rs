@@ -58,6 +58,17 @@ pub fn export(format: Format, blueprints: &[Blueprint], entities: &[Entity]) -> 
     }
 }
 
+/// The actions an export of `blueprints` carries: those whose every blueprint reference
+/// ([`crate::action::blueprint_refs`]) is among them, so the export can be applied as it is.
+pub fn actions_for(blueprints: &[Blueprint], actions: &[Value]) -> Vec<Value> {
+    let ids: std::collections::HashSet<&str> = blueprints.iter().map(|b| b.identifier.as_str()).collect();
+    actions
+        .iter()
+        .filter(|a| crate::action::blueprint_refs(a).iter().all(|(_, bp)| ids.contains(bp.as_str())))
+        .cloned()
+        .collect()
+}
+
 /// Blueprints, entities and actions (and automations; action objects as `GET /v1/actions`
 /// returns them) in `format`. JSON and YAML get an `actions` array (always present) of the
 /// actions as `POST /v1/actions` takes them (server-kept `id`, `createdAt`, `createdBy`,

@@ -203,6 +203,18 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
         }
         _ => None,
     };
+    if let Some(e) = &entity
+        && !condition_matches(state, &actor.org, &action, &e.identifier).await?
+    {
+        return Err(FieldError::new(
+            "entity",
+            format!(
+                "entity {:?} does not match the action's trigger.condition, so the action is not offered for it",
+                e.identifier
+            ),
+        )
+        .into());
+    }
     let given = match &req.properties {
         Value::Null => json!({}),
         v @ Value::Object(_) => v.clone(),
@@ -267,6 +279,28 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
     let (run, _) = state.store.create_run(&actor.org, &run, Some(&job)).await?;
     crate::jobs::wake_workers(state);
     Ok(run)
+}
+
+/// Does entity `id` match a DAY-2 / DELETE action's `trigger.condition` (a search query, §5.2)?
+/// `true` when the action has none. The store's search decides, so the rules mean exactly what
+/// they mean in a search.
+pub async fn condition_matches(state: &AppState, org: &OrgId, action: &StoredAction, id: &str) -> ApiResult<bool> {
+    let trigger = &action.data["trigger"];
+    let (Some(cond), Some(bp)) = (trigger.get("condition"), trigger["blueprintIdentifier"].as_str()) else {
+        return Ok(true);
+    };
+    if cond.is_null() {
+        return Ok(true);
+    }
+    let mut q = cond.clone();
+    if let Some(o) = q.as_object_mut() {
+        o.remove("type");
+    }
+    let query = json!({"combinator": "and", "rules": [q, {"property": "$identifier", "operator": "=", "value": id}]});
+    let query = portolan_core::search::parse_query(&query).map_err(|e| ApiError::from(e.under("trigger.condition")))?;
+    let blueprints = state.blueprints(org).await?;
+    let req = portolan_store::SearchRequest::new(&blueprints, Some(bp), Some(&query), 1);
+    Ok(!state.store.search(org, &req).await?.entities.is_empty())
 }
 
 /// The `{"jqQuery"}` slots of the user inputs, evaluated over `{form, entity, user}` (§5.2) and

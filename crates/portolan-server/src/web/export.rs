@@ -62,6 +62,9 @@ pub async fn export_download(State(state): State<AppState>, user: WebUser, RawQu
             }
         }
     }
-    let body = portolan_core::export::export(format, &blueprints, &entities);
+    let actions: Vec<serde_json::Value> =
+        state.store.list_actions(&user.org).await?.into_iter().map(|a| a.data).collect();
+    let actions = portolan_core::export::actions_for(&blueprints, &actions);
+    let body = portolan_core::export::export_with_actions(format, &blueprints, &entities, &actions);
     Ok(download(body, format.content_type(), &format!("portolan-export.{}", format.extension())))
 }

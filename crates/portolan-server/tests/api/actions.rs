@@ -259,10 +259,22 @@ async fn run_requests_are_checked_field_by_field_before_anything_runs() {
     assert_error(&run(json!({"entity": "ghost", "properties": {"version": "1"}})).await, 404, "not_found");
     assert_error(&app.post("/v1/actions/nope/runs", json!({"properties": {}})).await, 404, "not_found");
     assert_invalid(&run(json!({"entity": "svc-1", "inputs": {}})).await, "inputs");
+    // trigger.condition: the action is offered only for matching entities, through the API too.
+    let mut conditional = webhook_action("deploy_v1", &format!("{}/ok", backend.url), true);
+    conditional["trigger"]["condition"] = json!({"type": "SEARCH", "combinator": "and",
+        "rules": [{"property": "version", "operator": "=", "value": "1.0"}]});
+    assert_eq!(app.post("/v1/actions", conditional).await.status.as_u16(), 201);
+    app.entity("service", json!({"identifier": "svc-2", "properties": {"version": "2.0"}})).await;
+    let r = app.post("/v1/actions/deploy_v1/runs", json!({"entity": "svc-2", "properties": {"version": "1"}})).await;
+    assert_invalid(&r, "entity");
+    assert!(r.body["message"].as_str().unwrap().contains("trigger.condition"), "{}", r.body);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(backend.received().is_empty(), "no refused run reached the backend");
-    let r = app.get("/v1/actions/runs").await;
-    assert_eq!(r.body["runs"], json!([]), "no refused run was stored");
+    let ok = app.post("/v1/actions/deploy_v1/runs", json!({"entity": "svc-1", "properties": {"version": "1"}})).await;
+    assert_eq!(ok.status.as_u16(), 202, "{}", ok.body);
+    let id = ok.body["run"]["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_run(&app, &id, ended).await["status"], json!("SUCCESS"));
+    assert_eq!(app.get("/v1/actions/runs").await.body["runs"].as_array().unwrap().len(), 1, "only the accepted run");
 }
 
 #[tokio::test]

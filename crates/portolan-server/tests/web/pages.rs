@@ -338,6 +338,25 @@ async fn the_export_dialog_downloads_hcl_yaml_and_json() {
     let Some(app) = WebApp::spawn().await else { return };
     model(&app).await;
     let mut b = app.admin().await;
+    // An action on service goes with service's export; one on another blueprint does not.
+    for (id, bp) in [("deploy", "service"), ("merge_domains", "domain")] {
+        let w = portolan_store::ActionWrite {
+            identifier: id.into(),
+            id: format!("action_{id}"),
+            data: json!({"identifier": id, "title": id, "trigger": {"type": "self-service", "operation": "DAY-2",
+                "blueprintIdentifier": bp, "userInputs": {"properties": {}}},
+                "invocationMethod": {"type": "WEBHOOK", "url": "https://example.com/hook"}}),
+        };
+        let ctx = portolan_store::AuditCtx {
+            user_id: "t".into(),
+            origin: "API".into(),
+            at: "2024-01-01T00:00:00.000Z".into(),
+        };
+        app.store
+            .save_action(&portolan_store::OrgId(crate::app::ORG.into()), &w, portolan_store::SaveMode::Create, &ctx)
+            .await
+            .unwrap();
+    }
     let dialog = app.get(&mut b, "/ui/export").await;
     assert!(dialog.text.contains("value=\"service\""));
     let hcl = app.get(&mut b, "/ui/export/download?format=hcl&blueprint=service").await;
@@ -345,12 +364,16 @@ async fn the_export_dialog_downloads_hcl_yaml_and_json() {
     assert!(hcl.text.contains("resource \"port_blueprint\" \"service\" {"));
     assert!(hcl.text.contains("resource \"port_entity\" \"service_cart\" {"));
     assert!(!hcl.text.contains("\"port_blueprint\" \"domain\""), "only the chosen blueprint");
+    assert!(hcl.text.contains("resource \"port_action\" \"deploy\""), "its actions");
+    assert!(!hcl.text.contains("merge_domains"), "not the actions of blueprints left out");
     let yaml = app.get(&mut b, "/ui/export/download?format=yaml").await;
     assert!(yaml.text.contains("identifier: pay"));
     let only = app.get(&mut b, "/ui/export/download?format=json&entities=no").await;
     let v: serde_json::Value = serde_json::from_str(&only.text).unwrap();
     assert_eq!(v["entities"], json!([]));
     assert_eq!(v["blueprints"].as_array().unwrap().len(), 2);
+    let exported: Vec<_> = v["actions"].as_array().unwrap().iter().map(|a| a["identifier"].clone()).collect();
+    assert_eq!(exported, [json!("deploy"), json!("merge_domains")]);
     let mut anon = Browser::default();
     assert_eq!(app.get(&mut anon, "/ui/export/download?format=hcl").await.status, StatusCode::SEE_OTHER);
 }
