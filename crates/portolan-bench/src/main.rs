@@ -7,6 +7,7 @@ mod load;
 mod model;
 mod pg_baseline;
 mod report;
+mod runs;
 mod server;
 mod web;
 
@@ -58,6 +59,10 @@ struct Args {
     /// 10,000-entity slice: a rate that falls as the tables grow shows as a falling curve.
     #[arg(long)]
     curve: bool,
+    /// Measure only self-service action runs: N runs of a synchronized WEBHOOK action against a
+    /// local backend, one at a time and with --concurrency clients (no entity load).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    action_runs: Option<u32>,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -121,6 +126,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let creds = server::init(&bin, &data_dir, db_url.as_deref()).await?;
     let srv = Server::start(&bin, &data_dir, batch, db_url.as_deref()).await?;
     progress(&format!("server pid {} on {}", srv.pid, srv.base));
+    if let Some(n) = args.action_runs {
+        progress(&format!("action runs: {n} one at a time, then {n} with {concurrency} clients"));
+        let measured = async {
+            let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+            runs::run(&api, n as usize, concurrency).await
+        }
+        .await;
+        let log = srv.log_tail();
+        srv.stop().await.context("stopping the server")?;
+        let result = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
+        if let Some(p) = pg {
+            p.drop_database().await?;
+        }
+        let database = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+        print!("{}\n{}", ctx.markdown_header(), runs::markdown(&result, database));
+        return Ok(());
+    }
     let measured = if args.curve {
         load_only(&srv, &creds, &data, batch, concurrency).await
     } else {

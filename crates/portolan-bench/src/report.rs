@@ -29,6 +29,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// The date, commit, command and machine lines every report starts with.
+    pub fn markdown_header(&self) -> String {
+        format!(
+            "# Portolan benchmark\n\n- date: {}\n- commit: {}\n- command: `{}`\n- machine: {} CPUs, {}, {} RAM; load average at start {}\n",
+            self.date, self.commit, self.command, self.cpus, self.cpu_model, self.memory, self.load_avg
+        )
+    }
+
     pub fn collect() -> Context {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
@@ -132,16 +140,7 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let (c, d) = (&self.ctx, &self.data);
-        let mut s = String::new();
-        let _ = writeln!(s, "# Portolan benchmark\n");
-        let _ = writeln!(s, "- date: {}", c.date);
-        let _ = writeln!(s, "- commit: {}", c.commit);
-        let _ = writeln!(s, "- command: `{}`", c.command);
-        let _ = writeln!(
-            s,
-            "- machine: {} CPUs, {}, {} RAM; load average at start {}",
-            c.cpus, c.cpu_model, c.memory, c.load_avg
-        );
+        let mut s = c.markdown_header();
         let _ = writeln!(s, "- database: {}", self.database);
         let _ = writeln!(
             s,

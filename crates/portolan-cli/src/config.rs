@@ -187,7 +187,7 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
         "a bearer token of at least 16 characters for GET /metrics (unset: /metrics is off)",
         None,
     ),
-    // Outbound HTTP (action webhooks; docs/deployment.md "Outbound calls"). Proxies come from
+    // Outbound HTTP (action webhooks; docs/actions.md "Outbound calls"). Proxies come from
     // HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY.
     ("outbound_timeout_seconds", "PORTOLAN_OUTBOUND_TIMEOUT_SECONDS", "an integer from 1 to 600", Some("30")),
     (
