@@ -112,28 +112,13 @@ pub async fn create_run(
     Ok((StatusCode::ACCEPTED, Json(json!({"ok": true, "run": render_run(&run)}))))
 }
 
-/// `GET /v1/actions/runs` filters (Port's): `action_identifier`, `entity`, `blueprint`,
-/// `external_run_id`, `active`, `limit`; `before` is Portolan's page cursor (a run's `rid`, the
-/// answer's `next`).
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RunParams {
-    action_identifier: Option<String>,
-    entity: Option<String>,
-    blueprint: Option<String>,
-    external_run_id: Option<String>,
-    active: Option<bool>,
-    limit: Option<u32>,
-    before: Option<i64>,
-}
-
+/// `GET /v1/actions/runs` ([`action::RunQuery`]) → `{ok, runs, next}`, newest first.
 pub async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(p): QueryParams<RunParams>,
+    QueryParams(q): QueryParams<action::RunQuery>,
 ) -> ApiResult<Json<Value>> {
-    let f =
-        action::run_filter(p.action_identifier, p.entity, p.blueprint, p.external_run_id, p.active, p.limit, p.before);
+    let f = q.filter();
     let runs = state.store.list_runs(&caller.org, &f).await?;
     let next = (runs.len() == f.limit as usize).then(|| runs.last().map(|r| r.rid)).flatten();
     Ok(Json(json!({"ok": true, "runs": runs.iter().map(render_run).collect::<Vec<_>>(), "next": next})))

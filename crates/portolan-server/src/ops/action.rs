@@ -655,29 +655,38 @@ pub async fn record_affected(state: &AppState, org: &OrgId, run_id: Option<&str>
     }
 }
 
-/// Filters of `GET /v1/actions/runs`, parsed from the query string.
-pub fn run_filter(
-    action: Option<String>,
-    entity: Option<String>,
-    blueprint: Option<String>,
-    external_run_id: Option<String>,
-    active: Option<bool>,
-    limit: Option<u32>,
-    before: Option<i64>,
-) -> RunFilter {
-    let statuses = match active {
-        Some(true) => vec!["IN_PROGRESS".into(), "WAITING_FOR_APPROVAL".into()],
-        Some(false) => vec!["SUCCESS".into(), "FAILURE".into(), "DECLINED".into()],
-        None => vec![],
-    };
-    RunFilter {
-        action,
-        blueprint,
-        entity,
-        statuses,
-        external_run_id,
-        created_by: None,
-        before,
-        limit: limit.unwrap_or(100).clamp(1, 1000),
+/// Filters of `GET /v1/actions/runs` (Port's): `action_identifier`, `entity`, `blueprint`,
+/// `external_run_id`, `active`, `limit`; `before` is Portolan's page cursor (a run's `rid`, the
+/// answer's `next`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct RunQuery {
+    pub action_identifier: Option<String>,
+    pub entity: Option<String>,
+    pub blueprint: Option<String>,
+    pub external_run_id: Option<String>,
+    pub active: Option<bool>,
+    pub limit: Option<u32>,
+    pub before: Option<i64>,
+}
+
+impl RunQuery {
+    /// The store's filter: `active` selects in-progress (true) or ended (false) runs.
+    pub fn filter(self) -> RunFilter {
+        let statuses = match self.active {
+            Some(true) => vec!["IN_PROGRESS".into(), "WAITING_FOR_APPROVAL".into()],
+            Some(false) => vec!["SUCCESS".into(), "FAILURE".into(), "DECLINED".into()],
+            None => vec![],
+        };
+        RunFilter {
+            action: self.action_identifier,
+            blueprint: self.blueprint,
+            entity: self.entity,
+            statuses,
+            external_run_id: self.external_run_id,
+            created_by: None,
+            before: self.before,
+            limit: self.limit.unwrap_or(100).clamp(1, 1000),
+        }
     }
 }
