@@ -134,7 +134,10 @@ pub async fn run(api: &Api, runs: usize, concurrency: usize) -> anyhow::Result<R
                              "body": {"run": "{{ .run.id }}", "version": "{{ .inputs.version }}",
                                       "user": "{{ .trigger.by.user.email }}"}}
     });
-    api.ok(Method::POST, "/v1/actions", Some(&action)).await?;
+    let created = api.post("/v1/actions", &action).await?;
+    if created.status.as_u16() != 201 {
+        bail!("POST /v1/actions answered {}: {}", created.status, short(&created.body));
+    }
 
     // Baseline: this process posting the same kind of body straight to the backend.
     let http = reqwest::Client::builder().no_proxy().build()?;
