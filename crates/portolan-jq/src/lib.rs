@@ -545,6 +545,19 @@ impl JqEngine {
         filters: &[Arc<Compiled>],
         input: &Value,
     ) -> Result<Vec<Result<Value, JqError>>, JqError> {
+        self.eval_many(budget, filters, input, None)
+    }
+
+    /// Every filter on every input, in one hand-off to a worker (process or thread): `base` itself
+    /// (`items` None), or `base` with `key` set to each item. Results item by item, filter by
+    /// filter. The single-input call is the one-item case of the same code.
+    fn eval_many(
+        &self,
+        budget: &JqBudget,
+        filters: &[Arc<Compiled>],
+        base: &Value,
+        items: Option<(&str, &[Value])>,
+    ) -> Result<Vec<Result<Value, JqError>>, JqError> {
         if budget.is_spent() {
             return Err(budget.spent_error());
         }
@@ -552,21 +565,28 @@ impl JqEngine {
         let deadline = budget.deadline;
         if let Some(procs) = &self.procs {
             let refs: Vec<&Compiled> = filters.iter().map(|c| c.as_ref()).collect();
-            return procs.eval(&refs, input, None, deadline, self.config.max_steps, self.config.max_len);
+            return procs.eval(&refs, base, items, deadline, self.config.max_steps, self.config.max_len);
         }
-        let input = convert::to_val(input)?;
+        let base = convert::to_val(base)?;
+        let inputs: Vec<Val> = match items {
+            None => vec![base],
+            Some((key, items)) => items
+                .iter()
+                .map(|item| Ok(with_key(&base, key, convert::to_val(item)?)))
+                .collect::<Result<_, JqError>>()?,
+        };
         let filters: Vec<Arc<Compiled>> = filters.to_vec();
         let config = self.config.clone();
         let timeout = budget.remaining();
         let work = Box::new(move || {
-            let out = filters
-                .iter()
-                .map(|c| {
+            let mut out = Vec::with_capacity(inputs.len() * filters.len());
+            for input in &inputs {
+                for c in &filters {
                     let budget =
                         guard::Budget { deadline: Some(deadline), steps: config.max_steps, max_len: config.max_len };
-                    run_first(c, input.clone(), budget)
-                })
-                .collect();
+                    out.push(run_first(c, input.clone(), budget));
+                }
+            }
             Ok(Outcome::Values(out))
         });
         match self.pool.run(timeout, work)? {
@@ -619,39 +639,7 @@ impl JqEngine {
         if items.is_empty() || filters.is_empty() {
             return Ok(Vec::new());
         }
-        if budget.is_spent() {
-            return Err(budget.spent_error());
-        }
-        let _slot = self.enter(budget)?;
-        let deadline = budget.deadline;
-        if let Some(procs) = &self.procs {
-            let refs: Vec<&Compiled> = filters.iter().map(|c| c.as_ref()).collect();
-            let (steps, len) = (self.config.max_steps, self.config.max_len);
-            return procs.eval(&refs, base, Some((key, items)), deadline, steps, len);
-        }
-        let base = convert::to_val(base)?;
-        let inputs: Vec<Val> = items
-            .iter()
-            .map(|item| Ok(with_key(&base, key, convert::to_val(item)?)))
-            .collect::<Result<_, JqError>>()?;
-        let filters: Vec<Arc<Compiled>> = filters.to_vec();
-        let config = self.config.clone();
-        let timeout = budget.remaining();
-        let work = Box::new(move || {
-            let mut out = Vec::with_capacity(inputs.len() * filters.len());
-            for input in &inputs {
-                for c in &filters {
-                    let budget =
-                        guard::Budget { deadline: Some(deadline), steps: config.max_steps, max_len: config.max_len };
-                    out.push(run_first(c, input.clone(), budget));
-                }
-            }
-            Ok(Outcome::Values(out))
-        });
-        match self.pool.run(timeout, work)? {
-            Outcome::Values(v) => Ok(v),
-            _ => Err(JqError::Runtime("internal error: unexpected outcome".to_owned())),
-        }
+        self.eval_many(budget, filters, base, Some((key, items)))
     }
 }
 
