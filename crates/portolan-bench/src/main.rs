@@ -239,12 +239,8 @@ async fn measure(
     samples: usize,
     pg: Option<&server::FreshPg>,
 ) -> anyhow::Result<(load::LoadResult, latency::LatencyResult, Vec<latency::Stats>)> {
+    let (loaded, _, _) = load_only(srv, creds, data, batch, concurrency).await?;
     let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
-    load::create_blueprints(&api).await?;
-    progress(&format!("loading {} entities: batches of {batch}, {concurrency} in flight", data.total()));
-    let loaded = load::load(&api, data, batch, concurrency).await?;
-    progress(&format!("loaded in {:.1} s ({:.0} entities/s)", loaded.elapsed.as_secs_f64(), loaded.per_sec()));
-    load::verify_counts(&api, data).await?;
     if let Some(pg) = pg {
         // What autovacuum does on its own shortly after a bulk load (planner statistics and the
         // visibility map for index-only scans), done now so the reads are measured as they run
