@@ -170,16 +170,11 @@ impl Report {
             verdict(l.per_sec() >= TARGET_INGEST_PER_SEC)
         );
         if let Some(v) = &self.pg_baseline {
-            let _ = writeln!(
-                s,
-                "| Raw PostgreSQL insert (multi-row, {} per transaction, {} connections; entity + relation + audit rows, the store's schema) | {} rows/s ({} entity + {} relation rows, {:.2} s) | |",
-                self.batch,
-                self.concurrency,
-                thousands(v.per_sec()),
-                thousands(v.rows as f64),
-                thousands(v.relation_rows as f64),
-                v.elapsed.as_secs_f64()
+            let label = format!(
+                "Raw PostgreSQL insert (multi-row, {} per transaction, {} connections; entity + relation + audit rows, the store's schema)",
+                self.batch, self.concurrency
             );
+            baseline_row(&mut s, &label, v);
             let _ = writeln!(
                 s,
                 "| API / raw PostgreSQL | {:.2}× (of {} rows/s) | ≥ 0.5×: {} |",
@@ -191,14 +186,7 @@ impl Report {
         match &self.baseline {
             Some(b) => {
                 for (label, v) in [("row at a time", &b.row_at_a_time), ("multi-row", &b.multi_row)] {
-                    let _ = writeln!(
-                        s,
-                        "| Raw SQLite insert ({label}) | {} rows/s ({} entity + {} relation rows, {:.2} s) | |",
-                        thousands(v.per_sec()),
-                        thousands(v.rows as f64),
-                        thousands(v.relation_rows as f64),
-                        v.elapsed.as_secs_f64()
-                    );
+                    baseline_row(&mut s, &format!("Raw SQLite insert ({label})"), v);
                 }
                 let _ = writeln!(
                     s,
@@ -292,4 +280,16 @@ impl Report {
             }
         })
     }
+}
+
+/// One baseline's row of the load table: its rate and what it inserted.
+fn baseline_row(s: &mut String, label: &str, v: &Variant) {
+    let _ = writeln!(
+        s,
+        "| {label} | {} rows/s ({} entity + {} relation rows, {:.2} s) | |",
+        thousands(v.per_sec()),
+        thousands(v.rows as f64),
+        thousands(v.relation_rows as f64),
+        v.elapsed.as_secs_f64()
+    );
 }
