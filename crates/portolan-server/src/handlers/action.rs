@@ -44,7 +44,9 @@ pub async fn list(
             })
         })
         .filter(|a| p.trigger_type.as_ref().is_none_or(|t| a.data["trigger"]["type"].as_str() == Some(t)))
-        .filter(|a| p.published.is_none_or(|want| a.data.get("publish").and_then(Value::as_bool).unwrap_or(true) == want))
+        .filter(|a| {
+            p.published.is_none_or(|want| a.data.get("publish").and_then(Value::as_bool).unwrap_or(true) == want)
+        })
         .map(render_action)
         .collect();
     Ok(Json(json!({"ok": true, "actions": out})))
@@ -124,7 +126,8 @@ pub async fn list_runs(
     caller: Caller,
     QueryParams(p): QueryParams<RunParams>,
 ) -> ApiResult<Json<Value>> {
-    let f = action::run_filter(p.action_identifier, p.entity, p.blueprint, p.external_run_id, p.active, p.limit, p.before);
+    let f =
+        action::run_filter(p.action_identifier, p.entity, p.blueprint, p.external_run_id, p.active, p.limit, p.before);
     let runs = state.store.list_runs(&caller.org, &f).await?;
     let next = (runs.len() == f.limit as usize).then(|| runs.last().map(|r| r.rid)).flatten();
     Ok(Json(json!({"ok": true, "runs": runs.iter().map(render_run).collect::<Vec<_>>(), "next": next})))
@@ -254,7 +257,9 @@ pub async fn ack(State(state): State<AppState>, caller: Caller, JsonBody(body): 
             a.iter().filter_map(Value::as_str).map(str::to_string).collect()
         }
         _ => {
-            return Err(FieldError::new("runIds", format!("is required: an array of at most {MAX_CLAIM} run ids")).into());
+            return Err(
+                FieldError::new("runIds", format!("is required: an array of at most {MAX_CLAIM} run ids")).into()
+            );
         }
     };
     let n = state.store.ack_runs(&caller.org, &ids).await?;

@@ -75,7 +75,11 @@ pub async fn create_secret(
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "secret": secrets::render(&s)}))))
 }
 
-pub async fn get_secret(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     let s = state
         .store
         .get_secret(&caller.org, &name)
