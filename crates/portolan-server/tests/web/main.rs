@@ -10,6 +10,7 @@ pub const BACKEND: app::Backend = app::Backend::Sqlite;
 #[path = "../api/pg.rs"]
 mod pg;
 
+mod actions;
 mod app;
 mod errors;
 mod injection;

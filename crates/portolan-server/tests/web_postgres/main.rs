@@ -9,6 +9,8 @@ pub const BACKEND: app::Backend = app::Backend::Postgres;
 #[path = "../api/pg.rs"]
 mod pg;
 
+#[path = "../web/actions.rs"]
+mod actions;
 #[path = "../web/app.rs"]
 mod app;
 #[path = "../web/errors.rs"]

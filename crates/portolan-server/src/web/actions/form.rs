@@ -207,7 +207,16 @@ struct Group {
 /// The layout of `userInputs`: groups of input ids. Steps become groups with their titles;
 /// `order` (or the definitions' order) is followed, each `titles` id there starting a section;
 /// inputs the order does not name come last. Invisible steps and titles are left out.
-fn layout(ui: &Value) -> Vec<(Option<String>, Option<String>, u8, Vec<String>)> {
+/// A group of input ids as [`layout`] finds them (the shape of [`Group`] before rendering).
+#[derive(Debug)]
+struct Section {
+    heading: Option<String>,
+    description: Option<String>,
+    level: u8,
+    ids: Vec<String>,
+}
+
+fn layout(ui: &Value) -> Vec<Section> {
     let empty = Map::new();
     let props = ui["properties"].as_object().unwrap_or(&empty);
     let titles = ui["titles"].as_object().unwrap_or(&empty);
@@ -234,21 +243,22 @@ fn layout(ui: &Value) -> Vec<(Option<String>, Option<String>, u8, Vec<String>)> 
         if !visible {
             continue;
         }
-        let mut current = (heading, None, level, Vec::new());
+        let mut current = Section { heading, description: None, level, ids: vec![] };
         for id in order {
             if let Some(t) = titles.get(&id) {
-                out.push(std::mem::replace(&mut current, (None, None, 3, Vec::new())));
+                let next = Section { heading: None, description: None, level: 3, ids: vec![] };
+                out.push(std::mem::replace(&mut current, next));
                 if t.get("visible") != Some(&Value::Bool(false)) {
-                    current.0 = t["title"].as_str().map(str::to_string);
-                    current.1 = t["description"].as_str().map(str::to_string);
+                    current.heading = t["title"].as_str().map(str::to_string);
+                    current.description = t["description"].as_str().map(str::to_string);
                 }
             } else if props.contains_key(&id) {
-                current.3.push(id);
+                current.ids.push(id);
             }
         }
         out.push(current);
     }
-    out.retain(|g| g.0.is_some() || !g.3.is_empty());
+    out.retain(|g| g.heading.is_some() || !g.ids.is_empty());
     out
 }
 
@@ -356,7 +366,7 @@ pub(super) async fn picker_entities(
             match key.as_str() {
                 "$identifier" => e.identifier.clone(),
                 "$title" => e.title.clone().unwrap_or_default(),
-                k => e.properties.get(k).map(|v| option_label(v)).unwrap_or_default(),
+                k => e.properties.get(k).map(option_label).unwrap_or_default(),
             }
         };
         found.sort_by_key(|e| field(e));
@@ -409,7 +419,7 @@ async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> Web
     let defs = resolved["properties"].as_object().unwrap_or(&empty);
     let action_id = &fs.action.identifier;
     let mut groups = Vec::new();
-    for (heading, description, level, ids) in layout(&resolved) {
+    for Section { heading, description, level, ids } in layout(&resolved) {
         let mut group = Group { heading, description, level, fields: vec![] };
         for id in ids {
             let Some(d) = defs.get(&id).and_then(Value::as_object) else { continue };
@@ -852,17 +862,17 @@ mod tests {
             "order": ["b", "adv", "a"]});
         let l = layout(&ui);
         assert_eq!(l.len(), 3, "{l:?}");
-        assert_eq!(l[0].3, ["b"]);
+        assert_eq!(l[0].ids, ["b"]);
         assert_eq!(
-            (l[1].0.as_deref(), l[1].1.as_deref(), &l[1].3),
+            (l[1].heading.as_deref(), l[1].description.as_deref(), &l[1].ids),
             (Some("Advanced"), Some("More"), &vec!["a".to_string()])
         );
-        assert_eq!(l[2].3, ["c", "d"]);
+        assert_eq!(l[2].ids, ["c", "d"]);
         let steps = json!({"properties": {"a": {}, "b": {}},
             "steps": [{"title": "One", "order": ["a"]}, {"title": "Hidden", "order": ["b"], "visible": false}]});
         let l = layout(&steps);
         assert_eq!(l.len(), 1, "{l:?}");
-        assert_eq!((l[0].0.as_deref(), &l[0].3), (Some("One"), &vec!["a".to_string()]));
+        assert_eq!((l[0].heading.as_deref(), &l[0].ids), (Some("One"), &vec!["a".to_string()]));
     }
 
     #[test]
