@@ -72,6 +72,16 @@ pub struct Config {
     /// `/metrics` answers only with this bearer token; unset: `/metrics` is off. Never
     /// printed: `Debug` redacts it.
     pub metrics_token: Option<String>,
+    /// Outbound calls (action webhooks): the whole call, seconds.
+    pub outbound_timeout_seconds: u64,
+    /// Outbound calls: connecting, seconds.
+    pub outbound_connect_timeout_seconds: u64,
+    /// Outbound calls: answers are cut here (bytes).
+    pub outbound_max_response_bytes: usize,
+    /// Outbound calls: a PEM file of extra trusted CA certificates.
+    pub outbound_ca_bundle: Option<PathBuf>,
+    /// Outbound calls: allow cloud metadata and link-local targets.
+    pub outbound_allow_metadata_addresses: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +124,11 @@ impl fmt::Debug for Config {
             .field("job_workers_per_org", &self.job_workers_per_org)
             .field("jobs_per_org_cluster", &self.jobs_per_org_cluster)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "[redacted]"))
+            .field("outbound_timeout_seconds", &self.outbound_timeout_seconds)
+            .field("outbound_connect_timeout_seconds", &self.outbound_connect_timeout_seconds)
+            .field("outbound_max_response_bytes", &self.outbound_max_response_bytes)
+            .field("outbound_ca_bundle", &self.outbound_ca_bundle)
+            .field("outbound_allow_metadata_addresses", &self.outbound_allow_metadata_addresses)
             .finish()
     }
 }
@@ -171,6 +186,33 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
         "PORTOLAN_METRICS_TOKEN",
         "a bearer token of at least 16 characters for GET /metrics (unset: /metrics is off)",
         None,
+    ),
+    // Outbound HTTP (action webhooks; docs/deployment.md "Outbound calls"). Proxies come from
+    // HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY.
+    ("outbound_timeout_seconds", "PORTOLAN_OUTBOUND_TIMEOUT_SECONDS", "an integer from 1 to 600", Some("30")),
+    (
+        "outbound_connect_timeout_seconds",
+        "PORTOLAN_OUTBOUND_CONNECT_TIMEOUT_SECONDS",
+        "an integer from 1 to 120",
+        Some("10"),
+    ),
+    (
+        "outbound_max_response_bytes",
+        "PORTOLAN_OUTBOUND_MAX_RESPONSE_BYTES",
+        "an integer from 1024 to 67108864",
+        Some("1048576"),
+    ),
+    (
+        "outbound_ca_bundle",
+        "PORTOLAN_OUTBOUND_CA_BUNDLE",
+        "the path of a PEM file of CA certificates trusted besides the system's",
+        None,
+    ),
+    (
+        "outbound_allow_metadata_addresses",
+        "PORTOLAN_OUTBOUND_ALLOW_METADATA_ADDRESSES",
+        "true or false (true: calls to cloud metadata and link-local addresses are allowed)",
+        Some("false"),
     ),
 ];
 
@@ -440,6 +482,31 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 .to_string(),
         );
     }
+    let outbound_timeout_seconds =
+        get("outbound_timeout_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=600).contains(n));
+    if outbound_timeout_seconds.is_none() {
+        bad("outbound_timeout_seconds", get("outbound_timeout_seconds"));
+    }
+    let outbound_connect_timeout_seconds =
+        get("outbound_connect_timeout_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=120).contains(n));
+    if outbound_connect_timeout_seconds.is_none() {
+        bad("outbound_connect_timeout_seconds", get("outbound_connect_timeout_seconds"));
+    }
+    let outbound_max_response_bytes = get("outbound_max_response_bytes")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| (1024..=64 * 1024 * 1024).contains(n));
+    if outbound_max_response_bytes.is_none() {
+        bad("outbound_max_response_bytes", get("outbound_max_response_bytes"));
+    }
+    let outbound_ca_bundle = get("outbound_ca_bundle").filter(|p| !p.is_empty()).map(PathBuf::from);
+    let outbound_allow_metadata_addresses = match get("outbound_allow_metadata_addresses").as_deref() {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    };
+    if outbound_allow_metadata_addresses.is_none() {
+        bad("outbound_allow_metadata_addresses", get("outbound_allow_metadata_addresses"));
+    }
     problems.append(&mut bad_settings);
     match (listen, data_dir, log_format, max_bulk_entities, rate_limit_per_minute) {
         (Some(listen), Some(data_dir), Some(log_format), Some(max_bulk_entities), Some(rate_limit_per_minute))
@@ -477,6 +544,11 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 job_workers_per_org: job_workers_per_org.unwrap_or(0),
                 jobs_per_org_cluster: jobs_per_org_cluster.unwrap_or(16),
                 metrics_token,
+                outbound_timeout_seconds: outbound_timeout_seconds.unwrap_or(30),
+                outbound_connect_timeout_seconds: outbound_connect_timeout_seconds.unwrap_or(10),
+                outbound_max_response_bytes: outbound_max_response_bytes.unwrap_or(1024 * 1024),
+                outbound_ca_bundle,
+                outbound_allow_metadata_addresses: outbound_allow_metadata_addresses.unwrap_or(false),
             })
         }
         _ => Err(problems),
@@ -522,6 +594,11 @@ mod tests {
             job_workers_per_org: 0,
             jobs_per_org_cluster: 16,
             metrics_token: Some("metrics-token-secret-123".into()),
+            outbound_timeout_seconds: 30,
+            outbound_connect_timeout_seconds: 10,
+            outbound_max_response_bytes: 1024,
+            outbound_ca_bundle: None,
+            outbound_allow_metadata_addresses: false,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("metrics-token-secret-123"), "{s}");

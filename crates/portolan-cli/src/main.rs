@@ -586,6 +586,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         job_workers_per_org: cfg.job_workers_per_org,
         jobs_per_org_cluster: cfg.jobs_per_org_cluster,
         metrics_token: cfg.metrics_token.clone(),
+        outbound: portolan_server::outbound::Outbound::new(&portolan_server::outbound::OutboundConfig {
+            timeout: std::time::Duration::from_secs(cfg.outbound_timeout_seconds),
+            connect_timeout: std::time::Duration::from_secs(cfg.outbound_connect_timeout_seconds),
+            max_response_bytes: cfg.outbound_max_response_bytes,
+            ca_bundle: cfg.outbound_ca_bundle.clone(),
+            allow_metadata_addresses: cfg.outbound_allow_metadata_addresses,
+            proxy: None,
+        })
+        .map_err(|e| anyhow::anyhow!(e))?,
         ..defaults
     };
     store.set_query_budget(std::time::Duration::from_secs(cfg.query_budget_seconds));

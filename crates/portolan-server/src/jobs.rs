@@ -26,6 +26,7 @@
 //! Workers are woken at once when this node enqueues a job ([`JobRuntime::wake`]) and otherwise
 //! poll every [`ApiConfig::job_poll`](crate::ApiConfig) for jobs enqueued by other nodes.
 
+pub mod action_run;
 pub mod delete_all;
 pub mod webhook;
 
@@ -124,6 +125,7 @@ impl JobRuntime {
         let mut rt = Self::new();
         rt.register(delete_all::KIND, Arc::new(|ctx| Box::pin(delete_all::run(ctx))));
         rt.register(webhook::KIND, Arc::new(|ctx| Box::pin(webhook::run(ctx))));
+        rt.register(action_run::KIND, Arc::new(|ctx| Box::pin(action_run::run(ctx))));
         rt
     }
 

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod metrics;
 mod middleware;
 pub mod ops;
+pub mod outbound;
 pub mod ratelimit;
 pub mod router;
 pub mod secrets;

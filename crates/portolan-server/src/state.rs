@@ -72,6 +72,9 @@ pub struct ApiConfig {
     pub jobs_per_org_cluster: u32,
     /// The bearer token `GET /metrics` requires; `None`: `/metrics` is off (404).
     pub metrics_token: Option<String>,
+    /// The guarded outbound HTTP client (built from `[outbound]` settings) every call to a
+    /// tenant-configured URL goes through.
+    pub outbound: crate::outbound::Outbound,
 }
 
 impl ApiConfig {
@@ -109,6 +112,7 @@ impl Default for ApiConfig {
             job_workers_per_org: 0,
             jobs_per_org_cluster: 16,
             metrics_token: None,
+            outbound: crate::outbound::Outbound::default(),
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct AppState {
     pub templates: Arc<crate::web::Templates>,
     /// This node's counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The guarded outbound HTTP client (`ApiConfig::outbound`).
+    pub outbound: crate::outbound::Outbound,
 }
 
 /// Unix seconds, for session and invitation expiry.
@@ -205,6 +211,7 @@ impl AppState {
             )),
             clock: Arc::new(SystemClock),
             templates: Arc::new(crate::web::Templates::new()),
+            outbound: config.outbound.clone(),
             config: Arc::new(config),
             blueprints: Arc::default(),
             jobs: Arc::new(JobRuntime::with_builtin_kinds()),

@@ -22,7 +22,8 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct ListParams {
-    action_identifier: Vec<String>,
+    /// One identifier or several (`action_identifier=a&action_identifier=b`).
+    action_identifier: Option<Value>,
     blueprint_identifier: Option<String>,
     trigger_type: Option<String>,
     published: Option<bool>,
@@ -34,9 +35,14 @@ pub async fn list(
     QueryParams(p): QueryParams<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let all = state.store.list_actions(&caller.org).await?;
+    let wanted: Vec<&str> = match &p.action_identifier {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
     let out: Vec<Value> = all
         .iter()
-        .filter(|a| p.action_identifier.is_empty() || p.action_identifier.contains(&a.identifier))
+        .filter(|a| wanted.is_empty() || wanted.contains(&a.identifier.as_str()))
         .filter(|a| {
             p.blueprint_identifier.as_ref().is_none_or(|bp| {
                 let t = &a.data["trigger"];

@@ -88,7 +88,12 @@ async fn org_secrets(state: &AppState, org: &OrgId) -> Result<Map<String, Value>
 }
 
 /// The trigger data of a self-service run (§5.5).
-async fn trigger_data(state: &AppState, org: &OrgId, run: &Run, secrets: &Map<String, Value>) -> Result<Value, JobError> {
+async fn trigger_data(
+    state: &AppState,
+    org: &OrgId,
+    run: &Run,
+    secrets: &Map<String, Value>,
+) -> Result<Value, JobError> {
     let entity = match (&run.blueprint, &run.entity) {
         (Some(bp), Some(id)) => state
             .store
@@ -271,7 +276,10 @@ async fn webhook(
             None
         } else {
             let key = state.config.secrets_key.as_ref().ok_or_else(|| {
-                JobError::fail(ErrorCode::SecretsKeyMissing, "the agent's payload holds secrets and no secrets key is configured")
+                JobError::fail(
+                    ErrorCode::SecretsKeyMissing,
+                    "the agent's payload holds secrets and no secrets key is configured",
+                )
             })?;
             Some(key.encrypt(&payload.to_string(), &agent_payload_aad(org, &run.id)))
         };
@@ -338,7 +346,13 @@ async fn webhook(
     Ok(ending)
 }
 
-async fn upsert_entity(state: &AppState, org: &OrgId, run: &Run, inv: &Value, data: &Value) -> Result<Ending, JobError> {
+async fn upsert_entity(
+    state: &AppState,
+    org: &OrgId,
+    run: &Run,
+    inv: &Value,
+    data: &Value,
+) -> Result<Ending, JobError> {
     let bp = match render(state, &inv["blueprintIdentifier"], data).await {
         Ok(Value::String(bp)) => bp,
         Ok(other) => return Ok(Ending::failure(format!("invocationMethod.blueprintIdentifier rendered to {other}"))),
@@ -348,7 +362,11 @@ async fn upsert_entity(state: &AppState, org: &OrgId, run: &Run, inv: &Value, da
         Ok(m) => m,
         Err(e) => return Ok(Ending::failure(format!("invocationMethod.mapping did not render: {e}"))),
     };
-    let actor = Actor { client_id: run.created_by.clone(), org: org.clone(), user_agent: Some(format!("action:{}", run.action)) };
+    let actor = Actor {
+        client_id: run.created_by.clone(),
+        org: org.clone(),
+        user_agent: Some(format!("action:{}", run.action)),
+    };
     let blueprint = match crate::ops::entity::blueprint(state, org, &bp).await {
         Ok(b) => b,
         Err(e) => return Ok(Ending::failure(e.message)),

@@ -61,6 +61,13 @@ impl TestApp {
             }
         };
         let (client_id, client_secret) = create_org(store.as_ref(), "org-a").await;
+        // As `portolan init` does: with a secrets key, the client secret is kept (encrypted)
+        // to sign action webhooks.
+        if let Some(key) = &config.secrets_key {
+            let org = OrgId("org_org-a".into());
+            let enc = key.encrypt(&client_secret, &portolan_server::ops::action::credential_aad(&org, &client_id));
+            store.set_credential_secret(&org, &client_id, &enc, key.id()).await.expect("signing secret");
+        }
         let state = AppState::new(store.clone(), config).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

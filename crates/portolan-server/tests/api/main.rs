@@ -10,6 +10,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod helpers;
 mod pg;
 
+mod actions;
 mod audit;
 mod auth;
 mod blueprint;

@@ -14,6 +14,8 @@ mod helpers;
 #[path = "../api/pg.rs"]
 mod pg;
 
+#[path = "../api/actions.rs"]
+mod actions;
 #[path = "../api/audit.rs"]
 mod audit;
 #[path = "../api/auth.rs"]
