@@ -296,7 +296,10 @@ impl Outbound {
         let url = match reqwest::Url::parse(&req.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
             Ok(u) => {
-                return (None, Some(format!("unsupported URL scheme {:?}: only http and https are called", u.scheme())));
+                return (
+                    None,
+                    Some(format!("unsupported URL scheme {:?}: only http and https are called", u.scheme())),
+                );
             }
             Err(e) => return (None, Some(format!("{:?} is not a valid URL: {e}", req.url))),
         };

@@ -61,8 +61,8 @@ async fn model(app: &WebApp) {
                 "required": ["language"],
                 "titles": {"adv": {"title": "Advanced", "description": "Optional settings"}},
                 "order": ["language", "notes", "count", "domain", "adv", "when", "tags", "config", "on"]}},
-        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "domain",
-            "mapping": {"identifier": "deployed"}}}),
+        // Through an execution agent: the run waits for one, IN_PROGRESS, until the test ends it.
+        "invocationMethod": {"type": "WEBHOOK", "url": "https://backend.example/deploy", "agent": true}}),
     )
     .await;
     app.api(
@@ -286,6 +286,28 @@ async fn submitting_starts_a_run_whose_page_follows_it_to_the_end() {
 }
 
 #[tokio::test]
+async fn an_upsert_entity_run_ends_by_itself_and_its_page_says_so() {
+    let Some(app) = WebApp::spawn().await else { return };
+    model(&app).await;
+    let mut b = app.admin().await;
+    let csrf = app.csrf(&mut b).await;
+    let res = app.post(&mut b, "/ui/self-service/scaffold", &[("_csrf", &csrf), ("p.name", "billing")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
+    let live = format!("{}/live", res.location());
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = app.get(&mut b, &live).await.text;
+        if !last.contains("data-status=\"IN_PROGRESS\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(last.contains("data-status=\"SUCCESS\""), "{last}");
+    assert!(last.contains("id=\"run-summary\"") && !last.contains("hx-trigger"), "{last}");
+    assert!(app.get(&mut b, "/ui/entities/service/billing").await.status.is_success(), "the entity was written");
+}
+
+#[tokio::test]
 async fn my_runs_pages_newest_first() {
     let Some(app) = WebApp::spawn().await else { return };
     model(&app).await;
@@ -340,4 +362,85 @@ async fn hostile_action_texts_render_inert() {
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
     let run = app.get(&mut b, &res.location()).await;
     assert!(!run.text.contains("<script>alert") && !run.text.contains("<x-evil"), "{}", run.text);
+}
+
+/// A backend that answers every request `200 {"deployed": true}` with a header, once per
+/// connection.
+async fn backend() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= head_end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let body = "{\"deployed\": true, \"note\": \"<i>done</i>\"}";
+                let res = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-backend: tiny\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(res.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/deploy")
+}
+
+#[tokio::test]
+async fn a_synchronized_webhook_run_shows_its_response_and_trace() {
+    let Some(app) = WebApp::spawn().await else { return };
+    model(&app).await;
+    let url = backend().await;
+    app.api(
+        "POST",
+        "/v1/actions",
+        json!({"identifier": "restart", "title": "Restart",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+            "userInputs": {"properties": {"why": {"type": "string"}}}},
+        "invocationMethod": {"type": "WEBHOOK", "url": url, "synchronized": true,
+            "body": {"why": "{{ .inputs.why }}", "run": "{{ .run.id }}"}}}),
+    )
+    .await;
+    let mut b = app.admin().await;
+    let csrf = app.csrf(&mut b).await;
+    let res = app.post(&mut b, "/ui/self-service/restart?entity=cart", &[("_csrf", &csrf), ("p.why", "stuck")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
+    let live = format!("{}/live", res.location());
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = app.get(&mut b, &live).await.text;
+        if !last.contains("data-status=\"IN_PROGRESS\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(last.contains("data-status=\"SUCCESS\""), "{last}");
+    let page = app.get(&mut b, &res.location()).await;
+    let html = page.unescaped();
+    assert!(html.contains("id=\"run-response\""), "{html}");
+    assert!(html.contains("&lt;i&gt;done&lt;/i&gt;") && !html.contains("<i>done"), "the response is escaped");
+    assert!(html.contains("id=\"run-trace\"") && html.contains(&format!("<code>POST</code> {url}")), "{html}");
+    assert!(html.contains("x-backend: tiny"), "response headers in the trace: {html}");
+    assert!(html.contains("stuck"), "the request body in the trace");
 }

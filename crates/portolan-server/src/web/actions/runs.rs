@@ -182,9 +182,9 @@ fn call_of(t: &Value) -> Call {
         error: t.get("error").and_then(text_of),
         note: t.get("note").and_then(text_of),
         request_headers: headers_of(req.get("headers").unwrap_or(&Value::Null)),
-        request_body: req.get("body").and_then(text_of),
+        request_body: req.get("body").and_then(text_of).filter(|b| !b.is_empty()),
         response_headers: headers_of(res.get("headers").unwrap_or(&Value::Null)),
-        response_body: res.get("body").and_then(text_of),
+        response_body: res.get("body").and_then(text_of).filter(|b| !b.is_empty()),
         raw: (!known).then(|| serde_json::to_string_pretty(t).unwrap_or_default()),
     }
 }
