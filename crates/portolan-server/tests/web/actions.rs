@@ -136,8 +136,9 @@ async fn the_form_renders_every_input_and_shows_a_conditional_one_only_when_its_
     );
     assert!(html.find("<h3>Advanced</h3>").unwrap() > html.find("id=\"field-domain\"").unwrap());
     assert!(html.find("<h3>Advanced</h3>").unwrap() < html.find("id=\"field-when\"").unwrap());
-    // The form re-renders itself on change (it has jq keys).
-    assert!(html.contains("hx-post=\"/ui/self-service/deploy/form?entity=auth\""), "{html}");
+    // A change of `language` (which notes' `visible` reads) re-renders the form; other inputs do not.
+    assert!(field(&html, "language").contains("hx-post=\"/ui/self-service/deploy/form?entity=auth\""), "{html}");
+    assert!(!field(&html, "count").contains("hx-post"), "{html}");
     // `notes` is visible only when .form.language == "rust".
     assert!(!html.contains("id=\"field-notes\""), "language defaults to go: no notes");
 

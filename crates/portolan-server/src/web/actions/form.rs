@@ -190,6 +190,8 @@ struct FieldView {
     /// What the control expects, when the control does not say (JSON, YAML, UTC).
     hint: Option<String>,
     errors: Vec<String>,
+    /// A change of this input re-renders the form ([`form_refs`]).
+    live: bool,
     /// The entity picker's search text and where it gets options.
     search: String,
     options_url: String,
@@ -260,6 +262,41 @@ fn layout(ui: &Value) -> Vec<Section> {
     }
     out.retain(|g| g.heading.is_some() || !g.ids.is_empty());
     out
+}
+
+/// The inputs whose change can change the form: those a jq query reads as `.form.<id>` or
+/// `.form["id"]` (a string key), and those named in a `dependsOn`. `None`: a query reads `.form` some other
+/// way, so every input counts. Only these inputs re-render the form, so typing elsewhere is
+/// never interrupted by a re-render.
+fn form_refs(ui: &Value) -> Option<HashSet<String>> {
+    let mut out = HashSet::new();
+    for slot in portolan_core::action::jq_queries(ui) {
+        let q = slot.query.as_str();
+        for (i, _) in q.match_indices(".form") {
+            let rest = &q[i + 5..];
+            if let Some(r) = rest.strip_prefix('.') {
+                let id: String = r.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if id.is_empty() {
+                    return None;
+                }
+                out.insert(id);
+            } else if let Some(r) = rest.strip_prefix("[\"") {
+                let id: String = r.chars().take_while(|c| *c != '"').collect();
+                out.insert(id);
+            } else if rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                // `.formal`, another key.
+                continue;
+            } else {
+                return None;
+            }
+        }
+    }
+    for d in ui["properties"].as_object().into_iter().flatten().map(|(_, d)| d) {
+        for id in d["dependsOn"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            out.insert(id.to_string());
+        }
+    }
+    Some(out)
 }
 
 /// Where the form is: the action, the entity it runs on, and what the user has entered.
@@ -411,8 +448,9 @@ fn entity_query(entity: Option<&Entity>) -> String {
 }
 
 /// Build the groups of inputs the form shows.
-async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> WebResult<(Vec<Group>, bool)> {
+async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> WebResult<Vec<Group>> {
     let (resolved, values) = resolve(state, user, fs).await?;
+    let refs = form_refs(&fs.action.data["trigger"]["userInputs"]);
     let required: HashSet<String> =
         resolved["required"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
     let empty = Map::new();
@@ -487,6 +525,7 @@ async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> Web
                 disabled: d.get("disabled") == Some(&Value::Bool(true)),
                 hint,
                 errors,
+                live: refs.as_ref().is_none_or(|r| r.contains(&id)),
                 search,
                 options_url: format!(
                     "/ui/self-service/{}/options/{}{}",
@@ -508,8 +547,7 @@ async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> Web
         .flat_map(|(id, ms)| ms.iter().map(move |m| format!("{id}: {m}")))
         .collect();
     fs.messages.extend(orphans);
-    let live = !portolan_core::action::jq_queries(&fs.action.data["trigger"]["userInputs"]).is_empty();
-    Ok((groups, live))
+    Ok(groups)
 }
 
 #[derive(Serialize)]
@@ -520,9 +558,8 @@ struct FormPage {
     entity: Option<EntityLink>,
     button: String,
     post_url: String,
+    /// Where a change of a live input posts the form to re-render the fields.
     fields_url: String,
-    /// Re-render the fields on every change (the action has jq-valued keys).
-    live: bool,
     groups: Vec<Group>,
     messages: Vec<String>,
     /// A DAY-2 / DELETE form opened without an entity: the entities to choose from.
@@ -531,6 +568,7 @@ struct FormPage {
 
 #[derive(Serialize)]
 struct FieldsFragment {
+    fields_url: String,
     groups: Vec<Group>,
     messages: Vec<String>,
 }
@@ -588,7 +626,7 @@ async fn render_form(state: &AppState, user: &WebUser, mut fs: FormState<'_>, st
     let entity_q = entity_query(fs.entity);
     let base = format!("/ui/self-service/{}", urlencode(&a.identifier));
     let needs_entity = operation(a) != "CREATE" && fs.entity.is_none();
-    let (groups, live, choose) = if needs_entity {
+    let (groups, choose) = if needs_entity {
         let bp = a.data["trigger"]["blueprintIdentifier"].as_str().unwrap_or_default();
         let mut choose = Vec::new();
         if bps.contains_key(bp) {
@@ -603,10 +641,9 @@ async fn render_form(state: &AppState, user: &WebUser, mut fs: FormState<'_>, st
                 });
             }
         }
-        (vec![], false, Some(choose))
+        (vec![], Some(choose))
     } else {
-        let (g, l) = fields(state, user, &mut fs).await?;
-        (g, l, None)
+        (fields(state, user, &mut fs).await?, None)
     };
     let action = ActionRef::of(a, &bps, fs.entity.map(|e| e.identifier.as_str()));
     let ctx = FormPage {
@@ -622,7 +659,6 @@ async fn render_form(state: &AppState, user: &WebUser, mut fs: FormState<'_>, st
         button: button_text(a),
         post_url: format!("{base}{entity_q}"),
         fields_url: format!("{base}/form{entity_q}"),
-        live,
         groups,
         messages: fs.messages,
         choose,
@@ -670,8 +706,14 @@ pub async fn action_fields(
         field_errors: BTreeMap::new(),
         messages: vec![],
     };
-    let (groups, _) = fields(&state, &user, &mut fs).await?;
-    page_with(&state, StatusCode::OK, "action_fields.html", FieldsFragment { groups, messages: fs.messages })
+    let groups = fields(&state, &user, &mut fs).await?;
+    let fields_url = format!("/ui/self-service/{}/form{}", urlencode(&a.identifier), entity_query(entity.as_ref()));
+    page_with(
+        &state,
+        StatusCode::OK,
+        "action_fields.html",
+        FieldsFragment { fields_url, groups, messages: fs.messages },
+    )
 }
 
 fn defs(a: &StoredAction) -> &Map<String, Value> {
@@ -873,6 +915,20 @@ mod tests {
         let l = layout(&steps);
         assert_eq!(l.len(), 1, "{l:?}");
         assert_eq!((l[0].heading.as_deref(), &l[0].ids), (Some("One"), &vec!["a".to_string()]));
+    }
+
+    #[test]
+    fn only_inputs_the_jq_reads_re_render_the_form() {
+        let ui = json!({"properties": {
+            "a": {"type": "string"}, "b": {"type": "string", "visible": {"jqQuery": ".form.a == \"x\" and .form[\"c\"]"}},
+            "c": {"type": "string"}, "d": {"type": "string", "dependsOn": ["e"]}, "e": {"type": "string"},
+            "f": {"type": "string", "default": {"jqQuery": ".formal // .entity.title"}}}});
+        let refs = form_refs(&ui).unwrap();
+        let mut refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        refs.sort();
+        assert_eq!(refs, ["a", "c", "e"]);
+        let all = json!({"properties": {"a": {"type": "string", "enum": {"jqQuery": ".form | keys"}}}});
+        assert_eq!(form_refs(&all), None);
     }
 
     #[test]
