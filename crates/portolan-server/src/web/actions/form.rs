@@ -108,7 +108,9 @@ pub(super) fn read_form(defs: &Map<String, Value>, form: &Form) -> Posted {
     for (id, def) in defs {
         let Some(d) = def.as_object() else { continue };
         let name = field_name(id);
-        let raw: Vec<String> = form.raw(&name).into_iter().map(str::to_string).collect();
+        // Browsers send a text area's line breaks as CRLF (HTML's form encoding); an input's
+        // value has the LF line breaks that were typed.
+        let raw: Vec<String> = form.raw(&name).into_iter().map(|v| v.replace("\r\n", "\n")).collect();
         let marker = form.0.iter().any(|(k, _)| k == &format!("m.{id}"));
         if let Some(q) = form.get(&format!("q.{id}")) {
             out.searches.insert(id.clone(), q.trim().to_string());
@@ -829,6 +831,7 @@ mod tests {
     fn defs() -> Map<String, Value> {
         json!({
             "name": {"type": "string"},
+            "name2": {"type": "string", "format": "multi-line"},
             "cpu": {"type": "number"},
             "on": {"type": "boolean"},
             "lang": {"type": "string", "enum": ["go", "rust"]},
@@ -876,7 +879,7 @@ mod tests {
     fn a_posted_form_becomes_typed_values() {
         let f = Form(parse_form(
             "p.name=x&p.cpu=2.5&m.on=1&p.lang=%22rust%22&p.size=2&m.tags=1&p.tags=%22a%22&p.tags=%22b%22&m.deps=1&p.deps=cart\
-             &p.deps=auth&p.dom=pay&p.cfg=%7B%22a%22%3A1%7D&p.when=2024-05-01T10%3A30&p.notes=&p.who=a%40b.c",
+             &p.deps=auth&p.dom=pay&p.cfg=%7B%22a%22%3A1%7D&p.when=2024-05-01T10%3A30&p.notes=&p.who=a%40b.c&p.name2=a%0D%0Ab",
         ));
         let p = read_form(&defs(), &f);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
@@ -884,7 +887,7 @@ mod tests {
             Value::Object(p.values),
             json!({"name": "x", "cpu": 2.5, "on": false, "lang": "rust", "size": 2, "tags": ["a", "b"],
                    "deps": ["cart", "auth"], "dom": "pay", "cfg": {"a": 1}, "when": "2024-05-01T10:30:00.000Z",
-                   "who": "a@b.c"})
+                   "who": "a@b.c", "name2": "a\nb"})
         );
         assert!(p.present.contains("notes") && !p.present.contains("secret"));
     }
