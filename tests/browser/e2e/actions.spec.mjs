@@ -144,7 +144,7 @@ test('a developer runs a day-2 action from an entity page and follows the run', 
     await page.locator('#in-target').selectOption('staging');
     await expect(page.locator('#in-target')).toHaveValue('staging');
     await expect(page.locator('#in-notes')).toHaveValue('First rollout\nwith feeling');
-    await shot(page, '09-run-form');
+    await shot(page, '10-run-form');
 
     // Start it: the run page follows the run until it ends.
     await page.getByRole('button', { name: 'Start deploy' }).click();
@@ -158,7 +158,7 @@ test('a developer runs a day-2 action from an entity page and follows the run', 
     await expect(page.locator('#run-links a')).toHaveAttribute('href', 'https://ci.example/runs/42');
     await expect(page.locator('#run-trace')).toContainText(hook);
     await expect(body).not.toHaveAttribute('hx-trigger', /every/);
-    await shot(page, '10-run');
+    await shot(page, '11-run');
     expect(seen.filter((s) => s.error), JSON.stringify(seen)).toEqual([]);
     expect(seen[0].notes).toBe('First rollout\nwith feeling');
 
@@ -170,7 +170,7 @@ test('a developer runs a day-2 action from an entity page and follows the run', 
     await expect(page.locator('#runs')).toContainText('SUCCESS');
     await page.locator('header nav').getByRole('link', { name: 'Self-service' }).click();
     await expect(page.locator('#actions')).toContainText('Deploy');
-    await shot(page, '11-self-service');
+    await shot(page, '12-self-service');
   } finally {
     backend.close();
   }
