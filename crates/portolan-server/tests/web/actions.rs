@@ -445,3 +445,44 @@ async fn a_synchronized_webhook_run_shows_its_response_and_trace() {
     assert!(html.contains("x-backend: tiny"), "response headers in the trace: {html}");
     assert!(html.contains("stuck"), "the request body in the trace");
 }
+
+#[tokio::test]
+async fn encrypted_inputs_are_shown_as_encrypted() {
+    let Some(app) = WebApp::spawn().await else { return };
+    model(&app).await;
+    let org = portolan_store::OrgId(crate::app::ORG.into());
+    let mut data = serde_json::Map::new();
+    data.insert("action".into(), json!({"identifier": "deploy", "title": "Deploy"}));
+    data.insert("properties".into(), json!({"token": "c2VjcmV0LWNpcGhlcnRleHQ=", "version": "1.2"}));
+    data.insert("encryptedProperties".into(), json!(["token"]));
+    data.insert("source".into(), json!("API"));
+    let run = portolan_store::Run {
+        rid: 0,
+        id: "r_encrypted".into(),
+        action: "deploy".into(),
+        blueprint: Some("service".into()),
+        entity: Some("auth".into()),
+        status: "IN_PROGRESS".into(),
+        external_run_id: None,
+        data,
+        trace: vec![],
+        pending_execution: false,
+        claimed_until: None,
+        installation_id: None,
+        ended_by_log: false,
+        created_by: ADMIN.into(),
+        created_at: "2024-01-01T00:00:00.000Z".into(),
+        updated_by: ADMIN.into(),
+        updated_at: "2024-01-01T00:00:00.000Z".into(),
+        ended_at: None,
+    };
+    app.store.create_run(&org, &run, None).await.unwrap();
+    let mut b = app.admin().await;
+    let page = app.get(&mut b, "/ui/runs/r_encrypted").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let token = &page.text[page.text.find("data-input=\"token\"").unwrap()..];
+    let token = &token[..token.find("</tr>").unwrap()];
+    assert!(token.contains("encrypted") && !token.contains("c2VjcmV0"), "{token}");
+    assert!(page.text.contains("1.2"));
+    assert!(!page.text.contains("c2VjcmV0"), "the ciphertext is not shown anywhere");
+}
