@@ -15,6 +15,7 @@ mod builder;
 mod catalog;
 mod editor;
 mod entity;
+mod entity_form;
 mod error;
 mod export;
 mod form;
@@ -80,6 +81,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run_list.html", include_str!("../../templates/run_list.html")),
     ("run.html", include_str!("../../templates/run.html")),
     ("run_body.html", include_str!("../../templates/run_body.html")),
+    ("entity_form.html", include_str!("../../templates/entity_form.html")),
 ];
 
 /// The compiled templates.
@@ -222,6 +224,9 @@ pub fn router(state: AppState) -> Router {
             get(sources::playground::playground).post(sources::playground::playground_run),
         )
         .route("/ui/data-sources/{id}/versions/{version}/restore", post(sources::integration::restore_version))
+        .route("/ui/entity-form/{bp}", get(entity_form::new_form).post(entity_form::save_new))
+        .route("/ui/entity-form/{bp}/{id}", get(entity_form::edit_form).post(entity_form::save_edit))
+        .route("/ui/entity-form-options/{bp}/{input}", post(entity_form::options))
         .route("/ui/self-service", get(actions::self_service))
         .route("/ui/self-service/{action}", get(actions::form::action_form).post(actions::form::action_submit))
         .route("/ui/self-service/{action}/form", post(actions::form::action_fields))

@@ -12,6 +12,7 @@ mod pg;
 
 mod actions;
 mod app;
+mod entity_form;
 mod errors;
 mod injection;
 mod pages;

@@ -93,7 +93,7 @@ fn datetime_to_input(s: &str) -> String {
 /// What a posted form says: the input values as JSON, which inputs the form carried, the
 /// text of each as typed, and the values that could not be read (bad JSON, not a number).
 #[derive(Default)]
-pub(super) struct Posted {
+pub(in crate::web) struct Posted {
     pub values: Map<String, Value>,
     pub present: HashSet<String>,
     pub texts: BTreeMap<String, Vec<String>>,
@@ -103,7 +103,7 @@ pub(super) struct Posted {
 }
 
 /// Read the inputs `defs` from a posted form.
-pub(super) fn read_form(defs: &Map<String, Value>, form: &Form) -> Posted {
+pub(in crate::web) fn read_form(defs: &Map<String, Value>, form: &Form) -> Posted {
     let mut out = Posted::default();
     for (id, def) in defs {
         let Some(d) = def.as_object() else { continue };
@@ -169,7 +169,7 @@ pub(super) fn read_form(defs: &Map<String, Value>, form: &Form) -> Posted {
 
 /// One option of a select.
 #[derive(Debug, Serialize)]
-pub(super) struct OptionView {
+pub(in crate::web) struct OptionView {
     pub value: String,
     pub label: String,
     pub selected: bool,
@@ -201,7 +201,7 @@ struct FieldView {
 
 /// A group of inputs under an optional heading: a step (`level` 2) or a `titles` section (3).
 #[derive(Debug, Serialize)]
-struct Group {
+pub(in crate::web) struct Group {
     heading: Option<String>,
     description: Option<String>,
     level: u8,
@@ -301,9 +301,13 @@ fn form_refs(ui: &Value) -> Option<HashSet<String>> {
     Some(out)
 }
 
-/// Where the form is: the action, the entity it runs on, and what the user has entered.
-pub(super) struct FormState<'a> {
-    pub action: &'a StoredAction,
+/// Where a form is: its inputs (an action's `userInputs`, or the inputs of an entity form),
+/// where its entity pickers get options, the entity it is about, and what the user entered.
+pub(in crate::web) struct FormState<'a> {
+    pub ui: &'a Value,
+    /// An entity picker's options come from `{options_base}/{input}{options_query}`.
+    pub options_base: String,
+    pub options_query: String,
     pub entity: Option<&'a Entity>,
     pub posted: Option<Posted>,
     /// Messages of a refused run, by input id, and for the whole form.
@@ -313,7 +317,7 @@ pub(super) struct FormState<'a> {
 
 /// The resolved `userInputs` and the values the form holds (typed, or the defaults).
 async fn resolve(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> WebResult<(Value, Map<String, Value>)> {
-    let ui = &fs.action.data["trigger"]["userInputs"];
+    let ui = fs.ui;
     let actor = caller(user);
     let mut values = fs.posted.as_ref().map(|p| p.values.clone()).unwrap_or_default();
     let eval = |values: &Map<String, Value>| {
@@ -360,7 +364,7 @@ fn control_text(control: &str, v: &Value) -> String {
 
 /// Search the entities an entity input offers: its blueprint, its `dataset` (resolved), and
 /// `text` in the identifier or title. A dataset that does not parse offers nothing.
-pub(super) async fn picker_entities(
+pub(in crate::web) async fn picker_entities(
     state: &AppState,
     user: &WebUser,
     d: &Map<String, Value>,
@@ -418,7 +422,7 @@ pub(super) async fn picker_entities(
 
 /// The options of an entity picker: the matching entities, plus the selected ones the search
 /// did not return (so a search never drops a choice).
-pub(super) fn entity_options(found: &[Entity], selected: &[String]) -> Vec<OptionView> {
+pub(in crate::web) fn entity_options(found: &[Entity], selected: &[String]) -> Vec<OptionView> {
     let mut out: Vec<OptionView> = Vec::new();
     for s in selected {
         if !found.iter().any(|e| &e.identifier == s) {
@@ -450,14 +454,13 @@ fn entity_query(entity: Option<&Entity>) -> String {
 }
 
 /// Build the groups of inputs the form shows.
-async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> WebResult<Vec<Group>> {
+pub(in crate::web) async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> WebResult<Vec<Group>> {
     let (resolved, values) = resolve(state, user, fs).await?;
-    let refs = form_refs(&fs.action.data["trigger"]["userInputs"]);
+    let refs = form_refs(fs.ui);
     let required: HashSet<String> =
         resolved["required"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
     let empty = Map::new();
     let defs = resolved["properties"].as_object().unwrap_or(&empty);
-    let action_id = &fs.action.identifier;
     let mut groups = Vec::new();
     for Section { heading, description, level, ids } in layout(&resolved) {
         let mut group = Group { heading, description, level, fields: vec![] };
@@ -529,12 +532,7 @@ async fn fields(state: &AppState, user: &WebUser, fs: &mut FormState<'_>) -> Web
                 errors,
                 live: refs.as_ref().is_none_or(|r| r.contains(&id)),
                 search,
-                options_url: format!(
-                    "/ui/self-service/{}/options/{}{}",
-                    urlencode(action_id),
-                    urlencode(&id),
-                    entity_query(fs.entity)
-                ),
+                options_url: format!("{}/{}{}", fs.options_base, urlencode(&id), fs.options_query),
                 id,
             });
         }
@@ -622,8 +620,13 @@ fn button_text(a: &StoredAction) -> String {
     })
 }
 
-async fn render_form(state: &AppState, user: &WebUser, mut fs: FormState<'_>, status: StatusCode) -> WebResult {
-    let a = fs.action;
+async fn render_form(
+    state: &AppState,
+    user: &WebUser,
+    a: &StoredAction,
+    mut fs: FormState<'_>,
+    status: StatusCode,
+) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
     let entity_q = entity_query(fs.entity);
     let base = format!("/ui/self-service/{}", urlencode(&a.identifier));
@@ -679,13 +682,15 @@ pub async fn action_form(
     let q = query_form(&q);
     let entity = load_entity(&state, &user, &a, q.get("entity")).await?;
     let fs = FormState {
-        action: &a,
+        ui: &a.data["trigger"]["userInputs"],
+        options_base: format!("/ui/self-service/{}/options", urlencode(&a.identifier)),
+        options_query: entity_query(entity.as_ref()),
         entity: entity.as_ref(),
         posted: None,
         field_errors: BTreeMap::new(),
         messages: vec![],
     };
-    render_form(&state, &user, fs, StatusCode::OK).await
+    render_form(&state, &user, &a, fs, StatusCode::OK).await
 }
 
 /// `POST /ui/self-service/{action}/form`: the fields again for the values posted (htmx swaps
@@ -702,7 +707,9 @@ pub async fn action_fields(
     let entity = load_entity(&state, &user, &a, query_form(&q).get("entity")).await?;
     let posted = read_form(defs(&a), &form);
     let mut fs = FormState {
-        action: &a,
+        ui: &a.data["trigger"]["userInputs"],
+        options_base: format!("/ui/self-service/{}/options", urlencode(&a.identifier)),
+        options_query: entity_query(entity.as_ref()),
         entity: entity.as_ref(),
         posted: Some(posted),
         field_errors: BTreeMap::new(),
@@ -782,7 +789,9 @@ pub async fn action_submit(
             Err(e) if e.status.is_client_error() => {
                 let (message, details) = api_errors(&e);
                 let mut fs = FormState {
-                    action: &a,
+                    ui: &a.data["trigger"]["userInputs"],
+                    options_base: format!("/ui/self-service/{}/options", urlencode(&a.identifier)),
+                    options_query: entity_query(entity.as_ref()),
                     entity: entity.as_ref(),
                     posted: Some(posted),
                     field_errors: BTreeMap::new(),
@@ -801,19 +810,21 @@ pub async fn action_submit(
                         None => fs.messages.push(format!("{}: {}", d.path, d.message)),
                     }
                 }
-                return render_form(&state, &user, fs, e.status).await;
+                return render_form(&state, &user, &a, fs, e.status).await;
             }
             Err(e) => return Err(e.into()),
         }
     }
     let fs = FormState {
-        action: &a,
+        ui: &a.data["trigger"]["userInputs"],
+        options_base: format!("/ui/self-service/{}/options", urlencode(&a.identifier)),
+        options_query: entity_query(entity.as_ref()),
         entity: entity.as_ref(),
         posted: Some(posted),
         field_errors: BTreeMap::new(),
         messages: vec![],
     };
-    render_form(&state, &user, fs, StatusCode::UNPROCESSABLE_ENTITY).await
+    render_form(&state, &user, &a, fs, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
 /// `properties.<id>…` → (`<id>`, the rest of the path).
