@@ -111,6 +111,10 @@ fn web_ui_in_chromium() {
         "06-export",
         "07-data-sources",
         "08-event-log",
+        "09-webhook",
+        "10-run-form",
+        "11-run",
+        "12-self-service",
     ] {
         let f = shots.join(format!("{name}.png"));
         assert!(f.metadata().map(|m| m.len() > 1000).unwrap_or(false), "screenshot {} missing", f.display());

@@ -6,3 +6,9 @@ document.addEventListener("keydown", function (ev) {
     ev.target.form.requestSubmit();
   }
 });
+document.addEventListener("keydown", function (ev) {
+  // Enter in an entity picker's search box searches; it does not submit (start) the run form.
+  if (ev.key === "Enter" && ev.target && ev.target.matches && ev.target.matches(".picker input[type=search]")) {
+    ev.preventDefault();
+  }
+});

@@ -690,3 +690,58 @@ impl RunQuery {
         }
     }
 }
+
+/// The input of a user-inputs jq slot (§5.2): `{form, entity, user}`. `entity` is the entity a
+/// DAY-2 / DELETE run is for.
+pub fn form_context(form: &Value, entity: Option<&portolan_core::Entity>, actor: &Actor) -> Value {
+    json!({
+        "form": form,
+        "entity": entity.map_or(Value::Null, |e| Value::Object(crate::computed::entity_json(e))),
+        "user": {"email": actor.client_id, "userId": actor.client_id, "roles": [], "teams": [], "teamsIdentifiers": []},
+    })
+}
+
+/// Evaluate the jq slots of `user_inputs` over `input` ([`form_context`]) under the
+/// organization's jq budget, off the async runtime. Unlike a run's start, a failing slot does
+/// not stop the others: the web UI's run form shows each failure at its slot and renders the
+/// rest (`user_inputs` with the evaluated slots written back, failed ones left as they are).
+pub async fn evaluate_user_inputs(
+    state: &AppState,
+    org: &OrgId,
+    user_inputs: &Value,
+    input: Value,
+) -> ApiResult<(Value, Vec<FieldError>)> {
+    let slots = core_action::jq_queries(user_inputs);
+    if slots.is_empty() {
+        return Ok((user_inputs.clone(), vec![]));
+    }
+    let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&org.0));
+    let results = tokio::task::spawn_blocking(move || {
+        slots.into_iter().map(|s| (jq.first_in(&budget, &s.query, &input), s)).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal("jq", e))?;
+    let mut failed = Vec::new();
+    let mut values = Vec::new();
+    for (r, slot) in results {
+        match r {
+            Ok(v) => values.push((slot.pointer, v)),
+            Err(e) => failed
+                .push(FieldError::new(format!("trigger.userInputs.{}.jqQuery", slot.path), format!("failed: {e}"))),
+        }
+    }
+    Ok((core_action::resolve(user_inputs, &values), failed))
+}
+
+/// The runs `created_by` started (the web UI's "My runs"), newest first, `limit` of them
+/// before the cursor `before` (a run's `rid`).
+pub async fn runs_of_user(
+    state: &AppState,
+    org: &OrgId,
+    created_by: &str,
+    before: Option<i64>,
+    limit: u32,
+) -> ApiResult<Vec<Run>> {
+    let filter = RunFilter { created_by: Some(created_by.to_string()), before, limit, ..RunFilter::default() };
+    Ok(state.store.list_runs(org, &filter).await?)
+}

@@ -28,6 +28,9 @@ struct EntityPage<'a> {
     upstream: Vec<Related>,
     downstream: Vec<Related>,
     history: Vec<AuditRow>,
+    /// The DAY-2 / DELETE actions whose condition this entity matches.
+    actions: Vec<super::actions::ActionRef>,
+    runs: Vec<super::actions::runs::RunRow>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +181,8 @@ pub async fn entity(
         upstream,
         downstream,
         history: audit_rows(&history, now),
+        actions: super::actions::entity_actions(&state, &user.org, &bp_id, &id).await?,
+        runs: super::actions::runs::entity_runs(&state, &user.org, &bp_id, &id).await?,
     };
     page(&state, "entity.html", ctx)
 }

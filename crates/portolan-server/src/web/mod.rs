@@ -8,12 +8,14 @@
 //! field or the `X-CSRF-Token` header htmx sends), and no page reads more than one page of
 //! entities from the store.
 
+mod actions;
 mod audit;
 mod auth;
 mod builder;
 mod catalog;
 mod editor;
 mod entity;
+mod entity_form;
 mod error;
 mod export;
 mod form;
@@ -71,6 +73,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("source_mapping.html", include_str!("../../templates/source_mapping.html")),
     ("source_playground.html", include_str!("../../templates/source_playground.html")),
     ("source_playground_result.html", include_str!("../../templates/source_playground_result.html")),
+    ("self_service.html", include_str!("../../templates/self_service.html")),
+    ("action_form.html", include_str!("../../templates/action_form.html")),
+    ("action_fields.html", include_str!("../../templates/action_fields.html")),
+    ("action_options.html", include_str!("../../templates/action_options.html")),
+    ("runs.html", include_str!("../../templates/runs.html")),
+    ("run_list.html", include_str!("../../templates/run_list.html")),
+    ("run.html", include_str!("../../templates/run.html")),
+    ("run_body.html", include_str!("../../templates/run_body.html")),
+    ("entity_form.html", include_str!("../../templates/entity_form.html")),
 ];
 
 /// The compiled templates.
@@ -213,6 +224,16 @@ pub fn router(state: AppState) -> Router {
             get(sources::playground::playground).post(sources::playground::playground_run),
         )
         .route("/ui/data-sources/{id}/versions/{version}/restore", post(sources::integration::restore_version))
+        .route("/ui/entity-form/{bp}", get(entity_form::new_form).post(entity_form::save_new))
+        .route("/ui/entity-form/{bp}/{id}", get(entity_form::edit_form).post(entity_form::save_edit))
+        .route("/ui/entity-form-options/{bp}/{input}", post(entity_form::options))
+        .route("/ui/self-service", get(actions::self_service))
+        .route("/ui/self-service/{action}", get(actions::form::action_form).post(actions::form::action_submit))
+        .route("/ui/self-service/{action}/form", post(actions::form::action_fields))
+        .route("/ui/self-service/{action}/options/{input}", post(actions::form::action_options))
+        .route("/ui/runs", get(actions::runs::my_runs))
+        .route("/ui/runs/{id}", get(actions::runs::run_page))
+        .route("/ui/runs/{id}/live", get(actions::runs::run_live))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

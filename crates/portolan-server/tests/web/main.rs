@@ -10,7 +10,9 @@ pub const BACKEND: app::Backend = app::Backend::Sqlite;
 #[path = "../api/pg.rs"]
 mod pg;
 
+mod actions;
 mod app;
+mod entity_form;
 mod errors;
 mod injection;
 mod pages;

@@ -9,8 +9,12 @@ pub const BACKEND: app::Backend = app::Backend::Postgres;
 #[path = "../api/pg.rs"]
 mod pg;
 
+#[path = "../web/actions.rs"]
+mod actions;
 #[path = "../web/app.rs"]
 mod app;
+#[path = "../web/entity_form.rs"]
+mod entity_form;
 #[path = "../web/errors.rs"]
 mod errors;
 #[path = "../web/injection.rs"]

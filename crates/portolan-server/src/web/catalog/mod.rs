@@ -78,6 +78,8 @@ struct Catalog<'a> {
     has_initial: bool,
     can_save: bool,
     initial_action: String,
+    /// The blueprint's CREATE self-service actions.
+    actions: Vec<super::actions::ActionRef>,
 }
 
 /// A shown column: its header, and links that sort, move or hide it.
@@ -315,6 +317,7 @@ pub async fn catalog(
         has_initial: saved.is_some(),
         can_save: user.is_admin() && (view.q.is_some() || !view.filters.is_empty()),
         initial_action: format!("/ui/catalog/{}/initial-filter", urlencode(id)),
+        actions: super::actions::create_actions(&state, &user.org, id).await?,
     };
     page(&state, "catalog.html", ctx)
 }
