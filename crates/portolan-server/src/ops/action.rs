@@ -313,33 +313,11 @@ async fn resolve_inputs(
     entity: Option<&portolan_core::Entity>,
     actor: &Actor,
 ) -> ApiResult<Value> {
-    let slots = core_action::jq_queries(user_inputs);
-    if slots.is_empty() {
-        return Ok(user_inputs.clone());
+    let (resolved, failed) = evaluate_user_inputs(state, org, user_inputs, form_context(form, entity, actor)).await?;
+    if !failed.is_empty() {
+        return Err(ApiError::invalid(&FieldErrors(failed)));
     }
-    let input = json!({
-        "form": form,
-        "entity": entity.map_or(Value::Null, |e| Value::Object(crate::computed::entity_json(e))),
-        "user": {"email": actor.client_id, "userId": actor.client_id, "roles": [], "teams": [], "teamsIdentifiers": []},
-    });
-    let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&org.0));
-    let results = tokio::task::spawn_blocking(move || {
-        slots.iter().map(|s| (s.clone(), jq.first_in(&budget, &s.query, &input))).collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal("jq", e))?;
-    let mut errs = FieldErrors::default();
-    let mut values = Vec::new();
-    for (slot, r) in results {
-        match r {
-            Ok(v) => values.push((slot.pointer, v)),
-            Err(e) => errs.push(format!("trigger.userInputs.{}.jqQuery", slot.path), format!("failed: {e}")),
-        }
-    }
-    if !errs.0.is_empty() {
-        return Err(ApiError::invalid(&errs));
-    }
-    Ok(core_action::resolve(user_inputs, &values))
+    Ok(resolved)
 }
 
 async fn check_entity_refs(state: &AppState, org: &OrgId, checked: &CheckedInputs) -> ApiResult<()> {
