@@ -524,15 +524,28 @@ async fn sync_metrics_and_heartbeats_go_to_the_event_log() {
 }
 
 #[tokio::test]
-async fn action_and_workflow_run_routes_are_a_clean_json_404() {
+async fn action_run_routes_answer_in_ports_shapes_and_workflow_routes_are_a_clean_json_404() {
     let Some(app) = TestApp::spawn().await else { return };
+    // Ocean's actions processor polls for INTEGRATION_ACTION runs: there are none to give it.
+    let claim = json!({"installationId": "my-integration", "limit": 10, "invocationMethod": "INTEGRATION_ACTION"});
+    let r = oc(&app, "POST", "/v1/actions/runs/claim-pending", Some(claim)).await;
+    assert_eq!((r.status.as_u16(), r.body["runs"].clone()), (200, json!([])), "{}", r.body);
+    let r = oc(&app, "PATCH", "/v1/actions/runs/ack", Some(json!({"runIds": ["r_1"]}))).await;
+    assert_eq!((r.status.as_u16(), r.body["ackedCount"].clone()), (200, json!(0)), "{}", r.body);
+    let r = oc(&app, "GET", "/v1/actions/runs?version=v2&external_run_id=x", None).await;
+    assert_eq!((r.status.as_u16(), r.body["runs"].clone()), (200, json!([])), "{}", r.body);
+    for (method, path, body) in [
+        ("PATCH", "/v1/actions/runs/r_1", json!({"status": "SUCCESS"})),
+        ("POST", "/v1/actions/runs/r_1/logs", json!({"message": "x"})),
+    ] {
+        let r = oc(&app, method, path, Some(body)).await;
+        assert_error(&r, 404, "not_found");
+        assert!(r.body["message"].as_str().unwrap().contains("r_1"), "{method} {path}: {}", r.body);
+    }
+    let r =
+        oc(&app, "POST", "/v1/workflows/runs/claim-pending", Some(json!({"installationId": "x", "limit": 1}))).await;
+    assert_eq!((r.status.as_u16(), r.body["nodeRuns"].clone()), (200, json!([])), "{}", r.body);
     for (method, path) in [
-        ("POST", "/v1/actions/runs/claim-pending"),
-        ("PATCH", "/v1/actions/runs/ack"),
-        ("PATCH", "/v1/actions/runs/r_1"),
-        ("POST", "/v1/actions/runs/r_1/logs"),
-        ("GET", "/v1/actions/runs?version=v2&external_run_id=x"),
-        ("POST", "/v1/workflows/runs/claim-pending"),
         ("PATCH", "/v1/workflows/runs/ack"),
         ("PATCH", "/v1/workflows/nodes/runs/n_1"),
         ("POST", "/v1/workflows/nodes/runs/n_1/logs"),
