@@ -329,7 +329,7 @@ fn to_rules(v: &Value, path: &str) -> Result<Value, FieldError> {
 
 /// A search-language path (`rules[0].rules[1].value`) in scorecard terms
 /// (`conditions[0].conditions[1].value`).
-fn rules_to_conditions(path: &str) -> String {
+pub fn rules_to_conditions(path: &str) -> String {
     path.split('.')
         .map(|seg| match seg.strip_prefix("rules") {
             Some(rest) if rest.is_empty() || rest.starts_with('[') => format!("conditions{rest}"),
