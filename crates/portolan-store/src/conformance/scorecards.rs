@@ -75,6 +75,11 @@ pub async fn scorecards_are_saved_audited_and_tenant_scoped(s: &dyn Store) {
     s.delete_scorecard(&a, "service", "own", &ctx()).await.unwrap();
     assert!(s.get_scorecard(&a, "service", "own").await.unwrap().is_none());
     assert!(matches!(s.delete_scorecard(&a, "service", "own", &ctx()).await, Err(StoreError::NotFound(_))));
+
+    // Deleting a blueprint deletes its scorecards.
+    s.save_scorecard(&a, &write("own", &body("own")), SaveMode::Create, &ctx(), None).await.unwrap();
+    s.delete_blueprint(&a, "service", &ctx()).await.unwrap();
+    assert!(s.list_scorecards(&a, None).await.unwrap().is_empty());
 }
 
 /// Results: the filter decides who is evaluated, each rule's status and the level follow Port's
