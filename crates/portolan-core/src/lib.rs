@@ -7,6 +7,7 @@ pub mod entity;
 pub mod error;
 pub mod export;
 pub mod ident;
+pub mod scorecard;
 pub mod search;
 
 pub use action::{CheckedInputs, EntityRef, JqSlot, check_action, check_inputs, jq_queries};

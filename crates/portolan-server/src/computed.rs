@@ -91,6 +91,8 @@ pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &R
     if opts.attach_title_to_relation {
         attach_titles(state, org, &blueprints, entities, &mut out).await?;
     }
+    let keys: Vec<(String, String)> = entities.iter().map(|e| (e.blueprint.clone(), e.identifier.clone())).collect();
+    crate::ops::scorecard::attach_results(state, org, &keys, &mut out).await?;
     Ok(out.into_iter().map(|m| project(m, opts)).collect())
 }
 

@@ -28,6 +28,7 @@
 
 pub mod action_run;
 pub mod delete_all;
+pub mod scorecard;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -126,6 +127,8 @@ impl JobRuntime {
         rt.register(delete_all::KIND, Arc::new(|ctx| Box::pin(delete_all::run(ctx))));
         rt.register(webhook::KIND, Arc::new(|ctx| Box::pin(webhook::run(ctx))));
         rt.register(action_run::KIND, Arc::new(|ctx| Box::pin(action_run::run(ctx))));
+        rt.register(scorecard::RECOMPUTE_KIND, Arc::new(|ctx| Box::pin(scorecard::recompute(ctx))));
+        rt.register(scorecard::ENTITIES_KIND, Arc::new(|ctx| Box::pin(scorecard::entities(ctx))));
         rt
     }
 

@@ -7,7 +7,9 @@ use serde_json::{Map, Value, json};
 
 use crate::auth;
 use crate::handlers::integration::{cursors, metrics};
-use crate::handlers::{action, apps, audit, blueprint, entity, integration, jobs, organization, search, webhook};
+use crate::handlers::{
+    action, apps, audit, blueprint, entity, integration, jobs, organization, scorecard, search, webhook,
+};
 use crate::state::AppState;
 
 macro_rules! routes {
@@ -113,6 +115,14 @@ routes! {
     post "/v1/actions/{id}/runs" => action::create_run, "Actions", "Run a self-service action {properties, entity}: 202 once the run and its invocation are stored";
     post "/v1/workflows/runs/claim-pending" => action::claim_workflow_runs, "Action runs", "Execution agent: workflow node runs to claim (Portolan has none)";
     post "/v1/ingest/{webhookKey}" => webhook::ingest, "Webhooks", "Ingest URL of a webhook: no bearer token (the key is the credential); 202 once stored";
+    // Scorecards (handlers/scorecard.rs, ops/scorecard.rs, jobs/scorecard.rs).
+    get "/v1/scorecards" => scorecard::list_all, "Scorecards", "Every scorecard of the organization";
+    get "/v1/blueprints/{id}/scorecards" => scorecard::list, "Scorecards", "The scorecards of a blueprint";
+    post "/v1/blueprints/{id}/scorecards" => scorecard::create, "Scorecards", "Create a scorecard; results are computed in the background (a scorecard_recompute job)";
+    get "/v1/blueprints/{id}/scorecards/{scorecard}" => scorecard::get, "Scorecards", "Get a scorecard";
+    put "/v1/blueprints/{id}/scorecards/{scorecard}" => scorecard::put, "Scorecards", "Replace a scorecard; results are recomputed in the background";
+    delete "/v1/blueprints/{id}/scorecards/{scorecard}" => scorecard::delete, "Scorecards", "Delete a scorecard with its results and level history";
+    get "/v1/blueprints/{id}/entities/{entity}/scorecards/{scorecard}/history" => scorecard::history, "Scorecards", "An entity's level changes in a scorecard, oldest first (Portolan extension)";
 }
 
 /// The OpenAPI 3.1 document of [`ROUTES`].

@@ -297,6 +297,19 @@ impl Blueprints for SqlStore {
                 });
             }
         }
+        // Its scorecards (and their history) go with it.
+        for table in ["scorecard_level_history", "scorecard_results"] {
+            tx.q(&format!("DELETE FROM {table} WHERE org_id = ? AND blueprint = ?"))
+                .bind(&org.0)
+                .bind(id)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.q("DELETE FROM scorecards WHERE org_id = ? AND blueprint = ?")
+            .bind(&org.0)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
         tx.q("DELETE FROM blueprints WHERE org_id = ? AND identifier = ?")
             .bind(&org.0)
             .bind(id)

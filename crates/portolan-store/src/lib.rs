@@ -18,6 +18,7 @@ mod orgs;
 mod plan;
 pub mod query;
 mod resyncs;
+mod scorecards;
 mod secrets;
 mod settings;
 pub mod sql;
@@ -42,6 +43,10 @@ pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration}
 pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat};
 pub use orgs::{Org, Orgs};
 pub use resyncs::{DeletionGuard, Reservation, Resync, Resyncs};
+pub use scorecards::{
+    LevelChange, SCORE_ENTITIES_JOB, ScoreOutcome, ScoreTargets, ScorecardResult, ScorecardWrite, Scorecards,
+    StoredScorecard,
+};
 pub use secrets::{OrgSecret, Secrets};
 pub use settings::{PoolUse, Settings};
 pub use ui::{InitialFilter, Ui};
@@ -109,6 +114,7 @@ pub trait Store:
     + Ui
     + Actions
     + Secrets
+    + Scorecards
 {
 }
 
@@ -126,14 +132,15 @@ impl<T> Store for T where
         + Ui
         + Actions
         + Secrets
+        + Scorecards
 {
 }
 
 /// Every aggregate trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use crate::{
-        Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Resyncs, Secrets, Settings, Store,
-        Ui, Webhooks,
+        Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Resyncs, Scorecards, Secrets,
+        Settings, Store, Ui, Webhooks,
     };
 }
 

@@ -186,6 +186,8 @@ pub async fn write(
         };
     }
     let mut results = state.store.write_entities(&actor.org, vec![write], &audit_ctx(actor)).await?;
+    // The write may have enqueued the recomputation of its scorecard results.
+    crate::jobs::wake_workers(state);
     match results.pop() {
         Some(Ok(w)) => Ok(w),
         Some(Err(rej)) => {
@@ -233,7 +235,9 @@ pub async fn write_many(
     let results = if opts.validation_only {
         dry_run(state, &actor.org, writes).await?
     } else {
-        state.store.write_entities(&actor.org, writes, &audit_ctx(actor)).await?
+        let r = state.store.write_entities(&actor.org, writes, &audit_ctx(actor)).await?;
+        crate::jobs::wake_workers(state);
+        r
     };
     for ((index, identifier), r) in index_of.into_iter().zip(results) {
         out.push(ItemResult { index, identifier, result: r.map_err(|rej| rejection_error(&rej)) });

@@ -24,6 +24,7 @@ mod malformed;
 mod metrics;
 mod ocean_latest;
 mod ratelimit;
+mod scorecards;
 mod search;
 mod search_paging;
 mod smoke;

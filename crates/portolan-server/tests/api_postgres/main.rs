@@ -42,6 +42,8 @@ mod metrics;
 mod ocean_latest;
 #[path = "../api/ratelimit.rs"]
 mod ratelimit;
+#[path = "../api/scorecards.rs"]
+mod scorecards;
 #[path = "../api/search.rs"]
 mod search;
 #[path = "../api/search_paging.rs"]

@@ -3,7 +3,7 @@
 //! them into one `#[tokio::test]` per case for a backend's factory.
 //!
 //! One file per aggregate (orgs and settings, blueprints, entities, search, audit, jobs,
-//! integrations, webhooks, accounts, web UI settings); the helpers every case builds on are
+//! integrations, webhooks, accounts, web UI settings, actions, scorecards); the helpers every case builds on are
 //! here. A new case is a `pub async fn name(s: &dyn Store)` in its aggregate's file, listed in
 //! [`conformance_tests!`](crate::conformance_tests). `tests/conformance_guard.rs` fails when a
 //! store method is called by no case, or a case is missing from that list.
@@ -18,6 +18,7 @@ mod entities;
 mod integrations;
 mod jobs;
 mod orgs;
+mod scorecards;
 mod search;
 #[cfg(feature = "testing")]
 pub mod test_db;
@@ -39,6 +40,7 @@ pub use entities::*;
 pub use integrations::*;
 pub use jobs::*;
 pub use orgs::*;
+pub use scorecards::*;
 pub use search::*;
 pub use ui::*;
 pub use webhooks::*;
@@ -199,7 +201,9 @@ macro_rules! conformance_tests {
             actions_are_saved_audited_and_tenant_scoped,
             runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped,
             agent_claims_are_leased_exclusive_and_acknowledged_once,
-            secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_scoped);
+            secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_scoped,
+            // scorecards.rs
+            scorecards_are_saved_audited_and_tenant_scoped, scorecard_results_follow_rules_filter_and_history);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

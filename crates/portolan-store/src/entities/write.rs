@@ -20,6 +20,7 @@ use crate::audit;
 use crate::db::{Db, Row, Tx};
 use crate::dialect::{entity_locks, lock_entities, nul_rejection};
 use crate::plan::{Key, Outcome, Plan, entity_record, json_text};
+use crate::scorecards;
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
 
@@ -65,6 +66,9 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
     audit::insert(&mut tx, org, &plan.audit_records(&stubs, ctx)).await?;
+    let written: Vec<(&str, &str)> =
+        rows.iter().copied().chain(stubs.iter()).map(|e| (e.blueprint.as_str(), e.identifier.as_str())).collect();
+    scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
     tx.commit().await?;
     Ok(plan.finish())
 }
@@ -348,6 +352,7 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     lock_entities(&mut tx, locks).await?;
     let refuse = refusal(db.dialect());
     let mut out = Vec::with_capacity(writes.len());
+    let mut written: Vec<(String, String)> = Vec::new();
     for w in writes {
         let before = get_in_tx(db, &mut tx, org, &w.blueprint, &w.identifier).await?;
         let (entity, edges) = match (w.build)(before.as_ref().map(|(_, e)| e)) {
@@ -402,6 +407,7 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
                 datasource: entity.datasource.clone(),
             };
             save(&mut tx, org, None, &stub, &[]).await?;
+            written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
             audit::insert(&mut tx, org, &[rec]).await?;
         }
@@ -410,8 +416,11 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         let before_entity = before.as_ref().map(|(_, e)| e);
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
         audit::insert(&mut tx, org, &[rec]).await?;
+        written.push((entity.blueprint.clone(), entity.identifier.clone()));
         out.push(Ok(Written { entity, created: before.is_none() }));
     }
+    let written: Vec<(&str, &str)> = written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
+    scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
     tx.commit().await?;
     Ok(out)
 }

@@ -36,6 +36,9 @@ pub(super) const TABLES: &[&TableSpec] = &[
     &ACTION_RUN_LOGS,
     &ACTION_RUN_ENTITIES,
     &ORG_SECRETS,
+    &SCORECARDS,
+    &SCORECARD_RESULTS,
+    &SCORECARD_LEVEL_HISTORY,
 ];
 
 /// Identity columns (table, column): their ids are shifted past the target's largest.
@@ -47,6 +50,7 @@ pub(super) const ID_SPACES: &[(&str, &str)] = &[
     ("webhook_logs", "id"),
     ("action_runs", "rid"),
     ("action_run_logs", "id"),
+    ("scorecard_level_history", "id"),
 ];
 
 /// How a column is read from SQLite and written to PostgreSQL.
@@ -316,3 +320,30 @@ pub fn copied_columns() -> Vec<(&'static str, Vec<&'static str>)> {
         TABLES.iter().map(|s| (s.table, std::iter::once("org_id").chain(s.cols.iter().map(|(c, _)| *c)).collect()));
     by_hand.chain(specs).collect()
 }
+
+/// Scorecards (migration 0013).
+const SCORECARDS: TableSpec = TableSpec {
+    table: "scorecards",
+    json_type: "json",
+    cols: cols![blueprint: Text, identifier: Text, id: Text, data: Json, created_at: Text, created_by: Text,
+        updated_at: Text, updated_by: Text],
+    overriding: false,
+    order: &["blueprint", "identifier"],
+};
+
+const SCORECARD_RESULTS: TableSpec = TableSpec {
+    table: "scorecard_results",
+    json_type: "json",
+    cols: cols![blueprint: Text, entity: Text, scorecard: Text, level: Text, rules: Json, updated_at: Text],
+    overriding: false,
+    order: &["blueprint", "entity", "scorecard"],
+};
+
+const SCORECARD_LEVEL_HISTORY: TableSpec = TableSpec {
+    table: "scorecard_level_history",
+    json_type: "json",
+    cols: cols![id: Id("scorecard_level_history"), blueprint: Text, entity: Text, scorecard: Text, level: Text,
+        at: Text],
+    overriding: true,
+    order: &["id"],
+};
