@@ -8,6 +8,7 @@ mod model;
 mod pg_baseline;
 mod report;
 mod runs;
+mod scorecard;
 mod server;
 mod web;
 
@@ -63,6 +64,10 @@ struct Args {
     /// local backend, one at a time and with --concurrency clients (no entity load).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     action_runs: Option<u32>,
+    /// Load, then measure one scorecard's recompute over every service (a filter and four
+    /// rules), beside reading every service once through the paginated search.
+    #[arg(long, conflicts_with_all = ["action_runs", "curve"])]
+    scorecard: bool,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -126,6 +131,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let creds = server::init(&bin, &data_dir, db_url.as_deref()).await?;
     let srv = Server::start(&bin, &data_dir, batch, db_url.as_deref()).await?;
     progress(&format!("server pid {} on {}", srv.pid, srv.base));
+    if args.scorecard {
+        let measured = async {
+            let (loaded, _, _) = load_only(&srv, &creds, &data, batch, concurrency).await?;
+            let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+            progress("creating a scorecard on service and waiting for its recompute");
+            Ok::<_, anyhow::Error>((loaded, scorecard::run(&api, data.services).await?))
+        }
+        .await;
+        let log = srv.log_tail();
+        srv.stop().await.context("stopping the server")?;
+        let (loaded, result) = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
+        if let Some(p) = pg {
+            p.drop_database().await?;
+        }
+        print!(
+            "{}\n- database: {}\n- load: {} entities in {:.1} s ({:.0}/s), batch {batch}, {concurrency} in flight\n{}",
+            ctx.markdown_header(),
+            if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+            data.total(),
+            loaded.elapsed.as_secs_f64(),
+            loaded.per_sec(),
+            scorecard::markdown(&result)
+        );
+        return Ok(());
+    }
     if let Some(n) = args.action_runs {
         progress(&format!("action runs: {n} one at a time, then {n} with {concurrency} clients"));
         let measured = async {

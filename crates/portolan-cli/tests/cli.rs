@@ -100,6 +100,18 @@ impl Drop for Server {
     }
 }
 
+/// The server's log goes to `dir/server.log` (appended across restarts), never to a pipe: a
+/// pipe nobody reads while the server runs fills up and blocks the server.
+fn log_file(dir: &std::path::Path) -> Stdio {
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+    Stdio::from(f)
+}
+
+/// Everything the servers on `dir` logged so far.
+fn logs_of(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+}
+
 fn start(dir: &std::path::Path) -> Server {
     let mut child = bin()
         .args(["--data-dir", dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
@@ -107,7 +119,7 @@ fn start(dir: &std::path::Path) -> Server {
         .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", "bootstrap-secret-0123456789")
         .env("PORTOLAN_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(log_file(dir))
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -124,7 +136,7 @@ fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
         .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", "bootstrap-secret-0123456789")
         .env("PORTOLAN_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(log_file(dir));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -143,14 +155,6 @@ async fn sigterm_during_a_slow_search_exits_within_the_grace_period() {
     let dir = temp_dir("grace");
     let env = [("PORTOLAN_SHUTDOWN_GRACE_SECONDS", "1"), ("PORTOLAN_QUERY_BUDGET_SECONDS", "600")];
     let mut server = start_with(&dir, &env);
-    // Drain the log as it comes: a full stderr pipe would block the server (its slow-statement
-    // warning quotes the whole statement).
-    let mut stderr = server.child.stderr.take().unwrap();
-    let log_reader = std::thread::spawn(move || {
-        let mut logs = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut logs);
-        logs
-    });
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let r = http
         .post(format!("{}/v1/auth/access_token", server.base))
@@ -199,12 +203,12 @@ async fn sigterm_during_a_slow_search_exits_within_the_grace_period() {
         }
         if started.elapsed() > Duration::from_secs(8) {
             server.child.kill().unwrap();
-            panic!("server still running 8 s after SIGTERM (grace 1 s); its log:\n{}", log_reader.join().unwrap());
+            panic!("server still running 8 s after SIGTERM (grace 1 s); its log:\n{}", logs_of(&dir));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(code.success(), "clean exit: {code:?}");
-    let logs = log_reader.join().unwrap();
+    let logs = logs_of(&dir);
     assert!(logs.contains("shutdown grace period ended"), "{logs}");
     // The search's client saw its connection end, not an answer.
     let answer = search.await.unwrap();
@@ -237,8 +241,7 @@ async fn serves_with_bootstrap_credentials_and_stops_on_sigterm() {
         waited += Duration::from_millis(50);
     };
     assert!(code.success(), "clean exit: {code:?}");
-    let mut logs = String::new();
-    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    let logs = logs_of(&dir);
     assert!(!logs.contains("bootstrap-secret-0123456789"), "secret never logged");
     assert!(logs.lines().all(|l| l.trim().is_empty() || serde_json::from_str::<Value>(l).is_ok()), "JSON logs: {logs}");
     // The data survives a restart.
@@ -318,7 +321,8 @@ async fn serves_from_postgres_with_database_url() {
         .env("PORTOLAN_BOOTSTRAP_CLIENT_SECRET", "bootstrap-secret-0123456789")
         .env("PORTOLAN_LOG_LEVEL", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // A file, not a pipe: debug logging fills a pipe nobody reads and then blocks the server.
+        .stderr(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -347,8 +351,7 @@ async fn serves_from_postgres_with_database_url() {
     let mut server = server;
     let _ = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status();
     let _ = server.child.wait();
-    let mut logs = String::new();
-    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    let logs = std::fs::read_to_string(dir.join("server.log")).unwrap();
     assert!(logs.contains("postgres://postgres:***@"), "the database is logged, redacted: {logs}");
     assert!(!logs.contains("pg-secret-pass-77"), "password never logged: {logs}");
 }
