@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::auth;
 use crate::handlers::integration::{cursors, metrics};
 use crate::handlers::{
-    action, apps, audit, blueprint, entity, integration, jobs, organization, scorecard, search, webhook,
+    action, apps, audit, blueprint, entity, integration, jobs, organization, page, scorecard, search, webhook,
 };
 use crate::state::AppState;
 
@@ -123,6 +123,13 @@ routes! {
     put "/v1/blueprints/{id}/scorecards/{scorecard}" => scorecard::put, "Scorecards", "Replace a scorecard; results are recomputed in the background";
     delete "/v1/blueprints/{id}/scorecards/{scorecard}" => scorecard::delete, "Scorecards", "Delete a scorecard with its results and level history";
     get "/v1/blueprints/{id}/entities/{entity}/scorecards/{scorecard}/history" => scorecard::history, "Scorecards", "An entity's level changes in a scorecard, oldest first (Portolan extension)";
+    get "/v1/pages" => page::list, "Pages", "List pages: catalog pages, dashboards, the home page, folders";
+    post "/v1/pages" => page::create, "Pages", "Create a page (widgets get ids when they have none)";
+    get "/v1/pages/{id}" => page::get, "Pages", "Get a page with its widgets";
+    put "/v1/pages/{id}" => page::put, "Pages", "Replace a page";
+    delete "/v1/pages/{id}" => page::delete, "Pages", "Delete a page";
+    patch "/v1/pages/{id}/widgets/{widget}" => page::patch_widget, "Pages", "Change fields of one widget of a page";
+    delete "/v1/pages/{id}/widgets/{widget}" => page::delete_widget, "Pages", "Remove one widget from a page";
 }
 
 /// The OpenAPI 3.1 document of [`ROUTES`].

@@ -15,6 +15,7 @@ mod integrations;
 mod jobs;
 pub mod migrate;
 mod orgs;
+mod pages;
 mod plan;
 pub mod query;
 mod resyncs;
@@ -29,7 +30,7 @@ use portolan_core::FieldError;
 
 pub use accounts::{Accounts, Invitation, Session, User};
 pub use actions::{ActionWrite, Actions, MAX_CLAIM, Run, RunEdit, RunFilter, RunLog, StoredAction};
-pub use audit::{Audit, AuditCtx, AuditFilter, AuditRecord};
+pub use audit::{Audit, AuditCtx, AuditFilter, AuditRecord, RESOURCE_TYPES};
 pub use blueprints::{Blueprints, Rename, StoredBlueprint};
 pub use db::DbError;
 pub use dialect::{DEFAULT_QUERY_BUDGET, budget_text};
@@ -42,6 +43,7 @@ pub use eventlog::{IntegrationLog, LogFilter};
 pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration};
 pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat};
 pub use orgs::{Org, Orgs};
+pub use pages::{Pages, StoredPage};
 pub use resyncs::{DeletionGuard, Reservation, Resync, Resyncs};
 pub use scorecards::{
     LevelChange, SCORE_ENTITIES_JOB, ScoreOutcome, ScoreTargets, ScorecardResult, ScorecardWrite, Scorecards,
@@ -115,6 +117,7 @@ pub trait Store:
     + Actions
     + Secrets
     + Scorecards
+    + Pages
 {
 }
 
@@ -133,13 +136,14 @@ impl<T> Store for T where
         + Actions
         + Secrets
         + Scorecards
+        + Pages
 {
 }
 
 /// Every aggregate trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use crate::{
-        Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Resyncs, Scorecards, Secrets,
+        Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Pages, Resyncs, Scorecards, Secrets,
         Settings, Store, Ui, Webhooks,
     };
 }

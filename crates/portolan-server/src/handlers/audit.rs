@@ -42,7 +42,7 @@ pub struct AuditParams {
 }
 
 /// Port's `resources[]` values (port-api.md §8.6).
-const RESOURCES: &[&str] = &["blueprint", "entity", "run", "webhook", "scorecard", "action", "integration"];
+use portolan_store::RESOURCE_TYPES as RESOURCES;
 
 pub fn record_json(r: &AuditRecord, org: &str) -> Value {
     json!({

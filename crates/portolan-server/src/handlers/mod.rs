@@ -9,6 +9,7 @@ pub mod entity;
 pub mod integration;
 pub mod jobs;
 pub mod organization;
+pub mod page;
 pub mod scorecard;
 pub mod search;
 pub mod webhook;

@@ -13,6 +13,7 @@ pub mod deletion_guard;
 pub mod entity;
 pub mod event_log;
 pub mod integration;
+pub mod page;
 pub mod scorecard;
 pub mod secrets;
 pub mod webhook;

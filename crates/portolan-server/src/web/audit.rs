@@ -66,7 +66,7 @@ struct Filter {
     limit: u32,
 }
 
-const RESOURCE_TYPES: &[&str] = &["blueprint", "entity", "run", "webhook", "scorecard", "action", "integration"];
+use portolan_store::RESOURCE_TYPES;
 
 /// The fields a diff changed, with their text before and after, for `properties.*`, `relations.*` and the
 /// top-level fields.

@@ -23,6 +23,7 @@ mod limits;
 mod malformed;
 mod metrics;
 mod ocean_latest;
+mod pages;
 mod ratelimit;
 mod scorecards;
 mod search;

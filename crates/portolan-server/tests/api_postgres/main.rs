@@ -40,6 +40,8 @@ mod malformed;
 mod metrics;
 #[path = "../api/ocean_latest.rs"]
 mod ocean_latest;
+#[path = "../api/pages.rs"]
+mod pages;
 #[path = "../api/ratelimit.rs"]
 mod ratelimit;
 #[path = "../api/scorecards.rs"]

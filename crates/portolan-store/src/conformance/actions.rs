@@ -253,3 +253,37 @@ pub async fn secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_s
     assert!(s.signing_secret(&b).await.unwrap().is_none());
     assert_eq!(s.secrets_key_ids().await.unwrap(), ["k1", "k2"]);
 }
+
+/// Pages: created once, replaced keeping creation meta, deleted, audited, tenant-scoped.
+pub async fn pages_are_saved_audited_and_tenant_scoped(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let page =
+        json!({"type": "dashboard", "title": "Ops", "widgets": [{"id": "w1", "type": "markdown", "markdown": "hi"}]});
+    let saved = s.save_page(&a, "ops", &page, SaveMode::Create, &ctx()).await.unwrap();
+    assert_eq!((saved.identifier.as_str(), saved.created_at.as_str()), ("ops", T0));
+    assert!(matches!(s.save_page(&a, "ops", &page, SaveMode::Create, &ctx()).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.save_page(&a, "nope", &page, SaveMode::Update, &ctx()).await, Err(StoreError::NotFound(_))));
+    let later = crate::AuditCtx { at: "2024-01-02T00:00:00.000Z".into(), user_id: "u2".into(), ..ctx() };
+    let changed = json!({"type": "dashboard", "title": "Ops!", "widgets": []});
+    let saved = s.save_page(&a, "ops", &changed, SaveMode::Update, &later).await.unwrap();
+    assert_eq!(
+        (saved.created_at.as_str(), saved.updated_by.as_str(), saved.data["title"].as_str()),
+        (T0, "u2", Some("Ops!"))
+    );
+    assert_eq!(s.get_page(&a, "ops").await.unwrap().unwrap(), saved);
+    assert!(s.get_page(&b, "ops").await.unwrap().is_none());
+    s.save_page(&b, "ops", &page, SaveMode::Create, &ctx()).await.unwrap();
+    s.save_page(&a, "home", &json!({"type": "home"}), SaveMode::Create, &ctx()).await.unwrap();
+    let ids: Vec<_> = s.list_pages(&a).await.unwrap().into_iter().map(|p| p.identifier).collect();
+    assert_eq!(ids, ["home", "ops"]);
+    assert!(matches!(s.delete_page(&a, "nope", &ctx()).await, Err(StoreError::NotFound(_))));
+    s.delete_page(&a, "ops", &ctx()).await.unwrap();
+    assert!(s.get_page(&a, "ops").await.unwrap().is_none());
+    assert!(s.get_page(&b, "ops").await.unwrap().is_some(), "b's page of the same name stays");
+    let audits = s
+        .list_audit(&a, &AuditFilter { resources: vec!["page".into()], limit: 10, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    let seen: Vec<_> = audits.iter().map(|r| (r.action.as_str(), r.identifier.as_str())).collect();
+    assert_eq!(seen, [("DELETE", "ops"), ("CREATE", "home"), ("UPDATE", "ops"), ("CREATE", "ops")]);
+}

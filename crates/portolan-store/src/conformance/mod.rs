@@ -202,6 +202,7 @@ macro_rules! conformance_tests {
             runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped,
             agent_claims_are_leased_exclusive_and_acknowledged_once,
             secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_scoped,
+            pages_are_saved_audited_and_tenant_scoped,
             // scorecards.rs
             scorecards_are_saved_audited_and_tenant_scoped, scorecard_results_follow_rules_filter_and_history);
     };

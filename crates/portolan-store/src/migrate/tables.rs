@@ -36,6 +36,7 @@ pub(super) const TABLES: &[&TableSpec] = &[
     &ACTION_RUN_LOGS,
     &ACTION_RUN_ENTITIES,
     &ORG_SECRETS,
+    &PAGES,
     &SCORECARDS,
     &SCORECARD_RESULTS,
     &SCORECARD_LEVEL_HISTORY,
@@ -256,6 +257,15 @@ const ACTION_RUN_ENTITIES: TableSpec = TableSpec {
     cols: cols![run_rid: Id("action_runs"), blueprint: Text, identifier: Text, at: Text],
     overriding: false,
     order: &["run_rid", "blueprint", "identifier"],
+};
+
+/// Pages (migration 0014).
+const PAGES: TableSpec = TableSpec {
+    table: "pages",
+    json_type: "json",
+    cols: cols![identifier: Text, data: Json, created_at: Text, created_by: Text, updated_at: Text, updated_by: Text],
+    overriding: false,
+    order: &["identifier"],
 };
 
 /// Organization secrets stay encrypted: the target needs the same master key.
