@@ -70,7 +70,7 @@ pub async fn run(api: &Api, services: usize) -> anyhow::Result<ScorecardResult> 
                    {"title": "Silver", "color": "silver"}, {"title": "Gold", "color": "gold"}],
         "rules": [
             {"identifier": "hasTeam", "title": "Has a team", "level": "Bronze",
-             "query": {"combinator": "and", "conditions": [{"property": "team", "operator": "isNotEmpty"}]}},
+             "query": {"combinator": "and", "conditions": [{"relation": "team", "operator": "isNotEmpty"}]}},
             {"identifier": "enoughCpu", "title": "At least 4 CPUs", "level": "Silver",
              "query": {"combinator": "and", "conditions": [{"property": "cpu", "operator": ">=", "value": 4}]}},
             {"identifier": "private", "title": "Not public", "level": "Silver",
