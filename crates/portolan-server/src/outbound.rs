@@ -157,7 +157,14 @@ fn refused_ip(ip: IpAddr) -> Option<&'static str> {
             Some("the cloud metadata service")
         }
         IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("a link-local address (fe80::/10)"),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().and_then(|v4| refused_ip(IpAddr::V4(v4))),
+        // An IPv4 address written as IPv6 (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, or the
+        // NAT64 prefix 64:ff9b::/96) is judged as the IPv4 address.
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let nat64 = (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+                .then(|| Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+            nat64.or_else(|| v6.to_ipv4()).and_then(|v4| refused_ip(IpAddr::V4(v4)))
+        }
         _ => None,
     }
 }
@@ -457,6 +464,9 @@ impl Outbound {
         let chain = error_chain(e);
         if let Some(p) = find_policy(e) {
             return p;
+        }
+        if e.is_builder() {
+            return format!("the request cannot be built (a header name or value that HTTP does not allow?): {chain}");
         }
         if e.is_timeout() {
             // A connect timeout comes from the connector; the total one from the request's timer.

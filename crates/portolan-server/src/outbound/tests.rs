@@ -140,6 +140,14 @@ async fn metadata_and_link_local_targets_are_refused_unless_allowed() {
         "http://[fe80::1]/",
         "http://169.254.1.2:8080/",
         "http://metadata.google.internal/",
+        "http://METADATA./",
+        "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",
+        // Other spellings of 169.254.169.254: decimal, hexadecimal, IPv4-mapped, NAT64.
+        "http://2852039166/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
     ] {
         let ex = c.send(get(url)).await;
         let err = ex.error.unwrap();
@@ -235,6 +243,10 @@ async fn unsupported_schemes_and_bad_urls_are_explained() {
     let c = client(OutboundConfig::default());
     assert!(c.send(get("ftp://x/")).await.error.unwrap().contains("only http and https"));
     assert!(c.send(get("not a url")).await.error.unwrap().contains("not a valid URL"));
+    let mut bad = get("http://127.0.0.1:1/");
+    bad.headers.push(("bad header".into(), "x".into()));
+    let err = c.send(bad).await.error.unwrap();
+    assert!(err.contains("the request cannot be built"), "{err}");
     let err = c.send(get("http://127.0.0.1:1/")).await.error.unwrap();
     assert!(err.contains("connection refused") || err.contains("could not connect"), "{err}");
 }
