@@ -6,10 +6,12 @@
 //!   bundle added to the platform's roots (`outbound.ca_bundle`);
 //! - refuses cloud metadata and link-local targets (169.254.0.0/16, fe80::/10, fd00:ec2::254,
 //!   100.100.100.200, `metadata.google.internal`) unless `outbound.allow_metadata_addresses`:
-//!   literal addresses and host names in the URL and in every redirect are checked, and host
+//!   literal addresses and host names in the URL and in every redirect (followed here, not by
+//!   reqwest, so each target is checked before anything is sent to it) are checked, and host
 //!   names are resolved by a resolver that drops refused addresses, so DNS cannot answer
-//!   differently between the check and the connection. Private and loopback addresses are
-//!   allowed: that is where a self-hosted team's backends live;
+//!   differently between the check and the connection. Through a proxy (which resolves names
+//!   itself) a name is resolved here first and refused if any of its addresses is. Private and
+//!   loopback addresses are allowed: that is where a self-hosted team's backends live;
 //! - never fails: the [`Exchange`] it returns records the request, the answer (status, headers,
 //!   body up to the cap), the duration and, in words, what went wrong — the trace a run keeps.
 //!   [`Exchange::censored`] removes secret values before anything is stored.
@@ -72,6 +74,10 @@ pub struct OutboundRequest {
 pub struct Exchange {
     pub request: TraceRequest,
     pub response: Option<TraceResponse>,
+    /// The redirect targets followed, in order (absent when there were none); `response` is
+    /// the last one's answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<String>,
     pub duration_ms: u64,
     /// What went wrong, in words (`None`: an answer arrived, whatever its status).
     pub error: Option<String>,
@@ -129,6 +135,7 @@ impl Exchange {
             }
         };
         self.request.url = c(&self.request.url);
+        self.redirects = self.redirects.iter().map(|u| c(u)).collect();
         headers(&mut self.request.headers);
         self.request.body = c(&self.request.body);
         if let Some(r) = &mut self.response {
@@ -150,7 +157,14 @@ fn refused_ip(ip: IpAddr) -> Option<&'static str> {
             Some("the cloud metadata service")
         }
         IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("a link-local address (fe80::/10)"),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().and_then(|v4| refused_ip(IpAddr::V4(v4))),
+        // An IPv4 address written as IPv6 (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, or the
+        // NAT64 prefix 64:ff9b::/96) is judged as the IPv4 address.
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let nat64 = (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+                .then(|| Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+            nat64.or_else(|| v6.to_ipv4()).and_then(|v4| refused_ip(IpAddr::V4(v4)))
+        }
         _ => None,
     }
 }
@@ -189,7 +203,7 @@ impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs = lookup(&host, 0).await?;
             let allowed: Vec<SocketAddr> = addrs.iter().copied().filter(|a| refused_ip(a.ip()).is_none()).collect();
             if allowed.is_empty() && !addrs.is_empty() {
                 let why = refused_ip(addrs[0].ip()).unwrap_or("refused");
@@ -200,6 +214,24 @@ impl reqwest::dns::Resolve for PolicyResolver {
         })
     }
 }
+
+/// The addresses a host name resolves to (the system resolver; tests add names of their own).
+async fn lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    #[cfg(test)]
+    if let Some(ips) = tests::fake_dns(host) {
+        return Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect());
+    }
+    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+}
+
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 3;
+
+/// Headers dropped when a redirect leaves the origin (as browsers and reqwest do).
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "cookie2", "www-authenticate"];
+
+/// Headers describing a body, dropped when a redirect turns the call into a GET.
+const BODY_HEADERS: &[&str] = &["content-type", "content-length", "content-encoding", "transfer-encoding"];
 
 #[derive(Debug)]
 struct PolicyError(String);
@@ -235,22 +267,11 @@ impl Outbound {
     /// Build the client; the error names the setting that is wrong.
     pub fn new(cfg: &OutboundConfig) -> Result<Outbound, String> {
         let allow = cfg.allow_metadata_addresses;
-        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 3 {
-                return attempt.error(PolicyError("more than 3 redirects".into()));
-            }
-            match (allow, check_url(attempt.url())) {
-                (false, Err(why)) => {
-                    let why = format!("redirect to {}: {why}", attempt.url());
-                    attempt.error(PolicyError(why))
-                }
-                _ => attempt.follow(),
-            }
-        });
         let mut b = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
-            .redirect(redirects)
+            // Redirects are followed by `send`, each target passing the address policy first.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("portolan/", env!("CARGO_PKG_VERSION")));
         if !allow {
             b = b.dns_resolver(Arc::new(PolicyResolver));
@@ -283,57 +304,122 @@ impl Outbound {
             headers: req.headers.clone(),
             body: req.body.as_deref().map(|b| cut_text(b, TRACE_BODY).0).unwrap_or_default(),
         };
-        let (response, error) = self.call(req).await;
+        let mut redirects = Vec::new();
+        let (response, error) = self.call(req, started, &mut redirects).await;
         Exchange {
             request: trace_req,
             response,
+            redirects,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             error,
         }
     }
 
-    async fn call(&self, req: OutboundRequest) -> (Option<TraceResponse>, Option<String>) {
-        let url = match reqwest::Url::parse(&req.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-            Ok(u) => {
-                return (
-                    None,
-                    Some(format!("unsupported URL scheme {:?}: only http and https are called", u.scheme())),
-                );
-            }
+    /// The call and its redirects; `redirects` collects the targets followed.
+    async fn call(
+        &self,
+        req: OutboundRequest,
+        started: Instant,
+        redirects: &mut Vec<String>,
+    ) -> (Option<TraceResponse>, Option<String>) {
+        let mut url = match reqwest::Url::parse(&req.url) {
+            Ok(u) => u,
             Err(e) => return (None, Some(format!("{:?} is not a valid URL: {e}", req.url))),
         };
-        if !self.cfg.allow_metadata_addresses {
-            if let Err(why) = check_url(&url) {
-                return (None, Some(why));
-            }
-            // Through a proxy the target's name is resolved by the proxy: check it here too.
-            if let Some(url::Host::Domain(d)) = url.host()
-                && (self.cfg.proxy.is_some() || env_proxy_set())
-                && let Ok(addrs) = tokio::net::lookup_host((d, url.port_or_known_default().unwrap_or(80))).await
-            {
-                for a in addrs {
-                    if let Some(why) = refused_ip(a.ip()) {
-                        return (None, Some(policy_message(&format!("{d} (resolves to {})", a.ip()), why)));
-                    }
-                }
-            }
+        if let Err(why) = self.admit(&url).await {
+            return (None, Some(why));
         }
-        let method = match reqwest::Method::from_bytes(req.method.as_bytes()) {
+        let mut method = match reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()) {
             Ok(m) => m,
             Err(_) => return (None, Some(format!("{:?} is not an HTTP method", req.method))),
         };
-        let mut rb = self.client.request(method, url);
-        for (k, v) in &req.headers {
-            rb = rb.header(k.as_str(), v.as_str());
+        let mut headers = req.headers;
+        let mut body = req.body;
+        let deadline = started + self.cfg.timeout;
+        loop {
+            // One total timeout for the call and its redirects.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return (None, Some(self.total_timeout_message("")));
+            }
+            let mut rb = self.client.request(method.clone(), url.clone()).timeout(remaining);
+            for (k, v) in &headers {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            let res = match rb.send().await {
+                Ok(r) => r,
+                Err(e) if redirects.is_empty() => return (None, Some(self.explain(&e))),
+                Err(e) => return (None, Some(format!("redirect to {url}: {}", self.explain(&e)))),
+            };
+            let status = res.status().as_u16();
+            let location = res.headers().get(reqwest::header::LOCATION).cloned();
+            let (Some(location), 301 | 302 | 303 | 307 | 308) = (location, status) else {
+                return self.read(res).await;
+            };
+            // Whatever stops a redirect, the redirect's own answer stays in the trace.
+            let next = match location.to_str().ok().and_then(|l| url.join(l).ok()) {
+                Some(next) => next,
+                None => {
+                    let (r, _) = self.read(res).await;
+                    let loc = String::from_utf8_lossy(location.as_bytes()).into_owned();
+                    return (r, Some(format!("the answer {status} redirects to {loc:?}, which is not a valid URL")));
+                }
+            };
+            if redirects.len() == MAX_REDIRECTS {
+                let (r, _) = self.read(res).await;
+                return (r, Some(format!("more than {MAX_REDIRECTS} redirects (the next to {next})")));
+            }
+            if let Err(why) = self.admit(&next).await {
+                let (r, _) = self.read(res).await;
+                return (r, Some(format!("redirect to {next}: {why}")));
+            }
+            // As browsers do: 303 (and 301/302 after a POST) continue as a GET without the body;
+            // credentials are not sent to another origin.
+            if (status == 303 && method != reqwest::Method::HEAD)
+                || (matches!(status, 301 | 302) && method == reqwest::Method::POST)
+            {
+                method = reqwest::Method::GET;
+                body = None;
+                headers.retain(|(k, _)| !BODY_HEADERS.contains(&k.to_ascii_lowercase().as_str()));
+            }
+            if next.origin() != url.origin() {
+                headers.retain(|(k, _)| !CREDENTIAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()));
+            }
+            redirects.push(next.to_string());
+            url = next;
         }
-        if let Some(b) = req.body {
-            rb = rb.body(b);
+    }
+
+    /// The address policy's verdict on a target (the URL in a request or a redirect), before
+    /// anything is sent. Host names are checked again when they are resolved for the connection
+    /// ([`PolicyResolver`]); through a proxy the proxy resolves them, so they are resolved here
+    /// and refused if any of their addresses is.
+    async fn admit(&self, url: &reqwest::Url) -> Result<(), String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("unsupported URL scheme {:?}: only http and https are called", url.scheme()));
         }
-        let mut res = match rb.send().await {
-            Ok(r) => r,
-            Err(e) => return (None, Some(self.explain(&e))),
-        };
+        if self.cfg.allow_metadata_addresses {
+            return Ok(());
+        }
+        check_url(url)?;
+        if let Some(url::Host::Domain(d)) = url.host()
+            && (self.cfg.proxy.is_some() || env_proxy_set())
+            && let Ok(addrs) = lookup(d, url.port_or_known_default().unwrap_or(80)).await
+        {
+            for a in addrs {
+                if let Some(why) = refused_ip(a.ip()) {
+                    return Err(policy_message(&format!("{d} (resolves to {})", a.ip()), why));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer, its body read up to `max_response_bytes`.
+    async fn read(&self, mut res: reqwest::Response) -> (Option<TraceResponse>, Option<String>) {
         let status = res.status().as_u16();
         let headers = res
             .headers()
@@ -368,19 +454,29 @@ impl Outbound {
         (Some(TraceResponse { status, headers, body: text, body_truncated: truncated }), error)
     }
 
+    fn total_timeout_message(&self, chain: &str) -> String {
+        let detail = if chain.is_empty() { String::new() } else { format!(" [{chain}]") };
+        format!("timed out: no complete answer within outbound.timeout ({} s){detail}", self.cfg.timeout.as_secs_f64())
+    }
+
     /// What a client error means, in words.
     fn explain(&self, e: &reqwest::Error) -> String {
         let chain = error_chain(e);
         if let Some(p) = find_policy(e) {
             return p;
         }
+        if e.is_builder() {
+            return format!("the request cannot be built (a header name or value that HTTP does not allow?): {chain}");
+        }
         if e.is_timeout() {
-            return format!(
-                "timed out: no complete answer within outbound.timeout ({} s) or no connection within \
-                 outbound.connect_timeout ({} s) [{chain}]",
-                self.cfg.timeout.as_secs_f64(),
-                self.cfg.connect_timeout.as_secs_f64()
-            );
+            // A connect timeout comes from the connector; the total one from the request's timer.
+            if e.is_connect() {
+                return format!(
+                    "timed out connecting: no connection within outbound.connect_timeout ({} s) [{chain}]",
+                    self.cfg.connect_timeout.as_secs_f64()
+                );
+            }
+            return self.total_timeout_message(&chain);
         }
         let lower = chain.to_ascii_lowercase();
         if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
@@ -389,7 +485,7 @@ impl Outbound {
                  goes in outbound.ca_bundle"
             );
         }
-        if lower.contains("dns") || lower.contains("failed to lookup") || lower.contains("name or service not known") {
+        if e.is_dns() || lower.contains("failed to lookup") || lower.contains("name or service not known") {
             return format!("the host name does not resolve ({chain})");
         }
         if e.is_connect() {

@@ -8,15 +8,28 @@ use tokio::net::TcpListener;
 
 use super::*;
 
+/// Names the outbound resolver answers itself in these tests (see `lookup`).
+pub(super) fn fake_dns(host: &str) -> Option<Vec<IpAddr>> {
+    match host {
+        "metadata-alias.portolan.test" => Some(vec![IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254))]),
+        "mixed.portolan.test" => {
+            Some(vec![IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), IpAddr::V4(Ipv4Addr::LOCALHOST)])
+        }
+        _ => None,
+    }
+}
+
 /// What a stand-in server does with a connection.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Behaviour {
     /// Answer 200 with this many bytes of body.
     Ok(usize),
     /// Never answer.
     Hang,
-    /// Redirect to this URL.
-    Redirect(&'static str),
+    /// Redirect (302) to this URL.
+    Redirect(String),
+    /// `/hop/N` redirects (307) to `/hop/N-1`; `/hop/0` answers 200.
+    Countdown,
 }
 
 /// A one-request-per-connection HTTP server on 127.0.0.1:0; the request heads it saw.
@@ -28,25 +41,32 @@ async fn server(b: Behaviour) -> (String, Arc<Mutex<Vec<String>>>) {
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             let rec = rec.clone();
+            let b = b.clone();
             tokio::spawn(async move {
                 let head = read_head(&mut sock).await;
-                rec.lock().unwrap().push(head);
-                match b {
-                    Behaviour::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
-                    Behaviour::Ok(n) => {
-                        let body = "x".repeat(n);
-                        let res = format!(
-                            "HTTP/1.1 200 OK\r\nx-test: yes\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n{body}"
-                        );
-                        let _ = sock.write_all(res.as_bytes()).await;
+                rec.lock().unwrap().push(head.clone());
+                let redirect = |status: &str, to: &str| {
+                    format!("HTTP/1.1 {status}\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                };
+                let res = match b {
+                    Behaviour::Hang => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
                     }
-                    Behaviour::Redirect(to) => {
-                        let res = format!(
-                            "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        );
-                        let _ = sock.write_all(res.as_bytes()).await;
+                    Behaviour::Ok(n) => format!(
+                        "HTTP/1.1 200 OK\r\nx-test: yes\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n{}",
+                        "x".repeat(n)
+                    ),
+                    Behaviour::Redirect(to) => redirect("302 Found", &to),
+                    Behaviour::Countdown => {
+                        let path = head.split_whitespace().nth(1).unwrap_or_default();
+                        match path.strip_prefix("/hop/").and_then(|n| n.parse::<u32>().ok()) {
+                            Some(n) if n > 0 => redirect("307 Temporary Redirect", &format!("/hop/{}", n - 1)),
+                            _ => "HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndone".to_string(),
+                        }
                     }
-                }
+                };
+                let _ = sock.write_all(res.as_bytes()).await;
             });
         }
     });
@@ -98,7 +118,7 @@ async fn the_total_timeout_ends_a_call_and_says_so() {
     let ex = client(cfg).send(get(&url)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     let err = ex.error.unwrap();
-    assert!(err.contains("timed out") && err.contains("outbound.timeout"), "{err}");
+    assert!(err.contains("timed out: no complete answer within outbound.timeout (0.3 s)"), "{err}");
     assert!(ex.response.is_none());
 }
 
@@ -120,6 +140,14 @@ async fn metadata_and_link_local_targets_are_refused_unless_allowed() {
         "http://[fe80::1]/",
         "http://169.254.1.2:8080/",
         "http://metadata.google.internal/",
+        "http://METADATA./",
+        "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",
+        // Other spellings of 169.254.169.254: decimal, hexadecimal, IPv4-mapped, NAT64.
+        "http://2852039166/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
     ] {
         let ex = c.send(get(url)).await;
         let err = ex.error.unwrap();
@@ -146,7 +174,7 @@ async fn metadata_and_link_local_targets_are_refused_unless_allowed() {
 
 #[tokio::test]
 async fn a_redirect_to_a_metadata_address_is_refused() {
-    let (url, _) = server(Behaviour::Redirect("http://169.254.169.254/latest/meta-data/")).await;
+    let (url, _) = server(Behaviour::Redirect("http://169.254.169.254/latest/meta-data/".into())).await;
     let ex = client(OutboundConfig::default()).send(get(&url)).await;
     let err = ex.error.unwrap();
     assert!(err.contains("redirect to http://169.254.169.254") && err.contains("address policy"), "{err}");
@@ -215,6 +243,10 @@ async fn unsupported_schemes_and_bad_urls_are_explained() {
     let c = client(OutboundConfig::default());
     assert!(c.send(get("ftp://x/")).await.error.unwrap().contains("only http and https"));
     assert!(c.send(get("not a url")).await.error.unwrap().contains("not a valid URL"));
+    let mut bad = get("http://127.0.0.1:1/");
+    bad.headers.push(("bad header".into(), "x".into()));
+    let err = c.send(bad).await.error.unwrap();
+    assert!(err.contains("the request cannot be built"), "{err}");
     let err = c.send(get("http://127.0.0.1:1/")).await.error.unwrap();
     assert!(err.contains("connection refused") || err.contains("could not connect"), "{err}");
 }
@@ -235,6 +267,7 @@ fn censoring_masks_secrets_everywhere_and_sensitive_headers_always() {
             body: "echo sekret".into(),
             body_truncated: false,
         }),
+        redirects: vec!["http://h/next?t=sekret".into()],
         duration_ms: 1,
         error: Some("sekret failed".into()),
     };
@@ -254,4 +287,126 @@ fn the_signature_matches_an_independent_implementation_and_verifies_as_a_receive
     assert!(!verify_port_signature("other", "1700000000", &sig, br#"{"a":1}"#, 1_700_000_010, tol));
     assert!(!verify_port_signature("my-client-secret", "1700000000", &sig, br#"{"a":1}"#, 1_700_009_999, tol));
     assert!(!verify_port_signature("my-client-secret", "1700000000", "v2,xx", br#"{"a":1}"#, 1_700_000_000, tol));
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_a_metadata_address_is_refused_and_only_allowed_addresses_are_dialled() {
+    use reqwest::dns::Resolve;
+    let (url, seen) = server(Behaviour::Ok(3)).await;
+    let port = url.rsplit(':').next().unwrap();
+    let c = client(OutboundConfig::default());
+
+    let ex = c.send(get(&format!("http://metadata-alias.portolan.test:{port}/"))).await;
+    let err = ex.error.unwrap();
+    assert!(
+        err.contains("metadata-alias.portolan.test (resolves to 169.254.169.254)")
+            && err.contains("allow_metadata_addresses"),
+        "{err}"
+    );
+
+    // A name with a refused and an allowed address: the resolver hands over only the allowed one,
+    // so whatever DNS answers later, the connection cannot go to the refused one.
+    let addrs: Vec<SocketAddr> =
+        PolicyResolver.resolve("mixed.portolan.test".parse().unwrap()).await.unwrap().collect();
+    assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 1], 0))]);
+    let ex = c.send(get(&format!("http://mixed.portolan.test:{port}/"))).await;
+    assert_eq!(ex.error, None, "{ex:?}");
+    assert_eq!(ex.response.unwrap().body, "xxx");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn through_a_proxy_targets_and_redirect_targets_are_checked_before_anything_is_sent() {
+    // The "proxy" answers every request with a redirect to a name that resolves to the
+    // metadata service; a proxy resolves names itself, so only the client's own check stops it.
+    let (proxy, seen) = server(Behaviour::Redirect("http://metadata-alias.portolan.test/latest/".into())).await;
+    let c = client(OutboundConfig { proxy: Some(proxy), ..OutboundConfig::default() });
+    let ex = c.send(get("http://backend.example.test/hook")).await;
+    let err = ex.error.unwrap();
+    assert!(
+        err.starts_with("redirect to http://metadata-alias.portolan.test/latest/: refused by the address policy")
+            && err.contains("resolves to 169.254.169.254"),
+        "{err}"
+    );
+    assert_eq!(ex.response.map(|r| r.status), Some(302), "the redirect's answer is kept");
+    assert_eq!(seen.lock().unwrap().len(), 1, "the redirect target never reached the proxy");
+
+    for url in ["http://169.254.169.254/", "http://metadata-alias.portolan.test/", "http://metadata/"] {
+        let err = c.send(get(url)).await.error.unwrap();
+        assert!(err.contains("refused by the address policy"), "{url}: {err}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1, "refused targets never reached the proxy");
+}
+
+#[tokio::test]
+async fn redirects_are_followed_at_most_three_times() {
+    let (url, seen) = server(Behaviour::Countdown).await;
+    let c = client(OutboundConfig::default());
+    let ex = c.send(get(&format!("{url}/hop/3"))).await;
+    assert_eq!(ex.error, None, "{ex:?}");
+    assert_eq!(ex.response.unwrap().body, "done");
+    assert_eq!(ex.redirects, vec![format!("{url}/hop/2"), format!("{url}/hop/1"), format!("{url}/hop/0")]);
+    // 307 keeps the method.
+    assert!(seen.lock().unwrap()[3].starts_with("POST /hop/0 "), "{:?}", seen.lock().unwrap());
+    let json = serde_json::to_value(&ex.redirects).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+
+    let ex = c.send(get(&format!("{url}/hop/4"))).await;
+    let err = ex.error.unwrap();
+    assert!(err.contains("more than 3 redirects"), "{err}");
+    assert_eq!(ex.response.unwrap().status, 307);
+    assert_eq!(seen.lock().unwrap().len(), 4 + 4, "the fourth redirect is not followed");
+}
+
+#[tokio::test]
+async fn a_302_after_a_post_continues_as_a_get_without_credentials_on_another_origin() {
+    let (target, seen) = server(Behaviour::Ok(2)).await;
+    let (url, _) = server(Behaviour::Redirect(format!("{target}/landed"))).await;
+    let mut req = get(&url);
+    req.headers.push(("Authorization".into(), "Bearer t0ken".into()));
+    req.headers.push(("content-type".into(), "application/json".into()));
+    let ex = client(OutboundConfig::default()).send(req).await;
+    assert_eq!(ex.error, None, "{ex:?}");
+    let head = seen.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /landed "), "{head}");
+    assert!(!head.contains("authorization") && !head.contains("content-type"), "{head}");
+    assert!(head.contains("x-a: 1"), "other headers go on: {head}");
+    // Without a redirect the Authorization header is sent (so the check above can fail).
+    let mut req = get(&target);
+    req.headers.push(("Authorization".into(), "Bearer t0ken".into()));
+    client(OutboundConfig::default()).send(req).await;
+    assert!(seen.lock().unwrap()[1].to_ascii_lowercase().contains("authorization: bearer t0ken"));
+}
+
+#[tokio::test]
+async fn the_connect_timeout_is_told_apart_from_the_total_timeout() {
+    // A listener that never accepts, its queue filled: the kernel drops further SYNs, so
+    // connecting hangs.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = sock.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let cfg = OutboundConfig {
+        connect_timeout: Duration::from_millis(300),
+        timeout: Duration::from_secs(10),
+        ..OutboundConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let err = client(cfg).send(get(&format!("http://{addr}/"))).await.error.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(err.contains("timed out connecting") && err.contains("outbound.connect_timeout (0.3 s)"), "{err}");
+    drop((listener, fillers));
+}
+
+#[tokio::test]
+async fn an_unknown_host_name_is_explained_as_a_dns_failure() {
+    let err = client(OutboundConfig::default()).send(get("http://nothing-here.invalid/")).await.error.unwrap();
+    assert!(err.contains("the host name does not resolve"), "{err}");
 }
