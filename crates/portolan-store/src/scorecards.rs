@@ -360,6 +360,10 @@ impl Scorecards for SqlStore {
         }
         let mut out = ScoreOutcome::default();
         // The set: identifiers that exist now.
+        // A full pass's chunk is a row range; scoping the rule statements by it (an index
+        // condition on `entities_blueprint_rid`) keeps PostgreSQL from planning them, on tables
+        // never analyzed, as a scan of the whole blueprint filtered by an identifier list.
+        let mut rid_range: Option<(i64, i64)> = None;
         let (ids, gone): (Vec<String>, Vec<String>) = match targets {
             ScoreTargets::Entities(wanted) => {
                 if wanted.is_empty() {
@@ -384,6 +388,7 @@ impl Scorecards for SqlStore {
                     .fetch_all(&mut tx)
                     .await?;
                 out.next = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.get::<i64, _>(0))).flatten();
+                rid_range = rows.last().map(|r| (after, r.get::<i64, _>(0)));
                 (rows.iter().map(|r| r.get::<String, _>(1)).collect(), Vec::new())
             }
         };
@@ -393,7 +398,15 @@ impl Scorecards for SqlStore {
         let mut upserts: Vec<(String, String, String)> = Vec::new(); // (entity, level, rules json)
         let mut changes: Vec<(String, String)> = Vec::new(); // (entity, level)
         if !ids.is_empty() {
-            let scope = scope(org, bp, &ids);
+            let scope = match rid_range {
+                Some((after, last)) => {
+                    let mut f = SqlFrag::new("e.org_id = ");
+                    f.param(org.0.as_str()).push(" AND e.blueprint = ").param(bp);
+                    f.push(" AND e.rid > ").param(after).push(" AND e.rid <= ").param(last);
+                    f
+                }
+                None => scope(org, bp, &ids),
+            };
             let kept = match filter {
                 Some(f) => matching(&mut tx, &scope, f).await?,
                 None => ids.iter().cloned().collect(),
