@@ -8,7 +8,8 @@
 //!
 //! Not accepted by the parser (each with its own message): contextual references
 //! (`{"context": "user" | "userTeams", "property": …}`, which the caller must substitute before
-//! parsing, as it must substitute `"My Teams"`) and scorecard rules (`{"scorecard": …}`).
+//! parsing, as it must substitute `"My Teams"`). Scorecard rules (`{"scorecard": …}`) parse
+//! here; whether the scorecard, its levels and its rules exist is checked by the backend.
 
 mod date;
 mod parse;
@@ -67,6 +68,23 @@ pub enum Rule {
     RelatedTo(RelatedTo),
     /// `{property: {path, fromBlueprint?}, operator: "matchAny", value}`.
     MatchAny(MatchAny),
+    /// `{scorecard, scorecardRule?, operator, value}`: the entity's stored scorecard result.
+    Scorecard(ScorecardRule),
+}
+
+/// A scorecard rule of a search: the level an entity reached in a scorecard (`=`, `!=`, `in`,
+/// `notIn` with level titles), or, with `scorecardRule`, whether it passed one of its rules
+/// (`=` / `!=` with `"SUCCESS"` / `"FAILURE"`, or `true` / `false`). Entities the scorecard does
+/// not evaluate (outside its filter) have no level: they match only the negative operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScorecardRule {
+    pub scorecard: String,
+    /// `Some(rule)`: a rule's status instead of the level.
+    pub rule: Option<String>,
+    /// `!=` / `notIn`.
+    pub negated: bool,
+    /// Level titles, or the one rule status (`SUCCESS` / `FAILURE`).
+    pub values: Vec<String>,
 }
 
 /// What a property rule looks at.
@@ -446,6 +464,15 @@ pub struct ItemsFilter {
 }
 
 impl Query {
+    /// Whether a `{"scorecard": …}` rule appears anywhere (the backend then needs the
+    /// organization's scorecards).
+    pub fn uses_scorecards(&self) -> bool {
+        match self {
+            Query::Group { rules, .. } => rules.iter().any(Query::uses_scorecards),
+            Query::Rule(rule) => matches!(rule, Rule::Scorecard(_)),
+        }
+    }
+
     /// Blueprints named by positive `$blueprint` `=` / `in` rules anywhere in the query, in the
     /// order they first appear (Port's `matchingBlueprints`).
     pub fn referenced_blueprints(&self) -> Vec<String> {

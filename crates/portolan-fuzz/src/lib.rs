@@ -414,7 +414,13 @@ pub fn search(data: &[u8]) {
     let mut user = Vec::new();
     strings(&v, &mut user);
     for dialect in [portolan_store::sql::Dialect::Sqlite, portolan_store::sql::Dialect::Postgres] {
-        let ctx = portolan_store::query::CompileCtx { org_id: "org_fuzz", now, blueprints: model(), dialect };
+        let ctx = portolan_store::query::CompileCtx {
+            org_id: "org_fuzz",
+            now,
+            blueprints: model(),
+            dialect,
+            scorecards: Some(&[]),
+        };
         let Ok(frag) = portolan_store::query::compile_where(&q, &ctx) else { continue };
         for s in &user {
             // Identifier-like strings may name columns; anything else is data.

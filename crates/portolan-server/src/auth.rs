@@ -174,6 +174,11 @@ fn unreachable_mac() -> HmacSha256 {
     <HmacSha256 as KeyInit>::new_from_slice(b"k").unwrap_or_else(|_| unreachable_mac())
 }
 
+/// A fresh random token (32 bytes, URL-safe base64): session ids, invitation links.
+pub fn new_token() -> String {
+    B64.encode(random_bytes::<32>())
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::fill(&mut b);

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::auth;
 use crate::handlers::integration::{cursors, metrics};
 use crate::handlers::{
-    action, apps, audit, blueprint, entity, integration, jobs, organization, page, scorecard, search, webhook,
+    action, apps, audit, blueprint, entity, integration, jobs, organization, page, people, scorecard, search, webhook,
 };
 use crate::state::AppState;
 
@@ -32,6 +32,17 @@ routes! {
     post "/v1/apps/{id}/rotate-secret" => apps::rotate_secret, "Credentials", "New secret for a credential; tokens issued before stop working";
     delete "/v1/apps/{id}" => apps::delete, "Credentials", "Delete an API credential; its tokens stop working";
     delete "/v1/users/{email}" => apps::delete_user, "Users", "Remove a web user; their sessions end at once";
+    // Users and teams (handlers/people.rs, ops/people.rs).
+    get "/v1/users" => people::list_users, "Users", "The organization's users with their roles and teams";
+    post "/v1/users/invite" => people::invite, "Users", "Invite a user (an invitation link, answered once) and put them in teams";
+    get "/v1/users/{email}" => people::get_user, "Users", "A user by e-mail";
+    patch "/v1/users/{email}" => people::patch_user, "Users", "Change a user's role, names, status or teams (Disabled ends their sessions)";
+    get "/v1/teams" => people::list_teams, "Teams", "Every team with its members";
+    post "/v1/teams" => people::create_team, "Teams", "Create a team";
+    get "/v1/teams/{name}" => people::get_team, "Teams", "A team by name";
+    patch "/v1/teams/{name}" => people::patch_team, "Teams", "Change a team (a new name renames it in entities too; users replaces the members)";
+    put "/v1/teams/{name}" => people::put_team, "Teams", "Replace a team";
+    delete "/v1/teams/{name}" => people::delete_team, "Teams", "Delete a team; it leaves every entity's team";
     get "/v1/blueprints" => blueprint::list, "Blueprints", "List blueprints";
     post "/v1/blueprints" => blueprint::create, "Blueprints", "Create a blueprint";
     get "/v1/blueprints/{id}" => blueprint::get, "Blueprints", "Get a blueprint";
@@ -118,6 +129,7 @@ routes! {
     // Scorecards (handlers/scorecard.rs, ops/scorecard.rs, jobs/scorecard.rs).
     get "/v1/scorecards" => scorecard::list_all, "Scorecards", "Every scorecard of the organization";
     get "/v1/blueprints/{id}/scorecards" => scorecard::list, "Scorecards", "The scorecards of a blueprint";
+    put "/v1/blueprints/{id}/scorecards" => scorecard::replace_all, "Scorecards", "Replace all of a blueprint's scorecards (those not given are deleted), in one transaction";
     post "/v1/blueprints/{id}/scorecards" => scorecard::create, "Scorecards", "Create a scorecard; results are computed in the background (a scorecard_recompute job)";
     get "/v1/blueprints/{id}/scorecards/{scorecard}" => scorecard::get, "Scorecards", "Get a scorecard";
     put "/v1/blueprints/{id}/scorecards/{scorecard}" => scorecard::put, "Scorecards", "Replace a scorecard; results are recomputed in the background";

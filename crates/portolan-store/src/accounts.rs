@@ -178,6 +178,12 @@ impl Accounts for SqlStore {
             .bind(user_id)
             .execute(&mut tx)
             .await?;
+        tx.q("DELETE FROM team_members WHERE org_id = ? AND email IN (SELECT email FROM users WHERE org_id = ? AND id = ?)")
+            .bind(&org.0)
+            .bind(&org.0)
+            .bind(user_id)
+            .execute(&mut tx)
+            .await?;
         let done =
             tx.q("DELETE FROM users WHERE org_id = ? AND id = ?").bind(&org.0).bind(user_id).execute(&mut tx).await?;
         tx.commit().await?;

@@ -9,8 +9,20 @@ use crate::sql::{SqlFrag, SqlParam};
 use crate::{OrgId, Result, SqlStore};
 
 /// Every `resourceType` the audit log holds (the API's and the UI's filters offer these).
-pub const RESOURCE_TYPES: &[&str] =
-    &["blueprint", "entity", "run", "webhook", "scorecard", "action", "integration", "page", "secret", "organization"];
+pub const RESOURCE_TYPES: &[&str] = &[
+    "blueprint",
+    "entity",
+    "run",
+    "webhook",
+    "scorecard",
+    "action",
+    "integration",
+    "page",
+    "secret",
+    "organization",
+    "team",
+    "user",
+];
 
 /// Who is changing something, from where and when: stamped on audit records.
 #[derive(Debug, Clone)]

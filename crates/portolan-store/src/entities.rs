@@ -9,7 +9,7 @@ use portolan_core::{Blueprint, Entity, FieldErrors};
 use serde_json::{Map, Value};
 
 use crate::db::{Db, Row};
-use crate::query::{CompileCtx, compile_where_in};
+use crate::query::{CompileCtx, ScorecardDef, compile_where_in};
 use crate::sql::{Dialect, SqlFrag, SqlParam, json_key_path};
 use crate::{AuditCtx, OrgId, Result, SqlStore, StoreError};
 
@@ -203,7 +203,14 @@ pub(crate) fn from_row(r: &Row) -> (i64, Entity) {
 }
 
 /// `select` over the entities `req` selects (its blueprint and query; not its cursor).
-fn filter(db: &Db, org: &OrgId, req: &SearchRequest<'_>, select: &str) -> Result<SqlFrag> {
+/// `scorecards`: the organization's, when the query has scorecard rules.
+fn filter(
+    db: &Db,
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+    scorecards: Option<&[ScorecardDef]>,
+    select: &str,
+) -> Result<SqlFrag> {
     let mut q = SqlFrag::new(select);
     q.push(" FROM entities e WHERE e.org_id = ").param(SqlParam::Text(org.0.clone()));
     if let Some(bp) = req.blueprint {
@@ -214,7 +221,13 @@ fn filter(db: &Db, org: &OrgId, req: &SearchRequest<'_>, select: &str) -> Result
         q.push(" AND e.blueprint = ").param(SqlParam::Text(bp.to_string()));
     }
     if let Some(query) = req.query {
-        let ctx = CompileCtx { org_id: &org.0, now: req.now, blueprints: req.blueprints, dialect: db.dialect() };
+        let ctx = CompileCtx {
+            org_id: &org.0,
+            now: req.now,
+            blueprints: req.blueprints,
+            dialect: db.dialect(),
+            scorecards: Some(scorecards.unwrap_or_default()),
+        };
         let frag = compile_where_in(query, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
         // PostgreSQL cannot bind text holding a NUL character: a query value with one is refused
         // (SQLite compares it like any other text).
@@ -282,13 +295,15 @@ impl Entities for SqlStore {
     }
 
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
-        let q = filter(&self.db, org, req, "SELECT COUNT(*)")?;
+        let defs = self.scorecard_defs(org, req).await?;
+        let q = filter(&self.db, org, req, defs.as_deref(), "SELECT COUNT(*)")?;
         let rows = self.search_rows(org, &q).await?;
         Ok(rows.first().map_or(0, |row| row.get::<i64, _>(0) as u64))
     }
 
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
-        let mut q = filter(&self.db, org, req, &format!("SELECT {COLUMNS}"))?;
+        let defs = self.scorecard_defs(org, req).await?;
+        let mut q = filter(&self.db, org, req, defs.as_deref(), &format!("SELECT {COLUMNS}"))?;
         if let Some(after) = req.after {
             q.push(" AND e.rid > ").param(SqlParam::Int(after));
         }
@@ -318,7 +333,8 @@ impl Entities for SqlStore {
         if req.blueprint.is_some_and(|b| db.refuses(b)) || db.refuses(sort) {
             return Ok(SortedPage { entities: vec![], more: false });
         }
-        let mut q = filter(db, org, req, &format!("SELECT {COLUMNS}"))?;
+        let defs = self.scorecard_defs(org, req).await?;
+        let mut q = filter(db, org, req, defs.as_deref(), &format!("SELECT {COLUMNS}"))?;
         let dir = if descending { " DESC NULLS LAST" } else { " ASC NULLS LAST" };
         q.push(" ORDER BY ");
         match sort_column(sort) {

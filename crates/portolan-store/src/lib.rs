@@ -23,6 +23,7 @@ mod scorecards;
 mod secrets;
 mod settings;
 pub mod sql;
+mod teams;
 mod ui;
 mod webhooks;
 
@@ -51,6 +52,7 @@ pub use scorecards::{
 };
 pub use secrets::{OrgSecret, Secrets};
 pub use settings::{PoolUse, Settings};
+pub use teams::{MAX_TEAMS, Person, PersonEdit, Team, TeamWrite, Teams};
 pub use ui::{InitialFilter, Ui};
 pub use webhooks::{Delivery, StoredWebhook, WebhookWrite, Webhooks};
 
@@ -118,6 +120,7 @@ pub trait Store:
     + Secrets
     + Scorecards
     + Pages
+    + Teams
 {
 }
 
@@ -137,6 +140,7 @@ impl<T> Store for T where
         + Secrets
         + Scorecards
         + Pages
+        + Teams
 {
 }
 
@@ -144,7 +148,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Pages, Resyncs, Scorecards, Secrets,
-        Settings, Store, Ui, Webhooks,
+        Settings, Store, Teams, Ui, Webhooks,
     };
 }
 

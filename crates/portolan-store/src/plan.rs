@@ -4,9 +4,9 @@
 //! audit records and per-entity results. `entities/write.rs` does the IO around it: load the
 //! stored rows, check which targets exist, upsert, commit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use portolan_core::Entity;
+use portolan_core::{Entity, FieldErrors};
 use serde_json::Map;
 
 use crate::{AuditCtx, AuditRecord, EntityWrite, RelTarget, WriteRejection, Written};
@@ -82,6 +82,25 @@ impl Plan {
             .flat_map(|b| b.edges.iter())
             .map(|e| (e.target_blueprint.clone(), e.target_identifier.clone()))
             .collect()
+    }
+
+    /// The teams the accepted writes add to their entities (each must exist).
+    pub fn added_teams(&self) -> BTreeSet<&str> {
+        self.accepted().flat_map(|b| added_teams(&b.entity, b.before.as_ref().map(|(_, e)| e))).collect()
+    }
+
+    /// Reject writes that add a team in `missing`.
+    pub fn reject_missing_teams(&mut self, missing: &BTreeSet<String>) {
+        if missing.is_empty() {
+            return;
+        }
+        for (i, slot) in self.built.iter_mut().enumerate() {
+            let Some(b) = slot else { continue };
+            if let Some(rej) = team_rejection(&b.entity, b.before.as_ref().map(|(_, e)| e), missing) {
+                self.results[i] = Some(Err(rej));
+                *slot = None;
+            }
+        }
     }
 
     /// Reject writes with a relation target that is neither in `existing` nor written by the
@@ -213,4 +232,34 @@ pub(crate) fn entity_record(
 /// A value as JSON text (`null` if it cannot be serialized, which our types never fail).
 pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// The teams `entity` holds that `before` did not: a write may keep a team it already had, and
+/// must name existing teams to add one.
+pub(crate) fn added_teams<'a>(entity: &'a Entity, before: Option<&'a Entity>) -> impl Iterator<Item = &'a str> {
+    entity.team.iter().filter(move |t| before.is_none_or(|b| !b.team.contains(t))).map(String::as_str)
+}
+
+/// The rejection of a write that adds a team in `missing`, every such team at its path.
+pub(crate) fn team_rejection(
+    entity: &Entity,
+    before: Option<&Entity>,
+    missing: &BTreeSet<String>,
+) -> Option<WriteRejection> {
+    let added: Vec<&str> = added_teams(entity, before).filter(|t| missing.contains(*t)).collect();
+    if added.is_empty() {
+        return None;
+    }
+    let mut errs = FieldErrors::default();
+    for t in added {
+        let path = match entity.team.iter().position(|x| x == t) {
+            Some(j) if entity.team.len() > 1 => format!("team[{j}]"),
+            _ => "team".to_string(),
+        };
+        errs.push(
+            path,
+            format!("{t:?} is not a team of this organization; create it first (POST /v1/teams) or leave it out"),
+        );
+    }
+    Some(WriteRejection::Invalid(errs))
 }

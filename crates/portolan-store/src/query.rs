@@ -39,7 +39,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use portolan_core::error::join_path;
-use portolan_core::search::{Combinator, MetaProperty, PropertyOp, PropertyRef, PropertySchemaFilter, Query, Rule};
+use portolan_core::search::{
+    Combinator, MetaProperty, PropertyOp, PropertyRef, PropertySchemaFilter, Query, Rule, ScorecardRule,
+};
 use portolan_core::{Blueprint, FieldError, Property};
 
 use crate::sql::{Dialect, SqlFrag, SqlParam};
@@ -60,6 +62,36 @@ pub struct CompileCtx<'a> {
     pub blueprints: &'a HashMap<String, Blueprint>,
     /// The SQL dialect to write.
     pub dialect: Dialect,
+    /// The organization's scorecards, for `{"scorecard": …}` rules; `None` where such rules
+    /// cannot be used (a scorecard's own rules and filter).
+    pub scorecards: Option<&'a [ScorecardDef]>,
+}
+
+/// What the compiler needs of a scorecard: its key, level titles and rule identifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScorecardDef {
+    pub blueprint: String,
+    pub identifier: String,
+    pub levels: Vec<String>,
+    pub rules: Vec<String>,
+}
+
+impl ScorecardDef {
+    /// From a stored scorecard's JSON (`levels[].title`, `rules[].identifier`).
+    pub fn from_json(blueprint: &str, identifier: &str, data: &serde_json::Value) -> Self {
+        let titles = |key: &str, field: &str| -> Vec<String> {
+            data.get(key)
+                .and_then(|v| v.as_array())
+                .map(|items| items.iter().filter_map(|i| i.get(field)?.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        ScorecardDef {
+            blueprint: blueprint.to_string(),
+            identifier: identifier.to_string(),
+            levels: titles("levels", "title"),
+            rules: titles("rules", "identifier"),
+        }
+    }
 }
 
 /// Compile `q` into a boolean SQL expression over `entities e`. Errors carry paths relative to
@@ -144,13 +176,96 @@ impl<'a> Compiler<'a, '_> {
             Rule::Property { property: PropertyRef::Property(name), op } => self.property(name, op, path),
             Rule::PropertySchema { schema, op } => self.property_schema(schema, op, path),
             Rule::Relation { relation, op } => {
+                self.check_relation(relation, path)?;
                 let (negated, pos) = op.positive();
                 let field = Field::Relation { col: Col::e("relations"), key: relation.clone() };
                 Ok(negate_if(negated, predicate(self.ctx.dialect, &field, pos, now, path)?))
             }
             Rule::RelatedTo(r) => self.related_to(r, path),
             Rule::MatchAny(m) => self.match_any(m, path),
+            Rule::Scorecard(s) => self.scorecard(s, path),
         }
+    }
+
+    /// `[NOT] EXISTS` a stored result of the scorecard for `e` at one of the levels (or with
+    /// the rule at the status). The scorecard, its levels and its rule must exist on a
+    /// blueprint in scope: a misspelt one is an error, never a query that matches nothing.
+    fn scorecard(&mut self, s: &ScorecardRule, path: &str) -> Result<SqlFrag, FieldError> {
+        let Some(defs) = self.ctx.scorecards else {
+            return Err(FieldError::new(path, "scorecard rules cannot be used here"));
+        };
+        let in_scope = |bp: &str| self.scope.as_ref().is_none_or(|ids| ids.iter().any(|i| i == bp));
+        let found: Vec<&ScorecardDef> =
+            defs.iter().filter(|d| d.identifier == s.scorecard && in_scope(&d.blueprint)).collect();
+        if found.is_empty() {
+            let mut known: Vec<String> = defs
+                .iter()
+                .filter(|d| in_scope(&d.blueprint))
+                .map(|d| format!("{}.{}", d.blueprint, d.identifier))
+                .collect();
+            known.sort();
+            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            let msg =
+                format!("unknown scorecard '{}'; the scorecards here (blueprint.scorecard) are: {known}", s.scorecard);
+            return Err(FieldError::new(join_path(path, "scorecard"), msg));
+        }
+        match &s.rule {
+            Some(rule) => {
+                if !found.iter().any(|d| d.rules.contains(rule)) {
+                    let rules = found[0].rules.join(", ");
+                    let msg = format!("scorecard '{}' has no rule '{rule}'; its rules are: {rules}", s.scorecard);
+                    return Err(FieldError::new(join_path(path, "scorecardRule"), msg));
+                }
+            }
+            None => {
+                for (i, v) in s.values.iter().enumerate() {
+                    if !found.iter().any(|d| d.levels.contains(v)) {
+                        let levels = found[0].levels.join(", ");
+                        let msg =
+                            format!("'{v}' is not a level of scorecard '{}'; its levels are: {levels}", s.scorecard);
+                        let vpath = join_path(path, "value");
+                        let vpath = if s.values.len() > 1 { join_path(&vpath, &format!("[{i}]")) } else { vpath };
+                        return Err(FieldError::new(vpath, msg));
+                    }
+                }
+            }
+        }
+        let mut bps: Vec<&str> = found.iter().map(|d| d.blueprint.as_str()).collect();
+        bps.sort_unstable();
+        bps.dedup();
+        let mut f = SqlFrag::new(if s.negated { "NOT EXISTS (" } else { "EXISTS (" });
+        f.push(
+            "SELECT 1 FROM scorecard_results r WHERE r.org_id = e.org_id AND r.blueprint = e.blueprint \
+             AND r.entity = e.identifier AND r.scorecard = ",
+        )
+        .param(s.scorecard.as_str())
+        .push(" AND r.blueprint IN (")
+        .param_list(bps)
+        .push(")");
+        match &s.rule {
+            None => {
+                f.push(" AND r.level IN (").param_list(s.values.iter().map(String::as_str)).push(")");
+            }
+            Some(rule) => {
+                let status = s.values.first().map_or("", String::as_str);
+                f.push(match self.ctx.dialect {
+                    Dialect::Sqlite => {
+                        " AND EXISTS (SELECT 1 FROM json_each(r.rules) x WHERE json_extract(x.value, '$.identifier') = "
+                    }
+                    Dialect::Postgres => {
+                        " AND EXISTS (SELECT 1 FROM json_array_elements(r.rules) x(value) WHERE x.value->>'identifier' = "
+                    }
+                });
+                f.param(rule.as_str());
+                f.push(match self.ctx.dialect {
+                    Dialect::Sqlite => " AND json_extract(x.value, '$.status') = ",
+                    Dialect::Postgres => " AND x.value->>'status' = ",
+                });
+                f.param(status).push(")");
+            }
+        }
+        f.push(")");
+        Ok(f)
     }
 
     /// The blueprints in scope, by identifier (deterministic SQL).
@@ -211,11 +326,51 @@ impl<'a> Compiler<'a, '_> {
             }
         }
         if mirrors.is_empty() {
+            self.check_defined(name, path)?;
             return Ok(vec![(Applies::All, Source::Stored)]);
         }
         let mut out = vec![(Applies::Except(mirrors.iter().map(|(id, _)| id.clone()).collect()), Source::Stored)];
         out.extend(mirrors.into_iter().map(|(id, src)| (Applies::Only(id), src)));
         Ok(out)
+    }
+
+    /// A property rule on a name no blueprint in scope defines would match nothing, silently:
+    /// refuse it, and point at the relation rule when `name` is a relation.
+    fn check_defined(&self, name: &str, path: &str) -> Result<(), FieldError> {
+        let scoped = self.scoped();
+        if scoped.iter().any(|bp| bp.schema.properties.contains_key(name)) {
+            return Ok(());
+        }
+        let mut msg = self.missing("property", name);
+        if scoped.iter().any(|bp| bp.relations.contains_key(name)) {
+            msg.push_str(&format!(", but a relation of that name: use {{\"relation\": \"{name}\", …}}"));
+        }
+        Err(FieldError::new(path, msg))
+    }
+
+    /// "blueprint 'service' has no property 'x'", "no blueprint has a relation 'x'", …
+    fn missing(&self, kind: &str, name: &str) -> String {
+        match &self.scope {
+            Some(ids) if ids.len() == 1 => format!("blueprint '{}' has no {kind} '{name}'", ids[0]),
+            Some(ids) => {
+                format!("none of the blueprints this query is limited to ({}) has a {kind} '{name}'", ids.join(", "))
+            }
+            None => format!("no blueprint has a {kind} '{name}'"),
+        }
+    }
+
+    /// A relation rule on a name no blueprint in scope has as a relation is refused, like an
+    /// unknown property.
+    fn check_relation(&self, name: &str, path: &str) -> Result<(), FieldError> {
+        let scoped = self.scoped();
+        if scoped.iter().any(|bp| bp.relations.contains_key(name)) {
+            return Ok(());
+        }
+        let mut msg = self.missing("relation", name);
+        if scoped.iter().any(|bp| bp.schema.properties.contains_key(name)) {
+            msg.push_str(&format!(", but a property of that name: use {{\"property\": \"{name}\", …}}"));
+        }
+        Err(FieldError::new(join_path(path, "relation"), msg))
     }
 
     /// The hops of mirror property `name` of `bp` (path `rel1.rel2.prop`).

@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 
 use crate::audit;
 use crate::db::{Row, Tx, is_unique_violation};
+use crate::entities::SearchRequest;
 use crate::jobs::{self, now};
-use crate::query::{CompileCtx, compile_where_in};
+use crate::query::{CompileCtx, ScorecardDef, compile_where_in};
 use crate::sql::{Dialect, SqlFrag};
 use crate::ui::parse_json;
 use crate::{AuditCtx, Job, NewJob, OrgId, Result, SaveMode, SqlStore, StoreError};
@@ -117,6 +118,17 @@ pub trait Scorecards: Send + Sync {
     ) -> Result<(StoredScorecard, Option<Job>)>;
     /// Delete a scorecard with its results and level history (audited).
     async fn delete_scorecard(&self, org: &OrgId, bp: &str, identifier: &str, ctx: &AuditCtx) -> Result<()>;
+    /// Make `writes` the scorecards of blueprint `bp` in one transaction (Port's `PUT
+    /// /v1/blueprints/{bp}/scorecards`): each is created or replaced, with its job enqueued;
+    /// the blueprint's other scorecards are deleted with their results and history. Every
+    /// change is audited. Answers the saved scorecards in the order given.
+    async fn replace_scorecards(
+        &self,
+        org: &OrgId,
+        bp: &str,
+        writes: &[(ScorecardWrite, NewJob)],
+        ctx: &AuditCtx,
+    ) -> Result<Vec<StoredScorecard>>;
     /// Evaluate `sc` on `targets` with the search compiler (`blueprints` and `now` as a search
     /// has them) and store what changed, in one transaction. Computations of one scorecard are
     /// serialized (PostgreSQL: its row is locked), so a late one never overwrites a newer one.
@@ -164,6 +176,76 @@ async fn for_update(tx: &mut Tx, org: &OrgId, bp: &str, id: &str) -> Result<Opti
     let sql = format!("SELECT {COLUMNS} WHERE org_id = ? AND blueprint = ? AND identifier = ?{lock}");
     let old = tx.q(&sql).bind(&org.0).bind(bp).bind(id).fetch_optional(&mut *tx).await?;
     old.as_ref().map(from_row).transpose()
+}
+
+/// Create or replace one scorecard in `tx`, audited. `mode`: `Create` fails with `Conflict`
+/// when it exists, `Update` with `NotFound` when it does not; `None` does either.
+async fn save_in(
+    tx: &mut Tx,
+    org: &OrgId,
+    w: &ScorecardWrite,
+    mode: Option<SaveMode>,
+    ctx: &AuditCtx,
+) -> Result<StoredScorecard> {
+    let (bp, id) = (w.blueprint.as_str(), w.identifier.as_str());
+    let old = for_update(tx, org, bp, id).await?;
+    match (mode, &old) {
+        (Some(SaveMode::Create), Some(_)) => return Err(StoreError::Conflict(format!("scorecard {id:?}"))),
+        (Some(SaveMode::Update), None) => return Err(StoreError::NotFound(format!("scorecard {id:?}"))),
+        _ => {}
+    }
+    let saved = StoredScorecard {
+        blueprint: bp.to_string(),
+        identifier: id.to_string(),
+        id: old.as_ref().map_or_else(|| w.id.clone(), |o| o.id.clone()),
+        data: w.data.clone(),
+        created_at: old.as_ref().map_or_else(|| ctx.at.clone(), |o| o.created_at.clone()),
+        created_by: old.as_ref().map_or_else(|| ctx.user_id.clone(), |o| o.created_by.clone()),
+        updated_at: ctx.at.clone(),
+        updated_by: ctx.user_id.clone(),
+    };
+    let json = tx.dialect().json_cast();
+    tx.q(&format!(
+        "INSERT INTO scorecards(org_id, blueprint, identifier, id, data, created_at, created_by, updated_at, \
+         updated_by) VALUES (?, ?, ?, ?, ?{json}, ?, ?, ?, ?) ON CONFLICT(org_id, blueprint, identifier) DO UPDATE \
+         SET data = excluded.data, updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+    ))
+    .bind(&org.0)
+    .bind(bp)
+    .bind(id)
+    .bind(&saved.id)
+    .bind(saved.data.to_string())
+    .bind(&saved.created_at)
+    .bind(&saved.created_by)
+    .bind(&saved.updated_at)
+    .bind(&saved.updated_by)
+    .run(&mut *tx)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(format!("scorecard {id:?}")) } else { e.into() })?;
+    let action = if old.is_some() { "UPDATE" } else { "CREATE" };
+    let mut rec = ctx.record("scorecard", action, id, old.as_ref().map(|o| &o.data), Some(&saved.data));
+    rec.blueprint = Some(bp.to_string());
+    audit::insert(tx, org, &[rec]).await?;
+    Ok(saved)
+}
+
+/// Delete one scorecard with its results and level history in `tx`, audited.
+async fn delete_in(tx: &mut Tx, org: &OrgId, bp: &str, identifier: &str, ctx: &AuditCtx) -> Result<()> {
+    let Some(old) = for_update(tx, org, bp, identifier).await? else {
+        return Err(StoreError::NotFound(format!("scorecard {identifier:?}")));
+    };
+    for table in ["scorecard_results", "scorecard_level_history", "scorecards"] {
+        let key = if table == "scorecards" { "identifier" } else { "scorecard" };
+        tx.q(&format!("DELETE FROM {table} WHERE org_id = ? AND blueprint = ? AND {key} = ?"))
+            .bind(&org.0)
+            .bind(bp)
+            .bind(identifier)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut rec = ctx.record("scorecard", "DELETE", identifier, Some(&old.data), None);
+    rec.blueprint = Some(bp.to_string());
+    audit::insert(tx, org, &[rec]).await
 }
 
 /// Enqueue, in the write's transaction, one [`SCORE_ENTITIES_JOB`] per written blueprint that
@@ -257,48 +339,8 @@ impl Scorecards for SqlStore {
         job: Option<&NewJob>,
     ) -> Result<(StoredScorecard, Option<Job>)> {
         let db = &self.db;
-        let (bp, id) = (w.blueprint.as_str(), w.identifier.as_str());
         let mut tx = db.begin().await?;
-        let old = for_update(&mut tx, org, bp, id).await?;
-        match (mode, &old) {
-            (SaveMode::Create, Some(_)) => return Err(StoreError::Conflict(format!("scorecard {id:?}"))),
-            (SaveMode::Update, None) => return Err(StoreError::NotFound(format!("scorecard {id:?}"))),
-            _ => {}
-        }
-        let saved = StoredScorecard {
-            blueprint: bp.to_string(),
-            identifier: id.to_string(),
-            id: old.as_ref().map_or_else(|| w.id.clone(), |o| o.id.clone()),
-            data: w.data.clone(),
-            created_at: old.as_ref().map_or_else(|| ctx.at.clone(), |o| o.created_at.clone()),
-            created_by: old.as_ref().map_or_else(|| ctx.user_id.clone(), |o| o.created_by.clone()),
-            updated_at: ctx.at.clone(),
-            updated_by: ctx.user_id.clone(),
-        };
-        let json = tx.dialect().json_cast();
-        tx.q(&format!(
-            "INSERT INTO scorecards(org_id, blueprint, identifier, id, data, created_at, created_by, updated_at, \
-             updated_by) VALUES (?, ?, ?, ?, ?{json}, ?, ?, ?, ?) ON CONFLICT(org_id, blueprint, identifier) DO UPDATE \
-             SET data = excluded.data, updated_at = excluded.updated_at, updated_by = excluded.updated_by"
-        ))
-        .bind(&org.0)
-        .bind(bp)
-        .bind(id)
-        .bind(&saved.id)
-        .bind(saved.data.to_string())
-        .bind(&saved.created_at)
-        .bind(&saved.created_by)
-        .bind(&saved.updated_at)
-        .bind(&saved.updated_by)
-        .run(&mut tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) { StoreError::Conflict(format!("scorecard {id:?}")) } else { e.into() }
-        })?;
-        let action = if old.is_some() { "UPDATE" } else { "CREATE" };
-        let mut rec = ctx.record("scorecard", action, id, old.as_ref().map(|o| &o.data), Some(&saved.data));
-        rec.blueprint = Some(bp.to_string());
-        audit::insert(&mut tx, org, &[rec]).await?;
+        let saved = save_in(&mut tx, org, w, Some(mode), ctx).await?;
         let job = match job {
             Some(j) => Some(jobs::enqueue(db, &mut tx, org, j).await?),
             None => None,
@@ -311,27 +353,38 @@ impl Scorecards for SqlStore {
         let db = &self.db;
         let (bp, identifier) = (db.storable(bp), db.storable(identifier));
         let mut tx = db.begin().await?;
-        let Some(old) = for_update(&mut tx, org, &bp, &identifier).await? else {
-            return Err(StoreError::NotFound(format!("scorecard {identifier:?}")));
-        };
-        for table in ["scorecard_results", "scorecard_level_history"] {
-            tx.q(&format!("DELETE FROM {table} WHERE org_id = ? AND blueprint = ? AND scorecard = ?"))
-                .bind(&org.0)
-                .bind(&*bp)
-                .bind(&*identifier)
-                .execute(&mut tx)
-                .await?;
-        }
-        tx.q("DELETE FROM scorecards WHERE org_id = ? AND blueprint = ? AND identifier = ?")
-            .bind(&org.0)
-            .bind(&*bp)
-            .bind(&*identifier)
-            .execute(&mut tx)
-            .await?;
-        let mut rec = ctx.record("scorecard", "DELETE", &identifier, Some(&old.data), None);
-        rec.blueprint = Some(bp.to_string());
-        audit::insert(&mut tx, org, &[rec]).await?;
+        delete_in(&mut tx, org, &bp, &identifier, ctx).await?;
         tx.commit().await
+    }
+
+    async fn replace_scorecards(
+        &self,
+        org: &OrgId,
+        bp: &str,
+        writes: &[(ScorecardWrite, NewJob)],
+        ctx: &AuditCtx,
+    ) -> Result<Vec<StoredScorecard>> {
+        let db = &self.db;
+        let mut tx = db.begin().await?;
+        let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
+        let sql = format!("SELECT identifier FROM scorecards WHERE org_id = ? AND blueprint = ?{lock}");
+        let rows = tx.q(&sql).bind(&org.0).bind(bp).fetch_all(&mut tx).await?;
+        let mut out = Vec::with_capacity(writes.len());
+        for (w, job) in writes {
+            if w.blueprint != bp {
+                return Err(StoreError::Invalid(FieldError::new("blueprint", format!("must be {bp:?}"))));
+            }
+            out.push(save_in(&mut tx, org, w, None, ctx).await?);
+            jobs::enqueue(db, &mut tx, org, job).await?;
+        }
+        for r in &rows {
+            let id: String = r.get("identifier");
+            if !writes.iter().any(|(w, _)| w.identifier == id) {
+                delete_in(&mut tx, org, bp, &id, ctx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn score_entities(
@@ -345,7 +398,7 @@ impl Scorecards for SqlStore {
         let db = &self.db;
         let d = db.dialect();
         let bp = sc.blueprint.as_str();
-        let cctx = CompileCtx { org_id: &org.0, now: now_at, blueprints, dialect: d };
+        let cctx = CompileCtx { org_id: &org.0, now: now_at, blueprints, dialect: d, scorecards: None };
         let filter = sc.filter.as_ref().map(|f| compile(f, &cctx, bp, "filter")).transpose()?;
         let rules = sc
             .rules
@@ -576,5 +629,21 @@ impl Scorecards for SqlStore {
         let mut out: Vec<LevelChange> = rows.iter().map(|r| LevelChange { level: r.get(0), at: r.get(1) }).collect();
         out.reverse();
         Ok(out)
+    }
+}
+
+impl SqlStore {
+    /// The organization's scorecards as the search compiler needs them, when `req`'s query
+    /// has scorecard rules (`None` otherwise: no query is spent).
+    pub(crate) async fn scorecard_defs(
+        &self,
+        org: &OrgId,
+        req: &SearchRequest<'_>,
+    ) -> Result<Option<Vec<ScorecardDef>>> {
+        if !req.query.is_some_and(Query::uses_scorecards) {
+            return Ok(None);
+        }
+        let stored = self.list_scorecards(org, None).await?;
+        Ok(Some(stored.iter().map(|s| ScorecardDef::from_json(&s.blueprint, &s.identifier, &s.data)).collect()))
     }
 }

@@ -15,7 +15,7 @@ use portolan_store::conformance::{ctx, entity, model, org, put};
 use portolan_store::migrate::{CopyOptions, MigrateError, sqlite_to_postgres, verify};
 use portolan_store::{
     AuditFilter, IntegrationLog, Invitation, LogFilter, NewJob, OrgId, SaveMode, SearchRequest, Session, SqliteStore,
-    Store, User, WebhookWrite,
+    Store, TeamWrite, User, WebhookWrite,
 };
 use serde_json::json;
 
@@ -37,6 +37,17 @@ async fn write_all(s: &dyn Store, o: &OrgId, m: &HashMap<String, Blueprint>, es:
 
 /// n/90 teams, n/10 domains, n services with relations; every 4th service updated, every 18th deleted.
 async fn catalog(s: &dyn Store, o: &OrgId, m: &HashMap<String, Blueprint>, n_services: usize) {
+    for i in 0..5 {
+        let name = format!("team-{i}");
+        let w = TeamWrite {
+            name: name.clone(),
+            id: format!("team_{}_{name}", o.0),
+            description: None,
+            provider: "Port".into(),
+            members: Some(vec![format!("m{i}@example.com")]),
+        };
+        s.save_team(o, None, &w, SaveMode::Create, &ctx()).await.unwrap();
+    }
     let teams = (0..n_services / 90).map(|i| entity("team", &format!("t{i}"), json!({}), json!({}))).collect();
     write_all(s, o, m, teams).await;
     let domains = (0..n_services / 10)
@@ -202,8 +213,9 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     assert_eq!(count("credentials"), 1);
     assert_eq!(count("blueprints"), 6);
     // Every create (11,000 entities, 6 blueprints), update (2,250 + 225) and delete (500 + 50),
-    // the integration's create and two updates, and the webhook's create.
-    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550 + 3 + 1);
+    // the integration's create and two updates, the webhook's create, and 5 teams per org.
+    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550 + 3 + 1 + 10);
+    assert_eq!((count("teams"), count("team_members")), (10, 10));
     assert_eq!(count("integrations"), 1);
     assert_eq!(count("integration_config_versions"), 3);
     assert_eq!(count("integration_examples"), 1);

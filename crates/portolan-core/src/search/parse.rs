@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::{
     Bound, CmpOp, Combinator, DatePreset, DateRange, Direction, ItemsFilter, Literal, MAX_DEPTH, MAX_HOPS,
     MAX_PATH_STEPS, MAX_RULES, MAX_STRING_CHARS, MAX_VALUES, MatchAny, MetaProperty, Operator, PathStep, PropertyOp,
-    PropertyRef, PropertySchemaFilter, Query, RelatedTo, Rule, parse_timestamp,
+    PropertyRef, PropertySchemaFilter, Query, RelatedTo, Rule, ScorecardRule, parse_timestamp,
 };
 use crate::blueprint::PropType;
 use crate::error::{FieldError, join_path};
@@ -270,7 +270,7 @@ fn rule(obj: &Map<String, Value>, path: &str) -> Res<Rule> {
             let relation = non_empty_string(&obj["relation"], &join_path(path, "relation"))?;
             Ok(Rule::Relation { relation, op: property_op(op, obj, path)? })
         }
-        _ if obj.contains_key("scorecard") => Err(FieldError::new(path, "scorecard rules are not supported")),
+        _ if obj.contains_key("scorecard") => scorecard_rule(op, obj, path).map(Rule::Scorecard),
         _ => {
             let p = obj.get("property").ok_or_else(|| required(path, "property"))?;
             let keys: &[&str] =
@@ -280,6 +280,57 @@ fn rule(obj: &Map<String, Value>, path: &str) -> Res<Rule> {
             Ok(Rule::Property { property, op: property_op(op, obj, path)? })
         }
     }
+}
+
+/// `{scorecard, scorecardRule?, operator, value}` (keys not yet checked).
+fn scorecard_rule(op: Operator, obj: &Map<String, Value>, path: &str) -> Res<ScorecardRule> {
+    let opath = join_path(path, "operator");
+    let vpath = join_path(path, "value");
+    let rule = obj.contains_key("scorecardRule");
+    let keys: &[&str] =
+        if rule { &["scorecard", "scorecardRule", "operator", "value"] } else { &["scorecard", "operator", "value"] };
+    only_keys(obj, path, keys)?;
+    let scorecard = non_empty_string(&obj["scorecard"], &join_path(path, "scorecard"))?;
+    let v = obj.get("value").ok_or_else(|| required(path, "value"))?;
+    if rule {
+        let rule = non_empty_string(&obj["scorecardRule"], &join_path(path, "scorecardRule"))?;
+        let negated = match op {
+            Operator::Eq => false,
+            Operator::Ne => true,
+            _ => return Err(FieldError::new(opath, "must be one of =, != (a scorecardRule rule)")),
+        };
+        let status = match v {
+            Value::Bool(true) => "SUCCESS",
+            Value::Bool(false) => "FAILURE",
+            Value::String(s) if s == "SUCCESS" || s == "FAILURE" => s.as_str(),
+            _ => {
+                return Err(FieldError::new(
+                    vpath,
+                    "must be \"SUCCESS\", \"FAILURE\", true or false (the rule's status)",
+                ));
+            }
+        };
+        return Ok(ScorecardRule { scorecard, rule: Some(rule), negated, values: vec![status.to_string()] });
+    }
+    let (negated, values) = match op {
+        Operator::Eq | Operator::Ne => (op == Operator::Ne, vec![non_empty_string(v, &vpath)?]),
+        Operator::In | Operator::NotIn => {
+            let Value::Array(items) = v else {
+                return Err(FieldError::new(vpath, "must be an array of level titles"));
+            };
+            if items.is_empty() || items.len() > MAX_VALUES {
+                return Err(FieldError::new(vpath, format!("must hold 1 to {MAX_VALUES} level titles")));
+            }
+            let values = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| non_empty_string(item, &join_path(&vpath, &format!("[{i}]"))))
+                .collect::<Res<Vec<_>>>()?;
+            (op == Operator::NotIn, values)
+        }
+        _ => return Err(FieldError::new(opath, "must be one of =, !=, in, notIn (a scorecard rule)")),
+    };
+    Ok(ScorecardRule { scorecard, rule: None, negated, values })
 }
 
 fn property_ref(v: &Value, path: &str) -> Res<PropertyRef> {

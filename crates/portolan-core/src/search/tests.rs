@@ -183,6 +183,33 @@ fn search_parses_relation_rules() {
             Rule::Relation { relation: "libs".into(), op: PropertyOp::In(vec![s("a")]) },
         ),
         (
+            json!({"scorecard": "ownership", "operator": "!=", "value": "Gold"}),
+            Rule::Scorecard(ScorecardRule {
+                scorecard: "ownership".into(),
+                rule: None,
+                negated: true,
+                values: vec!["Gold".into()],
+            }),
+        ),
+        (
+            json!({"scorecard": "ownership", "operator": "in", "value": ["Silver", "Gold"]}),
+            Rule::Scorecard(ScorecardRule {
+                scorecard: "ownership".into(),
+                rule: None,
+                negated: false,
+                values: vec!["Silver".into(), "Gold".into()],
+            }),
+        ),
+        (
+            json!({"scorecard": "ownership", "scorecardRule": "hasTeam", "operator": "=", "value": false}),
+            Rule::Scorecard(ScorecardRule {
+                scorecard: "ownership".into(),
+                rule: Some("hasTeam".into()),
+                negated: false,
+                values: vec!["FAILURE".into()],
+            }),
+        ),
+        (
             json!({"propertySchema": {"type": "string", "format": "url"}, "operator": "=", "value": "https://x"}),
             Rule::PropertySchema {
                 schema: PropertySchemaFilter { ty: PropType::String, format: Some("url".into()), items: None },
@@ -287,9 +314,35 @@ fn error_cases() -> Vec<(Value, &'static str, &'static str)> {
             "contextual references",
         ),
         (
-            group(vec![json!({"scorecard": "s", "operator": "=", "value": "Gold"})]),
+            group(vec![json!({"scorecard": "s", "operator": ">", "value": "Gold"})]),
+            "rules[0].operator",
+            "must be one of =, !=, in, notIn (a scorecard rule)",
+        ),
+        (
+            group(vec![json!({"scorecard": "s", "scorecardRule": "r", "operator": "in", "value": ["SUCCESS"]})]),
+            "rules[0].operator",
+            "must be one of =, != (a scorecardRule rule)",
+        ),
+        (
+            group(vec![json!({"scorecard": "s", "scorecardRule": "r", "operator": "=", "value": "Gold"})]),
+            "rules[0].value",
+            "must be \"SUCCESS\", \"FAILURE\", true or false",
+        ),
+        (group(vec![json!({"scorecard": "s", "operator": "="})]), "rules[0]", "must have required property 'value'"),
+        (
+            group(vec![json!({"scorecard": "", "operator": "=", "value": "Gold"})]),
+            "rules[0].scorecard",
+            "must NOT have fewer than 1 characters",
+        ),
+        (
+            group(vec![json!({"scorecard": "s", "operator": "in", "value": []})]),
+            "rules[0].value",
+            "must hold 1 to 1000 level titles",
+        ),
+        (
+            group(vec![json!({"scorecard": "s", "operator": "=", "value": "Gold", "property": "x"})]),
             "rules[0]",
-            "scorecard rules are not supported",
+            "must NOT have additional properties ('property')",
         ),
         // Values, operator by operator.
         (

@@ -10,6 +10,7 @@ pub mod integration;
 pub mod jobs;
 pub mod organization;
 pub mod page;
+pub mod people;
 pub mod scorecard;
 pub mod search;
 pub mod webhook;

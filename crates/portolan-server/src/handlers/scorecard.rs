@@ -37,6 +37,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "scorecard": render_scorecard(&saved)}))))
 }
 
+/// `PUT /v1/blueprints/{bp}/scorecards`: the body (an array) becomes all of the blueprint's
+/// scorecards, in one transaction; each is recomputed in the background.
+pub async fn replace_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bp): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let saved = scorecard::replace_scorecards(&state, &caller, &bp, &body).await?;
+    Ok(Json(json!({"ok": true, "scorecards": saved.iter().map(render_scorecard).collect::<Vec<_>>()})))
+}
+
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,6 +14,7 @@ pub mod entity;
 pub mod event_log;
 pub mod integration;
 pub mod page;
+pub mod people;
 pub mod scorecard;
 pub mod secrets;
 pub mod webhook;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use portolan_core::scorecard::{self as core_sc, Scorecard, check_scorecard};
-use portolan_core::{FieldError, FieldErrors};
+use portolan_core::{Blueprint, FieldError, FieldErrors};
 use portolan_store::query::{CompileCtx, compile_where_in};
 use portolan_store::{NewJob, OrgId, SaveMode, ScorecardResult, ScorecardWrite, StoredScorecard};
 use serde_json::{Map, Value, json};
@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::jobs::scorecard::{RECOMPUTE_KIND, RecomputePayload};
 use crate::ops::Actor;
 use crate::ops::audit::audit_ctx;
-use crate::state::AppState;
+use crate::state::{AppState, Blueprints};
 
 fn random_id(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -68,12 +68,75 @@ pub async fn save_scorecard(
     path_id: Option<&str>,
     mode: SaveMode,
 ) -> ApiResult<StoredScorecard> {
+    let blueprints = known_blueprint(state, actor, bp).await?;
+    let (w, job) = checked_write(&blueprints, actor, bp, body, path_id)?;
+    let (saved, _) = state.store.save_scorecard(&actor.org, &w, mode, &audit_ctx(actor), Some(&job)).await?;
+    crate::jobs::wake_workers(state);
+    Ok(saved)
+}
+
+/// Most scorecards one `PUT /v1/blueprints/{bp}/scorecards` may hold.
+pub const MAX_SCORECARDS_PER_BLUEPRINT: usize = 100;
+
+/// `PUT /v1/blueprints/{bp}/scorecards`: `body`, an array of scorecards, becomes the
+/// blueprint's scorecards (others deleted), all or nothing; errors at `[i]…` paths.
+pub async fn replace_scorecards(
+    state: &AppState,
+    actor: &Actor,
+    bp: &str,
+    body: &Value,
+) -> ApiResult<Vec<StoredScorecard>> {
+    let blueprints = known_blueprint(state, actor, bp).await?;
+    let Some(items) = body.as_array() else {
+        return Err(FieldError::new("", "the body must be a JSON array of scorecards (all of the blueprint's)").into());
+    };
+    if items.len() > MAX_SCORECARDS_PER_BLUEPRINT {
+        let msg = format!("must hold at most {MAX_SCORECARDS_PER_BLUEPRINT} scorecards (it holds {})", items.len());
+        return Err(FieldError::new("", msg).into());
+    }
+    let mut errs = FieldErrors::default();
+    let mut writes: Vec<(ScorecardWrite, NewJob)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("[{i}]");
+        match checked_write(&blueprints, actor, bp, item, None) {
+            Ok((w, job)) => {
+                if let Some(j) = writes.iter().position(|(o, _)| o.identifier == w.identifier) {
+                    let msg = format!("{:?} is also the identifier of [{j}]", w.identifier);
+                    errs.push(portolan_core::error::join_path(&at, "identifier"), msg);
+                }
+                writes.push((w, job));
+            }
+            Err(e) => e.0.into_iter().for_each(|e| errs.0.push(e.under(&at))),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(&errs));
+    }
+    let saved = state.store.replace_scorecards(&actor.org, bp, &writes, &audit_ctx(actor)).await?;
+    crate::jobs::wake_workers(state);
+    Ok(saved)
+}
+
+/// The organization's blueprints, once `bp` is known to be one of them.
+async fn known_blueprint(state: &AppState, actor: &Actor, bp: &str) -> ApiResult<Blueprints> {
     let blueprints = state.blueprints(&actor.org).await?;
     if !blueprints.contains_key(bp) {
         return Err(ApiError::not_found(format!("blueprint {bp:?} was not found")));
     }
+    Ok(blueprints)
+}
+
+/// One scorecard body checked for blueprint `bp` (the URL's identifier, when given, must
+/// match the body's), with the recomputation job its save enqueues.
+fn checked_write(
+    blueprints: &HashMap<String, Blueprint>,
+    actor: &Actor,
+    bp: &str,
+    body: &Value,
+    path_id: Option<&str>,
+) -> Result<(ScorecardWrite, NewJob), FieldErrors> {
     let Some(obj) = body.as_object() else {
-        return Err(FieldError::new("", "the body must be a JSON object (a scorecard)").into());
+        return Err(FieldError::new("", "must be a JSON object (a scorecard)").into());
     };
     let mut data: Map<String, Value> = obj
         .iter()
@@ -92,13 +155,14 @@ pub async fn save_scorecard(
             }
         }
     }
-    let sc = check_scorecard(bp, &mut data).map_err(|e| ApiError::invalid(&e))?;
+    let sc = check_scorecard(bp, &mut data)?;
     let mut errs = FieldErrors::default();
     let cctx = CompileCtx {
         org_id: &actor.org.0,
         now: chrono::Utc::now(),
-        blueprints: &blueprints,
+        blueprints,
         dialect: Default::default(),
+        scorecards: None,
     };
     let queries = sc
         .filter
@@ -110,9 +174,7 @@ pub async fn save_scorecard(
             errs.push(portolan_core::error::join_path(&path, &core_sc::rules_to_conditions(&e.path)), e.message);
         }
     }
-    if !errs.is_empty() {
-        return Err(ApiError::invalid(&errs));
-    }
+    errs.into_result()?;
     let w = ScorecardWrite {
         blueprint: bp.to_string(),
         identifier: sc.identifier.clone(),
@@ -121,9 +183,7 @@ pub async fn save_scorecard(
     };
     let payload = RecomputePayload { blueprint: bp.to_string(), scorecard: sc.identifier.clone() };
     let job = NewJob { kind: RECOMPUTE_KIND.into(), payload: json!(payload), max_attempts: 5 };
-    let (saved, _) = state.store.save_scorecard(&actor.org, &w, mode, &audit_ctx(actor), Some(&job)).await?;
-    crate::jobs::wake_workers(state);
-    Ok(saved)
+    Ok((w, job))
 }
 
 pub async fn delete_scorecard(state: &AppState, actor: &Actor, bp: &str, id: &str) -> ApiResult<()> {

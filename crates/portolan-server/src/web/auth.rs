@@ -151,6 +151,14 @@ pub async fn signin(State(state): State<AppState>, req: Request) -> WebResult {
         return page_with(&state, StatusCode::UNAUTHORIZED, "signin.html", ctx);
     };
     state.auth_failures.succeeded(&keys[0]);
+    // A disabled account (PATCH /v1/users/{email} status Disabled) does not sign in; the right
+    // password is told apart, so the person knows whom to ask.
+    if state.store.get_person(&user.org, &user.email).await?.is_some_and(|p| p.status == "Disabled") {
+        let csrf = form.get(session::CSRF_FIELD).unwrap_or_default().to_string();
+        let error = Some("This account is disabled. Ask an admin of your organization to enable it.");
+        let ctx = SignIn { csrf: &csrf, next, expired: false, error, email: &email };
+        return page_with(&state, StatusCode::FORBIDDEN, "signin.html", ctx);
+    }
     let id = session::start(&state, &user).await?;
     Ok(with_session_cookie(&state, &headers, &id, see_other(&next)))
 }
@@ -231,23 +239,7 @@ pub async fn create_invitation(
     role: &str,
     by: &str,
 ) -> WebResult<String> {
-    let token = session::new_token();
-    let now = now_secs(state);
-    let ttl = i64::try_from(state.config.invitation_ttl.as_secs()).unwrap_or(i64::MAX);
-    state
-        .store
-        .create_invitation(&Invitation {
-            token_hash: hash_secret(&token),
-            org: org.clone(),
-            email: email.to_string(),
-            role: role.to_string(),
-            created_by: by.to_string(),
-            created_at: now,
-            expires_at: now.saturating_add(ttl),
-            used_at: None,
-        })
-        .await?;
-    Ok(token)
+    Ok(crate::ops::people::create_invitation(state, org, email, role, by).await?.1)
 }
 
 /// The users page; after an invitation, with its link, or with why none was made (`status`).

@@ -11,8 +11,6 @@ use argon2::{Argon2, PasswordHash};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use portolan_store::{OrgId, Session, User};
 use subtle::ConstantTimeEq;
 
@@ -27,9 +25,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "_csrf";
 
 /// A random token for URLs and cookies (base64url of 32 bytes).
-pub fn new_token() -> String {
-    B64.encode(random_bytes::<32>())
-}
+pub use crate::auth::new_token;
 
 /// An argon2id hash (PHC string) of `password` at the configured cost.
 pub fn hash_password(state: &AppState, password: &str) -> Result<String, WebError> {
@@ -71,14 +67,7 @@ pub fn normalize_email(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-pub fn valid_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && s.len() <= 254
-        && !s.contains(char::is_whitespace)
-}
+pub use crate::ops::people::valid_email;
 
 pub fn new_user_id() -> String {
     format!("usr_{}", crate::auth::hex(&random_bytes::<8>()))

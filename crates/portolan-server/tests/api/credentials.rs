@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use portolan_server::auth::TokenSigner;
 use portolan_server::{ApiConfig, AppState};
-use portolan_store::{OrgId, Session, User};
+use portolan_store::{OrgId, Session};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -105,17 +105,8 @@ async fn a_token_for_a_missing_organization_or_credential_is_a_401() {
 #[tokio::test]
 async fn users_can_be_removed_and_their_sessions_end() {
     let Some(app) = TestApp::spawn().await else { return };
-    let org = app.store.org_by_name("org-a").await.unwrap().unwrap().id;
-    let user = |id: &str, email: &str, role: &str| User {
-        id: id.into(),
-        org: org.clone(),
-        email: email.into(),
-        password_hash: "x".into(),
-        role: role.into(),
-        created_at: "2024-01-01T00:00:00.000Z".into(),
-    };
-    app.store.create_user(&user("usr_admin", "admin@example.com", "admin")).await.unwrap();
-    app.store.create_user(&user("usr_dev", "dev@example.com", "member")).await.unwrap();
+    let org = app.web_user("usr_admin", "admin@example.com", "admin").await;
+    app.web_user("usr_dev", "dev@example.com", "member").await;
     let session = Session {
         id_hash: "s1".into(),
         org: org.clone(),

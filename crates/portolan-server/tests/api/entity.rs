@@ -18,6 +18,7 @@ async fn get_cart(app: &TestApp) -> Value {
 async fn seeded() -> Option<TestApp> {
     let app = TestApp::spawn().await?;
     app.model().await;
+    app.teams(&["payments"]).await;
     app.entity("domain", json!({"identifier": "pay", "title": "Payments", "properties": {"owner": "alice"}})).await;
     app.entity("package", json!({"identifier": "p1", "title": "P one"})).await;
     app.entity("package", json!({"identifier": "p2"})).await;

@@ -147,6 +147,29 @@ impl TestApp {
         r.body["blueprint"].clone()
     }
 
+    /// A web user of organization A (the store's, as sign-up would make it); answers A's id.
+    pub async fn web_user(&self, id: &str, email: &str, role: &str) -> OrgId {
+        let org = self.store.org_by_name("org-a").await.unwrap().unwrap().id;
+        let u = portolan_store::User {
+            id: id.into(),
+            org: org.clone(),
+            email: email.into(),
+            password_hash: "x".into(),
+            role: role.into(),
+            created_at: "2024-01-01T00:00:00.000Z".into(),
+        };
+        self.store.create_user(&u).await.unwrap();
+        org
+    }
+
+    /// Create teams (entities may name only existing teams) and assert it worked.
+    pub async fn teams(&self, names: &[&str]) {
+        for name in names {
+            let r = self.post("/v1/teams", json!({"name": name})).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        }
+    }
+
     /// Create an entity and assert it worked.
     pub async fn entity(&self, bp: &str, e: Value) -> Value {
         let r = self.post(&format!("/v1/blueprints/{bp}/entities"), e).await;

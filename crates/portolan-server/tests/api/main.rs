@@ -24,6 +24,7 @@ mod malformed;
 mod metrics;
 mod ocean_latest;
 mod pages;
+mod people;
 mod ratelimit;
 mod scorecards;
 mod search;

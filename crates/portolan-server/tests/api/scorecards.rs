@@ -277,19 +277,24 @@ async fn every_rule_operator_is_evaluated_by_the_search_compiler() {
     assert_eq!(level(&app, "b", "ops").await, "Fail");
 }
 
-#[tokio::test]
-async fn levels_follow_ports_rule_and_follow_changes_with_history() {
-    let Some(app) = app().await else { return };
+/// The model and five services for `ownership()`: no rule passes (`none`); all pass (`all`);
+/// Silver's and Gold's pass but a Bronze one fails (`no-bronze`); Gold's passes but Silver's
+/// fails (`no-silver`); outside the filter (`py`).
+async fn seed_services(app: &TestApp) {
     app.model().await;
     app.entity("domain", json!({"identifier": "pay"})).await;
     let svc = |id: &str, props: Value, domain: Option<&str>| json!({"identifier": id, "properties": props, "relations": {"domain": domain}});
-    // No rule passes; all pass; Silver's and Gold's rules pass but a Bronze one fails; Gold's
-    // passes but Silver's fails; outside the filter.
     app.entity("service", svc("none", json!({"language": "go"}), None)).await;
     app.entity("service", svc("all", json!({"language": "rust", "cpu": 16}), Some("pay"))).await;
     app.entity("service", svc("no-bronze", json!({"language": "rust", "cpu": 16}), None)).await;
     app.entity("service", svc("no-silver", json!({"language": "rust", "cpu": 2}), Some("pay"))).await;
     app.entity("service", svc("py", json!({"language": "python", "cpu": 16}), Some("pay"))).await;
+}
+
+#[tokio::test]
+async fn levels_follow_ports_rule_and_follow_changes_with_history() {
+    let Some(app) = app().await else { return };
+    seed_services(&app).await;
     let r = app.post("/v1/blueprints/service/scorecards", ownership()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     settle(&app).await;
@@ -356,4 +361,131 @@ async fn levels_follow_ports_rule_and_follow_changes_with_history() {
     let other = app.other_org_token("org-b").await;
     let r = app.req_as(&other, "GET", "/v1/blueprints/service/entities/none/scorecards/ownership/history", None).await;
     assert_error(&r, 404, "not_found");
+}
+
+/// The identifiers a blueprint search with one rule finds, sorted (the answer asserted 200).
+async fn search_ids(app: &TestApp, bp: &str, rule: Value) -> Vec<String> {
+    let body = json!({"query": {"combinator": "and", "rules": [rule]}});
+    let r = app.post(&format!("/v1/blueprints/{bp}/entities/search"), body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut ids: Vec<String> =
+        r.body["entities"].as_array().unwrap().iter().map(|e| e["identifier"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+async fn search_refused(app: &TestApp, rule: Value, path: &str) -> String {
+    let body = json!({"query": {"combinator": "and", "rules": [rule]}});
+    let r = app.post("/v1/blueprints/service/entities/search", body).await;
+    assert_invalid(&r, path);
+    crate::helpers::detail(&r, path)
+}
+
+#[tokio::test]
+async fn entities_are_searched_by_scorecard_level_and_rule() {
+    let Some(app) = app().await else { return };
+    seed_services(&app).await;
+    let r = app.post("/v1/blueprints/service/scorecards", ownership()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    settle(&app).await;
+
+    let level = |op: &str, v: Value| json!({"scorecard": "ownership", "operator": op, "value": v});
+    assert_eq!(search_ids(&app, "service", level("=", json!("Gold"))).await, ["all"]);
+    assert_eq!(
+        search_ids(&app, "service", level("in", json!(["Basic", "Bronze"]))).await,
+        ["no-bronze", "no-silver", "none"]
+    );
+    // `py` is outside the filter: it has no level, so it matches only the negative operators.
+    assert_eq!(search_ids(&app, "service", level("!=", json!("Gold"))).await, ["no-bronze", "no-silver", "none", "py"]);
+    assert_eq!(search_ids(&app, "service", level("notIn", json!(["Basic", "Gold"]))).await, ["no-silver", "py"]);
+    let status = |v: Value| json!({"scorecard": "ownership", "scorecardRule": "bigCpu", "operator": "=", "value": v});
+    assert_eq!(search_ids(&app, "service", status(json!("SUCCESS"))).await, ["all", "no-bronze"]);
+    assert_eq!(search_ids(&app, "service", status(json!(false))).await, ["no-silver", "none"]);
+    // In a search over every blueprint, scoped or not.
+    let r = app.post("/v1/entities/search", json!({"combinator": "and", "rules": [level("=", json!("Bronze"))]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["entities"].as_array().unwrap().len(), 1, "{}", r.body);
+
+    // A misspelt scorecard, level or rule is refused and named, never an empty answer.
+    let msg = search_refused(
+        &app,
+        json!({"scorecard": "owner", "operator": "=", "value": "Gold"}),
+        "query.rules[0].scorecard",
+    )
+    .await;
+    assert!(msg.contains("service.ownership"), "{msg}");
+    let msg = search_refused(&app, level("=", json!("Platinum")), "query.rules[0].value").await;
+    assert!(msg.contains("Basic, Bronze, Silver, Gold"), "{msg}");
+    search_refused(&app, level("in", json!(["Gold", "Platinum"])), "query.rules[0].value[1]").await;
+    let msg = search_refused(
+        &app,
+        json!({"scorecard": "ownership", "scorecardRule": "bigcpu", "operator": "=", "value": true}),
+        "query.rules[0].scorecardRule",
+    )
+    .await;
+    assert!(msg.contains("hasDomain, hasCpu, bigCpu, isRust"), "{msg}");
+    // A scorecard's own rules cannot use scorecard rules.
+    let mut nested = ownership();
+    nested["identifier"] = json!("meta");
+    nested["rules"] =
+        json!([rule("gold", "Bronze", json!({"scorecard": "ownership", "operator": "=", "value": "Gold"}))]);
+    let r = app.post("/v1/blueprints/service/scorecards", nested).await;
+    assert_eq!(r.status.as_u16(), 422, "{}", r.body);
+
+    // Another organization's scorecards are not found.
+    let other = app.other_org_token("org-b").await;
+    let body = json!({"combinator": "and", "rules": [level("=", json!("Gold"))]});
+    let r = app.req_as(&other, "POST", "/v1/entities/search", Some(body)).await;
+    assert_eq!(r.status.as_u16(), 422, "{}", r.body);
+}
+
+#[tokio::test]
+async fn put_replaces_all_scorecards_of_a_blueprint_at_once() {
+    let Some(app) = app().await else { return };
+    app.model().await;
+    app.entity("service", json!({"identifier": "s1", "properties": {"language": "rust", "cpu": 16}})).await;
+    let r = app.post("/v1/blueprints/service/scorecards", ownership()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["scorecard"]["id"].clone();
+    let second = json!({"identifier": "quality", "title": "Quality",
+        "rules": [rule("rust", "Bronze", json!({"property": "language", "operator": "=", "value": "rust"}))]});
+    settle(&app).await;
+
+    // An invalid item refuses the whole request, at its index; nothing changes.
+    let mut bad = second.clone();
+    bad["rules"][0]["level"] = json!("Platinum");
+    let r = app.put("/v1/blueprints/service/scorecards", json!([ownership(), bad])).await;
+    assert!(
+        r.body["details"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["path"].as_str().unwrap().starts_with("[1].rules[0]"))),
+        "{}",
+        r.body
+    );
+    assert_invalid(&app.put("/v1/blueprints/service/scorecards", json!([second, second])).await, "[1].identifier");
+    assert_invalid(&app.put("/v1/blueprints/service/scorecards", json!({"identifier": "x"})).await, "");
+    assert_error(&app.put("/v1/blueprints/nope/scorecards", json!([])).await, 404, "not_found");
+    assert_eq!(app.get("/v1/blueprints/service/scorecards").await.body["scorecards"].as_array().unwrap().len(), 1);
+
+    let mut changed = ownership();
+    changed["title"] = json!("Owned");
+    let r = app.put("/v1/blueprints/service/scorecards", json!([changed, second])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["scorecards"][0]["id"], id, "a kept scorecard keeps its id");
+    assert_eq!(r.body["scorecards"][1]["identifier"], "quality");
+    settle(&app).await;
+    let e = get_entity(&app, "s1").await;
+    // Silver and Gold have no rules, so passing Bronze's reaches Gold (Port's rule).
+    assert_eq!(e["scorecards"]["quality"]["level"], "Gold", "the new scorecard was computed: {e}");
+    assert_eq!(e["scorecards"]["ownership"]["level"], "Basic", "{e}");
+
+    let r = app.put("/v1/blueprints/service/scorecards", json!([second])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    settle(&app).await;
+    let listed = app.get("/v1/blueprints/service/scorecards").await;
+    assert_eq!(listed.body["scorecards"].as_array().unwrap().len(), 1, "{}", listed.body);
+    assert!(get_entity(&app, "s1").await["scorecards"].get("ownership").is_none(), "deleted with its results");
+    let audits = app.audit("resources=scorecard").await;
+    let actions: Vec<&str> = audits.iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions[..2], ["DELETE", "UPDATE"], "{actions:?}");
 }

@@ -59,6 +59,7 @@ pub async fn seeded() -> Option<Seeded> {
     app.blueprint(json!({"identifier": "deploy", "title": "Deploy",
         "relations": {"service": {"target": "service", "required": true}}}))
         .await;
+    app.teams(&["payments", "web-team"]).await;
     app.entity(
         "domain",
         json!({"identifier": "pay", "title": "Payments", "properties": {"owner": "alice", "tier": 1}}),
@@ -371,4 +372,46 @@ async fn global_search_reports_matching_blueprints() {
         .post("/v1/entities/search?exclude_calculated_properties=true&include=blueprint&include=identifier", q)
         .await;
     assert_eq!(r.body["entities"], json!([{"identifier": "legacy", "blueprint": "service"}]));
+}
+
+/// A property or relation rule on a name that nothing in scope defines would match nothing,
+/// silently (a relation written as `{"property": …}` was the case found): it is refused at
+/// its path, and the message points at the rule kind that would work.
+#[tokio::test]
+async fn rules_on_unknown_properties_and_relations_are_refused_with_a_hint() {
+    let Some(s) = seeded().await else { return };
+    let refused = |r: &crate::helpers::Res, path: &str, want: &str| {
+        crate::helpers::assert_invalid(r, path);
+        let msg = crate::helpers::detail(r, path);
+        assert!(msg.contains(want), "{msg}");
+    };
+    let search = |q: Value| {
+        let app = &s.app;
+        async move { app.post("/v1/blueprints/service/entities/search", json!({"query": q})).await }
+    };
+    let r = search(json!({"combinator": "and", "rules": [rule("domain", "=", json!("pay"))]})).await;
+    refused(&r, "query.rules[0].property", "use {\"relation\": \"domain\"");
+    let r = search(json!({"combinator": "and", "rules": [rule("langauge", "=", json!("go"))]})).await;
+    refused(&r, "query.rules[0].property", "blueprint 'service' has no property 'langauge'");
+    let r =
+        search(json!({"combinator": "and", "rules": [{"relation": "language", "operator": "=", "value": "go"}]})).await;
+    refused(&r, "query.rules[0].relation", "use {\"property\": \"language\"");
+    let r = search(json!({"combinator": "or", "rules": [rule("language", "=", json!("go")),
+        {"combinator": "and", "rules": [{"relation": "domains", "operator": "isEmpty"}]}]}))
+    .await;
+    refused(&r, "query.rules[1].rules[0].relation", "no relation 'domains'");
+    // Over every blueprint: refused when no blueprint defines it, accepted when one does.
+    let r = s
+        .app
+        .post("/v1/entities/search", json!({"combinator": "and", "rules": [rule("nowhere", "=", json!(1))]}))
+        .await;
+    refused(&r, "rules[0].property", "no blueprint has a property 'nowhere'");
+    let r = s
+        .app
+        .post(
+            "/v1/entities/search",
+            json!({"combinator": "and", "rules": [{"property": "version", "operator": "isNotEmpty"}]}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
 }

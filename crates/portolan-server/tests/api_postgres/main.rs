@@ -42,6 +42,8 @@ mod metrics;
 mod ocean_latest;
 #[path = "../api/pages.rs"]
 mod pages;
+#[path = "../api/people.rs"]
+mod people;
 #[path = "../api/ratelimit.rs"]
 mod ratelimit;
 #[path = "../api/scorecards.rs"]

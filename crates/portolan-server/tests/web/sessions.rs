@@ -52,6 +52,36 @@ async fn pages_need_a_session_and_sign_in_sets_a_safe_cookie() {
     assert_eq!(app.get(&mut replay, "/ui/catalog").await.status, StatusCode::SEE_OTHER);
 }
 
+/// A user disabled through the API (`PATCH /v1/users/{email}`) loses their session at once and
+/// cannot sign in again until enabled; the page says why, and only after the right password.
+#[tokio::test]
+async fn a_disabled_user_is_signed_out_and_cannot_sign_in() {
+    let Some(app) = WebApp::spawn().await else { return };
+    let mut b = app.admin().await;
+    // A second admin, so the first may be disabled.
+    let org = portolan_store::OrgId(crate::app::ORG.into());
+    let hash = portolan_server::web::session::hash_password_with((8, 1), PASSWORD).unwrap();
+    let other = portolan_store::User {
+        id: "usr_other".into(),
+        org,
+        email: "other@example.com".into(),
+        password_hash: hash,
+        role: "admin".into(),
+        created_at: "2024-01-01T00:00:00.000Z".into(),
+    };
+    app.store.create_user(&other).await.unwrap();
+    app.api("PATCH", &format!("/v1/users/{ADMIN}"), serde_json::json!({"status": "Disabled"})).await;
+    assert_eq!(app.get(&mut b, "/ui/catalog").await.status, StatusCode::SEE_OTHER, "the session ended");
+    let (_, refused) = app.sign_in_as(ADMIN, PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.text.contains("This account is disabled."), "{}", refused.text);
+    let (_, wrong) = app.sign_in_as(ADMIN, "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "a wrong password learns nothing more");
+    app.api("PATCH", &format!("/v1/users/{ADMIN}"), serde_json::json!({"status": "Active"})).await;
+    let (_, ok) = app.sign_in_as(ADMIN, PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+}
+
 #[tokio::test]
 async fn a_session_ends_after_three_idle_days() {
     let Some(app) = WebApp::spawn().await else { return };

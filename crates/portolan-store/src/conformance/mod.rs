@@ -20,6 +20,7 @@ mod jobs;
 mod orgs;
 mod scorecards;
 mod search;
+mod teams;
 #[cfg(feature = "testing")]
 pub mod test_db;
 mod ui;
@@ -42,6 +43,7 @@ pub use jobs::*;
 pub use orgs::*;
 pub use scorecards::*;
 pub use search::*;
+pub use teams::*;
 pub use ui::*;
 pub use webhooks::*;
 
@@ -204,7 +206,11 @@ macro_rules! conformance_tests {
             secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_scoped,
             pages_are_saved_audited_and_tenant_scoped,
             // scorecards.rs
-            scorecards_are_saved_audited_and_tenant_scoped, scorecard_results_follow_rules_filter_and_history);
+            scorecards_are_saved_audited_and_tenant_scoped, scorecard_results_follow_rules_filter_and_history,
+            scorecards_are_replaced_all_at_once,
+            // teams.rs
+            teams_are_saved_renamed_deleted_audited_and_tenant_scoped, entity_writes_name_only_existing_teams,
+            people_have_roles_status_and_teams);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

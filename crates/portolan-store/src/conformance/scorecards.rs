@@ -181,3 +181,66 @@ pub async fn scorecard_results_follow_rules_filter_and_history(s: &dyn Store) {
     assert!(s.scorecard_results(&a, &keys).await.unwrap().is_empty());
     assert!(s.level_history(&a, "service", "none", "q", 10).await.unwrap().is_empty());
 }
+
+/// Replacing all of a blueprint's scorecards: given ones are created or replaced (ids kept),
+/// the others deleted with their results, each change audited and each given job enqueued,
+/// in one transaction — a refused write changes nothing; another organization is untouched.
+pub async fn scorecards_are_replaced_all_at_once(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let m = model(s, &a).await;
+    model(s, &b).await;
+    for o in [&a, &b] {
+        for id in ["one", "two"] {
+            let mut w = write(id, &body(id));
+            w.id = format!("scorecard_{id}_{}", o.0); // ids are unique across organizations
+            s.save_scorecard(o, &w, SaveMode::Create, &ctx(), None).await.unwrap();
+        }
+    }
+    write_ok(s, &a, &m, vec![entity("team", "t", json!({}), json!({}))]).await;
+    write_ok(s, &a, &m, vec![entity("service", "svc", json!({"cpu": 4, "lang": "rust"}), json!({"team": "t"}))]).await;
+    let two = checked(&body("two"));
+    s.score_entities(&a, &two, &m, chrono::Utc::now(), ScoreTargets::Entities(&["svc".into()])).await.unwrap();
+    assert_eq!(s.scorecard_results(&a, &[("service".into(), "svc".into())]).await.unwrap().len(), 1);
+    let before = s.get_scorecard(&a, "service", "one").await.unwrap().unwrap();
+    let job = |id: &str| NewJob { kind: "scorecard_recompute".into(), payload: json!({"sc": id}), max_attempts: 3 };
+
+    // A write for another blueprint is refused, and nothing changed.
+    let mut stray = write("three", &body("three"));
+    stray.blueprint = "domain".into();
+    let bad = vec![(write("one", &body("one")), job("one")), (stray, job("three"))];
+    assert!(s.replace_scorecards(&a, "service", &bad, &ctx()).await.is_err());
+    assert_eq!(s.list_scorecards(&a, Some("service")).await.unwrap().len(), 2);
+
+    let mut one = body("one");
+    one["title"] = json!("One, changed");
+    let saved = s
+        .replace_scorecards(
+            &a,
+            "service",
+            &[(write("one", &one), job("one")), (write("three", &body("three")), job("three"))],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = saved.iter().map(|x| x.identifier.as_str()).collect();
+    assert_eq!(ids, ["one", "three"]);
+    assert_eq!(saved[0].id, before.id, "a replaced scorecard keeps its id");
+    let listed: Vec<String> =
+        s.list_scorecards(&a, Some("service")).await.unwrap().into_iter().map(|x| x.identifier).collect();
+    assert_eq!(listed, ["one", "three"], "'two' was deleted");
+    assert!(
+        s.scorecard_results(&a, &[("service".into(), "svc".into())]).await.unwrap().is_empty(),
+        "the deleted scorecard's results went with it"
+    );
+    let recs = s
+        .list_audit(&a, &AuditFilter { resources: vec!["scorecard".into()], limit: 3, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    let mut actions: Vec<(&str, &str)> = recs.iter().map(|r| (r.action.as_str(), r.identifier.as_str())).collect();
+    actions.sort_unstable();
+    assert_eq!(actions, [("CREATE", "three"), ("DELETE", "two"), ("UPDATE", "one")]);
+    let filter = JobFilter { kind: Some("scorecard_recompute".into()), limit: 10, ..JobFilter::default() };
+    let queued = s.list_jobs(&a, &filter).await;
+    assert_eq!(queued.unwrap().len(), 2, "one job per given scorecard");
+    assert_eq!(s.list_scorecards(&b, Some("service")).await.unwrap().len(), 2, "the other organization's stay");
+}

@@ -19,10 +19,10 @@ use super::{COLUMNS, from_row};
 use crate::audit;
 use crate::db::{Db, Row, Tx};
 use crate::dialect::{entity_locks, lock_entities, nul_rejection};
-use crate::plan::{Key, Outcome, Plan, entity_record, json_text};
-use crate::scorecards;
+use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, team_rejection};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
+use crate::{scorecards, teams};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters, PostgreSQL 65,535; entities
 /// bind 13 each).
@@ -45,6 +45,9 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let mut stored = load(db, &mut tx, org, wanted).await?;
 
     let mut plan = Plan::compose(writes, &mut stored, refusal(db.dialect()));
+    // Teams a write adds must exist (before relation targets: a rejected write creates none).
+    let missing = teams::missing_in(db, &mut tx, org, &plan.added_teams()).await?;
+    plan.reject_missing_teams(&missing);
     // Relation targets: stored, or written by this batch.
     let existing = existing_keys(db, &mut tx, org, plan.targets()).await?;
     plan.reject_missing_targets(&existing);
@@ -366,6 +369,13 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
             out.push(Err(rej));
             continue;
         }
+        let before_entity = before.as_ref().map(|(_, e)| e);
+        let added = added_teams(&entity, before_entity).collect();
+        let missing = teams::missing_in(db, &mut tx, org, &added).await?;
+        if let Some(rej) = team_rejection(&entity, before_entity, &missing) {
+            out.push(Err(rej));
+            continue;
+        }
         let mut stubs = Vec::new();
         let mut rejection = None;
         for edge in &edges {
@@ -413,7 +423,6 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         }
         save(&mut tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
-        let before_entity = before.as_ref().map(|(_, e)| e);
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
         audit::insert(&mut tx, org, &[rec]).await?;
         written.push((entity.blueprint.clone(), entity.identifier.clone()));

@@ -40,6 +40,8 @@ pub(super) const TABLES: &[&TableSpec] = &[
     &SCORECARDS,
     &SCORECARD_RESULTS,
     &SCORECARD_LEVEL_HISTORY,
+    &TEAMS,
+    &TEAM_MEMBERS,
 ];
 
 /// Identity columns (table, column): their ids are shifted past the target's largest.
@@ -259,6 +261,23 @@ const ACTION_RUN_ENTITIES: TableSpec = TableSpec {
     order: &["run_rid", "blueprint", "identifier"],
 };
 
+/// Teams and their members (migration 0017).
+const TEAMS: TableSpec = TableSpec {
+    table: "teams",
+    json_type: "json",
+    cols: cols![name: Text, id: Text, description: Text, provider: Text, created_at: Text, updated_at: Text],
+    overriding: false,
+    order: &["name"],
+};
+
+const TEAM_MEMBERS: TableSpec = TableSpec {
+    table: "team_members",
+    json_type: "json",
+    cols: cols![team: Text, email: Text],
+    overriding: false,
+    order: &["team", "email"],
+};
+
 /// Pages (migration 0014).
 const PAGES: TableSpec = TableSpec {
     table: "pages",
@@ -281,7 +300,8 @@ const ORG_SECRETS: TableSpec = TableSpec {
 const USERS: TableSpec = TableSpec {
     table: "users",
     json_type: "json",
-    cols: cols![id: Text, email: Text, password_hash: Text, role: Text, created_at: Text],
+    cols: cols![id: Text, email: Text, password_hash: Text, role: Text, created_at: Text, first_name: Text,
+        last_name: Text, status: Text],
     overriding: false,
     order: &["id"],
 };

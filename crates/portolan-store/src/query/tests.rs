@@ -371,7 +371,7 @@ async fn search_in(pool: &SqlitePool, bps: &HashMap<String, Blueprint>, org: &st
         &wrapped
     };
     let query = parse_query(q).unwrap_or_else(|e| panic!("parse {q}: {e}"));
-    let ctx = CompileCtx { org_id: org, now: now(), blueprints: bps, dialect: Dialect::Sqlite };
+    let ctx = CompileCtx { org_id: org, now: now(), blueprints: bps, dialect: Dialect::Sqlite, scorecards: None };
     let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
     run(pool, org, frag).await
 }
@@ -820,17 +820,22 @@ async fn query_never_crosses_tenants() {
 #[tokio::test]
 async fn query_blueprint_scope_avoids_foreign_definitions() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
     // `calcUrl` is a calculation property of `service` only.
     let q = parse_query(&json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]})).unwrap();
     let e = compile_where(&q, &ctx).unwrap_err();
     assert_eq!(e.path, "rules[0].property");
     assert!(e.message.contains("calculation property 'calcUrl'"), "{}", e.message);
+    // Scoped to `library`, which has no `calcUrl` at all: that is the error, not `service`'s
+    // calculation property.
+    let e = compile_where_in(&q, &ctx, Some("library")).unwrap_err();
+    assert_eq!(e.message, "blueprint 'library' has no property 'calcUrl'");
+    let q = parse_query(&json!({"combinator": "and", "rules": [rule("lang", "=", json!("x"))]})).unwrap();
     let frag = compile_where_in(&q, &ctx, Some("library")).unwrap();
     assert_eq!(run(&pool, "org1", frag).await, Vec::<String>::new());
     // A top-level `$blueprint` rule scopes the same way.
     let q = parse_query(&on("library", rule("calcUrl", "=", json!("x")))).unwrap();
-    assert!(compile_where(&q, &ctx).is_ok());
+    assert_eq!(compile_where(&q, &ctx).unwrap_err().message, "blueprint 'library' has no property 'calcUrl'");
     let q = parse_query(&json!({"combinator": "or", "rules": [rule("$blueprint", "=", json!("library")),
         rule("calcUrl", "=", json!("x"))]}))
     .unwrap();
@@ -840,7 +845,7 @@ async fn query_blueprint_scope_avoids_foreign_definitions() {
 #[tokio::test]
 async fn query_compile_errors() {
     let bps = blueprints();
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
     let cases = [
         (
             json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]}),
@@ -895,9 +900,13 @@ async fn query_compile_errors() {
 
 #[test]
 fn query_sql_is_parameterized() {
-    let bps = blueprints();
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
+    let mut bps = blueprints();
     let hostile = "x'); DROP TABLE entities; --";
+    // Declared (rules on undeclared names are refused before any SQL).
+    let svc = bps.get_mut("service").expect("service");
+    svc.schema.properties.insert(hostile.into(), serde_json::from_value(json!({"type": "string"})).expect("prop"));
+    svc.relations.insert(hostile.into(), serde_json::from_value(json!({"target": "service"})).expect("rel"));
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
     let q = parse_query(&json!({"combinator": "or", "rules": [
         rule(hostile, "=", json!(hostile)), rule("name", "contains", json!(hostile)),
         {"relation": hostile, "operator": "=", "value": hostile},
@@ -921,7 +930,7 @@ fn query_referenced_blueprints() {
 #[tokio::test]
 async fn query_walks_use_indexes() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite };
+    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
     let q = parse_query(&json!({"combinator": "and", "rules": [
         {"operator": "relatedTo", "blueprint": "domain", "value": "dom-1"},
         {"property": {"path": ["domain", "system"]}, "operator": "matchAny", "value": "sys-1"},
@@ -1001,8 +1010,13 @@ async fn query_walks_stop_at_cycles_and_hop_limits() {
 
 #[tokio::test]
 async fn query_awkward_property_keys_on_every_dialect() {
-    for (db, bps) in dbs().await {
+    for (db, mut bps) in dbs().await {
         let props = json!({"a-b": 1, "x.y": 2, "q\"uote": 3, "back\\slash": 4, "it's": "five", "?": "six"});
+        // Declared on the blueprint (a rule on an undeclared property is refused).
+        let lib = bps.get_mut("library").expect("library");
+        for key in props.as_object().expect("props").keys() {
+            lib.schema.properties.insert(key.clone(), serde_json::from_value(json!({"type": "string"})).expect("prop"));
+        }
         let t = "2024-01-01T00:00:00.000Z";
         db.insert(&bps, ("org1", "library", "lib-awk", Value::Null, json!([]), props, json!({}), t, t, Value::Null))
             .await;
@@ -1036,7 +1050,7 @@ fn numeric_comparisons_on_postgres_have_no_opaque_type_test() {
     let q = parse_query(&json!({"combinator": "and", "rules": [{"property": "cpu", "operator": ">", "value": 16}]}))
         .expect("query");
     for (dialect, has_test) in [(Dialect::Postgres, false), (Dialect::Sqlite, true)] {
-        let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect };
+        let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect, scorecards: None };
         let frag = compile_where(&q, &ctx).expect("compile");
         let sql = frag.render(dialect).to_string();
         assert_eq!(sql.contains("IN ('integer', 'real')"), has_test, "{sql}");

@@ -1,0 +1,327 @@
+//! Users and teams (port-api.md §8.2): checking team and user bodies with every error at its
+//! path, invitations (the API's and the web UI's), and rendering both in Port's shapes. Roles
+//! are Port's `Admin` and `Member` (stored as `admin` / `member`, the web UI's roles).
+
+use portolan_core::error::join_path;
+use portolan_core::{FieldError, FieldErrors};
+use portolan_store::{Invitation, OrgId, Person, PersonEdit, SaveMode, Team, TeamWrite};
+use serde_json::{Map, Value, json};
+
+use crate::auth::{hash_secret, random_bytes};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::ops::Actor;
+use crate::ops::audit::audit_ctx;
+use crate::state::AppState;
+
+/// Longest team name.
+pub const MAX_TEAM_NAME: usize = 100;
+/// Most members one team body may list.
+pub const MAX_TEAM_MEMBERS: usize = 10_000;
+
+/// A plausible e-mail address (what the web UI and the API accept for invitations).
+pub fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && s.len() <= 254
+        && !s.contains(char::is_whitespace)
+}
+
+/// Port's team name rule: no `;`, `#`, `/`, `?`, and no whitespace at either end.
+pub fn check_team_name(name: &str) -> Result<(), String> {
+    let bad = |c: char| matches!(c, ';' | '#' | '/' | '?');
+    if name.is_empty() || name.chars().count() > MAX_TEAM_NAME {
+        return Err(format!("must be 1 to {MAX_TEAM_NAME} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| bad(*c)) {
+        return Err(format!("must not contain {c:?} (team names cannot hold ; # / ?)"));
+    }
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return Err("must not start or end with whitespace".into());
+    }
+    Ok(())
+}
+
+/// A team as Port answers it.
+pub fn render_team(t: &Team, people: &[Person]) -> Value {
+    let users: Vec<Value> = t
+        .members
+        .iter()
+        .map(|email| match people.iter().find(|p| &p.email == email) {
+            Some(p) => json!({"email": p.email, "firstName": p.first_name, "lastName": p.last_name,
+                              "status": p.status}),
+            None => json!({"email": email, "status": "Invited"}),
+        })
+        .collect();
+    json!({"id": t.id, "name": t.name, "description": t.description, "provider": t.provider,
+           "createdAt": t.created_at, "updatedAt": t.updated_at, "users": users})
+}
+
+/// Port's role name of a stored role.
+pub fn role_name(role: &str) -> &'static str {
+    if role == "admin" { "Admin" } else { "Member" }
+}
+
+/// A user as Port answers it.
+pub fn render_user(p: &Person) -> Value {
+    json!({"id": p.user_id, "email": p.email, "firstName": p.first_name, "lastName": p.last_name,
+           "status": p.status, "type": "Standard", "providers": ["port"], "createdAt": p.created_at,
+           "teams": p.teams, "teamsIdentifiers": p.teams, "roles": [{"name": role_name(&p.role)}]})
+}
+
+fn random_id(prefix: &str) -> String {
+    format!("{prefix}{}", crate::auth::hex(&random_bytes::<10>()))
+}
+
+fn strings(errs: &mut FieldErrors, v: &Value, path: &str, max: usize) -> Vec<String> {
+    let Some(items) = v.as_array() else {
+        errs.push(path, "must be an array of strings");
+        return Vec::new();
+    };
+    if items.len() > max {
+        errs.push(path, format!("must hold at most {max} items"));
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(s) => out.push(s.to_string()),
+            None => errs.push(join_path(path, &format!("[{i}]")), "must be a string"),
+        }
+    }
+    out
+}
+
+fn only_keys(errs: &mut FieldErrors, obj: &Map<String, Value>, allowed: &[&str]) {
+    for k in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+        errs.push(k.as_str(), format!("is not a field of this object (fields: {})", allowed.join(", ")));
+    }
+}
+
+/// Create (`current` None, mode Create) or change (`current` the name in the URL) a team from
+/// Port's body `{name, description?, users?: [emails]}`; `PUT` (`replace`) clears what it
+/// leaves out. Every member must be a user of the organization.
+pub async fn save_team(
+    state: &AppState,
+    actor: &Actor,
+    current: Option<&str>,
+    body: &Value,
+    replace: bool,
+) -> ApiResult<Team> {
+    let Some(obj) = body.as_object() else {
+        return Err(FieldError::new("", "the body must be a JSON object (a team)").into());
+    };
+    let mut errs = FieldErrors::default();
+    only_keys(&mut errs, obj, &["name", "description", "users", "id", "provider", "createdAt", "updatedAt"]);
+    let old = match current {
+        Some(name) => Some(state.store.get_team(&actor.org, name).await?.ok_or_else(|| team_not_found(name))?),
+        None => None,
+    };
+    let name = match obj.get("name") {
+        Some(Value::String(n)) => n.clone(),
+        Some(_) => {
+            errs.push("name", "must be a string");
+            String::new()
+        }
+        None => match &old {
+            Some(o) if !replace => o.name.clone(),
+            _ => {
+                errs.push("name", "is required");
+                String::new()
+            }
+        },
+    };
+    if let Err(m) = check_team_name(&name)
+        && !name.is_empty()
+    {
+        errs.push("name", m);
+    }
+    let description = match obj.get("description") {
+        None if !replace => old.as_ref().and_then(|o| o.description.clone()),
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) if d.chars().count() <= 1000 => Some(d.clone()),
+        Some(_) => {
+            errs.push("description", "must be a string of at most 1,000 characters or null");
+            None
+        }
+    };
+    let members = match obj.get("users") {
+        Some(v) => Some(strings(&mut errs, v, "users", MAX_TEAM_MEMBERS)),
+        None if replace => Some(Vec::new()),
+        None => None,
+    };
+    let members = match members {
+        Some(list) => {
+            let people = state.store.list_people(&actor.org).await?;
+            let mut out = Vec::with_capacity(list.len());
+            for (i, e) in list.iter().enumerate() {
+                let email = e.trim().to_lowercase();
+                if people.iter().any(|p| p.email == email) {
+                    out.push(email);
+                } else {
+                    let msg =
+                        format!("{e:?} is not a user of this organization; invite them first (POST /v1/users/invite)");
+                    errs.push(format!("users[{i}]"), msg);
+                }
+            }
+            Some(out)
+        }
+        None => None,
+    };
+    errs.into_result()?;
+    let w = TeamWrite { name, id: random_id("team_"), description, provider: "Port".into(), members };
+    let mode = if current.is_some() { SaveMode::Update } else { SaveMode::Create };
+    Ok(state.store.save_team(&actor.org, current, &w, mode, &audit_ctx(actor)).await?)
+}
+
+pub fn team_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("team {name:?} was not found"))
+}
+
+pub fn user_not_found(email: &str) -> ApiError {
+    ApiError::not_found(format!("user {email:?} was not found in this organization"))
+}
+
+/// Teams named in `names` that exist, or a 422 at `path[i]` for each that does not.
+async fn existing_teams(state: &AppState, org: &OrgId, names: Vec<String>, path: &str) -> ApiResult<Vec<String>> {
+    let missing = state.store.missing_teams(org, &names).await?;
+    let mut errs = FieldErrors::default();
+    for (i, n) in names.iter().enumerate() {
+        if missing.contains(n) {
+            errs.push(format!("{path}[{i}]"), format!("team {n:?} does not exist; create it first (POST /v1/teams)"));
+        }
+    }
+    errs.into_result()?;
+    Ok(names)
+}
+
+/// The stored role of Port's `roles` array: exactly one of `Admin`, `Member`.
+fn role_of(errs: &mut FieldErrors, v: &Value, path: &str) -> Option<String> {
+    let roles = strings(errs, v, path, 10);
+    match roles.as_slice() {
+        [r] if r == "Admin" => Some("admin".into()),
+        [r] if r == "Member" => Some("member".into()),
+        [r] if r.ends_with("-moderator") => {
+            let msg = format!("{r:?}: blueprint moderator roles are not supported yet; use Admin or Member");
+            errs.push(format!("{path}[0]"), msg);
+            None
+        }
+        _ => {
+            errs.push(path, "must be [\"Admin\"] or [\"Member\"]");
+            None
+        }
+    }
+}
+
+/// `PATCH /v1/users/{email}`: `{roles?, teams?, firstName?, lastName?, status?}`. The last
+/// active admin cannot lose the role or be disabled; disabling ends the user's sessions.
+pub async fn update_user(state: &AppState, actor: &Actor, email: &str, body: &Value) -> ApiResult<Person> {
+    let email = email.trim().to_lowercase();
+    let Some(obj) = body.as_object() else {
+        return Err(FieldError::new("", "the body must be a JSON object").into());
+    };
+    let mut errs = FieldErrors::default();
+    only_keys(&mut errs, obj, &["roles", "teams", "firstName", "lastName", "status"]);
+    let mut edit = PersonEdit::default();
+    if let Some(v) = obj.get("roles") {
+        edit.role = role_of(&mut errs, v, "roles");
+    }
+    let teams = obj.get("teams").map(|v| strings(&mut errs, v, "teams", 1000));
+    for (key, slot) in [("firstName", &mut edit.first_name), ("lastName", &mut edit.last_name)] {
+        match obj.get(key) {
+            None => {}
+            Some(Value::Null) => *slot = Some(None),
+            Some(Value::String(s)) if s.chars().count() <= 100 => *slot = Some(Some(s.clone())),
+            Some(_) => errs.push(key, "must be a string of at most 100 characters or null"),
+        }
+    }
+    match obj.get("status") {
+        None => {}
+        Some(Value::String(s)) if s == "Active" || s == "Disabled" => edit.status = Some(s.clone()),
+        Some(_) => errs.push("status", "must be \"Active\" or \"Disabled\""),
+    }
+    errs.into_result()?;
+    if let Some(t) = teams {
+        edit.teams = Some(existing_teams(state, &actor.org, t, "teams").await?);
+    }
+    let people = state.store.list_people(&actor.org).await?;
+    let Some(person) = people.iter().find(|p| p.email == email) else {
+        return Err(user_not_found(&email));
+    };
+    let stays_admin = edit.role.as_deref().unwrap_or(&person.role) == "admin"
+        && edit.status.as_deref().unwrap_or(&person.status) == "Active";
+    let active_admins = people.iter().filter(|p| p.role == "admin" && p.status == "Active").count();
+    if person.role == "admin" && person.status == "Active" && !stays_admin && active_admins == 1 {
+        let msg = format!("{email} is the organization's last active admin: make another user admin first");
+        return Err(ApiError::new(ErrorCode::LastAdmin, msg));
+    }
+    Ok(state.store.update_person(&actor.org, &email, &edit, &audit_ctx(actor)).await?)
+}
+
+/// `POST /v1/users/invite`: `{invitee: {email, roles?, teams?}}`. Makes an invitation link
+/// (answered: Portolan sends no e-mail) and puts the e-mail in the teams at once.
+pub async fn invite(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<(Invitation, String)> {
+    let Some(inv) = body.get("invitee").and_then(Value::as_object) else {
+        return Err(FieldError::new("invitee", "is required: an object {email, roles?, teams?}").into());
+    };
+    let mut errs = FieldErrors::default();
+    let email = inv.get("email").and_then(Value::as_str).map(|e| e.trim().to_lowercase()).unwrap_or_default();
+    if !valid_email(&email) {
+        errs.push("invitee.email", "must be an e-mail address");
+    }
+    let role = match inv.get("roles") {
+        Some(v) => role_of(&mut errs, v, "invitee.roles").unwrap_or_default(),
+        None => "member".into(),
+    };
+    let teams = inv.get("teams").map(|v| strings(&mut errs, v, "invitee.teams", 1000)).unwrap_or_default();
+    errs.into_result()?;
+    let teams = existing_teams(state, &actor.org, teams, "invitee.teams").await?;
+    if state.store.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::new(ErrorCode::Conflict, format!("{email} already has an account")));
+    }
+    let (invitation, token) = create_invitation(state, &actor.org, &email, &role, &actor.client_id).await?;
+    state.store.set_member_teams(&actor.org, &email, &teams).await?;
+    Ok((invitation, token))
+}
+
+/// Create an invitation (the API's, the web UI's and `portolan init`'s): the invitation and
+/// the link's token (stored only as its hash).
+pub async fn create_invitation(
+    state: &AppState,
+    org: &OrgId,
+    email: &str,
+    role: &str,
+    by: &str,
+) -> ApiResult<(Invitation, String)> {
+    let token = crate::auth::new_token();
+    let now = state.clock.now();
+    let ttl = i64::try_from(state.config.invitation_ttl.as_secs()).unwrap_or(i64::MAX);
+    let invitation = Invitation {
+        token_hash: hash_secret(&token),
+        org: org.clone(),
+        email: email.to_string(),
+        role: role.to_string(),
+        created_by: by.to_string(),
+        created_at: now,
+        expires_at: now.saturating_add(ttl),
+        used_at: None,
+    };
+    state.store.create_invitation(&invitation).await?;
+    Ok((invitation, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_team_name;
+
+    #[test]
+    fn team_names_follow_ports_rule() {
+        for ok in ["platform", "Team A", "a-b_c", "x"] {
+            assert!(check_team_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " lead", "trail ", "a/b", "a;b", "a#b", "what?", &"x".repeat(101)] {
+            assert!(check_team_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Conformance: teams (keyed by name, members by e-mail), renames and deletions that follow
+//! into entities' `team`, entity writes that name only existing teams, people (role, status,
+//! teams), audit and tenancy.
+
+use portolan_core::Entity;
+use serde_json::json;
+
+use super::{T0, ctx, entity, model, org, put, write_ok};
+use crate::{AuditFilter, OrgId, PersonEdit, SaveMode, Session, Store, StoreError, TeamWrite, User, WriteRejection};
+
+fn team(name: &str, members: &[&str]) -> TeamWrite {
+    TeamWrite {
+        name: name.into(),
+        id: format!("team_{name}"),
+        description: Some(format!("{name} team")),
+        provider: "Port".into(),
+        members: Some(members.iter().map(|m| m.to_string()).collect()),
+    }
+}
+
+fn with_team(mut e: Entity, teams: &[&str]) -> Entity {
+    e.team = teams.iter().map(|t| t.to_string()).collect();
+    e
+}
+
+async fn teams_of(s: &dyn Store, o: &OrgId, bp: &str, id: &str) -> Vec<String> {
+    s.get_entity(o, bp, id).await.unwrap().expect("entity").team
+}
+
+/// Teams: created once per name, members replaced, renamed (entities follow, members move),
+/// deleted (entities lose it), every change audited; another organization sees none of it.
+pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let m = model(s, &a).await;
+    let saved = s.save_team(&a, None, &team("core", &["x@example.com"]), SaveMode::Create, &ctx()).await.unwrap();
+    assert_eq!((saved.id.as_str(), saved.members.as_slice()), ("team_core", &["x@example.com".to_string()][..]));
+    let dup = s.save_team(&a, None, &team("core", &[]), SaveMode::Create, &ctx()).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))));
+    let missing = s.save_team(&a, Some("ghost"), &team("ghost", &[]), SaveMode::Update, &ctx()).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+    s.save_team(&a, None, &team("web", &[]), SaveMode::Create, &ctx()).await.unwrap();
+    assert_eq!(s.missing_teams(&a, &["core".into(), "nope".into(), "web".into()]).await.unwrap(), ["nope"]);
+    assert_eq!(s.missing_teams(&b, &["core".into()]).await.unwrap(), ["core"], "B has no team");
+
+    write_ok(s, &a, &m, vec![with_team(entity("team", "t1", json!({}), json!({})), &["core", "web"])]).await;
+    write_ok(s, &a, &m, vec![with_team(entity("team", "t2", json!({}), json!({})), &["web"])]).await;
+
+    // Members replaced; `None` keeps them.
+    let mut w = team("core", &["y@example.com", "x@example.com", "y@example.com"]);
+    let upd = s.save_team(&a, Some("core"), &w, SaveMode::Update, &ctx()).await.unwrap();
+    assert_eq!(upd.members, ["x@example.com", "y@example.com"], "sorted, once each");
+    w.members = None;
+    w.description = None;
+    let upd = s.save_team(&a, Some("core"), &w, SaveMode::Update, &ctx()).await.unwrap();
+    assert_eq!((upd.members.len(), upd.description.as_deref(), upd.id.as_str()), (2, None, "team_core"));
+
+    // Rename: entities and members follow; the old name is free, the new one must be.
+    let taken = s.save_team(&a, Some("core"), &team("web", &[]), SaveMode::Update, &ctx()).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    let mut r = team("platform", &[]);
+    r.members = None;
+    let renamed = s.save_team(&a, Some("core"), &r, SaveMode::Update, &ctx()).await.unwrap();
+    assert_eq!(renamed.members.len(), 2, "members moved with the name");
+    assert!(s.get_team(&a, "core").await.unwrap().is_none());
+    assert_eq!(teams_of(s, &a, "team", "t1").await, ["platform", "web"]);
+    assert_eq!(teams_of(s, &a, "team", "t2").await, ["web"]);
+
+    // Delete: gone from entities, members and the list.
+    s.delete_team(&a, "web", &ctx()).await.unwrap();
+    assert_eq!(teams_of(s, &a, "team", "t1").await, ["platform"]);
+    assert!(teams_of(s, &a, "team", "t2").await.is_empty());
+    assert!(matches!(s.delete_team(&a, "web", &ctx()).await, Err(StoreError::NotFound(_))));
+    let names: Vec<String> = s.list_teams(&a).await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["platform"]);
+
+    // Tenancy.
+    assert!(s.list_teams(&b).await.unwrap().is_empty());
+    assert!(s.get_team(&b, "platform").await.unwrap().is_none());
+    assert!(matches!(s.delete_team(&b, "platform", &ctx()).await, Err(StoreError::NotFound(_))));
+    let recs = s
+        .list_audit(&a, &AuditFilter { resources: vec!["team".into()], limit: 20, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = recs.iter().map(|r| (r.action.as_str(), r.identifier.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            ("DELETE", "web"),
+            ("UPDATE", "core"),
+            ("UPDATE", "core"),
+            ("UPDATE", "core"),
+            ("CREATE", "web"),
+            ("CREATE", "core")
+        ]
+    );
+}
+
+/// An entity write may keep a team it has but may only add existing teams: on the batch path
+/// and the one-by-one path (a batch naming an entity twice) alike, the rejection names the
+/// team at its path and nothing of that entity is written.
+pub async fn entity_writes_name_only_existing_teams(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    s.save_team(&a, None, &team("core", &[]), SaveMode::Create, &ctx()).await.unwrap();
+    let rejected = |r: &Result<crate::Written, WriteRejection>, path: &str| match r {
+        Err(WriteRejection::Invalid(errs)) => {
+            assert!(errs.0.iter().any(|e| e.path == path && e.message.contains("is not a team")), "{errs:?}")
+        }
+        other => panic!("expected a team rejection at {path}, got {other:?}"),
+    };
+    let t = |id: &str, teams: &[&str]| with_team(entity("team", id, json!({}), json!({})), teams);
+    let out = s
+        .write_entities(
+            &a,
+            vec![put(t("ok", &["core"]), &m, false), put(t("bad", &["core", "ghost"]), &m, false)],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert!(out[0].is_ok(), "{:?}", out[0]);
+    rejected(&out[1], "team[1]");
+    assert!(s.get_entity(&a, "team", "bad").await.unwrap().is_none());
+    // One by one (the same key twice).
+    let out = s
+        .write_entities(&a, vec![put(t("seq", &["ghost"]), &m, false), put(t("seq", &["core"]), &m, false)], &ctx())
+        .await
+        .unwrap();
+    rejected(&out[0], "team");
+    assert!(out[1].is_ok(), "{:?}", out[1]);
+    assert_eq!(teams_of(s, &a, "team", "seq").await, ["core"]);
+}
+
+/// People: Port's fields beside the web account, teams by e-mail (an invitee's too), role
+/// and status changes audited; disabling ends sessions; unknown teams and users refused.
+pub async fn people_have_roles_status_and_teams(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let u = User {
+        id: "usr_p".into(),
+        org: a.clone(),
+        email: "p@example.com".into(),
+        password_hash: "$argon2id$x".into(),
+        role: "member".into(),
+        created_at: T0.into(),
+    };
+    s.create_user(&u).await.unwrap();
+    s.create_session(&Session {
+        id_hash: "h".into(),
+        org: a.clone(),
+        user_id: u.id.clone(),
+        csrf: "c".into(),
+        created_at: 1,
+        last_seen: 1,
+    })
+    .await
+    .unwrap();
+    s.save_team(&a, None, &team("core", &["p@example.com", "invitee@example.com"]), SaveMode::Create, &ctx())
+        .await
+        .unwrap();
+    let p = s.get_person(&a, "p@example.com").await.unwrap().expect("person");
+    assert_eq!(
+        (p.status.as_str(), p.role.as_str(), p.teams.as_slice()),
+        ("Active", "member", &["core".to_string()][..])
+    );
+    assert!(s.get_person(&b, "p@example.com").await.unwrap().is_none(), "tenancy");
+    assert_eq!(s.list_people(&a).await.unwrap().len(), 1, "invitees are members, not people");
+
+    s.save_team(&a, None, &team("web", &[]), SaveMode::Create, &ctx()).await.unwrap();
+    let edit = PersonEdit {
+        role: Some("admin".into()),
+        first_name: Some(Some("Pat".into())),
+        status: Some("Disabled".into()),
+        teams: Some(vec!["web".into()]),
+        ..PersonEdit::default()
+    };
+    let after = s.update_person(&a, "p@example.com", &edit, &ctx()).await.unwrap();
+    assert_eq!(
+        (after.role.as_str(), after.first_name.as_deref(), after.teams.as_slice()),
+        ("admin", Some("Pat"), &["web".to_string()][..])
+    );
+    assert_eq!(s.get_person(&a, "p@example.com").await.unwrap().unwrap(), after);
+    assert!(s.session("h").await.unwrap().is_none(), "disabling ends sessions");
+    assert_eq!(s.get_team(&a, "core").await.unwrap().unwrap().members, ["invitee@example.com"]);
+
+    let bad = PersonEdit { teams: Some(vec!["ghost".into()]), ..PersonEdit::default() };
+    assert!(matches!(s.update_person(&a, "p@example.com", &bad, &ctx()).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        s.get_person(&a, "p@example.com").await.unwrap().unwrap().teams,
+        ["web"],
+        "a refused edit changes nothing"
+    );
+    assert!(matches!(s.update_person(&b, "p@example.com", &edit, &ctx()).await, Err(StoreError::NotFound(_))));
+    let recs = s
+        .list_audit(&a, &AuditFilter { resources: vec!["user".into()], limit: 5, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(recs.len(), 1);
+    let diff = recs[0].diff.as_ref().expect("diff");
+    assert_eq!((diff["before"]["role"].as_str(), diff["after"]["status"].as_str()), (Some("member"), Some("Disabled")));
+
+    s.set_member_teams(&a, "later@example.com", &["core".into(), "web".into()]).await.unwrap();
+    assert_eq!(s.get_team(&a, "web").await.unwrap().unwrap().members, ["later@example.com", "p@example.com"]);
+    assert!(matches!(
+        s.set_member_teams(&a, "later@example.com", &["ghost".into()]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.delete_user(&a, "usr_p").await.unwrap();
+    assert_eq!(
+        s.get_team(&a, "web").await.unwrap().unwrap().members,
+        ["later@example.com"],
+        "removed users leave teams"
+    );
+}
