@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::form::{body_form, query_form, signed_form};
 use super::respond::{chrome, now_secs, page, page_with, require_admin, see_other};
 use super::session::{self, WebUser};
-use super::{Chrome, WebError, WebResult};
+use super::{Chrome, WebError, WebResult, urlencode};
 use crate::auth::hash_secret;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -72,7 +72,15 @@ struct Users {
 struct UserRow {
     email: String,
     role: String,
+    status: String,
+    teams: Vec<TeamLink>,
     created: String,
+}
+
+#[derive(Serialize)]
+struct TeamLink {
+    name: String,
+    href: String,
 }
 
 /// The session cookie of a new session, on `res`.
@@ -252,10 +260,20 @@ async fn users_page(
 ) -> WebResult {
     let users = state
         .store
-        .list_users(&u.org)
+        .list_people(&u.org)
         .await?
         .into_iter()
-        .map(|x| UserRow { email: x.email, role: x.role, created: x.created_at })
+        .map(|x| UserRow {
+            email: x.email,
+            role: x.role,
+            status: x.status,
+            teams: x
+                .teams
+                .into_iter()
+                .map(|name| TeamLink { href: format!("/ui/teams/{}", urlencode(&name)), name })
+                .collect(),
+            created: x.created_at,
+        })
         .collect();
     page_with(state, status, "users.html", Users { chrome: chrome(state, u), title: "Users", users, link, error })
 }

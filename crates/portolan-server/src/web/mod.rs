@@ -23,6 +23,7 @@ pub mod format;
 mod respond;
 pub mod session;
 mod sources;
+mod teams;
 
 use axum::Router;
 use axum::extract::{Path, Request};
@@ -56,6 +57,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("invite.html", include_str!("../../templates/invite.html")),
+    ("team.html", include_str!("../../templates/team.html")),
+    ("teams.html", include_str!("../../templates/teams.html")),
     ("message.html", include_str!("../../templates/message.html")),
     ("users.html", include_str!("../../templates/users.html")),
     ("catalog_index.html", include_str!("../../templates/catalog_index.html")),
@@ -198,6 +201,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(auth::signout))
         .route("/ui/invite/{token}", get(auth::invite_form).post(auth::invite_accept))
         .route("/ui/users", get(auth::users).post(auth::invite_create))
+        .route("/ui/teams", get(teams::teams).post(teams::team_create))
+        .route("/ui/teams/{name}", get(teams::team).post(teams::team_save))
+        .route("/ui/teams/{name}/delete", post(teams::team_delete))
         .route("/ui/catalog", get(catalog::catalog_index))
         .route("/ui/catalog/{bp}", get(catalog::catalog))
         .route("/ui/catalog/{bp}/export", get(catalog::export::catalog_export))

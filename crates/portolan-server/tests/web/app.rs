@@ -192,6 +192,23 @@ impl WebApp {
     }
 
     /// The CSRF token of the signed-in browser (from any page's forms).
+    /// A web user of the organization with [`PASSWORD`], signed in.
+    pub async fn user(&self, id: &str, email: &str, role: &str) -> Browser {
+        let hash = portolan_server::web::session::hash_password_with((8, 1), PASSWORD).unwrap();
+        let u = User {
+            id: id.into(),
+            org: OrgId(ORG.into()),
+            email: email.into(),
+            password_hash: hash,
+            role: role.into(),
+            created_at: "2024-01-01T00:00:00.000Z".into(),
+        };
+        self.store.create_user(&u).await.unwrap();
+        let (b, res) = self.sign_in_as(email, PASSWORD).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
+        b
+    }
+
     pub async fn csrf(&self, b: &mut Browser) -> String {
         self.get(b, "/ui/catalog").await.csrf_field()
     }

@@ -18,5 +18,6 @@ mod injection;
 mod pages;
 mod sessions;
 mod sources;
+mod teams;
 mod views;
 mod webhooks;

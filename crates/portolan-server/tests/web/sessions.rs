@@ -59,17 +59,7 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in() {
     let Some(app) = WebApp::spawn().await else { return };
     let mut b = app.admin().await;
     // A second admin, so the first may be disabled.
-    let org = portolan_store::OrgId(crate::app::ORG.into());
-    let hash = portolan_server::web::session::hash_password_with((8, 1), PASSWORD).unwrap();
-    let other = portolan_store::User {
-        id: "usr_other".into(),
-        org,
-        email: "other@example.com".into(),
-        password_hash: hash,
-        role: "admin".into(),
-        created_at: "2024-01-01T00:00:00.000Z".into(),
-    };
-    app.store.create_user(&other).await.unwrap();
+    app.user("usr_other", "other@example.com", "admin").await;
     app.api("PATCH", &format!("/v1/users/{ADMIN}"), serde_json::json!({"status": "Disabled"})).await;
     assert_eq!(app.get(&mut b, "/ui/catalog").await.status, StatusCode::SEE_OTHER, "the session ended");
     let (_, refused) = app.sign_in_as(ADMIN, PASSWORD).await;

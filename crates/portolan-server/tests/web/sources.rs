@@ -3,11 +3,10 @@
 //! field, CSRF, admins only, saved and audited as the API's PATCH …/config) and the mapping
 //! playground — and that hostile log lines and configs render inert.
 
-use portolan_store::{OrgId, User};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::app::{Browser, ORG, PASSWORD, Page, WebApp};
+use crate::app::{Browser, Page, WebApp};
 
 const ID: &str = "gh-int";
 
@@ -78,21 +77,7 @@ fn next_link(p: &Page) -> Option<String> {
 }
 
 async fn member(app: &WebApp) -> Browser {
-    let hash = portolan_server::web::session::hash_password_with((8, 1), PASSWORD).unwrap();
-    app.store
-        .create_user(&User {
-            id: "usr_member".into(),
-            org: OrgId(ORG.into()),
-            email: "member@example.com".into(),
-            password_hash: hash,
-            role: "member".into(),
-            created_at: "2024-01-01T00:00:00.000Z".into(),
-        })
-        .await
-        .unwrap();
-    let (b, res) = app.sign_in_as("member@example.com", PASSWORD).await;
-    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text);
-    b
+    app.user("usr_member", "member@example.com", "member").await
 }
 
 #[tokio::test]

@@ -25,6 +25,8 @@ mod pages;
 mod sessions;
 #[path = "../web/sources.rs"]
 mod sources;
+#[path = "../web/teams.rs"]
+mod teams;
 #[path = "../web/views.rs"]
 mod views;
 #[path = "../web/webhooks.rs"]
