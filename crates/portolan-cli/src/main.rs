@@ -119,6 +119,30 @@ enum OrgCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set an organization's quotas (web users and entities; `none` = unlimited). The
+    /// organization cannot change them itself.
+    Quota {
+        name: String,
+        /// Most web users (a number, or `none`).
+        #[arg(long, value_parser = parse_limit)]
+        max_users: Option<Limit>,
+        /// Most entities (a number, or `none`).
+        #[arg(long, value_parser = parse_limit)]
+        max_entities: Option<Limit>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A quota given on the command line: a number, or `none` (unlimited).
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<u64>);
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Limit(None));
+    }
+    s.parse::<u64>().map(|n| Limit(Some(n))).map_err(|_| format!("{s:?} is not a number or `none`"))
 }
 
 /// The hidden argument that makes this binary a jq worker process (`portolan_jq::Isolation`).
@@ -328,6 +352,37 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
                     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
                 }
                 None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Org { command: OrgCommand::Quota { name, max_users, max_entities, json } } => {
+            let store = open_store(&cfg).await?;
+            let Some(org) = store.org_by_name(&name).await? else {
+                bail!("there is no organization named {name:?}");
+            };
+            let mut q = store.quotas(&org.id).await?;
+            if let Some(Limit(n)) = max_users {
+                q.max_users = n;
+            }
+            if let Some(Limit(n)) = max_entities {
+                q.max_entities = n;
+            }
+            if max_users.is_some() || max_entities.is_some() {
+                store.set_quotas(&org.id, &q).await?;
+            }
+            let usage = store.usage(&org.id).await?;
+            store.close().await;
+            if json {
+                println!(
+                    "{}",
+                    json!({"organization": name, "quotas": {"maxUsers": q.max_users, "maxEntities": q.max_entities},
+                           "usage": {"users": usage.users, "entities": usage.entities}})
+                );
+            } else {
+                let show = |n: Option<u64>| n.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+                println!("Organization {name:?}:");
+                println!("  users:    {} of {}", usage.users, show(q.max_users));
+                println!("  entities: {} of {}", usage.entities, show(q.max_entities));
             }
             Ok(())
         }

@@ -87,6 +87,25 @@ fn init_is_idempotent_and_prints_credentials() {
     assert_ne!(o["clientId"], a["clientId"]);
     let dup = bin().args(["--data-dir", dir.to_str().unwrap(), "org", "create", "team-b"]).output().unwrap();
     assert!(!dup.status.success());
+
+    // Quotas: set by the operator, shown with the usage; `none` lifts one.
+    let quota = |args: &[&str]| {
+        let mut all = vec!["--data-dir", dir.to_str().unwrap(), "org", "quota", "team-b", "--json"];
+        all.extend_from_slice(args);
+        bin().args(all).output().unwrap()
+    };
+    let out = quota(&["--max-entities", "100", "--max-users", "5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(q["quotas"], json!({"maxUsers": 5, "maxEntities": 100}));
+    assert_eq!(q["usage"], json!({"users": 0, "entities": 0}));
+    let q: Value = serde_json::from_slice(&quota(&["--max-users", "none"]).stdout).unwrap();
+    assert_eq!(q["quotas"], json!({"maxUsers": null, "maxEntities": 100}), "the other quota is kept");
+    let bad = quota(&["--max-users", "lots"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a number or `none`"));
+    let missing = bin().args(["--data-dir", dir.to_str().unwrap(), "org", "quota", "nobody"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no organization named \"nobody\""));
 }
 
 struct Server {

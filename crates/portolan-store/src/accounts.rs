@@ -272,6 +272,12 @@ impl Accounts for SqlStore {
             return Err(StoreError::NotFound("invitation".into()));
         };
         let created = User { org: OrgId(row.get(0)), email: row.get(1), role: row.get(2), ..u.clone() };
+        if let Some(max) = crate::orgs::users_at_quota(&mut tx, &created.org).await? {
+            return Err(StoreError::Invalid(portolan_core::FieldError::new(
+                "",
+                format!("the organization's quota of {max} users is reached; ask the operator to raise it"),
+            )));
+        }
         insert_user(&self.db, &mut tx, &created).await?;
         tx.commit().await?;
         Ok(created)

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 
-use crate::db::{Row, is_unique_violation};
+use crate::db::{Row, Tx, is_unique_violation};
+use crate::sql::Dialect;
 use crate::{OrgId, Result, SqlStore, StoreError};
 
 #[derive(Debug, Clone)]
@@ -12,8 +13,28 @@ pub struct Org {
     pub created_at: String,
 }
 
+/// An organization's limits (`None`: unlimited), set by the operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quotas {
+    pub max_users: Option<u64>,
+    pub max_entities: Option<u64>,
+}
+
+/// What an organization uses of its [`Quotas`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub users: u64,
+    pub entities: u64,
+}
+
 #[async_trait]
 pub trait Orgs: Send + Sync {
+    /// Set an organization's quotas (`NotFound` when there is no such organization). Lowering
+    /// a quota below the usage refuses new users / entities; nothing is removed.
+    async fn set_quotas(&self, org: &OrgId, quotas: &Quotas) -> Result<()>;
+    async fn quotas(&self, org: &OrgId) -> Result<Quotas>;
+    /// Users and entities counted now.
+    async fn usage(&self, org: &OrgId) -> Result<Usage>;
     async fn create_org(&self, id: &OrgId, name: &str, now: &str) -> Result<Org>;
     async fn org_by_name(&self, name: &str) -> Result<Option<Org>>;
     /// The organization with this id.
@@ -46,8 +67,90 @@ fn org(r: &Row) -> Org {
     Org { id: OrgId(r.get(0)), name: r.get(1), created_at: r.get(2) }
 }
 
+/// The row's quota column as a limit.
+fn limit(v: Option<i64>) -> Option<u64> {
+    v.map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+/// `Some(max)` when `org` has an entity quota that `adding` more entities would exceed, counted
+/// inside the write's transaction. On PostgreSQL the check holds a per-organization advisory lock
+/// until commit, so concurrent batches cannot both pass it; SQLite's single writer serializes
+/// anyway. The count reads at most `max + 1` rows, so it costs what the quota allows.
+pub(crate) async fn entities_over_quota(tx: &mut Tx, org: &OrgId, adding: usize) -> Result<Option<u64>> {
+    if adding == 0 {
+        return Ok(None);
+    }
+    let row = tx.q("SELECT max_entities FROM organizations WHERE id = ?").bind(&org.0).fetch_optional(&mut *tx).await?;
+    let Some(max) = row.and_then(|r| limit(r.get::<Option<i64>, _>(0))) else {
+        return Ok(None);
+    };
+    if tx.dialect() == Dialect::Postgres {
+        let key = crate::dialect::entity_locks(org, std::iter::once(("", "quota"))).into_iter().collect();
+        crate::dialect::lock_entities(tx, key).await?;
+    }
+    let cap = i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX);
+    let n: i64 = tx
+        .q("SELECT COUNT(*) FROM (SELECT 1 FROM entities WHERE org_id = ? LIMIT ?) c")
+        .bind(&org.0)
+        .bind(cap)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    let n = u64::try_from(n).unwrap_or(0);
+    Ok((n.saturating_add(adding as u64) > max).then_some(max))
+}
+
+/// `Some(max)` when `org` has a user quota it has reached (checked in the caller's transaction).
+pub(crate) async fn users_at_quota(tx: &mut Tx, org: &OrgId) -> Result<Option<u64>> {
+    let row = tx.q("SELECT max_users FROM organizations WHERE id = ?").bind(&org.0).fetch_optional(&mut *tx).await?;
+    let Some(max) = row.and_then(|r| limit(r.get::<Option<i64>, _>(0))) else {
+        return Ok(None);
+    };
+    let n: i64 = tx.q("SELECT COUNT(*) FROM users WHERE org_id = ?").bind(&org.0).fetch_one(&mut *tx).await?.get(0);
+    Ok((u64::try_from(n).unwrap_or(0) >= max).then_some(max))
+}
+
 #[async_trait]
 impl Orgs for SqlStore {
+    async fn set_quotas(&self, org: &OrgId, q: &Quotas) -> Result<()> {
+        let db = &self.db;
+        let as_i64 = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let n = db
+            .q("UPDATE organizations SET max_users = ?, max_entities = ? WHERE id = ?")
+            .bind(as_i64(q.max_users))
+            .bind(as_i64(q.max_entities))
+            .bind(&org.0)
+            .execute(db.write())
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("organization {:?}", org.0)));
+        }
+        Ok(())
+    }
+
+    async fn quotas(&self, org: &OrgId) -> Result<Quotas> {
+        let db = &self.db;
+        let row = db
+            .q("SELECT max_users, max_entities FROM organizations WHERE id = ?")
+            .bind(&org.0)
+            .fetch_optional(db.read())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("organization {:?}", org.0)))?;
+        Ok(Quotas { max_users: limit(row.get(0)), max_entities: limit(row.get(1)) })
+    }
+
+    async fn usage(&self, org: &OrgId) -> Result<Usage> {
+        let db = &self.db;
+        let count = |sql: &'static str| async move {
+            let n: i64 = db.q(sql).bind(&org.0).fetch_one(db.read()).await?.get(0);
+            Ok::<u64, StoreError>(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(Usage {
+            users: count("SELECT COUNT(*) FROM users WHERE org_id = ?").await?,
+            entities: count("SELECT COUNT(*) FROM entities WHERE org_id = ?").await?,
+        })
+    }
+
     async fn create_org(&self, id: &OrgId, name: &str, now: &str) -> Result<Org> {
         let db = &self.db;
         let res = db

@@ -165,6 +165,30 @@ impl Plan {
             .collect()
     }
 
+    /// How many accepted writes create their entity.
+    pub fn creating(&self) -> usize {
+        self.accepted().filter(|b| b.before.is_none()).count()
+    }
+
+    /// The entity quota `max` is reached: reject every accepted write that would create an
+    /// entity (its own, or a stub for a missing target), then writes left without a target.
+    pub fn reject_creating(&mut self, existing: &HashSet<Key>, max: u64) {
+        let accepted = self.accepted_keys();
+        for (i, slot) in self.built.iter_mut().enumerate() {
+            let Some(b) = slot else { continue };
+            let makes_stub = b.create_missing
+                && b.edges.iter().any(|e| {
+                    let k = (e.target_blueprint.clone(), e.target_identifier.clone());
+                    !existing.contains(&k) && !accepted.contains(&k)
+                });
+            if b.before.is_none() || makes_stub {
+                self.results[i] = Some(Err(quota_rejection(max)));
+                *slot = None;
+            }
+        }
+        self.reject_missing_targets(existing);
+    }
+
     /// Row ids of the stored entities the batch replaces (their old edges go).
     pub fn replaced(&self) -> Vec<i64> {
         self.accepted().filter_map(|b| b.before.as_ref().map(|(rid, _)| *rid)).collect()
@@ -262,4 +286,15 @@ pub(crate) fn team_rejection(
         );
     }
     Some(WriteRejection::Invalid(errs))
+}
+
+/// The rejection of a write that would take the organization past its entity quota.
+pub(crate) fn quota_rejection(max: u64) -> WriteRejection {
+    let msg = format!(
+        "the organization's quota of {max} entities is reached: delete entities, or ask the operator \
+         to raise it (portolan org quota)"
+    );
+    let mut errs = FieldErrors::default();
+    errs.push("", msg);
+    WriteRejection::Invalid(errs)
 }

@@ -1,5 +1,6 @@
-//! `/v1/organization`: the caller's organization and its settings (`PATCH` merges `settings`;
-//! Port's execution agent sets `portAgentStreamerName` there), and `/v1/organization/secrets`
+//! `/v1/organization`: the caller's organization, its settings (`PATCH` merges `settings`;
+//! Port's execution agent sets `portAgentStreamerName` there) and, read-only, its quotas and
+//! usage (the operator sets quotas: `portolan org quota`), and `/v1/organization/secrets`
 //! (write-only values: answers never contain them; `ops/secrets.rs`).
 
 use axum::Json;
@@ -25,7 +26,11 @@ async fn render_org(state: &AppState, caller: &Caller) -> ApiResult<Value> {
         .await?
         .ok_or_else(|| ApiError::not_found("the caller's organization was not found"))?;
     let settings = state.store.org_settings(&caller.org).await?;
-    Ok(json!({"id": org.id.0, "name": org.name, "createdAt": org.created_at, "featureFlags": [], "settings": settings}))
+    let q = state.store.quotas(&caller.org).await?;
+    let usage = state.store.usage(&caller.org).await?;
+    Ok(json!({"id": org.id.0, "name": org.name, "createdAt": org.created_at, "featureFlags": [], "settings": settings,
+              "quotas": {"maxUsers": q.max_users, "maxEntities": q.max_entities},
+              "usage": {"users": usage.users, "entities": usage.entities}}))
 }
 
 /// `GET /v1/organization`.

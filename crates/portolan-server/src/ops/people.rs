@@ -294,6 +294,13 @@ pub async fn create_invitation(
     role: &str,
     by: &str,
 ) -> ApiResult<(Invitation, String)> {
+    let quotas = state.store.quotas(org).await?;
+    if let Some(max) = quotas.max_users
+        && state.store.list_users(org).await?.len() as u64 >= max
+    {
+        let msg = format!("the organization's quota of {max} users is reached; ask the operator to raise it");
+        return Err(ApiError::new(ErrorCode::InvalidRequest, msg));
+    }
     let token = crate::auth::new_token();
     let now = state.clock.now();
     let ttl = i64::try_from(state.config.invitation_ttl.as_secs()).unwrap_or(i64::MAX);

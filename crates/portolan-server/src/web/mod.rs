@@ -20,6 +20,7 @@ mod error;
 mod export;
 mod form;
 pub mod format;
+mod organization;
 mod respond;
 pub mod session;
 mod sources;
@@ -57,6 +58,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("invite.html", include_str!("../../templates/invite.html")),
+    ("organization.html", include_str!("../../templates/organization.html")),
     ("team.html", include_str!("../../templates/team.html")),
     ("teams.html", include_str!("../../templates/teams.html")),
     ("message.html", include_str!("../../templates/message.html")),
@@ -201,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(auth::signout))
         .route("/ui/invite/{token}", get(auth::invite_form).post(auth::invite_accept))
         .route("/ui/users", get(auth::users).post(auth::invite_create))
+        .route("/ui/organization", get(organization::organization))
         .route("/ui/teams", get(teams::teams).post(teams::team_create))
         .route("/ui/teams/{name}", get(teams::team).post(teams::team_save))
         .route("/ui/teams/{name}/delete", post(teams::team_delete))

@@ -194,3 +194,39 @@ async fn users_are_listed_changed_disabled_and_invited() {
     assert_eq!(app.req_as(&other, "GET", "/v1/users", None).await.body["users"], json!([]));
     assert_error(&app.req_as(&other, "GET", "/v1/users/ann@example.com", None).await, 404, "not_found");
 }
+
+/// Quotas (set by the operator; here through the store as `portolan org quota` does): every
+/// entity write route refuses creations past the entity quota with a message naming it, keeps
+/// updates, and shows quotas and usage on `GET /v1/organization`; invitations stop at the user
+/// quota.
+#[tokio::test]
+async fn quotas_refuse_creations_past_them_and_are_visible() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    let org = app.web_user("usr_a", "ann@example.com", "admin").await;
+    let quotas = portolan_store::Quotas { max_users: Some(1), max_entities: Some(2) };
+    app.store.set_quotas(&org, &quotas).await.unwrap();
+    app.entity("package", json!({"identifier": "p1"})).await;
+    let r = app
+        .post("/v1/blueprints/package/entities/bulk", json!({"entities": [{"identifier": "p2"}, {"identifier": "p3"}]}))
+        .await;
+    assert_eq!(r.status.as_u16(), 207, "{}", r.body);
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 2, "2 more would make 3 > 2: {}", r.body);
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("quota of 2 entities"), "{}", r.body);
+    app.entity("package", json!({"identifier": "p2"})).await;
+    let r = app.post("/v1/blueprints/package/entities", json!({"identifier": "p3"})).await;
+    assert_error(&r, 422, "invalid_request");
+    assert!(r.body["message"].as_str().unwrap().contains("portolan org quota"), "says who can raise it: {}", r.body);
+    let r = app.post("/v1/blueprints/package/entities?upsert=true", json!({"identifier": "p1", "title": "One"})).await;
+    assert_eq!(r.status, StatusCode::OK, "updates stay possible: {}", r.body);
+
+    let o = app.get("/v1/organization").await;
+    assert_eq!(o.body["organization"]["quotas"], json!({"maxUsers": 1, "maxEntities": 2}), "{}", o.body);
+    assert_eq!(o.body["organization"]["usage"], json!({"users": 1, "entities": 2}), "{}", o.body);
+    let r = app.post("/v1/users/invite", json!({"invitee": {"email": "new@example.com"}})).await;
+    assert_error(&r, 422, "invalid_request");
+    assert!(r.body["message"].as_str().unwrap().contains("quota of 1 users"), "{}", r.body);
+    // The organization cannot lift its own quota.
+    let r = app.patch("/v1/organization", json!({"quotas": {"maxEntities": null}})).await;
+    assert_invalid(&r, "quotas");
+}

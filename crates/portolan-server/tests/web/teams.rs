@@ -71,3 +71,20 @@ async fn admins_manage_teams_and_a_team_page_shows_members_and_owned_entities() 
     assert_eq!(cart["entity"]["team"], json!([]), "the deleted team left the entity");
     assert_eq!(app.get(&mut admin, &href).await.status, StatusCode::NOT_FOUND);
 }
+
+/// The organization page shows quotas beside usage (admins only).
+#[tokio::test]
+async fn the_organization_page_shows_quotas_and_usage() {
+    let Some(app) = WebApp::spawn().await else { return };
+    let mut admin = app.admin().await;
+    let org = portolan_store::OrgId(crate::app::ORG.into());
+    let q = portolan_store::Quotas { max_users: Some(1), max_entities: None };
+    app.store.set_quotas(&org, &q).await.unwrap();
+    let page = app.get(&mut admin, "/ui/organization").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = page.unescaped();
+    assert!(text.contains("<td>Users</td><td>1</td><td>1 (reached: no more can be created)</td>"), "{text}");
+    assert!(text.contains("<td>Entities</td><td>0</td><td>unlimited</td>"), "{text}");
+    let mut member = app.user("usr_m", "m@example.com", "member").await;
+    assert_eq!(app.get(&mut member, "/ui/organization").await.status, StatusCode::FORBIDDEN);
+}

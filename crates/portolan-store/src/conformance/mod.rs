@@ -171,6 +171,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $mode $make;
             // orgs.rs
             settings_are_initialised_once, orgs_and_credentials, ping_answers_within_its_wait,
+            quotas_bound_entities_and_users,
             // blueprints.rs
             blueprint_lifecycle, blueprint_delete_guards, renames_carry_entity_values,
             blueprint_version_changes_with_every_blueprint_write, required_dependents_come_from_other_blueprints,

@@ -1,6 +1,6 @@
 //! Conformance: process-wide settings, readiness, organizations and API credentials.
 
-use super::{T0, org};
+use super::{T0, join_all, org};
 use crate::{OrgId, Store, StoreError};
 
 pub async fn settings_are_initialised_once(s: &dyn Store) {
@@ -73,4 +73,85 @@ pub async fn ping_answers_within_its_wait(s: &dyn Store) {
     // The pools have opened connections for that, within their maximum.
     let p = s.pool_use();
     assert!(p.open >= 1 && p.open <= p.max && p.idle <= p.open, "{p:?}");
+}
+
+/// Quotas: unset means unlimited; an entity quota refuses the writes that would create
+/// entities past it (their own or stubs, on the batch and the one-by-one paths) and keeps
+/// updates; concurrent batches cannot pass it together; a user quota refuses accepting an
+/// invitation; usage counts; an unknown organization is `NotFound`.
+pub async fn quotas_bound_entities_and_users(s: &dyn Store) {
+    use crate::{Invitation, Quotas, User, WriteRejection};
+    use serde_json::json;
+
+    use super::{ctx, entity, model, put, write_ok};
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let m = model(s, &a).await;
+    model(s, &b).await;
+    assert_eq!(s.quotas(&a).await.unwrap(), Quotas::default(), "unlimited by default");
+    let quota = Quotas { max_users: Some(1), max_entities: Some(3) };
+    s.set_quotas(&a, &quota).await.unwrap();
+    assert_eq!(s.quotas(&a).await.unwrap(), quota);
+    assert!(matches!(s.set_quotas(&OrgId("org_nope".into()), &quota).await, Err(StoreError::NotFound(_))));
+
+    let t = |id: &str| entity("team", id, json!({}), json!({}));
+    let is_quota = |r: &Result<crate::Written, WriteRejection>| matches!(r, Err(WriteRejection::Invalid(e)) if e.0.iter().any(|e| e.message.contains("quota of 3 entities")));
+    write_ok(s, &a, &m, vec![t("t1"), t("t2")]).await;
+    let out = s.write_entities(&a, vec![put(t("t3"), &m, false), put(t("t4"), &m, false)], &ctx()).await.unwrap();
+    assert!(out.iter().all(is_quota), "2 + 2 > 3: both creations refused, {out:?}");
+    // An update at the quota is fine; a creation that fits is too.
+    let out = s.write_entities(&a, vec![put(t("t1"), &m, false), put(t("t3"), &m, false)], &ctx()).await.unwrap();
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    // A stub is an entity too; the one-by-one path (a key twice) counts as well.
+    let svc = entity("service", "s1", json!({}), json!({"team": "t1", "domain": "ghost"}));
+    let out = s.write_entities(&a, vec![put(svc, &m, true)], &ctx()).await.unwrap();
+    assert!(is_quota(&out[0]), "{out:?}");
+    let twice = vec![put(t("t1"), &m, false), put(t("t9"), &m, false), put(t("t1"), &m, false)];
+    let out = s.write_entities(&a, twice, &ctx()).await.unwrap();
+    assert!(out[0].is_ok() && is_quota(&out[1]) && out[2].is_ok(), "{out:?}");
+    assert_eq!(s.usage(&a).await.unwrap().entities, 3);
+    // Another organization is not limited by it.
+    write_ok(s, &b, &m, (0..5).map(|i| t(&format!("b{i}"))).collect()).await;
+
+    // Concurrent batches cannot pass the quota together.
+    s.set_quotas(&a, &Quotas { max_users: Some(1), max_entities: Some(7) }).await.unwrap();
+    let c = ctx();
+    let batches: Vec<_> = (0..4)
+        .map(|k| {
+            let writes = (0..2).map(|i| put(t(&format!("c{k}{i}")), &m, false)).collect();
+            s.write_entities(&a, writes, &c)
+        })
+        .collect();
+    let created: usize =
+        join_all(batches).await.into_iter().map(|r| r.unwrap().iter().filter(|o| o.is_ok()).count()).sum();
+    assert_eq!(created, 4, "7 - 3 = room for 4 (two batches of two)");
+    assert_eq!(s.usage(&a).await.unwrap().entities, 7);
+
+    // Users: the second invitation cannot be accepted.
+    let inv = |hash: &str, email: &str| Invitation {
+        token_hash: hash.into(),
+        org: a.clone(),
+        email: email.into(),
+        role: "member".into(),
+        created_by: "op".into(),
+        created_at: 1,
+        expires_at: 10_000,
+        used_at: None,
+    };
+    let user = User {
+        id: "usr_q1".into(),
+        org: a.clone(),
+        email: String::new(),
+        password_hash: "x".into(),
+        role: String::new(),
+        created_at: T0.into(),
+    };
+    s.create_invitation(&inv("h1", "one@example.com")).await.unwrap();
+    s.create_invitation(&inv("h2", "two@example.com")).await.unwrap();
+    s.accept_invitation("h1", &user, 5).await.unwrap();
+    let second = s.accept_invitation("h2", &User { id: "usr_q2".into(), ..user.clone() }, 5).await;
+    assert!(matches!(second, Err(StoreError::Invalid(ref e)) if e.message.contains("quota of 1 users")), "{second:?}");
+    assert_eq!(s.usage(&a).await.unwrap().users, 1);
+    s.set_quotas(&a, &Quotas::default()).await.unwrap();
+    // The refused acceptance left the invitation usable.
+    s.accept_invitation("h2", &User { id: "usr_q2".into(), ..user }, 5).await.unwrap();
 }

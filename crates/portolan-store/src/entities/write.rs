@@ -19,10 +19,10 @@ use super::{COLUMNS, from_row};
 use crate::audit;
 use crate::db::{Db, Row, Tx};
 use crate::dialect::{entity_locks, lock_entities, nul_rejection};
-use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, team_rejection};
+use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, quota_rejection, team_rejection};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
-use crate::{scorecards, teams};
+use crate::{orgs, scorecards, teams};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters, PostgreSQL 65,535; entities
 /// bind 13 each).
@@ -51,7 +51,12 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     // Relation targets: stored, or written by this batch.
     let existing = existing_keys(db, &mut tx, org, plan.targets()).await?;
     plan.reject_missing_targets(&existing);
-    let stubs = plan.stubs(&existing, ctx);
+    let mut stubs = plan.stubs(&existing, ctx);
+    // The entity quota, when the organization has one (the count is bounded by it).
+    if let Some(max) = orgs::entities_over_quota(&mut tx, org, plan.creating() + stubs.len()).await? {
+        plan.reject_creating(&existing, max);
+        stubs = plan.stubs(&existing, ctx);
+    }
 
     // Write: stubs, entities (one upsert statement per chunk), edges, audit records. A stub that
     // another node created meanwhile (PostgreSQL: its key was not locked here) is left as it is.
@@ -396,6 +401,11 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         }
         if let Some(rej) = rejection {
             out.push(Err(rej));
+            continue;
+        }
+        let adding = usize::from(before.is_none()) + stubs.len();
+        if let Some(max) = orgs::entities_over_quota(&mut tx, org, adding).await? {
+            out.push(Err(quota_rejection(max)));
             continue;
         }
         for edge in stubs {

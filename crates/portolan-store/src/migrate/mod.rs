@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Row, SqlitePool};
 
 use crate::db::pg_query as frag_query;
-use crate::sql::SqlFrag;
+use crate::sql::{SqlFrag, SqlParam};
 use crate::{PgStore, SqliteStore, StoreError};
 
 mod tables;
@@ -111,6 +111,9 @@ struct OrgRow {
     created_at: String,
     /// The settings JSON (migration 0012).
     settings: String,
+    /// Quotas (migration 0016).
+    max_users: Option<i64>,
+    max_entities: Option<i64>,
 }
 
 /// Copy organizations from `src` into `dst` and verify the copy.
@@ -160,9 +163,12 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore, opts: &CopyOpt
         }
     }
     for o in &orgs {
-        let mut q = SqlFrag::new("INSERT INTO organizations(id, name, created_at, settings) VALUES (");
+        let mut q =
+            SqlFrag::new("INSERT INTO organizations(id, name, created_at, settings, max_users, max_entities) VALUES (");
         q.param(o.id.as_str()).push(", ").param(o.name.as_str()).push(", ").param(o.created_at.as_str());
-        q.push(", ").param(o.settings.as_str()).push("::jsonb)");
+        q.push(", ").param(o.settings.as_str()).push("::jsonb, ");
+        let limit = |v: Option<i64>| v.map_or(SqlParam::Null, SqlParam::Int);
+        q.param(limit(o.max_users)).push(", ").param(limit(o.max_entities)).push(")");
         frag_query(&q).execute(&mut *tx).await?;
         for spec in TABLES {
             copy_rows(s, &mut tx, &o.id, spec, &offsets).await?;
@@ -221,13 +227,21 @@ async fn checks(src: &SqlitePool, dst: &PgConn<'_>, report: &CopyReport) -> Resu
 type PgConn<'a> = tokio::sync::Mutex<&'a mut sqlx::PgConnection>;
 
 async fn source_orgs(s: &SqlitePool, names: &[String]) -> Result<Vec<OrgRow>> {
-    let all: Vec<OrgRow> =
-        sqlx::query("SELECT id, name, created_at, settings FROM organizations ORDER BY created_at, id")
-            .fetch_all(s)
-            .await?
-            .into_iter()
-            .map(|r| OrgRow { id: r.get(0), name: r.get(1), created_at: r.get(2), settings: r.get(3) })
-            .collect();
+    let all: Vec<OrgRow> = sqlx::query(
+        "SELECT id, name, created_at, settings, max_users, max_entities FROM organizations ORDER BY created_at, id",
+    )
+    .fetch_all(s)
+    .await?
+    .into_iter()
+    .map(|r| OrgRow {
+        id: r.get(0),
+        name: r.get(1),
+        created_at: r.get(2),
+        settings: r.get(3),
+        max_users: r.get(4),
+        max_entities: r.get(5),
+    })
+    .collect();
     if names.is_empty() {
         if all.is_empty() {
             return Err(MigrateError::Refused("the source database has no organization: nothing to copy".into()));

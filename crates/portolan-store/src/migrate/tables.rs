@@ -261,7 +261,7 @@ const ACTION_RUN_ENTITIES: TableSpec = TableSpec {
     order: &["run_rid", "blueprint", "identifier"],
 };
 
-/// Teams and their members (migration 0017).
+/// Teams and their members (migration 0015).
 const TEAMS: TableSpec = TableSpec {
     table: "teams",
     json_type: "json",
@@ -326,7 +326,7 @@ const INVITATIONS: TableSpec = TableSpec {
 /// Tables copied by `sqlite_to_postgres` itself, not through a [`TableSpec`]: (table, columns).
 const COPIED_BY_HAND: &[(&str, &[&str])] = &[
     // The chosen organizations, before their rows.
-    ("organizations", &["id", "name", "created_at", "settings"]),
+    ("organizations", &["id", "name", "created_at", "settings", "max_users", "max_entities"]),
     // Only into an empty target (the token signing key, so issued tokens stay valid).
     ("settings", &["key", "value"]),
 ];
