@@ -621,7 +621,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let secrets_key = keys::resolve(&cfg, &*store, matches!(store, Db::Postgres(_))).await?;
     // The bootstrap credential signs action webhooks (its secret is known here).
     if let (Some(id), Some(secret)) = (&cfg.bootstrap_client_id, &cfg.bootstrap_client_secret)
-        && let Some((org, _)) = store.credential(id).await?
+        && let Some(portolan_store::Credential { org, .. }) = store.credential(id).await?
     {
         keys::keep_signing_secret(&*store, secrets_key.as_ref(), &org, id, secret).await?;
     }

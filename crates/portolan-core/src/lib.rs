@@ -7,6 +7,7 @@ pub mod entity;
 pub mod error;
 pub mod export;
 pub mod ident;
+pub mod permissions;
 pub mod scorecard;
 pub mod search;
 

@@ -20,6 +20,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
+use portolan_core::permissions::Principal;
 use portolan_store::{OrgId, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -219,9 +220,11 @@ impl FromRequestParts<AppState> for Caller {
         // Revocation: the credential must still exist, in the token's organization, with the
         // secret the token was issued for.
         let current = state.store.credential(&v.client_id).await?;
-        match current {
-            Some((org, hash)) if org == v.org && v.fingerprint.as_deref() == Some(&*secret_fingerprint(&hash)) => {}
-            Some((org, _)) if org == v.org => {
+        let user_email = match current {
+            Some(c) if c.org == v.org && v.fingerprint.as_deref() == Some(&*secret_fingerprint(&c.secret_hash)) => {
+                c.user_email
+            }
+            Some(c) if c.org == v.org => {
                 return Err(ApiError::unauthorized(
                     "the bearer token was issued before its credential's secret was rotated; request a new one \
                      from POST /v1/auth/access_token",
@@ -232,11 +235,28 @@ impl FromRequestParts<AppState> for Caller {
                     "the bearer token's credential (or its organization) no longer exists; it was revoked",
                 ));
             }
-        }
+        };
         let (client_id, org) = (v.client_id, v.org);
+        // A personal credential acts as its user, as that user is now (a disabled or removed
+        // user's tokens stop working at once); an organization credential as an administrator.
+        let principal = match &user_email {
+            Some(email) => crate::access::user_principal(state, &org, email).await?,
+            None => Principal::Machine,
+        };
+        // The route's access decision (router.rs), before its handler runs.
+        if let Some(matched) = parts.extensions.get::<axum::extract::MatchedPath>() {
+            let template = matched.as_str();
+            let Some(access) = crate::access::route_access(parts.method.as_str(), template) else {
+                return Err(ApiError::forbidden(format!("no access decision is declared for {template}")));
+            };
+            let path = parts.uri.path();
+            if let Some(why) = access.refusal(&principal, |name| crate::access::path_param(template, path, name)) {
+                return Err(ApiError::forbidden(why));
+            }
+        }
         let user_agent =
             parts.headers.get(axum::http::header::USER_AGENT).and_then(|h| h.to_str().ok()).map(str::to_string);
-        Ok(Caller { client_id, org, user_agent })
+        Ok(Caller { client_id: user_email.unwrap_or(client_id), org, user_agent, principal })
     }
 }
 
@@ -274,8 +294,8 @@ pub async fn access_token(
     }
     let stored = state.store.credential(&client_id).await?;
     let valid =
-        stored.as_ref().is_some_and(|(_, hash)| bool::from(hash.as_bytes().ct_eq(hash_secret(&secret).as_bytes())));
-    let (Some((org, hash)), true) = (stored, valid) else {
+        stored.as_ref().is_some_and(|c| bool::from(c.secret_hash.as_bytes().ct_eq(hash_secret(&secret).as_bytes())));
+    let (Some(portolan_store::Credential { org, secret_hash: hash, .. }), true) = (stored, valid) else {
         let delay = keys.iter().map(|k| state.auth_failures.failed(k)).max().unwrap_or_default();
         tokio::time::sleep(delay).await;
         return Err(ApiError::unauthorized("unknown clientId or wrong clientSecret"));

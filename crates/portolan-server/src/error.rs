@@ -50,6 +50,8 @@ error_codes! {
     BadRequest = "bad_request",
     /// No valid credentials.
     Unauthorized = "unauthorized",
+    /// Valid credentials whose role or permissions do not allow the request.
+    Forbidden = "forbidden",
     /// An integration's deletions were refused by its mass-deletion guard.
     MassDeletionRefused = "mass_deletion_refused",
     /// An unpaginated read matched more entities than it may return.
@@ -98,6 +100,7 @@ impl ErrorCode {
             | ErrorCode::ProvisioningUnsupported => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::TooManyItems | ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited | ErrorCode::TooManyFailedAttempts => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -184,6 +187,9 @@ impl ApiError {
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unauthorized, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Conflict, message)
@@ -278,6 +284,7 @@ mod tests {
             ("invalid_request", 422),
             ("bad_request", 400),
             ("unauthorized", 401),
+            ("forbidden", 403),
             ("mass_deletion_refused", 409),
             ("too_many_results", 422),
             ("too_many_items", 413),

@@ -184,6 +184,12 @@ impl Accounts for SqlStore {
             .bind(user_id)
             .execute(&mut tx)
             .await?;
+        tx.q("DELETE FROM credentials WHERE org_id = ? AND user_email IN (SELECT email FROM users WHERE org_id = ? AND id = ?)")
+            .bind(&org.0)
+            .bind(&org.0)
+            .bind(user_id)
+            .execute(&mut tx)
+            .await?;
         let done =
             tx.q("DELETE FROM users WHERE org_id = ? AND id = ?").bind(&org.0).bind(user_id).execute(&mut tx).await?;
         tx.commit().await?;

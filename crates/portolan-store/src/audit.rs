@@ -22,6 +22,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "organization",
     "team",
     "user",
+    "credential",
 ];
 
 /// Who is changing something, from where and when: stamped on audit records.

@@ -38,6 +38,9 @@ pub enum WriteRejection {
     Invalid(FieldErrors),
     /// A relation points at an entity that does not exist (and stubs were not asked for).
     MissingTarget { relation: String, blueprint: String, identifier: String },
+    /// The writer's permissions do not allow it (decided on the stored entity, in the write's
+    /// transaction).
+    Forbidden(String),
 }
 
 /// Computes the entity to store from the stored one (or `None`), inside the write transaction,
@@ -71,6 +74,9 @@ pub struct SearchRequest<'a> {
     pub after: Option<i64>,
     pub limit: u32,
     pub now: chrono::DateTime<chrono::Utc>,
+    /// What the reader may see (its read permissions), AND-ed with `query`; compiled apart
+    /// from it, so errors in `query` keep their paths.
+    pub visible: Option<&'a Query>,
 }
 
 impl<'a> SearchRequest<'a> {
@@ -81,7 +87,7 @@ impl<'a> SearchRequest<'a> {
         query: Option<&'a Query>,
         limit: u32,
     ) -> Self {
-        SearchRequest { blueprint, query, blueprints, after: None, limit, now: chrono::Utc::now() }
+        SearchRequest { blueprint, query, blueprints, after: None, limit, now: chrono::Utc::now(), visible: None }
     }
 }
 
@@ -220,14 +226,18 @@ fn filter(
         }
         q.push(" AND e.blueprint = ").param(SqlParam::Text(bp.to_string()));
     }
+    let ctx = CompileCtx {
+        org_id: &org.0,
+        now: req.now,
+        blueprints: req.blueprints,
+        dialect: db.dialect(),
+        scorecards: Some(scorecards.unwrap_or_default()),
+    };
+    if let Some(visible) = req.visible {
+        let frag = compile_where_in(visible, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
+        q.push(" AND (").append(frag).push(")");
+    }
     if let Some(query) = req.query {
-        let ctx = CompileCtx {
-            org_id: &org.0,
-            now: req.now,
-            blueprints: req.blueprints,
-            dialect: db.dialect(),
-            scorecards: Some(scorecards.unwrap_or_default()),
-        };
         let frag = compile_where_in(query, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
         // PostgreSQL cannot bind text holding a NUL character: a query value with one is refused
         // (SQLite compares it like any other text).

@@ -43,7 +43,7 @@ pub use entities::{write_path_lookup_key, write_path_lookups};
 pub use eventlog::{IntegrationLog, LogFilter};
 pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration};
 pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat};
-pub use orgs::{Org, Orgs, Quotas, Usage};
+pub use orgs::{Credential, Org, Orgs, Quotas, Usage};
 pub use pages::{Pages, StoredPage};
 pub use resyncs::{DeletionGuard, Reservation, Resync, Resyncs};
 pub use scorecards::{

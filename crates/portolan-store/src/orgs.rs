@@ -27,6 +27,16 @@ pub struct Usage {
     pub entities: u64,
 }
 
+/// An API credential as [`Orgs::credential`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub org: OrgId,
+    pub secret_hash: String,
+    /// A personal credential acts as this user (lower-cased e-mail); `None`: an organization
+    /// credential, an administrator machine.
+    pub user_email: Option<String>,
+}
+
 #[async_trait]
 pub trait Orgs: Send + Sync {
     /// Set an organization's quotas (`NotFound` when there is no such organization). Lowering
@@ -47,8 +57,21 @@ pub trait Orgs: Send + Sync {
         name: &str,
         now: &str,
     ) -> Result<()>;
-    /// The organization and secret hash of a client id.
-    async fn credential(&self, client_id: &str) -> Result<Option<(OrgId, String)>>;
+    /// The credential of a client id (organization and personal ones).
+    async fn credential(&self, client_id: &str) -> Result<Option<Credential>>;
+    /// Give the user `email` a new personal credential, replacing (revoking) the one it had;
+    /// audited (`resourceType` credential, the client ids before and after).
+    async fn set_user_credential(
+        &self,
+        org: &OrgId,
+        email: &str,
+        client_id: &str,
+        secret_hash: &str,
+        ctx: &crate::AuditCtx,
+    ) -> Result<()>;
+    /// The client id and creation time of the personal credential of `email`, if it has one.
+    async fn user_credential(&self, org: &OrgId, email: &str) -> Result<Option<(String, String)>>;
+    /// The organization's own credentials (not the personal ones): (client id, name, created at).
     async fn list_credentials(&self, org: &OrgId) -> Result<Vec<(String, String, String)>>;
     /// Rename a credential and/or replace its secret hash (rotation); `false` when `org` has
     /// no such credential.
@@ -207,20 +230,70 @@ impl Orgs for SqlStore {
         Ok(())
     }
 
-    async fn credential(&self, client_id: &str) -> Result<Option<(OrgId, String)>> {
+    async fn credential(&self, client_id: &str) -> Result<Option<Credential>> {
         let db = &self.db;
         let row = db
-            .q("SELECT org_id, secret_hash FROM credentials WHERE client_id = ?")
+            .q("SELECT org_id, secret_hash, user_email FROM credentials WHERE client_id = ?")
             .bind(client_id)
             .fetch_optional(db.read())
             .await?;
-        Ok(row.map(|r| (OrgId(r.get(0)), r.get(1))))
+        Ok(row.map(|r| Credential { org: OrgId(r.get(0)), secret_hash: r.get(1), user_email: r.get(2) }))
+    }
+
+    async fn set_user_credential(
+        &self,
+        org: &OrgId,
+        email: &str,
+        client_id: &str,
+        secret_hash: &str,
+        ctx: &crate::AuditCtx,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let before: Option<String> = tx
+            .q("SELECT client_id FROM credentials WHERE org_id = ? AND user_email = ?")
+            .bind(&org.0)
+            .bind(email)
+            .fetch_optional(&mut tx)
+            .await?
+            .map(|r| r.get(0));
+        tx.q("DELETE FROM credentials WHERE org_id = ? AND user_email = ?")
+            .bind(&org.0)
+            .bind(email)
+            .execute(&mut tx)
+            .await?;
+        tx.q("INSERT INTO credentials(client_id, org_id, secret_hash, name, created_at, user_email) \
+              VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(client_id)
+            .bind(&org.0)
+            .bind(secret_hash)
+            .bind(format!("personal: {email}"))
+            .bind(&ctx.at)
+            .bind(email)
+            .execute(&mut tx)
+            .await?;
+        let (b, a) = (serde_json::json!({"clientId": before}), serde_json::json!({"clientId": client_id}));
+        let rec =
+            ctx.record("credential", if before.is_some() { "UPDATE" } else { "CREATE" }, email, Some(&b), Some(&a));
+        crate::audit::insert(&mut tx, org, &[rec]).await?;
+        tx.commit().await
+    }
+
+    async fn user_credential(&self, org: &OrgId, email: &str) -> Result<Option<(String, String)>> {
+        let db = &self.db;
+        let row = db
+            .q("SELECT client_id, created_at FROM credentials WHERE org_id = ? AND user_email = ?")
+            .bind(&org.0)
+            .bind(email)
+            .fetch_optional(db.read())
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     async fn list_credentials(&self, org: &OrgId) -> Result<Vec<(String, String, String)>> {
         let db = &self.db;
         let rows = db
-            .q("SELECT client_id, name, created_at FROM credentials WHERE org_id = ? ORDER BY created_at")
+            .q("SELECT client_id, name, created_at FROM credentials WHERE org_id = ? AND user_email IS NULL \
+                ORDER BY created_at")
             .bind(&org.0)
             .fetch_all(db.read())
             .await?;
@@ -237,7 +310,7 @@ impl Orgs for SqlStore {
         let db = &self.db;
         let done = db
             .q("UPDATE credentials SET name = COALESCE(?, name), secret_hash = COALESCE(?, secret_hash) \
-                WHERE org_id = ? AND client_id = ?")
+                WHERE org_id = ? AND client_id = ? AND user_email IS NULL")
             .bind(name)
             .bind(secret_hash)
             .bind(&org.0)
@@ -250,7 +323,7 @@ impl Orgs for SqlStore {
     async fn delete_credential(&self, org: &OrgId, client_id: &str) -> Result<bool> {
         let db = &self.db;
         let done = db
-            .q("DELETE FROM credentials WHERE org_id = ? AND client_id = ?")
+            .q("DELETE FROM credentials WHERE org_id = ? AND client_id = ? AND user_email IS NULL")
             .bind(&org.0)
             .bind(client_id)
             .execute(db.write())

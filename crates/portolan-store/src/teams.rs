@@ -57,6 +57,8 @@ pub struct Person {
     pub status: String,
     pub created_at: String,
     pub teams: Vec<String>,
+    /// Blueprints this person moderates (`<blueprint>-moderator` roles), sorted.
+    pub moderates: Vec<String>,
 }
 
 #[async_trait]
@@ -97,6 +99,8 @@ pub struct PersonEdit {
     pub last_name: Option<Option<String>>,
     pub status: Option<String>,
     pub teams: Option<Vec<String>>,
+    /// Replace the moderated blueprints.
+    pub moderates: Option<Vec<String>>,
 }
 
 const TEAM_COLUMNS: &str = "name, id, description, provider, created_at, updated_at";
@@ -208,7 +212,7 @@ async fn retarget_entities(tx: &mut Tx, org: &OrgId, old: &str, new: Option<&str
     Ok(())
 }
 
-const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at";
+const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at, moderates";
 
 async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>> {
     let mut f = SqlFrag::new(&format!("SELECT {PERSON_COLUMNS} FROM users WHERE org_id = "));
@@ -241,6 +245,7 @@ async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>
                 role: r.get("role"),
                 status: r.get("status"),
                 created_at: r.get("created_at"),
+                moderates: serde_json::from_str(&r.get::<String, _>("moderates")).unwrap_or_default(),
             }
         })
         .collect())
@@ -248,7 +253,7 @@ async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>
 
 fn person_json(p: &Person) -> Value {
     json!({"email": p.email, "firstName": p.first_name, "lastName": p.last_name, "role": p.role,
-           "status": p.status, "teams": p.teams})
+           "status": p.status, "teams": p.teams, "moderates": p.moderates})
 }
 
 /// Names among `names` that are not teams of `org`, inside a write's transaction.
@@ -428,13 +433,19 @@ impl Teams for SqlStore {
                 Some(t) => t.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
                 None => before.teams.clone(),
             },
+            moderates: match &edit.moderates {
+                Some(m) => m.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
+                None => before.moderates.clone(),
+            },
             ..before.clone()
         };
-        tx.q("UPDATE users SET role = ?, first_name = ?, last_name = ?, status = ? WHERE org_id = ? AND email = ?")
+        tx.q("UPDATE users SET role = ?, first_name = ?, last_name = ?, status = ?, moderates = ? \
+              WHERE org_id = ? AND email = ?")
             .bind(&after.role)
             .bind(&after.first_name)
             .bind(&after.last_name)
             .bind(&after.status)
+            .bind(serde_json::to_string(&after.moderates).unwrap_or_else(|_| "[]".into()))
             .bind(&org.0)
             .bind(email)
             .execute(&mut tx)

@@ -235,7 +235,7 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     let (a, b) = (src.list_audit(&acme, &filter).await.unwrap(), pg.list_audit(&acme, &filter).await.unwrap());
     assert_eq!(a.len(), b.len());
     assert!(a.iter().zip(&b).all(|(x, y)| x.id == y.id && x.at == y.at && x.diff == y.diff && x.action == y.action));
-    assert_eq!(pg.credential("acme-client").await.unwrap().unwrap().1, "hash-of-acme-secret");
+    assert_eq!(pg.credential("acme-client").await.unwrap().unwrap().secret_hash, "hash-of-acme-secret");
     // The integration, its event log (in order, with its resyncs) and the accounts read back alike.
     assert_eq!(src.get_integration(&acme, "gh").await.unwrap(), pg.get_integration(&acme, "gh").await.unwrap());
     assert_eq!(

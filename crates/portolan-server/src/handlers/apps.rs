@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::auth::{Caller, hash_secret, new_credentials};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::JsonBody;
-use crate::ops::audit::now_iso;
+use crate::ops::audit::{now_iso, record_change};
 use crate::state::AppState;
 
 fn app_json(id: &str, name: &str, created_at: &str, secret: Option<&str>) -> Value {
@@ -56,6 +56,7 @@ pub async fn create(
     state.store.add_credential(&caller.org, &id, &hash_secret(&secret), &name, &at).await?;
     crate::ops::action::keep_signing_secret(&state, &caller.org, &id, &secret).await?;
     tracing::info!(client_id = %id, by = %caller.client_id, "API credential created");
+    record_change(&state, &caller, "credential", "CREATE", &id, Some(json!({"after": {"name": name}}))).await;
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "app": app_json(&id, &name, &at, Some(&secret))}))))
 }
 
@@ -67,8 +68,10 @@ pub async fn rename(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let name = name_of(&body)?;
-    let (_, _, at) = find(&state, &caller, &id).await?;
+    let (_, old_name, at) = find(&state, &caller, &id).await?;
     state.store.update_credential(&caller.org, &id, Some(&name), None).await?;
+    let diff = json!({"before": {"name": old_name}, "after": {"name": name}});
+    record_change(&state, &caller, "credential", "UPDATE", &id, Some(diff)).await;
     Ok(Json(json!({"ok": true, "app": app_json(&id, &name, &at, None)})))
 }
 
@@ -86,6 +89,7 @@ pub async fn rotate_secret(
     }
     crate::ops::action::keep_signing_secret(&state, &caller.org, &id, &secret).await?;
     tracing::info!(client_id = %id, by = %caller.client_id, "API credential secret rotated");
+    record_change(&state, &caller, "credential", "UPDATE", &id, Some(json!({"after": {"secret": "rotated"}}))).await;
     Ok(Json(json!({"ok": true, "app": app_json(&id, &name, &at, Some(&secret))})))
 }
 
@@ -104,6 +108,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     }
     state.store.delete_credential(&caller.org, &id).await?;
     tracing::info!(client_id = %id, by = %caller.client_id, "API credential deleted");
+    record_change(&state, &caller, "credential", "DELETE", &id, None).await;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -127,5 +132,14 @@ pub async fn delete_user(
     }
     state.store.delete_user(&caller.org, &user.id).await?;
     tracing::info!(user = %user.id, by = %caller.client_id, "web user removed");
+    record_change(
+        &state,
+        &caller,
+        "user",
+        "DELETE",
+        &email,
+        Some(json!({"before": {"email": email, "role": user.role}})),
+    )
+    .await;
     Ok(Json(json!({"ok": true})))
 }

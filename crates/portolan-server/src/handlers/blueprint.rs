@@ -133,3 +133,27 @@ pub async fn rename_relation(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     rename(state, caller, path, body, RenameKind::Relation).await
 }
+
+/// `GET /v1/blueprints/{id}/permissions`: `{ok, permissions: {entities: {…}}}` (the defaults
+/// when none were set).
+pub async fn get_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    crate::ops::entity::blueprint(&state, &caller.org, &id).await?;
+    let perms = crate::access::permissions(&state, &caller.org, &id).await?;
+    Ok(Json(json!({"ok": true, "permissions": perms.to_json()})))
+}
+
+/// `PATCH /v1/blueprints/{id}/permissions` `{entities: {read?, register?, update?, unregister?,
+/// updateProperties?, updateRelations?}}`: only the keys given change (Port's semantics).
+pub async fn patch_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let perms = blueprint::patch_permissions(&state, &caller, &id, &body).await?;
+    Ok(Json(json!({"ok": true, "permissions": perms.to_json()})))
+}

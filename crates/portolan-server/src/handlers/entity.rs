@@ -10,6 +10,7 @@ use portolan_store::{SearchRequest, Written};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::access;
 use crate::auth::Caller;
 use crate::computed::{ReadOptions, render};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -137,6 +138,9 @@ pub async fn get(
         .get_entity(&caller.org, &bp, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("entity {id:?} of blueprint {bp:?} was not found")))?;
+    if !access::may_read(&state, &caller, &e).await? {
+        return Err(access::unreadable(&bp, &id));
+    }
     let out = render(&state, &caller.org, &[e], &params.read_options()?).await?;
     Ok(Json(json!({"ok": true, "entity": out.first()})))
 }
@@ -150,7 +154,8 @@ pub async fn list(
     blueprint_of(&state, &caller, &bp).await?;
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
-    let req = SearchRequest::new(&blueprints, Some(&bp), None, max);
+    let visible = access::read_restriction(&state, &caller).await?;
+    let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, Some(&bp), None, max) };
     let page = state.store.search(&caller.org, &req).await?;
     if page.next.is_some() {
         return Err(too_many(max, &bp));
@@ -183,7 +188,8 @@ pub async fn delete(
 pub async fn count(State(state): State<AppState>, caller: Caller, Path(bp): Path<String>) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
     let blueprints = state.blueprints(&caller.org).await?;
-    let req = SearchRequest::new(&blueprints, Some(&bp), None, 1);
+    let visible = access::read_restriction(&state, &caller).await?;
+    let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, Some(&bp), None, 1) };
     let n = state.store.count_entities(&caller.org, &req).await?;
     Ok(Json(json!({"ok": true, "count": n})))
 }

@@ -118,3 +118,16 @@ pub async fn invite(
             "expiresAt": expires, "path": format!("/ui/invite/{token}")}})),
     ))
 }
+
+/// `POST /v1/rotate-credentials/{email}`: a new personal credential for the user (an admin, or
+/// the user themselves): `{ok, credentials: {clientId, clientSecret}}`, the secret shown once.
+/// It acts as that user, with their role, teams and permissions; the one it replaces stops
+/// working at once, and so do all of them when the user is disabled or removed.
+pub async fn rotate_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(email): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (client_id, secret) = people::rotate_credentials(&state, &caller, &email).await?;
+    Ok(Json(json!({"ok": true, "credentials": {"clientId": client_id, "clientSecret": secret}})))
+}

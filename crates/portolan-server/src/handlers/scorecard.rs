@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{JsonBody, QueryParams};
 use crate::ops::scorecard::{self, render_scorecard};
 use crate::state::AppState;
@@ -94,8 +94,9 @@ pub async fn history(
     QueryParams(p): QueryParams<HistoryParams>,
 ) -> ApiResult<Json<Value>> {
     let card = scorecard::load_scorecard(&state, &caller.org, &bp, &sc).await?;
-    if state.store.get_entity(&caller.org, &bp, &entity).await?.is_none() {
-        return Err(ApiError::not_found(format!("entity {entity:?} of blueprint {bp:?} was not found")));
+    match state.store.get_entity(&caller.org, &bp, &entity).await? {
+        Some(e) if crate::access::may_read(&state, &caller, &e).await? => {}
+        _ => return Err(crate::access::unreadable(&bp, &entity)),
     }
     let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
     let changes = state.store.level_history(&caller.org, &bp, &entity, &sc, limit).await?;

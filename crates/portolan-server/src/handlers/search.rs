@@ -9,6 +9,7 @@ use portolan_core::search::{Query, parse_query};
 use portolan_store::{SearchRequest, StoreError};
 use serde_json::{Value, json};
 
+use crate::access;
 use crate::auth::Caller;
 use crate::computed::{ReadOptions, render};
 use crate::error::{ApiError, ApiResult};
@@ -49,7 +50,8 @@ pub async fn search_all(
     let query = parse_at(&body, "")?;
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
-    let req = SearchRequest::new(&blueprints, None, Some(&query), max);
+    let visible = access::read_restriction(&state, &caller).await?;
+    let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, None, Some(&query), max) };
     let page = state.store.search(&caller.org, &req).await?;
     if page.next.is_some() {
         return Err(too_many(max, "{blueprint}"));
@@ -117,7 +119,12 @@ pub async fn search_blueprint(
     opts.include.extend(string_list(&body, "include")?);
     opts.exclude.extend(string_list(&body, "exclude")?);
     let blueprints = state.blueprints(&caller.org).await?;
-    let req = SearchRequest { after, ..SearchRequest::new(&blueprints, Some(&bp), query.as_ref(), limit) };
+    let visible = access::read_restriction(&state, &caller).await?;
+    let req = SearchRequest {
+        after,
+        visible: visible.as_ref(),
+        ..SearchRequest::new(&blueprints, Some(&bp), query.as_ref(), limit)
+    };
     // The compiler's paths are relative to the query, which sits under "query" in this body.
     let page = state.store.search(&caller.org, &req).await.map_err(|e| match e {
         StoreError::Invalid(f) => ApiError::from(f.under("query")),

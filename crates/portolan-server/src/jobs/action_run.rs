@@ -366,6 +366,8 @@ async fn upsert_entity(
         client_id: run.created_by.clone(),
         org: org.clone(),
         user_agent: Some(format!("action:{}", run.action)),
+        // Running the action was decided when the run was created.
+        principal: portolan_core::permissions::Principal::Machine,
     };
     let blueprint = match crate::ops::entity::blueprint(state, org, &bp).await {
         Ok(b) => b,

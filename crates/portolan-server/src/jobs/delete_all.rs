@@ -21,6 +21,7 @@ use super::{JobCtx, JobError};
 use crate::error::ErrorCode;
 use crate::ops::Actor;
 use crate::ops::audit::{audit_ctx, failure_record, record_failures};
+use portolan_core::permissions::Principal;
 
 pub const KIND: &str = "delete_all_entities";
 
@@ -55,7 +56,13 @@ pub struct Progress {
 pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
     let p: Payload = serde_json::from_value(ctx.job.payload.clone())
         .map_err(|e| JobError::fail(ErrorCode::Internal, format!("bad payload: {e}")))?;
-    let actor = Actor { client_id: p.client_id.clone(), org: ctx.job.org.clone(), user_agent: p.user_agent.clone() };
+    // The request that queued the job was decided then; the job finishes it.
+    let actor = Actor {
+        client_id: p.client_id.clone(),
+        org: ctx.job.org.clone(),
+        user_agent: p.user_agent.clone(),
+        principal: Principal::Machine,
+    };
     match delete(&ctx, &p, &actor).await {
         Err(JobError::Fail { status, code, message }) => {
             // Recorded as the request used to record it.

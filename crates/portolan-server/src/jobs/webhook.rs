@@ -285,8 +285,12 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         log(state, org, id, &lines).await;
         return Err(JobError::Fail { status: 413, code: crate::error::ErrorCode::TooManyItems, message });
     }
-    let caller =
-        Caller { client_id: format!("webhook:{id}"), org: org.clone(), user_agent: Some(format!("webhook:{id}")) };
+    let caller = Caller {
+        client_id: format!("webhook:{id}"),
+        org: org.clone(),
+        user_agent: Some(format!("webhook:{id}")),
+        principal: portolan_core::permissions::Principal::Machine,
+    };
     let mut counts = Counts::default();
     for plan in &plans {
         if plan.skipped {
@@ -419,7 +423,7 @@ async fn upsert(state: &AppState, caller: &Caller, plan: &Plan, delivery: &str) 
     let mut writes = Vec::new();
     let mut fails: Vec<(String, String)> = Vec::new();
     for body in &plan.entities {
-        match prepare(&bp, None, body, Op::Upsert, meta.clone(), true) {
+        match prepare(&bp, None, body, Op::Upsert, meta.clone(), true, None) {
             Ok(w) => writes.push(w),
             Err((id, rej)) => fails.push((id, rejection_error(&rej).message)),
         }

@@ -54,6 +54,25 @@ pub fn failure_record(
 
 /// Append failure records to the actor's audit log (best effort: a failure to record is
 /// logged, never fails the operation that was refused).
+/// Record a change the store does not audit itself (organization credentials, removed users):
+/// `resource` `action` on `identifier` succeeded, with `diff` (`{before, after}`).
+pub async fn record_change(
+    state: &AppState,
+    actor: &Actor,
+    resource: &str,
+    action: &str,
+    identifier: &str,
+    diff: Option<serde_json::Value>,
+) {
+    let mut rec = failure_record(actor, resource, action, identifier, None, None, "");
+    rec.status = "SUCCESS".into();
+    rec.message = None;
+    rec.diff = diff;
+    if let Err(e) = state.store.append_audit(&actor.org, &[rec]).await {
+        tracing::warn!(error = %e, "could not record a change in the audit log");
+    }
+}
+
 pub async fn record_failures(state: &AppState, actor: &Actor, records: &[AuditRecord]) {
     if records.is_empty() {
         return;

@@ -208,3 +208,59 @@ pub async fn delete(state: &AppState, actor: &Actor, id: &str) -> ApiResult<()> 
     state.blueprints_changed(&actor.org);
     Ok(())
 }
+
+/// Apply a permissions `PATCH` to blueprint `bp` (audited): the grants' teams must exist, the
+/// moderator roles must name blueprints. Returns the permissions now in force.
+pub async fn patch_permissions(
+    state: &AppState,
+    actor: &Actor,
+    bp: &str,
+    body: &Value,
+) -> ApiResult<portolan_core::permissions::BlueprintPermissions> {
+    super::entity::blueprint(state, &actor.org, bp).await?;
+    let current = crate::access::permissions(state, &actor.org, bp).await?;
+    let next = current.patched(body).map_err(ApiError::from)?;
+    let blueprints = state.blueprints(&actor.org).await?;
+    let mut errs = FieldErrors::default();
+    let mut grants: Vec<(String, &portolan_core::permissions::Grant)> = ["read", "register", "update", "unregister"]
+        .into_iter()
+        .zip([&next.read, &next.register, &next.update, &next.unregister])
+        .map(|(k, g)| (format!("entities.{k}"), g))
+        .collect();
+    grants.extend(next.update_properties.iter().map(|(k, g)| (format!("entities.updateProperties.{k}"), g)));
+    grants.extend(next.update_relations.iter().map(|(k, g)| (format!("entities.updateRelations.{k}"), g)));
+    for (path, g) in &grants {
+        for (i, r) in g.roles.iter().enumerate() {
+            if let Some(b) = r.strip_suffix("-moderator")
+                && !blueprints.contains_key(b)
+            {
+                errs.push(
+                    format!("{path}.roles[{i}]"),
+                    format!("{r:?} names no blueprint: there is no blueprint {b:?}"),
+                );
+            }
+        }
+        let missing = state.store.missing_teams(&actor.org, &g.teams).await?;
+        for (i, t) in g.teams.iter().enumerate().filter(|(_, t)| missing.contains(t)) {
+            errs.push(
+                format!("{path}.teams[{i}]"),
+                format!("there is no team {t:?}; create it first (POST /v1/teams)"),
+            );
+        }
+    }
+    let schema = blueprints.get(bp);
+    for k in next.update_properties.keys() {
+        if schema.is_some_and(|b| !b.schema.properties.contains_key(k)) {
+            errs.push(format!("entities.updateProperties.{k}"), format!("blueprint {bp:?} has no property {k:?}"));
+        }
+    }
+    for k in next.update_relations.keys() {
+        if schema.is_some_and(|b| !b.relations.contains_key(k)) {
+            errs.push(format!("entities.updateRelations.{k}"), format!("blueprint {bp:?} has no relation {k:?}"));
+        }
+    }
+    errs.into_result()?;
+    state.store.set_blueprint_permissions(&actor.org, bp, &next.to_json(), &audit_ctx(actor)).await?;
+    state.blueprints_changed(&actor.org);
+    Ok(next)
+}

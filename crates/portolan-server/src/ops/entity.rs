@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::audit::{audit_ctx, failure_record, now_iso, record_failures};
 use super::{Actor, deletion_guard, event_log};
+use crate::access::{self, WriteGuard};
 use crate::auth::random_bytes;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{self, delete_all};
@@ -80,6 +81,7 @@ pub fn prepare(
     op: Op,
     meta: WriteMeta,
     create_missing: bool,
+    guard: Option<Arc<WriteGuard>>,
 ) -> Result<EntityWrite, (String, WriteRejection)> {
     let input = EntityInput::parse(body).map_err(|e| (String::new(), WriteRejection::Invalid(e.into())))?;
     let body_id = input.identifier_str().map_err(|e| (String::new(), WriteRejection::Invalid(e.into())))?;
@@ -115,6 +117,10 @@ pub fn prepare(
             (Op::UpsertMerge | Op::Patch, _) => WriteMode::Merge,
         };
         let entity = compose(&bp2, &id2, &input, stored, mode, &meta).map_err(WriteRejection::Invalid)?;
+        // The writer's permissions, decided on the entity as stored in this transaction.
+        if let Some(why) = guard.as_ref().and_then(|g| g.refusal(stored, &entity)) {
+            return Err(WriteRejection::Forbidden(why));
+        }
         let edges = relation_targets(&bp2, &entity)
             .into_iter()
             .map(|(relation, target_blueprint, target_identifier, required)| RelTarget {
@@ -138,6 +144,7 @@ pub fn prepare(
 pub fn rejection_error(r: &WriteRejection) -> ApiError {
     match r {
         WriteRejection::Conflict(m) => ApiError::conflict(m.clone()),
+        WriteRejection::Forbidden(m) => ApiError::forbidden(m.clone()),
         WriteRejection::NotFound(m) => ApiError::not_found(m.clone()),
         WriteRejection::Invalid(errs) => ApiError::invalid(errs),
         WriteRejection::MissingTarget { relation, blueprint, identifier } => ApiError::not_found(format!(
@@ -169,7 +176,8 @@ pub async fn write(
     opts: WriteOptions,
 ) -> ApiResult<Written> {
     let bp_id = bp.identifier.as_str();
-    let write = match prepare(bp, path_id, body, op, meta(actor), opts.create_missing_related) {
+    let guard = access::write_guard(state, actor, bp_id).await?;
+    let write = match prepare(bp, path_id, body, op, meta(actor), opts.create_missing_related, guard) {
         Ok(w) => w,
         Err((id, rej)) => {
             let err = rejection_error(&rej);
@@ -220,11 +228,12 @@ pub async fn write_many(
     opts: WriteOptions,
 ) -> ApiResult<Vec<ItemResult>> {
     let m = meta(actor);
+    let guard = access::write_guard(state, actor, &bp.identifier).await?;
     let mut writes = Vec::new();
     let mut out = Vec::new();
     let mut index_of = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match prepare(bp, None, item, op, m.clone(), opts.create_missing_related) {
+        match prepare(bp, None, item, op, m.clone(), opts.create_missing_related, guard.clone()) {
             Ok(w) => {
                 index_of.push((index, w.identifier.clone()));
                 writes.push(w);
@@ -308,6 +317,19 @@ pub async fn delete(
     ids: &[String],
     cascade: bool,
 ) -> ApiResult<Vec<(String, String)>> {
+    if let Some(guard) = access::write_guard(state, actor, bp).await? {
+        if cascade {
+            return Err(ApiError::forbidden(format!(
+                "deleting dependents (delete_dependents=true) reaches entities of other blueprints: it takes the \
+                 Admin role or the {bp}-moderator role"
+            )));
+        }
+        for e in state.store.get_entities(&actor.org, bp, ids).await? {
+            if let Some(why) = guard.delete_refusal(&e) {
+                return Err(ApiError::forbidden(why));
+            }
+        }
+    }
     let ticket = deletion_guard::before_delete(state, actor, bp, ids).await?;
     let res = state.store.delete_entities(&actor.org, bp, ids, cascade, &audit_ctx(actor)).await;
     deletion_guard::after_delete(state, actor, ticket, res.as_deref().ok()).await;

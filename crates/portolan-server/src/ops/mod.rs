@@ -32,4 +32,7 @@ pub struct Actor {
     /// The request's User-Agent (the writer's `$datasource`); an Ocean User-Agent marks the
     /// writes of an integration.
     pub user_agent: Option<String>,
+    /// Who decides what it may do ([`crate::access`]): an organization credential, a webhook
+    /// and a background job act as an administrator machine.
+    pub principal: portolan_core::permissions::Principal,
 }

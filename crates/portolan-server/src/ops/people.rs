@@ -67,7 +67,15 @@ pub fn role_name(role: &str) -> &'static str {
 pub fn render_user(p: &Person) -> Value {
     json!({"id": p.user_id, "email": p.email, "firstName": p.first_name, "lastName": p.last_name,
            "status": p.status, "type": "Standard", "providers": ["port"], "createdAt": p.created_at,
-           "teams": p.teams, "teamsIdentifiers": p.teams, "roles": [{"name": role_name(&p.role)}]})
+           "teams": p.teams, "teamsIdentifiers": p.teams, "roles": roles_json(p)})
+}
+
+/// Port's `roles` of a user: `Admin` or `Member`, then `<blueprint>-moderator`s.
+fn roles_json(p: &Person) -> Vec<Value> {
+    std::iter::once(role_name(&p.role).to_string())
+        .chain(p.moderates.iter().map(|b| format!("{b}-moderator")))
+        .map(|name| json!({"name": name}))
+        .collect()
 }
 
 fn random_id(prefix: &str) -> String {
@@ -196,14 +204,43 @@ async fn existing_teams(state: &AppState, org: &OrgId, names: Vec<String>, path:
     Ok(names)
 }
 
-/// The stored role of Port's `roles` array: exactly one of `Admin`, `Member`.
+/// The stored role and moderated blueprints of Port's `roles` array: `Admin` or `Member` (at
+/// most one; `Member` when only moderator roles are given) and any `<blueprint>-moderator`s.
+fn roles_of(errs: &mut FieldErrors, v: &Value, path: &str) -> Option<(String, Vec<String>)> {
+    let roles = strings(errs, v, path, 100);
+    let mut base = Vec::new();
+    let mut moderates = Vec::new();
+    for (i, r) in roles.iter().enumerate() {
+        match r.as_str() {
+            "Admin" => base.push("admin"),
+            "Member" => base.push("member"),
+            _ => match r.strip_suffix("-moderator") {
+                Some(bp) if !bp.is_empty() => moderates.push(bp.to_string()),
+                _ => errs.push(
+                    format!("{path}[{i}]"),
+                    format!("{r:?} is not a role: use Admin, Member or <blueprint>-moderator"),
+                ),
+            },
+        }
+    }
+    if base.len() > 1 {
+        errs.push(path, "holds both Admin and Member: give one of them");
+        return None;
+    }
+    Some((base.first().copied().unwrap_or("member").to_string(), moderates))
+}
+
+/// The stored role of an invitation's `roles`: exactly one of `Admin`, `Member`.
 fn role_of(errs: &mut FieldErrors, v: &Value, path: &str) -> Option<String> {
     let roles = strings(errs, v, path, 10);
     match roles.as_slice() {
         [r] if r == "Admin" => Some("admin".into()),
         [r] if r == "Member" => Some("member".into()),
         [r] if r.ends_with("-moderator") => {
-            let msg = format!("{r:?}: blueprint moderator roles are not supported yet; use Admin or Member");
+            let msg = format!(
+                "{r:?}: an invitation gives Admin or Member; make the user a moderator once they have signed up \
+                 (PATCH /v1/users/{{email}} with roles)"
+            );
             errs.push(format!("{path}[0]"), msg);
             None
         }
@@ -224,8 +261,11 @@ pub async fn update_user(state: &AppState, actor: &Actor, email: &str, body: &Va
     let mut errs = FieldErrors::default();
     only_keys(&mut errs, obj, &["roles", "teams", "firstName", "lastName", "status"]);
     let mut edit = PersonEdit::default();
-    if let Some(v) = obj.get("roles") {
-        edit.role = role_of(&mut errs, v, "roles");
+    if let Some(v) = obj.get("roles")
+        && let Some((role, moderates)) = roles_of(&mut errs, v, "roles")
+    {
+        edit.role = Some(role);
+        edit.moderates = Some(moderates);
     }
     let teams = obj.get("teams").map(|v| strings(&mut errs, v, "teams", 1000));
     for (key, slot) in [("firstName", &mut edit.first_name), ("lastName", &mut edit.last_name)] {
@@ -244,6 +284,14 @@ pub async fn update_user(state: &AppState, actor: &Actor, email: &str, body: &Va
     errs.into_result()?;
     if let Some(t) = teams {
         edit.teams = Some(existing_teams(state, &actor.org, t, "teams").await?);
+    }
+    if let Some(m) = &edit.moderates {
+        let blueprints = state.blueprints(&actor.org).await?;
+        let mut errs = FieldErrors::default();
+        for bp in m.iter().filter(|b| !blueprints.contains_key(*b)) {
+            errs.push("roles", format!("\"{bp}-moderator\": there is no blueprint {bp:?}"));
+        }
+        errs.into_result()?;
     }
     let people = state.store.list_people(&actor.org).await?;
     let Some(person) = people.iter().find(|p| p.email == email) else {
@@ -316,6 +364,22 @@ pub async fn create_invitation(
     };
     state.store.create_invitation(&invitation).await?;
     Ok((invitation, token))
+}
+
+/// A new personal credential for the active user `email` (replacing theirs): (client id, secret).
+pub async fn rotate_credentials(state: &AppState, actor: &Actor, email: &str) -> ApiResult<(String, String)> {
+    let email = email.trim().to_lowercase();
+    let person = state.store.get_person(&actor.org, &email).await?.ok_or_else(|| user_not_found(&email))?;
+    if person.status == "Disabled" {
+        return Err(ApiError::conflict(format!(
+            "user {email:?} is disabled: set their status to Active before giving them credentials"
+        )));
+    }
+    let (client_id, secret) = crate::auth::new_credentials();
+    let hash = crate::auth::hash_secret(&secret);
+    state.store.set_user_credential(&actor.org, &email, &client_id, &hash, &audit_ctx(actor)).await?;
+    tracing::info!(user = %email, by = %actor.client_id, "personal API credential rotated");
+    Ok((client_id, secret))
 }
 
 #[cfg(test)]

@@ -130,6 +130,15 @@ pub(super) fn audit_rows(records: &[AuditRecord], now: i64) -> Vec<AuditRow> {
 }
 
 pub async fn audit(State(state): State<AppState>, user: WebUser, RawQuery(q): RawQuery) -> WebResult {
+    // The log names every entity's changes: a user who may not read some entities does not
+    // open it (the API's audit log is for administrators).
+    if crate::access::read_restriction(&state, &super::respond::caller(&user)).await?.is_some() {
+        return Err(super::error::WebError::Forbidden(
+            "The audit log shows changes to every entity, and your permissions let you read only some of them: \
+             ask an admin."
+                .into(),
+        ));
+    }
     let f = query_form(&q);
     let pick = |k: &str, allowed: &[&str]| f.get(k).filter(|v| allowed.contains(v)).map(str::to_string);
     let time = |k: &str| {

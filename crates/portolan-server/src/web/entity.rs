@@ -76,6 +76,11 @@ pub async fn entity(
         .get_entity(&user.org, &bp_id, &id)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")))?;
+    let actor = super::respond::caller(&user);
+    if !crate::access::may_read(&state, &actor, &stored).await? {
+        return Err(WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")));
+    }
+    let visible = crate::access::read_restriction(&state, &actor).await?;
     let rendered = render(&state, &user.org, std::slice::from_ref(&stored), &ReadOptions::default())
         .await?
         .pop()
@@ -122,7 +127,22 @@ pub async fn entity(
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             _ => vec![],
         };
-        let found = state.store.get_entities(&user.org, &rel.target, &ids).await?;
+        let mut found = state.store.get_entities(&user.org, &rel.target, &ids).await?;
+        if visible.is_some() {
+            let mut readable = Vec::with_capacity(found.len());
+            for e in found {
+                if crate::access::may_read(&state, &actor, &e).await? {
+                    readable.push(e);
+                }
+            }
+            found = readable;
+        }
+        // Related entities the user may not read are not named.
+        let ids: Vec<String> = if visible.is_some() {
+            ids.into_iter().filter(|i| found.iter().any(|e| &e.identifier == i)).collect()
+        } else {
+            ids
+        };
         for i in ids {
             let title = found.iter().find(|e| e.identifier == i).and_then(|e| e.title.clone());
             let relation = rel.title.clone().unwrap_or_else(|| rid.clone());
@@ -144,7 +164,7 @@ pub async fn entity(
     for (b_id, rid, rel) in sources {
         let q = parse_query(&json!({"combinator": "and", "rules": [{"relation": rid, "operator": "=", "value": id}]}));
         let Ok(q) = q else { continue };
-        let req = SearchRequest::new(&all, Some(b_id), Some(&q), 50);
+        let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&all, Some(b_id), Some(&q), 50) };
         let page = state.store.search(&user.org, &req).await?;
         for e in page.entities {
             let relation = rel.title.clone().unwrap_or_else(|| rid.clone());

@@ -43,11 +43,16 @@ pub async fn export_download(State(state): State<AppState>, user: WebUser, RawQu
     let blueprints: Vec<Blueprint> = ids.iter().map(|i| all[*i].clone()).collect();
     let mut entities: Vec<Entity> = Vec::new();
     if f.get("entities") != Some("no") {
+        let visible = crate::access::read_restriction(&state, &crate::web::respond::caller(&user)).await?;
         let cap = state.config.max_unpaginated as usize;
         for id in &ids {
             let mut after = None;
             loop {
-                let req = SearchRequest { after, ..SearchRequest::new(&all, Some(id.as_str()), None, 1000) };
+                let req = SearchRequest {
+                    after,
+                    visible: visible.as_ref(),
+                    ..SearchRequest::new(&all, Some(id.as_str()), None, 1000)
+                };
                 let page = state.store.search(&user.org, &req).await?;
                 entities.extend(page.entities);
                 if entities.len() > cap {

@@ -67,8 +67,13 @@ pub(super) fn download(body: String, content_type: &str, filename: &str) -> Resp
 }
 
 /// The API's caller for writes made through the UI: audited as the user, origin `UI`.
-pub(super) fn caller(u: &WebUser) -> Caller {
-    Caller { client_id: u.user.email.clone(), org: u.org.clone(), user_agent: Some("UI".into()) }
+pub(crate) fn caller(u: &WebUser) -> Caller {
+    Caller {
+        client_id: u.user.email.clone(),
+        org: u.org.clone(),
+        user_agent: Some("UI".into()),
+        principal: u.principal.clone(),
+    }
 }
 
 /// Only admins do `what` (change the data model, integrations, users): a 403 page saying so

@@ -11,6 +11,7 @@ use argon2::{Argon2, PasswordHash};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use portolan_core::permissions::Principal;
 use portolan_store::{OrgId, Session, User};
 use subtle::ConstantTimeEq;
 
@@ -129,6 +130,8 @@ pub struct WebUser {
     pub org: OrgId,
     pub csrf: String,
     pub id_hash: String,
+    /// What the user may do ([`crate::access`]): role, moderated blueprints, teams.
+    pub principal: Principal,
 }
 
 impl WebUser {
@@ -161,11 +164,18 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Result<Web
         state.store.delete_session(&id_hash).await?;
         return Ok(Err(NoSession::Missing));
     };
+    let principal = match state.store.get_person(&s.org, &user.email).await? {
+        Some(p) if p.status != "Disabled" => crate::access::principal_of(p),
+        _ => {
+            state.store.delete_session(&id_hash).await?;
+            return Ok(Err(NoSession::Missing));
+        }
+    };
     // One write per minute of activity at most.
     if now - s.last_seen >= 60 {
         state.store.touch_session(&id_hash, now).await?;
     }
-    Ok(Ok(WebUser { org: s.org, user, csrf: s.csrf, id_hash }))
+    Ok(Ok(WebUser { org: s.org, user, csrf: s.csrf, id_hash, principal }))
 }
 
 impl FromRequestParts<AppState> for WebUser {

@@ -149,7 +149,9 @@ async fn team_page(
     let query = parse_query(&json!({"combinator": "and",
         "rules": [{"property": "$team", "operator": "containsAny", "value": [team.name]}]}))
     .map_err(crate::error::ApiError::from)?;
-    let req = SearchRequest::new(&blueprints, None, Some(&query), OWNED_SHOWN);
+    let visible = crate::access::read_restriction(state, &super::respond::caller(u)).await?;
+    let req =
+        SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, None, Some(&query), OWNED_SHOWN) };
     let owned_count = state.store.count_entities(&u.org, &req).await?;
     let owned = state
         .store

@@ -25,6 +25,7 @@ mod metrics;
 mod ocean_latest;
 mod pages;
 mod people;
+mod permissions;
 mod ratelimit;
 mod scorecards;
 mod search;

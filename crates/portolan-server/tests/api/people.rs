@@ -149,9 +149,10 @@ async fn users_are_listed_changed_disabled_and_invited() {
 
     // Refusals name the field; nothing changes.
     assert_invalid(&app.patch("/v1/users/bob@example.com", json!({"teams": ["ghost"]})).await, "teams[0]");
-    assert_invalid(&app.patch("/v1/users/bob@example.com", json!({"roles": ["Owner"]})).await, "roles");
-    let r = app.patch("/v1/users/bob@example.com", json!({"roles": ["service-moderator"]})).await;
-    assert_invalid(&r, "roles[0]");
+    assert_invalid(&app.patch("/v1/users/bob@example.com", json!({"roles": ["Owner"]})).await, "roles[0]");
+    assert_invalid(&app.patch("/v1/users/bob@example.com", json!({"roles": ["Admin", "Member"]})).await, "roles");
+    let r = app.patch("/v1/users/bob@example.com", json!({"roles": ["ghost-moderator"]})).await;
+    assert_invalid(&r, "roles");
     assert_invalid(&app.patch("/v1/users/bob@example.com", json!({"status": "Gone"})).await, "status");
     assert_invalid(&app.patch("/v1/users/bob@example.com", json!({"email": "x@example.com"})).await, "email");
     assert_error(&app.patch("/v1/users/nobody@example.com", json!({"firstName": "x"})).await, 404, "not_found");

@@ -40,7 +40,7 @@ async fn openapi_lists_every_route_and_docs_are_served_offline() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["openapi"], json!("3.1.0"));
     let paths = r.body["paths"].as_object().unwrap();
-    for (method, path, _, _) in portolan_server::router::ROUTES {
+    for (method, path, _, _, _) in portolan_server::router::ROUTES {
         assert!(paths.get(*path).and_then(|p| p.get(*method)).is_some(), "{method} {path} missing from /openapi.json");
     }
     assert!(paths["/v1/blueprints"]["get"]["security"].is_array());

@@ -44,6 +44,8 @@ mod ocean_latest;
 mod pages;
 #[path = "../api/people.rs"]
 mod people;
+#[path = "../api/permissions.rs"]
+mod permissions;
 #[path = "../api/ratelimit.rs"]
 mod ratelimit;
 #[path = "../api/scorecards.rs"]

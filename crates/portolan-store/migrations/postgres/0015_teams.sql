@@ -1,4 +1,4 @@
--- Teams and the people in them (the same tables as migrations/sqlite/0017_teams.sql).
+-- Teams and the people in them (the same tables as migrations/sqlite/0015_teams.sql).
 
 CREATE TABLE teams (
     org_id      TEXT NOT NULL REFERENCES organizations(id),

@@ -1,6 +1,6 @@
 -- Teams and the people in them (port-api.md §8.2). Port keys a team by its name: entities'
 -- `team` meta-property holds team names, and every one must be a row here.
--- PostgreSQL: migrations/postgres/0017_teams.sql.
+-- PostgreSQL: migrations/postgres/0015_teams.sql.
 
 CREATE TABLE teams (
     org_id      TEXT NOT NULL REFERENCES organizations(id),

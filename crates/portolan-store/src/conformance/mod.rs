@@ -130,7 +130,15 @@ pub(crate) fn req<'a>(
     q: Option<&'a portolan_core::search::Query>,
     m: &'a HashMap<String, Blueprint>,
 ) -> SearchRequest<'a> {
-    SearchRequest { blueprint: bp, query: q, blueprints: m, after: None, limit: 100, now: chrono::Utc::now() }
+    SearchRequest {
+        blueprint: bp,
+        query: q,
+        blueprints: m,
+        after: None,
+        limit: 100,
+        now: chrono::Utc::now(),
+        visible: None,
+    }
 }
 
 pub(crate) async fn idents(store: &dyn Store, org: &OrgId, r: &SearchRequest<'_>) -> Vec<String> {
@@ -211,7 +219,7 @@ macro_rules! conformance_tests {
             scorecards_are_replaced_all_at_once,
             // teams.rs
             teams_are_saved_renamed_deleted_audited_and_tenant_scoped, entity_writes_name_only_existing_teams,
-            people_have_roles_status_and_teams);
+            people_have_roles_status_and_teams, blueprint_permissions_are_kept_and_audited);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(

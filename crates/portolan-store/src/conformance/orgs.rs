@@ -1,7 +1,7 @@
 //! Conformance: process-wide settings, readiness, organizations and API credentials.
 
 use super::{T0, join_all, org};
-use crate::{OrgId, Store, StoreError};
+use crate::{Credential, OrgId, Store, StoreError};
 
 pub async fn settings_are_initialised_once(s: &dyn Store) {
     assert_eq!(s.setting_or_init("k", "first").await.unwrap(), "first");
@@ -17,7 +17,8 @@ pub async fn orgs_and_credentials(s: &dyn Store) {
     assert_eq!(s.org_by_name("a").await.unwrap().unwrap().id, a);
     assert!(s.org_by_name("zzz").await.unwrap().is_none());
     s.add_credential(&a, "cid", "hash", "n", T0).await.unwrap();
-    assert_eq!(s.credential("cid").await.unwrap(), Some((a.clone(), "hash".to_string())));
+    let cred = |hash: &str| Some(Credential { org: a.clone(), secret_hash: hash.into(), user_email: None });
+    assert_eq!(s.credential("cid").await.unwrap(), cred("hash"));
     assert!(s.credential("nope").await.unwrap().is_none());
     let b = org(s, "b").await;
     assert!(s.list_credentials(&b).await.unwrap().is_empty());
@@ -25,10 +26,10 @@ pub async fn orgs_and_credentials(s: &dyn Store) {
     // Rotation and renaming, only within the credential's organization.
     assert!(!s.update_credential(&b, "cid", None, Some("other")).await.unwrap());
     assert!(s.update_credential(&a, "cid", None, Some("hash2")).await.unwrap());
-    assert_eq!(s.credential("cid").await.unwrap(), Some((a.clone(), "hash2".to_string())));
+    assert_eq!(s.credential("cid").await.unwrap(), cred("hash2"));
     assert!(s.update_credential(&a, "cid", Some("renamed"), None).await.unwrap());
     assert_eq!(s.list_credentials(&a).await.unwrap()[0].1, "renamed");
-    assert_eq!(s.credential("cid").await.unwrap().unwrap().1, "hash2");
+    assert_eq!(s.credential("cid").await.unwrap().unwrap().secret_hash, "hash2");
     assert!(!s.delete_credential(&b, "cid").await.unwrap());
     assert!(s.delete_credential(&a, "cid").await.unwrap());
     assert!(s.credential("cid").await.unwrap().is_none());
@@ -52,11 +53,29 @@ pub async fn orgs_and_credentials(s: &dyn Store) {
         last_seen: 1,
     };
     s.create_session(&session).await.unwrap();
+    // A personal credential: not among the organization's, replaced when set again, gone
+    // with its user; the organization's own calls cannot rotate or delete it.
+    s.set_user_credential(&a, "u@example.com", "pc1", "ph1", &super::ctx()).await.unwrap();
+    s.set_user_credential(&a, "u@example.com", "pc2", "ph2", &super::ctx()).await.unwrap();
+    let recs = s
+        .list_audit(&a, &crate::AuditFilter { resources: vec!["credential".into()], limit: 5, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(recs.len(), 2, "each new personal credential is audited");
+    assert!(s.credential("pc1").await.unwrap().is_none(), "the old personal credential is revoked");
+    let personal = s.credential("pc2").await.unwrap().unwrap();
+    assert_eq!(personal.user_email.as_deref(), Some("u@example.com"));
+    assert_eq!(s.user_credential(&a, "u@example.com").await.unwrap().unwrap().0, "pc2");
+    assert!(s.user_credential(&b, "u@example.com").await.unwrap().is_none());
+    assert!(s.list_credentials(&a).await.unwrap().iter().all(|c| c.0 != "pc2"));
+    assert!(!s.update_credential(&a, "pc2", None, Some("x")).await.unwrap());
+    assert!(!s.delete_credential(&a, "pc2").await.unwrap());
     assert!(!s.delete_user(&b, "usr_1").await.unwrap());
     assert!(s.session("sess").await.unwrap().is_some());
     assert!(s.delete_user(&a, "usr_1").await.unwrap());
     assert!(s.session("sess").await.unwrap().is_none());
     assert!(s.user_by_email("u@example.com").await.unwrap().is_none());
+    assert!(s.credential("pc2").await.unwrap().is_none(), "a removed user's credential goes with them");
 }
 
 /// Readiness: `ping` answers within its wait on an idle store, before and after writes.

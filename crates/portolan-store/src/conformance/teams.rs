@@ -27,6 +27,33 @@ async fn teams_of(s: &dyn Store, o: &OrgId, bp: &str, id: &str) -> Vec<String> {
     s.get_entity(o, bp, id).await.unwrap().expect("entity").team
 }
 
+/// Blueprint permission documents: none until set (the defaults), kept beside the blueprint
+/// (a blueprint update leaves them), audited, listed, per organization; a missing blueprint is
+/// `NotFound`.
+pub async fn blueprint_permissions_are_kept_and_audited(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    model(s, &a).await;
+    assert_eq!(s.blueprint_permissions(&a, "service").await.unwrap(), None);
+    assert!(matches!(s.blueprint_permissions(&a, "ghost").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.blueprint_permissions(&b, "service").await, Err(StoreError::NotFound(_))));
+    let doc = json!({"entities": {"read": {"roles": ["Admin"], "users": [], "teams": ["ops"], "ownedByTeam": true}}});
+    s.set_blueprint_permissions(&a, "service", &doc, &ctx()).await.unwrap();
+    assert!(matches!(s.set_blueprint_permissions(&b, "service", &doc, &ctx()).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.blueprint_permissions(&a, "service").await.unwrap(), Some(doc.clone()));
+    assert_eq!(s.all_blueprint_permissions(&a).await.unwrap(), vec![("service".to_string(), doc.clone())]);
+    assert!(s.all_blueprint_permissions(&b).await.unwrap().is_empty());
+    let bp = s.get_blueprint(&a, "service").await.unwrap().unwrap().blueprint;
+    s.update_blueprint(&a, "service", &bp, &[], &ctx()).await.unwrap();
+    assert_eq!(s.blueprint_permissions(&a, "service").await.unwrap(), Some(doc.clone()), "kept across updates");
+    let recs = s
+        .list_audit(&a, &AuditFilter { resources: vec!["blueprint".into()], limit: 10, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    let rec = recs.iter().find(|r| r.diff.as_ref().is_some_and(|d| d["after"].get("permissions").is_some()));
+    let diff = rec.expect("an audit record of the permission change").diff.clone().unwrap();
+    assert_eq!((diff["before"]["permissions"].clone(), diff["after"]["permissions"].clone()), (json!(null), doc));
+}
+
 /// Teams: created once per name, members replaced, renamed (entities follow, members move),
 /// deleted (entities lose it), every change audited; another organization sees none of it.
 pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn Store) {
@@ -170,6 +197,7 @@ pub async fn people_have_roles_status_and_teams(s: &dyn Store) {
         first_name: Some(Some("Pat".into())),
         status: Some("Disabled".into()),
         teams: Some(vec!["web".into()]),
+        moderates: Some(vec!["service".into(), "env".into(), "service".into()]),
         ..PersonEdit::default()
     };
     let after = s.update_person(&a, "p@example.com", &edit, &ctx()).await.unwrap();
@@ -177,6 +205,7 @@ pub async fn people_have_roles_status_and_teams(s: &dyn Store) {
         (after.role.as_str(), after.first_name.as_deref(), after.teams.as_slice()),
         ("admin", Some("Pat"), &["web".to_string()][..])
     );
+    assert_eq!(after.moderates, ["env", "service"], "moderated blueprints, sorted, once each");
     assert_eq!(s.get_person(&a, "p@example.com").await.unwrap().unwrap(), after);
     assert!(s.session("h").await.unwrap().is_none(), "disabling ends sessions");
     assert_eq!(s.get_team(&a, "core").await.unwrap().unwrap().members, ["invitee@example.com"]);

@@ -89,7 +89,7 @@ const CREDENTIALS: TableSpec = TableSpec {
     table: "credentials",
     json_type: "jsonb",
     cols: cols![client_id: Text, secret_hash: Text, name: Text, created_at: Text, secret_enc: Text,
-        secret_key_id: Text],
+        secret_key_id: Text, user_email: Text],
     overriding: false,
     order: &["client_id"],
 };
@@ -98,7 +98,7 @@ const BLUEPRINTS: TableSpec = TableSpec {
     table: "blueprints",
     json_type: "json",
     cols: cols![identifier: Text, body: Json, created_at: Text, created_by: Text, updated_at: Text,
-        updated_by: Text],
+        updated_by: Text, permissions: Text],
     overriding: false,
     order: &["identifier"],
 };
@@ -301,7 +301,7 @@ const USERS: TableSpec = TableSpec {
     table: "users",
     json_type: "json",
     cols: cols![id: Text, email: Text, password_hash: Text, role: Text, created_at: Text, first_name: Text,
-        last_name: Text, status: Text],
+        last_name: Text, status: Text, moderates: Text],
     overriding: false,
     order: &["id"],
 };

@@ -401,7 +401,8 @@ pub(in crate::web) async fn picker_entities(
     if !bps.contains_key(bp) {
         return Ok(vec![]);
     }
-    let req = SearchRequest::new(&bps, Some(bp), parsed.as_ref(), limit);
+    let visible = crate::access::read_restriction(state, &crate::web::respond::caller(user)).await?;
+    let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&bps, Some(bp), parsed.as_ref(), limit) };
     let mut found = state.store.search(&user.org, &req).await?.entities;
     if let Some(sort) = d.get("sort") {
         let key = sort["property"].as_str().unwrap_or("$title").to_string();
@@ -636,7 +637,11 @@ async fn render_form(
         let mut choose = Vec::new();
         if bps.contains_key(bp) {
             let q = condition_query(&a.data["trigger"]["condition"], vec![]).and_then(|q| parse_query(&q).ok());
-            let req = SearchRequest::new(&bps, Some(bp), q.as_ref(), CHOOSE_LIMIT);
+            let visible = crate::access::read_restriction(state, &crate::web::respond::caller(user)).await?;
+            let req = SearchRequest {
+                visible: visible.as_ref(),
+                ..SearchRequest::new(&bps, Some(bp), q.as_ref(), CHOOSE_LIMIT)
+            };
             for e in state.store.search(&user.org, &req).await?.entities {
                 choose.push(EntityLink {
                     url: super::form_url(&a.identifier, Some(&e.identifier)),

@@ -243,8 +243,12 @@ pub(super) async fn view_page(
         None => None,
     };
     let blueprints = state.blueprints(&user.org).await?;
-    let req =
-        SearchRequest { after, ..SearchRequest::new(&blueprints, Some(&bp.identifier), query.as_ref(), view.limit) };
+    let visible = crate::access::read_restriction(state, &crate::web::respond::caller(user)).await?;
+    let req = SearchRequest {
+        after,
+        visible: visible.as_ref(),
+        ..SearchRequest::new(&blueprints, Some(&bp.identifier), query.as_ref(), view.limit)
+    };
     if let Some(s) = view.sort.as_deref().filter(|s| store_sorts(bp, s)) {
         // Sorted by the store over the whole result, a page at a time (by offset).
         let page = match state.store.search_sorted(&user.org, &req, s, view.desc, view.offset).await {

@@ -1,0 +1,276 @@
+//! Access decisions (docs/reference/port-api.md §8.1–8.3): who the caller is, what each route
+//! requires of it, and what of a blueprint's entities it may read and write.
+//!
+//! *One place decides.* Every `/v1` route declares its [`Access`] in the route table
+//! (`router.rs`); the [`Caller`](crate::auth::Caller) extractor enforces it before the handler
+//! runs, so a route cannot be added without a decision. Entity routes ([`Access::Entities`])
+//! are decided per entity by the blueprint's permissions ([`BlueprintPermissions`], core):
+//! writes inside the write's transaction ([`WriteGuard`], on the stored entity), reads by a
+//! restriction AND-ed into every search, list, count and export ([`visible`]) and a check of
+//! single reads ([`may_read`]). The web UI's pages act through the same functions.
+//!
+//! Administrators (organization credentials, Admin users) and a blueprint's moderators skip
+//! the per-entity decisions: their requests cost nothing more than before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use portolan_core::permissions::{BlueprintPermissions, EntityOp, Principal, ReadScope, UserPrincipal};
+use portolan_core::search::{Combinator, Query, parse_query};
+use portolan_core::{Entity, FieldError};
+use portolan_store::{OrgId, StoreError};
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::ops::Actor;
+use crate::state::AppState;
+
+/// What a route requires of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No bearer token (the token exchange, webhook ingest URLs).
+    Public,
+    /// Any user or credential of the organization.
+    Member,
+    /// Decided per entity by the blueprint's permissions (route level: any member).
+    Entities,
+    /// An administrator or a moderator of the blueprint in the path's `{id}`.
+    Moderator,
+    /// An administrator, or the user the path's `{email}` names.
+    AdminOrSelf,
+    /// An administrator (organization credentials, Admin users).
+    Admin,
+}
+
+impl Access {
+    /// Why a principal is refused, or `None` when the route admits it. `param` reads a path
+    /// parameter of the request.
+    pub fn refusal(self, p: &Principal, param: impl Fn(&str) -> Option<String>) -> Option<String> {
+        let ok = match self {
+            Access::Public | Access::Member | Access::Entities => true,
+            Access::Admin => p.is_admin(),
+            Access::Moderator => param("id").is_some_and(|bp| p.moderates(&bp)),
+            Access::AdminOrSelf => {
+                p.is_admin()
+                    || matches!(p, Principal::User(u) if param("email").is_some_and(|e| e.eq_ignore_ascii_case(&u.email)))
+            }
+        };
+        (!ok).then(|| {
+            let who = who(p);
+            match self {
+                Access::Moderator => format!(
+                    "{who} may not change blueprint {:?}: it takes the Admin role or the {:?} role",
+                    param("id").unwrap_or_default(),
+                    format!("{}-moderator", param("id").unwrap_or_default())
+                ),
+                Access::AdminOrSelf => {
+                    format!("{who} may only do this for themselves; it takes the Admin role for others")
+                }
+                _ => format!("{who} may not do this: it takes the Admin role"),
+            }
+        })
+    }
+}
+
+fn who(p: &Principal) -> String {
+    match p {
+        Principal::Machine => "this credential".into(),
+        Principal::User(u) => format!("{} (roles {})", u.email, p.roles().join(", ")),
+    }
+}
+
+/// The [`Access`] of the route `method path` (the route's template, as `MatchedPath` gives it).
+pub fn route_access(method: &str, template: &str) -> Option<Access> {
+    static TABLE: OnceLock<HashMap<(String, &'static str), Access>> = OnceLock::new();
+    let table =
+        TABLE.get_or_init(|| crate::router::ROUTES.iter().map(|r| ((r.0.to_ascii_uppercase(), r.1), r.4)).collect());
+    table.get(&(method.to_ascii_uppercase(), template)).copied()
+}
+
+/// The value of the path parameter `name` of `path` matched by the route `template`
+/// (percent-decoded).
+pub fn path_param(template: &str, path: &str, name: &str) -> Option<String> {
+    let want = format!("{{{name}}}");
+    let seg = template.split('/').position(|s| s == want)?;
+    let raw = path.split('/').nth(seg)?;
+    Some(crate::extract::form_pairs(&format!("v={}", raw.replace('+', "%2B"))).pop()?.1)
+}
+
+/// The principal of the user `email` of `org`: refused when the user is gone or disabled.
+pub async fn user_principal(state: &AppState, org: &OrgId, email: &str) -> ApiResult<Principal> {
+    let Some(p) = state.store.get_person(org, email).await? else {
+        return Err(ApiError::unauthorized(format!(
+            "the user {email:?} of this credential no longer exists; the credential was revoked"
+        )));
+    };
+    if p.status == "Disabled" {
+        return Err(ApiError::unauthorized(format!(
+            "the user {email:?} is disabled; an administrator can set their status back to Active"
+        )));
+    }
+    Ok(principal_of(p))
+}
+
+/// The principal of an active person.
+pub fn principal_of(p: portolan_store::Person) -> Principal {
+    Principal::User(UserPrincipal { email: p.email, admin: p.role == "admin", moderates: p.moderates, teams: p.teams })
+}
+
+/// The permissions of blueprint `bp` (the defaults when it has none stored).
+pub async fn permissions(state: &AppState, org: &OrgId, bp: &str) -> ApiResult<BlueprintPermissions> {
+    let doc = match state.store.blueprint_permissions(org, bp).await {
+        Ok(d) => d,
+        Err(StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(doc
+        .and_then(|d| BlueprintPermissions::from_stored(bp, &d))
+        .unwrap_or_else(|| BlueprintPermissions::defaults(bp)))
+}
+
+/// Decides the writes of one principal to one blueprint, on each stored entity, inside the
+/// write's transaction.
+#[derive(Debug)]
+pub struct WriteGuard {
+    principal: Principal,
+    blueprint: String,
+    perms: BlueprintPermissions,
+}
+
+/// The guard of `actor`'s writes to `bp`; `None` when it may write every entity of it
+/// (administrators, moderators).
+pub async fn write_guard(state: &AppState, actor: &Actor, bp: &str) -> ApiResult<Option<Arc<WriteGuard>>> {
+    if actor.principal.moderates(bp) {
+        return Ok(None);
+    }
+    let perms = permissions(state, &actor.org, bp).await?;
+    Ok(Some(Arc::new(WriteGuard { principal: actor.principal.clone(), blueprint: bp.to_string(), perms })))
+}
+
+impl WriteGuard {
+    /// Why writing `new` over `stored` is refused, if it is.
+    pub fn refusal(&self, stored: Option<&Entity>, new: &Entity) -> Option<String> {
+        let (p, bp) = (&self.principal, self.blueprint.as_str());
+        let Some(stored) = stored else {
+            return (!self.perms.allows(p, bp, EntityOp::Register, &new.team))
+                .then(|| self.refused(EntityOp::Register, &new.identifier));
+        };
+        if self.perms.allows(p, bp, EntityOp::Update, &stored.team) {
+            return None;
+        }
+        // Without `update`, each changed property and relation needs its own grant; the
+        // entity's title, icon and team need `update` itself.
+        let changed = |a: &Value, b: &Value| a != b;
+        let mut denied = Vec::new();
+        if stored.title != new.title || stored.icon != new.icon || stored.team != new.team {
+            denied.push("title, icon or team".to_string());
+        }
+        let keys = |m: &serde_json::Map<String, Value>, n: &serde_json::Map<String, Value>| -> Vec<String> {
+            let mut k: Vec<String> = m.keys().chain(n.keys()).cloned().collect();
+            k.sort();
+            k.dedup();
+            k.into_iter()
+                .filter(|k| changed(m.get(k).unwrap_or(&Value::Null), n.get(k).unwrap_or(&Value::Null)))
+                .collect()
+        };
+        for k in keys(&stored.properties, &new.properties) {
+            if !self.perms.allows_field(p, false, &k, &stored.team) {
+                denied.push(format!("property {k:?}"));
+            }
+        }
+        for k in keys(&stored.relations, &new.relations) {
+            if !self.perms.allows_field(p, true, &k, &stored.team) {
+                denied.push(format!("relation {k:?}"));
+            }
+        }
+        (!denied.is_empty()).then(|| {
+            format!(
+                "{} may not change {} of entity {:?} of blueprint {bp:?}: the blueprint's permissions grant update \
+                 (entities.update, or entities.updateProperties / updateRelations per field) to roles {:?}{}",
+                who(p),
+                denied.join(", "),
+                new.identifier,
+                self.perms.update.roles,
+                if self.perms.update.owned_by_team { " and to members of the entity's team" } else { "" }
+            )
+        })
+    }
+
+    fn refused(&self, op: EntityOp, id: &str) -> String {
+        let g = self.perms.grant(op);
+        format!(
+            "{} may not {} entities of blueprint {:?} (entity {id:?}): its permissions grant entities.{} to roles \
+             {:?}, users {:?}, teams {:?}{}",
+            who(&self.principal),
+            op.verb(),
+            self.blueprint,
+            op.key(),
+            g.roles,
+            g.users,
+            g.teams,
+            if g.owned_by_team { ", and to members of the entity's team" } else { "" }
+        )
+    }
+
+    /// Why deleting `stored` is refused, if it is.
+    pub fn delete_refusal(&self, stored: &Entity) -> Option<String> {
+        (!self.perms.allows(&self.principal, &self.blueprint, EntityOp::Unregister, &stored.team))
+            .then(|| self.refused(EntityOp::Unregister, &stored.identifier))
+    }
+}
+
+/// What `actor` may read: `None` when everything, else a query every read ANDs in (it admits
+/// only the entities of readable blueprints, and of team-scoped ones the entities of its teams).
+pub async fn read_restriction(state: &AppState, actor: &Actor) -> ApiResult<Option<Query>> {
+    let Principal::User(u) = &actor.principal else { return Ok(None) };
+    if u.admin {
+        return Ok(None);
+    }
+    let stored = state.store.all_blueprint_permissions(&actor.org).await?;
+    let mut rules = Vec::new();
+    for (bp, doc) in stored {
+        let perms = BlueprintPermissions::from_stored(&bp, &doc).unwrap_or_else(|| BlueprintPermissions::defaults(&bp));
+        match perms.read_scope(&actor.principal, &bp) {
+            ReadScope::All => {}
+            ReadScope::Teams(teams) => rules.push(json!({"combinator": "or", "rules": [
+                {"property": "$blueprint", "operator": "!=", "value": bp},
+                {"property": "$team", "operator": "containsAny", "value": teams}]})),
+            ReadScope::Nothing => rules.push(json!({"property": "$blueprint", "operator": "!=", "value": bp})),
+        }
+    }
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let q = parse_query(&json!({"combinator": "and", "rules": rules}))
+        .map_err(|e: FieldError| ApiError::internal("read restriction", e))?;
+    Ok(Some(q))
+}
+
+/// `query` narrowed to what `actor` may read (`None`: no query and no restriction).
+pub async fn visible(state: &AppState, actor: &Actor, query: Option<&Query>) -> ApiResult<Option<Query>> {
+    let restriction = read_restriction(state, actor).await?;
+    Ok(match (restriction, query) {
+        (None, q) => q.cloned(),
+        (Some(r), None) => Some(r),
+        (Some(r), Some(q)) => Some(Query::Group { combinator: Combinator::And, rules: vec![r, q.clone()] }),
+    })
+}
+
+/// May `actor` read `e`?
+pub async fn may_read(state: &AppState, actor: &Actor, e: &Entity) -> ApiResult<bool> {
+    if !matches!(&actor.principal, Principal::User(u) if !u.admin) {
+        return Ok(true);
+    }
+    let perms = permissions(state, &actor.org, &e.blueprint).await?;
+    Ok(match perms.read_scope(&actor.principal, &e.blueprint) {
+        ReadScope::All => true,
+        ReadScope::Teams(t) => e.team.iter().any(|x| t.contains(x)),
+        ReadScope::Nothing => false,
+    })
+}
+
+/// The answer to a read of an entity `actor` may not read: the same 404 as a missing one, so
+/// nothing about it leaks.
+pub fn unreadable(bp: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("entity {id:?} of blueprint {bp:?} was not found"))
+}

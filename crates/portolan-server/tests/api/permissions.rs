@@ -1,0 +1,333 @@
+//! Roles and permissions (port-api.md §8.1–8.3): the permission matrix generated from the route
+//! table, personal credentials, moderators, and blueprint permissions deciding entity writes
+//! and reads on every read path (get, list, count, search, bulk).
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error, assert_invalid, fetch_token, ids};
+
+/// A user of organization A with `roles` and `teams` (set through the API) and a token of
+/// their personal credential.
+async fn person(app: &TestApp, id: &str, email: &str, roles: Value, teams: Value) -> String {
+    app.web_user(id, email, "member").await;
+    let r = app.patch(&format!("/v1/users/{email}"), json!({"roles": roles, "teams": teams})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.post(&format!("/v1/rotate-credentials/{email}"), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let c = &r.body["credentials"];
+    fetch_token(&app.http, &app.base, c["clientId"].as_str().unwrap(), c["clientSecret"].as_str().unwrap()).await
+}
+
+/// A concrete path for a route template: `{id}` is the blueprint `scratch`, `{email}` a user
+/// none of the callers is; other parameters name nothing.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| match seg {
+            "{id}" => "scratch",
+            "{email}" => "target@example.com",
+            "{version}" => "1",
+            s if s.starts_with('{') => "nope",
+            s => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every route of the route table, called by each kind of caller: what the table declares is
+/// what happens. Refusals are 403 with Port's envelope and say which role it takes; a caller a
+/// route admits is never refused by it (entity routes may refuse one entity, saying which
+/// permission); a disabled user's credential is refused everywhere; another organization's
+/// credential never reads organization A's blueprint or users.
+#[tokio::test]
+async fn every_route_decides_its_callers_as_the_route_table_says() {
+    use portolan_server::access::Access;
+    let Some(app) = TestApp::spawn().await else { return };
+    app.blueprint(json!({"identifier": "scratch", "title": "Scratch"})).await;
+    app.web_user("usr_target", "target@example.com", "member").await;
+    let admin = person(&app, "usr_ad", "admin@example.com", json!(["Admin"]), json!([])).await;
+    let member = person(&app, "usr_me", "member@example.com", json!(["Member"]), json!([])).await;
+    let moderator = person(&app, "usr_mo", "mod@example.com", json!(["Member", "scratch-moderator"]), json!([])).await;
+    let disabled = person(&app, "usr_di", "gone@example.com", json!(["Admin"]), json!([])).await;
+    let r = app.patch("/v1/users/gone@example.com", json!({"status": "Disabled"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let other = app.other_org_token("org-other").await;
+
+    let mut checked = 0;
+    for (method, template, _, _, access) in portolan_server::router::ROUTES {
+        let path = concrete(template);
+        let body = matches!(*method, "post" | "put" | "patch").then(|| json!({}));
+        let call = |token: String| {
+            let (path, body) = (path.clone(), body.clone());
+            let app = &app;
+            async move { app.req_as(&token, &method.to_uppercase(), &path, body).await }
+        };
+        let what = format!("{method} {template}");
+        let public = *access == Access::Public;
+        // Refused callers first (they must change nothing), admitted ones last.
+        let r = call(disabled.clone()).await;
+        if !public {
+            assert_error(&r, 401, "unauthorized");
+            assert!(r.body["message"].as_str().unwrap().contains("disabled"), "{what}: {}", r.body);
+        }
+        let member_refused = matches!(access, Access::Admin | Access::Moderator | Access::AdminOrSelf);
+        let r = call(member.clone()).await;
+        if member_refused {
+            assert_error(&r, 403, "forbidden");
+            assert!(r.body["message"].as_str().unwrap().contains("member@example.com"), "{what}: {}", r.body);
+        } else if r.status == StatusCode::FORBIDDEN {
+            // Only an entity's permissions may refuse a member on a route that admits members.
+            let msg = r.body["message"].as_str().unwrap_or_default();
+            assert!(*access == Access::Entities && msg.contains("permissions"), "{what} refused a member: {}", r.body);
+        }
+        let r = call(moderator.clone()).await;
+        if matches!(access, Access::Admin | Access::AdminOrSelf) {
+            assert_error(&r, 403, "forbidden");
+        } else {
+            assert_ne!(r.status, StatusCode::FORBIDDEN, "{what} refused the blueprint's moderator: {}", r.body);
+        }
+        if template.starts_with("/v1/blueprints/{id}") || template.starts_with("/v1/users/{email}") {
+            let r = call(other.clone()).await;
+            assert!(!r.status.is_success(), "{what}: another organization reached organization A's data: {}", r.body);
+        }
+        for (who, token) in [("an Admin user", admin.clone()), ("the organization credential", app.token.clone())] {
+            let r = call(token).await;
+            assert!(
+                r.status != StatusCode::FORBIDDEN && r.status != StatusCode::UNAUTHORIZED,
+                "{what} refused {who}: {} {}",
+                r.status,
+                r.body
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, portolan_server::router::ROUTES.len());
+    // The table itself: what members may change is a short, deliberate list.
+    let member_writes: Vec<String> = portolan_server::router::ROUTES
+        .iter()
+        .filter(|r| r.0 != "get" && r.4 == Access::Member)
+        .map(|r| format!("{} {}", r.0, r.1))
+        .collect();
+    assert_eq!(member_writes, ["post /v1/actions/{id}/runs"], "routes that let any member change something");
+}
+
+/// Personal credentials act as their user: rotating replaces the old one, the audit log names
+/// the user, a member rotates only their own, and disabling or removing the user revokes it.
+#[tokio::test]
+async fn personal_credentials_act_as_their_user_and_are_revoked_with_it() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    app.web_user("usr_a", "a@example.com", "admin").await; // so that m is not the last admin
+    let first = person(&app, "usr_m", "m@example.com", json!(["Member"]), json!([])).await;
+    assert_eq!(app.req_as(&first, "GET", "/v1/blueprints", None).await.status, StatusCode::OK);
+    // The user rotates their own credential: the first one stops working at once.
+    let r = app.req_as(&first, "POST", "/v1/rotate-credentials/M@example.com", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let c = &r.body["credentials"];
+    let second =
+        fetch_token(&app.http, &app.base, c["clientId"].as_str().unwrap(), c["clientSecret"].as_str().unwrap()).await;
+    assert_error(&app.req_as(&first, "GET", "/v1/blueprints", None).await, 401, "unauthorized");
+    // Not another user's, and personal credentials are not the organization's apps.
+    app.web_user("usr_o", "o@example.com", "member").await;
+    let r = app.req_as(&second, "POST", "/v1/rotate-credentials/o@example.com", Some(json!({}))).await;
+    assert_error(&r, 403, "forbidden");
+    let apps = app.get("/v1/apps").await;
+    assert!(!apps.body.to_string().contains(c["clientId"].as_str().unwrap()), "{}", apps.body);
+    assert_error(&app.post("/v1/rotate-credentials/ghost@example.com", json!({})).await, 404, "not_found");
+    // A member's credential reads, and may not change the model.
+    let r = app.req_as(&second, "POST", "/v1/blueprints", Some(json!({"identifier": "x", "title": "X"}))).await;
+    assert_error(&r, 403, "forbidden");
+    assert!(r.body["message"].as_str().unwrap().contains("it takes the Admin role"), "{}", r.body);
+    // Made admin, the same credential writes, and the audit log names the user.
+    let r = app.patch("/v1/users/m@example.com", json!({"roles": ["Admin"]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.req_as(&second, "POST", "/v1/blueprints", Some(json!({"identifier": "x", "title": "X"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let recs = app.audit("identifier=x&resources=blueprint").await;
+    assert_eq!(recs[0]["trigger"]["by"]["userId"], json!("m@example.com"), "{}", recs[0]);
+    let creds = app.audit("resources=credential").await;
+    assert_eq!(creds.len(), 2, "each rotation is audited: {creds:?}");
+    assert_eq!(creds[0]["identifier"], json!("m@example.com"));
+    // The organization's own credentials too.
+    let r = app.post("/v1/apps", json!({"name": "ci"})).await;
+    let app_id = r.body["app"]["id"].as_str().unwrap().to_string();
+    app.post(&format!("/v1/apps/{app_id}/rotate-secret"), json!({})).await;
+    app.delete(&format!("/v1/apps/{app_id}")).await;
+    let recs = app.audit(&format!("identifier={app_id}&resources=credential")).await;
+    let actions: Vec<&str> = recs.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["DELETE", "UPDATE", "CREATE"]);
+    // Disabled: refused at once, saying why; active again: works again.
+    assert_eq!(app.patch("/v1/users/m@example.com", json!({"status": "Disabled"})).await.status, StatusCode::OK);
+    let r = app.req_as(&second, "GET", "/v1/blueprints", None).await;
+    assert_error(&r, 401, "unauthorized");
+    assert!(r.body["message"].as_str().unwrap().contains("disabled"), "{}", r.body);
+    assert_error(&app.post("/v1/rotate-credentials/m@example.com", json!({})).await, 409, "conflict");
+    assert_eq!(app.patch("/v1/users/m@example.com", json!({"status": "Active"})).await.status, StatusCode::OK);
+    assert_eq!(app.req_as(&second, "GET", "/v1/blueprints", None).await.status, StatusCode::OK);
+    // Removed: its credential goes with it.
+    assert_eq!(app.delete("/v1/users/m@example.com").await.status, StatusCode::OK);
+    assert_error(&app.req_as(&second, "GET", "/v1/blueprints", None).await, 401, "unauthorized");
+}
+
+fn svc(id: &str, team: &[&str], lang: &str) -> Value {
+    json!({"identifier": id, "team": team, "properties": {"language": lang}})
+}
+
+/// Blueprint permissions decide entity writes: the defaults let members read only; `register`
+/// by user, `update` by `ownedByTeam` (on the stored entity's team), per-property grants,
+/// `unregister`; moderators do everything on their blueprint and nothing more; refusals say
+/// which permission and are per item in bulk writes; bad documents name the field.
+#[tokio::test]
+async fn blueprint_permissions_decide_entity_writes() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    app.teams(&["ops", "dev"]).await;
+    let ops = person(&app, "usr_1", "ops@example.com", json!(["Member"]), json!(["ops"])).await;
+    let modr = person(&app, "usr_2", "mod@example.com", json!(["service-moderator"]), json!([])).await;
+    app.entity("service", svc("s-ops", &["ops"], "go")).await;
+    app.entity("service", svc("s-dev", &["dev"], "go")).await;
+
+    let r = app.get("/v1/blueprints/service/permissions").await;
+    assert_eq!(r.body["permissions"]["entities"]["register"]["roles"], json!(["Admin", "service-moderator"]));
+    assert_eq!(r.body["permissions"]["entities"]["read"]["roles"], json!(["Admin", "Member", "service-moderator"]));
+    let post = |token: &str, body: Value| {
+        let token = token.to_string();
+        let app = &app;
+        async move { app.req_as(&token, "POST", "/v1/blueprints/service/entities", Some(body)).await }
+    };
+    let r = post(&ops, svc("new", &["ops"], "go")).await;
+    assert_error(&r, 403, "forbidden");
+    assert!(r.body["message"].as_str().unwrap().contains("entities.register"), "{}", r.body);
+
+    // Bad documents: each error names its field; nothing changes.
+    let bad = json!({"entities": {"register": {"roles": ["Owner"], "teams": ["ghost"]},
+                                  "updateProperties": {"nope": {"roles": ["Member"]}}}});
+    let r = app.patch("/v1/blueprints/service/permissions", bad).await;
+    assert_invalid(&r, "entities.register.roles[0]");
+    let r =
+        app.patch("/v1/blueprints/service/permissions", json!({"entities": {"register": {"teams": ["ghost"]}}})).await;
+    assert_invalid(&r, "entities.register.teams[0]");
+    let r =
+        app.patch("/v1/blueprints/service/permissions", json!({"entities": {"updateProperties": {"nope": {}}}})).await;
+    assert_invalid(&r, "entities.updateProperties.nope");
+    // Members may not change permissions; the blueprint's moderator may.
+    let grant = json!({"entities": {"register": {"users": ["ops@example.com"]},
+                                    "update": {"roles": [], "ownedByTeam": true},
+                                    "unregister": {"roles": [], "ownedByTeam": true},
+                                    "updateProperties": {"cpu": {"roles": ["Member"]}}}});
+    let r = app.req_as(&ops, "PATCH", "/v1/blueprints/service/permissions", Some(grant.clone())).await;
+    assert_error(&r, 403, "forbidden");
+    let r = app.req_as(&modr, "PATCH", "/v1/blueprints/service/permissions", Some(grant)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["permissions"]["entities"]["read"]["roles"], json!(["Admin", "Member", "service-moderator"]));
+    let recs = app.audit("identifier=service&resources=blueprint").await;
+    assert!(recs[0]["diff"]["after"]["permissions"].is_object(), "audited: {}", recs[0]);
+
+    // register by user; update by the stored entity's team; a field grant without update.
+    assert_eq!(post(&ops, svc("new", &["ops"], "go")).await.status, StatusCode::CREATED);
+    let patch = |id: &str, body: Value| {
+        let (id, ops) = (id.to_string(), ops.clone());
+        let app = &app;
+        async move { app.req_as(&ops, "PATCH", &format!("/v1/blueprints/service/entities/{id}"), Some(body)).await }
+    };
+    assert_eq!(patch("s-ops", json!({"properties": {"language": "rust"}})).await.status, StatusCode::OK);
+    let r = patch("s-dev", json!({"properties": {"language": "rust"}})).await;
+    assert_error(&r, 403, "forbidden");
+    assert!(r.body["message"].as_str().unwrap().contains("property \"language\""), "{}", r.body);
+    assert_eq!(patch("s-dev", json!({"properties": {"cpu": 2}})).await.status, StatusCode::OK, "field grant");
+    // Moving an entity out of one's team is an update of it; into one's team is not allowed.
+    assert_error(&patch("s-dev", json!({"team": ["ops"]})).await, 403, "forbidden");
+    // Bulk: per item.
+    let r = app
+        .req_as(
+            &ops,
+            "POST",
+            "/v1/blueprints/service/entities/bulk?upsert=true&merge=true",
+            Some(json!({"entities": [{"identifier": "s-ops", "properties": {"language": "python"}},
+                                     {"identifier": "s-dev", "properties": {"language": "python"}}]})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 207, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["index"], 1, "{}", r.body);
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("may not change"), "{}", r.body);
+    // unregister by team; cascades take a moderator.
+    let del = |id: &str| {
+        let (id, ops) = (id.to_string(), ops.clone());
+        let app = &app;
+        async move { app.req_as(&ops, "DELETE", &format!("/v1/blueprints/service/entities/{id}"), None).await }
+    };
+    assert_error(&del("s-dev").await, 403, "forbidden");
+    assert_eq!(del("s-ops").await.status, StatusCode::OK);
+    let r = app.req_as(&ops, "DELETE", "/v1/blueprints/service/entities/new?delete_dependents=true", None).await;
+    assert_error(&r, 403, "forbidden");
+    // The moderator: everything on service, nothing on domain.
+    let r = app.req_as(&modr, "DELETE", "/v1/blueprints/service/entities/s-dev", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.req_as(&modr, "PATCH", "/v1/blueprints/service", Some(json!({"title": "Services"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.req_as(&modr, "POST", "/v1/blueprints/domain/entities", Some(json!({"identifier": "d1"}))).await;
+    assert_error(&r, 403, "forbidden");
+    assert_error(
+        &app.req_as(&modr, "PATCH", "/v1/blueprints/domain", Some(json!({"title": "D"}))).await,
+        403,
+        "forbidden",
+    );
+    // Moderator roles name blueprints that exist.
+    assert_invalid(&app.patch("/v1/users/mod@example.com", json!({"roles": ["ghost-moderator"]})).await, "roles");
+    let u = app.get("/v1/users/mod@example.com").await;
+    assert_eq!(u.body["user"]["roles"], json!([{"name": "Member"}, {"name": "service-moderator"}]), "{}", u.body);
+}
+
+/// A team-scoped `read` permission: a member sees only their teams' entities, in every read
+/// (get, list, count, both searches) and nothing of a blueprint without read; admins all.
+#[tokio::test]
+async fn read_permissions_filter_every_read() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    app.teams(&["ops", "dev"]).await;
+    let ops = person(&app, "usr_1", "ops@example.com", json!(["Member"]), json!(["ops"])).await;
+    for (id, team) in [("a", "ops"), ("b", "dev"), ("c", "ops")] {
+        app.entity("service", svc(id, &[team], "go")).await;
+    }
+    app.entity("domain", json!({"identifier": "d1"})).await;
+    let r = app
+        .patch(
+            "/v1/blueprints/service/permissions",
+            json!({"entities": {"read": {"roles": ["Admin"], "ownedByTeam": true}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.patch("/v1/blueprints/package/permissions", json!({"entities": {"read": {"roles": ["Admin"]}}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.entity("package", json!({"identifier": "p1"})).await;
+
+    let get = |path: &str| {
+        let (path, ops) = (path.to_string(), ops.clone());
+        let app = &app;
+        async move { app.req_as(&ops, "GET", &path, None).await }
+    };
+    assert_eq!(get("/v1/blueprints/service/entities/a").await.status, StatusCode::OK);
+    assert_error(&get("/v1/blueprints/service/entities/b").await, 404, "not_found");
+    assert_error(&get("/v1/blueprints/package/entities/p1").await, 404, "not_found");
+    assert_eq!(ids(&get("/v1/blueprints/service/entities").await.body), ["a", "c"]);
+    assert_eq!(get("/v1/blueprints/service/entities-count").await.body["count"], json!(2));
+    assert_eq!(get("/v1/blueprints/package/entities-count").await.body["count"], json!(0));
+    let search =
+        json!({"query": {"combinator": "and", "rules": [{"property": "language", "operator": "=", "value": "go"}]}});
+    let r = app.req_as(&ops, "POST", "/v1/blueprints/service/entities/search", Some(search)).await;
+    assert_eq!(ids(&r.body), ["a", "c"], "{}", r.body);
+    let all = json!({"combinator": "or", "rules": [
+        {"property": "$blueprint", "operator": "=", "value": "service"},
+        {"property": "$blueprint", "operator": "=", "value": "package"},
+        {"property": "$blueprint", "operator": "=", "value": "domain"}]});
+    let r = app.req_as(&ops, "POST", "/v1/entities/search", Some(all.clone())).await;
+    assert_eq!(ids(&r.body), ["a", "c", "d1"], "{}", r.body);
+    // Errors in the member's own query keep their paths.
+    let bad = json!({"query": {"combinator": "and", "rules": [{"property": "ghost", "operator": "=", "value": 1}]}});
+    let r = app.req_as(&ops, "POST", "/v1/blueprints/service/entities/search", Some(bad)).await;
+    assert_invalid(&r, "query.rules[0].property");
+    // The organization's credential and admins see everything.
+    let r = app.post("/v1/entities/search", all).await;
+    assert_eq!(ids(&r.body).len(), 5, "{}", r.body);
+}
