@@ -4,6 +4,7 @@ mod api;
 mod baseline;
 mod latency;
 mod load;
+mod member_read;
 mod model;
 mod pg_baseline;
 mod report;
@@ -68,6 +69,11 @@ struct Args {
     /// rules), beside reading every service once through the paginated search.
     #[arg(long, conflicts_with_all = ["action_runs", "curve"])]
     scorecard: bool,
+    /// Load with services owned by ten teams, then measure reads under a team-scoped `read`
+    /// permission (a member of every owning team, a member of one) beside the unrestricted
+    /// organization credential: filtered search, count, every service page by page.
+    #[arg(long, conflicts_with_all = ["action_runs", "curve", "scorecard"])]
+    member_read: bool,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -112,7 +118,10 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let bin = resolve_bin(args.bin.clone())?;
-    let data = Dataset::new(args.entities, args.seed)?;
+    let mut data = Dataset::new(args.entities, args.seed)?;
+    if args.member_read {
+        data.owner_teams = member_read::TEAMS;
+    }
     let (batch, concurrency, samples) = (args.batch as usize, args.concurrency as usize, args.samples as usize);
     let ctx = Context::collect();
     // Declared before the server so that it is removed after the server has stopped.
@@ -153,6 +162,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
             loaded.elapsed.as_secs_f64(),
             loaded.per_sec(),
             scorecard::markdown(&result)
+        );
+        return Ok(());
+    }
+    if args.member_read {
+        let measured = async {
+            let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+            member_read::create_teams(&api).await?;
+            let (loaded, _, _) = load_only(&srv, &creds, &data, batch, concurrency).await?;
+            progress("team-scoped read: inviting two members, measuring three readers");
+            Ok::<_, anyhow::Error>((loaded, member_read::run(&api, &srv.base, &data, samples).await?))
+        }
+        .await;
+        let log = srv.log_tail();
+        srv.stop().await.context("stopping the server")?;
+        let (loaded, readers) = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
+        if let Some(p) = pg {
+            p.drop_database().await?;
+        }
+        print!(
+            "{}\n- database: {}\n- load: {} entities in {:.1} s, batch {batch}; {samples} samples per latency\n{}",
+            ctx.markdown_header(),
+            if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+            data.total(),
+            loaded.elapsed.as_secs_f64(),
+            member_read::markdown(&readers)
         );
         return Ok(());
     }

@@ -43,6 +43,9 @@ pub struct Dataset {
     pub domains: usize,
     pub services: usize,
     pub seed: u64,
+    /// `--member-read`: services are owned (the `team` meta-property) by one of this many teams,
+    /// `owners-{i mod n}`; 0: services have no owning team.
+    pub owner_teams: usize,
 }
 
 /// The fields of one service, as generated (the JSON is built from these).
@@ -63,7 +66,7 @@ impl Dataset {
         anyhow::ensure!(total >= 10, "--entities must be at least 10 (got {total})");
         let teams = (total / 100).max(1);
         let domains = (total * 4 / 100).max(1);
-        Ok(Dataset { teams, domains, services: total - teams - domains, seed })
+        Ok(Dataset { teams, domains, services: total - teams - domains, seed, owner_teams: 0 })
     }
 
     pub fn total(&self) -> usize {
@@ -118,7 +121,7 @@ impl Dataset {
             }),
             _ => {
                 let s = self.service_spec(i);
-                json!({
+                let mut e = json!({
                     "identifier": service_id(i),
                     "title": format!("Service {i}"),
                     "properties": {
@@ -129,7 +132,11 @@ impl Dataset {
                         "deployedAt": s.deployed_at
                     },
                     "relations": {"domain": domain_id(s.domain), "team": team_id(s.team)}
-                })
+                });
+                if self.owner_teams > 0 {
+                    e["team"] = json!([owner_team(i % self.owner_teams)]);
+                }
+                e
             }
         }
     }
@@ -155,6 +162,11 @@ pub fn team_id(i: usize) -> String {
 
 pub fn domain_id(i: usize) -> String {
     format!("dom-{i:06}")
+}
+
+/// The owning team of `--member-read`'s services.
+pub fn owner_team(i: usize) -> String {
+    format!("owners-{i}")
 }
 
 pub fn service_id(i: usize) -> String {

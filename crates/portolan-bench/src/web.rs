@@ -75,6 +75,42 @@ impl Web {
         Ok(web)
     }
 
+    /// Accept the invitation at `path` (`/ui/invite/…`, from `POST /v1/users/invite`) with
+    /// `password`: the invitee becomes a user.
+    pub async fn accept_invitation(base: &str, path: &str, password: &str) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let mut web = Web { http, base: base.trim_end_matches('/').to_string(), cookies: Vec::new() };
+        let url = format!("{}{path}", web.base);
+        let form = web.http.get(&url).send().await.with_context(|| format!("GET {path}"))?;
+        web.absorb(form.headers());
+        let html = form.text().await.context("the invitation page's body")?;
+        let marker = "name=\"_csrf\" value=\"";
+        let csrf = html
+            .find(marker)
+            .and_then(|i| html[i + marker.len()..].split('"').next())
+            .context("the invitation page has no _csrf field")?
+            .to_string();
+        let body = format!("_csrf={}&password={}&confirm={}", enc(&csrf), enc(password), enc(password));
+        let res = web
+            .http
+            .post(&url)
+            .header(COOKIE, web.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        if res.status() != StatusCode::SEE_OTHER {
+            bail!("accepting the invitation {path} answered {}", res.status());
+        }
+        Ok(())
+    }
+
     /// GET a page: time to the last byte, and the HTML.
     pub async fn page(&self, path: &str) -> anyhow::Result<(Duration, String)> {
         let t = Instant::now();
