@@ -277,6 +277,63 @@ impl BlueprintPermissions {
     }
 }
 
+/// Port's action permission document (§8.4): `{execute, approve}`, each a grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionPermissions {
+    pub execute: Grant,
+    pub approve: Grant,
+}
+
+impl ActionPermissions {
+    /// Without a document: every member runs the action, administrators approve its runs.
+    pub fn defaults() -> Self {
+        ActionPermissions { execute: Grant::roles(&["Admin", "Member"]), approve: Grant::roles(&["Admin"]) }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({"execute": self.execute.to_json(), "approve": self.approve.to_json()})
+    }
+
+    /// Apply a `PATCH` body `{execute?, approve?}` (only the keys given change).
+    pub fn patched(&self, body: &Value) -> Result<Self, FieldErrors> {
+        let mut errs = FieldErrors::default();
+        let mut out = self.clone();
+        let Some(obj) = body.as_object() else {
+            return Err(FieldError::new("", "must be an object {\"execute\": {…}, \"approve\": {…}}").into());
+        };
+        for (k, v) in obj {
+            match k.as_str() {
+                "execute" | "approve" => {
+                    if let Some(g) = parse_grant(v, k, &mut errs) {
+                        *if k == "execute" { &mut out.execute } else { &mut out.approve } = g;
+                    }
+                }
+                _ => errs.push(k.as_str(), "is not an action permission; use execute or approve"),
+            }
+        }
+        errs.into_result().map(|()| out)
+    }
+
+    /// Parse a stored document; `None` when it is not one.
+    pub fn from_stored(doc: &Value) -> Option<Self> {
+        ActionPermissions::defaults().patched(doc).ok()
+    }
+
+    /// May `p` run the action (on an entity owned by `entity_teams`, for `ownedByTeam`)?
+    pub fn may_execute(&self, p: &Principal, entity_teams: &[String]) -> bool {
+        let Principal::User(u) = p else { return true };
+        u.admin
+            || self.execute.admits(u, &p.roles())
+            || (self.execute.owned_by_team && entity_teams.iter().any(|t| u.teams.contains(t)))
+    }
+
+    /// May `p` approve the action's runs?
+    pub fn may_approve(&self, p: &Principal) -> bool {
+        let Principal::User(u) = p else { return true };
+        u.admin || self.approve.admits(u, &p.roles())
+    }
+}
+
 fn parse_grant(v: &Value, path: &str, errs: &mut FieldErrors) -> Option<Grant> {
     let Some(o) = v.as_object() else {
         errs.push(path, "must be an object {roles, users, teams, ownedByTeam}");
@@ -389,6 +446,21 @@ mod tests {
         assert!(!p.allows_field(&member(&["ops"], &[]), true, "slack", &[]));
         let round = BlueprintPermissions::from_stored("svc", &p.to_json()).unwrap();
         assert_eq!(round, p);
+    }
+
+    #[test]
+    fn actions_run_for_members_by_default_and_grants_narrow_it() {
+        let d = ActionPermissions::defaults();
+        assert!(d.may_execute(&member(&[], &[]), &[]));
+        assert!(!d.may_approve(&member(&[], &[])));
+        assert!(d.may_approve(&Principal::Machine));
+        let p = d.patched(&json!({"execute": {"roles": [], "teams": ["sre"], "ownedByTeam": true}})).unwrap();
+        assert!(!p.may_execute(&member(&["dev"], &[]), &[]));
+        assert!(p.may_execute(&member(&["sre"], &[]), &[]));
+        assert!(p.may_execute(&member(&["dev"], &[]), &["dev".into()]), "ownedByTeam: the entity's team");
+        assert_eq!(p.approve, d.approve, "a patch leaves approve alone");
+        assert_eq!(ActionPermissions::from_stored(&p.to_json()).unwrap(), p);
+        assert_eq!(d.patched(&json!({"run": {}})).unwrap_err().0[0].path, "run");
     }
 
     #[test]

@@ -130,6 +130,8 @@ routes! {
     get "/v1/actions/{id}" => action::get, "Actions", "Get an action", Member;
     put "/v1/actions/{id}" => action::put, "Actions", "Replace an action", Admin;
     delete "/v1/actions/{id}" => action::delete, "Actions", "Delete an action (its runs stay)", Admin;
+    get "/v1/actions/{id}/permissions" => action::get_permissions, "Actions", "Who may run the action and approve its runs (the defaults when never set)", Member;
+    patch "/v1/actions/{id}/permissions" => action::patch_permissions, "Actions", "Change who may run the action and approve its runs (only the keys given)", Admin;
     post "/v1/actions/{id}/runs" => action::create_run, "Actions", "Run a self-service action {properties, entity}: 202 once the run and its invocation are stored", Member;
     post "/v1/workflows/runs/claim-pending" => action::claim_workflow_runs, "Action runs", "Execution agent: workflow node runs to claim (Portolan has none)", Admin;
     post "/v1/ingest/{webhookKey}" => webhook::ingest, "Webhooks", "Ingest URL of a webhook: no bearer token (the key is the credential); 202 once stored", Public;

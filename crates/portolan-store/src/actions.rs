@@ -110,6 +110,12 @@ pub trait Actions: Send + Sync {
     async fn save_action(&self, org: &OrgId, w: &ActionWrite, mode: SaveMode, ctx: &AuditCtx) -> Result<StoredAction>;
     /// Delete an action (audited). Its runs stay (their `action.deleted` says so).
     async fn delete_action(&self, org: &OrgId, identifier: &str, ctx: &AuditCtx) -> Result<()>;
+    /// The permission document of action `identifier` (`None`: the defaults); `NotFound` when
+    /// there is no such action.
+    async fn action_permissions(&self, org: &OrgId, identifier: &str) -> Result<Option<Value>>;
+    /// Replace an action's permission document, audited (`resourceType` action, the diff under
+    /// `permissions`). `NotFound` when there is no such action.
+    async fn set_action_permissions(&self, org: &OrgId, identifier: &str, doc: &Value, ctx: &AuditCtx) -> Result<()>;
 
     /// Store a new run and, with `job`, the job that invokes it, in one transaction: a run is
     /// never without its invocation, and a crash after the answer loses nothing.
@@ -285,6 +291,42 @@ impl Actions for SqlStore {
         audit::insert(&mut tx, org, &[rec]).await?;
         tx.commit().await?;
         Ok(saved)
+    }
+
+    async fn action_permissions(&self, org: &OrgId, identifier: &str) -> Result<Option<Value>> {
+        let db = &self.db;
+        let row = db
+            .q("SELECT permissions FROM actions WHERE org_id = ? AND identifier = ?")
+            .bind(&org.0)
+            .bind(identifier)
+            .fetch_optional(db.read())
+            .await?;
+        let Some(row) = row else { return Err(StoreError::NotFound(format!("action {identifier:?}"))) };
+        Ok(row.get::<Option<String>, _>(0).and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    async fn set_action_permissions(&self, org: &OrgId, identifier: &str, doc: &Value, ctx: &AuditCtx) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let before = tx
+            .q("SELECT permissions FROM actions WHERE org_id = ? AND identifier = ?")
+            .bind(&org.0)
+            .bind(identifier)
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some(before) = before else { return Err(StoreError::NotFound(format!("action {identifier:?}"))) };
+        let before: Option<Value> = before.get::<Option<String>, _>(0).and_then(|t| serde_json::from_str(&t).ok());
+        tx.q("UPDATE actions SET permissions = ?, updated_at = ?, updated_by = ? WHERE org_id = ? AND identifier = ?")
+            .bind(doc.to_string())
+            .bind(&ctx.at)
+            .bind(&ctx.user_id)
+            .bind(&org.0)
+            .bind(identifier)
+            .execute(&mut tx)
+            .await?;
+        let (b, a) = (serde_json::json!({"permissions": before}), serde_json::json!({"permissions": doc}));
+        let rec = ctx.record("action", "UPDATE", identifier, Some(&b), Some(&a));
+        audit::insert(&mut tx, org, &[rec]).await?;
+        tx.commit().await
     }
 
     async fn delete_action(&self, org: &OrgId, identifier: &str, ctx: &AuditCtx) -> Result<()> {

@@ -118,14 +118,18 @@ pub async fn list_runs(
     caller: Caller,
     QueryParams(q): QueryParams<action::RunQuery>,
 ) -> ApiResult<Json<Value>> {
-    let f = q.filter();
+    let mut f = q.filter();
+    // A member sees their own runs.
+    if !action::sees_all_runs(&caller) {
+        f.created_by = Some(caller.client_id.clone());
+    }
     let runs = state.store.list_runs(&caller.org, &f).await?;
     let next = (runs.len() == f.limit as usize).then(|| runs.last().map(|r| r.rid)).flatten();
     Ok(Json(json!({"ok": true, "runs": runs.iter().map(render_run).collect::<Vec<_>>(), "next": next})))
 }
 
 pub async fn get_run(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let run = action::load_run(&state, &caller.org, &id).await?;
+    let run = action::load_visible_run(&state, &caller, &id).await?;
     Ok(Json(json!({"ok": true, "run": render_run(&run)})))
 }
 
@@ -175,7 +179,7 @@ pub async fn list_logs(
     Path(id): Path<String>,
     QueryParams(p): QueryParams<LogParams>,
 ) -> ApiResult<Json<Value>> {
-    action::load_run(&state, &caller.org, &id).await?;
+    action::load_visible_run(&state, &caller, &id).await?;
     let after = match p.after.as_deref() {
         None => None,
         Some(a) => Some(
@@ -201,7 +205,7 @@ pub async fn run_entities(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    action::load_run(&state, &caller.org, &id).await?;
+    action::load_visible_run(&state, &caller, &id).await?;
     let es = state.store.run_entities(&caller.org, &id).await?;
     let out: Vec<Value> = es.iter().map(|(bp, id)| json!({"blueprint": bp, "identifier": id})).collect();
     Ok(Json(json!({"ok": true, "entities": out})))
@@ -261,4 +265,26 @@ pub async fn ack(State(state): State<AppState>, caller: Caller, JsonBody(body): 
 /// has no workflows, so there is never one.
 pub async fn claim_workflow_runs(_caller: Caller) -> ApiResult<Json<Value>> {
     Ok(Json(json!({"ok": true, "nodeRuns": []})))
+}
+
+/// `GET /v1/actions/{id}/permissions`: `{ok, permissions: {execute, approve}}` (the defaults when
+/// none were set).
+pub async fn get_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let p = action::permissions(&state, &caller.org, &id).await?;
+    Ok(Json(json!({"ok": true, "permissions": p.to_json()})))
+}
+
+/// `PATCH /v1/actions/{id}/permissions` `{execute?, approve?}`: only the keys given change.
+pub async fn patch_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let p = action::patch_permissions(&state, &caller, &id, &body).await?;
+    Ok(Json(json!({"ok": true, "permissions": p.to_json()})))
 }

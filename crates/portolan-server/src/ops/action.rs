@@ -7,6 +7,7 @@
 //! before the run is stored, so no clear value is ever stored, logged or returned. Organization
 //! secrets reach templates only inside the job and are censored from everything it stores.
 
+use portolan_core::permissions::ActionPermissions;
 use std::time::Duration;
 
 use base64::Engine;
@@ -191,7 +192,10 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
     let bp_id = trigger["blueprintIdentifier"].as_str().map(str::to_string);
     let entity = match (&req.entity, operation.as_str(), &bp_id) {
         (Some(e), "DAY-2" | "DELETE", Some(bp)) => {
-            let found = state.store.get_entity(&actor.org, bp, e).await?;
+            let found = match state.store.get_entity(&actor.org, bp, e).await? {
+                Some(f) if crate::access::may_read(state, actor, &f).await? => Some(f),
+                _ => None,
+            };
             Some(found.ok_or_else(|| ApiError::not_found(format!("entity {e:?} of blueprint {bp:?} was not found")))?)
         }
         (None, "DAY-2" | "DELETE", Some(bp)) => {
@@ -203,6 +207,18 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
         }
         _ => None,
     };
+    let perms = permissions(state, &actor.org, &action.identifier).await?;
+    if !perms.may_execute(&actor.principal, entity.as_ref().map_or(&[][..], |e| &e.team[..])) {
+        let g = &perms.execute;
+        return Err(ApiError::forbidden(format!(
+            "{} may not run action {action_id:?}: its permissions grant execute to roles {:?}, users {:?}, teams {:?}{}",
+            actor.client_id,
+            g.roles,
+            g.users,
+            g.teams,
+            if g.owned_by_team { ", and to members of the entity's team" } else { "" }
+        )));
+    }
     if let Some(e) = &entity
         && !condition_matches(state, &actor.org, &action, &e.identifier).await?
     {
@@ -432,6 +448,46 @@ pub fn render_run(run: &Run) -> Value {
 
 pub async fn load_run(state: &AppState, org: &OrgId, id: &str) -> ApiResult<Run> {
     state.store.get_run(org, id).await?.ok_or_else(|| ApiError::not_found(format!("run {id:?} was not found")))
+}
+
+/// Does `actor` see every run of the organization (administrators), or only its own?
+pub fn sees_all_runs(actor: &Actor) -> bool {
+    actor.principal.is_admin()
+}
+
+/// A run `actor` may see: a member's own runs only (another's answers 404, as a missing one).
+pub async fn load_visible_run(state: &AppState, actor: &Actor, id: &str) -> ApiResult<Run> {
+    let run = load_run(state, &actor.org, id).await?;
+    if !sees_all_runs(actor) && run.created_by != actor.client_id {
+        return Err(ApiError::not_found(format!("run {id:?} was not found")));
+    }
+    Ok(run)
+}
+
+/// The permissions of action `id` (the defaults when none were set).
+pub async fn permissions(state: &AppState, org: &OrgId, id: &str) -> ApiResult<ActionPermissions> {
+    let doc = state.store.action_permissions(org, id).await?;
+    Ok(doc.and_then(|d| ActionPermissions::from_stored(&d)).unwrap_or_else(ActionPermissions::defaults))
+}
+
+/// Apply a permissions `PATCH` to action `id` (audited); the grants' teams must exist.
+pub async fn patch_permissions(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+    body: &Value,
+) -> ApiResult<ActionPermissions> {
+    let next = permissions(state, &actor.org, id).await?.patched(body).map_err(ApiError::from)?;
+    let mut errs = portolan_core::FieldErrors::default();
+    for (key, g) in [("execute", &next.execute), ("approve", &next.approve)] {
+        let missing = state.store.missing_teams(&actor.org, &g.teams).await?;
+        for (i, t) in g.teams.iter().enumerate().filter(|(_, t)| missing.contains(t)) {
+            errs.push(format!("{key}.teams[{i}]"), format!("there is no team {t:?}; create it first (POST /v1/teams)"));
+        }
+    }
+    errs.into_result()?;
+    state.store.set_action_permissions(&actor.org, id, &next.to_json(), &audit_ctx(actor)).await?;
+    Ok(next)
 }
 
 /// Refuse changes to a run that a log ended (`terminationStatus` is final, §5.6).

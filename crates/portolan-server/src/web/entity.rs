@@ -201,7 +201,7 @@ pub async fn entity(
         upstream,
         downstream,
         history: audit_rows(&history, now),
-        actions: super::actions::entity_actions(&state, &user.org, &bp_id, &id).await?,
+        actions: super::actions::entity_actions(&state, &user.org, &user.principal, &stored).await?,
         runs: super::actions::runs::entity_runs(&state, &user.org, &bp_id, &id).await?,
     };
     page(&state, "entity.html", ctx)

@@ -331,3 +331,72 @@ async fn read_permissions_filter_every_read() {
     let r = app.post("/v1/entities/search", all).await;
     assert_eq!(ids(&r.body).len(), 5, "{}", r.body);
 }
+
+/// Action permissions: every member runs an action by default; `execute` by team or by the
+/// entity's team (`ownedByTeam`) narrows it, with a 403 naming the grant; only admins change
+/// them; members see only their own runs (another's is a 404, as a missing one).
+#[tokio::test]
+async fn action_permissions_decide_who_runs_and_members_see_their_own_runs() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    app.teams(&["sre", "dev"]).await;
+    let dev = person(&app, "usr_d", "dev@example.com", json!(["Member"]), json!(["dev"])).await;
+    let sre = person(&app, "usr_s", "sre@example.com", json!(["Member"]), json!(["sre"])).await;
+    app.entity("service", svc("svc-dev", &["dev"], "go")).await;
+    app.entity("service", svc("svc-sre", &["sre"], "go")).await;
+    let action = json!({"identifier": "restart", "title": "Restart",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+                    "userInputs": {"properties": {}}},
+        "invocationMethod": {"type": "GITHUB", "org": "acme", "repo": "infra", "workflow": "restart.yml"}});
+    assert_eq!(app.post("/v1/actions", action).await.status, StatusCode::CREATED);
+    let run = |token: &str, entity: &str| {
+        let (token, entity) = (token.to_string(), entity.to_string());
+        let app = &app;
+        async move {
+            app.req_as(&token, "POST", "/v1/actions/restart/runs", Some(json!({"entity": entity, "properties": {}})))
+                .await
+        }
+    };
+    let r = app.get("/v1/actions/restart/permissions").await;
+    assert_eq!(r.body["permissions"]["execute"]["roles"], json!(["Admin", "Member"]), "{}", r.body);
+    let r = run(&dev, "svc-dev").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "defaults: members run it: {}", r.body);
+    let dev_run = r.body["run"]["id"].as_str().unwrap().to_string();
+
+    let grant = json!({"execute": {"roles": [], "teams": ["sre"], "ownedByTeam": true}});
+    assert_error(
+        &app.req_as(&dev, "PATCH", "/v1/actions/restart/permissions", Some(grant.clone())).await,
+        403,
+        "forbidden",
+    );
+    assert_invalid(
+        &app.patch("/v1/actions/restart/permissions", json!({"approve": {"teams": ["ghost"]}})).await,
+        "approve.teams[0]",
+    );
+    assert_invalid(
+        &app.patch("/v1/actions/restart/permissions", json!({"execute": {"policy": {}}})).await,
+        "execute.policy",
+    );
+    assert_eq!(app.patch("/v1/actions/restart/permissions", grant).await.status, StatusCode::OK);
+    // sre runs it on anything; dev only on the entities of its team.
+    assert_eq!(run(&sre, "svc-dev").await.status, StatusCode::ACCEPTED);
+    assert_eq!(run(&dev, "svc-dev").await.status, StatusCode::ACCEPTED, "ownedByTeam");
+    let r = run(&dev, "svc-sre").await;
+    assert_error(&r, 403, "forbidden");
+    assert!(r.body["message"].as_str().unwrap().contains("execute"), "{}", r.body);
+    assert_eq!(
+        app.post("/v1/actions/restart/runs", json!({"entity": "svc-sre", "properties": {}})).await.status,
+        StatusCode::ACCEPTED
+    );
+
+    // Runs: a member lists and reads their own only; admins all.
+    let r = app.req_as(&dev, "GET", "/v1/actions/runs", None).await;
+    let creators: Vec<&str> =
+        r.body["runs"].as_array().unwrap().iter().map(|x| x["createdBy"].as_str().unwrap()).collect();
+    assert_eq!(creators, ["dev@example.com", "dev@example.com"], "{}", r.body);
+    assert_eq!(app.get("/v1/actions/runs").await.body["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(app.req_as(&dev, "GET", &format!("/v1/actions/runs/{dev_run}"), None).await.status, StatusCode::OK);
+    let r = app.req_as(&sre, "GET", &format!("/v1/actions/runs/{dev_run}"), None).await;
+    assert_error(&r, 404, "not_found");
+    assert_error(&app.req_as(&sre, "GET", &format!("/v1/actions/runs/{dev_run}/logs"), None).await, 404, "not_found");
+}

@@ -6,3 +6,5 @@ CREATE INDEX credentials_user ON credentials(org_id, user_email);
 ALTER TABLE users ADD COLUMN moderates TEXT NOT NULL DEFAULT '[]';
 -- A blueprint's permission document (Port's {entities: {…}}); NULL: the defaults.
 ALTER TABLE blueprints ADD COLUMN permissions TEXT;
+-- A self-service action's permission document (Port's {execute, approve}); NULL: the defaults.
+ALTER TABLE actions ADD COLUMN permissions TEXT;

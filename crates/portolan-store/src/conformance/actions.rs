@@ -88,6 +88,19 @@ pub async fn actions_are_saved_audited_and_tenant_scoped(s: &dyn Store) {
         .unwrap();
     let seen: Vec<_> = audits.iter().map(|r| (r.action.as_str(), r.identifier.as_str())).collect();
     assert_eq!(seen, [("DELETE", "deploy"), ("CREATE", "build"), ("UPDATE", "deploy"), ("CREATE", "deploy")]);
+    // Permission documents: none until set, kept across saves, audited, per organization.
+    assert_eq!(s.action_permissions(&a, "build").await.unwrap(), None);
+    assert!(matches!(s.action_permissions(&b, "build").await, Err(StoreError::NotFound(_))));
+    let doc = json!({"execute": {"roles": ["Admin"], "users": [], "teams": ["sre"], "ownedByTeam": false}});
+    s.set_action_permissions(&a, "build", &doc, &ctx()).await.unwrap();
+    assert!(matches!(s.set_action_permissions(&b, "build", &doc, &ctx()).await, Err(StoreError::NotFound(_))));
+    s.save_action(&a, &action("build"), SaveMode::Update, &ctx()).await.unwrap();
+    assert_eq!(s.action_permissions(&a, "build").await.unwrap(), Some(doc.clone()));
+    let audits = s
+        .list_audit(&a, &AuditFilter { resources: vec!["action".into()], limit: 10, ..AuditFilter::default() })
+        .await
+        .unwrap();
+    assert!(audits.iter().any(|r| r.diff.as_ref().is_some_and(|d| d["after"]["permissions"] == doc)), "{audits:?}");
 }
 
 /// Runs: stored with their invocation job in one transaction, read back, filtered newest first

@@ -227,7 +227,7 @@ const ACTIONS: TableSpec = TableSpec {
     table: "actions",
     json_type: "json",
     cols: cols![identifier: Text, id: Text, data: Json, created_at: Text, created_by: Text, updated_at: Text,
-        updated_by: Text],
+        updated_by: Text, permissions: Text],
     overriding: false,
     order: &["identifier"],
 };

@@ -9,8 +9,9 @@ pub(super) mod runs;
 use std::collections::HashMap;
 
 use axum::extract::State;
-use portolan_core::Blueprint;
+use portolan_core::permissions::Principal;
 use portolan_core::search::parse_query;
+use portolan_core::{Blueprint, Entity};
 use portolan_store::{OrgId, SearchRequest, StoredAction};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -81,43 +82,74 @@ struct SelfServicePage {
     actions: Vec<ActionRef>,
 }
 
-/// `/ui/self-service`: every self-service action, by title.
+/// May `p` run action `a` (on an entity owned by `entity_teams`; `None`: some entity, so an
+/// `ownedByTeam` grant offers it)? The action's `execute` permission decides which buttons show.
+async fn offered(
+    state: &AppState,
+    org: &OrgId,
+    p: &Principal,
+    a: &StoredAction,
+    entity_teams: Option<&[String]>,
+) -> WebResult<bool> {
+    if p.is_admin() {
+        return Ok(true);
+    }
+    let perms = crate::ops::action::permissions(state, org, &a.identifier).await?;
+    Ok(perms.may_execute(p, entity_teams.unwrap_or_default())
+        || (entity_teams.is_none() && perms.execute.owned_by_team))
+}
+
+/// `/ui/self-service`: every self-service action the user may run, by title.
 pub async fn self_service(State(state): State<AppState>, user: WebUser) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
-    let mut actions: Vec<ActionRef> = state
-        .store
-        .list_actions(&user.org)
-        .await?
-        .iter()
-        .filter(|a| runnable(a))
-        .map(|a| ActionRef::of(a, &bps, None))
-        .collect();
+    let mut actions: Vec<ActionRef> = Vec::new();
+    for a in state.store.list_actions(&user.org).await? {
+        if runnable(&a) && offered(&state, &user.org, &user.principal, &a, None).await? {
+            actions.push(ActionRef::of(&a, &bps, None));
+        }
+    }
     actions.sort_by(|a, b| (a.title.to_lowercase(), &a.identifier).cmp(&(b.title.to_lowercase(), &b.identifier)));
     page(&state, "self_service.html", SelfServicePage { chrome: chrome(&state, &user), title: "Self-service", actions })
 }
 
 /// The CREATE actions of blueprint `bp` (the catalog page's buttons).
-pub(super) async fn create_actions(state: &AppState, org: &OrgId, bp: &str) -> WebResult<Vec<ActionRef>> {
+pub(super) async fn create_actions(
+    state: &AppState,
+    org: &OrgId,
+    p: &Principal,
+    bp: &str,
+) -> WebResult<Vec<ActionRef>> {
     let bps = state.blueprints(org).await?;
-    let mut out: Vec<ActionRef> = state
-        .store
-        .list_actions(org)
-        .await?
-        .iter()
-        .filter(|a| runnable(a) && operation(a) == "CREATE" && a.data["trigger"]["blueprintIdentifier"] == json!(bp))
-        .map(|a| ActionRef::of(a, &bps, None))
-        .collect();
+    let mut out: Vec<ActionRef> = Vec::new();
+    for a in state.store.list_actions(org).await? {
+        if runnable(&a)
+            && operation(&a) == "CREATE"
+            && a.data["trigger"]["blueprintIdentifier"] == json!(bp)
+            && offered(state, org, p, &a, Some(&[])).await?
+        {
+            out.push(ActionRef::of(&a, &bps, None));
+        }
+    }
     out.sort_by(|a, b| a.title.cmp(&b.title));
     Ok(out)
 }
 
 /// The DAY-2 and DELETE actions of blueprint `bp` whose `trigger.condition` matches entity
 /// `id` (the entity page's buttons).
-pub(super) async fn entity_actions(state: &AppState, org: &OrgId, bp: &str, id: &str) -> WebResult<Vec<ActionRef>> {
+pub(super) async fn entity_actions(
+    state: &AppState,
+    org: &OrgId,
+    p: &Principal,
+    entity: &Entity,
+) -> WebResult<Vec<ActionRef>> {
+    let (bp, id) = (entity.blueprint.as_str(), entity.identifier.as_str());
     let bps = state.blueprints(org).await?;
     let mut out = Vec::new();
     for a in state.store.list_actions(org).await? {
         if !runnable(&a) || operation(&a) == "CREATE" || a.data["trigger"]["blueprintIdentifier"] != json!(bp) {
+            continue;
+        }
+        if !offered(state, org, p, &a, Some(&entity.team)).await? {
             continue;
         }
         if condition_matches(state, org, &bps, bp, id, &a.data["trigger"]["condition"]).await? {

@@ -282,7 +282,7 @@ async fn run_body(state: &AppState, org: &OrgId, run: &Run, logs: Vec<RunLog>) -
 
 /// `/ui/runs/{id}`: one run.
 pub async fn run_page(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> WebResult {
-    let run = ops::action::load_run(&state, &user.org, &id).await?;
+    let run = ops::action::load_visible_run(&state, &crate::web::respond::caller(&user), &id).await?;
     let logs = state.store.list_run_logs(&user.org, &id, None, MAX_LOGS).await?;
     let encrypted: Vec<&str> = run
         .data
@@ -334,7 +334,7 @@ struct LiveFragment {
 
 /// `/ui/runs/{id}/live`: the changing part of the run page (htmx polls it while in progress).
 pub async fn run_live(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> WebResult {
-    let run = ops::action::load_run(&state, &user.org, &id).await?;
+    let run = ops::action::load_visible_run(&state, &crate::web::respond::caller(&user), &id).await?;
     let logs = state.store.list_run_logs(&user.org, &id, None, MAX_LOGS).await?;
     let body = run_body(&state, &user.org, &run, logs).await?;
     page_with(&state, StatusCode::OK, "run_body.html", LiveFragment { body })

@@ -317,7 +317,7 @@ pub async fn catalog(
         has_initial: saved.is_some(),
         can_save: user.is_admin() && (view.q.is_some() || !view.filters.is_empty()),
         initial_action: format!("/ui/catalog/{}/initial-filter", urlencode(id)),
-        actions: super::actions::create_actions(&state, &user.org, id).await?,
+        actions: super::actions::create_actions(&state, &user.org, &user.principal, id).await?,
     };
     page(&state, "catalog.html", ctx)
 }
