@@ -274,3 +274,79 @@ pub async fn may_read(state: &AppState, actor: &Actor, e: &Entity) -> ApiResult<
 pub fn unreadable(bp: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("entity {id:?} of blueprint {bp:?} was not found"))
 }
+
+/// Substitute the caller's contextual values in a search query (port-api.md §3.2) before it is
+/// parsed: `"My Teams"` in a `$team` rule's value becomes the caller's teams, and
+/// `{"context": "user", "property": "$identifier"}` its e-mail, `{"context": "userTeams",
+/// "property": "$identifier"}` its teams. Errors are at the value's path under `at`.
+pub fn resolve_context(query: &mut Value, p: &Principal, at: &str) -> Result<(), FieldError> {
+    resolve_in(query, p, at, 0)
+}
+
+fn resolve_in(v: &mut Value, p: &Principal, path: &str, depth: usize) -> Result<(), FieldError> {
+    // The parser bounds depth; this walk stops at the same place.
+    if depth > portolan_core::search::MAX_DEPTH + 1 {
+        return Ok(());
+    }
+    let Some(obj) = v.as_object_mut() else { return Ok(()) };
+    if let Some(Value::Array(rules)) = obj.get_mut("rules") {
+        for (i, r) in rules.iter_mut().enumerate() {
+            resolve_in(r, p, &portolan_core::error::join_path(path, &format!("rules[{i}]")), depth + 1)?;
+        }
+        return Ok(());
+    }
+    let is_team = obj.get("property").and_then(Value::as_str) == Some("$team");
+    // `$team = "My Teams"`: belongs to one of them (`=` with a list would compare whole lists).
+    if is_team
+        && obj.get("value").and_then(Value::as_str) == Some("My Teams")
+        && obj.get("operator") == Some(&json!("="))
+    {
+        obj.insert("operator".into(), json!("containsAny"));
+    }
+    let vpath = portolan_core::error::join_path(path, "value");
+    let Some(value) = obj.get_mut("value") else { return Ok(()) };
+    let teams = || -> Result<Vec<Value>, FieldError> {
+        match p {
+            Principal::User(u) => Ok(u.teams.iter().map(|t| json!(t)).collect()),
+            Principal::Machine => Err(FieldError::new(
+                &vpath,
+                "an organization credential acts for no user, so it has no teams: use a personal credential \
+                 (POST /v1/rotate-credentials/{email}) or name the teams",
+            )),
+        }
+    };
+    match value {
+        Value::String(s) if is_team && s == "My Teams" => *value = Value::Array(teams()?),
+        Value::Array(items) if is_team && items.iter().any(|x| x == "My Teams") => {
+            let mine = teams()?;
+            items.retain(|x| x != "My Teams");
+            items.extend(mine);
+        }
+        Value::Object(o) if o.contains_key("context") => {
+            let context = o.get("context").and_then(Value::as_str).unwrap_or_default().to_string();
+            let property = o.get("property").and_then(Value::as_str).unwrap_or_default().to_string();
+            let Principal::User(u) = p else {
+                return Err(FieldError::new(
+                    &vpath,
+                    "an organization credential acts for no user: contextual values need a personal credential",
+                ));
+            };
+            *value = match (context.as_str(), property.as_str()) {
+                ("user", "$identifier" | "email" | "$email") => json!(u.email),
+                ("userTeams", "$identifier" | "name" | "$title") => Value::Array(teams()?),
+                _ => {
+                    return Err(FieldError::new(
+                        &vpath,
+                        format!(
+                            "{{context: {context:?}, property: {property:?}}} is not available: Portolan resolves \
+                             {{context: \"user\", property: \"$identifier\"}} (the caller's e-mail) and \
+                             {{context: \"userTeams\", property: \"$identifier\"}} (its teams)"
+                        ),
+                    ));
+                }
+            };
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -45,8 +45,9 @@ pub async fn search_all(
     State(state): State<AppState>,
     caller: Caller,
     QueryParams(params): QueryParams<EntityParams>,
-    JsonBody(body): JsonBody,
+    JsonBody(mut body): JsonBody,
 ) -> ApiResult<Json<Value>> {
+    access::resolve_context(&mut body, &caller.principal, "").map_err(ApiError::from)?;
     let query = parse_at(&body, "")?;
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
@@ -90,11 +91,14 @@ pub async fn search_blueprint(
     caller: Caller,
     Path(bp): Path<String>,
     QueryParams(params): QueryParams<EntityParams>,
-    JsonBody(body): JsonBody,
+    JsonBody(mut body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
     if !body.is_object() {
         return Err(FieldError::new("", "the body must be a JSON object {query, include, exclude, limit, from}").into());
+    }
+    if let Some(q) = body.get_mut("query") {
+        access::resolve_context(q, &caller.principal, "query").map_err(ApiError::from)?;
     }
     let query = match body.get("query") {
         None | Some(Value::Null) => None,

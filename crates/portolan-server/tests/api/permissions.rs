@@ -400,3 +400,62 @@ async fn action_permissions_decide_who_runs_and_members_see_their_own_runs() {
     assert_error(&r, 404, "not_found");
     assert_error(&app.req_as(&sre, "GET", &format!("/v1/actions/runs/{dev_run}/logs"), None).await, 404, "not_found");
 }
+
+/// Contextual values (port-api.md §3.2): "My Teams" and `{context: "userTeams"}` are the
+/// caller's teams, `{context: "user"}` its e-mail; an organization credential has neither and
+/// is told so at the value's path.
+#[tokio::test]
+async fn my_teams_and_user_context_are_the_callers() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    app.teams(&["ops", "dev", "web"]).await;
+    let ops = person(&app, "usr_1", "ops@example.com", json!(["Member"]), json!(["ops", "web"])).await;
+    for (id, team) in [("a", "ops"), ("b", "dev"), ("c", "web")] {
+        app.entity("service", svc(id, &[team], "go")).await;
+    }
+    let search = |token: &str, rules: Value| {
+        let token = token.to_string();
+        let app = &app;
+        async move {
+            let body = json!({"query": {"combinator": "and", "rules": rules}});
+            app.req_as(&token, "POST", "/v1/blueprints/service/entities/search", Some(body)).await
+        }
+    };
+    let r = search(&ops, json!([{"property": "$team", "operator": "in", "value": ["My Teams"]}])).await;
+    assert_eq!(ids(&r.body), ["a", "c"], "{}", r.body);
+    let r = search(&ops, json!([{"property": "$team", "operator": "=", "value": "My Teams"}])).await;
+    assert_eq!(ids(&r.body), ["a", "c"], "{}", r.body);
+    let r = search(
+        &ops,
+        json!([{"property": "$team", "operator": "containsAny", "value": {"context": "userTeams", "property": "$identifier"}}]),
+    )
+    .await;
+    assert_eq!(ids(&r.body), ["a", "c"], "{}", r.body);
+    let r = search(
+        &ops,
+        json!([{"property": "$updatedBy", "operator": "=", "value": {"context": "user", "property": "$identifier"}}]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(ids(&r.body).is_empty(), "the services were written by the organization's credential: {}", r.body);
+    let r = search(
+        &ops,
+        json!([{"property": "$team", "operator": "in", "value": {"context": "user", "property": "department"}}]),
+    )
+    .await;
+    assert_invalid(&r, "query.rules[0].value");
+    let r = search(&app.token, json!([{"property": "$team", "operator": "in", "value": ["My Teams"]}])).await;
+    assert_invalid(&r, "query.rules[0].value");
+    assert!(r.body["message"].as_str().unwrap().contains("personal credential"), "{}", r.body);
+    let r = app
+        .req_as(
+            &ops,
+            "POST",
+            "/v1/entities/search",
+            Some(json!({"combinator": "and", "rules": [
+            {"property": "$blueprint", "operator": "=", "value": "service"},
+            {"property": "$team", "operator": "in", "value": ["My Teams", "dev"]}]})),
+        )
+        .await;
+    assert_eq!(ids(&r.body), ["a", "b", "c"], "{}", r.body);
+}
