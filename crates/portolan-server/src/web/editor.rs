@@ -135,11 +135,7 @@ pub async fn entity_edit(
     user: WebUser,
     Path((bp_id, id)): Path<(String, String)>,
 ) -> WebResult {
-    let e = state
-        .store
-        .get_entity(&user.org, &bp_id, &id)
-        .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")))?;
+    let e = super::respond::readable_entity(&state, &user, &bp_id, &id).await?;
     let action = entity_url(&bp_id, &id);
     let editor = Editor { heading: format!("Edit {id}"), back: action.clone(), action, forms: None };
     editor.show(&state, &user, StatusCode::OK, &entity_doc(&e), None, vec![])

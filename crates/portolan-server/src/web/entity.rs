@@ -71,15 +71,8 @@ pub async fn entity(
 ) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
     let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
-    let stored = state
-        .store
-        .get_entity(&user.org, &bp_id, &id)
-        .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")))?;
+    let stored = super::respond::readable_entity(&state, &user, &bp_id, &id).await?;
     let actor = super::respond::caller(&user);
-    if !crate::access::may_read(&state, &actor, &stored).await? {
-        return Err(WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")));
-    }
     let visible = crate::access::read_restriction(&state, &actor).await?;
     let rendered = render(&state, &user.org, std::slice::from_ref(&stored), &ReadOptions::default())
         .await?

@@ -221,13 +221,7 @@ async fn load(
     let bp =
         bps.get(bp_id).cloned().ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let entity = match id {
-        Some(id) => Some(
-            state
-                .store
-                .get_entity(&user.org, bp_id, id)
-                .await?
-                .ok_or_else(|| WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp_id}\".")))?,
-        ),
+        Some(id) => Some(super::respond::readable_entity(state, user, bp_id, id).await?),
         None => None,
     };
     Ok((bp, entity))

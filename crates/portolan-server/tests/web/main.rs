@@ -16,6 +16,7 @@ mod entity_form;
 mod errors;
 mod injection;
 mod pages;
+mod permissions;
 mod sessions;
 mod sources;
 mod teams;

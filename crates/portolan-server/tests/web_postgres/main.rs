@@ -21,6 +21,8 @@ mod errors;
 mod injection;
 #[path = "../web/pages.rs"]
 mod pages;
+#[path = "../web/permissions.rs"]
+mod permissions;
 #[path = "../web/sessions.rs"]
 mod sessions;
 #[path = "../web/sources.rs"]

@@ -602,12 +602,7 @@ async fn load_entity(
         return Ok(None);
     }
     let (Some(id), Some(bp)) = (id, a.data["trigger"]["blueprintIdentifier"].as_str()) else { return Ok(None) };
-    let e = state
-        .store
-        .get_entity(&user.org, bp, id)
-        .await?
-        .ok_or_else(|| WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp}\".")))?;
-    Ok(Some(e))
+    Ok(Some(crate::web::respond::readable_entity(state, user, bp, id).await?))
 }
 
 fn button_text(a: &StoredAction) -> String {
