@@ -115,6 +115,23 @@ pub(super) fn api_errors(e: &ApiError) -> (String, Vec<FieldMessage>) {
     (e.message.clone(), details)
 }
 
+/// Entity `id` of blueprint `bp` if it exists and `user` may read it; otherwise the same 404
+/// page (what a user may not read does not show that it exists). Every web page that shows one
+/// entity loads it through here.
+pub(crate) async fn readable_entity(
+    state: &AppState,
+    user: &WebUser,
+    bp: &str,
+    id: &str,
+) -> WebResult<portolan_core::Entity> {
+    let missing = || super::error::WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp}\"."));
+    let e = state.store.get_entity(&user.org, bp, id).await?.ok_or_else(missing)?;
+    if !crate::access::may_read(state, &caller(user), &e).await? {
+        return Err(missing());
+    }
+    Ok(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,21 +149,4 @@ mod tests {
         assert!(summary.contains("must be a number"), "{summary}");
         assert_eq!(details, [FieldMessage::new("properties.size", "must be a number")]);
     }
-}
-
-/// Entity `id` of blueprint `bp` if it exists and `user` may read it; otherwise the same 404
-/// page (what a user may not read does not show that it exists). Every web page that shows one
-/// entity loads it through here.
-pub(crate) async fn readable_entity(
-    state: &AppState,
-    user: &WebUser,
-    bp: &str,
-    id: &str,
-) -> WebResult<portolan_core::Entity> {
-    let missing = || super::error::WebError::NotFound(format!("There is no entity \"{id}\" of \"{bp}\"."));
-    let e = state.store.get_entity(&user.org, bp, id).await?.ok_or_else(missing)?;
-    if !crate::access::may_read(state, &caller(user), &e).await? {
-        return Err(missing());
-    }
-    Ok(e)
 }
