@@ -22,7 +22,7 @@ use crate::dialect::{entity_locks, lock_entities, nul_rejection};
 use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, quota_rejection, team_rejection};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
-use crate::{orgs, scorecards, teams};
+use crate::{aggregations, orgs, scorecards, teams};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters, PostgreSQL 65,535; entities
 /// bind 13 each).
@@ -44,6 +44,10 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let wanted: Vec<Key> = writes.iter().map(|w| (w.blueprint.clone(), w.identifier.clone())).collect();
     let mut stored = load(db, &mut tx, org, wanted).await?;
 
+    // Aggregation seeds: what the written entities' relations pointed at before the write.
+    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
+    let before_seeds =
+        if aggregates { old_targets(&mut tx, org, stored.values().map(|(_, e)| e)).await? } else { Vec::new() };
     let mut plan = Plan::compose(writes, &mut stored, refusal(db.dialect()));
     // Teams a write adds must exist (before relation targets: a rejected write creates none).
     let missing = teams::missing_in(db, &mut tx, org, &plan.added_teams()).await?;
@@ -77,8 +81,37 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let written: Vec<(&str, &str)> =
         rows.iter().copied().chain(stubs.iter()).map(|e| (e.blueprint.as_str(), e.identifier.as_str())).collect();
     scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
+    if aggregates {
+        let mut seeds = before_seeds;
+        seeds.extend(written.iter().map(|(b, i)| (b.to_string(), i.to_string())));
+        aggregations::enqueue_for_seeds(db, &mut tx, org, &seeds).await?;
+    }
     tx.commit().await?;
     Ok(plan.finish())
+}
+
+/// The relation targets of `entities` as stored: the seeds of aggregation upkeep that a write
+/// may unlink.
+async fn old_targets<'e>(
+    tx: &mut Tx,
+    org: &OrgId,
+    entities: impl Iterator<Item = &'e Entity>,
+) -> Result<Vec<(String, String)>> {
+    let entities: Vec<&Entity> = entities.filter(|e| !e.relations.is_empty()).collect();
+    if entities.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut bps: Vec<&str> = entities.iter().map(|e| e.blueprint.as_str()).collect();
+    bps.sort_unstable();
+    bps.dedup();
+    let targets = aggregations::relation_targets(tx, org, &bps).await?;
+    let mut out = Vec::new();
+    for e in entities {
+        if let Some(t) = targets.get(&e.blueprint) {
+            aggregations::relation_seeds(&e.relations, t, &mut out);
+        }
+    }
+    Ok(out)
 }
 
 /// Keys this database can hold (PostgreSQL: none with a NUL character; such a key is not there).
@@ -361,8 +394,13 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let refuse = refusal(db.dialect());
     let mut out = Vec::with_capacity(writes.len());
     let mut written: Vec<(String, String)> = Vec::new();
+    let mut before_seeds: Vec<(String, String)> = Vec::new();
+    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
     for w in writes {
         let before = get_in_tx(db, &mut tx, org, &w.blueprint, &w.identifier).await?;
+        if aggregates {
+            before_seeds.extend(old_targets(&mut tx, org, before.iter().map(|(_, e)| e)).await?);
+        }
         let (entity, edges) = match (w.build)(before.as_ref().map(|(_, e)| e)) {
             Ok(x) => x,
             Err(rej) => {
@@ -438,8 +476,12 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         written.push((entity.blueprint.clone(), entity.identifier.clone()));
         out.push(Ok(Written { entity, created: before.is_none() }));
     }
-    let written: Vec<(&str, &str)> = written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
-    scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
+    let seen: Vec<(&str, &str)> = written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
+    scorecards::enqueue_for_written(db, &mut tx, org, &seen).await?;
+    if aggregates {
+        written.extend(before_seeds);
+        aggregations::enqueue_for_seeds(db, &mut tx, org, &written).await?;
+    }
     tx.commit().await?;
     Ok(out)
 }
