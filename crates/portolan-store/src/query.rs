@@ -296,7 +296,12 @@ impl<'a> Compiler<'a, '_> {
                 Source::Mirror { hops, last } => {
                     self.mirror(&hops, &last, |d, field, now| predicate(d, field, pos, now, path))?
                 }
-                Source::Aggregation => aggregate::predicate(name, pos, path)?,
+                Source::Aggregation => {
+                    let Applies::Only(bp) = &applies else {
+                        return Err(FieldError::new(path, "an aggregation property belongs to one blueprint"));
+                    };
+                    aggregate::predicate(self.ctx, bp, name, pos, path)?
+                }
             };
             let mut part = SqlFrag::default();
             match applies {

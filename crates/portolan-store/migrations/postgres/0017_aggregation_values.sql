@@ -11,7 +11,11 @@ CREATE TABLE aggregation_values (
     property    TEXT COLLATE "C" NOT NULL,
     value       DOUBLE PRECISION,
     computed_at TEXT NOT NULL,
-    PRIMARY KEY (org_id, blueprint, entity, property)
+    -- A search rule reads one property's range (once per statement).
+    PRIMARY KEY (org_id, blueprint, property, entity)
 );
--- Search rules and sorts on an aggregation property.
-CREATE INDEX aggregation_values_by_value ON aggregation_values(org_id, blueprint, property, value);
+-- An entity's values: answers, recomputation, deletes, and a sort's per-row lookup (at most
+-- one row per aggregation property of the blueprint). There is deliberately no index led by
+-- the value: on tables never analyzed PostgreSQL chose such an index for the sort's per-row
+-- lookup and filtered the whole property's range for each row (`tests/pg_plans.rs`).
+CREATE INDEX aggregation_values_by_entity ON aggregation_values(org_id, blueprint, entity);

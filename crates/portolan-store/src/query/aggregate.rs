@@ -136,20 +136,40 @@ pub fn stored_value(property: &str) -> SqlFrag {
     f
 }
 
-/// The positive predicate of `pos` on an aggregation property's value (a number or NULL).
-pub(super) fn predicate(property: &str, pos: Positive<'_>, path: &str) -> Result<SqlFrag, FieldError> {
-    let mut f = SqlFrag::default();
-    let value = || stored_value(property);
-    match pos {
+/// The positive predicate of `pos` on aggregation property `property` of blueprint `bp`: an
+/// uncorrelated `e.identifier IN (SELECT a.entity FROM aggregation_values a WHERE <its value
+/// matches>)` — the property's range of the primary key, read once per statement, never a
+/// lookup per searched row (`= null` is the complement of "has a value").
+pub(super) fn predicate(
+    ctx: &CompileCtx<'_>,
+    bp: &str,
+    property: &str,
+    pos: Positive<'_>,
+    path: &str,
+) -> Result<SqlFrag, FieldError> {
+    let having = |cond: &dyn Fn(&mut SqlFrag)| {
+        let mut f = SqlFrag::new("e.identifier IN (SELECT a.entity FROM aggregation_values a WHERE a.org_id = ");
+        f.param(ctx.org_id).push(" AND a.blueprint = ").param(bp).push(" AND a.property = ").param(property);
+        f.push(" AND a.value");
+        cond(&mut f);
+        f.push(")");
+        f
+    };
+    Ok(match pos {
         Positive::Eq(Literal::Null) => {
-            f.append(value()).push(" IS NULL");
+            let mut f = SqlFrag::new("NOT (");
+            f.append(having(&|f| {
+                f.push(" IS NOT NULL");
+            }));
+            f.push(")");
+            f
         }
-        Positive::Eq(Literal::Number(n)) => {
-            f.append(value()).push(" = ").param(SqlParam::number(n));
-        }
-        Positive::Cmp(op, Bound::Number(n)) => {
-            f.append(value()).push(" ").push(op.as_str()).push(" ").param(SqlParam::number(n));
-        }
+        Positive::Eq(Literal::Number(n)) => having(&|f| {
+            f.push(" = ").param(SqlParam::number(n));
+        }),
+        Positive::Cmp(op, Bound::Number(n)) => having(&|f| {
+            f.push(" ").push(op.as_str()).push(" ").param(SqlParam::number(n));
+        }),
         Positive::In(list) => {
             let numbers: Vec<SqlParam> = list
                 .iter()
@@ -159,19 +179,20 @@ pub(super) fn predicate(property: &str, pos: Positive<'_>, path: &str) -> Result
                 })
                 .collect();
             if numbers.is_empty() {
-                f.push("FALSE");
+                SqlFrag::new("FALSE")
             } else {
-                f.append(value()).push(" IN (").param_list(numbers).push(")");
+                having(&|f| {
+                    f.push(" IN (").param_list(numbers.clone()).push(")");
+                })
             }
         }
-        Positive::NonEmpty => {
-            f.append(value()).push(" IS NOT NULL");
-        }
+        Positive::NonEmpty => having(&|f| {
+            f.push(" IS NOT NULL");
+        }),
         _ => {
             let msg = "an aggregation property is a number: use =, !=, >, >=, <, <=, in, notIn, isEmpty or \
                        isNotEmpty with numbers";
             return Err(FieldError::new(portolan_core::error::join_path(path, "operator"), msg));
         }
-    }
-    Ok(f)
+    })
 }
