@@ -7,8 +7,8 @@
 //! Upkeep is durable jobs, enqueued in the transactions that change what a value depends on:
 //! - every entity write and delete enqueues [`AGGREGATE_ENTITIES_JOB`] (when the organization
 //!   has an aggregation property at all) naming the *seeds*: the written entities, the
-//!   targets their relations pointed at before the write, and, for a delete, the deleted
-//!   entities' neighbours. Its handler asks [`Aggregations::aggregating_entities`] which
+//!   targets their relations no longer point at, and, for a delete, the deleted entities'
+//!   neighbours. Its handler asks [`Aggregations::aggregating_entities`] which
 //!   entities may have changed (those of blueprints with aggregation properties among the
 //!   seeds or related to them) and recomputes those.
 //! - a blueprint save that changes its aggregation properties enqueues
@@ -24,7 +24,6 @@ use portolan_core::{Blueprint, FieldError};
 use serde_json::json;
 
 use crate::db::{Db, Tx};
-use crate::dialect::{entity_locks, lock_entities};
 use crate::jobs::{self, now};
 use crate::query::{CompileCtx, compile_where_in, middle_select, summary_select};
 use crate::sql::{Dialect, SqlFrag};
@@ -87,9 +86,9 @@ pub struct Affected {
 #[async_trait]
 pub trait Aggregations: Send + Sync {
     /// Compute blueprint `bp`'s aggregation properties (as `blueprints` has them) for `targets`
-    /// and store the values that changed, in one transaction (PostgreSQL: the entities' write
-    /// locks held, so a late computation never overwrites a newer one). `now`: for the time
-    /// averages.
+    /// on the read pool and store the values that changed in one short transaction; a value is
+    /// only replaced by one computed from a later snapshot, so a late computation never
+    /// overwrites a newer one. `now`: for the time averages.
     async fn compute_aggregations(
         &self,
         org: &OrgId,
@@ -135,12 +134,12 @@ pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: 
     Ok(())
 }
 
-/// The relation targets of an entity's `relations` JSON, as seeds (`(blueprint, id)`), given
+/// The relation targets of an entity's `relations` JSON, `(relation, blueprint, id)`, given
 /// the blueprint's relation targets.
 pub(crate) fn relation_seeds(
     relations: &serde_json::Map<String, serde_json::Value>,
     targets: &HashMap<String, String>,
-    out: &mut Vec<(String, String)>,
+    out: &mut Vec<(String, String, String)>,
 ) {
     for (rel, v) in relations {
         let Some(bp) = targets.get(rel) else { continue };
@@ -149,7 +148,7 @@ pub(crate) fn relation_seeds(
             serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect(),
             _ => vec![],
         };
-        out.extend(ids.into_iter().map(|id| (bp.clone(), id.to_string())));
+        out.extend(ids.into_iter().map(|id| (rel.clone(), bp.clone(), id.to_string())));
     }
 }
 
@@ -243,10 +242,11 @@ pub(crate) async fn forget(tx: &mut Tx, org: &OrgId, deleted: &[(String, String)
     Ok(())
 }
 
-/// The value of `agg` for entity `owner`, read in `tx`; `Ok(Err(_))` when the aggregation
-/// does not compile (its `query` or `pathFilter` names what the blueprints do not have).
+/// The value of `agg` for entity `owner`, read on the read pool; `Ok(Err(_))` when the
+/// aggregation does not compile (its `query` or `pathFilter` names what the blueprints do not
+/// have).
 async fn value_of(
-    tx: &mut Tx,
+    db: &Db,
     agg: &Aggregation,
     owner: (&str, &str),
     cctx: &CompileCtx<'_>,
@@ -255,7 +255,7 @@ async fn value_of(
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
     };
-    let row = tx.frag(&f).fetch_one(&mut *tx).await?;
+    let row = db.frag(&f).fetch_one(db.read()).await?;
     let values = u64::try_from(row.get::<i64, _>(4)).unwrap_or(0);
     let mut s = Summary {
         entities: u64::try_from(row.get::<i64, _>(0)).unwrap_or(0),
@@ -271,7 +271,7 @@ async fn value_of(
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
-        let rows = tx.frag(&f).fetch_all(&mut *tx).await?;
+        let rows = db.frag(&f).fetch_all(db.read()).await?;
         let mid: Vec<f64> = rows.iter().map(|r| r.get::<f64, _>(0)).collect();
         s.median = median_of_middle(values, mid.first().copied(), mid.get(1).copied());
     }
@@ -293,39 +293,40 @@ impl Aggregations for SqlStore {
         let mut out = AggregateOutcome::default();
         let aggs = blueprints.get(bp).map(Aggregation::of_blueprint).unwrap_or_default();
         let cctx = CompileCtx { org_id: &org.0, now: now_at, blueprints, dialect: d, scorecards: None };
-        let mut tx = db.begin().await?;
+        // The snapshot: everything below is read after this instant (the database's clock), on
+        // the read pool — no lock is held while computing. Values are written with it as
+        // `computed_at`, and a stored value is replaced only by one of a later snapshot, so a
+        // computation that read before a write can never overwrite one that read after it.
+        let snapshot: String = db.q(&format!("SELECT {}", now(d))).fetch_one(db.read()).await?.get(0);
         let (ids, gone): (Vec<String>, Vec<String>) = match targets {
             AggregateTargets::Entities(wanted) => {
                 let wanted: Vec<&String> = wanted.iter().filter(|w| !db.refuses(w)).collect();
                 if wanted.is_empty() || db.refuses(bp) {
                     return Ok(out);
                 }
-                lock_entities(&mut tx, entity_locks(org, wanted.iter().map(|w| (bp, w.as_str())))).await?;
                 let mut found = HashSet::new();
                 for chunk in wanted.chunks(CHUNK) {
                     let mut f = SqlFrag::new("SELECT e.identifier FROM entities e WHERE e.org_id = ");
                     f.param(org.0.as_str()).push(" AND e.blueprint = ").param(bp).push(" AND e.identifier IN (");
                     f.param_list(chunk.iter().map(|s| s.as_str())).push(")");
-                    found.extend(tx.frag(&f).fetch_all(&mut tx).await?.iter().map(|r| r.get::<String, _>(0)));
+                    found.extend(db.frag(&f).fetch_all(db.read()).await?.iter().map(|r| r.get::<String, _>(0)));
                 }
                 let gone = wanted.iter().filter(|w| !found.contains(**w)).map(|w| (*w).clone()).collect();
                 (wanted.into_iter().filter(|w| found.contains(*w)).cloned().collect(), gone)
             }
             AggregateTargets::After { after, limit } => {
                 let limit = limit.clamp(1, 5000);
-                let rows = tx
+                let rows = db
                     .q("SELECT e.rid, e.identifier FROM entities e WHERE e.org_id = ? AND e.blueprint = ? AND e.rid > ? \
                         ORDER BY e.rid LIMIT ?")
                     .bind(&org.0)
                     .bind(bp)
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(&mut tx)
+                    .fetch_all(db.read())
                     .await?;
                 out.next = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.get::<i64, _>(0))).flatten();
-                let ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>(1)).collect();
-                lock_entities(&mut tx, entity_locks(org, ids.iter().map(|i| (bp, i.as_str())))).await?;
-                (ids, Vec::new())
+                (rows.iter().map(|r| r.get::<String, _>(1)).collect(), Vec::new())
             }
         };
         out.scanned = ids.len() as u64;
@@ -336,7 +337,7 @@ impl Aggregations for SqlStore {
             let mut f = SqlFrag::new("SELECT entity, property, value FROM aggregation_values WHERE org_id = ");
             f.param(org.0.as_str()).push(" AND blueprint = ").param(bp).push(" AND entity IN (");
             f.param_list(chunk.iter().map(String::as_str)).push(")");
-            for r in tx.frag(&f).fetch_all(&mut tx).await? {
+            for r in db.frag(&f).fetch_all(db.read()).await? {
                 stored.insert((r.get(0), r.get(1)), r.get(2));
             }
         }
@@ -347,7 +348,7 @@ impl Aggregations for SqlStore {
                 if invalid.contains(agg.id.as_str()) {
                     continue;
                 }
-                match value_of(&mut tx, agg, (bp, id), &cctx).await? {
+                match value_of(db, agg, (bp, id), &cctx).await? {
                     Ok(v) => {
                         if stored.get(&(id.clone(), agg.id.clone())) != Some(&v) {
                             upserts.push((id, &agg.id, v));
@@ -362,7 +363,7 @@ impl Aggregations for SqlStore {
                 }
             }
         }
-        let ts = now(d);
+        let mut tx = db.begin().await?;
         for chunk in upserts.chunks(CHUNK) {
             let mut f = SqlFrag::new(
                 "INSERT INTO aggregation_values(org_id, blueprint, entity, property, value, computed_at) VALUES ",
@@ -374,15 +375,14 @@ impl Aggregations for SqlStore {
                     Some(x) => f.param(*x),
                     None => f.push("NULL"),
                 };
-                f.push(&format!(", {ts})"));
+                f.push(", ").param(snapshot.as_str()).push(")");
             }
             f.push(
-                " ON CONFLICT(org_id, blueprint, entity, property) DO UPDATE SET value = excluded.value, \
-                 computed_at = excluded.computed_at",
+                " ON CONFLICT(org_id, blueprint, property, entity) DO UPDATE SET value = excluded.value, \
+                 computed_at = excluded.computed_at WHERE aggregation_values.computed_at <= excluded.computed_at",
             );
-            tx.frag(&f).execute(&mut tx).await?;
+            out.changed += tx.frag(&f).execute(&mut tx).await?;
         }
-        out.changed += upserts.len() as u64;
         for chunk in gone.chunks(CHUNK) {
             let mut f = SqlFrag::new("DELETE FROM aggregation_values WHERE org_id = ");
             f.param(org.0.as_str()).push(" AND blueprint = ").param(bp).push(" AND entity IN (");

@@ -25,7 +25,7 @@ pub const ENTITIES_KIND: &str = AGGREGATE_ENTITIES_JOB;
 /// Entities per store transaction of a full recomputation.
 pub const CHUNK: u32 = 500;
 /// Entities per store transaction of an entity-write recomputation.
-const ENTITY_CHUNK: usize = 200;
+const ENTITY_CHUNK: usize = 100;
 
 fn bad_payload(e: serde_json::Error) -> JobError {
     JobError::fail(ErrorCode::Internal, format!("bad payload: {e}"))

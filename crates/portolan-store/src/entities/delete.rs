@@ -101,7 +101,9 @@ pub(crate) async fn delete(
         let targets = aggregations::relation_targets(&mut tx, org, &bps).await?;
         for (_, e) in &doomed {
             if let Some(t) = targets.get(&e.blueprint) {
-                aggregations::relation_seeds(&e.relations, t, &mut seeds);
+                let mut s = Vec::new();
+                aggregations::relation_seeds(&e.relations, t, &mut s);
+                seeds.extend(s.into_iter().map(|(_, bp, id)| (bp, id)));
             }
         }
     }
