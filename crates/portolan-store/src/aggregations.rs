@@ -120,16 +120,57 @@ pub(crate) async fn org_aggregates(tx: &mut Tx, org: &OrgId) -> Result<bool> {
     Ok(tx.q(&sql).bind(&org.0).fetch_optional(&mut *tx).await?.is_some())
 }
 
-/// Enqueue, in a write's or delete's transaction, one [`AGGREGATE_ENTITIES_JOB`] for `seeds`
-/// (callers ask [`org_aggregates`] first).
+/// Seeds one coalesced [`AGGREGATE_ENTITIES_JOB`] may hold; beyond it a new job is enqueued.
+pub const MAX_JOB_SEEDS: usize = 10_000;
+
+/// Enqueue, in a write's or delete's transaction, an [`AGGREGATE_ENTITIES_JOB`] for `seeds`
+/// (callers ask [`org_aggregates`] first) — or add them to the organization's one that is
+/// queued and not yet claimed, while it holds at most [`MAX_JOB_SEEDS`]: a burst of writes
+/// becomes one recomputation of each affected entity, not one per write.
 pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: &[(String, String)]) -> Result<()> {
     if seeds.is_empty() {
         return Ok(());
     }
-    let mut seeds: Vec<&(String, String)> = seeds.iter().collect();
-    seeds.sort();
-    seeds.dedup();
-    let job = NewJob { kind: AGGREGATE_ENTITIES_JOB.into(), payload: json!({"seeds": seeds}), max_attempts: 5 };
+    let d = tx.dialect();
+    let lock = if d == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let pending = tx
+        .q(&format!(
+            "SELECT CAST(id AS BIGINT), CAST(payload AS TEXT) FROM jobs WHERE status = 'queued' AND org_id = ? \
+             AND kind = ? AND attempts = 0 ORDER BY id DESC LIMIT 1{lock}"
+        ))
+        .bind(&org.0)
+        .bind(AGGREGATE_ENTITIES_JOB)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let mut all: Vec<(String, String)> = seeds.to_vec();
+    let mut into = None;
+    if let Some(r) = pending {
+        let payload: serde_json::Value = serde_json::from_str(&r.get::<String, _>(1)).unwrap_or_default();
+        let queued: Vec<(String, String)> = serde_json::from_value(payload["seeds"].clone()).unwrap_or_default();
+        if queued.len() + seeds.len() <= MAX_JOB_SEEDS {
+            all.extend(queued);
+            into = Some(r.get::<i64, _>(0));
+        }
+    }
+    all.sort();
+    all.dedup();
+    let payload = json!({"seeds": all});
+    if let Some(id) = into {
+        let updated = tx
+            .q(&format!(
+                "UPDATE jobs SET payload = ?{}, updated_at = {} WHERE id = ? AND status = 'queued' AND attempts = 0",
+                d.jsonb_cast(),
+                now(d)
+            ))
+            .bind(payload.to_string())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if updated == 1 {
+            return Ok(());
+        }
+    }
+    let job = NewJob { kind: AGGREGATE_ENTITIES_JOB.into(), payload, max_attempts: 5 };
     jobs::enqueue(db, &mut *tx, org, &job).await?;
     Ok(())
 }
