@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod aggregation;
 mod api;
 mod baseline;
 mod latency;
@@ -74,6 +75,11 @@ struct Args {
     /// organization credential: filtered search, count, every service page by page.
     #[arg(long, conflicts_with_all = ["action_runs", "curve", "scorecard"])]
     member_read: bool,
+    /// Load, then rewrite every service twice through the bulk API — without and then with
+    /// aggregation properties on `domain` (count and cpu sum of its services) — and time each
+    /// pass and how long the aggregation jobs take to catch up (issue 15).
+    #[arg(long, conflicts_with_all = ["action_runs", "curve", "scorecard"])]
+    aggregation: bool,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -187,6 +193,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             data.total(),
             loaded.elapsed.as_secs_f64(),
             member_read::markdown(&readers)
+        );
+        return Ok(());
+    }
+    if args.aggregation {
+        let measured = async {
+            let (loaded, _, _) = load_only(&srv, &creds, &data, batch, concurrency).await?;
+            let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+            Ok::<_, anyhow::Error>((loaded, aggregation::run(&api, &data, batch, concurrency).await?))
+        }
+        .await;
+        let log = srv.log_tail();
+        srv.stop().await.context("stopping the server")?;
+        let (loaded, result) = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
+        if let Some(p) = pg {
+            p.drop_database().await?;
+        }
+        print!(
+            "{}\n- database: {}\n- load: {} entities in {:.1} s ({:.0}/s), batch {batch}, {concurrency} in flight\n{}",
+            ctx.markdown_header(),
+            if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+            data.total(),
+            loaded.elapsed.as_secs_f64(),
+            loaded.per_sec(),
+            aggregation::markdown(&result)
         );
         return Ok(());
     }

@@ -408,4 +408,13 @@ fn check_aggregation(errs: &mut FieldErrors, path: &str, a: &Value, others: &dyn
             "must be {calculationBy:\"entities\", func: count|average} or {calculationBy:\"property\", func: sum|min|max|median|average, property}",
         ),
     }
+    // What the computation needs besides (averageOf, measureTimeBy, query, pathFilter); the
+    // errors above are not repeated.
+    if let Err(e) = crate::aggregation::Aggregation::parse(own, a, path) {
+        let reported =
+            [format!("{path}.target"), format!("{path}.calculationSpec"), format!("{path}.calculationSpec.property")];
+        for f in e.0.into_iter().filter(|f| !reported.contains(&f.path)) {
+            errs.push(f.path, f.message);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod action;
+pub mod aggregation;
 pub mod blueprint;
 pub mod blueprint_check;
 pub mod entity;

@@ -78,6 +78,7 @@ pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &R
         }
     }
     if !opts.exclude_calculated {
+        add_aggregations(state, org, &blueprints, entities, &mut out).await?;
         let mut by_bp: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, e) in entities.iter().enumerate() {
             by_bp.entry(e.blueprint.as_str()).or_default().push(i);
@@ -94,6 +95,41 @@ pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &R
     let keys: Vec<(String, String)> = entities.iter().map(|e| (e.blueprint.clone(), e.identifier.clone())).collect();
     crate::ops::scorecard::attach_results(state, org, &keys, &mut out).await?;
     Ok(out.into_iter().map(|m| project(m, opts)).collect())
+}
+
+/// Aggregation properties: the values the upkeep jobs computed (`Aggregations`, one query per
+/// page); `null` until computed, and when the function has no value for an empty set.
+async fn add_aggregations(
+    state: &AppState,
+    org: &OrgId,
+    blueprints: &HashMap<String, Blueprint>,
+    entities: &[Entity],
+    out: &mut [Map<String, Value>],
+) -> ApiResult<()> {
+    let has = |e: &Entity| blueprints.get(&e.blueprint).is_some_and(|b| !b.aggregation_properties.is_empty());
+    let keys: Vec<(String, String)> =
+        entities.iter().filter(|e| has(e)).map(|e| (e.blueprint.clone(), e.identifier.clone())).collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut values: HashMap<(String, String, String), Option<f64>> = HashMap::new();
+    for v in state.store.aggregation_values(org, &keys).await? {
+        values.insert((v.blueprint, v.entity, v.property), v.value);
+    }
+    for (e, m) in entities.iter().zip(out.iter_mut()) {
+        let Some(bp) = blueprints.get(&e.blueprint) else { continue };
+        let Some(Value::Object(p)) = m.get_mut("properties") else { continue };
+        for id in bp.aggregation_properties.keys() {
+            let key = (e.blueprint.clone(), e.identifier.clone(), id.clone());
+            p.insert(id.clone(), values.get(&key).copied().flatten().map_or(Value::Null, number));
+        }
+    }
+    Ok(())
+}
+
+/// A computed number as JSON: an integer when it is one (counts), else a float.
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 { json!(x as i64) } else { json!(x) }
 }
 
 async fn add_mirrors(

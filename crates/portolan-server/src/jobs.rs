@@ -27,6 +27,7 @@
 //! poll every [`ApiConfig::job_poll`](crate::ApiConfig) for jobs enqueued by other nodes.
 
 pub mod action_run;
+pub mod aggregation;
 pub mod delete_all;
 pub mod scorecard;
 pub mod webhook;
@@ -129,6 +130,8 @@ impl JobRuntime {
         rt.register(action_run::KIND, Arc::new(|ctx| Box::pin(action_run::run(ctx))));
         rt.register(scorecard::RECOMPUTE_KIND, Arc::new(|ctx| Box::pin(scorecard::recompute(ctx))));
         rt.register(scorecard::ENTITIES_KIND, Arc::new(|ctx| Box::pin(scorecard::entities(ctx))));
+        rt.register(aggregation::RECOMPUTE_KIND, Arc::new(|ctx| Box::pin(aggregation::recompute(ctx))));
+        rt.register(aggregation::ENTITIES_KIND, Arc::new(|ctx| Box::pin(aggregation::entities(ctx))));
         rt
     }
 

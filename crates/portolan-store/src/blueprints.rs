@@ -211,6 +211,7 @@ impl Blueprints for SqlStore {
             r => r?,
         };
         audit::insert(&mut tx, org, &[record(ctx, "CREATE", &bp.identifier, None, Some(bp))]).await?;
+        crate::aggregations::on_blueprint_saved(&self.db, &mut tx, org, None, bp).await?;
         tx.commit().await?;
         Ok(StoredBlueprint {
             blueprint: bp.clone(),
@@ -277,6 +278,7 @@ impl Blueprints for SqlStore {
             .await?;
         }
         audit::insert(&mut tx, org, &[record(ctx, "UPDATE", id, Some(&before.blueprint), Some(bp))]).await?;
+        crate::aggregations::on_blueprint_saved(&self.db, &mut tx, org, Some(&before.blueprint), bp).await?;
         tx.commit().await?;
         Ok(StoredBlueprint {
             blueprint: bp.clone(),
@@ -315,8 +317,8 @@ impl Blueprints for SqlStore {
                 });
             }
         }
-        // Its scorecards (and their history) go with it.
-        for table in ["scorecard_level_history", "scorecard_results"] {
+        // Its scorecards (and their history) and aggregation values go with it.
+        for table in ["scorecard_level_history", "scorecard_results", "aggregation_values"] {
             tx.q(&format!("DELETE FROM {table} WHERE org_id = ? AND blueprint = ?"))
                 .bind(&org.0)
                 .bind(id)

@@ -132,6 +132,15 @@ fn property_order(q: &mut SqlFrag, dialect: Dialect, name: &str, dir: &str) {
     }
 }
 
+/// Is `name` an aggregation property of the searched blueprint (of any, when the search is
+/// not limited to one)?
+fn is_aggregation(req: &SearchRequest<'_>, name: &str) -> bool {
+    match req.blueprint {
+        Some(bp) => req.blueprints.get(bp).is_some_and(|b| b.aggregation_properties.contains_key(name)),
+        None => req.blueprints.values().any(|b| b.aggregation_properties.contains_key(name)),
+    }
+}
+
 /// The column a meta sort key orders by (`None`: a property, ordered by its JSON value).
 pub(crate) fn sort_column(sort: &str) -> Option<&'static str> {
     match sort {
@@ -168,9 +177,10 @@ pub trait Entities: Send + Sync {
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64>;
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page>;
     /// A page of `req` (its filter and `limit`; not its cursor) ordered by `sort` — `$identifier`,
-    /// `$title`, `$createdAt`, `$updatedAt` or a stored property's identifier (numbers, then
+    /// `$title`, `$createdAt`, `$updatedAt`, a stored property's identifier (numbers, then
     /// strings by code point, then booleans, arrays and objects; JSON `null` and missing values
-    /// last; ties by position; the same order on both databases) — after skipping `offset`
+    /// last; ties by position; the same order on both databases) or an aggregation property's
+    /// (its computed value; none last) — after skipping `offset`
     /// entities. The web UI's sorted catalog views page this way.
     async fn search_sorted(
         &self,
@@ -350,6 +360,10 @@ impl Entities for SqlStore {
         match sort_column(sort) {
             Some(col) => {
                 q.push(col).push(dir);
+            }
+            // An aggregation property of the blueprint searched: by its computed value.
+            None if is_aggregation(req, sort) => {
+                q.append(crate::query::stored_value(sort)).push(dir);
             }
             // A property: by the rank of its JSON type (numbers, strings, booleans, arrays,
             // objects; JSON null and missing values have none and come last), then by value

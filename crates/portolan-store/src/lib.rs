@@ -2,6 +2,7 @@
 
 mod accounts;
 mod actions;
+mod aggregations;
 mod audit;
 mod blueprints;
 mod budget;
@@ -31,6 +32,10 @@ use portolan_core::FieldError;
 
 pub use accounts::{Accounts, Invitation, Session, User};
 pub use actions::{ActionWrite, Actions, MAX_CLAIM, Run, RunEdit, RunFilter, RunLog, StoredAction};
+pub use aggregations::{
+    AGGREGATE_ENTITIES_JOB, AGGREGATE_RECOMPUTE_JOB, Affected, AggregateOutcome, AggregateTargets, AggregationValue,
+    Aggregations, MAX_AFFECTED,
+};
 pub use audit::{Audit, AuditCtx, AuditFilter, AuditRecord, RESOURCE_TYPES};
 pub use blueprints::{Blueprints, Rename, StoredBlueprint};
 pub use db::DbError;
@@ -119,6 +124,7 @@ pub trait Store:
     + Actions
     + Secrets
     + Scorecards
+    + Aggregations
     + Pages
     + Teams
 {
@@ -139,6 +145,7 @@ impl<T> Store for T where
         + Actions
         + Secrets
         + Scorecards
+        + Aggregations
         + Pages
         + Teams
 {
@@ -147,8 +154,8 @@ impl<T> Store for T where
 /// Every aggregate trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use crate::{
-        Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Pages, Resyncs, Scorecards, Secrets,
-        Settings, Store, Teams, Ui, Webhooks,
+        Accounts, Actions, Aggregations, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Pages, Resyncs,
+        Scorecards, Secrets, Settings, Store, Teams, Ui, Webhooks,
     };
 }
 

@@ -23,12 +23,14 @@
 //!   union of upstream and downstream. A start entity is only reported when a cycle leads back
 //!   to it.
 //! - `matchAny`'s `{relation, maxHops: n}` step follows the relation 1..=n times.
-//! - Calculation and aggregation properties cannot be computed in SQL: filtering on one is an
-//!   error, as is a mirror property that goes through a `many` relation.
+//! - Calculation properties cannot be computed in SQL: filtering on one is an error, as is a
+//!   mirror property that goes through a `many` relation. An aggregation property is read from
+//!   its computed value (`aggregation_values`, see `query/aggregate.rs`): a number or null.
 //!
 //! Callers substitute request context before parsing: contextual references
 //! (`{"context": "user", …}`) and the `"My Teams"` value of `$team` rules.
 
+mod aggregate;
 mod graph;
 mod json;
 mod operand;
@@ -45,6 +47,7 @@ use portolan_core::search::{
 use portolan_core::{Blueprint, FieldError, Property};
 
 use crate::sql::{Dialect, SqlFrag, SqlParam};
+pub use aggregate::{middle_select, stored_value, summary_select};
 use json::JsonAt;
 use operand::{Alias, Col, Field, meta_field, negate_if, predicate};
 
@@ -132,6 +135,8 @@ struct Compiler<'a, 'c> {
 /// Where a property of a blueprint comes from.
 enum Source {
     Stored,
+    /// The computed value of an aggregation property.
+    Aggregation,
     /// Follow single relations (`(relation, target blueprint)`) to the entity
     /// holding `last`.
     Mirror {
@@ -291,6 +296,12 @@ impl<'a> Compiler<'a, '_> {
                 Source::Mirror { hops, last } => {
                     self.mirror(&hops, &last, |d, field, now| predicate(d, field, pos, now, path))?
                 }
+                Source::Aggregation => {
+                    let Applies::Only(bp) = &applies else {
+                        return Err(FieldError::new(path, "an aggregation property belongs to one blueprint"));
+                    };
+                    aggregate::predicate(self.ctx, bp, name, pos, path)?
+                }
             };
             let mut part = SqlFrag::default();
             match applies {
@@ -318,10 +329,8 @@ impl<'a> Compiler<'a, '_> {
                 return Err(FieldError::new(path, msg));
             }
             if bp.aggregation_properties.contains_key(name) {
-                let msg = format!("filtering on aggregation property '{name}' (blueprint '{id}') is not supported");
-                return Err(FieldError::new(path, msg));
-            }
-            if let Some(m) = bp.mirror_properties.get(name) {
+                mirrors.push((id.clone(), Source::Aggregation));
+            } else if let Some(m) = bp.mirror_properties.get(name) {
                 mirrors.push((id.clone(), self.mirror_chain(bp, name, &m.path, path)?));
             }
         }

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use portolan_core::Blueprint;
 use portolan_store::StoredBlueprint;
 use serde_json::{Value, json};
 
@@ -25,20 +24,8 @@ pub fn blueprint_json(b: &StoredBlueprint) -> Value {
     v
 }
 
-fn warnings(bp: &Blueprint) -> Vec<String> {
-    bp.aggregation_properties
-        .keys()
-        .map(|k| format!("aggregation property {k:?} is stored, but Portolan does not compute aggregation values yet; entities will not include it"))
-        .collect()
-}
-
 fn respond(status: StatusCode, b: &StoredBlueprint) -> (StatusCode, Json<Value>) {
-    let mut body = json!({"ok": true, "blueprint": blueprint_json(b)});
-    let w = warnings(&b.blueprint);
-    if !w.is_empty() {
-        body["warnings"] = json!(w);
-    }
-    (status, Json(body))
+    (status, Json(json!({"ok": true, "blueprint": blueprint_json(b)})))
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {

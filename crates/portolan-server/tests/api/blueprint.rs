@@ -238,7 +238,7 @@ async fn property_type_is_immutable_on_put() {
 }
 
 #[tokio::test]
-async fn aggregation_property_is_stored_with_a_warning() {
+async fn aggregation_property_is_stored_without_a_warning_and_checked() {
     let Some(app) = TestApp::spawn().await else { return };
     app.blueprint(json!({"identifier": "issue", "title": "Issue"})).await;
     let agg = json!({"title": "Open issues", "target": "issue",
@@ -247,14 +247,16 @@ async fn aggregation_property_is_stored_with_a_warning() {
         .post("/v1/blueprints", json!({"identifier": "svc", "title": "Svc", "aggregationProperties": {"open": agg}}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let warnings = r.body["warnings"].as_array().expect("warnings");
-    assert_eq!(warnings.len(), 1);
-    assert!(warnings[0].as_str().unwrap().contains("open"), "{}", r.body);
+    assert!(r.body.get("warnings").is_none(), "aggregations are computed now: {}", r.body);
     assert_eq!(app.get("/v1/blueprints/svc").await.body["blueprint"]["aggregationProperties"]["open"], agg);
     let bad =
         json!({"title": "Bad", "target": "issue", "calculationSpec": {"calculationBy": "property", "func": "sum"}});
     let r = app.put("/v1/blueprints/svc", json!({"title": "Svc", "aggregationProperties": {"open": bad}})).await;
     assert_invalid(&r, "aggregationProperties.open.calculationSpec.property");
+    let bad = json!({"title": "Bad", "target": "issue",
+        "calculationSpec": {"calculationBy": "entities", "func": "average", "averageOf": "year"}});
+    let r = app.put("/v1/blueprints/svc", json!({"title": "Svc", "aggregationProperties": {"open": bad}})).await;
+    assert_invalid(&r, "aggregationProperties.open.calculationSpec.averageOf");
 }
 
 #[tokio::test]

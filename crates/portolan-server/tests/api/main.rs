@@ -11,6 +11,7 @@ mod helpers;
 mod pg;
 
 mod actions;
+mod aggregation;
 mod audit;
 mod auth;
 mod blueprint;

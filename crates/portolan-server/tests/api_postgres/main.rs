@@ -16,6 +16,8 @@ mod pg;
 
 #[path = "../api/actions.rs"]
 mod actions;
+#[path = "../api/aggregation.rs"]
+mod aggregation;
 #[path = "../api/audit.rs"]
 mod audit;
 #[path = "../api/auth.rs"]

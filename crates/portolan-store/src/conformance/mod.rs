@@ -3,7 +3,7 @@
 //! them into one `#[tokio::test]` per case for a backend's factory.
 //!
 //! One file per aggregate (orgs and settings, blueprints, entities, search, audit, jobs,
-//! integrations, webhooks, accounts, web UI settings, actions, scorecards); the helpers every case builds on are
+//! integrations, webhooks, accounts, web UI settings, actions, scorecards, aggregations); the helpers every case builds on are
 //! here. A new case is a `pub async fn name(s: &dyn Store)` in its aggregate's file, listed in
 //! [`conformance_tests!`](crate::conformance_tests). `tests/conformance_guard.rs` fails when a
 //! store method is called by no case, or a case is missing from that list.
@@ -12,6 +12,7 @@
 
 mod accounts;
 mod actions;
+mod aggregations;
 mod audit;
 mod blueprints;
 mod entities;
@@ -35,6 +36,7 @@ use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, SearchRequest, Store};
 
 pub use accounts::*;
 pub use actions::*;
+pub use aggregations::*;
 pub use audit::*;
 pub use blueprints::*;
 pub use entities::*;
@@ -217,6 +219,8 @@ macro_rules! conformance_tests {
             // scorecards.rs
             scorecards_are_saved_audited_and_tenant_scoped, scorecard_results_follow_rules_filter_and_history,
             scorecards_are_replaced_all_at_once,
+            // aggregations.rs
+            aggregation_values_follow_writes_deletes_search_and_sort,
             // teams.rs
             teams_are_saved_renamed_deleted_audited_and_tenant_scoped, entity_writes_name_only_existing_teams,
             people_have_roles_status_and_teams, blueprint_permissions_are_kept_and_audited);

@@ -12,7 +12,7 @@ use crate::audit;
 use crate::db::Db;
 use crate::dialect::{entity_locks, lock_entities};
 use crate::plan::{entity_record, json_text};
-use crate::{AuditCtx, OrgId, Result, StoreError};
+use crate::{AuditCtx, OrgId, Result, StoreError, aggregations};
 
 /// Remove `target` from a relation value: a single relation becomes null, a many relation
 /// loses the identifier.
@@ -90,6 +90,23 @@ pub(crate) async fn delete(
             dependents: blocked,
         });
     }
+    // Aggregation seeds: the deleted entities' neighbours (their relations' targets and the
+    // entities unlinked from them), which survive the delete.
+    let mut seeds = Vec::new();
+    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
+    if aggregates {
+        let mut bps: Vec<&str> = doomed.iter().map(|(_, e)| e.blueprint.as_str()).collect();
+        bps.sort_unstable();
+        bps.dedup();
+        let targets = aggregations::relation_targets(&mut tx, org, &bps).await?;
+        for (_, e) in &doomed {
+            if let Some(t) = targets.get(&e.blueprint) {
+                let mut s = Vec::new();
+                aggregations::relation_seeds(&e.relations, t, &mut s);
+                seeds.extend(s.into_iter().map(|(_, bp, id)| (bp, id)));
+            }
+        }
+    }
     let mut changed: HashMap<i64, Vec<(String, String)>> = HashMap::new();
     for (rid, rel, target) in unlinks {
         changed.entry(rid).or_default().push((rel, target));
@@ -100,6 +117,9 @@ pub(crate) async fn delete(
             continue;
         };
         let (_, before) = from_row(&row);
+        if aggregates {
+            seeds.push((before.blueprint.clone(), before.identifier.clone()));
+        }
         let mut after = before.clone();
         for (rel, target) in &rels {
             if let Some(v) = after.relations.get(rel) {
@@ -135,6 +155,11 @@ pub(crate) async fn delete(
         let rec = entity_record(ctx, "DELETE", &e.blueprint, &e.identifier, Some(e), None);
         audit::insert(&mut tx, org, &[rec]).await?;
         deleted.push((e.blueprint.clone(), e.identifier.clone()));
+    }
+    if aggregates {
+        aggregations::forget(&mut tx, org, &deleted).await?;
+        seeds.retain(|k| !doomed_keys.contains(k));
+        aggregations::enqueue_for_seeds(db, &mut tx, org, &seeds).await?;
     }
     tx.commit().await?;
     Ok(deleted)

@@ -22,7 +22,7 @@ use crate::dialect::{entity_locks, lock_entities, nul_rejection};
 use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, quota_rejection, team_rejection};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
-use crate::{orgs, scorecards, teams};
+use crate::{aggregations, orgs, scorecards, teams};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters, PostgreSQL 65,535; entities
 /// bind 13 each).
@@ -44,6 +44,10 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let wanted: Vec<Key> = writes.iter().map(|w| (w.blueprint.clone(), w.identifier.clone())).collect();
     let mut stored = load(db, &mut tx, org, wanted).await?;
 
+    // Aggregation seeds: what the written entities' relations pointed at before the write.
+    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
+    let before_seeds =
+        if aggregates { old_targets(&mut tx, org, stored.values().map(|(_, e)| e)).await? } else { HashMap::new() };
     let mut plan = Plan::compose(writes, &mut stored, refusal(db.dialect()));
     // Teams a write adds must exist (before relation targets: a rejected write creates none).
     let missing = teams::missing_in(db, &mut tx, org, &plan.added_teams()).await?;
@@ -77,8 +81,51 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let written: Vec<(&str, &str)> =
         rows.iter().copied().chain(stubs.iter()).map(|e| (e.blueprint.as_str(), e.identifier.as_str())).collect();
     scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
+    if aggregates {
+        let mut seeds: Vec<(String, String)> = rows.iter().flat_map(|e| unlinked(&before_seeds, e)).collect();
+        seeds.extend(written.iter().map(|(b, i)| (b.to_string(), i.to_string())));
+        aggregations::enqueue_for_seeds(db, &mut tx, org, &seeds).await?;
+    }
     tx.commit().await?;
     Ok(plan.finish())
+}
+
+/// The relation targets of `entities` as stored, by entity: `(relation, target blueprint,
+/// target identifier)`. Those a write unlinks ([`unlinked`]) are seeds of aggregation upkeep.
+async fn old_targets<'e>(
+    tx: &mut Tx,
+    org: &OrgId,
+    entities: impl Iterator<Item = &'e Entity>,
+) -> Result<HashMap<Key, Vec<(String, String, String)>>> {
+    let entities: Vec<&Entity> = entities.filter(|e| !e.relations.is_empty()).collect();
+    if entities.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut bps: Vec<&str> = entities.iter().map(|e| e.blueprint.as_str()).collect();
+    bps.sort_unstable();
+    bps.dedup();
+    let targets = aggregations::relation_targets(tx, org, &bps).await?;
+    let mut out = HashMap::new();
+    for e in entities {
+        if let Some(t) = targets.get(&e.blueprint) {
+            let mut seeds = Vec::new();
+            aggregations::relation_seeds(&e.relations, t, &mut seeds);
+            out.insert((e.blueprint.clone(), e.identifier.clone()), seeds);
+        }
+    }
+    Ok(out)
+}
+
+/// The stored targets of `e` that its written relations no longer name (an unchanged relation
+/// is followed from `e` itself, which is a seed).
+fn unlinked(before: &HashMap<Key, Vec<(String, String, String)>>, e: &Entity) -> Vec<(String, String)> {
+    let Some(old) = before.get(&(e.blueprint.clone(), e.identifier.clone())) else { return Vec::new() };
+    let names = |rel: &str, id: &str| match e.relations.get(rel) {
+        Some(serde_json::Value::String(s)) => s == id,
+        Some(serde_json::Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(id)),
+        _ => false,
+    };
+    old.iter().filter(|(rel, _, id)| !names(rel, id)).map(|(_, bp, id)| (bp.clone(), id.clone())).collect()
 }
 
 /// Keys this database can hold (PostgreSQL: none with a NUL character; such a key is not there).
@@ -361,8 +408,12 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let refuse = refusal(db.dialect());
     let mut out = Vec::with_capacity(writes.len());
     let mut written: Vec<(String, String)> = Vec::new();
+    let mut unlinked_seeds: Vec<(String, String)> = Vec::new();
+    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
     for w in writes {
         let before = get_in_tx(db, &mut tx, org, &w.blueprint, &w.identifier).await?;
+        let before_targets =
+            if aggregates { old_targets(&mut tx, org, before.iter().map(|(_, e)| e)).await? } else { HashMap::new() };
         let (entity, edges) = match (w.build)(before.as_ref().map(|(_, e)| e)) {
             Ok(x) => x,
             Err(rej) => {
@@ -436,10 +487,15 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
         audit::insert(&mut tx, org, &[rec]).await?;
         written.push((entity.blueprint.clone(), entity.identifier.clone()));
+        unlinked_seeds.extend(unlinked(&before_targets, &entity));
         out.push(Ok(Written { entity, created: before.is_none() }));
     }
-    let written: Vec<(&str, &str)> = written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
-    scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
+    let seen: Vec<(&str, &str)> = written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
+    scorecards::enqueue_for_written(db, &mut tx, org, &seen).await?;
+    if aggregates {
+        written.extend(unlinked_seeds);
+        aggregations::enqueue_for_seeds(db, &mut tx, org, &written).await?;
+    }
     tx.commit().await?;
     Ok(out)
 }

@@ -270,6 +270,7 @@ enum Cell {
     Null,
     Text(String),
     Int(i64),
+    Real(f64),
 }
 
 fn sqlite_cells(r: &sqlx::sqlite::SqliteRow, spec: &TableSpec) -> Result<Vec<Cell>> {
@@ -280,6 +281,7 @@ fn sqlite_cells(r: &sqlx::sqlite::SqliteRow, spec: &TableSpec) -> Result<Vec<Cel
             Ok(match col {
                 Col::Id(_) | Col::Int | Col::Bool => r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int),
                 Col::Text | Col::Json => r.try_get::<Option<String>, _>(i)?.map_or(Cell::Null, Cell::Text),
+                Col::Real => r.try_get::<Option<f64>, _>(i)?.map_or(Cell::Null, Cell::Real),
             })
         })
         .collect()
@@ -429,6 +431,7 @@ async fn copy_rows(
                         }
                         (_, Cell::Text(t)) => q.param(t.as_str()),
                         (_, Cell::Int(i)) => q.param(*i),
+                        (_, Cell::Real(x)) => q.param(*x),
                     };
                 }
                 q.push(")");
@@ -469,6 +472,9 @@ async fn checksum(
                         (_, Cell::Int(i)) => {
                             let _ = write!(line, "{i}");
                         }
+                        (_, Cell::Real(x)) => {
+                            let _ = write!(line, "{x:?}");
+                        }
                         (Col::Json, Cell::Text(t)) => line.push_str(&canonical_json(t)),
                         (_, Cell::Text(t)) => line.push_str(t),
                     }
@@ -495,6 +501,7 @@ fn pg_cells(r: &sqlx::postgres::PgRow, spec: &TableSpec) -> Result<Vec<Cell>> {
             Ok(match col {
                 Col::Id(_) | Col::Int | Col::Bool => r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int),
                 Col::Text | Col::Json => r.try_get::<Option<String>, _>(i)?.map_or(Cell::Null, Cell::Text),
+                Col::Real => r.try_get::<Option<f64>, _>(i)?.map_or(Cell::Null, Cell::Real),
             })
         })
         .collect()

@@ -40,6 +40,7 @@ pub(super) const TABLES: &[&TableSpec] = &[
     &SCORECARDS,
     &SCORECARD_RESULTS,
     &SCORECARD_LEVEL_HISTORY,
+    &AGGREGATION_VALUES,
     &TEAMS,
     &TEAM_MEMBERS,
 ];
@@ -69,6 +70,8 @@ pub(super) enum Col {
     Int,
     /// SQLite integer 0/1 into a boolean.
     Bool,
+    /// A floating-point number (nullable), copied as it is.
+    Real,
 }
 
 /// One tenant table: its name, columns, the key its rows are paged by (an integer when the
@@ -376,4 +379,14 @@ const SCORECARD_LEVEL_HISTORY: TableSpec = TableSpec {
         at: Text],
     overriding: true,
     order: &["id"],
+};
+
+/// Computed aggregation values (migration 0017): copied, so answers and searches on the target
+/// have them before any recompute.
+const AGGREGATION_VALUES: TableSpec = TableSpec {
+    table: "aggregation_values",
+    json_type: "json",
+    cols: cols![blueprint: Text, entity: Text, property: Text, value: Real, computed_at: Text],
+    overriding: false,
+    order: &["blueprint", "entity", "property"],
 };

@@ -853,9 +853,9 @@ async fn query_compile_errors() {
             "calculation property",
         ),
         (
-            json!({"combinator": "and", "rules": [valueless("aggCount", "isEmpty")]}),
-            "rules[0].property",
-            "aggregation property",
+            json!({"combinator": "and", "rules": [rule("aggCount", "contains", json!("x"))]}),
+            "rules[0].operator",
+            "aggregation property is a number",
         ),
         (
             json!({"combinator": "and", "rules": [rule("libLang", "=", json!("go"))]}),
