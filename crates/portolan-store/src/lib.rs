@@ -26,6 +26,7 @@ pub mod sql;
 mod teams;
 mod ui;
 mod webhooks;
+mod widgets;
 
 use portolan_core::FieldError;
 
@@ -55,6 +56,7 @@ pub use settings::{PoolUse, Settings};
 pub use teams::{MAX_TEAMS, Person, PersonEdit, Team, TeamWrite, Teams};
 pub use ui::{InitialFilter, Ui};
 pub use webhooks::{Delivery, StoredWebhook, WebhookWrite, Webhooks};
+pub use widgets::{Aggregate, Breakdown, MAX_GROUPS, Widgets};
 
 pub(crate) use dialect::{Budget, SearchGate};
 pub(crate) use jobs::job_rowid;
@@ -121,6 +123,7 @@ pub trait Store:
     + Scorecards
     + Pages
     + Teams
+    + Widgets
 {
 }
 
@@ -141,6 +144,7 @@ impl<T> Store for T where
         + Scorecards
         + Pages
         + Teams
+        + Widgets
 {
 }
 
@@ -148,7 +152,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         Accounts, Actions, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Pages, Resyncs, Scorecards, Secrets,
-        Settings, Store, Teams, Ui, Webhooks,
+        Settings, Store, Teams, Ui, Webhooks, Widgets,
     };
 }
 
