@@ -75,7 +75,7 @@ pub(super) struct Dot {
 pub(super) const PLOT_W: f64 = 600.0;
 pub(super) const PLOT_H: f64 = 200.0;
 
-/// A series of a line chart: its label and its points (unix seconds, value, tooltip).
+/// A series of a line chart: its label and its points (unix milliseconds, value, tooltip).
 pub(super) type Series = (String, Vec<(i64, f64, String)>);
 
 /// Scales series of `(unix seconds, value, tooltip)` onto the plot: time on x from the
@@ -90,10 +90,17 @@ pub(super) fn lines(series: Vec<Series>, lo: f64, hi: f64) -> Vec<Line> {
         .into_iter()
         .enumerate()
         .map(|(i, (label, pts))| {
+            let n = pts.len();
             let dots: Vec<Dot> = pts
                 .into_iter()
-                .map(|(t, v, title)| {
-                    let x = if span > 0.0 { (t - t0) as f64 / span * PLOT_W } else { PLOT_W / 2.0 };
+                .enumerate()
+                .map(|(k, (t, v, title))| {
+                    // All at one instant (writes within a millisecond): spread in order.
+                    let x = match (span > 0.0, n) {
+                        (true, _) => (t - t0) as f64 / span * PLOT_W,
+                        (false, 1) => PLOT_W / 2.0,
+                        (false, _) => k as f64 / (n - 1) as f64 * PLOT_W,
+                    };
                     let y = PLOT_H - (v - lo) / range * PLOT_H;
                     Dot { x: format!("{x:.1}"), y: format!("{y:.1}"), title }
                 })
@@ -156,6 +163,12 @@ mod tests {
         assert_eq!(l[0].points, "0.0,200.0 300.0,100.0 600.0,0.0");
         let one = lines(vec![("x".into(), vec![(5, 1.0, String::new())])], 1.0, 1.0);
         assert_eq!(one[0].points, "300.0,200.0");
+        let same = lines(
+            vec![("x".into(), vec![(5, 0.0, String::new()), (5, 1.0, String::new()), (5, 2.0, String::new())])],
+            0.0,
+            2.0,
+        );
+        assert_eq!(same[0].points, "0.0,200.0 300.0,100.0 600.0,0.0", "one instant: spread in order");
     }
 
     #[test]

@@ -291,3 +291,24 @@ pub async fn home(State(state): State<AppState>, user: WebUser) -> WebResult {
     };
     page(&state, "dashboard.html", ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containers_flatten_in_layout_order_with_their_sizes() {
+        let widgets = json!([
+            {"id": "top", "type": "markdown"},
+            {"id": "grid", "type": "dashboard-widget",
+             "layout": [{"height": 400, "columns": [{"id": "b", "size": 4}, {"id": "a", "size": 20}]}],
+             "widgets": [{"id": "a", "type": "markdown"}, {"id": "b", "type": "markdown"}, {"id": "c", "type": "markdown"}]},
+            {"id": "tabs", "type": "grouper", "groups": [{"title": "One", "widgets": [{"id": "t1", "type": "markdown"}]}]}
+        ]);
+        let mut out = Vec::new();
+        flatten(widgets.as_array().unwrap(), 12, &mut out);
+        let got: Vec<(&str, u8)> = out.iter().map(|(w, s)| (w["id"].as_str().unwrap(), *s)).collect();
+        assert_eq!(got, [("top", 12), ("b", 4), ("a", 12), ("c", 6), ("t1", 12)]);
+    }
+}

@@ -25,12 +25,13 @@ const RUNS_SHOWN: u32 = 10;
 /// Port's default scorecard levels, when a scorecard names none.
 const DEFAULT_LEVELS: &[&str] = &["Basic", "Bronze", "Silver", "Gold"];
 
-fn secs(at: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(at).ok().map(|t| t.timestamp())
+/// An audit or history time as Unix milliseconds.
+fn millis(at: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(at).ok().map(|t| t.timestamp_millis())
 }
 
-fn day(t: i64) -> String {
-    DateTime::from_timestamp(t, 0).map_or_else(String::new, |d| d.format("%Y-%m-%d %H:%M").to_string())
+fn day(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(String::new, |d| d.format("%Y-%m-%d %H:%M").to_string())
 }
 
 /// The level titles of scorecard `sc` of `bp`, lowest first.
@@ -109,7 +110,7 @@ pub(super) async fn line(cx: &Cx<'_>, w: &Value) -> Result<Body, Bad> {
             .iter()
             .filter_map(|c| {
                 let i = titles.iter().position(|t| t == &c.level)?;
-                Some((secs(&c.at)?, i as f64, format!("{}: {}", day(secs(&c.at)?), c.level)))
+                Some((millis(&c.at)?, i as f64, format!("{}: {}", day(millis(&c.at)?), c.level)))
             })
             .collect::<Vec<_>>();
         let top = titles.len().saturating_sub(1) as f64;
@@ -140,7 +141,7 @@ pub(super) async fn line(cx: &Cx<'_>, w: &Value) -> Result<Body, Bad> {
                 .iter()
                 .filter_map(|r| {
                     let v = r.diff.as_ref()?.pointer("/after/properties")?.get(*p)?.as_f64()?;
-                    let t = secs(&r.at)?;
+                    let t = millis(&r.at)?;
                     Some((t, v, format!("{}: {p} = {v}", day(t))))
                 })
                 .collect();
