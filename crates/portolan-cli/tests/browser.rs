@@ -115,6 +115,7 @@ fn web_ui_in_chromium() {
         "10-run-form",
         "11-run",
         "12-self-service",
+        "13-dashboard",
     ] {
         let f = shots.join(format!("{name}.png"));
         assert!(f.metadata().map(|m| m.len() > 1000).unwrap_or(false), "screenshot {} missing", f.display());

@@ -220,7 +220,7 @@ pub(crate) fn from_row(r: &Row) -> (i64, Entity) {
 
 /// `select` over the entities `req` selects (its blueprint and query; not its cursor).
 /// `scorecards`: the organization's, when the query has scorecard rules.
-fn filter(
+pub(crate) fn filter(
     db: &Db,
     org: &OrgId,
     req: &SearchRequest<'_>,

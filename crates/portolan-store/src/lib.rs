@@ -27,6 +27,7 @@ pub mod sql;
 mod teams;
 mod ui;
 mod webhooks;
+mod widgets;
 
 use portolan_core::FieldError;
 
@@ -60,6 +61,7 @@ pub use settings::{PoolUse, Settings};
 pub use teams::{MAX_TEAMS, Person, PersonEdit, Team, TeamWrite, Teams};
 pub use ui::{InitialFilter, Ui};
 pub use webhooks::{Delivery, StoredWebhook, WebhookWrite, Webhooks};
+pub use widgets::{Aggregate, Breakdown, MAX_GROUPS, Widgets};
 
 pub(crate) use dialect::{Budget, SearchGate};
 pub(crate) use jobs::job_rowid;
@@ -127,6 +129,7 @@ pub trait Store:
     + Aggregations
     + Pages
     + Teams
+    + Widgets
 {
 }
 
@@ -148,6 +151,7 @@ impl<T> Store for T where
         + Aggregations
         + Pages
         + Teams
+        + Widgets
 {
 }
 
@@ -155,7 +159,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         Accounts, Actions, Aggregations, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Pages, Resyncs,
-        Scorecards, Secrets, Settings, Store, Teams, Ui, Webhooks,
+        Scorecards, Secrets, Settings, Store, Teams, Ui, Webhooks, Widgets,
     };
 }
 

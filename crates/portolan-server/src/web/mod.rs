@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod builder;
 mod catalog;
+mod dashboards;
 mod editor;
 mod entity;
 mod entity_form;
@@ -87,6 +88,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run.html", include_str!("../../templates/run.html")),
     ("run_body.html", include_str!("../../templates/run_body.html")),
     ("entity_form.html", include_str!("../../templates/entity_form.html")),
+    ("dashboard.html", include_str!("../../templates/dashboard.html")),
 ];
 
 /// The compiled templates.
@@ -161,7 +163,11 @@ pub fn urlencode(s: &str) -> String {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // A page that embeds frames (dashboards' iframes) sets its own policy, the UI's plus a
+    // `frame-src` naming exactly those origins.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
@@ -197,7 +203,10 @@ pub struct Chrome {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/catalog") }))
-        .route("/ui", get(|| async { Redirect::to("/ui/catalog") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/home") }))
+        .route("/ui/home", get(dashboards::home))
+        .route("/ui/dashboards", get(dashboards::dashboards))
+        .route("/ui/dashboards/{id}", get(dashboards::dashboard))
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/signin", get(auth::signin_form).post(auth::signin))
         .route("/ui/signout", post(auth::signout))

@@ -12,6 +12,7 @@ mod pg;
 
 mod actions;
 mod app;
+mod dashboards;
 mod entity_form;
 mod errors;
 mod injection;

@@ -54,6 +54,16 @@ async fn a_team_scoped_member_sees_and_changes_only_what_permissions_allow() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert!(r.unescaped().contains("entities.update") || r.unescaped().contains("may not change"), "{}", r.text);
+    // Dashboards count and list only what the reader may read.
+    let dash = json!({"identifier": "d", "type": "dashboard", "title": "D", "widgets": [
+        {"id": "n", "type": "entities-number-chart", "blueprint": "svc", "chartType": "countEntities", "func": "count"},
+        {"id": "t", "type": "table-entities-explorer", "blueprint": "svc",
+         "dataset": {"combinator": "and", "rules": []}}]});
+    app.api("POST", "/v1/pages", dash).await;
+    let page = app.get(&mut member, "/ui/dashboards/d").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("<p class=\"big-number\">1</p>"), "{}", page.text);
+    assert!(!page.text.contains("theirs-secret"), "{}", page.text);
     // The audit log names every entity's changes: closed to a member with a scoped read.
     assert_eq!(app.get(&mut member, "/ui/audit").await.status, StatusCode::FORBIDDEN);
     let mut admin = app.admin().await;
@@ -61,4 +71,6 @@ async fn a_team_scoped_member_sees_and_changes_only_what_permissions_allow() {
     assert!(audit.text.contains("theirs-secret"), "admins read it all");
     let catalog = app.get(&mut admin, "/ui/catalog/svc").await;
     assert!(catalog.text.contains("theirs-secret"));
+    let page = app.get(&mut admin, "/ui/dashboards/d").await;
+    assert!(page.text.contains("<p class=\"big-number\">2</p>"), "{}", page.text);
 }

@@ -13,6 +13,8 @@ mod pg;
 mod actions;
 #[path = "../web/app.rs"]
 mod app;
+#[path = "../web/dashboards.rs"]
+mod dashboards;
 #[path = "../web/entity_form.rs"]
 mod entity_form;
 #[path = "../web/errors.rs"]

@@ -26,6 +26,7 @@ mod teams;
 pub mod test_db;
 mod ui;
 mod webhooks;
+mod widgets;
 
 use std::collections::HashMap;
 
@@ -48,6 +49,7 @@ pub use search::*;
 pub use teams::*;
 pub use ui::*;
 pub use webhooks::*;
+pub use widgets::*;
 
 pub const T0: &str = "2024-01-01T00:00:00.000Z";
 
@@ -223,7 +225,9 @@ macro_rules! conformance_tests {
             aggregation_values_follow_writes_deletes_search_and_sort,
             // teams.rs
             teams_are_saved_renamed_deleted_audited_and_tenant_scoped, entity_writes_name_only_existing_teams,
-            people_have_roles_status_and_teams, blueprint_permissions_are_kept_and_audited);
+            people_have_roles_status_and_teams, blueprint_permissions_are_kept_and_audited,
+            // widgets.rs
+            widget_aggregates_count_group_and_stay_in_the_organization);
     };
     (@cases always $make:expr; $($case:ident),* $(,)?) => {
         $(
