@@ -201,7 +201,10 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     let ms = model(&src, &small).await;
     catalog(&src, &small, &ms, 900).await;
 
+    let quotas = portolan_store::Quotas { max_users: Some(15), max_entities: None };
+    src.set_quotas(&acme, &quotas).await.unwrap();
     let report = sqlite_to_postgres(&src, &pg, &CopyOptions::default()).await.unwrap();
+    assert_eq!(pg.quotas(&acme).await.unwrap(), quotas, "quotas are copied, unset ones as unset");
     assert_eq!(report.organizations, vec!["acme".to_string(), "small".to_string()]);
     assert!(report.settings_copied && report.committed);
     for t in &report.tables {

@@ -168,7 +168,8 @@ pub async fn sqlite_to_postgres(src: &SqliteStore, dst: &PgStore, opts: &CopyOpt
         q.param(o.id.as_str()).push(", ").param(o.name.as_str()).push(", ").param(o.created_at.as_str());
         q.push(", ").param(o.settings.as_str()).push("::jsonb, ");
         let limit = |v: Option<i64>| v.map_or(SqlParam::Null, SqlParam::Int);
-        q.param(limit(o.max_users)).push(", ").param(limit(o.max_entities)).push(")");
+        // Typed: an unset quota is a NULL parameter, which PostgreSQL would otherwise take as text.
+        q.param(limit(o.max_users)).push("::bigint, ").param(limit(o.max_entities)).push("::bigint)");
         frag_query(&q).execute(&mut *tx).await?;
         for spec in TABLES {
             copy_rows(s, &mut tx, &o.id, spec, &offsets).await?;
