@@ -3,6 +3,7 @@
 mod aggregation;
 mod api;
 mod baseline;
+mod dashboard;
 mod latency;
 mod load;
 mod member_read;
@@ -80,6 +81,9 @@ struct Args {
     /// pass and how long the aggregation jobs take to catch up (issue 15).
     #[arg(long, conflicts_with_all = ["action_runs", "curve", "scorecard"])]
     aggregation: bool,
+    /// Load, then time a six-widget dashboard page beside the catalog page (no API latencies).
+    #[arg(long, conflicts_with_all = ["action_runs", "curve", "scorecard"])]
+    dashboard: bool,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -217,6 +221,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
             loaded.elapsed.as_secs_f64(),
             loaded.per_sec(),
             aggregation::markdown(&result)
+        );
+        return Ok(());
+    }
+    if args.dashboard {
+        let measured = async {
+            let (loaded, _, _) = load_only(&srv, &creds, &data, batch, concurrency).await?;
+            let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+            dashboard::create(&api).await?;
+            let browser = web::Web::sign_in(&srv.base, server::WEB_EMAIL, server::WEB_PASSWORD).await?;
+            progress(&format!("dashboard and catalog pages, {samples} samples each"));
+            Ok::<_, anyhow::Error>((loaded, dashboard::run(&browser, &data, samples).await?))
+        }
+        .await;
+        let log = srv.log_tail();
+        srv.stop().await.context("stopping the server")?;
+        let (loaded, st) = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
+        if let Some(p) = pg {
+            p.drop_database().await?;
+        }
+        print!(
+            "{}\n- database: {}\n- load: {} entities in {:.1} s ({:.0}/s)\n{}",
+            ctx.markdown_header(),
+            if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" },
+            data.total(),
+            loaded.elapsed.as_secs_f64(),
+            loaded.per_sec(),
+            dashboard::markdown(&st, data.total())
         );
         return Ok(());
     }
