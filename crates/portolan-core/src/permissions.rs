@@ -334,6 +334,60 @@ impl ActionPermissions {
     }
 }
 
+/// Port's page permission document (§8.5): `{read, update}`, each `{roles, users, teams}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagePermissions {
+    pub read: Grant,
+    pub update: Grant,
+}
+
+impl PagePermissions {
+    /// Without a document: every member reads the page, administrators change it.
+    pub fn defaults() -> Self {
+        PagePermissions { read: Grant::roles(&["Admin", "Member"]), update: Grant::roles(&["Admin"]) }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let g = |g: &Grant| json!({"roles": g.roles, "users": g.users, "teams": g.teams});
+        json!({"read": g(&self.read), "update": g(&self.update)})
+    }
+
+    /// Apply a `PATCH` body `{read?, update?}` (only the keys given change).
+    pub fn patched(&self, body: &Value) -> Result<Self, FieldErrors> {
+        let mut errs = FieldErrors::default();
+        let mut out = self.clone();
+        let Some(obj) = body.as_object() else {
+            return Err(FieldError::new("", "must be an object {\"read\": {…}, \"update\": {…}}").into());
+        };
+        for (k, v) in obj {
+            match k.as_str() {
+                "read" | "update" => {
+                    if v.get("ownedByTeam").is_some() {
+                        errs.push(
+                            format!("{k}.ownedByTeam"),
+                            "pages have no owning team: grant by roles, users or teams",
+                        );
+                    } else if let Some(g) = parse_grant(v, k, &mut errs) {
+                        *if k == "read" { &mut out.read } else { &mut out.update } = g;
+                    }
+                }
+                _ => errs.push(k.as_str(), "is not a page permission; use read or update"),
+            }
+        }
+        errs.into_result().map(|()| out)
+    }
+
+    pub fn from_stored(doc: &Value) -> Option<Self> {
+        PagePermissions::defaults().patched(doc).ok()
+    }
+
+    /// May `p` see the page?
+    pub fn may_read(&self, p: &Principal) -> bool {
+        let Principal::User(u) = p else { return true };
+        u.admin || self.read.admits(u, &p.roles())
+    }
+}
+
 fn parse_grant(v: &Value, path: &str, errs: &mut FieldErrors) -> Option<Grant> {
     let Some(o) = v.as_object() else {
         errs.push(path, "must be an object {roles, users, teams, ownedByTeam}");

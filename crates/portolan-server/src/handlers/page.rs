@@ -14,7 +14,7 @@ use crate::ops::page;
 use crate::state::AppState;
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let pages = state.store.list_pages(&caller.org).await?;
+    let pages = page::readable(&state, &caller, state.store.list_pages(&caller.org).await?).await?;
     Ok(Json(json!({"ok": true, "pages": pages.iter().map(page::render).collect::<Vec<_>>()})))
 }
 
@@ -65,4 +65,25 @@ pub async fn delete_widget(
 ) -> ApiResult<Json<Value>> {
     let p = page::change_widget(&state, &caller, &id, &widget, None).await?;
     Ok(Json(json!({"ok": true, "page": page::render(&p)})))
+}
+
+/// `GET /v1/pages/{id}/permissions` (admins): `{ok, permissions: {read, update}}`.
+pub async fn get_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let p = page::permissions(&state, &caller.org, &id).await?;
+    Ok(Json(json!({"ok": true, "permissions": p.to_json()})))
+}
+
+/// `PATCH /v1/pages/{id}/permissions` (admins) `{read?, update?}`: only the keys given change.
+pub async fn patch_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let p = page::patch_permissions(&state, &caller, &id, &body).await?;
+    Ok(Json(json!({"ok": true, "permissions": p.to_json()})))
 }

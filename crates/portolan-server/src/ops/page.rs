@@ -2,8 +2,9 @@
 //! Widgets are kept as given (their rendering is a later step); what is checked here is what makes
 //! a page usable: its type, identifier, blueprint, parent folder and unique widget ids.
 
+use portolan_core::permissions::PagePermissions;
 use portolan_core::{FieldError, FieldErrors};
-use portolan_store::{SaveMode, StoredPage};
+use portolan_store::{OrgId, SaveMode, StoredPage};
 use serde_json::{Map, Value, json};
 
 use super::Actor;
@@ -34,7 +35,52 @@ pub fn render(p: &StoredPage) -> Value {
 }
 
 pub async fn load(state: &AppState, actor: &Actor, id: &str) -> ApiResult<StoredPage> {
-    state.store.get_page(&actor.org, id).await?.ok_or_else(|| ApiError::not_found(format!("page {id:?} was not found")))
+    let missing = || ApiError::not_found(format!("page {id:?} was not found"));
+    let p = state.store.get_page(&actor.org, id).await?.ok_or_else(missing)?;
+    // A page the caller may not read is not found, like a missing one.
+    if !actor.principal.is_admin() && !permissions(state, &actor.org, id).await?.may_read(&actor.principal) {
+        return Err(missing());
+    }
+    Ok(p)
+}
+
+/// The permissions of page `id` (the defaults when none were set).
+pub async fn permissions(state: &AppState, org: &OrgId, id: &str) -> ApiResult<PagePermissions> {
+    let doc = state.store.page_permissions(org, id).await?;
+    Ok(doc.and_then(|d| PagePermissions::from_stored(&d)).unwrap_or_else(PagePermissions::defaults))
+}
+
+/// The pages of `pages` that `actor` may read (one read of the organization's documents).
+pub async fn readable(state: &AppState, actor: &Actor, pages: Vec<StoredPage>) -> ApiResult<Vec<StoredPage>> {
+    if actor.principal.is_admin() {
+        return Ok(pages);
+    }
+    let docs: std::collections::HashMap<String, Value> =
+        state.store.all_page_permissions(&actor.org).await?.into_iter().collect();
+    Ok(pages
+        .into_iter()
+        .filter(|p| match docs.get(&p.identifier) {
+            Some(d) => {
+                PagePermissions::from_stored(d).unwrap_or_else(PagePermissions::defaults).may_read(&actor.principal)
+            }
+            None => PagePermissions::defaults().may_read(&actor.principal),
+        })
+        .collect())
+}
+
+/// Apply a permissions `PATCH` to page `id` (audited); the grants' teams must exist.
+pub async fn patch_permissions(state: &AppState, actor: &Actor, id: &str, body: &Value) -> ApiResult<PagePermissions> {
+    let next = permissions(state, &actor.org, id).await?.patched(body).map_err(ApiError::from)?;
+    let mut errs = FieldErrors::default();
+    for (key, g) in [("read", &next.read), ("update", &next.update)] {
+        let missing = state.store.missing_teams(&actor.org, &g.teams).await?;
+        for (i, t) in g.teams.iter().enumerate().filter(|(_, t)| missing.contains(t)) {
+            errs.push(format!("{key}.teams[{i}]"), format!("there is no team {t:?}; create it first (POST /v1/teams)"));
+        }
+    }
+    errs.into_result()?;
+    state.store.set_page_permissions(&actor.org, id, &next.to_json(), &audit_ctx(actor)).await?;
+    Ok(next)
 }
 
 fn new_widget_id() -> String {

@@ -459,3 +459,52 @@ async fn my_teams_and_user_context_are_the_callers() {
         .await;
     assert_eq!(ids(&r.body), ["a", "b", "c"], "{}", r.body);
 }
+
+/// Page permissions (§8.5): every member reads a page by default; a `read` grant by team hides
+/// it from the others in the list and as a 404; only admins read and change the document, and
+/// a grant naming no team is a 422 at its path.
+#[tokio::test]
+async fn page_read_permissions_hide_pages() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.teams(&["sre"]).await;
+    let sre = person(&app, "usr_s", "sre@example.com", json!(["Member"]), json!(["sre"])).await;
+    let dev = person(&app, "usr_d", "dev@example.com", json!(["Member"]), json!([])).await;
+    for id in ["open", "oncall"] {
+        let r = app.post("/v1/pages", json!({"identifier": id, "type": "dashboard", "title": id, "widgets": []})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let r = app.get("/v1/pages/oncall/permissions").await;
+    assert_eq!(r.body["permissions"]["read"]["roles"], json!(["Admin", "Member"]), "{}", r.body);
+    assert_error(&app.req_as(&sre, "GET", "/v1/pages/oncall/permissions", None).await, 403, "forbidden");
+    assert_invalid(
+        &app.patch("/v1/pages/oncall/permissions", json!({"read": {"teams": ["ghost"]}})).await,
+        "read.teams[0]",
+    );
+    assert_invalid(
+        &app.patch("/v1/pages/oncall/permissions", json!({"read": {"ownedByTeam": true}})).await,
+        "read.ownedByTeam",
+    );
+    let r = app.patch("/v1/pages/oncall/permissions", json!({"read": {"roles": ["Admin"], "teams": ["sre"]}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let listed = |token: String| {
+        let app = &app;
+        async move {
+            let r = app.req_as(&token, "GET", "/v1/pages", None).await;
+            let mut ids: Vec<String> = r.body["pages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["identifier"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(listed(sre.clone()).await, ["oncall", "open"]);
+    assert_eq!(listed(dev.clone()).await, ["open"]);
+    assert_eq!(listed(app.token.clone()).await, ["oncall", "open"]);
+    assert_error(&app.req_as(&dev, "GET", "/v1/pages/oncall", None).await, 404, "not_found");
+    assert_eq!(app.req_as(&sre, "GET", "/v1/pages/oncall", None).await.status, StatusCode::OK);
+    let recs = app.audit("identifier=oncall&resources=page").await;
+    assert!(recs[0]["diff"]["after"]["permissions"]["read"]["teams"] == json!(["sre"]), "{}", recs[0]);
+}

@@ -71,6 +71,11 @@ async fn a_team_scoped_member_sees_and_changes_only_what_permissions_allow() {
     assert!(audit.text.contains("theirs-secret"), "admins read it all");
     let catalog = app.get(&mut admin, "/ui/catalog/svc").await;
     assert!(catalog.text.contains("theirs-secret"));
+    // A page the member may not read is neither listed nor shown.
+    app.api("PATCH", "/v1/pages/d/permissions", json!({"read": {"roles": ["Admin"]}})).await;
+    assert_eq!(app.get(&mut member, "/ui/dashboards/d").await.status, StatusCode::NOT_FOUND);
+    let list = app.get(&mut member, "/ui/dashboards").await;
+    assert!(!list.unescaped().contains("/ui/dashboards/d\""), "{}", list.text);
     let page = app.get(&mut admin, "/ui/dashboards/d").await;
     assert!(page.text.contains("<p class=\"big-number\">2</p>"), "{}", page.text);
 }

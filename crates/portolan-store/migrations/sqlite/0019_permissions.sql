@@ -8,3 +8,5 @@ ALTER TABLE users ADD COLUMN moderates TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE blueprints ADD COLUMN permissions TEXT;
 -- A self-service action's permission document (Port's {execute, approve}); NULL: the defaults.
 ALTER TABLE actions ADD COLUMN permissions TEXT;
+-- A page's permission document (Port's {read, update}); NULL: the defaults.
+ALTER TABLE pages ADD COLUMN permissions TEXT;

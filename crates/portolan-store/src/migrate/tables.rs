@@ -285,7 +285,8 @@ const TEAM_MEMBERS: TableSpec = TableSpec {
 const PAGES: TableSpec = TableSpec {
     table: "pages",
     json_type: "json",
-    cols: cols![identifier: Text, data: Json, created_at: Text, created_by: Text, updated_at: Text, updated_by: Text],
+    cols: cols![identifier: Text, data: Json, created_at: Text, created_by: Text, updated_at: Text, updated_by: Text,
+        permissions: Text],
     overriding: false,
     order: &["identifier"],
 };

@@ -81,7 +81,8 @@ fn page_title(p: &StoredPage) -> String {
 
 /// The dashboards of the organization by folder (pages without a folder first).
 async fn nav(state: &AppState, u: &WebUser, current: Option<&str>) -> WebResult<Vec<NavGroup>> {
-    let pages = state.store.list_pages(&u.org).await?;
+    let actor = crate::web::respond::caller(u);
+    let pages = crate::ops::page::readable(state, &actor, state.store.list_pages(&u.org).await?).await?;
     let mut groups: Vec<NavGroup> = Vec::new();
     let mut keys: Vec<Option<String>> = Vec::new();
     for p in pages.iter().filter(|p| is_dashboard(p)) {
@@ -280,7 +281,11 @@ pub async fn dashboards(State(state): State<AppState>, user: WebUser) -> WebResu
 
 /// `GET /ui/dashboards/{id}`: one dashboard (a page of another organization is not found).
 pub async fn dashboard(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> WebResult {
-    let p = state.store.get_page(&user.org, &id).await?;
+    let p = match crate::ops::page::load(&state, &crate::web::respond::caller(&user), &id).await {
+        Ok(p) => Some(p),
+        Err(e) if e.code == crate::error::ErrorCode::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
     match p {
         Some(p) if p.data.get("type").and_then(Value::as_str) != Some("folder") => show(&state, &user, &p).await,
         _ => Err(WebError::NotFound(format!("There is no dashboard \"{id}\"."))),
@@ -289,7 +294,8 @@ pub async fn dashboard(State(state): State<AppState>, user: WebUser, Path(id): P
 
 /// `GET /ui/home`: the organization's `home` page, else the catalog's counts per blueprint.
 pub async fn home(State(state): State<AppState>, user: WebUser) -> WebResult {
-    let pages = state.store.list_pages(&user.org).await?;
+    let actor = crate::web::respond::caller(&user);
+    let pages = crate::ops::page::readable(&state, &actor, state.store.list_pages(&user.org).await?).await?;
     if let Some(p) = pages.iter().find(|p| p.data.get("type").and_then(Value::as_str) == Some("home")) {
         return show(&state, &user, p).await;
     }
