@@ -293,10 +293,39 @@ pub async fn pages_are_saved_audited_and_tenant_scoped(s: &dyn Store) {
     s.delete_page(&a, "ops", &ctx()).await.unwrap();
     assert!(s.get_page(&a, "ops").await.unwrap().is_none());
     assert!(s.get_page(&b, "ops").await.unwrap().is_some(), "b's page of the same name stays");
+    // Page permissions: none until set, set on the page's own row, tenant-scoped, audited.
+    assert_eq!(s.page_permissions(&a, "home").await.unwrap(), None);
+    assert!(matches!(s.page_permissions(&a, "nope").await, Err(StoreError::NotFound(_))));
+    let perms = json!({"read": {"roles": ["Admin"], "users": ["ann@example.com"], "teams": ["ops"]}});
+    s.set_page_permissions(&a, "home", &perms, &ctx()).await.unwrap();
+    assert!(matches!(s.set_page_permissions(&a, "nope", &perms, &ctx()).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.set_page_permissions(&b, "home", &perms, &ctx()).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.page_permissions(&a, "home").await.unwrap(), Some(perms.clone()));
+    assert_eq!(s.page_permissions(&b, "ops").await.unwrap(), None, "b's page is untouched");
+    assert_eq!(s.all_page_permissions(&a).await.unwrap(), [("home".to_string(), perms.clone())]);
+    assert!(s.all_page_permissions(&b).await.unwrap().is_empty());
+    let home = s.get_page(&a, "home").await.unwrap().unwrap();
+    s.save_page(&a, "home", &home.data, SaveMode::Update, &ctx()).await.unwrap();
+    assert_eq!(s.page_permissions(&a, "home").await.unwrap(), Some(perms.clone()), "a page update keeps them");
     let audits = s
         .list_audit(&a, &AuditFilter { resources: vec!["page".into()], limit: 10, ..AuditFilter::default() })
         .await
         .unwrap();
     let seen: Vec<_> = audits.iter().map(|r| (r.action.as_str(), r.identifier.as_str())).collect();
-    assert_eq!(seen, [("DELETE", "ops"), ("CREATE", "home"), ("UPDATE", "ops"), ("CREATE", "ops")]);
+    assert_eq!(
+        seen,
+        [
+            ("UPDATE", "home"),
+            ("UPDATE", "home"),
+            ("DELETE", "ops"),
+            ("CREATE", "home"),
+            ("UPDATE", "ops"),
+            ("CREATE", "ops")
+        ]
+    );
+    assert_eq!(
+        audits[1].diff.as_ref().unwrap()["after"]["permissions"],
+        perms,
+        "the permission change is in the audit log"
+    );
 }
