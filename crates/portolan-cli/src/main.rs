@@ -628,6 +628,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let defaults = ApiConfig::default();
     let api = ApiConfig {
         secrets_key,
+        public_url: cfg.public_url.clone(),
         max_bulk_entities: cfg.max_bulk_entities,
         rate_limit_per_minute: cfg.rate_limit_per_minute,
         job_workers: cfg.job_workers,

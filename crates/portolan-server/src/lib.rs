@@ -14,6 +14,7 @@ pub mod outbound;
 pub mod ratelimit;
 pub mod router;
 pub mod secrets;
+pub mod sso;
 pub mod state;
 pub mod tls;
 pub mod web;

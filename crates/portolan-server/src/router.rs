@@ -102,6 +102,8 @@ routes! {
     post "/v1/integration/{id}/metrics/heartbeat" => metrics::heartbeat, "Integrations", "Ocean's heartbeat, kept in the event log", Admin;
     get "/v1/organization" => organization::get, "Organization", "The caller's organization and its settings", Member;
     patch "/v1/organization" => organization::patch, "Organization", "Change organization settings (e.g. portAgentStreamerName, which Port's agent sets)", Admin;
+    get "/v1/organization/sso" => organization::get_sso, "Organization", "Single sign-on settings (OIDC; never the client secret), the redirect URI to register and the sign-in link (Portolan extension)", Admin;
+    put "/v1/organization/sso" => organization::put_sso, "Organization", "Set single sign-on: the OIDC provider {issuer, clientId, clientSecret, scopes, groupsClaim} and whether passwords still sign in; checked against the provider's discovery document (Portolan extension)", Admin;
     get "/v1/organization/secrets" => organization::list_secrets, "Secrets", "List organization secrets (names and descriptions; values are never shown)", Admin;
     post "/v1/organization/secrets" => organization::create_secret, "Secrets", "Create a secret {secretName, secretValue, description}; usable as {{ .secrets.NAME }} in actions", Admin;
     get "/v1/organization/secrets/{name}" => organization::get_secret, "Secrets", "A secret's name and description", Admin;

@@ -53,6 +53,9 @@ pub struct ApiConfig {
     /// Webhooks: the master key their signing secrets are encrypted with at rest
     /// (`PORTOLAN_SECRETS_KEY`). `None`: webhooks with a secret cannot be created or verified.
     pub secrets_key: Option<crate::secrets::SecretsKey>,
+    /// The URL people reach this server at (`PORTOLAN_PUBLIC_URL`): the SSO redirect URI is
+    /// made from it. `None`: from each request's host.
+    pub public_url: Option<String>,
     /// Failed credential checks per key before answers slow down, before 429, and the window
     /// they are counted in (5, 20, 15 minutes).
     pub auth_failure_limits: (u32, u32, Duration),
@@ -105,6 +108,7 @@ impl Default for ApiConfig {
             password_cost: (19_456, 2),
             invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             secrets_key: None,
+            public_url: None,
             auth_failure_limits: (5, 20, Duration::from_secs(15 * 60)),
             jq: portolan_jq::JqConfig::default(),
             jq_delivery_budget: Duration::from_secs(10),

@@ -34,7 +34,7 @@ pub struct AuditCtx {
     pub at: String,
 }
 
-/// One audit-log record (port-api.md §8.6).
+/// One audit-log record (port-api.md §8.8).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     /// Assigned by the store (`aud_<n>`, increasing); ignored on append.

@@ -41,7 +41,7 @@ pub struct AuditParams {
     limit: Option<String>,
 }
 
-/// Port's `resources[]` values (port-api.md §8.6).
+/// Port's `resources[]` values (port-api.md §8.8).
 use portolan_store::RESOURCE_TYPES as RESOURCES;
 
 pub fn record_json(r: &AuditRecord, org: &str) -> Value {

@@ -25,7 +25,11 @@ async fn render_org(state: &AppState, caller: &Caller) -> ApiResult<Value> {
         .get_org(&caller.org)
         .await?
         .ok_or_else(|| ApiError::not_found("the caller's organization was not found"))?;
-    let settings = state.store.org_settings(&caller.org).await?;
+    let mut settings = state.store.org_settings(&caller.org).await?;
+    // Single sign-on has its own route (it holds an encrypted secret and is checked on save).
+    if let Some(o) = settings.as_object_mut() {
+        o.remove(crate::sso::SETTINGS_KEY);
+    }
     let q = state.store.quotas(&caller.org).await?;
     let usage = state.store.usage(&caller.org).await?;
     Ok(json!({"id": org.id.0, "name": org.name, "createdAt": org.created_at, "featureFlags": [], "settings": settings,
@@ -53,6 +57,10 @@ pub async fn patch(State(state): State<AppState>, caller: Caller, JsonBody(body)
     let mut settings: Map<String, Value> =
         state.store.org_settings(&caller.org).await?.as_object().cloned().unwrap_or_default();
     for (k, v) in given {
+        if k == crate::sso::SETTINGS_KEY {
+            let msg = "single sign-on is set with PUT /v1/organization/sso (its settings are checked there)";
+            return Err(FieldError::new(format!("settings.{k}"), msg).into());
+        }
         if v.is_null() {
             settings.remove(k);
         } else {
@@ -64,6 +72,40 @@ pub async fn patch(State(state): State<AppState>, caller: Caller, JsonBody(body)
     }
     state.store.set_org_settings(&caller.org, &Value::Object(settings), &audit_ctx(&caller)).await?;
     Ok(Json(json!({"ok": true, "organization": render_org(&state, &caller).await?})))
+}
+
+/// `GET /v1/organization/sso`: the single sign-on settings (never the client secret), the
+/// redirect URI to register at the identity provider, and the sign-in link.
+pub async fn get_sso(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let sso = crate::sso::load(&state, &caller.org).await?;
+    Ok(Json(json!({"ok": true, "sso": render_sso(&state, &caller, &headers, &sso).await?})))
+}
+
+/// `PUT /v1/organization/sso` `{oidc: {issuer, clientId, clientSecret, scopes, groupsClaim,
+/// displayName, enabled} | null, localPasswords}`: checked (the provider's discovery document
+/// is read when enabled), audited.
+pub async fn put_sso(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let sso = crate::sso::save(&state, &caller, &body).await?;
+    Ok(Json(json!({"ok": true, "sso": render_sso(&state, &caller, &headers, &sso).await?})))
+}
+
+async fn render_sso(
+    state: &AppState,
+    caller: &Caller,
+    headers: &axum::http::HeaderMap,
+    sso: &crate::sso::Sso,
+) -> ApiResult<Value> {
+    let org = state.store.get_org(&caller.org).await?.map(|o| o.name).unwrap_or_default();
+    Ok(crate::sso::render(sso, &crate::sso::base_url(state, headers), &org))
 }
 
 pub async fn list_secrets(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {

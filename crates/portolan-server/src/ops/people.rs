@@ -126,6 +126,14 @@ pub async fn save_team(
         Some(name) => Some(state.store.get_team(&actor.org, name).await?.ok_or_else(|| team_not_found(name))?),
         None => None,
     };
+    // Port: teams an identity provider provides are read-only; their members follow its groups.
+    if let Some(t) = old.as_ref().filter(|t| t.provider != "Port") {
+        let msg = format!(
+            "team {:?} is provided by single sign-on ({}): its members follow the identity provider's groups at each sign-in; change the groups there (deleting the team is allowed)",
+            t.name, t.provider
+        );
+        return Err(ApiError::new(ErrorCode::InvalidRequest, msg));
+    }
     let name = match obj.get("name") {
         Some(Value::String(n)) => n.clone(),
         Some(_) => {

@@ -84,7 +84,7 @@ struct TeamLink {
 }
 
 /// The session cookie of a new session, on `res`.
-fn with_session_cookie(
+pub(super) fn with_session_cookie(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
@@ -164,6 +164,16 @@ pub async fn signin(State(state): State<AppState>, req: Request) -> WebResult {
     if state.store.get_person(&user.org, &user.email).await?.is_some_and(|p| p.status == "Disabled") {
         let csrf = form.get(session::CSRF_FIELD).unwrap_or_default().to_string();
         let error = Some("This account is disabled. Ask an admin of your organization to enable it.");
+        let ctx = SignIn { csrf: &csrf, next, expired: false, error, email: &email };
+        return page_with(&state, StatusCode::FORBIDDEN, "signin.html", ctx);
+    }
+    // An organization that signs in through SSO only (`localPasswords: false`): the right
+    // password is told apart, so the person knows to use the SSO button.
+    if !crate::sso::load(&state, &user.org).await?.local_passwords {
+        let csrf = form.get(session::CSRF_FIELD).unwrap_or_default().to_string();
+        let error = Some(
+            "Your organization signs in through single sign-on only: use \"Sign in with single sign-on\" below with its name.",
+        );
         let ctx = SignIn { csrf: &csrf, next, expired: false, error, email: &email };
         return page_with(&state, StatusCode::FORBIDDEN, "signin.html", ctx);
     }

@@ -25,6 +25,7 @@ mod organization;
 mod respond;
 pub mod session;
 mod sources;
+mod sso;
 mod teams;
 
 use axum::Router;
@@ -58,6 +59,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
+    ("sso_error.html", include_str!("../../templates/sso_error.html")),
     ("invite.html", include_str!("../../templates/invite.html")),
     ("organization.html", include_str!("../../templates/organization.html")),
     ("team.html", include_str!("../../templates/team.html")),
@@ -210,9 +212,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/signin", get(auth::signin_form).post(auth::signin))
         .route("/ui/signout", post(auth::signout))
+        .route("/ui/sso/start", get(sso::start))
+        .route("/ui/sso/callback", get(sso::callback))
         .route("/ui/invite/{token}", get(auth::invite_form).post(auth::invite_accept))
         .route("/ui/users", get(auth::users).post(auth::invite_create))
         .route("/ui/organization", get(organization::organization))
+        .route("/ui/organization/sso", post(organization::sso_save))
         .route("/ui/teams", get(teams::teams).post(teams::team_create))
         .route("/ui/teams/{name}", get(teams::team).post(teams::team_save))
         .route("/ui/teams/{name}/delete", post(teams::team_delete))

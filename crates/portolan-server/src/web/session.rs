@@ -90,7 +90,7 @@ pub async fn start(state: &AppState, user: &User) -> Result<String, WebError> {
     Ok(id)
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -20,6 +20,7 @@ mod pages;
 mod permissions;
 mod sessions;
 mod sources;
+mod sso;
 mod teams;
 mod views;
 mod webhooks;

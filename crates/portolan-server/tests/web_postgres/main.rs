@@ -29,6 +29,8 @@ mod permissions;
 mod sessions;
 #[path = "../web/sources.rs"]
 mod sources;
+#[path = "../web/sso.rs"]
+mod sso;
 #[path = "../web/teams.rs"]
 mod teams;
 #[path = "../web/views.rs"]

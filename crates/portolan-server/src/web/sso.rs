@@ -1,0 +1,79 @@
+//! Single sign-on in the browser ([`crate::sso`]): `/ui/sso/start` sends the browser to the
+//! organization's identity provider, `/ui/sso/callback` signs the person in. A failure is a page
+//! that says what went wrong, what the provider said, and what an admin should change.
+
+use std::collections::HashMap;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::WebResult;
+use super::auth::{safe_next, with_session_cookie};
+use super::form::query_form;
+use super::respond::{page_with, see_other};
+use super::session;
+use crate::sso::{self, FLOW_COOKIE, FLOW_TTL_SECS, Failure};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+struct FailurePage<'a> {
+    title: &'static str,
+    failure: &'a Failure,
+}
+
+fn failure_page(state: &AppState, f: &Failure) -> WebResult {
+    let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_REQUEST);
+    tracing::info!(status = f.status, message = %f.message, provider_error = ?f.provider_error, "sso: sign-in failed");
+    page_with(state, status, "sso_error.html", FailurePage { title: "Single sign-on did not sign you in", failure: f })
+}
+
+fn with_flow_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: i64, mut res: Response) -> Response {
+    let cookie = session::set_cookie(FLOW_COOKIE, value, max_age, session::is_secure(state, headers));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// `GET /ui/sso/start?org=NAME&next=/ui/…`.
+pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> WebResult {
+    let q = query_form(&q);
+    let next = safe_next(q.get("next"));
+    let base = sso::base_url(&state, &headers);
+    match sso::start(&state, q.get("org").unwrap_or_default(), &next, &base).await {
+        Ok((location, flow)) => {
+            let Ok(loc) = HeaderValue::try_from(location) else {
+                let e = crate::error::ApiError::internal("sso", "the authorization URL is not a header value");
+                return failure_page(&state, &Failure::from(e));
+            };
+            let res = (StatusCode::SEE_OTHER, [(header::LOCATION, loc)]).into_response();
+            Ok(with_flow_cookie(&state, &headers, &flow, FLOW_TTL_SECS, res))
+        }
+        Err(f) => failure_page(&state, &f),
+    }
+}
+
+/// `GET /ui/sso/callback?code=…&state=…` (or `?error=…&error_description=…`).
+pub async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> WebResult {
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
+    let base = sso::base_url(&state, &headers);
+    let cookie = session::cookie_value(&headers, FLOW_COOKIE);
+    let signed_in = async {
+        let (org, identity, next) = sso::finish(&state, cookie, &query, &base).await?;
+        let user = sso::provision(&state, &org, &identity).await?;
+        Ok::<_, Failure>((user, next))
+    }
+    .await;
+    // The flow cookie is spent either way.
+    let res = match signed_in {
+        Ok((user, next)) => {
+            let id = session::start(&state, &user).await?;
+            with_session_cookie(&state, &headers, &id, see_other(&safe_next(Some(&next))))
+        }
+        Err(f) => failure_page(&state, &f)?,
+    };
+    Ok(with_flow_cookie(&state, &headers, "", 0, res))
+}
