@@ -116,6 +116,8 @@ fn web_ui_in_chromium() {
         "11-run",
         "12-self-service",
         "13-dashboard",
+        "14-sso-signed-in",
+        "15-sso-provider-error",
     ] {
         let f = shots.join(format!("{name}.png"));
         assert!(f.metadata().map(|m| m.len() > 1000).unwrap_or(false), "screenshot {} missing", f.display());

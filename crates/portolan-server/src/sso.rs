@@ -419,8 +419,13 @@ pub fn pkce_challenge(verifier: &str) -> String {
 }
 
 /// Begin a sign-in for the organization named `org_name`: the provider's authorization URL to
-/// send the browser to, and the flow cookie's value.
-pub async fn start(state: &AppState, org_name: &str, next: &str, base_url: &str) -> Result<(String, String), Failure> {
+/// send the browser to, the provider's display name, and the flow cookie's value.
+pub async fn start(
+    state: &AppState,
+    org_name: &str,
+    next: &str,
+    base_url: &str,
+) -> Result<(String, String, String), Failure> {
     let org_name = org_name.trim();
     if org_name.is_empty() {
         return Err(Failure::new(400, "Type the name of your organization to sign in with single sign-on."));
@@ -463,7 +468,7 @@ pub async fn start(state: &AppState, org_name: &str, next: &str, base_url: &str)
         .append_pair("code_challenge", &pkce_challenge(&flow.verifier))
         .append_pair("code_challenge_method", "S256");
     let cookie = key.encrypt(&serde_json::to_string(&flow).unwrap_or_default(), flow_aad());
-    Ok((url.to_string(), cookie))
+    Ok((url.to_string(), oidc.display_name, cookie))
 }
 
 /// Who the provider says signed in.

@@ -60,6 +60,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("sso_error.html", include_str!("../../templates/sso_error.html")),
+    ("sso_redirect.html", include_str!("../../templates/sso_redirect.html")),
     ("invite.html", include_str!("../../templates/invite.html")),
     ("organization.html", include_str!("../../templates/organization.html")),
     ("team.html", include_str!("../../templates/team.html")),

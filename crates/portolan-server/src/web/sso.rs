@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 
 use super::WebResult;
@@ -43,16 +43,20 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q
     let next = safe_next(q.get("next"));
     let base = sso::base_url(&state, &headers);
     match sso::start(&state, q.get("org").unwrap_or_default(), &next, &base).await {
-        Ok((location, flow)) => {
-            let Ok(loc) = HeaderValue::try_from(location) else {
-                let e = crate::error::ApiError::internal("sso", "the authorization URL is not a header value");
-                return failure_page(&state, &Failure::from(e));
-            };
-            let res = (StatusCode::SEE_OTHER, [(header::LOCATION, loc)]).into_response();
+        // A page that moves on by itself rather than a redirect: the sign-in form submits here,
+        // and the pages' CSP (`form-action 'self'`) stops a form's redirect to another origin.
+        Ok((location, provider, flow)) => {
+            let res = page_with(&state, StatusCode::OK, "sso_redirect.html", Redirecting { location, provider })?;
             Ok(with_flow_cookie(&state, &headers, &flow, FLOW_TTL_SECS, res))
         }
         Err(f) => failure_page(&state, &f),
     }
+}
+
+#[derive(Serialize)]
+struct Redirecting {
+    location: String,
+    provider: String,
 }
 
 /// `GET /ui/sso/callback?code=…&state=…` (or `?error=…&error_description=…`).

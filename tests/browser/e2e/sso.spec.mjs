@@ -1,0 +1,168 @@
+// Single sign-on end to end, in real Chromium, against a real OpenID Connect provider: npm's
+// `oidc-provider` (certified), run in this process with its development login and consent pages.
+// A small proxy in front of it can alter the ID token the token endpoint answers, so a tampered
+// token is tried against the real flow. Covered: sign-in from the sign-in page's SSO form, the
+// user created just in time with a team from the groups claim, the provider's own error (the
+// person cancels at the provider) shown as a page in words, and a tampered token refused.
+// Settings are restored at the end (the other specs sign in with a password).
+import { test, expect } from '@playwright/test';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import Provider from 'oidc-provider';
+
+const BASE = process.env.PORTOLAN_URL ?? 'http://127.0.0.1:7070';
+const SHOTS = process.env.SCREENSHOT_DIR ?? '../../target/browser-screenshots';
+const CLIENT_ID = process.env.PORTOLAN_CLIENT_ID ?? 'browser-test-client';
+const CLIENT_SECRET = process.env.PORTOLAN_CLIENT_SECRET ?? 'browser-test-client-secret';
+const OIDC_CLIENT = 'portolan-browser';
+const OIDC_SECRET = 'a-client-secret-long-enough-for-hs-and-basic-auth';
+
+async function shot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function api(method, url, data) {
+  const t = await fetch(`${BASE}/v1/auth/access_token`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }),
+  });
+  const bearer = (await t.json()).accessToken;
+  const res = await fetch(`${BASE}${url}`, {
+    method, headers: { Authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+    body: data === undefined ? undefined : JSON.stringify(data),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+function listen(server) {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+}
+
+/// The provider behind a proxy that, when `state.tamper` is set, rewrites the e-mail inside
+/// the ID token the token endpoint answers (keeping the signature).
+async function startProvider(state) {
+  const outer = http.createServer();
+  const port = await listen(outer);
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, {
+    clients: [{
+      client_id: OIDC_CLIENT, client_secret: OIDC_SECRET,
+      redirect_uris: [`${BASE}/ui/sso/callback`],
+      grant_types: ['authorization_code'], response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    }],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['given_name', 'family_name'], groups: ['groups'] },
+    // Portolan reads the person from the ID token, as most providers send it there.
+    conformIdTokenClaims: false,
+    cookies: { keys: ['browser-test-cookie-key'] },
+    findAccount: async (_ctx, id) => ({
+      accountId: id,
+      claims: async () => ({
+        sub: id, email: `${id}@example.com`, email_verified: true,
+        given_name: id, family_name: 'Oidc', groups: ['oidc-platform'],
+      }),
+    }),
+  });
+  const inner = http.createServer(provider.callback());
+  const innerPort = await listen(inner);
+  outer.on('request', (req, res) => {
+    const up = http.request({ host: '127.0.0.1', port: innerPort, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      if (!(state.tamper && req.url.startsWith('/token'))) {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+        return;
+      }
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString());
+        const [h, p, s] = body.id_token.split('.');
+        const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+        claims.email = 'admin@example.com';
+        body.id_token = [h, Buffer.from(JSON.stringify(claims)).toString('base64url'), s].join('.');
+        const out = JSON.stringify(body);
+        const headers = { ...r.headers, 'content-length': Buffer.byteLength(out) };
+        res.writeHead(r.statusCode, headers);
+        res.end(out);
+      });
+    });
+    req.pipe(up);
+  });
+  return { issuer, close: () => { outer.close(); inner.close(); } };
+}
+
+/// From Portolan's sign-in page through the provider's login (and consent) back to Portolan.
+async function signInAt(page, org, login, { cancel = false } = {}) {
+  await page.goto('/ui/signin');
+  await page.locator('#sso input[name=org]').fill(org);
+  await page.locator('#sso button[type=submit]').click();
+  await page.waitForURL((u) => u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' });
+  if (cancel) {
+    await page.getByText('[ Cancel ]').click();
+    return;
+  }
+  await page.locator('input[name=login]').fill(login);
+  await page.locator('input[name=password]').fill('any password');
+  await page.locator('button[type=submit]').click();
+  await page.waitForURL((u) => u.href.startsWith(BASE) || u.pathname.endsWith('/consent') || u.pathname.startsWith('/interaction/'),
+    { waitUntil: 'domcontentloaded' });
+  if (!page.url().startsWith(BASE)) {
+    await page.getByRole('button', { name: 'Continue' }).click();
+  }
+  await page.waitForURL((u) => u.href.startsWith(BASE), { waitUntil: 'domcontentloaded' });
+}
+
+test('single sign-on through a real OpenID Connect provider', async ({ browser }) => {
+  const state = { tamper: false };
+  const idp = await startProvider(state);
+  const org = (await api('GET', '/v1/organization')).organization.name;
+  try {
+    const saved = await api('PUT', '/v1/organization/sso', {
+      oidc: { issuer: idp.issuer, clientId: OIDC_CLIENT, clientSecret: OIDC_SECRET,
+              scopes: ['openid', 'email', 'profile', 'groups'], groupsClaim: 'groups', displayName: 'oidc-provider' },
+    });
+    expect(saved.sso.oidc.redirectUri).toBe(`${BASE}/ui/sso/callback`);
+
+    // Sign-in: a new person lands in the catalog, created just in time with the group's team.
+    const ann = await browser.newContext({ baseURL: BASE });
+    const page = await ann.newPage();
+    await signInAt(page, org, 'ann');
+    await expect(page).toHaveURL(/\/ui\/catalog/);
+    await expect(page.locator('body')).toContainText('ann@example.com');
+    await shot(page, '14-sso-signed-in');
+    const user = (await api('GET', '/v1/users/ann@example.com')).user;
+    expect(user.roles).toEqual([{ name: 'Member' }]);
+    expect(user.teams).toContain('oidc-platform');
+    expect((await api('GET', '/v1/teams/oidc-platform')).team.provider).toBe('OIDC');
+    await ann.close();
+
+    // The person cancels at the provider: its access_denied, explained.
+    const cancel = await browser.newContext({ baseURL: BASE });
+    const p2 = await cancel.newPage();
+    await signInAt(p2, org, 'bob', { cancel: true });
+    await p2.waitForURL((u) => u.href.startsWith(BASE), { waitUntil: 'domcontentloaded' });
+    await expect(p2.locator('h1')).toHaveText('Single sign-on did not sign you in');
+    await expect(p2.locator('#sso-provider')).toContainText('access_denied');
+    await expect(p2.locator('#sso-provider')).toContainText('End-User aborted interaction');
+    await expect(p2.locator('#sso-hint')).toContainText('not assigned to the application');
+    await shot(p2, '15-sso-provider-error');
+    await cancel.close();
+
+    // A token altered on its way (the e-mail changed to the admin's): refused, nobody signed in.
+    state.tamper = true;
+    const evil = await browser.newContext({ baseURL: BASE });
+    const p3 = await evil.newPage();
+    await signInAt(p3, org, 'mallory');
+    await expect(p3.locator('#sso-message')).toContainText('signature does not verify');
+    await p3.goto('/ui/catalog');
+    await expect(p3).toHaveURL(/\/ui\/signin/);
+    await evil.close();
+  } finally {
+    await api('PUT', '/v1/organization/sso', { oidc: null, localPasswords: true });
+    idp.close();
+  }
+});
