@@ -5,7 +5,7 @@
 use portolan_core::Entity;
 use serde_json::json;
 
-use super::{T0, ctx, entity, model, org, put, write_ok};
+use super::{T0, ctx, entity, idents, model, org, put, req, write_ok};
 use crate::{AuditFilter, OrgId, PersonEdit, SaveMode, Session, Store, StoreError, TeamWrite, User, WriteRejection};
 
 fn team(name: &str, members: &[&str]) -> TeamWrite {
@@ -25,6 +25,24 @@ fn with_team(mut e: Entity, teams: &[&str]) -> Entity {
 
 async fn teams_of(s: &dyn Store, o: &OrgId, bp: &str, id: &str) -> Vec<String> {
     s.get_entity(o, bp, id).await.unwrap().expect("entity").team
+}
+
+/// The `team` entities `$team in [names]` finds (answered from the entity_teams rows the
+/// write path's triggers keep), sorted, and their count.
+async fn in_teams(
+    s: &dyn Store,
+    o: &OrgId,
+    m: &std::collections::HashMap<String, portolan_core::Blueprint>,
+    names: &[&str],
+) -> Vec<String> {
+    let q = portolan_core::search::parse_query(
+        &json!({"combinator": "and", "rules": [{"property": "$team", "operator": "in", "value": names}]}),
+    )
+    .unwrap();
+    let r = req(Some("team"), Some(&q), m);
+    let found = idents(s, o, &r).await;
+    assert_eq!(s.count_entities(o, &r).await.unwrap(), found.len() as u64, "count agrees with the search");
+    found
 }
 
 /// Blueprint permission documents: none until set (the defaults), kept beside the blueprint
@@ -91,6 +109,10 @@ pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn S
     assert!(s.get_team(&a, "core").await.unwrap().is_none());
     assert_eq!(teams_of(s, &a, "team", "t1").await, ["platform", "web"]);
     assert_eq!(teams_of(s, &a, "team", "t2").await, ["web"]);
+    // `$team` rules follow the rename (they read the entity_teams rows, not the arrays).
+    assert_eq!(in_teams(s, &a, &m, &["platform"]).await, ["t1"]);
+    assert!(in_teams(s, &a, &m, &["core"]).await.is_empty());
+    assert_eq!(in_teams(s, &a, &m, &["web", "platform"]).await, ["t1", "t2"]);
 
     // Delete: gone from entities, members and the list.
     s.delete_team(&a, "web", &ctx()).await.unwrap();
@@ -99,6 +121,14 @@ pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn S
     assert!(matches!(s.delete_team(&a, "web", &ctx()).await, Err(StoreError::NotFound(_))));
     let names: Vec<String> = s.list_teams(&a).await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["platform"]);
+    assert!(in_teams(s, &a, &m, &["web"]).await.is_empty(), "the deletion reached the team rows");
+    // An entity write changing its teams, then its deletion.
+    write_ok(s, &a, &m, vec![with_team(entity("team", "t2", json!({}), json!({})), &["platform"])]).await;
+    assert_eq!(in_teams(s, &a, &m, &["platform"]).await, ["t1", "t2"]);
+    write_ok(s, &a, &m, vec![with_team(entity("team", "t1", json!({}), json!({})), &[])]).await;
+    assert_eq!(in_teams(s, &a, &m, &["platform"]).await, ["t2"]);
+    s.delete_entities(&a, "team", &["t2".into()], false, &ctx()).await.unwrap();
+    assert!(in_teams(s, &a, &m, &["platform"]).await.is_empty());
 
     // Tenancy.
     assert!(s.list_teams(&b).await.unwrap().is_empty());
@@ -120,6 +150,12 @@ pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn S
             ("CREATE", "core")
         ]
     );
+    // Another organization's entity in a team of the same name is not found from here.
+    let mb = model(s, &b).await;
+    s.save_team(&b, None, &team("platform", &[]), SaveMode::Create, &ctx()).await.unwrap();
+    write_ok(s, &b, &mb, vec![with_team(entity("team", "tb", json!({}), json!({})), &["platform"])]).await;
+    assert!(in_teams(s, &a, &m, &["platform"]).await.is_empty());
+    assert_eq!(in_teams(s, &b, &mb, &["platform"]).await, ["tb"]);
 }
 
 /// An entity write may keep a team it has but may only add existing teams: on the batch path

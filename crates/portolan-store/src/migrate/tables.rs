@@ -339,6 +339,7 @@ const COPIED_BY_HAND: &[(&str, &[&str])] = &[
 pub const NOT_COPIED: &[(&str, &str)] = &[
     ("_sqlx_migrations", "sqlx's own record of applied migrations: each database migrates itself"),
     ("jobs", "background jobs are not copied: move an install with no job queued or running"),
+    ("entity_teams", "derived from entities.team by triggers on both databases: copying the entities fills it"),
     (
         "blueprint_versions",
         "a per-organization change counter for caches; the target starts its own, and every node of the \

@@ -425,8 +425,10 @@ fn team(d: Dialect, col: Col, pos: Positive<'_>, path: &str) -> Result<SqlFrag, 
             if names.is_empty() {
                 f.push("FALSE");
             } else {
-                each(&mut f);
-                f.push("j.value IN (").param_list(names).push("))");
+                // The entity_teams rows (migration 0020): an index range per team, not every
+                // row's array unpacked. Uncorrelated, so it is evaluated once per statement.
+                Col { alias: col.alias, name: "rid" }.write(&mut f);
+                f.push(" IN (SELECT et.rid FROM entity_teams et WHERE et.team IN (").param_list(names).push("))");
             }
         }
         Positive::NonEmpty => {

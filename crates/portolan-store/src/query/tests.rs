@@ -274,6 +274,8 @@ fn entities() -> Vec<Fixture> {
 async fn setup() -> (SqlitePool, HashMap<String, Blueprint>) {
     let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.unwrap();
     sqlx::raw_sql(include_str!("../../migrations/sqlite/0001_init.sql")).execute(&pool).await.unwrap();
+    // `$team` rules read the entity_teams rows its triggers keep.
+    sqlx::raw_sql(include_str!("../../migrations/sqlite/0020_entity_teams.sql")).execute(&pool).await.unwrap();
     let bps = blueprints();
     for org in ["org1", "org2"] {
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, '2024-01-01T00:00:00.000Z')")
