@@ -44,8 +44,9 @@ pub struct Config {
     pub session_absolute_hours: u64,
     /// Web UI: mark cookies Secure (the server is reached over TLS).
     pub secure_cookies: bool,
-    /// The URL people reach this server at (links printed by `portolan init`); default
-    /// `http://<listen>`.
+    /// The URL people reach this server at: links printed by `portolan init` (default
+    /// `http://<listen>`) and the single sign-on redirect URI (default: the address each
+    /// request came to).
     pub public_url: Option<String>,
     /// Webhooks: base64 of the 32-byte master key webhook secrets are encrypted with. Never
     /// printed: `Debug` redacts it.

@@ -413,13 +413,17 @@ pub fn search(data: &[u8]) {
     let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
     let mut user = Vec::new();
     strings(&v, &mut user);
-    for dialect in [portolan_store::sql::Dialect::Sqlite, portolan_store::sql::Dialect::Postgres] {
+    let modes = [portolan_store::sql::Dialect::Sqlite, portolan_store::sql::Dialect::Postgres]
+        .into_iter()
+        .flat_map(|d| [(d, false), (d, true)]);
+    for (dialect, team_rows) in modes {
         let ctx = portolan_store::query::CompileCtx {
             org_id: "org_fuzz",
             now,
             blueprints: model(),
             dialect,
             scorecards: Some(&[]),
+            team_rows,
         };
         let Ok(frag) = portolan_store::query::compile_where(&q, &ctx) else { continue };
         for s in &user {

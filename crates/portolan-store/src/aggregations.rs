@@ -333,7 +333,8 @@ impl Aggregations for SqlStore {
         let d = db.dialect();
         let mut out = AggregateOutcome::default();
         let aggs = blueprints.get(bp).map(Aggregation::of_blueprint).unwrap_or_default();
-        let cctx = CompileCtx { org_id: &org.0, now: now_at, blueprints, dialect: d, scorecards: None };
+        let cctx =
+            CompileCtx { org_id: &org.0, now: now_at, blueprints, dialect: d, scorecards: None, team_rows: false };
         // The snapshot: everything below is read after this instant (the database's clock), on
         // the read pool — no lock is held while computing. Values are written with it as
         // `computed_at`, and a stored value is replaced only by one of a later snapshot, so a
@@ -475,7 +476,14 @@ impl Aggregations for SqlStore {
             .map(|b| b.identifier.as_str())
             .collect();
         aggregating.sort_unstable();
-        let cctx = CompileCtx { org_id: &org.0, now: Utc::now(), blueprints, dialect: db.dialect(), scorecards: None };
+        let cctx = CompileCtx {
+            org_id: &org.0,
+            now: Utc::now(),
+            blueprints,
+            dialect: db.dialect(),
+            scorecards: None,
+            team_rows: false,
+        };
         for agg_bp in aggregating {
             let mut found: Vec<String> = by_bp.get(agg_bp).cloned().unwrap_or_default();
             'seeds: for (seed_bp, ids) in &by_bp {

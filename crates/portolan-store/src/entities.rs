@@ -226,6 +226,7 @@ pub(crate) fn filter(
     req: &SearchRequest<'_>,
     scorecards: Option<&[ScorecardDef]>,
     select: &str,
+    whole_set: bool,
 ) -> Result<SqlFrag> {
     let mut q = SqlFrag::new(select);
     q.push(" FROM entities e WHERE e.org_id = ").param(SqlParam::Text(org.0.clone()));
@@ -242,6 +243,7 @@ pub(crate) fn filter(
         blueprints: req.blueprints,
         dialect: db.dialect(),
         scorecards: Some(scorecards.unwrap_or_default()),
+        team_rows: whole_set,
     };
     if let Some(visible) = req.visible {
         let frag = compile_where_in(visible, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
@@ -316,14 +318,14 @@ impl Entities for SqlStore {
 
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
         let defs = self.scorecard_defs(org, req).await?;
-        let q = filter(&self.db, org, req, defs.as_deref(), "SELECT COUNT(*)")?;
+        let q = filter(&self.db, org, req, defs.as_deref(), "SELECT COUNT(*)", true)?;
         let rows = self.search_rows(org, &q).await?;
         Ok(rows.first().map_or(0, |row| row.get::<i64, _>(0) as u64))
     }
 
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
         let defs = self.scorecard_defs(org, req).await?;
-        let mut q = filter(&self.db, org, req, defs.as_deref(), &format!("SELECT {COLUMNS}"))?;
+        let mut q = filter(&self.db, org, req, defs.as_deref(), &format!("SELECT {COLUMNS}"), false)?;
         if let Some(after) = req.after {
             q.push(" AND e.rid > ").param(SqlParam::Int(after));
         }
@@ -354,7 +356,7 @@ impl Entities for SqlStore {
             return Ok(SortedPage { entities: vec![], more: false });
         }
         let defs = self.scorecard_defs(org, req).await?;
-        let mut q = filter(db, org, req, defs.as_deref(), &format!("SELECT {COLUMNS}"))?;
+        let mut q = filter(db, org, req, defs.as_deref(), &format!("SELECT {COLUMNS}"), false)?;
         let dir = if descending { " DESC NULLS LAST" } else { " ASC NULLS LAST" };
         q.push(" ORDER BY ");
         match sort_column(sort) {

@@ -68,6 +68,10 @@ pub struct CompileCtx<'a> {
     /// The organization's scorecards, for `{"scorecard": …}` rules; `None` where such rules
     /// cannot be used (a scorecard's own rules and filter).
     pub scorecards: Option<&'a [ScorecardDef]>,
+    /// The statement reads the whole matching set (a count, an aggregate): `$team` rules naming
+    /// teams gather the teams' entities from `entity_teams` once. Pages leave it off, so they
+    /// test each row's teams and stop at their limit.
+    pub team_rows: bool,
 }
 
 /// What the compiler needs of a scorecard: its key, level titles and rule identifiers.
@@ -176,7 +180,10 @@ impl<'a> Compiler<'a, '_> {
         match rule {
             Rule::Property { property: PropertyRef::Meta(m), op } => {
                 let (negated, pos) = op.positive();
-                Ok(negate_if(negated, predicate(self.ctx.dialect, &meta_field(*m, Alias::E), pos, now, path)?))
+                Ok(negate_if(
+                    negated,
+                    predicate(self.ctx.dialect, &meta_field(*m, Alias::E, self.ctx.team_rows), pos, now, path)?,
+                ))
             }
             Rule::Property { property: PropertyRef::Property(name), op } => self.property(name, op, path),
             Rule::PropertySchema { schema, op } => self.property_schema(schema, op, path),
@@ -447,7 +454,7 @@ impl<'a> Compiler<'a, '_> {
         f.push(" AND (");
         let alias = Alias::M(first + hops.len() - 1);
         let field = match last {
-            PropertyRef::Meta(m) => meta_field(*m, alias),
+            PropertyRef::Meta(m) => meta_field(*m, alias, self.ctx.team_rows),
             PropertyRef::Property(p) => Field::Json { col: Col { alias, name: "properties" }, key: p.clone() },
         };
         f.append(pred(d, &field, self.ctx.now)?).push("))");

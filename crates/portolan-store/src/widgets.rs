@@ -112,7 +112,7 @@ impl Widgets for SqlStore {
         let top = top.clamp(1, MAX_GROUPS);
         let mut groups = SqlFrag::new("SELECT ");
         groups.append(value_text(db.dialect(), field)).push(" AS v, COUNT(*) AS n");
-        groups.append(filter(db, org, req, defs.as_deref(), "")?);
+        groups.append(filter(db, org, req, defs.as_deref(), "", true)?);
         groups.push(" GROUP BY v ORDER BY n DESC, v LIMIT ").param(SqlParam::Int(i64::from(top)));
         let rows = self.search_rows(org, &groups).await?;
         let groups: Vec<(Option<String>, u64)> =
@@ -122,7 +122,7 @@ impl Widgets for SqlStore {
         let total = if (groups.len() as u32) < top {
             shown
         } else {
-            let count = filter(db, org, req, defs.as_deref(), "SELECT COUNT(*)")?;
+            let count = filter(db, org, req, defs.as_deref(), "SELECT COUNT(*)", true)?;
             let rows = self.search_rows(org, &count).await?;
             rows.first().map_or(0, |r| r.get::<i64, _>(0).max(0) as u64)
         };
@@ -149,7 +149,7 @@ impl Widgets for SqlStore {
         };
         let mut q = SqlFrag::new("SELECT ");
         q.push(name).append(value_number(db.dialect(), property)).push(")");
-        q.append(filter(db, org, req, defs.as_deref(), "")?);
+        q.append(filter(db, org, req, defs.as_deref(), "", true)?);
         let rows = self.search_rows(org, &q).await?;
         Ok(rows.first().and_then(|r| r.get::<Option<f64>, _>(0)))
     }

@@ -163,6 +163,7 @@ fn checked_write(
         blueprints,
         dialect: Default::default(),
         scorecards: None,
+        team_rows: false,
     };
     let queries = sc
         .filter

@@ -373,9 +373,23 @@ async fn search_in(pool: &SqlitePool, bps: &HashMap<String, Blueprint>, org: &st
         &wrapped
     };
     let query = parse_query(q).unwrap_or_else(|e| panic!("parse {q}: {e}"));
-    let ctx = CompileCtx { org_id: org, now: now(), blueprints: bps, dialect: Dialect::Sqlite, scorecards: None };
-    let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
-    run(pool, org, frag).await
+    // Every rule finds the same entities whether `$team` reads each row's array (pages) or the
+    // entity_teams rows (counts and aggregates).
+    let mut found = Vec::new();
+    for team_rows in [false, true] {
+        let ctx = CompileCtx {
+            org_id: org,
+            now: now(),
+            blueprints: bps,
+            dialect: Dialect::Sqlite,
+            scorecards: None,
+            team_rows,
+        };
+        let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
+        found.push(run(pool, org, frag).await);
+    }
+    assert_eq!(found[0], found[1], "{q}: team arrays and team rows disagree");
+    found.swap_remove(0)
 }
 
 /// `{and: [$blueprint = bp, rule]}`.
@@ -822,7 +836,14 @@ async fn query_never_crosses_tenants() {
 #[tokio::test]
 async fn query_blueprint_scope_avoids_foreign_definitions() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
+    let ctx = CompileCtx {
+        org_id: "org1",
+        now: now(),
+        blueprints: &bps,
+        dialect: Dialect::Sqlite,
+        scorecards: None,
+        team_rows: false,
+    };
     // `calcUrl` is a calculation property of `service` only.
     let q = parse_query(&json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]})).unwrap();
     let e = compile_where(&q, &ctx).unwrap_err();
@@ -847,7 +868,14 @@ async fn query_blueprint_scope_avoids_foreign_definitions() {
 #[tokio::test]
 async fn query_compile_errors() {
     let bps = blueprints();
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
+    let ctx = CompileCtx {
+        org_id: "org1",
+        now: now(),
+        blueprints: &bps,
+        dialect: Dialect::Sqlite,
+        scorecards: None,
+        team_rows: false,
+    };
     let cases = [
         (
             json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]}),
@@ -908,7 +936,14 @@ fn query_sql_is_parameterized() {
     let svc = bps.get_mut("service").expect("service");
     svc.schema.properties.insert(hostile.into(), serde_json::from_value(json!({"type": "string"})).expect("prop"));
     svc.relations.insert(hostile.into(), serde_json::from_value(json!({"target": "service"})).expect("rel"));
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
+    let ctx = CompileCtx {
+        org_id: "org1",
+        now: now(),
+        blueprints: &bps,
+        dialect: Dialect::Sqlite,
+        scorecards: None,
+        team_rows: false,
+    };
     let q = parse_query(&json!({"combinator": "or", "rules": [
         rule(hostile, "=", json!(hostile)), rule("name", "contains", json!(hostile)),
         {"relation": hostile, "operator": "=", "value": hostile},
@@ -932,7 +967,14 @@ fn query_referenced_blueprints() {
 #[tokio::test]
 async fn query_walks_use_indexes() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect: Dialect::Sqlite, scorecards: None };
+    let ctx = CompileCtx {
+        org_id: "org1",
+        now: now(),
+        blueprints: &bps,
+        dialect: Dialect::Sqlite,
+        scorecards: None,
+        team_rows: false,
+    };
     let q = parse_query(&json!({"combinator": "and", "rules": [
         {"operator": "relatedTo", "blueprint": "domain", "value": "dom-1"},
         {"property": {"path": ["domain", "system"]}, "operator": "matchAny", "value": "sys-1"},
@@ -1052,7 +1094,8 @@ fn numeric_comparisons_on_postgres_have_no_opaque_type_test() {
     let q = parse_query(&json!({"combinator": "and", "rules": [{"property": "cpu", "operator": ">", "value": 16}]}))
         .expect("query");
     for (dialect, has_test) in [(Dialect::Postgres, false), (Dialect::Sqlite, true)] {
-        let ctx = CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect, scorecards: None };
+        let ctx =
+            CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect, scorecards: None, team_rows: false };
         let frag = compile_where(&q, &ctx).expect("compile");
         let sql = frag.render(dialect).to_string();
         assert_eq!(sql.contains("IN ('integer', 'real')"), has_test, "{sql}");

@@ -137,7 +137,14 @@ pub(super) async fn search_in(pool: &PgPool, bps: &HashMap<String, Blueprint>, o
         &wrapped
     };
     let query = parse_query(q).unwrap_or_else(|e| panic!("parse {q}: {e}"));
-    let ctx = CompileCtx { org_id: org, now: now(), blueprints: bps, dialect: Dialect::Postgres, scorecards: None };
+    let ctx = CompileCtx {
+        org_id: org,
+        now: now(),
+        blueprints: bps,
+        dialect: Dialect::Postgres,
+        scorecards: None,
+        team_rows: false,
+    };
     let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
     run(pool, org, frag).await
 }
