@@ -172,7 +172,7 @@ pub async fn signin(State(state): State<AppState>, req: Request) -> WebResult {
     if !crate::sso::load(&state, &user.org).await?.local_passwords {
         let csrf = form.get(session::CSRF_FIELD).unwrap_or_default().to_string();
         let error = Some(
-            "Your organization signs in through single sign-on only: use \"Sign in with single sign-on\" below with its name.",
+            "Your organization signs in through single sign-on only: use \"Continue with single sign-on\" below with its name.",
         );
         let ctx = SignIn { csrf: &csrf, next, expired: false, error, email: &email };
         return page_with(&state, StatusCode::FORBIDDEN, "signin.html", ctx);
