@@ -229,7 +229,7 @@ pub async fn save(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<Ss
         o.client_secret_encrypted = Some(key.encrypt(&secret, &secret_aad(&actor.org)));
     }
     if let Some(o) = oidc.as_ref().filter(|o| o.enabled)
-        && let Err(f) = discover(state, &o.issuer).await
+        && let Err(f) = discover(state, &o.issuer, true).await
     {
         let msg = match f.hint {
             Some(h) => format!("{} {h}", f.message),
@@ -336,6 +336,43 @@ pub struct Metadata {
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
 
+/// How long a provider's discovery document and key set are reused.
+const DOC_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most documents kept (the cache is emptied when full).
+const DOC_CACHE_MAX: usize = 1000;
+
+/// The providers' discovery documents and key sets by URL, each reused for [`DOC_TTL`]: a
+/// sign-in costs the provider one token request, and a burst of sign-in starts (or someone
+/// requesting `/ui/sso/start` in a loop) does not become a burst of requests to the provider.
+/// Saving the settings always reads the provider afresh; an ID token naming a key the cached
+/// set lacks refetches the set once (the provider rotated its keys).
+#[derive(Default)]
+pub struct DocCache(std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Value)>>);
+
+impl DocCache {
+    fn get(&self, url: &str) -> Option<Value> {
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(url).filter(|(at, _)| at.elapsed() < DOC_TTL).map(|(_, v)| v.clone())
+    }
+    fn put(&self, url: &str, v: &Value) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= DOC_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(url.to_string(), (std::time::Instant::now(), v.clone()));
+    }
+}
+
+/// [`get_json`] through the cache unless `fresh`.
+async fn cached_json(state: &AppState, url: &str, what: &str, fresh: bool) -> Result<Value, Failure> {
+    if !fresh && let Some(v) = state.sso_docs.get(url) {
+        return Ok(v);
+    }
+    let v = get_json(state, url, what).await?;
+    state.sso_docs.put(url, &v);
+    Ok(v)
+}
+
 /// GET a JSON document from the provider.
 async fn get_json(state: &AppState, url: &str, what: &str) -> Result<Value, Failure> {
     let ex = state
@@ -368,11 +405,11 @@ fn answer_json(ex: crate::outbound::Exchange, what: &str, url: &str) -> Result<V
     body.ok_or_else(|| Failure::new(502, format!("The identity provider's {what} at {url} is not JSON.")))
 }
 
-/// The discovery document of `issuer`, checked: its `issuer` must be the configured one
-/// exactly (OpenID Connect Discovery §4.3).
-pub async fn discover(state: &AppState, issuer: &str) -> Result<Metadata, Failure> {
+/// The discovery document of `issuer` (from the cache unless `fresh`), checked: its `issuer`
+/// must be the configured one exactly (OpenID Connect Discovery §4.3).
+pub async fn discover(state: &AppState, issuer: &str, fresh: bool) -> Result<Metadata, Failure> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    let doc = get_json(state, &url, "discovery document").await?;
+    let doc = cached_json(state, &url, "discovery document", fresh).await?;
     let meta: Metadata = serde_json::from_value(doc).map_err(|e| {
         Failure::new(502, format!("The discovery document at {url} is not an OpenID Connect provider's: {e}."))
             .hint("The issuer URL must be the provider's issuer, the URL its discovery document lives under.")
@@ -443,7 +480,7 @@ pub async fn start(
         .hint("An admin sets up the identity provider on the organization page (or PUT /v1/organization/sso)."));
     };
     let key = state.config.secrets_key.as_ref().ok_or_else(no_key)?;
-    let meta = discover(state, &oidc.issuer).await?;
+    let meta = discover(state, &oidc.issuer, false).await?;
     let flow = Flow {
         org: org.id.0.clone(),
         state: crate::auth::new_token(),
@@ -550,7 +587,7 @@ pub async fn finish(
     let Some(code) = query.get("code") else {
         return Err(Failure::new(400, "The provider's answer has neither a code nor an error."));
     };
-    let meta = discover(state, &oidc.issuer).await?;
+    let meta = discover(state, &oidc.issuer, false).await?;
     let secret = match &oidc.client_secret_encrypted {
         Some(enc) => Some(key.decrypt(enc, &secret_aad(&org)).map_err(|e| {
             Failure::new(500, format!("The stored client secret cannot be read: {e}."))
@@ -601,8 +638,16 @@ pub async fn finish(
         return Err(Failure::new(502, "The provider's token answer has no ID token.")
             .hint("Keep the scope \"openid\" in the organization's SSO settings."));
     };
-    let jwks = get_json(state, &meta.jwks_uri, "key set (JWKS)").await?;
-    let claims = verify_id_token(id_token, &jwks, &oidc.issuer, &oidc.client_id, &flow.nonce, state.clock.now())?;
+    let jwks = cached_json(state, &meta.jwks_uri, "key set (JWKS)", false).await?;
+    let now = state.clock.now();
+    let claims = match verify_id_token(id_token, &jwks, &oidc.issuer, &oidc.client_id, &flow.nonce, now) {
+        // A key the cached set lacks: the provider may have rotated its keys since.
+        Err(f) if f.message.contains("which the provider's key set does not hold") => {
+            let jwks = cached_json(state, &meta.jwks_uri, "key set (JWKS)", true).await?;
+            verify_id_token(id_token, &jwks, &oidc.issuer, &oidc.client_id, &flow.nonce, now)?
+        }
+        other => other?,
+    };
     let identity = identity_of(&claims, oidc.groups_claim.as_deref())?;
     Ok((org, identity, flow.next))
 }

@@ -164,6 +164,9 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The guarded outbound HTTP client (`ApiConfig::outbound`).
     pub outbound: crate::outbound::Outbound,
+    /// Identity providers' discovery documents and key sets, kept a few minutes
+    /// ([`crate::sso::DocCache`]).
+    pub sso_docs: Arc<crate::sso::DocCache>,
 }
 
 /// Unix seconds, for session and invitation expiry.
@@ -216,6 +219,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             templates: Arc::new(crate::web::Templates::new()),
             outbound: config.outbound.clone(),
+            sso_docs: Arc::default(),
             config: Arc::new(config),
             blueprints: Arc::default(),
             jobs: Arc::new(JobRuntime::with_builtin_kinds()),

@@ -42,6 +42,11 @@ struct Behaviour {
     codes: HashMap<String, (String, String, String)>,
     /// Token requests seen (their Authorization header).
     token_auth: Vec<String>,
+    /// The provider rotated its keys: it signs with a second key, `k2`, and publishes both.
+    rotated: bool,
+    /// Requests for the discovery document and for the key set.
+    discovery_hits: usize,
+    jwks_hits: usize,
 }
 
 #[derive(Clone)]
@@ -80,6 +85,7 @@ impl Idp {
 }
 
 async fn discovery(State(idp): State<Idp>) -> axum::Json<Value> {
+    idp.b.lock().unwrap().discovery_hits += 1;
     let b = &idp.base;
     axum::Json(json!({
         "issuer": b, "authorization_endpoint": format!("{b}/authorize"), "token_endpoint": format!("{b}/token"),
@@ -138,9 +144,9 @@ async fn token(State(idp): State<Idp>, headers: HeaderMap, Form(f): Form<HashMap
             claims.insert(k.clone(), v.clone());
         }
     }
-    let key = if b.foreign_key { &idp.other } else { &idp.key };
+    let key = if b.foreign_key || b.rotated { &idp.other } else { &idp.key };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("k1".into());
+    header.kid = Some(if b.rotated { "k2" } else { "k1" }.into());
     let enc = jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der());
     let mut jwt = jsonwebtoken::encode(&header, &claims, &enc).unwrap();
     if b.tamper {
@@ -154,10 +160,22 @@ async fn token(State(idp): State<Idp>, headers: HeaderMap, Form(f): Form<HashMap
 }
 
 async fn jwks(State(idp): State<Idp>) -> axum::Json<Value> {
-    let raw = idp.key.public_key_raw();
-    assert_eq!(raw.len(), 65, "an uncompressed P-256 point");
-    axum::Json(json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
-        "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..])}]}))
+    let rotated = {
+        let mut b = idp.b.lock().unwrap();
+        b.jwks_hits += 1;
+        b.rotated
+    };
+    let jwk = |kid: &str, key: &rcgen::KeyPair| {
+        let raw = key.public_key_raw();
+        assert_eq!(raw.len(), 65, "an uncompressed P-256 point");
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+            "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..])})
+    };
+    let mut keys = vec![jwk("k1", &idp.key)];
+    if rotated {
+        keys.push(jwk("k2", &idp.other));
+    }
+    axum::Json(json!({ "keys": keys }))
 }
 
 async fn spawn() -> Option<(WebApp, Idp)> {
@@ -265,6 +283,14 @@ async fn oidc_sign_in_creates_the_user_just_in_time_with_teams_from_groups() {
     assert_eq!(teams, ["db", "guild", "sre"], "{user}");
     let people = app.store.list_users(&portolan_store::OrgId(crate::app::ORG.into())).await.unwrap();
     assert_eq!(people.iter().filter(|u| u.email == "dev@example.com").count(), 1, "one account");
+    // The provider's documents are reused: the settings' save read discovery, the first sign-in
+    // read the key set, and neither was read again.
+    let hits = |b: &Behaviour| (b.discovery_hits, b.jwks_hits);
+    assert_eq!(hits(&idp.b.lock().unwrap()), (1, 1));
+    // The provider rotates its keys: a token naming the new key refetches the set once.
+    idp.set(|b| b.rotated = true);
+    assert_eq!(sign_in(&app, &mut Browser::default()).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(idp.b.lock().unwrap().jwks_hits, 2);
 
     // The creation is in the audit log, as done through SSO.
     let audit = app.api("GET", "/v1/audit-log?resources=user&limit=50", json!(null)).await;
