@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::audit;
 use crate::db::{Row, Tx, is_unique_violation};
 use crate::jobs::{self, now, push_now_plus};
+use crate::permission_docs::{self, Holder};
 use crate::sql::{Dialect, SqlFrag};
 use crate::ui::parse_json;
 use crate::{AuditCtx, Job, NewJob, OrgId, Result, SaveMode, SqlStore, StoreError};
@@ -294,39 +295,11 @@ impl Actions for SqlStore {
     }
 
     async fn action_permissions(&self, org: &OrgId, identifier: &str) -> Result<Option<Value>> {
-        let db = &self.db;
-        let row = db
-            .q("SELECT permissions FROM actions WHERE org_id = ? AND identifier = ?")
-            .bind(&org.0)
-            .bind(identifier)
-            .fetch_optional(db.read())
-            .await?;
-        let Some(row) = row else { return Err(StoreError::NotFound(format!("action {identifier:?}"))) };
-        Ok(row.get::<Option<String>, _>(0).and_then(|t| serde_json::from_str(&t).ok()))
+        permission_docs::get(&self.db, Holder::Action, org, identifier).await
     }
 
     async fn set_action_permissions(&self, org: &OrgId, identifier: &str, doc: &Value, ctx: &AuditCtx) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        let before = tx
-            .q("SELECT permissions FROM actions WHERE org_id = ? AND identifier = ?")
-            .bind(&org.0)
-            .bind(identifier)
-            .fetch_optional(&mut tx)
-            .await?;
-        let Some(before) = before else { return Err(StoreError::NotFound(format!("action {identifier:?}"))) };
-        let before: Option<Value> = before.get::<Option<String>, _>(0).and_then(|t| serde_json::from_str(&t).ok());
-        tx.q("UPDATE actions SET permissions = ?, updated_at = ?, updated_by = ? WHERE org_id = ? AND identifier = ?")
-            .bind(doc.to_string())
-            .bind(&ctx.at)
-            .bind(&ctx.user_id)
-            .bind(&org.0)
-            .bind(identifier)
-            .execute(&mut tx)
-            .await?;
-        let (b, a) = (serde_json::json!({"permissions": before}), serde_json::json!({"permissions": doc}));
-        let rec = ctx.record("action", "UPDATE", identifier, Some(&b), Some(&a));
-        audit::insert(&mut tx, org, &[rec]).await?;
-        tx.commit().await
+        permission_docs::set(&self.db, Holder::Action, org, identifier, doc, ctx).await
     }
 
     async fn delete_action(&self, org: &OrgId, identifier: &str, ctx: &AuditCtx) -> Result<()> {

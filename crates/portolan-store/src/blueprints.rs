@@ -6,6 +6,7 @@ use portolan_core::Blueprint;
 use crate::audit;
 use crate::db::{Row, Tx, is_unique_violation};
 use crate::dialect::has_nul;
+use crate::permission_docs::{self, Holder};
 use crate::sql::{Dialect, json_key_path};
 use crate::{AuditCtx, AuditRecord, OrgId, Result, SqlStore, StoreError};
 
@@ -63,10 +64,6 @@ pub trait Blueprints: Send + Sync {
         doc: &serde_json::Value,
         ctx: &AuditCtx,
     ) -> Result<()>;
-}
-
-fn permissions_doc(text: Option<String>) -> Option<serde_json::Value> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// The columns `from_row` reads (`body` as text, so its key order is the stored one).
@@ -350,29 +347,14 @@ impl Blueprints for SqlStore {
     }
 
     async fn blueprint_permissions(&self, org: &OrgId, bp: &str) -> Result<Option<serde_json::Value>> {
-        let db = &self.db;
-        if db.refuses(bp) {
+        if self.db.refuses(bp) {
             return Err(StoreError::NotFound(format!("blueprint {bp:?}")));
         }
-        let row = db
-            .q("SELECT permissions FROM blueprints WHERE org_id = ? AND identifier = ?")
-            .bind(&org.0)
-            .bind(bp)
-            .fetch_optional(db.read())
-            .await?;
-        let Some(row) = row else { return Err(StoreError::NotFound(format!("blueprint {bp:?}"))) };
-        Ok(permissions_doc(row.get(0)))
+        permission_docs::get(&self.db, Holder::Blueprint, org, bp).await
     }
 
     async fn all_blueprint_permissions(&self, org: &OrgId) -> Result<Vec<(String, serde_json::Value)>> {
-        let db = &self.db;
-        let rows = db
-            .q("SELECT identifier, permissions FROM blueprints WHERE org_id = ? AND permissions IS NOT NULL \
-                ORDER BY identifier")
-            .bind(&org.0)
-            .fetch_all(db.read())
-            .await?;
-        Ok(rows.iter().filter_map(|r| Some((r.get(0), permissions_doc(r.get(1))?))).collect())
+        permission_docs::all(&self.db, Holder::Blueprint, org).await
     }
 
     async fn set_blueprint_permissions(
@@ -382,29 +364,7 @@ impl Blueprints for SqlStore {
         doc: &serde_json::Value,
         ctx: &AuditCtx,
     ) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        let before = tx
-            .q("SELECT permissions FROM blueprints WHERE org_id = ? AND identifier = ?")
-            .bind(&org.0)
-            .bind(bp)
-            .fetch_optional(&mut tx)
-            .await?;
-        let Some(before) = before else { return Err(StoreError::NotFound(format!("blueprint {bp:?}"))) };
-        let before = serde_json::json!({"permissions": permissions_doc(before.get(0))});
-        tx.q(
-            "UPDATE blueprints SET permissions = ?, updated_at = ?, updated_by = ? WHERE org_id = ? AND identifier = ?",
-        )
-        .bind(doc.to_string())
-        .bind(&ctx.at)
-        .bind(&ctx.user_id)
-        .bind(&org.0)
-        .bind(bp)
-        .execute(&mut tx)
-        .await?;
-        let after = serde_json::json!({"permissions": doc});
-        let rec = ctx.record("blueprint", "UPDATE", bp, Some(&before), Some(&after));
-        audit::insert(&mut tx, org, &[rec]).await?;
-        tx.commit().await
+        permission_docs::set(&self.db, Holder::Blueprint, org, bp, doc, ctx).await
     }
 
     async fn required_dependents(&self, org: &OrgId, bp: &str, limit: u32) -> Result<Vec<(String, String, String)>> {

@@ -17,6 +17,7 @@ mod jobs;
 pub mod migrate;
 mod orgs;
 mod pages;
+mod permission_docs;
 mod plan;
 pub mod query;
 mod resyncs;

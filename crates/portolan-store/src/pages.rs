@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::audit;
 use crate::db::{Row, Tx};
+use crate::permission_docs::{self, Holder};
 use crate::sql::Dialect;
 use crate::ui::parse_json;
 use crate::{AuditCtx, OrgId, Result, SaveMode, SqlStore, StoreError};
@@ -131,55 +132,15 @@ impl Pages for SqlStore {
     }
 
     async fn page_permissions(&self, org: &OrgId, identifier: &str) -> Result<Option<Value>> {
-        let db = &self.db;
-        let row = db
-            .q("SELECT permissions FROM pages WHERE org_id = ? AND identifier = ?")
-            .bind(&org.0)
-            .bind(identifier)
-            .fetch_optional(db.read())
-            .await?;
-        let Some(row) = row else { return Err(StoreError::NotFound(format!("page {identifier:?}"))) };
-        Ok(row.get::<Option<String>, _>(0).and_then(|t| serde_json::from_str(&t).ok()))
+        permission_docs::get(&self.db, Holder::Page, org, identifier).await
     }
 
     async fn all_page_permissions(&self, org: &OrgId) -> Result<Vec<(String, Value)>> {
-        let db = &self.db;
-        let rows = db
-            .q("SELECT identifier, permissions FROM pages WHERE org_id = ? AND permissions IS NOT NULL ORDER BY identifier")
-            .bind(&org.0)
-            .fetch_all(db.read())
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let doc = r.get::<Option<String>, _>(1).and_then(|t| serde_json::from_str(&t).ok())?;
-                Some((r.get(0), doc))
-            })
-            .collect())
+        permission_docs::all(&self.db, Holder::Page, org).await
     }
 
     async fn set_page_permissions(&self, org: &OrgId, identifier: &str, doc: &Value, ctx: &AuditCtx) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        let before = tx
-            .q("SELECT permissions FROM pages WHERE org_id = ? AND identifier = ?")
-            .bind(&org.0)
-            .bind(identifier)
-            .fetch_optional(&mut tx)
-            .await?;
-        let Some(before) = before else { return Err(StoreError::NotFound(format!("page {identifier:?}"))) };
-        let before: Option<Value> = before.get::<Option<String>, _>(0).and_then(|t| serde_json::from_str(&t).ok());
-        tx.q("UPDATE pages SET permissions = ?, updated_at = ?, updated_by = ? WHERE org_id = ? AND identifier = ?")
-            .bind(doc.to_string())
-            .bind(&ctx.at)
-            .bind(&ctx.user_id)
-            .bind(&org.0)
-            .bind(identifier)
-            .execute(&mut tx)
-            .await?;
-        let (b, a) = (serde_json::json!({"permissions": before}), serde_json::json!({"permissions": doc}));
-        let rec = ctx.record("page", "UPDATE", identifier, Some(&b), Some(&a));
-        audit::insert(&mut tx, org, &[rec]).await?;
-        tx.commit().await
+        permission_docs::set(&self.db, Holder::Page, org, identifier, doc, ctx).await
     }
 
     async fn delete_page(&self, org: &OrgId, identifier: &str, ctx: &AuditCtx) -> Result<()> {
