@@ -32,7 +32,45 @@ pub const ACTION_KEYS: &[&str] = &[
     "approvalNotification",
     "publish",
     "allowAnyoneToViewRuns",
+    // Portolan: seconds after which a run still IN_PROGRESS ends FAILURE (null: the organization's).
+    "runTimeoutSeconds",
 ];
+
+/// A run's timeout when neither its action (`runTimeoutSeconds`) nor the organization
+/// (`settings.runTimeoutSeconds`) sets one: a day, so no run stays IN_PROGRESS for ever.
+pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// The longest run timeout (30 days).
+pub const MAX_RUN_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+
+/// Check a `runTimeoutSeconds` value (of an action, or of the organization's settings): null,
+/// or a whole number of seconds from 1 to [`MAX_RUN_TIMEOUT_SECS`].
+pub fn check_run_timeout(errs: &mut FieldErrors, path: &str, v: &Value) {
+    match v {
+        Value::Null => {}
+        Value::Number(n) => match n.as_u64() {
+            Some(s) if (1..=MAX_RUN_TIMEOUT_SECS).contains(&s) => {}
+            _ => errs.push(
+                path,
+                format!(
+                    "must be a whole number of seconds from 1 to {MAX_RUN_TIMEOUT_SECS} (30 days), or null; got {n}"
+                ),
+            ),
+        },
+        other => errs.push(
+            path,
+            format!(
+                "must be a whole number of seconds (or null); got a value of type {}",
+                crate::entity::type_name(other)
+            ),
+        ),
+    }
+}
+
+/// The run timeout `runTimeoutSeconds` sets (`None`: not set, null or invalid).
+pub fn run_timeout_of(v: Option<&Value>) -> Option<u64> {
+    v.and_then(Value::as_u64).filter(|s| (1..=MAX_RUN_TIMEOUT_SECS).contains(s))
+}
 
 /// Keys the server keeps; accepted in a body (a GET result sent back) and ignored.
 pub const SERVER_KEYS: &[&str] = &["id", "createdAt", "createdBy", "updatedAt", "updatedBy"];
@@ -122,6 +160,9 @@ pub fn check_action(body: &Value) -> Result<(), FieldErrors> {
     }
     if let Some(n) = o.get("approvalNotification") {
         check_approval_notification(&mut errs, n);
+    }
+    if let Some(t) = o.get("runTimeoutSeconds") {
+        check_run_timeout(&mut errs, "runTimeoutSeconds", t);
     }
     errs.into_result()
 }

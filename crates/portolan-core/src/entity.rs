@@ -283,7 +283,8 @@ pub fn relation_targets(bp: &Blueprint, e: &Entity) -> Vec<(String, String, Stri
     out
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// `null`, `boolean`, `number`, `string`, `array` or `object`.
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

@@ -25,11 +25,13 @@
 //!
 //! Workers are woken at once when this node enqueues a job ([`JobRuntime::wake`]) and otherwise
 //! poll every [`ApiConfig::job_poll`](crate::ApiConfig) for jobs enqueued by other nodes.
+//! Deadlines (run timeouts) are not jobs but rows the [`timers`] task of the same nodes polls.
 
 pub mod action_run;
 pub mod aggregation;
 pub mod delete_all;
 pub mod scorecard;
+pub mod timers;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -224,10 +226,15 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Start `config.job_workers` workers (none when it is 0).
+    /// Start `config.job_workers` workers and, with them, the [`timers`] (none of either when
+    /// it is 0: such a node leaves background work to the others).
     pub fn start(state: &AppState) -> Workers {
         let (stop, rx) = watch::channel(false);
-        let tasks = (0..state.config.job_workers).map(|i| tokio::spawn(worker(state.clone(), i, rx.clone()))).collect();
+        let mut tasks: Vec<JoinHandle<()>> =
+            (0..state.config.job_workers).map(|i| tokio::spawn(worker(state.clone(), i, rx.clone()))).collect();
+        if state.config.job_workers > 0 {
+            tasks.push(tokio::spawn(timers::run(state.clone(), rx)));
+        }
         Workers { stop, tasks }
     }
 

@@ -67,6 +67,10 @@ pub struct Run {
     pub updated_by: String,
     pub updated_at: String,
     pub ended_at: Option<String>,
+    /// When the run ends `FAILURE` unless something ends it first (the server's clock). The
+    /// store keeps it only while the run has not ended: a run with `ended_at` is written
+    /// without it.
+    pub timeout_at: Option<String>,
 }
 
 /// Filters of a run listing (all AND-ed), newest first.
@@ -142,6 +146,13 @@ pub trait Actions: Send + Sync {
     /// Acknowledge claimed runs: they stop waiting. Counts only runs that were still waiting,
     /// so of two agents acknowledging one run, exactly one counts it.
     async fn ack_runs(&self, org: &OrgId, ids: &[String]) -> Result<u64>;
+    /// Runs of every organization whose `timeout_at` is at or before `now` (the store's
+    /// timestamp format), earliest first, at most `limit`: what the timer loop ends. A system
+    /// read across organizations, like claiming jobs; each run is then ended through
+    /// [`update_run`](Actions::update_run) in its own organization.
+    async fn due_run_timeouts(&self, now: &str, limit: u32) -> Result<Vec<(OrgId, String)>>;
+    /// A run's newest log line, if any.
+    async fn last_run_log(&self, org: &OrgId, id: &str) -> Result<Option<RunLog>>;
     /// Record entities written for a run (`?run_id=`); repeated pairs are kept once.
     async fn add_run_entities(&self, org: &OrgId, run: &str, entities: &[(String, String)], at: &str) -> Result<()>;
     /// The entities recorded for a run, `(blueprint, identifier)`, in the order first recorded.
@@ -165,7 +176,7 @@ fn action_from_row(r: &Row) -> Result<StoredAction> {
 
 const RUN_COLUMNS: &str = "rid, id, action, blueprint, entity, status, external_run_id, CAST(data AS TEXT) AS data, \
      CAST(trace AS TEXT) AS trace, pending_execution, claimed_until, installation_id, ended_by_log, created_by, \
-     created_at, updated_by, updated_at, ended_at";
+     created_at, updated_by, updated_at, ended_at, timeout_at";
 
 fn run_from_row(r: &Row) -> Result<Run> {
     let data = match parse_json("run", &r.get::<String, _>("data"))? {
@@ -195,7 +206,24 @@ fn run_from_row(r: &Row) -> Result<Run> {
         updated_by: r.get("updated_by"),
         updated_at: r.get("updated_at"),
         ended_at: r.get("ended_at"),
+        timeout_at: r.get("timeout_at"),
     })
+}
+
+/// A run's deadline as stored: none once it has ended.
+fn stored_timeout(run: &Run) -> Option<&str> {
+    run.timeout_at.as_deref().filter(|_| run.ended_at.is_none())
+}
+
+fn log_from_row(r: &Row) -> RunLog {
+    RunLog {
+        id: format!("log_{}", r.get::<i64, _>(0)),
+        at: r.get(1),
+        message: r.get(2),
+        termination_status: r.get(3),
+        status_label: r.get(4),
+        user_id: r.get(5),
+    }
 }
 
 fn bool_sql(b: bool) -> &'static str {
@@ -325,7 +353,8 @@ impl Actions for SqlStore {
             .q(&format!(
                 "INSERT INTO action_runs(org_id, id, action, blueprint, entity, status, external_run_id, data, trace, \
                  pending_execution, claimed_until, installation_id, ended_by_log, created_by, created_at, updated_by, \
-                 updated_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, {}, ?, ?, {}, ?, ?, ?, ?, ?) \
+                 updated_at, ended_at, timeout_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, {}, ?, ?, {}, ?, ?, ?, ?, ?, \
+                 ?) \
                  RETURNING rid",
                 bool_sql(run.pending_execution),
                 bool_sql(run.ended_by_log)
@@ -346,6 +375,7 @@ impl Actions for SqlStore {
             .bind(&run.updated_by)
             .bind(&run.updated_at)
             .bind(&run.ended_at)
+            .bind(stored_timeout(run).map(str::to_string))
             .fetch_one(&mut tx)
             .await?;
         let job = match job {
@@ -353,7 +383,8 @@ impl Actions for SqlStore {
             None => None,
         };
         tx.commit().await?;
-        Ok((Run { rid: row.get(0), ..run.clone() }, job))
+        let timeout_at = stored_timeout(run).map(str::to_string);
+        Ok((Run { rid: row.get(0), timeout_at, ..run.clone() }, job))
     }
 
     async fn get_run(&self, org: &OrgId, id: &str) -> Result<Option<Run>> {
@@ -413,7 +444,7 @@ impl Actions for SqlStore {
             tx.q(&format!(
                 "UPDATE action_runs SET status = ?, external_run_id = ?, data = ?{json}, trace = ?{json}, \
                  pending_execution = {}, claimed_until = ?, installation_id = ?, ended_by_log = {}, updated_by = ?, \
-                 updated_at = ?, ended_at = ? WHERE rid = ?",
+                 updated_at = ?, ended_at = ?, timeout_at = ? WHERE rid = ?",
                 bool_sql(run.pending_execution),
                 bool_sql(run.ended_by_log)
             ))
@@ -426,12 +457,16 @@ impl Actions for SqlStore {
             .bind(&run.updated_by)
             .bind(&run.updated_at)
             .bind(&run.ended_at)
+            .bind(stored_timeout(&run).map(str::to_string))
             .bind(old.rid)
             .execute(&mut tx)
             .await?;
         }
         insert_logs(&mut tx, org, old.rid, logs).await?;
         tx.commit().await?;
+        if run.ended_at.is_some() {
+            run.timeout_at = None;
+        }
         Ok(run)
     }
 
@@ -448,17 +483,33 @@ impl Actions for SqlStore {
             .bind(i64::from(limit.clamp(1, 10_000)))
             .fetch_all(db.read())
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RunLog {
-                id: format!("log_{}", r.get::<i64, _>(0)),
-                at: r.get(1),
-                message: r.get(2),
-                termination_status: r.get(3),
-                status_label: r.get(4),
-                user_id: r.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(log_from_row).collect())
+    }
+
+    async fn due_run_timeouts(&self, now: &str, limit: u32) -> Result<Vec<(OrgId, String)>> {
+        let db = &self.db;
+        let rows = db
+            .q("SELECT org_id, id FROM action_runs WHERE timeout_at IS NOT NULL AND timeout_at <= ? \
+                ORDER BY timeout_at, rid LIMIT ?")
+            .bind(now)
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(db.read())
+            .await?;
+        Ok(rows.iter().map(|r| (OrgId(r.get(0)), r.get(1))).collect())
+    }
+
+    async fn last_run_log(&self, org: &OrgId, id: &str) -> Result<Option<RunLog>> {
+        let db = &self.db;
+        let row = db
+            .q("SELECT l.id, l.at, l.message, l.termination_status, l.status_label, l.user_id FROM action_run_logs l \
+                JOIN action_runs r ON r.rid = l.run_rid WHERE r.org_id = ? AND r.id = ? AND l.org_id = ? \
+                ORDER BY l.id DESC LIMIT 1")
+            .bind(&org.0)
+            .bind(db.storable(id))
+            .bind(&org.0)
+            .fetch_optional(db.read())
+            .await?;
+        Ok(row.as_ref().map(log_from_row))
     }
 
     async fn claim_pending_runs(

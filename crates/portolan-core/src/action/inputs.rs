@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::jq::{as_jq_query, looks_like_jq};
+use crate::entity::type_name;
 use crate::error::{FieldErrors, join_path};
 use crate::ident::check_property_id;
 
@@ -52,17 +53,6 @@ pub struct EntityRef {
 
 fn is_jq(v: &Value) -> bool {
     as_jq_query(v).is_some()
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 fn matches_type(ty: &str, v: &Value) -> bool {

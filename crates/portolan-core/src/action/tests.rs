@@ -115,6 +115,12 @@ fn valid_variants_pass() {
     edit(&mut v, "/createdAt", Some(json!("2024-01-01T00:00:00Z")));
     edit(&mut v, "/updatedBy", Some(json!("x")));
     cases.push(v);
+    // A run timeout of its own, or the organization's (null).
+    for t in [json!(1), json!(2_592_000), Value::Null] {
+        let mut v = example();
+        edit(&mut v, "/runTimeoutSeconds", Some(t));
+        cases.push(v);
+    }
     // Steps layout instead of order.
     let mut v = example();
     edit(&mut v, "/trigger/userInputs/order", None);
@@ -216,6 +222,11 @@ fn bad_actions_name_the_path_and_rule() {
         ("/title", Some(json!(1)), "title", "must be a string"),
         ("/publish", Some(json!("yes")), "publish", "must be a boolean"),
         ("/allowAnyoneToViewRuns", Some(json!(1)), "allowAnyoneToViewRuns", "must be a boolean"),
+        ("/runTimeoutSeconds", Some(json!(0)), "runTimeoutSeconds", "from 1 to 2592000"),
+        ("/runTimeoutSeconds", Some(json!(2_592_001)), "runTimeoutSeconds", "from 1 to 2592000"),
+        ("/runTimeoutSeconds", Some(json!(1.5)), "runTimeoutSeconds", "got 1.5"),
+        ("/runTimeoutSeconds", Some(json!(-3)), "runTimeoutSeconds", "whole number"),
+        ("/runTimeoutSeconds", Some(json!("1h")), "runTimeoutSeconds", "of type string"),
         ("/requiredApproval", Some(json!("yes")), "requiredApproval", "must be a boolean or"),
         ("/requiredApproval", Some(json!({"type": "SOME"})), "requiredApproval.type", "ANY, ALL"),
         ("/approvalNotification", Some(json!({"type": "sms"})), "approvalNotification.type", "email, webhook"),

@@ -43,7 +43,8 @@ pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
 }
 
 /// `PATCH /v1/organization` `{settings: {…}}`: the given settings keys replace the stored ones
-/// (`null` removes a key); audited.
+/// (`null` removes a key); audited. `runTimeoutSeconds` (the default run timeout of the
+/// organization's actions) is checked.
 pub async fn patch(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let Some(obj) = body.as_object() else {
         return Err(FieldError::new("", "the body must be a JSON object {settings}").into());
@@ -60,6 +61,11 @@ pub async fn patch(State(state): State<AppState>, caller: Caller, JsonBody(body)
         if k == crate::sso::SETTINGS_KEY {
             let msg = "single sign-on is set with PUT /v1/organization/sso (its settings are checked there)";
             return Err(FieldError::new(format!("settings.{k}"), msg).into());
+        }
+        if k == "runTimeoutSeconds" {
+            let mut errs = portolan_core::FieldErrors::default();
+            portolan_core::action::check_run_timeout(&mut errs, "settings.runTimeoutSeconds", v);
+            errs.into_result().map_err(|e| crate::error::ApiError::invalid(&e))?;
         }
         if v.is_null() {
             settings.remove(k);

@@ -152,7 +152,11 @@ impl Ending {
             if let Some(t) = &self.trace {
                 run.trace.push(t.clone());
             }
-            if let Some(s) = &self.summary {
+            // A run that ended meanwhile (its backend reported, or it timed out) keeps the
+            // summary it ended with; the call is still recorded.
+            if let Some(s) = &self.summary
+                && run.status == "IN_PROGRESS"
+            {
                 run.data.insert("summary".into(), json!(s));
             }
             if let Some(agent) = &self.agent {

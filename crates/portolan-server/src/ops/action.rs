@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::Actor;
 use super::audit::{audit_ctx, now_iso};
+use super::run_timeout;
 use crate::auth::random_bytes;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
@@ -30,7 +31,7 @@ pub const STATUSES: &[&str] = &["IN_PROGRESS", "SUCCESS", "FAILURE", "WAITING_FO
 /// Terminal statuses a backend may set.
 pub const TERMINAL: &[&str] = &["SUCCESS", "FAILURE"];
 /// Keys of a run's `data` that are the server's own and never shown.
-pub const HIDDEN_RUN_KEYS: &[&str] = &[AGENT_PAYLOAD_KEY];
+pub const HIDDEN_RUN_KEYS: &[&str] = &[AGENT_PAYLOAD_KEY, run_timeout::TIMEOUT_KEY];
 /// The payload an agent receives (secrets rendered), encrypted with the master key.
 pub const AGENT_PAYLOAD_KEY: &str = "_agentPayload";
 /// How long an agent's claim holds a run before another agent may take it.
@@ -241,7 +242,8 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
     check_entity_refs(state, &actor.org, &checked).await?;
     let properties = encrypt_inputs(state, &actor.org, &checked).await?;
 
-    let now = now_iso();
+    let created = chrono::Utc::now();
+    let now = super::audit::iso(created);
     let mut data = Map::new();
     data.insert("statusLabel".into(), Value::Null);
     data.insert(
@@ -271,7 +273,7 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
     data.insert("encryptedProperties".into(), json!(checked.encrypted));
     data.insert("operation".into(), json!(operation));
     data.insert("origin".into(), json!(actor.user_agent.clone()));
-    let run = Run {
+    let mut run = Run {
         rid: 0,
         id: random_id("r_"),
         action: action.identifier.clone(),
@@ -290,7 +292,9 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
         updated_by: actor.client_id.clone(),
         updated_at: now,
         ended_at: None,
+        timeout_at: None,
     };
+    run_timeout::arm(&mut run, created, run_timeout::timeout_for(state, &actor.org, &action).await?);
     let job = NewJob { kind: RUN_JOB.into(), payload: json!({"runId": run.id}), max_attempts: 3 };
     let (run, _) = state.store.create_run(&actor.org, &run, Some(&job)).await?;
     crate::jobs::wake_workers(state);
@@ -417,7 +421,7 @@ pub fn port_encrypt(client_secret: &str, clear: &str) -> Option<String> {
     Some(STANDARD.encode(out))
 }
 
-/// Port's run object (§5.6), with Portolan's `trace` of the calls made.
+/// Port's run object (§5.6), with Portolan's `trace` of the calls made and `timeoutAt`.
 pub fn render_run(run: &Run) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(run.id));
@@ -437,6 +441,8 @@ pub fn render_run(run: &Run) -> Value {
     out.insert("claimedUntil".into(), json!(run.claimed_until));
     out.insert("installationId".into(), json!(run.installation_id));
     out.insert("endedAt".into(), json!(run.ended_at));
+    // Portolan: when the run ends FAILURE unless it ends before (null once ended).
+    out.insert("timeoutAt".into(), json!(run.timeout_at));
     out.insert("createdBy".into(), json!(run.created_by));
     out.insert("impersonatedBy".into(), Value::Null);
     out.insert("updatedBy".into(), json!(run.updated_by));

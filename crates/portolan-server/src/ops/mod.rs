@@ -15,6 +15,7 @@ pub mod event_log;
 pub mod integration;
 pub mod page;
 pub mod people;
+pub mod run_timeout;
 pub mod scorecard;
 pub mod secrets;
 pub mod webhook;

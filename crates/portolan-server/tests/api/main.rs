@@ -28,6 +28,7 @@ mod pages;
 mod people;
 mod permissions;
 mod ratelimit;
+mod run_timeouts;
 mod scorecards;
 mod search;
 mod search_paging;

@@ -50,6 +50,8 @@ mod people;
 mod permissions;
 #[path = "../api/ratelimit.rs"]
 mod ratelimit;
+#[path = "../api/run_timeouts.rs"]
+mod run_timeouts;
 #[path = "../api/scorecards.rs"]
 mod scorecards;
 #[path = "../api/search.rs"]

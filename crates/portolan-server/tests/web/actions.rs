@@ -475,6 +475,7 @@ async fn encrypted_inputs_are_shown_as_encrypted() {
         updated_by: ADMIN.into(),
         updated_at: "2024-01-01T00:00:00.000Z".into(),
         ended_at: None,
+        timeout_at: Some("2099-01-01T00:00:00.000Z".into()),
     };
     app.store.create_run(&org, &run, None).await.unwrap();
     let mut b = app.admin().await;
@@ -485,4 +486,7 @@ async fn encrypted_inputs_are_shown_as_encrypted() {
     assert!(token.contains("encrypted") && !token.contains("c2VjcmV0"), "{token}");
     assert!(page.text.contains("1.2"));
     assert!(!page.text.contains("c2VjcmV0"), "the ciphertext is not shown anywhere");
+    let status = &page.text[page.text.find("id=\"run-status\"").unwrap()..];
+    let status = &status[..status.find("</p>").unwrap()];
+    assert!(status.contains("id=\"run-times-out\">times out") && status.contains("2099"), "{status}");
 }

@@ -41,6 +41,7 @@ fn run(id: &str, action: &str, entity: Option<&str>, pending: bool) -> Run {
         updated_by: "tester".into(),
         updated_at: T0.into(),
         ended_at: None,
+        timeout_at: None,
     }
 }
 
@@ -171,6 +172,60 @@ pub async fn runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped(
     assert_eq!(s.run_entities(&a, "r_1").await.unwrap(), [e("service", "svc"), e("service", "svc2")]);
     assert!(s.run_entities(&b, "r_1").await.unwrap().is_empty());
     assert!(matches!(s.add_run_entities(&b, "r_1", &[e("service", "x")], T0).await, Err(StoreError::NotFound(_))));
+}
+
+/// Run timeouts: a run's `timeout_at` is kept while it is in progress and dropped when it
+/// ends; the due runs of every organization are listed earliest first (limited), and a run's
+/// last log line is read without the others.
+pub async fn run_timeouts_are_listed_across_organizations_until_the_run_ends(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let with_timeout = |id: &str, at: &str| Run { timeout_at: Some(at.into()), ..run(id, "deploy", None, false) };
+    let (r1, _) = s.create_run(&a, &with_timeout("r_1", "2024-01-01T00:00:10.000Z"), None).await.unwrap();
+    assert_eq!(r1.timeout_at.as_deref(), Some("2024-01-01T00:00:10.000Z"));
+    assert_eq!(s.get_run(&a, "r_1").await.unwrap().unwrap(), r1);
+    s.create_run(&b, &with_timeout("r_b", "2024-01-01T00:00:05.000Z"), None).await.unwrap();
+    s.create_run(&a, &with_timeout("r_late", "2024-01-01T01:00:00.000Z"), None).await.unwrap();
+    s.create_run(&a, &run("r_never", "deploy", None, false), None).await.unwrap();
+    // A run stored already ended keeps no deadline.
+    let ended = Run { status: "SUCCESS".into(), ended_at: Some(T0.into()), ..with_timeout("r_done", T0) };
+    let (done, _) = s.create_run(&a, &ended, None).await.unwrap();
+    assert_eq!(done.timeout_at, None);
+
+    let due = |now: &'static str, limit: u32| async move {
+        s.due_run_timeouts(now, limit).await.unwrap().into_iter().map(|(o, id)| (o.0, id)).collect::<Vec<_>>()
+    };
+    let pair = |o: &crate::OrgId, id: &str| (o.0.clone(), id.to_string());
+    assert_eq!(due("2024-01-01T00:00:04.999Z", 10).await, []);
+    assert_eq!(due("2024-01-01T00:00:10.000Z", 10).await, [pair(&b, "r_b"), pair(&a, "r_1")]);
+    assert_eq!(due("2024-01-01T00:00:10.000Z", 1).await, [pair(&b, "r_b")]);
+
+    // Ending the run (any terminal status with ended_at) drops it from the due list.
+    let ended = s
+        .update_run(&b, "r_b", &[log("gave up", None)], &mut |r| {
+            r.status = "FAILURE".into();
+            r.ended_at = Some(T0.into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended.timeout_at, None);
+    assert_eq!(s.get_run(&b, "r_b").await.unwrap().unwrap().timeout_at, None);
+    assert_eq!(due("2024-01-01T02:00:00.000Z", 10).await, [pair(&a, "r_1"), pair(&a, "r_late")]);
+    // An edit may move the deadline of a run still in progress.
+    s.update_run(&a, "r_late", &[], &mut |r| {
+        r.timeout_at = Some("2024-01-01T00:00:01.000Z".into());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(due("2024-01-01T00:00:10.000Z", 10).await, [pair(&a, "r_late"), pair(&a, "r_1")]);
+
+    assert!(s.last_run_log(&a, "r_1").await.unwrap().is_none());
+    s.update_run(&a, "r_1", &[log("one", None), log("two", None)], &mut |_| Ok(())).await.unwrap();
+    s.update_run(&a, "r_1", &[log("three", None)], &mut |_| Ok(())).await.unwrap();
+    assert_eq!(s.last_run_log(&a, "r_1").await.unwrap().map(|l| l.message), Some("three".into()));
+    assert!(s.last_run_log(&b, "r_1").await.unwrap().is_none(), "another organization's run");
+    assert_eq!(s.last_run_log(&b, "r_b").await.unwrap().map(|l| l.message), Some("gave up".into()));
 }
 
 /// The agent's claim: concurrent claims never hand one run to two agents; a claim not

@@ -242,7 +242,7 @@ const ACTION_RUNS: TableSpec = TableSpec {
     cols: cols![rid: Id("action_runs"), id: Text, action: Text, blueprint: Text, entity: Text, status: Text,
         external_run_id: Text, data: Json, trace: Json, pending_execution: Bool, claimed_until: Text,
         installation_id: Text, ended_by_log: Bool, created_by: Text, created_at: Text, updated_by: Text,
-        updated_at: Text, ended_at: Text],
+        updated_at: Text, ended_at: Text, timeout_at: Text],
     overriding: true,
     order: &["rid"],
 };

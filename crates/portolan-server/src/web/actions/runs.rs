@@ -221,6 +221,8 @@ struct RunBody {
     summary: Option<Mj>,
     /// Safe HTML (a `<time>`).
     ended: Option<Mj>,
+    /// Safe HTML (a `<time>`): when the run ends FAILURE unless it ends before.
+    times_out: Option<Mj>,
     logs: Vec<LogRow>,
     response: Option<String>,
     payload: Option<String>,
@@ -264,6 +266,7 @@ async fn run_body(state: &AppState, org: &OrgId, run: &Run, logs: Vec<RunLog>) -
         links: links.into_iter().map(|l| Mj::from_safe_string(format::link(l, None))).collect(),
         summary: run.data.get("summary").and_then(Value::as_str).map(|s| Mj::from_safe_string(format::markdown(s))),
         ended: run.ended_at.as_deref().map(|t| Mj::from_safe_string(format::date_time(t, now))),
+        times_out: run.timeout_at.as_deref().map(|t| Mj::from_safe_string(format::timer(t, now))),
         logs: logs
             .into_iter()
             .map(|l| LogRow {

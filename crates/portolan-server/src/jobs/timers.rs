@@ -1,0 +1,50 @@
+//! Timers: deadlines kept in the store and acted on by every node that runs job workers.
+//!
+//! One task per such node looks every [`ApiConfig::job_poll`](crate::ApiConfig) for run
+//! timeouts that are due ([`crate::ops::run_timeout`]) and ends those runs. The deadlines are
+//! rows, not in-memory timers, so a restart loses none: a node started after a deadline passed
+//! ends the run on its first tick. Several nodes may find the same due run; ending it locks the
+//! run and checks again, so it ends once, with one log line.
+
+use tokio::sync::watch;
+
+use crate::ops::audit::now_iso;
+use crate::ops::run_timeout;
+use crate::state::AppState;
+
+/// Due runs ended per tick at most; a longer backlog continues on the next tick at once.
+const BATCH: u32 = 200;
+
+/// Run the timers until `stop` turns true.
+pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
+    loop {
+        let mut ended = BATCH;
+        while ended == BATCH && !*stop.borrow() {
+            ended = tick(&state).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.job_poll) => {}
+            _ = super::until_true(stop.clone()) => break,
+        }
+    }
+}
+
+/// End the runs whose timeout is due; how many were due (ended here or by another node).
+pub async fn tick(state: &AppState) -> u32 {
+    let due = match state.store.due_run_timeouts(&now_iso(), BATCH).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the runs due to time out");
+            return 0;
+        }
+    };
+    let n = u32::try_from(due.len()).unwrap_or(BATCH);
+    for (org, id) in due {
+        if let Err(e) = run_timeout::expire(state, &org, &id).await {
+            tracing::warn!(org.id = %org.0, run.id = %id, error = %e.message, "could not end a run that timed out");
+            // Not counted as done: the next tick tries again instead of spinning on it now.
+            return 0;
+        }
+    }
+    n
+}
