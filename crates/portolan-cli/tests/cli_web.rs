@@ -67,7 +67,8 @@ fn seed(data: &std::path::Path, n: usize) {
     rt.block_on(async {
         let store = SqliteStore::open(&data.join("portolan.sqlite")).await.unwrap();
         let org = store.org_by_name("default").await.unwrap().unwrap().id;
-        let ctx = AuditCtx { user_id: "t".into(), origin: "test".into(), at: "2024-01-01T00:00:00.000Z".into() };
+        let ctx =
+            AuditCtx { user_id: "t".into(), origin: "test".into(), at: "2024-01-01T00:00:00.000Z".into(), depth: 0 };
         let bp: portolan_core::Blueprint =
             serde_json::from_value(serde_json::json!({"identifier": "svc", "title": "Service",
             "schema": {"properties": {"n": {"type": "number"}}}}))

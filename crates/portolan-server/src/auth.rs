@@ -256,7 +256,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         let user_agent =
             parts.headers.get(axum::http::header::USER_AGENT).and_then(|h| h.to_str().ok()).map(str::to_string);
-        Ok(Caller { client_id: user_email.unwrap_or(client_id), org, user_agent, principal })
+        Ok(Caller { client_id: user_email.unwrap_or(client_id), org, user_agent, principal, depth: 0 })
     }
 }
 

@@ -44,29 +44,23 @@ pub fn too_large() -> ApiError {
 }
 
 /// Query-string parameters. Arrays may be exploded (`include=a&include=b`) or bracketed
-/// (`include[]=a`); values `true`/`false` are booleans where the field is one.
+/// (`include[]=a`); a value is a number or a boolean where the field is one
+/// ([`crate::query_de`]).
 pub struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let raw = parts.uri.query().unwrap_or("");
-        let mut map = serde_json::Map::new();
+        let mut keys: Vec<(String, Vec<String>)> = Vec::new();
         for (k, v) in form_pairs(raw) {
             let k = k.trim_end_matches("[]").to_string();
-            let v = Value::String(v);
-            match map.get_mut(&k) {
-                Some(Value::Array(a)) => a.push(v),
-                Some(old) => {
-                    let first = old.take();
-                    *old = Value::Array(vec![first, v]);
-                }
-                None => {
-                    map.insert(k, v);
-                }
+            match keys.iter_mut().find(|(key, _)| *key == k) {
+                Some((_, values)) => values.push(v),
+                None => keys.push((k, vec![v])),
             }
         }
-        serde_json::from_value(Value::Object(map))
+        crate::query_de::from_pairs(keys)
             .map(QueryParams)
             .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))
     }

@@ -29,6 +29,7 @@
 
 pub mod action_run;
 pub mod aggregation;
+pub mod automation;
 pub mod delete_all;
 pub mod scorecard;
 pub mod timers;
@@ -134,6 +135,7 @@ impl JobRuntime {
         rt.register(scorecard::ENTITIES_KIND, Arc::new(|ctx| Box::pin(scorecard::entities(ctx))));
         rt.register(aggregation::RECOMPUTE_KIND, Arc::new(|ctx| Box::pin(aggregation::recompute(ctx))));
         rt.register(aggregation::ENTITIES_KIND, Arc::new(|ctx| Box::pin(aggregation::entities(ctx))));
+        rt.register(automation::KIND, Arc::new(|ctx| Box::pin(automation::run(ctx))));
         rt
     }
 

@@ -11,6 +11,7 @@ pub mod metrics;
 mod middleware;
 pub mod ops;
 pub mod outbound;
+mod query_de;
 pub mod ratelimit;
 pub mod router;
 pub mod secrets;

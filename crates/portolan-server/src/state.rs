@@ -269,7 +269,8 @@ mod tests {
     async fn a_blueprint_change_through_one_node_is_seen_by_another_at_once() {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
         let org = store.create_org(&OrgId("org_a".into()), "a", "2024-01-01T00:00:00.000Z").await.unwrap().id;
-        let ctx = AuditCtx { user_id: "t".into(), origin: "API".into(), at: "2024-01-01T00:00:00.000Z".into() };
+        let ctx =
+            AuditCtx { user_id: "t".into(), origin: "API".into(), at: "2024-01-01T00:00:00.000Z".into(), depth: 0 };
         let v1: Blueprint = serde_json::from_value(json!({"identifier": "svc", "title": "One"})).unwrap();
         store.create_blueprint(&org, &v1, &ctx).await.unwrap();
         let node1 = AppState::new(store.clone(), ApiConfig::default()).await.unwrap();

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::audit;
-use crate::db::{Row, Tx, is_unique_violation};
+use crate::automations;
+use crate::db::{Db, Row, Tx, is_unique_violation};
 use crate::jobs::{self, now, push_now_plus};
 use crate::permission_docs::{self, Holder};
 use crate::sql::{Dialect, SqlFrag};
@@ -264,6 +265,41 @@ async fn insert_logs(tx: &mut Tx, org: &OrgId, rid: i64, logs: &[RunLog]) -> Res
     Ok(())
 }
 
+/// Insert `run` in the caller's transaction; its row id.
+pub(crate) async fn insert_run(db: &Db, tx: &mut Tx, org: &OrgId, run: &Run) -> Result<i64> {
+    let json = tx.dialect().json_cast();
+    let row = tx
+            .q(&format!(
+                "INSERT INTO action_runs(org_id, id, action, blueprint, entity, status, external_run_id, data, trace, \
+                 pending_execution, claimed_until, installation_id, ended_by_log, created_by, created_at, updated_by, \
+                 updated_at, ended_at, timeout_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, {}, ?, ?, {}, ?, ?, ?, ?, ?, \
+                 ?) \
+                 RETURNING rid",
+                bool_sql(run.pending_execution),
+                bool_sql(run.ended_by_log)
+            ))
+            .bind(&org.0)
+            .bind(&run.id)
+            .bind(db.storable(&run.action))
+            .bind(run.blueprint.as_deref().map(|b| db.storable(b).into_owned()))
+            .bind(run.entity.as_deref().map(|e| db.storable(e).into_owned()))
+            .bind(&run.status)
+            .bind(&run.external_run_id)
+            .bind(Value::Object(run.data.clone()).to_string())
+            .bind(Value::Array(run.trace.clone()).to_string())
+            .bind(&run.claimed_until)
+            .bind(&run.installation_id)
+            .bind(&run.created_by)
+            .bind(&run.created_at)
+            .bind(&run.updated_by)
+            .bind(&run.updated_at)
+            .bind(&run.ended_at)
+            .bind(stored_timeout(run).map(str::to_string))
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(row.get(0))
+}
+
 #[async_trait]
 impl Actions for SqlStore {
     async fn get_action(&self, org: &OrgId, identifier: &str) -> Result<Option<StoredAction>> {
@@ -300,9 +336,11 @@ impl Actions for SqlStore {
         };
         let json = tx.dialect().json_cast();
         tx.q(&format!(
-            "INSERT INTO actions(org_id, identifier, id, data, created_at, created_by, updated_at, updated_by) \
-             VALUES (?, ?, ?, ?{json}, ?, ?, ?, ?) ON CONFLICT(org_id, identifier) DO UPDATE SET \
-             data = excluded.data, updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+            "INSERT INTO actions(org_id, identifier, id, data, created_at, created_by, updated_at, updated_by, \
+             trigger_event, trigger_target) VALUES (?, ?, ?, ?{json}, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(org_id, identifier) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by, trigger_event = excluded.trigger_event, \
+             trigger_target = excluded.trigger_target"
         ))
         .bind(&org.0)
         .bind(id)
@@ -312,6 +350,8 @@ impl Actions for SqlStore {
         .bind(&saved.created_by)
         .bind(&saved.updated_at)
         .bind(&saved.updated_by)
+        .bind(automations::trigger_of(&saved.data).map(|t| t.0))
+        .bind(automations::trigger_of(&saved.data).map(|t| t.1))
         .run(&mut tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(format!("action {id:?}")) } else { e.into() })?;
@@ -348,43 +388,14 @@ impl Actions for SqlStore {
     async fn create_run(&self, org: &OrgId, run: &Run, job: Option<&NewJob>) -> Result<(Run, Option<Job>)> {
         let db = &self.db;
         let mut tx = db.begin().await?;
-        let json = tx.dialect().json_cast();
-        let row = tx
-            .q(&format!(
-                "INSERT INTO action_runs(org_id, id, action, blueprint, entity, status, external_run_id, data, trace, \
-                 pending_execution, claimed_until, installation_id, ended_by_log, created_by, created_at, updated_by, \
-                 updated_at, ended_at, timeout_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, {}, ?, ?, {}, ?, ?, ?, ?, ?, \
-                 ?) \
-                 RETURNING rid",
-                bool_sql(run.pending_execution),
-                bool_sql(run.ended_by_log)
-            ))
-            .bind(&org.0)
-            .bind(&run.id)
-            .bind(db.storable(&run.action))
-            .bind(run.blueprint.as_deref().map(|b| db.storable(b).into_owned()))
-            .bind(run.entity.as_deref().map(|e| db.storable(e).into_owned()))
-            .bind(&run.status)
-            .bind(&run.external_run_id)
-            .bind(Value::Object(run.data.clone()).to_string())
-            .bind(Value::Array(run.trace.clone()).to_string())
-            .bind(&run.claimed_until)
-            .bind(&run.installation_id)
-            .bind(&run.created_by)
-            .bind(&run.created_at)
-            .bind(&run.updated_by)
-            .bind(&run.updated_at)
-            .bind(&run.ended_at)
-            .bind(stored_timeout(run).map(str::to_string))
-            .fetch_one(&mut tx)
-            .await?;
+        let rid = insert_run(db, &mut tx, org, run).await?;
         let job = match job {
             Some(j) => Some(jobs::enqueue(db, &mut tx, org, j).await?),
             None => None,
         };
         tx.commit().await?;
         let timeout_at = stored_timeout(run).map(str::to_string);
-        Ok((Run { rid: row.get(0), timeout_at, ..run.clone() }, job))
+        Ok((Run { rid, timeout_at, ..run.clone() }, job))
     }
 
     async fn get_run(&self, org: &OrgId, id: &str) -> Result<Option<Run>> {

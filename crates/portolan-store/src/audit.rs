@@ -32,6 +32,10 @@ pub struct AuditCtx {
     /// `API`, `UI`, or the writer's datasource (User-Agent).
     pub origin: String,
     pub at: String,
+    /// How many automation runs led to this change (0: a person, a script or an integration).
+    /// Entity changes record it on the automation events they cause, so a loop of automations
+    /// can be cut.
+    pub depth: u32,
 }
 
 /// One audit-log record (port-api.md §8.8).

@@ -4,6 +4,7 @@ mod accounts;
 mod actions;
 mod aggregations;
 mod audit;
+mod automations;
 mod blueprints;
 mod budget;
 #[cfg(feature = "conformance")]
@@ -39,6 +40,7 @@ pub use aggregations::{
     Aggregations, MAX_AFFECTED,
 };
 pub use audit::{Audit, AuditCtx, AuditFilter, AuditRecord, RESOURCE_TYPES};
+pub use automations::{AUTOMATION_JOB, AutomationEvent, Automations};
 pub use blueprints::{Blueprints, Rename, StoredBlueprint};
 pub use db::DbError;
 pub use dialect::{DEFAULT_QUERY_BUDGET, budget_text};
@@ -131,6 +133,7 @@ pub trait Store:
     + Pages
     + Teams
     + Widgets
+    + Automations
 {
 }
 
@@ -153,14 +156,15 @@ impl<T> Store for T where
         + Pages
         + Teams
         + Widgets
+        + Automations
 {
 }
 
 /// Every aggregate trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use crate::{
-        Accounts, Actions, Aggregations, Audit, Blueprints, Entities, Integrations, Jobs, Orgs, Pages, Resyncs,
-        Scorecards, Secrets, Settings, Store, Teams, Ui, Webhooks, Widgets,
+        Accounts, Actions, Aggregations, Audit, Automations, Blueprints, Entities, Integrations, Jobs, Orgs, Pages,
+        Resyncs, Scorecards, Secrets, Settings, Store, Teams, Ui, Webhooks, Widgets,
     };
 }
 

@@ -21,6 +21,7 @@ use portolan_jq::template;
 use portolan_store::{OrgId, Run};
 use serde_json::{Map, Value, json};
 
+use super::automation;
 use super::{JobCtx, JobError};
 use crate::error::ErrorCode;
 use crate::ops::Actor;
@@ -94,6 +95,18 @@ async fn trigger_data(
     run: &Run,
     secrets: &Map<String, Value>,
 ) -> Result<Value, JobError> {
+    if let Some(event) = run.data.get(automation::EVENT_KEY) {
+        // An automation's run (port-api.md §5.5): the event instead of inputs and entity.
+        return Ok(json!({
+            "inputs": null,
+            "trigger": {"by": event["trigger"]["by"], "origin": "AUTOMATION", "at": run.created_at},
+            "event": event,
+            "entity": null,
+            "action": {"identifier": run.action},
+            "run": {"id": run.id},
+            "secrets": secrets,
+        }));
+    }
     let entity = match (&run.blueprint, &run.entity) {
         (Some(bp), Some(id)) => state
             .store
@@ -372,6 +385,12 @@ async fn upsert_entity(
         user_agent: Some(format!("action:{}", run.action)),
         // Running the action was decided when the run was created.
         principal: portolan_core::permissions::Principal::Machine,
+        // An automation's write carries its chain on: the events it causes are one link deeper.
+        depth: run
+            .data
+            .get(automation::DEPTH_KEY)
+            .and_then(Value::as_u64)
+            .map_or(0, |d| u32::try_from(d + 1).unwrap_or(u32::MAX)),
     };
     let blueprint = match crate::ops::entity::blueprint(state, org, &bp).await {
         Ok(b) => b,

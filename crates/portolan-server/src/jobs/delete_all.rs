@@ -62,6 +62,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         org: ctx.job.org.clone(),
         user_agent: p.user_agent.clone(),
         principal: Principal::Machine,
+        depth: 0,
     };
     match delete(&ctx, &p, &actor).await {
         Err(JobError::Fail { status, code, message }) => {

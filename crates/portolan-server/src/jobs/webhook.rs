@@ -290,6 +290,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         org: org.clone(),
         user_agent: Some(format!("webhook:{id}")),
         principal: portolan_core::permissions::Principal::Machine,
+        depth: 0,
     };
     let mut counts = Counts::default();
     for plan in &plans {

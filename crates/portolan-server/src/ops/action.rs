@@ -31,7 +31,12 @@ pub const STATUSES: &[&str] = &["IN_PROGRESS", "SUCCESS", "FAILURE", "WAITING_FO
 /// Terminal statuses a backend may set.
 pub const TERMINAL: &[&str] = &["SUCCESS", "FAILURE"];
 /// Keys of a run's `data` that are the server's own and never shown.
-pub const HIDDEN_RUN_KEYS: &[&str] = &[AGENT_PAYLOAD_KEY, run_timeout::TIMEOUT_KEY];
+pub const HIDDEN_RUN_KEYS: &[&str] = &[
+    AGENT_PAYLOAD_KEY,
+    run_timeout::TIMEOUT_KEY,
+    crate::jobs::automation::EVENT_KEY,
+    crate::jobs::automation::DEPTH_KEY,
+];
 /// The payload an agent receives (secrets rendered), encrypted with the master key.
 pub const AGENT_PAYLOAD_KEY: &str = "_agentPayload";
 /// How long an agent's claim holds a run before another agent may take it.
@@ -163,6 +168,46 @@ pub struct RunRequest {
     pub source: &'static str,
 }
 
+/// A new run of `action`, in progress, created by `by` at `now`, with Port's run keys at their
+/// starting values (`blueprint`, `entity`, `properties` and `source` for the caller to fill).
+pub fn new_run(action: &StoredAction, blueprint: Option<String>, entity: Option<String>, by: &str, now: &str) -> Run {
+    let mut data = Map::new();
+    data.insert("statusLabel".into(), Value::Null);
+    data.insert(
+        "action".into(),
+        json!({"identifier": action.identifier, "title": action.data.get("title"), "icon": action.data.get("icon")}),
+    );
+    for key in ["blueprint", "entity", "summary", "payload", "response"] {
+        data.insert(key.into(), Value::Null);
+    }
+    data.insert("properties".into(), json!({}));
+    data.insert("rawProperties".into(), json!({}));
+    data.insert("requiredApproval".into(), json!(false));
+    data.insert("link".into(), json!([]));
+    data.insert("encryptedProperties".into(), json!([]));
+    Run {
+        rid: 0,
+        id: random_id("r_"),
+        action: action.identifier.clone(),
+        blueprint,
+        entity,
+        status: "IN_PROGRESS".into(),
+        external_run_id: None,
+        data,
+        trace: vec![],
+        pending_execution: false,
+        claimed_until: None,
+        installation_id: None,
+        ended_by_log: false,
+        created_by: by.to_string(),
+        created_at: now.to_string(),
+        updated_by: by.to_string(),
+        updated_at: now.to_string(),
+        ended_at: None,
+        timeout_at: None,
+    }
+}
+
 /// Start a run of a self-service action: check the entity and the inputs (every error at its
 /// field path), then store the run and its invocation job in one transaction.
 pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: RunRequest) -> ApiResult<Run> {
@@ -244,12 +289,6 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
 
     let created = chrono::Utc::now();
     let now = super::audit::iso(created);
-    let mut data = Map::new();
-    data.insert("statusLabel".into(), Value::Null);
-    data.insert(
-        "action".into(),
-        json!({"identifier": action.identifier, "title": action.data.get("title"), "icon": action.data.get("icon")}),
-    );
     let blueprint = match &bp_id {
         Some(bp) => {
             let b = state.blueprints(&actor.org).await?.get(bp).cloned();
@@ -257,43 +296,16 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
         }
         None => Value::Null,
     };
-    data.insert("blueprint".into(), blueprint);
-    data.insert(
-        "entity".into(),
-        entity.as_ref().map_or(Value::Null, |e| json!({"identifier": e.identifier, "title": e.title, "icon": e.icon})),
-    );
-    data.insert("properties".into(), Value::Object(properties));
-    data.insert("rawProperties".into(), json!({}));
-    data.insert("source".into(), json!(req.source));
-    data.insert("requiredApproval".into(), json!(false));
-    data.insert("link".into(), json!([]));
-    data.insert("summary".into(), Value::Null);
-    data.insert("payload".into(), Value::Null);
-    data.insert("response".into(), Value::Null);
-    data.insert("encryptedProperties".into(), json!(checked.encrypted));
-    data.insert("operation".into(), json!(operation));
-    data.insert("origin".into(), json!(actor.user_agent.clone()));
-    let mut run = Run {
-        rid: 0,
-        id: random_id("r_"),
-        action: action.identifier.clone(),
-        blueprint: bp_id,
-        entity: entity.map(|e| e.identifier),
-        status: "IN_PROGRESS".into(),
-        external_run_id: None,
-        data,
-        trace: vec![],
-        pending_execution: false,
-        claimed_until: None,
-        installation_id: None,
-        ended_by_log: false,
-        created_by: actor.client_id.clone(),
-        created_at: now.clone(),
-        updated_by: actor.client_id.clone(),
-        updated_at: now,
-        ended_at: None,
-        timeout_at: None,
-    };
+    let entity_ref =
+        entity.as_ref().map_or(Value::Null, |e| json!({"identifier": e.identifier, "title": e.title, "icon": e.icon}));
+    let mut run = new_run(&action, bp_id, entity.map(|e| e.identifier), &actor.client_id, &now);
+    run.data.insert("blueprint".into(), blueprint);
+    run.data.insert("entity".into(), entity_ref);
+    run.data.insert("properties".into(), Value::Object(properties));
+    run.data.insert("source".into(), json!(req.source));
+    run.data.insert("encryptedProperties".into(), json!(checked.encrypted));
+    run.data.insert("operation".into(), json!(operation));
+    run.data.insert("origin".into(), json!(actor.user_agent.clone()));
     run_timeout::arm(&mut run, created, run_timeout::timeout_for(state, &actor.org, &action).await?);
     let job = NewJob { kind: RUN_JOB.into(), payload: json!({"runId": run.id}), max_attempts: 3 };
     let (run, _) = state.store.create_run(&actor.org, &run, Some(&job)).await?;

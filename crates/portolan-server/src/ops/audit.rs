@@ -22,6 +22,7 @@ pub fn audit_ctx(actor: &Actor) -> AuditCtx {
         user_id: actor.client_id.clone(),
         origin: actor.user_agent.clone().map_or_else(|| "API".to_string(), |ua| ua.chars().take(200).collect()),
         at: now_iso(),
+        depth: actor.depth,
     }
 }
 

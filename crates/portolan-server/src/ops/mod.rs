@@ -36,4 +36,9 @@ pub struct Actor {
     /// Who decides what it may do ([`crate::access`]): an organization credential, a webhook
     /// and a background job act as an administrator machine.
     pub principal: portolan_core::permissions::Principal,
+    /// How many automation runs led to this change (0 unless an automation's run writes);
+    /// carried onto the automation events the change causes ([`AuditCtx::depth`]).
+    ///
+    /// [`AuditCtx::depth`]: portolan_store::AuditCtx
+    pub depth: u32,
 }

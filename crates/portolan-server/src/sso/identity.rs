@@ -169,6 +169,7 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
         org: org.clone(),
         user_agent: Some("SSO (OIDC)".into()),
         principal: portolan_core::permissions::Principal::Machine,
+        depth: 0,
     };
     let user = match state.store.user_by_email(&id.email).await? {
         Some(u) if u.org != *org => {

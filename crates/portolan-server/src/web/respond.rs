@@ -73,6 +73,7 @@ pub(crate) fn caller(u: &WebUser) -> Caller {
         org: u.org.clone(),
         user_agent: Some("UI".into()),
         principal: u.principal.clone(),
+        depth: 0,
     }
 }
 

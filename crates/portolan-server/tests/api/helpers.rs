@@ -80,6 +80,14 @@ impl TestApp {
         Some(TestApp { base, http, token, store, client_id, client_secret, _db: db })
     }
 
+    /// Another node serving this app's database with `config` (its own job workers and
+    /// timers), as a second server of a cluster or the first one after a restart.
+    pub async fn extra_node(&self, config: ApiConfig) {
+        let state = AppState::new(self.store.clone(), config).await.expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        tokio::spawn(async move { portolan_server::serve(listener, state, std::future::pending()).await });
+    }
+
     /// A token for a second, separate organization.
     pub async fn other_org_token(&self, name: &str) -> String {
         let (id, secret) = create_org(self.store.as_ref(), name).await;

@@ -14,6 +14,7 @@ mod actions;
 mod aggregation;
 mod audit;
 mod auth;
+mod automations;
 mod blueprint;
 mod blueprint_rename;
 mod credentials;

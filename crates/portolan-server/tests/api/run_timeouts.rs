@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode as AxStatus;
 use chrono::{DateTime, Utc};
+use portolan_server::ApiConfig;
 use portolan_server::secrets::SecretsKey;
-use portolan_server::{ApiConfig, AppState};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_invalid, detail};
@@ -182,14 +182,6 @@ async fn a_run_that_ends_in_time_is_left_alone() {
     assert!(log_lines(&app, &id).await.is_empty());
 }
 
-/// A node serving the same database with job workers (its timers run), as after a restart.
-async fn node(app: &TestApp, first: &ApiConfig) {
-    let config = ApiConfig { job_workers: 2, ..first.clone() };
-    let state = AppState::new(app.store.clone(), config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    tokio::spawn(async move { portolan_server::serve(listener, state, std::future::pending()).await });
-}
-
 #[tokio::test]
 async fn deadlines_outlive_the_node_and_two_nodes_end_a_run_once() {
     // A node without workers (or one that is down) ends nothing.
@@ -205,8 +197,9 @@ async fn deadlines_outlive_the_node_and_two_nodes_end_a_run_once() {
     assert_eq!(run(&app, &ids[0]).await["status"], json!("IN_PROGRESS"), "no timers run on this node");
 
     // Two nodes start later over the same database: each run ends once.
-    node(&app, &first).await;
-    node(&app, &first).await;
+    let workers = ApiConfig { job_workers: 2, ..first.clone() };
+    app.extra_node(workers.clone()).await;
+    app.extra_node(workers).await;
     for id in &ids {
         let ended = wait_run(&app, id, |r| r["status"] == json!("FAILURE")).await;
         assert!(summary(&ended).contains("never invoked"), "{}", summary(&ended));

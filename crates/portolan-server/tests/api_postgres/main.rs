@@ -22,6 +22,8 @@ mod aggregation;
 mod audit;
 #[path = "../api/auth.rs"]
 mod auth;
+#[path = "../api/automations.rs"]
+mod automations;
 #[path = "../api/blueprint.rs"]
 mod blueprint;
 #[path = "../api/blueprint_rename.rs"]

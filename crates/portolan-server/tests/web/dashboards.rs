@@ -257,8 +257,12 @@ async fn user_content_is_escaped_and_other_organizations_dashboards_are_not_foun
     // Another organization's page of the same name: not found there.
     let org_b = portolan_store::OrgId("org_other".into());
     app.store.create_org(&org_b, "other", "2024-01-01T00:00:00.000Z").await.unwrap();
-    let ctx =
-        portolan_store::AuditCtx { user_id: "t".into(), origin: "API".into(), at: "2024-01-01T00:00:00.000Z".into() };
+    let ctx = portolan_store::AuditCtx {
+        user_id: "t".into(),
+        origin: "API".into(),
+        at: "2024-01-01T00:00:00.000Z".into(),
+        depth: 0,
+    };
     let data = json!({"type": "dashboard", "title": "Secret", "widgets": []});
     app.store.save_page(&org_b, "secret", &data, portolan_store::SaveMode::Create, &ctx).await.unwrap();
     assert_eq!(app.get(&mut admin, "/ui/dashboards/secret").await.status, StatusCode::NOT_FOUND);

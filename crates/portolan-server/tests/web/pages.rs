@@ -351,6 +351,7 @@ async fn the_export_dialog_downloads_hcl_yaml_and_json() {
             user_id: "t".into(),
             origin: "API".into(),
             at: "2024-01-01T00:00:00.000Z".into(),
+            depth: 0,
         };
         app.store
             .save_action(&portolan_store::OrgId(crate::app::ORG.into()), &w, portolan_store::SaveMode::Create, &ctx)

@@ -14,6 +14,7 @@ mod accounts;
 mod actions;
 mod aggregations;
 mod audit;
+mod automations;
 mod blueprints;
 mod entities;
 mod integrations;
@@ -39,6 +40,7 @@ pub use accounts::*;
 pub use actions::*;
 pub use aggregations::*;
 pub use audit::*;
+pub use automations::*;
 pub use blueprints::*;
 pub use entities::*;
 pub use integrations::*;
@@ -54,7 +56,7 @@ pub use widgets::*;
 pub const T0: &str = "2024-01-01T00:00:00.000Z";
 
 pub fn ctx() -> AuditCtx {
-    AuditCtx { user_id: "tester".into(), origin: "API".into(), at: T0.into() }
+    AuditCtx { user_id: "tester".into(), origin: "API".into(), at: T0.into(), depth: 0 }
 }
 
 pub async fn org(store: &dyn Store, name: &str) -> OrgId {
@@ -212,6 +214,8 @@ macro_rules! conformance_tests {
             invitations_are_used_once_before_they_expire,
             // ui.rs
             web_ui_settings_are_tenant_scoped_and_reads_are_paged,
+            // automations.rs
+            automation_events_are_recorded_with_the_change_and_dispatched_once,
             // actions.rs
             actions_are_saved_audited_and_tenant_scoped,
             runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped,

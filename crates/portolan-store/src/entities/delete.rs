@@ -12,7 +12,7 @@ use crate::audit;
 use crate::db::Db;
 use crate::dialect::{entity_locks, lock_entities};
 use crate::plan::{entity_record, json_text};
-use crate::{AuditCtx, OrgId, Result, StoreError, aggregations};
+use crate::{AuditCtx, OrgId, Result, StoreError, aggregations, automations};
 
 /// Remove `target` from a relation value: a single relation becomes null, a many relation
 /// loses the identifier.
@@ -149,11 +149,15 @@ pub(crate) async fn delete(
         let rec = entity_record(ctx, "UPDATE", &after.blueprint, &after.identifier, Some(&before), Some(&after));
         audit::insert(&mut tx, org, &[rec]).await?;
     }
+    let listening = automations::listening(&mut tx, org).await?;
     let mut deleted = Vec::with_capacity(doomed.len());
     for (rid, e) in &doomed {
         tx.q("DELETE FROM entities WHERE rid = ? AND org_id = ?").bind(rid).bind(&org.0).execute(&mut tx).await?;
         let rec = entity_record(ctx, "DELETE", &e.blueprint, &e.identifier, Some(e), None);
-        audit::insert(&mut tx, org, &[rec]).await?;
+        audit::insert(&mut tx, org, std::slice::from_ref(&rec)).await?;
+        // Not for the dependents' relations unlinked above: Port fires no automation for a
+        // relation nulled because its target was deleted.
+        automations::record(db, &mut tx, org, &listening, &[rec], ctx).await?;
         deleted.push((e.blueprint.clone(), e.identifier.clone()));
     }
     if aggregates {

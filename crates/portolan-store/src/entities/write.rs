@@ -22,7 +22,7 @@ use crate::dialect::{entity_locks, lock_entities, nul_rejection};
 use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, quota_rejection, team_rejection};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
-use crate::{aggregations, orgs, scorecards, teams};
+use crate::{aggregations, automations, orgs, scorecards, teams};
 
 /// Rows per multi-row statement (SQLite allows 32,766 parameters, PostgreSQL 65,535; entities
 /// bind 13 each).
@@ -77,7 +77,10 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         tx.q(&unlink).bind_ints(chunk).execute(&mut tx).await?;
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
-    audit::insert(&mut tx, org, &plan.audit_records(&stubs, ctx)).await?;
+    let records = plan.audit_records(&stubs, ctx);
+    audit::insert(&mut tx, org, &records).await?;
+    let listening = automations::listening(&mut tx, org).await?;
+    automations::record(db, &mut tx, org, &listening, &records, ctx).await?;
     let written: Vec<(&str, &str)> =
         rows.iter().copied().chain(stubs.iter()).map(|e| (e.blueprint.as_str(), e.identifier.as_str())).collect();
     scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
@@ -410,6 +413,7 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let mut written: Vec<(String, String)> = Vec::new();
     let mut unlinked_seeds: Vec<(String, String)> = Vec::new();
     let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
+    let listening = automations::listening(&mut tx, org).await?;
     for w in writes {
         let before = get_in_tx(db, &mut tx, org, &w.blueprint, &w.identifier).await?;
         let before_targets =
@@ -480,12 +484,14 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
             save(&mut tx, org, None, &stub, &[]).await?;
             written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
-            audit::insert(&mut tx, org, &[rec]).await?;
+            audit::insert(&mut tx, org, std::slice::from_ref(&rec)).await?;
+            automations::record(db, &mut tx, org, &listening, &[rec], ctx).await?;
         }
         save(&mut tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
-        audit::insert(&mut tx, org, &[rec]).await?;
+        audit::insert(&mut tx, org, std::slice::from_ref(&rec)).await?;
+        automations::record(db, &mut tx, org, &listening, &[rec], ctx).await?;
         written.push((entity.blueprint.clone(), entity.identifier.clone()));
         unlinked_seeds.extend(unlinked(&before_targets, &entity));
         out.push(Ok(Written { entity, created: before.is_none() }));

@@ -230,7 +230,7 @@ const ACTIONS: TableSpec = TableSpec {
     table: "actions",
     json_type: "json",
     cols: cols![identifier: Text, id: Text, data: Json, created_at: Text, created_by: Text, updated_at: Text,
-        updated_by: Text, permissions: Text],
+        updated_by: Text, permissions: Text, trigger_event: Text, trigger_target: Text],
     overriding: false,
     order: &["identifier"],
 };
@@ -339,6 +339,10 @@ const COPIED_BY_HAND: &[(&str, &[&str])] = &[
 pub const NOT_COPIED: &[(&str, &str)] = &[
     ("_sqlx_migrations", "sqlx's own record of applied migrations: each database migrates itself"),
     ("jobs", "background jobs are not copied: move an install with no job queued or running"),
+    (
+        "automation_events",
+        "events wait only until their dispatch job runs: move an install with no job queued, and none are left",
+    ),
     ("entity_teams", "derived from entities.team by triggers on both databases: copying the entities fills it"),
     (
         "blueprint_versions",

@@ -1,0 +1,226 @@
+//! Automations' events (port-api.md §5.3; issue 14). Every entity change an automation listens
+//! to becomes a row of `automation_events` in the transaction of the change itself (migration
+//! 0022), with Port's event object; the organization's one queued [`AUTOMATION_JOB`] then hands
+//! the events, in order, to the server, which evaluates each automation's condition and creates
+//! its runs with [`Automations::dispatch_event`]: the runs, their invocation jobs and the
+//! event's deletion are one transaction, so an event starts each automation exactly once,
+//! whichever node dispatches it and whenever a process dies.
+//!
+//! Writes of organizations without automations on the written blueprints pay one indexed probe
+//! of `actions` per transaction ([`listening`]) and write nothing more.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::db::{Db, Tx};
+use crate::jobs;
+use crate::ui::parse_json;
+use crate::{AuditCtx, AuditRecord, Job, NewJob, OrgId, Result, Run, SqlStore};
+
+/// The job kind that dispatches an organization's automation events.
+pub const AUTOMATION_JOB: &str = "automation_dispatch";
+
+/// An event waiting to be dispatched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutomationEvent {
+    /// Increasing in the order the changes were committed within an organization's writes.
+    pub id: i64,
+    /// `ENTITY_CREATED`, `ENTITY_UPDATED`, `ENTITY_DELETED` (or a run event).
+    pub kind: String,
+    /// The blueprint (entity events) or action (run events).
+    pub target: String,
+    /// Port's event object (§5.3).
+    pub event: Value,
+    /// How many automation runs led to it.
+    pub depth: u32,
+}
+
+#[async_trait]
+pub trait Automations: Send + Sync {
+    /// The oldest events of `org` waiting to be dispatched, at most `limit`.
+    async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>>;
+    /// Dispatch event `id`: delete it and store `runs` with their invocation jobs, in one
+    /// transaction. `Ok(false)` (and nothing stored) when the event is gone: another dispatcher
+    /// took it first.
+    async fn dispatch_event(&self, org: &OrgId, id: i64, runs: &[(Run, Option<NewJob>)]) -> Result<bool>;
+}
+
+/// An automation's `(event type, blueprint or action)` from its stored definition (`None` for
+/// a self-service action): the `trigger_event` and `trigger_target` columns.
+pub(crate) fn trigger_of(data: &Value) -> Option<(String, String)> {
+    let t = data.get("trigger")?;
+    if t.get("type")?.as_str()? != "automation" {
+        return None;
+    }
+    let e = t.get("event")?;
+    let target = e.get("blueprintIdentifier").or_else(|| e.get("actionIdentifier"))?.as_str()?;
+    Some((e.get("type")?.as_str()?.to_string(), target.to_string()))
+}
+
+/// Which entity events the organization's automations listen to: blueprint → event types.
+#[derive(Debug, Default)]
+pub(crate) struct Listening(HashMap<String, HashSet<String>>);
+
+impl Listening {
+    fn hears(&self, blueprint: &str, kind: &str) -> bool {
+        self.0.get(blueprint).is_some_and(|kinds| kinds.contains(kind) || kinds.contains("ANY_ENTITY_CHANGE"))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The entity events `org`'s automations listen to (read in the writing transaction, so an
+/// automation saved concurrently is either seen or saved after the write).
+pub(crate) async fn listening(tx: &mut Tx, org: &OrgId) -> Result<Listening> {
+    let mut out = Listening::default();
+    let rows = tx
+        .q("SELECT trigger_target, trigger_event FROM actions WHERE org_id = ? AND trigger_event IS NOT NULL")
+        .bind(&org.0)
+        .fetch_all(&mut *tx)
+        .await?;
+    for r in rows {
+        out.0.entry(r.get::<String, _>(0)).or_default().insert(r.get(1));
+    }
+    Ok(out)
+}
+
+/// The event type of an entity audit record's action.
+fn entity_kind(action: &str) -> Option<&'static str> {
+    match action {
+        "CREATE" => Some("ENTITY_CREATED"),
+        "UPDATE" => Some("ENTITY_UPDATED"),
+        "DELETE" => Some("ENTITY_DELETED"),
+        _ => None,
+    }
+}
+
+/// Record the automation events of entity changes `records` (their audit records), in the
+/// change's transaction, and make sure the organization's dispatch job is queued. Changes no
+/// automation listens to, and updates that changed nothing, record nothing.
+pub(crate) async fn record(
+    db: &Db,
+    tx: &mut Tx,
+    org: &OrgId,
+    listening: &Listening,
+    records: &[AuditRecord],
+    ctx: &AuditCtx,
+) -> Result<()> {
+    if listening.is_empty() {
+        return Ok(());
+    }
+    let json = tx.dialect().json_cast();
+    let sql = format!(
+        "INSERT INTO automation_events(org_id, kind, target, event, depth, created_at) VALUES (?, ?, ?, ?{json}, ?, ?)"
+    );
+    let mut any = false;
+    for r in records {
+        let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
+        if r.resource_type != "entity" || !listening.hears(bp, kind) {
+            continue;
+        }
+        let diff = r.diff.clone().unwrap_or(json!({"before": null, "after": null}));
+        if kind == "ENTITY_UPDATED" && unchanged(&diff) {
+            continue;
+        }
+        let event = json!({
+            "action": r.action, "resourceType": "entity",
+            "trigger": {"by": {"orgId": org.0, "userId": r.user_id}, "origin": r.origin, "at": r.at},
+            "context": {"blueprintIdentifier": bp, "entityIdentifier": entity, "propertyIdentifier": null},
+            "diff": diff,
+        });
+        tx.q(&sql)
+            .bind(&org.0)
+            .bind(kind)
+            .bind(bp.as_str())
+            .bind(event.to_string())
+            .bind(i64::from(ctx.depth))
+            .bind(&r.at)
+            .execute(&mut *tx)
+            .await?;
+        any = true;
+    }
+    if any {
+        enqueue_dispatch(db, tx, org).await?;
+    }
+    Ok(())
+}
+
+/// An update whose entity is the same before and after, apart from its update stamps.
+fn unchanged(diff: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("updatedAt");
+            o.remove("updatedBy");
+        }
+        v
+    };
+    strip(&diff["before"]) == strip(&diff["after"])
+}
+
+/// Queue the organization's dispatch job unless one is queued and not yet claimed (it will see
+/// the new events: it reads them when it runs).
+pub(crate) async fn enqueue_dispatch(db: &Db, tx: &mut Tx, org: &OrgId) -> Result<()> {
+    let queued = tx
+        .q("SELECT 1 FROM jobs WHERE status = 'queued' AND org_id = ? AND kind = ? LIMIT 1")
+        .bind(&org.0)
+        .bind(AUTOMATION_JOB)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if queued.is_none() {
+        let job = NewJob { kind: AUTOMATION_JOB.into(), payload: json!({}), max_attempts: 5 };
+        let _: Job = jobs::enqueue(db, tx, org, &job).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Automations for SqlStore {
+    async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>> {
+        let db = &self.db;
+        let rows = db
+            .q("SELECT id, kind, target, CAST(event AS TEXT), depth FROM automation_events WHERE org_id = ? \
+                ORDER BY id LIMIT ?")
+            .bind(&org.0)
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(db.read())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AutomationEvent {
+                    id: r.get(0),
+                    kind: r.get(1),
+                    target: r.get(2),
+                    event: parse_json("automation event", &r.get::<String, _>(3))?,
+                    depth: u32::try_from(r.get::<i64, _>(4)).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn dispatch_event(&self, org: &OrgId, id: i64, runs: &[(Run, Option<NewJob>)]) -> Result<bool> {
+        let db = &self.db;
+        let mut tx = db.begin().await?;
+        let gone = tx
+            .q("DELETE FROM automation_events WHERE org_id = ? AND id = ?")
+            .bind(&org.0)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        if gone == 0 {
+            return Ok(false);
+        }
+        for (run, job) in runs {
+            crate::actions::insert_run(db, &mut tx, org, run).await?;
+            if let Some(j) = job {
+                jobs::enqueue(db, &mut tx, org, j).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,93 @@
+//! Conformance: automation events — recorded with the entity change that caused them, only
+//! for blueprints an automation listens to and only when something changed; dispatched once.
+
+use serde_json::json;
+
+use super::{ctx, entity, model, org, write_ok};
+use crate::{AUTOMATION_JOB, ActionWrite, JobFilter, NewJob, Run, SaveMode, Store};
+
+fn automation(id: &str, event: &str, bp: &str) -> ActionWrite {
+    ActionWrite {
+        identifier: id.into(),
+        id: format!("action_{id}"),
+        data: json!({"identifier": id, "trigger": {"type": "automation",
+            "event": {"type": event, "blueprintIdentifier": bp}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "http://x"}}),
+    }
+}
+
+/// Entity changes on a listened-to blueprint leave one event each (Port's event object, the
+/// writer's depth) and one queued dispatch job; other blueprints, other organizations and
+/// unchanged writes leave none; an event is dispatched once, with its runs.
+pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let (ma, mb) = (model(s, &a).await, model(s, &b).await);
+    write_ok(s, &b, &mb, vec![entity("team", "t-b", json!({}), json!({}))]).await;
+    write_ok(s, &a, &ma, vec![entity("team", "before", json!({}), json!({}))]).await;
+    assert!(s.pending_events(&a, 10).await.unwrap().is_empty(), "no automation: no event");
+
+    s.save_action(&a, &automation("on_team", "ANY_ENTITY_CHANGE", "team"), SaveMode::Create, &ctx()).await.unwrap();
+    let deeper = crate::AuditCtx { depth: 3, ..ctx() };
+    let writes = vec![super::put(entity("team", "t1", json!({}), json!({})), &ma, false)];
+    s.write_entities(&a, writes, &deeper).await.unwrap();
+    write_ok(s, &a, &ma, vec![entity("domain", "d1", json!({}), json!({}))]).await;
+    // The same entity again: nothing changed.
+    write_ok(s, &a, &ma, vec![entity("team", "t1", json!({}), json!({}))]).await;
+    write_ok(s, &a, &ma, vec![entity("team", "t1", json!({"x": 1}), json!({}))]).await;
+    s.delete_entities(&a, "team", &["t1".into()], false, &ctx()).await.unwrap();
+
+    let events = s.pending_events(&a, 10).await.unwrap();
+    let kinds: Vec<(&str, &str, u32)> = events.iter().map(|e| (e.kind.as_str(), e.target.as_str(), e.depth)).collect();
+    assert_eq!(kinds, [("ENTITY_CREATED", "team", 3), ("ENTITY_UPDATED", "team", 0), ("ENTITY_DELETED", "team", 0)]);
+    let first = &events[0].event;
+    assert_eq!((first["action"].as_str(), first["resourceType"].as_str()), (Some("CREATE"), Some("entity")));
+    assert_eq!(
+        first["context"],
+        json!({"blueprintIdentifier": "team", "entityIdentifier": "t1",
+        "propertyIdentifier": null})
+    );
+    assert_eq!(
+        (first["diff"]["before"].clone(), first["diff"]["after"]["identifier"].clone()),
+        (json!(null), json!("t1"))
+    );
+    assert_eq!(first["trigger"]["by"]["userId"], json!("tester"));
+    assert_eq!(events[2].event["diff"]["after"], json!(null));
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(s.pending_events(&b, 10).await.unwrap().is_empty(), "another organization's events");
+
+    let jobs = s.list_jobs(&a, &JobFilter { limit: 100, ..JobFilter::default() }).await.unwrap();
+    let dispatch: Vec<_> = jobs.iter().filter(|j| j.kind == AUTOMATION_JOB).collect();
+    assert_eq!(dispatch.len(), 1, "one queued dispatch job for every event: {jobs:?}");
+
+    // Dispatch: the runs and their jobs are stored with the event's deletion, once.
+    let run = Run {
+        rid: 0,
+        id: "r_auto".into(),
+        action: "on_team".into(),
+        blueprint: Some("team".into()),
+        entity: Some("t1".into()),
+        status: "IN_PROGRESS".into(),
+        external_run_id: None,
+        data: serde_json::Map::new(),
+        trace: vec![],
+        pending_execution: false,
+        claimed_until: None,
+        installation_id: None,
+        ended_by_log: false,
+        created_by: "automation".into(),
+        created_at: super::T0.into(),
+        updated_by: "automation".into(),
+        updated_at: super::T0.into(),
+        ended_at: None,
+        timeout_at: None,
+    };
+    let job = NewJob { kind: "action_run".into(), payload: json!({"runId": "r_auto"}), max_attempts: 3 };
+    assert!(!s.dispatch_event(&b, events[0].id, &[]).await.unwrap(), "not another organization's event");
+    assert!(s.dispatch_event(&a, events[0].id, &[(run.clone(), Some(job.clone()))]).await.unwrap());
+    assert!(s.get_run(&a, "r_auto").await.unwrap().is_some());
+    let again = Run { id: "r_again".into(), ..run };
+    assert!(!s.dispatch_event(&a, events[0].id, &[(again, Some(job))]).await.unwrap());
+    assert!(s.get_run(&a, "r_again").await.unwrap().is_none(), "a dispatched event starts nothing again");
+    let left: Vec<i64> = s.pending_events(&a, 10).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(left, [events[1].id, events[2].id]);
+}
