@@ -2,6 +2,7 @@
 
 mod aggregation;
 mod api;
+mod automation;
 mod baseline;
 mod dashboard;
 mod latency;
@@ -67,6 +68,12 @@ struct Args {
     /// local backend, one at a time and with --concurrency clients (no entity load).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     action_runs: Option<u32>,
+    /// Measure only the cost of an automation: N entities updated in bulk (--batch per
+    /// request, --concurrency in flight) without, with and again without one ENTITY_UPDATED
+    /// automation whose condition holds for a tenth of them (a local webhook); write throughput
+    /// of each round and write → webhook latency.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=1_000_000), conflicts_with_all = ["action_runs", "curve"])]
+    automation_updates: Option<u32>,
     /// Load, then measure one scorecard's recompute over every service (a filter and four
     /// rules), beside reading every service once through the paginated search.
     #[arg(long, conflicts_with_all = ["action_runs", "curve"])]
@@ -150,6 +157,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let creds = server::init(&bin, &data_dir, db_url.as_deref()).await?;
     let srv = Server::start(&bin, &data_dir, batch, db_url.as_deref()).await?;
     progress(&format!("server pid {} on {}", srv.pid, srv.base));
+    let database = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
     if args.scorecard {
         let measured = async {
             let (loaded, _, _) = load_only(&srv, &creds, &data, batch, concurrency).await?;
@@ -251,6 +259,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(n) = args.automation_updates {
+        progress(&format!("automation cost: {n} updates per round, {batch} per request, {concurrency} in flight"));
+        let measured = async {
+            let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+            automation::run(&api, n as usize, batch, concurrency).await
+        }
+        .await;
+        let result = finish(srv, pg, measured).await?;
+        print!("{}\n{}", ctx.markdown_header(), automation::markdown(&result, database));
+        return Ok(());
+    }
     if let Some(n) = args.action_runs {
         progress(&format!("action runs: {n} one at a time, then {n} with {concurrency} clients"));
         let measured = async {
@@ -258,13 +277,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             runs::run(&api, n as usize, concurrency).await
         }
         .await;
-        let log = srv.log_tail();
-        srv.stop().await.context("stopping the server")?;
-        let result = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
-        if let Some(p) = pg {
-            p.drop_database().await?;
-        }
-        let database = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+        let result = finish(srv, pg, measured).await?;
         print!("{}\n{}", ctx.markdown_header(), runs::markdown(&result, database));
         return Ok(());
     }
@@ -379,4 +392,16 @@ async fn measure(
     let browser = web::Web::sign_in(&srv.base, server::WEB_EMAIL, server::WEB_PASSWORD).await?;
     let pages = web::run(&browser, data, samples).await?;
     Ok((loaded, lat, pages))
+}
+
+/// After a measurement: stop the server and drop the benchmark's PostgreSQL database; a failed
+/// measurement carries the server log's last lines.
+async fn finish<T>(srv: Server, pg: Option<server::FreshPg>, measured: anyhow::Result<T>) -> anyhow::Result<T> {
+    let log = srv.log_tail();
+    srv.stop().await.context("stopping the server")?;
+    let result = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
+    if let Some(p) = pg {
+        p.drop_database().await?;
+    }
+    Ok(result)
 }

@@ -18,7 +18,7 @@ use crate::api::{Api, short};
 use crate::latency::{Stats, stats};
 
 /// When the backend received each run (by run id).
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+pub type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// What `--action-runs` measured.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ pub struct RunsResult {
 
 /// A keep-alive HTTP/1.1 backend that answers 200 `{"ok":true}` and records when each run's
 /// call arrived (the body's `run`).
-async fn backend(arrivals: Arrivals) -> anyhow::Result<String> {
+pub async fn backend(arrivals: Arrivals) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/deploy", listener.local_addr()?);
     tokio::spawn(async move {
@@ -93,7 +93,7 @@ async fn backend(arrivals: Arrivals) -> anyhow::Result<String> {
 }
 
 /// Wait until the backend has received every id in `ids` (at most 5 minutes).
-async fn await_arrivals(arrivals: &Arrivals, ids: &[String]) -> anyhow::Result<()> {
+pub async fn await_arrivals(arrivals: &Arrivals, ids: &[String]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let missing = {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::audit;
 use crate::automations;
@@ -265,6 +265,38 @@ async fn insert_logs(tx: &mut Tx, org: &OrgId, rid: i64, logs: &[RunLog]) -> Res
     Ok(())
 }
 
+/// Port's run object (§5.6), with Portolan's `trace` of the calls made and `timeoutAt`. Keys
+/// of `data` that begin with `_` are the server's own bookkeeping and left out.
+pub fn run_json(run: &Run) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(run.id));
+    out.insert("status".into(), json!(run.status));
+    for (k, v) in &run.data {
+        if !k.starts_with('_') {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for key in ["action", "blueprint", "entity"] {
+        if let Some(Value::Object(o)) = out.get_mut(key) {
+            o.entry("deleted").or_insert(json!(false));
+        }
+    }
+    out.insert("externalRunId".into(), json!(run.external_run_id));
+    out.insert("pendingExecution".into(), json!(run.pending_execution));
+    out.insert("claimedUntil".into(), json!(run.claimed_until));
+    out.insert("installationId".into(), json!(run.installation_id));
+    out.insert("endedAt".into(), json!(run.ended_at));
+    // Portolan: when the run ends FAILURE unless it ends before (null once ended).
+    out.insert("timeoutAt".into(), json!(run.timeout_at));
+    out.insert("createdBy".into(), json!(run.created_by));
+    out.insert("impersonatedBy".into(), Value::Null);
+    out.insert("updatedBy".into(), json!(run.updated_by));
+    out.insert("createdAt".into(), json!(run.created_at));
+    out.insert("updatedAt".into(), json!(run.updated_at));
+    out.insert("trace".into(), Value::Array(run.trace.clone()));
+    Value::Object(out)
+}
+
 /// Insert `run` in the caller's transaction; its row id.
 pub(crate) async fn insert_run(db: &Db, tx: &mut Tx, org: &OrgId, run: &Run) -> Result<i64> {
     let json = tx.dialect().json_cast();
@@ -389,6 +421,7 @@ impl Actions for SqlStore {
         let db = &self.db;
         let mut tx = db.begin().await?;
         let rid = insert_run(db, &mut tx, org, run).await?;
+        automations::record_run(db, &mut tx, org, None, run).await?;
         let job = match job {
             Some(j) => Some(jobs::enqueue(db, &mut tx, org, j).await?),
             None => None,
@@ -450,6 +483,9 @@ impl Actions for SqlStore {
         };
         let mut run = old.clone();
         edit(&mut run)?;
+        if run.ended_at.is_some() {
+            run.timeout_at = None;
+        }
         if run != old {
             let json = tx.dialect().json_cast();
             tx.q(&format!(
@@ -474,10 +510,10 @@ impl Actions for SqlStore {
             .await?;
         }
         insert_logs(&mut tx, org, old.rid, logs).await?;
-        tx.commit().await?;
-        if run.ended_at.is_some() {
-            run.timeout_at = None;
+        if run != old {
+            automations::record_run(db, &mut tx, org, Some(&old), &run).await?;
         }
+        tx.commit().await?;
         Ok(run)
     }
 

@@ -1,6 +1,6 @@
-//! Automations' events (port-api.md §5.3; issue 14). Every entity change an automation listens
-//! to becomes a row of `automation_events` in the transaction of the change itself (migration
-//! 0022), with Port's event object; the organization's one queued [`AUTOMATION_JOB`] then hands
+//! Automations' events (port-api.md §5.3; issue 14). Every entity or run change an automation
+//! listens to becomes a row of `automation_events` in the transaction of the change itself
+//! (migration 0022), with Port's event object ([`record`], [`record_run`]); the organization's one queued [`AUTOMATION_JOB`] then hands
 //! the events, in order, to the server, which evaluates each automation's condition and creates
 //! its runs with [`Automations::dispatch_event`]: the runs, their invocation jobs and the
 //! event's deletion are one transaction, so an event starts each automation exactly once,
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::db::{Db, Tx};
 use crate::jobs;
 use crate::ui::parse_json;
-use crate::{AuditCtx, AuditRecord, Job, NewJob, OrgId, Result, Run, SqlStore};
+use crate::{AuditCtx, AuditRecord, Job, NewJob, OrgId, Result, Run, SqlStore, run_json};
 
 /// The job kind that dispatches an organization's automation events.
 pub const AUTOMATION_JOB: &str = "automation_dispatch";
@@ -64,8 +64,10 @@ pub(crate) fn trigger_of(data: &Value) -> Option<(String, String)> {
 pub(crate) struct Listening(HashMap<String, HashSet<String>>);
 
 impl Listening {
-    fn hears(&self, blueprint: &str, kind: &str) -> bool {
-        self.0.get(blueprint).is_some_and(|kinds| kinds.contains(kind) || kinds.contains("ANY_ENTITY_CHANGE"))
+    /// Does an automation listen to `kind` events of `target` (a blueprint or an action)?
+    fn hears(&self, target: &str, kind: &str) -> bool {
+        let any = if kind.starts_with("RUN_") { "ANY_RUN_CHANGE" } else { "ANY_ENTITY_CHANGE" };
+        self.0.get(target).is_some_and(|kinds| kinds.contains(kind) || kinds.contains(any))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,10 +114,6 @@ pub(crate) async fn record(
     if listening.is_empty() {
         return Ok(());
     }
-    let json = tx.dialect().json_cast();
-    let sql = format!(
-        "INSERT INTO automation_events(org_id, kind, target, event, depth, created_at) VALUES (?, ?, ?, ?{json}, ?, ?)"
-    );
     let mut any = false;
     for r in records {
         let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
@@ -132,21 +130,77 @@ pub(crate) async fn record(
             "context": {"blueprintIdentifier": bp, "entityIdentifier": entity, "propertyIdentifier": null},
             "diff": diff,
         });
-        tx.q(&sql)
-            .bind(&org.0)
-            .bind(kind)
-            .bind(bp.as_str())
-            .bind(event.to_string())
-            .bind(i64::from(ctx.depth))
-            .bind(&r.at)
-            .execute(&mut *tx)
-            .await?;
+        insert_event(tx, org, kind, bp, &event, ctx.depth, &r.at).await?;
         any = true;
     }
     if any {
         enqueue_dispatch(db, tx, org).await?;
     }
     Ok(())
+}
+
+async fn insert_event(
+    tx: &mut Tx,
+    org: &OrgId,
+    kind: &str,
+    target: &str,
+    event: &Value,
+    depth: u32,
+    at: &str,
+) -> Result<()> {
+    let json = tx.dialect().json_cast();
+    let sql = format!(
+        "INSERT INTO automation_events(org_id, kind, target, event, depth, created_at) VALUES (?, ?, ?, ?{json}, ?, ?)"
+    );
+    tx.q(&sql)
+        .bind(&org.0)
+        .bind(kind)
+        .bind(target)
+        .bind(event.to_string())
+        .bind(i64::from(depth))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Did an update change what a run's reader sees (status, label, link, summary, external id)?
+/// Trace, payload and claim bookkeeping are no `RUN_UPDATED`.
+fn run_changed(before: &Run, after: &Run) -> bool {
+    before.status != after.status
+        || before.external_run_id != after.external_run_id
+        || ["statusLabel", "link", "summary"].iter().any(|k| before.data.get(*k) != after.data.get(*k))
+}
+
+/// Record the `RUN_CREATED` (no `before`) or `RUN_UPDATED` event of run `after`, in the
+/// transaction that writes it, when an automation listens to its action's runs. Its depth is
+/// one more than the run's own (`_depth`: an automation's run), so chains of automations
+/// reacting to each other's runs are cut like entity loops.
+pub(crate) async fn record_run(db: &Db, tx: &mut Tx, org: &OrgId, before: Option<&Run>, after: &Run) -> Result<()> {
+    let kind = if before.is_some() { "RUN_UPDATED" } else { "RUN_CREATED" };
+    if before.is_some_and(|b| !run_changed(b, after)) || !listening(tx, org).await?.hears(&after.action, kind) {
+        return Ok(());
+    }
+    let def = tx
+        .q("SELECT CAST(data AS TEXT) FROM actions WHERE org_id = ? AND identifier = ?")
+        .bind(&org.0)
+        .bind(after.action.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let action = match def {
+        Some(r) => parse_json("action", &r.get::<String, _>(0))?,
+        None => json!({"identifier": after.action}),
+    };
+    let depth =
+        after.data.get("_depth").and_then(Value::as_u64).map_or(0, |d| u32::try_from(d + 1).unwrap_or(u32::MAX));
+    let event = json!({
+        "action": if before.is_some() { "UPDATE" } else { "CREATE" }, "resourceType": "run",
+        "trigger": {"by": {"orgId": org.0, "userId": after.updated_by}, "origin": "API", "at": after.updated_at},
+        "context": {"action": action},
+        "diff": {"before": before.map(run_json), "after": run_json(after)},
+    });
+    insert_event(tx, org, kind, &after.action, &event, depth, &after.updated_at).await?;
+    enqueue_dispatch(db, tx, org).await
 }
 
 /// An update whose entity is the same before and after, apart from its update stamps.
@@ -216,6 +270,7 @@ impl Automations for SqlStore {
         }
         for (run, job) in runs {
             crate::actions::insert_run(db, &mut tx, org, run).await?;
+            record_run(db, &mut tx, org, None, run).await?;
             if let Some(j) = job {
                 jobs::enqueue(db, &mut tx, org, j).await?;
             }

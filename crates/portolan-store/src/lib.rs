@@ -34,7 +34,7 @@ mod widgets;
 use portolan_core::FieldError;
 
 pub use accounts::{Accounts, Invitation, Session, User};
-pub use actions::{ActionWrite, Actions, MAX_CLAIM, Run, RunEdit, RunFilter, RunLog, StoredAction};
+pub use actions::{ActionWrite, Actions, MAX_CLAIM, Run, RunEdit, RunFilter, RunLog, StoredAction, run_json};
 pub use aggregations::{
     AGGREGATE_ENTITIES_JOB, AGGREGATE_RECOMPUTE_JOB, Affected, AggregateOutcome, AggregateTargets, AggregationValue,
     Aggregations, MAX_AFFECTED,

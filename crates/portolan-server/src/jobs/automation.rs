@@ -3,7 +3,7 @@
 //! automations that listen to them.
 //!
 //! For each event, oldest first: the automations whose `trigger.event` names its type (or
-//! `ANY_ENTITY_CHANGE`) and its blueprint, published, whose JQ `condition` holds over Port's
+//! `ANY_ENTITY_CHANGE` / `ANY_RUN_CHANGE`) and its blueprint (or action), published, whose JQ `condition` holds over Port's
 //! event object, each get a run (`origin: AUTOMATION`) with its `action_run` invocation job;
 //! the runs and the event's deletion are one transaction, so each automation runs once per
 //! event however many nodes dispatch. A condition that fails to evaluate, and an event at the

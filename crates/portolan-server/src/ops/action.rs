@@ -30,13 +30,7 @@ pub const RUN_JOB: &str = "action_run";
 pub const STATUSES: &[&str] = &["IN_PROGRESS", "SUCCESS", "FAILURE", "WAITING_FOR_APPROVAL", "DECLINED"];
 /// Terminal statuses a backend may set.
 pub const TERMINAL: &[&str] = &["SUCCESS", "FAILURE"];
-/// Keys of a run's `data` that are the server's own and never shown.
-pub const HIDDEN_RUN_KEYS: &[&str] = &[
-    AGENT_PAYLOAD_KEY,
-    run_timeout::TIMEOUT_KEY,
-    crate::jobs::automation::EVENT_KEY,
-    crate::jobs::automation::DEPTH_KEY,
-];
+/// Keys of a run's `data` that begin with `_` (below) are the server's own and never shown.
 /// The payload an agent receives (secrets rendered), encrypted with the master key.
 pub const AGENT_PAYLOAD_KEY: &str = "_agentPayload";
 /// How long an agent's claim holds a run before another agent may take it.
@@ -433,35 +427,10 @@ pub fn port_encrypt(client_secret: &str, clear: &str) -> Option<String> {
     Some(STANDARD.encode(out))
 }
 
-/// Port's run object (§5.6), with Portolan's `trace` of the calls made and `timeoutAt`.
+/// Port's run object (§5.6), with Portolan's `trace` of the calls made and `timeoutAt`
+/// ([`portolan_store::run_json`]: automation events carry the same object).
 pub fn render_run(run: &Run) -> Value {
-    let mut out = Map::new();
-    out.insert("id".into(), json!(run.id));
-    out.insert("status".into(), json!(run.status));
-    for (k, v) in &run.data {
-        if !HIDDEN_RUN_KEYS.contains(&k.as_str()) {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    for key in ["action", "blueprint", "entity"] {
-        if let Some(Value::Object(o)) = out.get_mut(key) {
-            o.entry("deleted").or_insert(json!(false));
-        }
-    }
-    out.insert("externalRunId".into(), json!(run.external_run_id));
-    out.insert("pendingExecution".into(), json!(run.pending_execution));
-    out.insert("claimedUntil".into(), json!(run.claimed_until));
-    out.insert("installationId".into(), json!(run.installation_id));
-    out.insert("endedAt".into(), json!(run.ended_at));
-    // Portolan: when the run ends FAILURE unless it ends before (null once ended).
-    out.insert("timeoutAt".into(), json!(run.timeout_at));
-    out.insert("createdBy".into(), json!(run.created_by));
-    out.insert("impersonatedBy".into(), Value::Null);
-    out.insert("updatedBy".into(), json!(run.updated_by));
-    out.insert("createdAt".into(), json!(run.created_at));
-    out.insert("updatedAt".into(), json!(run.updated_at));
-    out.insert("trace".into(), Value::Array(run.trace.clone()));
-    Value::Object(out)
+    portolan_store::run_json(run)
 }
 
 pub async fn load_run(state: &AppState, org: &OrgId, id: &str) -> ApiResult<Run> {

@@ -250,3 +250,50 @@ async fn events_outlive_the_writer_and_two_nodes_run_each_automation_once() {
     assert_eq!(ids, want, "each entity's event ran the automation exactly once");
     assert_eq!(wait_runs(&app, "on_create", 30).await.len(), 30);
 }
+
+#[tokio::test]
+async fn run_events_start_automations_and_automations_chain() {
+    let Some(app) = TestApp::spawn_with(config()).await else { return };
+    model(&app).await;
+    let be = Backend::start().await;
+    let deploy = json!({
+        "identifier": "deploy", "title": "Deploy",
+        "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
+        "invocationMethod": {"type": "WEBHOOK", "url": format!("{}/deploy", be.url), "synchronized": true}
+    });
+    assert_eq!(app.post("/v1/actions", deploy).await.status.as_u16(), 201);
+    let after = json!({
+        "identifier": "after_deploy", "title": "After a deploy",
+        "trigger": {"type": "automation", "event": {"type": "RUN_UPDATED", "actionIdentifier": "deploy"},
+            "condition": {"type": "JQ", "combinator": "and", "expressions": [".diff.after.status == \"SUCCESS\""]}},
+        "invocationMethod": {"type": "WEBHOOK", "url": format!("{}/after", be.url), "synchronized": true,
+            "body": {"event": "{{ .event }}"}}
+    });
+    assert_eq!(app.post("/v1/actions", after).await.status.as_u16(), 201);
+    let chained = json!({
+        "identifier": "chained", "title": "Chained",
+        "trigger": {"type": "automation", "event": {"type": "RUN_CREATED", "actionIdentifier": "after_deploy"}},
+        "invocationMethod": {"type": "WEBHOOK", "url": format!("{}/chained", be.url), "synchronized": true,
+            "body": {"event": "{{ .event }}"}}
+    });
+    assert_eq!(app.post("/v1/actions", chained).await.status.as_u16(), 201);
+
+    let r = app.post("/v1/actions/deploy/runs", json!({"properties": {}})).await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+    let run_id = r.body["run"]["id"].clone();
+    let got = be.wait_for("/after", 1).await;
+    assert_eq!(got.len(), 1, "one RUN_UPDATED to SUCCESS: {got:?}");
+    let ev = &got[0]["event"];
+    assert_eq!((ev["action"].as_str(), ev["resourceType"].as_str()), (Some("UPDATE"), Some("run")));
+    assert_eq!(ev["context"]["action"]["identifier"], json!("deploy"));
+    assert_eq!(
+        (ev["diff"]["before"]["status"].clone(), ev["diff"]["after"]["status"].clone()),
+        (json!("IN_PROGRESS"), json!("SUCCESS"))
+    );
+    assert_eq!(ev["diff"]["after"]["id"], run_id);
+    let got = be.wait_for("/chained", 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["event"]["diff"]["after"]["action"]["identifier"], json!("after_deploy"));
+    assert_eq!(got[0]["event"]["action"], json!("CREATE"));
+    assert_eq!(wait_runs(&app, "chained", 1).await[0]["status"], json!("SUCCESS"));
+}

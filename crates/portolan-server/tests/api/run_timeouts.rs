@@ -89,6 +89,13 @@ async fn a_run_nobody_ends_fails_at_its_timeout_naming_it_and_the_last_call() {
     model(&app).await;
     let url = silent_backend().await;
     assert_eq!(app.post("/v1/actions", action("deploy", &url, Some(json!(1)))).await.status.as_u16(), 201);
+    // An automation sees the timeout as RUN_UPDATED.
+    let note = json!({"identifier": "note_timeouts", "title": "Note timeouts",
+        "trigger": {"type": "automation", "event": {"type": "RUN_UPDATED", "actionIdentifier": "deploy"},
+            "condition": {"type": "JQ", "combinator": "and", "expressions": [".diff.after.statusLabel == \"Timed out\""]}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service",
+            "mapping": {"identifier": "{{ .event.diff.after.id }}", "title": "{{ .event.diff.after.summary }}"}}});
+    assert_eq!(app.post("/v1/actions", note).await.status.as_u16(), 201);
     let (id, created) = start_run(&app, "deploy").await;
     assert_eq!(seconds_between(&created), 1, "{created}");
     assert_eq!(created["status"], json!("IN_PROGRESS"));
@@ -108,6 +115,16 @@ async fn a_run_nobody_ends_fails_at_its_timeout_naming_it_and_the_last_call() {
         (logs[0]["message"].as_str(), logs[0]["terminationStatus"].as_str()),
         (Some(s.as_str()), Some("FAILURE"))
     );
+
+    let mut noted = Value::Null;
+    for _ in 0..100 {
+        noted = app.get(&format!("/v1/blueprints/service/entities/{id}")).await.body;
+        if noted["ok"] == json!(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(noted["entity"]["title"], json!(s), "the RUN_UPDATED automation ran: {noted}");
 
     // The backend reporting late is told the run has ended.
     let late = app.patch(&format!("/v1/actions/runs/{id}"), json!({"status": "SUCCESS"})).await;

@@ -61,11 +61,55 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
 
     // Dispatch: the runs and their jobs are stored with the event's deletion, once.
     let run = Run {
-        rid: 0,
         id: "r_auto".into(),
         action: "on_team".into(),
         blueprint: Some("team".into()),
         entity: Some("t1".into()),
+        ..run_template()
+    };
+    let job = NewJob { kind: "action_run".into(), payload: json!({"runId": "r_auto"}), max_attempts: 3 };
+    assert!(!s.dispatch_event(&b, events[0].id, &[]).await.unwrap(), "not another organization's event");
+    assert!(s.dispatch_event(&a, events[0].id, &[(run.clone(), Some(job.clone()))]).await.unwrap());
+    assert!(s.get_run(&a, "r_auto").await.unwrap().is_some());
+    let again = Run { id: "r_again".into(), ..run };
+    assert!(!s.dispatch_event(&a, events[0].id, &[(again, Some(job))]).await.unwrap());
+    assert!(s.get_run(&a, "r_again").await.unwrap().is_none(), "a dispatched event starts nothing again");
+    let left: Vec<i64> = s.pending_events(&a, 10).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(left, [events[1].id, events[2].id]);
+
+    // Run events: created, and updated only where a reader sees a change.
+    s.save_action(&a, &automation("on_runs", "ANY_RUN_CHANGE", "deploy"), SaveMode::Create, &ctx()).await.unwrap();
+    let mut deploy_run = Run { id: "r_deploy".into(), action: "deploy".into(), ..run_template() };
+    deploy_run.data.insert("_depth".into(), json!(4));
+    s.create_run(&a, &deploy_run, None).await.unwrap();
+    s.update_run(&a, "r_deploy", &[], &mut |r| {
+        r.trace.push(json!({"call": 1}));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    s.update_run(&a, "r_deploy", &[], &mut |r| {
+        r.status = "SUCCESS".into();
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let runs: Vec<_> = s.pending_events(&a, 10).await.unwrap().into_iter().filter(|e| e.target == "deploy").collect();
+    let kinds: Vec<(&str, u32)> = runs.iter().map(|e| (e.kind.as_str(), e.depth)).collect();
+    assert_eq!(kinds, [("RUN_CREATED", 5), ("RUN_UPDATED", 5)], "the trace-only update is no event");
+    let upd = &runs[1].event;
+    assert_eq!((upd["resourceType"].as_str(), upd["diff"]["after"]["status"].as_str()), (Some("run"), Some("SUCCESS")));
+    assert_eq!(upd["diff"]["before"]["status"], json!("IN_PROGRESS"));
+    assert!(upd["diff"]["after"].get("_depth").is_none(), "bookkeeping keys are left out");
+}
+
+fn run_template() -> Run {
+    Run {
+        rid: 0,
+        id: String::new(),
+        action: String::new(),
+        blueprint: None,
+        entity: None,
         status: "IN_PROGRESS".into(),
         external_run_id: None,
         data: serde_json::Map::new(),
@@ -80,14 +124,5 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
         updated_at: super::T0.into(),
         ended_at: None,
         timeout_at: None,
-    };
-    let job = NewJob { kind: "action_run".into(), payload: json!({"runId": "r_auto"}), max_attempts: 3 };
-    assert!(!s.dispatch_event(&b, events[0].id, &[]).await.unwrap(), "not another organization's event");
-    assert!(s.dispatch_event(&a, events[0].id, &[(run.clone(), Some(job.clone()))]).await.unwrap());
-    assert!(s.get_run(&a, "r_auto").await.unwrap().is_some());
-    let again = Run { id: "r_again".into(), ..run };
-    assert!(!s.dispatch_event(&a, events[0].id, &[(again, Some(job))]).await.unwrap());
-    assert!(s.get_run(&a, "r_again").await.unwrap().is_none(), "a dispatched event starts nothing again");
-    let left: Vec<i64> = s.pending_events(&a, 10).await.unwrap().iter().map(|e| e.id).collect();
-    assert_eq!(left, [events[1].id, events[2].id]);
+    }
 }
