@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::db::{Db, Tx};
 use crate::jobs;
+use crate::sql::Dialect;
 use crate::ui::parse_json;
 use crate::{AuditCtx, AuditRecord, Job, NewJob, OrgId, Result, Run, SqlStore, run_json};
 
@@ -45,7 +46,18 @@ pub trait Automations: Send + Sync {
     /// transaction. `Ok(false)` (and nothing stored) when the event is gone: another dispatcher
     /// took it first.
     async fn dispatch_event(&self, org: &OrgId, id: i64, runs: &[(Run, Option<NewJob>)]) -> Result<bool>;
+    /// Fire the timers of every organization: for each timer property a
+    /// `TIMER_PROPERTY_EXPIRED` automation watches, record an event for each entity whose
+    /// value fell after the property's cursor and at or before `now` (the store's timestamp
+    /// format; compared as text, so timers are UTC ISO 8601), and move the cursor to `now`, in
+    /// one transaction per property. A property first watched starts at its earliest
+    /// automation's creation. At most [`MAX_TIMERS_PER_TICK`] entities per property per call
+    /// (the cursor then stops at the last one fired). How many events were recorded.
+    async fn fire_timers(&self, now: &str) -> Result<u64>;
 }
+
+/// Most timer events one property records per [`Automations::fire_timers`] call.
+pub const MAX_TIMERS_PER_TICK: usize = 1000;
 
 /// An automation's `(event type, blueprint or action)` from its stored definition (`None` for
 /// a self-service action): the `trigger_event` and `trigger_target` columns.
@@ -278,4 +290,115 @@ impl Automations for SqlStore {
         tx.commit().await?;
         Ok(true)
     }
+
+    async fn fire_timers(&self, now: &str) -> Result<u64> {
+        let db = &self.db;
+        let rows = db
+            .q("SELECT org_id, trigger_target, CAST(data AS TEXT), created_at FROM actions \
+                WHERE trigger_event = 'TIMER_PROPERTY_EXPIRED'")
+            .fetch_all(db.read())
+            .await?;
+        // (org, blueprint, property) → the earliest automation's creation.
+        let mut watched: HashMap<(String, String, String), String> = HashMap::new();
+        for r in &rows {
+            let data = parse_json("action", &r.get::<String, _>(2))?;
+            let Some(prop) = data["trigger"]["event"]["propertyIdentifier"].as_str() else { continue };
+            let created: String = r.get(3);
+            let key = (r.get::<String, _>(0), r.get::<String, _>(1), prop.to_string());
+            let at = watched.entry(key).or_insert_with(|| created.clone());
+            if created < *at {
+                *at = created;
+            }
+        }
+        let mut fired = 0;
+        for ((org, bp, prop), since) in watched {
+            fired += fire_property(db, &OrgId(org), &bp, &prop, &since, now).await?;
+        }
+        Ok(fired)
+    }
+}
+
+/// [`Automations::fire_timers`] for one property.
+async fn fire_property(db: &Db, org: &OrgId, bp: &str, prop: &str, since: &str, now: &str) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    let d = tx.dialect();
+    let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
+    let cursor = tx
+        .q(&format!(
+            "SELECT checked_until FROM automation_timer_cursors WHERE org_id = ? AND blueprint = ? AND property = ?{lock}"
+        ))
+        .bind(&org.0)
+        .bind(bp)
+        .bind(prop)
+        .fetch_optional(&mut tx)
+        .await?;
+    let from: String = match cursor {
+        Some(r) => r.get(0),
+        None => {
+            tx.q(
+                "INSERT INTO automation_timer_cursors(org_id, blueprint, property, checked_until) VALUES (?, ?, ?, ?) \
+                  ON CONFLICT DO NOTHING",
+            )
+            .bind(&org.0)
+            .bind(bp)
+            .bind(prop)
+            .bind(since)
+            .execute(&mut tx)
+            .await?;
+            since.to_string()
+        }
+    };
+    if from.as_str() >= now {
+        return Ok(0);
+    }
+    let (value, key) = match d {
+        Dialect::Sqlite => ("json_extract(e.properties, ?)", crate::sql::json_key_path(prop)),
+        Dialect::Postgres => ("(e.properties ->> CAST(? AS TEXT))", prop.to_string()),
+    };
+    let sql = format!(
+        "SELECT {}, {value} AS timer_value FROM entities e WHERE e.org_id = ? AND e.blueprint = ? \
+         AND {value} > ? AND {value} <= ? ORDER BY timer_value LIMIT ?",
+        crate::entities::COLUMNS
+    );
+    let limit = i64::try_from(MAX_TIMERS_PER_TICK).unwrap_or(i64::MAX);
+    let rows = tx
+        .q(&sql)
+        .bind(key.as_str())
+        .bind(&org.0)
+        .bind(bp)
+        .bind(key.as_str())
+        .bind(from.as_str())
+        .bind(key.as_str())
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut tx)
+        .await?;
+    let mut until = now.to_string();
+    if rows.len() == MAX_TIMERS_PER_TICK
+        && let Some(last) = rows.last()
+    {
+        until = last.get("timer_value");
+    }
+    for r in &rows {
+        let (_, e) = crate::entities::from_row(r);
+        let event = json!({
+            "action": "UPDATE", "resourceType": "entity",
+            "trigger": {"by": {"orgId": org.0, "userId": "portolan-timer"}, "origin": "AUTOMATION", "at": now},
+            "context": {"blueprintIdentifier": bp, "entityIdentifier": e.identifier, "propertyIdentifier": prop},
+            "diff": {"before": null, "after": e},
+        });
+        insert_event(&mut tx, org, "TIMER_PROPERTY_EXPIRED", bp, &event, 0, now).await?;
+    }
+    tx.q("UPDATE automation_timer_cursors SET checked_until = ? WHERE org_id = ? AND blueprint = ? AND property = ?")
+        .bind(until.as_str())
+        .bind(&org.0)
+        .bind(bp)
+        .bind(prop)
+        .execute(&mut tx)
+        .await?;
+    if !rows.is_empty() {
+        enqueue_dispatch(db, &mut tx, org).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len() as u64)
 }

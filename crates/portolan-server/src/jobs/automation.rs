@@ -76,9 +76,13 @@ fn listens(a: &StoredAction, ev: &AutomationEvent) -> bool {
     let kind = e["type"].as_str().unwrap_or_default();
     let any = match ev.kind.as_str() {
         "ENTITY_CREATED" | "ENTITY_UPDATED" | "ENTITY_DELETED" => "ANY_ENTITY_CHANGE",
+        "TIMER_PROPERTY_EXPIRED" => "TIMER_PROPERTY_EXPIRED",
         _ => "ANY_RUN_CHANGE",
     };
-    target == Some(ev.target.as_str()) && (kind == ev.kind || kind == any)
+    let property = e["propertyIdentifier"].as_str();
+    target == Some(ev.target.as_str())
+        && (kind == ev.kind || kind == any)
+        && (ev.kind != "TIMER_PROPERTY_EXPIRED" || property == ev.event["context"]["propertyIdentifier"].as_str())
 }
 
 /// `Ok(true)` when the automation's condition holds over the event (no condition: it holds);

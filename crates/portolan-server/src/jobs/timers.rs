@@ -1,7 +1,9 @@
 //! Timers: deadlines kept in the store and acted on by every node that runs job workers.
 //!
-//! One task per such node looks every [`ApiConfig::job_poll`](crate::ApiConfig) for run
-//! timeouts that are due ([`crate::ops::run_timeout`]) and ends those runs. The deadlines are
+//! One task per such node looks every [`ApiConfig::job_poll`](crate::ApiConfig) for entity
+//! timers that expired (`TIMER_PROPERTY_EXPIRED` automations: the store records their events,
+//! [`portolan_store::Automations::fire_timers`]) and for run timeouts that are due
+//! ([`crate::ops::run_timeout`]), and ends those runs. The deadlines are
 //! rows, not in-memory timers, so a restart loses none: a node started after a deadline passed
 //! ends the run on its first tick. Several nodes may find the same due run; ending it locks the
 //! run and checks again, so it ends once, with one log line.
@@ -18,6 +20,7 @@ const BATCH: u32 = 200;
 /// Run the timers until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
     loop {
+        fire_entity_timers(&state).await;
         let mut ended = BATCH;
         while ended == BATCH && !*stop.borrow() {
             ended = tick(&state).await;
@@ -26,6 +29,19 @@ pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(state.config.job_poll) => {}
             _ = super::until_true(stop.clone()) => break,
         }
+    }
+}
+
+/// Record the events of entity timers that expired since the last tick (any node's), and
+/// wake the workers to dispatch them.
+async fn fire_entity_timers(state: &AppState) {
+    match state.store.fire_timers(&now_iso()).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::debug!(events = n, "entity timers expired");
+            super::wake_workers(state);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not fire the entity timers"),
     }
 }
 

@@ -297,3 +297,62 @@ async fn run_events_start_automations_and_automations_chain() {
     assert_eq!(got[0]["event"]["action"], json!("CREATE"));
     assert_eq!(wait_runs(&app, "chained", 1).await[0]["status"], json!("SUCCESS"));
 }
+
+fn timer_model() -> Value {
+    json!({"identifier": "lease", "title": "Lease", "schema": {"properties": {
+        "expires": {"type": "string", "format": "timer"}, "other": {"type": "string", "format": "timer"}}}})
+}
+
+fn timer_automation(url: &str) -> Value {
+    json!({
+        "identifier": "on_expiry", "title": "On expiry",
+        "trigger": {"type": "automation",
+            "event": {"type": "TIMER_PROPERTY_EXPIRED", "blueprintIdentifier": "lease", "propertyIdentifier": "expires"}},
+        "invocationMethod": {"type": "WEBHOOK", "url": format!("{url}/expired"), "synchronized": true,
+            "body": {"event": "{{ .event }}", "entity": "{{ .event.context.entityIdentifier }}"}}
+    })
+}
+
+fn in_ms(ms: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::milliseconds(ms)).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[tokio::test]
+async fn a_timer_property_fires_its_automation_once_when_it_expires() {
+    let Some(app) = TestApp::spawn_with(config()).await else { return };
+    app.blueprint(timer_model()).await;
+    let be = Backend::start().await;
+    assert_eq!(app.post("/v1/actions", timer_automation(&be.url)).await.status.as_u16(), 201);
+    app.entity("lease", json!({"identifier": "soon", "properties": {"expires": in_ms(700), "other": in_ms(300)}}))
+        .await;
+    app.entity("lease", json!({"identifier": "later", "properties": {"expires": in_ms(3_600_000)}})).await;
+    app.entity("lease", json!({"identifier": "never", "properties": {"other": in_ms(200)}})).await;
+
+    let got = be.wait_for("/expired", 1).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let got_after = be.calls("/expired");
+    assert_eq!(got_after.len(), 1, "once, and only the watched property: {got:?}");
+    let ev = &got_after[0]["event"];
+    assert_eq!(got_after[0]["entity"], json!("soon"));
+    assert_eq!(ev["context"]["propertyIdentifier"], json!("expires"));
+    assert_eq!((ev["diff"]["before"].clone(), ev["diff"]["after"]["identifier"].clone()), (Value::Null, json!("soon")));
+    assert_eq!(wait_runs(&app, "on_expiry", 1).await[0]["status"], json!("SUCCESS"));
+}
+
+#[tokio::test]
+async fn a_timer_that_expired_while_no_node_ran_fires_when_one_starts() {
+    let first = ApiConfig { job_workers: 0, ..config() };
+    let Some(app) = TestApp::spawn_with(first.clone()).await else { return };
+    app.blueprint(timer_model()).await;
+    let be = Backend::start().await;
+    app.post("/v1/actions", timer_automation(&be.url)).await;
+    app.entity("lease", json!({"identifier": "l1", "properties": {"expires": in_ms(300)}})).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(be.calls("/expired").is_empty());
+    let workers = ApiConfig { job_workers: 2, ..first.clone() };
+    app.extra_node(workers.clone()).await;
+    app.extra_node(workers).await;
+    let got = be.wait_for("/expired", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(be.calls("/expired").len(), 1, "fired once by two nodes: {got:?}");
+}

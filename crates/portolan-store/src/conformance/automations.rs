@@ -101,6 +101,38 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
     assert_eq!((upd["resourceType"].as_str(), upd["diff"]["after"]["status"].as_str()), (Some("run"), Some("SUCCESS")));
     assert_eq!(upd["diff"]["before"]["status"], json!("IN_PROGRESS"));
     assert!(upd["diff"]["after"].get("_depth").is_none(), "bookkeeping keys are left out");
+
+    // Timers: each expiry after the automation's creation fires once, in order of expiry.
+    let mut timer = automation("on_exp", "TIMER_PROPERTY_EXPIRED", "domain");
+    timer.data["trigger"]["event"]["propertyIdentifier"] = json!("exp");
+    s.save_action(&a, &timer, SaveMode::Create, &ctx()).await.unwrap();
+    let at = |sec: u32| format!("2024-01-01T00:{:02}:{:02}.000Z", sec / 60, sec % 60);
+    write_ok(
+        s,
+        &a,
+        &ma,
+        vec![
+            entity("domain", "d-late", json!({"exp": at(90)}), json!({})),
+            entity("domain", "d-soon", json!({"exp": at(5)}), json!({})),
+            entity("domain", "d-none", json!({"owner": "x"}), json!({})),
+        ],
+    )
+    .await;
+    write_ok(s, &b, &mb, vec![entity("domain", "d-b", json!({"exp": at(5)}), json!({}))]).await;
+    assert_eq!(s.fire_timers(&at(10)).await.unwrap(), 1);
+    assert_eq!(s.fire_timers(&at(10)).await.unwrap(), 0, "fired once");
+    assert_eq!(s.fire_timers(&at(100)).await.unwrap(), 1);
+    let fired = timer_events(s, &a).await;
+    let ids: Vec<&str> = fired.iter().map(|e| e["context"]["entityIdentifier"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["d-soon", "d-late"]);
+    assert_eq!(fired[0]["context"]["propertyIdentifier"], json!("exp"));
+    assert_eq!(fired[0]["diff"]["after"]["properties"]["exp"], json!(at(5)));
+    assert!(timer_events(s, &b).await.is_empty(), "no automation watches organization b's timers");
+}
+
+async fn timer_events(s: &dyn Store, org: &crate::OrgId) -> Vec<serde_json::Value> {
+    let evs = s.pending_events(org, 100).await.unwrap();
+    evs.into_iter().filter(|e| e.kind == "TIMER_PROPERTY_EXPIRED").map(|e| e.event).collect()
 }
 
 fn run_template() -> Run {

@@ -43,6 +43,7 @@ pub(super) const TABLES: &[&TableSpec] = &[
     &AGGREGATION_VALUES,
     &TEAMS,
     &TEAM_MEMBERS,
+    &AUTOMATION_TIMER_CURSORS,
 ];
 
 /// Identity columns (table, column): their ids are shifted past the target's largest.
@@ -262,6 +263,15 @@ const ACTION_RUN_ENTITIES: TableSpec = TableSpec {
     cols: cols![run_rid: Id("action_runs"), blueprint: Text, identifier: Text, at: Text],
     overriding: false,
     order: &["run_rid", "blueprint", "identifier"],
+};
+
+/// How far each watched timer property has fired (migration 0023).
+const AUTOMATION_TIMER_CURSORS: TableSpec = TableSpec {
+    table: "automation_timer_cursors",
+    json_type: "json",
+    cols: cols![blueprint: Text, property: Text, checked_until: Text],
+    overriding: false,
+    order: &["blueprint", "property"],
 };
 
 /// Teams and their members (migration 0015).
