@@ -1,13 +1,13 @@
 //! `--automation-updates N`: the cost of an automation on entity writes (issue 14). N entities
-//! are created, then updated three times in bulk requests of `--batch` with `--concurrency` in
-//! flight: without an automation (the baseline), with one `ENTITY_UPDATED` automation whose JQ
-//! condition holds for a tenth of the updates and calls a local webhook, and without it again
-//! (to show drift between rounds). For the round with the automation: the write throughput, and
-//! for each matching update the time from just before its bulk request to the webhook call.
+//! are created, then updated in five rounds of bulk requests (`--batch` per request,
+//! `--concurrency` in flight), alternating without and with one `ENTITY_UPDATED` automation whose
+//! JQ condition holds for a tenth of the updates and calls a local webhook (alternating, so the
+//! drift between rounds falls on both sides). Printed: each round's write throughput, and for each
+//! matching update the time from just before its bulk request to the webhook call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -18,15 +18,17 @@ use crate::runs::{Arrivals, await_arrivals, backend};
 
 const BLUEPRINT: &str = "bench_auto";
 
+/// Update rounds after the creation: odd ones without the automation, even ones with it.
+const ROUNDS: u64 = 5;
+
 /// What `--automation-updates` measured.
 pub struct AutomationResult {
     pub entities: usize,
     pub batch: usize,
     pub concurrency: usize,
-    /// Updates per second: without the automation, with it, without it again.
-    pub without: f64,
-    pub with: f64,
-    pub without_again: f64,
+    /// Updates per second of each round without the automation, and of each with it.
+    pub without: Vec<f64>,
+    pub with: Vec<f64>,
     /// Write (request sent) → webhook received, for the matching tenth.
     pub latency: Stats,
     pub matched: usize,
@@ -86,10 +88,9 @@ pub async fn run(api: &Api, n: usize, batch: usize, concurrency: usize) -> anyho
     if r.status.as_u16() != 200 && r.status.as_u16() != 201 {
         bail!("POST /v1/blueprints answered {}: {}", r.status, short(&r.body));
     }
-    // Create the entities (round 0), then update them without an automation.
+    // Create the entities (round 0); then rounds alternate without and with the automation, so
+    // drift between rounds (the tables and the log grow) falls on both sides alike.
     update_round(api, n, batch, concurrency, 0).await?;
-    let (_, without) = update_round(api, n, batch, concurrency, 1).await?;
-
     let arrivals: Arrivals = Arc::default();
     let url = backend(arrivals.clone()).await?;
     let automation = json!({
@@ -98,57 +99,73 @@ pub async fn run(api: &Api, n: usize, batch: usize, concurrency: usize) -> anyho
             "condition": {"type": "JQ", "combinator": "and",
                           "expressions": [".diff.after.properties.tick % 10 == 0"]}},
         "invocationMethod": {"type": "WEBHOOK", "url": url, "synchronized": true, "method": "POST",
-            "body": {"run": "{{ .event.context.entityIdentifier }}"}}
+            "body": {"run": "{{ .event.context.entityIdentifier }}-{{ .event.diff.after.properties.tick }}"}}
     });
-    let r = api.post("/v1/actions", &automation).await?;
-    if r.status.as_u16() != 201 {
-        bail!("POST /v1/actions answered {}: {}", r.status, short(&r.body));
+    let (mut without, mut with, mut latencies) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let automated = round % 2 == 0;
+        if automated {
+            let r = api.post("/v1/actions", &automation).await?;
+            if r.status.as_u16() != 201 {
+                bail!("POST /v1/actions answered {}: {}", r.status, short(&r.body));
+            }
+        }
+        let (sent, per_sec) = update_round(api, n, batch, concurrency, round).await?;
+        if !automated {
+            without.push(per_sec);
+            continue;
+        }
+        with.push(per_sec);
+        let tick = round * 1000;
+        let matching: Vec<(String, String)> =
+            (0..n).filter(|i| i % 10 == 0).map(|i| (format!("e{i}"), format!("e{i}-{tick}"))).collect();
+        let keys: Vec<String> = matching.iter().map(|(_, k)| k.clone()).collect();
+        await_arrivals(&arrivals, &keys).await?;
+        {
+            let a = arrivals.lock().map_err(|_| anyhow::anyhow!("arrivals lock"))?;
+            latencies.extend(matching.iter().map(|(e, k)| a[k] - sent[e]));
+        }
+        let r = api.send(reqwest::Method::DELETE, "/v1/actions/bench_on_update", None).await?;
+        if !r.status.is_success() {
+            bail!("DELETE /v1/actions/bench_on_update answered {}: {}", r.status, short(&r.body));
+        }
     }
-    let (sent, with) = update_round(api, n, batch, concurrency, 2).await?;
-    let matching: Vec<String> = (0..n).filter(|i| i % 10 == 0).map(|i| format!("e{i}")).collect();
-    await_arrivals(&arrivals, &matching).await?;
-    let latencies: Vec<Duration> = {
-        let a = arrivals.lock().map_err(|_| anyhow::anyhow!("arrivals lock"))?;
-        matching.iter().map(|id| a[id] - sent[id]).collect()
-    };
-    let extra = arrivals.lock().map_err(|_| anyhow::anyhow!("arrivals lock"))?.len();
-    if extra != matching.len() {
-        bail!("the webhook was called for {extra} entities, {} expected", matching.len());
+    let calls = arrivals.lock().map_err(|_| anyhow::anyhow!("arrivals lock"))?.len();
+    if calls != latencies.len() {
+        bail!("the webhook was called {calls} times, {} expected", latencies.len());
     }
-    let r = api.send(reqwest::Method::DELETE, "/v1/actions/bench_on_update", None).await?;
-    if !r.status.is_success() {
-        bail!("DELETE /v1/actions/bench_on_update answered {}: {}", r.status, short(&r.body));
-    }
-    let (_, without_again) = update_round(api, n, batch, concurrency, 3).await?;
+    let matched = latencies.len();
     Ok(AutomationResult {
         entities: n,
         batch,
         concurrency,
         without,
         with,
-        without_again,
         latency: stats("bulk update sent → webhook received (the matching tenth)", latencies, String::new()),
-        matched: matching.len(),
+        matched,
     })
 }
 
 /// The result as Markdown.
 pub fn markdown(r: &AutomationResult, database: &str) -> String {
-    let cost = 100.0 * (1.0 - r.with / r.without.max(r.without_again));
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
+    let cost = 100.0 * (1.0 - mean(&r.with) / mean(&r.without));
     format!(
-        "### Automation on entity updates: {} updates, {} per request, {} in flight, {database}\n\n\
-         | Round | updates/s |\n|---|---|\n\
-         | no automation | {:.0} |\n| one ENTITY_UPDATED automation, condition true for a tenth | {:.0} |\n\
-         | no automation again | {:.0} |\n\n\
-         Cost of the automation: **{cost:.1} %** of write throughput (against the better round without).\n\n\
+        "### Automation on entity updates: {} updates per round, {} per request, {} in flight, {database}\n\n\
+         Rounds alternate: without, with, without, with, without.\n\n\
+         | Rounds | updates/s, each round | mean |\n|---|---|---|\n\
+         | no automation | {} | {:.0} |\n| one ENTITY_UPDATED automation, condition true for a tenth | {} | {:.0} |\n\n\
+         Cost of the automation: **{cost:.1} %** of write throughput (mean with against mean without).\n\n\
          | Measure | p50 ms | p99 ms | mean ms | samples |\n|---|---|---|---|---|\n\
          | {} | {:.1} | {:.1} | {:.1} | {} |\n",
         r.entities,
         r.batch,
         r.concurrency,
-        r.without,
-        r.with,
-        r.without_again,
+        list(&r.without),
+        mean(&r.without),
+        list(&r.with),
+        mean(&r.with),
         r.latency.name,
         r.latency.p50_ms,
         r.latency.p99_ms,

@@ -2,8 +2,8 @@
 //! listens to becomes a row of `automation_events` in the transaction of the change itself
 //! (migration 0022), with Port's event object ([`record`], [`record_run`]); the organization's one queued [`AUTOMATION_JOB`] then hands
 //! the events, in order, to the server, which evaluates each automation's condition and creates
-//! its runs with [`Automations::dispatch_event`]: the runs, their invocation jobs and the
-//! event's deletion are one transaction, so an event starts each automation exactly once,
+//! its runs with [`Automations::dispatch_events`]: the runs, their invocation jobs and the
+//! events' deletion are one transaction, so an event starts each automation exactly once,
 //! whichever node dispatches it and whenever a process dies.
 //!
 //! Writes of organizations without automations on the written blueprints pay one indexed probe
@@ -38,14 +38,17 @@ pub struct AutomationEvent {
     pub depth: u32,
 }
 
+/// One event's dispatch: its id and the runs it starts (each with its invocation job, if any).
+pub type Dispatch = (i64, Vec<(Run, Option<NewJob>)>);
+
 #[async_trait]
 pub trait Automations: Send + Sync {
     /// The oldest events of `org` waiting to be dispatched, at most `limit`.
     async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>>;
-    /// Dispatch event `id`: delete it and store `runs` with their invocation jobs, in one
-    /// transaction. `Ok(false)` (and nothing stored) when the event is gone: another dispatcher
-    /// took it first.
-    async fn dispatch_event(&self, org: &OrgId, id: i64, runs: &[(Run, Option<NewJob>)]) -> Result<bool>;
+    /// Dispatch events: delete each and store its runs with their invocation jobs, all in one
+    /// transaction. An event already gone (another dispatcher took it first) stores nothing.
+    /// The ids of the events dispatched here.
+    async fn dispatch_events(&self, org: &OrgId, events: &[Dispatch]) -> Result<Vec<i64>>;
     /// Fire the timers of every organization: for each timer property a
     /// `TIMER_PROPERTY_EXPIRED` automation watches, record an event for each entity whose
     /// value fell after the property's cursor and at or before `now` (the store's timestamp
@@ -268,27 +271,30 @@ impl Automations for SqlStore {
             .collect()
     }
 
-    async fn dispatch_event(&self, org: &OrgId, id: i64, runs: &[(Run, Option<NewJob>)]) -> Result<bool> {
+    async fn dispatch_events(&self, org: &OrgId, events: &[Dispatch]) -> Result<Vec<i64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let db = &self.db;
         let mut tx = db.begin().await?;
-        let gone = tx
-            .q("DELETE FROM automation_events WHERE org_id = ? AND id = ?")
-            .bind(&org.0)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-        if gone == 0 {
-            return Ok(false);
-        }
-        for (run, job) in runs {
-            crate::actions::insert_run(db, &mut tx, org, run).await?;
-            record_run(db, &mut tx, org, None, run).await?;
-            if let Some(j) = job {
-                jobs::enqueue(db, &mut tx, org, j).await?;
+        let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
+        let sql =
+            format!("DELETE FROM automation_events WHERE org_id = ? AND id{} RETURNING id", tx.dialect().any_of());
+        let rows = tx.q(&sql).bind(&org.0).bind_ints(&ids).fetch_all(&mut tx).await?;
+        let mine: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let mut done = Vec::with_capacity(mine.len());
+        for (id, runs) in events.iter().filter(|(id, _)| mine.contains(id)) {
+            for (run, job) in runs {
+                crate::actions::insert_run(db, &mut tx, org, run).await?;
+                record_run(db, &mut tx, org, None, run).await?;
+                if let Some(j) = job {
+                    jobs::enqueue(db, &mut tx, org, j).await?;
+                }
             }
+            done.push(*id);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn fire_timers(&self, now: &str) -> Result<u64> {

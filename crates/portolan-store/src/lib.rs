@@ -40,7 +40,7 @@ pub use aggregations::{
     Aggregations, MAX_AFFECTED,
 };
 pub use audit::{Audit, AuditCtx, AuditFilter, AuditRecord, RESOURCE_TYPES};
-pub use automations::{AUTOMATION_JOB, AutomationEvent, Automations, MAX_TIMERS_PER_TICK};
+pub use automations::{AUTOMATION_JOB, AutomationEvent, Automations, Dispatch, MAX_TIMERS_PER_TICK};
 pub use blueprints::{Blueprints, Rename, StoredBlueprint};
 pub use db::DbError;
 pub use dialect::{DEFAULT_QUERY_BUDGET, budget_text};

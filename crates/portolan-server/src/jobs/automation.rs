@@ -11,7 +11,7 @@
 //! itself), still get a run — ended `FAILURE` at once with the reason — so nothing is skipped
 //! silently.
 
-use portolan_store::{AutomationEvent, NewJob, OrgId, Run, StoredAction};
+use portolan_store::{AutomationEvent, Dispatch, NewJob, OrgId, Run, StoredAction};
 use serde_json::{Value, json};
 
 use super::{JobCtx, JobError};
@@ -46,9 +46,11 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
             break;
         }
         let automations = automations_of(state, &org).await?;
-        for ev in pending {
-            let new_runs = runs_for(state, &org, &automations, &ev).await?;
-            if state.store.dispatch_event(&org, ev.id, &new_runs).await? {
+        let batch = runs_for(state, &org, &automations, &pending).await?;
+        let done: std::collections::HashSet<i64> =
+            state.store.dispatch_events(&org, &batch).await?.into_iter().collect();
+        for (id, new_runs) in &batch {
+            if done.contains(id) {
                 events += 1;
                 runs += new_runs.len() as u64;
             }
@@ -85,67 +87,84 @@ fn listens(a: &StoredAction, ev: &AutomationEvent) -> bool {
         && (ev.kind != "TIMER_PROPERTY_EXPIRED" || property == ev.event["context"]["propertyIdentifier"].as_str())
 }
 
-/// `Ok(true)` when the automation's condition holds over the event (no condition: it holds);
-/// `Err` with the failing expression and why.
-async fn condition_holds(state: &AppState, org: &OrgId, a: &StoredAction, event: &Value) -> Result<bool, String> {
+/// For each of `events`, whether automation `a`'s condition holds over it (no condition: it
+/// holds), or the failing expression and why — evaluated on one blocking thread for the lot.
+async fn conditions(
+    state: &AppState,
+    org: &OrgId,
+    a: &StoredAction,
+    events: Vec<Value>,
+) -> Result<Vec<Result<bool, String>>, JobError> {
     let c = &a.data["trigger"]["condition"];
     let exprs: Vec<String> = c["expressions"]
         .as_array()
         .map(|x| x.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default();
     if exprs.is_empty() {
-        return Ok(true);
+        return Ok(vec![Ok(true); events.len()]);
     }
     let or = c["combinator"].as_str() == Some("or");
-    let (jq, budget, input) = (state.jq.clone(), state.jq.budget_for(&org.0), event.clone());
-    let results = tokio::task::spawn_blocking(move || {
-        exprs.into_iter().map(|e| (jq.first_in(&budget, &e, &input), e)).collect::<Vec<_>>()
+    let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&org.0));
+    let verdicts = tokio::task::spawn_blocking(move || {
+        events
+            .iter()
+            .map(|event| {
+                let mut holds = Vec::with_capacity(exprs.len());
+                for (i, src) in exprs.iter().enumerate() {
+                    match jq.first_in(&budget, src, event) {
+                        Ok(v) => holds.push(!matches!(v, Value::Null | Value::Bool(false))),
+                        Err(e) => return Err(format!("trigger.condition.expressions[{i}] ({src:?}) failed: {e}")),
+                    }
+                }
+                Ok(if or { holds.iter().any(|h| *h) } else { holds.iter().all(|h| *h) })
+            })
+            .collect::<Vec<_>>()
     })
     .await
-    .map_err(|e| format!("the jq worker stopped: {e}"))?;
-    let mut verdicts = Vec::with_capacity(results.len());
-    for (i, (r, src)) in results.into_iter().enumerate() {
-        match r {
-            Ok(v) => verdicts.push(!matches!(v, Value::Null | Value::Bool(false))),
-            Err(e) => return Err(format!("trigger.condition.expressions[{i}] ({src:?}) failed: {e}")),
-        }
-    }
-    Ok(if or { verdicts.iter().any(|v| *v) } else { verdicts.iter().all(|v| *v) })
+    .map_err(|e| JobError::Retry(format!("the jq worker stopped: {e}")))?;
+    Ok(verdicts)
 }
 
-/// The runs `ev` starts.
+/// The runs each of `events` starts, in order.
 async fn runs_for(
     state: &AppState,
     org: &OrgId,
     automations: &[StoredAction],
-    ev: &AutomationEvent,
-) -> Result<Vec<(Run, Option<NewJob>)>, JobError> {
-    let mut out = Vec::new();
-    for a in automations.iter().filter(|a| listens(a, ev)) {
-        let refused = match condition_holds(state, org, a, &ev.event).await {
-            Ok(false) => continue,
-            Ok(true) if ev.depth >= MAX_DEPTH => Some(format!(
-                "Not run: this {} event comes from a chain of {} automation runs, each caused by the one before \
-                 (a loop, e.g. an automation whose write triggers itself); chains are cut at {MAX_DEPTH}. Make the \
-                 automation's condition false for its own writes (e.g. compare .diff.before and .diff.after).",
-                ev.kind, ev.depth
-            )),
-            Ok(true) => None,
-            Err(why) => Some(format!("Not run: the automation's condition could not be evaluated: {why}")),
-        };
-        let mut run = new_run(a, ev);
-        run_timeout::arm(&mut run, chrono::Utc::now(), run_timeout::timeout_for(state, org, a).await?);
-        match refused {
-            Some(why) => {
-                let at = run.created_at.clone();
-                set_status(&mut run, "FAILURE", &at);
-                run.data.insert("summary".into(), json!(why));
-                out.push((run, None));
-            }
-            None => {
-                let job = NewJob { kind: RUN_JOB.into(), payload: json!({"runId": run.id}), max_attempts: 3 };
-                out.push((run, Some(job)));
-            }
+    events: &[AutomationEvent],
+) -> Result<Vec<Dispatch>, JobError> {
+    let mut out: Vec<Dispatch> = events.iter().map(|e| (e.id, Vec::new())).collect();
+    for a in automations {
+        let heard: Vec<usize> = (0..events.len()).filter(|i| listens(a, &events[*i])).collect();
+        if heard.is_empty() {
+            continue;
+        }
+        let verdicts = conditions(state, org, a, heard.iter().map(|i| events[*i].event.clone()).collect()).await?;
+        let timeout = run_timeout::timeout_for(state, org, a).await?;
+        for (i, verdict) in heard.into_iter().zip(verdicts) {
+            let ev = &events[i];
+            let refused = match verdict {
+                Ok(false) => continue,
+                Ok(true) if ev.depth >= MAX_DEPTH => Some(format!(
+                    "Not run: this {} event comes from a chain of {} automation runs, each caused by the one before \
+                     (a loop, e.g. an automation whose write triggers itself); chains are cut at {MAX_DEPTH}. Make \
+                     the automation's condition false for its own writes (e.g. compare .diff.before and .diff.after).",
+                    ev.kind, ev.depth
+                )),
+                Ok(true) => None,
+                Err(why) => Some(format!("Not run: the automation's condition could not be evaluated: {why}")),
+            };
+            let mut run = new_run(a, ev);
+            run_timeout::arm(&mut run, chrono::Utc::now(), timeout);
+            let job = match refused {
+                Some(why) => {
+                    let at = run.created_at.clone();
+                    set_status(&mut run, "FAILURE", &at);
+                    run.data.insert("summary".into(), json!(why));
+                    None
+                }
+                None => Some(NewJob { kind: RUN_JOB.into(), payload: json!({"runId": run.id}), max_attempts: 3 }),
+            };
+            out[i].1.push((run, job));
         }
     }
     Ok(out)

@@ -68,11 +68,13 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
         ..run_template()
     };
     let job = NewJob { kind: "action_run".into(), payload: json!({"runId": "r_auto"}), max_attempts: 3 };
-    assert!(!s.dispatch_event(&b, events[0].id, &[]).await.unwrap(), "not another organization's event");
-    assert!(s.dispatch_event(&a, events[0].id, &[(run.clone(), Some(job.clone()))]).await.unwrap());
+    let first = events[0].id;
+    assert!(s.dispatch_events(&b, &[(first, vec![])]).await.unwrap().is_empty(), "not another organization's event");
+    let done = s.dispatch_events(&a, &[(first, vec![(run.clone(), Some(job.clone()))])]).await.unwrap();
+    assert_eq!(done, [first]);
     assert!(s.get_run(&a, "r_auto").await.unwrap().is_some());
     let again = Run { id: "r_again".into(), ..run };
-    assert!(!s.dispatch_event(&a, events[0].id, &[(again, Some(job))]).await.unwrap());
+    assert!(s.dispatch_events(&a, &[(first, vec![(again, Some(job))])]).await.unwrap().is_empty());
     assert!(s.get_run(&a, "r_again").await.unwrap().is_none(), "a dispatched event starts nothing again");
     let left: Vec<i64> = s.pending_events(&a, 10).await.unwrap().iter().map(|e| e.id).collect();
     assert_eq!(left, [events[1].id, events[2].id]);
