@@ -129,7 +129,7 @@ pub(crate) async fn record(
     if listening.is_empty() {
         return Ok(());
     }
-    let mut any = false;
+    let mut rows: Vec<(&'static str, &str, String, &str)> = Vec::new();
     for r in records {
         let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
         if r.resource_type != "entity" || !listening.hears(bp, kind) {
@@ -145,13 +145,23 @@ pub(crate) async fn record(
             "context": {"blueprintIdentifier": bp, "entityIdentifier": entity, "propertyIdentifier": null},
             "diff": diff,
         });
-        insert_event(tx, org, kind, bp, &event, ctx.depth, &r.at).await?;
-        any = true;
+        rows.push((kind, bp.as_str(), event.to_string(), r.at.as_str()));
     }
-    if any {
-        enqueue_dispatch(db, tx, org).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    // One multi-row statement per 500 events (6 parameters each).
+    let json = tx.dialect().json_cast();
+    for chunk in rows.chunks(500) {
+        let values = vec![format!("(?, ?, ?, ?{json}, ?, ?)"); chunk.len()].join(", ");
+        let sql = format!("INSERT INTO automation_events(org_id, kind, target, event, depth, created_at) VALUES {values}");
+        let mut q = tx.q(&sql);
+        for (kind, target, event, at) in chunk {
+            q = q.bind(&org.0).bind(*kind).bind(*target).bind(event.as_str()).bind(i64::from(ctx.depth)).bind(*at);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    enqueue_dispatch(db, tx, org).await
 }
 
 async fn insert_event(

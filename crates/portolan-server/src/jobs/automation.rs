@@ -105,23 +105,44 @@ async fn conditions(
     }
     let or = c["combinator"].as_str() == Some("or");
     let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&org.0));
+    // One hand-off for the lot: each expression applied to `.e` of `{e: event}`.
     let verdicts = tokio::task::spawn_blocking(move || {
-        events
-            .iter()
-            .map(|event| {
-                let mut holds = Vec::with_capacity(exprs.len());
-                for (i, src) in exprs.iter().enumerate() {
-                    match jq.first_in(&budget, src, event) {
+        let mut compiled = Vec::with_capacity(exprs.len());
+        for (i, src) in exprs.iter().enumerate() {
+            match jq.compile(&format!(".e | ({src}\n)")) {
+                Ok(c) => compiled.push(c),
+                Err(e) => {
+                    let why = format!("trigger.condition.expressions[{i}] ({src:?}) does not compile: {e}");
+                    return Ok(vec![Err(why); events.len()]);
+                }
+            }
+        }
+        let rows = match jq.first_many_items_in(&budget, &compiled, &json!({}), "e", &events) {
+            Ok(rows) => rows,
+            Err(e @ portolan_jq::JqError::Limit(_)) => {
+                return Ok(vec![Err(format!("the conditions ran out of budget: {e}")); events.len()]);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut holds = Vec::with_capacity(row.len());
+                for (i, r) in row.into_iter().enumerate() {
+                    match r {
                         Ok(v) => holds.push(!matches!(v, Value::Null | Value::Bool(false))),
-                        Err(e) => return Err(format!("trigger.condition.expressions[{i}] ({src:?}) failed: {e}")),
+                        Err(e) => {
+                            return Err(format!("trigger.condition.expressions[{i}] ({:?}) failed: {e}", exprs[i]));
+                        }
                     }
                 }
                 Ok(if or { holds.iter().any(|h| *h) } else { holds.iter().all(|h| *h) })
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>())
     })
     .await
-    .map_err(|e| JobError::Retry(format!("the jq worker stopped: {e}")))?;
+    .map_err(|e| JobError::Retry(format!("the jq worker stopped: {e}")))?
+    .map_err(|e| JobError::Retry(format!("the conditions could not be evaluated now: {e}")))?;
     Ok(verdicts)
 }
 
