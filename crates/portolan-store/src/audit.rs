@@ -110,7 +110,19 @@ impl AuditCtx {
 
 /// Append records with one statement per 500, in the caller's transaction.
 pub(crate) async fn insert(tx: &mut Tx, org: &OrgId, records: &[AuditRecord]) -> Result<()> {
+    insert_returning(tx, org, records, false).await.map(|_| ())
+}
+
+/// [`insert`], answering each entity record's row id by `(blueprint, entity)` (a batch names
+/// each entity once) when `ids` is set.
+pub(crate) async fn insert_returning(
+    tx: &mut Tx,
+    org: &OrgId,
+    records: &[AuditRecord],
+    ids: bool,
+) -> Result<std::collections::HashMap<(String, String), i64>> {
     let json = tx.dialect().json_cast();
+    let mut out = std::collections::HashMap::new();
     for chunk in records.chunks(500) {
         let mut q = SqlFrag::new(
             "INSERT INTO audit_log(org_id, at, resource_type, action, status, identifier, blueprint, entity, origin, user_id, diff, message) VALUES ",
@@ -135,9 +147,19 @@ pub(crate) async fn insert(tx: &mut Tx, org: &OrgId, records: &[AuditRecord]) ->
             q.push(json).push(", ");
             q.param(opt(&r.message)).push(")");
         }
-        tx.frag(&q).execute(&mut *tx).await?;
+        if !ids {
+            tx.frag(&q).execute(&mut *tx).await?;
+            continue;
+        }
+        q.push(" RETURNING id, blueprint, entity");
+        for row in tx.frag(&q).fetch_all(&mut *tx).await? {
+            let (bp, entity): (Option<String>, Option<String>) = (row.get(1), row.get(2));
+            if let (Some(bp), Some(entity)) = (bp, entity) {
+                out.insert((bp, entity), row.get::<i64, _>(0));
+            }
+        }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn from_row(r: &Row) -> AuditRecord {

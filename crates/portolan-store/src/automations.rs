@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use crate::audit;
 use crate::db::{Db, Tx};
 use crate::jobs;
 use crate::sql::Dialect;
@@ -115,10 +116,11 @@ fn entity_kind(action: &str) -> Option<&'static str> {
     }
 }
 
-/// Record the automation events of entity changes `records` (their audit records), in the
-/// change's transaction, and make sure the organization's dispatch job is queued. Changes no
-/// automation listens to, and updates that changed nothing, record nothing.
-pub(crate) async fn record(
+/// Append the audit records of entity changes `records` and, in the same transaction, the
+/// automation events of those an automation listens to (each a small row naming its audit
+/// record, which holds the diff), queueing the organization's dispatch job. Updates that
+/// changed nothing record no event.
+pub(crate) async fn audit_and_record(
     db: &Db,
     tx: &mut Tx,
     org: &OrgId,
@@ -127,41 +129,52 @@ pub(crate) async fn record(
     ctx: &AuditCtx,
 ) -> Result<()> {
     if listening.is_empty() {
-        return Ok(());
+        return audit::insert(tx, org, records).await;
     }
-    let mut rows: Vec<(&'static str, &str, String, &str)> = Vec::new();
+    let mut rows: Vec<(&'static str, &str, &str)> = Vec::new();
     for r in records {
         let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
         if r.resource_type != "entity" || !listening.hears(bp, kind) {
             continue;
         }
-        let diff = r.diff.clone().unwrap_or(json!({"before": null, "after": null}));
-        if kind == "ENTITY_UPDATED" && unchanged(&diff) {
+        if kind == "ENTITY_UPDATED" && r.diff.as_ref().is_some_and(unchanged) {
             continue;
         }
-        let event = json!({
-            "action": r.action, "resourceType": "entity",
-            "trigger": {"by": {"orgId": org.0, "userId": r.user_id}, "origin": r.origin, "at": r.at},
-            "context": {"blueprintIdentifier": bp, "entityIdentifier": entity, "propertyIdentifier": null},
-            "diff": diff,
-        });
-        rows.push((kind, bp.as_str(), event.to_string(), r.at.as_str()));
+        rows.push((kind, bp.as_str(), entity.as_str()));
     }
+    let ids = audit::insert_returning(tx, org, records, !rows.is_empty()).await?;
     if rows.is_empty() {
         return Ok(());
     }
     // One multi-row statement per 500 events (6 parameters each).
-    let json = tx.dialect().json_cast();
     for chunk in rows.chunks(500) {
-        let values = vec![format!("(?, ?, ?, ?{json}, ?, ?)"); chunk.len()].join(", ");
-        let sql = format!("INSERT INTO automation_events(org_id, kind, target, event, depth, created_at) VALUES {values}");
+        let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql =
+            format!("INSERT INTO automation_events(org_id, kind, target, audit_id, depth, created_at) VALUES {values}");
         let mut q = tx.q(&sql);
-        for (kind, target, event, at) in chunk {
-            q = q.bind(&org.0).bind(*kind).bind(*target).bind(event.as_str()).bind(i64::from(ctx.depth)).bind(*at);
+        for (kind, bp, entity) in chunk {
+            let id = ids.get(&(bp.to_string(), entity.to_string())).copied();
+            q = q.bind(&org.0).bind(*kind).bind(*bp).bind(id).bind(i64::from(ctx.depth)).bind(&ctx.at);
         }
         q.execute(&mut *tx).await?;
     }
     enqueue_dispatch(db, tx, org).await
+}
+
+/// Port's event object of an entity change, from its audit record's columns.
+fn entity_event(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
+    let diff = match r.get::<Option<String>, _>("a_diff") {
+        Some(d) => parse_json("audit diff", &d)?,
+        None => json!({"before": null, "after": null}),
+    };
+    let text = |c: &str| r.get::<Option<String>, _>(c);
+    Ok(json!({
+        "action": text("a_action"), "resourceType": "entity",
+        "trigger": {"by": {"orgId": org.0, "userId": text("a_user")}, "origin": text("a_origin"), "at": text("a_at")},
+        "context": {"blueprintIdentifier": text("a_blueprint"), "entityIdentifier": text("a_entity"),
+                    "propertyIdentifier": null},
+        "diff": diff,
+    }))
 }
 
 async fn insert_event(
@@ -262,19 +275,26 @@ impl Automations for SqlStore {
     async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>> {
         let db = &self.db;
         let rows = db
-            .q("SELECT id, kind, target, CAST(event AS TEXT), depth FROM automation_events WHERE org_id = ? \
-                ORDER BY id LIMIT ?")
+            .q("SELECT e.id, e.kind, e.target, CAST(e.event AS TEXT) AS event, e.depth, a.action AS a_action, \
+                a.user_id AS a_user, a.origin AS a_origin, a.at AS a_at, a.blueprint AS a_blueprint, \
+                a.entity AS a_entity, CAST(a.diff AS TEXT) AS a_diff FROM automation_events e \
+                LEFT JOIN audit_log a ON a.id = e.audit_id AND a.org_id = e.org_id \
+                WHERE e.org_id = ? ORDER BY e.id LIMIT ?")
             .bind(&org.0)
             .bind(i64::from(limit.clamp(1, 1000)))
             .fetch_all(db.read())
             .await?;
         rows.iter()
             .map(|r| {
+                let event = match r.get::<Option<String>, _>("event") {
+                    Some(e) => parse_json("automation event", &e)?,
+                    None => entity_event(org, r)?,
+                };
                 Ok(AutomationEvent {
                     id: r.get(0),
                     kind: r.get(1),
                     target: r.get(2),
-                    event: parse_json("automation event", &r.get::<String, _>(3))?,
+                    event,
                     depth: u32::try_from(r.get::<i64, _>(4)).unwrap_or(0),
                 })
             })

@@ -13,15 +13,18 @@ UPDATE actions SET
 WHERE json_extract(data, '$.trigger.type') = 'automation';
 CREATE INDEX actions_by_trigger ON actions(org_id, trigger_target) WHERE trigger_event IS NOT NULL;
 
--- kind: ENTITY_CREATED, ENTITY_UPDATED, ENTITY_DELETED, RUN_CREATED, RUN_UPDATED; target: the
--- blueprint or action; event: Port's event object (port-api.md §5.3); depth: how many
--- automation runs led to it (a loop is cut when it grows too deep).
+-- kind: ENTITY_CREATED, ENTITY_UPDATED, ENTITY_DELETED, RUN_CREATED, RUN_UPDATED,
+-- TIMER_PROPERTY_EXPIRED; target: the blueprint or action; an entity change's event is built
+-- from its audit record (audit_id: the row holds no copy of the diff, so a write pays a small
+-- row per event); other events keep Port's event object (port-api.md §5.3) in event; depth: how
+-- many automation runs led to it (a loop is cut when it grows too deep).
 CREATE TABLE automation_events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     org_id     TEXT NOT NULL REFERENCES organizations(id),
     kind       TEXT NOT NULL,
     target     TEXT NOT NULL,
-    event      TEXT NOT NULL,
+    audit_id   INTEGER,
+    event      TEXT,
     depth      INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL
 );

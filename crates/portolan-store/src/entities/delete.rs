@@ -154,10 +154,9 @@ pub(crate) async fn delete(
     for (rid, e) in &doomed {
         tx.q("DELETE FROM entities WHERE rid = ? AND org_id = ?").bind(rid).bind(&org.0).execute(&mut tx).await?;
         let rec = entity_record(ctx, "DELETE", &e.blueprint, &e.identifier, Some(e), None);
-        audit::insert(&mut tx, org, std::slice::from_ref(&rec)).await?;
         // Not for the dependents' relations unlinked above: Port fires no automation for a
         // relation nulled because its target was deleted.
-        automations::record(db, &mut tx, org, &listening, &[rec], ctx).await?;
+        automations::audit_and_record(db, &mut tx, org, &listening, &[rec], ctx).await?;
         deleted.push((e.blueprint.clone(), e.identifier.clone()));
     }
     if aggregates {

@@ -16,7 +16,6 @@ use portolan_core::Entity;
 use serde_json::Map;
 
 use super::{COLUMNS, from_row};
-use crate::audit;
 use crate::db::{Db, Row, Tx};
 use crate::dialect::{entity_locks, lock_entities, nul_rejection};
 use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, quota_rejection, team_rejection};
@@ -77,10 +76,8 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         tx.q(&unlink).bind_ints(chunk).execute(&mut tx).await?;
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
-    let records = plan.audit_records(&stubs, ctx);
-    audit::insert(&mut tx, org, &records).await?;
     let listening = automations::listening(&mut tx, org).await?;
-    automations::record(db, &mut tx, org, &listening, &records, ctx).await?;
+    automations::audit_and_record(db, &mut tx, org, &listening, &plan.audit_records(&stubs, ctx), ctx).await?;
     let written: Vec<(&str, &str)> =
         rows.iter().copied().chain(stubs.iter()).map(|e| (e.blueprint.as_str(), e.identifier.as_str())).collect();
     scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
@@ -484,14 +481,12 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
             save(&mut tx, org, None, &stub, &[]).await?;
             written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
-            audit::insert(&mut tx, org, std::slice::from_ref(&rec)).await?;
-            automations::record(db, &mut tx, org, &listening, &[rec], ctx).await?;
+            automations::audit_and_record(db, &mut tx, org, &listening, &[rec], ctx).await?;
         }
         save(&mut tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
-        audit::insert(&mut tx, org, std::slice::from_ref(&rec)).await?;
-        automations::record(db, &mut tx, org, &listening, &[rec], ctx).await?;
+        automations::audit_and_record(db, &mut tx, org, &listening, &[rec], ctx).await?;
         written.push((entity.blueprint.clone(), entity.identifier.clone()));
         unlinked_seeds.extend(unlinked(&before_targets, &entity));
         out.push(Ok(Written { entity, created: before.is_none() }));
