@@ -359,31 +359,27 @@ async fn fire_property(db: &Db, org: &OrgId, bp: &str, prop: &str, since: &str, 
     let mut tx = db.begin().await?;
     let d = tx.dialect();
     let lock = if d == Dialect::Postgres { " FOR UPDATE" } else { "" };
-    let cursor = tx
+    // The cursor row first (two nodes that both find none: the second's insert waits for the
+    // first's commit and does nothing), then read and lock it, so the second sees the moved
+    // cursor instead of starting again from `since`.
+    tx.q("INSERT INTO automation_timer_cursors(org_id, blueprint, property, checked_until) VALUES (?, ?, ?, ?) \
+          ON CONFLICT DO NOTHING")
+        .bind(&org.0)
+        .bind(bp)
+        .bind(prop)
+        .bind(since)
+        .execute(&mut tx)
+        .await?;
+    let from: String = tx
         .q(&format!(
             "SELECT checked_until FROM automation_timer_cursors WHERE org_id = ? AND blueprint = ? AND property = ?{lock}"
         ))
         .bind(&org.0)
         .bind(bp)
         .bind(prop)
-        .fetch_optional(&mut tx)
-        .await?;
-    let from: String = match cursor {
-        Some(r) => r.get(0),
-        None => {
-            tx.q(
-                "INSERT INTO automation_timer_cursors(org_id, blueprint, property, checked_until) VALUES (?, ?, ?, ?) \
-                  ON CONFLICT DO NOTHING",
-            )
-            .bind(&org.0)
-            .bind(bp)
-            .bind(prop)
-            .bind(since)
-            .execute(&mut tx)
-            .await?;
-            since.to_string()
-        }
-    };
+        .fetch_one(&mut tx)
+        .await?
+        .get(0);
     if from.as_str() >= now {
         return Ok(0);
     }
