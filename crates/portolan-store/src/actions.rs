@@ -421,7 +421,7 @@ impl Actions for SqlStore {
         let db = &self.db;
         let mut tx = db.begin().await?;
         let rid = insert_run(db, &mut tx, org, run).await?;
-        automations::record_run(db, &mut tx, org, None, run).await?;
+        automations::record_run(&mut tx, org, None, run).await?;
         let job = match job {
             Some(j) => Some(jobs::enqueue(db, &mut tx, org, j).await?),
             None => None,
@@ -511,7 +511,7 @@ impl Actions for SqlStore {
         }
         insert_logs(&mut tx, org, old.rid, logs).await?;
         if run != old {
-            automations::record_run(db, &mut tx, org, Some(&old), &run).await?;
+            automations::record_run(&mut tx, org, Some(&old), &run).await?;
         }
         tx.commit().await?;
         Ok(run)

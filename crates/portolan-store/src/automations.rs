@@ -19,7 +19,7 @@ use crate::db::{Db, Tx};
 use crate::jobs;
 use crate::sql::Dialect;
 use crate::ui::parse_json;
-use crate::{AuditCtx, AuditRecord, Job, NewJob, OrgId, Result, Run, SqlStore, run_json};
+use crate::{AuditCtx, AuditRecord, NewJob, OrgId, Result, Run, SqlStore, run_json};
 
 /// The job kind that dispatches an organization's automation events.
 pub const AUTOMATION_JOB: &str = "automation_dispatch";
@@ -121,7 +121,6 @@ fn entity_kind(action: &str) -> Option<&'static str> {
 /// record, which holds the diff), queueing the organization's dispatch job. Updates that
 /// changed nothing record no event.
 pub(crate) async fn audit_and_record(
-    db: &Db,
     tx: &mut Tx,
     org: &OrgId,
     listening: &Listening,
@@ -158,7 +157,7 @@ pub(crate) async fn audit_and_record(
         }
         q.execute(&mut *tx).await?;
     }
-    enqueue_dispatch(db, tx, org).await
+    enqueue_dispatch(tx, org).await
 }
 
 /// Port's event object of an entity change, from its audit record's columns.
@@ -214,7 +213,7 @@ fn run_changed(before: &Run, after: &Run) -> bool {
 /// transaction that writes it, when an automation listens to its action's runs. Its depth is
 /// one more than the run's own (`_depth`: an automation's run), so chains of automations
 /// reacting to each other's runs are cut like entity loops.
-pub(crate) async fn record_run(db: &Db, tx: &mut Tx, org: &OrgId, before: Option<&Run>, after: &Run) -> Result<()> {
+pub(crate) async fn record_run(tx: &mut Tx, org: &OrgId, before: Option<&Run>, after: &Run) -> Result<()> {
     let kind = if before.is_some() { "RUN_UPDATED" } else { "RUN_CREATED" };
     if before.is_some_and(|b| !run_changed(b, after)) || !listening(tx, org).await?.hears(&after.action, kind) {
         return Ok(());
@@ -238,7 +237,7 @@ pub(crate) async fn record_run(db: &Db, tx: &mut Tx, org: &OrgId, before: Option
         "diff": {"before": before.map(run_json), "after": run_json(after)},
     });
     insert_event(tx, org, kind, &after.action, &event, depth, &after.updated_at).await?;
-    enqueue_dispatch(db, tx, org).await
+    enqueue_dispatch(tx, org).await
 }
 
 /// An update whose entity is the same before and after, apart from its update stamps.
@@ -255,18 +254,18 @@ fn unchanged(diff: &Value) -> bool {
 }
 
 /// Queue the organization's dispatch job unless one is queued and not yet claimed (it will see
-/// the new events: it reads them when it runs).
-pub(crate) async fn enqueue_dispatch(db: &Db, tx: &mut Tx, org: &OrgId) -> Result<()> {
-    let queued = tx
-        .q("SELECT 1 FROM jobs WHERE status = 'queued' AND org_id = ? AND kind = ? LIMIT 1")
-        .bind(&org.0)
-        .bind(AUTOMATION_JOB)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if queued.is_none() {
-        let job = NewJob { kind: AUTOMATION_JOB.into(), payload: json!({}), max_attempts: 5 };
-        let _: Job = jobs::enqueue(db, tx, org, &job).await?;
-    }
+/// the new events: it reads them when it runs) — one statement, as it runs in every write that
+/// records events.
+pub(crate) async fn enqueue_dispatch(tx: &mut Tx, org: &OrgId) -> Result<()> {
+    let d = tx.dialect();
+    let now = jobs::now(d);
+    let sql = format!(
+        "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
+         SELECT ?, ?, ?{}, 'queued', 0, 5, {now}, {now}, {now} \
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND org_id = ? AND kind = ?)",
+        d.jsonb_cast()
+    );
+    tx.q(&sql).bind(&org.0).bind(AUTOMATION_JOB).bind("{}").bind(&org.0).bind(AUTOMATION_JOB).execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -316,7 +315,7 @@ impl Automations for SqlStore {
         for (id, runs) in events.iter().filter(|(id, _)| mine.contains(id)) {
             for (run, job) in runs {
                 crate::actions::insert_run(db, &mut tx, org, run).await?;
-                record_run(db, &mut tx, org, None, run).await?;
+                record_run(&mut tx, org, None, run).await?;
                 if let Some(j) = job {
                     jobs::enqueue(db, &mut tx, org, j).await?;
                 }
@@ -429,7 +428,7 @@ async fn fire_property(db: &Db, org: &OrgId, bp: &str, prop: &str, since: &str, 
         .execute(&mut tx)
         .await?;
     if !rows.is_empty() {
-        enqueue_dispatch(db, &mut tx, org).await?;
+        enqueue_dispatch(&mut tx, org).await?;
     }
     tx.commit().await?;
     Ok(rows.len() as u64)

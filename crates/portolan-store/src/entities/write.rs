@@ -77,7 +77,7 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
     let listening = automations::listening(&mut tx, org).await?;
-    automations::audit_and_record(db, &mut tx, org, &listening, &plan.audit_records(&stubs, ctx), ctx).await?;
+    automations::audit_and_record(&mut tx, org, &listening, &plan.audit_records(&stubs, ctx), ctx).await?;
     let written: Vec<(&str, &str)> =
         rows.iter().copied().chain(stubs.iter()).map(|e| (e.blueprint.as_str(), e.identifier.as_str())).collect();
     scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
@@ -481,12 +481,12 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
             save(&mut tx, org, None, &stub, &[]).await?;
             written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
-            automations::audit_and_record(db, &mut tx, org, &listening, &[rec], ctx).await?;
+            automations::audit_and_record(&mut tx, org, &listening, &[rec], ctx).await?;
         }
         save(&mut tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
-        automations::audit_and_record(db, &mut tx, org, &listening, &[rec], ctx).await?;
+        automations::audit_and_record(&mut tx, org, &listening, &[rec], ctx).await?;
         written.push((entity.blueprint.clone(), entity.identifier.clone()));
         unlinked_seeds.extend(unlinked(&before_targets, &entity));
         out.push(Ok(Written { entity, created: before.is_none() }));
