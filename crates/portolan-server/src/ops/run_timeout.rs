@@ -60,7 +60,7 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// What happened last to `run`, in words: its last log line, else where its execution agent
-/// left it, else its last outbound call, else that it was never invoked.
+/// left it, else its last outbound call, else that its invocation has not completed.
 pub fn last_event(run: &Run, last_log: Option<&RunLog>) -> String {
     if let Some(l) = last_log {
         return format!("the last log line ({}) was {:?}", l.at, clip(&l.message, 300));
@@ -90,7 +90,9 @@ pub fn last_event(run: &Run, last_log: Option<&RunLog>) -> String {
     if let Some(inst) = &run.installation_id {
         return format!("execution agent installation {inst:?} received it and reported nothing since");
     }
-    "the run was never invoked (its invocation job is still waiting or retrying; see GET /v1/jobs)".into()
+    "the run's invocation has not completed (its job is still waiting, calling the backend or retrying; see \
+     GET /v1/jobs)"
+        .into()
 }
 
 /// End run `id` of `org` if it is still in progress and its deadline has passed: `FAILURE`,

@@ -205,7 +205,17 @@ async fn deadlines_outlive_the_node_and_two_nodes_end_a_run_once() {
     let first = ApiConfig { job_workers: 0, ..config() };
     let Some(app) = TestApp::spawn_with(first.clone()).await else { return };
     model(&app).await;
-    app.post("/v1/actions", action("deploy", "http://10.0.0.1/never-called", Some(json!(1)))).await;
+    // A backend that takes 30 s to answer: the nodes' invocations are still calling when the
+    // timeouts fire, whichever runs first (an unreachable address answered 404 through CI's
+    // network, and a fast answer would end the runs before their timers).
+    let app_slow = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        (AxStatus::ACCEPTED, axum::Json(json!({"queued": true})))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = format!("http://{}/deploy", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app_slow).await });
+    app.post("/v1/actions", action("deploy", &slow, Some(json!(1)))).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(start_run(&app, "deploy").await.0);
@@ -219,7 +229,8 @@ async fn deadlines_outlive_the_node_and_two_nodes_end_a_run_once() {
     app.extra_node(workers).await;
     for id in &ids {
         let ended = wait_run(&app, id, |r| r["status"] == json!("FAILURE")).await;
-        assert!(summary(&ended).contains("never invoked"), "{}", summary(&ended));
+        assert_eq!(ended["statusLabel"], json!("Timed out"), "{ended}");
+        assert!(summary(&ended).contains("invocation has not completed"), "{}", summary(&ended));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for id in &ids {
