@@ -73,6 +73,9 @@ pub struct Config {
     /// `/metrics` answers only with this bearer token; unset: `/metrics` is off. Never
     /// printed: `Debug` redacts it.
     pub metrics_token: Option<String>,
+    /// Approval e-mails: the SMTP server and the sender (`smtp_url`, `smtp_from`); the
+    /// password in the URL is never printed.
+    pub smtp: Option<portolan_server::smtp::SmtpConfig>,
     /// Outbound calls (action webhooks): the whole call, seconds.
     pub outbound_timeout_seconds: u64,
     /// Outbound calls: connecting, seconds.
@@ -125,6 +128,7 @@ impl fmt::Debug for Config {
             .field("job_workers_per_org", &self.job_workers_per_org)
             .field("jobs_per_org_cluster", &self.jobs_per_org_cluster)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "[redacted]"))
+            .field("smtp", &self.smtp)
             .field("outbound_timeout_seconds", &self.outbound_timeout_seconds)
             .field("outbound_connect_timeout_seconds", &self.outbound_connect_timeout_seconds)
             .field("outbound_max_response_bytes", &self.outbound_max_response_bytes)
@@ -188,6 +192,14 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
         "a bearer token of at least 16 characters for GET /metrics (unset: /metrics is off)",
         None,
     ),
+    // Approval e-mails (docs/actions.md "Approvals").
+    (
+        "smtp_url",
+        "PORTOLAN_SMTP_URL",
+        "smtp://[user:password@]host[:port][?tls=none|required] or smtps://… (unset: no e-mail is sent)",
+        None,
+    ),
+    ("smtp_from", "PORTOLAN_SMTP_FROM", "the sender's e-mail address, such as portal@example.com", None),
     // Outbound HTTP (action webhooks; docs/actions.md "Outbound calls"). Proxies come from
     // HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY.
     ("outbound_timeout_seconds", "PORTOLAN_OUTBOUND_TIMEOUT_SECONDS", "an integer from 1 to 600", Some("30")),
@@ -483,6 +495,20 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 .to_string(),
         );
     }
+    let smtp = match (get("smtp_url").filter(|u| !u.is_empty()), get("smtp_from").filter(|f| !f.is_empty())) {
+        (None, _) => None,
+        (Some(_), None) => {
+            problems.push("smtp_from (PORTOLAN_SMTP_FROM): is required with smtp_url: the sender's address".into());
+            None
+        }
+        (Some(url), Some(from)) => match portolan_server::smtp::SmtpConfig::parse(&url, &from) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                problems.push(format!("smtp_url (PORTOLAN_SMTP_URL): {e}"));
+                None
+            }
+        },
+    };
     let outbound_timeout_seconds =
         get("outbound_timeout_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=600).contains(n));
     if outbound_timeout_seconds.is_none() {
@@ -545,6 +571,7 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 job_workers_per_org: job_workers_per_org.unwrap_or(0),
                 jobs_per_org_cluster: jobs_per_org_cluster.unwrap_or(16),
                 metrics_token,
+                smtp,
                 outbound_timeout_seconds: outbound_timeout_seconds.unwrap_or(30),
                 outbound_connect_timeout_seconds: outbound_connect_timeout_seconds.unwrap_or(10),
                 outbound_max_response_bytes: outbound_max_response_bytes.unwrap_or(1024 * 1024),
@@ -595,6 +622,10 @@ mod tests {
             job_workers_per_org: 0,
             jobs_per_org_cluster: 16,
             metrics_token: Some("metrics-token-secret-123".into()),
+            smtp: Some(
+                portolan_server::smtp::SmtpConfig::parse("smtp://u:smtp-pass-77@mail:587", "portal@example.com")
+                    .unwrap(),
+            ),
             outbound_timeout_seconds: 30,
             outbound_connect_timeout_seconds: 10,
             outbound_max_response_bytes: 1024,
@@ -606,6 +637,7 @@ mod tests {
         assert!(!s.contains("c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy14eHg"), "{s}");
         assert!(!s.contains("super-secret"), "{s}");
         assert!(!s.contains("db-pass-42"), "{s}");
+        assert!(!s.contains("smtp-pass-77") && s.contains("mail"), "{s}");
         assert!(!s.contains("admin-password-secret"), "{s}");
         assert!(s.contains("[redacted]"));
         assert!(s.contains("postgres://portolan:***@db.internal:5432/portolan"), "{s}");

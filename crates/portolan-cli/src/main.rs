@@ -644,6 +644,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         job_workers_per_org: cfg.job_workers_per_org,
         jobs_per_org_cluster: cfg.jobs_per_org_cluster,
         metrics_token: cfg.metrics_token.clone(),
+        smtp: cfg.smtp.clone(),
         outbound: portolan_server::outbound::Outbound::new(&portolan_server::outbound::OutboundConfig {
             timeout: std::time::Duration::from_secs(cfg.outbound_timeout_seconds),
             connect_timeout: std::time::Duration::from_secs(cfg.outbound_connect_timeout_seconds),

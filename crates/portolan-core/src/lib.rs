@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod aggregation;
+pub mod approval;
 pub mod blueprint;
 pub mod blueprint_check;
 pub mod entity;

@@ -332,6 +332,14 @@ impl ActionPermissions {
         let Principal::User(u) = p else { return true };
         u.admin || self.approve.admits(u, &p.roles())
     }
+
+    /// Is `p` an approver the `approve` grant names (by role, e-mail or team)? These are the
+    /// people a run waiting for approval asks; an administrator it does not name may still
+    /// decide.
+    pub fn designates(&self, p: &Principal) -> bool {
+        let Principal::User(u) = p else { return false };
+        self.approve.admits(u, &p.roles())
+    }
 }
 
 /// Port's page permission document (§8.5): `{read, update}`, each `{roles, users, teams}`.

@@ -29,6 +29,7 @@
 
 pub mod action_run;
 pub mod aggregation;
+pub mod approval;
 pub mod automation;
 pub mod delete_all;
 pub mod scorecard;
@@ -86,6 +87,14 @@ impl JobError {
     }
 }
 
+/// The run a run job's payload names (`{"runId": …}`); `None` when it no longer exists.
+pub(crate) async fn payload_run(ctx: &JobCtx) -> Result<Option<portolan_store::Run>, JobError> {
+    let Some(run_id) = ctx.job.payload["runId"].as_str() else {
+        return Err(JobError::fail(ErrorCode::Internal, "bad payload: no runId"));
+    };
+    Ok(ctx.state.store.get_run(&ctx.job.org, run_id).await?)
+}
+
 /// What a handler gets: the job as claimed (payload, last checkpoint), the application state,
 /// and its lease.
 pub struct JobCtx {
@@ -136,6 +145,7 @@ impl JobRuntime {
         rt.register(aggregation::RECOMPUTE_KIND, Arc::new(|ctx| Box::pin(aggregation::recompute(ctx))));
         rt.register(aggregation::ENTITIES_KIND, Arc::new(|ctx| Box::pin(aggregation::entities(ctx))));
         rt.register(automation::KIND, Arc::new(|ctx| Box::pin(automation::run(ctx))));
+        rt.register(approval::KIND, Arc::new(|ctx| Box::pin(approval::run(ctx))));
         rt
     }
 

@@ -15,6 +15,7 @@ mod query_de;
 pub mod ratelimit;
 pub mod router;
 pub mod secrets;
+pub mod smtp;
 pub mod sso;
 pub mod state;
 pub mod tls;

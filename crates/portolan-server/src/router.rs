@@ -125,6 +125,8 @@ routes! {
     patch "/v1/actions/runs/ack" => action::ack, "Action runs", "Execution agent: acknowledge claimed runs {runIds} → {ackedCount}", Admin;
     get "/v1/actions/runs/{run_id}" => action::get_run, "Action runs", "A run: status, payload, response, link, summary and the trace of calls made", Member;
     patch "/v1/actions/runs/{run_id}" => action::patch_run, "Action runs", "Report on a run: status, statusLabel, link, summary, externalRunId", Admin;
+    patch "/v1/actions/runs/{run_id}/approval" => action::approve, "Action runs", "Approve or decline a run waiting for approval {status: APPROVE | DECLINE, description}", Member;
+    get "/v1/actions/runs/{run_id}/approvers" => action::approvers, "Action runs", "Who decided on a run's approval (and, with include_pending_approvers=true, who has not yet)", Member;
     patch "/v1/actions/runs/{run_id}/response" => action::patch_response, "Action runs", "Keep the backend's response on a run", Admin;
     post "/v1/actions/runs/{run_id}/logs" => action::add_log, "Action runs", "Add a log line; terminationStatus ends the run for good", Admin;
     get "/v1/actions/runs/{run_id}/logs" => action::list_logs, "Action runs", "A run's log lines, oldest first", Member;

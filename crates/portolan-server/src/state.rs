@@ -75,6 +75,9 @@ pub struct ApiConfig {
     pub jobs_per_org_cluster: u32,
     /// The bearer token `GET /metrics` requires; `None`: `/metrics` is off (404).
     pub metrics_token: Option<String>,
+    /// The SMTP server approval e-mails go through (`PORTOLAN_SMTP_URL`, `PORTOLAN_SMTP_FROM`);
+    /// `None`: none are sent, and the runs say so.
+    pub smtp: Option<crate::smtp::SmtpConfig>,
     /// The guarded outbound HTTP client (built from `[outbound]` settings) every call to a
     /// tenant-configured URL goes through.
     pub outbound: crate::outbound::Outbound,
@@ -116,6 +119,7 @@ impl Default for ApiConfig {
             job_workers_per_org: 0,
             jobs_per_org_cluster: 16,
             metrics_token: None,
+            smtp: None,
             outbound: crate::outbound::Outbound::default(),
         }
     }

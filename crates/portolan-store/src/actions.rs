@@ -132,6 +132,16 @@ pub trait Actions: Send + Sync {
     /// Read the run (locked against concurrent updates), apply `edit`, write it back and append
     /// `logs`, in one transaction. `NotFound` when there is no such run; `edit`'s error aborts.
     async fn update_run(&self, org: &OrgId, id: &str, logs: &[RunLog], edit: RunEdit<'_>) -> Result<Run>;
+    /// [`Self::update_run`], and when the edit moves the run from `WAITING_FOR_APPROVAL` to
+    /// `IN_PROGRESS` (approved), enqueue `job` (its invocation) in the same transaction.
+    async fn update_run_or_start(
+        &self,
+        org: &OrgId,
+        id: &str,
+        logs: &[RunLog],
+        edit: RunEdit<'_>,
+        job: &NewJob,
+    ) -> Result<(Run, Option<Job>)>;
     /// A run's log lines in order, after the line `after` (`log_<n>`'s n), at most `limit`.
     async fn list_run_logs(&self, org: &OrgId, id: &str, after: Option<i64>, limit: u32) -> Result<Vec<RunLog>>;
     /// Claim up to `limit` runs waiting for an agent whose last claim (if any) expired: each
@@ -298,6 +308,57 @@ pub fn run_json(run: &Run) -> Value {
 }
 
 /// Insert `run` in the caller's transaction; its row id.
+/// Lock run `id`, apply `edit`, write it back when it changed (recording its automation
+/// events) and append `logs`: the stored run before and after.
+async fn edit_run(
+    db: &Db,
+    tx: &mut Tx,
+    org: &OrgId,
+    id: &str,
+    logs: &[RunLog],
+    edit: RunEdit<'_>,
+) -> Result<(Run, Run)> {
+    let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {RUN_COLUMNS} FROM action_runs WHERE org_id = ? AND id = ?{lock}");
+    let row = tx.q(&sql).bind(&org.0).bind(db.storable(id)).fetch_optional(&mut *tx).await?;
+    let Some(old) = row.as_ref().map(run_from_row).transpose()? else {
+        return Err(StoreError::NotFound(format!("run {id:?}")));
+    };
+    let mut run = old.clone();
+    edit(&mut run)?;
+    if run.ended_at.is_some() {
+        run.timeout_at = None;
+    }
+    if run != old {
+        let json = tx.dialect().json_cast();
+        tx.q(&format!(
+            "UPDATE action_runs SET status = ?, external_run_id = ?, data = ?{json}, trace = ?{json}, \
+                 pending_execution = {}, claimed_until = ?, installation_id = ?, ended_by_log = {}, updated_by = ?, \
+                 updated_at = ?, ended_at = ?, timeout_at = ? WHERE rid = ?",
+            bool_sql(run.pending_execution),
+            bool_sql(run.ended_by_log)
+        ))
+        .bind(&run.status)
+        .bind(run.external_run_id.as_deref().map(|e| db.storable(e).into_owned()))
+        .bind(Value::Object(run.data.clone()).to_string())
+        .bind(Value::Array(run.trace.clone()).to_string())
+        .bind(&run.claimed_until)
+        .bind(&run.installation_id)
+        .bind(&run.updated_by)
+        .bind(&run.updated_at)
+        .bind(&run.ended_at)
+        .bind(stored_timeout(&run).map(str::to_string))
+        .bind(old.rid)
+        .execute(&mut *tx)
+        .await?;
+    }
+    insert_logs(&mut *tx, org, old.rid, logs).await?;
+    if run != old {
+        automations::record_run(&mut *tx, org, Some(&old), &run).await?;
+    }
+    Ok((old, run))
+}
+
 pub(crate) async fn insert_run(db: &Db, tx: &mut Tx, org: &OrgId, run: &Run) -> Result<i64> {
     let json = tx.dialect().json_cast();
     let row = tx
@@ -473,48 +534,27 @@ impl Actions for SqlStore {
     }
 
     async fn update_run(&self, org: &OrgId, id: &str, logs: &[RunLog], edit: RunEdit<'_>) -> Result<Run> {
-        let db = &self.db;
-        let mut tx = db.begin().await?;
-        let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
-        let sql = format!("SELECT {RUN_COLUMNS} FROM action_runs WHERE org_id = ? AND id = ?{lock}");
-        let row = tx.q(&sql).bind(&org.0).bind(db.storable(id)).fetch_optional(&mut tx).await?;
-        let Some(old) = row.as_ref().map(run_from_row).transpose()? else {
-            return Err(StoreError::NotFound(format!("run {id:?}")));
-        };
-        let mut run = old.clone();
-        edit(&mut run)?;
-        if run.ended_at.is_some() {
-            run.timeout_at = None;
-        }
-        if run != old {
-            let json = tx.dialect().json_cast();
-            tx.q(&format!(
-                "UPDATE action_runs SET status = ?, external_run_id = ?, data = ?{json}, trace = ?{json}, \
-                 pending_execution = {}, claimed_until = ?, installation_id = ?, ended_by_log = {}, updated_by = ?, \
-                 updated_at = ?, ended_at = ?, timeout_at = ? WHERE rid = ?",
-                bool_sql(run.pending_execution),
-                bool_sql(run.ended_by_log)
-            ))
-            .bind(&run.status)
-            .bind(run.external_run_id.as_deref().map(|e| db.storable(e).into_owned()))
-            .bind(Value::Object(run.data.clone()).to_string())
-            .bind(Value::Array(run.trace.clone()).to_string())
-            .bind(&run.claimed_until)
-            .bind(&run.installation_id)
-            .bind(&run.updated_by)
-            .bind(&run.updated_at)
-            .bind(&run.ended_at)
-            .bind(stored_timeout(&run).map(str::to_string))
-            .bind(old.rid)
-            .execute(&mut tx)
-            .await?;
-        }
-        insert_logs(&mut tx, org, old.rid, logs).await?;
-        if run != old {
-            automations::record_run(&mut tx, org, Some(&old), &run).await?;
-        }
+        let mut tx = self.db.begin().await?;
+        let (_, run) = edit_run(&self.db, &mut tx, org, id, logs, edit).await?;
         tx.commit().await?;
         Ok(run)
+    }
+
+    async fn update_run_or_start(
+        &self,
+        org: &OrgId,
+        id: &str,
+        logs: &[RunLog],
+        edit: RunEdit<'_>,
+        job: &NewJob,
+    ) -> Result<(Run, Option<Job>)> {
+        let db = &self.db;
+        let mut tx = db.begin().await?;
+        let (old, run) = edit_run(db, &mut tx, org, id, logs, edit).await?;
+        let started = old.status == "WAITING_FOR_APPROVAL" && run.status == "IN_PROGRESS";
+        let job = if started { Some(jobs::enqueue(db, &mut tx, org, job).await?) } else { None };
+        tx.commit().await?;
+        Ok((run, job))
     }
 
     async fn list_run_logs(&self, org: &OrgId, id: &str, after: Option<i64>, limit: u32) -> Result<Vec<RunLog>> {

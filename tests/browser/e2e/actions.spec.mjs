@@ -5,42 +5,9 @@
 // server's webhook, reports logs, a summary and SUCCESS through the API; "My runs" lists it.
 // Identifiers differ from portal.spec.mjs's (both run against one server).
 import { test, expect } from '@playwright/test';
-import fs from 'node:fs';
+import { api, shot, signIn, sleep, token } from './lib.mjs';
 import http from 'node:http';
-import path from 'node:path';
 
-const BASE = process.env.PORTOLAN_URL ?? 'http://127.0.0.1:7070';
-const EMAIL = process.env.PORTOLAN_ADMIN_EMAIL ?? 'admin@example.com';
-const PASSWORD = process.env.PORTOLAN_ADMIN_PASSWORD ?? 'browser-test-password';
-const SHOTS = process.env.SCREENSHOT_DIR ?? '../../target/browser-screenshots';
-const CLIENT_ID = process.env.PORTOLAN_CLIENT_ID ?? 'browser-test-client';
-const CLIENT_SECRET = process.env.PORTOLAN_CLIENT_SECRET ?? 'browser-test-client-secret';
-
-async function shot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-async function token() {
-  const res = await fetch(`${BASE}/v1/auth/access_token`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }),
-  });
-  expect(res.ok, await res.clone().text()).toBeTruthy();
-  return (await res.json()).accessToken;
-}
-
-async function api(bearer, method, url, data) {
-  const res = await fetch(`${BASE}${url}`, {
-    method, headers: { Authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
-    body: data === undefined ? undefined : JSON.stringify(data),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`);
-  return JSON.parse(text);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // The action's backend: accepts the webhook at once, then reports on the run through the API as
 // a real backend does — a log line, another, the summary and link, and the final log that ends it.
@@ -114,11 +81,7 @@ test('a developer runs a day-2 action from an entity page and follows the run', 
     });
 
     // Sign in.
-    await page.goto('/ui/signin');
-    await page.getByLabel('E-mail').fill(EMAIL);
-    await page.getByLabel('Password').fill(PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect(page.locator('.me')).toHaveText(EMAIL);
+    await signIn(page);
 
     // The action is offered only where its condition (language = rust) holds.
     await page.goto('/ui/entities/deployable/gateway');

@@ -5,42 +5,8 @@
 // and one misconfigured widget explains itself. Identifiers differ from the other specs' (all
 // run against one server).
 import { test, expect } from '@playwright/test';
-import fs from 'node:fs';
+import { api, shot, signIn, sleep, token } from './lib.mjs';
 import http from 'node:http';
-import path from 'node:path';
-
-const BASE = process.env.PORTOLAN_URL ?? 'http://127.0.0.1:7070';
-const EMAIL = process.env.PORTOLAN_ADMIN_EMAIL ?? 'admin@example.com';
-const PASSWORD = process.env.PORTOLAN_ADMIN_PASSWORD ?? 'browser-test-password';
-const SHOTS = process.env.SCREENSHOT_DIR ?? '../../target/browser-screenshots';
-const CLIENT_ID = process.env.PORTOLAN_CLIENT_ID ?? 'browser-test-client';
-const CLIENT_SECRET = process.env.PORTOLAN_CLIENT_SECRET ?? 'browser-test-client-secret';
-
-async function shot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-async function token() {
-  const res = await fetch(`${BASE}/v1/auth/access_token`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }),
-  });
-  expect(res.ok, await res.clone().text()).toBeTruthy();
-  return (await res.json()).accessToken;
-}
-
-async function api(bearer, method, url, data) {
-  const res = await fetch(`${BASE}${url}`, {
-    method, headers: { Authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
-    body: data === undefined ? undefined : JSON.stringify(data),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`);
-  return JSON.parse(text);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // The page the iframe widget embeds.
 function startFrameServer() {
@@ -103,11 +69,7 @@ test('a dashboard renders one widget of each kind', async ({ page }) => {
   await api(bearer, 'POST', '/v1/pages', { identifier: 'dash_ops', type: 'dashboard', title: 'Operations',
     widgets: [{ id: 'grid', type: 'dashboard-widget', layout, widgets }] });
 
-  await page.goto('/ui/signin');
-  await page.getByLabel('E-mail').fill(EMAIL);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.locator('.me')).toHaveText(EMAIL);
+  await signIn(page);
 
   await page.locator('header nav').getByRole('link', { name: 'Dashboards' }).click();
   await page.locator('.dash-nav').getByRole('link', { name: 'Operations' }).click();

@@ -4,13 +4,8 @@
 // mapping in the playground, open a webhook's page, sign out. Each step asserts what the page shows; screenshots go to SCREENSHOT_DIR.
 import { test, expect } from '@playwright/test';
 import fs from 'node:fs';
-import path from 'node:path';
+import { CLIENT_ID, CLIENT_SECRET, EMAIL, PASSWORD, shot } from './lib.mjs';
 
-const EMAIL = process.env.PORTOLAN_ADMIN_EMAIL ?? 'admin@example.com';
-const PASSWORD = process.env.PORTOLAN_ADMIN_PASSWORD ?? 'browser-test-password';
-const SHOTS = process.env.SCREENSHOT_DIR ?? '../../target/browser-screenshots';
-const CLIENT_ID = process.env.PORTOLAN_CLIENT_ID ?? 'browser-test-client';
-const CLIENT_SECRET = process.env.PORTOLAN_CLIENT_SECRET ?? 'browser-test-client-secret';
 const OCEAN_UA = 'port-ocean/github/0.1.0/browser-int/exporter';
 
 // An integration with a mapping, a kind example and log lines, created through the API with
@@ -39,11 +34,6 @@ async function oceanIntegration(request) {
   await call('POST', '/v1/webhooks', { identifier: 'browser-hook', title: 'Browser hook', enabled: true,
     mappings: [{ blueprint: 'service', filter: 'true',
       entity: { identifier: '.body.name', title: '.body.name', properties: {} } }] });
-}
-
-async function shot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
 async function saveJson(page, json) {

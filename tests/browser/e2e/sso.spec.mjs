@@ -6,36 +6,16 @@
 // person cancels at the provider) shown as a page in words, and a tampered token refused.
 // Settings are restored at the end (the other specs sign in with a password).
 import { test, expect } from '@playwright/test';
-import fs from 'node:fs';
 import http from 'node:http';
-import path from 'node:path';
 import Provider from 'oidc-provider';
+import { BASE, api as libApi, shot, token } from './lib.mjs';
 
-const BASE = process.env.PORTOLAN_URL ?? 'http://127.0.0.1:7070';
-const SHOTS = process.env.SCREENSHOT_DIR ?? '../../target/browser-screenshots';
-const CLIENT_ID = process.env.PORTOLAN_CLIENT_ID ?? 'browser-test-client';
-const CLIENT_SECRET = process.env.PORTOLAN_CLIENT_SECRET ?? 'browser-test-client-secret';
 const OIDC_CLIENT = 'portolan-browser';
 const OIDC_SECRET = 'a-client-secret-long-enough-for-hs-and-basic-auth';
 
-async function shot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
+// The API with the organization's credentials (a fresh token per call).
 async function api(method, url, data) {
-  const t = await fetch(`${BASE}/v1/auth/access_token`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }),
-  });
-  const bearer = (await t.json()).accessToken;
-  const res = await fetch(`${BASE}${url}`, {
-    method, headers: { Authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
-    body: data === undefined ? undefined : JSON.stringify(data),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`);
-  return JSON.parse(text);
+  return libApi(await token(), method, url, data);
 }
 
 function listen(server) {

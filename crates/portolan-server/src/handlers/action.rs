@@ -143,6 +143,37 @@ pub async fn patch_run(
     Ok(Json(json!({"ok": true, "run": render_run(&run)})))
 }
 
+/// `PATCH /v1/actions/runs/{id}/approval` `{status: "APPROVE" | "DECLINE", description?}` →
+/// 201 `{ok, run}` (§5.7): the run starts once approved, ends `DECLINED` when declined.
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let run = crate::ops::approval::decide(&state, &caller, &id, &body).await?;
+    Ok((StatusCode::CREATED, Json(json!({"ok": true, "run": render_run(&run)}))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ApproversParams {
+    include_pending_approvers: Option<bool>,
+}
+
+/// `GET /v1/actions/runs/{id}/approvers?include_pending_approvers=` →
+/// `{ok, approvers: [{userId, state, description}]}`.
+pub async fn approvers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    QueryParams(p): QueryParams<ApproversParams>,
+) -> ApiResult<Json<Value>> {
+    let pending = p.include_pending_approvers.unwrap_or(false);
+    let list = crate::ops::approval::approvers(&state, &caller, &id, pending).await?;
+    Ok(Json(json!({"ok": true, "approvers": list})))
+}
+
 pub async fn patch_response(
     State(state): State<AppState>,
     caller: Caller,

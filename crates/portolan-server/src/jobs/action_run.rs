@@ -33,12 +33,8 @@ use crate::state::AppState;
 pub const KIND: &str = action::RUN_JOB;
 
 pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
-    let org = ctx.job.org.clone();
-    let Some(run_id) = ctx.job.payload["runId"].as_str().map(str::to_string) else {
-        return Err(JobError::fail(ErrorCode::Internal, "bad payload: no runId"));
-    };
-    let state = &ctx.state;
-    let Some(run) = state.store.get_run(&org, &run_id).await? else {
+    let (org, state) = (ctx.job.org.clone(), &ctx.state);
+    let Some(run) = super::payload_run(&ctx).await? else {
         return Ok(json!({"skipped": "the run no longer exists"}));
     };
     if run.status != "IN_PROGRESS" || run.pending_execution {

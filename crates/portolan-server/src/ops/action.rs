@@ -219,15 +219,6 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
             format!("action {action_id:?} is not published (publish: false); publish it to run it"),
         ));
     }
-    if !matches!(action.data.get("requiredApproval"), None | Some(Value::Null) | Some(Value::Bool(false))) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "action {action_id:?} requires approval (requiredApproval), and this version of Portolan has no approval \
-                 flow yet; set requiredApproval to false to run it"
-            ),
-        ));
-    }
     let operation = trigger["operation"].as_str().unwrap_or("CREATE").to_string();
     let bp_id = trigger["blueprintIdentifier"].as_str().map(str::to_string);
     let entity = match (&req.entity, operation.as_str(), &bp_id) {
@@ -300,8 +291,15 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
     run.data.insert("encryptedProperties".into(), json!(checked.encrypted));
     run.data.insert("operation".into(), json!(operation));
     run.data.insert("origin".into(), json!(actor.user_agent.clone()));
-    run_timeout::arm(&mut run, created, run_timeout::timeout_for(state, &actor.org, &action).await?);
-    let job = NewJob { kind: RUN_JOB.into(), payload: json!({"runId": run.id}), max_attempts: 3 };
+    // A run that needs approval waits, and its approvers are told (`ops/approval.rs`); the
+    // others start at once.
+    let job = match super::approval::hold(state, &actor.org, &action, &perms, &mut run).await? {
+        Some(notify) => notify,
+        None => {
+            run_timeout::arm(&mut run, created, run_timeout::timeout_for(state, &actor.org, &action).await?);
+            NewJob { kind: RUN_JOB.into(), payload: json!({"runId": run.id}), max_attempts: 3 }
+        }
+    };
     let (run, _) = state.store.create_run(&actor.org, &run, Some(&job)).await?;
     crate::jobs::wake_workers(state);
     Ok(run)
@@ -445,7 +443,7 @@ pub fn sees_all_runs(actor: &Actor) -> bool {
 /// A run `actor` may see: a member's own runs only (another's answers 404, as a missing one).
 pub async fn load_visible_run(state: &AppState, actor: &Actor, id: &str) -> ApiResult<Run> {
     let run = load_run(state, &actor.org, id).await?;
-    if !sees_all_runs(actor) && run.created_by != actor.client_id {
+    if !sees_all_runs(actor) && run.created_by != actor.client_id && !super::approval::asks(&run, actor) {
         return Err(ApiError::not_found(format!("run {id:?} was not found")));
     }
     Ok(run)
@@ -489,6 +487,21 @@ fn refuse_if_ended(run: &Run) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Refuse a status change of a run waiting for approval (only `FAILURE` withdraws it, §5.6)
+/// or declined (for good).
+fn refuse_unapproved(run: &Run, status: &str) -> Result<(), StoreError> {
+    let why = match run.status.as_str() {
+        "DECLINED" => format!("run {} was declined; its status can no longer change", run.id),
+        "WAITING_FOR_APPROVAL" if status != "FAILURE" => format!(
+            "run {} is waiting for approval: approve or decline it with PATCH /v1/actions/runs/{}/approval, or \
+             withdraw it with status FAILURE",
+            run.id, run.id
+        ),
+        _ => return Ok(()),
+    };
+    Err(StoreError::Invalid(FieldError::new("status", why)))
 }
 
 /// Set a terminal or in-progress status on `run`, stamping `endedAt`.
@@ -543,6 +556,7 @@ pub async fn patch_run(state: &AppState, actor: &Actor, id: &str, body: &Value) 
         if let Some(s) = &status {
             // The first terminal status stands: a backend (or Port's agent, which reports a
             // failure twice) cannot overwrite how the run ended, or what its summary says.
+            refuse_unapproved(run, s)?;
             if TERMINAL.contains(&run.status.as_str()) {
                 return Err(StoreError::Invalid(FieldError::new(
                     "status",
@@ -614,6 +628,7 @@ pub async fn add_log(state: &AppState, actor: &Actor, id: &str, body: &Value) ->
             refuse_if_ended(run)?;
         }
         if let Some(t) = &termination {
+            refuse_unapproved(run, t)?;
             set_status(run, t, &now);
             run.ended_by_log = true;
         }

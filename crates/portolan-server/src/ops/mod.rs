@@ -7,6 +7,7 @@
 //! [`ApiError`](crate::error::ApiError)s because their codes are the API's vocabulary.
 
 pub mod action;
+pub mod approval;
 pub mod audit;
 pub mod blueprint;
 pub mod deletion_guard;

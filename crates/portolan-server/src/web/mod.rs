@@ -87,6 +87,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("action_fields.html", include_str!("../../templates/action_fields.html")),
     ("action_options.html", include_str!("../../templates/action_options.html")),
     ("runs.html", include_str!("../../templates/runs.html")),
+    ("approvals.html", include_str!("../../templates/approvals.html")),
     ("run_list.html", include_str!("../../templates/run_list.html")),
     ("run.html", include_str!("../../templates/run.html")),
     ("run_body.html", include_str!("../../templates/run_body.html")),
@@ -256,6 +257,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/self-service/{action}/form", post(actions::form::action_fields))
         .route("/ui/self-service/{action}/options/{input}", post(actions::form::action_options))
         .route("/ui/runs", get(actions::runs::my_runs))
+        .route("/ui/approvals", get(actions::approvals::inbox))
+        .route("/ui/approvals/{id}", post(actions::approvals::decide))
         .route("/ui/runs/{id}", get(actions::runs::run_page))
         .route("/ui/runs/{id}/live", get(actions::runs::run_live))
         .layer(axum::middleware::from_fn(security_headers))

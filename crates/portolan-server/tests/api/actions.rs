@@ -87,19 +87,6 @@ fn webhook_action(id: &str, url: &str, synchronized: bool) -> Value {
     })
 }
 
-/// Poll a run until its status is not IN_PROGRESS (or `want` is reached), at most 10 s.
-async fn wait_run(app: &TestApp, id: &str, want: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        let r = app.get(&format!("/v1/actions/runs/{id}")).await;
-        assert_eq!(r.status.as_u16(), 200, "{}", r.body);
-        if want(&r.body["run"]) {
-            return r.body["run"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("run {id} never reached the wanted state: {}", app.get(&format!("/v1/actions/runs/{id}")).await.body);
-}
-
 fn ended(run: &Value) -> bool {
     run["status"] != json!("IN_PROGRESS")
 }
@@ -207,7 +194,7 @@ async fn a_synchronized_webhook_run_is_signed_templated_traced_and_ends_with_the
     let run_id = r.body["run"]["id"].as_str().unwrap().to_string();
     assert!(run_id.starts_with("r_"));
     assert_eq!(r.body["run"]["status"], json!("IN_PROGRESS"));
-    let run = wait_run(&app, &run_id, ended).await;
+    let run = app.wait_run(&run_id, ended).await;
     assert_eq!(run["status"], json!("SUCCESS"), "{run}");
     assert_eq!(run["response"], json!({"ok": true, "deployed": "v2"}));
     assert_eq!(
@@ -232,7 +219,7 @@ async fn a_synchronized_webhook_run_is_signed_templated_traced_and_ends_with_the
     assert_eq!(run["payload"]["body"]["version"], json!("1.2.3"));
 
     let r = app.post("/v1/actions/deploy_fail/runs", json!({"entity": "svc-1", "properties": {"version": "1"}})).await;
-    let run = wait_run(&app, r.body["run"]["id"].as_str().unwrap(), ended).await;
+    let run = app.wait_run(r.body["run"]["id"].as_str().unwrap(), ended).await;
     assert_eq!(run["status"], json!("FAILURE"), "{run}");
     assert!(run["summary"].as_str().unwrap().contains("500"), "{run}");
     assert_eq!(run["response"], json!({"error": "boom"}));
@@ -273,7 +260,7 @@ async fn run_requests_are_checked_field_by_field_before_anything_runs() {
     let ok = app.post("/v1/actions/deploy_v1/runs", json!({"entity": "svc-1", "properties": {"version": "1"}})).await;
     assert_eq!(ok.status.as_u16(), 202, "{}", ok.body);
     let id = ok.body["run"]["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_run(&app, &id, ended).await["status"], json!("SUCCESS"));
+    assert_eq!(app.wait_run(&id, ended).await["status"], json!("SUCCESS"));
     assert_eq!(app.get("/v1/actions/runs").await.body["runs"].as_array().unwrap().len(), 1, "only the accepted run");
 }
 
@@ -316,7 +303,7 @@ async fn secrets_reach_the_backend_and_nothing_else() {
         .await;
     assert_eq!(r.status.as_u16(), 202, "{}", r.body);
     let id = r.body["run"]["id"].as_str().unwrap().to_string();
-    let run = wait_run(&app, &id, ended).await;
+    let run = app.wait_run(&id, ended).await;
     assert_eq!(run["status"], json!("SUCCESS"), "{run}");
 
     // The backend got the secret, in the header, the URL and the body.
@@ -376,7 +363,7 @@ async fn the_agent_protocol_claims_once_acks_once_and_a_log_ends_the_run_for_goo
     assert_eq!(app.post("/v1/actions", a).await.status.as_u16(), 201);
     let r = app.post("/v1/actions/deploy/runs", json!({"entity": "svc-1", "properties": {"version": "2"}})).await;
     let id = r.body["run"]["id"].as_str().unwrap().to_string();
-    let run = wait_run(&app, &id, |r| r["pendingExecution"] == json!(true)).await;
+    let run = app.wait_run(&id, |r| r["pendingExecution"] == json!(true)).await;
     assert_eq!(run["payload"]["headers"]["X-Token"], json!("********"), "stored censored: {run}");
 
     let claim = json!({"installationId": "_PORT_EXEC_AGENT", "limit": 100, "invocationMethod": "WEBHOOK"});
@@ -462,7 +449,7 @@ async fn upsert_entity_runs_write_the_entity_and_run_id_writes_are_affected_enti
     assert_eq!(app.post("/v1/actions", action).await.status.as_u16(), 201);
     let r = app.post("/v1/actions/create_svc/runs", json!({"properties": {"name": "cart"}})).await;
     let id = r.body["run"]["id"].as_str().unwrap().to_string();
-    let run = wait_run(&app, &id, ended).await;
+    let run = app.wait_run(&id, ended).await;
     assert_eq!(run["status"], json!("SUCCESS"), "{run}");
     let e = app.get("/v1/blueprints/service/entities/cart").await;
     assert_eq!(
@@ -474,7 +461,7 @@ async fn upsert_entity_runs_write_the_entity_and_run_id_writes_are_affected_enti
 
     // A refused entity ends the run FAILURE with the reason.
     let r = app.post("/v1/actions/create_svc/runs", json!({"properties": {"name": "bad id/"}})).await;
-    let run = wait_run(&app, r.body["run"]["id"].as_str().unwrap(), ended).await;
+    let run = app.wait_run(r.body["run"]["id"].as_str().unwrap(), ended).await;
     assert_eq!(run["status"], json!("FAILURE"), "{run}");
     assert!(run["summary"].as_str().unwrap().contains("refused"), "{run}");
 
@@ -514,7 +501,7 @@ async fn unsupported_invocation_types_fail_at_once_saying_so() {
         "invocationMethod": {"type": "GITHUB", "org": "acme", "repo": "infra", "workflow": "deploy.yml"}});
     assert_eq!(app.post("/v1/actions", action).await.status.as_u16(), 201);
     let r = app.post("/v1/actions/gh/runs", json!({"properties": {}})).await;
-    let run = wait_run(&app, r.body["run"]["id"].as_str().unwrap(), ended).await;
+    let run = app.wait_run(r.body["run"]["id"].as_str().unwrap(), ended).await;
     assert_eq!(run["status"], json!("FAILURE"));
     assert!(run["summary"].as_str().unwrap().contains("GITHUB"), "{run}");
 }
@@ -532,7 +519,7 @@ async fn actions_runs_and_secrets_are_invisible_to_another_organization() {
         .as_str()
         .unwrap()
         .to_string();
-    wait_run(&app, &id, |r| r["pendingExecution"] == json!(true)).await;
+    app.wait_run(&id, |r| r["pendingExecution"] == json!(true)).await;
     let other = app.other_org_token("org-b").await;
     let get = |path: String| {
         let (app, other) = (&app, &other);

@@ -2,60 +2,16 @@
 //! condition over Port's event object, each automation run once per event on any number of
 //! nodes, a loop cut with an explanation, and a failing condition shown on a run.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::StatusCode as AxStatus;
 use portolan_server::ApiConfig;
 use portolan_server::secrets::SecretsKey;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Recorder, TestApp};
 
 fn config() -> ApiConfig {
     ApiConfig { secrets_key: Some(SecretsKey::generate()), job_poll: Duration::from_millis(50), ..ApiConfig::default() }
-}
-
-/// A backend that answers 200 and records `(path, body)` of every call.
-struct Backend {
-    url: String,
-    got: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Backend {
-    async fn start() -> Backend {
-        let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-        let rec = got.clone();
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: Bytes| {
-            let rec = rec.clone();
-            async move {
-                let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                rec.lock().unwrap().push((uri.path().to_string(), v));
-                (AxStatus::OK, axum::Json(json!({"ok": true})))
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Backend { url, got }
-    }
-
-    fn calls(&self, path: &str) -> Vec<Value> {
-        self.got.lock().unwrap().iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect()
-    }
-
-    /// Wait until `path` has had `n` calls (at most 10 s), and a little longer for extra ones.
-    async fn wait_for(&self, path: &str, n: usize) -> Vec<Value> {
-        for _ in 0..200 {
-            if self.calls(path).len() >= n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        self.calls(path)
-    }
 }
 
 async fn model(app: &TestApp) {
@@ -100,7 +56,7 @@ async fn wait_runs(app: &TestApp, action: &str, n: usize) -> Vec<Value> {
 async fn entity_events_start_the_automations_listening_with_ports_event_object() {
     let Some(app) = TestApp::spawn_with(config()).await else { return };
     model(&app).await;
-    let be = Backend::start().await;
+    let be = Recorder::start().await;
     let degraded = json!({"type": "JQ", "combinator": "and", "expressions": [
         ".diff.before.properties.status == \"ok\"", ".diff.after.properties.status != \"ok\""]});
     for a in [
@@ -174,7 +130,7 @@ async fn entity_events_start_the_automations_listening_with_ports_event_object()
 async fn a_failing_condition_and_an_unpublished_automation_are_handled_visibly() {
     let Some(app) = TestApp::spawn_with(config()).await else { return };
     model(&app).await;
-    let be = Backend::start().await;
+    let be = Recorder::start().await;
     let bad = json!({"type": "JQ", "combinator": "and", "expressions": ["true", ".diff.after | error(\"no way\")"]});
     app.post("/v1/actions", automation("broken", "ENTITY_CREATED", &format!("{}/broken", be.url), Some(bad))).await;
     let mut off = automation("off", "ENTITY_CREATED", &format!("{}/off", be.url), None);
@@ -231,7 +187,7 @@ async fn events_outlive_the_writer_and_two_nodes_run_each_automation_once() {
     let first = ApiConfig { job_workers: 0, ..config() };
     let Some(app) = TestApp::spawn_with(first.clone()).await else { return };
     model(&app).await;
-    let be = Backend::start().await;
+    let be = Recorder::start().await;
     app.post("/v1/actions", automation("on_create", "ENTITY_CREATED", &format!("{}/created", be.url), None)).await;
     for i in 0..30 {
         app.entity("service", json!({"identifier": format!("s{i}")})).await;
@@ -255,7 +211,7 @@ async fn events_outlive_the_writer_and_two_nodes_run_each_automation_once() {
 async fn run_events_start_automations_and_automations_chain() {
     let Some(app) = TestApp::spawn_with(config()).await else { return };
     model(&app).await;
-    let be = Backend::start().await;
+    let be = Recorder::start().await;
     let deploy = json!({
         "identifier": "deploy", "title": "Deploy",
         "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
@@ -321,7 +277,7 @@ fn in_ms(ms: i64) -> String {
 async fn a_timer_property_fires_its_automation_once_when_it_expires() {
     let Some(app) = TestApp::spawn_with(config()).await else { return };
     app.blueprint(timer_model()).await;
-    let be = Backend::start().await;
+    let be = Recorder::start().await;
     assert_eq!(app.post("/v1/actions", timer_automation(&be.url)).await.status.as_u16(), 201);
     app.entity("lease", json!({"identifier": "soon", "properties": {"expires": in_ms(700), "other": in_ms(300)}}))
         .await;
@@ -344,7 +300,7 @@ async fn a_timer_that_expired_while_no_node_ran_fires_when_one_starts() {
     let first = ApiConfig { job_workers: 0, ..config() };
     let Some(app) = TestApp::spawn_with(first.clone()).await else { return };
     app.blueprint(timer_model()).await;
-    let be = Backend::start().await;
+    let be = Recorder::start().await;
     app.post("/v1/actions", timer_automation(&be.url)).await;
     app.entity("lease", json!({"identifier": "l1", "properties": {"expires": in_ms(300)}})).await;
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -148,6 +148,25 @@ impl TestApp {
         self.req("DELETE", path, None).await
     }
 
+    /// The run `id` (`GET /v1/actions/runs/{id}`), asserting it is there.
+    pub async fn run(&self, id: &str) -> Value {
+        let r = self.get(&format!("/v1/actions/runs/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["run"].clone()
+    }
+
+    /// Poll run `id` until `want` holds (at most 10 s): the run then.
+    pub async fn wait_run(&self, id: &str, want: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let r = self.run(id).await;
+            if want(&r) {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("run {id} never reached the wanted state: {}", self.run(id).await);
+    }
+
     /// Create a blueprint and assert it worked.
     pub async fn blueprint(&self, bp: Value) -> Value {
         let r = self.post("/v1/blueprints", bp).await;
@@ -294,4 +313,75 @@ pub fn ids(body: &Value) -> Vec<String> {
         body["entities"].as_array().unwrap().iter().map(|e| e["identifier"].as_str().unwrap().to_string()).collect();
     v.sort();
     v
+}
+
+/// A user of organization A with `roles` and `teams` (set through the API) and a token of
+/// their personal credential.
+pub async fn person(app: &TestApp, id: &str, email: &str, roles: Value, teams: Value) -> String {
+    app.web_user(id, email, "member").await;
+    let r = app.patch(&format!("/v1/users/{email}"), json!({"roles": roles, "teams": teams})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.post(&format!("/v1/rotate-credentials/{email}"), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let c = &r.body["credentials"];
+    fetch_token(&app.http, &app.base, c["clientId"].as_str().unwrap(), c["clientSecret"].as_str().unwrap()).await
+}
+
+/// One call a [`Recorder`] received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    /// The raw body, and the body as JSON (`null` when it is not JSON).
+    pub raw: Vec<u8>,
+    pub body: Value,
+}
+
+/// A local backend that answers 200 `{"ok": true}` and records every call.
+pub struct Recorder {
+    pub url: String,
+    got: Arc<std::sync::Mutex<Vec<Call>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let got: Arc<std::sync::Mutex<Vec<Call>>> = Arc::default();
+        let rec = got.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, raw: axum::body::Bytes| {
+                let rec = rec.clone();
+                async move {
+                    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                    rec.lock().unwrap().push(Call { path: uri.path().to_string(), headers, raw: raw.to_vec(), body });
+                    (axum::http::StatusCode::OK, axum::Json(json!({"ok": true})))
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Recorder { url, got }
+    }
+
+    /// Every call to `path`, in order.
+    pub fn received(&self, path: &str) -> Vec<Call> {
+        self.got.lock().unwrap().iter().filter(|c| c.path == path).cloned().collect()
+    }
+
+    /// The JSON bodies of the calls to `path`.
+    pub fn calls(&self, path: &str) -> Vec<Value> {
+        self.received(path).into_iter().map(|c| c.body).collect()
+    }
+
+    /// Wait until `path` has had `n` calls (at most 10 s), and a little longer for extra ones.
+    pub async fn wait_for(&self, path: &str, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            if self.calls(path).len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        self.calls(path)
+    }
 }

@@ -12,6 +12,7 @@ mod pg;
 
 mod actions;
 mod aggregation;
+mod approvals;
 mod audit;
 mod auth;
 mod automations;

@@ -5,19 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, assert_invalid, fetch_token, ids};
-
-/// A user of organization A with `roles` and `teams` (set through the API) and a token of
-/// their personal credential.
-async fn person(app: &TestApp, id: &str, email: &str, roles: Value, teams: Value) -> String {
-    app.web_user(id, email, "member").await;
-    let r = app.patch(&format!("/v1/users/{email}"), json!({"roles": roles, "teams": teams})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = app.post(&format!("/v1/rotate-credentials/{email}"), json!({})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let c = &r.body["credentials"];
-    fetch_token(&app.http, &app.base, c["clientId"].as_str().unwrap(), c["clientSecret"].as_str().unwrap()).await
-}
+use crate::helpers::{TestApp, assert_error, assert_invalid, fetch_token, ids, person};
 
 /// A concrete path for a route template: `{id}` is the blueprint `scratch`, `{email}` a user
 /// none of the callers is; other parameters name nothing.
@@ -109,7 +97,13 @@ async fn every_route_decides_its_callers_as_the_route_table_says() {
         .filter(|r| r.0 != "get" && r.4 == Access::Member)
         .map(|r| format!("{} {}", r.0, r.1))
         .collect();
-    assert_eq!(member_writes, ["post /v1/actions/{id}/runs"], "routes that let any member change something");
+    // Running an action (its execute permission decides) and deciding on a run's approval (its
+    // approve permission decides, tests/api/approvals.rs).
+    assert_eq!(
+        member_writes,
+        ["patch /v1/actions/runs/{run_id}/approval", "post /v1/actions/{id}/runs"],
+        "routes that let any member change something"
+    );
 }
 
 /// Personal credentials act as their user: rotating replaces the old one, the audit log names

@@ -49,24 +49,6 @@ async fn start_run(app: &TestApp, action: &str) -> (String, Value) {
     (r.body["run"]["id"].as_str().unwrap().to_string(), r.body["run"].clone())
 }
 
-async fn run(app: &TestApp, id: &str) -> Value {
-    let r = app.get(&format!("/v1/actions/runs/{id}")).await;
-    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
-    r.body["run"].clone()
-}
-
-/// Poll until `want` holds, at most 10 s.
-async fn wait_run(app: &TestApp, id: &str, want: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        let r = run(app, id).await;
-        if want(&r) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("run {id} never reached the wanted state: {}", run(app, id).await);
-}
-
 async fn log_lines(app: &TestApp, id: &str) -> Vec<Value> {
     app.get(&format!("/v1/actions/runs/{id}/logs")).await.body["runLogs"].as_array().cloned().unwrap_or_default()
 }
@@ -101,7 +83,7 @@ async fn a_run_nobody_ends_fails_at_its_timeout_naming_it_and_the_last_call() {
     assert_eq!(created["status"], json!("IN_PROGRESS"));
     assert!(created.get("_runTimeout").is_none(), "the server's bookkeeping is not shown: {created}");
 
-    let ended = wait_run(&app, &id, |r| r["status"] != json!("IN_PROGRESS")).await;
+    let ended = app.wait_run(&id, |r| r["status"] != json!("IN_PROGRESS")).await;
     assert_eq!((ended["status"].clone(), ended["statusLabel"].clone()), (json!("FAILURE"), json!("Timed out")));
     let s = summary(&ended);
     assert!(s.contains("within 1 second (the action's runTimeoutSeconds"), "{s}");
@@ -147,9 +129,9 @@ async fn the_summary_quotes_the_last_log_line_or_says_no_agent_claimed_the_run()
     assert_eq!(r.status.as_u16(), 201, "{}", r.body);
     let (agent_run, _) = start_run(&app, "agent").await;
 
-    let ended = wait_run(&app, &logged, |r| r["status"] == json!("FAILURE")).await;
+    let ended = app.wait_run(&logged, |r| r["status"] == json!("FAILURE")).await;
     assert!(summary(&ended).contains("was \"waiting for the canary\""), "{}", summary(&ended));
-    let ended = wait_run(&app, &agent_run, |r| r["status"] == json!("FAILURE")).await;
+    let ended = app.wait_run(&agent_run, |r| r["status"] == json!("FAILURE")).await;
     assert!(summary(&ended).contains("no execution agent claimed it"), "{}", summary(&ended));
     assert_eq!(ended["pendingExecution"], json!(false), "an agent polling now does not get it");
     let claim = json!({"installationId": "_PORT_EXEC_AGENT", "limit": 100, "invocationMethod": "WEBHOOK"});
@@ -177,7 +159,7 @@ async fn the_organization_sets_the_default_and_both_settings_are_checked() {
     assert_eq!(r.body["organization"]["settings"]["runTimeoutSeconds"], json!(1), "{}", r.body);
     let (id, r) = start_run(&app, "inherits").await;
     assert_eq!(seconds_between(&r), 1, "{r}");
-    let ended = wait_run(&app, &id, |r| r["status"] == json!("FAILURE")).await;
+    let ended = app.wait_run(&id, |r| r["status"] == json!("FAILURE")).await;
     assert!(summary(&ended).contains("(the organization's settings.runTimeoutSeconds"), "{}", summary(&ended));
     // The action's own timeout wins over the organization's.
     app.post("/v1/actions", action("own", &url, Some(json!(3600)))).await;
@@ -194,7 +176,7 @@ async fn a_run_that_ends_in_time_is_left_alone() {
     let r = app.patch(&format!("/v1/actions/runs/{id}"), json!({"status": "SUCCESS", "summary": "deployed"})).await;
     assert_eq!((r.body["run"]["status"].clone(), r.body["run"]["timeoutAt"].clone()), (json!("SUCCESS"), Value::Null));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = run(&app, &id).await;
+    let after = app.run(&id).await;
     assert_eq!((after["status"].clone(), after["summary"].clone()), (json!("SUCCESS"), json!("deployed")));
     assert!(log_lines(&app, &id).await.is_empty());
 }
@@ -221,14 +203,14 @@ async fn deadlines_outlive_the_node_and_two_nodes_end_a_run_once() {
         ids.push(start_run(&app, "deploy").await.0);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(run(&app, &ids[0]).await["status"], json!("IN_PROGRESS"), "no timers run on this node");
+    assert_eq!(app.run(&ids[0]).await["status"], json!("IN_PROGRESS"), "no timers run on this node");
 
     // Two nodes start later over the same database: each run ends once.
     let workers = ApiConfig { job_workers: 2, ..first.clone() };
     app.extra_node(workers.clone()).await;
     app.extra_node(workers).await;
     for id in &ids {
-        let ended = wait_run(&app, id, |r| r["status"] == json!("FAILURE")).await;
+        let ended = app.wait_run(id, |r| r["status"] == json!("FAILURE")).await;
         assert_eq!(ended["statusLabel"], json!("Timed out"), "{ended}");
         assert!(summary(&ended).contains("invocation has not completed"), "{}", summary(&ended));
     }

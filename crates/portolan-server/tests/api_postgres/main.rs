@@ -18,6 +18,8 @@ mod pg;
 mod actions;
 #[path = "../api/aggregation.rs"]
 mod aggregation;
+#[path = "../api/approvals.rs"]
+mod approvals;
 #[path = "../api/audit.rs"]
 mod audit;
 #[path = "../api/auth.rs"]

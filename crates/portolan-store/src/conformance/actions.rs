@@ -174,6 +174,61 @@ pub async fn runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped(
     assert!(matches!(s.add_run_entities(&b, "r_1", &[e("service", "x")], T0).await, Err(StoreError::NotFound(_))));
 }
 
+/// Approvals: `update_run_or_start` enqueues the invocation only when the edit moves a run
+/// from `WAITING_FOR_APPROVAL` to `IN_PROGRESS`, and a refused edit enqueues nothing.
+pub async fn approved_runs_start_with_their_job_in_the_same_transaction(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let job = NewJob { kind: "action_run".into(), payload: json!({"runId": "r_w"}), max_attempts: 3 };
+    let mut waiting = run("r_w", "deploy", None, false);
+    waiting.status = "WAITING_FOR_APPROVAL".into();
+    s.create_run(&a, &waiting, None).await.unwrap();
+    let jobs = || async { s.list_jobs(&a, &JobFilter { limit: 10, ..JobFilter::default() }).await.unwrap().len() };
+    let (r, j) = s
+        .update_run_or_start(
+            &a,
+            "r_w",
+            &[],
+            &mut |r| {
+                r.data.insert("note".into(), json!("one of two approved"));
+                Ok(())
+            },
+            &job,
+        )
+        .await
+        .unwrap();
+    assert!(j.is_none() && r.status == "WAITING_FOR_APPROVAL" && jobs().await == 0, "still waiting: no job");
+    let refused = s
+        .update_run_or_start(
+            &a,
+            "r_w",
+            &[],
+            &mut |r| {
+                r.status = "IN_PROGRESS".into();
+                Err(StoreError::Conflict("already decided".into()))
+            },
+            &job,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))) && jobs().await == 0, "a refused edit starts nothing");
+    let (r, j) = s
+        .update_run_or_start(
+            &a,
+            "r_w",
+            &[log("approved", None)],
+            &mut |r| {
+                r.status = "IN_PROGRESS".into();
+                Ok(())
+            },
+            &job,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status.as_str(), j.is_some(), jobs().await), ("IN_PROGRESS", true, 1));
+    assert_eq!(s.get_run(&a, "r_w").await.unwrap().unwrap().data["note"], "one of two approved");
+    let (_, again) = s.update_run_or_start(&a, "r_w", &[], &mut |_| Ok(()), &job).await.unwrap();
+    assert!(again.is_none() && jobs().await == 1, "a run already started is not started twice");
+}
+
 /// Run timeouts: a run's `timeout_at` is kept while it is in progress and dropped when it
 /// ends; the due runs of every organization are listed earliest first (limited), and a run's
 /// last log line is read without the others.

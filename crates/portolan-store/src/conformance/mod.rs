@@ -220,6 +220,7 @@ macro_rules! conformance_tests {
             actions_are_saved_audited_and_tenant_scoped,
             runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped,
             run_timeouts_are_listed_across_organizations_until_the_run_ends,
+            approved_runs_start_with_their_job_in_the_same_transaction,
             agent_claims_are_leased_exclusive_and_acknowledged_once,
             secrets_settings_and_signing_secret_are_opaque_audited_and_tenant_scoped,
             pages_are_saved_audited_and_tenant_scoped,

@@ -3,6 +3,7 @@
 //! ([`form`], generated from `trigger.userInputs`) and the run pages ([`runs`]). Runs start
 //! through `ops::action::create_run` (source `UI`), as the API starts them.
 
+pub(super) mod approvals;
 pub(super) mod form;
 pub(super) mod runs;
 
