@@ -32,6 +32,7 @@ pub mod aggregation;
 pub mod approval;
 pub mod automation;
 pub mod delete_all;
+pub mod git;
 pub mod scorecard;
 pub mod timers;
 pub mod webhook;
@@ -146,6 +147,7 @@ impl JobRuntime {
         rt.register(aggregation::ENTITIES_KIND, Arc::new(|ctx| Box::pin(aggregation::entities(ctx))));
         rt.register(automation::KIND, Arc::new(|ctx| Box::pin(automation::run(ctx))));
         rt.register(approval::KIND, Arc::new(|ctx| Box::pin(approval::run(ctx))));
+        rt.register(git::FOLLOW_KIND, Arc::new(|ctx| Box::pin(git::follow(ctx))));
         rt
     }
 

@@ -78,6 +78,8 @@ pub struct ApiConfig {
     /// The SMTP server approval e-mails go through (`PORTOLAN_SMTP_URL`, `PORTOLAN_SMTP_FROM`);
     /// `None`: none are sent, and the runs say so.
     pub smtp: Option<crate::smtp::SmtpConfig>,
+    /// How often a GITHUB / GITLAB run's workflow run or pipeline is looked at (`jobs/git.rs`).
+    pub git_poll: Duration,
     /// The guarded outbound HTTP client (built from `[outbound]` settings) every call to a
     /// tenant-configured URL goes through.
     pub outbound: crate::outbound::Outbound,
@@ -120,6 +122,7 @@ impl Default for ApiConfig {
             jobs_per_org_cluster: 16,
             metrics_token: None,
             smtp: None,
+            git_poll: Duration::from_secs(10),
             outbound: crate::outbound::Outbound::default(),
         }
     }
@@ -168,6 +171,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The guarded outbound HTTP client (`ApiConfig::outbound`).
     pub outbound: crate::outbound::Outbound,
+    /// GitHub App installation tokens (`jobs/git.rs`), per node.
+    pub git_tokens: Arc<crate::jobs::git::TokenCache>,
     /// Identity providers' discovery documents and key sets, kept a few minutes
     /// ([`crate::sso::DocCache`]).
     pub sso_docs: Arc<crate::sso::DocCache>,
@@ -224,6 +229,7 @@ impl AppState {
             templates: Arc::new(crate::web::Templates::new()),
             outbound: config.outbound.clone(),
             sso_docs: Arc::default(),
+            git_tokens: Arc::default(),
             config: Arc::new(config),
             blueprints: Arc::default(),
             jobs: Arc::new(JobRuntime::with_builtin_kinds()),

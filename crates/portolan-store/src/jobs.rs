@@ -150,6 +150,9 @@ pub(crate) fn millis(d: std::time::Duration) -> i64 {
 pub trait Jobs: Send + Sync {
     /// Queue a job, runnable now.
     async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job>;
+    /// Queue a job runnable `delay` from now (by the database's clock): a poll that waits
+    /// without holding a worker.
+    async fn enqueue_job_after(&self, org: &OrgId, job: &NewJob, delay: Duration) -> Result<Job>;
     /// Claim the next runnable job of one of `kinds` for `node`, for `lease`: a queued job that is
     /// due, or a running job whose lease expired (its node died) and that has attempts left.
     /// Each runnable job is handed to exactly one claimer; `attempts` is incremented. Running
@@ -283,6 +286,10 @@ const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
 
 /// Queue `job` of `org` (in the caller's transaction: a webhook delivery records itself beside it).
 pub(crate) async fn enqueue<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJob) -> Result<Job> {
+    enqueue_at(db, c, org, job, Duration::ZERO).await
+}
+
+async fn enqueue_at<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJob, delay: Duration) -> Result<Job> {
     let d = db.dialect();
     let mut f = SqlFrag::new(
         "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) VALUES (",
@@ -291,7 +298,13 @@ pub(crate) async fn enqueue<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, jo
     f.param(job.payload.to_string()).push(d.jsonb_cast()).push(", 'queued', 0, ");
     f.param(i64::from(job.max_attempts.max(1)));
     let now = now(d);
-    f.push(&format!(", {now}, {now}, {now}) RETURNING {JOB_COLUMNS}"));
+    if delay.is_zero() {
+        f.push(&format!(", {now}, {now}, {now}) RETURNING {JOB_COLUMNS}"));
+    } else {
+        f.push(", ");
+        push_now_plus(&mut f, d, delay);
+        f.push(&format!(", {now}, {now}) RETURNING {JOB_COLUMNS}"));
+    }
     job_from_row(&db.frag(&f).fetch_one(c).await?)
 }
 
@@ -306,6 +319,10 @@ impl SqlStore {
 impl Jobs for SqlStore {
     async fn enqueue_job(&self, org: &OrgId, job: &NewJob) -> Result<Job> {
         enqueue(&self.db, self.db.write(), org, job).await
+    }
+
+    async fn enqueue_job_after(&self, org: &OrgId, job: &NewJob, delay: Duration) -> Result<Job> {
+        enqueue_at(&self.db, self.db.write(), org, job, delay).await
     }
 
     async fn claim_job_fairly(

@@ -10,8 +10,10 @@
 //!   (`POST /v1/actions/runs/claim-pending`).
 //! - `UPSERT_ENTITY`: the server writes the templated entity itself (validation and audit as any
 //!   write) and the run ends with the result.
-//! - `KAFKA`, `GITHUB`, `GITLAB`, `AZURE_DEVOPS`, `INTEGRATION_ACTION`: accepted by the API, not run
-//!   by this version: the run ends FAILURE at once, saying so.
+//! - `GITHUB`, `GITLAB`: a workflow dispatch or pipeline trigger, followed to its end
+//!   (`jobs/git.rs`).
+//! - `KAFKA`, `AZURE_DEVOPS`, `INTEGRATION_ACTION`: accepted by the API, not run by this
+//!   version: the run ends FAILURE at once, saying so.
 //!
 //! Every call is kept on the run's `trace` (request, answer, duration, error), with every
 //! secret value censored; the stored `payload` is censored too. A job that dies between the
@@ -21,8 +23,8 @@ use portolan_jq::template;
 use portolan_store::{OrgId, Run};
 use serde_json::{Map, Value, json};
 
-use super::automation;
 use super::{JobCtx, JobError};
+use super::{automation, git};
 use crate::error::ErrorCode;
 use crate::ops::Actor;
 use crate::ops::action::{self, AGENT_PAYLOAD_KEY, agent_payload_aad, set_status, signing_secret};
@@ -59,7 +61,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
 }
 
 /// The organization's secrets in clear (name → value), for templates.
-async fn org_secrets(state: &AppState, org: &OrgId) -> Result<Map<String, Value>, JobError> {
+pub(super) async fn org_secrets(state: &AppState, org: &OrgId) -> Result<Map<String, Value>, JobError> {
     let stored = state.store.list_secrets(org).await?;
     let mut map = Map::new();
     if stored.is_empty() {
@@ -132,20 +134,24 @@ async fn trigger_data(
 
 /// What the job leaves on the run.
 #[derive(Default)]
-struct Ending {
+pub(super) struct Ending {
     /// `None`: the run stays in progress.
-    status: Option<&'static str>,
-    summary: Option<String>,
-    payload: Option<Value>,
-    response: Option<Value>,
-    trace: Option<Value>,
+    pub(super) status: Option<&'static str>,
+    pub(super) summary: Option<String>,
+    pub(super) payload: Option<Value>,
+    pub(super) response: Option<Value>,
+    pub(super) trace: Option<Value>,
     /// Waiting for an agent, with the payload it gets (encrypted) if that differs from `payload`.
-    agent: Option<Option<String>>,
-    affected: Option<(String, String)>,
+    pub(super) agent: Option<Option<String>>,
+    pub(super) affected: Option<(String, String)>,
+    /// The run's `link` (a workflow run's page).
+    pub(super) link: Option<String>,
+    /// What following the run needs (`jobs/git.rs`), kept hidden on the run.
+    pub(super) follow: Option<Value>,
 }
 
 impl Ending {
-    fn failure(summary: String) -> Self {
+    pub(super) fn failure(summary: String) -> Self {
         Ending { status: Some("FAILURE"), summary: Some(summary), ..Ending::default() }
     }
 
@@ -160,6 +166,12 @@ impl Ending {
             }
             if let Some(t) = &self.trace {
                 run.trace.push(t.clone());
+            }
+            if let Some(l) = &self.link {
+                run.data.insert("link".into(), json!([l]));
+            }
+            if let Some(f) = &self.follow {
+                run.data.insert(git::GIT_KEY.into(), f.clone());
             }
             // A run that ended meanwhile (its backend reported, or it timed out) keeps the
             // summary it ended with; the call is still recorded.
@@ -212,9 +224,23 @@ async fn invoke(state: &AppState, org: &OrgId, run: &Run) -> Result<Value, JobEr
     let ending = match kind.as_str() {
         "WEBHOOK" => webhook(state, org, run, &inv, &data, signing.as_deref(), &censored).await?,
         "UPSERT_ENTITY" => upsert_entity(state, org, run, &inv, &data).await?,
+        "GITHUB" | "GITLAB" => {
+            let (mut ending, follow) = if kind == "GITHUB" {
+                git::github(state, org, &inv, &data, &secrets, &censored).await?
+            } else {
+                git::gitlab(state, &inv, &data, &secrets, &censored).await?
+            };
+            if follow.is_some() {
+                // Queued first: if the run's update below fails, the follow job finds nothing
+                // to follow and stops.
+                git::follow_later(state, org, &run.id).await?;
+            }
+            ending.follow = follow;
+            ending
+        }
         other => Ending::failure(format!(
             "invocation method {other} is accepted by this server but not run by this version of Portolan; nothing \
-             was called. Use WEBHOOK (directly or through Port's execution agent) or UPSERT_ENTITY."
+             was called. Use WEBHOOK (directly or through Port's execution agent), UPSERT_ENTITY, GITHUB or GITLAB."
         )),
     };
     let status = ending.status;
@@ -223,7 +249,7 @@ async fn invoke(state: &AppState, org: &OrgId, run: &Run) -> Result<Value, JobEr
 }
 
 /// Render a template over the trigger data (on a blocking thread: it runs tenant jq).
-async fn render(state: &AppState, template: &Value, data: &Value) -> Result<Value, String> {
+pub(super) async fn render(state: &AppState, template: &Value, data: &Value) -> Result<Value, String> {
     let (jq, t, d) = (state.jq.clone(), template.clone(), data.clone());
     tokio::task::spawn_blocking(move || template::render(&jq, &t, &d).map_err(|e| e.to_string()))
         .await
@@ -231,7 +257,7 @@ async fn render(state: &AppState, template: &Value, data: &Value) -> Result<Valu
 }
 
 /// `agent` / `synchronized`: a boolean, or a jq expression over the trigger data.
-async fn flag(state: &AppState, v: &Value, data: &Value, path: &str) -> Result<bool, String> {
+pub(super) async fn flag(state: &AppState, v: &Value, data: &Value, path: &str) -> Result<bool, String> {
     match v {
         Value::Null => Ok(false),
         Value::Bool(b) => Ok(*b),
@@ -247,7 +273,7 @@ async fn flag(state: &AppState, v: &Value, data: &Value, path: &str) -> Result<b
     }
 }
 
-fn censor_value(v: &Value, secrets: &[String]) -> Value {
+pub(super) fn censor_value(v: &Value, secrets: &[String]) -> Value {
     if secrets.is_empty() {
         return v.clone();
     }

@@ -498,12 +498,12 @@ async fn unsupported_invocation_types_fail_at_once_saying_so() {
     service_model(&app).await;
     let action = json!({"identifier": "gh", "title": "GH",
         "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
-        "invocationMethod": {"type": "GITHUB", "org": "acme", "repo": "infra", "workflow": "deploy.yml"}});
+        "invocationMethod": {"type": "KAFKA"}});
     assert_eq!(app.post("/v1/actions", action).await.status.as_u16(), 201);
     let r = app.post("/v1/actions/gh/runs", json!({"properties": {}})).await;
     let run = app.wait_run(r.body["run"]["id"].as_str().unwrap(), ended).await;
     assert_eq!(run["status"], json!("FAILURE"));
-    assert!(run["summary"].as_str().unwrap().contains("GITHUB"), "{run}");
+    assert!(run["summary"].as_str().unwrap().contains("KAFKA"), "{run}");
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod blueprint_rename;
 mod credentials;
 mod entity;
 mod entity_bulk;
+mod git_invocations;
 mod integration;
 mod limits;
 mod malformed;

@@ -36,6 +36,8 @@ mod credentials;
 mod entity;
 #[path = "../api/entity_bulk.rs"]
 mod entity_bulk;
+#[path = "../api/git_invocations.rs"]
+mod git_invocations;
 #[path = "../api/integration.rs"]
 mod integration;
 #[path = "../api/limits.rs"]

@@ -155,6 +155,18 @@ pub async fn released_and_cancelled_jobs(s: &dyn Store) {
     assert!(!s.cancel_job(&a, "job_nope").await.unwrap());
 }
 
+/// A job queued with a delay is not claimed before it, and is claimed after it.
+pub async fn delayed_jobs_wait_for_their_time(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let kinds = vec!["later".to_string()];
+    let job = s.enqueue_job_after(&a, &new_job("later", 1, 1), std::time::Duration::from_millis(700)).await.unwrap();
+    assert!(job.run_at > job.created_at, "{} after {}", job.run_at, job.created_at);
+    assert!(s.claim_job("n1", &kinds, LONG).await.unwrap().is_none(), "not before its time");
+    sleep_ms(900).await;
+    let claimed = s.claim_job("n1", &kinds, LONG).await.unwrap().expect("claimable once due");
+    assert_eq!(claimed.id, job.id);
+}
+
 pub async fn jobs_are_tenant_scoped(s: &dyn Store) {
     let a = org(s, "a").await;
     let b = org(s, "b").await;

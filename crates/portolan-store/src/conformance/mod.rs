@@ -202,7 +202,7 @@ macro_rules! conformance_tests {
             writes_are_audited,
             // jobs.rs
             job_claims_are_exclusive_under_concurrency, an_expired_lease_is_taken_over_and_the_old_holder_refused,
-            failed_jobs_retry_with_backoff_until_max_attempts, released_and_cancelled_jobs, jobs_are_tenant_scoped,
+            failed_jobs_retry_with_backoff_until_max_attempts, released_and_cancelled_jobs, delayed_jobs_wait_for_their_time, jobs_are_tenant_scoped,
             job_claims_keep_each_organizations_share, queue_stats_count_unfinished_jobs_per_kind,
             // integrations.rs
             integrations_are_versioned_guarded_and_tenant_scoped,
