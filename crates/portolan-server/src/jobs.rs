@@ -31,6 +31,7 @@ pub mod action_run;
 pub mod aggregation;
 pub mod approval;
 pub mod automation;
+pub mod changelog;
 pub mod delete_all;
 pub mod git;
 pub mod scorecard;
@@ -147,6 +148,7 @@ impl JobRuntime {
         rt.register(aggregation::ENTITIES_KIND, Arc::new(|ctx| Box::pin(aggregation::entities(ctx))));
         rt.register(automation::KIND, Arc::new(|ctx| Box::pin(automation::run(ctx))));
         rt.register(approval::KIND, Arc::new(|ctx| Box::pin(approval::run(ctx))));
+        rt.register(changelog::KIND, Arc::new(|ctx| Box::pin(changelog::run(ctx))));
         rt.register(git::FOLLOW_KIND, Arc::new(|ctx| Box::pin(git::follow(ctx))));
         rt
     }

@@ -141,6 +141,7 @@ routes! {
     post "/v1/ingest/{webhookKey}" => webhook::ingest, "Webhooks", "Ingest URL of a webhook: no bearer token (the key is the credential); 202 once stored", Public;
     // Scorecards (handlers/scorecard.rs, ops/scorecard.rs, jobs/scorecard.rs).
     get "/v1/scorecards" => scorecard::list_all, "Scorecards", "Every scorecard of the organization", Member;
+    get "/v1/blueprints/{id}/changelog" => blueprint::changelog, "Blueprints", "The blueprint's changelog destination: changes waiting for delivery and the failing ones (Portolan extension)", Member;
     get "/v1/blueprints/{id}/scorecards" => scorecard::list, "Scorecards", "The scorecards of a blueprint", Member;
     put "/v1/blueprints/{id}/scorecards" => scorecard::replace_all, "Scorecards", "Replace all of a blueprint's scorecards (those not given are deleted), in one transaction", Moderator;
     post "/v1/blueprints/{id}/scorecards" => scorecard::create, "Scorecards", "Create a scorecard; results are computed in the background (a scorecard_recompute job)", Moderator;

@@ -80,6 +80,9 @@ pub struct ApiConfig {
     pub smtp: Option<crate::smtp::SmtpConfig>,
     /// How often a GITHUB / GITLAB run's workflow run or pipeline is looked at (`jobs/git.rs`).
     pub git_poll: Duration,
+    /// The first retry delay of a failed changelog delivery (doubling up to 10 minutes;
+    /// `jobs/changelog.rs`).
+    pub changelog_retry: Duration,
     /// The guarded outbound HTTP client (built from `[outbound]` settings) every call to a
     /// tenant-configured URL goes through.
     pub outbound: crate::outbound::Outbound,
@@ -123,6 +126,7 @@ impl Default for ApiConfig {
             metrics_token: None,
             smtp: None,
             git_poll: Duration::from_secs(10),
+            changelog_retry: Duration::from_secs(5),
             outbound: crate::outbound::Outbound::default(),
         }
     }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::audit;
+use crate::changelog;
 use crate::db::{Db, Tx};
 use crate::jobs;
 use crate::sql::Dialect;
@@ -89,17 +90,24 @@ impl Listening {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Do the changes of blueprint `bp` go to a changelog destination?
+    fn changelog(&self, bp: &str) -> bool {
+        self.0.get(bp).is_some_and(|kinds| kinds.contains("CHANGELOG"))
+    }
 }
 
-/// The entity events `org`'s automations listen to (read in the writing transaction, so an
-/// automation saved concurrently is either seen or saved after the write).
+/// The entity events `org`'s automations listen to, and the blueprints with a changelog
+/// destination (`CHANGELOG`), in one statement read in the writing transaction (so an
+/// automation or destination saved concurrently is either seen or saved after the write).
 pub(crate) async fn listening(tx: &mut Tx, org: &OrgId) -> Result<Listening> {
     let mut out = Listening::default();
-    let rows = tx
-        .q("SELECT trigger_target, trigger_event FROM actions WHERE org_id = ? AND trigger_event IS NOT NULL")
-        .bind(&org.0)
-        .fetch_all(&mut *tx)
-        .await?;
+    let sql = format!(
+        "SELECT trigger_target, trigger_event FROM actions WHERE org_id = ? AND trigger_event IS NOT NULL \
+         UNION ALL {}",
+        changelog::destinations_sql(tx.dialect())
+    );
+    let rows = tx.q(&sql).bind(&org.0).bind(&org.0).fetch_all(&mut *tx).await?;
     for r in rows {
         out.0.entry(r.get::<String, _>(0)).or_default().insert(r.get(1));
     }
@@ -131,17 +139,24 @@ pub(crate) async fn audit_and_record(
         return audit::insert(tx, org, records).await;
     }
     let mut rows: Vec<(&'static str, &str, &str)> = Vec::new();
+    let mut changes: Vec<(&str, &str)> = Vec::new();
     for r in records {
         let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
-        if r.resource_type != "entity" || !listening.hears(bp, kind) {
+        if r.resource_type != "entity" || (kind == "ENTITY_UPDATED" && r.diff.as_ref().is_some_and(unchanged)) {
             continue;
         }
-        if kind == "ENTITY_UPDATED" && r.diff.as_ref().is_some_and(unchanged) {
-            continue;
+        if listening.hears(bp, kind) {
+            rows.push((kind, bp.as_str(), entity.as_str()));
         }
-        rows.push((kind, bp.as_str(), entity.as_str()));
+        if listening.changelog(bp) {
+            changes.push((bp.as_str(), entity.as_str()));
+        }
     }
-    let ids = audit::insert_returning(tx, org, records, !rows.is_empty()).await?;
+    let ids = audit::insert_returning(tx, org, records, !rows.is_empty() || !changes.is_empty()).await?;
+    let id_of = |bp: &str, entity: &str| ids.get(&(bp.to_string(), entity.to_string())).copied();
+    let changes: Vec<(&str, &str, i64)> =
+        changes.into_iter().filter_map(|(bp, e)| id_of(bp, e).map(|id| (bp, e, id))).collect();
+    changelog::record(tx, org, &changes, &ctx.at).await?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -152,7 +167,7 @@ pub(crate) async fn audit_and_record(
             format!("INSERT INTO automation_events(org_id, kind, target, audit_id, depth, created_at) VALUES {values}");
         let mut q = tx.q(&sql);
         for (kind, bp, entity) in chunk {
-            let id = ids.get(&(bp.to_string(), entity.to_string())).copied();
+            let id = id_of(bp, entity);
             q = q.bind(&org.0).bind(*kind).bind(*bp).bind(id).bind(i64::from(ctx.depth)).bind(&ctx.at);
         }
         q.execute(&mut *tx).await?;
@@ -257,16 +272,7 @@ fn unchanged(diff: &Value) -> bool {
 /// the new events: it reads them when it runs) — one statement, as it runs in every write that
 /// records events.
 pub(crate) async fn enqueue_dispatch(tx: &mut Tx, org: &OrgId) -> Result<()> {
-    let d = tx.dialect();
-    let now = jobs::now(d);
-    let sql = format!(
-        "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
-         SELECT ?, ?, ?{}, 'queued', 0, 5, {now}, {now}, {now} \
-         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND org_id = ? AND kind = ?)",
-        d.jsonb_cast()
-    );
-    tx.q(&sql).bind(&org.0).bind(AUTOMATION_JOB).bind("{}").bind(&org.0).bind(AUTOMATION_JOB).execute(&mut *tx).await?;
-    Ok(())
+    jobs::enqueue_once(tx, org, AUTOMATION_JOB).await
 }
 
 #[async_trait]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::db::{Conn, Db, Row};
+use crate::db::{Conn, Db, Row, Tx};
 use crate::sql::{Dialect, SqlFrag};
 use crate::{OrgId, Result, SqlStore, StoreError};
 
@@ -283,6 +283,24 @@ fn held(lease: &Lease) -> Option<SqlFrag> {
 /// nodes, so an organization's share is never exceeded by two nodes claiming at once
 /// ("jobclaim"). SQLite's one writer serializes them already.
 const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
+
+/// Queue a `kind` job of `org` (empty payload, 5 attempts) unless one is queued, runnable now
+/// and not yet claimed — it will see what the caller's transaction adds, as it reads when it
+/// runs (a job queued for later, such as a retry, does not hold new work back). One
+/// statement, as it runs in the writes that give such jobs work.
+pub(crate) async fn enqueue_once(tx: &mut Tx, org: &OrgId, kind: &str) -> Result<()> {
+    let d = tx.dialect();
+    let now = now(d);
+    let sql = format!(
+        "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
+         SELECT ?, ?, ?{}, 'queued', 0, 5, {now}, {now}, {now} \
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND org_id = ? AND kind = ? \
+         AND run_at <= {now})",
+        d.jsonb_cast()
+    );
+    tx.q(&sql).bind(&org.0).bind(kind).bind("{}").bind(&org.0).bind(kind).execute(&mut *tx).await?;
+    Ok(())
+}
 
 /// Queue `job` of `org` (in the caller's transaction: a webhook delivery records itself beside it).
 pub(crate) async fn enqueue<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJob) -> Result<Job> {

@@ -7,6 +7,7 @@ mod audit;
 mod automations;
 mod blueprints;
 mod budget;
+mod changelog;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod db;
@@ -42,6 +43,7 @@ pub use aggregations::{
 pub use audit::{Audit, AuditCtx, AuditFilter, AuditRecord, RESOURCE_TYPES};
 pub use automations::{AUTOMATION_JOB, AutomationEvent, Automations, Dispatch, MAX_TIMERS_PER_TICK};
 pub use blueprints::{Blueprints, Rename, StoredBlueprint};
+pub use changelog::{CHANGELOG_JOB, Changelog, ChangelogEvent, ChangelogStatus};
 pub use db::DbError;
 pub use dialect::{DEFAULT_QUERY_BUDGET, budget_text};
 pub use entities::{
@@ -134,6 +136,7 @@ pub trait Store:
     + Teams
     + Widgets
     + Automations
+    + Changelog
 {
 }
 
@@ -157,6 +160,7 @@ impl<T> Store for T where
         + Teams
         + Widgets
         + Automations
+        + Changelog
 {
 }
 

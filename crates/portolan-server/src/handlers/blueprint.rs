@@ -34,6 +34,35 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     Ok(Json(json!({"ok": true, "blueprints": blueprints})))
 }
 
+/// `GET /v1/blueprints/{id}/changelog` → `{ok, changelog: {destination, delivered, pending,
+/// failing: [{entity, attempts, lastError, nextAttemptAt}]}}`: where the blueprint's changes go
+/// and what waits (`jobs/changelog.rs`).
+pub async fn changelog(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let b = state.blueprints(&caller.org).await?.get(&id).cloned();
+    let b = b.ok_or_else(|| ApiError::not_found(format!("blueprint {id:?} was not found")))?;
+    let status = state.store.changelog_status(&caller.org, &id).await?;
+    let failing: Vec<Value> = status
+        .failing
+        .iter()
+        .map(|(e, n, err, next)| json!({"entity": e, "attempts": n, "lastError": err, "nextAttemptAt": next}))
+        .collect();
+    let delivered = crate::jobs::changelog::webhook_url(b.changelog_destination.as_ref()).is_some();
+    let note = match (&b.changelog_destination, delivered) {
+        (None, _) => Some("the blueprint has no changelogDestination: its changes are not sent"),
+        (Some(_), false) => Some(
+            "only WEBHOOK destinations without agent are delivered by this server (Port's agent reads changelogs \
+             from Kafka, which Portolan does not run)",
+        ),
+        _ => None,
+    };
+    Ok(Json(json!({"ok": true, "changelog": {"destination": b.changelog_destination, "delivered": delivered,
+        "note": note, "pending": status.pending, "failing": failing}})))
+}
+
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let b = state
         .store

@@ -18,6 +18,7 @@ mod auth;
 mod automations;
 mod blueprint;
 mod blueprint_rename;
+mod changelog;
 mod credentials;
 mod entity;
 mod entity_bulk;

@@ -30,6 +30,8 @@ mod automations;
 mod blueprint;
 #[path = "../api/blueprint_rename.rs"]
 mod blueprint_rename;
+#[path = "../api/changelog.rs"]
+mod changelog;
 #[path = "../api/credentials.rs"]
 mod credentials;
 #[path = "../api/entity.rs"]

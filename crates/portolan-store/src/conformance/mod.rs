@@ -16,6 +16,7 @@ mod aggregations;
 mod audit;
 mod automations;
 mod blueprints;
+mod changelog;
 mod entities;
 mod integrations;
 mod jobs;
@@ -42,6 +43,7 @@ pub use aggregations::*;
 pub use audit::*;
 pub use automations::*;
 pub use blueprints::*;
+pub use changelog::*;
 pub use entities::*;
 pub use integrations::*;
 pub use jobs::*;
@@ -216,6 +218,8 @@ macro_rules! conformance_tests {
             web_ui_settings_are_tenant_scoped_and_reads_are_paged,
             // automations.rs
             automation_events_are_recorded_with_the_change_and_dispatched_once,
+            // changelog.rs
+            changelog_changes_are_kept_with_the_write_and_delivered_in_order_per_entity,
             // actions.rs
             actions_are_saved_audited_and_tenant_scoped,
             runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped,

@@ -353,6 +353,11 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "automation_events",
         "events wait only until their dispatch job runs: move an install with no job queued, and none are left",
     ),
+    (
+        "changelog_events",
+        "changes wait only until they are delivered: move an install once GET /v1/blueprints/{id}/changelog shows \
+         none pending",
+    ),
     ("entity_teams", "derived from entities.team by triggers on both databases: copying the entities fills it"),
     (
         "blueprint_versions",
