@@ -103,6 +103,11 @@ pub struct Grant {
     pub users: Vec<String>,
     pub teams: Vec<String>,
     pub owned_by_team: bool,
+    /// An action grant's contextual policy (§8.4), checked by [`check_policy`]:
+    /// `{queries: {name: search query}, conditions: [jq]}`. With one, roles, users and teams
+    /// decide who sees the action; the policy decides who runs it (or, for `approve`, who the
+    /// approvers are).
+    pub policy: Option<Value>,
 }
 
 impl Grant {
@@ -111,7 +116,12 @@ impl Grant {
     }
 
     fn to_json(&self) -> Value {
-        json!({"roles": self.roles, "users": self.users, "teams": self.teams, "ownedByTeam": self.owned_by_team})
+        let mut v =
+            json!({"roles": self.roles, "users": self.users, "teams": self.teams, "ownedByTeam": self.owned_by_team});
+        if let Some(p) = &self.policy {
+            v["policy"] = p.clone();
+        }
+        v
     }
 
     /// Does the grant admit `u` without looking at the entity (roles, users, teams)?
@@ -208,7 +218,7 @@ impl BlueprintPermissions {
             let path = format!("entities.{k}");
             match k.as_str() {
                 "read" | "register" | "update" | "unregister" => {
-                    if let Some(g) = parse_grant(v, &path, &mut errs) {
+                    if let Some(g) = parse_grant(v, &path, &mut errs, false) {
                         *match k.as_str() {
                             "read" => &mut out.read,
                             "register" => &mut out.register,
@@ -225,7 +235,7 @@ impl BlueprintPermissions {
                     let target =
                         if k == "updateProperties" { &mut out.update_properties } else { &mut out.update_relations };
                     for (name, g) in m {
-                        if let Some(g) = parse_grant(g, &format!("{path}.{name}"), &mut errs) {
+                        if let Some(g) = parse_grant(g, &format!("{path}.{name}"), &mut errs, false) {
                             target.insert(name.clone(), g);
                         }
                     }
@@ -304,7 +314,7 @@ impl ActionPermissions {
         for (k, v) in obj {
             match k.as_str() {
                 "execute" | "approve" => {
-                    if let Some(g) = parse_grant(v, k, &mut errs) {
+                    if let Some(g) = parse_grant(v, k, &mut errs, true) {
                         *if k == "execute" { &mut out.execute } else { &mut out.approve } = g;
                     }
                 }
@@ -319,7 +329,9 @@ impl ActionPermissions {
         ActionPermissions::defaults().patched(doc).ok()
     }
 
-    /// May `p` run the action (on an entity owned by `entity_teams`, for `ownedByTeam`)?
+    /// May `p` run the action (on an entity owned by `entity_teams`, for `ownedByTeam`)? With
+    /// an execute policy this decides who sees the action; the policy (evaluated by the
+    /// server) decides the run.
     pub fn may_execute(&self, p: &Principal, entity_teams: &[String]) -> bool {
         let Principal::User(u) = p else { return true };
         u.admin
@@ -375,7 +387,7 @@ impl PagePermissions {
                             format!("{k}.ownedByTeam"),
                             "pages have no owning team: grant by roles, users or teams",
                         );
-                    } else if let Some(g) = parse_grant(v, k, &mut errs) {
+                    } else if let Some(g) = parse_grant(v, k, &mut errs, false) {
                         *if k == "read" { &mut out.read } else { &mut out.update } = g;
                     }
                 }
@@ -396,7 +408,7 @@ impl PagePermissions {
     }
 }
 
-fn parse_grant(v: &Value, path: &str, errs: &mut FieldErrors) -> Option<Grant> {
+fn parse_grant(v: &Value, path: &str, errs: &mut FieldErrors, allow_policy: bool) -> Option<Grant> {
     let Some(o) = v.as_object() else {
         errs.push(path, "must be an object {roles, users, teams, ownedByTeam}");
         return None;
@@ -441,11 +453,18 @@ fn parse_grant(v: &Value, path: &str, errs: &mut FieldErrors) -> Option<Grant> {
                 Some(b) => g.owned_by_team = b,
                 None => errs.push(p, "must be true or false"),
             },
+            "policy" if allow_policy => {
+                if !v.is_null() {
+                    check_policy(v, &p, errs);
+                    g.policy = Some(v.clone());
+                }
+            }
             "policy" => {
                 if !v.is_null() {
                     errs.push(
                         p,
-                        "contextual policies are not supported yet: grant by roles, users, teams or ownedByTeam",
+                        "contextual policies are supported on action permissions only: grant by roles, users, teams \
+                         or ownedByTeam",
                     );
                 }
             }
@@ -453,6 +472,53 @@ fn parse_grant(v: &Value, path: &str, errs: &mut FieldErrors) -> Option<Grant> {
         }
     }
     (errs.0.len() == before).then_some(g)
+}
+
+/// Most queries and conditions one policy holds.
+pub const MAX_POLICY_QUERIES: usize = 10;
+pub const MAX_POLICY_CONDITIONS: usize = 20;
+
+/// Check a policy's shape (§8.4): `queries`, an object of 1 to 10 named search queries (each
+/// checked by the search language's parser once its `{{ }}` values are rendered, when the
+/// policy runs), and `conditions`, 1 to 20 jq expressions.
+pub fn check_policy(v: &Value, path: &str, errs: &mut FieldErrors) {
+    let Some(o) = v.as_object() else {
+        errs.push(path, "must be an object {queries: {name: query}, conditions: [jq]} or null");
+        return;
+    };
+    for k in o.keys().filter(|k| !["queries", "conditions"].contains(&k.as_str())) {
+        errs.push(format!("{path}.{k}"), "is not a policy field; use queries and conditions");
+    }
+    match o.get("queries").and_then(Value::as_object) {
+        Some(q) if !q.is_empty() && q.len() <= MAX_POLICY_QUERIES => {
+            for (name, query) in q {
+                let at = format!("{path}.queries.{name}");
+                if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    errs.push(&at, "a query's name is letters, digits and _ (it is read as .results.<name> in jq)");
+                }
+                if !query.get("rules").is_some_and(Value::is_array) {
+                    errs.push(at, "must be a search query {combinator, rules}");
+                }
+            }
+        }
+        _ => errs.push(
+            format!("{path}.queries"),
+            format!("is required: an object of 1 to {MAX_POLICY_QUERIES} named search queries"),
+        ),
+    }
+    match o.get("conditions").and_then(Value::as_array) {
+        Some(c) if !c.is_empty() && c.len() <= MAX_POLICY_CONDITIONS => {
+            for (i, jq) in c.iter().enumerate() {
+                if jq.as_str().is_none_or(|s| s.trim().is_empty()) {
+                    errs.push(format!("{path}.conditions[{i}]"), "must be a jq expression (a non-empty string)");
+                }
+            }
+        }
+        _ => errs.push(
+            format!("{path}.conditions"),
+            format!("is required: an array of 1 to {MAX_POLICY_CONDITIONS} jq expressions"),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -270,10 +270,23 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
     let user_inputs = resolve_inputs(state, &actor.org, &trigger["userInputs"], &given, entity.as_ref(), actor).await?;
     let checked = core_action::check_inputs(&user_inputs, &given, &operation).map_err(|e| ApiError::invalid(&e))?;
     check_entity_refs(state, &actor.org, &checked).await?;
-    let properties = encrypt_inputs(state, &actor.org, &checked).await?;
-
     let created = chrono::Utc::now();
     let now = super::audit::iso(created);
+    // Policies (§8.4) see the inputs in clear, before encryption.
+    let policy_context =
+        super::policy::context(actor, &action, bp_id.as_deref(), &checked.values, entity.as_ref(), &now);
+    if let Some(policy) = perms.execute.policy.as_ref().filter(|_| !actor.principal.is_admin()) {
+        let outcome = super::policy::evaluate(state, &actor.org, policy, &policy_context).await?;
+        if !outcome.allows() {
+            return Err(ApiError::forbidden(format!(
+                "{} may not run action {action_id:?}: its execute policy gave no true condition ({})",
+                actor.client_id,
+                outcome.explain(&super::policy::conditions(policy))
+            )));
+        }
+    }
+    let properties = encrypt_inputs(state, &actor.org, &checked).await?;
+
     let blueprint = match &bp_id {
         Some(bp) => {
             let b = state.blueprints(&actor.org).await?.get(bp).cloned();
@@ -293,7 +306,7 @@ pub async fn create_run(state: &AppState, actor: &Actor, action_id: &str, req: R
     run.data.insert("origin".into(), json!(actor.user_agent.clone()));
     // A run that needs approval waits, and its approvers are told (`ops/approval.rs`); the
     // others start at once.
-    let job = match super::approval::hold(state, &actor.org, &action, &perms, &mut run).await? {
+    let job = match super::approval::hold(state, &actor.org, &action, &perms, &policy_context, &mut run).await? {
         Some(notify) => notify,
         None => {
             run_timeout::arm(&mut run, created, run_timeout::timeout_for(state, &actor.org, &action).await?);

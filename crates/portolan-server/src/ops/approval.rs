@@ -53,10 +53,16 @@ pub async fn hold(
     org: &OrgId,
     action: &StoredAction,
     perms: &ActionPermissions,
+    context: &Value,
     run: &mut Run,
 ) -> ApiResult<Option<NewJob>> {
     let Some(mode) = approval::required(&action.data) else { return Ok(None) };
-    let approval = Approval::new(mode, designated(state, org, perms).await?);
+    // An approve policy names the approvers (its e-mails); else the grant does.
+    let approvers = match &perms.approve.policy {
+        Some(policy) => super::policy::evaluate(state, org, policy, context).await?.emails(),
+        None => designated(state, org, perms).await?,
+    };
+    let approval = Approval::new(mode, approvers);
     run.status = "WAITING_FOR_APPROVAL".into();
     run.data.insert("requiredApproval".into(), action.data["requiredApproval"].clone());
     run.data.insert("approval".into(), Value::Null);
@@ -110,7 +116,20 @@ pub async fn decide(state: &AppState, actor: &Actor, id: &str, body: &Value) -> 
     let run = load_run(state, &actor.org, id).await?;
     let perms = permissions(state, &actor.org, &run.action).await?;
     let (user, organization) = decider(actor);
-    if !perms.may_approve(&actor.principal) {
+    // With an approve policy, the approvers it named when the run was created decide (and
+    // administrators); without one, the grant.
+    let allowed = match &perms.approve.policy {
+        Some(_) => actor.principal.is_admin() || asks(&run, actor),
+        None => perms.may_approve(&actor.principal),
+    };
+    if !allowed && perms.approve.policy.is_some() {
+        return Err(ApiError::forbidden(format!(
+            "{user} may not approve run {id}: the approve policy of action {:?} named {} when the run was created",
+            run.action,
+            of(&run).map(|a| a.approvers.join(", ")).filter(|s| !s.is_empty()).unwrap_or_else(|| "nobody".into())
+        )));
+    }
+    if !allowed {
         let g = &perms.approve;
         return Err(ApiError::forbidden(format!(
             "{user} may not approve runs of action {:?}: its permissions grant approve to roles {:?}, users {:?}, \
@@ -226,7 +245,13 @@ pub async fn inbox(state: &AppState, actor: &Actor) -> ApiResult<Vec<Run>> {
             perms.insert(run.action.clone(), permissions(state, &actor.org, &run.action).await?);
         }
         let decided = of(&run).is_some_and(|a| a.decisions.iter().any(|d| d.user_id == user));
-        if !decided && perms[&run.action].may_approve(&actor.principal) {
+        let p = &perms[&run.action];
+        let may = if p.approve.policy.is_some() {
+            actor.principal.is_admin() || asks(&run, actor)
+        } else {
+            p.may_approve(&actor.principal)
+        };
+        if !decided && may {
             out.push(run);
         }
     }

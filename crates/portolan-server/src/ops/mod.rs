@@ -16,6 +16,7 @@ pub mod event_log;
 pub mod integration;
 pub mod page;
 pub mod people;
+pub mod policy;
 pub mod run_timeout;
 pub mod scorecard;
 pub mod secrets;

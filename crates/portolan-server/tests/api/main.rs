@@ -10,6 +10,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod helpers;
 mod pg;
 
+mod action_policies;
 mod actions;
 mod aggregation;
 mod approvals;

@@ -369,7 +369,7 @@ async fn action_permissions_decide_who_runs_and_members_see_their_own_runs() {
     );
     assert_invalid(
         &app.patch("/v1/actions/restart/permissions", json!({"execute": {"policy": {}}})).await,
-        "execute.policy",
+        "execute.policy.queries",
     );
     assert_eq!(app.patch("/v1/actions/restart/permissions", grant).await.status, StatusCode::OK);
     // sre runs it on anything; dev only on the entities of its team.

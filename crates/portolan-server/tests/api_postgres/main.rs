@@ -14,6 +14,8 @@ mod helpers;
 #[path = "../api/pg.rs"]
 mod pg;
 
+#[path = "../api/action_policies.rs"]
+mod action_policies;
 #[path = "../api/actions.rs"]
 mod actions;
 #[path = "../api/aggregation.rs"]
