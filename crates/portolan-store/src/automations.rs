@@ -175,8 +175,10 @@ pub(crate) async fn audit_and_record(
     enqueue_dispatch(tx, org).await
 }
 
-/// Port's event object of an entity change, from its audit record's columns.
-fn entity_event(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
+/// The parts of an entity change read from its audit record's columns (`a_action`, `a_user`,
+/// `a_origin`, `a_at`, `a_diff`), shared by automation events and changelog messages:
+/// `{action, resourceType, trigger, diff}`.
+pub(crate) fn audited_change(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
     let diff = match r.get::<Option<String>, _>("a_diff") {
         Some(d) => parse_json("audit diff", &d)?,
         None => json!({"before": null, "after": null}),
@@ -185,10 +187,16 @@ fn entity_event(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
     Ok(json!({
         "action": text("a_action"), "resourceType": "entity",
         "trigger": {"by": {"orgId": org.0, "userId": text("a_user")}, "origin": text("a_origin"), "at": text("a_at")},
-        "context": {"blueprintIdentifier": text("a_blueprint"), "entityIdentifier": text("a_entity"),
-                    "propertyIdentifier": null},
         "diff": diff,
     }))
+}
+
+/// Port's event object of an entity change, from its audit record's columns.
+fn entity_event(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
+    let mut event = audited_change(org, r)?;
+    let text = |c: &str| r.get::<Option<String>, _>(c);
+    event["context"] = json!({"blueprintIdentifier": text("a_blueprint"), "entityIdentifier": text("a_entity"), "propertyIdentifier": null});
+    Ok(event)
 }
 
 async fn insert_event(

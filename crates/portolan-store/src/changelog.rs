@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::db::{Row, Tx};
 use crate::jobs;
 use crate::sql::{Dialect, SqlFrag};
-use crate::ui::parse_json;
 use crate::{OrgId, Result, SqlStore};
 
 /// The job kind that delivers an organization's changelog.
@@ -97,18 +96,13 @@ pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64)],
     jobs::enqueue_once(tx, org, CHANGELOG_JOB).await
 }
 
+/// Port's changelog message (§1.8) of a change, from its audit record's columns.
 fn message(org: &OrgId, r: &Row) -> Result<Value> {
-    let diff = match r.get::<Option<String>, _>("a_diff") {
-        Some(d) => parse_json("audit diff", &d)?,
-        None => json!({"before": null, "after": null}),
-    };
+    let mut m = crate::automations::audited_change(org, r)?;
     let text = |c: &str| r.get::<Option<String>, _>(c);
-    Ok(json!({
-        "action": text("a_action"), "resourceType": "entity", "status": "SUCCESS",
-        "trigger": {"by": {"orgId": org.0, "userId": text("a_user")}, "origin": text("a_origin"), "at": text("a_at")},
-        "context": {"blueprint": text("blueprint"), "entity": text("entity")},
-        "diff": diff,
-    }))
+    m["status"] = json!("SUCCESS");
+    m["context"] = json!({"blueprint": text("blueprint"), "entity": text("entity")});
+    Ok(m)
 }
 
 #[async_trait]
