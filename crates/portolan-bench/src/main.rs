@@ -74,6 +74,11 @@ struct Args {
     /// of each round and write → webhook latency.
     #[arg(long, value_parser = clap::value_parser!(u32).range(10..=1_000_000), conflicts_with_all = ["action_runs", "curve"])]
     automation_updates: Option<u32>,
+    /// With --automation-updates: do not wait for the webhook calls (each automated round
+    /// deletes the automation as it ends). Run with PORTOLAN_JOB_WORKERS=0, nothing is
+    /// dispatched, so the cost printed is what recording the events costs the writes alone.
+    #[arg(long, requires = "automation_updates")]
+    record_only: bool,
     /// Load, then measure one scorecard's recompute over every service (a filter and four
     /// rules), beside reading every service once through the paginated search.
     #[arg(long, conflicts_with_all = ["action_runs", "curve"])]
@@ -263,7 +268,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         progress(&format!("automation cost: {n} updates per round, {batch} per request, {concurrency} in flight"));
         let measured = async {
             let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
-            automation::run(&api, n as usize, batch, concurrency).await
+            automation::run(&api, n as usize, batch, concurrency, !args.record_only).await
         }
         .await;
         let result = finish(srv, pg, measured).await?;

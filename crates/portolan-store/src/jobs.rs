@@ -202,7 +202,7 @@ pub trait Jobs: Send + Sync {
     async fn list_jobs(&self, org: &OrgId, filter: &JobFilter) -> Result<Vec<Job>>;
     /// Unfinished jobs per kind over every organization (for `/metrics`): queued and running
     /// counts and the `run_at` of the oldest queued job. One aggregate over the unfinished
-    /// jobs (the `jobs_runnable` index's leading `status`), never a row list.
+    /// jobs (the partial indexes `jobs_queued` and `jobs_running`), never a row list.
     async fn queue_stats(&self) -> Result<Vec<QueueStat>>;
 }
 
@@ -289,17 +289,22 @@ const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
 /// runs (a job queued for later, such as a retry, does not hold new work back). One
 /// statement, as it runs in the writes that give such jobs work.
 pub(crate) async fn enqueue_once(tx: &mut Tx, org: &OrgId, kind: &str) -> Result<()> {
-    let d = tx.dialect();
+    let sql = enqueue_once_sql(tx.dialect());
+    tx.q(&sql).bind(&org.0).bind(kind).bind("{}").bind(&org.0).bind(kind).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// [`enqueue_once`]'s statement (org, kind, payload, org, kind): the queued-and-due probe is one
+/// step of the `jobs_queued_kind` index (migration 0025), whatever the queue holds.
+fn enqueue_once_sql(d: Dialect) -> String {
     let now = now(d);
-    let sql = format!(
+    format!(
         "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
          SELECT ?, ?, ?{}, 'queued', 0, 5, {now}, {now}, {now} \
          WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND org_id = ? AND kind = ? \
          AND run_at <= {now})",
         d.jsonb_cast()
-    );
-    tx.q(&sql).bind(&org.0).bind(kind).bind("{}").bind(&org.0).bind(kind).execute(&mut *tx).await?;
-    Ok(())
+    )
 }
 
 /// Queue `job` of `org` (in the caller's transaction: a webhook delivery records itself beside it).
@@ -324,6 +329,101 @@ async fn enqueue_at<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJ
         f.push(&format!(", {now}, {now}) RETURNING {JOB_COLUMNS}"));
     }
     job_from_row(&db.frag(&f).fetch_one(c).await?)
+}
+
+/// Is any job due (queued and due, or running under an expired lease)? Read before a claim.
+fn peek_frag(d: Dialect) -> SqlFrag {
+    let now = now(d);
+    SqlFrag::new(&format!(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND run_at <= {now}) \
+         OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < {now}) THEN TRUE ELSE FALSE END"
+    ))
+}
+
+/// The statement that leases the next job for `node` (see [`Jobs::claim_job_fairly`]).
+fn claim_frag(d: Dialect, node: &str, kinds: &[String], lease: Duration, share: &JobShare) -> SqlFrag {
+    let now = now(d);
+    // The candidates, each found with index steps whatever the jobs table's history holds
+    // (partial indexes of migration 0025): the organizations with queued jobs, walked one
+    // index step each (`orgs`), each one's oldest due job of a known kind, and the jobs
+    // whose holder's lease expired with attempts left. Then, of the organizations under
+    // their share (jobs running under a live lease, per organization: all of them, `n`, and
+    // this node's, `mine`), the least busy one's candidate, oldest first.
+    let mut f = SqlFrag::new(
+        "WITH RECURSIVE orgs(o) AS (SELECT MIN(org_id) FROM jobs WHERE status = 'queued' UNION ALL \
+         SELECT (SELECT MIN(q.org_id) FROM jobs q WHERE q.status = 'queued' AND q.org_id > orgs.o) \
+         FROM orgs WHERE orgs.o IS NOT NULL), \
+         live AS (SELECT org_id, COUNT(*) AS n, SUM(CASE WHEN lease_owner = ",
+    );
+    f.param(node).push(&format!(
+        " THEN 1 ELSE 0 END) AS mine FROM jobs WHERE status = 'running' AND lease_until >= {now} GROUP BY org_id), \
+         cand(id, org_id, run_at) AS ("
+    ));
+    // Each organization's oldest due job of a known kind, read by its key: SQLite keeps the
+    // left side of a `CROSS JOIN` outside, PostgreSQL runs a `LATERAL` subquery per row.
+    let oldest =
+        "SELECT q.id, q.org_id, q.run_at FROM jobs q WHERE q.status = 'queued' AND q.org_id = orgs.o AND q.run_at <= ";
+    match d {
+        Dialect::Sqlite => {
+            f.push("SELECT j.id, j.org_id, j.run_at FROM orgs CROSS JOIN jobs j WHERE orgs.o IS NOT NULL AND j.id = (");
+            f.push(&oldest.replace("q.id, q.org_id, q.run_at", "q.id"));
+        }
+        Dialect::Postgres => {
+            f.push("SELECT q.id, q.org_id, q.run_at FROM orgs CROSS JOIN LATERAL (").push(oldest);
+        }
+    }
+    f.push(&format!("{now} AND q.kind IN ("));
+    f.param_list(kinds.iter().map(String::as_str));
+    f.push(") ORDER BY q.run_at, q.id LIMIT 1)");
+    if d == Dialect::Postgres {
+        f.push(" q WHERE orgs.o IS NOT NULL");
+    }
+    f.push(&format!(
+        " UNION ALL SELECT q.id, q.org_id, q.run_at FROM jobs q WHERE q.status = 'running' AND q.lease_until < {now} \
+         AND q.attempts < q.max_attempts AND q.kind IN ("
+    ));
+    f.param_list(kinds.iter().map(String::as_str));
+    f.push(
+        ")), next AS (SELECT c.id AS next_id FROM cand c LEFT JOIN live r ON r.org_id = c.org_id \
+         WHERE COALESCE(r.n, 0) < ",
+    );
+    f.param(i64::from(share.per_org)).push(" AND COALESCE(r.mine, 0) < ").param(i64::from(share.per_org_on_node));
+    f.push(" ORDER BY COALESCE(r.n, 0), c.run_at, c.id LIMIT 1) ");
+    // One `UPDATE` that leases the chosen row, still runnable (on PostgreSQL a concurrent
+    // cancel may have ended it: READ COMMITTED re-checks the condition on the row it
+    // updates); claimers are serialized by SQLite's one writer and by PostgreSQL's
+    // advisory lock above.
+    let p = if d == Dialect::Postgres { "jobs." } else { "" };
+    f.push(&format!("UPDATE jobs SET status = 'running', attempts = {p}attempts + 1, lease_owner = "));
+    f.param(node).push(", lease_until = ");
+    push_now_plus(&mut f, d, lease);
+    f.push(&format!(", started_at = COALESCE({p}started_at, {now}), updated_at = {now}"));
+    f.push(match d {
+        Dialect::Sqlite => " WHERE id = (SELECT next_id FROM next)",
+        Dialect::Postgres => " FROM next WHERE jobs.id = next.next_id",
+    });
+    f.push(&format!(
+        " AND ({p}status = 'queued' OR ({p}status = 'running' AND {p}lease_until < {now})) RETURNING {JOB_COLUMNS}"
+    ));
+    f
+}
+
+/// The job queue's statements as workers and writes issue them, by name, their parameters bound
+/// (organization `org`, a sample node, kinds and share). Public for the plan tests, which
+/// `EXPLAIN` them over a table holding many finished jobs: each must reach its rows through the
+/// partial indexes of migration 0025, never by walking the table's history.
+pub fn job_queue_statements(d: Dialect, org: &OrgId) -> Vec<(&'static str, SqlFrag)> {
+    let kinds: Vec<String> = ["action_run", "automation_dispatch", "webhook_delivery"].map(String::from).into();
+    let claim = claim_frag(d, "node-1", &kinds, Duration::from_secs(30), &JobShare { per_org: 8, per_org_on_node: 2 });
+    let mut once = SqlFrag::new(&enqueue_once_sql(d));
+    once.params = vec![
+        org.0.as_str().into(),
+        "automation_dispatch".into(),
+        "{}".into(),
+        org.0.as_str().into(),
+        "automation_dispatch".into(),
+    ];
+    vec![("look for a due job", peek_frag(d)), ("claim a job", claim), ("queue a job once", once)]
 }
 
 impl SqlStore {
@@ -355,6 +455,12 @@ impl Jobs for SqlStore {
         }
         let d = self.db.dialect();
         let now = now(d);
+        // Most claims of an idle or draining queue find nothing: a read first, so they take
+        // neither SQLite's one writer nor PostgreSQL's claim lock from the writes.
+        let due: bool = self.db.frag(&peek_frag(d)).fetch_one(self.db.read()).await?.get(0);
+        if !due {
+            return Ok(None);
+        }
         let mut tx = self.db.begin().await?;
         if d == Dialect::Postgres {
             tx.q("SELECT pg_advisory_xact_lock(?)").bind(CLAIM_LOCK).execute(&mut tx).await?;
@@ -366,51 +472,7 @@ impl Jobs for SqlStore {
              WHERE status = 'running' AND lease_until < {now} AND attempts >= max_attempts"
         );
         tx.q(&sweep).execute(&mut tx).await?;
-        // Jobs running under a live lease, per organization: all of them (`n`), and this node's
-        // (`mine`); the runnable job of the least busy organization under its share, oldest first.
-        let live = format!("FROM jobs WHERE status = 'running' AND lease_until >= {now} GROUP BY org_id");
-        let mut pick = SqlFrag::new(" WHERE j.kind IN (");
-        pick.param_list(kinds.iter().map(String::as_str));
-        pick.push(&format!(
-            ") AND ((j.status = 'queued' AND j.run_at <= {now}) \
-             OR (j.status = 'running' AND j.lease_until < {now} AND j.attempts < j.max_attempts))"
-        ));
-        pick.push(" AND COALESCE(r.n, 0) < ").param(i64::from(share.per_org));
-        pick.push(" AND COALESCE(r.mine, 0) < ").param(i64::from(share.per_org_on_node));
-        pick.push(" ORDER BY COALESCE(r.n, 0), j.run_at, j.id LIMIT 1");
-        let mut f;
-        match d {
-            // One `UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING` on the one writer: atomic.
-            Dialect::Sqlite => {
-                f = SqlFrag::new("UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ");
-                f.param(node).push(", lease_until = ");
-                push_now_plus(&mut f, d, lease);
-                f.push(&format!(", started_at = COALESCE(started_at, {now}), updated_at = {now}"));
-                f.push(" WHERE id = (SELECT j.id FROM jobs j LEFT JOIN (SELECT org_id, COUNT(*) AS n, ");
-                f.push("SUM(CASE WHEN lease_owner = ")
-                    .param(node)
-                    .push(&format!(" THEN 1 ELSE 0 END) AS mine {live}) r"));
-                f.push(" ON r.org_id = j.org_id").append(pick);
-                f.push(&format!(") RETURNING {JOB_COLUMNS}"));
-            }
-            // The chosen row is locked `FOR UPDATE SKIP LOCKED` in the statement that leases it,
-            // so concurrent claimers pass over each other's rows.
-            Dialect::Postgres => {
-                f = SqlFrag::new("WITH live AS (SELECT org_id, COUNT(*) AS n, COUNT(*) FILTER (WHERE lease_owner = ");
-                f.param(node).push(&format!(") AS mine {live}), "));
-                f.push("next AS (SELECT j.id AS next_id FROM jobs j LEFT JOIN live r ON r.org_id = j.org_id");
-                f.append(pick);
-                f.push(
-                    " FOR UPDATE OF j SKIP LOCKED) UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, ",
-                );
-                f.push("lease_owner = ").param(node).push(", lease_until = ");
-                push_now_plus(&mut f, d, lease);
-                f.push(&format!(
-                    ", started_at = COALESCE(jobs.started_at, {now}), updated_at = {now} FROM next \
-                     WHERE jobs.id = next.next_id RETURNING {JOB_COLUMNS}"
-                ));
-            }
-        }
+        let f = claim_frag(d, node, kinds, lease, share);
         let rows = tx.frag(&f).fetch_all(&mut tx).await?;
         tx.commit().await?;
         rows.first().map(job_from_row).transpose()
@@ -518,9 +580,10 @@ impl Jobs for SqlStore {
     async fn queue_stats(&self) -> Result<Vec<QueueStat>> {
         let db = &self.db;
         let rows = db
-            .q("SELECT kind, SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), \
-                SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), MIN(CASE WHEN status = 'queued' THEN run_at END) \
-                FROM jobs WHERE status IN ('queued', 'running') GROUP BY kind ORDER BY kind")
+            .q("SELECT kind, CAST(SUM(q) AS BIGINT), CAST(SUM(r) AS BIGINT), MIN(at) FROM \
+                (SELECT kind, 1 AS q, 0 AS r, run_at AS at FROM jobs WHERE status = 'queued' UNION ALL \
+                SELECT kind, 0 AS q, 1 AS r, NULL AS at FROM jobs WHERE status = 'running') u \
+                GROUP BY kind ORDER BY kind")
             .fetch_all(db.read())
             .await?;
         Ok(rows
@@ -532,5 +595,64 @@ impl Jobs for SqlStore {
                 oldest_queued: r.get(3),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Orgs as _;
+
+    /// The plan of each queue statement on SQLite, once with the planner's defaults (never
+    /// analyzed) and once after `ANALYZE`, with 5,000 finished jobs and 300 queued ones of two
+    /// organizations: every read of `jobs` goes through the partial indexes of unfinished jobs
+    /// or the primary key (before migration 0025 the claim scanned every job ever run through
+    /// `jobs_org`, and queueing once walked every due job of every organization).
+    #[tokio::test]
+    async fn queue_statements_search_indexes_whatever_the_history() {
+        let store = SqlStore::in_memory().await.unwrap();
+        let db = &store.db;
+        for o in ["org_a", "org_b"] {
+            store.create_org(&OrgId(o.into()), o, "2026-01-01T00:00:00.000Z").await.unwrap();
+        }
+        db.q("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5300) \
+              INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
+              SELECT CASE WHEN x % 2 = 0 THEN 'org_a' ELSE 'org_b' END, 'action_run', '{}', \
+              CASE WHEN x <= 5000 THEN 'succeeded' ELSE 'queued' END, 0, 3, '2026-01-01', '2026-01-01', '2026-01-01' FROM c")
+            .execute(db.write())
+            .await
+            .unwrap();
+        for analyzed in [false, true] {
+            if analyzed {
+                db.q("ANALYZE").execute(db.write()).await.unwrap();
+            }
+            for (name, f) in job_queue_statements(Dialect::Sqlite, &OrgId("org_a".into())) {
+                let mut explain = SqlFrag::new("EXPLAIN QUERY PLAN ");
+                explain.append(f);
+                let rows = db.frag(&explain).fetch_all(db.write()).await.unwrap();
+                let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+                let plan = plan.join("\n");
+                // Every read of `jobs` goes through a partial index (unfinished rows only) or
+                // the primary key.
+                let unbounded: Vec<&str> = plan
+                    .lines()
+                    .filter(|l| {
+                        ["SCAN jobs", "SEARCH jobs", "SCAN j ", "SEARCH j ", "SCAN q ", "SEARCH q "]
+                            .iter()
+                            .any(|p| l.starts_with(p) || *l == p.trim_end())
+                    })
+                    .filter(|l| !["jobs_queued", "jobs_running", "PRIMARY KEY"].iter().any(|i| l.contains(i)))
+                    .collect();
+                assert!(
+                    unbounded.is_empty(),
+                    "{name} (analyzed: {analyzed}) reads jobs beyond the unfinished ones:\n{plan}"
+                );
+                assert!(plan.contains("jobs_queued"), "{name} (analyzed: {analyzed}) misses the queue index:\n{plan}");
+            }
+        }
+        // And the statements do their work: the claim takes org_a's or org_b's oldest queued job.
+        let kinds = vec!["action_run".to_string()];
+        let job = store.claim_job_fairly("n", &kinds, Duration::from_secs(30), &JobShare::UNLIMITED).await.unwrap();
+        assert_eq!(job.map(|j| j.id), Some("job_5001".to_string()));
     }
 }

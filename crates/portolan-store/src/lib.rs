@@ -53,7 +53,7 @@ pub use entities::{
 pub use entities::{write_path_lookup_key, write_path_lookups};
 pub use eventlog::{IntegrationLog, LogFilter};
 pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration};
-pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat};
+pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat, job_queue_statements};
 pub use orgs::{Credential, Org, Orgs, Quotas, Usage};
 pub use pages::{Pages, StoredPage};
 pub use resyncs::{DeletionGuard, Reservation, Resync, Resyncs};

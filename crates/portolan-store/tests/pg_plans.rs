@@ -18,6 +18,14 @@ use portolan_store::{write_path_lookup_key, write_path_lookups};
 use serde_json::json;
 use sqlx::Connection as _;
 
+/// The indexes a PostgreSQL plan reads (index, index-only and bitmap index scans).
+fn indexes_in(plan: &str) -> Vec<&str> {
+    plan.lines()
+        .filter_map(|l| l.split(" Scan using ").nth(1).or_else(|| l.split("Bitmap Index Scan on ").nth(1)))
+        .map(|rest| rest.split_whitespace().next().unwrap_or(""))
+        .collect()
+}
+
 #[tokio::test]
 async fn postgresql_half() {
     pg::postgresql_half("write-path plans, tests/pg_plans").await;
@@ -89,11 +97,7 @@ async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
         eprintln!("{name}:\n{plan}\n");
         // An index access whose conditions are the keys: not a scan, and not an index range
         // (a blueprint's rows) filtered row by row.
-        let indexes: Vec<&str> = plan
-            .lines()
-            .filter_map(|l| l.split(" Index Scan using ").nth(1).or_else(|| l.split("Bitmap Index Scan on ").nth(1)))
-            .map(|rest| rest.split_whitespace().next().unwrap_or(""))
-            .collect();
+        let indexes = indexes_in(&plan);
         let probes_only = indexes.iter().all(|i| ["entities_lookup_key", "entity_relations_src"].contains(i));
         if plan.contains("Seq Scan") || indexes.is_empty() || !probes_only || plan.contains("Filter:") {
             failures.push(format!("{name}: not an index probe per key:\n{plan}"));
@@ -225,4 +229,51 @@ fn bind(
         SqlParam::Real(x) => q.bind(x),
         SqlParam::Text(t) => q.bind(t),
     }
+}
+
+/// The job queue's statements (claim, queue once) on a never-analyzed `jobs` table holding
+/// 20,000 finished jobs and 300 queued ones of two organizations: no sequential scan, and
+/// every index they use holds unfinished jobs only (the partial indexes of migration 0025) —
+/// before it the claim walked every job ever run, so workers slowed as history grew.
+#[tokio::test]
+async fn job_queue_statements_use_the_unfinished_jobs_indexes() {
+    use portolan_store::sql::SqlParam;
+    let Some(s) = pg::fresh().await else { return };
+    let mut conn = sqlx::PgConnection::connect(&s.url()).await.expect("connect");
+    sqlx::raw_sql("ALTER TABLE jobs SET (autovacuum_enabled = off)").execute(&mut conn).await.expect("autovacuum off");
+    let (a, _b) = (org(&*s, "qa").await, org(&*s, "qb").await);
+    sqlx::raw_sql(
+        "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
+         SELECT CASE WHEN x % 2 = 0 THEN 'org_qa' ELSE 'org_qb' END, 'action_run', '{}', \
+         CASE WHEN x <= 20000 THEN 'succeeded' ELSE 'queued' END, 0, 3, '2026-01-01', '2026-01-01', '2026-01-01' \
+         FROM generate_series(1, 20300) AS x",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("jobs");
+    let mut failures = Vec::new();
+    for (name, f) in portolan_store::job_queue_statements(Dialect::Postgres, &a) {
+        let text = format!("EXPLAIN {}", f.render(Dialect::Postgres));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for p in &f.params {
+            q = match p {
+                SqlParam::Null => q.bind(None::<String>),
+                SqlParam::Bool(b) => q.bind(*b),
+                SqlParam::Int(i) => q.bind(*i),
+                SqlParam::Real(r) => q.bind(*r),
+                SqlParam::Text(t) => q.bind(t.clone()),
+            };
+        }
+        let rows = q.fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("EXPLAIN {name}: {e}"));
+        let plan: Vec<String> = rows.iter().map(|r| sqlx::Row::get(r, 0)).collect();
+        let plan = plan.join("\n");
+        eprintln!("{name}:\n{plan}\n");
+        let indexes = indexes_in(&plan);
+        let unfinished_only =
+            indexes.iter().all(|i| ["jobs_queued", "jobs_queued_kind", "jobs_running", "jobs_pkey"].contains(i));
+        if plan.contains("Seq Scan on jobs") || !unfinished_only {
+            failures.push(format!("{name}: reads beyond the unfinished jobs:\n{plan}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
