@@ -672,7 +672,7 @@ pub fn template(data: &[u8]) {
     let tpl = json_or_string(data);
     let ctx = json!({"entity": jq_input(), "inputs": {"n": 3, "k": "a", "v": [1]}, "action": {"identifier": "deploy"},
                      "trigger": {"by": {"user": {"email": "a@b.c"}}}});
-    if let Err(e) = portolan_jq::template::render_strict(engine(), &tpl, &ctx) {
+    if let Err(e) = portolan_jq::template::render_strict(engine(), &engine().budget_for("fuzz"), &tpl, &ctx) {
         let _ = e.to_string();
     }
 }

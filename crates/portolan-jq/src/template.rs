@@ -19,7 +19,7 @@
 //! Every error names the place in the template (`.body.labels[1]`, or `.headers["{{ .k }}"]`
 //! for a key) and the expression.
 
-use crate::{JqEngine, JqError};
+use crate::{JqBudget, JqEngine, JqError};
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
@@ -55,14 +55,22 @@ pub enum TemplateErrorKind {
     Spread(&'static str),
 }
 
-/// Render `template` against `context` with Port's rules (a failing expression is `null`).
-pub fn render(engine: &JqEngine, template: &Value, context: &Value) -> Result<Value, TemplateError> {
-    Renderer { engine, context, strict: false }.value(template, &mut String::from("."))
+/// Render `template` against `context` with Port's rules (a failing expression is `null`),
+/// every expression within `budget` (one deadline for the whole template, spent for its
+/// tenant: a template of many slow expressions ends when the budget does, and one
+/// organization's templates wait only for that organization's evaluations).
+pub fn render(engine: &JqEngine, budget: &JqBudget, template: &Value, context: &Value) -> Result<Value, TemplateError> {
+    Renderer { engine, budget, context, strict: false }.value(template, &mut String::from("."))
 }
 
 /// Like [`render`], but any failing expression is an error.
-pub fn render_strict(engine: &JqEngine, template: &Value, context: &Value) -> Result<Value, TemplateError> {
-    Renderer { engine, context, strict: true }.value(template, &mut String::from("."))
+pub fn render_strict(
+    engine: &JqEngine,
+    budget: &JqBudget,
+    template: &Value,
+    context: &Value,
+) -> Result<Value, TemplateError> {
+    Renderer { engine, budget, context, strict: true }.value(template, &mut String::from("."))
 }
 
 /// A piece of a template string.
@@ -144,6 +152,7 @@ fn text_of(v: &Value) -> String {
 
 struct Renderer<'a> {
     engine: &'a JqEngine,
+    budget: &'a JqBudget,
     context: &'a Value,
     strict: bool,
 }
@@ -154,7 +163,7 @@ impl Renderer<'_> {
             path: path.to_owned(),
             kind: TemplateErrorKind::Jq { expr: expr.to_owned(), error },
         };
-        match self.engine.first(expr, self.context) {
+        match self.engine.first_in(self.budget, expr, self.context) {
             Ok(v) => Ok(v),
             Err(e @ (JqError::Compile(_) | JqError::Limit(_))) => Err(fail(e)),
             Err(e) if self.strict => Err(fail(e)),

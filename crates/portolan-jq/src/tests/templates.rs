@@ -31,7 +31,7 @@ fn typed_whole_string_and_interpolation() {
         "obj": "{{ {a: {b: .inputs.replicas}} }}",
         "plain": "no template { here }"
     });
-    let out = render(&e, &t, &ctx()).unwrap();
+    let out = render(&e, &e.budget_for("t"), &t, &ctx()).unwrap();
     assert_eq!(
         out,
         json!({
@@ -50,8 +50,8 @@ fn typed_whole_string_and_interpolation() {
         })
     );
     // Non-object templates work too.
-    assert_eq!(render(&e, &json!("{{ .run.id }}"), &ctx()).unwrap(), json!("r_1"));
-    assert_eq!(render(&e, &json!(42), &ctx()).unwrap(), json!(42));
+    assert_eq!(render(&e, &e.budget_for("t"), &json!("{{ .run.id }}"), &ctx()).unwrap(), json!("r_1"));
+    assert_eq!(render(&e, &e.budget_for("t"), &json!(42), &ctx()).unwrap(), json!(42));
 }
 
 #[test]
@@ -65,15 +65,15 @@ fn keys_and_spread_value() {
         "static-{{ .run.id }}": 1,
         "after": true
     });
-    let out = render(&e, &t, &ctx()).unwrap();
+    let out = render(&e, &e.budget_for("t"), &t, &ctx()).unwrap();
     assert_eq!(out, json!({"cart": "go", "x": 1, "y": 3, "static-r_1": 1, "after": true}));
     let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["cart", "x", "y", "static-r_1", "after"], "spread keeps its position");
     // spreadValue of null adds nothing; of a non-object is an error naming the place.
     let t = json!({"body": {"{{spreadValue()}}": "{{ .missing }}", "a": 1}});
-    assert_eq!(render(&e, &t, &ctx()).unwrap(), json!({"body": {"a": 1}}));
+    assert_eq!(render(&e, &e.budget_for("t"), &t, &ctx()).unwrap(), json!({"body": {"a": 1}}));
     let t = json!({"body": {"{{ spreadValue() }}": "{{ .inputs.labels }}"}});
-    let err = render(&e, &t, &ctx()).unwrap_err();
+    let err = render(&e, &e.budget_for("t"), &t, &ctx()).unwrap_err();
     assert_eq!(err.kind, TemplateErrorKind::Spread("array"));
     assert_eq!(err.path, ".body[\"{{ spreadValue() }}\"]");
 }
@@ -83,9 +83,10 @@ fn failures_are_null_or_errors_with_their_place() {
     let e = JqEngine::new();
     // Port's rule: a failing expression renders as null (typed) or "null" (text).
     let t = json!({"a": "{{ .inputs.name | tonumber }}", "b": "x{{ error(\"boom\") }}"});
-    assert_eq!(render(&e, &t, &ctx()).unwrap(), json!({"a": null, "b": "xnull"}));
+    assert_eq!(render(&e, &e.budget_for("t"), &t, &ctx()).unwrap(), json!({"a": null, "b": "xnull"}));
     // Strict mode reports it, with path and expression.
-    let err = render_strict(&e, &json!({"body": {"list": [0, "{{ error(\"boom\") }}"]}}), &ctx()).unwrap_err();
+    let err = render_strict(&e, &e.budget_for("t"), &json!({"body": {"list": [0, "{{ error(\"boom\") }}"]}}), &ctx())
+        .unwrap_err();
     assert_eq!(err.path, ".body.list[1]");
     assert!(
         matches!(&err.kind, TemplateErrorKind::Jq { expr, error: JqError::Runtime(m) } if expr == "error(\"boom\")" && m == "boom"),
@@ -93,20 +94,38 @@ fn failures_are_null_or_errors_with_their_place() {
     );
     assert!(err.to_string().contains(".body.list[1]"), "{err}");
     // Compile errors and template syntax errors are errors in both modes.
-    let err = render(&e, &json!({"h": {"X-Y": "{{ .a | }}"}}), &ctx()).unwrap_err();
+    let err = render(&e, &e.budget_for("t"), &json!({"h": {"X-Y": "{{ .a | }}"}}), &ctx()).unwrap_err();
     assert_eq!(err.path, ".h[\"X-Y\"]");
     assert!(matches!(err.kind, TemplateErrorKind::Jq { error: JqError::Compile(_), .. }), "{err:?}");
-    let err: TemplateError = render(&e, &json!(["{{ .a "]), &ctx()).unwrap_err();
+    let err: TemplateError = render(&e, &e.budget_for("t"), &json!(["{{ .a "]), &ctx()).unwrap_err();
     assert_eq!((err.path.as_str(), matches!(err.kind, TemplateErrorKind::Unterminated(_))), (".[0]", true));
-    let err = render(&e, &json!({"k": "{{ {{ .a }} }}"}), &ctx()).unwrap_err();
+    let err = render(&e, &e.budget_for("t"), &json!({"k": "{{ {{ .a }} }}"}), &ctx()).unwrap_err();
     assert!(matches!(err.kind, TemplateErrorKind::Nested(_)), "{err:?}");
     // A key that fails names the key.
-    let err = render(&e, &json!({"{{ .a | }}": 1}), &ctx()).unwrap_err();
+    let err = render(&e, &e.budget_for("t"), &json!({"{{ .a | }}": 1}), &ctx()).unwrap_err();
     assert_eq!(err.path, ".[\"{{ .a | }}\"] (key)");
     // Limits are errors, not null.
     let quick = JqEngine::with_config(JqConfig { max_steps: 1000, ..JqConfig::default() });
-    let err = render(&quick, &json!({"x": "{{ [range(1e9)] }}"}), &ctx()).unwrap_err();
+    let err = render(&quick, &quick.budget_for("t"), &json!({"x": "{{ [range(1e9)] }}"}), &ctx()).unwrap_err();
     assert!(matches!(err.kind, TemplateErrorKind::Jq { error: JqError::Limit(_), .. }), "{err:?}");
     // env stays blocked inside templates.
-    assert_eq!(render(&e, &json!("{{ env.PATH }}"), &ctx()).unwrap(), json!(null));
+    assert_eq!(render(&e, &e.budget_for("t"), &json!("{{ env.PATH }}"), &ctx()).unwrap(), json!(null));
+}
+
+/// A template's expressions spend the budget they are given (one deadline for the whole
+/// template, the caller's tenant): once it is spent, the next expression is refused at once
+/// and named. Before, every expression took a fresh budget of the engine's whole timeout for
+/// no tenant, so a template of many slow expressions ran for their sum, on a shared slot.
+#[test]
+fn templates_spend_the_callers_budget() {
+    let e = JqEngine::new();
+    let spent = crate::JqBudget::new("org_a", std::time::Duration::ZERO);
+    let err = render(&e, &spent, &json!({"a": "x", "b": "{{ .run.id }}"}), &ctx()).unwrap_err();
+    assert_eq!(err.path, ".b");
+    assert!(
+        matches!(&err.kind, TemplateErrorKind::Jq { error: JqError::Limit(m), .. } if m.contains("budget")),
+        "{err:?}"
+    );
+    // Literal parts need no budget.
+    assert_eq!(render(&e, &spent, &json!({"a": "x"}), &ctx()).unwrap(), json!({"a": "x"}));
 }

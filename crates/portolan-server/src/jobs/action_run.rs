@@ -19,7 +19,7 @@
 //! secret value censored; the stored `payload` is censored too. A job that dies between the
 //! call and recording it is retried, so a webhook may be called twice (at least once).
 
-use portolan_jq::template;
+use portolan_jq::{JqBudget, template};
 use portolan_store::{OrgId, Run};
 use serde_json::{Map, Value, json};
 
@@ -228,7 +228,7 @@ async fn invoke(state: &AppState, org: &OrgId, run: &Run) -> Result<Value, JobEr
             let (mut ending, follow) = if kind == "GITHUB" {
                 git::github(state, org, &inv, &data, &secrets, &censored).await?
             } else {
-                git::gitlab(state, &inv, &data, &secrets, &censored).await?
+                git::gitlab(state, org, &inv, &data, &secrets, &censored).await?
             };
             if follow.is_some() {
                 // Queued first: if the run's update below fails, the follow job finds nothing
@@ -248,22 +248,35 @@ async fn invoke(state: &AppState, org: &OrgId, run: &Run) -> Result<Value, JobEr
     Ok(json!({"invocation": kind, "status": status}))
 }
 
-/// Render a template over the trigger data (on a blocking thread: it runs tenant jq).
-pub(super) async fn render(state: &AppState, template: &Value, data: &Value) -> Result<Value, String> {
-    let (jq, t, d) = (state.jq.clone(), template.clone(), data.clone());
-    tokio::task::spawn_blocking(move || template::render(&jq, &t, &d).map_err(|e| e.to_string()))
+/// Render a template over the trigger data (on a blocking thread: it runs tenant jq) within
+/// `budget`: the organization's, one per invocation, shared by every template and flag of it.
+pub(super) async fn render(
+    state: &AppState,
+    budget: &JqBudget,
+    template: &Value,
+    data: &Value,
+) -> Result<Value, String> {
+    let (jq, b, t, d) = (state.jq.clone(), budget.clone(), template.clone(), data.clone());
+    tokio::task::spawn_blocking(move || template::render(&jq, &b, &t, &d).map_err(|e| e.to_string()))
         .await
         .map_err(|e| format!("the renderer stopped: {e}"))?
 }
 
-/// `agent` / `synchronized`: a boolean, or a jq expression over the trigger data.
-pub(super) async fn flag(state: &AppState, v: &Value, data: &Value, path: &str) -> Result<bool, String> {
+/// `agent` / `synchronized`: a boolean, or a jq expression over the trigger data (within
+/// `budget`, as [`render`]).
+pub(super) async fn flag(
+    state: &AppState,
+    budget: &JqBudget,
+    v: &Value,
+    data: &Value,
+    path: &str,
+) -> Result<bool, String> {
     match v {
         Value::Null => Ok(false),
         Value::Bool(b) => Ok(*b),
         Value::String(src) => {
-            let (jq, src, d) = (state.jq.clone(), src.clone(), data.clone());
-            let out = tokio::task::spawn_blocking(move || jq.first(&src, &d))
+            let (jq, b, src, d) = (state.jq.clone(), budget.clone(), src.clone(), data.clone());
+            let out = tokio::task::spawn_blocking(move || jq.first_in(&b, &src, &d))
                 .await
                 .map_err(|e| format!("the jq worker stopped: {e}"))?
                 .map_err(|e| format!("invocationMethod.{path}: {e}"))?;
@@ -292,11 +305,12 @@ async fn webhook(
     secrets: &[String],
 ) -> Result<Ending, JobError> {
     let rendered = async {
-        let url = render(state, &inv["url"], data).await?;
-        let headers = render(state, inv.get("headers").unwrap_or(&json!({})), data).await?;
-        let body = render(state, inv.get("body").unwrap_or(&json!({})), data).await?;
-        let agent = flag(state, &inv["agent"], data, "agent").await?;
-        let synchronized = flag(state, &inv["synchronized"], data, "synchronized").await?;
+        let budget = state.jq.budget_for(&org.0);
+        let url = render(state, &budget, &inv["url"], data).await?;
+        let headers = render(state, &budget, inv.get("headers").unwrap_or(&json!({})), data).await?;
+        let body = render(state, &budget, inv.get("body").unwrap_or(&json!({})), data).await?;
+        let agent = flag(state, &budget, &inv["agent"], data, "agent").await?;
+        let synchronized = flag(state, &budget, &inv["synchronized"], data, "synchronized").await?;
         Ok::<_, String>((url, headers, body, agent, synchronized))
     };
     let (url, headers, body, agent, synchronized) = match rendered.await {
@@ -392,12 +406,13 @@ async fn upsert_entity(
     inv: &Value,
     data: &Value,
 ) -> Result<Ending, JobError> {
-    let bp = match render(state, &inv["blueprintIdentifier"], data).await {
+    let budget = state.jq.budget_for(&org.0);
+    let bp = match render(state, &budget, &inv["blueprintIdentifier"], data).await {
         Ok(Value::String(bp)) => bp,
         Ok(other) => return Ok(Ending::failure(format!("invocationMethod.blueprintIdentifier rendered to {other}"))),
         Err(e) => return Ok(Ending::failure(format!("invocationMethod.blueprintIdentifier did not render: {e}"))),
     };
-    let mapping = match render(state, inv.get("mapping").unwrap_or(&json!({})), data).await {
+    let mapping = match render(state, &budget, inv.get("mapping").unwrap_or(&json!({})), data).await {
         Ok(m) => m,
         Err(e) => return Ok(Ending::failure(format!("invocationMethod.mapping did not render: {e}"))),
     };

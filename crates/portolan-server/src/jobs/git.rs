@@ -207,14 +207,15 @@ pub(super) async fn github(
     let (Some(owner), Some(repo), Some(workflow)) = (owner, repo, workflow) else {
         return Ok((Ending::failure("invocationMethod needs org, repo and workflow".into()), None));
     };
-    let inputs = match render(state, inv.get("workflowInputs").unwrap_or(&json!({})), data).await {
+    let budget = state.jq.budget_for(&org.0);
+    let inputs = match render(state, &budget, inv.get("workflowInputs").unwrap_or(&json!({})), data).await {
         Ok(Value::Object(m)) => m,
         Ok(other) => return Ok((Ending::failure(format!("workflowInputs rendered to {other}, not an object")), None)),
         Err(e) => return Ok((Ending::failure(format!("the invocation's templates did not render: {e}")), None)),
     };
     let report = match inv.get("reportWorkflowStatus") {
         None | Some(Value::Null) => true,
-        Some(v) => flag(state, v, data, "reportWorkflowStatus").await.unwrap_or(true),
+        Some(v) => flag(state, &budget, v, data, "reportWorkflowStatus").await.unwrap_or(true),
     };
     let mut inputs = inputs;
     let git_ref = match inputs.remove("ref") {
@@ -263,6 +264,7 @@ pub(super) async fn github(
 /// Invoke a `GITLAB` action run.
 pub(super) async fn gitlab(
     state: &AppState,
+    org: &OrgId,
     inv: &Value,
     data: &Value,
     secrets: &Map<String, Value>,
@@ -271,7 +273,8 @@ pub(super) async fn gitlab(
     let (Some(group), Some(project)) = (inv["groupName"].as_str(), inv["projectName"].as_str()) else {
         return Ok((Ending::failure("invocationMethod needs groupName and projectName".into()), None));
     };
-    let mut vars = match render(state, inv.get("pipelineVariables").unwrap_or(&json!({})), data).await {
+    let budget = state.jq.budget_for(&org.0);
+    let mut vars = match render(state, &budget, inv.get("pipelineVariables").unwrap_or(&json!({})), data).await {
         Ok(Value::Object(m)) => m,
         Ok(other) => {
             return Ok((Ending::failure(format!("pipelineVariables rendered to {other}, not an object")), None));

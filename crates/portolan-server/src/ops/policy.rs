@@ -110,10 +110,13 @@ pub async fn evaluate(state: &AppState, org: &OrgId, policy: &Value, context: &V
     let mut out = Outcome::default();
     let blueprints = state.blueprints(org).await?;
     let mut results = Map::new();
+    // One budget of the organization for the whole policy: its queries' templates and its
+    // conditions.
+    let budget = state.jq.budget_for(&org.0);
     for (name, q) in policy["queries"].as_object().into_iter().flatten() {
         let rendered = {
-            let (jq, q, c) = (state.jq.clone(), q.clone(), context.clone());
-            tokio::task::spawn_blocking(move || template::render(&jq, &q, &c).map_err(|e| e.to_string()))
+            let (jq, b, q, c) = (state.jq.clone(), budget.clone(), q.clone(), context.clone());
+            tokio::task::spawn_blocking(move || template::render(&jq, &b, &q, &c).map_err(|e| e.to_string()))
                 .await
                 .map_err(|e| ApiError::internal("policy query", e))?
         };
@@ -137,7 +140,7 @@ pub async fn evaluate(state: &AppState, org: &OrgId, policy: &Value, context: &V
     let mut input = context.clone();
     input["results"] = Value::Object(results);
     let conds = conditions(policy);
-    let (jq, budget) = (state.jq.clone(), state.jq.budget_for(&org.0));
+    let jq = state.jq.clone();
     out.values = tokio::task::spawn_blocking(move || {
         conds.iter().map(|c| jq.first_in(&budget, c, &input).map_err(|e| e.to_string())).collect::<Vec<_>>()
     })
