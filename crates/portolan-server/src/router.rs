@@ -71,7 +71,7 @@ routes! {
     get "/v1/blueprints/{id}/entities-count" => entity::count, "Entities", "Count the entities of a blueprint", Entities;
     post "/v1/blueprints/{id}/entities/search" => search::search_blueprint, "Search", "Search one blueprint's entities, a page at a time", Entities;
     post "/v1/entities/search" => search::search_all, "Search", "Search entities of any blueprint", Entities;
-    get "/v1/audit-log" => audit::list, "Audit", "Read the audit log", Admin;
+    get "/v1/audit-log" => audit::list, "Audit", "Read the audit log (members: the log of one entity they may read, given entity and blueprint)", Entities;
     get "/v1/jobs" => jobs::list, "Jobs", "Background jobs of the organization, newest first (Portolan extension)", Admin;
     get "/v1/jobs/{id}" => jobs::get, "Jobs", "A background job: status, progress, attempts, node, lease, errors (Portolan extension)", Admin;
     // Integrations (Ocean): handlers/integration.rs and handlers/integration/.

@@ -72,6 +72,11 @@ async fn every_route_decides_its_callers_as_the_route_table_says() {
         let r = call(moderator.clone()).await;
         if matches!(access, Access::Admin | Access::AdminOrSelf) {
             assert_error(&r, 403, "forbidden");
+        } else if *template == "/v1/audit-log" {
+            // Non-admins (moderators too) read one entity's log at a time: asked for all, the
+            // refusal says what to give.
+            assert_error(&r, 403, "forbidden");
+            assert!(r.body["message"].as_str().unwrap().contains("give entity and blueprint"), "{}", r.body);
         } else {
             assert_ne!(r.status, StatusCode::FORBIDDEN, "{what} refused the blueprint's moderator: {}", r.body);
         }
@@ -324,6 +329,23 @@ async fn read_permissions_filter_every_read() {
     // The organization's credential and admins see everything.
     let r = app.post("/v1/entities/search", all).await;
     assert_eq!(ids(&r.body).len(), 5, "{}", r.body);
+
+    // The audit log (Port's rule for non-admins): one entity they may read at a time, never a
+    // deleted one; an entity they may not read is the same 404 as a missing one.
+    let r = get("/v1/audit-log?blueprint=service&entity=a").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let recs = r.body["audits"].as_array().unwrap();
+    assert!(!recs.is_empty() && recs.iter().all(|x| x["context"]["entity"] == json!("a")), "{}", r.body);
+    assert_error(&get("/v1/audit-log?blueprint=service&entity=b").await, 404, "not_found");
+    assert_error(&get("/v1/audit-log?blueprint=package&entity=p1").await, 404, "not_found");
+    let r = get("/v1/audit-log").await;
+    assert_error(&r, 403, "forbidden");
+    assert!(r.body["message"].as_str().unwrap().contains("give entity and blueprint"), "{}", r.body);
+    assert_invalid(&get("/v1/audit-log?blueprint=service&entity=a&resources=blueprint").await, "resources");
+    let r = app.req("DELETE", "/v1/blueprints/service/entities/c", None).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    assert_error(&get("/v1/audit-log?blueprint=service&entity=c").await, 404, "not_found");
+    assert!(app.audit("blueprint=service&entity=c").await.len() >= 2, "admins still read a deleted entity's log");
 }
 
 /// Action permissions: every member runs an action by default; `execute` by team or by the
