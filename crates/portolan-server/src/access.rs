@@ -269,6 +269,49 @@ pub async fn may_read(state: &AppState, actor: &Actor, e: &Entity) -> ApiResult<
     })
 }
 
+/// What a reader who is not an administrator may read, blueprint by blueprint: for values an
+/// answer takes from related entities (mirror properties, relation titles), so an entity the
+/// reader may not read shows through none of them.
+pub struct Reader {
+    principal: Principal,
+    scopes: HashMap<String, ReadScope>,
+}
+
+impl Reader {
+    /// May the reader read `e`?
+    pub fn admits(&self, e: &Entity) -> bool {
+        let scope = match self.scopes.get(&e.blueprint) {
+            Some(s) => s.clone(),
+            None => BlueprintPermissions::defaults(&e.blueprint).read_scope(&self.principal, &e.blueprint),
+        };
+        match scope {
+            ReadScope::All => true,
+            ReadScope::Teams(t) => e.team.iter().any(|x| t.contains(x)),
+            ReadScope::Nothing => false,
+        }
+    }
+}
+
+/// `actor`'s [`Reader`]; `None` for administrators (organization credentials, Admin users), who
+/// read everything (no query).
+pub async fn reader(state: &AppState, actor: &Actor) -> ApiResult<Option<Reader>> {
+    let Principal::User(u) = &actor.principal else { return Ok(None) };
+    if u.admin {
+        return Ok(None);
+    }
+    let stored = state.store.all_blueprint_permissions(&actor.org).await?;
+    let scopes = stored
+        .into_iter()
+        .map(|(bp, doc)| {
+            let perms =
+                BlueprintPermissions::from_stored(&bp, &doc).unwrap_or_else(|| BlueprintPermissions::defaults(&bp));
+            let scope = perms.read_scope(&actor.principal, &bp);
+            (bp, scope)
+        })
+        .collect();
+    Ok(Some(Reader { principal: actor.principal.clone(), scopes }))
+}
+
 /// The answer to a read of an entity `actor` may not read: the same 404 as a missing one, so
 /// nothing about it leaks.
 pub fn unreadable(bp: &str, id: &str) -> ApiError {

@@ -9,6 +9,7 @@ use portolan_store::OrgId;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
+use crate::ops::Actor;
 use crate::state::AppState;
 
 /// How entities are rendered (query parameters of Port's read routes).
@@ -63,9 +64,21 @@ pub fn field(e: &Entity, name: &str) -> Value {
     }
 }
 
-/// Render a page of entities of possibly several blueprints.
-pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &ReadOptions) -> ApiResult<Vec<Value>> {
+/// Render a page of entities of possibly several blueprints for `reader`: values taken from
+/// related entities (mirror properties, relation titles) come only from entities it may read
+/// ([`crate::access::Reader`]); the entities themselves were chosen by the caller's read
+/// restriction.
+pub async fn render(
+    state: &AppState,
+    reader: &Actor,
+    entities: &[Entity],
+    opts: &ReadOptions,
+) -> ApiResult<Vec<Value>> {
+    let org = &reader.org;
+    let admits = crate::access::reader(state, reader).await?;
+    let admits = |e: &Entity| admits.as_ref().is_none_or(|r| r.admits(e));
     let blueprints = state.blueprints(org).await?;
+    let related = Related { blueprints: &blueprints, admits: &admits };
     let mut out: Vec<Map<String, Value>> = entities.iter().map(entity_json).collect();
     // Values of properties and relations removed from the blueprint are not shown.
     for (e, m) in entities.iter().zip(out.iter_mut()) {
@@ -85,12 +98,12 @@ pub async fn render(state: &AppState, org: &OrgId, entities: &[Entity], opts: &R
         }
         for (bp_id, idx) in by_bp {
             let Some(bp) = blueprints.get(bp_id) else { continue };
-            add_mirrors(state, org, &blueprints, bp, entities, &idx, &mut out).await?;
+            add_mirrors(state, org, &related, bp, entities, &idx, &mut out).await?;
             add_calculations(state, org, bp, &idx, &mut out).await?;
         }
     }
     if opts.attach_title_to_relation {
-        attach_titles(state, org, &blueprints, entities, &mut out).await?;
+        attach_titles(state, org, &related, entities, &mut out).await?;
     }
     let keys: Vec<(String, String)> = entities.iter().map(|e| (e.blueprint.clone(), e.identifier.clone())).collect();
     crate::ops::scorecard::attach_results(state, org, &keys, &mut out).await?;
@@ -132,15 +145,23 @@ fn number(x: f64) -> Value {
     if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 { json!(x as i64) } else { json!(x) }
 }
 
+/// What values from related entities are read through: the organization's blueprints, and
+/// which entities the reader may read.
+struct Related<'a> {
+    blueprints: &'a HashMap<String, Blueprint>,
+    admits: &'a (dyn Fn(&Entity) -> bool + Sync),
+}
+
 async fn add_mirrors(
     state: &AppState,
     org: &OrgId,
-    blueprints: &HashMap<String, Blueprint>,
+    related: &Related<'_>,
     bp: &Blueprint,
     entities: &[Entity],
     idx: &[usize],
     out: &mut [Map<String, Value>],
 ) -> ApiResult<()> {
+    let (blueprints, admits) = (related.blueprints, related.admits);
     for (mid, mirror) in &bp.mirror_properties {
         let (hops, last) = mirror.hops();
         // frontier[i] = entities reached from entities[idx[i]] so far.
@@ -159,7 +180,10 @@ async fn add_mirrors(
             wanted.sort();
             wanted.dedup();
             let found = state.store.get_entities(org, &rel.target, &wanted).await?;
-            let by_id: HashMap<&str, &Entity> = found.iter().map(|e| (e.identifier.as_str(), e)).collect();
+            // An entity the reader may not read is as if it were not there (nor what lies
+            // beyond it).
+            let by_id: HashMap<&str, &Entity> =
+                found.iter().filter(|e| admits(e)).map(|e| (e.identifier.as_str(), e)).collect();
             frontier = frontier
                 .iter()
                 .map(|es| {
@@ -253,10 +277,11 @@ async fn add_calculations(
 async fn attach_titles(
     state: &AppState,
     org: &OrgId,
-    blueprints: &HashMap<String, Blueprint>,
+    related: &Related<'_>,
     entities: &[Entity],
     out: &mut [Map<String, Value>],
 ) -> ApiResult<()> {
+    let (blueprints, admits) = (related.blueprints, related.admits);
     let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
     for e in entities {
         let Some(bp) = blueprints.get(&e.blueprint) else { continue };
@@ -270,7 +295,7 @@ async fn attach_titles(
     for (target, mut ids) in wanted {
         ids.sort();
         ids.dedup();
-        for e in state.store.get_entities(org, &target, &ids).await? {
+        for e in state.store.get_entities(org, &target, &ids).await?.into_iter().filter(|e| admits(e)) {
             titles.insert((target.clone(), e.identifier.clone()), e.title.clone());
         }
     }

@@ -90,7 +90,7 @@ async fn write_single(
         let written = [(entity.blueprint.clone(), entity.identifier.clone())];
         crate::ops::action::record_affected(state, &caller.org, params.run_id.as_deref(), &written).await;
     }
-    let out = render(state, &caller.org, &[entity], &read).await?;
+    let out = render(state, caller, &[entity], &read).await?;
     let status = if created && !opts.validation_only { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({"ok": true, "entity": out.first()}))))
 }
@@ -141,7 +141,7 @@ pub async fn get(
     if !access::may_read(&state, &caller, &e).await? {
         return Err(access::unreadable(&bp, &id));
     }
-    let out = render(&state, &caller.org, &[e], &params.read_options()?).await?;
+    let out = render(&state, &caller, &[e], &params.read_options()?).await?;
     Ok(Json(json!({"ok": true, "entity": out.first()})))
 }
 
@@ -160,7 +160,7 @@ pub async fn list(
     if page.next.is_some() {
         return Err(too_many(max, &bp));
     }
-    let out = render(&state, &caller.org, &page.entities, &params.read_options()?).await?;
+    let out = render(&state, &caller, &page.entities, &params.read_options()?).await?;
     Ok(Json(json!({"ok": true, "entities": out})))
 }
 

@@ -305,6 +305,6 @@ pub async fn datasource_entities(
     let blueprints = state.blueprints(&caller.org).await?;
     let req = SearchRequest { after, ..SearchRequest::new(&blueprints, None, Some(&query), limit) };
     let page = state.store.search(&caller.org, &req).await?;
-    let entities = render(&state, &caller.org, &page.entities, &ReadOptions::default()).await?;
+    let entities = render(&state, &caller, &page.entities, &ReadOptions::default()).await?;
     Ok(Json(json!({"ok": true, "entities": entities, "next": page.next.map(encode_cursor)})))
 }

@@ -66,7 +66,7 @@ pub async fn search_all(
             }
         }
     }
-    let entities = render(&state, &caller.org, &page.entities, &params.read_options()?).await?;
+    let entities = render(&state, &caller, &page.entities, &params.read_options()?).await?;
     Ok(Json(json!({"ok": true, "matchingBlueprints": matching, "failedBlueprints": [], "entities": entities})))
 }
 
@@ -134,7 +134,7 @@ pub async fn search_blueprint(
         StoreError::Invalid(f) => ApiError::from(f.under("query")),
         e => ApiError::from(e),
     })?;
-    let entities = render(&state, &caller.org, &page.entities, &opts).await?;
+    let entities = render(&state, &caller, &page.entities, &opts).await?;
     let mut out = json!({"ok": true, "entities": entities});
     if let Some(n) = page.next {
         out["next"] = json!(encode_cursor(n));

@@ -74,10 +74,11 @@ pub async fn entity(
     let stored = super::respond::readable_entity(&state, &user, &bp_id, &id).await?;
     let actor = super::respond::caller(&user);
     let visible = crate::access::read_restriction(&state, &actor).await?;
-    let rendered = render(&state, &user.org, std::slice::from_ref(&stored), &ReadOptions::default())
-        .await?
-        .pop()
-        .unwrap_or(Value::Null);
+    let rendered =
+        render(&state, &super::respond::caller(&user), std::slice::from_ref(&stored), &ReadOptions::default())
+            .await?
+            .pop()
+            .unwrap_or(Value::Null);
     let now = now_secs(&state);
     let mut props: Vec<PropRow> = Vec::new();
     for (pid, p) in &bp.schema.properties {

@@ -348,6 +348,48 @@ async fn read_permissions_filter_every_read() {
     assert!(app.audit("blueprint=service&entity=c").await.len() >= 2, "admins still read a deleted entity's log");
 }
 
+/// Values an answer takes from related entities — mirror properties, relation titles — come
+/// only from entities the reader may read: a domain a member may not read shows through none of
+/// its services, in a single read or a search; admins see it all.
+#[tokio::test]
+async fn mirrors_and_relation_titles_hide_entities_the_reader_may_not_read() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    app.teams(&["ops"]).await;
+    let ops = person(&app, "usr_1", "ops@example.com", json!(["Member"]), json!(["ops"])).await;
+    app.entity("domain", json!({"identifier": "d1", "title": "Secret domain", "properties": {"owner": "alice"}})).await;
+    app.entity(
+        "service",
+        json!({"identifier": "a", "team": ["ops"], "properties": {"language": "go"},
+                                 "relations": {"domain": "d1"}}),
+    )
+    .await;
+    let read = |token: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .req_as(&token, "GET", "/v1/blueprints/service/entities/a?attach_title_to_relation=true", None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            (r.body["entity"]["properties"]["domainOwner"].clone(), r.body["entity"]["relations"]["domain"].clone())
+        }
+    };
+    // Readable: the member sees the mirror and the title.
+    let (owner, rel) = read(ops.clone()).await;
+    assert_eq!((owner, rel["title"].clone()), (json!("alice"), json!("Secret domain")));
+    let r = app.patch("/v1/blueprints/domain/permissions", json!({"entities": {"read": {"roles": ["Admin"]}}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (owner, rel) = read(ops.clone()).await;
+    assert_eq!(owner, json!(null), "the mirror shows an unreadable domain's owner");
+    assert_eq!(rel, json!({"identifier": "d1", "title": null}), "the relation shows an unreadable domain's title");
+    let q =
+        json!({"query": {"combinator": "and", "rules": [{"property": "$identifier", "operator": "=", "value": "a"}]}});
+    let r = app.req_as(&ops, "POST", "/v1/blueprints/service/entities/search", Some(q.clone())).await;
+    assert_eq!(r.body["entities"][0]["properties"]["domainOwner"], json!(null), "{}", r.body);
+    let (owner, rel) = read(app.token.clone()).await;
+    assert_eq!((owner, rel["title"].clone()), (json!("alice"), json!("Secret domain")), "admins see everything");
+}
+
 /// Action permissions: every member runs an action by default; `execute` by team or by the
 /// entity's team (`ownedByTeam`) narrows it, with a 403 naming the grant; only admins change
 /// them; members see only their own runs (another's is a 404, as a missing one).

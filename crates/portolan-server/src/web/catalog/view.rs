@@ -256,7 +256,7 @@ pub(super) async fn view_page(
             Err(portolan_store::StoreError::Invalid(f)) => return Ok(Err(f.to_string())),
             Err(e) => return Err(e.into()),
         };
-        let rows = render(state, &user.org, &page.entities, &ReadOptions::default()).await?;
+        let rows = render(state, &crate::web::respond::caller(user), &page.entities, &ReadOptions::default()).await?;
         return Ok(Ok((rows, page.more.then(|| Next::Offset(view.offset + u64::from(view.limit))))));
     }
     let page = match state.store.search(&user.org, &req).await {
@@ -264,7 +264,7 @@ pub(super) async fn view_page(
         Err(portolan_store::StoreError::Invalid(f)) => return Ok(Err(f.to_string())),
         Err(e) => return Err(e.into()),
     };
-    let mut rows = render(state, &user.org, &page.entities, &ReadOptions::default()).await?;
+    let mut rows = render(state, &crate::web::respond::caller(user), &page.entities, &ReadOptions::default()).await?;
     if let Some(s) = &view.sort {
         // Computed columns (mirror, calculation) and relations are not stored sortably: these
         // sort the rows of this page.
