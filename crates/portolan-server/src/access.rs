@@ -278,13 +278,21 @@ pub struct Reader {
 }
 
 impl Reader {
+    fn scope(&self, bp: &str) -> ReadScope {
+        match self.scopes.get(bp) {
+            Some(s) => s.clone(),
+            None => BlueprintPermissions::defaults(bp).read_scope(&self.principal, bp),
+        }
+    }
+
+    /// May the reader read every entity of blueprint `bp`?
+    pub fn reads_all(&self, bp: &str) -> bool {
+        matches!(self.scope(bp), ReadScope::All)
+    }
+
     /// May the reader read `e`?
     pub fn admits(&self, e: &Entity) -> bool {
-        let scope = match self.scopes.get(&e.blueprint) {
-            Some(s) => s.clone(),
-            None => BlueprintPermissions::defaults(&e.blueprint).read_scope(&self.principal, &e.blueprint),
-        };
-        match scope {
+        match self.scope(&e.blueprint) {
             ReadScope::All => true,
             ReadScope::Teams(t) => e.team.iter().any(|x| t.contains(x)),
             ReadScope::Nothing => false,

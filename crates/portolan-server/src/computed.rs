@@ -75,8 +75,9 @@ pub async fn render(
     opts: &ReadOptions,
 ) -> ApiResult<Vec<Value>> {
     let org = &reader.org;
-    let admits = crate::access::reader(state, reader).await?;
-    let admits = |e: &Entity| admits.as_ref().is_none_or(|r| r.admits(e));
+    let scope = crate::access::reader(state, reader).await?;
+    let admits = |e: &Entity| scope.as_ref().is_none_or(|r| r.admits(e));
+    let reads_all = |bp: &str| scope.as_ref().is_none_or(|r| r.reads_all(bp));
     let blueprints = state.blueprints(org).await?;
     let related = Related { blueprints: &blueprints, admits: &admits };
     let mut out: Vec<Map<String, Value>> = entities.iter().map(entity_json).collect();
@@ -91,7 +92,7 @@ pub async fn render(
         }
     }
     if !opts.exclude_calculated {
-        add_aggregations(state, org, &blueprints, entities, &mut out).await?;
+        add_aggregations(state, org, &blueprints, entities, &reads_all, &mut out).await?;
         let mut by_bp: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, e) in entities.iter().enumerate() {
             by_bp.entry(e.blueprint.as_str()).or_default().push(i);
@@ -111,12 +112,16 @@ pub async fn render(
 }
 
 /// Aggregation properties: the values the upkeep jobs computed (`Aggregations`, one query per
-/// page); `null` until computed, and when the function has no value for an empty set.
+/// page); `null` until computed, and when the function has no value for an empty set. The
+/// values count every related entity, so a reader who may not read all of the target
+/// blueprint's entities gets `null` (`reads_all`) rather than a number built from entities it
+/// may not see.
 async fn add_aggregations(
     state: &AppState,
     org: &OrgId,
     blueprints: &HashMap<String, Blueprint>,
     entities: &[Entity],
+    reads_all: &(dyn Fn(&str) -> bool + Sync),
     out: &mut [Map<String, Value>],
 ) -> ApiResult<()> {
     let has = |e: &Entity| blueprints.get(&e.blueprint).is_some_and(|b| !b.aggregation_properties.is_empty());
@@ -132,9 +137,11 @@ async fn add_aggregations(
     for (e, m) in entities.iter().zip(out.iter_mut()) {
         let Some(bp) = blueprints.get(&e.blueprint) else { continue };
         let Some(Value::Object(p)) = m.get_mut("properties") else { continue };
-        for id in bp.aggregation_properties.keys() {
+        for (id, def) in &bp.aggregation_properties {
             let key = (e.blueprint.clone(), e.identifier.clone(), id.clone());
-            p.insert(id.clone(), values.get(&key).copied().flatten().map_or(Value::Null, number));
+            let shown = def["target"].as_str().is_some_and(reads_all);
+            let value = values.get(&key).copied().flatten().filter(|_| shown);
+            p.insert(id.clone(), value.map_or(Value::Null, number));
         }
     }
     Ok(())

@@ -250,3 +250,34 @@ async fn search_rules_read_aggregation_values_and_bad_ones_are_refused() {
         .await;
     assert_invalid(&r, "query.rules[0].operator");
 }
+
+/// An aggregation counts every related entity, so a reader who may not read all of the target
+/// blueprint gets `null` instead of a number built from entities hidden from it; readers of
+/// the whole target, and admins, get the value.
+#[tokio::test]
+async fn aggregations_over_entities_hidden_from_the_reader_are_null() {
+    let Some(app) = app().await else { return };
+    model(&app, json!({"deployments": agg("deployment", json!({"calculationBy": "entities", "func": "count"}))})).await;
+    app.teams(&["ops"]).await;
+    let ops = crate::helpers::person(&app, "usr_1", "ops@example.com", json!(["Member"]), json!(["ops"])).await;
+    app.entity("service", json!({"identifier": "s1", "team": ["ops"]})).await;
+    for d in ["d1", "d2"] {
+        app.entity("deployment", json!({"identifier": d, "relations": {"service": "s1"}})).await;
+    }
+    settle(&app).await;
+    let as_ops = || async {
+        let r = app.req_as(&ops, "GET", "/v1/blueprints/service/entities/s1", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["entity"]["properties"]["deployments"].clone()
+    };
+    assert_eq!(as_ops().await, json!(2), "a member who reads every deployment");
+    let r = app
+        .patch(
+            "/v1/blueprints/deployment/permissions",
+            json!({"entities": {"read": {"roles": ["Admin"], "ownedByTeam": true}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(as_ops().await, json!(null), "deployments of no team are hidden from the member: no count");
+    assert_eq!(props(&app, "s1").await["deployments"], json!(2), "admins");
+}
