@@ -5,7 +5,8 @@
 //! (`{action, resourceType, status, trigger, context, diff}`), signed like action webhooks
 //! (`X-Port-Signature`, §5.8). A 2xx answer delivers it; anything else (or no answer) keeps it
 //! and tries again with a growing delay (5 s doubling up to 10 minutes), holding back only the
-//! later changes of the same entity. The changes are claimed (`Changelog::claim_changes`), so
+//! later changes of the same entity. A batch holds one change per entity and is sent up to
+//! eight calls at once. The changes are claimed (`Changelog::claim_changes`), so
 //! jobs on several nodes never send one entity's changes at once. `GET
 //! /v1/blueprints/{id}/changelog` shows what waits and why.
 
@@ -23,6 +24,8 @@ use crate::state::AppState;
 pub const KIND: &str = portolan_store::CHANGELOG_JOB;
 /// Changes claimed at once.
 const BATCH: u32 = 100;
+/// Calls in flight at once (to different entities).
+const PARALLEL: usize = 8;
 /// How long a claim holds (longer than a batch of calls takes, at the outbound timeout).
 const CLAIM: Duration = Duration::from_secs(300);
 /// After this long a job hands over to a fresh one, so it never holds a worker for long.
@@ -48,15 +51,29 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         // Read per batch: a destination changed or removed meanwhile applies to what is left.
         let blueprints = state.blueprints(&org).await?;
         let signing = signing_secret(state, &org).await?;
-        for ev in batch {
-            let dest = blueprints.get(&ev.blueprint).and_then(|b| b.changelog_destination.clone());
-            let Some(url) = webhook_url(dest.as_ref()) else {
-                // The destination was removed (or the blueprint deleted): its changes go nowhere.
-                state.store.change_delivered(&org, ev.id).await?;
-                dropped += 1;
-                continue;
-            };
-            match deliver(state, &ev, &url, signing.as_deref()).await {
+        // A batch holds one change per entity: up to PARALLEL calls at once keep each
+        // entity's order, and a slow endpoint is not called one change at a time.
+        let mut calls = tokio::task::JoinSet::new();
+        let mut batch = batch.into_iter();
+        loop {
+            while calls.len() < PARALLEL {
+                let Some(ev) = batch.next() else { break };
+                let dest = blueprints.get(&ev.blueprint).and_then(|b| b.changelog_destination.clone());
+                let Some(url) = webhook_url(dest.as_ref()) else {
+                    // The destination was removed (or the blueprint deleted): its changes go nowhere.
+                    state.store.change_delivered(&org, ev.id).await?;
+                    dropped += 1;
+                    continue;
+                };
+                let (st, signing) = (state.clone(), signing.clone());
+                calls.spawn(async move {
+                    let outcome = deliver(&st, &ev, &url, signing.as_deref()).await;
+                    (ev, outcome)
+                });
+            }
+            let Some(done) = calls.join_next().await else { break };
+            let (ev, outcome) = done.map_err(|e| JobError::Retry(format!("a changelog call stopped: {e}")))?;
+            match outcome {
                 Ok(()) => {
                     state.store.change_delivered(&org, ev.id).await?;
                     delivered += 1;

@@ -201,3 +201,41 @@ async fn changes_are_kept_with_the_write_until_a_node_delivers_them() {
     assert!(r.body["changelog"]["note"].as_str().unwrap().contains("Kafka"), "{}", r.body);
     assert_eq!(app.get("/v1/blueprints/nope/changelog").await.status.as_u16(), 404);
 }
+
+/// A slow endpoint is not called one change at a time: the changes of different entities are
+/// sent concurrently (one entity's still in order, as the tests above show).
+#[tokio::test]
+async fn changes_of_different_entities_are_sent_concurrently() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(app) = TestApp::spawn_with(config(2)).await else { return };
+    let (now, max, done) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m, d) = (now.clone(), max.clone(), done.clone());
+    let slow = axum::Router::new().fallback(move || {
+        let (n, m, d) = (n.clone(), m.clone(), d.clone());
+        async move {
+            m.fetch_max(n.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            n.fetch_sub(1, Ordering::SeqCst);
+            d.fetch_add(1, Ordering::SeqCst);
+            AxStatus::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    model(&app, &url).await;
+    // One bulk write: six entities' changes recorded together, claimed in one batch.
+    let entities: Vec<Value> =
+        (0..6).map(|i| json!({"identifier": format!("vm-{i}"), "properties": {"size": i}})).collect();
+    let r = app.post("/v1/blueprints/vm/entities/bulk", json!({"entities": entities})).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    for _ in 0..200 {
+        if done.load(Ordering::SeqCst) >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done.load(Ordering::SeqCst), 6, "every change delivered");
+    assert!(max.load(Ordering::SeqCst) >= 2, "the calls were made one at a time");
+}
