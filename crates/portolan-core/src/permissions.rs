@@ -406,6 +406,13 @@ impl PagePermissions {
         let Principal::User(u) = p else { return true };
         u.admin || self.read.admits(u, &p.roles())
     }
+
+    /// May `p` change the page (its fields and widgets)? Administrators always; others when
+    /// the page's `update` grant names them, their role or one of their teams.
+    pub fn may_update(&self, p: &Principal) -> bool {
+        let Principal::User(u) = p else { return true };
+        u.admin || self.update.admits(u, &p.roles())
+    }
 }
 
 fn parse_grant(v: &Value, path: &str, errs: &mut FieldErrors, allow_policy: bool) -> Option<Grant> {

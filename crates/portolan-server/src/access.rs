@@ -34,6 +34,8 @@ pub enum Access {
     Member,
     /// Decided per entity by the blueprint's permissions (route level: any member).
     Entities,
+    /// Decided per page by its `update` permission (route level: any member).
+    Pages,
     /// An administrator or a moderator of the blueprint in the path's `{id}`.
     Moderator,
     /// An administrator, or the user the path's `{email}` names.
@@ -47,7 +49,7 @@ impl Access {
     /// parameter of the request.
     pub fn refusal(self, p: &Principal, param: impl Fn(&str) -> Option<String>) -> Option<String> {
         let ok = match self {
-            Access::Public | Access::Member | Access::Entities => true,
+            Access::Public | Access::Member | Access::Entities | Access::Pages => true,
             Access::Admin => p.is_admin(),
             Access::Moderator => param("id").is_some_and(|bp| p.moderates(&bp)),
             Access::AdminOrSelf => {

@@ -152,12 +152,12 @@ routes! {
     get "/v1/pages" => page::list, "Pages", "List pages: catalog pages, dashboards, the home page, folders", Member;
     post "/v1/pages" => page::create, "Pages", "Create a page (widgets get ids when they have none)", Admin;
     get "/v1/pages/{id}" => page::get, "Pages", "Get a page with its widgets", Member;
-    put "/v1/pages/{id}" => page::put, "Pages", "Replace a page", Admin;
+    put "/v1/pages/{id}" => page::put, "Pages", "Replace a page (admins, and whom its update permission names)", Pages;
     delete "/v1/pages/{id}" => page::delete, "Pages", "Delete a page", Admin;
     get "/v1/pages/{id}/permissions" => page::get_permissions, "Pages", "Who may see and change the page (the defaults when never set)", Admin;
     patch "/v1/pages/{id}/permissions" => page::patch_permissions, "Pages", "Change who may see and change the page (only the keys given)", Admin;
-    patch "/v1/pages/{id}/widgets/{widget}" => page::patch_widget, "Pages", "Change fields of one widget of a page", Admin;
-    delete "/v1/pages/{id}/widgets/{widget}" => page::delete_widget, "Pages", "Remove one widget from a page", Admin;
+    patch "/v1/pages/{id}/widgets/{widget}" => page::patch_widget, "Pages", "Change fields of one widget of a page (admins, and whom its update permission names)", Pages;
+    delete "/v1/pages/{id}/widgets/{widget}" => page::delete_widget, "Pages", "Remove one widget from a page (admins, and whom its update permission names)", Pages;
 }
 
 /// The OpenAPI 3.1 document of [`ROUTES`].

@@ -39,6 +39,7 @@ pub async fn put(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
+    page::check_update(&state, &caller, &id).await?;
     let p = page::save(&state, &caller, &body, Some(&id), SaveMode::Update).await?;
     Ok(Json(json!({"ok": true, "identifier": p.identifier, "page": page::render(&p)})))
 }
@@ -54,6 +55,7 @@ pub async fn patch_widget(
     Path((id, widget)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
+    page::check_update(&state, &caller, &id).await?;
     let p = page::change_widget(&state, &caller, &id, &widget, Some(&body)).await?;
     Ok(Json(json!({"ok": true, "page": page::render(&p)})))
 }
@@ -63,6 +65,7 @@ pub async fn delete_widget(
     caller: Caller,
     Path((id, widget)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    page::check_update(&state, &caller, &id).await?;
     let p = page::change_widget(&state, &caller, &id, &widget, None).await?;
     Ok(Json(json!({"ok": true, "page": page::render(&p)})))
 }

@@ -44,6 +44,22 @@ pub async fn load(state: &AppState, actor: &Actor, id: &str) -> ApiResult<Stored
     Ok(p)
 }
 
+/// Refuse `actor` a change of page `id` unless its `update` permission admits it (a page it
+/// may not read is not found, as in [`load`]).
+pub async fn check_update(state: &AppState, actor: &Actor, id: &str) -> ApiResult<()> {
+    if actor.principal.is_admin() {
+        return Ok(());
+    }
+    load(state, actor, id).await?;
+    if permissions(state, &actor.org, id).await?.may_update(&actor.principal) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "you may read page {id:?} but not change it: its update permissions name neither you, your roles nor \
+         your teams (an admin sets them with PATCH /v1/pages/{id}/permissions)"
+    )))
+}
+
 /// The permissions of page `id` (the defaults when none were set).
 pub async fn permissions(state: &AppState, org: &OrgId, id: &str) -> ApiResult<PagePermissions> {
     let doc = state.store.page_permissions(org, id).await?;

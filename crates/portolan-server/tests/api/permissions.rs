@@ -67,7 +67,11 @@ async fn every_route_decides_its_callers_as_the_route_table_says() {
         } else if r.status == StatusCode::FORBIDDEN {
             // Only an entity's permissions may refuse a member on a route that admits members.
             let msg = r.body["message"].as_str().unwrap_or_default();
-            assert!(*access == Access::Entities && msg.contains("permissions"), "{what} refused a member: {}", r.body);
+            assert!(
+                matches!(access, Access::Entities | Access::Pages) && msg.contains("permissions"),
+                "{what} refused a member: {}",
+                r.body
+            );
         }
         let r = call(moderator.clone()).await;
         if matches!(access, Access::Admin | Access::AdminOrSelf) {
@@ -565,4 +569,35 @@ async fn page_read_permissions_hide_pages() {
     assert_eq!(app.req_as(&sre, "GET", "/v1/pages/oncall", None).await.status, StatusCode::OK);
     let recs = app.audit("identifier=oncall&resources=page").await;
     assert!(recs[0]["diff"]["after"]["permissions"]["read"]["teams"] == json!(["sre"]), "{}", recs[0]);
+
+    // `update` names who changes the page besides admins (Port §8.5): its fields and widgets.
+    let page = json!({"identifier": "open", "type": "dashboard", "title": "Open",
+                      "widgets": [{"id": "w1", "type": "markdown", "markdown": "hi"}]});
+    let r = app.req_as(&sre, "PUT", "/v1/pages/open", Some(page.clone())).await;
+    assert_error(&r, 403, "forbidden");
+    assert!(r.body["message"].as_str().unwrap().contains("update permissions"), "{}", r.body);
+    let r = app.patch("/v1/pages/open/permissions", json!({"update": {"roles": ["Admin"], "teams": ["sre"]}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.req_as(&sre, "PUT", "/v1/pages/open", Some(page)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.req_as(&sre, "PATCH", "/v1/pages/open/widgets/w1", Some(json!({"markdown": "hello"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["page"]["widgets"][0]["markdown"], "hello");
+    assert_error(&app.req_as(&dev, "DELETE", "/v1/pages/open/widgets/w1", None).await, 403, "forbidden");
+    assert_eq!(app.req_as(&sre, "DELETE", "/v1/pages/open/widgets/w1", None).await.status, StatusCode::OK);
+    // Deleting the page and changing its permissions stay with admins.
+    assert_error(&app.req_as(&sre, "DELETE", "/v1/pages/open", None).await, 403, "forbidden");
+    assert_error(
+        &app.req_as(&sre, "PATCH", "/v1/pages/open/permissions", Some(json!({"read": {"roles": ["Admin"]}}))).await,
+        403,
+        "forbidden",
+    );
+    // A page the caller may not read is not found, whatever it would change.
+    assert_error(
+        &app.req_as(&dev, "PUT", "/v1/pages/oncall", Some(json!({"type": "dashboard"}))).await,
+        404,
+        "not_found",
+    );
+    let recs = app.audit("identifier=open&resources=page").await;
+    assert_eq!(recs[0]["trigger"]["by"]["userId"], "sre@example.com", "{}", recs[0]);
 }
