@@ -322,6 +322,42 @@ pub async fn reader(state: &AppState, actor: &Actor) -> ApiResult<Option<Reader>
     Ok(Some(Reader { principal: actor.principal.clone(), scopes }))
 }
 
+/// What of the audit log `actor` may read, given the `blueprint` and `entity` it asks for
+/// and the `resources` it filters on (the resources to filter on). Port's rule for non-admins
+/// (port-api.md §8.6), the same in the API and the web UI: administrators read the whole log;
+/// everyone else the log of one entity they may read, never of a deleted one — so a member sees
+/// no entity there that a search would not show them, and none of the organization's other
+/// changes (credentials, users, settings).
+pub async fn audit_scope(
+    state: &AppState,
+    actor: &Actor,
+    blueprint: Option<&str>,
+    entity: Option<&str>,
+    resources: Vec<String>,
+) -> ApiResult<Vec<String>> {
+    if actor.principal.is_admin() {
+        return Ok(resources);
+    }
+    let (Some(bp), Some(id)) = (blueprint, entity) else {
+        return Err(ApiError::forbidden(
+            "members read the audit log of one entity at a time, one the blueprint's read permissions let them \
+             read: give entity and blueprint (the whole log takes the Admin role)",
+        ));
+    };
+    match state.store.get_entity(&actor.org, bp, id).await? {
+        Some(e) if may_read(state, actor, &e).await? => {}
+        _ => return Err(unreadable(bp, id)),
+    }
+    if resources.iter().any(|r| r != "entity") {
+        return Err(FieldError::new(
+            "resources",
+            "members read the records of one entity: resources may only be entity",
+        )
+        .into());
+    }
+    Ok(vec!["entity".to_string()])
+}
+
 /// The answer to a read of an entity `actor` may not read: the same 404 as a missing one, so
 /// nothing about it leaks.
 pub fn unreadable(bp: &str, id: &str) -> ApiError {

@@ -106,29 +106,8 @@ pub async fn list(
     {
         return Err(portolan_core::FieldError::new("to", "must not be earlier than from").into());
     }
-    // Port's rule for non-admins (port-api.md §8.6): the log of one entity they may read, never
-    // of a deleted one — so a member sees no entity here that a search would not show them.
-    let mut resources = resources;
-    if !caller.principal.is_admin() {
-        let (Some(bp), Some(id)) = (&p.blueprint, &p.entity) else {
-            return Err(ApiError::forbidden(
-                "members read the audit log of one entity at a time, one the blueprint's read permissions let \
-                 them read: give entity and blueprint (the whole log takes the Admin role)",
-            ));
-        };
-        match state.store.get_entity(&caller.org, bp, id).await? {
-            Some(e) if crate::access::may_read(&state, &caller, &e).await? => {}
-            _ => return Err(crate::access::unreadable(bp, id)),
-        }
-        if resources.iter().any(|r| r != "entity") {
-            return Err(portolan_core::FieldError::new(
-                "resources",
-                "members read the records of one entity: resources may only be entity",
-            )
-            .into());
-        }
-        resources = vec!["entity".to_string()];
-    }
+    let resources =
+        crate::access::audit_scope(&state, &caller, p.blueprint.as_deref(), p.entity.as_deref(), resources).await?;
     let filter = AuditFilter {
         identifier: p.identifier,
         entity: p.entity,

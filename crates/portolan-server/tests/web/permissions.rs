@@ -1,6 +1,7 @@
 //! Permissions in the web UI: a member whose read permission is scoped to their team sees only
 //! their team's entities in the catalog, on entity pages, in related-entity lists and exports;
-//! a write the blueprint's permissions refuse shows the reason; the audit log is closed to them;
+//! a write the blueprint's permissions refuse shows the reason; the audit log shows them one
+//! readable entity's records at a time;
 //! the self-service list offers only the actions they may run.
 
 use reqwest::StatusCode;
@@ -64,8 +65,18 @@ async fn a_team_scoped_member_sees_and_changes_only_what_permissions_allow() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.text.contains("<p class=\"big-number\">1</p>"), "{}", page.text);
     assert!(!page.text.contains("theirs-secret"), "{}", page.text);
-    // The audit log names every entity's changes: closed to a member with a scoped read.
-    assert_eq!(app.get(&mut member, "/ui/audit").await.status, StatusCode::FORBIDDEN);
+    // The audit log, as in the API: a member reads one entity's log at a time, one they may
+    // read; the whole log (and another team's entity) stays closed.
+    let whole = app.get(&mut member, "/ui/audit").await;
+    assert_eq!(whole.status, StatusCode::FORBIDDEN);
+    assert!(whole.unescaped().contains("give entity and blueprint"), "{}", whole.text);
+    let page = app.get(&mut member, "/ui/entities/svc/ours").await;
+    assert!(page.unescaped().contains("/ui/audit?blueprint=svc&entity=ours"), "the entity page links its records");
+    let ours = app.get(&mut member, "/ui/audit?blueprint=svc&entity=ours").await;
+    assert_eq!(ours.status, StatusCode::OK, "{}", ours.text);
+    assert!(ours.text.contains("ours") && !ours.text.contains("theirs-secret"), "{}", ours.text);
+    let theirs = app.get(&mut member, "/ui/audit?blueprint=svc&entity=theirs-secret").await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
     let mut admin = app.admin().await;
     let audit = app.get(&mut admin, "/ui/audit").await;
     assert!(audit.text.contains("theirs-secret"), "admins read it all");
