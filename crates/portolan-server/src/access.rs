@@ -7,7 +7,10 @@
 //! are decided per entity by the blueprint's permissions ([`BlueprintPermissions`], core):
 //! writes inside the write's transaction ([`WriteGuard`], on the stored entity), reads by a
 //! restriction AND-ed into every search, list, count and export ([`visible`]) and a check of
-//! single reads ([`may_read`]). The web UI's pages act through the same functions.
+//! single reads ([`may_read`]); values an answer takes from related entities through the
+//! reader's [`Reader`]; the audit log through [`audit_scope`]. Page changes
+//! ([`Access::Pages`]) are decided by the page's `update` grant (`ops::page::check_update`).
+//! The web UI's pages act through the same functions.
 //!
 //! Administrators (organization credentials, Admin users) and a blueprint's moderators skip
 //! the per-entity decisions: their requests cost nothing more than before.
