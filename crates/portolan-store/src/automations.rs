@@ -237,8 +237,24 @@ fn run_changed(before: &Run, after: &Run) -> bool {
 /// one more than the run's own (`_depth`: an automation's run), so chains of automations
 /// reacting to each other's runs are cut like entity loops.
 pub(crate) async fn record_run(tx: &mut Tx, org: &OrgId, before: Option<&Run>, after: &Run) -> Result<()> {
+    if before.is_some_and(|b| !run_changed(b, after)) {
+        return Ok(());
+    }
+    let heard = listening(tx, org).await?;
+    record_run_heard(tx, org, &heard, before, after).await
+}
+
+/// [`record_run`] with what the organization's automations listen to read already (one probe
+/// for a transaction that writes many runs).
+async fn record_run_heard(
+    tx: &mut Tx,
+    org: &OrgId,
+    heard: &Listening,
+    before: Option<&Run>,
+    after: &Run,
+) -> Result<()> {
     let kind = if before.is_some() { "RUN_UPDATED" } else { "RUN_CREATED" };
-    if before.is_some_and(|b| !run_changed(b, after)) || !listening(tx, org).await?.hears(&after.action, kind) {
+    if before.is_some_and(|b| !run_changed(b, after)) || !heard.hears(&after.action, kind) {
         return Ok(());
     }
     let def = tx
@@ -326,10 +342,12 @@ impl Automations for SqlStore {
         let rows = tx.q(&sql).bind(&org.0).bind_ints(&ids).fetch_all(&mut tx).await?;
         let mine: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
         let mut done = Vec::with_capacity(mine.len());
+        // Read once for every run this dispatch creates (their RUN_CREATED events).
+        let heard = listening(&mut tx, org).await?;
         for (id, runs) in events.iter().filter(|(id, _)| mine.contains(id)) {
             for (run, job) in runs {
                 crate::actions::insert_run(db, &mut tx, org, run).await?;
-                record_run(&mut tx, org, None, run).await?;
+                record_run_heard(&mut tx, org, &heard, None, run).await?;
                 if let Some(j) = job {
                     jobs::enqueue(db, &mut tx, org, j).await?;
                 }
