@@ -185,6 +185,19 @@ async fn github_token(
     Ok(token.to_string())
 }
 
+/// A triggering call's classified answer: the service's body, the run's end when the service
+/// refused (with the call's `payload` and `trace`), or a retry of the job when it may answer
+/// later.
+fn answered(r: Result<Value, Failed>, payload: &Value, trace: &Value) -> Result<Result<Value, Ending>, JobError> {
+    match r {
+        Ok(b) => Ok(Ok(b)),
+        Err(Failed::Transient(why)) => Err(JobError::Retry(why)),
+        Err(Failed::Refused(why)) => {
+            Ok(Err(Ending { payload: Some(payload.clone()), trace: Some(trace.clone()), ..Ending::failure(why) }))
+        }
+    }
+}
+
 fn trace_of(ex: &Exchange, censored: &[String], note: &str) -> Value {
     let refs: Vec<&str> = censored.iter().map(String::as_str).collect();
     let mut t = serde_json::to_value(ex.clone().censored(&refs)).unwrap_or(Value::Null);
@@ -238,12 +251,13 @@ pub(super) async fn github(
     let payload =
         censor_value(&json!({"type": "GITHUB", "url": url, "ref": git_ref, "inputs": body["inputs"]}), &censored);
     let trace = trace_of(&ex, &censored, "GitHub workflow dispatch");
-    let answer = match classify("GitHub", &format!("the dispatch of workflow {workflow} in {full}"), &ex) {
+    let answer = match answered(
+        classify("GitHub", &format!("the dispatch of workflow {workflow} in {full}"), &ex),
+        &payload,
+        &trace,
+    )? {
         Ok(b) => b,
-        Err(Failed::Transient(why)) => return Err(JobError::Retry(why)),
-        Err(Failed::Refused(why)) => {
-            return Ok((Ending { payload: Some(payload), trace: Some(trace), ..Ending::failure(why) }, None));
-        }
+        Err(refused) => return Ok((refused, None)),
     };
     let run_id = answer["workflow_run_id"].as_i64();
     let link = answer["html_url"].as_str().map(str::to_string);
@@ -310,12 +324,13 @@ pub(super) async fn gitlab(
     let payload =
         censor_value(&json!({"type": "GITLAB", "url": url, "ref": git_ref, "variables": variables}), &censored);
     let trace = trace_of(&ex, &censored, "GitLab pipeline trigger");
-    let answer = match classify("GitLab", &format!("the pipeline trigger of {project_path}"), &ex) {
+    let answer = match answered(
+        classify("GitLab", &format!("the pipeline trigger of {project_path}"), &ex),
+        &payload,
+        &trace,
+    )? {
         Ok(b) => b,
-        Err(Failed::Transient(why)) => return Err(JobError::Retry(why)),
-        Err(Failed::Refused(why)) => {
-            return Ok((Ending { payload: Some(payload), trace: Some(trace), ..Ending::failure(why) }, None));
-        }
+        Err(refused) => return Ok((refused, None)),
     };
     let pipeline = answer["id"].as_i64();
     let followed = secret(secrets, "GITLAB_TOKEN").is_some() && pipeline.is_some();
