@@ -159,7 +159,12 @@ impl SqlStore {
     }
 
     fn new(db: Db, search_connections: u32) -> SqlStore {
-        SqlStore { db, budget: Budget::default(), gate: SearchGate::for_pool(search_connections) }
+        SqlStore {
+            db,
+            budget: Budget::default(),
+            gate: SearchGate::for_pool(search_connections),
+            scan_part_rows: std::sync::Arc::new(crate::widgets::SCAN_PART_ROWS.into()),
+        }
     }
 
     /// SQLite: stop running searches, then close both pools (checkpointing the WAL).

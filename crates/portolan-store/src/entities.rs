@@ -237,31 +237,57 @@ pub(crate) fn filter(
         }
         q.push(" AND e.blueprint = ").param(SqlParam::Text(bp.to_string()));
     }
-    let ctx = CompileCtx {
+    if let Some(visible) = req.visible {
+        let frag =
+            compile_ctx(db, org, req, scorecards, whole_set, |ctx| compile_where_in(visible, ctx, req.blueprint))
+                .map_err(StoreError::Invalid)?;
+        q.push(" AND (").append(frag).push(")");
+    }
+    if let Some(query) = req.query {
+        q.push(" AND (").append(condition(db, org, req, scorecards, query, whole_set)?).push(")");
+    }
+    Ok(q)
+}
+
+/// `query` compiled as a condition on the entity row `e`, for the entities of `req`'s blueprint
+/// (`req.query` itself is not read).
+pub(crate) fn condition(
+    db: &Db,
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+    scorecards: Option<&[ScorecardDef]>,
+    query: &Query,
+    whole_set: bool,
+) -> Result<SqlFrag> {
+    let frag = compile_ctx(db, org, req, scorecards, whole_set, |ctx| compile_where_in(query, ctx, req.blueprint))
+        .map_err(StoreError::Invalid)?;
+    // PostgreSQL cannot bind text holding a NUL character: a query value with one is refused
+    // (SQLite compares it like any other text).
+    if frag.params.iter().any(|p| matches!(p, SqlParam::Text(t) if db.refuses(t))) {
+        return Err(StoreError::Invalid(portolan_core::FieldError::new(
+            "query",
+            "a value contains the NUL character (U+0000), which this server's database (PostgreSQL) cannot compare",
+        )));
+    }
+    Ok(frag)
+}
+
+fn compile_ctx<T>(
+    db: &Db,
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+    scorecards: Option<&[ScorecardDef]>,
+    whole_set: bool,
+    f: impl FnOnce(&CompileCtx<'_>) -> T,
+) -> T {
+    f(&CompileCtx {
         org_id: &org.0,
         now: req.now,
         blueprints: req.blueprints,
         dialect: db.dialect(),
         scorecards: Some(scorecards.unwrap_or_default()),
         team_rows: whole_set,
-    };
-    if let Some(visible) = req.visible {
-        let frag = compile_where_in(visible, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
-        q.push(" AND (").append(frag).push(")");
-    }
-    if let Some(query) = req.query {
-        let frag = compile_where_in(query, &ctx, req.blueprint).map_err(StoreError::Invalid)?;
-        // PostgreSQL cannot bind text holding a NUL character: a query value with one is refused
-        // (SQLite compares it like any other text).
-        if frag.params.iter().any(|p| matches!(p, SqlParam::Text(t) if db.refuses(t))) {
-            return Err(StoreError::Invalid(portolan_core::FieldError::new(
-                "query",
-                "a value contains the NUL character (U+0000), which this server's database (PostgreSQL) cannot compare",
-            )));
-        }
-        q.push(" AND (").append(frag).push(")");
-    }
-    Ok(q)
+    })
 }
 
 #[async_trait]

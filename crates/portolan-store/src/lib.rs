@@ -66,7 +66,7 @@ pub use settings::{PoolUse, Settings};
 pub use teams::{MAX_TEAMS, Person, PersonEdit, Team, TeamWrite, Teams};
 pub use ui::{InitialFilter, Ui};
 pub use webhooks::{Delivery, StoredWebhook, WebhookWrite, Webhooks};
-pub use widgets::{Aggregate, Breakdown, MAX_GROUPS, Widgets};
+pub use widgets::{Aggregate, Breakdown, MAX_COMBINATIONS, MAX_GROUPS, Measure, Measured, SCAN_PART_ROWS, Widgets};
 
 pub(crate) use dialect::{Budget, SearchGate};
 pub(crate) use jobs::job_rowid;
@@ -179,6 +179,8 @@ pub struct SqlStore {
     db: db::Db,
     budget: Budget,
     gate: SearchGate,
+    /// [`SCAN_PART_ROWS`], lowered by tests ([`Settings::set_scan_part_rows`]).
+    scan_part_rows: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The SQLite store ([`SqlStore::open`], [`SqlStore::in_memory`]).

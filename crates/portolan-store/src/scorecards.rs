@@ -641,7 +641,12 @@ impl SqlStore {
         org: &OrgId,
         req: &SearchRequest<'_>,
     ) -> Result<Option<Vec<ScorecardDef>>> {
-        if !req.query.is_some_and(Query::uses_scorecards) {
+        self.scorecard_defs_if(org, req.query.is_some_and(Query::uses_scorecards)).await
+    }
+
+    /// The organization's scorecards for the search compiler when `needed` (`None` otherwise).
+    pub(crate) async fn scorecard_defs_if(&self, org: &OrgId, needed: bool) -> Result<Option<Vec<ScorecardDef>>> {
+        if !needed {
             return Ok(None);
         }
         let stored = self.list_scorecards(org, None).await?;

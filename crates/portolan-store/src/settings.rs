@@ -19,6 +19,10 @@ pub trait Settings: Send + Sync {
     /// stopped at once on SQLite and at its budget on PostgreSQL; either way its connection
     /// goes back to the pool. Default [`crate::DEFAULT_QUERY_BUDGET`].
     fn set_query_budget(&self, budget: Duration);
+    /// The fewest entities a dashboard's scan hands to one more connection
+    /// ([`crate::Widgets::measure`]; default [`crate::SCAN_PART_ROWS`]); tests lower it
+    /// to split small scans.
+    fn set_scan_part_rows(&self, rows: u64);
     /// A value of the process-wide settings table; `init` is stored and returned if absent.
     async fn setting_or_init(&self, key: &str, init: &str) -> Result<String>;
     /// Replace a setting's value only if it is still `old` (compare-and-set: of several nodes
@@ -83,6 +87,10 @@ impl Settings for SqlStore {
 
     fn set_query_budget(&self, budget: Duration) {
         self.budget.set(budget);
+    }
+
+    fn set_scan_part_rows(&self, rows: u64) {
+        self.scan_part_rows.store(rows.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn setting_or_init(&self, key: &str, init: &str) -> Result<String> {

@@ -82,3 +82,113 @@ pub async fn widget_aggregates_count_group_and_stay_in_the_organization(s: &dyn 
     assert_eq!(s.aggregate(&b, &b_all, "cpu", Aggregate::Sum).await.unwrap(), Some(100.0));
     assert!(s.level_counts(&b, "service", "q").await.unwrap().is_empty());
 }
+
+/// A dashboard's widgets over one blueprint read in one scan ([`crate::Widgets::measure`]):
+/// each measure's answer is what its own statement gives (counts, every aggregate, counts by a
+/// value that is a string, number, boolean, array, JSON null or missing), with the scan whole
+/// or split across connections; a measure whose query is wrong gets its own error and the
+/// others are read; another organization's entities are not counted.
+pub async fn measures_of_one_scan_match_their_own_statements(s: &dyn Store) {
+    use crate::{Measure, Measured};
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let m = model(s, &a).await;
+    let mb = model(s, &b).await;
+    write_ok(s, &a, &m, vec![entity("team", "t", json!({}), json!({}))]).await;
+    write_ok(s, &b, &mb, vec![entity("team", "t", json!({}), json!({}))]).await;
+    let langs = [json!("rust"), json!("go"), json!(true), json!(false), json!(3), json!(2.5), json!(["x", "y"])];
+    let cpus = [json!(1), json!(2.5), json!("many"), json!(-4), json!(8), json!(true), json!(0.25)];
+    let svcs: Vec<_> = (0..40)
+        .map(|i| {
+            let mut p = serde_json::Map::new();
+            if i % 9 != 8 {
+                p.insert("lang".into(), if i % 11 == 10 { json!(null) } else { langs[i % langs.len()].clone() });
+            }
+            if i % 5 != 4 {
+                p.insert("cpu".into(), cpus[i % cpus.len()].clone());
+            }
+            entity("service", &format!("s{i}"), serde_json::Value::Object(p), json!({"team": "t"}))
+        })
+        .collect();
+    write_ok(s, &a, &m, svcs).await;
+    write_ok(s, &b, &mb, vec![entity("service", "x", json!({"lang": "rust", "cpu": 100}), json!({"team": "t"}))]).await;
+
+    let q = |v: serde_json::Value| parse_query(&v).unwrap();
+    let rust = q(json!({"combinator": "and", "rules": [{"property": "lang", "operator": "=", "value": "rust"}]}));
+    let big = q(json!({"combinator": "and", "rules": [{"property": "cpu", "operator": ">", "value": 2}]}));
+    let bad = q(json!({"combinator": "and", "rules": [{"scorecard": "nope", "operator": "=", "value": "Gold"}]}));
+    let ms: Vec<(Option<&portolan_core::search::Query>, Measure<'_>)> = vec![
+        (None, Measure::Count),
+        (Some(&rust), Measure::Count),
+        (None, Measure::CountBy { field: "lang", top: 3 }),
+        (None, Measure::CountBy { field: "lang", top: 100 }),
+        (Some(&big), Measure::CountBy { field: "lang", top: 100 }),
+        (None, Measure::CountBy { field: "cpu", top: 100 }),
+        (Some(&bad), Measure::Count),
+        (None, Measure::Aggregate { property: "cpu", func: Aggregate::Sum }),
+        (Some(&rust), Measure::Aggregate { property: "cpu", func: Aggregate::Sum }),
+        (None, Measure::Aggregate { property: "cpu", func: Aggregate::Average }),
+        (Some(&big), Measure::Aggregate { property: "cpu", func: Aggregate::Min }),
+        (None, Measure::Aggregate { property: "cpu", func: Aggregate::Max }),
+        (None, Measure::Aggregate { property: "nothing", func: Aggregate::Max }),
+    ];
+    // What each measure's own statement answers.
+    let mut expected = Vec::new();
+    for (query, measure) in &ms {
+        let one = req(Some("service"), *query, &m);
+        expected.push(match *measure {
+            Measure::Count => s.count_entities(&a, &one).await.map(Measured::Count),
+            Measure::Aggregate { property, func } => {
+                s.aggregate(&a, &one, property, func).await.map(Measured::Aggregate)
+            }
+            Measure::CountBy { field, top } => s.count_by(&a, &one, field, top).await.map(Measured::Breakdown),
+        });
+    }
+    assert!(expected[6].is_err(), "an unknown scorecard is an error: {:?}", expected[6]);
+    let Ok(Measured::Breakdown(every)) = &expected[3] else { panic!("{:?}", expected[3]) };
+    for v in ["rust", "go", "true", "false", "3", "2.5"] {
+        assert!(every.groups.iter().any(|(g, _)| g.as_deref() == Some(v)), "{v} is a group: {every:?}");
+    }
+    // Arrays as JSON (PostgreSQL writes a space after the comma).
+    assert!(every.groups.iter().any(|(g, _)| g.as_deref().is_some_and(|g| g.starts_with("[\"x\","))), "{every:?}");
+    let same = |got: &[crate::Result<Measured>], how: &str| {
+        assert_eq!(got.len(), ms.len());
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            match (g, e) {
+                (Ok(Measured::Breakdown(g)), Ok(Measured::Breakdown(e))) => {
+                    // Ties may be ordered differently by the databases' own statements: the
+                    // counts in order, and the groups themselves when all are shown.
+                    assert_eq!(g.total, e.total, "{how}: measure {i}");
+                    let counts = |b: &crate::Breakdown| b.groups.iter().map(|x| x.1).collect::<Vec<_>>();
+                    assert_eq!(counts(g), counts(e), "{how}: measure {i}: {g:?} / {e:?}");
+                    if e.other() == 0 {
+                        let (mut gs, mut es) = (g.groups.clone(), e.groups.clone());
+                        gs.sort();
+                        es.sort();
+                        assert_eq!(gs, es, "{how}: measure {i}");
+                    }
+                }
+                (Ok(Measured::Aggregate(Some(g))), Ok(Measured::Aggregate(Some(e)))) => {
+                    assert!((g - e).abs() < 1e-9, "{how}: measure {i}: {g} / {e}");
+                }
+                (Ok(g), Ok(e)) => assert_eq!(g, e, "{how}: measure {i}"),
+                (Err(g), Err(e)) => assert_eq!(g.to_string(), e.to_string(), "{how}: measure {i}"),
+                (g, e) => panic!("{how}: measure {i}: {g:?} / {e:?}"),
+            }
+        }
+    };
+    let base = req(Some("service"), None, &m);
+    same(&s.measure(&a, &base, &ms).await.unwrap(), "one scan");
+    s.set_scan_part_rows(5);
+    same(&s.measure(&a, &base, &ms).await.unwrap(), "split scan");
+    s.set_scan_part_rows(crate::SCAN_PART_ROWS);
+
+    // Across blueprints (no blueprint): counts by `$blueprint`.
+    let all = req(None, None, &m);
+    let by_bp = s.measure(&a, &all, &[(None, Measure::CountBy { field: "$blueprint", top: 10 })]).await.unwrap();
+    let Ok(Measured::Breakdown(by_bp)) = &by_bp[0] else { panic!("{by_bp:?}") };
+    assert_eq!(by_bp.groups, vec![(Some("service".into()), 40), (Some("team".into()), 1)]);
+    // The other organization: its one service.
+    let theirs = s.measure(&b, &req(Some("service"), None, &mb), &ms[..3]).await.unwrap();
+    assert_eq!(theirs[0].as_ref().unwrap(), &Measured::Count(1));
+    assert_eq!(theirs[1].as_ref().unwrap(), &Measured::Count(1));
+}

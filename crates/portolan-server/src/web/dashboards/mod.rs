@@ -20,7 +20,7 @@ use super::respond::{chrome, page};
 use super::session::WebUser;
 use super::{CSP, Chrome, WebError, WebResult, urlencode};
 use crate::state::AppState;
-use widgets::{Bad, Body, Cx, bad};
+use widgets::{Ask, Bad, Body, Cx, bad};
 
 /// Widgets one dashboard renders (containers flattened); the rest are named in a note.
 const MAX_WIDGETS: usize = 40;
@@ -152,6 +152,73 @@ fn flatten<'a>(widgets: &'a [Value], span: u8, out: &mut Vec<(&'a Value, u8)>) {
     }
 }
 
+/// What a widget needs before it can be shown.
+enum Prepared<'a> {
+    /// A figure the store reads with the page's other figures over the same blueprint.
+    Ask(Ask<'a>),
+    /// Done already (a pie by scorecard level, or a configuration error).
+    Done(Result<Body, Bad>),
+    /// Read by [`build`].
+    Build,
+}
+
+async fn prepare<'a>(cx: &Cx<'a>, w: &'a Value) -> Prepared<'a> {
+    match w.get("type").and_then(Value::as_str) {
+        Some("entities-number-chart" | "number-chart") => match widgets::number(cx, w) {
+            Ok(ask) => Prepared::Ask(ask),
+            Err(b) => Prepared::Done(Err(b)),
+        },
+        Some("entities-pie-chart") => match widgets::pie(cx, w).await {
+            Ok(ask) => Prepared::Ask(ask),
+            Err(done) => Prepared::Done(done),
+        },
+        _ => Prepared::Build,
+    }
+}
+
+/// The figures `asks` need, one [`portolan_store::Widgets::measure`] per blueprint (all the
+/// number and pie widgets over a blueprint cost one scan of its entities); by widget index.
+async fn measure_all(
+    cx: &Cx<'_>,
+    asks: Vec<(usize, &Ask<'_>)>,
+) -> Vec<(usize, Result<portolan_store::Measured, portolan_store::StoreError>)> {
+    /// The widgets over one blueprint (or none): their indexes and what they ask.
+    type Group<'g, 'a> = (Option<&'g str>, Vec<(usize, &'g Ask<'a>)>);
+    let mut groups: Vec<Group<'_, '_>> = Vec::new();
+    for (i, ask) in asks {
+        let key = ask.blueprint.map(|b| b.identifier.as_str());
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push((i, ask)),
+            None => groups.push((key, vec![(i, ask)])),
+        }
+    }
+    let reads = groups.iter().map(|(_, members)| async move {
+        let bp = members[0].1.blueprint;
+        let items: Vec<_> = members.iter().map(|(_, a)| (a.query.as_ref(), a.measure)).collect();
+        let req = cx.request(bp, None, 1);
+        match cx.state.store.measure(&cx.user.org, &req, &items).await {
+            Ok(read) => members.iter().map(|(i, _)| *i).zip(read).collect::<Vec<_>>(),
+            Err(e) => {
+                // The scan failed (budget, database): each widget says so.
+                let msg = e.to_string();
+                members.iter().map(|(i, _)| (*i, Err(same_error(&e, &msg)))).collect()
+            }
+        }
+    });
+    join_all(reads.collect()).await.into_iter().flatten().collect()
+}
+
+/// `e` again, for each widget of a failed scan (store errors are not `Clone`).
+fn same_error(e: &portolan_store::StoreError, msg: &str) -> portolan_store::StoreError {
+    use portolan_store::StoreError;
+    match e {
+        StoreError::OverBudget { budget } => StoreError::OverBudget { budget: *budget },
+        StoreError::Invalid(f) => StoreError::Invalid(f.clone()),
+        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
+        _ => StoreError::Db(msg.to_string().into()),
+    }
+}
+
 /// One widget's body, and the origin of its frame (iframes).
 async fn build(cx: &Cx<'_>, w: &Value) -> Result<(Body, Option<String>), Bad> {
     let kind = match w.get("type") {
@@ -159,8 +226,6 @@ async fn build(cx: &Cx<'_>, w: &Value) -> Result<(Body, Option<String>), Bad> {
         _ => return Err(bad("type", "is required: the widget's kind (entities-pie-chart, markdown, …)")),
     };
     let body = match kind {
-        "entities-number-chart" | "number-chart" => widgets::number(cx, w).await?,
-        "entities-pie-chart" => widgets::pie(cx, w).await?,
         "table-entities-explorer" => widgets::table(cx, w).await?,
         "markdown" => widgets::markdown(cx, w).await?,
         "line-chart" => more::line(cx, w).await?,
@@ -192,11 +257,32 @@ async fn render_widgets(
     let note = (flat.len() > MAX_WIDGETS)
         .then(|| format!("This dashboard has {} widgets; the first {MAX_WIDGETS} are shown.", flat.len()));
     flat.truncate(MAX_WIDGETS);
-    // The widgets' queries run concurrently (each on its own read connection, within the
-    // organization's share of them), so a page takes about as long as its slowest widget.
-    let built = join_all(flat.iter().map(|(w, _)| build(&cx, w)).collect()).await;
+    // Number and pie widgets are read together, one scan per blueprint; the other widgets'
+    // queries run at the same time (each on its own read connection, within the organization's
+    // share of them), so a page takes about as long as its slowest read.
+    let prepared = join_all(flat.iter().map(|(w, _)| prepare(&cx, w)).collect()).await;
+    let asks =
+        prepared.iter().enumerate().filter_map(|(i, p)| if let Prepared::Ask(a) = p { Some((i, a)) } else { None });
+    let cx = &cx;
+    let builds = prepared.iter().zip(&flat).map(|(p, (w, _))| async move {
+        match p {
+            Prepared::Build => Some(build(cx, w).await),
+            _ => None,
+        }
+    });
+    let (mut measured, built) = tokio::join!(measure_all(cx, asks.collect()), join_all(builds.collect()));
     let (mut views, mut origins) = (Vec::new(), Vec::new());
-    for ((w, span), result) in flat.into_iter().zip(built) {
+    for (i, (((w, span), built), prepared)) in flat.into_iter().zip(built).zip(prepared).enumerate() {
+        let result = match prepared {
+            Prepared::Build => built.unwrap_or_else(|| Err(bad("type", "was not read"))),
+            Prepared::Done(body) => body.map(|b| (b, None)),
+            Prepared::Ask(ask) => {
+                let read = measured.iter().position(|(j, _)| *j == i).map(|k| measured.swap_remove(k).1);
+                let read =
+                    read.unwrap_or_else(|| Err(portolan_store::StoreError::Db("the figure was not read".into())));
+                ask.body(read).map(|b| (b, None))
+            }
+        };
         let text = |k: &str| w.get(k).and_then(Value::as_str).map(str::to_string);
         let body = match result {
             Ok((body, origin)) => {

@@ -6,7 +6,7 @@
 use minijinja::Value as Mj;
 use portolan_core::search::{Query, parse_query};
 use portolan_core::{Blueprint, FieldError};
-use portolan_store::{Aggregate, SearchRequest, StoreError};
+use portolan_store::{Aggregate, Measure, Measured, SearchRequest, StoreError};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -85,8 +85,8 @@ pub(super) struct Cx<'a> {
     pub visible: Option<Query>,
 }
 
-impl Cx<'_> {
-    fn blueprint(&self, w: &Value, required: bool) -> Result<Option<&Blueprint>, Bad> {
+impl<'a> Cx<'a> {
+    fn blueprint(&self, w: &Value, required: bool) -> Result<Option<&'a Blueprint>, Bad> {
         match w.get("blueprint") {
             None | Some(Value::Null) if !required => Ok(None),
             None | Some(Value::Null) => Err(bad("blueprint", "is required: the blueprint whose entities to show")),
@@ -108,7 +108,12 @@ impl Cx<'_> {
         Ok(None)
     }
 
-    fn request<'q>(&'q self, bp: Option<&'q Blueprint>, q: Option<&'q Query>, limit: u32) -> SearchRequest<'q> {
+    pub(super) fn request<'q>(
+        &'q self,
+        bp: Option<&'q Blueprint>,
+        q: Option<&'q Query>,
+        limit: u32,
+    ) -> SearchRequest<'q> {
         SearchRequest {
             blueprint: bp.map(|b| b.identifier.as_str()),
             query: q,
@@ -176,38 +181,45 @@ fn check_property(bp: Option<&Blueprint>, field: &str, name: &str) -> Result<(),
     }
 }
 
+/// What a number or pie widget reads, checked: the page reads those of one blueprint in one
+/// scan ([`portolan_store::Widgets::measure`]), then [`Ask::body`] shows each one's figure.
+pub(super) struct Ask<'a> {
+    pub blueprint: Option<&'a Blueprint>,
+    pub query: Option<Query>,
+    /// Where the query came from (`dataset` or `query`), for its errors.
+    qfield: &'static str,
+    pub measure: Measure<'a>,
+    widget: &'a Value,
+    /// The number's caption; `None` for a pie.
+    caption: Option<String>,
+}
+
 /// `entities-number-chart` / `number-chart`: a count, or an aggregate of a number property.
-pub(super) async fn number(cx: &Cx<'_>, w: &Value) -> Result<Body, Bad> {
+pub(super) fn number<'a>(cx: &Cx<'a>, w: &'a Value) -> Result<Ask<'a>, Bad> {
     let bp = cx.blueprint(w, false)?;
     let query = cx.query(w)?;
-    let (q, qfield) = match &query {
-        Some((q, f)) => (Some(q), *f),
+    let (query, qfield) = match query {
+        Some((q, f)) => (Some(q), f),
         None => (None, "dataset"),
     };
-    if bp.is_none() && q.is_none() {
+    if bp.is_none() && query.is_none() {
         return Err(bad("blueprint", "is required (or a dataset): which entities to count"));
     }
     let chart = str_field(w, "chartType")?.unwrap_or("countEntities");
     let func = str_field(w, "func")?.unwrap_or(if chart == "aggregateByProperty" { "sum" } else { "count" });
-    let req = cx.request(bp, q, 1);
-    let (value, caption) = match (chart, func) {
-        ("countEntities", "count") => {
-            let n = cx.state.store.count_entities(&cx.user.org, &req).await.map_err(|e| store_bad(qfield, e))?;
-            (n.to_string(), "entities".to_string())
-        }
+    let (measure, caption) = match (chart, func) {
+        ("countEntities", "count") => (Measure::Count, "entities".to_string()),
         ("aggregateByProperty", f) => {
-            let agg = match f {
+            let func = match f {
                 "sum" => Aggregate::Sum,
                 "average" => Aggregate::Average,
                 "min" => Aggregate::Min,
                 "max" => Aggregate::Max,
                 other => return Err(bad("func", format!("\"{other}\" is not one of sum, average, min, max"))),
             };
-            let prop = property_name(str_field(w, "property")?.ok_or_else(|| bad("property", "is required"))?);
-            check_property(bp, "property", prop)?;
-            let v = cx.state.store.aggregate(&cx.user.org, &req, prop, agg).await.map_err(|e| store_bad(qfield, e))?;
-            let shown = v.map_or_else(|| "–".to_string(), |v| decimals(w, v));
-            (shown, format!("{f} of {prop}"))
+            let property = property_name(str_field(w, "property")?.ok_or_else(|| bad("property", "is required"))?);
+            check_property(bp, "property", property)?;
+            (Measure::Aggregate { property, func }, format!("{f} of {property}"))
         }
         ("countEntities", f) => {
             return Err(bad("func", format!("\"{f}\" is not rendered for countEntities; use count")));
@@ -216,17 +228,41 @@ pub(super) async fn number(cx: &Cx<'_>, w: &Value) -> Result<Body, Bad> {
             return Err(bad("chartType", format!("\"{c}\" is not rendered; use countEntities or aggregateByProperty")));
         }
     };
-    let unit = match str_field(w, "unit")?.unwrap_or("none") {
-        "none" => "",
-        "custom" => str_field(w, "unitCustom")?.unwrap_or(""),
-        u => u,
-    };
-    let value = match (unit, str_field(w, "unitAlignment")?.unwrap_or("left")) {
-        ("", _) => value,
-        (u, "right") => format!("{value} {u}"),
-        (u, _) => format!("{u} {value}"),
-    };
-    Ok(Body::Number { value, caption })
+    Ok(Ask { blueprint: bp, query, qfield, measure, widget: w, caption: Some(caption) })
+}
+
+impl Ask<'_> {
+    /// The widget showing what the store read for it.
+    pub(super) fn body(&self, read: Result<Measured, StoreError>) -> Result<Body, Bad> {
+        let w = self.widget;
+        let read = read.map_err(|e| store_bad(self.qfield, e))?;
+        let Some(caption) = &self.caption else {
+            let Measured::Breakdown(b) = read else { return Err(bad("", "the store answered another figure")) };
+            let mut parts: Vec<(String, u64)> =
+                b.groups.iter().map(|(v, n)| (v.clone().unwrap_or_else(|| "(no value)".into()), *n)).collect();
+            let other = b.other();
+            if other > 0 {
+                parts.push(("Other".into(), other));
+            }
+            return Ok(Body::Pie { slices: charts::pie(&parts, other > 0), total: b.total });
+        };
+        let value = match read {
+            Measured::Count(n) => n.to_string(),
+            Measured::Aggregate(v) => v.map_or_else(|| "–".to_string(), |v| decimals(w, v)),
+            Measured::Breakdown(_) => return Err(bad("", "the store answered another figure")),
+        };
+        let unit = match str_field(w, "unit")?.unwrap_or("none") {
+            "none" => "",
+            "custom" => str_field(w, "unitCustom")?.unwrap_or(""),
+            u => u,
+        };
+        let value = match (unit, str_field(w, "unitAlignment")?.unwrap_or("left")) {
+            ("", _) => value,
+            (u, "right") => format!("{value} {u}"),
+            (u, _) => format!("{u} {value}"),
+        };
+        Ok(Body::Number { value, caption: caption.clone() })
+    }
 }
 
 /// A number as the widget's `decimalPlaces` (".0" … ".00000") asks, two places otherwise.
@@ -241,33 +277,27 @@ fn decimals(w: &Value, v: f64) -> String {
 }
 
 /// `entities-pie-chart`: entities by a property's value (or a scorecard's level with
-/// `scorecard#id`), the 14 largest slices then "Other".
-pub(super) async fn pie(cx: &Cx<'_>, w: &Value) -> Result<Body, Bad> {
-    let bp = cx.blueprint(w, false)?;
-    let prop =
-        str_field(w, "property")?.ok_or_else(|| bad("property", "is required: the property to break down by"))?;
+/// `scorecard#id`, whose body is read here: `Err(Ok(body))`), the 14 largest slices then
+/// "Other".
+pub(super) async fn pie<'a>(cx: &Cx<'a>, w: &'a Value) -> Result<Ask<'a>, Result<Body, Bad>> {
+    let bp = cx.blueprint(w, false).map_err(Err)?;
+    let prop = str_field(w, "property")
+        .map_err(Err)?
+        .ok_or_else(|| Err(bad("property", "is required: the property to break down by")))?;
     if let Some(sc) = prop.strip_prefix("scorecard#") {
-        let bp = bp.ok_or_else(|| bad("blueprint", "is required for a scorecard breakdown"))?;
-        let counts = more::levels(cx, bp, sc, "property").await?;
+        let bp = bp.ok_or_else(|| Err(bad("blueprint", "is required for a scorecard breakdown")))?;
+        let counts = more::levels(cx, bp, sc, "property").await.map_err(Err)?;
         let total = counts.iter().map(|c| c.1).sum();
-        return Ok(Body::Pie { slices: charts::pie(&counts, false), total });
+        return Err(Ok(Body::Pie { slices: charts::pie(&counts, false), total }));
     }
     let prop = property_name(prop);
-    check_property(bp, "property", prop)?;
-    let query = cx.query(w)?;
-    let (q, qfield) = match &query {
-        Some((q, f)) => (Some(q), *f),
+    check_property(bp, "property", prop).map_err(Err)?;
+    let (query, qfield) = match cx.query(w).map_err(Err)? {
+        Some((q, f)) => (Some(q), f),
         None => (None, "dataset"),
     };
-    let req = cx.request(bp, q, 1);
-    let b = cx.state.store.count_by(&cx.user.org, &req, prop, PIE_SLICES).await.map_err(|e| store_bad(qfield, e))?;
-    let mut parts: Vec<(String, u64)> =
-        b.groups.iter().map(|(v, n)| (v.clone().unwrap_or_else(|| "(no value)".into()), *n)).collect();
-    let other = b.other();
-    if other > 0 {
-        parts.push(("Other".into(), other));
-    }
-    Ok(Body::Pie { slices: charts::pie(&parts, other > 0), total: b.total })
+    let measure = Measure::CountBy { field: prop, top: PIE_SLICES };
+    Ok(Ask { blueprint: bp, query, qfield, measure, widget: w, caption: None })
 }
 
 /// `table-entities-explorer`: a page of a blueprint's entities, the columns the widget's
