@@ -282,8 +282,10 @@ enum Part {
     },
 }
 
+/// Every measure has an answer or an error by then; one without would be a bug here, said as
+/// an error rather than shown as a zero.
 fn finish(out: Vec<Option<Result<Measured>>>) -> Vec<Result<Measured>> {
-    out.into_iter().map(|r| r.unwrap_or(Ok(Measured::Count(0)))).collect()
+    out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Db("this figure was not read".into())))).collect()
 }
 
 /// Fewest entities (by row id span) a [`Widgets::measure`] scan gives to one more connection.
