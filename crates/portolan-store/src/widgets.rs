@@ -86,6 +86,8 @@ pub trait Widgets: Send + Sync {
     /// [`Widgets::aggregate`] or [`Widgets::count_by`] gives for a request whose query is the
     /// measure's (sums may differ in the last digits: the order of additions differs). A
     /// measure whose query or property is wrong gets its own error; the others are read.
+    /// Without a blueprint in `req`, each measure is read by a statement of its own (its query
+    /// may name the blueprints it reads, which only its own statement can narrow the scan to).
     async fn measure(
         &self,
         org: &OrgId,
@@ -229,6 +231,15 @@ impl SqlStore {
     ) -> Result<Vec<Result<Measured>>> {
         let db = &self.db;
         let base = SearchRequest { query: None, ..*req };
+        if base.blueprint.is_none() {
+            // No blueprint: each measure's query may name the blueprints it reads (a widget's
+            // `dataset`), which only a statement of its own can use to narrow the scan.
+            let mut out = Vec::with_capacity(measures.len());
+            for (query, m) in measures {
+                out.push(self.measure_one(org, &SearchRequest { query: *query, ..base }, *m).await);
+            }
+            return Ok(out);
+        }
         let needed = measures.iter().any(|(q, _)| q.is_some_and(Query::uses_scorecards));
         let defs = self.scorecard_defs_if(org, needed).await?;
         let mut plan = Plan::new(db, org, &base, defs.as_deref(), measures);
