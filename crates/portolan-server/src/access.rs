@@ -226,29 +226,13 @@ impl WriteGuard {
 
 /// What `actor` may read: `None` when everything, else a query every read ANDs in (it admits
 /// only the entities of readable blueprints, and of team-scoped ones the entities of its teams).
+/// A handler that also renders the entities builds the [`Reader`] once ([`reader`]) and takes
+/// [`Reader::restriction`] from it, reading the permission documents once.
 pub async fn read_restriction(state: &AppState, actor: &Actor) -> ApiResult<Option<Query>> {
-    let Principal::User(u) = &actor.principal else { return Ok(None) };
-    if u.admin {
-        return Ok(None);
-    }
-    let stored = state.store.all_blueprint_permissions(&actor.org).await?;
-    let mut rules = Vec::new();
-    for (bp, doc) in stored {
-        let perms = BlueprintPermissions::from_stored(&bp, &doc).unwrap_or_else(|| BlueprintPermissions::defaults(&bp));
-        match perms.read_scope(&actor.principal, &bp) {
-            ReadScope::All => {}
-            ReadScope::Teams(teams) => rules.push(json!({"combinator": "or", "rules": [
-                {"property": "$blueprint", "operator": "!=", "value": bp},
-                {"property": "$team", "operator": "containsAny", "value": teams}]})),
-            ReadScope::Nothing => rules.push(json!({"property": "$blueprint", "operator": "!=", "value": bp})),
-        }
-    }
-    if rules.is_empty() {
-        return Ok(None);
-    }
-    let q = parse_query(&json!({"combinator": "and", "rules": rules}))
-        .map_err(|e: FieldError| ApiError::internal("read restriction", e))?;
-    Ok(Some(q))
+    Ok(match reader(state, actor).await? {
+        Some(r) => r.restriction()?,
+        None => None,
+    })
 }
 
 /// `query` narrowed to what `actor` may read (`None`: no query and no restriction).
@@ -288,6 +272,30 @@ impl Reader {
             Some(s) => s.clone(),
             None => BlueprintPermissions::defaults(bp).read_scope(&self.principal, bp),
         }
+    }
+
+    /// The query every read of this reader ANDs in ([`read_restriction`]); `None` when it
+    /// may read every entity. Blueprints in a fixed order, so one reader's statement is the
+    /// same text every time.
+    pub fn restriction(&self) -> ApiResult<Option<Query>> {
+        let mut bps: Vec<&String> = self.scopes.keys().collect();
+        bps.sort();
+        let mut rules = Vec::new();
+        for bp in bps {
+            match &self.scopes[bp] {
+                ReadScope::All => {}
+                ReadScope::Teams(teams) => rules.push(json!({"combinator": "or", "rules": [
+                    {"property": "$blueprint", "operator": "!=", "value": bp},
+                    {"property": "$team", "operator": "containsAny", "value": teams}]})),
+                ReadScope::Nothing => rules.push(json!({"property": "$blueprint", "operator": "!=", "value": bp})),
+            }
+        }
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        let q = parse_query(&json!({"combinator": "and", "rules": rules}))
+            .map_err(|e: FieldError| ApiError::internal("read restriction", e))?;
+        Ok(Some(q))
     }
 
     /// May the reader read every entity of blueprint `bp`?
@@ -441,4 +449,37 @@ fn resolve_in(v: &mut Value, p: &Principal, path: &str, depth: usize) -> Result<
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_core::permissions::UserPrincipal;
+
+    /// A reader's restriction is the same query (so the same statement text, one prepared
+    /// statement) however its scopes were collected: blueprints in order, not in the hash map's.
+    #[test]
+    fn a_readers_restriction_lists_blueprints_in_order() {
+        let principal = Principal::User(UserPrincipal {
+            email: "m@example.com".into(),
+            admin: false,
+            moderates: vec![],
+            teams: vec!["t".into()],
+        });
+        let reader = || Reader {
+            principal: principal.clone(),
+            scopes: (0..8)
+                .map(|i| {
+                    let scope = if i % 2 == 0 { ReadScope::Teams(vec!["t".into()]) } else { ReadScope::Nothing };
+                    (format!("bp{i}"), scope)
+                })
+                .collect(),
+        };
+        let first = reader().restriction().unwrap().unwrap();
+        for _ in 0..20 {
+            assert_eq!(reader().restriction().unwrap().unwrap(), first);
+        }
+        let everything = Reader { principal: principal.clone(), scopes: HashMap::from([("a".into(), ReadScope::All)]) };
+        assert!(everything.restriction().unwrap().is_none());
+    }
 }

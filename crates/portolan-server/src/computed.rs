@@ -74,8 +74,18 @@ pub async fn render(
     entities: &[Entity],
     opts: &ReadOptions,
 ) -> ApiResult<Vec<Value>> {
-    let org = &reader.org;
     let scope = crate::access::reader(state, reader).await?;
+    render_for(state, &reader.org, scope.as_ref(), entities, opts).await
+}
+
+/// [`render`] for a reader already read ([`crate::access::reader`]; `None`: an administrator).
+pub async fn render_for(
+    state: &AppState,
+    org: &OrgId,
+    scope: Option<&crate::access::Reader>,
+    entities: &[Entity],
+    opts: &ReadOptions,
+) -> ApiResult<Vec<Value>> {
     let admits = |e: &Entity| scope.as_ref().is_none_or(|r| r.admits(e));
     let reads_all = |bp: &str| scope.as_ref().is_none_or(|r| r.reads_all(bp));
     let blueprints = state.blueprints(org).await?;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::access;
 use crate::auth::Caller;
-use crate::computed::{ReadOptions, render};
+use crate::computed::{ReadOptions, render, render_for};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{JsonBody, QueryParams, flag};
 use crate::ops::entity::{self, Op, WriteOptions};
@@ -154,13 +154,18 @@ pub async fn list(
     blueprint_of(&state, &caller, &bp).await?;
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
-    let visible = access::read_restriction(&state, &caller).await?;
+    // One read of the permission documents for the restriction and the rendering.
+    let scope = access::reader(&state, &caller).await?;
+    let visible = match &scope {
+        Some(r) => r.restriction()?,
+        None => None,
+    };
     let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, Some(&bp), None, max) };
     let page = state.store.search(&caller.org, &req).await?;
     if page.next.is_some() {
         return Err(too_many(max, &bp));
     }
-    let out = render(&state, &caller, &page.entities, &params.read_options()?).await?;
+    let out = render_for(&state, &caller.org, scope.as_ref(), &page.entities, &params.read_options()?).await?;
     Ok(Json(json!({"ok": true, "entities": out})))
 }
 

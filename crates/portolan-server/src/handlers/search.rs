@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::access;
 use crate::auth::Caller;
-use crate::computed::{ReadOptions, render};
+use crate::computed::{ReadOptions, render_for};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryParams};
 use crate::handlers::entity::{EntityParams, blueprint_of, too_many};
@@ -51,7 +51,12 @@ pub async fn search_all(
     let query = parse_at(&body, "")?;
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
-    let visible = access::read_restriction(&state, &caller).await?;
+    // One read of the permission documents for the restriction and the rendering.
+    let scope = access::reader(&state, &caller).await?;
+    let visible = match &scope {
+        Some(r) => r.restriction()?,
+        None => None,
+    };
     let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, None, Some(&query), max) };
     let page = state.store.search(&caller.org, &req).await?;
     if page.next.is_some() {
@@ -66,7 +71,7 @@ pub async fn search_all(
             }
         }
     }
-    let entities = render(&state, &caller, &page.entities, &params.read_options()?).await?;
+    let entities = render_for(&state, &caller.org, scope.as_ref(), &page.entities, &params.read_options()?).await?;
     Ok(Json(json!({"ok": true, "matchingBlueprints": matching, "failedBlueprints": [], "entities": entities})))
 }
 
@@ -123,7 +128,12 @@ pub async fn search_blueprint(
     opts.include.extend(string_list(&body, "include")?);
     opts.exclude.extend(string_list(&body, "exclude")?);
     let blueprints = state.blueprints(&caller.org).await?;
-    let visible = access::read_restriction(&state, &caller).await?;
+    // One read of the permission documents for the restriction and the rendering.
+    let scope = access::reader(&state, &caller).await?;
+    let visible = match &scope {
+        Some(r) => r.restriction()?,
+        None => None,
+    };
     let req = SearchRequest {
         after,
         visible: visible.as_ref(),
@@ -134,7 +144,7 @@ pub async fn search_blueprint(
         StoreError::Invalid(f) => ApiError::from(f.under("query")),
         e => ApiError::from(e),
     })?;
-    let entities = render(&state, &caller, &page.entities, &opts).await?;
+    let entities = render_for(&state, &caller.org, scope.as_ref(), &page.entities, &opts).await?;
     let mut out = json!({"ok": true, "entities": entities});
     if let Some(n) = page.next {
         out["next"] = json!(encode_cursor(n));

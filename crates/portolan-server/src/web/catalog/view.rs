@@ -8,7 +8,7 @@ use portolan_store::SearchRequest;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::computed::{ReadOptions, render};
+use crate::computed::{ReadOptions, render_for};
 use crate::handlers::search::{decode_cursor, encode_cursor};
 use crate::state::AppState;
 use crate::web::WebResult;
@@ -243,7 +243,12 @@ pub(super) async fn view_page(
         None => None,
     };
     let blueprints = state.blueprints(&user.org).await?;
-    let visible = crate::access::read_restriction(state, &crate::web::respond::caller(user)).await?;
+    // One read of the permission documents for the restriction and the rendering.
+    let scope = crate::access::reader(state, &crate::web::respond::caller(user)).await?;
+    let visible = match &scope {
+        Some(r) => r.restriction()?,
+        None => None,
+    };
     let req = SearchRequest {
         after,
         visible: visible.as_ref(),
@@ -256,7 +261,7 @@ pub(super) async fn view_page(
             Err(portolan_store::StoreError::Invalid(f)) => return Ok(Err(f.to_string())),
             Err(e) => return Err(e.into()),
         };
-        let rows = render(state, &crate::web::respond::caller(user), &page.entities, &ReadOptions::default()).await?;
+        let rows = render_for(state, &user.org, scope.as_ref(), &page.entities, &ReadOptions::default()).await?;
         return Ok(Ok((rows, page.more.then(|| Next::Offset(view.offset + u64::from(view.limit))))));
     }
     let page = match state.store.search(&user.org, &req).await {
@@ -264,7 +269,7 @@ pub(super) async fn view_page(
         Err(portolan_store::StoreError::Invalid(f)) => return Ok(Err(f.to_string())),
         Err(e) => return Err(e.into()),
     };
-    let mut rows = render(state, &crate::web::respond::caller(user), &page.entities, &ReadOptions::default()).await?;
+    let mut rows = render_for(state, &user.org, scope.as_ref(), &page.entities, &ReadOptions::default()).await?;
     if let Some(s) = &view.sort {
         // Computed columns (mirror, calculation) and relations are not stored sortably: these
         // sort the rows of this page.
