@@ -235,6 +235,17 @@ pub async fn read_restriction(state: &AppState, actor: &Actor) -> ApiResult<Opti
     })
 }
 
+/// `actor`'s [`Reader`] and its [`Reader::restriction`], from one read of the permission
+/// documents: for handlers that both choose the entities and render them.
+pub async fn reader_and_restriction(state: &AppState, actor: &Actor) -> ApiResult<(Option<Reader>, Option<Query>)> {
+    let reader = reader(state, actor).await?;
+    let restriction = match &reader {
+        Some(r) => r.restriction()?,
+        None => None,
+    };
+    Ok((reader, restriction))
+}
+
 /// `query` narrowed to what `actor` may read (`None`: no query and no restriction).
 pub async fn visible(state: &AppState, actor: &Actor, query: Option<&Query>) -> ApiResult<Option<Query>> {
     let restriction = read_restriction(state, actor).await?;

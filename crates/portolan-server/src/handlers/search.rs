@@ -52,11 +52,7 @@ pub async fn search_all(
     let blueprints = state.blueprints(&caller.org).await?;
     let max = state.config.max_unpaginated;
     // One read of the permission documents for the restriction and the rendering.
-    let scope = access::reader(&state, &caller).await?;
-    let visible = match &scope {
-        Some(r) => r.restriction()?,
-        None => None,
-    };
+    let (scope, visible) = access::reader_and_restriction(&state, &caller).await?;
     let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, None, Some(&query), max) };
     let page = state.store.search(&caller.org, &req).await?;
     if page.next.is_some() {
@@ -129,11 +125,7 @@ pub async fn search_blueprint(
     opts.exclude.extend(string_list(&body, "exclude")?);
     let blueprints = state.blueprints(&caller.org).await?;
     // One read of the permission documents for the restriction and the rendering.
-    let scope = access::reader(&state, &caller).await?;
-    let visible = match &scope {
-        Some(r) => r.restriction()?,
-        None => None,
-    };
+    let (scope, visible) = access::reader_and_restriction(&state, &caller).await?;
     let req = SearchRequest {
         after,
         visible: visible.as_ref(),

@@ -13,7 +13,7 @@ use super::catalog::BlueprintRef;
 use super::respond::{chrome, now_secs, page};
 use super::session::WebUser;
 use super::{Chrome, WebError, WebResult, format};
-use crate::computed::{ReadOptions, render};
+use crate::computed::{ReadOptions, render_for};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -73,9 +73,10 @@ pub async fn entity(
     let bp = bps.get(&bp_id).ok_or_else(|| WebError::NotFound(format!("There is no blueprint \"{bp_id}\".")))?;
     let stored = super::respond::readable_entity(&state, &user, &bp_id, &id).await?;
     let actor = super::respond::caller(&user);
-    let visible = crate::access::read_restriction(&state, &actor).await?;
+    // One read of the permission documents for the restriction and the rendering.
+    let (scope, visible) = crate::access::reader_and_restriction(&state, &actor).await?;
     let rendered =
-        render(&state, &super::respond::caller(&user), std::slice::from_ref(&stored), &ReadOptions::default())
+        render_for(&state, &user.org, scope.as_ref(), std::slice::from_ref(&stored), &ReadOptions::default())
             .await?
             .pop()
             .unwrap_or(Value::Null);

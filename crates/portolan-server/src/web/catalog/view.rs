@@ -244,11 +244,7 @@ pub(super) async fn view_page(
     };
     let blueprints = state.blueprints(&user.org).await?;
     // One read of the permission documents for the restriction and the rendering.
-    let scope = crate::access::reader(state, &crate::web::respond::caller(user)).await?;
-    let visible = match &scope {
-        Some(r) => r.restriction()?,
-        None => None,
-    };
+    let (scope, visible) = crate::access::reader_and_restriction(state, &crate::web::respond::caller(user)).await?;
     let req = SearchRequest {
         after,
         visible: visible.as_ref(),
