@@ -310,7 +310,10 @@ impl SqlStore {
     /// index probes), not the blueprint's, whose minimum and maximum SQLite would have to
     /// find by walking the blueprint's index entries.
     async fn scan_parts(&self, org: &OrgId) -> Result<Vec<Part>> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) as u64;
+        // Read once: on Linux each call reads the cgroup's CPU quota from files.
+        static CORES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) as u64);
         let min = self.scan_part_rows.load(std::sync::atomic::Ordering::Relaxed).max(1);
         if cores == 1 {
             return Ok(vec![Part::All]);
