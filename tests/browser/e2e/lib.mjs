@@ -48,3 +48,22 @@ export async function signIn(page) {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.locator('.me')).toHaveText(EMAIL);
 }
+
+// At npm's `oidc-provider` (its development login and consent pages): sign in as `login`, or
+// cancel, and wait until the browser is back at Portolan.
+export async function atOidcProvider(page, login, { cancel = false } = {}) {
+  await page.waitForURL((u) => u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' });
+  if (cancel) {
+    await page.getByText('[ Cancel ]').click();
+  } else {
+    await page.locator('input[name=login]').fill(login);
+    await page.locator('input[name=password]').fill('any password');
+    await page.locator('button[type=submit]').click();
+    await page.waitForURL((u) => u.href.startsWith(BASE) || u.pathname.endsWith('/consent') || u.pathname.startsWith('/interaction/'),
+      { waitUntil: 'domcontentloaded' });
+    if (!page.url().startsWith(BASE)) {
+      await page.getByRole('button', { name: 'Continue' }).click();
+    }
+  }
+  await page.waitForURL((u) => u.href.startsWith(BASE), { waitUntil: 'domcontentloaded' });
+}

@@ -8,7 +8,7 @@
 import { test, expect } from '@playwright/test';
 import http from 'node:http';
 import Provider from 'oidc-provider';
-import { BASE, api as libApi, shot, token } from './lib.mjs';
+import { BASE, api as libApi, atOidcProvider, shot, token } from './lib.mjs';
 
 const OIDC_CLIENT = 'portolan-browser';
 const OIDC_SECRET = 'a-client-secret-long-enough-for-hs-and-basic-auth';
@@ -80,20 +80,7 @@ async function signInAt(page, org, login, { cancel = false } = {}) {
   await page.goto('/ui/signin');
   await page.locator('#sso input[name=org]').fill(org);
   await page.locator('#sso button[type=submit]').click();
-  await page.waitForURL((u) => u.pathname.startsWith('/interaction/'), { waitUntil: 'domcontentloaded' });
-  if (cancel) {
-    await page.getByText('[ Cancel ]').click();
-    return;
-  }
-  await page.locator('input[name=login]').fill(login);
-  await page.locator('input[name=password]').fill('any password');
-  await page.locator('button[type=submit]').click();
-  await page.waitForURL((u) => u.href.startsWith(BASE) || u.pathname.endsWith('/consent') || u.pathname.startsWith('/interaction/'),
-    { waitUntil: 'domcontentloaded' });
-  if (!page.url().startsWith(BASE)) {
-    await page.getByRole('button', { name: 'Continue' }).click();
-  }
-  await page.waitForURL((u) => u.href.startsWith(BASE), { waitUntil: 'domcontentloaded' });
+  await atOidcProvider(page, login, { cancel });
 }
 
 test('single sign-on through a real OpenID Connect provider', async ({ browser }) => {
@@ -124,7 +111,6 @@ test('single sign-on through a real OpenID Connect provider', async ({ browser }
     const cancel = await browser.newContext({ baseURL: BASE });
     const p2 = await cancel.newPage();
     await signInAt(p2, org, 'bob', { cancel: true });
-    await p2.waitForURL((u) => u.href.startsWith(BASE), { waitUntil: 'domcontentloaded' });
     await expect(p2.locator('h1')).toHaveText('Single sign-on did not sign you in');
     await expect(p2.locator('#sso-provider')).toContainText('access_denied');
     await expect(p2.locator('#sso-provider')).toContainText('End-User aborted interaction');

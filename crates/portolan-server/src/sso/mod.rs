@@ -120,10 +120,10 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(status: u16, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, message: impl Into<String>) -> Self {
         Failure { message: message.into(), provider_error: None, provider_description: None, hint: None, status }
     }
-    fn hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
@@ -387,7 +387,7 @@ async fn get_json(state: &AppState, url: &str, what: &str) -> Result<Value, Fail
     answer_json(ex, what, url)
 }
 
-fn answer_json(ex: crate::outbound::Exchange, what: &str, url: &str) -> Result<Value, Failure> {
+pub(crate) fn answer_json(ex: crate::outbound::Exchange, what: &str, url: &str) -> Result<Value, Failure> {
     if let Some(e) = ex.error {
         return Err(Failure::new(502, format!("The identity provider's {what} at {url} could not be read: {e}."))
             .hint("Check the issuer URL, and that this server reaches the provider (proxy, CA bundle, firewall)."));

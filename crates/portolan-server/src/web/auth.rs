@@ -185,9 +185,13 @@ pub async fn signout(State(state): State<AppState>, user: WebUser, req: Request)
     let (headers, _) = signed_form(&user, req).await?;
     state.store.delete_session(&user.id_hash).await?;
     let mut res = see_other("/ui/signin");
-    let cookie = session::set_cookie(session::SESSION_COOKIE, "", 0, session::is_secure(&state, &headers));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().append(header::SET_COOKIE, v);
+    // The session, and the access tokens dashboards' frames were given.
+    let secure = session::is_secure(&state, &headers);
+    let frames = super::dashboards::frames::kept_cookies(&headers);
+    for name in std::iter::once(session::SESSION_COOKIE).chain(frames.iter().map(String::as_str)) {
+        if let Ok(v) = HeaderValue::from_str(&session::set_cookie(name, "", 0, secure)) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     Ok(res)
 }

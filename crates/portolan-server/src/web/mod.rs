@@ -216,6 +216,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(auth::signout))
         .route("/ui/sso/start", get(sso::start))
         .route("/ui/sso/callback", get(sso::callback))
+        .route("/ui/frames/signin", get(dashboards::frames::signin))
+        .route("/ui/frames/callback", get(dashboards::frames::callback))
         .route("/ui/invite/{token}", get(auth::invite_form).post(auth::invite_accept))
         .route("/ui/users", get(auth::users).post(auth::invite_create))
         .route("/ui/organization", get(organization::organization))

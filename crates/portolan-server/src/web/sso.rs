@@ -21,16 +21,48 @@ use crate::state::AppState;
 struct FailurePage<'a> {
     title: &'static str,
     failure: &'a Failure,
+    /// Where the page's last link goes, and what it says.
+    back_href: &'a str,
+    back_text: &'a str,
+    /// Where an admin changes the settings.
+    settings: &'a str,
 }
 
 fn failure_page(state: &AppState, f: &Failure) -> WebResult {
-    let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_REQUEST);
-    tracing::info!(status = f.status, message = %f.message, provider_error = ?f.provider_error, "sso: sign-in failed");
-    page_with(state, status, "sso_error.html", FailurePage { title: "Single sign-on did not sign you in", failure: f })
+    let settings = "the single sign-on settings are on its organization page";
+    failure_page_as(state, "Single sign-on did not sign you in", ("/ui/signin", "Back to sign-in"), settings, f)
 }
 
-fn with_flow_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: i64, mut res: Response) -> Response {
-    let cookie = session::set_cookie(FLOW_COOKIE, value, max_age, session::is_secure(state, headers));
+/// A failed sign-in (of a person, or of a dashboard's frame, `web::dashboards::frames`) as a
+/// page in words: `title`, the failure, where an admin changes the `settings`, and a link
+/// `back`.
+pub(super) fn failure_page_as(
+    state: &AppState,
+    title: &'static str,
+    back: (&str, &str),
+    settings: &str,
+    f: &Failure,
+) -> WebResult {
+    let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_REQUEST);
+    tracing::info!(status = f.status, message = %f.message, provider_error = ?f.provider_error, what = title, "sso: sign-in failed");
+    let ctx = FailurePage { title, failure: f, back_href: back.0, back_text: back.1, settings };
+    page_with(state, status, "sso_error.html", ctx)
+}
+
+fn with_flow_cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: i64, res: Response) -> Response {
+    with_cookie(state, headers, FLOW_COOKIE, value, max_age, res)
+}
+
+/// `res` setting the cookie `name` (HttpOnly, SameSite=Lax; `max_age` 0 removes it).
+pub(super) fn with_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: i64,
+    mut res: Response,
+) -> Response {
+    let cookie = session::set_cookie(name, value, max_age, session::is_secure(state, headers));
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -54,9 +86,9 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q
 }
 
 #[derive(Serialize)]
-struct Redirecting {
-    location: String,
-    provider: String,
+pub(super) struct Redirecting {
+    pub location: String,
+    pub provider: String,
 }
 
 /// `GET /ui/sso/callback?code=…&state=…` (or `?error=…&error_description=…`).

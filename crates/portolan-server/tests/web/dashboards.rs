@@ -74,13 +74,13 @@ async fn seed(app: &WebApp) {
     panic!("the scorecard was not computed");
 }
 
-fn dashboard(id: &str, widgets: Value) -> Value {
+pub(crate) fn dashboard(id: &str, widgets: Value) -> Value {
     json!({"identifier": id, "type": "dashboard", "title": format!("Dash {id}"),
         "widgets": [{"id": "grid", "type": "dashboard-widget", "widgets": widgets}]})
 }
 
 /// The HTML of the widget `id` (its `<article>`).
-fn widget(html: &str, id: &str) -> String {
+pub(crate) fn widget(html: &str, id: &str) -> String {
     let start = html.find(&format!("data-widget=\"{id}\"")).unwrap_or_else(|| panic!("no widget {id} in\n{html}"));
     let end = html[start..].find("</article>").map_or(html.len(), |e| start + e);
     html[start..end].replace("&quot;", "\"").replace("&#x27;", "'")
@@ -209,7 +209,7 @@ async fn misconfigured_widgets_explain_themselves_and_the_page_still_renders() {
         ("badq", "<code>dataset.rules[0].operator</code>"),
         ("median", "<code>func</code> \"median\" is not one of sum, average, min, max"),
         ("js", "<code>url</code> must be http or https, not javascript"),
-        ("oauth", "<code>urlType</code>"),
+        ("oauth", "<code>authorizationUrl</code> is required for a protected frame"),
         ("noaction", "<code>actions[0].action</code> no action \"ghost\" exists"),
         ("nosc", "<code>scorecard</code> blueprint \"service\" has no scorecard \"ghost\""),
         ("graph", "<code>type</code> \"graph-entities-explorer\" widgets are not rendered"),

@@ -15,6 +15,7 @@ mod app;
 mod dashboards;
 mod entity_form;
 mod errors;
+mod frames;
 mod injection;
 mod pages;
 mod permissions;

@@ -6,11 +6,12 @@
 //! wrong in its own place; the page renders whatever its widgets hold.
 
 mod charts;
+pub(super) mod frames;
 mod more;
 mod widgets;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use portolan_store::{SearchRequest, StoredPage};
 use serde::Serialize;
@@ -234,7 +235,7 @@ async fn build(cx: &Cx<'_>, w: &Value) -> Result<(Body, Option<String>), Bad> {
         "runs-table" => more::runs(cx, w, true).await?,
         "action-runs-table-widget" => more::runs(cx, w, false).await?,
         "iframe-widget" => {
-            let (body, origin) = more::iframe(w)?;
+            let (body, origin) = more::iframe(cx, w)?;
             return Ok((body, Some(origin)));
         }
         other => return Err(bad("type", format!("\"{other}\" widgets are not rendered by Portolan"))),
@@ -246,12 +247,14 @@ async fn build(cx: &Cx<'_>, w: &Value) -> Result<(Body, Option<String>), Bad> {
 async fn render_widgets(
     state: &AppState,
     u: &WebUser,
-    data: &Value,
+    headers: &HeaderMap,
+    p: &StoredPage,
 ) -> WebResult<(Vec<WidgetView>, Vec<String>, Option<String>)> {
+    let data = &p.data;
     let blueprints = state.blueprints(&u.org).await?;
     let now = chrono::DateTime::from_timestamp(state.clock.now(), 0).unwrap_or_default();
     let visible = crate::access::read_restriction(state, &crate::web::respond::caller(u)).await?;
-    let cx = Cx { state, user: u, blueprints: &blueprints, now, visible };
+    let cx = Cx { state, user: u, blueprints: &blueprints, now, visible, headers, page: &p.identifier };
     let mut flat = Vec::new();
     flatten(data.get("widgets").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default(), 12, &mut flat);
     let note = (flat.len() > MAX_WIDGETS)
@@ -335,8 +338,8 @@ fn with_frames(mut res: Response, origins: &[String]) -> Response {
     res
 }
 
-async fn show(state: &AppState, u: &WebUser, p: &StoredPage) -> WebResult {
-    let (widgets, origins, note) = render_widgets(state, u, &p.data).await?;
+async fn show(state: &AppState, u: &WebUser, headers: &HeaderMap, p: &StoredPage) -> WebResult {
+    let (widgets, origins, note) = render_widgets(state, u, headers, p).await?;
     let ctx = DashboardPage {
         chrome: chrome(state, u),
         title: page_title(p),
@@ -366,24 +369,31 @@ pub async fn dashboards(State(state): State<AppState>, user: WebUser) -> WebResu
 }
 
 /// `GET /ui/dashboards/{id}`: one dashboard (a page of another organization is not found).
-pub async fn dashboard(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> WebResult {
+pub async fn dashboard(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> WebResult {
     let p = match crate::ops::page::load(&state, &crate::web::respond::caller(&user), &id).await {
         Ok(p) => Some(p),
         Err(e) if e.code == crate::error::ErrorCode::NotFound => None,
         Err(e) => return Err(e.into()),
     };
     match p {
-        Some(p) if p.data.get("type").and_then(Value::as_str) != Some("folder") => show(&state, &user, &p).await,
+        Some(p) if p.data.get("type").and_then(Value::as_str) != Some("folder") => {
+            show(&state, &user, &headers, &p).await
+        }
         _ => Err(WebError::NotFound(format!("There is no dashboard \"{id}\"."))),
     }
 }
 
 /// `GET /ui/home`: the organization's `home` page, else the catalog's counts per blueprint.
-pub async fn home(State(state): State<AppState>, user: WebUser) -> WebResult {
+pub async fn home(State(state): State<AppState>, user: WebUser, headers: HeaderMap) -> WebResult {
     let actor = crate::web::respond::caller(&user);
     let pages = crate::ops::page::readable(&state, &actor, state.store.list_pages(&user.org).await?).await?;
     if let Some(p) = pages.iter().find(|p| p.data.get("type").and_then(Value::as_str) == Some("home")) {
-        return show(&state, &user, p).await;
+        return show(&state, &user, &headers, p).await;
     }
     let blueprints = state.blueprints(&user.org).await?;
     let visible = crate::access::read_restriction(&state, &crate::web::respond::caller(&user)).await?;

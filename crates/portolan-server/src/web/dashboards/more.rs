@@ -227,12 +227,11 @@ pub(super) async fn runs(cx: &Cx<'_>, w: &Value, mine: bool) -> Result<Body, Bad
     Ok(Body::Runs { runs: run_rows(&runs, cx.now.timestamp()) })
 }
 
-/// `iframe-widget`: a public http(s) page in a sandboxed frame. Returns the body and the
-/// frame's origin (for the page's `frame-src`).
-pub(super) fn iframe(w: &Value) -> Result<(Body, String), Bad> {
-    if str_field(w, "urlType")?.is_some_and(|t| t == "protected") {
-        return Err(bad("urlType", "\"protected\" (OAuth 2 sign-in for the frame) is not supported; use public"));
-    }
+/// `iframe-widget`: an http(s) page in a sandboxed frame; a protected one (`urlType:
+/// "protected"`) with the person's access token of its provider, or the way to sign in
+/// (`frames.rs`). Returns the body and the frame's origin (for the page's `frame-src`).
+pub(super) fn iframe(cx: &Cx<'_>, w: &Value) -> Result<(Body, String), Bad> {
+    let auth = super::frames::FrameAuth::of(w)?;
     let raw = str_field(w, "url")?.ok_or_else(|| bad("url", "is required"))?;
     let url = url::Url::parse(raw).map_err(|e| bad("url", format!("is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -242,5 +241,8 @@ pub(super) fn iframe(w: &Value) -> Result<(Body, String), Bad> {
     if origin == "null" || !origin.chars().all(|c| c.is_ascii_alphanumeric() || ".-:/[]".contains(c)) {
         return Err(bad("url", "has no host a frame can load"));
     }
-    Ok((Body::Iframe { url: url.to_string() }, origin))
+    match auth {
+        Some(auth) => Ok((super::frames::protected(cx, w, url, &auth)?, origin)),
+        None => Ok((Body::Iframe { url: url.to_string() }, origin)),
+    }
 }

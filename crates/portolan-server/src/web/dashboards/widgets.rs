@@ -31,16 +31,53 @@ const DEFAULT_COLUMNS: usize = 4;
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum Body {
-    Number { value: String, caption: String },
-    Pie { slices: Vec<Slice>, total: u64 },
-    Table { columns: Vec<String>, rows: Vec<Vec<Mj>>, more: bool, href: String, empty: String },
-    Markdown { html: Mj },
-    Line { lines: Vec<charts::Line>, y_top: String, y_bottom: String, x_left: String, x_right: String },
-    Levels { bars: Vec<Bar>, total: u64 },
-    Actions { actions: Vec<more::ActionLink> },
-    Runs { runs: Vec<RunRow> },
-    Iframe { url: String },
-    Error { field: String, message: String },
+    Number {
+        value: String,
+        caption: String,
+    },
+    Pie {
+        slices: Vec<Slice>,
+        total: u64,
+    },
+    Table {
+        columns: Vec<String>,
+        rows: Vec<Vec<Mj>>,
+        more: bool,
+        href: String,
+        empty: String,
+    },
+    Markdown {
+        html: Mj,
+    },
+    Line {
+        lines: Vec<charts::Line>,
+        y_top: String,
+        y_bottom: String,
+        x_left: String,
+        x_right: String,
+    },
+    Levels {
+        bars: Vec<Bar>,
+        total: u64,
+    },
+    Actions {
+        actions: Vec<more::ActionLink>,
+    },
+    Runs {
+        runs: Vec<RunRow>,
+    },
+    Iframe {
+        url: String,
+    },
+    /// A protected frame whose provider the person has not signed in to yet.
+    FrameSignIn {
+        href: String,
+        provider: String,
+    },
+    Error {
+        field: String,
+        message: String,
+    },
 }
 
 /// A misconfigured widget: which field, what is wrong.
@@ -83,6 +120,10 @@ pub(super) struct Cx<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
     /// What the user may read (`access::read_restriction`): every widget's entities pass it.
     pub visible: Option<Query>,
+    /// The request's headers (protected frames' tokens are cookies).
+    pub headers: &'a axum::http::HeaderMap,
+    /// The page's identifier.
+    pub page: &'a str,
 }
 
 impl<'a> Cx<'a> {
