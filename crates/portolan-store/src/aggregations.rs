@@ -19,13 +19,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use portolan_core::aggregation::{Aggregation, Func, Summary, finish, median_of_middle};
-use portolan_core::search::{Query, RelatedTo, Rule, parse_timestamp};
+use portolan_core::search::{RelatedTo, parse_timestamp};
 use portolan_core::{Blueprint, FieldError};
 use serde_json::json;
 
 use crate::db::{Db, Tx};
 use crate::jobs::{self, now};
-use crate::query::{CompileCtx, compile_where_in, middle_select, summary_select};
+use crate::query::{CompileCtx, middle_select, related_identifiers, summary_select};
 use crate::sql::{Dialect, SqlFrag};
 use crate::{NewJob, OrgId, Result, SqlStore, StoreError};
 
@@ -488,16 +488,13 @@ impl Aggregations for SqlStore {
             let mut found: Vec<String> = by_bp.get(agg_bp).cloned().unwrap_or_default();
             'seeds: for (seed_bp, ids) in &by_bp {
                 for chunk in ids.chunks(CHUNK) {
-                    let rule = Rule::RelatedTo(RelatedTo {
+                    let r = RelatedTo {
                         blueprint: seed_bp.to_string(),
                         values: chunk.to_vec(),
                         direction: None,
                         required: None,
-                    });
-                    let cond =
-                        compile_where_in(&Query::Rule(rule), &cctx, Some(agg_bp)).map_err(StoreError::Invalid)?;
-                    let mut f = SqlFrag::new("SELECT e.identifier FROM entities e WHERE e.org_id = ");
-                    f.param(org.0.as_str()).push(" AND e.blueprint = ").param(agg_bp).push(" AND ").append(cond);
+                    };
+                    let mut f = related_identifiers(&r, agg_bp, &cctx).map_err(StoreError::Invalid)?;
                     f.push(" LIMIT ").param(i64::try_from(MAX_AFFECTED + 1).unwrap_or(i64::MAX));
                     let rows = db.frag(&f).fetch_all(db.read()).await?;
                     found.extend(rows.iter().map(|r| r.get::<String, _>(0)));

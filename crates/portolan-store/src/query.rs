@@ -4,7 +4,7 @@
 //! [`compile_where`] translates a parsed [`Query`] into a parameterized [`SqlFrag`]; the caller
 //! puts it after `WHERE e.org_id = ? AND (…)`. Subqueries stay inside the tenant: correlated
 //! ones (mirror properties) join on `org_id = e.org_id`, and the relation walks (`relatedTo`,
-//! `matchAny`) carry `org_id` through every hop and test `(e.org_id, e.rid) IN (…)`.
+//! `matchAny`) carry `org_id` through every hop and test `e.rid IN (… WHERE w.org_id = ?)`.
 //!
 //! Semantics chosen where Port's docs are silent:
 //! - Negative operators (`!=`, `notIn`, `doesNot…`, `notBetween`, `isEmpty`, `isNotExpired`)
@@ -47,7 +47,7 @@ use portolan_core::search::{
 use portolan_core::{Blueprint, FieldError, Property};
 
 use crate::sql::{Dialect, SqlFrag, SqlParam};
-pub use aggregate::{middle_select, stored_value, summary_select};
+pub use aggregate::{middle_select, related_identifiers, stored_value, summary_select};
 use json::JsonAt;
 use operand::{Alias, Col, Field, meta_field, negate_if, predicate};
 

@@ -27,8 +27,12 @@ fn real(d: Dialect, f: &mut SqlFrag, x: &str) {
     f.push("CAST(").push(x).push(" AS ").push(ty).push(")");
 }
 
-/// `SELECT <v> AS v, <t> AS t FROM entities e WHERE …`: the targets of `owner` with their value
-/// (a JSON number of the property, else NULL) and `measureTimeBy` date (canonical text).
+/// `SELECT <v> AS v, <t> AS t FROM (<walk>) ws CROSS JOIN entities e WHERE …`: the targets of
+/// `owner` with their value (a JSON number of the property, else NULL) and `measureTimeBy` date
+/// (canonical text). The walk's rows drive and each target is read by primary key: `CROSS
+/// JOIN` keeps SQLite from scanning the target blueprint instead (it did for a count, whose
+/// columns a covering index holds: 6 ms against 0.25 ms per domain at 95,000 services;
+/// BENCHMARKS.md, aggregation upkeep). PostgreSQL plans the join as it sees fit.
 fn targets(agg: &Aggregation, owner: (&str, &str), ctx: &CompileCtx<'_>) -> Result<SqlFrag, FieldError> {
     let d = ctx.dialect;
     let mut c = Compiler { ctx, scope: Some(vec![agg.target.clone()]), aliases: 0 };
@@ -40,7 +44,7 @@ fn targets(agg: &Aggregation, owner: (&str, &str), ctx: &CompileCtx<'_>) -> Resu
                 direction: None,
                 required: None,
             };
-            c.related_to(&r, "")?
+            c.related_rows(&r, "")?
         }
         Some(pf) => {
             let m = MatchAny {
@@ -48,7 +52,7 @@ fn targets(agg: &Aggregation, owner: (&str, &str), ctx: &CompileCtx<'_>) -> Resu
                 from_blueprint: pf.from_blueprint.clone(),
                 values: vec![owner.1.to_string()],
             };
-            c.match_any(&m, "pathFilter[0]").map_err(|e| FieldError::new("pathFilter[0].path", e.message))?
+            c.match_any_rows(&m, "pathFilter[0]").map_err(|e| FieldError::new("pathFilter[0].path", e.message))?
         }
     };
     let query = agg.query.as_ref().map(|q| c.query(q, "query")).transpose()?;
@@ -88,12 +92,34 @@ fn targets(agg: &Aggregation, owner: (&str, &str), ctx: &CompileCtx<'_>) -> Resu
     } else {
         f.push(", CAST(NULL AS TEXT) AS t");
     }
-    f.push(" FROM entities e WHERE e.org_id = ").param(ctx.org_id);
-    f.push(" AND e.blueprint = ").param(agg.target.as_str()).push(" AND ").append(walk);
+    from_walk(&mut f, walk, ctx.org_id, &agg.target);
     if let Some(q) = query {
         f.push(" AND (").append(q).push(")");
     }
     Ok(f)
+}
+
+/// `SELECT e.identifier FROM (<walk>) ws CROSS JOIN entities e WHERE …`: the entities of `bp`
+/// related to `r`'s (`relatedTo`), read from the walk by primary key as [`targets`] reads them.
+pub fn related_identifiers(r: &RelatedTo, bp: &str, ctx: &CompileCtx<'_>) -> Result<SqlFrag, FieldError> {
+    let mut c = Compiler { ctx, scope: Some(vec![bp.to_string()]), aliases: 0 };
+    let mut f = SqlFrag::new("SELECT e.identifier");
+    from_walk(&mut f, c.related_rows(r, "")?, ctx.org_id, bp);
+    Ok(f)
+}
+
+/// ` FROM (<rows>) ws CROSS JOIN entities e WHERE e.rid = ws.rid AND e.org_id = ? AND
+/// e.blueprint = ?` (no rows: no entity).
+fn from_walk(f: &mut SqlFrag, rows: Option<SqlFrag>, org_id: &str, bp: &str) {
+    match rows {
+        Some(rows) => {
+            f.push(" FROM (").append(rows).push(") ws CROSS JOIN entities e WHERE e.rid = ws.rid AND e.org_id = ");
+        }
+        None => {
+            f.push(" FROM entities e WHERE FALSE AND e.org_id = ");
+        }
+    }
+    f.param(org_id).push(" AND e.blueprint = ").param(bp);
 }
 
 /// `SELECT count(*), sum(v), min(v), max(v), count(v), min(t)` over the targets of `owner`

@@ -1,10 +1,16 @@
 //! Relation walks: `relatedTo` and `matchAny`, as recursive CTEs over `entity_relations`.
 //!
 //! Each walk is an uncorrelated subquery (computed once per statement, not once per row) whose
-//! rows carry `org_id` from hop to hop; the searched row matches with
-//! `(e.org_id, e.rid) IN (SELECT org_id, rid FROM …)`, so a walk never crosses tenants. The
-//! start entities are looked up through `entities_key` with the caller's `org_id`; forward hops use
-//! `entity_relations_src`, backward hops `entity_relations_target`.
+//! rows carry `org_id` from hop to hop; its rows are `SELECT DISTINCT w.rid FROM (…) w WHERE
+//! w.org_id = <the caller's>` ([`Compiler::related_rows`], [`Compiler::match_any_rows`]), so a
+//! walk never crosses tenants, and the searched row matches with `e.rid IN (<rows>)` (row ids
+//! are unique across organizations). The start entities are looked up through `entities_key`
+//! with the caller's `org_id`; forward hops use `entity_relations_src`, backward hops
+//! `entity_relations_target`.
+//!
+//! A statement that reads only a walk's entities (an aggregation property's value,
+//! `aggregate.rs`) joins the rows instead: SQLite, given `e.blueprint = ? AND e.rid IN (…)`,
+//! scans the blueprint and probes the walk for each row when the scan reads a covering index.
 
 use portolan_core::FieldError;
 use portolan_core::error::join_path;
@@ -75,6 +81,26 @@ impl Hop<'_> {
     }
 }
 
+/// How a walk's rows start (module docs).
+const WALK_OPEN: &str = "SELECT DISTINCT w.rid FROM (WITH RECURSIVE ";
+
+/// How they end: only the caller's organization's rows.
+fn close_walk(f: &mut SqlFrag, org_id: &str) {
+    f.push(") w WHERE w.org_id = ").param(SqlParam::Text(org_id.to_string()));
+}
+
+/// `e.rid IN (<rows>)`, or `FALSE` for a walk from nothing.
+fn row_in(rows: Option<SqlFrag>) -> SqlFrag {
+    match rows {
+        Some(rows) => {
+            let mut f = SqlFrag::new("e.rid IN (");
+            f.append(rows).push(")");
+            f
+        }
+        None => SqlFrag::new("FALSE"),
+    }
+}
+
 /// `<name>(org_id, rid) AS (SELECT … FROM entities x WHERE x is one of `ids` of `blueprints`)`.
 fn start_set(f: &mut SqlFrag, org_id: &str, name: (&'static str, usize), blueprints: &[String], ids: &[String]) {
     let bps = || blueprints.iter().map(|b| SqlParam::Text(b.clone()));
@@ -87,16 +113,21 @@ fn start_set(f: &mut SqlFrag, org_id: &str, name: (&'static str, usize), bluepri
 impl Compiler<'_, '_> {
     /// Entities related to any of `r.values` (entities of `r.blueprint`), transitively.
     pub(super) fn related_to(&mut self, r: &RelatedTo, path: &str) -> Result<SqlFrag, FieldError> {
+        self.related_rows(r, path).map(row_in)
+    }
+
+    /// The rows of [`Self::related_to`]'s walk; `None` when it starts from no entity.
+    pub(super) fn related_rows(&mut self, r: &RelatedTo, path: &str) -> Result<Option<SqlFrag>, FieldError> {
         if !self.ctx.blueprints.contains_key(&r.blueprint) {
             let msg = format!("blueprint '{}' does not exist", r.blueprint);
             return Err(FieldError::new(join_path(path, "blueprint"), msg));
         }
         if r.values.is_empty() {
-            return Ok(SqlFrag::new("FALSE"));
+            return Ok(None);
         }
         let up = r.direction != Some(Direction::Downstream);
         let down = r.direction != Some(Direction::Upstream);
-        let mut f = SqlFrag::new("(e.org_id, e.rid) IN (WITH RECURSIVE ");
+        let mut f = SqlFrag::new(WALK_OPEN);
         start_set(&mut f, self.ctx.org_id, ("src", 0), std::slice::from_ref(&r.blueprint), &r.values);
         for (on, name, way) in [(up, "up", Way::Forward), (down, "down", Way::Backward)] {
             if !on {
@@ -114,12 +145,18 @@ impl Compiler<'_, '_> {
         if down {
             selects.push("SELECT org_id, rid FROM down0 WHERE depth > 0");
         }
-        f.push(" ").push(&selects.join(" UNION ")).push(")");
-        Ok(f)
+        f.push(" ").push(&selects.join(" UNION "));
+        close_walk(&mut f, self.ctx.org_id);
+        Ok(Some(f))
     }
 
     /// Entities at the start (no `fromBlueprint`) or at the end (with it) of `m.path`.
     pub(super) fn match_any(&mut self, m: &MatchAny, path: &str) -> Result<SqlFrag, FieldError> {
+        self.match_any_rows(m, path).map(row_in)
+    }
+
+    /// The rows of [`Self::match_any`]'s walk; `None` when it starts from no entity.
+    pub(super) fn match_any_rows(&mut self, m: &MatchAny, path: &str) -> Result<Option<SqlFrag>, FieldError> {
         let ppath = join_path(path, "property");
         // Validate the path against the schema, collecting each step's target blueprints.
         let mut targets: Vec<Vec<String>> = Vec::with_capacity(m.path.len());
@@ -145,7 +182,7 @@ impl Compiler<'_, '_> {
             return Err(FieldError::new(join_path(&ppath, "fromBlueprint"), msg));
         }
         if m.values.is_empty() {
-            return Ok(SqlFrag::new("FALSE"));
+            return Ok(None);
         }
         let (way, start_bps) = match &m.from_blueprint {
             Some(bp) => (Way::Forward, vec![bp.clone()]),
@@ -155,7 +192,7 @@ impl Compiler<'_, '_> {
         if way == Way::Backward {
             steps.reverse();
         }
-        let mut f = SqlFrag::new("(e.org_id, e.rid) IN (WITH RECURSIVE ");
+        let mut f = SqlFrag::new(WALK_OPEN);
         start_set(&mut f, self.ctx.org_id, ("lv", 0), &start_bps, &m.values);
         for (k, step) in steps.iter().enumerate() {
             let level = k + 1;
@@ -176,7 +213,8 @@ impl Compiler<'_, '_> {
             }
             f.push(")");
         }
-        f.push(" SELECT org_id, rid FROM ").name("lv", steps.len()).push(")");
-        Ok(f)
+        f.push(" SELECT org_id, rid FROM ").name("lv", steps.len());
+        close_walk(&mut f, self.ctx.org_id);
+        Ok(Some(f))
     }
 }

@@ -271,6 +271,18 @@ fn entities() -> Vec<Fixture> {
     ]
 }
 
+/// Organization `org1`'s compile context on SQLite.
+fn sqlite_ctx(bps: &HashMap<String, Blueprint>) -> CompileCtx<'_> {
+    CompileCtx {
+        org_id: "org1",
+        now: now(),
+        blueprints: bps,
+        dialect: Dialect::Sqlite,
+        scorecards: None,
+        team_rows: false,
+    }
+}
+
 async fn setup() -> (SqlitePool, HashMap<String, Blueprint>) {
     let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.unwrap();
     sqlx::raw_sql(include_str!("../../migrations/sqlite/0001_init.sql")).execute(&pool).await.unwrap();
@@ -836,14 +848,7 @@ async fn query_never_crosses_tenants() {
 #[tokio::test]
 async fn query_blueprint_scope_avoids_foreign_definitions() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx {
-        org_id: "org1",
-        now: now(),
-        blueprints: &bps,
-        dialect: Dialect::Sqlite,
-        scorecards: None,
-        team_rows: false,
-    };
+    let ctx = sqlite_ctx(&bps);
     // `calcUrl` is a calculation property of `service` only.
     let q = parse_query(&json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]})).unwrap();
     let e = compile_where(&q, &ctx).unwrap_err();
@@ -868,14 +873,7 @@ async fn query_blueprint_scope_avoids_foreign_definitions() {
 #[tokio::test]
 async fn query_compile_errors() {
     let bps = blueprints();
-    let ctx = CompileCtx {
-        org_id: "org1",
-        now: now(),
-        blueprints: &bps,
-        dialect: Dialect::Sqlite,
-        scorecards: None,
-        team_rows: false,
-    };
+    let ctx = sqlite_ctx(&bps);
     let cases = [
         (
             json!({"combinator": "and", "rules": [rule("calcUrl", "=", json!("x"))]}),
@@ -936,14 +934,7 @@ fn query_sql_is_parameterized() {
     let svc = bps.get_mut("service").expect("service");
     svc.schema.properties.insert(hostile.into(), serde_json::from_value(json!({"type": "string"})).expect("prop"));
     svc.relations.insert(hostile.into(), serde_json::from_value(json!({"target": "service"})).expect("rel"));
-    let ctx = CompileCtx {
-        org_id: "org1",
-        now: now(),
-        blueprints: &bps,
-        dialect: Dialect::Sqlite,
-        scorecards: None,
-        team_rows: false,
-    };
+    let ctx = sqlite_ctx(&bps);
     let q = parse_query(&json!({"combinator": "or", "rules": [
         rule(hostile, "=", json!(hostile)), rule("name", "contains", json!(hostile)),
         {"relation": hostile, "operator": "=", "value": hostile},
@@ -967,14 +958,7 @@ fn query_referenced_blueprints() {
 #[tokio::test]
 async fn query_walks_use_indexes() {
     let (pool, bps) = setup().await;
-    let ctx = CompileCtx {
-        org_id: "org1",
-        now: now(),
-        blueprints: &bps,
-        dialect: Dialect::Sqlite,
-        scorecards: None,
-        team_rows: false,
-    };
+    let ctx = sqlite_ctx(&bps);
     let q = parse_query(&json!({"combinator": "and", "rules": [
         {"operator": "relatedTo", "blueprint": "domain", "value": "dom-1"},
         {"property": {"path": ["domain", "system"]}, "operator": "matchAny", "value": "sys-1"},
@@ -1100,4 +1084,50 @@ fn numeric_comparisons_on_postgres_have_no_opaque_type_test() {
         let sql = frag.render(dialect).to_string();
         assert_eq!(sql.contains("IN ('integer', 'real')"), has_test, "{sql}");
     }
+}
+
+/// An aggregation value's statement reads its targets by primary key, from the walk: not the
+/// target blueprint's entities each probed against the walk (which SQLite chose, without
+/// statistics, for a count, whose columns a covering index holds).
+#[tokio::test]
+async fn aggregation_targets_are_read_from_the_walk_by_primary_key() {
+    let (pool, bps) = setup().await;
+    let ctx = sqlite_ctx(&bps);
+    let specs = [
+        json!({"calculationBy": "entities", "func": "count"}),
+        json!({"calculationBy": "property", "property": "cpu", "func": "sum"}),
+    ];
+    for spec in specs {
+        let mut v = json!({"title": "A", "target": "service", "calculationSpec": spec});
+        for path_filter in [None, Some(json!([{"path": ["domain"], "fromBlueprint": "service"}]))] {
+            if let Some(pf) = &path_filter {
+                v["pathFilter"] = pf.clone();
+            }
+            let agg = portolan_core::aggregation::Aggregation::parse("a", &v, "a").unwrap();
+            assert_eq!(agg.path_filter.is_some(), path_filter.is_some());
+            let frag = super::summary_select(&agg, ("domain", "dom-1"), &ctx).unwrap();
+            assert_reads_e_by_primary_key(&pool, frag, &v.to_string()).await;
+        }
+    }
+    // Which domains a write of some services may have changed.
+    let r = portolan_core::search::RelatedTo {
+        blueprint: "service".into(),
+        values: vec!["svc-1".into(), "svc-2".into()],
+        direction: None,
+        required: None,
+    };
+    let frag = super::related_identifiers(&r, "domain", &ctx).unwrap();
+    assert_reads_e_by_primary_key(&pool, frag, "related_identifiers").await;
+}
+
+async fn assert_reads_e_by_primary_key(pool: &SqlitePool, frag: SqlFrag, what: &str) {
+    let mut sql = SqlFrag::new("EXPLAIN QUERY PLAN ");
+    sql.append(frag);
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.sql.clone()));
+    for p in &sql.params {
+        query = query.bind(p.clone());
+    }
+    let plan: Vec<String> = query.fetch_all(pool).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect();
+    let reads_e: Vec<&String> = plan.iter().filter(|l| l.starts_with("SCAN e") || l.starts_with("SEARCH e ")).collect();
+    assert_eq!(reads_e, ["SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"], "{what}:\n{}", plan.join("\n"));
 }
