@@ -228,8 +228,27 @@ pub(crate) fn filter(
     select: &str,
     whole_set: bool,
 ) -> Result<SqlFrag> {
+    filter_through(db, org, req, scorecards, select, whole_set, None)
+}
+
+/// [`filter`], reading the entities through the index `index` on SQLite (`INDEXED BY`: the
+/// statement fails rather than read another way if the index is gone); PostgreSQL, which has
+/// no such clause, plans as it sees fit.
+pub(crate) fn filter_through(
+    db: &Db,
+    org: &OrgId,
+    req: &SearchRequest<'_>,
+    scorecards: Option<&[ScorecardDef]>,
+    select: &str,
+    whole_set: bool,
+    index: Option<&'static str>,
+) -> Result<SqlFrag> {
     let mut q = SqlFrag::new(select);
-    q.push(" FROM entities e WHERE e.org_id = ").param(SqlParam::Text(org.0.clone()));
+    q.push(" FROM entities e");
+    if let Some(index) = index.filter(|_| db.dialect() == Dialect::Sqlite) {
+        q.push(" INDEXED BY ").push(index);
+    }
+    q.push(" WHERE e.org_id = ").param(SqlParam::Text(org.0.clone()));
     if let Some(bp) = req.blueprint {
         if db.refuses(bp) {
             q.push(" AND FALSE"); // no blueprint identifier has one (nor can PostgreSQL bind it)

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use portolan_core::search::Query;
 
 use crate::db::Row;
-use crate::entities::{condition, filter};
+use crate::entities::{condition, filter, filter_through};
 use crate::sql::{Dialect, SqlFrag, SqlParam, json_key_path};
 use crate::{OrgId, Result, SearchRequest, SqlStore, StoreError};
 
@@ -247,8 +247,14 @@ impl SqlStore {
         if plan.columns.is_empty() {
             return Ok(finish(out));
         }
-        let from = filter(db, org, &base, defs.as_deref(), "", true)?;
         let parts = self.scan_parts(org).await?;
+        // A range of row ids is read through the blueprint's index entries, each row in the
+        // range read: SQLite would otherwise walk the organization's rows in the range
+        // (`entities_org_rid`), every blueprint's, however few are this one's. (PostgreSQL
+        // splits by share, and has `entities_blueprint_rid` for both at once.)
+        let ranged = parts.iter().any(|p| matches!(p, Part::Range(..)));
+        let index = ranged.then_some("entities_key");
+        let from = filter_through(db, org, &base, defs.as_deref(), "", true, index)?;
         // Each part on its own connection; dropping this future aborts them (and the progress
         // handler then ends their statements).
         let mut set = tokio::task::JoinSet::new();
@@ -366,8 +372,6 @@ impl SqlStore {
 /// the database does not flatten it: SQLite would otherwise keep each row's JSON through the
 /// grouping sort and parse it again for the aggregates.
 struct Plan<'q> {
-    /// The entities are one blueprint's.
-    blueprint: bool,
     /// Fields grouped by (`g0`, `g1`, …), and whether the value is JSON text to decode.
     keys: Vec<(&'q str, bool)>,
     key_sql: Vec<SqlFrag>,
@@ -406,7 +410,6 @@ impl<'q> Plan<'q> {
     ) -> Plan<'q> {
         let d = db.dialect();
         let mut plan = Plan {
-            blueprint: base.blueprint.is_some(),
             keys: Vec::new(),
             key_sql: Vec::new(),
             inner: Vec::new(),
@@ -537,14 +540,6 @@ impl<'q> Plan<'q> {
         }
         if let Part::Range(lo, hi) = part {
             rows.push(" AND e.rid BETWEEN ").param(SqlParam::Int(lo)).push(" AND ").param(SqlParam::Int(hi));
-            if d == Dialect::Sqlite && self.blueprint {
-                // The blueprint's index entries, each row in the range read: SQLite would
-                // otherwise walk the organization's rows in the range (`entities_org_rid`),
-                // every blueprint's, however few are this one's. (PostgreSQL has
-                // `entities_blueprint_rid` for both at once.)
-                rows.sql =
-                    rows.sql.replacen(" FROM entities e WHERE ", " FROM entities e INDEXED BY entities_key WHERE ", 1);
-            }
         }
         if self.keys.is_empty() && self.inner.is_empty() {
             // A count alone: no values to read (an index may answer it).
