@@ -386,12 +386,8 @@ pub async fn callback(
 
 /// The kept frame tokens of a request's cookies (their names), for signing out.
 pub fn kept_cookies(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('=').map(|(k, _)| k))
+    session::cookies(headers)
+        .map(|(k, _)| k)
         .filter(|k| k.starts_with(TOKEN_COOKIE_PREFIX))
         .map(str::to_string)
         .collect()
