@@ -118,6 +118,7 @@ fn web_ui_in_chromium() {
         "13-dashboard",
         "14-sso-signed-in",
         "15-sso-provider-error",
+        "32-blueprint-permissions",
     ] {
         let f = shots.join(format!("{name}.png"));
         assert!(f.metadata().map(|m| m.len() > 1000).unwrap_or(false), "screenshot {} missing", f.display());

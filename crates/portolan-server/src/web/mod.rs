@@ -22,6 +22,7 @@ mod export;
 mod form;
 pub mod format;
 mod organization;
+mod permissions;
 mod respond;
 pub mod session;
 mod sources;
@@ -93,6 +94,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run_body.html", include_str!("../../templates/run_body.html")),
     ("entity_form.html", include_str!("../../templates/entity_form.html")),
     ("dashboard.html", include_str!("../../templates/dashboard.html")),
+    ("permissions.html", include_str!("../../templates/permissions.html")),
 ];
 
 /// The compiled templates.
@@ -211,6 +213,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/home", get(dashboards::home))
         .route("/ui/dashboards", get(dashboards::dashboards))
         .route("/ui/dashboards/{id}", get(dashboards::dashboard))
+        .route("/ui/dashboards/{id}/permissions", permissions::routes(permissions::Kind::Page))
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/signin", get(auth::signin_form).post(auth::signin))
         .route("/ui/signout", post(auth::signout))
@@ -237,6 +240,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/builder/graph.svg", get(builder::graph_svg))
         .route("/ui/builder/new", get(builder::blueprint_new))
         .route("/ui/builder/{bp}", get(builder::blueprint_edit).post(builder::blueprint_save))
+        .route("/ui/builder/{bp}/permissions", permissions::routes(permissions::Kind::Blueprint))
         .route("/ui/builder/{bp}/property", post(builder::blueprint_add_property))
         .route("/ui/builder/{bp}/relation", post(builder::blueprint_add_relation))
         .route("/ui/audit", get(audit::audit))
@@ -257,6 +261,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/self-service", get(actions::self_service))
         .route("/ui/self-service/{action}", get(actions::form::action_form).post(actions::form::action_submit))
         .route("/ui/self-service/{action}/form", post(actions::form::action_fields))
+        .route("/ui/self-service/{action}/permissions", permissions::routes(permissions::Kind::Action))
         .route("/ui/self-service/{action}/options/{input}", post(actions::form::action_options))
         .route("/ui/runs", get(actions::runs::my_runs))
         .route("/ui/approvals", get(actions::approvals::inbox))

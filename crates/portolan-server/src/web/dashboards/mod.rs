@@ -70,6 +70,8 @@ struct DashboardPage {
     note: Option<String>,
     /// The default home page: entities per blueprint.
     counts: Option<Vec<BlueprintCount>>,
+    /// The page's permission page (a stored page shown to an admin).
+    permissions_href: Option<String>,
 }
 
 fn is_dashboard(p: &StoredPage) -> bool {
@@ -349,6 +351,9 @@ async fn show(state: &AppState, u: &WebUser, headers: &HeaderMap, p: &StoredPage
         widgets,
         note,
         counts: None,
+        permissions_href: u
+            .is_admin()
+            .then(|| format!("/ui/dashboards/{}/permissions", crate::web::urlencode(&p.identifier))),
     };
     Ok(with_frames(page(state, "dashboard.html", ctx)?, &origins))
 }
@@ -364,6 +369,7 @@ pub async fn dashboards(State(state): State<AppState>, user: WebUser) -> WebResu
         widgets: Vec::new(),
         note: None,
         counts: None,
+        permissions_href: None,
     };
     page(&state, "dashboard.html", ctx)
 }
@@ -417,6 +423,7 @@ pub async fn home(State(state): State<AppState>, user: WebUser, headers: HeaderM
         widgets: Vec::new(),
         note: None,
         counts: Some(counts),
+        permissions_href: None,
     };
     page(&state, "dashboard.html", ctx)
 }
