@@ -59,6 +59,9 @@ pub struct Person {
     pub teams: Vec<String>,
     /// Blueprints this person moderates (`<blueprint>-moderator` roles), sorted.
     pub moderates: Vec<String>,
+    /// How the person signs in (Port's `providers`): `port` with a password, then the single
+    /// sign-on providers they have signed in through, in the order of their first use.
+    pub providers: Vec<String>,
 }
 
 #[async_trait]
@@ -101,6 +104,8 @@ pub struct PersonEdit {
     pub teams: Option<Vec<String>>,
     /// Replace the moderated blueprints.
     pub moderates: Option<Vec<String>>,
+    /// A single sign-on provider the person signed in through (added to `providers` once).
+    pub signed_in_with: Option<String>,
 }
 
 const TEAM_COLUMNS: &str = "name, id, description, provider, created_at, updated_at";
@@ -212,7 +217,13 @@ async fn retarget_entities(tx: &mut Tx, org: &OrgId, old: &str, new: Option<&str
     Ok(())
 }
 
-const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at, moderates";
+/// `pw_mark` is `$` for a password (a PHC string); accounts made by single sign-on hold `!sso`.
+const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at, moderates, sso_providers, substr(password_hash, 1, 1) AS pw_mark";
+
+/// Port's `providers` of a person: `port` when they have a password, then `sso`.
+fn providers(has_password: bool, sso: Vec<String>) -> Vec<String> {
+    has_password.then(|| "port".to_string()).into_iter().chain(sso).collect()
+}
 
 async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>> {
     let mut f = SqlFrag::new(&format!("SELECT {PERSON_COLUMNS} FROM users WHERE org_id = "));
@@ -246,6 +257,10 @@ async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>
                 status: r.get("status"),
                 created_at: r.get("created_at"),
                 moderates: serde_json::from_str(&r.get::<String, _>("moderates")).unwrap_or_default(),
+                providers: providers(
+                    r.get::<String, _>("pw_mark") == "$",
+                    serde_json::from_str(&r.get::<String, _>("sso_providers")).unwrap_or_default(),
+                ),
             }
         })
         .collect())
@@ -253,7 +268,7 @@ async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>
 
 fn person_json(p: &Person) -> Value {
     json!({"email": p.email, "firstName": p.first_name, "lastName": p.last_name, "role": p.role,
-           "status": p.status, "teams": p.teams, "moderates": p.moderates})
+           "status": p.status, "teams": p.teams, "moderates": p.moderates, "providers": p.providers})
 }
 
 /// Names among `names` that are not teams of `org`, inside a write's transaction.
@@ -437,15 +452,23 @@ impl Teams for SqlStore {
                 Some(m) => m.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
                 None => before.moderates.clone(),
             },
+            providers: match &edit.signed_in_with {
+                Some(p) if !before.providers.contains(p) => {
+                    before.providers.iter().cloned().chain(std::iter::once(p.clone())).collect()
+                }
+                _ => before.providers.clone(),
+            },
             ..before.clone()
         };
-        tx.q("UPDATE users SET role = ?, first_name = ?, last_name = ?, status = ?, moderates = ? \
+        let sso: Vec<&String> = after.providers.iter().filter(|p| *p != "port").collect();
+        tx.q("UPDATE users SET role = ?, first_name = ?, last_name = ?, status = ?, moderates = ?, sso_providers = ? \
               WHERE org_id = ? AND email = ?")
             .bind(&after.role)
             .bind(&after.first_name)
             .bind(&after.last_name)
             .bind(&after.status)
             .bind(serde_json::to_string(&after.moderates).unwrap_or_else(|_| "[]".into()))
+            .bind(serde_json::to_string(&sso).unwrap_or_else(|_| "[]".into()))
             .bind(&org.0)
             .bind(email)
             .execute(&mut tx)

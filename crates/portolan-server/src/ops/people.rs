@@ -66,7 +66,7 @@ pub fn role_name(role: &str) -> &'static str {
 /// A user as Port answers it.
 pub fn render_user(p: &Person) -> Value {
     json!({"id": p.user_id, "email": p.email, "firstName": p.first_name, "lastName": p.last_name,
-           "status": p.status, "type": "Standard", "providers": ["port"], "createdAt": p.created_at,
+           "status": p.status, "type": "Standard", "providers": p.providers, "createdAt": p.created_at,
            "teams": p.teams, "teamsIdentifiers": p.teams, "roles": roles_json(p)})
 }
 

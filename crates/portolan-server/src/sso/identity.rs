@@ -219,6 +219,9 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
             .hint("An admin of your organization enables it on the users page."));
     }
     let mut edit = PersonEdit::default();
+    if !person.providers.iter().any(|p| p == TEAM_PROVIDER) {
+        edit.signed_in_with = Some(TEAM_PROVIDER.to_string());
+    }
     if id.first_name.is_some() && id.first_name != person.first_name {
         edit.first_name = Some(id.first_name.clone());
     }

@@ -251,6 +251,7 @@ async fn oidc_sign_in_creates_the_user_just_in_time_with_teams_from_groups() {
     let u = &user["user"];
     assert_eq!(u["roles"], json!([{"name": "Member"}]), "{user}");
     assert_eq!((u["firstName"].as_str(), u["lastName"].as_str()), (Some("Dev"), Some("Eloper")));
+    assert_eq!(u["providers"], json!(["OIDC"]), "made by single sign-on, no password: {user}");
     let mut teams: Vec<&str> =
         u["teams"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str().or(t.as_str())).collect();
     teams.sort_unstable();
@@ -296,6 +297,23 @@ async fn oidc_sign_in_creates_the_user_just_in_time_with_teams_from_groups() {
     let audit = app.api("GET", "/v1/audit-log?resources=user&limit=50", json!(null)).await;
     let created = audit["audits"].as_array().unwrap().iter().find(|a| a["action"] == "CREATE").cloned();
     assert!(created.is_some_and(|a| a["identifier"] == "dev@example.com"), "{audit}");
+}
+
+#[tokio::test]
+async fn users_say_how_they_sign_in() {
+    let Some((app, _idp)) = spawn().await else { return };
+    // dev@example.com has a password, then signs in through the provider too.
+    app.user("usr_dev", "dev@example.com", "member").await;
+    let before = app.api("GET", "/v1/users/dev@example.com", json!(null)).await;
+    assert_eq!(before["user"]["providers"], json!(["port"]), "{before}");
+    for _ in 0..2 {
+        assert_eq!(sign_in(&app, &mut Browser::default()).await.status, StatusCode::SEE_OTHER);
+    }
+    let after = app.api("GET", "/v1/users/dev@example.com", json!(null)).await;
+    assert_eq!(after["user"]["providers"], json!(["port", "OIDC"]), "added once: {after}");
+    let all = app.api("GET", "/v1/users", json!(null)).await;
+    let dev = all["users"].as_array().unwrap().iter().find(|u| u["email"] == "dev@example.com").cloned();
+    assert_eq!(dev.unwrap()["providers"], json!(["port", "OIDC"]), "{all}");
 }
 
 #[tokio::test]

@@ -246,6 +246,8 @@ pub async fn people_have_roles_status_and_teams(s: &dyn Store) {
     assert!(s.session("h").await.unwrap().is_none(), "disabling ends sessions");
     assert_eq!(s.get_team(&a, "core").await.unwrap().unwrap().members, ["invitee@example.com"]);
 
+    assert_eq!(after.providers, ["port"], "a password: Port's own provider");
+
     let bad = PersonEdit { teams: Some(vec!["ghost".into()]), ..PersonEdit::default() };
     assert!(matches!(s.update_person(&a, "p@example.com", &bad, &ctx()).await, Err(StoreError::NotFound(_))));
     assert_eq!(
@@ -261,6 +263,22 @@ pub async fn people_have_roles_status_and_teams(s: &dyn Store) {
     assert_eq!(recs.len(), 1);
     let diff = recs[0].diff.as_ref().expect("diff");
     assert_eq!((diff["before"]["role"].as_str(), diff["after"]["status"].as_str()), (Some("member"), Some("Disabled")));
+
+    // Single sign-on providers are added once each, after "port"; an account made by single
+    // sign-on (no password) has only them.
+    let sso = PersonEdit { signed_in_with: Some("OIDC".into()), ..PersonEdit::default() };
+    for _ in 0..2 {
+        let p = s.update_person(&a, "p@example.com", &sso, &ctx()).await.unwrap();
+        assert_eq!(p.providers, ["port", "OIDC"]);
+    }
+    let jit = User { id: "usr_j".into(), email: "j@example.com".into(), password_hash: "!sso".into(), ..u.clone() };
+    s.create_user(&jit).await.unwrap();
+    assert_eq!(s.get_person(&a, "j@example.com").await.unwrap().unwrap().providers, Vec::<String>::new());
+    let j = s.update_person(&a, "j@example.com", &sso, &ctx()).await.unwrap();
+    assert_eq!(j.providers, ["OIDC"]);
+    assert_eq!(s.get_person(&a, "j@example.com").await.unwrap().unwrap().providers, ["OIDC"], "stored");
+    let p = s.update_person(&a, "p@example.com", &PersonEdit::default(), &ctx()).await.unwrap();
+    assert_eq!(p.providers, ["port", "OIDC"], "an edit without a sign-in keeps them");
 
     s.set_member_teams(&a, "later@example.com", &["core".into(), "web".into()]).await.unwrap();
     assert_eq!(s.get_team(&a, "web").await.unwrap().unwrap().members, ["later@example.com", "p@example.com"]);
