@@ -14,7 +14,10 @@ use crate::sql::{Dialect, SqlFrag, SqlParam, json_key_path};
 use crate::{AuditCtx, OrgId, Result, SqlStore, StoreError};
 
 mod delete;
+mod team_count;
 mod write;
+
+pub use team_count::count_sql as team_count_sql;
 
 pub use write::{write_path_lookup_key, write_path_lookups};
 
@@ -362,6 +365,21 @@ impl Entities for SqlStore {
     }
 
     async fn count_entities(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<u64> {
+        // A team-scoped reader's count of one blueprint, no other filter: the teams' rows alone.
+        if let (Some(bp), Some(visible), None) = (req.blueprint, req.visible, req.query)
+            && let Some(admits) = team_count::admits(visible, bp)
+        {
+            let refused = |t: &str| self.db.refuses(t);
+            match admits {
+                team_count::Admits::Nothing => return Ok(0),
+                team_count::Admits::Teams(t) if t.is_empty() => return Ok(0),
+                team_count::Admits::Teams(t) if !refused(bp) && !t.iter().any(|x| refused(x)) => {
+                    let rows = self.search_rows(org, &team_count::count_sql(&org.0, bp, &t)).await?;
+                    return Ok(rows.first().map_or(0, |row| row.get::<i64, _>(0) as u64));
+                }
+                _ => {}
+            }
+        }
         let defs = self.scorecard_defs(org, req).await?;
         let q = filter(&self.db, org, req, defs.as_deref(), "SELECT COUNT(*)", true)?;
         let rows = self.search_rows(org, &q).await?;

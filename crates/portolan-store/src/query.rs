@@ -182,7 +182,13 @@ impl<'a> Compiler<'a, '_> {
                 let (negated, pos) = op.positive();
                 Ok(negate_if(
                     negated,
-                    predicate(self.ctx.dialect, &meta_field(*m, Alias::E, self.ctx.team_rows), pos, now, path)?,
+                    predicate(
+                        self.ctx.dialect,
+                        &meta_field(*m, Alias::E, self.ctx.team_rows.then_some(self.ctx.org_id)),
+                        pos,
+                        now,
+                        path,
+                    )?,
                 ))
             }
             Rule::Property { property: PropertyRef::Property(name), op } => self.property(name, op, path),
@@ -454,7 +460,7 @@ impl<'a> Compiler<'a, '_> {
         f.push(" AND (");
         let alias = Alias::M(first + hops.len() - 1);
         let field = match last {
-            PropertyRef::Meta(m) => meta_field(*m, alias, self.ctx.team_rows),
+            PropertyRef::Meta(m) => meta_field(*m, alias, self.ctx.team_rows.then_some(self.ctx.org_id)),
             PropertyRef::Property(p) => Field::Json { col: Col { alias, name: "properties" }, key: p.clone() },
         };
         f.append(pred(d, &field, self.ctx.now)?).push("))");

@@ -26,6 +26,20 @@ fn indexes_in(plan: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A fresh database and a connection to it, with autovacuum (and so auto-analyze) off on
+/// `tables`: their plans are those of tables never analyzed.
+async fn fresh_without_autovacuum(tables: &[&str]) -> Option<(pg::StoreDb, sqlx::PgConnection)> {
+    let s = pg::fresh().await?;
+    let mut conn = sqlx::PgConnection::connect(&s.url()).await.expect("connect");
+    for t in tables {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER TABLE {t} SET (autovacuum_enabled = off)")))
+            .execute(&mut conn)
+            .await
+            .expect("autovacuum off");
+    }
+    Some((s, conn))
+}
+
 #[tokio::test]
 async fn postgresql_half() {
     pg::postgresql_half("write-path plans, tests/pg_plans").await;
@@ -36,14 +50,9 @@ async fn postgresql_half() {
 /// access on `entities` / `entity_relations`, never a sequential scan.
 #[tokio::test]
 async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
-    let Some(s) = pg::fresh().await else { return };
-    let mut conn = sqlx::PgConnection::connect(&s.url()).await.expect("connect");
-    for t in ["entities", "entity_relations", "audit_log"] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER TABLE {t} SET (autovacuum_enabled = off)")))
-            .execute(&mut conn)
-            .await
-            .expect("autovacuum off");
-    }
+    let Some((s, mut conn)) = fresh_without_autovacuum(&["entities", "entity_relations", "audit_log"]).await else {
+        return;
+    };
     let o = org(&*s, "plans").await;
     let m = model(&*s, &o).await;
     let teams: Vec<_> = (0..50).map(|i| entity("team", &format!("t{i}"), json!({}), json!({}))).collect();
@@ -106,6 +115,67 @@ async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// A team-scoped reader's count of one blueprint (migration 0027) reads only the teams' ranges
+/// of the `entity_teams` key on never-analyzed tables — no entity, no sequential scan — for one
+/// team and for several.
+#[tokio::test]
+async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
+    let Some((s, mut conn)) = fresh_without_autovacuum(&["entities", "entity_teams"]).await else { return };
+    let o = org(&*s, "teams").await;
+    let m = model(&*s, &o).await;
+    for i in 0..10 {
+        let w = portolan_store::TeamWrite {
+            name: format!("t{i}"),
+            id: format!("team_t{i}"),
+            description: None,
+            provider: "Port".into(),
+            members: None,
+        };
+        s.save_team(&o, None, &w, portolan_store::SaveMode::Create, &ctx()).await.unwrap();
+    }
+    for start in (0..5_000).step_by(500) {
+        let w = (start..start + 500)
+            .map(|i| {
+                let mut e = entity("service", &format!("svc-{i:05}"), json!({}), json!({}));
+                e.team = vec![format!("t{}", i % 10)];
+                put(e, &m, false)
+            })
+            .collect();
+        for r in s.write_entities(&o, w, &ctx()).await.unwrap() {
+            r.expect("service accepted");
+        }
+    }
+    let mut failures = Vec::new();
+    for teams in [vec!["t3".to_string()], (0..10).map(|i| format!("t{i}")).collect()] {
+        let frag = portolan_store::team_count_sql(&o.0, "service", &teams);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", frag.render(Dialect::Postgres))));
+        for p in &frag.params {
+            match p {
+                portolan_store::sql::SqlParam::Text(t) => q = q.bind(t.clone()),
+                other => panic!("a team count binds text only, not {other:?}"),
+            }
+        }
+        let rows: Vec<String> =
+            q.fetch_all(&mut conn).await.expect("EXPLAIN").iter().map(|r| sqlx::Row::get(r, 0)).collect();
+        let plan = rows.join("\n");
+        eprintln!("{} team(s):\n{plan}\n", teams.len());
+        if plan.contains("Seq Scan") || plan.contains(" on entities") || indexes_in(&plan) != ["entity_teams_pkey"] {
+            failures.push(format!("{} team(s): not the entity_teams key alone:\n{plan}", teams.len()));
+        }
+        let n: i64 = {
+            let mut c = sqlx::query_scalar(sqlx::AssertSqlSafe(frag.render(Dialect::Postgres).into_owned()));
+            for p in &frag.params {
+                if let portolan_store::sql::SqlParam::Text(t) = p {
+                    c = c.bind(t.clone());
+                }
+            }
+            c.fetch_one(&mut conn).await.expect("count")
+        };
+        assert_eq!(n, 500 * teams.len() as i64, "{teams:?}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Search rules and sorts on an aggregation property, on never-analyzed tables (a fresh
 /// database after its first load and recompute): the rule reads the property's range of
 /// `aggregation_values` once per statement, and the sort's per-row lookup is an index probe by
@@ -116,14 +186,10 @@ async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
 async fn aggregation_rules_and_sorts_use_indexes_on_never_analyzed_tables() {
     use portolan_store::query::{CompileCtx, compile_where_in, stored_value};
     use portolan_store::{AggregateTargets, Aggregations as _};
-    let Some(s) = pg::fresh().await else { return };
-    let mut conn = sqlx::PgConnection::connect(&s.url()).await.expect("connect");
-    for t in ["entities", "entity_relations", "aggregation_values"] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER TABLE {t} SET (autovacuum_enabled = off)")))
-            .execute(&mut conn)
-            .await
-            .expect("autovacuum off");
-    }
+    let Some((s, mut conn)) = fresh_without_autovacuum(&["entities", "entity_relations", "aggregation_values"]).await
+    else {
+        return;
+    };
     let o = org(&*s, "plans").await;
     let issue = portolan_store::conformance::bp(json!({"identifier": "issue", "title": "Issue"}));
     let service = portolan_store::conformance::bp(json!({"identifier": "service", "title": "Service",

@@ -6,7 +6,10 @@ use portolan_core::Entity;
 use serde_json::json;
 
 use super::{T0, ctx, entity, idents, model, org, put, req, write_ok};
-use crate::{AuditFilter, OrgId, PersonEdit, SaveMode, Session, Store, StoreError, TeamWrite, User, WriteRejection};
+use crate::{
+    AuditFilter, OrgId, PersonEdit, SaveMode, SearchRequest, Session, Store, StoreError, TeamWrite, User,
+    WriteRejection,
+};
 
 fn team(name: &str, members: &[&str]) -> TeamWrite {
     TeamWrite {
@@ -42,6 +45,19 @@ async fn in_teams(
     let r = req(Some("team"), Some(&q), m);
     let found = idents(s, o, &r).await;
     assert_eq!(s.count_entities(o, &r).await.unwrap(), found.len() as u64, "count agrees with the search");
+    // The same teams as a team-scoped read restriction (the server's shape), with no other
+    // filter: counted from the entity_teams key alone.
+    let visible = portolan_core::search::parse_query(&json!({"combinator": "and", "rules": [
+        {"combinator": "or", "rules": [
+            {"property": "$blueprint", "operator": "!=", "value": "team"},
+            {"property": "$team", "operator": "containsAny", "value": names}]},
+        {"property": "$blueprint", "operator": "!=", "value": "domain"}]}))
+    .unwrap();
+    let restricted = SearchRequest { visible: Some(&visible), ..req(Some("team"), None, m) };
+    assert_eq!(s.count_entities(o, &restricted).await.unwrap(), found.len() as u64, "restricted count {names:?}");
+    assert_eq!(idents(s, o, &restricted).await, found, "restricted search {names:?}");
+    let domain = SearchRequest { visible: Some(&visible), ..req(Some("domain"), None, m) };
+    assert_eq!(s.count_entities(o, &domain).await.unwrap(), 0, "a blueprint the reader may not read");
     found
 }
 
@@ -89,6 +105,8 @@ pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn S
 
     write_ok(s, &a, &m, vec![with_team(entity("team", "t1", json!({}), json!({})), &["core", "web"])]).await;
     write_ok(s, &a, &m, vec![with_team(entity("team", "t2", json!({}), json!({})), &["web"])]).await;
+    // Another blueprint's entities in the same teams are not counted as the blueprint's.
+    write_ok(s, &a, &m, vec![with_team(entity("domain", "d1", json!({}), json!({})), &["core", "web"])]).await;
 
     // Members replaced; `None` keeps them.
     let mut w = team("core", &["y@example.com", "x@example.com", "y@example.com"]);

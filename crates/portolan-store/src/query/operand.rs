@@ -45,13 +45,14 @@ pub(super) enum Field {
     Text(Col),
     /// A timestamp column in canonical form (`created_at`, `updated_at`).
     Time(Col),
-    /// A JSON array of strings (`team`); `rows`: rules naming teams read the `entity_teams`
-    /// rows ([`super::CompileCtx::team_rows`]).
-    Team { col: Col, rows: bool },
+    /// A JSON array of strings (`team`); `rows` (the organization): rules naming teams read the
+    /// organization's `entity_teams` rows ([`super::CompileCtx::team_rows`]).
+    Team { col: Col, rows: Option<String> },
 }
 
-/// The column behind a meta-property, on `alias` (`team_rows`: see [`Field::Team`]).
-pub(super) fn meta_field(m: MetaProperty, alias: Alias, team_rows: bool) -> Field {
+/// The column behind a meta-property, on `alias` (`team_rows`, the organization: see
+/// [`Field::Team`]).
+pub(super) fn meta_field(m: MetaProperty, alias: Alias, team_rows: Option<&str>) -> Field {
     let col = |name| Col { alias, name };
     match m {
         MetaProperty::Identifier => Field::Text(col("identifier")),
@@ -63,7 +64,7 @@ pub(super) fn meta_field(m: MetaProperty, alias: Alias, team_rows: bool) -> Fiel
         MetaProperty::Datasource => Field::Text(col("datasource")),
         MetaProperty::CreatedAt => Field::Time(col("created_at")),
         MetaProperty::UpdatedAt => Field::Time(col("updated_at")),
-        MetaProperty::Team => Field::Team { col: col("team"), rows: team_rows },
+        MetaProperty::Team => Field::Team { col: col("team"), rows: team_rows.map(str::to_string) },
     }
 }
 
@@ -92,7 +93,7 @@ pub(super) fn predicate(
         Field::Relation { col, key } => Ok(relation(JsonAt::key(d, *col, key), pos, now)),
         Field::Text(col) => text(d, *col, false, pos, now, path),
         Field::Time(col) => text(d, *col, true, pos, now, path),
-        Field::Team { col, rows } => team(d, *col, *rows, pos, path),
+        Field::Team { col, rows } => team(d, *col, rows.as_deref(), pos, path),
     }
 }
 
@@ -378,10 +379,11 @@ fn text(
 
 /// `$team`: a JSON array of team identifiers. `=` a team and `in` / `containsAny` teams all
 /// mean "belongs to (one of) these teams"; the pattern operators match any team. With `rows`,
-/// "belongs to these teams" reads the `entity_teams` rows (migration 0020): the set of the teams'
-/// entities, gathered once per statement — what a count or an aggregate over the whole set
-/// wants; without, each row's array is tested, so a page stops at its limit.
-fn team(d: Dialect, col: Col, rows: bool, pos: Positive<'_>, path: &str) -> Result<SqlFrag, FieldError> {
+/// "belongs to these teams" reads the organization `rows`' `entity_teams` rows (migrations 0020,
+/// 0027): the set of the teams' entities, gathered once per statement — what a count or an
+/// aggregate over the whole set wants; without, each row's array is tested, so a page stops at
+/// its limit.
+fn team(d: Dialect, col: Col, rows: Option<&str>, pos: Positive<'_>, path: &str) -> Result<SqlFrag, FieldError> {
     let mut f = SqlFrag::default();
     let (each_fn, len_fn) = match d {
         Dialect::Sqlite => ("json_each(", "json_array_length("),
@@ -428,10 +430,11 @@ fn team(d: Dialect, col: Col, rows: bool, pos: Positive<'_>, path: &str) -> Resu
             let names: Vec<SqlParam> = list.iter().filter_map(|l| l.as_str().map(SqlParam::from)).collect();
             if names.is_empty() {
                 f.push("FALSE");
-            } else if rows {
+            } else if let Some(org) = rows {
                 // An index range per team; uncorrelated, so gathered once per statement.
                 Col { alias: col.alias, name: "rid" }.write(&mut f);
-                f.push(" IN (SELECT et.rid FROM entity_teams et WHERE et.team IN (").param_list(names).push("))");
+                f.push(" IN (SELECT et.rid FROM entity_teams et WHERE et.org_id = ").param(org.to_string());
+                f.push(" AND et.team IN (").param_list(names).push("))");
             } else {
                 each(&mut f);
                 f.push("j.value IN (").param_list(names).push("))");

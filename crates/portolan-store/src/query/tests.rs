@@ -288,6 +288,7 @@ async fn setup() -> (SqlitePool, HashMap<String, Blueprint>) {
     sqlx::raw_sql(include_str!("../../migrations/sqlite/0001_init.sql")).execute(&pool).await.unwrap();
     // `$team` rules read the entity_teams rows its triggers keep.
     sqlx::raw_sql(include_str!("../../migrations/sqlite/0020_entity_teams.sql")).execute(&pool).await.unwrap();
+    sqlx::raw_sql(include_str!("../../migrations/sqlite/0027_entity_teams_by_org.sql")).execute(&pool).await.unwrap();
     let bps = blueprints();
     for org in ["org1", "org2"] {
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, '2024-01-01T00:00:00.000Z')")
@@ -1120,14 +1121,38 @@ async fn aggregation_targets_are_read_from_the_walk_by_primary_key() {
     assert_reads_e_by_primary_key(&pool, frag, "related_identifiers").await;
 }
 
-async fn assert_reads_e_by_primary_key(pool: &SqlitePool, frag: SqlFrag, what: &str) {
+async fn plan_of(pool: &SqlitePool, frag: SqlFrag) -> Vec<String> {
     let mut sql = SqlFrag::new("EXPLAIN QUERY PLAN ");
     sql.append(frag);
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.sql.clone()));
     for p in &sql.params {
         query = query.bind(p.clone());
     }
-    let plan: Vec<String> = query.fetch_all(pool).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect();
+    query.fetch_all(pool).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect()
+}
+
+/// A team-scoped reader's count of one blueprint reads the teams' ranges of the entity_teams
+/// key and no entity (migration 0027), one team or several.
+#[tokio::test]
+async fn team_scoped_counts_read_only_the_team_rows_key() {
+    let (pool, _) = setup().await;
+    for teams in [vec!["a".to_string()], vec!["a".to_string(), "b".to_string()]] {
+        let plan = plan_of(&pool, crate::entities::team_count_sql("org1", "service", &teams)).await;
+        assert!(
+            plan.iter().all(|l| !l.contains(" e ") && !l.contains("entities")),
+            "reads no entity: {}",
+            plan.join("\n")
+        );
+        assert!(
+            plan.iter().any(|l| l.starts_with("SEARCH et USING PRIMARY KEY (org_id=? AND team=? AND blueprint=?)")),
+            "{}",
+            plan.join("\n")
+        );
+    }
+}
+
+async fn assert_reads_e_by_primary_key(pool: &SqlitePool, frag: SqlFrag, what: &str) {
+    let plan = plan_of(pool, frag).await;
     let reads_e: Vec<&String> = plan.iter().filter(|l| l.starts_with("SCAN e") || l.starts_with("SEARCH e ")).collect();
     assert_eq!(reads_e, ["SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"], "{what}:\n{}", plan.join("\n"));
 }

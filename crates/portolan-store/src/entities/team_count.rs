@@ -1,0 +1,138 @@
+//! Counting one blueprint's entities under a team-scoped read restriction from `entity_teams`
+//! alone (migration 0027). A member whose `read` permission is `ownedByTeam` counts a
+//! blueprint's entities (the catalog's count, `GET …/entities-count`) with the restriction
+//! `$team containsAny [their teams]` and no other filter: the answer is the number of distinct
+//! row ids in the teams' ranges of the key `(org_id, team, blueprint, rid)`, read without
+//! visiting a single entity. Anything else is counted the usual way.
+
+use portolan_core::search::{Literal, MetaProperty, PropertyOp, PropertyRef, Query, Rule};
+
+use crate::sql::{SqlFrag, SqlParam};
+
+/// What a read restriction admits of one blueprint's entities.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Admits {
+    /// Every entity.
+    All,
+    /// None.
+    Nothing,
+    /// The entities any of these teams own.
+    Teams(Vec<String>),
+}
+
+/// What `visible` admits of blueprint `bp`'s entities, when it has the read restriction's shape
+/// (`access::Reader::restriction` in the server): rules about other blueprints
+/// (`$blueprint != X`), `$blueprint != bp` itself (nothing), and `$team containsAny [teams]`,
+/// combined by AND and OR. `None` for any other rule, or for two team rules that must both
+/// hold (an intersection: counted the usual way).
+pub(super) fn admits(visible: &Query, bp: &str) -> Option<Admits> {
+    match visible {
+        Query::Rule(Rule::Property { property: PropertyRef::Meta(MetaProperty::Blueprint), op: PropertyOp::Ne(l) }) => {
+            match l {
+                Literal::String(x) if x == bp => Some(Admits::Nothing),
+                Literal::String(_) => Some(Admits::All),
+                _ => None,
+            }
+        }
+        Query::Rule(Rule::Property {
+            property: PropertyRef::Meta(MetaProperty::Team),
+            op: PropertyOp::ContainsAny(l),
+        }) => {
+            let teams: Option<Vec<String>> = l.iter().map(|t| t.as_str().map(str::to_string)).collect();
+            teams.map(Admits::Teams)
+        }
+        Query::Rule(_) => None,
+        Query::Group { combinator, rules } => {
+            let parts: Option<Vec<Admits>> = rules.iter().map(|r| admits(r, bp)).collect();
+            let parts = parts?;
+            let (unit, absorbing) = match combinator {
+                portolan_core::search::Combinator::And => (Admits::All, Admits::Nothing),
+                portolan_core::search::Combinator::Or => (Admits::Nothing, Admits::All),
+            };
+            if parts.contains(&absorbing) {
+                return Some(absorbing);
+            }
+            let mut teams: Vec<Admits> = parts.into_iter().filter(|p| *p != unit).collect();
+            match teams.len() {
+                0 => Some(unit),
+                1 => teams.pop(),
+                // Two team rules ORed are their union; ANDed, an intersection this count does
+                // not read.
+                _ if matches!(combinator, portolan_core::search::Combinator::Or) => {
+                    let mut all: Vec<String> = Vec::new();
+                    for t in teams {
+                        if let Admits::Teams(names) = t {
+                            all.extend(names);
+                        }
+                    }
+                    Some(Admits::Teams(all))
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+/// The count of blueprint `bp`'s entities of `org` that `teams` own (at least one team), from
+/// the key of `entity_teams` alone. Public for the plan tests (`tests/pg_plans.rs`).
+pub fn count_sql(org: &str, bp: &str, teams: &[String]) -> SqlFrag {
+    let mut f = SqlFrag::new("SELECT COUNT(*) FROM (SELECT DISTINCT et.rid FROM entity_teams et WHERE et.org_id = ");
+    f.param(SqlParam::Text(org.to_string()));
+    f.push(" AND et.team IN (").param_list(teams.iter().map(|t| SqlParam::Text(t.clone())));
+    f.push(") AND et.blueprint = ").param(SqlParam::Text(bp.to_string())).push(") t");
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_core::search::parse_query;
+    use serde_json::json;
+
+    fn q(v: serde_json::Value) -> Query {
+        parse_query(&v).unwrap()
+    }
+
+    /// The server's restriction: per blueprint, `$blueprint != bp` OR its teams.
+    fn restriction(scopes: &[(&str, Option<&[&str]>)]) -> Query {
+        let rules: Vec<_> = scopes
+            .iter()
+            .map(|(bp, teams)| match teams {
+                Some(t) => json!({"combinator": "or", "rules": [
+                    {"property": "$blueprint", "operator": "!=", "value": bp},
+                    {"property": "$team", "operator": "containsAny", "value": t}]}),
+                None => json!({"property": "$blueprint", "operator": "!=", "value": bp}),
+            })
+            .collect();
+        q(json!({"combinator": "and", "rules": rules}))
+    }
+
+    #[test]
+    fn the_read_restriction_reduces_to_the_blueprints_teams() {
+        let r = restriction(&[("service", Some(&["a", "b"])), ("domain", None), ("repo", Some(&["c"]))]);
+        assert_eq!(admits(&r, "service"), Some(Admits::Teams(vec!["a".into(), "b".into()])));
+        assert_eq!(admits(&r, "domain"), Some(Admits::Nothing));
+        assert_eq!(admits(&r, "repo"), Some(Admits::Teams(vec!["c".into()])));
+        assert_eq!(admits(&r, "other"), Some(Admits::All));
+    }
+
+    #[test]
+    fn other_rules_and_intersections_are_counted_the_usual_way() {
+        let with_filter = q(json!({"combinator": "and", "rules": [
+            {"combinator": "or", "rules": [
+                {"property": "$blueprint", "operator": "!=", "value": "service"},
+                {"property": "$team", "operator": "containsAny", "value": ["a"]}]},
+            {"property": "language", "operator": "=", "value": "go"}]}));
+        assert_eq!(admits(&with_filter, "service"), None);
+        let both = q(json!({"combinator": "and", "rules": [
+            {"property": "$team", "operator": "containsAny", "value": ["a"]},
+            {"property": "$team", "operator": "containsAny", "value": ["b"]}]}));
+        assert_eq!(admits(&both, "service"), None, "an intersection");
+        let either = q(json!({"combinator": "or", "rules": [
+            {"property": "$team", "operator": "containsAny", "value": ["a"]},
+            {"property": "$team", "operator": "containsAny", "value": ["b"]}]}));
+        assert_eq!(admits(&either, "service"), Some(Admits::Teams(vec!["a".into(), "b".into()])));
+        let eq = q(json!({"combinator": "and", "rules": [{"property": "$team", "operator": "=", "value": "a"}]}));
+        assert_eq!(admits(&eq, "service"), None, "only containsAny is read here");
+    }
+}
