@@ -218,9 +218,15 @@ pub async fn patch_permissions(
     body: &Value,
 ) -> ApiResult<portolan_core::permissions::BlueprintPermissions> {
     super::entity::blueprint(state, &actor.org, bp).await?;
-    let current = crate::access::permissions(state, &actor.org, bp).await?;
-    let next = current.patched(body).map_err(ApiError::from)?;
     let blueprints = state.blueprints(&actor.org).await?;
+    let mut current = crate::access::permissions(state, &actor.org, bp).await?;
+    // Grants of properties and relations the blueprint no longer has (deleted or renamed since)
+    // go: kept, they would make every later change of the permissions fail on their keys.
+    if let Some(b) = blueprints.get(bp) {
+        current.update_properties.retain(|k, _| b.schema.properties.contains_key(k));
+        current.update_relations.retain(|k, _| b.relations.contains_key(k));
+    }
+    let next = current.patched(body).map_err(ApiError::from)?;
     let mut errs = FieldErrors::default();
     let mut grants: Vec<(String, &portolan_core::permissions::Grant)> = ["read", "register", "update", "unregister"]
         .into_iter()

@@ -284,6 +284,32 @@ async fn blueprint_permissions_decide_entity_writes() {
 
 /// A team-scoped `read` permission: a member sees only their teams' entities, in every read
 /// (get, list, count, both searches) and nothing of a blueprint without read; admins all.
+/// A property or relation with its own update grant is removed from the blueprint: the grant
+/// goes with the next change of the permissions instead of making every change fail on its key.
+#[tokio::test]
+async fn grants_of_removed_properties_do_not_block_later_changes() {
+    let Some(app) = TestApp::spawn().await else { return };
+    app.model().await;
+    let grant = json!({"entities": {"updateProperties": {"cpu": {"roles": ["Member"]}},
+                                    "updateRelations": {"packages": {"roles": ["Member"]}}}});
+    let r = app.patch("/v1/blueprints/service/permissions", grant).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut bp = app.get("/v1/blueprints/service").await.body["blueprint"].clone();
+    bp["schema"]["properties"].as_object_mut().unwrap().remove("cpu");
+    bp["relations"].as_object_mut().unwrap().remove("packages");
+    let r = app.put("/v1/blueprints/service", bp).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.patch("/v1/blueprints/service/permissions", json!({"entities": {"read": {"roles": ["Admin"]}}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let e = &r.body["permissions"]["entities"];
+    assert_eq!((e["updateProperties"].clone(), e["updateRelations"].clone()), (json!({}), json!({})), "{e}");
+    assert_eq!(e["read"]["roles"], json!(["Admin"]));
+    // Naming a missing property in the change itself is still an error at its key.
+    let r =
+        app.patch("/v1/blueprints/service/permissions", json!({"entities": {"updateProperties": {"cpu": {}}}})).await;
+    assert_invalid(&r, "entities.updateProperties.cpu");
+}
+
 #[tokio::test]
 async fn read_permissions_filter_every_read() {
     let Some(app) = TestApp::spawn().await else { return };
