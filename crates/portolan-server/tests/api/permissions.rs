@@ -304,6 +304,18 @@ async fn grants_of_removed_properties_do_not_block_later_changes() {
     let e = &r.body["permissions"]["entities"];
     assert_eq!((e["updateProperties"].clone(), e["updateRelations"].clone()), (json!({}), json!({})), "{e}");
     assert_eq!(e["read"]["roles"], json!(["Admin"]));
+    // A rename carries the grant to the new name.
+    let grant = json!({"entities": {"updateProperties": {"public": {"teams": [], "roles": ["Member"]}},
+                                    "updateRelations": {"domain": {"roles": ["Member"]}}}});
+    assert_eq!(app.patch("/v1/blueprints/service/permissions", grant).await.status, StatusCode::OK);
+    let r = app.patch("/v1/blueprints/service/properties/public/rename", json!({"newPropertyName": "open"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.patch("/v1/blueprints/service/relations/domain/rename", json!({"newRelationIdentifier": "area"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let e = app.get("/v1/blueprints/service/permissions").await.body["permissions"]["entities"].clone();
+    assert_eq!(e["updateProperties"].as_object().unwrap().keys().collect::<Vec<_>>(), ["open"], "{e}");
+    assert_eq!(e["updateRelations"].as_object().unwrap().keys().collect::<Vec<_>>(), ["area"], "{e}");
+    assert_eq!(e["updateProperties"]["open"]["roles"], json!(["Member"]));
     // Naming a missing property in the change itself is still an error at its key.
     let r =
         app.patch("/v1/blueprints/service/permissions", json!({"entities": {"updateProperties": {"cpu": {}}}})).await;

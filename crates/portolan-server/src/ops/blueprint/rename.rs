@@ -1,6 +1,7 @@
 //! Renames of a blueprint's keys (properties, mirror properties, relations). Entity values follow a
 //! renamed property or relation (in the store), and mirror paths that go through the renamed key
-//! (on any blueprint) are rewritten.
+//! (on any blueprint) are rewritten; a renamed property's or relation's own update grant in the
+//! blueprint's permissions follows it.
 
 use std::collections::HashMap;
 
@@ -168,6 +169,7 @@ pub async fn rename(
     };
     let own = serde_json::to_value(&bp).map_err(|e| ApiError::internal("serialize", e))?;
     let res = replace(state, actor, bp_id, own, Some(rename.as_slice())).await?;
+    follow_in_permissions(state, actor, bp_id, key, &new, kind).await?;
     // Other blueprints whose mirror paths reach the renamed key follow it (one update each).
     for other in all.values().filter(|b| b.identifier != bp_id) {
         let mut o = other.clone();
@@ -177,4 +179,31 @@ pub async fn rename(
         }
     }
     Ok(res)
+}
+
+/// A renamed property's or relation's own update grant (`updateProperties` /
+/// `updateRelations` of the blueprint's permissions) follows it to its new name (audited as a
+/// change of the permissions).
+async fn follow_in_permissions(
+    state: &AppState,
+    actor: &Actor,
+    bp_id: &str,
+    from: &str,
+    to: &str,
+    kind: RenameKind,
+) -> ApiResult<()> {
+    let map = match kind {
+        RenameKind::Property => "updateProperties",
+        RenameKind::Relation => "updateRelations",
+        RenameKind::Mirror => return Ok(()),
+    };
+    let Some(mut doc) = state.store.blueprint_permissions(&actor.org, bp_id).await? else { return Ok(()) };
+    let Some(grants) = doc.get_mut("entities").and_then(|e| e.get_mut(map)).and_then(|m| m.as_object_mut()) else {
+        return Ok(());
+    };
+    let Some(g) = grants.remove(from) else { return Ok(()) };
+    grants.insert(to.to_string(), g);
+    state.store.set_blueprint_permissions(&actor.org, bp_id, &doc, &crate::ops::audit::audit_ctx(actor)).await?;
+    state.blueprints_changed(&actor.org);
+    Ok(())
 }
