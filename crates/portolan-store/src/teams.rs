@@ -461,13 +461,26 @@ impl Teams for SqlStore {
             ..before.clone()
         };
         let sso: Vec<&String> = after.providers.iter().filter(|p| *p != "port").collect();
-        tx.q("UPDATE users SET role = ?, first_name = ?, last_name = ?, status = ?, moderates = ?, sso_providers = ? \
+        // Only the columns the edit names are written (`CASE WHEN <named> THEN <new> ELSE <column>`):
+        // `before` was read before this transaction, so writing every column back would undo a
+        // concurrent change of another one (an admin disabling the person while they sign in
+        // through SSO, which records the provider).
+        tx.q("UPDATE users SET role = CASE WHEN ? THEN ? ELSE role END, \
+              first_name = CASE WHEN ? THEN ? ELSE first_name END, last_name = CASE WHEN ? THEN ? ELSE last_name END, \
+              status = CASE WHEN ? THEN ? ELSE status END, moderates = CASE WHEN ? THEN ? ELSE moderates END, \
+              sso_providers = CASE WHEN ? THEN ? ELSE sso_providers END \
               WHERE org_id = ? AND email = ?")
+            .bind(edit.role.is_some())
             .bind(&after.role)
+            .bind(edit.first_name.is_some())
             .bind(&after.first_name)
+            .bind(edit.last_name.is_some())
             .bind(&after.last_name)
+            .bind(edit.status.is_some())
             .bind(&after.status)
+            .bind(edit.moderates.is_some())
             .bind(serde_json::to_string(&after.moderates).unwrap_or_else(|_| "[]".into()))
+            .bind(edit.signed_in_with.is_some())
             .bind(serde_json::to_string(&sso).unwrap_or_else(|_| "[]".into()))
             .bind(&org.0)
             .bind(email)

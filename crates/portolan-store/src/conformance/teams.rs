@@ -176,6 +176,40 @@ pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn S
     assert_eq!(in_teams(s, &b, &mb, &["platform"]).await, ["tb"]);
 }
 
+/// Concurrent edits of different fields of one person both hold: an edit writes only the
+/// columns it names (an SSO sign-in recording its provider never undoes an admin's disabling).
+pub async fn concurrent_person_edits_of_different_fields_both_hold(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let u = User {
+        id: "usr_c".into(),
+        org: a.clone(),
+        email: "c@example.com".into(),
+        password_hash: "$argon2id$x".into(),
+        role: "member".into(),
+        created_at: T0.into(),
+    };
+    s.create_user(&u).await.unwrap();
+    for round in 0..30 {
+        let reset = PersonEdit { status: Some("Active".into()), ..PersonEdit::default() };
+        s.update_person(&a, "c@example.com", &reset, &ctx()).await.unwrap();
+        let disable = PersonEdit { status: Some("Disabled".into()), ..PersonEdit::default() };
+        let name = PersonEdit { first_name: Some(Some(format!("n{round}"))), ..PersonEdit::default() };
+        let c = ctx();
+        let (x, y) = tokio::join!(
+            s.update_person(&a, "c@example.com", &disable, &c),
+            s.update_person(&a, "c@example.com", &name, &c)
+        );
+        x.unwrap();
+        y.unwrap();
+        let p = s.get_person(&a, "c@example.com").await.unwrap().unwrap();
+        assert_eq!(
+            (p.status.as_str(), p.first_name.as_deref()),
+            ("Disabled", Some(format!("n{round}").as_str())),
+            "round {round}"
+        );
+    }
+}
+
 /// An entity write may keep a team it has but may only add existing teams: on the batch path
 /// and the one-by-one path (a batch naming an entity twice) alike, the rejection names the
 /// team at its path and nothing of that entity is written.
