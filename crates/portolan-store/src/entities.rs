@@ -18,6 +18,8 @@ mod team_count;
 mod write;
 
 pub use team_count::count_sql as team_count_sql;
+#[cfg(test)]
+pub(crate) use team_count::walk_sql as team_walk_sql;
 
 pub use write::{write_path_lookup_key, write_path_lookups};
 
@@ -388,12 +390,25 @@ impl Entities for SqlStore {
 
     async fn search(&self, org: &OrgId, req: &SearchRequest<'_>) -> Result<Page> {
         let defs = self.scorecard_defs(org, req).await?;
-        let mut q = filter(&self.db, org, req, defs.as_deref(), &format!("SELECT {COLUMNS}"), false)?;
+        let select = format!("SELECT {COLUMNS}");
+        // A reader in one team: walk that team's key range of entity_teams in row order (a page
+        // stops at its limit after reading the team's entities only), else every row of the
+        // blueprint is read and its teams tested.
+        let (mut q, order) = match team_count::one_team(&self.db, req) {
+            Some((bp, team)) => {
+                let mut q = team_count::walk_sql(&select, &org.0, bp, &team);
+                if let Some(query) = req.query {
+                    q.push(" AND (").append(condition(&self.db, org, req, defs.as_deref(), query, false)?).push(")");
+                }
+                (q, "et.rid")
+            }
+            None => (filter(&self.db, org, req, defs.as_deref(), &select, false)?, "e.rid"),
+        };
         if let Some(after) = req.after {
-            q.push(" AND e.rid > ").param(SqlParam::Int(after));
+            q.push(" AND ").push(order).push(" > ").param(SqlParam::Int(after));
         }
         let limit = i64::from(req.limit.max(1));
-        q.push(" ORDER BY e.rid LIMIT ").param(SqlParam::Int(limit + 1));
+        q.push(" ORDER BY ").push(order).push(" LIMIT ").param(SqlParam::Int(limit + 1));
         let rows = self.search_rows(org, &q).await?;
         let mut entities = Vec::with_capacity(rows.len());
         let mut last = None;

@@ -56,6 +56,20 @@ async fn in_teams(
     let restricted = SearchRequest { visible: Some(&visible), ..req(Some("team"), None, m) };
     assert_eq!(s.count_entities(o, &restricted).await.unwrap(), found.len() as u64, "restricted count {names:?}");
     assert_eq!(idents(s, o, &restricted).await, found, "restricted search {names:?}");
+    // Page by page (one entity a page): every entity once, in row order (a reader in one team
+    // walks that team's rows).
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.search(o, &SearchRequest { after, limit: 1, ..restricted.clone() }).await.unwrap();
+        paged.extend(page.entities.into_iter().map(|e| e.identifier));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    paged.sort();
+    assert_eq!(paged, found, "restricted pages {names:?}");
     let domain = SearchRequest { visible: Some(&visible), ..req(Some("domain"), None, m) };
     assert_eq!(s.count_entities(o, &domain).await.unwrap(), 0, "a blueprint the reader may not read");
     found

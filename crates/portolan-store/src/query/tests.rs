@@ -1151,6 +1151,25 @@ async fn team_scoped_counts_read_only_the_team_rows_key() {
     }
 }
 
+/// A reader in one team pages by walking that team's range of the entity_teams key in row
+/// order: each entity by primary key, no sort, so the page stops at its limit.
+#[tokio::test]
+async fn one_team_pages_walk_the_team_rows_in_row_order() {
+    let (pool, _) = setup().await;
+    let mut frag = crate::entities::team_walk_sql("SELECT e.identifier", "org1", "service", "a");
+    frag.push(" AND e.title IS NOT NULL AND et.rid > 0 ORDER BY et.rid LIMIT 201");
+    let plan = plan_of(&pool, frag).await;
+    assert_eq!(
+        plan,
+        [
+            "SEARCH et USING PRIMARY KEY (org_id=? AND team=? AND blueprint=? AND rid>?)",
+            "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"
+        ],
+        "{}",
+        plan.join("\n")
+    );
+}
+
 async fn assert_reads_e_by_primary_key(pool: &SqlitePool, frag: SqlFrag, what: &str) {
     let plan = plan_of(pool, frag).await;
     let reads_e: Vec<&String> = plan.iter().filter(|l| l.starts_with("SCAN e") || l.starts_with("SEARCH e ")).collect();
