@@ -18,8 +18,7 @@ mod team_count;
 mod write;
 
 pub use team_count::count_sql as team_count_sql;
-#[cfg(test)]
-pub(crate) use team_count::walk_sql as team_walk_sql;
+pub use team_count::walk_sql as team_walk_sql;
 
 pub use write::{write_path_lookup_key, write_path_lookups};
 
@@ -396,7 +395,7 @@ impl Entities for SqlStore {
         // blueprint is read and its teams tested.
         let (mut q, order) = match team_count::one_team(&self.db, req) {
             Some((bp, team)) => {
-                let mut q = team_count::walk_sql(&select, &org.0, bp, &team);
+                let mut q = team_count::walk_sql(self.db.dialect(), &select, &org.0, bp, &team);
                 if let Some(query) = req.query {
                     q.push(" AND (").append(condition(&self.db, org, req, defs.as_deref(), query, false)?).push(")");
                 }

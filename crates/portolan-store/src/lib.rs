@@ -50,7 +50,7 @@ pub use entities::{
     BuildEntity, Entities, EntityWrite, Page, RelTarget, SearchRequest, SortedPage, WriteRejection, Written,
 };
 #[doc(hidden)]
-pub use entities::{team_count_sql, write_path_lookup_key, write_path_lookups};
+pub use entities::{team_count_sql, team_walk_sql, write_path_lookup_key, write_path_lookups};
 pub use eventlog::{IntegrationLog, LogFilter};
 pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration};
 pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat, job_queue_statements};

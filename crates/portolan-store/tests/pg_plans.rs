@@ -117,7 +117,7 @@ async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
 
 /// A team-scoped reader's count of one blueprint (migration 0027) reads only the teams' ranges
 /// of the `entity_teams` key on never-analyzed tables — no entity, no sequential scan — for one
-/// team and for several.
+/// team and for several; a reader in one team pages by walking the team's key in row order.
 #[tokio::test]
 async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
     let Some((s, mut conn)) = fresh_without_autovacuum(&["entities", "entity_teams"]).await else { return };
@@ -172,6 +172,32 @@ async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
             c.fetch_one(&mut conn).await.expect("count")
         };
         assert_eq!(n, 500 * teams.len() as i64, "{teams:?}");
+    }
+    // A reader in one team pages by walking the team's key entries in row order, each entity
+    // probed by its primary key: no sort, no scan, so the page stops at its limit.
+    let mut walk = portolan_store::team_walk_sql(Dialect::Postgres, "SELECT e.identifier", &o.0, "service", "t3");
+    walk.push(" AND e.title IS NULL ORDER BY et.rid LIMIT 201");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", walk.render(Dialect::Postgres))));
+    for p in &walk.params {
+        if let portolan_store::sql::SqlParam::Text(t) = p {
+            q = q.bind(t.clone());
+        }
+    }
+    let plan: String = q
+        .fetch_all(&mut conn)
+        .await
+        .expect("EXPLAIN")
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!("one-team page:\n{plan}\n");
+    let ok = plan.contains("Nested Loop")
+        && !plan.contains("Sort")
+        && !plan.contains("Seq Scan")
+        && indexes_in(&plan) == ["entity_teams_pkey", "entities_pkey"];
+    if !ok {
+        failures.push(format!("one-team page: not a walk of the team's key in row order:\n{plan}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

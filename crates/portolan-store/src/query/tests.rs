@@ -1156,7 +1156,7 @@ async fn team_scoped_counts_read_only_the_team_rows_key() {
 #[tokio::test]
 async fn one_team_pages_walk_the_team_rows_in_row_order() {
     let (pool, _) = setup().await;
-    let mut frag = crate::entities::team_walk_sql("SELECT e.identifier", "org1", "service", "a");
+    let mut frag = crate::entities::team_walk_sql(Dialect::Sqlite, "SELECT e.identifier", "org1", "service", "a");
     frag.push(" AND e.title IS NOT NULL AND et.rid > 0 ORDER BY et.rid LIMIT 201");
     let plan = plan_of(&pool, frag).await;
     assert_eq!(
