@@ -18,8 +18,10 @@ fn flow_aad() -> &'static str {
     "sso-flow"
 }
 
-fn no_key() -> Failure {
-    Failure::new(500, "This server has no secrets key, which single sign-on needs.")
+/// The failure of a sign-in flow on a server without a secrets key (its cookies are encrypted
+/// with it); `what` needs it ("single sign-on", "signed-in frames").
+pub fn no_key(what: &str) -> Failure {
+    Failure::new(500, format!("This server has no secrets key; {what} cannot work without one."))
         .hint("Set PORTOLAN_SECRETS_KEY (or PORTOLAN_SECRETS_KEY_FILE) on every node.")
 }
 
@@ -52,7 +54,7 @@ pub async fn start(
         )
         .hint("An admin sets up the identity provider on the organization page (or PUT /v1/organization/sso)."));
     };
-    let key = state.config.secrets_key.as_ref().ok_or_else(no_key)?;
+    let key = state.config.secrets_key.as_ref().ok_or_else(|| no_key("single sign-on"))?;
     let meta = discover(state, &oidc.issuer, false).await?;
     let flow = Flow {
         org: org.id.0.clone(),
@@ -118,7 +120,7 @@ pub async fn finish(
     query: &std::collections::HashMap<String, String>,
     base_url: &str,
 ) -> Result<(OrgId, Identity, String), Failure> {
-    let key = state.config.secrets_key.as_ref().ok_or_else(no_key)?;
+    let key = state.config.secrets_key.as_ref().ok_or_else(|| no_key("single sign-on"))?;
     let flow: Option<Flow> =
         cookie.and_then(|c| key.decrypt(c, flow_aad()).ok()).and_then(|t| serde_json::from_str(&t).ok());
     let stale = || {

@@ -434,5 +434,5 @@ pub async fn discover(state: &AppState, issuer: &str, fresh: bool) -> Result<Met
 mod flow;
 mod identity;
 
-pub use flow::{finish, pkce_challenge, start};
+pub use flow::{finish, no_key, pkce_challenge, start};
 pub use identity::{Identity, identity_of, provision, verify_id_token};

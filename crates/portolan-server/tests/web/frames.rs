@@ -263,3 +263,23 @@ async fn every_failed_frame_sign_in_is_a_page_in_words() {
     // Nothing was kept by any of them.
     assert!(!admin.cookies.iter().any(|(k, _)| k.starts_with("portolan_frame_t_")), "{:?}", admin.cookies);
 }
+
+/// Without a secrets key (the flow and token cookies are encrypted with it) a frame's sign-in
+/// is a page that says so and what to set, not a bare error.
+#[tokio::test]
+async fn a_server_without_a_secrets_key_says_so() {
+    let Some(app) = WebApp::spawn_with(portolan_server::ApiConfig { secrets_key: None, ..Default::default() }).await
+    else {
+        return;
+    };
+    let w = json!({"id": "graf", "type": "iframe-widget", "url": "https://grafana.example/d/1",
+        "urlType": "protected", "authorizationUrl": "https://idp.example/authorize",
+        "tokenUrl": "https://idp.example/token", "clientId": "grafana"});
+    app.api("POST", "/v1/pages", dashboard("ops", json!([w]))).await;
+    let mut admin = app.admin().await;
+    let p = app.get(&mut admin, "/ui/frames/signin?page=ops&widget=graf").await;
+    assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", p.text);
+    let text = p.unescaped();
+    assert!(text.contains("no secrets key; signed-in frames cannot work without one"), "{text}");
+    assert!(text.contains("PORTOLAN_SECRETS_KEY"), "{text}");
+}

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::widgets::{Bad, Body, Cx, bad, str_field};
 use crate::outbound::OutboundRequest;
-use crate::sso::{Failure, answer_json, pkce_challenge};
+use crate::sso::{Failure, answer_json, no_key, pkce_challenge};
 use crate::state::AppState;
 use crate::web::WebResult;
 use crate::web::form::query_form;
@@ -205,11 +205,6 @@ async fn find(state: &AppState, user: &WebUser, page: &str, widget: &str) -> Res
     Ok((p.data.get("type").and_then(Value::as_str) == Some("home"), auth))
 }
 
-fn no_key() -> Failure {
-    Failure::new(500, "This server has no secrets key, which signed-in frames need.")
-        .hint("Set PORTOLAN_SECRETS_KEY (or PORTOLAN_SECRETS_KEY_FILE) on every node.")
-}
-
 fn dashboard_href(page: &str, home: bool) -> String {
     if home { "/ui/home".to_string() } else { format!("/ui/dashboards/{}", urlencode(page)) }
 }
@@ -228,7 +223,7 @@ pub async fn signin(
     let q = query_form(&q);
     let (page, widget) = (q.get("page").unwrap_or_default(), q.get("widget").unwrap_or_default());
     let started = async {
-        let key = state.config.secrets_key.as_ref().ok_or_else(no_key)?;
+        let key = state.config.secrets_key.as_ref().ok_or_else(|| no_key("signed-in frames"))?;
         let (_, auth) = find(&state, &user, page, widget).await?;
         let flow = Flow {
             org: user.org.0.clone(),
@@ -300,7 +295,7 @@ pub async fn callback(
         .and_then(|t| serde_json::from_str(&t).ok());
     let back = flow.as_ref().map_or_else(|| "/ui/dashboards".to_string(), |f| dashboard_href(&f.page, false));
     let kept = async {
-        let key = key.ok_or_else(no_key)?;
+        let key = key.ok_or_else(|| no_key("signed-in frames"))?;
         let stale = || {
             Failure::new(400, "This frame sign-in was not started in this browser by you, or it took longer than 10 minutes.")
                 .hint("Open the dashboard and press the frame's sign-in link again.")
