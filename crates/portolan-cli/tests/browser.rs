@@ -119,6 +119,9 @@ fn web_ui_in_chromium() {
         "14-sso-signed-in",
         "15-sso-provider-error",
         "32-blueprint-permissions",
+        "33-saml-settings",
+        "34-saml-signed-in",
+        "35-saml-idp-error",
     ] {
         let f = shots.join(format!("{name}.png"));
         assert!(f.metadata().map(|m| m.len() > 1000).unwrap_or(false), "screenshot {} missing", f.display());

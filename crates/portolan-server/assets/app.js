@@ -12,3 +12,9 @@ document.addEventListener("keydown", function (ev) {
     ev.preventDefault();
   }
 });
+// A form marked data-autosubmit submits itself once the page has loaded (the SAML sign-in posts
+// the identity provider's answer again from this site, so that the browser sends its cookie).
+document.addEventListener("DOMContentLoaded", function () {
+  var f = document.querySelector("form[data-autosubmit]");
+  if (f) f.submit();
+});

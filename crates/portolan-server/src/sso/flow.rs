@@ -47,6 +47,10 @@ pub async fn start(
             .hint("Check the spelling; an admin sees the name on the organization page."));
     };
     let sso = load(state, &org.id).await?;
+    if let Some(s) = sso.saml.filter(|s| s.enabled) {
+        let (url, cookie) = saml::start(state, &org.id, &org.name, &s, next, base_url)?;
+        return Ok((url, s.display_name, cookie));
+    }
     let Some(oidc) = sso.oidc.filter(|o| o.enabled) else {
         return Err(Failure::new(
             400,

@@ -11,6 +11,8 @@ pub struct Identity {
     pub last_name: Option<String>,
     /// `None`: no groups claim configured, or the token did not carry it (teams unchanged).
     pub groups: Option<Vec<String>>,
+    /// Who said so: `OIDC` or `SAML` (the person's provider, and its SSO teams' provider).
+    pub provider: &'static str,
 }
 
 /// The claims of a token without checking anything (for error messages only).
@@ -148,7 +150,13 @@ pub fn identity_of(claims: &Map<String, Value>, groups_claim: Option<&str>) -> R
         Value::String(s) => vec![s.clone()],
         _ => Vec::new(),
     });
-    Ok(Identity { email, first_name: name("given_name"), last_name: name("family_name"), groups })
+    Ok(Identity {
+        email,
+        first_name: name("given_name"),
+        last_name: name("family_name"),
+        groups,
+        provider: TEAM_PROVIDER,
+    })
 }
 
 const QUOTA_HINT: &str =
@@ -167,7 +175,7 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
     let actor = Actor {
         client_id: id.email.clone(),
         org: org.clone(),
-        user_agent: Some("SSO (OIDC)".into()),
+        user_agent: Some(format!("SSO ({})", id.provider)),
         principal: portolan_core::permissions::Principal::Machine,
         depth: 0,
     };
@@ -208,7 +216,7 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
                     e => e.into(),
                 })?;
             let diff =
-                json!({"before": null, "after": {"email": user.email, "role": "member", "provider": TEAM_PROVIDER}});
+                json!({"before": null, "after": {"email": user.email, "role": "member", "provider": id.provider}});
             crate::ops::audit::record_change(state, &actor, "user", "CREATE", &user.email, Some(diff)).await;
             user
         }
@@ -219,8 +227,8 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
             .hint("An admin of your organization enables it on the users page."));
     }
     let mut edit = PersonEdit::default();
-    if !person.providers.iter().any(|p| p == TEAM_PROVIDER) {
-        edit.signed_in_with = Some(TEAM_PROVIDER.to_string());
+    if !person.providers.iter().any(|p| p == id.provider) {
+        edit.signed_in_with = Some(id.provider.to_string());
     }
     if id.first_name.is_some() && id.first_name != person.first_name {
         edit.first_name = Some(id.first_name.clone());
@@ -235,8 +243,8 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
             let w = TeamWrite {
                 name: name.clone(),
                 id: format!("team_{}", crate::auth::hex(&crate::auth::random_bytes::<8>())),
-                description: Some("Provided by single sign-on (OIDC groups).".into()),
-                provider: TEAM_PROVIDER.into(),
+                description: Some(format!("Provided by single sign-on ({} groups).", id.provider)),
+                provider: id.provider.into(),
                 members: None,
             };
             match state.store.save_team(org, None, &w, SaveMode::Create, &audit_ctx(&actor)).await {
@@ -246,7 +254,7 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
         }
         // Teams an admin manages in Portolan stay; SSO teams follow the groups.
         let managed: BTreeSet<&str> =
-            teams.iter().filter(|t| t.provider == TEAM_PROVIDER).map(|t| t.name.as_str()).collect();
+            teams.iter().filter(|t| t.provider == id.provider).map(|t| t.name.as_str()).collect();
         let mut next: BTreeSet<String> =
             person.teams.iter().filter(|t| !managed.contains(t.as_str())).cloned().collect();
         next.extend(wanted);

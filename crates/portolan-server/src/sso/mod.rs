@@ -1,4 +1,5 @@
-//! Single sign-on through OpenID Connect (port-api.md §8.7; issue 13 item 4).
+//! Single sign-on through OpenID Connect or SAML 2.0 (port-api.md §8.7; issue 13 item 4). This
+//! module is OIDC and what both share; SAML is [`saml`].
 //!
 //! An admin configures the organization's identity provider (`PUT /v1/organization/sso` or the
 //! organization page): issuer, client id and secret, scopes, the claim that lists the user's
@@ -56,7 +57,7 @@ pub const TEAM_PROVIDER: &str = "OIDC";
 /// The callback path, registered at the provider as `{public URL}/ui/sso/callback`.
 pub const CALLBACK_PATH: &str = "/ui/sso/callback";
 /// Most groups one sign-in maps to teams (more are ignored, said in the log).
-const MAX_GROUPS: usize = 200;
+pub(crate) const MAX_GROUPS: usize = 200;
 /// The ID token algorithms accepted: the provider's public keys only (never `none` or a
 /// shared-secret HMAC).
 const ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
@@ -67,6 +68,8 @@ const ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 pub struct Sso {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<Oidc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<saml::Saml>,
     /// Whether e-mail and password still sign in (on by default; off only with an enabled
     /// provider, so someone can always sign in).
     #[serde(default = "yes")]
@@ -79,7 +82,7 @@ fn yes() -> bool {
 
 impl Default for Sso {
     fn default() -> Self {
-        Sso { oidc: None, local_passwords: true }
+        Sso { oidc: None, saml: None, local_passwords: true }
     }
 }
 
@@ -168,7 +171,10 @@ pub fn render(sso: &Sso, base_url: &str, org_name: &str) -> Value {
                "groupsClaim": o.groups_claim, "displayName": o.display_name,
                "redirectUri": format!("{base_url}{CALLBACK_PATH}")})
     });
-    json!({"oidc": oidc, "localPasswords": sso.local_passwords,
+    let saml = sso.saml.as_ref().map(|s| saml::render(s, base_url, org_name));
+    json!({"oidc": oidc, "saml": saml, "localPasswords": sso.local_passwords,
+           "samlAcsUrl": format!("{base_url}{}", saml::ACS_PATH),
+           "samlSpEntityId": saml::sp_entity_id(base_url, org_name),
            "redirectUri": format!("{base_url}{CALLBACK_PATH}"),
            "signInUrl": format!("{base_url}/ui/sso/start?org={}", crate::web::urlencode(org_name))})
 }
@@ -182,11 +188,11 @@ fn secret_aad(org: &OrgId) -> String {
 /// refused now rather than at the first sign-in. Audited with the organization's settings.
 pub async fn save(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<Sso> {
     let Some(obj) = body.as_object() else {
-        return Err(FieldError::new("", "the body must be a JSON object {oidc, localPasswords}").into());
+        return Err(FieldError::new("", "the body must be a JSON object {oidc, saml, localPasswords}").into());
     };
     let mut errs = FieldErrors::default();
-    for k in obj.keys().filter(|k| !matches!(k.as_str(), "oidc" | "localPasswords")) {
-        errs.push(k.clone(), "is not a setting of single sign-on (oidc, localPasswords)");
+    for k in obj.keys().filter(|k| !matches!(k.as_str(), "oidc" | "saml" | "localPasswords")) {
+        errs.push(k.clone(), "is not a setting of single sign-on (oidc, saml, localPasswords)");
     }
     let old = load(state, &actor.org).await?;
     let local_passwords = match obj.get("localPasswords") {
@@ -211,10 +217,30 @@ pub async fn save(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<Ss
             None
         }
     };
-    if !local_passwords && !oidc.as_ref().is_some_and(|o| o.enabled) {
+    let saml = match obj.get("saml") {
+        None => old.saml.clone(),
+        Some(Value::Null) => None,
+        Some(Value::Object(o)) => saml::check(state, &mut errs, o, old.saml.as_ref()).await,
+        Some(_) => {
+            errs.push(
+                "saml",
+                "must be an object {idpMetadataXml or idpMetadataUrl, emailAttribute, groupsAttribute, …} or null",
+            );
+            None
+        }
+    };
+    let oidc_on = oidc.as_ref().is_some_and(|o| o.enabled);
+    let saml_on = saml.as_ref().is_some_and(|s| s.enabled);
+    if oidc_on && saml_on {
+        errs.push(
+            "saml.enabled",
+            "an organization signs in through one identity provider: disable OIDC (oidc.enabled false) or SAML",
+        );
+    }
+    if !local_passwords && !oidc_on && !saml_on {
         errs.push(
             "localPasswords",
-            "can be false only with an enabled OIDC provider (oidc.enabled): otherwise nobody could sign in",
+            "can be false only with an enabled identity provider (oidc.enabled or saml.enabled): otherwise nobody could sign in",
         );
     }
     errs.into_result()?;
@@ -237,7 +263,7 @@ pub async fn save(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<Ss
         };
         return Err(FieldError::new("oidc.issuer", msg).into());
     }
-    let sso = Sso { oidc, local_passwords };
+    let sso = Sso { oidc, saml, local_passwords };
     let mut settings: Map<String, Value> =
         state.store.org_settings(&actor.org).await?.as_object().cloned().unwrap_or_default();
     settings.insert(SETTINGS_KEY.into(), serde_json::to_value(&sso).unwrap_or(Value::Null));
@@ -433,6 +459,7 @@ pub async fn discover(state: &AppState, issuer: &str, fresh: bool) -> Result<Met
 /// A started sign-in, kept in the encrypted flow cookie.
 mod flow;
 mod identity;
+pub mod saml;
 
 pub use flow::{finish, no_key, pkce_challenge, start};
 pub use identity::{Identity, identity_of, provision, verify_id_token};

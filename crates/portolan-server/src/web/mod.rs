@@ -62,6 +62,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signin.html", include_str!("../../templates/signin.html")),
     ("sso_error.html", include_str!("../../templates/sso_error.html")),
     ("sso_redirect.html", include_str!("../../templates/sso_redirect.html")),
+    ("sso_repost.html", include_str!("../../templates/sso_repost.html")),
     ("invite.html", include_str!("../../templates/invite.html")),
     ("organization.html", include_str!("../../templates/organization.html")),
     ("team.html", include_str!("../../templates/team.html")),
@@ -219,12 +220,15 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/signout", post(auth::signout))
         .route("/ui/sso/start", get(sso::start))
         .route("/ui/sso/callback", get(sso::callback))
+        .route("/ui/sso/saml/acs", post(sso::saml_acs))
+        .route("/ui/sso/saml/metadata", get(sso::saml_metadata))
         .route("/ui/frames/signin", get(dashboards::frames::signin))
         .route("/ui/frames/callback", get(dashboards::frames::callback))
         .route("/ui/invite/{token}", get(auth::invite_form).post(auth::invite_accept))
         .route("/ui/users", get(auth::users).post(auth::invite_create))
         .route("/ui/organization", get(organization::organization))
         .route("/ui/organization/sso", post(organization::sso_save))
+        .route("/ui/organization/sso/saml", post(organization::saml_save))
         .route("/ui/teams", get(teams::teams).post(teams::team_create))
         .route("/ui/teams/{name}", get(teams::team).post(teams::team_save))
         .route("/ui/teams/{name}/delete", post(teams::team_delete))

@@ -98,11 +98,34 @@ pub async fn sso_save(State(state): State<AppState>, user: WebUser, req: Request
         oidc["groupsClaim"] = if groups.is_empty() { Value::Null } else { json!(groups) };
         json!({"oidc": oidc, "localPasswords": form.get("localPasswords").is_some()})
     };
-    match crate::sso::save(&state, &caller(&user), &body).await {
+    save(&state, &user, &headers, &body).await
+}
+
+/// `POST /ui/organization/sso/saml`: the SAML form's fields as `PUT /v1/organization/sso`'s
+/// `saml` (blank metadata fields keep the metadata read before; `remove` removes the provider).
+pub async fn saml_save(State(state): State<AppState>, user: WebUser, req: Request) -> WebResult {
+    let (headers, form) = signed_form(&user, req).await?;
+    require_admin(&user, "change single sign-on")?;
+    let body = if form.get("remove").is_some() {
+        json!({"saml": null, "localPasswords": true})
+    } else {
+        let field = |k: &str| form.get(k).unwrap_or_default().trim().to_string();
+        let mut saml = json!({"enabled": form.get("enabled").is_some()});
+        for k in ["idpMetadataXml", "idpMetadataUrl", "emailAttribute", "groupsAttribute", "displayName"] {
+            let v = field(k);
+            saml[k] = if v.is_empty() { Value::Null } else { json!(v) };
+        }
+        json!({"saml": saml, "localPasswords": form.get("localPasswords").is_some()})
+    };
+    save(&state, &user, &headers, &body).await
+}
+
+async fn save(state: &AppState, user: &WebUser, headers: &HeaderMap, body: &Value) -> WebResult {
+    match crate::sso::save(state, &caller(user), body).await {
         Ok(_) => Ok(see_other("/ui/organization#sso")),
         Err(e) => {
             let status = e.status;
-            org_page(&state, &user, &headers, status, Some(api_errors(&e))).await
+            org_page(state, user, headers, status, Some(api_errors(&e))).await
         }
     }
 }

@@ -97,19 +97,71 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, RawQuer
         url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
     let base = sso::base_url(&state, &headers);
     let cookie = session::cookie_value(&headers, FLOW_COOKIE);
+    let finished = sso::finish(&state, cookie, &query, &base).await;
+    sign_in(&state, &headers, finished).await
+}
+
+/// The end of a sign-in (OIDC's callback, SAML's ACS): the person provisioned and signed in
+/// and sent on, or the failure page; the flow cookie is spent either way.
+async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    finished: Result<(portolan_store::OrgId, sso::Identity, String), Failure>,
+) -> WebResult {
     let signed_in = async {
-        let (org, identity, next) = sso::finish(&state, cookie, &query, &base).await?;
-        let user = sso::provision(&state, &org, &identity).await?;
+        let (org, identity, next) = finished?;
+        let user = sso::provision(state, &org, &identity).await?;
         Ok::<_, Failure>((user, next))
     }
     .await;
-    // The flow cookie is spent either way.
     let res = match signed_in {
         Ok((user, next)) => {
-            let id = session::start(&state, &user).await?;
-            with_session_cookie(&state, &headers, &id, see_other(&safe_next(Some(&next))))
+            let id = session::start(state, &user).await?;
+            with_session_cookie(state, headers, &id, see_other(&safe_next(Some(&next))))
         }
-        Err(f) => failure_page(&state, &f)?,
+        Err(f) => failure_page(state, &f)?,
     };
-    Ok(with_flow_cookie(&state, &headers, "", 0, res))
+    Ok(with_flow_cookie(state, headers, "", 0, res))
+}
+
+#[derive(Serialize)]
+struct Repost {
+    action: &'static str,
+    fields: Vec<(String, String)>,
+}
+
+/// The field a re-posted SAML answer carries, so that it is re-posted once only.
+const REPOSTED: &str = "portolan_reposted";
+
+/// `POST /ui/sso/saml/acs` (`SAMLResponse`, `RelayState`): the identity provider's answer.
+/// Posted from the provider's site, it arrives without the `SameSite=Lax` flow cookie; the
+/// answer is then a page that posts the same fields again from this site, which sends it.
+pub async fn saml_acs(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> WebResult {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let cookie = session::cookie_value(&headers, FLOW_COOKIE);
+    if cookie.is_none() && !form.contains_key(REPOSTED) && form.contains_key("SAMLResponse") {
+        let mut fields: Vec<(String, String)> = ["SAMLResponse", "RelayState"]
+            .iter()
+            .filter_map(|k| form.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        fields.push((REPOSTED.into(), "1".into()));
+        return page_with(&state, StatusCode::OK, "sso_repost.html", Repost { action: sso::saml::ACS_PATH, fields });
+    }
+    let base = sso::base_url(&state, &headers);
+    let finished = sso::saml::finish(&state, cookie, &form, &base).await;
+    sign_in(&state, &headers, finished).await
+}
+
+/// `GET /ui/sso/saml/metadata?org=NAME`: the organization's service provider metadata (its
+/// entity ID is this URL), to give the identity provider.
+pub async fn saml_metadata(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> WebResult {
+    let q = query_form(&q);
+    let name = q.get("org").unwrap_or_default();
+    let Some(org) = state.store.org_by_name(name).await? else {
+        return Err(super::WebError::NotFound(format!("There is no organization named {name:?} on this server.")));
+    };
+    let xml = sso::saml::sp_metadata(&sso::base_url(&state, &headers), &org.name);
+    let mut res = Response::new(axum::body::Body::from(xml));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/samlmetadata+xml"));
+    Ok(res)
 }

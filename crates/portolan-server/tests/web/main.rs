@@ -19,6 +19,7 @@ mod frames;
 mod injection;
 mod pages;
 mod permissions;
+mod saml;
 mod sessions;
 mod sources;
 mod sso;

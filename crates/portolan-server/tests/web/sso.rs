@@ -195,7 +195,7 @@ async fn spawn() -> Option<(WebApp, Idp)> {
     Some((app, idp))
 }
 
-async fn put_sso(app: &WebApp, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn put_sso(app: &WebApp, body: Value) -> (StatusCode, Value) {
     let res = app
         .http
         .put(format!("{}/v1/organization/sso", app.base))
