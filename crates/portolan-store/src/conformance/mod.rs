@@ -237,6 +237,7 @@ macro_rules! conformance_tests {
             teams_are_saved_renamed_deleted_audited_and_tenant_scoped, entity_writes_name_only_existing_teams,
             people_have_roles_status_and_teams, blueprint_permissions_are_kept_and_audited,
             concurrent_person_edits_of_different_fields_both_hold,
+            team_scoped_counts_count_entities_of_several_teams_once,
             // widgets.rs
             widget_aggregates_count_group_and_stay_in_the_organization, measures_of_one_scan_match_their_own_statements);
     };

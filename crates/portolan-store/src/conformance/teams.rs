@@ -190,6 +190,62 @@ pub async fn teams_are_saved_renamed_deleted_audited_and_tenant_scoped(s: &dyn S
     assert_eq!(in_teams(s, &b, &mb, &["platform"]).await, ["tb"]);
 }
 
+/// For every non-empty set of `names`: the team entities some of them own, searched and counted
+/// ([`in_teams`]), are those whose stored teams meet the set.
+async fn every_team_set(
+    s: &dyn Store,
+    a: &OrgId,
+    m: &std::collections::HashMap<String, portolan_core::Blueprint>,
+    names: &[&str],
+) {
+    let mut stored = Vec::new();
+    for id in ["e1", "e2", "e3", "e4", "e5", "e6", "e7"] {
+        stored.push((id.to_string(), teams_of(s, a, "team", id).await));
+    }
+    for mask in 1..(1u32 << names.len()) {
+        let set: Vec<&str> = names.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
+        let want: Vec<String> = stored
+            .iter()
+            .filter(|(_, t)| t.iter().any(|x| set.contains(&x.as_str())))
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert_eq!(in_teams(s, a, m, &set).await, want, "teams {set:?}");
+    }
+}
+
+/// Team-scoped counts (answered from the entity_teams rows: one entry per entity whose first
+/// team is among the reader's, plus entities owned through another of their teams) count every
+/// visible entity once, for every set of teams, also after a rename changes which team comes
+/// first and after an entity's teams change.
+pub async fn team_scoped_counts_count_entities_of_several_teams_once(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    for t in ["a", "b", "c", "d"] {
+        s.save_team(&a, None, &team(t, &[]), SaveMode::Create, &ctx()).await.unwrap();
+    }
+    let owned: &[(&str, &[&str])] = &[
+        ("e1", &["a"]),
+        ("e2", &["b"]),
+        ("e3", &["a", "b"]),
+        ("e4", &["b", "c"]),
+        ("e5", &["c", "a"]),
+        ("e6", &[]),
+        ("e7", &["d", "c", "b"]),
+    ];
+    let entities = owned.iter().map(|(id, t)| with_team(entity("team", id, json!({}), json!({})), t)).collect();
+    write_ok(s, &a, &m, entities).await;
+    every_team_set(s, &a, &m, &["a", "b", "c", "d"]).await;
+    // "c" renamed to come first ("0c" < "a"): e4, e5 and e7 get another first team.
+    let mut r = team("0c", &[]);
+    r.members = None;
+    s.save_team(&a, Some("c"), &r, SaveMode::Update, &ctx()).await.unwrap();
+    every_team_set(s, &a, &m, &["a", "b", "0c", "d"]).await;
+    // An entity's teams change, first team included.
+    write_ok(s, &a, &m, vec![with_team(entity("team", "e3", json!({}), json!({})), &["d", "b"])]).await;
+    write_ok(s, &a, &m, vec![with_team(entity("team", "e6", json!({}), json!({})), &["a", "0c"])]).await;
+    every_team_set(s, &a, &m, &["a", "b", "0c", "d"]).await;
+}
+
 /// Concurrent edits of different fields of one person both hold: an edit writes only the
 /// columns it names (an SSO sign-in recording its provider never undoes an admin's disabling).
 pub async fn concurrent_person_edits_of_different_fields_both_hold(s: &dyn Store) {

@@ -77,12 +77,28 @@ pub(super) fn admits(visible: &Query, bp: &str) -> Option<Admits> {
 }
 
 /// The count of blueprint `bp`'s entities of `org` that `teams` own (at least one team), from
-/// the key of `entity_teams` alone. Public for the plan tests (`tests/pg_plans.rs`).
+/// the entity_teams rows alone, without a DISTINCT over every row (migration 0028): one index
+/// entry per entity whose first team is among `teams` (`team = first_team`), plus the entities
+/// that one of `teams` owns although their first team is another (rows with `team <>
+/// first_team`, few: only entities with several teams have them), counted once each. Public
+/// for the plan tests (`tests/pg_plans.rs`).
 pub fn count_sql(org: &str, bp: &str, teams: &[String]) -> SqlFrag {
-    let mut f = SqlFrag::new("SELECT COUNT(*) FROM (SELECT DISTINCT et.rid FROM entity_teams et WHERE et.org_id = ");
-    f.param(SqlParam::Text(org.to_string()));
-    f.push(" AND et.team IN (").param_list(teams.iter().map(|t| SqlParam::Text(t.clone())));
-    f.push(") AND et.blueprint = ").param(SqlParam::Text(bp.to_string())).push(") t");
+    let list = |f: &mut SqlFrag| {
+        f.push("(").param_list(teams.iter().map(|t| SqlParam::Text(t.clone()))).push(")");
+    };
+    let head = |f: &mut SqlFrag| {
+        f.push(" FROM entity_teams et WHERE et.org_id = ").param(SqlParam::Text(org.to_string()));
+        f.push(" AND et.blueprint = ").param(SqlParam::Text(bp.to_string())).push(" AND et.team IN ");
+    };
+    let mut f = SqlFrag::new("SELECT (SELECT COUNT(*)");
+    head(&mut f);
+    list(&mut f);
+    f.push(" AND et.team = et.first_team) + (SELECT COUNT(DISTINCT et.rid)");
+    head(&mut f);
+    list(&mut f);
+    f.push(" AND et.team <> et.first_team AND et.first_team NOT IN ");
+    list(&mut f);
+    f.push(")");
     f
 }
 

@@ -43,7 +43,8 @@ const REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
 const POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 /// Largest metadata document accepted (a federation's aggregate is refused: give one IdP's).
 const MAX_METADATA: usize = 512 * 1024;
-/// Attributes read for the e-mail when none is configured, in order; then the NameID.
+/// Attributes read for the e-mail when none is configured, in order; then the NameID. Port's
+/// own SAML connections send `email`, `given_name` and `family_name`, which come first.
 const EMAIL_ATTRIBUTES: &[&str] = &[
     "email",
     "mail",
@@ -51,10 +52,21 @@ const EMAIL_ATTRIBUTES: &[&str] = &[
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
     "urn:oid:0.9.2342.19200300.100.1.3",
 ];
-const GIVEN_NAME: &[&str] =
-    &["givenName", "firstName", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname", "urn:oid:2.5.4.42"];
-const SURNAME: &[&str] =
-    &["sn", "surname", "lastName", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname", "urn:oid:2.5.4.4"];
+const GIVEN_NAME: &[&str] = &[
+    "given_name",
+    "givenName",
+    "firstName",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    "urn:oid:2.5.4.42",
+];
+const SURNAME: &[&str] = &[
+    "family_name",
+    "sn",
+    "surname",
+    "lastName",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    "urn:oid:2.5.4.4",
+];
 
 /// One SAML identity provider.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
