@@ -226,13 +226,26 @@ fn providers(has_password: bool, sso: Vec<String>) -> Vec<String> {
 }
 
 async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>> {
+    people_in(db, None, org, email).await
+}
+
+/// [`people`], inside `tx` when given: then the person's row is locked until it commits
+/// (PostgreSQL `FOR UPDATE`; SQLite has one writer), so an edit's audit diff and answer start
+/// from what the edit replaces.
+async fn people_in(db: &Db, mut tx: Option<&mut Tx>, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>> {
     let mut f = SqlFrag::new(&format!("SELECT {PERSON_COLUMNS} FROM users WHERE org_id = "));
     f.param(org.0.as_str());
     if let Some(email) = email {
         f.push(" AND email = ").param(email);
     }
     f.push(" ORDER BY email LIMIT ").param(i64::from(MAX_TEAMS));
-    let rows = db.frag(&f).fetch_all(db.read()).await?;
+    if tx.is_some() && db.dialect() == Dialect::Postgres {
+        f.push(" FOR UPDATE");
+    }
+    let rows = match tx.as_deref_mut() {
+        Some(tx) => db.frag(&f).fetch_all(tx).await?,
+        None => db.frag(&f).fetch_all(db.read()).await?,
+    };
     let mut f = SqlFrag::new("SELECT email, team FROM team_members WHERE org_id = ");
     f.param(org.0.as_str());
     if let Some(email) = email {
@@ -240,7 +253,11 @@ async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>
     }
     f.push(" ORDER BY team");
     let mut teams: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in db.frag(&f).fetch_all(db.read()).await? {
+    let members = match tx {
+        Some(tx) => db.frag(&f).fetch_all(tx).await?,
+        None => db.frag(&f).fetch_all(db.read()).await?,
+    };
+    for r in members {
         teams.entry(r.get("email")).or_default().push(r.get("team"));
     }
     Ok(rows
@@ -426,11 +443,11 @@ impl Teams for SqlStore {
 
     async fn update_person(&self, org: &OrgId, email: &str, edit: &PersonEdit, ctx: &AuditCtx) -> Result<Person> {
         let db = &self.db;
-        let before = people(db, org, Some(email)).await?.into_iter().next();
+        let mut tx = db.begin().await?;
+        let before = people_in(db, Some(&mut tx), org, Some(email)).await?.into_iter().next();
         let Some(before) = before else {
             return Err(StoreError::NotFound(format!("user {email:?}")));
         };
-        let mut tx = db.begin().await?;
         if let Some(teams) = &edit.teams {
             let set: BTreeSet<&str> = teams.iter().map(String::as_str).collect();
             let missing = missing_in(db, &mut tx, org, &set).await?;
@@ -461,10 +478,9 @@ impl Teams for SqlStore {
             ..before.clone()
         };
         let sso: Vec<&String> = after.providers.iter().filter(|p| *p != "port").collect();
-        // Only the columns the edit names are written (`CASE WHEN <named> THEN <new> ELSE <column>`):
-        // `before` was read before this transaction, so writing every column back would undo a
-        // concurrent change of another one (an admin disabling the person while they sign in
-        // through SSO, which records the provider).
+        // Only the columns the edit names are written (`CASE WHEN <named> THEN <new> ELSE
+        // <column>`): `before` is read under the row lock, so this is belt and braces against
+        // writing back a column another edit changed.
         tx.q("UPDATE users SET role = CASE WHEN ? THEN ? ELSE role END, \
               first_name = CASE WHEN ? THEN ? ELSE first_name END, last_name = CASE WHEN ? THEN ? ELSE last_name END, \
               status = CASE WHEN ? THEN ? ELSE status END, moderates = CASE WHEN ? THEN ? ELSE moderates END, \

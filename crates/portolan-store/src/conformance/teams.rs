@@ -269,13 +269,30 @@ pub async fn concurrent_person_edits_of_different_fields_both_hold(s: &dyn Store
             s.update_person(&a, "c@example.com", &disable, &c),
             s.update_person(&a, "c@example.com", &name, &c)
         );
-        x.unwrap();
-        y.unwrap();
+        let (x, y) = (x.unwrap(), y.unwrap());
         let p = s.get_person(&a, "c@example.com").await.unwrap().unwrap();
         assert_eq!(
             (p.status.as_str(), p.first_name.as_deref()),
             ("Disabled", Some(format!("n{round}").as_str())),
             "round {round}"
+        );
+        // The audit records chain: the later edit's "before" is the earlier one's "after" (each
+        // diff read inside its own transaction), and the later answer is the final person.
+        let recs = s
+            .list_audit(&a, &AuditFilter { resources: vec!["user".into()], limit: 2, ..AuditFilter::default() })
+            .await
+            .unwrap();
+        let (later, earlier) = (recs[0].diff.clone().unwrap(), recs[1].diff.clone().unwrap());
+        assert_eq!(later["before"], earlier["after"], "round {round}: {earlier} then {later}");
+        let last = if later["after"]["status"] == "Disabled" && later["after"]["firstName"] == format!("n{round}") {
+            [&x, &y]
+        } else {
+            panic!("round {round}: the later record does not hold both edits: {later}")
+        };
+        assert!(
+            last.iter()
+                .any(|q| q.status == "Disabled" && q.first_name.as_deref() == Some(format!("n{round}").as_str())),
+            "round {round}: one answer is the person after both edits"
         );
     }
 }
