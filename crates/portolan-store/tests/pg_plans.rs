@@ -148,16 +148,7 @@ async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
     let mut failures = Vec::new();
     for teams in [vec!["t3".to_string()], (0..10).map(|i| format!("t{i}")).collect()] {
         let frag = portolan_store::team_count_sql(&o.0, "service", &teams);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", frag.render(Dialect::Postgres))));
-        for p in &frag.params {
-            match p {
-                portolan_store::sql::SqlParam::Text(t) => q = q.bind(t.clone()),
-                other => panic!("a team count binds text only, not {other:?}"),
-            }
-        }
-        let rows: Vec<String> =
-            q.fetch_all(&mut conn).await.expect("EXPLAIN").iter().map(|r| sqlx::Row::get(r, 0)).collect();
-        let plan = rows.join("\n");
+        let plan = explain(&mut conn, &frag).await;
         eprintln!("{} team(s):\n{plan}\n", teams.len());
         let team_rows = ["entity_teams_pkey", "entity_teams_first", "entity_teams_others"];
         if plan.contains("Seq Scan")
@@ -166,35 +157,14 @@ async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
         {
             failures.push(format!("{} team(s): not the entity_teams key alone:\n{plan}", teams.len()));
         }
-        let n: i64 = {
-            let mut c = sqlx::query_scalar(sqlx::AssertSqlSafe(frag.render(Dialect::Postgres).into_owned()));
-            for p in &frag.params {
-                if let portolan_store::sql::SqlParam::Text(t) = p {
-                    c = c.bind(t.clone());
-                }
-            }
-            c.fetch_one(&mut conn).await.expect("count")
-        };
+        let n: i64 = sqlx::Row::get(&statement("", &frag).fetch_one(&mut conn).await.expect("count"), 0);
         assert_eq!(n, 500 * teams.len() as i64, "{teams:?}");
     }
     // A reader in one team pages by walking the team's key entries in row order, each entity
     // probed by its primary key: no sort, no scan, so the page stops at its limit.
     let mut walk = portolan_store::team_walk_sql(Dialect::Postgres, "SELECT e.identifier", &o.0, "service", "t3");
     walk.push(" AND e.title IS NULL ORDER BY et.rid LIMIT 201");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", walk.render(Dialect::Postgres))));
-    for p in &walk.params {
-        if let portolan_store::sql::SqlParam::Text(t) = p {
-            q = q.bind(t.clone());
-        }
-    }
-    let plan: String = q
-        .fetch_all(&mut conn)
-        .await
-        .expect("EXPLAIN")
-        .iter()
-        .map(|r| sqlx::Row::get::<String, _>(r, 0))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan = explain(&mut conn, &walk).await;
     eprintln!("one-team page:\n{plan}\n");
     let ok = plan.contains("Nested Loop")
         && !plan.contains("Sort")
@@ -287,13 +257,7 @@ async fn aggregation_rules_and_sorts_use_indexes_on_never_analyzed_tables() {
     sort.push(" ORDER BY ").append(stored_value("issues")).push(" DESC NULLS LAST, e.rid DESC LIMIT 51 OFFSET 0");
     let mut failures = Vec::new();
     for (name, f) in [("rule", rule), ("sort", sort)] {
-        let mut q =
-            sqlx::query::<sqlx::Postgres>(sqlx::AssertSqlSafe(format!("EXPLAIN {}", f.render(Dialect::Postgres))));
-        for p in f.params.clone() {
-            q = bind(q, p);
-        }
-        let rows: Vec<String> = q.fetch_all(&mut conn).await.unwrap().iter().map(|r| sqlx::Row::get(r, 0)).collect();
-        let plan = rows.join("\n");
+        let plan = explain(&mut conn, &f).await;
         eprintln!("{name}:\n{plan}\n");
         // An index, and for the sort's per-row lookup one whose condition has the entity: a
         // filter on it would read the property's every value for each searched row.
@@ -304,27 +268,32 @@ async fn aggregation_rules_and_sorts_use_indexes_on_never_analyzed_tables() {
             failures.push(format!("{name}: aggregation_values not read by an index probe:\n{plan}"));
         }
         // And it runs: 1,000 services have 4 issues (a full page), all 5,000 are sorted.
-        let mut run = sqlx::query::<sqlx::Postgres>(sqlx::AssertSqlSafe(f.render(Dialect::Postgres).into_owned()));
-        for p in f.params.clone() {
-            run = bind(run, p);
-        }
-        assert_eq!(run.fetch_all(&mut conn).await.unwrap().len(), 51, "{name}");
+        assert_eq!(statement("", &f).fetch_all(&mut conn).await.unwrap().len(), 51, "{name}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-fn bind(
-    q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    p: portolan_store::sql::SqlParam,
-) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+/// `frag` as a PostgreSQL statement (after `prefix`, e.g. `EXPLAIN `) with its parameters bound,
+/// each as its type.
+fn statement(prefix: &str, frag: &SqlFrag) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
     use portolan_store::sql::SqlParam;
-    match p {
-        SqlParam::Null => q.bind(None::<String>),
-        SqlParam::Bool(b) => q.bind(b),
-        SqlParam::Int(i) => q.bind(i),
-        SqlParam::Real(x) => q.bind(x),
-        SqlParam::Text(t) => q.bind(t),
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("{prefix}{}", frag.render(Dialect::Postgres))));
+    for p in frag.params.iter().cloned() {
+        q = match p {
+            SqlParam::Null => q.bind(None::<String>),
+            SqlParam::Bool(b) => q.bind(b),
+            SqlParam::Int(i) => q.bind(i),
+            SqlParam::Real(x) => q.bind(x),
+            SqlParam::Text(t) => q.bind(t),
+        };
     }
+    q
+}
+
+/// The plan PostgreSQL makes for `frag`, one line per plan row.
+async fn explain(conn: &mut sqlx::PgConnection, frag: &SqlFrag) -> String {
+    let rows = statement("EXPLAIN ", frag).fetch_all(conn).await.expect("EXPLAIN");
+    rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 0)).collect::<Vec<_>>().join("\n")
 }
 
 /// The job queue's statements (claim, queue once) on a never-analyzed `jobs` table holding
@@ -333,7 +302,6 @@ fn bind(
 /// before it the claim walked every job ever run, so workers slowed as history grew.
 #[tokio::test]
 async fn job_queue_statements_use_the_unfinished_jobs_indexes() {
-    use portolan_store::sql::SqlParam;
     let Some(s) = pg::fresh().await else { return };
     let mut conn = sqlx::PgConnection::connect(&s.url()).await.expect("connect");
     sqlx::raw_sql("ALTER TABLE jobs SET (autovacuum_enabled = off)").execute(&mut conn).await.expect("autovacuum off");
@@ -349,20 +317,7 @@ async fn job_queue_statements_use_the_unfinished_jobs_indexes() {
     .expect("jobs");
     let mut failures = Vec::new();
     for (name, f) in portolan_store::job_queue_statements(Dialect::Postgres, &a) {
-        let text = format!("EXPLAIN {}", f.render(Dialect::Postgres));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
-        for p in &f.params {
-            q = match p {
-                SqlParam::Null => q.bind(None::<String>),
-                SqlParam::Bool(b) => q.bind(*b),
-                SqlParam::Int(i) => q.bind(*i),
-                SqlParam::Real(r) => q.bind(*r),
-                SqlParam::Text(t) => q.bind(t.clone()),
-            };
-        }
-        let rows = q.fetch_all(&mut conn).await.unwrap_or_else(|e| panic!("EXPLAIN {name}: {e}"));
-        let plan: Vec<String> = rows.iter().map(|r| sqlx::Row::get(r, 0)).collect();
-        let plan = plan.join("\n");
+        let plan = explain(&mut conn, &f).await;
         eprintln!("{name}:\n{plan}\n");
         let indexes = indexes_in(&plan);
         let unfinished_only =
