@@ -217,12 +217,23 @@ async fn retarget_entities(tx: &mut Tx, org: &OrgId, old: &str, new: Option<&str
     Ok(())
 }
 
-/// `pw_mark` is `$` for a password (a PHC string); accounts made by single sign-on hold `!sso`.
-const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at, moderates, sso_providers, substr(password_hash, 1, 1) AS pw_mark";
+/// `pw_mark` is `$` for a password (a PHC string); accounts made by single sign-on hold no
+/// password: `!sso:PROVIDER` (`made_by`, so the account names its provider from the statement
+/// that creates it), or `!sso` when made before that was recorded.
+const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at, moderates, sso_providers, \
+    substr(password_hash, 1, 1) AS pw_mark, \
+    CASE WHEN substr(password_hash, 1, 5) = '!sso:' THEN substr(password_hash, 6) ELSE '' END AS made_by";
 
-/// Port's `providers` of a person: `port` when they have a password, then `sso`.
-fn providers(has_password: bool, sso: Vec<String>) -> Vec<String> {
-    has_password.then(|| "port".to_string()).into_iter().chain(sso).collect()
+/// Port's `providers` of a person: `port` when they have a password, then the provider that
+/// made the account, then those they signed in through (each once).
+fn providers(has_password: bool, made_by: String, sso: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = has_password.then(|| "port".to_string()).into_iter().collect();
+    for p in std::iter::once(made_by).filter(|m| !m.is_empty()).chain(sso) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 async fn people(db: &Db, org: &OrgId, email: Option<&str>) -> Result<Vec<Person>> {
@@ -276,6 +287,7 @@ async fn people_in(db: &Db, mut tx: Option<&mut Tx>, org: &OrgId, email: Option<
                 moderates: serde_json::from_str(&r.get::<String, _>("moderates")).unwrap_or_default(),
                 providers: providers(
                     r.get::<String, _>("pw_mark") == "$",
+                    r.get("made_by"),
                     serde_json::from_str(&r.get::<String, _>("sso_providers")).unwrap_or_default(),
                 ),
             }

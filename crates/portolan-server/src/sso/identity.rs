@@ -196,8 +196,9 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
                 id: crate::web::session::new_user_id(),
                 org: org.clone(),
                 email: id.email.clone(),
-                // Not a PHC string: no password ever verifies against it.
-                password_hash: "!sso".into(),
+                // Not a PHC string: no password ever verifies against it. It names the provider,
+                // so the account's `providers` say it from the start.
+                password_hash: format!("!sso:{}", id.provider),
                 role: "member".into(),
                 created_at: crate::ops::audit::now_iso(),
             };

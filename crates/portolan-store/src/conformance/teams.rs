@@ -418,6 +418,15 @@ pub async fn people_have_roles_status_and_teams(s: &dyn Store) {
     assert_eq!(s.get_person(&a, "j@example.com").await.unwrap().unwrap().providers, ["OIDC"], "stored");
     let p = s.update_person(&a, "p@example.com", &PersonEdit::default(), &ctx()).await.unwrap();
     assert_eq!(p.providers, ["port", "OIDC"], "an edit without a sign-in keeps them");
+    // An account made by single sign-on names its provider from the statement that creates it
+    // (no moment with no provider); signing in through it again adds nothing.
+    let made =
+        User { id: "usr_k".into(), email: "k@example.com".into(), password_hash: "!sso:SAML".into(), ..u.clone() };
+    s.create_user(&made).await.unwrap();
+    assert_eq!(s.get_person(&a, "k@example.com").await.unwrap().unwrap().providers, ["SAML"]);
+    let saml = PersonEdit { signed_in_with: Some("SAML".into()), ..PersonEdit::default() };
+    assert_eq!(s.update_person(&a, "k@example.com", &saml, &ctx()).await.unwrap().providers, ["SAML"]);
+    assert_eq!(s.update_person(&a, "k@example.com", &sso, &ctx()).await.unwrap().providers, ["SAML", "OIDC"]);
 
     s.set_member_teams(&a, "later@example.com", &["core".into(), "web".into()]).await.unwrap();
     assert_eq!(s.get_team(&a, "web").await.unwrap().unwrap().members, ["later@example.com", "p@example.com"]);
