@@ -59,6 +59,9 @@ BEHAVIOUR = {
     "foreign_key": False,
     # Sign and digest with SHA-1 (pysaml2's own default) instead of SHA-256.
     "sha1": False,
+    # The IdP rotated its key: it signs with the second key, and its metadata names that key's
+    # certificate instead of the first.
+    "rotated": False,
 }
 RECEIVED = []
 PENDING = {}
@@ -90,7 +93,7 @@ def make_key_and_cert(directory, name):
 
 def build(base, sp_metadata, directory):
     key_file, cert_file, cert_b64 = make_key_and_cert(directory, "idp")
-    foreign_key, _, _ = make_key_and_cert(directory, "foreign")
+    foreign_key, _, foreign_b64 = make_key_and_cert(directory, "foreign")
     conf = {
         "entityid": base + "/metadata",
         "service": {
@@ -109,7 +112,8 @@ def build(base, sp_metadata, directory):
     }
     cfg = IdPConfig()
     cfg.load(conf)
-    metadata = f"""<?xml version="1.0"?>
+    def metadata(cert_b64):
+        return f"""<?xml version="1.0"?>
 <md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{base}/metadata">
   <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
     <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
@@ -118,7 +122,7 @@ def build(base, sp_metadata, directory):
   </md:IDPSSODescriptor>
 </md:EntityDescriptor>
 """
-    return Server(config=cfg), metadata, foreign_key
+    return Server(config=cfg), {False: metadata(cert_b64), True: metadata(foreign_b64)}, foreign_key
 
 
 def sign(idp, xml, node_name, node_id, key_file):
@@ -154,7 +158,7 @@ def answer(idp, foreign_key, key, email, groups):
         xml = str(resp)
         for old, new in b["edit"]:
             xml = xml.replace(old, new)
-        key_file = foreign_key if b["foreign_key"] else None
+        key_file = foreign_key if b["foreign_key"] or b["rotated"] else None
         if b["sign"] in ("assertion", "both"):
             xml = sign(idp, xml, "urn:oasis:names:tc:SAML:2.0:assertion:Assertion", assertion_id, key_file)
         if b["sign"] in ("response", "both"):
@@ -178,7 +182,7 @@ def answer(idp, foreign_key, key, email, groups):
 
 class Handler(BaseHTTPRequestHandler):
     idp = None
-    metadata = ""
+    metadata = {}
     foreign_key = None
 
     def log_message(self, fmt, *args):
@@ -202,7 +206,9 @@ class Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         if u.path == "/metadata":
-            return self.send(200, self.metadata, "application/samlmetadata+xml")
+            with LOCK:
+                rotated = BEHAVIOUR["rotated"]
+            return self.send(200, self.metadata[rotated], "application/samlmetadata+xml")
         if u.path == "/received":
             with LOCK:
                 return self.send(200, json.dumps(RECEIVED), "application/json")

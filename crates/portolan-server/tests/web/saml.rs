@@ -297,3 +297,31 @@ async fn saml_settings_are_checked_at_their_paths() {
     let audit = app.api("GET", "/v1/audit-log?limit=20", json!(null)).await;
     assert!(audit.to_string().contains("idpEntityId"), "the change is audited: {audit}");
 }
+
+#[tokio::test]
+async fn a_rotated_idp_key_is_read_again_from_the_metadata_url_once() {
+    let Some((app, idp)) = spawn().await else { return };
+    let before = app.api("GET", "/v1/organization/sso", json!(null)).await;
+    assert_eq!(before["sso"]["saml"]["idpCertificates"][0]["subject"], "CN=idp");
+    // The IdP now signs with its new key and publishes only that key's certificate.
+    idp.control(json!({"rotated": true})).await;
+    let mut b = Browser::default();
+    let page = sign_in(&app, &idp, &mut b, "rot@example.com", "").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "signed in after reading the metadata again: {}", page.text);
+    let after = app.api("GET", "/v1/organization/sso", json!(null)).await;
+    let certs = after["sso"]["saml"]["idpCertificates"].as_array().unwrap();
+    assert_eq!((certs.len(), certs[0]["subject"].as_str()), (1, Some("CN=foreign")), "{after}");
+    let audit = app.api("GET", "/v1/audit-log?limit=5", json!(null)).await;
+    let refresh =
+        audit["audits"].as_array().unwrap().iter().find(|r| r["trigger"]["origin"] == "SSO (SAML metadata refresh)");
+    let refresh = refresh.unwrap_or_else(|| panic!("the new certificates are audited: {audit}"));
+    assert_eq!(refresh["resourceType"], "organization");
+    assert_ne!(
+        refresh["diff"]["before"]["sso"]["saml"]["idpCertificates"],
+        refresh["diff"]["after"]["sso"]["saml"]["idpCertificates"]
+    );
+    // Rotated back within minutes: the metadata is not read again for that (a burst of bad
+    // answers is not a burst of requests to the IdP), so the answer is refused, in words.
+    let page = refused(&app, &idp, json!({"rotated": false})).await;
+    assert!(page.unescaped().contains("does not verify with any certificate"), "{}", page.text);
+}

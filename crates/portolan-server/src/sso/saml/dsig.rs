@@ -26,6 +26,10 @@ pub const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const EXC_C14N_COMMENTS: &str = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+/// What a signature no configured certificate verifies is refused with (the IdP may have
+/// rotated its key: `saml::finish` reads its metadata URL again once).
+pub const NO_CERTIFICATE_VERIFIES: &str =
+    "its signature does not verify with any certificate of the identity provider's metadata";
 /// Most nodes a SAML message may have (a real one has a few hundred).
 pub const MAX_NODES: u32 = 20_000;
 /// Deepest element nesting accepted (a real SAML response nests about eight deep).
@@ -50,9 +54,7 @@ impl std::fmt::Display for DsigError {
             DsigError::NotSigned => f.write_str("it is not signed"),
             DsigError::Unsupported(m) => f.write_str(m),
             DsigError::Digest => f.write_str("its content was changed after it was signed (the digest differs)"),
-            DsigError::Signature => {
-                f.write_str("its signature does not verify with any certificate of the identity provider's metadata")
-            }
+            DsigError::Signature => f.write_str(NO_CERTIFICATE_VERIFIES),
         }
     }
 }

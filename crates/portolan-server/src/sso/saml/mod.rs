@@ -402,9 +402,75 @@ pub async fn finish(
         certs: &certs,
         now: state.clock.now(),
     };
-    let asserted = response::check(saml_response, &expect)?;
+    let asserted = match response::check(saml_response, &expect) {
+        // Signed with a key the stored metadata lacks: the IdP may have rotated it.
+        Err(f) if f.message.contains(dsig::NO_CERTIFICATE_VERIFIES) => match rotated_certs(state, &org, &saml).await {
+            Some(certs) => response::check(saml_response, &response::Expect { certs: &certs, ..expect })?,
+            None => return Err(f),
+        },
+        other => other?,
+    };
     let identity = identity_of(&asserted, &saml)?;
     Ok((org, identity, flow.next))
+}
+
+/// The IdP's signing certificates read again from its metadata URL, when they changed (its key
+/// was rotated): stored in the organization's settings (audited) and returned. `None` without a
+/// metadata URL, when the metadata cannot be read or names another IdP, when the certificates
+/// are the ones stored, or when this node read the URL for this reason in the last minutes
+/// (a burst of bad answers is not a burst of requests to the IdP).
+async fn rotated_certs(state: &AppState, org: &OrgId, saml: &Saml) -> Option<Vec<Vec<u8>>> {
+    let url = saml.idp_metadata_url.as_deref()?;
+    let key = format!("saml-rotation:{}:{url}", org.0);
+    if state.sso_docs.get(&key).is_some() {
+        return None;
+    }
+    state.sso_docs.put(&key, &Value::Bool(true));
+    let ex = state
+        .outbound
+        .send(crate::outbound::OutboundRequest {
+            method: "GET".into(),
+            url: url.to_string(),
+            headers: vec![("accept".into(), "application/samlmetadata+xml, application/xml, text/xml".into())],
+            body: None,
+        })
+        .await;
+    let body = ex.response.filter(|r| (200..300).contains(&r.status))?.body;
+    let meta = match parse_metadata(&body) {
+        Ok(m) if m.entity_id == saml.idp_entity_id => m,
+        Ok(m) => {
+            tracing::warn!(org = %org.0, url, entity = %m.entity_id, "sso: SAML metadata now names another IdP; not taken");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(org = %org.0, url, error = %e, "sso: SAML metadata unreadable");
+            return None;
+        }
+    };
+    let certs: Vec<String> = meta.certs.iter().map(|c| B64STD.encode(c)).collect();
+    if certs == saml.idp_certificates {
+        return None;
+    }
+    let actor = crate::ops::Actor {
+        client_id: "sso-metadata".into(),
+        org: org.clone(),
+        user_agent: Some("SSO (SAML metadata refresh)".into()),
+        principal: portolan_core::permissions::Principal::Machine,
+        depth: 0,
+    };
+    let mut sso = load(state, org).await.ok()?;
+    let s = sso.saml.as_mut()?;
+    s.idp_certificates = certs;
+    let mut settings: Map<String, Value> =
+        state.store.org_settings(org).await.ok()?.as_object().cloned().unwrap_or_default();
+    settings.insert(super::SETTINGS_KEY.into(), serde_json::to_value(&sso).unwrap_or(Value::Null));
+    let ctx = crate::ops::audit::audit_ctx(&actor);
+    if let Err(e) = state.store.set_org_settings(org, &Value::Object(settings), &ctx).await {
+        tracing::error!(error = %e, "sso: storing the IdP's rotated certificates");
+        return None;
+    }
+    tracing::info!(org = %org.0, url, "sso: the SAML IdP's signing certificates changed; read again from its metadata");
+    Some(meta.certs)
 }
 
 /// Who signed in, from a verified assertion.
