@@ -111,7 +111,7 @@ async fn render_sso(
     sso: &crate::sso::Sso,
 ) -> ApiResult<Value> {
     let org = state.store.get_org(&caller.org).await?.map(|o| o.name).unwrap_or_default();
-    Ok(crate::sso::render(sso, &crate::sso::base_url(state, headers), &org))
+    Ok(crate::sso::render(sso, &crate::sso::base_url(state, headers), &org, state.clock.now()))
 }
 
 pub async fn list_secrets(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {

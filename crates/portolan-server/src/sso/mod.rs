@@ -164,14 +164,14 @@ pub async fn load(state: &AppState, org: &OrgId) -> Result<Sso, StoreError> {
 
 /// The settings as answered: no secret, with the redirect URI to register at the provider and
 /// the link that starts a sign-in.
-pub fn render(sso: &Sso, base_url: &str, org_name: &str) -> Value {
+pub fn render(sso: &Sso, base_url: &str, org_name: &str, now: i64) -> Value {
     let oidc = sso.oidc.as_ref().map(|o| {
         json!({"enabled": o.enabled, "issuer": o.issuer, "clientId": o.client_id,
                "clientSecretSet": o.client_secret_encrypted.is_some(), "scopes": o.scopes,
                "groupsClaim": o.groups_claim, "displayName": o.display_name,
                "redirectUri": format!("{base_url}{CALLBACK_PATH}")})
     });
-    let saml = sso.saml.as_ref().map(|s| saml::render(s, base_url, org_name));
+    let saml = sso.saml.as_ref().map(|s| saml::render(s, base_url, org_name, now));
     json!({"oidc": oidc, "saml": saml, "localPasswords": sso.local_passwords,
            "samlAcsUrl": format!("{base_url}{}", saml::ACS_PATH),
            "samlSpEntityId": saml::sp_entity_id(base_url, org_name),

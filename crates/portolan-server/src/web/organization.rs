@@ -59,7 +59,7 @@ async fn org_page(
     let line = |what, used: u64, limit: Option<u64>| Line { what, used, limit, full: limit.is_some_and(|l| used >= l) };
     let lines = vec![line("Users", usage.users, q.max_users), line("Entities", usage.entities, q.max_entities)];
     let sso = crate::sso::load(state, &user.org).await?;
-    let sso = crate::sso::render(&sso, &crate::sso::base_url(state, headers), &org.name);
+    let sso = crate::sso::render(&sso, &crate::sso::base_url(state, headers), &org.name, state.clock.now());
     let (sso_error, errors) = refused.map_or((None, Vec::new()), |(m, e)| (Some(m), e));
     let ctx = OrgPage {
         chrome: chrome(state, user),

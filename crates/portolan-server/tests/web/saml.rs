@@ -296,6 +296,22 @@ async fn saml_settings_are_checked_at_their_paths() {
     assert_eq!(v["sso"]["localPasswords"], false);
     let audit = app.api("GET", "/v1/audit-log?limit=20", json!(null)).await;
     assert!(audit.to_string().contains("idpEntityId"), "the change is audited: {audit}");
+    // The IdP's certificate (pysaml2's, valid a year) with its days left, and the organization
+    // page's warning once it nears its end and once it is past.
+    let days = v["sso"]["saml"]["idpCertificates"][0]["daysLeft"].as_i64().unwrap();
+    assert!((363..=365).contains(&days), "{v}");
+    assert_eq!(put_sso(&app, json!({"localPasswords": true})).await.0, StatusCode::OK);
+    let mut admin = app.admin().await;
+    let page = app.get(&mut admin, "/ui/organization").await;
+    assert!(!page.text.contains("cert-expir"), "no warning a year ahead");
+    app.advance(Duration::from_secs(350 * 86_400));
+    let mut admin = app.admin().await;
+    let page = app.get(&mut admin, "/ui/organization").await;
+    assert!(page.text.contains("class=\"cert-expiring\">(expires in 1"), "{}", page.text);
+    app.advance(Duration::from_secs(30 * 86_400));
+    let mut admin = app.admin().await;
+    let page = app.get(&mut admin, "/ui/organization").await;
+    assert!(page.text.contains("class=\"cert-expired\""), "{}", page.text);
 }
 
 #[tokio::test]

@@ -156,13 +156,17 @@ pub fn parse_metadata(xml: &str) -> Result<IdpMetadata, String> {
     Ok(IdpMetadata { entity_id: entity_id.to_string(), sso_url: sso_url.to_string(), certs })
 }
 
-/// A certificate as the settings answer shows it: subject, expiry and SHA-256 fingerprint.
-fn cert_info(b64: &str) -> Value {
+/// A certificate as the settings answer shows it: subject, expiry (and the days left at `now`)
+/// and SHA-256 fingerprint. Portolan does not refuse an expired IdP certificate (the metadata
+/// is what is trusted, as most service providers do), but the organization page warns.
+fn cert_info(b64: &str, now: i64) -> Value {
     let der = B64STD.decode(b64).unwrap_or_default();
     let fp = crate::auth::hex(&<sha2::Sha256 as sha2::Digest>::digest(&der));
     match x509_parser::parse_x509_certificate(&der) {
         Ok((_, c)) => {
-            json!({"subject": c.subject().to_string(), "notAfter": c.validity().not_after.to_rfc2822().unwrap_or_default(), "sha256": fp})
+            let end = c.validity().not_after;
+            json!({"subject": c.subject().to_string(), "notAfter": end.to_rfc2822().unwrap_or_default(),
+                   "daysLeft": (end.timestamp() - now).div_euclid(86_400), "sha256": fp})
         }
         Err(_) => json!({"sha256": fp}),
     }
@@ -173,10 +177,10 @@ pub fn sp_entity_id(base_url: &str, org_name: &str) -> String {
     format!("{base_url}{METADATA_PATH}?org={}", crate::web::urlencode(org_name))
 }
 
-/// The settings as answered (with what to register at the IdP).
-pub fn render(s: &Saml, base_url: &str, org_name: &str) -> Value {
+/// The settings as answered (with what to register at the IdP) at `now`.
+pub fn render(s: &Saml, base_url: &str, org_name: &str, now: i64) -> Value {
     json!({"enabled": s.enabled, "idpEntityId": s.idp_entity_id, "idpSsoUrl": s.idp_sso_url,
-           "idpCertificates": s.idp_certificates.iter().map(|c| cert_info(c)).collect::<Vec<_>>(),
+           "idpCertificates": s.idp_certificates.iter().map(|c| cert_info(c, now)).collect::<Vec<_>>(),
            "idpMetadataUrl": s.idp_metadata_url, "emailAttribute": s.email_attribute,
            "groupsAttribute": s.groups_attribute, "displayName": s.display_name,
            "spEntityId": sp_entity_id(base_url, org_name), "acsUrl": format!("{base_url}{ACS_PATH}")})
