@@ -62,6 +62,9 @@ BEHAVIOUR = {
     # The IdP rotated its key: it signs with the second key, and its metadata names that key's
     # certificate instead of the first.
     "rotated": False,
+    # An unsolicited (IdP-initiated) signed assertion, put in an unsigned response that claims
+    # to answer the SP's request (the response's InResponseTo added after signing).
+    "unsolicited": False,
 }
 RECEIVED = []
 PENDING = {}
@@ -144,7 +147,7 @@ def answer(idp, foreign_key, key, email, groups):
         name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=email)
         authn = {"class_ref": saml.AUTHN_PASSWORD, "authn_auth": idp.config.entityid}
         resp = idp.create_authn_response(
-            identity, args["in_response_to"], destination, args["sp_entity_id"],
+            identity, None if b["unsolicited"] else args["in_response_to"], destination, args["sp_entity_id"],
             name_id=name_id, authn=authn, sign_response=False, sign_assertion=False,
         )
         assertion_id = resp.assertion.id
@@ -165,6 +168,8 @@ def answer(idp, foreign_key, key, email, groups):
             xml = sign(idp, xml, "urn:oasis:names:tc:SAML:2.0:protocol:Response", response_id, key_file)
         if b["tamper"]:
             xml = xml.replace(email, "admin@example.com")
+        if b["unsolicited"]:
+            xml = xml.replace("<ns0:Response ", f'<ns0:Response InResponseTo="{args["in_response_to"]}" ', 1)
         if b["wrap"]:
             # pysaml2 writes ns0: for the protocol, ns1: for assertions, ns2: for signatures.
             start = xml.index("<ns1:Assertion")

@@ -34,7 +34,7 @@ impl Drop for Idp {
 impl Idp {
     async fn control(&self, b: Value) {
         let defaults = json!({"sign": "assertion", "tamper": false, "wrap": false, "status": null,
-                              "foreign_key": false, "sha1": false, "edit": []});
+                              "foreign_key": false, "sha1": false, "edit": [], "unsolicited": false});
         let mut body = defaults.as_object().unwrap().clone();
         body.extend(b.as_object().unwrap().clone());
         let res = self.http.post(format!("{}/control", self.base)).json(&body).send().await.unwrap();
@@ -210,7 +210,7 @@ async fn refused(app: &WebApp, idp: &Idp, behaviour: Value) -> Page {
 }
 
 #[tokio::test]
-async fn tampered_unsigned_foreign_and_wrapped_answers_are_refused_in_words() {
+async fn tampered_unsigned_foreign_wrapped_and_unsolicited_answers_are_refused_in_words() {
     let Some((app, idp)) = spawn().await else { return };
     let cases = [
         (json!({"tamper": true}), "changed after it was signed"),
@@ -218,10 +218,13 @@ async fn tampered_unsigned_foreign_and_wrapped_answers_are_refused_in_words() {
         (json!({"foreign_key": true}), "does not verify with any certificate"),
         (json!({"wrap": true}), "Neither the identity provider&#x27;s response nor its assertion is signed"),
         (json!({"sha1": true}), "SHA-1"),
+        (json!({"unsolicited": true}), "does not say which sign-in it answers"),
     ];
     for (behaviour, words) in cases {
         let page = refused(&app, &idp, behaviour.clone()).await;
-        assert_eq!(page.status, StatusCode::BAD_GATEWAY, "{behaviour}: {}", page.text);
+        // An unsolicited assertion is the browser's problem (start again), not the IdP's.
+        let status = if behaviour["unsolicited"] == true { StatusCode::BAD_REQUEST } else { StatusCode::BAD_GATEWAY };
+        assert_eq!(page.status, status, "{behaviour}: {}", page.text);
         assert!(page.text.contains(words), "{behaviour}: {}", page.text);
     }
     assert!(app.store.user_by_email("admin@example.com").await.unwrap().unwrap().role == "admin");

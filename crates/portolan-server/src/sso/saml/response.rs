@@ -261,11 +261,17 @@ fn read_assertion(a: Node<'_, '_>, expect: &Expect<'_>) -> Result<Asserted, Fail
             .hint("Set the assertion consumer (ACS) URL at the identity provider to the one on the organization page."));
             continue;
         }
-        if data.attribute("InResponseTo").is_some_and(|r| r != expect.request_id) {
-            last = Some(
-                Failure::new(400, "The assertion belongs to another sign-in (InResponseTo differs).")
-                    .hint("Start again from the sign-in page."),
-            );
+        // Required, not only compared when present: the response's own InResponseTo may be
+        // unsigned, and an unsolicited assertion (no InResponseTo) put in a response made for
+        // this browser's request would otherwise sign in whoever it names.
+        if data.attribute("InResponseTo") != Some(expect.request_id) {
+            let why = match data.attribute("InResponseTo") {
+                None => {
+                    "The assertion does not say which sign-in it answers (its confirmation has no InResponseTo): it was not made for a sign-in Portolan started."
+                }
+                Some(_) => "The assertion belongs to another sign-in (InResponseTo differs).",
+            };
+            last = Some(Failure::new(400, why).hint("Start again from the sign-in page."));
             continue;
         }
         if data.attribute("NotOnOrAfter").is_none() {
