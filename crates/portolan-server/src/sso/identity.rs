@@ -238,8 +238,14 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
         edit.last_name = Some(id.last_name.clone());
     }
     if let Some(groups) = &id.groups {
-        let wanted: BTreeSet<String> = groups.iter().filter_map(|g| team_name(g)).collect();
         let teams = state.store.list_teams(org).await?;
+        // A group named like a team an admin manages in Portolan does not join it: at IdPs
+        // where people create their own groups, that would let anyone into any team.
+        let wanted: BTreeSet<String> = groups
+            .iter()
+            .filter_map(|g| team_name(g))
+            .filter(|n| !teams.iter().any(|t| &t.name == n && t.provider != id.provider))
+            .collect();
         for name in wanted.iter().filter(|n| !teams.iter().any(|t| &t.name == *n)) {
             let w = TeamWrite {
                 name: name.clone(),

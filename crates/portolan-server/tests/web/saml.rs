@@ -168,8 +168,10 @@ async fn saml_sign_in_creates_the_user_just_in_time_with_teams_from_the_groups_a
     assert_eq!(s["spEntityId"], format!("{}/ui/sso/saml/metadata?org=web", app.base));
     assert_eq!(s["idpCertificates"][0]["subject"], "CN=idp", "{sso}");
 
+    // A team an admin manages in Portolan: a group of the same name does not join it.
+    app.api("POST", "/v1/teams", json!({"name": "guild"})).await;
     let mut b = Browser::default();
-    let page = sign_in(&app, &idp, &mut b, "Sam@Example.com", "platform,sre").await;
+    let page = sign_in(&app, &idp, &mut b, "Sam@Example.com", "platform,sre,guild").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
     assert_eq!(page.location(), "/ui/teams", "back where the sign-in started");
     assert!(b.cookies.iter().any(|(k, _)| k == "portolan_session"), "signed in");
@@ -286,6 +288,9 @@ async fn saml_settings_are_checked_at_their_paths() {
     let (status, v) = put_sso(&app, json!({"saml": {"idpMetadataXml": "<nope"}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["message"].as_str().unwrap().contains("saml.idpMetadataXml"), "{v}");
+    let (status, v) = put_sso(&app, json!({"saml": {"idpMetadataUrl": "http://idp.example.com/metadata"}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("is not an https URL"), "{v}");
     let (status, v) = put_sso(&app, json!({"saml": {"idpMetadataUrl": format!("{}/nowhere", idp.base)}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["message"].as_str().unwrap().contains("HTTP 404"), "{v}");

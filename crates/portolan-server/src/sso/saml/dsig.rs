@@ -59,12 +59,38 @@ impl std::fmt::Display for DsigError {
     }
 }
 
-/// Parse a SAML message: no DTD, at most [`MAX_NODES`] nodes and [`MAX_DEPTH`] levels.
+/// Most attributes a SAML message may have in all (a real one has about a hundred): the
+/// parser's duplicate-attribute check is quadratic in one element's attributes, and
+/// [`MAX_NODES`] does not count them.
+pub const MAX_ATTRIBUTES: usize = 2_000;
+/// Most prefixes an `InclusiveNamespaces` list may name (each is looked up per element).
+pub const MAX_PREFIXES: usize = 16;
+
+/// XML's whitespace (not Unicode's: U+1680 and others are name characters in XML).
+fn xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Parse a SAML message: no DTD, at most [`MAX_NODES`] nodes, [`MAX_ATTRIBUTES`] attributes and
+/// [`MAX_DEPTH`] levels; and every element and attribute name as written must be the name the
+/// parser read (canonicalization writes names from the input text, the checks read the
+/// parser's: the two may never disagree).
 pub fn parse(xml: &str) -> Result<Document<'_>, String> {
+    if xml.matches("=\"").count() + xml.matches("='").count() > MAX_ATTRIBUTES {
+        return Err(format!("it has more than {MAX_ATTRIBUTES} attributes"));
+    }
     let opts = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: MAX_NODES, ..Default::default() };
     let doc = Document::parse_with_options(xml, opts).map_err(|e| format!("it is not well-formed XML ({e})"))?;
-    if doc.root_element().descendants().any(|n| n.is_element() && n.ancestors().count() > MAX_DEPTH + 1) {
-        return Err(format!("its elements nest deeper than {MAX_DEPTH} levels"));
+    let local = |q: &str| q.rsplit(':').next().unwrap_or("").to_string();
+    for n in doc.root_element().descendants().filter(|n| n.is_element()) {
+        if n.ancestors().count() > MAX_DEPTH + 1 {
+            return Err(format!("its elements nest deeper than {MAX_DEPTH} levels"));
+        }
+        if local(elem_qname(&doc, n)) != n.tag_name().name()
+            || n.attributes().any(|a| local(&xml[a.range_qname()]) != a.name())
+        {
+            return Err(format!("the element name {:?} is not written as it is read", n.tag_name().name()));
+        }
     }
     Ok(doc)
 }
@@ -73,7 +99,7 @@ pub fn parse(xml: &str) -> Result<Document<'_>, String> {
 fn elem_qname<'i>(doc: &Document<'i>, n: Node<'_, 'i>) -> &'i str {
     let text = doc.input_text();
     let rest = &text[n.range().start + 1..];
-    let end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
+    let end = rest.find(|c: char| xml_space(c) || c == '>' || c == '/').unwrap_or(rest.len());
     &rest[..end]
 }
 
@@ -231,12 +257,20 @@ fn algorithm<'a>(n: Node<'a, '_>) -> &'a str {
 }
 
 /// The `InclusiveNamespaces PrefixList` under a c14n method or transform.
-fn prefix_list(n: Node<'_, '_>) -> Vec<String> {
-    n.children()
+fn prefix_list(n: Node<'_, '_>) -> Result<Vec<String>, DsigError> {
+    let list: Vec<String> = n
+        .children()
         .find(|c| c.is_element() && c.tag_name().name() == "InclusiveNamespaces")
         .and_then(|c| c.attribute("PrefixList"))
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
+        .map(|l| l.split(xml_space).filter(|p| !p.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    if list.len() > MAX_PREFIXES {
+        return Err(DsigError::Unsupported(format!(
+            "its signature's InclusiveNamespaces names {} prefixes (at most {MAX_PREFIXES})",
+            list.len()
+        )));
+    }
+    Ok(list)
 }
 
 fn b64(text: &str) -> Option<Vec<u8>> {
@@ -304,8 +338,10 @@ pub fn verify_enveloped(element: Node<'_, '_>, certs: &[Vec<u8>]) -> Result<(), 
         for t in transforms.children().filter(|c| c.is_element()) {
             match algorithm(t) {
                 ENVELOPED => enveloped = true,
-                EXC_C14N => c14n = Some((prefix_list(t), false)),
-                EXC_C14N_COMMENTS => c14n = Some((prefix_list(t), true)),
+                EXC_C14N => c14n = Some((prefix_list(t)?, false)),
+                // A same-document `#id` reference drops comments even with this transform
+                // (XML Signature §4.4.3.3).
+                EXC_C14N_COMMENTS => c14n = Some((prefix_list(t)?, false)),
                 other => {
                     return Err(DsigError::Unsupported(format!(
                         "its signature's reference uses the transform {other:?}; Portolan accepts enveloped-signature and exclusive canonicalization"
@@ -320,8 +356,14 @@ pub fn verify_enveloped(element: Node<'_, '_>, certs: &[Vec<u8>]) -> Result<(), 
                 .into(),
         ));
     };
-    let canonical = exc_c14n(element, Some(sig.id()), &inclusive, comments);
+    // The signature over SignedInfo first (small), so that nobody without the IdP's key makes
+    // this server canonicalize and digest a large element.
     let digest_method = algorithm(ds_child(*reference, "DigestMethod")?);
+    if digest_method == "http://www.w3.org/2000/09/xmldsig#sha1" {
+        return Err(sha1_refused("digest"));
+    }
+    verify_signed_info(signed_info, c14n_method, si_comments, sig_method, sig, certs)?;
+    let canonical = exc_c14n(element, Some(sig.id()), &inclusive, comments);
     let digest: Vec<u8> = match digest_method {
         "http://www.w3.org/2001/04/xmlenc#sha256" => sha2::Sha256::digest(canonical.as_bytes()).to_vec(),
         "http://www.w3.org/2001/04/xmldsig-more#sha384" => sha2::Sha384::digest(canonical.as_bytes()).to_vec(),
@@ -334,7 +376,19 @@ pub fn verify_enveloped(element: Node<'_, '_>, certs: &[Vec<u8>]) -> Result<(), 
     if !bool::from(subtle::ConstantTimeEq::ct_eq(digest.as_slice(), expected.as_slice())) {
         return Err(DsigError::Digest);
     }
-    let signed = exc_c14n(signed_info, None, &prefix_list(c14n_method), si_comments);
+    Ok(())
+}
+
+/// The signature value over the canonical `SignedInfo`, verified with one of `certs`.
+fn verify_signed_info(
+    signed_info: Node<'_, '_>,
+    c14n_method: Node<'_, '_>,
+    si_comments: bool,
+    sig_method: &str,
+    sig: Node<'_, '_>,
+    certs: &[Vec<u8>],
+) -> Result<(), DsigError> {
+    let signed = exc_c14n(signed_info, None, &prefix_list(c14n_method)?, si_comments);
     let value = b64(&text_of(ds_child(sig, "SignatureValue")?))
         .ok_or_else(|| DsigError::Unsupported("its SignatureValue is not base64".into()))?;
     use aws_lc_rs::signature as s;
@@ -410,6 +464,37 @@ mod tests {
     }
 
     #[test]
+    fn names_are_cut_at_xml_whitespace_only_and_must_read_as_written() {
+        // U+1680 is whitespace to Rust but a name character to XML: a name holding it must not
+        // canonicalize like the name without it (it would hide a signed element from the checks).
+        let odd = "<p:A\u{1680}B xmlns:p=\"u\"/>";
+        let plain = "<p:A xmlns:p=\"u\"/>";
+        match (parse(odd), parse(plain)) {
+            (Ok(a), Ok(b)) => {
+                assert_ne!(exc_c14n(a.root_element(), None, &[], false), exc_c14n(b.root_element(), None, &[], false))
+            }
+            (Err(e), _) => assert!(e.contains("not written as it is read") || e.contains("well-formed"), "{e}"),
+            (_, Err(e)) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn many_attributes_and_long_prefix_lists_are_refused_before_costing_time() {
+        let attrs: String = (0..3000).map(|i| format!(" a{i}=\"1\"")).collect();
+        let xml = format!("<r{attrs}/>");
+        let t = std::time::Instant::now();
+        assert!(parse(&xml).unwrap_err().contains("more than 2000 attributes"));
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        let prefixes: String = (0..100).map(|i| format!("p{i} ")).collect();
+        let xml = format!(
+            r##"<r ID="x"><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#x"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"><ec:InclusiveNamespaces xmlns:ec="http://www.w3.org/2001/10/xml-exc-c14n#" PrefixList="{prefixes}"/></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue></ds:Signature></r>"##
+        );
+        let doc = parse(&xml).unwrap();
+        let e = verify_enveloped(doc.root_element(), &[]).unwrap_err();
+        assert!(e.to_string().contains("names 100 prefixes"), "{e}");
+    }
+
+    #[test]
     fn parse_refuses_dtds_and_deep_nesting() {
         let bomb = r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><r>&a;</r>"#;
         assert!(parse(bomb).unwrap_err().contains("not well-formed"), "{:?}", parse(bomb).err());
@@ -434,8 +519,9 @@ mod tests {
         let doc = parse(&xml).unwrap();
         let e = verify_enveloped(doc.root_element(), &[]).unwrap_err();
         assert!(e.to_string().contains("refers to \"#other\""), "{e}");
+        // No certificate verifies it: refused before the element is canonicalized and digested.
         let xml = signed("http://www.w3.org/2001/04/xmlenc#sha256", "#x");
         let doc = parse(&xml).unwrap();
-        assert_eq!(verify_enveloped(doc.root_element(), &[]), Err(DsigError::Digest));
+        assert_eq!(verify_enveloped(doc.root_element(), &[]), Err(DsigError::Signature));
     }
 }

@@ -198,9 +198,10 @@ async fn metadata_source(
         return Ok(None);
     };
     let at = |m: String| ("saml.idpMetadataUrl".to_string(), m);
-    match url::Url::parse(u) {
-        Ok(p) if matches!(p.scheme(), "https" | "http") => {}
-        _ => return Err(at(format!("{u:?} is not an http(s) URL"))),
+    if !trusted_source(u) {
+        return Err(at(format!(
+            "{u:?} is not an https URL: the metadata names the keys sign-ins are trusted with, so it is read over TLS (http only from this machine)"
+        )));
     }
     let ex = state
         .outbound
@@ -220,6 +221,20 @@ async fn metadata_source(
         Some(r) if (200..300).contains(&r.status) => Ok(Some((r.body, Some(u.to_string())))),
         Some(r) => Err(at(format!("answered HTTP {}", r.status))),
         None => Err(at("gave no answer".into())),
+    }
+}
+
+/// Whether metadata may be read from `url`: https, or http from this machine (loopback).
+fn trusted_source(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(p) if p.scheme() == "https" => true,
+        Ok(p) if p.scheme() == "http" => match p.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
     }
 }
 
@@ -424,7 +439,7 @@ pub async fn finish(
 /// are the ones stored, or when this node read the URL for this reason in the last minutes
 /// (a burst of bad answers is not a burst of requests to the IdP).
 async fn rotated_certs(state: &AppState, org: &OrgId, saml: &Saml) -> Option<Vec<Vec<u8>>> {
-    let url = saml.idp_metadata_url.as_deref()?;
+    let url = saml.idp_metadata_url.as_deref().filter(|u| trusted_source(u))?;
     let key = format!("saml-rotation:{}:{url}", org.0);
     if state.sso_docs.get(&key).is_some() {
         return None;

@@ -16,6 +16,8 @@ use crate::sso::{Failure, LEEWAY_SECS};
 
 pub const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 pub const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+/// Largest `SAMLResponse` accepted, base64 (a real one is a few KiB to some tens).
+pub const MAX_RESPONSE: usize = 512 * 1024;
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 
@@ -129,6 +131,15 @@ fn status_hint(code: &str) -> &'static str {
 
 /// Check a base64 `SAMLResponse` (HTTP-POST binding) against `expect`.
 pub fn check(saml_response: &str, expect: &Expect<'_>) -> Result<Asserted, Failure> {
+    if saml_response.len() > MAX_RESPONSE {
+        return Err(Failure::new(
+            400,
+            format!(
+                "The identity provider's answer is larger than {} KiB, which no sign-in needs.",
+                MAX_RESPONSE / 1024
+            ),
+        ));
+    }
     let clean: String = saml_response.chars().filter(|c| !c.is_whitespace()).collect();
     let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, clean)
         .map_err(|_| Failure::new(400, "The identity provider's answer (SAMLResponse) is not base64."))?;
@@ -155,7 +166,10 @@ pub fn check(saml_response: &str, expect: &Expect<'_>) -> Result<Asserted, Failu
             }
         }
     }
-    if let Some(status) = child(response, PROTOCOL, "Status") {
+    let Some(status) = child(response, PROTOCOL, "Status") else {
+        return Err(bad("The identity provider's response has no Status (SAML requires one)."));
+    };
+    {
         let top = child(status, PROTOCOL, "StatusCode");
         let code = top.and_then(|c| c.attribute("Value")).unwrap_or("");
         if code != SUCCESS {
@@ -288,7 +302,18 @@ fn read_assertion(a: Node<'_, '_>, expect: &Expect<'_>) -> Result<Asserted, Fail
     if !confirmed {
         return Err(last.unwrap_or_else(|| bad("The assertion's subject is not confirmed.")));
     }
-    if let Some(cond) = child(a, ASSERTION, "Conditions") {
+    // The audience is what ties an assertion to this organization (the ACS is shared and
+    // requests are unsigned), so an assertion must name one.
+    let audience_hint = "Set the audience (SP entity ID) of the application at the identity provider to the one on the organization page.";
+    let Some(cond) = child(a, ASSERTION, "Conditions") else {
+        return Err(bad("The assertion has no Conditions, so no audience: it is not tied to this organization.")
+            .hint(audience_hint));
+    };
+    if child(cond, ASSERTION, "AudienceRestriction").is_none() {
+        return Err(bad("The assertion names no audience (AudienceRestriction): it is not tied to this organization.")
+            .hint(audience_hint));
+    }
+    {
         window("assertion", cond, expect.now)?;
         for r in children(cond, ASSERTION, "AudienceRestriction") {
             let audiences: Vec<String> = children(r, ASSERTION, "Audience").map(text).collect();

@@ -131,6 +131,22 @@ fn a_forged_assertion_with_the_signed_id_is_refused() {
 }
 
 #[test]
+fn a_signed_element_renamed_with_a_unicode_space_is_not_hidden_from_the_checks() {
+    // U+1680 is whitespace to Rust and a name character to XML. `Conditions\u{1680}` once
+    // canonicalized like `Conditions` (the signature held) while the checks did not find it,
+    // which skipped the audience (security review of 2026-12-06).
+    let f = fixtures();
+    for case in ["assertion", "response"] {
+        let xml = String::from_utf8(B64STD.decode(f.v["responses"][case].as_str().unwrap()).unwrap()).unwrap();
+        let hidden = xml.replace("ns1:Conditions", "ns1:Conditions\u{1680}");
+        assert_ne!(hidden, xml);
+        let e =
+            response::check(&B64STD.encode(&hidden), &Expect { sp_entity_id: "https://other/sp", ..f.expect(case, 5) });
+        assert!(e.is_err(), "{case}: accepted with its Conditions hidden");
+    }
+}
+
+#[test]
 fn the_idps_refusal_is_shown_with_its_status_and_words() {
     let e = fixtures().check("error").unwrap_err();
     assert_eq!(e.message, "The identity provider did not sign you in.");
