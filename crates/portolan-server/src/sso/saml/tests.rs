@@ -143,6 +143,10 @@ fn a_signed_element_renamed_with_a_unicode_space_is_not_hidden_from_the_checks()
         let e =
             response::check(&B64STD.encode(&hidden), &Expect { sp_entity_id: "https://other/sp", ..f.expect(case, 5) });
         assert!(e.is_err(), "{case}: accepted with its Conditions hidden");
+        // The attributes hidden the same way: the person would sign in with no groups.
+        let hidden = xml.replace("ns1:AttributeStatement", "ns1:AttributeStatement\u{1680}");
+        let e = response::check(&B64STD.encode(&hidden), &f.expect(case, 5));
+        assert!(e.is_err(), "{case}: accepted with its attributes hidden: {e:?}");
     }
 }
 
