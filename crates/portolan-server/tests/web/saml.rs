@@ -256,6 +256,10 @@ async fn an_idp_refusal_a_wrong_audience_and_a_far_clock_are_explained() {
     .await;
     assert!(page.unescaped().contains("meant for the audience"), "{}", page.text);
     assert!(page.unescaped().contains("SP entity ID"), "{}", page.text);
+    // A signed response without a Destination (removed before it is signed).
+    let acs = format!(" Destination=\"{}/ui/sso/saml/acs\"", app.base);
+    let page = refused(&app, &idp, json!({"sign": "response", "edit": [[acs, ""]]})).await;
+    assert!(page.unescaped().contains("without a Destination"), "{}", page.text);
     // This server's clock is ten minutes ahead of the IdP's.
     app.advance(Duration::from_secs(600));
     let page = refused(&app, &idp, json!({})).await;

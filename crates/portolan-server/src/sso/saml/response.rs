@@ -224,6 +224,12 @@ pub fn check(saml_response: &str, expect: &Expect<'_>) -> Result<Asserted, Failu
         }
     };
     match dsig::verify_enveloped(response, expect.certs) {
+        // A signed response must say where it was sent (SAML bindings §3.5.5.2), or it could
+        // be posted to another service provider's ACS.
+        Ok(()) if response.attribute("Destination").is_none() => {
+            return Err(bad("The identity provider signed the response without a Destination (SAML requires one on a signed response).")
+                .hint("Have the identity provider send the response's Destination, or sign only the assertion."));
+        }
         Ok(()) => {}
         Err(DsigError::NotSigned) => match dsig::verify_enveloped(assertion, expect.certs) {
             Ok(()) => {}
