@@ -264,11 +264,16 @@ pub async fn save(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<Ss
         return Err(FieldError::new("oidc.issuer", msg).into());
     }
     let sso = Sso { oidc, saml, local_passwords };
+    store(state, actor, &sso).await?;
+    Ok(sso)
+}
+
+/// Write `sso` into the organization's settings, audited as `actor`'s change.
+async fn store(state: &AppState, actor: &Actor, sso: &Sso) -> Result<(), StoreError> {
     let mut settings: Map<String, Value> =
         state.store.org_settings(&actor.org).await?.as_object().cloned().unwrap_or_default();
-    settings.insert(SETTINGS_KEY.into(), serde_json::to_value(&sso).unwrap_or(Value::Null));
-    state.store.set_org_settings(&actor.org, &Value::Object(settings), &audit_ctx(actor)).await?;
-    Ok(sso)
+    settings.insert(SETTINGS_KEY.into(), serde_json::to_value(sso).unwrap_or(Value::Null));
+    state.store.set_org_settings(&actor.org, &Value::Object(settings), &audit_ctx(actor)).await
 }
 
 /// Check an `oidc` object; the plain client secret when one is given.

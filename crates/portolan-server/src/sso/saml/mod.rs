@@ -203,24 +203,29 @@ async fn metadata_source(
             "{u:?} is not an https URL: the metadata names the keys sign-ins are trusted with, so it is read over TLS (http only from this machine)"
         )));
     }
+    fetch_metadata(state, u).await.map(|xml| Some((xml, Some(u.to_string())))).map_err(at)
+}
+
+/// GET the metadata document at `url` through the guarded client; why not, in words.
+async fn fetch_metadata(state: &AppState, url: &str) -> Result<String, String> {
     let ex = state
         .outbound
         .send(crate::outbound::OutboundRequest {
             method: "GET".into(),
-            url: u.to_string(),
+            url: url.to_string(),
             headers: vec![("accept".into(), "application/samlmetadata+xml, application/xml, text/xml".into())],
             body: None,
         })
         .await;
     if let Some(e) = ex.error {
-        return Err(at(format!(
+        return Err(format!(
             "could not be read: {e} (check the URL, and that this server reaches it: proxy, CA bundle, firewall)"
-        )));
+        ));
     }
     match ex.response {
-        Some(r) if (200..300).contains(&r.status) => Ok(Some((r.body, Some(u.to_string())))),
-        Some(r) => Err(at(format!("answered HTTP {}", r.status))),
-        None => Err(at("gave no answer".into())),
+        Some(r) if (200..300).contains(&r.status) => Ok(r.body),
+        Some(r) => Err(format!("answered HTTP {}", r.status)),
+        None => Err("gave no answer".into()),
     }
 }
 
@@ -445,16 +450,13 @@ async fn rotated_certs(state: &AppState, org: &OrgId, saml: &Saml) -> Option<Vec
         return None;
     }
     state.sso_docs.put(&key, &Value::Bool(true));
-    let ex = state
-        .outbound
-        .send(crate::outbound::OutboundRequest {
-            method: "GET".into(),
-            url: url.to_string(),
-            headers: vec![("accept".into(), "application/samlmetadata+xml, application/xml, text/xml".into())],
-            body: None,
-        })
-        .await;
-    let body = ex.response.filter(|r| (200..300).contains(&r.status))?.body;
+    let body = match fetch_metadata(state, url).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(org = %org.0, url, error = %e, "sso: SAML metadata not read again");
+            return None;
+        }
+    };
     let meta = match parse_metadata(&body) {
         Ok(m) if m.entity_id == saml.idp_entity_id => m,
         Ok(m) => {
@@ -480,11 +482,7 @@ async fn rotated_certs(state: &AppState, org: &OrgId, saml: &Saml) -> Option<Vec
     let mut sso = load(state, org).await.ok()?;
     let s = sso.saml.as_mut()?;
     s.idp_certificates = certs;
-    let mut settings: Map<String, Value> =
-        state.store.org_settings(org).await.ok()?.as_object().cloned().unwrap_or_default();
-    settings.insert(super::SETTINGS_KEY.into(), serde_json::to_value(&sso).unwrap_or(Value::Null));
-    let ctx = crate::ops::audit::audit_ctx(&actor);
-    if let Err(e) = state.store.set_org_settings(org, &Value::Object(settings), &ctx).await {
+    if let Err(e) = super::store(state, &actor, &sso).await {
         tracing::error!(error = %e, "sso: storing the IdP's rotated certificates");
         return None;
     }
