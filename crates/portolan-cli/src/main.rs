@@ -580,8 +580,7 @@ async fn export(
     if let Some(missing) = chosen.iter().find(|c| !all.contains_key(*c)) {
         bail!("there is no blueprint {missing:?}");
     }
-    let mut ids: Vec<&String> = all.keys().filter(|k| chosen.is_empty() || chosen.contains(k)).collect();
-    ids.sort();
+    let ids = portolan_core::export::selection(all.keys(), chosen);
     let blueprints: Vec<portolan_core::Blueprint> = ids.iter().map(|i| all[*i].clone()).collect();
     let mut entities = Vec::new();
     if !no_entities {

@@ -50,6 +50,17 @@ impl Format {
 }
 
 /// Blueprints and entities in `format` (no actions: the document has no `actions` key).
+/// The blueprints an export takes, sorted: those `chosen`, else all but the system blueprints
+/// `_user` and `_team` (people and teams are not catalog data to carry elsewhere).
+pub fn selection<'a>(all: impl IntoIterator<Item = &'a String>, chosen: &[String]) -> Vec<&'a String> {
+    let mut ids: Vec<&String> = all
+        .into_iter()
+        .filter(|k| if chosen.is_empty() { !crate::system::is_system(k) } else { chosen.contains(k) })
+        .collect();
+    ids.sort();
+    ids
+}
+
 pub fn export(format: Format, blueprints: &[Blueprint], entities: &[Entity]) -> String {
     match format {
         Format::Json => to_json(blueprints, entities),

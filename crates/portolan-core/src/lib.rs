@@ -12,6 +12,7 @@ pub mod ident;
 pub mod permissions;
 pub mod scorecard;
 pub mod search;
+pub mod system;
 
 pub use action::{CheckedInputs, EntityRef, JqSlot, check_action, check_inputs, jq_queries};
 pub use blueprint::{Blueprint, PropType, Property, Relation};

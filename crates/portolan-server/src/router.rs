@@ -51,6 +51,7 @@ routes! {
     get "/v1/blueprints" => blueprint::list, "Blueprints", "List blueprints", Member;
     post "/v1/blueprints" => blueprint::create, "Blueprints", "Create a blueprint", Admin;
     get "/v1/blueprints/{id}" => blueprint::get, "Blueprints", "Get a blueprint", Member;
+    get "/v1/blueprints/system/{id}/structure" => blueprint::system_structure, "Blueprints", "The structure Portolan gives a system blueprint (_user, _team) before any extension", Member;
     put "/v1/blueprints/{id}" => blueprint::put, "Blueprints", "Replace a blueprint", Moderator;
     patch "/v1/blueprints/{id}" => blueprint::patch, "Blueprints", "Change some fields of a blueprint", Moderator;
     delete "/v1/blueprints/{id}" => blueprint::delete, "Blueprints", "Delete a blueprint (it must have no entities)", Moderator;

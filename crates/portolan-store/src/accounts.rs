@@ -1,7 +1,7 @@
 //! Users, sessions and invitations of the web UI.
 
 use crate::db::{Conn, Db, Q, Row, is_unique_violation};
-use crate::{OrgId, Result, SqlStore, StoreError};
+use crate::{OrgId, Result, SqlStore, StoreError, mirror};
 use async_trait::async_trait;
 
 /// A person who signs in to the web UI.
@@ -117,7 +117,7 @@ fn conflict(e: sqlx::Error, email: &str) -> StoreError {
     if is_unique_violation(&e) { StoreError::Conflict(format!("user {email:?}")) } else { e.into() }
 }
 
-async fn insert_user<'c>(db: &Db, c: impl Into<Conn<'c>>, u: &User) -> Result<()> {
+pub(crate) async fn insert_user<'c>(db: &Db, c: impl Into<Conn<'c>>, u: &User) -> Result<()> {
     Q::new(
         db.dialect(),
         "INSERT INTO users(id, org_id, email, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -137,7 +137,11 @@ async fn insert_user<'c>(db: &Db, c: impl Into<Conn<'c>>, u: &User) -> Result<()
 #[async_trait]
 impl Accounts for SqlStore {
     async fn create_user(&self, user: &User) -> Result<()> {
-        insert_user(&self.db, self.db.write(), user).await
+        let mut tx = self.db.begin().await?;
+        insert_user(&self.db, &mut tx, user).await?;
+        let ctx = mirror::system_ctx(&user.created_at);
+        mirror::sync_people(&self.db, &mut tx, &user.org, std::slice::from_ref(&user.email), &ctx).await?;
+        tx.commit().await
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
@@ -173,6 +177,23 @@ impl Accounts for SqlStore {
 
     async fn delete_user(&self, org: &OrgId, user_id: &str) -> Result<bool> {
         let mut tx = self.db.begin().await?;
+        let email: Option<String> = tx
+            .q("SELECT email FROM users WHERE org_id = ? AND id = ?")
+            .bind(&org.0)
+            .bind(user_id)
+            .fetch_optional(&mut tx)
+            .await?
+            .map(|r| r.get(0));
+        let teams: Vec<String> = tx
+            .q("SELECT team FROM team_members WHERE org_id = ? AND email IN (SELECT email FROM users WHERE org_id = ? AND id = ?)")
+            .bind(&org.0)
+            .bind(&org.0)
+            .bind(user_id)
+            .fetch_all(&mut tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         tx.q("DELETE FROM sessions WHERE org_id = ? AND user_id = ?")
             .bind(&org.0)
             .bind(user_id)
@@ -192,6 +213,9 @@ impl Accounts for SqlStore {
             .await?;
         let done =
             tx.q("DELETE FROM users WHERE org_id = ? AND id = ?").bind(&org.0).bind(user_id).execute(&mut tx).await?;
+        let ctx = mirror::system_ctx(&mirror::now_iso());
+        mirror::sync_people(&self.db, &mut tx, org, &email.into_iter().collect::<Vec<_>>(), &ctx).await?;
+        mirror::sync_teams(&self.db, &mut tx, org, &teams, &ctx).await?;
         tx.commit().await?;
         Ok(done > 0)
     }
@@ -285,6 +309,8 @@ impl Accounts for SqlStore {
             )));
         }
         insert_user(&self.db, &mut tx, &created).await?;
+        let ctx = mirror::system_ctx(&created.created_at);
+        mirror::sync_people(&self.db, &mut tx, &created.org, std::slice::from_ref(&created.email), &ctx).await?;
         tx.commit().await?;
         Ok(created)
     }

@@ -125,7 +125,7 @@ impl SqlStore {
             .after_release(budget::clear_handler)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(SqlStore::new(Db::Sqlite { writer, reader, closing: Default::default() }, readers))
+        SqlStore::new(Db::Sqlite { writer, reader, closing: Default::default() }, readers).ready().await
     }
 
     /// An in-memory SQLite database (tests): one shared connection for reads and writes.
@@ -140,7 +140,7 @@ impl SqlStore {
             .connect_with(opts)
             .await?;
         migrate_sqlite(&pool).await?;
-        Ok(SqlStore::new(Db::Sqlite { writer: pool.clone(), reader: pool, closing: Default::default() }, 1))
+        SqlStore::new(Db::Sqlite { writer: pool.clone(), reader: pool, closing: Default::default() }, 1).ready().await
     }
 
     /// Connect to PostgreSQL at `url` (`postgres://user:pass@host/db`) with a pool of 10 and
@@ -155,7 +155,14 @@ impl SqlStore {
             url.parse().map_err(|e| StoreError::Db(format!("invalid database url: {e}").into()))?;
         let pool = PgPoolOptions::new().max_connections(max_connections).connect_with(opts.clone()).await?;
         migrate_postgres(&pool, &opts).await?;
-        Ok(SqlStore::new(Db::Postgres(pool), max_connections))
+        SqlStore::new(Db::Postgres(pool), max_connections).ready().await
+    }
+
+    /// After migrations: what must hold before the store serves (every organization has its
+    /// system blueprints; concurrent nodes doing this at once are safe: see `mirror::ensure_all`).
+    async fn ready(self) -> Result<Self> {
+        crate::mirror::ensure_all(&self.db).await?;
+        Ok(self)
     }
 
     fn new(db: Db, search_connections: u32) -> SqlStore {

@@ -20,6 +20,8 @@ mod write;
 pub use team_count::count_sql as team_count_sql;
 pub use team_count::walk_sql as team_walk_sql;
 
+pub(crate) use delete::delete_in;
+pub(crate) use write::{Sequential, get_in_tx, save};
 pub use write::{write_path_lookup_key, write_path_lookups};
 
 /// A relation edge of an entity: (relation, target blueprint, target identifier, required).

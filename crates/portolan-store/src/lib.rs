@@ -17,6 +17,7 @@ mod eventlog;
 mod integrations;
 mod jobs;
 pub mod migrate;
+mod mirror;
 mod orgs;
 mod pages;
 mod permission_docs;
@@ -54,6 +55,7 @@ pub use entities::{team_count_sql, team_walk_sql, write_path_lookup_key, write_p
 pub use eventlog::{IntegrationLog, LogFilter};
 pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration};
 pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat, job_queue_statements};
+pub use mirror::SystemChange;
 pub use orgs::{Credential, Org, Orgs, Quotas, Usage};
 pub use pages::{Pages, StoredPage};
 pub use resyncs::{DeletionGuard, Reservation, Resync, Resyncs};

@@ -113,7 +113,8 @@ pub(crate) async fn entities_over_quota(tx: &mut Tx, org: &OrgId, adding: usize)
     }
     let cap = i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX);
     let n: i64 = tx
-        .q("SELECT COUNT(*) FROM (SELECT 1 FROM entities WHERE org_id = ? LIMIT ?) c")
+        .q("SELECT COUNT(*) FROM (SELECT 1 FROM entities WHERE org_id = ? AND blueprint NOT IN ('_user', '_team') \
+                  LIMIT ?) c")
         .bind(&org.0)
         .bind(cap)
         .fetch_one(&mut *tx)
@@ -131,6 +132,43 @@ pub(crate) async fn users_at_quota(tx: &mut Tx, org: &OrgId) -> Result<Option<u6
     };
     let n: i64 = tx.q("SELECT COUNT(*) FROM users WHERE org_id = ?").bind(&org.0).fetch_one(&mut *tx).await?.get(0);
     Ok((u64::try_from(n).unwrap_or(0) >= max).then_some(max))
+}
+
+/// [`Orgs::set_user_credential`] inside the caller's transaction (also a new service account's).
+pub(crate) async fn set_user_credential_in(
+    tx: &mut Tx,
+    org: &OrgId,
+    email: &str,
+    client_id: &str,
+    secret_hash: &str,
+    ctx: &crate::AuditCtx,
+) -> Result<()> {
+    let before: Option<String> = tx
+        .q("SELECT client_id FROM credentials WHERE org_id = ? AND user_email = ?")
+        .bind(&org.0)
+        .bind(email)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.get(0));
+    tx.q("DELETE FROM credentials WHERE org_id = ? AND user_email = ?")
+        .bind(&org.0)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    tx.q("INSERT INTO credentials(client_id, org_id, secret_hash, name, created_at, user_email) \
+          VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(client_id)
+        .bind(&org.0)
+        .bind(secret_hash)
+        .bind(format!("personal: {email}"))
+        .bind(&ctx.at)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    let (b, a) = (serde_json::json!({"clientId": before}), serde_json::json!({"clientId": client_id}));
+    let rec = ctx.record("credential", if before.is_some() { "UPDATE" } else { "CREATE" }, email, Some(&b), Some(&a));
+    crate::audit::insert(tx, org, &[rec]).await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -170,24 +208,31 @@ impl Orgs for SqlStore {
         };
         Ok(Usage {
             users: count("SELECT COUNT(*) FROM users WHERE org_id = ?").await?,
-            entities: count("SELECT COUNT(*) FROM entities WHERE org_id = ?").await?,
+            // As the quota counts: not the `_user` and `_team` entities.
+            entities: count("SELECT COUNT(*) FROM entities WHERE org_id = ? AND blueprint NOT IN ('_user', '_team')")
+                .await?,
         })
     }
 
     async fn create_org(&self, id: &OrgId, name: &str, now: &str) -> Result<Org> {
         let db = &self.db;
-        let res = db
+        let mut tx = db.begin().await?;
+        let res = tx
             .q("INSERT INTO organizations(id, name, created_at) VALUES (?, ?, ?)")
             .bind(&id.0)
             .bind(name)
             .bind(now)
-            .run(db.write())
+            .run(&mut tx)
             .await;
         match res {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("organization {name:?}"))),
-            Err(e) => Err(e.into()),
-            Ok(_) => Ok(Org { id: id.clone(), name: name.to_string(), created_at: now.to_string() }),
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict(format!("organization {name:?}"))),
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
         }
+        // Port's system blueprints `_user` and `_team`, from the start.
+        crate::mirror::create_blueprints(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(Org { id: id.clone(), name: name.to_string(), created_at: now.to_string() })
     }
 
     async fn org_by_name(&self, name: &str) -> Result<Option<Org>> {
@@ -249,32 +294,7 @@ impl Orgs for SqlStore {
         ctx: &crate::AuditCtx,
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        let before: Option<String> = tx
-            .q("SELECT client_id FROM credentials WHERE org_id = ? AND user_email = ?")
-            .bind(&org.0)
-            .bind(email)
-            .fetch_optional(&mut tx)
-            .await?
-            .map(|r| r.get(0));
-        tx.q("DELETE FROM credentials WHERE org_id = ? AND user_email = ?")
-            .bind(&org.0)
-            .bind(email)
-            .execute(&mut tx)
-            .await?;
-        tx.q("INSERT INTO credentials(client_id, org_id, secret_hash, name, created_at, user_email) \
-              VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(client_id)
-            .bind(&org.0)
-            .bind(secret_hash)
-            .bind(format!("personal: {email}"))
-            .bind(&ctx.at)
-            .bind(email)
-            .execute(&mut tx)
-            .await?;
-        let (b, a) = (serde_json::json!({"clientId": before}), serde_json::json!({"clientId": client_id}));
-        let rec =
-            ctx.record("credential", if before.is_some() { "UPDATE" } else { "CREATE" }, email, Some(&b), Some(&a));
-        crate::audit::insert(&mut tx, org, &[rec]).await?;
+        set_user_credential_in(&mut tx, org, email, client_id, secret_hash, ctx).await?;
         tx.commit().await
     }
 

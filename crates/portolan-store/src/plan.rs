@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use portolan_core::{Entity, FieldErrors};
+use portolan_core::{Entity, FieldErrors, system};
 use serde_json::Map;
 
 use crate::{AuditCtx, AuditRecord, EntityWrite, RelTarget, WriteRejection, Written};
@@ -51,6 +51,10 @@ impl Plan {
             let composed =
                 (w.build)(before.as_ref().map(|(_, e)| e)).and_then(|(entity, edges)| match refuse(&entity) {
                     Some(rejection) => Err(rejection),
+                    None if before.is_none() => match system_creation(&entity.blueprint, &entity.identifier) {
+                        Some(rejection) => Err(rejection),
+                        None => Ok((entity, edges)),
+                    },
                     None => Ok((entity, edges)),
                 });
             match composed {
@@ -112,12 +116,13 @@ impl Plan {
             let mut changed = false;
             for (i, slot) in self.built.iter_mut().enumerate() {
                 let Some(b) = slot else { continue };
-                if b.create_missing {
-                    continue;
-                }
+                // A missing `_user` / `_team` target is never made as a stub (a person or a
+                // team is not an empty entity).
                 let missing = b.edges.iter().find(|e| {
                     let k = (e.target_blueprint.clone(), e.target_identifier.clone());
-                    !existing.contains(&k) && !accepted.contains(&k)
+                    !existing.contains(&k)
+                        && !accepted.contains(&k)
+                        && (!b.create_missing || system::is_system(&e.target_blueprint))
                 });
                 if let Some(e) = missing {
                     self.results[i] = Some(Err(WriteRejection::MissingTarget {
@@ -147,22 +152,7 @@ impl Plan {
                 }
             }
         }
-        keys.into_iter()
-            .map(|(blueprint, identifier)| Entity {
-                identifier,
-                title: None,
-                icon: None,
-                blueprint,
-                team: vec![],
-                properties: Map::new(),
-                relations: Map::new(),
-                created_at: ctx.at.clone(),
-                created_by: ctx.user_id.clone(),
-                updated_at: ctx.at.clone(),
-                updated_by: ctx.user_id.clone(),
-                datasource: None,
-            })
-            .collect()
+        keys.into_iter().map(|(blueprint, identifier)| empty_entity(&blueprint, &identifier, ctx, None)).collect()
     }
 
     /// How many accepted writes create their entity.
@@ -238,6 +228,42 @@ impl Plan {
 }
 
 /// The audit record of an entity write.
+/// An entity with nothing but its key, made now by `ctx` (a stub for a missing relation target;
+/// a new `_user` / `_team` entity before the mirror fills it).
+pub(crate) fn empty_entity(bp: &str, id: &str, ctx: &AuditCtx, datasource: Option<String>) -> Entity {
+    Entity {
+        identifier: id.into(),
+        title: None,
+        icon: None,
+        blueprint: bp.into(),
+        team: vec![],
+        properties: Map::new(),
+        relations: Map::new(),
+        created_at: ctx.at.clone(),
+        created_by: ctx.user_id.clone(),
+        updated_at: ctx.at.clone(),
+        updated_by: ctx.user_id.clone(),
+        datasource,
+    }
+}
+
+/// The rejection of a write that would create an entity of a system blueprint: `_user` and
+/// `_team` entities are made by making the person or team (`mirror`).
+pub(crate) fn system_creation(bp: &str, id: &str) -> Option<WriteRejection> {
+    let how = match bp {
+        system::USER => {
+            "a service account is made one at a time (POST /v1/blueprints/_user/entities), a person by invitation"
+        }
+        system::TEAM => "make the team (POST /v1/teams or POST /v1/blueprints/_team/entities)",
+        _ => return None,
+    };
+    let msg = format!(
+        "{id:?} is not one of the organization's {}: {bp} entities are made by Portolan; {how}",
+        if bp == system::USER { "people" } else { "teams" }
+    );
+    Some(WriteRejection::Invalid(portolan_core::FieldError::new("identifier", msg).into()))
+}
+
 pub(crate) fn entity_record(
     ctx: &AuditCtx,
     action: &str,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::audit;
 use crate::db::{Db, Row, Tx, is_unique_violation};
 use crate::sql::{Dialect, SqlFrag};
-use crate::{AuditCtx, OrgId, Result, SaveMode, SqlStore, StoreError};
+use crate::{AuditCtx, OrgId, Result, SaveMode, SqlStore, StoreError, mirror};
 
 /// Most teams an organization lists in one answer, and most members a team holds.
 pub const MAX_TEAMS: u32 = 10_000;
@@ -59,6 +59,8 @@ pub struct Person {
     pub teams: Vec<String>,
     /// Blueprints this person moderates (`<blueprint>-moderator` roles), sorted.
     pub moderates: Vec<String>,
+    /// Port's `port_type`: `Standard`, or `Service Account` (API only).
+    pub kind: String,
     /// How the person signs in (Port's `providers`): `port` with a password, then the single
     /// sign-on providers they have signed in through, in the order of their first use.
     pub providers: Vec<String>,
@@ -92,6 +94,15 @@ pub trait Teams: Send + Sync {
     async fn update_person(&self, org: &OrgId, email: &str, edit: &PersonEdit, ctx: &AuditCtx) -> Result<Person>;
     /// Put an e-mail (a person not yet signed up) in teams, replacing its memberships.
     async fn set_member_teams(&self, org: &OrgId, email: &str, teams: &[String]) -> Result<()>;
+    /// A person or team change made through its `_user` / `_team` entity, with that entity's
+    /// write, in one transaction (`mirror::write_system_entity`).
+    async fn write_system_entity(
+        &self,
+        org: &OrgId,
+        change: Option<mirror::SystemChange>,
+        write: crate::EntityWrite,
+        ctx: &AuditCtx,
+    ) -> Result<std::result::Result<crate::Written, crate::WriteRejection>>;
 }
 
 /// The changes of [`Teams::update_person`]; `None` leaves a field as it is.
@@ -220,7 +231,7 @@ async fn retarget_entities(tx: &mut Tx, org: &OrgId, old: &str, new: Option<&str
 /// `pw_mark` is `$` for a password (a PHC string); accounts made by single sign-on hold no
 /// password: `!sso:PROVIDER` (`made_by`, so the account names its provider from the statement
 /// that creates it), or `!sso` when made before that was recorded.
-const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at, moderates, sso_providers, \
+const PERSON_COLUMNS: &str = "id, email, first_name, last_name, role, status, created_at, moderates, sso_providers, kind, \
     substr(password_hash, 1, 1) AS pw_mark, \
     CASE WHEN substr(password_hash, 1, 5) = '!sso:' THEN substr(password_hash, 6) ELSE '' END AS made_by";
 
@@ -285,6 +296,7 @@ async fn people_in(db: &Db, mut tx: Option<&mut Tx>, org: &OrgId, email: Option<
                 status: r.get("status"),
                 created_at: r.get("created_at"),
                 moderates: serde_json::from_str(&r.get::<String, _>("moderates")).unwrap_or_default(),
+                kind: r.get("kind"),
                 providers: providers(
                     r.get::<String, _>("pw_mark") == "$",
                     r.get("made_by"),
@@ -293,6 +305,11 @@ async fn people_in(db: &Db, mut tx: Option<&mut Tx>, org: &OrgId, email: Option<
             }
         })
         .collect())
+}
+
+/// The person `email` of `org`, read (and on PostgreSQL locked) inside `tx`.
+pub(crate) async fn person_in(db: &Db, tx: &mut Tx, org: &OrgId, email: &str) -> Result<Option<Person>> {
+    Ok(people_in(db, Some(tx), org, Some(email)).await?.into_iter().next())
 }
 
 fn person_json(p: &Person) -> Value {
@@ -310,6 +327,170 @@ pub(crate) async fn missing_in(db: &Db, tx: &mut Tx, org: &OrgId, names: &BTreeS
     let found: BTreeSet<String> =
         tx.q(&sql).bind(&org.0).bind_texts(&list).fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
     Ok(names.iter().filter(|n| !found.contains(**n)).map(|n| n.to_string()).collect())
+}
+
+pub(crate) async fn save_team_in(
+    db: &Db,
+    tx: &mut Tx,
+    org: &OrgId,
+    current: Option<&str>,
+    w: &TeamWrite,
+    mode: SaveMode,
+    ctx: &AuditCtx,
+) -> Result<Team> {
+    let key = current.unwrap_or(&w.name);
+    let old = team_for_update(tx, org, key).await?;
+    let taken = |name: &str| StoreError::Conflict(format!("team {name:?}"));
+    let map_unique = |e: sqlx::Error, name: &str| if is_unique_violation(&e) { taken(name) } else { e.into() };
+    match (mode, &old) {
+        (SaveMode::Create, Some(_)) => return Err(taken(&w.name)),
+        (SaveMode::Update, None) => return Err(StoreError::NotFound(format!("team {key:?}"))),
+        _ => {}
+    }
+    let now = ctx.at.clone();
+    let members: Vec<String> = match &w.members {
+        Some(m) => m.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
+        None => old.as_ref().map(|o| o.members.clone()).unwrap_or_default(),
+    };
+    match &old {
+        None => {
+            tx.q(&format!("INSERT INTO teams({TEAM_COLUMNS}, org_id) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+                .bind(&w.name)
+                .bind(&w.id)
+                .bind(&w.description)
+                .bind(&w.provider)
+                .bind(&now)
+                .bind(&now)
+                .bind(&org.0)
+                .run(&mut *tx)
+                .await
+                .map_err(|e| map_unique(e, &w.name))?;
+        }
+        Some(o) => {
+            tx.q("UPDATE teams SET name = ?, description = ?, updated_at = ? WHERE org_id = ? AND name = ?")
+                .bind(&w.name)
+                .bind(&w.description)
+                .bind(&now)
+                .bind(&org.0)
+                .bind(&o.name)
+                .run(&mut *tx)
+                .await
+                .map_err(|e| map_unique(e, &w.name))?;
+            if o.name != w.name {
+                tx.q("DELETE FROM team_members WHERE org_id = ? AND team = ?")
+                    .bind(&org.0)
+                    .bind(&o.name)
+                    .execute(&mut *tx)
+                    .await?;
+                retarget_entities(tx, org, &o.name, Some(&w.name)).await?;
+            }
+        }
+    }
+    replace_members(tx, org, &w.name, &members).await?;
+    if let Some(o) = old.as_ref().filter(|o| o.name != w.name) {
+        mirror::rename_team(tx, org, &o.name, &w.name, ctx).await?;
+    }
+    // The people who joined or left, and those whose `$team` names the renamed team.
+    let touched: Vec<String> = old.iter().flat_map(|o| o.members.iter()).chain(&members).cloned().collect();
+    mirror::sync_people(db, tx, org, &touched, ctx).await?;
+    mirror::sync_teams(db, tx, org, std::slice::from_ref(&w.name), ctx).await?;
+    let saved = Team {
+        name: w.name.clone(),
+        id: old.as_ref().map_or_else(|| w.id.clone(), |o| o.id.clone()),
+        description: w.description.clone(),
+        provider: old.as_ref().map_or_else(|| w.provider.clone(), |o| o.provider.clone()),
+        created_at: old.as_ref().map_or_else(|| now.clone(), |o| o.created_at.clone()),
+        updated_at: now,
+        members,
+    };
+    let action = if old.is_some() { "UPDATE" } else { "CREATE" };
+    let before = old.as_ref().map(team_json);
+    let rec = ctx.record("team", action, key, before.as_ref(), Some(&team_json(&saved)));
+    audit::insert(tx, org, &[rec]).await?;
+    Ok(saved)
+}
+
+pub(crate) async fn update_person_in(
+    db: &Db,
+    tx: &mut Tx,
+    org: &OrgId,
+    email: &str,
+    edit: &PersonEdit,
+    ctx: &AuditCtx,
+) -> Result<Person> {
+    let before = people_in(db, Some(&mut *tx), org, Some(email)).await?.into_iter().next();
+    let Some(before) = before else {
+        return Err(StoreError::NotFound(format!("user {email:?}")));
+    };
+    if let Some(teams) = &edit.teams {
+        let set: BTreeSet<&str> = teams.iter().map(String::as_str).collect();
+        let missing = missing_in(db, tx, org, &set).await?;
+        if let Some(m) = missing.into_iter().next() {
+            return Err(StoreError::NotFound(format!("team {m:?}")));
+        }
+        set_teams_of(tx, org, email, &set).await?;
+    }
+    let after = Person {
+        role: edit.role.clone().unwrap_or_else(|| before.role.clone()),
+        first_name: edit.first_name.clone().unwrap_or_else(|| before.first_name.clone()),
+        last_name: edit.last_name.clone().unwrap_or_else(|| before.last_name.clone()),
+        status: edit.status.clone().unwrap_or_else(|| before.status.clone()),
+        teams: match &edit.teams {
+            Some(t) => t.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
+            None => before.teams.clone(),
+        },
+        moderates: match &edit.moderates {
+            Some(m) => m.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
+            None => before.moderates.clone(),
+        },
+        providers: match &edit.signed_in_with {
+            Some(p) if !before.providers.contains(p) => {
+                before.providers.iter().cloned().chain(std::iter::once(p.clone())).collect()
+            }
+            _ => before.providers.clone(),
+        },
+        ..before.clone()
+    };
+    let sso: Vec<&String> = after.providers.iter().filter(|p| *p != "port").collect();
+    // Only the columns the edit names are written (`CASE WHEN <named> THEN <new> ELSE
+    // <column>`): `before` is read under the row lock, so this is belt and braces against
+    // writing back a column another edit changed.
+    tx.q("UPDATE users SET role = CASE WHEN ? THEN ? ELSE role END, \
+          first_name = CASE WHEN ? THEN ? ELSE first_name END, last_name = CASE WHEN ? THEN ? ELSE last_name END, \
+          status = CASE WHEN ? THEN ? ELSE status END, moderates = CASE WHEN ? THEN ? ELSE moderates END, \
+          sso_providers = CASE WHEN ? THEN ? ELSE sso_providers END \
+          WHERE org_id = ? AND email = ?")
+        .bind(edit.role.is_some())
+        .bind(&after.role)
+        .bind(edit.first_name.is_some())
+        .bind(&after.first_name)
+        .bind(edit.last_name.is_some())
+        .bind(&after.last_name)
+        .bind(edit.status.is_some())
+        .bind(&after.status)
+        .bind(edit.moderates.is_some())
+        .bind(serde_json::to_string(&after.moderates).unwrap_or_else(|_| "[]".into()))
+        .bind(edit.signed_in_with.is_some())
+        .bind(serde_json::to_string(&sso).unwrap_or_else(|_| "[]".into()))
+        .bind(&org.0)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    if after.status == "Disabled" {
+        tx.q("DELETE FROM sessions WHERE org_id = ? AND user_id = ?")
+            .bind(&org.0)
+            .bind(&after.user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let rec = ctx.record("user", "UPDATE", email, Some(&person_json(&before)), Some(&person_json(&after)));
+    audit::insert(tx, org, &[rec]).await?;
+    mirror::sync_people(db, tx, org, &[email.to_string()], ctx).await?;
+    if edit.teams.is_some() {
+        let sizes: Vec<String> = before.teams.iter().chain(&after.teams).cloned().collect();
+        mirror::sync_teams(db, tx, org, &sizes, ctx).await?;
+    }
+    Ok(after)
 }
 
 #[async_trait]
@@ -350,70 +531,8 @@ impl Teams for SqlStore {
         mode: SaveMode,
         ctx: &AuditCtx,
     ) -> Result<Team> {
-        let db = &self.db;
-        let mut tx = db.begin().await?;
-        let key = current.unwrap_or(&w.name);
-        let old = team_for_update(&mut tx, org, key).await?;
-        let taken = |name: &str| StoreError::Conflict(format!("team {name:?}"));
-        let map_unique = |e: sqlx::Error, name: &str| if is_unique_violation(&e) { taken(name) } else { e.into() };
-        match (mode, &old) {
-            (SaveMode::Create, Some(_)) => return Err(taken(&w.name)),
-            (SaveMode::Update, None) => return Err(StoreError::NotFound(format!("team {key:?}"))),
-            _ => {}
-        }
-        let now = ctx.at.clone();
-        let members: Vec<String> = match &w.members {
-            Some(m) => m.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
-            None => old.as_ref().map(|o| o.members.clone()).unwrap_or_default(),
-        };
-        match &old {
-            None => {
-                tx.q(&format!("INSERT INTO teams({TEAM_COLUMNS}, org_id) VALUES (?, ?, ?, ?, ?, ?, ?)"))
-                    .bind(&w.name)
-                    .bind(&w.id)
-                    .bind(&w.description)
-                    .bind(&w.provider)
-                    .bind(&now)
-                    .bind(&now)
-                    .bind(&org.0)
-                    .run(&mut tx)
-                    .await
-                    .map_err(|e| map_unique(e, &w.name))?;
-            }
-            Some(o) => {
-                tx.q("UPDATE teams SET name = ?, description = ?, updated_at = ? WHERE org_id = ? AND name = ?")
-                    .bind(&w.name)
-                    .bind(&w.description)
-                    .bind(&now)
-                    .bind(&org.0)
-                    .bind(&o.name)
-                    .run(&mut tx)
-                    .await
-                    .map_err(|e| map_unique(e, &w.name))?;
-                if o.name != w.name {
-                    tx.q("DELETE FROM team_members WHERE org_id = ? AND team = ?")
-                        .bind(&org.0)
-                        .bind(&o.name)
-                        .execute(&mut tx)
-                        .await?;
-                    retarget_entities(&mut tx, org, &o.name, Some(&w.name)).await?;
-                }
-            }
-        }
-        replace_members(&mut tx, org, &w.name, &members).await?;
-        let saved = Team {
-            name: w.name.clone(),
-            id: old.as_ref().map_or_else(|| w.id.clone(), |o| o.id.clone()),
-            description: w.description.clone(),
-            provider: old.as_ref().map_or_else(|| w.provider.clone(), |o| o.provider.clone()),
-            created_at: old.as_ref().map_or_else(|| now.clone(), |o| o.created_at.clone()),
-            updated_at: now,
-            members,
-        };
-        let action = if old.is_some() { "UPDATE" } else { "CREATE" };
-        let before = old.as_ref().map(team_json);
-        let rec = ctx.record("team", action, key, before.as_ref(), Some(&team_json(&saved)));
-        audit::insert(&mut tx, org, &[rec]).await?;
+        let mut tx = self.db.begin().await?;
+        let saved = save_team_in(&self.db, &mut tx, org, current, w, mode, ctx).await?;
         tx.commit().await?;
         Ok(saved)
     }
@@ -431,6 +550,8 @@ impl Teams for SqlStore {
             tx.q(sql).bind(&org.0).bind(&old.name).execute(&mut tx).await?;
         }
         retarget_entities(&mut tx, org, &old.name, None).await?;
+        mirror::sync_people(db, &mut tx, org, &old.members, ctx).await?;
+        mirror::sync_teams(db, &mut tx, org, std::slice::from_ref(&old.name), ctx).await?;
         let rec = ctx.record("team", "DELETE", &old.name, Some(&team_json(&old)), None);
         audit::insert(&mut tx, org, &[rec]).await?;
         tx.commit().await
@@ -454,75 +575,8 @@ impl Teams for SqlStore {
     }
 
     async fn update_person(&self, org: &OrgId, email: &str, edit: &PersonEdit, ctx: &AuditCtx) -> Result<Person> {
-        let db = &self.db;
-        let mut tx = db.begin().await?;
-        let before = people_in(db, Some(&mut tx), org, Some(email)).await?.into_iter().next();
-        let Some(before) = before else {
-            return Err(StoreError::NotFound(format!("user {email:?}")));
-        };
-        if let Some(teams) = &edit.teams {
-            let set: BTreeSet<&str> = teams.iter().map(String::as_str).collect();
-            let missing = missing_in(db, &mut tx, org, &set).await?;
-            if let Some(m) = missing.into_iter().next() {
-                return Err(StoreError::NotFound(format!("team {m:?}")));
-            }
-            set_teams_of(&mut tx, org, email, &set).await?;
-        }
-        let after = Person {
-            role: edit.role.clone().unwrap_or_else(|| before.role.clone()),
-            first_name: edit.first_name.clone().unwrap_or_else(|| before.first_name.clone()),
-            last_name: edit.last_name.clone().unwrap_or_else(|| before.last_name.clone()),
-            status: edit.status.clone().unwrap_or_else(|| before.status.clone()),
-            teams: match &edit.teams {
-                Some(t) => t.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
-                None => before.teams.clone(),
-            },
-            moderates: match &edit.moderates {
-                Some(m) => m.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect(),
-                None => before.moderates.clone(),
-            },
-            providers: match &edit.signed_in_with {
-                Some(p) if !before.providers.contains(p) => {
-                    before.providers.iter().cloned().chain(std::iter::once(p.clone())).collect()
-                }
-                _ => before.providers.clone(),
-            },
-            ..before.clone()
-        };
-        let sso: Vec<&String> = after.providers.iter().filter(|p| *p != "port").collect();
-        // Only the columns the edit names are written (`CASE WHEN <named> THEN <new> ELSE
-        // <column>`): `before` is read under the row lock, so this is belt and braces against
-        // writing back a column another edit changed.
-        tx.q("UPDATE users SET role = CASE WHEN ? THEN ? ELSE role END, \
-              first_name = CASE WHEN ? THEN ? ELSE first_name END, last_name = CASE WHEN ? THEN ? ELSE last_name END, \
-              status = CASE WHEN ? THEN ? ELSE status END, moderates = CASE WHEN ? THEN ? ELSE moderates END, \
-              sso_providers = CASE WHEN ? THEN ? ELSE sso_providers END \
-              WHERE org_id = ? AND email = ?")
-            .bind(edit.role.is_some())
-            .bind(&after.role)
-            .bind(edit.first_name.is_some())
-            .bind(&after.first_name)
-            .bind(edit.last_name.is_some())
-            .bind(&after.last_name)
-            .bind(edit.status.is_some())
-            .bind(&after.status)
-            .bind(edit.moderates.is_some())
-            .bind(serde_json::to_string(&after.moderates).unwrap_or_else(|_| "[]".into()))
-            .bind(edit.signed_in_with.is_some())
-            .bind(serde_json::to_string(&sso).unwrap_or_else(|_| "[]".into()))
-            .bind(&org.0)
-            .bind(email)
-            .execute(&mut tx)
-            .await?;
-        if after.status == "Disabled" {
-            tx.q("DELETE FROM sessions WHERE org_id = ? AND user_id = ?")
-                .bind(&org.0)
-                .bind(&after.user_id)
-                .execute(&mut tx)
-                .await?;
-        }
-        let rec = ctx.record("user", "UPDATE", email, Some(&person_json(&before)), Some(&person_json(&after)));
-        audit::insert(&mut tx, org, &[rec]).await?;
+        let mut tx = self.db.begin().await?;
+        let after = update_person_in(&self.db, &mut tx, org, email, edit, ctx).await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -534,7 +588,30 @@ impl Teams for SqlStore {
         if let Some(m) = missing_in(db, &mut tx, org, &set).await?.into_iter().next() {
             return Err(StoreError::NotFound(format!("team {m:?}")));
         }
+        let old: Vec<String> = tx
+            .q("SELECT team FROM team_members WHERE org_id = ? AND email = ?")
+            .bind(&org.0)
+            .bind(email)
+            .fetch_all(&mut tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         set_teams_of(&mut tx, org, email, &set).await?;
+        let ctx = mirror::system_ctx(&mirror::now_iso());
+        mirror::sync_people(db, &mut tx, org, &[email.to_string()], &ctx).await?;
+        let sizes: Vec<String> = old.into_iter().chain(teams.iter().cloned()).collect();
+        mirror::sync_teams(db, &mut tx, org, &sizes, &ctx).await?;
         tx.commit().await
+    }
+
+    async fn write_system_entity(
+        &self,
+        org: &OrgId,
+        change: Option<mirror::SystemChange>,
+        write: crate::EntityWrite,
+        ctx: &AuditCtx,
+    ) -> Result<std::result::Result<crate::Written, crate::WriteRejection>> {
+        mirror::write_system_entity(&self.db, org, change, write, ctx).await
     }
 }

@@ -211,13 +211,15 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
         assert!(t.matches(), "{t:?}");
     }
     let count = |t: &str| report.tables.iter().find(|c| c.table == t).unwrap().target_rows;
-    assert_eq!(count("entities"), (100 + 900 + 9000 - 500) + (10 + 90 + 900 - 50));
+    // Plus the system entities: a `_team` per team (5 per org) and a `_user` per user (1).
+    assert_eq!(count("entities"), (100 + 900 + 9000 - 500) + (10 + 90 + 900 - 50) + 10 + 1);
     assert_eq!(count("entity_relations"), 2 * (9000 - 500) + 2 * (900 - 50));
     assert_eq!(count("credentials"), 1);
-    assert_eq!(count("blueprints"), 6);
+    assert_eq!(count("blueprints"), 6 + 2 * 2, "and each organization's _user and _team");
     // Every create (11,000 entities, 6 blueprints), update (2,250 + 225) and delete (500 + 50),
-    // the integration's create and two updates, the webhook's create, and 5 teams per org.
-    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550 + 3 + 1 + 10);
+    // the integration's create and two updates, the webhook's create, and 5 teams per org with
+    // their 10 `_team` entities and the user's `_user` entity.
+    assert_eq!(count("audit_log"), 11_000 + 6 + 2_475 + 550 + 3 + 1 + 10 + 11);
     assert_eq!((count("teams"), count("team_members")), (10, 10));
     assert_eq!(count("integrations"), 1);
     assert_eq!(count("integration_config_versions"), 3);
@@ -232,7 +234,7 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
 
     // Read back through the PostgreSQL store: the same entities in the same (cursor) order.
     let (before, after) = (all_entities(&src, &acme, &m).await, all_entities(&*pg, &acme, &m).await);
-    assert_eq!(before.len(), 9500);
+    assert_eq!(before.len(), 9500 + 5 + 1, "with acme's five _team entities and its _user entity");
     assert_eq!(before, after);
     let filter = AuditFilter { limit: 100_000, ..AuditFilter::default() };
     let (a, b) = (src.list_audit(&acme, &filter).await.unwrap(), pg.list_audit(&acme, &filter).await.unwrap());

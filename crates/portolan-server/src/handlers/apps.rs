@@ -119,27 +119,6 @@ pub async fn delete_user(
     caller: Caller,
     Path(email): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let email = email.trim().to_lowercase();
-    let users = state.store.list_users(&caller.org).await?;
-    let Some(user) = users.iter().find(|u| u.email == email) else {
-        return Err(ApiError::not_found(format!("user {email:?} was not found in this organization")));
-    };
-    if user.role == "admin" && users.iter().filter(|u| u.role == "admin").count() == 1 {
-        return Err(ApiError::new(
-            ErrorCode::LastAdmin,
-            format!("{email} is the organization's last admin: invite another admin before removing them"),
-        ));
-    }
-    state.store.delete_user(&caller.org, &user.id).await?;
-    tracing::info!(user = %user.id, by = %caller.client_id, "web user removed");
-    record_change(
-        &state,
-        &caller,
-        "user",
-        "DELETE",
-        &email,
-        Some(json!({"before": {"email": email, "role": user.role}})),
-    )
-    .await;
+    crate::ops::people::delete_user(&state, &caller, &email).await?;
     Ok(Json(json!({"ok": true})))
 }

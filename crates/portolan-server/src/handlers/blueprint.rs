@@ -63,6 +63,14 @@ pub async fn changelog(
         "note": note, "pending": status.pending, "failing": failing}})))
 }
 
+/// `GET /v1/blueprints/system/{id}/structure`: the structure Portolan gives a system blueprint
+/// (`_user`, `_team`), before any extension (Port's Terraform provider reads it).
+pub async fn system_structure(_caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let structure = portolan_core::system::structure(&id)
+        .ok_or_else(|| ApiError::not_found(format!("{id:?} is not a system blueprint (they are _user and _team)")))?;
+    Ok(Json(json!({"ok": true, "blueprint": structure})))
+}
+
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let b = state
         .store

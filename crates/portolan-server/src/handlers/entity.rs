@@ -85,14 +85,19 @@ async fn write_single(
     };
     let read = params.read_options()?;
     crate::ops::action::check_run_id(state, &caller.org, params.run_id.as_deref()).await?;
-    let Written { entity, created } = entity::write(state, caller, &bp, path_id, body, op, opts).await?;
+    let full = entity::write_full(state, caller, &bp, path_id, body, op, opts).await?;
+    let Written { entity, created } = full.written;
     if !opts.validation_only {
         let written = [(entity.blueprint.clone(), entity.identifier.clone())];
         crate::ops::action::record_affected(state, &caller.org, params.run_id.as_deref(), &written).await;
     }
     let out = render(state, caller, &[entity], &read).await?;
     let status = if created && !opts.validation_only { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"ok": true, "entity": out.first()}))))
+    let mut answer = json!({"ok": true, "entity": out.first()});
+    if let Some(extra) = crate::ops::system_entity::additional_data(&full.credentials) {
+        answer["additionalData"] = extra;
+    }
+    Ok((status, Json(answer)))
 }
 
 pub async fn create(

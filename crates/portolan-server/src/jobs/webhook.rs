@@ -420,9 +420,25 @@ async fn upsert(state: &AppState, caller: &Caller, plan: &Plan, delivery: &str) 
         ));
         return Ok(out);
     };
+    let mut fails: Vec<(String, String)> = Vec::new();
+    // `_user` / `_team` entities are people and teams: written one by one as person or team
+    // changes (a mapping can set the organization's own properties of existing ones).
+    if crate::ops::system_entity::is_system(bp_id) {
+        let opts = crate::ops::entity::WriteOptions { create_missing_related: true, validation_only: false };
+        for r in crate::ops::entity::write_many(state, caller, &bp, &plan.entities, Op::UpsertMerge, opts).await? {
+            match r.result {
+                Ok(_) => out.upserted += 1,
+                Err(e) => fails.push((r.identifier, e.message)),
+            }
+        }
+        for (id, reason) in &fails {
+            out.lines.push(rejected_line(delivery, bp_id, id, "UPSERT", reason));
+        }
+        out.rejected = fails.len(); // audited by `write_many`
+        return Ok(out);
+    }
     let meta = WriteMeta { now: now_iso(), actor: caller.client_id.clone(), datasource: caller.user_agent.clone() };
     let mut writes = Vec::new();
-    let mut fails: Vec<(String, String)> = Vec::new();
     for body in &plan.entities {
         match prepare(&bp, None, body, Op::Upsert, meta.clone(), true, None) {
             Ok(w) => writes.push(w),
@@ -472,7 +488,16 @@ async fn delete(
     if existing.is_empty() {
         return Ok(out);
     }
-    match state.store.delete_entities(&caller.org, bp, &existing, cascade, &audit_ctx(caller)).await {
+    let deleted = if crate::ops::system_entity::is_system(bp) {
+        // People and teams go through their own removal (the last admin stays).
+        crate::ops::system_entity::delete(state, caller, bp, &existing).await
+    } else {
+        match state.store.delete_entities(&caller.org, bp, &existing, cascade, &audit_ctx(caller)).await {
+            Err(StoreError::Db(msg)) => return Err(JobError::Retry(format!("database error: {msg}"))),
+            r => r.map_err(ApiError::from),
+        }
+    };
+    match deleted {
         Ok(deleted) => {
             out.deleted = deleted.len();
             for (b, id) in deleted {
@@ -485,9 +510,8 @@ async fn delete(
                 ));
             }
         }
-        Err(StoreError::Db(msg)) => return Err(JobError::Retry(format!("database error: {msg}"))),
         Err(e) => {
-            let reason = ApiError::from(e).message;
+            let reason = e.message;
             let fails: Vec<(String, String)> = existing.iter().map(|id| (id.clone(), reason.clone())).collect();
             for (id, reason) in &fails {
                 out.lines.push(rejected_line(delivery, bp, id, "DELETE", reason));

@@ -123,6 +123,8 @@ async fn replace(
             m.entry("identifier").or_insert_with(|| json!(id));
         }
         let bp = checked(state, &actor.org, &body, renames.is_none().then_some(&old.blueprint)).await?;
+        // `_user` and `_team` may be extended, not changed (renames included).
+        portolan_core::system::check_change(&bp)?;
         if renames.is_none() {
             let before = state.blueprints(&actor.org).await?;
             let mut after = (*before).clone();
@@ -203,7 +205,10 @@ fn merge_keys(cur: &mut Map<String, Value>, new: &Map<String, Value>) {
 
 /// Delete blueprint `id` (it must have no entities and nothing may point at it).
 pub async fn delete(state: &AppState, actor: &Actor, id: &str) -> ApiResult<()> {
-    let result = state.store.delete_blueprint(&actor.org, id, &audit_ctx(actor)).await.map_err(ApiError::from);
+    let result = match super::system_entity::protected(id, "deleting the blueprint") {
+        Ok(()) => state.store.delete_blueprint(&actor.org, id, &audit_ctx(actor)).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
     recorded(state, actor, "DELETE", id, result).await?;
     state.blueprints_changed(&actor.org);
     Ok(())

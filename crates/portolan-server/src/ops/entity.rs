@@ -10,6 +10,7 @@ use portolan_store::{EntityWrite, Job, JobStatus, OrgId, RelTarget, WriteRejecti
 use serde_json::Value;
 
 use super::audit::{audit_ctx, failure_record, now_iso, record_failures};
+use super::system_entity::{self, SystemWritten};
 use super::{Actor, deletion_guard, event_log};
 use crate::access::{self, WriteGuard};
 use crate::auth::random_bytes;
@@ -39,6 +40,22 @@ impl Op {
             (false, _) => Op::Create,
             (true, false) => Op::Upsert,
             (true, true) => Op::UpsertMerge,
+        }
+    }
+
+    /// How the write composes over the stored entity (`stored`: there is one), or why it is
+    /// refused (a create of an existing entity, a replace or change of a missing one).
+    pub fn mode(self, stored: bool, bp: &str, id: &str) -> Result<WriteMode, WriteRejection> {
+        match (self, stored) {
+            (Op::Create, true) => Err(WriteRejection::Conflict(format!(
+                "entity {id:?} of blueprint {bp:?} already exists; use upsert=true to update it"
+            ))),
+            (Op::Put | Op::Patch, false) => {
+                Err(WriteRejection::NotFound(format!("entity {id:?} of blueprint {bp:?} was not found")))
+            }
+            (Op::Create, false) => Ok(WriteMode::Create),
+            (Op::Upsert | Op::Put, _) => Ok(WriteMode::Replace),
+            (Op::UpsertMerge | Op::Patch, _) => Ok(WriteMode::Merge),
         }
     }
 
@@ -99,23 +116,7 @@ pub fn prepare(
     let bp2 = bp.clone();
     let id2 = id.clone();
     let build = move |stored: Option<&Entity>| -> Result<(Entity, Vec<RelTarget>), WriteRejection> {
-        let mode = match (op, stored) {
-            (Op::Create, Some(_)) => {
-                return Err(WriteRejection::Conflict(format!(
-                    "entity {id2:?} of blueprint {:?} already exists; use upsert=true to update it",
-                    bp2.identifier
-                )));
-            }
-            (Op::Put | Op::Patch, None) => {
-                return Err(WriteRejection::NotFound(format!(
-                    "entity {id2:?} of blueprint {:?} was not found",
-                    bp2.identifier
-                )));
-            }
-            (Op::Create, None) => WriteMode::Create,
-            (Op::Upsert | Op::Put, _) => WriteMode::Replace,
-            (Op::UpsertMerge | Op::Patch, _) => WriteMode::Merge,
-        };
+        let mode = op.mode(stored.is_some(), &bp2.identifier, &id2)?;
         let entity = compose(&bp2, &id2, &input, stored, mode, &meta).map_err(WriteRejection::Invalid)?;
         // The writer's permissions, decided on the entity as stored in this transaction.
         if let Some(why) = guard.as_ref().and_then(|g| g.refusal(stored, &entity)) {
@@ -175,7 +176,31 @@ pub async fn write(
     op: Op,
     opts: WriteOptions,
 ) -> ApiResult<Written> {
+    Ok(write_full(state, actor, bp, path_id, body, op, opts).await?.written)
+}
+
+/// [`write`], with what a `_user` write may also answer (a new service account's credentials).
+pub async fn write_full(
+    state: &AppState,
+    actor: &Actor,
+    bp: &Arc<Blueprint>,
+    path_id: Option<&str>,
+    body: &Value,
+    op: Op,
+    opts: WriteOptions,
+) -> ApiResult<SystemWritten> {
     let bp_id = bp.identifier.as_str();
+    if system_entity::is_system(bp_id) {
+        let res = system_entity::write(state, actor, bp, path_id, body, op, opts).await;
+        if let Err(e) = &res
+            && !opts.validation_only
+        {
+            let id = path_id.or_else(|| body.get("identifier").and_then(Value::as_str)).unwrap_or_default();
+            record_refused(state, actor, bp_id, &[(id.to_string(), e.message.clone(), op.action())]).await;
+        }
+        return res;
+    }
+    let plain = |written| SystemWritten { written, credentials: None };
     let guard = access::write_guard(state, actor, bp_id).await?;
     let write = match prepare(bp, path_id, body, op, meta(actor), opts.create_missing_related, guard) {
         Ok(w) => w,
@@ -188,7 +213,7 @@ pub async fn write(
     let id = write.identifier.clone();
     if opts.validation_only {
         return match dry_run(state, &actor.org, vec![write]).await?.pop() {
-            Some(Ok(w)) => Ok(w),
+            Some(Ok(w)) => Ok(plain(w)),
             Some(Err(rej)) => Err(rejection_error(&rej)),
             None => Err(ApiError::internal("validation", "no result")),
         };
@@ -197,7 +222,7 @@ pub async fn write(
     // The write may have enqueued the recomputation of its scorecard results.
     crate::jobs::wake_workers(state);
     match results.pop() {
-        Some(Ok(w)) => Ok(w),
+        Some(Ok(w)) => Ok(plain(w)),
         Some(Err(rej)) => {
             let err = rejection_error(&rej);
             record_refused(state, actor, bp_id, &[(id, err.message.clone(), op.action())]).await;
@@ -227,6 +252,9 @@ pub async fn write_many(
     op: Op,
     opts: WriteOptions,
 ) -> ApiResult<Vec<ItemResult>> {
+    if system_entity::is_system(&bp.identifier) {
+        return write_many_system(state, actor, bp, items, op, opts).await;
+    }
     let m = meta(actor);
     let guard = access::write_guard(state, actor, &bp.identifier).await?;
     let mut writes = Vec::new();
@@ -258,6 +286,38 @@ pub async fn write_many(
             .filter_map(|r| r.result.as_ref().err().map(|e| (r.identifier.clone(), e.message.clone(), op.action())))
             .collect();
         record_refused(state, actor, &bp.identifier, &fails).await;
+    }
+    Ok(out)
+}
+
+/// [`write_many`] for `_user` / `_team`: one item after another, each a person or team change.
+/// A new service account's secret is shown once, in a single write's answer, so bulk writes
+/// refuse to create one.
+async fn write_many_system(
+    state: &AppState,
+    actor: &Actor,
+    bp: &Arc<Blueprint>,
+    items: &[Value],
+    op: Op,
+    opts: WriteOptions,
+) -> ApiResult<Vec<ItemResult>> {
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let identifier = item.get("identifier").and_then(Value::as_str).unwrap_or_default().to_string();
+        let creates_account = bp.identifier == portolan_core::system::USER
+            && state.store.get_entity(&actor.org, &bp.identifier, &identifier).await?.is_none();
+        let result = if creates_account {
+            Err(ApiError::from(FieldError::new(
+                "identifier",
+                format!(
+                    "{identifier:?} is not a user: create service accounts one at a time \
+                     (POST /v1/blueprints/_user/entities), whose answer carries their one-time credentials"
+                ),
+            )))
+        } else {
+            write_full(state, actor, bp, None, item, op, opts).await.map(|s| s.written)
+        };
+        out.push(ItemResult { index, identifier, result });
     }
     Ok(out)
 }
@@ -317,6 +377,12 @@ pub async fn delete(
     ids: &[String],
     cascade: bool,
 ) -> ApiResult<Vec<(String, String)>> {
+    if system_entity::is_system(bp) {
+        if cascade {
+            system_entity::protected(bp, "deleting dependents with its entities")?;
+        }
+        return system_entity::delete(state, actor, bp, ids).await;
+    }
     if let Some(guard) = access::write_guard(state, actor, bp).await? {
         if cascade {
             return Err(ApiError::forbidden(format!(
@@ -359,6 +425,7 @@ pub struct DeleteAll {
 /// up to `ApiConfig::job_wait`. Returns the job as last seen (finished, or still queued or
 /// running); a job that failed or was cancelled is its error.
 pub async fn delete_all(state: &AppState, actor: &Actor, bp: &str, what: DeleteAll) -> ApiResult<Job> {
+    system_entity::protected(bp, "deleting all its entities")?;
     let payload = delete_all::Payload {
         blueprint: bp.to_string(),
         delete_dependents: what.delete_dependents,

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod run_timeout;
 pub mod scorecard;
 pub mod secrets;
+pub mod system_entity;
 pub mod webhook;
 
 use portolan_store::OrgId;

@@ -66,7 +66,7 @@ pub fn role_name(role: &str) -> &'static str {
 /// A user as Port answers it.
 pub fn render_user(p: &Person) -> Value {
     json!({"id": p.user_id, "email": p.email, "firstName": p.first_name, "lastName": p.last_name,
-           "status": p.status, "type": "Standard", "providers": p.providers, "createdAt": p.created_at,
+           "status": p.status, "type": p.kind, "providers": p.providers, "createdAt": p.created_at,
            "teams": p.teams, "teamsIdentifiers": p.teams, "roles": roles_json(p)})
 }
 
@@ -78,7 +78,7 @@ fn roles_json(p: &Person) -> Vec<Value> {
         .collect()
 }
 
-fn random_id(prefix: &str) -> String {
+pub(crate) fn random_id(prefix: &str) -> String {
     format!("{prefix}{}", crate::auth::hex(&random_bytes::<10>()))
 }
 
@@ -200,7 +200,12 @@ pub fn user_not_found(email: &str) -> ApiError {
 }
 
 /// Teams named in `names` that exist, or a 422 at `path[i]` for each that does not.
-async fn existing_teams(state: &AppState, org: &OrgId, names: Vec<String>, path: &str) -> ApiResult<Vec<String>> {
+pub(crate) async fn existing_teams(
+    state: &AppState,
+    org: &OrgId,
+    names: Vec<String>,
+    path: &str,
+) -> ApiResult<Vec<String>> {
     let missing = state.store.missing_teams(org, &names).await?;
     let mut errs = FieldErrors::default();
     for (i, n) in names.iter().enumerate() {
@@ -263,6 +268,13 @@ fn role_of(errs: &mut FieldErrors, v: &Value, path: &str) -> Option<String> {
 /// active admin cannot lose the role or be disabled; disabling ends the user's sessions.
 pub async fn update_user(state: &AppState, actor: &Actor, email: &str, body: &Value) -> ApiResult<Person> {
     let email = email.trim().to_lowercase();
+    let edit = checked_edit(state, actor, &email, body).await?;
+    Ok(state.store.update_person(&actor.org, &email, &edit, &audit_ctx(actor)).await?)
+}
+
+/// The edit of a `PATCH /v1/users/{email}` body (also what a `_user` entity write changes),
+/// checked: teams and moderated blueprints exist, the last active admin stays one.
+pub async fn checked_edit(state: &AppState, actor: &Actor, email: &str, body: &Value) -> ApiResult<PersonEdit> {
     let Some(obj) = body.as_object() else {
         return Err(FieldError::new("", "the body must be a JSON object").into());
     };
@@ -303,7 +315,7 @@ pub async fn update_user(state: &AppState, actor: &Actor, email: &str, body: &Va
     }
     let people = state.store.list_people(&actor.org).await?;
     let Some(person) = people.iter().find(|p| p.email == email) else {
-        return Err(user_not_found(&email));
+        return Err(user_not_found(email));
     };
     let stays_admin = edit.role.as_deref().unwrap_or(&person.role) == "admin"
         && edit.status.as_deref().unwrap_or(&person.status) == "Active";
@@ -312,7 +324,28 @@ pub async fn update_user(state: &AppState, actor: &Actor, email: &str, body: &Va
         let msg = format!("{email} is the organization's last active admin: make another user admin first");
         return Err(ApiError::new(ErrorCode::LastAdmin, msg));
     }
-    Ok(state.store.update_person(&actor.org, &email, &edit, &audit_ctx(actor)).await?)
+    Ok(edit)
+}
+
+/// Remove the user `email` (`DELETE /v1/users/{email}`, or their `_user` entity deleted); their
+/// sessions and credentials end at once. The last admin cannot be removed.
+pub async fn delete_user(state: &AppState, actor: &Actor, email: &str) -> ApiResult<()> {
+    let email = email.trim().to_lowercase();
+    let users = state.store.list_users(&actor.org).await?;
+    let Some(user) = users.iter().find(|u| u.email == email) else {
+        return Err(ApiError::not_found(format!("user {email:?} was not found in this organization")));
+    };
+    if user.role == "admin" && users.iter().filter(|u| u.role == "admin").count() == 1 {
+        return Err(ApiError::new(
+            ErrorCode::LastAdmin,
+            format!("{email} is the organization's last admin: invite another admin before removing them"),
+        ));
+    }
+    state.store.delete_user(&actor.org, &user.id).await?;
+    tracing::info!(user = %user.id, by = %actor.client_id, "web user removed");
+    let diff = json!({"before": {"email": email, "role": user.role}});
+    crate::ops::audit::record_change(state, actor, "user", "DELETE", &email, Some(diff)).await;
+    Ok(())
 }
 
 /// `POST /v1/users/invite`: `{invitee: {email, roles?, teams?}}`. Makes an invitation link

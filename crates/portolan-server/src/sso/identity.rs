@@ -227,6 +227,10 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
         return Err(Failure::new(403, "This account is disabled.")
             .hint("An admin of your organization enables it on the users page."));
     }
+    if person.kind == portolan_core::system::SERVICE_ACCOUNT {
+        return Err(Failure::new(403, "This is a service account: it uses the API only and does not sign in.")
+            .hint("The identity provider sent the e-mail of a service account; give the person their own e-mail."));
+    }
     let mut edit = PersonEdit::default();
     if !person.providers.iter().any(|p| p == id.provider) {
         edit.signed_in_with = Some(id.provider.to_string());

@@ -22,12 +22,14 @@ struct ExportDialog<'a> {
 
 pub async fn export_dialog(State(state): State<AppState>, user: WebUser) -> WebResult {
     let bps = state.blueprints(&user.org).await?;
-    let mut blueprints: Vec<BlueprintRef> = bps.values().map(BlueprintRef::of).collect();
+    // People and teams (`_user`, `_team`) are not catalog data to carry elsewhere.
+    let own = |b: &&Blueprint| !portolan_core::system::is_system(&b.identifier);
+    let mut blueprints: Vec<BlueprintRef> = bps.values().filter(own).map(BlueprintRef::of).collect();
     blueprints.sort_by(|a, b| a.identifier.cmp(b.identifier));
     page(&state, "export.html", ExportDialog { chrome: chrome(&state, &user), title: "Export", blueprints })
 }
 
-/// Blueprints (chosen, or all) and their entities in JSON, YAML or HCL. Entities are read a
+/// Blueprints (chosen, or all but `_user` and `_team`) and their entities in JSON, YAML or HCL. Entities are read a
 /// page of 1000 at a time, at most `max_unpaginated` in all (the CLI has no such cap).
 pub async fn export_download(State(state): State<AppState>, user: WebUser, RawQuery(q): RawQuery) -> WebResult {
     let f = query_form(&q);
@@ -35,8 +37,7 @@ pub async fn export_download(State(state): State<AppState>, user: WebUser, RawQu
         .ok_or_else(|| WebError::BadRequest("format must be json, yaml or hcl".into()))?;
     let all = state.blueprints(&user.org).await?;
     let chosen = f.all("blueprint");
-    let mut ids: Vec<&String> = all.keys().filter(|k| chosen.is_empty() || chosen.contains(k)).collect();
-    ids.sort();
+    let ids = portolan_core::export::selection(all.keys(), &chosen);
     if let Some(missing) = chosen.iter().find(|c| !all.contains_key(*c)) {
         return Err(WebError::NotFound(format!("There is no blueprint \"{missing}\".")));
     }

@@ -211,7 +211,7 @@ impl TestApp {
         r.body["count"].as_u64().expect("count")
     }
 
-    /// Identifiers of every blueprint of organization A, sorted.
+    /// Identifiers of organization A's own blueprints (not the system `_user` and `_team`), sorted.
     pub async fn blueprint_ids(&self) -> Vec<String> {
         let r = self.get("/v1/blueprints").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -220,6 +220,7 @@ impl TestApp {
             .unwrap()
             .iter()
             .map(|b| b["identifier"].as_str().unwrap().to_string())
+            .filter(|id| !portolan_core::system::is_system(id))
             .collect();
         ids.sort();
         ids

@@ -38,6 +38,7 @@ mod scorecards;
 mod search;
 mod search_paging;
 mod smoke;
+mod system_blueprints;
 mod tenancy;
 mod validation;
 mod webhook;

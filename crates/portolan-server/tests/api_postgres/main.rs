@@ -70,6 +70,8 @@ mod search;
 mod search_paging;
 #[path = "../api/smoke.rs"]
 mod smoke;
+#[path = "../api/system_blueprints.rs"]
+mod system_blueprints;
 #[path = "../api/tenancy.rs"]
 mod tenancy;
 #[path = "../api/validation.rs"]

@@ -14,7 +14,9 @@ pub async fn blueprint_lifecycle(s: &dyn Store) {
     b2.title = "Renamed".into();
     s.update_blueprint(&a, "svc", &b2, &[], &ctx()).await.unwrap();
     assert_eq!(s.get_blueprint(&a, "svc").await.unwrap().unwrap().blueprint.title, "Renamed");
-    assert_eq!(s.list_blueprints(&a).await.unwrap().len(), 1);
+    // Every organization has the system blueprints `_user` and `_team` from its creation.
+    let ids: Vec<String> = s.list_blueprints(&a).await.unwrap().into_iter().map(|b| b.blueprint.identifier).collect();
+    assert_eq!(ids, ["_team", "_user", "svc"]);
     s.delete_blueprint(&a, "svc", &ctx()).await.unwrap();
     assert!(s.get_blueprint(&a, "svc").await.unwrap().is_none());
     assert!(matches!(s.delete_blueprint(&a, "svc", &ctx()).await, Err(StoreError::NotFound(_))));

@@ -13,7 +13,8 @@ pub async fn tenancy_is_enforced(s: &dyn Store) {
     let m = model(s, &a).await;
     write_ok(s, &a, &m, vec![entity("team", "t1", json!({}), json!({}))]).await;
     assert!(s.get_blueprint(&b, "team").await.unwrap().is_none());
-    assert!(s.list_blueprints(&b).await.unwrap().is_empty());
+    // Only its own system blueprints.
+    assert_eq!(s.list_blueprints(&b).await.unwrap().len(), 2);
     assert!(s.get_entity(&b, "team", "t1").await.unwrap().is_none());
     assert!(s.get_entities(&b, "team", &["t1".into()]).await.unwrap().is_empty());
     assert!(idents(s, &b, &req(None, None, &m)).await.is_empty());

@@ -20,6 +20,7 @@ mod changelog;
 mod entities;
 mod integrations;
 mod jobs;
+mod mirror;
 mod orgs;
 mod scorecards;
 mod search;
@@ -47,6 +48,7 @@ pub use changelog::*;
 pub use entities::*;
 pub use integrations::*;
 pub use jobs::*;
+pub use mirror::*;
 pub use orgs::*;
 pub use scorecards::*;
 pub use search::*;
@@ -238,6 +240,9 @@ macro_rules! conformance_tests {
             people_have_roles_status_and_teams, blueprint_permissions_are_kept_and_audited,
             concurrent_person_edits_of_different_fields_both_hold,
             team_scoped_counts_count_entities_of_several_teams_once,
+            // mirror.rs
+            user_and_team_entities_follow_people_and_teams, team_renames_keep_relations_to_their_entity_whole,
+            changes_through_system_entities_are_one_transaction, entity_writes_do_not_make_people_or_teams,
             // widgets.rs
             widget_aggregates_count_group_and_stay_in_the_organization, measures_of_one_scan_match_their_own_statements);
     };

@@ -11,7 +11,7 @@ use crate::{
     WriteRejection,
 };
 
-fn team(name: &str, members: &[&str]) -> TeamWrite {
+pub(super) fn team(name: &str, members: &[&str]) -> TeamWrite {
     TeamWrite {
         name: name.into(),
         id: format!("team_{name}"),

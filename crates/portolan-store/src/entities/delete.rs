@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::write::get_in_tx;
 use super::{COLUMNS, from_row};
 use crate::audit;
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use crate::dialect::{entity_locks, lock_entities};
 use crate::plan::{entity_record, json_text};
 use crate::{AuditCtx, OrgId, Result, StoreError, aggregations, automations};
@@ -33,11 +33,27 @@ pub(crate) async fn delete(
     ctx: &AuditCtx,
 ) -> Result<Vec<(String, String)>> {
     let mut tx = db.begin().await?;
-    lock_entities(&mut tx, entity_locks(org, ids.iter().map(|id| (bp, id.as_str())))).await?;
+    let deleted = delete_in(db, &mut tx, org, bp, ids, cascade, ctx).await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+/// [`delete`] inside the caller's transaction (the `_user` / `_team` entity of a person or team
+/// that goes: `mirror`).
+pub(crate) async fn delete_in(
+    db: &Db,
+    tx: &mut Tx,
+    org: &OrgId,
+    bp: &str,
+    ids: &[String],
+    cascade: bool,
+    ctx: &AuditCtx,
+) -> Result<Vec<(String, String)>> {
+    lock_entities(tx, entity_locks(org, ids.iter().map(|id| (bp, id.as_str())))).await?;
     let mut doomed: Vec<(i64, Entity)> = Vec::new();
     let mut doomed_keys: HashSet<(String, String)> = HashSet::new();
     for id in ids {
-        match get_in_tx(db, &mut tx, org, bp, id).await? {
+        match get_in_tx(db, tx, org, bp, id).await? {
             Some(x) => {
                 if doomed_keys.insert((bp.to_string(), id.clone())) {
                     doomed.push(x);
@@ -61,7 +77,7 @@ pub(crate) async fn delete(
             .bind(&tbp)
             .bind(&tid)
             .bind(&org.0)
-            .fetch_all(&mut tx)
+            .fetch_all(&mut *tx)
             .await?;
         for r in rows {
             let key: (String, String) = (r.get(3), r.get(4));
@@ -72,7 +88,7 @@ pub(crate) async fn delete(
             if !required {
                 unlinks.push((r.get(0), r.get(1), tid.clone()));
             } else if cascade {
-                if let Some(x) = get_in_tx(db, &mut tx, org, &key.0, &key.1).await? {
+                if let Some(x) = get_in_tx(db, tx, org, &key.0, &key.1).await? {
                     doomed_keys.insert(key);
                     doomed.push(x);
                 }
@@ -93,12 +109,12 @@ pub(crate) async fn delete(
     // Aggregation seeds: the deleted entities' neighbours (their relations' targets and the
     // entities unlinked from them), which survive the delete.
     let mut seeds = Vec::new();
-    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
+    let aggregates = aggregations::org_aggregates(tx, org).await?;
     if aggregates {
         let mut bps: Vec<&str> = doomed.iter().map(|(_, e)| e.blueprint.as_str()).collect();
         bps.sort_unstable();
         bps.dedup();
-        let targets = aggregations::relation_targets(&mut tx, org, &bps).await?;
+        let targets = aggregations::relation_targets(tx, org, &bps).await?;
         for (_, e) in &doomed {
             if let Some(t) = targets.get(&e.blueprint) {
                 let mut s = Vec::new();
@@ -113,7 +129,7 @@ pub(crate) async fn delete(
     }
     for (rid, rels) in changed {
         let sql = format!("SELECT {COLUMNS} FROM entities e WHERE e.rid = ? AND e.org_id = ?");
-        let Some(row) = tx.q(&sql).bind(rid).bind(&org.0).fetch_optional(&mut tx).await? else {
+        let Some(row) = tx.q(&sql).bind(rid).bind(&org.0).fetch_optional(&mut *tx).await? else {
             continue;
         };
         let (_, before) = from_row(&row);
@@ -130,7 +146,7 @@ pub(crate) async fn delete(
                 .bind(rid)
                 .bind(rel)
                 .bind(target)
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?;
         }
         after.updated_at = ctx.at.clone();
@@ -144,26 +160,25 @@ pub(crate) async fn delete(
         .bind(&after.updated_by)
         .bind(rid)
         .bind(&org.0)
-        .execute(&mut tx)
+        .execute(&mut *tx)
         .await?;
         let rec = entity_record(ctx, "UPDATE", &after.blueprint, &after.identifier, Some(&before), Some(&after));
-        audit::insert(&mut tx, org, &[rec]).await?;
+        audit::insert(tx, org, &[rec]).await?;
     }
-    let listening = automations::listening(&mut tx, org).await?;
+    let listening = automations::listening(tx, org).await?;
     let mut deleted = Vec::with_capacity(doomed.len());
     for (rid, e) in &doomed {
-        tx.q("DELETE FROM entities WHERE rid = ? AND org_id = ?").bind(rid).bind(&org.0).execute(&mut tx).await?;
+        tx.q("DELETE FROM entities WHERE rid = ? AND org_id = ?").bind(rid).bind(&org.0).execute(&mut *tx).await?;
         let rec = entity_record(ctx, "DELETE", &e.blueprint, &e.identifier, Some(e), None);
         // Not for the dependents' relations unlinked above: Port fires no automation for a
         // relation nulled because its target was deleted.
-        automations::audit_and_record(&mut tx, org, &listening, &[rec], ctx).await?;
+        automations::audit_and_record(tx, org, &listening, &[rec], ctx).await?;
         deleted.push((e.blueprint.clone(), e.identifier.clone()));
     }
     if aggregates {
-        aggregations::forget(&mut tx, org, &deleted).await?;
+        aggregations::forget(tx, org, &deleted).await?;
         seeds.retain(|k| !doomed_keys.contains(k));
-        aggregations::enqueue_for_seeds(db, &mut tx, org, &seeds).await?;
+        aggregations::enqueue_for_seeds(db, tx, org, &seeds).await?;
     }
-    tx.commit().await?;
     Ok(deleted)
 }

@@ -13,12 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portolan_core::Entity;
-use serde_json::Map;
 
 use super::{COLUMNS, from_row};
 use crate::db::{Db, Row, Tx};
 use crate::dialect::{entity_locks, lock_entities, nul_rejection};
-use crate::plan::{Key, Outcome, Plan, added_teams, entity_record, json_text, quota_rejection, team_rejection};
+use crate::plan::{
+    Key, Outcome, Plan, added_teams, empty_entity, entity_record, json_text, quota_rejection, system_creation,
+    team_rejection,
+};
 use crate::sql::{Dialect, SqlFrag, SqlParam};
 use crate::{AuditCtx, EntityWrite, OrgId, RelTarget, Result, WriteRejection, Written};
 use crate::{aggregations, automations, orgs, scorecards, teams};
@@ -314,7 +316,7 @@ async fn insert_edges(tx: &mut Tx, org: &OrgId, edges: &[(i64, &RelTarget)]) -> 
 }
 
 /// The stored entity (with its row id), read inside the write transaction.
-pub(super) async fn get_in_tx(db: &Db, tx: &mut Tx, org: &OrgId, bp: &str, id: &str) -> Result<Option<(i64, Entity)>> {
+pub(crate) async fn get_in_tx(db: &Db, tx: &mut Tx, org: &OrgId, bp: &str, id: &str) -> Result<Option<(i64, Entity)>> {
     if db.refuses(bp) || db.refuses(id) {
         return Ok(None);
     }
@@ -338,7 +340,7 @@ async fn exists(db: &Db, tx: &mut Tx, org: &OrgId, bp: &str, id: &str) -> Result
 }
 
 /// Insert or update the entity row and replace its relation edges. Returns the row id.
-async fn save(tx: &mut Tx, org: &OrgId, rid: Option<i64>, e: &Entity, edges: &[RelTarget]) -> Result<i64> {
+pub(crate) async fn save(tx: &mut Tx, org: &OrgId, rid: Option<i64>, e: &Entity, edges: &[RelTarget]) -> Result<i64> {
     let jsonb = tx.dialect().jsonb_cast();
     let rid = match rid {
         Some(rid) => {
@@ -405,98 +407,112 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     let mut tx = db.begin().await?;
     let locks = entity_locks(org, writes.iter().map(|w| (w.blueprint.as_str(), w.identifier.as_str())));
     lock_entities(&mut tx, locks).await?;
-    let refuse = refusal(db.dialect());
     let mut out = Vec::with_capacity(writes.len());
-    let mut written: Vec<(String, String)> = Vec::new();
-    let mut unlinked_seeds: Vec<(String, String)> = Vec::new();
-    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
-    let listening = automations::listening(&mut tx, org).await?;
+    let mut seq = Sequential::start(&mut tx, org).await?;
     for w in writes {
-        let before = get_in_tx(db, &mut tx, org, &w.blueprint, &w.identifier).await?;
+        out.push(seq.write(db, &mut tx, org, w, ctx).await?);
+    }
+    seq.finish(db, &mut tx, org).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Writes one at a time inside a transaction ([`write_sequential`], and a `_user` / `_team`
+/// entity written with its person or team: `mirror`): what they wrote, for the upkeep jobs
+/// queued by [`Sequential::finish`].
+pub(crate) struct Sequential {
+    written: Vec<(String, String)>,
+    unlinked_seeds: Vec<(String, String)>,
+    aggregates: bool,
+    listening: automations::Listening,
+}
+
+impl Sequential {
+    pub(crate) async fn start(tx: &mut Tx, org: &OrgId) -> Result<Sequential> {
+        Ok(Sequential {
+            written: Vec::new(),
+            unlinked_seeds: Vec::new(),
+            aggregates: aggregations::org_aggregates(tx, org).await?,
+            listening: automations::listening(tx, org).await?,
+        })
+    }
+
+    /// Write one entity (its key locked by the caller), seeing what was written before it.
+    pub(crate) async fn write(
+        &mut self,
+        db: &Db,
+        tx: &mut Tx,
+        org: &OrgId,
+        w: EntityWrite,
+        ctx: &AuditCtx,
+    ) -> Result<Outcome> {
+        let before = get_in_tx(db, tx, org, &w.blueprint, &w.identifier).await?;
         let before_targets =
-            if aggregates { old_targets(&mut tx, org, before.iter().map(|(_, e)| e)).await? } else { HashMap::new() };
+            if self.aggregates { old_targets(tx, org, before.iter().map(|(_, e)| e)).await? } else { HashMap::new() };
         let (entity, edges) = match (w.build)(before.as_ref().map(|(_, e)| e)) {
             Ok(x) => x,
-            Err(rej) => {
-                out.push(Err(rej));
-                continue;
-            }
+            Err(rej) => return Ok(Err(rej)),
         };
-        if let Some(rej) = refuse(&entity) {
-            out.push(Err(rej));
-            continue;
+        if let Some(rej) = refusal(db.dialect())(&entity) {
+            return Ok(Err(rej));
+        }
+        if before.is_none()
+            && let Some(rej) = system_creation(&entity.blueprint, &entity.identifier)
+        {
+            return Ok(Err(rej));
         }
         let before_entity = before.as_ref().map(|(_, e)| e);
         let added = added_teams(&entity, before_entity).collect();
-        let missing = teams::missing_in(db, &mut tx, org, &added).await?;
+        let missing = teams::missing_in(db, tx, org, &added).await?;
         if let Some(rej) = team_rejection(&entity, before_entity, &missing) {
-            out.push(Err(rej));
-            continue;
+            return Ok(Err(rej));
         }
         let mut stubs = Vec::new();
-        let mut rejection = None;
         for edge in &edges {
             let is_self = edge.target_blueprint == entity.blueprint && edge.target_identifier == entity.identifier;
-            if is_self || exists(db, &mut tx, org, &edge.target_blueprint, &edge.target_identifier).await? {
+            if is_self || exists(db, tx, org, &edge.target_blueprint, &edge.target_identifier).await? {
                 continue;
             }
-            if w.create_missing_related {
-                stubs.push(edge);
-            } else {
-                rejection = Some(WriteRejection::MissingTarget {
+            if !w.create_missing_related || portolan_core::system::is_system(&edge.target_blueprint) {
+                return Ok(Err(WriteRejection::MissingTarget {
                     relation: edge.relation.clone(),
                     blueprint: edge.target_blueprint.clone(),
                     identifier: edge.target_identifier.clone(),
-                });
-                break;
+                }));
             }
-        }
-        if let Some(rej) = rejection {
-            out.push(Err(rej));
-            continue;
+            stubs.push(edge);
         }
         let adding = usize::from(before.is_none()) + stubs.len();
-        if let Some(max) = orgs::entities_over_quota(&mut tx, org, adding).await? {
-            out.push(Err(quota_rejection(max)));
-            continue;
+        if let Some(max) = orgs::entities_over_quota(tx, org, adding).await? {
+            return Ok(Err(quota_rejection(max)));
         }
         for edge in stubs {
-            if exists(db, &mut tx, org, &edge.target_blueprint, &edge.target_identifier).await? {
+            if exists(db, tx, org, &edge.target_blueprint, &edge.target_identifier).await? {
                 continue; // two relations naming the same missing target
             }
-            let stub = Entity {
-                identifier: edge.target_identifier.clone(),
-                title: None,
-                icon: None,
-                blueprint: edge.target_blueprint.clone(),
-                team: vec![],
-                properties: Map::new(),
-                relations: Map::new(),
-                created_at: ctx.at.clone(),
-                created_by: ctx.user_id.clone(),
-                updated_at: ctx.at.clone(),
-                updated_by: ctx.user_id.clone(),
-                datasource: entity.datasource.clone(),
-            };
-            save(&mut tx, org, None, &stub, &[]).await?;
-            written.push((stub.blueprint.clone(), stub.identifier.clone()));
+            let stub = empty_entity(&edge.target_blueprint, &edge.target_identifier, ctx, entity.datasource.clone());
+            save(tx, org, None, &stub, &[]).await?;
+            self.written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
-            automations::audit_and_record(&mut tx, org, &listening, &[rec], ctx).await?;
+            automations::audit_and_record(tx, org, &self.listening, &[rec], ctx).await?;
         }
-        save(&mut tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
+        save(tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
-        automations::audit_and_record(&mut tx, org, &listening, &[rec], ctx).await?;
-        written.push((entity.blueprint.clone(), entity.identifier.clone()));
-        unlinked_seeds.extend(unlinked(&before_targets, &entity));
-        out.push(Ok(Written { entity, created: before.is_none() }));
+        automations::audit_and_record(tx, org, &self.listening, &[rec], ctx).await?;
+        self.written.push((entity.blueprint.clone(), entity.identifier.clone()));
+        self.unlinked_seeds.extend(unlinked(&before_targets, &entity));
+        Ok(Ok(Written { entity, created: before.is_none() }))
     }
-    let seen: Vec<(&str, &str)> = written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
-    scorecards::enqueue_for_written(db, &mut tx, org, &seen).await?;
-    if aggregates {
-        written.extend(unlinked_seeds);
-        aggregations::enqueue_for_seeds(db, &mut tx, org, &written).await?;
+
+    /// Queue the scorecard and aggregation upkeep of everything written.
+    pub(crate) async fn finish(mut self, db: &Db, tx: &mut Tx, org: &OrgId) -> Result<()> {
+        let seen: Vec<(&str, &str)> = self.written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
+        scorecards::enqueue_for_written(db, tx, org, &seen).await?;
+        if self.aggregates {
+            self.written.extend(self.unlinked_seeds);
+            aggregations::enqueue_for_seeds(db, tx, org, &self.written).await?;
+        }
+        Ok(())
     }
-    tx.commit().await?;
-    Ok(out)
 }

@@ -315,7 +315,7 @@ const USERS: TableSpec = TableSpec {
     table: "users",
     json_type: "json",
     cols: cols![id: Text, email: Text, password_hash: Text, role: Text, created_at: Text, first_name: Text,
-        last_name: Text, status: Text, moderates: Text, sso_providers: Text],
+        last_name: Text, status: Text, moderates: Text, sso_providers: Text, kind: Text],
     overriding: false,
     order: &["id"],
 };
