@@ -49,7 +49,6 @@ impl Format {
     }
 }
 
-/// Blueprints and entities in `format` (no actions: the document has no `actions` key).
 /// The blueprints an export takes, sorted: those `chosen`, else all but the system blueprints
 /// `_user` and `_team` (people and teams are not catalog data to carry elsewhere).
 pub fn selection<'a>(all: impl IntoIterator<Item = &'a String>, chosen: &[String]) -> Vec<&'a String> {
@@ -61,6 +60,7 @@ pub fn selection<'a>(all: impl IntoIterator<Item = &'a String>, chosen: &[String
     ids
 }
 
+/// Blueprints and entities in `format` (no actions: the document has no `actions` key).
 pub fn export(format: Format, blueprints: &[Blueprint], entities: &[Entity]) -> String {
     match format {
         Format::Json => to_json(blueprints, entities),

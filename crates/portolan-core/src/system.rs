@@ -19,6 +19,15 @@ pub const STANDARD: &str = "Standard";
 /// `port_type` of an API-only account.
 pub const SERVICE_ACCOUNT: &str = "Service Account";
 
+/// The properties Portolan writes on `bp`'s entities (a system blueprint; none otherwise).
+pub fn own_properties(bp: &str) -> &'static [&'static str] {
+    match bp {
+        USER => &["port_role", "port_type", "status", "moderated_blueprints"],
+        TEAM => &["description", "size"],
+        _ => &[],
+    }
+}
+
 /// Is `bp` one of the system blueprints?
 pub fn is_system(bp: &str) -> bool {
     bp == USER || bp == TEAM

@@ -57,7 +57,8 @@ pub trait Accounts: Send + Sync {
     /// Users of `org`, by e-mail.
     async fn list_users(&self, org: &OrgId) -> Result<Vec<User>>;
     /// Remove a web user of `org` and end their sessions at once; `false` when there is none.
-    async fn delete_user(&self, org: &OrgId, user_id: &str) -> Result<bool>;
+    /// Their `_user` entity goes too (audited as `ctx`'s).
+    async fn delete_user(&self, org: &OrgId, user_id: &str, ctx: &crate::AuditCtx) -> Result<bool>;
     async fn create_session(&self, session: &Session) -> Result<()>;
     /// The session whose id hashes to `id_hash` (the cookie names it, in any organization).
     async fn session(&self, id_hash: &str) -> Result<Option<Session>>;
@@ -138,6 +139,7 @@ pub(crate) async fn insert_user<'c>(db: &Db, c: impl Into<Conn<'c>>, u: &User) -
 impl Accounts for SqlStore {
     async fn create_user(&self, user: &User) -> Result<()> {
         let mut tx = self.db.begin().await?;
+        mirror::lock_people(&mut tx, &user.org).await?;
         insert_user(&self.db, &mut tx, user).await?;
         let ctx = mirror::system_ctx(&user.created_at);
         mirror::sync_people(&self.db, &mut tx, &user.org, std::slice::from_ref(&user.email), &ctx).await?;
@@ -175,8 +177,9 @@ impl Accounts for SqlStore {
         Ok(rows.iter().map(user).collect())
     }
 
-    async fn delete_user(&self, org: &OrgId, user_id: &str) -> Result<bool> {
+    async fn delete_user(&self, org: &OrgId, user_id: &str, ctx: &crate::AuditCtx) -> Result<bool> {
         let mut tx = self.db.begin().await?;
+        mirror::lock_people(&mut tx, org).await?;
         let email: Option<String> = tx
             .q("SELECT email FROM users WHERE org_id = ? AND id = ?")
             .bind(&org.0)
@@ -213,9 +216,8 @@ impl Accounts for SqlStore {
             .await?;
         let done =
             tx.q("DELETE FROM users WHERE org_id = ? AND id = ?").bind(&org.0).bind(user_id).execute(&mut tx).await?;
-        let ctx = mirror::system_ctx(&mirror::now_iso());
-        mirror::sync_people(&self.db, &mut tx, org, &email.into_iter().collect::<Vec<_>>(), &ctx).await?;
-        mirror::sync_teams(&self.db, &mut tx, org, &teams, &ctx).await?;
+        mirror::sync_people(&self.db, &mut tx, org, &email.into_iter().collect::<Vec<_>>(), ctx).await?;
+        mirror::sync_teams(&self.db, &mut tx, org, &teams, ctx).await?;
         tx.commit().await?;
         Ok(done > 0)
     }
@@ -302,6 +304,7 @@ impl Accounts for SqlStore {
             return Err(StoreError::NotFound("invitation".into()));
         };
         let created = User { org: OrgId(row.get(0)), email: row.get(1), role: row.get(2), ..u.clone() };
+        mirror::lock_people(&mut tx, &created.org).await?;
         if let Some(max) = crate::orgs::users_at_quota(&mut tx, &created.org).await? {
             return Err(StoreError::Invalid(portolan_core::FieldError::new(
                 "",

@@ -27,6 +27,15 @@ pub(crate) fn system_ctx(at: &str) -> AuditCtx {
     AuditCtx { user_id: "portolan".into(), origin: "Portolan".into(), at: at.into(), depth: 0 }
 }
 
+/// Serialize the changes to `org`'s people, memberships and teams (PostgreSQL: a transaction-scoped
+/// advisory lock; SQLite's one writer does already). Taken first by every transaction that calls
+/// [`sync_people`] / [`sync_teams`] or writes through a system entity, before any row or entity
+/// lock, so they cannot deadlock on each other (user rows `FOR UPDATE`, `_user` / `_team` rows,
+/// advisory entity keys) and a team's `size` counts every membership change.
+pub(crate) async fn lock_people(tx: &mut Tx, org: &OrgId) -> Result<()> {
+    crate::dialect::lock_entities(tx, crate::dialect::entity_locks(org, std::iter::once(("", "people")))).await
+}
+
 /// Create `org`'s system blueprints if it lacks them (`true` when it lacked any).
 pub(crate) async fn create_blueprints(tx: &mut Tx, org: &OrgId, at: &str) -> Result<bool> {
     let json = tx.dialect().json_cast();
@@ -54,14 +63,16 @@ pub(crate) async fn create_blueprints(tx: &mut Tx, org: &OrgId, at: &str) -> Res
 /// migrations; a no-op once done: one indexed read).
 pub(crate) async fn ensure_all(db: &Db) -> Result<()> {
     let rows = db
-        .q("SELECT id FROM organizations o WHERE NOT EXISTS \
-            (SELECT 1 FROM blueprints b WHERE b.org_id = o.id AND b.identifier = '_team')")
+        .q("SELECT id FROM organizations o WHERE \
+            NOT EXISTS (SELECT 1 FROM blueprints b WHERE b.org_id = o.id AND b.identifier = '_team') \
+            OR NOT EXISTS (SELECT 1 FROM blueprints b WHERE b.org_id = o.id AND b.identifier = '_user')")
         .fetch_all(db.write())
         .await?;
     let at = now_iso();
     for r in rows {
         let org = OrgId(r.get(0));
         let mut tx = db.begin().await?;
+        lock_people(&mut tx, &org).await?;
         if create_blueprints(&mut tx, &org, &at).await? {
             let ctx = system_ctx(&at);
             let emails: Vec<String> = tx
@@ -264,6 +275,7 @@ pub(crate) async fn write_system_entity(
     ctx: &AuditCtx,
 ) -> Result<crate::plan::Outcome> {
     let mut tx = db.begin().await?;
+    lock_people(&mut tx, org).await?;
     let key = (w.blueprint.clone(), w.identifier.clone());
     let locks = crate::dialect::entity_locks(org, std::iter::once((key.0.as_str(), key.1.as_str())));
     crate::dialect::lock_entities(&mut tx, locks).await?;

@@ -227,7 +227,6 @@ impl Plan {
     }
 }
 
-/// The audit record of an entity write.
 /// An entity with nothing but its key, made now by `ctx` (a stub for a missing relation target;
 /// a new `_user` / `_team` entity before the mirror fills it).
 pub(crate) fn empty_entity(bp: &str, id: &str, ctx: &AuditCtx, datasource: Option<String>) -> Entity {
@@ -264,6 +263,7 @@ pub(crate) fn system_creation(bp: &str, id: &str) -> Option<WriteRejection> {
     Some(WriteRejection::Invalid(portolan_core::FieldError::new("identifier", msg).into()))
 }
 
+/// The audit record of an entity write.
 pub(crate) fn entity_record(
     ctx: &AuditCtx,
     action: &str,

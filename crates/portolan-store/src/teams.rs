@@ -93,7 +93,7 @@ pub trait Teams: Send + Sync {
     /// audited (`resourceType` user). `NotFound` when no such user; teams must exist.
     async fn update_person(&self, org: &OrgId, email: &str, edit: &PersonEdit, ctx: &AuditCtx) -> Result<Person>;
     /// Put an e-mail (a person not yet signed up) in teams, replacing its memberships.
-    async fn set_member_teams(&self, org: &OrgId, email: &str, teams: &[String]) -> Result<()>;
+    async fn set_member_teams(&self, org: &OrgId, email: &str, teams: &[String], ctx: &AuditCtx) -> Result<()>;
     /// A person or team change made through its `_user` / `_team` entity, with that entity's
     /// write, in one transaction (`mirror::write_system_entity`).
     async fn write_system_entity(
@@ -532,6 +532,7 @@ impl Teams for SqlStore {
         ctx: &AuditCtx,
     ) -> Result<Team> {
         let mut tx = self.db.begin().await?;
+        mirror::lock_people(&mut tx, org).await?;
         let saved = save_team_in(&self.db, &mut tx, org, current, w, mode, ctx).await?;
         tx.commit().await?;
         Ok(saved)
@@ -540,6 +541,7 @@ impl Teams for SqlStore {
     async fn delete_team(&self, org: &OrgId, name: &str, ctx: &AuditCtx) -> Result<()> {
         let db = &self.db;
         let mut tx = db.begin().await?;
+        mirror::lock_people(&mut tx, org).await?;
         let Some(old) = team_for_update(&mut tx, org, &db.storable(name)).await? else {
             return Err(StoreError::NotFound(format!("team {name:?}")));
         };
@@ -576,14 +578,16 @@ impl Teams for SqlStore {
 
     async fn update_person(&self, org: &OrgId, email: &str, edit: &PersonEdit, ctx: &AuditCtx) -> Result<Person> {
         let mut tx = self.db.begin().await?;
+        mirror::lock_people(&mut tx, org).await?;
         let after = update_person_in(&self.db, &mut tx, org, email, edit, ctx).await?;
         tx.commit().await?;
         Ok(after)
     }
 
-    async fn set_member_teams(&self, org: &OrgId, email: &str, teams: &[String]) -> Result<()> {
+    async fn set_member_teams(&self, org: &OrgId, email: &str, teams: &[String], ctx: &AuditCtx) -> Result<()> {
         let db = &self.db;
         let mut tx = db.begin().await?;
+        mirror::lock_people(&mut tx, org).await?;
         let set: BTreeSet<&str> = teams.iter().map(String::as_str).collect();
         if let Some(m) = missing_in(db, &mut tx, org, &set).await?.into_iter().next() {
             return Err(StoreError::NotFound(format!("team {m:?}")));
@@ -598,10 +602,9 @@ impl Teams for SqlStore {
             .map(|r| r.get(0))
             .collect();
         set_teams_of(&mut tx, org, email, &set).await?;
-        let ctx = mirror::system_ctx(&mirror::now_iso());
-        mirror::sync_people(db, &mut tx, org, &[email.to_string()], &ctx).await?;
+        mirror::sync_people(db, &mut tx, org, &[email.to_string()], ctx).await?;
         let sizes: Vec<String> = old.into_iter().chain(teams.iter().cloned()).collect();
-        mirror::sync_teams(db, &mut tx, org, &sizes, &ctx).await?;
+        mirror::sync_teams(db, &mut tx, org, &sizes, ctx).await?;
         tx.commit().await
     }
 

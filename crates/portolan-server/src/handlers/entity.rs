@@ -82,6 +82,7 @@ async fn write_single(
     let opts = WriteOptions {
         create_missing_related: flag("create_missing_related_entities", &params.create_missing_related_entities)?,
         validation_only: flag("validation_only", &params.validation_only)?,
+        show_credentials: true,
     };
     let read = params.read_options()?;
     crate::ops::action::check_run_id(state, &caller.org, params.run_id.as_deref()).await?;

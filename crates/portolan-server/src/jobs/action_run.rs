@@ -433,7 +433,7 @@ async fn upsert_entity(
         Ok(b) => b,
         Err(e) => return Ok(Ending::failure(e.message)),
     };
-    let opts = crate::ops::entity::WriteOptions { create_missing_related: false, validation_only: false };
+    let opts = crate::ops::entity::WriteOptions { create_missing_related: false, ..Default::default() };
     let op = crate::ops::entity::Op::from_flags(true, false);
     match crate::ops::entity::write(state, &actor, &blueprint, None, &mapping, op, opts).await {
         Ok(w) => Ok(Ending {

@@ -424,7 +424,7 @@ async fn upsert(state: &AppState, caller: &Caller, plan: &Plan, delivery: &str) 
     // `_user` / `_team` entities are people and teams: written one by one as person or team
     // changes (a mapping can set the organization's own properties of existing ones).
     if crate::ops::system_entity::is_system(bp_id) {
-        let opts = crate::ops::entity::WriteOptions { create_missing_related: true, validation_only: false };
+        let opts = crate::ops::entity::WriteOptions { create_missing_related: true, ..Default::default() };
         for r in crate::ops::entity::write_many(state, caller, &bp, &plan.entities, Op::UpsertMerge, opts).await? {
             match r.result {
                 Ok(_) => out.upserted += 1,

@@ -72,6 +72,9 @@ pub struct WriteOptions {
     pub create_missing_related: bool,
     /// Check everything, store nothing (`validation_only=true`).
     pub validation_only: bool,
+    /// The answer can show a new service account's one-time credentials (a single write of the
+    /// API); elsewhere (bulk, webhooks, actions, the web UI) creating one is refused.
+    pub show_credentials: bool,
 }
 
 /// The blueprint `bp` of `org`, or 404.
@@ -292,7 +295,7 @@ pub async fn write_many(
 
 /// [`write_many`] for `_user` / `_team`: one item after another, each a person or team change.
 /// A new service account's secret is shown once, in a single write's answer, so bulk writes
-/// refuse to create one.
+/// cannot create one.
 async fn write_many_system(
     state: &AppState,
     actor: &Actor,
@@ -301,22 +304,11 @@ async fn write_many_system(
     op: Op,
     opts: WriteOptions,
 ) -> ApiResult<Vec<ItemResult>> {
+    let opts = WriteOptions { show_credentials: false, ..opts };
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let identifier = item.get("identifier").and_then(Value::as_str).unwrap_or_default().to_string();
-        let creates_account = bp.identifier == portolan_core::system::USER
-            && state.store.get_entity(&actor.org, &bp.identifier, &identifier).await?.is_none();
-        let result = if creates_account {
-            Err(ApiError::from(FieldError::new(
-                "identifier",
-                format!(
-                    "{identifier:?} is not a user: create service accounts one at a time \
-                     (POST /v1/blueprints/_user/entities), whose answer carries their one-time credentials"
-                ),
-            )))
-        } else {
-            write_full(state, actor, bp, None, item, op, opts).await.map(|s| s.written)
-        };
+        let result = write_full(state, actor, bp, None, item, op, opts).await.map(|s| s.written);
         out.push(ItemResult { index, identifier, result });
     }
     Ok(out)
@@ -381,7 +373,12 @@ pub async fn delete(
         if cascade {
             system_entity::protected(bp, "deleting dependents with its entities")?;
         }
-        return system_entity::delete(state, actor, bp, ids).await;
+        // Removing people through their entities passes the integrations' mass-deletion guard
+        // too (an Ocean integration that adds properties to `_user` entities owns them).
+        let ticket = deletion_guard::before_delete(state, actor, bp, ids).await?;
+        let res = system_entity::delete(state, actor, bp, ids).await;
+        deletion_guard::after_delete(state, actor, ticket, res.as_deref().ok()).await;
+        return res;
     }
     if let Some(guard) = access::write_guard(state, actor, bp).await? {
         if cascade {

@@ -341,7 +341,7 @@ pub async fn delete_user(state: &AppState, actor: &Actor, email: &str) -> ApiRes
             format!("{email} is the organization's last admin: invite another admin before removing them"),
         ));
     }
-    state.store.delete_user(&actor.org, &user.id).await?;
+    state.store.delete_user(&actor.org, &user.id, &audit_ctx(actor)).await?;
     tracing::info!(user = %user.id, by = %actor.client_id, "web user removed");
     let diff = json!({"before": {"email": email, "role": user.role}});
     crate::ops::audit::record_change(state, actor, "user", "DELETE", &email, Some(diff)).await;
@@ -370,7 +370,7 @@ pub async fn invite(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<
         return Err(ApiError::new(ErrorCode::Conflict, format!("{email} already has an account")));
     }
     let (invitation, token) = create_invitation(state, &actor.org, &email, &role, &actor.client_id).await?;
-    state.store.set_member_teams(&actor.org, &email, &teams).await?;
+    state.store.set_member_teams(&actor.org, &email, &teams, &audit_ctx(actor)).await?;
     Ok((invitation, token))
 }
 

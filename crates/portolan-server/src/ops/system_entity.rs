@@ -61,15 +61,18 @@ pub async fn write(
     };
     let stored = state.store.get_entity(&actor.org, &bp.identifier, &id).await?;
     let mode = op.mode(stored.is_some(), &bp.identifier, &id).map_err(|rej| rejection_error(&rej))?;
-    let wanted = portolan_core::entity::compose(bp, &id, &input, stored.as_ref(), mode, &meta(actor))
+    let mut wanted = portolan_core::entity::compose(bp, &id, &input, stored.as_ref(), mode, &meta(actor))
         .map_err(|e| ApiError::invalid(&e))?;
-    let (change, credentials) = match bp.identifier.as_str() {
-        USER => user_change(state, actor, stored.as_ref(), &wanted).await?,
-        _ => (team_change(state, actor, stored.as_ref(), &wanted).await?, None),
-    };
-    if change.is_some() && !actor.principal.is_admin() {
+    if let Some(s) = &stored {
+        keep_unnamed(body, s, &mut wanted);
+    }
+    if touches_people(stored.as_ref(), &wanted) && !actor.principal.is_admin() {
         return Err(admin_only(&format!("this write of {} entity {id:?}", bp.identifier)));
     }
+    let (change, credentials) = match bp.identifier.as_str() {
+        USER => user_change(state, actor, stored.as_ref(), &wanted, opts.show_credentials).await?,
+        _ => (team_change(state, actor, stored.as_ref(), &wanted).await?, None),
+    };
     if opts.validation_only {
         let written = Written { entity: wanted, created: stored.is_none() };
         return Ok(SystemWritten { written, credentials: None });
@@ -88,17 +91,68 @@ pub async fn write(
     }
 }
 
+/// A write that replaces the entity (PUT, upsert) keeps the person's or team's fields it does not
+/// name: leaving `port_type` or `team` out of a body is not a change of them.
+fn keep_unnamed(body: &Value, stored: &Entity, wanted: &mut Entity) {
+    for key in system::own_properties(&stored.blueprint) {
+        if body.get("properties").and_then(|p| p.get(*key)).is_none()
+            && let Some(v) = stored.properties.get(*key)
+        {
+            wanted.properties.insert((*key).to_string(), v.clone());
+        }
+    }
+    if body.get("team").is_none() {
+        wanted.team = stored.team.clone();
+    }
+}
+
+/// Does writing `wanted` over `stored` create or change a person or a team (Admin only)?
+fn touches_people(stored: Option<&Entity>, wanted: &Entity) -> bool {
+    let Some(s) = stored else { return true };
+    let own = system::own_properties(&wanted.blueprint);
+    own.iter().any(|k| *k != "size" && s.properties.get(*k) != wanted.properties.get(*k))
+        || (wanted.blueprint == USER && s.team != wanted.team)
+}
+
+/// The entity's names for what `PATCH /v1/users/{email}` checks (`roles`, `teams`, `status`).
+fn entity_paths(e: ApiError) -> ApiError {
+    let Some(details) = e.details.as_deref().and_then(Value::as_array) else { return e };
+    let mut errs = FieldErrors::default();
+    for d in details {
+        let path = d["path"].as_str().unwrap_or_default();
+        let path = match path.split_once('[').map_or(path, |(head, _)| head) {
+            "roles" => "properties.port_role".to_string(),
+            "status" => "properties.status".to_string(),
+            "teams" => path.replacen("teams", "team", 1),
+            _ => path.to_string(),
+        };
+        errs.push(path, d["message"].as_str().unwrap_or_default());
+    }
+    ApiError::invalid(&errs)
+}
+
 /// What writing `wanted` over `stored` changes of the person, and a new service account's
-/// credentials.
+/// credentials (made only where the answer can show them: `show_credentials`).
 async fn user_change(
     state: &AppState,
     actor: &Actor,
     stored: Option<&Entity>,
     wanted: &Entity,
+    show_credentials: bool,
 ) -> ApiResult<(Option<SystemChange>, Option<(String, String)>)> {
     let email = wanted.identifier.as_str();
     let kind = str_prop(wanted, "port_type");
     let Some(stored) = stored else {
+        if !show_credentials {
+            return Err(FieldError::new(
+                "identifier",
+                format!(
+                    "{email:?} is not a user: service accounts are created one at a time \
+                     (POST /v1/blueprints/_user/entities), whose answer shows their credentials once"
+                ),
+            )
+            .into());
+        }
         let mut errs = FieldErrors::default();
         if kind != Some(SERVICE_ACCOUNT) {
             errs.push(
@@ -184,7 +238,7 @@ async fn person_edit(
     }
     let body = Value::Object(body);
     if stored.is_some() {
-        return checked_edit(state, actor, email, &body).await;
+        return checked_edit(state, actor, email, &body).await.map_err(entity_paths);
     }
     // A new account: nothing to compare with, no last-admin rule to keep.
     let (role, moderates, teams) = checked_new(state, actor, &body).await?;

@@ -132,6 +132,17 @@ async fn user_and_team_entities_follow_people_and_teams_both_ways() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(app.get("/v1/users/ann@example.com").await.body["user"]["teams"], json!(["platform", "sre"]));
     assert_eq!(app.get("/v1/blueprints/_team/entities/sre").await.body["entity"]["properties"]["size"], 1);
+    // A replacing write keeps the person's fields it does not name (no teams lost, no type change).
+    let r = app.put("/v1/blueprints/_user/entities/ann@example.com", json!({"properties": {"slack": "@ann2"}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (&r.body["entity"]["team"], &r.body["entity"]["properties"]["port_type"]),
+        (&json!(["platform", "sre"]), &json!("Standard"))
+    );
+    assert_eq!(app.get("/v1/users/ann@example.com").await.body["user"]["teams"], json!(["platform", "sre"]));
+    // Errors are named as the entity names them.
+    let r = app.patch("/v1/blueprints/_user/entities/ann@example.com", json!({"team": ["platform", "ghost"]})).await;
+    assert_invalid(&r, "team[1]");
     // The last admin stays one, through the entity too.
     let r = app
         .patch("/v1/blueprints/_user/entities/ann@example.com", json!({"properties": {"port_role": "Member"}}))

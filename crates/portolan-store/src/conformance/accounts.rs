@@ -1,6 +1,6 @@
 //! Conformance: local accounts of the web UI (users, sessions, invitations).
 
-use super::{T0, join_all, org};
+use super::{T0, ctx, join_all, org};
 use crate::{Invitation, OrgId, Session, Store, StoreError, User};
 
 fn user(id: &str, org: &OrgId, email: &str, role: &str) -> User {
@@ -62,10 +62,10 @@ pub async fn users_have_unique_emails_and_are_tenant_scoped(s: &dyn Store) {
     assert_eq!(emails(s.list_users(&a).await.unwrap()), ["another@example.com", "one@example.com"], "by e-mail");
     assert_eq!(emails(s.list_users(&b).await.unwrap()), ["b@example.com"]);
 
-    assert!(!s.delete_user(&b, "usr_1").await.unwrap(), "B cannot remove A's user");
+    assert!(!s.delete_user(&b, "usr_1", &ctx()).await.unwrap(), "B cannot remove A's user");
     assert!(s.get_user(&a, "usr_1").await.unwrap().is_some());
-    assert!(s.delete_user(&a, "usr_1").await.unwrap());
-    assert!(!s.delete_user(&a, "usr_1").await.unwrap(), "already gone");
+    assert!(s.delete_user(&a, "usr_1", &ctx()).await.unwrap());
+    assert!(!s.delete_user(&a, "usr_1", &ctx()).await.unwrap(), "already gone");
     assert!(s.get_user(&a, "usr_1").await.unwrap().is_none());
     assert_eq!(emails(s.list_users(&a).await.unwrap()), ["another@example.com"]);
     assert_eq!(emails(s.list_users(&b).await.unwrap()), ["b@example.com"], "the other organization's stay");
@@ -107,9 +107,9 @@ pub async fn sessions_are_found_by_hash_touched_forward_and_ended(s: &dyn Store)
     for h in ["hash-a1", "hash-a2"] {
         s.create_session(&session(h, &ua, 300)).await.unwrap();
     }
-    assert!(!s.delete_user(&b, "usr_a").await.unwrap());
+    assert!(!s.delete_user(&b, "usr_a", &ctx()).await.unwrap());
     assert!(s.session("hash-a1").await.unwrap().is_some(), "B's attempt ended nothing");
-    assert!(s.delete_user(&a, "usr_a").await.unwrap());
+    assert!(s.delete_user(&a, "usr_a", &ctx()).await.unwrap());
     assert!(s.session("hash-a1").await.unwrap().is_none());
     assert!(s.session("hash-a2").await.unwrap().is_none());
     assert_eq!(s.session("hash-b").await.unwrap(), Some(sb));
@@ -156,7 +156,7 @@ pub async fn invitations_are_used_once_before_they_expire(s: &dyn Store) {
     assert!(matches!(s.accept_invitation("tok-3", &third, 1_500).await, Err(StoreError::Conflict(_))));
     assert_eq!(s.invitation("tok-3").await.unwrap().unwrap().used_at, None, "rolled back");
     assert!(s.get_user(&b, "usr_third").await.unwrap().is_none());
-    assert!(s.delete_user(&a, "usr_new").await.unwrap());
+    assert!(s.delete_user(&a, "usr_new", &ctx()).await.unwrap());
     assert_eq!(s.accept_invitation("tok-3", &third, 1_500).await.unwrap().org, b, "usable once the e-mail is free");
 
     // Five acceptances of one invitation at once: exactly one user.

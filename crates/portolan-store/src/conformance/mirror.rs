@@ -94,7 +94,7 @@ pub async fn user_and_team_entities_follow_people_and_teams(s: &dyn Store) {
     );
 
     // Memberships: the person's `$team` and the team's size.
-    s.set_member_teams(&a, "p@example.com", &[]).await.unwrap();
+    s.set_member_teams(&a, "p@example.com", &[], &ctx()).await.unwrap();
     assert!(get(s, &a, USER, "p@example.com").await.unwrap().team.is_empty());
     assert_eq!(get(s, &a, TEAM, "core").await.unwrap().properties["size"], json!(1));
     s.update_person(
@@ -118,7 +118,7 @@ pub async fn user_and_team_entities_follow_people_and_teams(s: &dyn Store) {
     assert!(get(s, &a, USER, "p@example.com").await.unwrap().team.is_empty());
 
     // The entity goes with the person.
-    s.delete_user(&a, "usr_p").await.unwrap();
+    s.delete_user(&a, "usr_p", &ctx()).await.unwrap();
     assert!(get(s, &a, USER, "p@example.com").await.is_none());
 }
 

@@ -1,6 +1,6 @@
 //! Conformance: process-wide settings, readiness, organizations and API credentials.
 
-use super::{T0, join_all, org};
+use super::{T0, ctx, join_all, org};
 use crate::{Credential, OrgId, Store, StoreError};
 
 pub async fn settings_are_initialised_once(s: &dyn Store) {
@@ -70,9 +70,9 @@ pub async fn orgs_and_credentials(s: &dyn Store) {
     assert!(s.list_credentials(&a).await.unwrap().iter().all(|c| c.0 != "pc2"));
     assert!(!s.update_credential(&a, "pc2", None, Some("x")).await.unwrap());
     assert!(!s.delete_credential(&a, "pc2").await.unwrap());
-    assert!(!s.delete_user(&b, "usr_1").await.unwrap());
+    assert!(!s.delete_user(&b, "usr_1", &ctx()).await.unwrap());
     assert!(s.session("sess").await.unwrap().is_some());
-    assert!(s.delete_user(&a, "usr_1").await.unwrap());
+    assert!(s.delete_user(&a, "usr_1", &ctx()).await.unwrap());
     assert!(s.session("sess").await.unwrap().is_none());
     assert!(s.user_by_email("u@example.com").await.unwrap().is_none());
     assert!(s.credential("pc2").await.unwrap().is_none(), "a removed user's credential goes with them");

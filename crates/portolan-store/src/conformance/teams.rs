@@ -428,13 +428,13 @@ pub async fn people_have_roles_status_and_teams(s: &dyn Store) {
     assert_eq!(s.update_person(&a, "k@example.com", &saml, &ctx()).await.unwrap().providers, ["SAML"]);
     assert_eq!(s.update_person(&a, "k@example.com", &sso, &ctx()).await.unwrap().providers, ["SAML", "OIDC"]);
 
-    s.set_member_teams(&a, "later@example.com", &["core".into(), "web".into()]).await.unwrap();
+    s.set_member_teams(&a, "later@example.com", &["core".into(), "web".into()], &ctx()).await.unwrap();
     assert_eq!(s.get_team(&a, "web").await.unwrap().unwrap().members, ["later@example.com", "p@example.com"]);
     assert!(matches!(
-        s.set_member_teams(&a, "later@example.com", &["ghost".into()]).await,
+        s.set_member_teams(&a, "later@example.com", &["ghost".into()], &ctx()).await,
         Err(StoreError::NotFound(_))
     ));
-    s.delete_user(&a, "usr_p").await.unwrap();
+    s.delete_user(&a, "usr_p", &ctx()).await.unwrap();
     assert_eq!(
         s.get_team(&a, "web").await.unwrap().unwrap().members,
         ["later@example.com"],

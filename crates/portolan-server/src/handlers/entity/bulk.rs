@@ -40,6 +40,7 @@ pub async fn bulk_create(
     let opts = WriteOptions {
         create_missing_related: flag("create_missing_related_entities", &params.create_missing_related_entities)?,
         validation_only: flag("validation_only", &params.validation_only)?,
+        show_credentials: false,
     };
     crate::ops::action::check_run_id(&state, &caller.org, params.run_id.as_deref()).await?;
     let results = entity::write_many(&state, &caller, &bp, items, op, opts).await?;
