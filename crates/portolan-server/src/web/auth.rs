@@ -73,6 +73,8 @@ struct UserRow {
     email: String,
     role: String,
     status: String,
+    /// `Standard`, or `Service Account` (API only).
+    kind: String,
     teams: Vec<TeamLink>,
     created: String,
 }
@@ -281,6 +283,7 @@ async fn users_page(
             email: x.email,
             role: x.role,
             status: x.status,
+            kind: x.kind,
             teams: x
                 .teams
                 .into_iter()

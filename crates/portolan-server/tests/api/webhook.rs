@@ -458,3 +458,32 @@ async fn the_delete_operation_deletes_with_or_without_dependents() {
     let job = app.processed(&app.github(&path, "d5", "pull_request", &deleted).await).await;
     assert_eq!((&job["status"], &job["result"]["deleted"]), (&json!("succeeded"), &json!(0)));
 }
+
+/// A mapping into `_user` sets the organization's own properties of existing people, through
+/// the same person path as the API (their role untouched), and says in the webhook's log why
+/// it makes no one: people are not created by ingestion.
+#[tokio::test]
+async fn a_mapping_into_user_entities_sets_own_properties_and_makes_no_one() {
+    let Some(app) = app().await else { return };
+    app.web_user("usr_a", "ann@example.com", "admin").await;
+    let r = app.patch("/v1/blueprints/_user", json!({"schema": {"properties": {"github": {"type": "string"}}}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let path = app
+        .webhook(json!({"identifier": "people", "title": "People", "enabled": true, "mappings": [
+            {"blueprint": "_user", "entity": {"identifier": ".body.email", "properties": {"github": ".body.login"}}}
+        ]}))
+        .await;
+    for (email, login) in [("ann@example.com", "ann-gh"), ("ghost@example.com", "ghost-gh")] {
+        let body = json!({"email": email, "login": login}).to_string().into_bytes();
+        let r = app.deliver(&path, &[("content-type", "application/json")], body).await;
+        app.processed(&r).await;
+    }
+    let ann = app.get("/v1/blueprints/_user/entities/ann@example.com").await;
+    assert_eq!(
+        (&ann.body["entity"]["properties"]["github"], &ann.body["entity"]["properties"]["port_role"]),
+        (&json!("ann-gh"), &json!("Admin"))
+    );
+    assert_eq!(app.get("/v1/blueprints/_user/entities/ghost@example.com").await.status, StatusCode::NOT_FOUND);
+    let logs = messages(&app.webhook_logs("people", "limit=50").await);
+    assert!(logs.iter().any(|m| m.contains("ghost@example.com") && m.contains("is not a user")), "{logs:?}");
+}

@@ -88,3 +88,28 @@ async fn the_organization_page_shows_quotas_and_usage() {
     let mut member = app.user("usr_m", "m@example.com", "member").await;
     assert_eq!(app.get(&mut member, "/ui/organization").await.status, StatusCode::FORBIDDEN);
 }
+
+/// The users page tells service accounts from people, and the catalog lists people and teams
+/// as the `_user` and `_team` entities they are.
+#[tokio::test]
+async fn service_accounts_show_on_the_users_page_and_people_in_the_catalog() {
+    let Some(app) = WebApp::spawn().await else { return };
+    let mut admin = app.admin().await;
+    let bot = "ci-bot@serviceaccounts.getport.io";
+    let made = app
+        .api(
+            "POST",
+            "/v1/blueprints/_user/entities",
+            json!({"identifier": bot, "properties": {"port_type": "Service Account"}}),
+        )
+        .await;
+    assert!(made["additionalData"]["credentials"]["clientSecret"].is_string(), "{made}");
+    let users = app.get(&mut admin, "/ui/users").await;
+    assert_eq!(users.status, StatusCode::OK);
+    let text = users.unescaped();
+    assert!(text.contains(&format!("<td>{bot}</td><td>member</td><td>Active</td><td>Service Account</td>")), "{text}");
+    assert!(text.contains(&format!("<td>{ADMIN}</td><td>admin</td><td>Active</td><td>Standard</td>")), "{text}");
+    let catalog = app.get(&mut admin, "/ui/catalog/_user").await;
+    assert_eq!(catalog.status, StatusCode::OK);
+    assert!(catalog.unescaped().contains(bot), "{}", catalog.text);
+}

@@ -226,3 +226,43 @@ pub async fn entity_writes_do_not_make_people_or_teams(s: &dyn Store) {
     }
     assert!(get(s, &a, USER, "ghost@example.com").await.is_none() && get(s, &a, "svc", "api").await.is_none());
 }
+
+/// PostgreSQL, several connections: a person change and a write of the person's `_user` entity
+/// at once neither deadlock (user row, `_user` row and entity key locked in opposite orders
+/// before `mirror::lock_people`) nor lose either change; memberships changed at once are all
+/// counted in the team's `size`.
+pub async fn concurrent_people_changes_keep_their_entities_whole(s: &dyn Store) {
+    let a = org(s, "a").await;
+    s.create_user(&user(&a, "c@example.com")).await.unwrap();
+    s.save_team(&a, None, &team("core", &[]), SaveMode::Create, &ctx()).await.unwrap();
+    for round in 0..20 {
+        let name = PersonEdit { first_name: Some(Some(format!("n{round}"))), ..PersonEdit::default() };
+        let pager = EntityWrite {
+            blueprint: USER.into(),
+            identifier: "c@example.com".into(),
+            build: Box::new(move |stored| {
+                let mut e = stored.cloned().expect("the person's entity");
+                e.properties.insert("pager".into(), json!(round));
+                Ok((e, vec![]))
+            }),
+            create_missing_related: false,
+        };
+        let c = ctx();
+        let (x, y) =
+            tokio::join!(s.update_person(&a, "c@example.com", &name, &c), s.write_system_entity(&a, None, pager, &c));
+        x.unwrap();
+        y.unwrap().unwrap();
+        let u = get(s, &a, USER, "c@example.com").await.unwrap();
+        assert_eq!((u.title, &u.properties["pager"]), (Some(format!("n{round}")), &json!(round)), "round {round}");
+    }
+    let emails: Vec<String> = (0..8).map(|i| format!("m{i}@example.com")).collect();
+    for e in &emails {
+        s.create_user(&user(&a, e)).await.unwrap();
+    }
+    let join = PersonEdit { teams: Some(vec!["core".into()]), ..PersonEdit::default() };
+    let c = ctx();
+    for r in super::join_all(emails.iter().map(|e| s.update_person(&a, e, &join, &c)).collect()).await {
+        r.unwrap();
+    }
+    assert_eq!(get(s, &a, TEAM, "core").await.unwrap().properties["size"], json!(8), "every join counted");
+}

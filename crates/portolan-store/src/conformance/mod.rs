@@ -243,6 +243,7 @@ macro_rules! conformance_tests {
             // mirror.rs
             user_and_team_entities_follow_people_and_teams, team_renames_keep_relations_to_their_entity_whole,
             changes_through_system_entities_are_one_transaction, entity_writes_do_not_make_people_or_teams,
+            concurrent_people_changes_keep_their_entities_whole,
             // widgets.rs
             widget_aggregates_count_group_and_stay_in_the_organization, measures_of_one_scan_match_their_own_statements);
     };
