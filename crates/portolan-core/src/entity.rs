@@ -143,7 +143,11 @@ pub fn compose(
     meta: &WriteMeta,
 ) -> Result<Entity, FieldErrors> {
     let mut errs = FieldErrors::default();
-    if let Err(e) = check_entity_id("identifier", id) {
+    // A stored entity's identifier stands (a `_team` entity is named as its team, whose name may
+    // hold a space).
+    if stored.is_none()
+        && let Err(e) = check_entity_id("identifier", id)
+    {
         errs.0.push(e);
     }
     let merge_onto = if mode == WriteMode::Merge { stored } else { None };

@@ -311,6 +311,24 @@ pub async fn delete(state: &AppState, actor: &Actor, bp: &str, ids: &[String]) -
     if !actor.principal.is_admin() {
         return Err(admin_only(&format!("deleting {bp} entities")));
     }
+    // Every one is checked before any goes (the API's deletes are all or nothing).
+    if bp == USER {
+        let users = state.store.list_users(&actor.org).await?;
+        if let Some(id) = ids.iter().find(|id| !users.iter().any(|u| &u.email == *id)) {
+            return Err(ApiError::not_found(format!("user {id:?} was not found in this organization")));
+        }
+        let mut admins = users.iter().filter(|u| u.role == "admin").peekable();
+        if admins.peek().is_some_and(|u| ids.contains(&u.email)) && admins.all(|u| ids.contains(&u.email)) {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::LastAdmin,
+                "these are all of the organization's admins: invite another admin before removing them",
+            ));
+        }
+    } else {
+        for id in ids {
+            state.store.get_team(&actor.org, id).await?.ok_or_else(|| super::people::team_not_found(id))?;
+        }
+    }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if bp == USER {

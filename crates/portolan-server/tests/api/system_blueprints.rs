@@ -152,6 +152,15 @@ async fn user_and_team_entities_follow_people_and_teams_both_ways() {
     assert_error(&app.get("/v1/teams/sre").await, 404, "not_found");
     assert_eq!(app.get("/v1/users/ann@example.com").await.body["user"]["teams"], json!(["platform"]));
 
+    // A team named with a space (Port's rule allows it; entity identifiers do not): its entity
+    // is still written and deleted through the entity API.
+    assert_eq!(app.post("/v1/teams", json!({"name": "Team A"})).await.status, StatusCode::CREATED);
+    let r = app.patch("/v1/blueprints/_team/entities/Team%20A", json!({"properties": {"description": "a"}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.get("/v1/teams/Team%20A").await.body["team"]["description"], "a");
+    let r = app.post("/v1/blueprints/_team/bulk/entities/delete", json!({"entities": ["Team A", "ghost"]})).await;
+    assert_error(&r, 404, "not_found");
+    assert_eq!(app.get("/v1/teams/Team%20A").await.status, StatusCode::OK, "all or nothing");
     // Searchable like any entity.
     let r = app
         .post(
