@@ -312,3 +312,25 @@ async fn a_timer_that_expired_while_no_node_ran_fires_when_one_starts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(be.calls("/expired").len(), 1, "fired once by two nodes: {got:?}");
 }
+
+/// An onboarding hook: an automation on `_user` `ENTITY_CREATED` runs when a person joins (the
+/// entity is made with the account, in its transaction) and `ENTITY_UPDATED` when they change.
+#[tokio::test]
+async fn automations_on_user_entities_run_when_people_join_and_change() {
+    let Some(app) = TestApp::spawn_with(config()).await else { return };
+    let be = Recorder::start().await;
+    for (id, event) in [("onboard", "ENTITY_CREATED"), ("changed", "ENTITY_UPDATED")] {
+        let mut a = automation(id, event, &format!("{}/{id}", be.url), None);
+        a["trigger"]["event"]["blueprintIdentifier"] = json!("_user");
+        let r = app.post("/v1/actions", a).await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    }
+    app.web_user("usr_n", "new@example.com", "member").await;
+    let calls = be.wait_for("/onboard", 1).await;
+    assert_eq!(calls[0]["entity"], "new@example.com", "{calls:?}");
+    let r = app.patch("/v1/users/new@example.com", json!({"status": "Disabled"})).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    let calls = be.wait_for("/changed", 1).await;
+    assert_eq!(calls[0]["entity"], "new@example.com", "{calls:?}");
+    wait_runs(&app, "onboard", 1).await;
+}
