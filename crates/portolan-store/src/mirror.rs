@@ -155,13 +155,28 @@ async fn put(
     scorecards::enqueue_for_written(db, tx, org, &[(want.blueprint.as_str(), want.identifier.as_str())]).await
 }
 
-/// Delete the system entity `bp`/`id` if it exists; refused (`RequiredBy`) while another entity
-/// requires it.
-async fn remove(db: &Db, tx: &mut Tx, org: &OrgId, bp: &str, id: &str, ctx: &AuditCtx) -> Result<()> {
-    if get_in_tx(db, tx, org, bp, id).await?.is_some() {
-        delete_in(db, tx, org, bp, &[id.to_string()], false, ctx).await?;
-    }
-    Ok(())
+/// Bring the system entity `bp`/`id` in line: `fill` writes Portolan's fields over the stored
+/// entity (or a new one); without `fill` (no such person or team) the entity goes, refused
+/// (`RequiredBy`) while another entity requires it.
+async fn reconcile(
+    db: &Db,
+    tx: &mut Tx,
+    org: &OrgId,
+    (bp, id): (&str, &str),
+    fill: Option<impl FnOnce(&mut Entity)>,
+    ctx: &AuditCtx,
+) -> Result<()> {
+    let before = get_in_tx(db, tx, org, bp, id).await?;
+    let Some(fill) = fill else {
+        if before.is_some() {
+            delete_in(db, tx, org, bp, &[id.to_string()], false, ctx).await?;
+        }
+        return Ok(());
+    };
+    let mut want =
+        before.as_ref().map_or_else(|| empty_entity(bp, id, ctx, Some("Portolan".into())), |(_, e)| e.clone());
+    fill(&mut want);
+    put(db, tx, org, before, want, ctx).await
 }
 
 /// Bring the `_user` entities of `emails` in line with the people (an e-mail with no person:
@@ -173,17 +188,14 @@ pub(crate) async fn sync_people(db: &Db, tx: &mut Tx, org: &OrgId, emails: &[Str
     let unique: BTreeSet<&String> = emails.iter().collect();
     for email in unique {
         let person = crate::teams::person_in(db, tx, org, email).await?;
-        let before = get_in_tx(db, tx, org, USER, email).await?;
-        let Some(p) = person else {
-            remove(db, tx, org, USER, email, ctx).await?;
-            continue;
-        };
-        let mut want =
-            before.as_ref().map_or_else(|| empty_entity(USER, email, ctx, Some("Portolan".into())), |(_, e)| e.clone());
-        want.title = Some(system::user_title(email, p.first_name.as_deref(), p.last_name.as_deref()));
-        want.team = p.teams.clone();
-        want.properties.extend(system::user_properties(&p.role, &p.kind, &p.status, &p.moderates));
-        put(db, tx, org, before, want, ctx).await?;
+        let fill = person.map(|p| {
+            move |e: &mut Entity| {
+                e.title = Some(system::user_title(email, p.first_name.as_deref(), p.last_name.as_deref()));
+                e.team = p.teams.clone();
+                e.properties.extend(system::user_properties(&p.role, &p.kind, &p.status, &p.moderates));
+            }
+        });
+        reconcile(db, tx, org, (USER, email), fill, ctx).await?;
     }
     Ok(())
 }
@@ -203,18 +215,15 @@ pub(crate) async fn sync_teams(db: &Db, tx: &mut Tx, org: &OrgId, names: &[Strin
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
-        let before = get_in_tx(db, tx, org, TEAM, name).await?;
-        let Some(team) = team else {
-            remove(db, tx, org, TEAM, name, ctx).await?;
-            continue;
-        };
-        let size: i64 = team.get(1);
-        let description: Option<String> = team.get(0);
-        let mut want =
-            before.as_ref().map_or_else(|| empty_entity(TEAM, name, ctx, Some("Portolan".into())), |(_, e)| e.clone());
-        want.title = Some(name.clone());
-        want.properties.extend(system::team_properties(description.as_deref(), usize::try_from(size).unwrap_or(0)));
-        put(db, tx, org, before, want, ctx).await?;
+        let fill = team.map(|t| {
+            let (description, size): (Option<String>, i64) = (t.get(0), t.get(1));
+            move |e: &mut Entity| {
+                e.title = Some(name.clone());
+                e.properties
+                    .extend(system::team_properties(description.as_deref(), usize::try_from(size).unwrap_or(0)));
+            }
+        });
+        reconcile(db, tx, org, (TEAM, name), fill, ctx).await?;
     }
     Ok(())
 }
