@@ -432,6 +432,7 @@ pub fn search(data: &[u8]) {
             dialect,
             scorecards: Some(&[]),
             team_rows,
+            reader: None,
         };
         let Ok(frag) = portolan_store::query::compile_where(&q, &ctx) else { continue };
         for s in &user {

@@ -2,7 +2,7 @@
 //! projections and relation titles. Works on whole pages so related entities are fetched in
 //! one query per hop, never one per entity.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use portolan_core::{Blueprint, Entity};
 use portolan_store::OrgId;
@@ -87,7 +87,6 @@ pub async fn render_for(
     opts: &ReadOptions,
 ) -> ApiResult<Vec<Value>> {
     let admits = |e: &Entity| scope.as_ref().is_none_or(|r| r.admits(e));
-    let reads_all = |bp: &str| scope.as_ref().is_none_or(|r| r.reads_all(bp));
     let blueprints = state.blueprints(org).await?;
     let related = Related { blueprints: &blueprints, admits: &admits };
     let mut out: Vec<Map<String, Value>> = entities.iter().map(entity_json).collect();
@@ -102,7 +101,7 @@ pub async fn render_for(
         }
     }
     if !opts.exclude_calculated {
-        add_aggregations(state, org, &blueprints, entities, &reads_all, &mut out).await?;
+        add_aggregations(state, org, &blueprints, entities, scope, &mut out).await?;
         let mut by_bp: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, e) in entities.iter().enumerate() {
             by_bp.entry(e.blueprint.as_str()).or_default().push(i);
@@ -123,15 +122,16 @@ pub async fn render_for(
 
 /// Aggregation properties: the values the upkeep jobs computed (`Aggregations`, one query per
 /// page); `null` until computed, and when the function has no value for an empty set. The
-/// values count every related entity, so a reader who may not read all of the target
-/// blueprint's entities gets `null` (`reads_all`) rather than a number built from entities it
-/// may not see.
+/// stored values count every related entity, so for a reader who may not read all of an
+/// aggregation's target blueprint, the page's values of that blueprint are computed now over
+/// the targets it reads (`Aggregations::aggregation_values_visible`: one statement per entity
+/// and property) rather than shown from entities it may not see.
 async fn add_aggregations(
     state: &AppState,
     org: &OrgId,
     blueprints: &HashMap<String, Blueprint>,
     entities: &[Entity],
-    reads_all: &(dyn Fn(&str) -> bool + Sync),
+    scope: Option<&crate::access::Reader>,
     out: &mut [Map<String, Value>],
 ) -> ApiResult<()> {
     let has = |e: &Entity| blueprints.get(&e.blueprint).is_some_and(|b| !b.aggregation_properties.is_empty());
@@ -140,17 +140,36 @@ async fn add_aggregations(
     if keys.is_empty() {
         return Ok(());
     }
+    let reads_all = |target: &Value| target.as_str().is_some_and(|t| scope.is_none_or(|r| r.reads_all(t)));
     let mut values: HashMap<(String, String, String), Option<f64>> = HashMap::new();
     for v in state.store.aggregation_values(org, &keys).await? {
         values.insert((v.blueprint, v.entity, v.property), v.value);
+    }
+    // The blueprints with an aggregation whose targets this reader reads only in part.
+    let mut partial: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (b, id) in &keys {
+        if blueprints.get(b).is_some_and(|bp| bp.aggregation_properties.values().any(|d| !reads_all(&d["target"]))) {
+            partial.entry(b.as_str()).or_default().push(id.clone());
+        }
+    }
+    let mut live: HashMap<(String, String, String), Option<f64>> = HashMap::new();
+    if let (Some(r), false) = (scope, partial.is_empty())
+        && let Some(visible) = r.restriction()?
+    {
+        let now = chrono::Utc::now();
+        for (b, ids) in partial {
+            for v in state.store.aggregation_values_visible(org, b, &ids, blueprints, now, &visible).await? {
+                live.insert((v.blueprint, v.entity, v.property), v.value);
+            }
+        }
     }
     for (e, m) in entities.iter().zip(out.iter_mut()) {
         let Some(bp) = blueprints.get(&e.blueprint) else { continue };
         let Some(Value::Object(p)) = m.get_mut("properties") else { continue };
         for (id, def) in &bp.aggregation_properties {
             let key = (e.blueprint.clone(), e.identifier.clone(), id.clone());
-            let shown = def["target"].as_str().is_some_and(reads_all);
-            let value = values.get(&key).copied().flatten().filter(|_| shown);
+            let from = if reads_all(&def["target"]) { &values } else { &live };
+            let value = from.get(&key).copied().flatten();
             p.insert(id.clone(), value.map_or(Value::Null, number));
         }
     }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use portolan_core::aggregation::{Aggregation, Func, Summary, finish, median_of_middle};
-use portolan_core::search::{RelatedTo, parse_timestamp};
+use portolan_core::search::{Combinator, Query, RelatedTo, parse_timestamp};
 use portolan_core::{Blueprint, FieldError};
 use serde_json::json;
 
@@ -107,6 +107,20 @@ pub trait Aggregations: Send + Sync {
     ) -> Result<Affected>;
     /// The stored values of these `(blueprint, identifier)` entities, in one query.
     async fn aggregation_values(&self, org: &OrgId, entities: &[(String, String)]) -> Result<Vec<AggregationValue>>;
+    /// Blueprint `bp`'s aggregation properties of entities `ids`, computed now over only the
+    /// targets `visible` admits (a reader's read restriction, ANDed with each aggregation's
+    /// `query`): what a reader who may not read every target sees. Not stored; one statement
+    /// per entity and property (two for a median). An aggregation that no longer compiles has
+    /// no value.
+    async fn aggregation_values_visible(
+        &self,
+        org: &OrgId,
+        bp: &str,
+        ids: &[String],
+        blueprints: &HashMap<String, Blueprint>,
+        now: DateTime<Utc>,
+        visible: &Query,
+    ) -> Result<Vec<AggregationValue>>;
 }
 
 /// Does any blueprint of `org` have an aggregation property? (One read of its blueprints.)
@@ -333,8 +347,15 @@ impl Aggregations for SqlStore {
         let d = db.dialect();
         let mut out = AggregateOutcome::default();
         let aggs = blueprints.get(bp).map(Aggregation::of_blueprint).unwrap_or_default();
-        let cctx =
-            CompileCtx { org_id: &org.0, now: now_at, blueprints, dialect: d, scorecards: None, team_rows: false };
+        let cctx = CompileCtx {
+            org_id: &org.0,
+            now: now_at,
+            blueprints,
+            dialect: d,
+            scorecards: None,
+            team_rows: false,
+            reader: None,
+        };
         // The snapshot: everything below is read after this instant (the database's clock), on
         // the read pool — no lock is held while computing. Values are written with it as
         // `computed_at`, and a stored value is replaced only by one of a later snapshot, so a
@@ -483,6 +504,7 @@ impl Aggregations for SqlStore {
             dialect: db.dialect(),
             scorecards: None,
             team_rows: false,
+            reader: None,
         };
         for agg_bp in aggregating {
             let mut found: Vec<String> = by_bp.get(agg_bp).cloned().unwrap_or_default();
@@ -509,6 +531,51 @@ impl Aggregations for SqlStore {
                 out.whole.push(agg_bp.to_string());
             } else if !found.is_empty() {
                 out.entities.insert(agg_bp.to_string(), found);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn aggregation_values_visible(
+        &self,
+        org: &OrgId,
+        bp: &str,
+        ids: &[String],
+        blueprints: &HashMap<String, Blueprint>,
+        now_at: DateTime<Utc>,
+        visible: &Query,
+    ) -> Result<Vec<AggregationValue>> {
+        let db = &self.db;
+        let cctx = CompileCtx {
+            org_id: &org.0,
+            now: now_at,
+            blueprints,
+            dialect: db.dialect(),
+            scorecards: None,
+            team_rows: false,
+            reader: None,
+        };
+        let aggs: Vec<Aggregation> = blueprints
+            .get(bp)
+            .map(Aggregation::of_blueprint)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut a| {
+                let rules = a.query.take().into_iter().chain(std::iter::once(visible.clone())).collect();
+                a.query = Some(Query::Group { combinator: Combinator::And, rules });
+                a
+            })
+            .collect();
+        let mut out = Vec::with_capacity(ids.len() * aggs.len());
+        for id in ids.iter().filter(|i| !db.refuses(i) && !db.refuses(bp)) {
+            for agg in &aggs {
+                let value = value_of(db, agg, (bp, id), &cctx).await?.ok().flatten();
+                out.push(AggregationValue {
+                    blueprint: bp.to_string(),
+                    entity: id.clone(),
+                    property: agg.id.clone(),
+                    value,
+                });
             }
         }
         Ok(out)

@@ -19,6 +19,7 @@ mod write;
 
 pub use team_count::count_sql as team_count_sql;
 pub use team_count::walk_sql as team_walk_sql;
+pub(crate) use team_count::{Admits, admits};
 
 pub(crate) use delete::delete_in;
 pub(crate) use write::{Sequential, get_in_tx, save};
@@ -312,6 +313,7 @@ fn compile_ctx<T>(
         dialect: db.dialect(),
         scorecards: Some(scorecards.unwrap_or_default()),
         team_rows: whole_set,
+        reader: req.visible,
     })
 }
 
@@ -442,8 +444,13 @@ impl Entities for SqlStore {
             Some(col) => {
                 q.push(col).push(dir);
             }
-            // An aggregation property of the blueprint searched: by its computed value.
+            // An aggregation property of the blueprint searched: by its computed value (unless
+            // it counts entities the reader may not read).
             None if is_aggregation(req, sort) => {
+                let why = compile_ctx(db, org, req, None, false, |c| c.hides_targets_of(req.blueprint?, sort));
+                if let Some(why) = why {
+                    return Err(StoreError::Invalid(portolan_core::FieldError::new("sort", why)));
+                }
                 q.append(crate::query::stored_value(sort)).push(dir);
             }
             // A property: by the rank of its JSON type (numbers, strings, booleans, arrays,

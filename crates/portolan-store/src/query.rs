@@ -72,6 +72,26 @@ pub struct CompileCtx<'a> {
     /// teams gather the teams' entities from `entity_teams` once. Pages leave it off, so they
     /// test each row's teams and stop at their limit.
     pub team_rows: bool,
+    /// The reader's read restriction (`SearchRequest::visible`): an aggregation property whose
+    /// targets it does not read whole cannot be searched or sorted by, since its stored value
+    /// counts entities hidden from it ([`CompileCtx::hides_targets_of`]).
+    pub reader: Option<&'a Query>,
+}
+
+impl CompileCtx<'_> {
+    /// Why the reader may not search or sort by aggregation property `name` of blueprint `bp`:
+    /// its target blueprint is one the reader reads only in part.
+    pub fn hides_targets_of(&self, bp: &str, name: &str) -> Option<String> {
+        let visible = self.reader?;
+        let target = self.blueprints.get(bp)?.aggregation_properties.get(name)?["target"].as_str()?;
+        match crate::entities::admits(visible, target) {
+            Some(crate::entities::Admits::All) => None,
+            _ => Some(format!(
+                "'{name}' aggregates {target} entities, some of which you may not read: its value counts them, so it \
+                 cannot be searched or sorted by (it is shown computed over the ones you read)"
+            )),
+        }
+    }
 }
 
 /// What the compiler needs of a scorecard: its key, level titles and rule identifiers.
@@ -313,6 +333,9 @@ impl<'a> Compiler<'a, '_> {
                     let Applies::Only(bp) = &applies else {
                         return Err(FieldError::new(path, "an aggregation property belongs to one blueprint"));
                     };
+                    if let Some(why) = self.ctx.hides_targets_of(bp, name) {
+                        return Err(FieldError::new(join_path(path, "property"), why));
+                    }
                     aggregate::predicate(self.ctx, bp, name, pos, path)?
                 }
             };

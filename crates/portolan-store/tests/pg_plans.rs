@@ -242,6 +242,7 @@ async fn aggregation_rules_and_sorts_use_indexes_on_never_analyzed_tables() {
         dialect: Dialect::Postgres,
         scorecards: None,
         team_rows: false,
+        reader: None,
     };
     let scope = |f: &mut SqlFrag| {
         f.push(" FROM entities e WHERE e.org_id = ").param(o.0.as_str()).push(" AND e.blueprint = ").param("service");

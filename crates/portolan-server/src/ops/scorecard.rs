@@ -164,6 +164,7 @@ fn checked_write(
         dialect: Default::default(),
         scorecards: None,
         team_rows: false,
+        reader: None,
     };
     let queries = sc
         .filter

@@ -251,11 +251,11 @@ async fn search_rules_read_aggregation_values_and_bad_ones_are_refused() {
     assert_invalid(&r, "query.rules[0].operator");
 }
 
-/// An aggregation counts every related entity, so a reader who may not read all of the target
-/// blueprint gets `null` instead of a number built from entities hidden from it; readers of
-/// the whole target, and admins, get the value.
+/// A stored aggregation counts every related entity, so a reader who may not read all of the
+/// target blueprint gets the value computed over the targets it reads — never a number built
+/// from entities hidden from it; readers of the whole target, and admins, get the stored value.
 #[tokio::test]
-async fn aggregations_over_entities_hidden_from_the_reader_are_null() {
+async fn aggregations_count_only_the_entities_the_reader_reads() {
     let Some(app) = app().await else { return };
     model(&app, json!({"deployments": agg("deployment", json!({"calculationBy": "entities", "func": "count"}))})).await;
     app.teams(&["ops"]).await;
@@ -264,13 +264,16 @@ async fn aggregations_over_entities_hidden_from_the_reader_are_null() {
     for d in ["d1", "d2"] {
         app.entity("deployment", json!({"identifier": d, "relations": {"service": "s1"}})).await;
     }
+    app.entity("deployment", json!({"identifier": "d3", "team": ["ops"], "relations": {"service": "s1"}})).await;
     settle(&app).await;
-    let as_ops = || async {
-        let r = app.req_as(&ops, "GET", "/v1/blueprints/service/entities/s1", None).await;
+    let (app, ops) = (&app, &ops);
+    let as_ops = |path: &'static str| async move {
+        let r = app.req_as(ops, "GET", path, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        r.body["entity"]["properties"]["deployments"].clone()
+        r.body
     };
-    assert_eq!(as_ops().await, json!(2), "a member who reads every deployment");
+    let one = "/v1/blueprints/service/entities/s1";
+    assert_eq!(as_ops(one).await["entity"]["properties"]["deployments"], json!(3), "a member who reads every one");
     let r = app
         .patch(
             "/v1/blueprints/deployment/permissions",
@@ -278,6 +281,20 @@ async fn aggregations_over_entities_hidden_from_the_reader_are_null() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(as_ops().await, json!(null), "deployments of no team are hidden from the member: no count");
-    assert_eq!(props(&app, "s1").await["deployments"], json!(2), "admins");
+    assert_eq!(
+        as_ops(one).await["entity"]["properties"]["deployments"],
+        json!(1),
+        "only the deployment of the member's team (d1 and d2 have no team)"
+    );
+    let page = as_ops("/v1/blueprints/service/entities").await;
+    assert_eq!(page["entities"][0]["properties"]["deployments"], json!(1), "lists too: {page}");
+    assert_eq!(props(app, "s1").await["deployments"], json!(3), "admins: the stored value");
+    // The stored value may not be searched by this reader: it would tell hidden entities apart.
+    let by_count = json!({"query": {"combinator": "and", "rules": [
+        {"property": "deployments", "operator": ">", "value": 2}]}});
+    let path = "/v1/blueprints/service/entities/search";
+    let r = app.req_as(ops, "POST", path, Some(by_count.clone())).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("some of which you may not read"), "{}", r.body);
+    assert_eq!(crate::helpers::ids(&app.post(path, by_count).await.body), ["s1"], "admins search by it");
 }

@@ -8,7 +8,7 @@ use portolan_core::Blueprint;
 use portolan_core::search::parse_query;
 use serde_json::{Value, json};
 
-use super::{bp, ctx, entity, org, req, write_ok};
+use super::{bp, ctx, entity, idents, org, req, write_ok};
 use crate::{
     AGGREGATE_ENTITIES_JOB, AGGREGATE_RECOMPUTE_JOB, AggregateTargets, JobFilter, OrgId, SearchRequest, Store,
 };
@@ -215,4 +215,75 @@ pub async fn aggregation_values_follow_writes_deletes_search_and_sort(s: &dyn St
     assert!(values(s, &b, "s1").await.is_empty());
     s.delete_entities(&a, "service", &["s3".to_string()], false, &ctx()).await.unwrap();
     assert!(values(s, &a, "s3").await.is_empty());
+}
+
+/// A reader who may read only some of the targets sees aggregation values computed over those
+/// (`aggregation_values_visible`), never the stored ones built from every target.
+pub async fn aggregation_values_for_a_reader_count_only_what_it_reads(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let m = three(s, &a).await;
+    for t in ["t1", "t2"] {
+        let w = crate::TeamWrite {
+            name: t.into(),
+            id: format!("team_{t}"),
+            description: None,
+            provider: "Port".into(),
+            members: None,
+        };
+        s.save_team(&a, None, &w, crate::SaveMode::Create, &ctx()).await.unwrap();
+    }
+    let e = |b: &str, id: &str, p: Value, r: Value| entity(b, id, p, r);
+    write_ok(s, &a, &m, vec![e("service", "s1", json!({}), json!({}))]).await;
+    write_ok(s, &a, &m, vec![e("deployment", "d1", json!({}), json!({"service": "s1"}))]).await;
+    let inc = |id: &str, sev: i64, state: &str, team: &[&str]| {
+        let mut x = e("incident", id, json!({"severity": sev, "state": state}), json!({"deployment": "d1"}));
+        x.team = team.iter().map(|t| t.to_string()).collect();
+        x
+    };
+    write_ok(
+        s,
+        &a,
+        &m,
+        vec![inc("i1", 1, "open", &["t1"]), inc("i2", 5, "open", &["t2"]), inc("i3", 2, "closed", &[])],
+    )
+    .await;
+    let ids = ["s1".to_string()];
+    s.compute_aggregations(&a, "service", &m, chrono::Utc::now(), AggregateTargets::Entities(&ids)).await.unwrap();
+    assert_eq!(values(s, &a, "s1").await["incidents"], Some(3.0), "stored: every target");
+    // The read restriction of a member of t1 who reads incidents of their teams only.
+    let visible = parse_query(&json!({"combinator": "and", "rules": [{"combinator": "or", "rules": [
+        {"property": "$blueprint", "operator": "!=", "value": "incident"},
+        {"property": "$team", "operator": "containsAny", "value": ["t1"]}]}]}))
+    .unwrap();
+    let live = s.aggregation_values_visible(&a, "service", &ids, &m, chrono::Utc::now(), &visible).await.unwrap();
+    let got: HashMap<&str, Option<f64>> = live.iter().map(|v| (v.property.as_str(), v.value)).collect();
+    assert_eq!(
+        (got["incidents"], got["openIncidents"], got["sevSum"], got["sevMax"], got["viaPath"]),
+        (Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(1.0)),
+        "{live:?}"
+    );
+    assert!(live.iter().all(|v| v.blueprint == "service" && v.entity == "s1"));
+    // Nor may that reader search or sort by the stored values (they count hidden incidents).
+    let rule = parse_query(&json!({"combinator": "and", "rules": [
+        {"property": "incidents", "operator": ">", "value": 2}]}))
+    .unwrap();
+    let restricted = SearchRequest { visible: Some(&visible), ..req(Some("service"), Some(&rule), &m) };
+    let err = s.search(&a, &restricted).await.map(|_| ()).unwrap_err();
+    assert!(matches!(&err, crate::StoreError::Invalid(e) if e.message.contains("may not read")), "{err:?}");
+    let sorting = SearchRequest { visible: Some(&visible), ..req(Some("service"), None, &m) };
+    let err = s.search_sorted(&a, &sorting, "incidents", false, 0).await.map(|_| ()).unwrap_err();
+    assert!(matches!(&err, crate::StoreError::Invalid(e) if e.path == "sort"), "{err:?}");
+    assert_eq!(idents(s, &a, &req(Some("service"), Some(&rule), &m)).await, ["s1"], "unrestricted: searchable");
+    // A restriction that admits every target gives the stored values.
+    let all = parse_query(&json!({"combinator": "and", "rules": [
+        {"property": "$blueprint", "operator": "!=", "value": "nothing"}]}))
+    .unwrap();
+    let live = s.aggregation_values_visible(&a, "service", &ids, &m, chrono::Utc::now(), &all).await.unwrap();
+    let stored = values(s, &a, "s1").await;
+    assert!(live.iter().all(|v| stored[&v.property] == v.value), "{live:?} vs {stored:?}");
+    // Another organization's entities are not there.
+    let b = org(s, "b").await;
+    let live = s.aggregation_values_visible(&b, "service", &ids, &m, chrono::Utc::now(), &all).await.unwrap();
+    let incidents = live.iter().find(|v| v.property == "incidents").map(|v| v.value);
+    assert_eq!(incidents, Some(Some(0.0)), "organization b has no incidents: {live:?}");
 }

@@ -234,7 +234,7 @@ macro_rules! conformance_tests {
             scorecards_are_saved_audited_and_tenant_scoped, scorecard_results_follow_rules_filter_and_history,
             scorecards_are_replaced_all_at_once,
             // aggregations.rs
-            aggregation_values_follow_writes_deletes_search_and_sort,
+            aggregation_values_follow_writes_deletes_search_and_sort, aggregation_values_for_a_reader_count_only_what_it_reads,
             // teams.rs
             teams_are_saved_renamed_deleted_audited_and_tenant_scoped, entity_writes_name_only_existing_teams,
             people_have_roles_status_and_teams, blueprint_permissions_are_kept_and_audited,

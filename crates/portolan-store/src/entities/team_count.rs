@@ -14,7 +14,7 @@ use crate::sql::{Dialect, SqlFrag, SqlParam};
 
 /// What a read restriction admits of one blueprint's entities.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Admits {
+pub(crate) enum Admits {
     /// Every entity.
     All,
     /// None.
@@ -28,7 +28,7 @@ pub(super) enum Admits {
 /// (`$blueprint != X`), `$blueprint != bp` itself (nothing), and `$team containsAny [teams]`,
 /// combined by AND and OR. `None` for any other rule, or for two team rules that must both
 /// hold (an intersection: counted the usual way).
-pub(super) fn admits(visible: &Query, bp: &str) -> Option<Admits> {
+pub(crate) fn admits(visible: &Query, bp: &str) -> Option<Admits> {
     match visible {
         Query::Rule(Rule::Property { property: PropertyRef::Meta(MetaProperty::Blueprint), op: PropertyOp::Ne(l) }) => {
             match l {

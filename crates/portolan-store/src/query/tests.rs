@@ -280,6 +280,7 @@ fn sqlite_ctx(bps: &HashMap<String, Blueprint>) -> CompileCtx<'_> {
         dialect: Dialect::Sqlite,
         scorecards: None,
         team_rows: false,
+        reader: None,
     }
 }
 
@@ -401,6 +402,7 @@ async fn search_in(pool: &SqlitePool, bps: &HashMap<String, Blueprint>, org: &st
             dialect: Dialect::Sqlite,
             scorecards: None,
             team_rows,
+            reader: None,
         };
         let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
         found.push(run(pool, org, frag).await);
@@ -1083,8 +1085,15 @@ fn numeric_comparisons_on_postgres_have_no_opaque_type_test() {
     let q = parse_query(&json!({"combinator": "and", "rules": [{"property": "cpu", "operator": ">", "value": 16}]}))
         .expect("query");
     for (dialect, has_test) in [(Dialect::Postgres, false), (Dialect::Sqlite, true)] {
-        let ctx =
-            CompileCtx { org_id: "org1", now: now(), blueprints: &bps, dialect, scorecards: None, team_rows: false };
+        let ctx = CompileCtx {
+            org_id: "org1",
+            now: now(),
+            blueprints: &bps,
+            dialect,
+            scorecards: None,
+            team_rows: false,
+            reader: None,
+        };
         let frag = compile_where(&q, &ctx).expect("compile");
         let sql = frag.render(dialect).to_string();
         assert_eq!(sql.contains("IN ('integer', 'real')"), has_test, "{sql}");

@@ -144,6 +144,7 @@ pub(super) async fn search_in(pool: &PgPool, bps: &HashMap<String, Blueprint>, o
         dialect: Dialect::Postgres,
         scorecards: None,
         team_rows: false,
+        reader: None,
     };
     let frag = compile_where(&query, &ctx).unwrap_or_else(|e| panic!("compile {q}: {e}"));
     run(pool, org, frag).await
