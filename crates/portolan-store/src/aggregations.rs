@@ -347,15 +347,7 @@ impl Aggregations for SqlStore {
         let d = db.dialect();
         let mut out = AggregateOutcome::default();
         let aggs = blueprints.get(bp).map(Aggregation::of_blueprint).unwrap_or_default();
-        let cctx = CompileCtx {
-            org_id: &org.0,
-            now: now_at,
-            blueprints,
-            dialect: d,
-            scorecards: None,
-            team_rows: false,
-            reader: None,
-        };
+        let cctx = CompileCtx::internal(&org.0, now_at, blueprints, d);
         // The snapshot: everything below is read after this instant (the database's clock), on
         // the read pool — no lock is held while computing. Values are written with it as
         // `computed_at`, and a stored value is replaced only by one of a later snapshot, so a
@@ -497,15 +489,7 @@ impl Aggregations for SqlStore {
             .map(|b| b.identifier.as_str())
             .collect();
         aggregating.sort_unstable();
-        let cctx = CompileCtx {
-            org_id: &org.0,
-            now: Utc::now(),
-            blueprints,
-            dialect: db.dialect(),
-            scorecards: None,
-            team_rows: false,
-            reader: None,
-        };
+        let cctx = CompileCtx::internal(&org.0, Utc::now(), blueprints, db.dialect());
         for agg_bp in aggregating {
             let mut found: Vec<String> = by_bp.get(agg_bp).cloned().unwrap_or_default();
             'seeds: for (seed_bp, ids) in &by_bp {
@@ -546,15 +530,7 @@ impl Aggregations for SqlStore {
         visible: &Query,
     ) -> Result<Vec<AggregationValue>> {
         let db = &self.db;
-        let cctx = CompileCtx {
-            org_id: &org.0,
-            now: now_at,
-            blueprints,
-            dialect: db.dialect(),
-            scorecards: None,
-            team_rows: false,
-            reader: None,
-        };
+        let cctx = CompileCtx::internal(&org.0, now_at, blueprints, db.dialect());
         let aggs: Vec<Aggregation> = blueprints
             .get(bp)
             .map(Aggregation::of_blueprint)

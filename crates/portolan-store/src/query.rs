@@ -78,7 +78,18 @@ pub struct CompileCtx<'a> {
     pub reader: Option<&'a Query>,
 }
 
-impl CompileCtx<'_> {
+impl<'a> CompileCtx<'a> {
+    /// The context of a statement Portolan runs for itself (upkeep jobs, checks): no reader
+    /// restriction, no scorecard rules, each row's teams tested in place.
+    pub fn internal(
+        org_id: &'a str,
+        now: DateTime<Utc>,
+        blueprints: &'a HashMap<String, Blueprint>,
+        dialect: Dialect,
+    ) -> CompileCtx<'a> {
+        CompileCtx { org_id, now, blueprints, dialect, scorecards: None, team_rows: false, reader: None }
+    }
+
     /// Why the reader may not search or sort by aggregation property `name` of blueprint `bp`:
     /// its target blueprint is one the reader reads only in part.
     pub fn hides_targets_of(&self, bp: &str, name: &str) -> Option<String> {

@@ -398,15 +398,7 @@ impl Scorecards for SqlStore {
         let db = &self.db;
         let d = db.dialect();
         let bp = sc.blueprint.as_str();
-        let cctx = CompileCtx {
-            org_id: &org.0,
-            now: now_at,
-            blueprints,
-            dialect: d,
-            scorecards: None,
-            team_rows: false,
-            reader: None,
-        };
+        let cctx = CompileCtx::internal(&org.0, now_at, blueprints, d);
         let filter = sc.filter.as_ref().map(|f| compile(f, &cctx, bp, "filter")).transpose()?;
         let rules = sc
             .rules

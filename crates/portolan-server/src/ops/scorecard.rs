@@ -157,15 +157,7 @@ fn checked_write(
     }
     let sc = check_scorecard(bp, &mut data)?;
     let mut errs = FieldErrors::default();
-    let cctx = CompileCtx {
-        org_id: &actor.org.0,
-        now: chrono::Utc::now(),
-        blueprints,
-        dialect: Default::default(),
-        scorecards: None,
-        team_rows: false,
-        reader: None,
-    };
+    let cctx = CompileCtx::internal(&actor.org.0, chrono::Utc::now(), blueprints, Default::default());
     let queries = sc
         .filter
         .iter()
