@@ -379,7 +379,7 @@ impl Entities for SqlStore {
                 team_count::Admits::Nothing => return Ok(0),
                 team_count::Admits::Teams(t) if t.is_empty() => return Ok(0),
                 team_count::Admits::Teams(t) if !refused(bp) && !t.iter().any(|x| refused(x)) => {
-                    let rows = self.search_rows(org, &team_count::count_sql(&org.0, bp, &t)).await?;
+                    let rows = self.search_rows(org, &team_count::count_sql(self.db.dialect(), &org.0, bp, &t)).await?;
                     return Ok(rows.first().map_or(0, |row| row.get::<i64, _>(0) as u64));
                 }
                 _ => {}

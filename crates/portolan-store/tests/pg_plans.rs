@@ -147,7 +147,7 @@ async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
     }
     let mut failures = Vec::new();
     for teams in [vec!["t3".to_string()], (0..10).map(|i| format!("t{i}")).collect()] {
-        let frag = portolan_store::team_count_sql(&o.0, "service", &teams);
+        let frag = portolan_store::team_count_sql(Dialect::Postgres, &o.0, "service", &teams);
         let plan = explain(&mut conn, &frag).await;
         eprintln!("{} team(s):\n{plan}\n", teams.len());
         let team_rows = ["entity_teams_pkey", "entity_teams_first", "entity_teams_others"];

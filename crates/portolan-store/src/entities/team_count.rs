@@ -82,19 +82,32 @@ pub(crate) fn admits(visible: &Query, bp: &str) -> Option<Admits> {
 /// that one of `teams` owns although their first team is another (rows with `team <>
 /// first_team`, few: only entities with several teams have them), counted once each. Public
 /// for the plan tests (`tests/pg_plans.rs`).
-pub fn count_sql(org: &str, bp: &str, teams: &[String]) -> SqlFrag {
+pub fn count_sql(dialect: Dialect, org: &str, bp: &str, teams: &[String]) -> SqlFrag {
     let list = |f: &mut SqlFrag| {
         f.push("(").param_list(teams.iter().map(|t| SqlParam::Text(t.clone()))).push(")");
     };
-    let head = |f: &mut SqlFrag| {
-        f.push(" FROM entity_teams et WHERE et.org_id = ").param(SqlParam::Text(org.to_string()));
-        f.push(" AND et.blueprint = ").param(SqlParam::Text(bp.to_string())).push(" AND et.team IN ");
+    let head = |f: &mut SqlFrag, first: bool| {
+        f.push(" FROM entity_teams et");
+        // SQLite: the covering index whose key says which rows are first (migration 0030); it
+        // compares `team = first_team` on each row otherwise.
+        if first && dialect == Dialect::Sqlite {
+            f.push(" INDEXED BY entity_teams_first");
+        }
+        f.push(" WHERE et.org_id = ").param(SqlParam::Text(org.to_string()));
+        f.push(" AND et.blueprint = ").param(SqlParam::Text(bp.to_string()));
+        if first && dialect == Dialect::Sqlite {
+            f.push(" AND et.is_first = 1");
+        }
+        f.push(" AND et.team IN ");
     };
     let mut f = SqlFrag::new("SELECT (SELECT COUNT(*)");
-    head(&mut f);
+    head(&mut f, true);
     list(&mut f);
-    f.push(" AND et.team = et.first_team) + (SELECT COUNT(DISTINCT et.rid)");
-    head(&mut f);
+    if dialect == Dialect::Postgres {
+        f.push(" AND et.team = et.first_team");
+    }
+    f.push(") + (SELECT COUNT(DISTINCT et.rid)");
+    head(&mut f, false);
     list(&mut f);
     f.push(" AND et.team <> et.first_team AND et.first_team NOT IN ");
     list(&mut f);
