@@ -78,7 +78,8 @@ pub(crate) fn admits(visible: &Query, bp: &str) -> Option<Admits> {
 
 /// The count of blueprint `bp`'s entities of `org` that `teams` own (at least one team), from
 /// the entity_teams rows alone, without a DISTINCT over every row (migration 0028): one index
-/// entry per entity whose first team is among `teams` (`team = first_team`), plus the entities
+/// entry per entity whose first team is among `teams` (`team = first_team`; SQLite reads it from
+/// the key of `entity_teams_first`, `is_first = 1`, migration 0030), plus the entities
 /// that one of `teams` owns although their first team is another (rows with `team <>
 /// first_team`, few: only entities with several teams have them), counted once each. Public
 /// for the plan tests (`tests/pg_plans.rs`).
