@@ -85,7 +85,9 @@ struct Args {
     scorecard: bool,
     /// Load with services owned by ten teams, then measure reads under a team-scoped `read`
     /// permission (a member of every owning team, a member of one) beside the unrestricted
-    /// organization credential: filtered search, count, every service page by page.
+    /// organization credential: filtered search, count, every service page by page. With
+    /// --database-url, the readers are measured again after `VACUUM (ANALYZE)` (a fresh load has
+    /// no visibility map yet; autovacuum makes one a little later).
     #[arg(long, conflicts_with_all = ["action_runs", "curve", "scorecard"])]
     member_read: bool,
     /// Load, then rewrite every service twice through the bulk API — without and then with
@@ -194,14 +196,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
             member_read::create_teams(&api).await?;
             let (loaded, _, _) = load_only(&srv, &creds, &data, batch, concurrency).await?;
             progress("team-scoped read: inviting two members, measuring three readers");
-            Ok::<_, anyhow::Error>((loaded, member_read::run(&api, &srv.base, &data, samples).await?))
+            let members = member_read::prepare(&api, &srv.base).await?;
+            let fresh = member_read::run(&api, &members, &data, samples).await?;
+            // PostgreSQL, again once vacuumed (what autovacuum leaves a minute or so later): a
+            // fresh load has no visibility map yet, so index-only scans still fetch heap pages.
+            let vacuumed = match &pg {
+                Some(p) => {
+                    progress("VACUUM (ANALYZE), then the three readers again");
+                    p.vacuum_analyze().await?;
+                    Some(member_read::run(&api, &members, &data, samples).await?)
+                }
+                None => None,
+            };
+            Ok::<_, anyhow::Error>((loaded, fresh, vacuumed))
         }
         .await;
         let log = srv.log_tail();
         srv.stop().await.context("stopping the server")?;
-        let (loaded, readers) = measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
-        if let Some(p) = pg {
-            p.drop_database().await?;
+        let (loaded, readers, vacuumed) =
+            measured.map_err(|e| e.context(format!("server log (last lines):\n{log}")))?;
+        match pg {
+            Some(p) if args.keep_database => eprintln!("[portolan-bench] kept the database {}", p.name),
+            Some(p) => p.drop_database().await?,
+            None => {}
         }
         print!(
             "{}\n- database: {}\n- load: {} entities in {:.1} s, batch {batch}; {samples} samples per latency\n{}",
@@ -211,6 +228,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             loaded.elapsed.as_secs_f64(),
             member_read::markdown(&readers)
         );
+        if let Some(v) = vacuumed {
+            print!("\nThe same readers after `VACUUM (ANALYZE)`:\n{}", member_read::markdown(&v));
+        }
         return Ok(());
     }
     if args.aggregation {

@@ -77,7 +77,14 @@ pub struct Reader {
     pub read_all: Duration,
 }
 
-pub async fn run(admin: &Api, base: &str, data: &Dataset, samples: usize) -> anyhow::Result<Vec<Reader>> {
+/// The two members the readers are measured as (every owning team, one owning team), after the
+/// services' read permission is made `ownedByTeam`.
+pub struct Members {
+    every: Api,
+    one: Api,
+}
+
+pub async fn prepare(admin: &Api, base: &str) -> anyhow::Result<Members> {
     let r = admin
         .send(
             Method::PATCH,
@@ -91,12 +98,18 @@ pub async fn run(admin: &Api, base: &str, data: &Dataset, samples: usize) -> any
     let all: Vec<String> = (0..TEAMS).map(owner_team).collect();
     let every = member(admin, base, "every-team@bench.example", &all).await?;
     let one = member(admin, base, "one-team@bench.example", &[owner_team(3)]).await?;
+    Ok(Members { every, one })
+}
+
+/// Measure the three readers (the organization credential as the unrestricted baseline).
+pub async fn run(admin: &Api, members: &Members, data: &Dataset, samples: usize) -> anyhow::Result<Vec<Reader>> {
+    let (every, one) = (&members.every, &members.one);
     let in_team_3 = (0..data.services).filter(|i| i % TEAMS == 3).count();
     let mut out = Vec::new();
     for (who, api, visible) in [
         ("organization credential (unrestricted)", admin, data.services),
-        ("member of every owning team", &every, data.services),
-        ("member of one owning team", &one, in_team_3),
+        ("member of every owning team", every, data.services),
+        ("member of one owning team", one, in_team_3),
     ] {
         let count = api.count("service").await?;
         if count != visible as u64 {
