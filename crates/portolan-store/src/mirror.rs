@@ -75,28 +75,19 @@ pub(crate) async fn ensure_all(db: &Db) -> Result<()> {
         lock_people(&mut tx, &org).await?;
         if create_blueprints(&mut tx, &org, &at).await? {
             let ctx = system_ctx(&at);
-            let emails: Vec<String> = tx
-                .q("SELECT email FROM users WHERE org_id = ? ORDER BY email")
-                .bind(&org.0)
-                .fetch_all(&mut tx)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let emails = names(&mut tx, "SELECT email FROM users WHERE org_id = ? ORDER BY email", &org).await?;
             sync_people(db, &mut tx, &org, &emails, &ctx).await?;
-            let teams: Vec<String> = tx
-                .q("SELECT name FROM teams WHERE org_id = ? ORDER BY name")
-                .bind(&org.0)
-                .fetch_all(&mut tx)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let teams = names(&mut tx, "SELECT name FROM teams WHERE org_id = ? ORDER BY name", &org).await?;
             sync_teams(db, &mut tx, &org, &teams, &ctx).await?;
         }
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// The one text column `sql` selects for `org` (its only parameter).
+async fn names(tx: &mut Tx, sql: &str, org: &OrgId) -> Result<Vec<String>> {
+    Ok(tx.q(sql).bind(&org.0).fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect())
 }
 
 async fn has_blueprint(tx: &mut Tx, org: &OrgId, bp: &str) -> Result<bool> {
