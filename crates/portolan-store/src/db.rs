@@ -18,7 +18,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{ColumnIndex, Decode, Encode, PgPool, Postgres, Sqlite, SqlitePool, Type};
 
-use crate::sql::{Dialect, SqlFrag, SqlParam};
+use crate::sql::{Dialect, SqlFrag, SqlParam, texts_json};
 use crate::{Result, StoreError};
 
 /// The pools of a store.
@@ -215,6 +215,10 @@ impl Q {
             SqlParam::Int(i) => self.bind(*i),
             SqlParam::Real(f) => self.bind(*f),
             SqlParam::Text(s) => self.bind(s.as_str()),
+            SqlParam::Texts(v) => match self {
+                Q::Sqlite(q) => Q::Sqlite(q.bind(texts_json(v))),
+                Q::Postgres(q) => Q::Postgres(q.bind(v.clone())),
+            },
         }
     }
 

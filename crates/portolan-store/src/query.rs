@@ -148,7 +148,7 @@ pub fn compile_where_in(q: &Query, ctx: &CompileCtx<'_>, blueprint: Option<&str>
     };
     let mut c = Compiler { ctx, scope, aliases: 0 };
     let frag = c.query(q, "")?;
-    if frag.params.len() > MAX_PARAMS {
+    if frag.values() > MAX_PARAMS {
         return Err(FieldError::new("", "is too large; use fewer rules or shorter value lists"));
     }
     Ok(frag)
@@ -288,12 +288,11 @@ impl<'a> Compiler<'a, '_> {
              AND r.entity = e.identifier AND r.scorecard = ",
         )
         .param(s.scorecard.as_str())
-        .push(" AND r.blueprint IN (")
-        .param_list(bps)
-        .push(")");
+        .push(" AND r.blueprint")
+        .in_texts(self.ctx.dialect, bps, false);
         match &s.rule {
             None => {
-                f.push(" AND r.level IN (").param_list(s.values.iter().map(String::as_str)).push(")");
+                f.push(" AND r.level").in_texts(self.ctx.dialect, s.values.iter().map(String::as_str), false);
             }
             Some(rule) => {
                 let status = s.values.first().map_or("", String::as_str);
@@ -354,7 +353,7 @@ impl<'a> Compiler<'a, '_> {
             match applies {
                 Applies::All => {}
                 Applies::Except(bps) => {
-                    part.push("e.blueprint NOT IN (").param_list(bps).push(") AND ");
+                    part.push("e.blueprint").in_texts(self.ctx.dialect, bps, true).push(" AND ");
                 }
                 Applies::Only(bp) => {
                     part.push("e.blueprint = ").param(bp).push(" AND ");

@@ -70,6 +70,9 @@ pub enum SqlParam {
     Int(i64),
     Real(f64),
     Text(String),
+    /// A list of texts for [`SqlFrag::in_texts`] on PostgreSQL: one `text[]`. (SQLite binds
+    /// each text as its own placeholder; should one reach it, it binds as a JSON array.)
+    Texts(Vec<String>),
 }
 
 impl SqlParam {
@@ -117,6 +120,7 @@ impl Encode<'_, Sqlite> for SqlParam {
             SqlParam::Int(i) => <i64 as Encode<Sqlite>>::encode_by_ref(i, buf),
             SqlParam::Real(f) => <f64 as Encode<Sqlite>>::encode_by_ref(f, buf),
             SqlParam::Text(s) => <String as Encode<Sqlite>>::encode_by_ref(s, buf),
+            SqlParam::Texts(v) => <String as Encode<Sqlite>>::encode_by_ref(&texts_json(v), buf),
         }
     }
 
@@ -126,7 +130,7 @@ impl Encode<'_, Sqlite> for SqlParam {
             SqlParam::Bool(_) => Some(<bool as Type<Sqlite>>::type_info()),
             SqlParam::Int(_) => Some(<i64 as Type<Sqlite>>::type_info()),
             SqlParam::Real(_) => Some(<f64 as Type<Sqlite>>::type_info()),
-            SqlParam::Text(_) => Some(<String as Type<Sqlite>>::type_info()),
+            SqlParam::Text(_) | SqlParam::Texts(_) => Some(<String as Type<Sqlite>>::type_info()),
         }
     }
 }
@@ -189,6 +193,42 @@ impl SqlFrag {
             self.param(p);
         }
         self
+    }
+
+    /// How many values are bound: each parameter, and each text of a list (the size limits
+    /// of a compiled search count these, whichever way a dialect binds a list).
+    pub fn values(&self) -> usize {
+        self.params.iter().map(|p| if let SqlParam::Texts(v) = p { v.len() } else { 1 }).sum()
+    }
+
+    /// Append a membership test of the expression before it in `values`: ` IN (?, ?, …)` on
+    /// SQLite, which builds its lookup once per statement, and ` = ANY(?)` with one `text[]` on
+    /// PostgreSQL (` NOT IN` / ` <> ALL` when `negated`). A PostgreSQL `IN` of placeholders is an
+    /// `ARRAY[$1, $2, …]` that a generic plan (sqlx prepares every statement; PostgreSQL plans
+    /// it generically from its sixth run) rebuilds for each row it filters: a member's count over
+    /// 95,000 rows took twice the unrestricted count for that alone (BENCHMARKS.md, team-scoped
+    /// counts). One array is also one statement text whatever the list's length. One value is
+    /// ` = ?` (` <> ?`) on both, which a planner reads as a key whatever its statistics. An
+    /// empty list matches nothing.
+    pub fn in_texts<I>(&mut self, d: Dialect, values: I, negated: bool) -> &mut Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let mut values: Vec<String> = values.into_iter().map(Into::into).collect();
+        if values.len() == 1 {
+            return self.push(if negated { " <> " } else { " = " }).param(SqlParam::Text(values.remove(0)));
+        }
+        match d {
+            Dialect::Sqlite => {
+                self.push(if negated { " NOT IN (" } else { " IN (" });
+                self.param_list(values.into_iter().map(SqlParam::Text)).push(")")
+            }
+            Dialect::Postgres => {
+                self.push(if negated { " <> ALL(" } else { " = ANY(" });
+                self.param(SqlParam::Texts(values)).push(")")
+            }
+        }
     }
 
     /// Append a generated name (`prefix` + number): aliases and CTE names of the compiler.
@@ -254,6 +294,7 @@ impl SqlFrag {
                         // `> $1` prepared for an integer would misread a float bound later.
                         out.push_str(match self.params.get(n) {
                             Some(SqlParam::Text(_)) => "::text",
+                            Some(SqlParam::Texts(_)) => "::text[]",
                             Some(SqlParam::Int(_)) => "::int8",
                             Some(SqlParam::Real(_)) => "::float8",
                             Some(SqlParam::Bool(_)) => "::boolean",
@@ -268,6 +309,11 @@ impl SqlFrag {
             }
         }
     }
+}
+
+/// A list of texts as a JSON array (SQLite's binding of [`SqlParam::Texts`]).
+pub(crate) fn texts_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
 /// The JSON path of a top-level key, for `json_extract(col, ?)` and friends: `$."key"`, with

@@ -157,6 +157,14 @@ async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
         {
             failures.push(format!("{} team(s): not the entity_teams key alone:\n{plan}", teams.len()));
         }
+        // sqlx prepares each statement, and PostgreSQL plans it generically from its sixth run:
+        // the teams must not be an `ARRAY[$3, $4, …]` rebuilt for each row filtered (that made
+        // a member's count twice the unrestricted one).
+        let generic = generic_plan(&mut conn, &frag).await;
+        eprintln!("{} team(s), generic plan:\n{generic}\n", teams.len());
+        if generic.contains("Seq Scan") || generic.lines().any(|l| l.contains("Filter:") && l.contains("ARRAY[")) {
+            failures.push(format!("{} team(s), generic plan: a scan or a list built per row:\n{generic}", teams.len()));
+        }
         let n: i64 = sqlx::Row::get(&statement("", &frag).fetch_one(&mut conn).await.expect("count"), 0);
         assert_eq!(n, 500 * teams.len() as i64, "{teams:?}");
     }
@@ -286,9 +294,38 @@ fn statement(prefix: &str, frag: &SqlFrag) -> sqlx::query::Query<'static, sqlx::
             SqlParam::Int(i) => q.bind(i),
             SqlParam::Real(x) => q.bind(x),
             SqlParam::Text(t) => q.bind(t),
+            SqlParam::Texts(v) => q.bind(v),
         };
     }
     q
+}
+
+/// The generic plan PostgreSQL makes for `frag` (the plan of a prepared statement from its
+/// sixth run, parameters unknown), one line per plan row.
+async fn generic_plan(conn: &mut sqlx::PgConnection, frag: &SqlFrag) -> String {
+    use portolan_store::sql::SqlParam;
+    let text = |t: &str| format!("'{}'", t.replace('\'', "''"));
+    let args: Vec<String> = frag
+        .params
+        .iter()
+        .map(|p| match p {
+            SqlParam::Null => "NULL".to_string(),
+            SqlParam::Bool(b) => b.to_string(),
+            SqlParam::Int(i) => i.to_string(),
+            SqlParam::Real(x) => x.to_string(),
+            SqlParam::Text(t) => text(t),
+            SqlParam::Texts(v) => {
+                format!("ARRAY[{}]::text[]", v.iter().map(|t| text(t)).collect::<Vec<_>>().join(", "))
+            }
+        })
+        .collect();
+    let prepare =
+        format!("SET plan_cache_mode = force_generic_plan; PREPARE generic AS {}", frag.render(Dialect::Postgres));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(prepare)).execute(&mut *conn).await.expect("PREPARE");
+    let explain = format!("EXPLAIN EXECUTE generic({})", args.join(", "));
+    let rows = sqlx::query(sqlx::AssertSqlSafe(explain)).fetch_all(&mut *conn).await.expect("EXPLAIN EXECUTE");
+    sqlx::raw_sql("DEALLOCATE generic; RESET plan_cache_mode").execute(&mut *conn).await.expect("DEALLOCATE");
+    rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 0)).collect::<Vec<_>>().join("\n")
 }
 
 /// The plan PostgreSQL makes for `frag`, one line per plan row.

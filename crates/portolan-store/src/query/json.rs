@@ -178,7 +178,7 @@ impl<'a> JsonAt<'a> {
             SqlParam::Text(_) => "::text",
             SqlParam::Int(_) | SqlParam::Real(_) => "::numeric",
             SqlParam::Bool(_) => "::boolean",
-            SqlParam::Null => return None,
+            SqlParam::Null | SqlParam::Texts(_) => return None,
         };
         let mut f = SqlFrag::default();
         col.write(&mut f);

@@ -248,14 +248,23 @@ fn scalar_in(at: &JsonAt<'_>, list: &[Literal]) -> SqlFrag {
     match indexed {
         Some(frags) => parts.extend(frags),
         None => {
-            for (how, values) in [(As::Text, strings), (As::Number, numbers)] {
-                if !values.is_empty() {
-                    let mut p = SqlFrag::default();
-                    typed(at, &mut p, how, |f| {
-                        f.push(" IN (").param_list(values).push(")");
-                    });
-                    parts.push(p);
-                }
+            if !strings.is_empty() {
+                let texts = strings.into_iter().filter_map(|s| match s {
+                    SqlParam::Text(t) => Some(t),
+                    _ => None,
+                });
+                let mut p = SqlFrag::default();
+                typed(at, &mut p, As::Text, |f| {
+                    f.in_texts(at.dialect(), texts, false);
+                });
+                parts.push(p);
+            }
+            if !numbers.is_empty() {
+                let mut p = SqlFrag::default();
+                typed(at, &mut p, As::Number, |f| {
+                    f.push(" IN (").param_list(numbers).push(")");
+                });
+                parts.push(p);
             }
         }
     }
@@ -349,11 +358,11 @@ fn text(
             f.push(" LIKE ").param(like_pattern(pos).unwrap_or_default()).push(" ESCAPE '\\'");
         }
         Positive::ContainsAny(list) | Positive::In(list) => {
-            let values: Vec<SqlParam> = list
+            let values: Vec<String> = list
                 .iter()
                 .filter_map(|l| match l {
-                    Literal::String(s) => Some(SqlParam::Text(s.clone())),
-                    Literal::Number(n) => Some(SqlParam::Text(n.to_string())),
+                    Literal::String(s) => Some(s.clone()),
+                    Literal::Number(n) => Some(n.to_string()),
                     _ => None,
                 })
                 .collect();
@@ -361,7 +370,7 @@ fn text(
                 f.push("FALSE");
             } else {
                 col.write(&mut f);
-                f.push(" IN (").param_list(values).push(")");
+                f.in_texts(d, values, false);
             }
         }
         Positive::NonEmpty => {
@@ -427,17 +436,17 @@ fn team(d: Dialect, col: Col, rows: Option<&str>, pos: Positive<'_>, path: &str)
             f.push(" LIKE ").param(like_pattern(pos).unwrap_or_default()).push(" ESCAPE '\\')");
         }
         Positive::ContainsAny(list) | Positive::In(list) => {
-            let names: Vec<SqlParam> = list.iter().filter_map(|l| l.as_str().map(SqlParam::from)).collect();
+            let names: Vec<&str> = list.iter().filter_map(Literal::as_str).collect();
             if names.is_empty() {
                 f.push("FALSE");
             } else if let Some(org) = rows {
                 // An index range per team; uncorrelated, so gathered once per statement.
                 Col { alias: col.alias, name: "rid" }.write(&mut f);
                 f.push(" IN (SELECT et.rid FROM entity_teams et WHERE et.org_id = ").param(org.to_string());
-                f.push(" AND et.team IN (").param_list(names).push("))");
+                f.push(" AND et.team").in_texts(d, names, false).push(")");
             } else {
                 each(&mut f);
-                f.push("j.value IN (").param_list(names).push("))");
+                f.push("j.value").in_texts(d, names, false).push(")");
             }
         }
         Positive::NonEmpty => {

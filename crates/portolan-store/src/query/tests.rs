@@ -293,6 +293,7 @@ async fn setup() -> (SqlitePool, HashMap<String, Blueprint>) {
     for m in [
         include_str!("../../migrations/sqlite/0028_entity_teams_first_team.sql"),
         include_str!("../../migrations/sqlite/0030_entity_teams_is_first.sql"),
+        include_str!("../../migrations/sqlite/0031_entity_teams_is_first_keys.sql"),
     ] {
         sqlx::raw_sql(m).execute(&pool).await.unwrap();
     }
@@ -1200,4 +1201,30 @@ async fn assert_reads_e_by_primary_key(pool: &SqlitePool, frag: SqlFrag, what: &
     let plan = plan_of(pool, frag).await;
     let reads_e: Vec<&String> = plan.iter().filter(|l| l.starts_with("SCAN e") || l.starts_with("SEARCH e ")).collect();
     assert_eq!(reads_e, ["SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"], "{what}:\n{}", plan.join("\n"));
+}
+
+/// The size limit counts values, not placeholders: PostgreSQL binds a list of texts as one
+/// array (`SqlFrag::in_texts`), and lists of 31,000 identifiers in all are refused there as on
+/// SQLite.
+#[test]
+fn a_list_bound_as_one_array_still_counts_its_values_against_the_limit() {
+    let bps = blueprints();
+    // Lists hold at most 1,000 values: 31 of them.
+    let rules: Vec<Value> = (0..31)
+        .map(|r| {
+            let ids: Vec<String> = (0..1000).map(|i| format!("svc-{r}-{i}")).collect();
+            json!({"property": "$identifier", "operator": "in", "value": ids})
+        })
+        .collect();
+    let q = parse_query(&json!({"combinator": "or", "rules": rules})).unwrap();
+    for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+        let ctx = CompileCtx { dialect, ..sqlite_ctx(&bps) };
+        let err = compile_where_in(&q, &ctx, Some("service")).expect_err("too many values");
+        assert!(err.to_string().contains("shorter value lists"), "{dialect:?}: {err}");
+        let ok = parse_query(&json!({"combinator": "and", "rules": [
+            {"property": "$identifier", "operator": "in", "value": ["a", "b"]}]}))
+        .unwrap();
+        let frag = compile_where_in(&ok, &ctx, Some("service")).unwrap();
+        assert_eq!(frag.values(), frag.params.len() + usize::from(dialect == Dialect::Postgres), "{dialect:?}");
+    }
 }
