@@ -230,9 +230,7 @@ impl Audit for SqlStore {
         }
         for (col, list) in [("resource_type", &f.resources), ("origin", &f.origin)] {
             if !list.is_empty() {
-                q.push(&format!(" AND {col} IN ("));
-                q.param_list(list.iter().map(String::as_str));
-                q.push(")");
+                q.push(&format!(" AND {col}")).in_texts(db.dialect(), list.iter().map(String::as_str), false);
             }
         }
         q.push(" ORDER BY id DESC LIMIT ");

@@ -289,7 +289,7 @@ pub(crate) fn condition(
         .map_err(StoreError::Invalid)?;
     // PostgreSQL cannot bind text holding a NUL character: a query value with one is refused
     // (SQLite compares it like any other text).
-    if frag.params.iter().any(|p| matches!(p, SqlParam::Text(t) if db.refuses(t))) {
+    if frag.texts().any(|t| db.refuses(t)) {
         return Err(StoreError::Invalid(portolan_core::FieldError::new(
             "query",
             "a value contains the NUL character (U+0000), which this server's database (PostgreSQL) cannot compare",

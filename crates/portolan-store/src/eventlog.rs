@@ -100,7 +100,7 @@ impl LogTable {
         q.push(&format!(" AND {owner_col} = ")).param(SqlParam::Text(owner.to_string()));
         for (col, list) in [("level", &f.levels), ("event", &f.events)] {
             if !list.is_empty() {
-                q.push(&format!(" AND {col} IN (")).param_list(list.iter().map(String::as_str)).push(")");
+                q.push(&format!(" AND {col}")).in_texts(db.dialect(), list.iter().map(String::as_str), false);
             }
         }
         if let Some(s) = &f.source {
@@ -121,6 +121,10 @@ impl LogTable {
         }
         q.push(if f.ascending { " ORDER BY id ASC LIMIT " } else { " ORDER BY id DESC LIMIT " });
         q.param(SqlParam::Int(i64::from(f.limit.clamp(1, 10_000))));
+        // A filter with a NUL character (which PostgreSQL text cannot hold) matches no line.
+        if q.texts().any(|t| db.refuses(t)) {
+            return Ok(Vec::new());
+        }
         let rows = db.frag(&q).fetch_all(db.read()).await?;
         rows.iter()
             .map(|r| {

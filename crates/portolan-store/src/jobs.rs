@@ -331,12 +331,16 @@ async fn enqueue_at<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJ
     job_from_row(&db.frag(&f).fetch_one(c).await?)
 }
 
-/// Is any job due (queued and due, or running under an expired lease)? Read before a claim.
+/// Read before a claim: is any job due (queued and due, or running under an expired lease with
+/// attempts left), and is any dead (running under an expired lease on its last attempt: the
+/// claim marks it failed)?
 fn peek_frag(d: Dialect) -> SqlFrag {
     let now = now(d);
+    let expired = format!("SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < {now} AND attempts");
     SqlFrag::new(&format!(
         "SELECT CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND run_at <= {now}) \
-         OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < {now}) THEN TRUE ELSE FALSE END"
+         OR EXISTS ({expired} < max_attempts) THEN TRUE ELSE FALSE END, \
+         CASE WHEN EXISTS ({expired} >= max_attempts) THEN TRUE ELSE FALSE END"
     ))
 }
 
@@ -457,9 +461,17 @@ impl Jobs for SqlStore {
         let now = now(d);
         // Most claims of an idle or draining queue find nothing: a read first, so they take
         // neither SQLite's one writer nor PostgreSQL's claim lock from the writes.
-        let due: bool = self.db.frag(&peek_frag(d)).fetch_one(self.db.read()).await?.get(0);
-        if !due {
+        let peek = self.db.frag(&peek_frag(d)).fetch_one(self.db.read()).await?;
+        let (due, dead): (bool, bool) = (peek.get(0), peek.get(1));
+        if !due && !dead {
             return Ok(None);
+        }
+        let f = claim_frag(d, node, kinds, lease, share);
+        // SQLite, nothing to sweep: the claim is one statement, so no transaction around it
+        // (each statement is a hand-off to the one writer that every write waits for).
+        if d == Dialect::Sqlite && !dead {
+            let rows = self.db.frag(&f).fetch_all(self.db.write()).await?;
+            return rows.first().map(job_from_row).transpose();
         }
         let mut tx = self.db.begin().await?;
         if d == Dialect::Postgres {
@@ -471,9 +483,10 @@ impl Jobs for SqlStore {
              last_error = 'the lease of attempt ' || attempts || ' expired (its node stopped or lost the database) and no attempts are left' \
              WHERE status = 'running' AND lease_until < {now} AND attempts >= max_attempts"
         );
-        tx.q(&sweep).execute(&mut tx).await?;
-        let f = claim_frag(d, node, kinds, lease, share);
-        let rows = tx.frag(&f).fetch_all(&mut tx).await?;
+        if dead {
+            tx.q(&sweep).execute(&mut tx).await?;
+        }
+        let rows = if due { tx.frag(&f).fetch_all(&mut tx).await? } else { Vec::new() };
         tx.commit().await?;
         rows.first().map(job_from_row).transpose()
     }

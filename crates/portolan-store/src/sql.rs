@@ -195,6 +195,18 @@ impl SqlFrag {
         self
     }
 
+    /// Every text bound, each of a list's too.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.params
+            .iter()
+            .flat_map(|p| match p {
+                SqlParam::Text(t) => std::slice::from_ref(t),
+                SqlParam::Texts(v) => v.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str)
+    }
+
     /// How many values are bound: each parameter, and each text of a list (the size limits
     /// of a compiled search count these, whichever way a dialect binds a list).
     pub fn values(&self) -> usize {
@@ -209,7 +221,7 @@ impl SqlFrag {
     /// 95,000 rows took twice the unrestricted count for that alone (BENCHMARKS.md, team-scoped
     /// counts). One array is also one statement text whatever the list's length. One value is
     /// ` = ?` (` <> ?`) on both, which a planner reads as a key whatever its statistics. An
-    /// empty list matches nothing.
+    /// empty list matches nothing (negated: everything). Numbers keep `IN (?, …)`.
     pub fn in_texts<I>(&mut self, d: Dialect, values: I, negated: bool) -> &mut Self
     where
         I: IntoIterator,

@@ -89,10 +89,12 @@ pub(crate) fn admits(visible: &Query, bp: &str) -> Option<Admits> {
 pub fn count_sql(dialect: Dialect, org: &str, bp: &str, teams: &[String]) -> SqlFrag {
     let head = |f: &mut SqlFrag, first: bool| {
         f.push(" FROM entity_teams et");
-        // SQLite: the covering index whose key starts with is_first (migration 0030); it may
-        // pick the key of every team's rows otherwise.
-        if first && dialect == Dialect::Sqlite {
-            f.push(" INDEXED BY entity_teams_first");
+        // SQLite: each half's index named (the key `(org_id, blueprint, is_first, team)` of
+        // migration 0030; the partial index of the other rows, migration 0031), since the
+        // planner may take another key for a row of the table otherwise (before 3.45 it did not
+        // see that the partial index covers the second half, and read every team's rows).
+        if dialect == Dialect::Sqlite {
+            f.push(if first { " INDEXED BY entity_teams_first" } else { " INDEXED BY entity_teams_others" });
         }
         f.push(" WHERE et.org_id = ").param(SqlParam::Text(org.to_string()));
         f.push(" AND et.blueprint = ").param(SqlParam::Text(bp.to_string()));
