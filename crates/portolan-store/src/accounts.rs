@@ -65,6 +65,11 @@ pub trait Accounts: Send + Sync {
     /// Record activity on a session (idle expiry counts from `last_seen`).
     async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<()>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Spend the single sign-on answer `id` of `org` (a sign-in flow's request ID), remembered
+    /// until `expires_at` (Unix seconds): `true` the first time, `false` when it was spent
+    /// already (a replayed answer), on any node. Spent ids past their expiry at `now` are
+    /// forgotten on the way.
+    async fn spend_sso_answer(&self, org: &OrgId, id: &str, expires_at: i64, now: i64) -> Result<bool>;
     async fn create_invitation(&self, invitation: &Invitation) -> Result<()>;
     /// The invitation whose token hashes to `token_hash`, used or not.
     async fn invitation(&self, token_hash: &str) -> Result<Option<Invitation>>;
@@ -261,6 +266,21 @@ impl Accounts for SqlStore {
         let db = &self.db;
         db.q("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash).execute(db.write()).await?;
         Ok(())
+    }
+
+    async fn spend_sso_answer(&self, org: &OrgId, id: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let db = &self.db;
+        let mut tx = db.begin().await?;
+        tx.q("DELETE FROM sso_spent WHERE expires_at < ?").bind(now).execute(&mut tx).await?;
+        let rows = tx
+            .q("INSERT INTO sso_spent(org_id, id, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING id")
+            .bind(&org.0)
+            .bind(db.storable(id).into_owned())
+            .bind(expires_at)
+            .fetch_all(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(!rows.is_empty())
     }
 
     async fn create_invitation(&self, i: &Invitation) -> Result<()> {

@@ -113,6 +113,13 @@ fn field(html: &str, name: &str) -> String {
 /// the ACS as the IdP's page does (from the IdP's site: no cookie), then again from this site
 /// as Portolan's page does: the final page.
 async fn sign_in(app: &WebApp, idp: &Idp, b: &mut Browser, email: &str, groups: &str) -> Page {
+    let again = answer(app, idp, b, email, groups).await;
+    let form: Vec<(&str, &str)> = again.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    app.post(b, "/ui/sso/saml/acs", &form).await
+}
+
+/// [`sign_in`] up to its last post: the fields Portolan's page posts again from this site.
+async fn answer(app: &WebApp, idp: &Idp, b: &mut Browser, email: &str, groups: &str) -> Vec<(String, String)> {
     let start = app.get(b, "/ui/sso/start?org=web&next=%2Fui%2Fteams").await;
     assert_eq!(start.status, StatusCode::OK, "{}", start.text);
     let marker = "id=\"sso-continue\" href=\"";
@@ -154,8 +161,7 @@ async fn sign_in(app: &WebApp, idp: &Idp, b: &mut Browser, email: &str, groups: 
         .map(|k| (k.to_string(), field(&first.text, k)))
         .collect();
     assert_eq!(again[0].1, saml_response, "the answer is posted again unchanged");
-    let form: Vec<(&str, &str)> = again.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    app.post(b, "/ui/sso/saml/acs", &form).await
+    again
 }
 
 #[tokio::test]
@@ -284,6 +290,18 @@ async fn an_answer_without_the_browsers_sign_in_or_replayed_is_refused() {
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.text);
     assert!(page.unescaped().contains("not started in this browser"), "{}", page.text);
+    // An answer and its flow cookie copied (from a proxy log, a shared machine) and posted
+    // again after the sign-in they belong to: refused, no session.
+    let mut b = Browser::default();
+    let fields = answer(&app, &idp, &mut b, "sam@example.com", "").await;
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut thief = Browser { cookies: b.cookies.clone(), headers: Vec::new() };
+    let page = app.post(&mut b, "/ui/sso/saml/acs", &form).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "the first post signs in: {}", page.text);
+    let page = app.post(&mut thief, "/ui/sso/saml/acs", &form).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.text);
+    assert!(page.unescaped().contains("already signed someone in"), "{}", page.text);
+    assert!(!thief.cookies.iter().any(|(k, _)| k == "portolan_session"), "not signed in: {:?}", thief.cookies);
 }
 
 #[tokio::test]

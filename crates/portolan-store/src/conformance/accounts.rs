@@ -170,3 +170,18 @@ pub async fn invitations_are_used_once_before_they_expire(s: &dyn Store) {
     assert_eq!(users.iter().filter(|u| u.email == "race@example.com").count(), 1);
     assert_eq!(s.user_by_email("race@example.com").await.unwrap().map(|u| u.id), Some(won[0].id.clone()));
 }
+
+/// A single sign-on answer is spent once, whichever of concurrent posts gets there first; per
+/// organization; forgotten once expired, so the table holds only the answers of the last minutes.
+pub async fn sso_answers_are_spent_once(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let tries = join_all((0..4).map(|_| s.spend_sso_answer(&a, "_req1", 1_000, 100)).collect()).await;
+    let firsts = tries.into_iter().map(|r| r.unwrap()).filter(|first| *first).count();
+    assert_eq!(firsts, 1, "exactly one of four concurrent posts of one answer signs in");
+    assert!(!s.spend_sso_answer(&a, "_req1", 1_000, 200).await.unwrap(), "replayed");
+    assert!(s.spend_sso_answer(&b, "_req1", 1_000, 200).await.unwrap(), "another organization's flow");
+    assert!(s.spend_sso_answer(&a, "_req2", 1_000, 200).await.unwrap());
+    // Past its expiry the id is forgotten (the flow it belonged to has expired too).
+    assert!(s.spend_sso_answer(&a, "_req1", 3_000, 2_000).await.unwrap(), "forgotten after expiry");
+}

@@ -215,7 +215,7 @@ macro_rules! conformance_tests {
             webhooks_dedupe_deliveries_keep_opaque_secrets_and_are_tenant_scoped,
             // accounts.rs
             users_have_unique_emails_and_are_tenant_scoped, sessions_are_found_by_hash_touched_forward_and_ended,
-            invitations_are_used_once_before_they_expire,
+            invitations_are_used_once_before_they_expire, sso_answers_are_spent_once,
             // ui.rs
             web_ui_settings_are_tenant_scoped_and_reads_are_paged,
             // automations.rs

@@ -360,6 +360,11 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
     ),
     ("entity_teams", "derived from entities.team by triggers on both databases: copying the entities fills it"),
     (
+        "sso_spent",
+        "single sign-on answers already used, kept only for the 10 minutes a sign-in may take: move an install \
+         with no sign-in under way",
+    ),
+    (
         "blueprint_versions",
         "a per-organization change counter for caches; the target starts its own, and every node of the \
          target starts with empty caches",

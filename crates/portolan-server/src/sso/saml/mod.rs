@@ -435,6 +435,13 @@ pub async fn finish(
         other => other?,
     };
     let identity = identity_of(&asserted, &saml)?;
+    // One answer signs in once: the flow's request ID (the answer's InResponseTo) is spent, on
+    // every node, until the flow would have expired anyway. A copied answer and flow cookie
+    // posted again are refused.
+    if !state.store.spend_sso_answer(&org, &flow.request_id, flow.exp, state.clock.now()).await? {
+        return Err(Failure::new(400, "This identity provider's answer has already signed someone in: an answer signs in once (it was replayed, or posted twice).")
+            .hint("Start again from the sign-in page."));
+    }
     Ok((org, identity, flow.next))
 }
 
