@@ -62,6 +62,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signin.html", include_str!("../../templates/signin.html")),
     ("sso_error.html", include_str!("../../templates/sso_error.html")),
     ("sso_redirect.html", include_str!("../../templates/sso_redirect.html")),
+    ("sso_confirm.html", include_str!("../../templates/sso_confirm.html")),
     ("sso_repost.html", include_str!("../../templates/sso_repost.html")),
     ("invite.html", include_str!("../../templates/invite.html")),
     ("organization.html", include_str!("../../templates/organization.html")),

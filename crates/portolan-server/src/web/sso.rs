@@ -69,10 +69,22 @@ pub(super) fn with_cookie(
     res
 }
 
-/// `GET /ui/sso/start?org=NAME&next=/ui/…`.
+/// `GET /ui/sso/start?org=NAME&next=/ui/…`. Sent here by another site (`Sec-Fetch-Site`
+/// `cross-site` or `same-site`), it first asks, and begins no sign-in: otherwise any page
+/// could sign its visitor in to an organization of its choosing, whose identity provider it
+/// runs (login CSRF), and have what they do next saved there. The sign-in page's form, a typed
+/// URL or a bookmark go straight on.
 pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> WebResult {
     let q = query_form(&q);
     let next = safe_next(q.get("next"));
+    let from_elsewhere = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site") || v.eq_ignore_ascii_case("same-site"));
+    if from_elsewhere {
+        let org = q.get("org").unwrap_or_default().trim().to_string();
+        return page_with(&state, StatusCode::OK, "sso_confirm.html", Confirm { org, next });
+    }
     let base = sso::base_url(&state, &headers);
     match sso::start(&state, q.get("org").unwrap_or_default(), &next, &base).await {
         // A page that moves on by itself rather than a redirect: the sign-in form submits here,
@@ -83,6 +95,12 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, RawQuery(q
         }
         Err(f) => failure_page(&state, &f),
     }
+}
+
+#[derive(Serialize)]
+struct Confirm {
+    org: String,
+    next: String,
 }
 
 #[derive(Serialize)]

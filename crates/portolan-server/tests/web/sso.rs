@@ -404,6 +404,24 @@ async fn provider_errors_state_and_stale_flows_are_pages_that_explain() {
     let page = app.get(&mut b, "/ui/sso/callback?code=x&state=forged").await;
     assert!(page.unescaped().contains("the state differs"), "{}", page.text);
 
+    // Sent to sign in by another site (login CSRF: signed in to an organization it chose): a
+    // page asks first and no sign-in begins; from this site's page it goes on.
+    let cross = |site: &str| vec![("sec-fetch-site".to_string(), site.to_string())];
+    let mut lured = Browser { cookies: Vec::new(), headers: cross("cross-site") };
+    let page = app.get(&mut lured, "/ui/sso/start?org=web&next=%2Fui%2Fteams").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.unescaped().contains("You came here from another site"), "{}", page.text);
+    assert!(!page.text.contains("http-equiv=\"refresh\""), "{}", page.text);
+    assert!(page.text.contains("name=\"org\" value=\"web\""), "{}", page.text);
+    assert!(!lured.cookies.iter().any(|(k, _)| k == "portolan_sso"), "no sign-in begun: {:?}", lured.cookies);
+    lured.headers = cross("same-site");
+    let page = app.get(&mut lured, "/ui/sso/start?org=web").await;
+    assert!(page.unescaped().contains("You came here from another site"), "{}", page.text);
+    lured.headers = cross("same-origin");
+    let page = app.get(&mut lured, "/ui/sso/start?org=web&next=%2Fui%2Fteams").await;
+    assert!(page.text.contains("http-equiv=\"refresh\""), "{}", page.text);
+    assert!(lured.cookies.iter().any(|(k, _)| k == "portolan_sso"), "{:?}", lured.cookies);
+
     // A flow older than ten minutes.
     let start = app.get(&mut b, "/ui/sso/start?org=web").await;
     let at_idp = app.http.get(provider_url(&start)).send().await.unwrap();
