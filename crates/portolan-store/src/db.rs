@@ -194,7 +194,7 @@ impl Q {
     /// Bind a list for [`Dialect::any_of`]: a `text[]` on PostgreSQL, a JSON array on SQLite.
     pub(crate) fn bind_texts(self, v: &[&str]) -> Q {
         match self {
-            Q::Sqlite(q) => Q::Sqlite(q.bind(serde_json::to_string(v).unwrap_or_else(|_| "[]".into()))),
+            Q::Sqlite(q) => Q::Sqlite(q.bind(texts_json(v))),
             Q::Postgres(q) => Q::Postgres(q.bind(v.iter().map(|s| s.to_string()).collect::<Vec<String>>())),
         }
     }
@@ -215,10 +215,7 @@ impl Q {
             SqlParam::Int(i) => self.bind(*i),
             SqlParam::Real(f) => self.bind(*f),
             SqlParam::Text(s) => self.bind(s.as_str()),
-            SqlParam::Texts(v) => match self {
-                Q::Sqlite(q) => Q::Sqlite(q.bind(texts_json(v))),
-                Q::Postgres(q) => Q::Postgres(q.bind(v.clone())),
-            },
+            SqlParam::Texts(v) => self.bind_texts(&v.iter().map(String::as_str).collect::<Vec<_>>()),
         }
     }
 

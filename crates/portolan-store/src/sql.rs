@@ -323,8 +323,9 @@ impl SqlFrag {
     }
 }
 
-/// A list of texts as a JSON array (SQLite's binding of [`SqlParam::Texts`]).
-pub(crate) fn texts_json(v: &[String]) -> String {
+/// A list of texts as a JSON array (SQLite's binding of a list: [`SqlParam::Texts`],
+/// `Q::bind_texts`).
+pub(crate) fn texts_json<S: serde::Serialize>(v: &[S]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
