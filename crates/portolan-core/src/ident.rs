@@ -6,6 +6,11 @@ use crate::FieldError;
 pub const MAX_IDENT: usize = 100;
 /// Longest entity identifier.
 pub const MAX_ENTITY_IDENT: usize = 1000;
+/// Longest entity identifier in bytes (UTF-8). PostgreSQL's B-tree indexes, which key entities
+/// and relation targets by identifier, refuse an entry over about 2,700 bytes (a third of a
+/// page); 1,000 letters of a script written with 3-byte characters would pass the character
+/// limit and fail there. 2,000 leaves room for the organization and blueprint in the same key.
+pub const MAX_ENTITY_IDENT_BYTES: usize = 2000;
 
 fn is_ident_char(c: char, allow_eq: bool) -> bool {
     c.is_alphabetic()
@@ -40,9 +45,22 @@ pub fn check_blueprint_id(path: &str, id: &str) -> Result<(), FieldError> {
     check(path, "blueprint identifier", id, MAX_IDENT, false)
 }
 
-/// `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$`, at most 1000 characters.
+/// `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$`, at most 1000 characters and
+/// [`MAX_ENTITY_IDENT_BYTES`] bytes.
 pub fn check_entity_id(path: &str, id: &str) -> Result<(), FieldError> {
-    check(path, "entity identifier", id, MAX_ENTITY_IDENT, true)
+    check(path, "entity identifier", id, MAX_ENTITY_IDENT, true)?;
+    if id.len() > MAX_ENTITY_IDENT_BYTES {
+        return Err(FieldError::new(
+            path,
+            format!(
+                "must be at most {MAX_ENTITY_IDENT_BYTES} bytes in UTF-8 (this entity identifier is {} bytes: {} \
+                 characters, many of several bytes); the database indexes identifiers and cannot key longer ones",
+                id.len(),
+                id.chars().count()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Keys of properties, relations, mirror, calculation and aggregation properties:
@@ -86,6 +104,11 @@ mod tests {
         assert!(e.message.contains("1000"), "{e}");
         assert!(check_entity_id("identifier", "..").is_err());
         assert!(check_entity_id("identifier", "x\ny").is_err());
+        // Characters and bytes: 1000 letters of 2 bytes fit, of 3 bytes do not.
+        assert!(check_entity_id("identifier", &"é".repeat(1000)).is_ok());
+        let e = check_entity_id("identifier", &"中".repeat(1000)).unwrap_err();
+        assert!(e.message.contains("2000 bytes") && e.message.contains("3000 bytes"), "{e}");
+        assert!(check_entity_id("identifier", &"中".repeat(666)).is_ok());
     }
 
     #[test]

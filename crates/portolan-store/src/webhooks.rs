@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::audit;
-use crate::db::{Row, Tx, is_unique_violation};
+use crate::db::{Db, Row, Tx, is_unique_violation};
 use crate::eventlog::WEBHOOK_LOG;
 use crate::jobs;
 use crate::sql::Dialect;
@@ -244,7 +244,7 @@ impl Webhooks for SqlStore {
     ) -> Result<Delivery> {
         let db = &self.db;
         let mut tx = db.begin().await?;
-        let rid = request_id.map(|r| db.storable(r));
+        let rid = request_id.map(|r| dedup_key(db, r));
         if let Some(rid) = &rid {
             // job_id 0 until the job exists (same transaction). A concurrent insert of the same
             // id (PostgreSQL; SQLite's one writer serializes them) waits here for this
@@ -301,3 +301,20 @@ impl Webhooks for SqlStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
+
+/// The key a delivery's request ID is remembered by: the ID itself, or for an ID over
+/// [`MAX_REQUEST_ID_KEY`] bytes (a `requestIdentifierPath` can select any part of a body) the
+/// SHA-256 of it, which PostgreSQL's index on the key can hold; NUL characters replaced on
+/// PostgreSQL.
+fn dedup_key<'s>(db: &Db, id: &'s str) -> std::borrow::Cow<'s, str> {
+    use sha2::Digest;
+    if id.len() <= MAX_REQUEST_ID_KEY {
+        return db.storable(id);
+    }
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    std::borrow::Cow::Owned(format!("sha256:{hex}"))
+}
+
+/// Longest request ID kept as itself (longer ones by their digest).
+const MAX_REQUEST_ID_KEY: usize = 512;

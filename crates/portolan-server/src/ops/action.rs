@@ -526,6 +526,9 @@ pub fn set_status(run: &mut Run, status: &str, at: &str) {
     }
 }
 
+/// Longest `externalRunId` in bytes (a backend's run id or URL; runs are found by it).
+pub const MAX_EXTERNAL_RUN_ID: usize = 1000;
+
 /// `PATCH /v1/actions/runs/{id}`: `status`, `statusLabel`, `link`, `summary`, `externalRunId`;
 /// each given key overwrites the stored one.
 pub async fn patch_run(state: &AppState, actor: &Actor, id: &str, body: &Value) -> ApiResult<Run> {
@@ -550,6 +553,12 @@ pub async fn patch_run(state: &AppState, actor: &Actor, id: &str, body: &Value) 
         if obj.get(key).is_some_and(|v| !(v.is_string() || v.is_null())) {
             errs.push(key, "must be a string");
         }
+    }
+    // Runs are looked up by it through an index, which PostgreSQL cannot build over long keys.
+    if let Some(Value::String(s)) = obj.get("externalRunId")
+        && s.len() > MAX_EXTERNAL_RUN_ID
+    {
+        errs.push("externalRunId", format!("must be at most {MAX_EXTERNAL_RUN_ID} bytes (this one is {})", s.len()));
     }
     let link = match obj.get("link") {
         None => None,

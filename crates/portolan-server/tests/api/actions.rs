@@ -401,6 +401,11 @@ async fn the_agent_protocol_claims_once_acks_once_and_a_log_ends_the_run_for_goo
         (r.body["run"]["status"].clone(), r.body["run"]["link"].clone()),
         (json!("IN_PROGRESS"), json!(["https://ci/1"]))
     );
+    // An external run id is kept and found by; one PostgreSQL cannot index is a 422, not a 500.
+    let r = app.patch(&format!("/v1/actions/runs/{id}"), json!({"externalRunId": wide_text(1000)})).await;
+    assert_invalid(&r, "externalRunId");
+    let r = app.patch(&format!("/v1/actions/runs/{id}"), json!({"externalRunId": "gh-run-7"})).await;
+    assert_eq!(r.body["run"]["externalRunId"], json!("gh-run-7"), "{}", r.body);
     let r = app.patch(&format!("/v1/actions/runs/{id}/response"), json!({"response": {"answer": 42}})).await;
     assert_eq!(r.body["run"]["response"], json!({"answer": 42}));
     let r =
@@ -538,4 +543,10 @@ async fn actions_runs_and_secrets_are_invisible_to_another_organization() {
     let patch =
         app.req_as(&other, "PATCH", &format!("/v1/actions/runs/{id}"), Some(json!({"status": "SUCCESS"}))).await;
     assert_error(&patch, 404, "not_found");
+}
+
+/// `n` CJK characters that do not compress (PostgreSQL compresses an index entry before it
+/// refuses one that is too large).
+fn wide_text(n: u32) -> String {
+    (0..n).map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap_or('x')).collect()
 }

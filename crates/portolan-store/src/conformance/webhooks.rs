@@ -77,6 +77,24 @@ pub async fn webhooks_dedupe_deliveries_keep_opaque_secrets_and_are_tenant_scope
         assert!(matches!(s.enqueue_webhook_delivery(&a, "gh", None, &job, T0).await.unwrap(), Delivery::Enqueued(_)));
     }
     assert_eq!(s.list_jobs(&a, &filter).await.unwrap().len(), 3);
+    // A request id of any length (a path can select a whole body): the second is a duplicate,
+    // another of the same length is not (PostgreSQL cannot index such a key; before, a 500).
+    // Text that does not compress (PostgreSQL compresses an index entry before it refuses it).
+    let wide = |salt: u32| -> String {
+        (0..3000u32).map(|i| char::from_u32(0x4e00 + (i * 7919 + salt) % 20000).unwrap_or('x')).collect()
+    };
+    let (long, other) = (wide(0), wide(1));
+    assert!(matches!(
+        s.enqueue_webhook_delivery(&a, "gh", Some(&long), &job, T0).await.unwrap(),
+        Delivery::Enqueued(_)
+    ));
+    let again = s.enqueue_webhook_delivery(&a, "gh", Some(&long), &job, T0).await.unwrap();
+    assert!(matches!(again, Delivery::Duplicate { .. }), "{again:?}");
+    assert!(matches!(
+        s.enqueue_webhook_delivery(&a, "gh", Some(&other), &job, T0).await.unwrap(),
+        Delivery::Enqueued(_)
+    ));
+    assert_eq!(s.list_jobs(&a, &filter).await.unwrap().len(), 5);
 
     // The event log, by delivery.
     let line = |delivery: Option<&str>, msg: &str| crate::IntegrationLog {
