@@ -9,7 +9,8 @@
 //!   of the database, so every node reports the same queue.
 //! - Counters of this node: webhook deliveries processed and mapping failures, Ocean resyncs
 //!   started, jq evaluations ended by a limit ([`portolan_jq::JqEngine::limits_hit`]).
-//! - The database pools: open, idle and maximum connections.
+//! - The database pools: open, idle and maximum connections; entity write requests and the
+//!   transactions they took (group commit).
 //!
 //! No label carries an organization, a user or an identifier. The endpoint is off unless
 //! `PORTOLAN_METRICS_TOKEN` is set; then it needs `Authorization: Bearer <that token>` (what
@@ -191,6 +192,7 @@ fn render(state: &AppState, queue: &[portolan_store::QueueStat], now: chrono::Da
             .map_or(0.0, |t| ((now - t.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as f64) / 1000.0);
         let _ = writeln!(out, "portolan_jobs_oldest_queued_age_seconds{{kind=\"{}\"}} {age}", label(&q.kind));
     }
+    let writes = state.store.write_group_use();
     for (name, help, value) in [
         (
             "portolan_webhook_deliveries_total",
@@ -211,6 +213,16 @@ fn render(state: &AppState, queue: &[portolan_store::QueueStat], now: chrono::Da
             "portolan_jq_limits_hit_total",
             "jq evaluations on this node ended by a limit (time, steps, size, a spent budget, no free worker).",
             state.jq.limits_hit(),
+        ),
+        (
+            "portolan_entity_write_requests_total",
+            "Entity write requests (each bulk or single write) this node's store answered.",
+            writes.requests,
+        ),
+        (
+            "portolan_entity_write_transactions_total",
+            "Transactions those requests took: concurrent requests of one organization share one (group commit).",
+            writes.transactions,
         ),
     ] {
         head(&mut out, name, "counter", help);

@@ -20,7 +20,7 @@ use crate::db::{Db, Tx};
 use crate::jobs;
 use crate::sql::Dialect;
 use crate::ui::parse_json;
-use crate::{AuditCtx, AuditRecord, NewJob, OrgId, Result, Run, SqlStore, run_json};
+use crate::{AuditRecord, NewJob, OrgId, Result, Run, SqlStore, run_json};
 
 /// The job kind that dispatches an organization's automation events.
 pub const AUTOMATION_JOB: &str = "automation_dispatch";
@@ -127,36 +127,37 @@ fn entity_kind(action: &str) -> Option<&'static str> {
 /// Append the audit records of entity changes `records` and, in the same transaction, the
 /// automation events of those an automation listens to (each a small row naming its audit
 /// record, which holds the diff), queueing the organization's dispatch job. Updates that
-/// changed nothing record no event.
+/// changed nothing record no event. Events and changelog messages take their record's time;
+/// `depth` is how many automation runs led to the changes (the same for all of them).
 pub(crate) async fn audit_and_record(
     tx: &mut Tx,
     org: &OrgId,
     listening: &Listening,
     records: &[AuditRecord],
-    ctx: &AuditCtx,
+    depth: u32,
 ) -> Result<()> {
     if listening.is_empty() {
         return audit::insert(tx, org, records).await;
     }
-    let mut rows: Vec<(&'static str, &str, &str)> = Vec::new();
-    let mut changes: Vec<(&str, &str)> = Vec::new();
+    let mut rows: Vec<(&'static str, &str, &str, &str)> = Vec::new();
+    let mut changes: Vec<(&str, &str, &str)> = Vec::new();
     for r in records {
         let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
         if r.resource_type != "entity" || (kind == "ENTITY_UPDATED" && r.diff.as_ref().is_some_and(unchanged)) {
             continue;
         }
         if listening.hears(bp, kind) {
-            rows.push((kind, bp.as_str(), entity.as_str()));
+            rows.push((kind, bp.as_str(), entity.as_str(), r.at.as_str()));
         }
         if listening.changelog(bp) {
-            changes.push((bp.as_str(), entity.as_str()));
+            changes.push((bp.as_str(), entity.as_str(), r.at.as_str()));
         }
     }
     let ids = audit::insert_returning(tx, org, records, !rows.is_empty() || !changes.is_empty()).await?;
     let id_of = |bp: &str, entity: &str| ids.get(&(bp.to_string(), entity.to_string())).copied();
-    let changes: Vec<(&str, &str, i64)> =
-        changes.into_iter().filter_map(|(bp, e)| id_of(bp, e).map(|id| (bp, e, id))).collect();
-    changelog::record(tx, org, &changes, &ctx.at).await?;
+    let changes: Vec<(&str, &str, i64, &str)> =
+        changes.into_iter().filter_map(|(bp, e, at)| id_of(bp, e).map(|id| (bp, e, id, at))).collect();
+    changelog::record(tx, org, &changes).await?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -166,9 +167,9 @@ pub(crate) async fn audit_and_record(
         let sql =
             format!("INSERT INTO automation_events(org_id, kind, target, audit_id, depth, created_at) VALUES {values}");
         let mut q = tx.q(&sql);
-        for (kind, bp, entity) in chunk {
+        for (kind, bp, entity, at) in chunk {
             let id = id_of(bp, entity);
-            q = q.bind(&org.0).bind(*kind).bind(*bp).bind(id).bind(i64::from(ctx.depth)).bind(&ctx.at);
+            q = q.bind(&org.0).bind(*kind).bind(*bp).bind(id).bind(i64::from(depth)).bind(*at);
         }
         q.execute(&mut *tx).await?;
     }

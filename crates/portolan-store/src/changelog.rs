@@ -76,9 +76,9 @@ pub(crate) fn destinations_sql(d: Dialect) -> &'static str {
     }
 }
 
-/// Record the changes `rows` (`(blueprint, entity, audit id)`) for delivery and queue the
+/// Record the changes `rows` (`(blueprint, entity, audit id, time)`) for delivery and queue the
 /// delivery job, in the writing transaction.
-pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64)], at: &str) -> Result<()> {
+pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64, &str)]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -88,8 +88,8 @@ pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64)],
             "INSERT INTO changelog_events(org_id, blueprint, entity, audit_id, next_at, created_at) VALUES {values}"
         );
         let mut q = tx.q(&sql);
-        for (bp, entity, audit_id) in chunk {
-            q = q.bind(&org.0).bind(*bp).bind(*entity).bind(*audit_id).bind(at).bind(at);
+        for (bp, entity, audit_id, at) in chunk {
+            q = q.bind(&org.0).bind(*bp).bind(*entity).bind(*audit_id).bind(*at).bind(*at);
         }
         q.execute(&mut *tx).await?;
     }

@@ -14,9 +14,12 @@ use crate::sql::{Dialect, SqlFrag, SqlParam, json_key_path};
 use crate::{AuditCtx, OrgId, Result, SqlStore, StoreError};
 
 mod delete;
+mod group;
 mod team_count;
 mod write;
 
+pub(crate) use group::Groups;
+pub use group::WriteGroupUse;
 pub use team_count::count_sql as team_count_sql;
 pub use team_count::walk_sql as team_walk_sql;
 pub(crate) use team_count::{Admits, admits};
@@ -355,7 +358,7 @@ impl Entities for SqlStore {
         writes: Vec<EntityWrite>,
         ctx: &AuditCtx,
     ) -> Result<Vec<Result<Written, WriteRejection>>> {
-        write::write(&self.db, org, writes, ctx).await
+        self.writes.write(&self.db, org, writes, ctx).await
     }
 
     async fn delete_entities(

@@ -47,6 +47,7 @@ pub use blueprints::{Blueprints, Rename, StoredBlueprint};
 pub use changelog::{CHANGELOG_JOB, Changelog, ChangelogEvent, ChangelogStatus};
 pub use db::DbError;
 pub use dialect::{DEFAULT_QUERY_BUDGET, budget_text};
+pub use entities::WriteGroupUse;
 pub use entities::{
     BuildEntity, Entities, EntityWrite, Page, RelTarget, SearchRequest, SortedPage, WriteRejection, Written,
 };
@@ -183,6 +184,8 @@ pub struct SqlStore {
     gate: SearchGate,
     /// [`SCAN_PART_ROWS`], lowered by tests ([`Settings::set_scan_part_rows`]).
     scan_part_rows: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The entity write queue (group commit: `entities/group.rs`).
+    writes: std::sync::Arc<entities::Groups>,
 }
 
 /// The SQLite store ([`SqlStore::open`], [`SqlStore::in_memory`]).

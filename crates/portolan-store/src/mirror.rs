@@ -142,7 +142,7 @@ async fn put(
     let rec =
         entity_record(ctx, action, &want.blueprint, &want.identifier, before.as_ref().map(|(_, e)| e), Some(&want));
     let listening = automations::listening(tx, org).await?;
-    automations::audit_and_record(tx, org, &listening, &[rec], ctx).await?;
+    automations::audit_and_record(tx, org, &listening, &[rec], ctx.depth).await?;
     scorecards::enqueue_for_written(db, tx, org, &[(want.blueprint.as_str(), want.identifier.as_str())]).await
 }
 

@@ -95,11 +95,24 @@ fn limit(v: Option<i64>) -> Option<u64> {
     v.map(|n| u64::try_from(n).unwrap_or(0))
 }
 
-/// `Some(max)` when `org` has an entity quota that `adding` more entities would exceed, counted
+/// `Some(max)` when `org` has an entity quota that `adding` more entities would exceed (see
+/// [`entity_room`]).
+pub(crate) async fn entities_over_quota(tx: &mut Tx, org: &OrgId, adding: usize) -> Result<Option<u64>> {
+    Ok(entity_room(tx, org, adding).await?.map(|r| r.max))
+}
+
+/// An entity quota, and how many more entities it has room for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Room {
+    pub max: u64,
+    pub left: u64,
+}
+
+/// `Some` when `org` has an entity quota that `adding` more entities would exceed, counted
 /// inside the write's transaction. On PostgreSQL the check holds a per-organization advisory lock
 /// until commit, so concurrent batches cannot both pass it; SQLite's single writer serializes
 /// anyway. The count reads at most `max + 1` rows, so it costs what the quota allows.
-pub(crate) async fn entities_over_quota(tx: &mut Tx, org: &OrgId, adding: usize) -> Result<Option<u64>> {
+pub(crate) async fn entity_room(tx: &mut Tx, org: &OrgId, adding: usize) -> Result<Option<Room>> {
     if adding == 0 {
         return Ok(None);
     }
@@ -121,7 +134,7 @@ pub(crate) async fn entities_over_quota(tx: &mut Tx, org: &OrgId, adding: usize)
         .await?
         .get(0);
     let n = u64::try_from(n).unwrap_or(0);
-    Ok((n.saturating_add(adding as u64) > max).then_some(max))
+    Ok((n.saturating_add(adding as u64) > max).then_some(Room { max, left: max.saturating_sub(n) }))
 }
 
 /// `Some(max)` when `org` has a user quota it has reached (checked in the caller's transaction).

@@ -22,12 +22,21 @@ pub(crate) struct Built {
     /// The stored row (row id, entity) this write replaces.
     pub before: Option<(i64, Entity)>,
     create_missing: bool,
+    /// Which of the batch's audit contexts wrote it (a group of requests has one each).
+    ctx: usize,
 }
 
 impl Built {
     pub fn key(&self) -> Key {
         (self.entity.blueprint.clone(), self.entity.identifier.clone())
     }
+}
+
+/// An empty entity the batch makes for a missing relation target, and which audit context
+/// (of the write that named it first) makes it.
+pub(crate) struct Stub {
+    pub entity: Entity,
+    pub ctx: usize,
 }
 
 /// A batch in flight: for each write, in order, either its rejection or what it will write.
@@ -37,16 +46,17 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Compose every write against its stored entity (taken out of `stored`). `refuse` may turn
-    /// a composed entity into a rejection (PostgreSQL refuses NUL characters).
+    /// Compose every write against its stored entity (taken out of `stored`). Each write comes
+    /// with the index of its audit context (the one request's 0, or its request's in a group).
+    /// `refuse` may turn a composed entity into a rejection (PostgreSQL refuses NUL characters).
     pub fn compose(
-        writes: Vec<EntityWrite>,
+        writes: impl ExactSizeIterator<Item = (EntityWrite, usize)>,
         stored: &mut HashMap<Key, (i64, Entity)>,
         refuse: impl Fn(&Entity) -> Option<WriteRejection>,
     ) -> Plan {
         let mut results = Vec::with_capacity(writes.len());
         let mut built = Vec::with_capacity(writes.len());
-        for w in writes {
+        for (w, ctx) in writes {
             let before = stored.remove(&(w.blueprint.clone(), w.identifier.clone()));
             let composed =
                 (w.build)(before.as_ref().map(|(_, e)| e)).and_then(|(entity, edges)| match refuse(&entity) {
@@ -60,7 +70,7 @@ impl Plan {
             match composed {
                 Ok((entity, edges)) => {
                     results.push(None);
-                    built.push(Some(Built { entity, edges, before, create_missing: w.create_missing_related }));
+                    built.push(Some(Built { entity, edges, before, create_missing: w.create_missing_related, ctx }));
                 }
                 Err(rejection) => {
                     results.push(Some(Err(rejection)));
@@ -140,19 +150,32 @@ impl Plan {
         }
     }
 
-    /// Empty entities for the missing targets of writes that asked for them, each once.
-    pub fn stubs(&self, existing: &HashSet<Key>, ctx: &AuditCtx) -> Vec<Entity> {
+    /// Empty entities for the missing targets of writes that asked for them, each once, made by
+    /// the context (an index into `ctxs`) of the first write that names it.
+    pub fn stubs(&self, existing: &HashSet<Key>, ctxs: &[&AuditCtx]) -> Vec<Stub> {
+        self.stub_keys(existing)
+            .into_iter()
+            .map(|((blueprint, identifier), ctx)| Stub {
+                entity: empty_entity(&blueprint, &identifier, ctxs[ctx], None),
+                ctx,
+            })
+            .collect()
+    }
+
+    /// The keys of [`Plan::stubs`], each with the context of the first write that names it.
+    fn stub_keys(&self, existing: &HashSet<Key>) -> Vec<(Key, usize)> {
         let accepted = self.accepted_keys();
-        let mut keys: Vec<Key> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut keys = Vec::new();
         for b in self.accepted().filter(|b| b.create_missing) {
             for e in &b.edges {
                 let k = (e.target_blueprint.clone(), e.target_identifier.clone());
-                if !existing.contains(&k) && !accepted.contains(&k) && !keys.contains(&k) {
-                    keys.push(k);
+                if !existing.contains(&k) && !accepted.contains(&k) && seen.insert(k.clone()) {
+                    keys.push((k, b.ctx));
                 }
             }
         }
-        keys.into_iter().map(|(blueprint, identifier)| empty_entity(&blueprint, &identifier, ctx, None)).collect()
+        keys
     }
 
     /// How many accepted writes create their entity.
@@ -160,23 +183,51 @@ impl Plan {
         self.accepted().filter(|b| b.before.is_none()).count()
     }
 
-    /// The entity quota `max` is reached: reject every accepted write that would create an
-    /// entity (its own, or a stub for a missing target), then writes left without a target.
-    pub fn reject_creating(&mut self, existing: &HashSet<Key>, max: u64) {
-        let accepted = self.accepted_keys();
-        for (i, slot) in self.built.iter_mut().enumerate() {
-            let Some(b) = slot else { continue };
-            let makes_stub = b.create_missing
-                && b.edges.iter().any(|e| {
-                    let k = (e.target_blueprint.clone(), e.target_identifier.clone());
-                    !existing.contains(&k) && !accepted.contains(&k)
-                });
-            if b.before.is_none() || makes_stub {
-                self.results[i] = Some(Err(quota_rejection(max)));
-                *slot = None;
+    /// The entity quota `max` has room for `left` more entities, fewer than the batch would
+    /// create. Each context's writes (one request's, in a group) create theirs, in order, while
+    /// they fit; a context that does not fit has every accepted write rejected that would create
+    /// an entity (its own, or a stub for a missing target), and then writes left without a
+    /// target are rejected. Repeated until what is left fits: a rejection can turn another
+    /// write's target into a stub.
+    pub fn reject_creating(&mut self, existing: &HashSet<Key>, max: u64, left: u64) {
+        loop {
+            let contexts = self.built.iter().flatten().map(|b| b.ctx + 1).max().unwrap_or(0);
+            let mut creating = vec![0u64; contexts];
+            for b in self.accepted().filter(|b| b.before.is_none()) {
+                creating[b.ctx] += 1;
             }
+            for (_, ctx) in self.stub_keys(existing) {
+                creating[ctx] += 1;
+            }
+            let mut used = 0;
+            let over: Vec<bool> = creating
+                .iter()
+                .map(|&n| {
+                    let fits = used + n <= left;
+                    if fits {
+                        used += n;
+                    }
+                    !fits
+                })
+                .collect();
+            if !over.contains(&true) {
+                return;
+            }
+            let accepted = self.accepted_keys();
+            for (i, slot) in self.built.iter_mut().enumerate() {
+                let Some(b) = slot else { continue };
+                let makes_stub = b.create_missing
+                    && b.edges.iter().any(|e| {
+                        let k = (e.target_blueprint.clone(), e.target_identifier.clone());
+                        !existing.contains(&k) && !accepted.contains(&k)
+                    });
+                if over[b.ctx] && (b.before.is_none() || makes_stub) {
+                    self.results[i] = Some(Err(quota_rejection(max)));
+                    *slot = None;
+                }
+            }
+            self.reject_missing_targets(existing);
         }
-        self.reject_missing_targets(existing);
     }
 
     /// Row ids of the stored entities the batch replaces (their old edges go).
@@ -194,15 +245,21 @@ impl Plan {
         edges
     }
 
-    /// Audit records: a CREATE per stub, then a CREATE or UPDATE per accepted write.
-    pub fn audit_records(&self, stubs: &[Entity], ctx: &AuditCtx) -> Vec<AuditRecord> {
-        let mut records: Vec<AuditRecord> =
-            stubs.iter().map(|s| entity_record(ctx, "CREATE", &s.blueprint, &s.identifier, None, Some(s))).collect();
+    /// Audit records, each by its write's context in `ctxs`: a CREATE per stub, then a CREATE
+    /// or UPDATE per accepted write.
+    pub fn audit_records(&self, stubs: &[Stub], ctxs: &[&AuditCtx]) -> Vec<AuditRecord> {
+        let mut records: Vec<AuditRecord> = stubs
+            .iter()
+            .map(|s| {
+                let e = &s.entity;
+                entity_record(ctxs[s.ctx], "CREATE", &e.blueprint, &e.identifier, None, Some(e))
+            })
+            .collect();
         for b in self.accepted() {
             let action = if b.before.is_some() { "UPDATE" } else { "CREATE" };
             let before = b.before.as_ref().map(|(_, e)| e);
             records.push(entity_record(
-                ctx,
+                ctxs[b.ctx],
                 action,
                 &b.entity.blueprint,
                 &b.entity.identifier,

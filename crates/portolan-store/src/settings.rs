@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::db::Db;
-use crate::{Result, SqlStore, StoreError};
+use crate::{Result, SqlStore, StoreError, WriteGroupUse};
 
 #[async_trait]
 pub trait Settings: Send + Sync {
@@ -30,6 +30,9 @@ pub trait Settings: Send + Sync {
     async fn replace_setting(&self, key: &str, old: &str, new: &str) -> Result<bool>;
     /// The connection pools' use now (for `/metrics`).
     fn pool_use(&self) -> PoolUse;
+    /// Entity write requests answered and the transactions they took, since the store opened
+    /// (group commit: concurrent requests of one organization share one; `/metrics`).
+    fn write_group_use(&self) -> WriteGroupUse;
 }
 
 /// Connections of the store's pools: open and idle (SQLite: the writer and the readers
@@ -44,6 +47,10 @@ pub struct PoolUse {
 
 #[async_trait]
 impl Settings for SqlStore {
+    fn write_group_use(&self) -> WriteGroupUse {
+        self.writes.usage()
+    }
+
     fn pool_use(&self) -> PoolUse {
         let one =
             |open: u32, idle: usize, max: u32| PoolUse { open, idle: u32::try_from(idle).unwrap_or(u32::MAX), max };

@@ -98,6 +98,13 @@ async fn metrics_need_the_token_and_count_requests_jobs_and_pools() {
     for _ in 0..3 {
         assert_eq!(app.get("/v1/blueprints/no-such-blueprint-xyz").await.status, StatusCode::NOT_FOUND);
     }
+    // Entity writes: two bulk requests, each answered by the store.
+    app.model().await;
+    for i in 0..2 {
+        let body = json!({"entities": [{"identifier": format!("m{i}"), "properties": {"language": "go"}}]});
+        let r = app.post("/v1/blueprints/service/entities/bulk", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
     let org = OrgId("org_org-a".into());
     for i in 0..2 {
         let job = NewJob { kind: "metrics-test-kind".into(), payload: json!({"n": i}), max_attempts: 1 };
@@ -122,6 +129,9 @@ async fn metrics_need_the_token_and_count_requests_jobs_and_pools() {
     assert_eq!(value(&s, "portolan_jobs_running", &kind), Some(0.0), "{text}");
     assert!(value(&s, "portolan_jobs_oldest_queued_age_seconds", &kind).is_some_and(|a| a >= 0.0), "{text}");
     assert!(value(&s, "portolan_db_pool_connections", &[("state", "open")]).is_some_and(|n| n >= 1.0), "{text}");
+    let requests = value(&s, "portolan_entity_write_requests_total", &[]).unwrap_or(0.0);
+    let transactions = value(&s, "portolan_entity_write_transactions_total", &[]).unwrap_or(0.0);
+    assert!(requests >= 2.0 && (1.0..=requests).contains(&transactions), "{text}");
     for counter in [
         "portolan_webhook_deliveries_total",
         "portolan_webhook_mapping_failures_total",

@@ -5,7 +5,7 @@ use portolan_core::search::parse_query;
 use serde_json::{Map, Value, json};
 
 use super::{T0, ctx, entity, idents, model, org, put, req, write_ok};
-use crate::{AuditFilter, EntityWrite, Store, StoreError, WriteRejection};
+use crate::{AuditCtx, AuditFilter, EntityWrite, Store, StoreError, WriteRejection};
 
 pub async fn tenancy_is_enforced(s: &dyn Store) {
     let a = org(s, "a").await;
@@ -222,4 +222,100 @@ pub async fn nul_characters_are_kept_or_refused_never_an_error(s: &dyn Store) {
     assert!(matches!(&r[1], Err(WriteRejection::Invalid(e)) if e.0[0].path == "identifier"));
     assert!(r[2].is_ok());
     assert!(s.get_entity(&a, "service", "s2").await.unwrap().is_some());
+}
+
+/// Concurrent write requests of one organization may share a transaction (group commit), and
+/// each is still answered with its own outcomes, in its order, and audited with its own context;
+/// a request of another organization is written in its own.
+pub async fn concurrent_writes_share_transactions_and_keep_their_own_answers(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let b = org(s, "b").await;
+    let m = model(s, &a).await;
+    let mb = model(s, &b).await;
+    let ctxs: Vec<AuditCtx> = (0..9)
+        .map(|i| AuditCtx {
+            user_id: format!("user{i}"),
+            origin: "API".into(),
+            at: format!("2024-01-01T00:00:0{i}.000Z"),
+            depth: 0,
+        })
+        .collect();
+    // Requests 0–7 of `a`: three teams, a rejected write; request 3 also writes request 1's
+    // first team, request 5 a service whose missing team becomes a stub. Request 8 is `b`'s.
+    let rejected = |i: usize| EntityWrite {
+        blueprint: "team".into(),
+        identifier: format!("bad{i}"),
+        build: Box::new(|_| Err(WriteRejection::Invalid(portolan_core::FieldError::new("title", "bad").into()))),
+        create_missing_related: false,
+    };
+    let mut futs = Vec::new();
+    for (i, ctx) in ctxs.iter().enumerate().take(8) {
+        let mut writes: Vec<EntityWrite> =
+            (0..3).map(|j| put(entity("team", &format!("t{i}-{j}"), json!({}), json!({})), &m, false)).collect();
+        writes.push(rejected(i));
+        if i == 3 {
+            writes.push(put(entity("team", "t1-0", json!({"n": 3}), json!({})), &m, false));
+        }
+        if i == 5 {
+            writes.push(put(entity("service", "s5", json!({}), json!({"team": "stub5"})), &m, true));
+        }
+        futs.push(s.write_entities(&a, writes, ctx));
+    }
+    futs.insert(4, s.write_entities(&b, vec![put(entity("team", "t0-0", json!({}), json!({})), &mb, false)], &ctxs[8]));
+    let before = s.write_group_use();
+    let mut answers = super::join_all(futs).await.into_iter().map(Result::unwrap).collect::<Vec<_>>();
+    let used = s.write_group_use();
+    let requests = used.requests - before.requests;
+    let transactions = used.transactions - before.transactions;
+    assert_eq!(requests, 9);
+    assert!(transactions < requests, "9 concurrent requests took {transactions} transactions");
+
+    let of_b = answers.remove(4);
+    assert_eq!(of_b.len(), 1);
+    assert!(of_b[0].as_ref().is_ok_and(|w| w.created));
+    for (i, r) in answers.iter().enumerate() {
+        let ids: Vec<String> = r.iter().filter_map(|o| o.as_ref().ok()).map(|w| w.entity.identifier.clone()).collect();
+        let mut want: Vec<String> = (0..3).map(|j| format!("t{i}-{j}")).collect();
+        if i == 3 {
+            want.push("t1-0".into());
+        }
+        if i == 5 {
+            want.push("s5".into());
+        }
+        assert_eq!(ids, want, "request {i}");
+        assert!(matches!(r[3], Err(WriteRejection::Invalid(_))), "request {i}: {:?}", r[3]);
+    }
+    // Each record carries its request's user and time, the stub its request's too.
+    let audit = s.list_audit(&a, &AuditFilter { limit: 100, ..Default::default() }).await.unwrap();
+    for i in [0, 2, 4, 5, 7] {
+        let id = format!("t{i}-1");
+        let rec = audit.iter().find(|r| r.entity.as_deref() == Some(id.as_str())).expect("audited");
+        assert_eq!((rec.user_id.as_str(), rec.at.as_str()), (ctxs[i].user_id.as_str(), ctxs[i].at.as_str()), "{id}");
+    }
+    let stub = s.get_entity(&a, "team", "stub5").await.unwrap().expect("the stub");
+    assert_eq!(stub.created_by, "user5");
+    // Request 3's write of t1-0 and request 1's both happened, one after the other.
+    let t10: Vec<_> = audit.iter().filter(|r| r.entity.as_deref() == Some("t1-0")).collect();
+    assert_eq!(t10.len(), 2, "{t10:?}");
+    assert_eq!(s.count_entities(&b, &req(None, None, &mb)).await.unwrap(), 1);
+    assert!(s.get_entity(&a, "team", "t0-0").await.unwrap().is_some(), "a's t0-0, beside b's");
+}
+
+/// A write whose caller went away once it was queued (a client that disconnected) is written
+/// all the same: a group's transaction is not cut short by one of its callers.
+pub async fn a_write_whose_caller_went_away_is_still_written(s: &dyn Store) {
+    use std::task::Poll;
+    let a = org(s, "a").await;
+    let m = model(s, &a).await;
+    let by = ctx();
+    let mut gone = s.write_entities(&a, vec![put(entity("team", "t-gone", json!({}), json!({})), &m, false)], &by);
+    let first = std::future::poll_fn(|cx| Poll::Ready(gone.as_mut().poll(cx).is_pending())).await;
+    assert!(first, "a write is answered after its transaction, not on its first poll");
+    drop(gone);
+    write_ok(s, &a, &m, vec![entity("team", "t-after", json!({}), json!({}))]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.get_entity(&a, "team", "t-gone").await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the abandoned write was not written");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

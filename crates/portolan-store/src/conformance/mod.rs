@@ -198,6 +198,8 @@ macro_rules! conformance_tests {
             delete_unlinks_blocks_and_cascades, batches_are_one_unit,
             a_batch_naming_an_entity_twice_applies_both_in_order, updates_keep_creation_meta_and_replace_edges,
             nul_characters_are_kept_or_refused_never_an_error,
+            concurrent_writes_share_transactions_and_keep_their_own_answers,
+            a_write_whose_caller_went_away_is_still_written,
             // search.rs
             search_pages_with_a_cursor, sorted_pages_order_by_meta_and_properties_and_page_by_offset,
             sorted_pages_order_null_and_mixed_types_alike,

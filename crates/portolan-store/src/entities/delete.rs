@@ -172,7 +172,7 @@ pub(crate) async fn delete_in(
         let rec = entity_record(ctx, "DELETE", &e.blueprint, &e.identifier, Some(e), None);
         // Not for the dependents' relations unlinked above: Port fires no automation for a
         // relation nulled because its target was deleted.
-        automations::audit_and_record(tx, org, &listening, &[rec], ctx).await?;
+        automations::audit_and_record(tx, org, &listening, &[rec], ctx.depth).await?;
         deleted.push((e.blueprint.clone(), e.identifier.clone()));
     }
     if aggregates {

@@ -35,42 +35,61 @@ fn refusal(dialect: Dialect) -> impl Fn(&Entity) -> Option<WriteRejection> {
 }
 
 pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &AuditCtx) -> Result<Vec<Outcome>> {
-    let mut keys = HashSet::new();
-    if !writes.iter().all(|w| keys.insert((w.blueprint.clone(), w.identifier.clone()))) {
+    if !distinct_keys(&writes) {
         return write_sequential(db, org, writes, ctx).await;
     }
+    let mut out = write_together(db, org, vec![writes], &[ctx]).await?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// Whether no two of `writes` name the same entity.
+pub(crate) fn distinct_keys(writes: &[EntityWrite]) -> bool {
+    let mut keys = HashSet::with_capacity(writes.len());
+    writes.iter().all(|w| keys.insert((w.blueprint.as_str(), w.identifier.as_str())))
+}
+
+/// Several requests' batches in one transaction (group commit, `entities/group.rs`), as one
+/// batch: `batches[i]` by `ctxs[i]`, no entity named twice across all of them, every context of
+/// the same automation depth. Each batch's outcomes, in order.
+pub(crate) async fn write_together(
+    db: &Db,
+    org: &OrgId,
+    batches: Vec<Vec<EntityWrite>>,
+    ctxs: &[&AuditCtx],
+) -> Result<Vec<Vec<Outcome>>> {
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    let depth = ctxs.first().map_or(0, |c| c.depth);
+    let writes: Vec<(EntityWrite, usize)> =
+        batches.into_iter().enumerate().flat_map(|(i, b)| b.into_iter().map(move |w| (w, i))).collect();
     let mut tx = db.begin().await?;
-    let locks = entity_locks(org, writes.iter().map(|w| (w.blueprint.as_str(), w.identifier.as_str())));
+    let locks = entity_locks(org, writes.iter().map(|(w, _)| (w.blueprint.as_str(), w.identifier.as_str())));
     lock_entities(&mut tx, locks).await?;
-    let wanted: Vec<Key> = writes.iter().map(|w| (w.blueprint.clone(), w.identifier.clone())).collect();
+    let wanted: Vec<Key> = writes.iter().map(|(w, _)| (w.blueprint.clone(), w.identifier.clone())).collect();
     let mut stored = load(db, &mut tx, org, wanted).await?;
 
     // Aggregation seeds: what the written entities' relations pointed at before the write.
     let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
     let before_seeds =
         if aggregates { old_targets(&mut tx, org, stored.values().map(|(_, e)| e)).await? } else { HashMap::new() };
-    let mut plan = Plan::compose(writes, &mut stored, refusal(db.dialect()));
+    let mut plan = Plan::compose(writes.into_iter(), &mut stored, refusal(db.dialect()));
     // Teams a write adds must exist (before relation targets: a rejected write creates none).
     let missing = teams::missing_in(db, &mut tx, org, &plan.added_teams()).await?;
     plan.reject_missing_teams(&missing);
     // Relation targets: stored, or written by this batch.
     let existing = existing_keys(db, &mut tx, org, plan.targets()).await?;
     plan.reject_missing_targets(&existing);
-    let mut stubs = plan.stubs(&existing, ctx);
+    let mut stubs = plan.stubs(&existing, ctxs);
     // The entity quota, when the organization has one (the count is bounded by it).
-    if let Some(max) = orgs::entities_over_quota(&mut tx, org, plan.creating() + stubs.len()).await? {
-        plan.reject_creating(&existing, max);
-        stubs = plan.stubs(&existing, ctx);
+    if let Some(room) = orgs::entity_room(&mut tx, org, plan.creating() + stubs.len()).await? {
+        plan.reject_creating(&existing, room.max, room.left);
+        stubs = plan.stubs(&existing, ctxs);
     }
 
     // Write: stubs, entities (one upsert statement per chunk), edges, audit records. A stub that
     // another node created meanwhile (PostgreSQL: its key was not locked here) is left as it is.
-    let stub_rows: Vec<&Entity> = stubs.iter().collect();
+    let stub_rows: Vec<&Entity> = stubs.iter().map(|s| &s.entity).collect();
     let created_stubs = upsert(&mut tx, org, &stub_rows, false).await?;
-    let stubs: Vec<Entity> = stubs
-        .into_iter()
-        .filter(|s| created_stubs.contains_key(&(s.blueprint.clone(), s.identifier.clone())))
-        .collect();
+    stubs.retain(|s| created_stubs.contains_key(&(s.entity.blueprint.clone(), s.entity.identifier.clone())));
     let rows: Vec<&Entity> = plan.accepted().map(|b| &b.entity).collect();
     let rids = upsert(&mut tx, org, &rows, true).await?;
     let unlink = unlink_sql(db.dialect());
@@ -79,9 +98,13 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
     let listening = automations::listening(&mut tx, org).await?;
-    automations::audit_and_record(&mut tx, org, &listening, &plan.audit_records(&stubs, ctx), ctx).await?;
-    let written: Vec<(&str, &str)> =
-        rows.iter().copied().chain(stubs.iter()).map(|e| (e.blueprint.as_str(), e.identifier.as_str())).collect();
+    automations::audit_and_record(&mut tx, org, &listening, &plan.audit_records(&stubs, ctxs), depth).await?;
+    let written: Vec<(&str, &str)> = rows
+        .iter()
+        .copied()
+        .chain(stubs.iter().map(|s| &s.entity))
+        .map(|e| (e.blueprint.as_str(), e.identifier.as_str()))
+        .collect();
     scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
     if aggregates {
         let mut seeds: Vec<(String, String)> = rows.iter().flat_map(|e| unlinked(&before_seeds, e)).collect();
@@ -89,7 +112,8 @@ pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
         aggregations::enqueue_for_seeds(db, &mut tx, org, &seeds).await?;
     }
     tx.commit().await?;
-    Ok(plan.finish())
+    let mut outcomes = plan.finish().into_iter();
+    Ok(sizes.into_iter().map(|n| outcomes.by_ref().take(n).collect()).collect())
 }
 
 /// The relation targets of `entities` as stored, by entity: `(relation, target blueprint,
@@ -494,12 +518,12 @@ impl Sequential {
             save(tx, org, None, &stub, &[]).await?;
             self.written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
-            automations::audit_and_record(tx, org, &self.listening, &[rec], ctx).await?;
+            automations::audit_and_record(tx, org, &self.listening, &[rec], ctx.depth).await?;
         }
         save(tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
-        automations::audit_and_record(tx, org, &self.listening, &[rec], ctx).await?;
+        automations::audit_and_record(tx, org, &self.listening, &[rec], ctx.depth).await?;
         self.written.push((entity.blueprint.clone(), entity.identifier.clone()));
         self.unlinked_seeds.extend(unlinked(&before_targets, &entity));
         Ok(Ok(Written { entity, created: before.is_none() }))

@@ -1,0 +1,217 @@
+//! Group commit of entity writes: concurrent requests of one organization share a transaction.
+//!
+//! Every batch of entity writes costs about a dozen statements and a commit whatever its size
+//! (`write.rs`): on SQLite each statement is a hand-off to the one writer connection's thread
+//! and each commit writes the changed pages to the WAL; on PostgreSQL each statement is a round
+//! trip and each commit a WAL flush. At Port's bulk size (20 entities per request, what Ocean
+//! sends) that fixed cost is most of a request. So a write does not run in its caller: it joins
+//! a queue, and at most `lanes` groups run at a time (1 on SQLite, whose writer is one
+//! connection anyway). A group is the oldest waiting request and the requests of the same
+//! organization and automation depth queued behind it, up to [`MAX_GROUP`] writes, stopping at
+//! one that names an entity the group already writes (a batch names each entity once; that
+//! request starts a later group). Requests that arrive while groups run form the next ones:
+//! nothing waits for a timer, and a request alone runs at once. (Requests in the queue together
+//! were sent concurrently, so no order between them was promised; of two naming one entity,
+//! each sees the other's write or the other sees its.)
+//!
+//! Each request is still answered with its own outcomes, audited with its own context, and a
+//! rejection is its entity's own (the batch semantics of `write.rs`: a relation may name an
+//! entity that another request of the group writes). A group is one transaction: if it fails
+//! (the database is unavailable, or refuses a statement), nothing of it is written and every
+//! request of it gets the error. A group runs in a task of its own, so a caller that goes away
+//! (its client disconnected) does not cut the others' transaction short; its writes are
+//! committed or not like everyone else's.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Semaphore, oneshot};
+
+use super::write::{distinct_keys, write, write_together};
+use crate::db::Db;
+use crate::plan::Outcome;
+use crate::{AuditCtx, EntityWrite, OrgId, Result, StoreError};
+
+/// Most writes in one group (a request larger than this runs alone).
+pub(crate) const MAX_GROUP: usize = 1000;
+
+/// The write queue of a store, shared by its clones.
+pub(crate) struct Groups {
+    queue: Mutex<VecDeque<Pending>>,
+    lanes: Arc<Semaphore>,
+    requests: AtomicU64,
+    transactions: AtomicU64,
+}
+
+/// A request waiting for its group.
+struct Pending {
+    org: OrgId,
+    writes: Vec<EntityWrite>,
+    ctx: AuditCtx,
+    reply: oneshot::Sender<Result<Vec<Outcome>>>,
+}
+
+impl Pending {
+    /// Whether this request can share a transaction with others (a request naming one entity
+    /// twice is written one write after another, alone).
+    fn groupable(&self) -> bool {
+        self.writes.len() < MAX_GROUP && distinct_keys(&self.writes)
+    }
+}
+
+/// How many write requests a store answered and in how many transactions (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteGroupUse {
+    pub requests: u64,
+    pub transactions: u64,
+}
+
+impl Groups {
+    /// A queue running at most `lanes` groups at a time.
+    pub(crate) fn new(lanes: usize) -> Groups {
+        Groups {
+            queue: Mutex::new(VecDeque::new()),
+            lanes: Arc::new(Semaphore::new(lanes.max(1))),
+            requests: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn usage(&self) -> WriteGroupUse {
+        WriteGroupUse {
+            requests: self.requests.load(Ordering::Relaxed),
+            transactions: self.transactions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Write `writes` in the next group of `org` and answer with their outcomes.
+    pub(crate) async fn write(
+        self: &Arc<Self>,
+        db: &Db,
+        org: &OrgId,
+        writes: Vec<EntityWrite>,
+        ctx: &AuditCtx,
+    ) -> Result<Vec<Outcome>> {
+        let (reply, answer) = oneshot::channel();
+        self.lock().push_back(Pending { org: org.clone(), writes, ctx: ctx.clone(), reply });
+        self.pump(db);
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the entity write ended without an answer (the server is stopping)".into())
+        })?
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Start a group in every free lane while requests wait. Called after a request joins the
+    /// queue and after a group ends (with its lane free again), so no request is left waiting
+    /// with a lane free.
+    fn pump(self: &Arc<Self>, db: &Db) {
+        loop {
+            let Ok(lane) = self.lanes.clone().try_acquire_owned() else { return };
+            let group = take_group(&mut self.lock());
+            if group.is_empty() {
+                return;
+            }
+            let (groups, db) = (Arc::clone(self), db.clone());
+            tokio::spawn(async move {
+                groups.run(&db, group).await;
+                drop(lane);
+                groups.pump(&db);
+            });
+        }
+    }
+
+    async fn run(&self, db: &Db, mut group: Vec<Pending>) {
+        self.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        if group.len() == 1 {
+            let Some(p) = group.pop() else { return };
+            let _ = p.reply.send(write(db, &p.org, p.writes, &p.ctx).await);
+            return;
+        }
+        let org = group[0].org.clone();
+        let mut batches = Vec::with_capacity(group.len());
+        let mut ctxs = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        for p in group {
+            batches.push(p.writes);
+            ctxs.push(p.ctx);
+            replies.push(p.reply);
+        }
+        let ctx_refs: Vec<&AuditCtx> = ctxs.iter().collect();
+        match write_together(db, &org, batches, &ctx_refs).await {
+            Ok(outcomes) => {
+                for (reply, out) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(out));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(requests = replies.len(), error = %e, "a group of entity writes failed; each of its requests gets the error");
+                for reply in replies {
+                    let _ = reply.send(Err(copy(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// The next group: the oldest request, then the requests of its organization and automation
+/// depth queued behind it, while they fit in [`MAX_GROUP`] and name no entity the group writes.
+/// Requests of other organizations keep their places.
+fn take_group(queue: &mut VecDeque<Pending>) -> Vec<Pending> {
+    let Some(first) = queue.pop_front() else { return Vec::new() };
+    if !first.groupable() {
+        return vec![first];
+    }
+    let mut keys: HashSet<(String, String)> =
+        first.writes.iter().map(|w| (w.blueprint.clone(), w.identifier.clone())).collect();
+    let mut size = first.writes.len();
+    let (org, depth) = (first.org.clone(), first.ctx.depth);
+    let mut group = vec![first];
+    let mut i = 0;
+    while i < queue.len() {
+        let p = &queue[i];
+        if p.org != org || p.ctx.depth != depth {
+            i += 1;
+            continue;
+        }
+        let overlaps = p.writes.iter().any(|w| keys.contains(&(w.blueprint.clone(), w.identifier.clone())));
+        if !p.groupable() || overlaps || size + p.writes.len() > MAX_GROUP {
+            break;
+        }
+        let Some(p) = queue.remove(i) else { break };
+        keys.extend(p.writes.iter().map(|w| (w.blueprint.clone(), w.identifier.clone())));
+        size += p.writes.len();
+        group.push(p);
+    }
+    group
+}
+
+/// The same error for another request of a failed group (a database error keeps its message;
+/// its sqlx source, logged once, is not copied).
+fn copy(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
+        StoreError::NotFound(s) => StoreError::NotFound(s.clone()),
+        StoreError::Invalid(f) => StoreError::Invalid(f.clone()),
+        StoreError::RequiredBy { blueprint, identifier, dependents } => StoreError::RequiredBy {
+            blueprint: blueprint.clone(),
+            identifier: identifier.clone(),
+            dependents: dependents.clone(),
+        },
+        StoreError::HasEntities { blueprint, count } => {
+            StoreError::HasEntities { blueprint: blueprint.clone(), count: *count }
+        }
+        StoreError::Referenced { blueprint, source_bp, relation } => StoreError::Referenced {
+            blueprint: blueprint.clone(),
+            source_bp: source_bp.clone(),
+            relation: relation.clone(),
+        },
+        StoreError::OverBudget { budget } => StoreError::OverBudget { budget: *budget },
+        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
+        StoreError::Db(d) => StoreError::Db(d.message().to_string().into()),
+    }
+}
