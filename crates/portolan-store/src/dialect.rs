@@ -166,19 +166,12 @@ impl SqlStore {
     }
 
     fn new(db: Db, search_connections: u32) -> SqlStore {
-        /// How many groups of entity writes run at once (`entities/group.rs`): SQLite has one
-        /// writer; on PostgreSQL two groups can overlap one's round trips with the other's.
-        fn write_lanes(d: Dialect) -> usize {
-            match d {
-                Dialect::Sqlite => 1,
-                Dialect::Postgres => 2,
-            }
-        }
         SqlStore {
             budget: Budget::default(),
             gate: SearchGate::for_pool(search_connections),
             scan_part_rows: std::sync::Arc::new(crate::widgets::SCAN_PART_ROWS.into()),
-            writes: std::sync::Arc::new(crate::entities::Groups::new(write_lanes(db.dialect()))),
+            // Group commit on SQLite only (`entities/group.rs` says why).
+            writes: std::sync::Arc::new(crate::entities::Groups::new(db.dialect() == Dialect::Sqlite)),
             db,
         }
     }

@@ -213,14 +213,15 @@ impl Plan {
             if !over.contains(&true) {
                 return;
             }
-            let accepted = self.accepted_keys();
+            // A write makes a stub when its context is the one the stub is counted for: a stub
+            // another request also names and makes is not this one's creation.
+            let stubs: HashSet<(Key, usize)> = self.stub_keys(existing).into_iter().collect();
             for (i, slot) in self.built.iter_mut().enumerate() {
                 let Some(b) = slot else { continue };
                 let makes_stub = b.create_missing
-                    && b.edges.iter().any(|e| {
-                        let k = (e.target_blueprint.clone(), e.target_identifier.clone());
-                        !existing.contains(&k) && !accepted.contains(&k)
-                    });
+                    && b.edges
+                        .iter()
+                        .any(|e| stubs.contains(&((e.target_blueprint.clone(), e.target_identifier.clone()), b.ctx)));
                 if over[b.ctx] && (b.before.is_none() || makes_stub) {
                     self.results[i] = Some(Err(quota_rejection(max)));
                     *slot = None;
@@ -380,4 +381,56 @@ pub(crate) fn quota_rejection(max: u64) -> WriteRejection {
     let mut errs = FieldErrors::default();
     errs.push("", msg);
     WriteRejection::Invalid(errs)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ent(id: &str) -> Entity {
+        let ctx = AuditCtx { user_id: "u".into(), origin: "API".into(), at: "t".into(), depth: 0 };
+        empty_entity("svc", id, &ctx, None)
+    }
+
+    /// A write of `id` whose relation names `target` (missing targets become stubs).
+    fn write(id: &str, target: &str) -> EntityWrite {
+        let edge = RelTarget {
+            relation: "dep".into(),
+            target_blueprint: "svc".into(),
+            target_identifier: target.into(),
+            required: false,
+        };
+        let e = ent(id);
+        EntityWrite {
+            blueprint: "svc".into(),
+            identifier: id.into(),
+            build: Box::new(move |_| Ok((e, vec![edge]))),
+            create_missing_related: true,
+        }
+    }
+
+    /// Two requests in one group, room for two more entities. The first creates `a` and a stub
+    /// `x` (two: it fits). The second creates `n` (over: refused) and updates the stored `u`,
+    /// whose relation names the same missing `x`: that update creates nothing of its own and
+    /// stands, as it would if the requests ran one after the other.
+    #[test]
+    fn a_request_over_the_quota_keeps_updates_that_name_another_requests_stub() {
+        let mut stored = HashMap::from([(("svc".to_string(), "u".to_string()), (1, ent("u")))]);
+        let writes = vec![(write("a", "x"), 0), (write("n", "y"), 1), (write("u", "x"), 1)];
+        let mut plan = Plan::compose(writes.into_iter(), &mut stored, |_| None);
+        let existing = HashSet::new();
+        plan.reject_creating(&existing, 10, 2);
+        let ctx = AuditCtx { user_id: "u".into(), origin: "API".into(), at: "t".into(), depth: 0 };
+        let stubs = plan.stubs(&existing, &[&ctx, &ctx]);
+        assert_eq!(stubs.iter().map(|s| (s.entity.identifier.as_str(), s.ctx)).collect::<Vec<_>>(), [("x", 0)]);
+        let out = plan.finish();
+        assert!(out[0].as_ref().is_ok_and(|w| w.created), "{:?}", out[0]);
+        assert!(
+            matches!(&out[1], Err(WriteRejection::Invalid(_))) && format!("{:?}", out[1]).contains("quota"),
+            "{:?}",
+            out[1]
+        );
+        assert!(out[2].as_ref().is_ok_and(|w| !w.created), "{:?}", out[2]);
+    }
 }

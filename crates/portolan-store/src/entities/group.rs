@@ -1,26 +1,32 @@
-//! Group commit of entity writes: concurrent requests of one organization share a transaction.
+//! Group commit of entity writes on SQLite: concurrent requests of one organization share a
+//! transaction.
 //!
 //! Every batch of entity writes costs about a dozen statements and a commit whatever its size
 //! (`write.rs`): on SQLite each statement is a hand-off to the one writer connection's thread
-//! and each commit writes the changed pages to the WAL; on PostgreSQL each statement is a round
-//! trip and each commit a WAL flush. At Port's bulk size (20 entities per request, what Ocean
-//! sends) that fixed cost is most of a request. So a write does not run in its caller: it joins
-//! a queue, and at most `lanes` groups run at a time (1 on SQLite, whose writer is one
-//! connection anyway). A group is the oldest waiting request and the requests of the same
-//! organization and automation depth queued behind it, up to [`MAX_GROUP`] writes, stopping at
-//! one that names an entity the group already writes (a batch names each entity once; that
-//! request starts a later group). Requests that arrive while groups run form the next ones:
-//! nothing waits for a timer, and a request alone runs at once. (Requests in the queue together
-//! were sent concurrently, so no order between them was promised; of two naming one entity,
-//! each sees the other's write or the other sees its.)
+//! and each commit writes the changed pages to the WAL. At Port's bulk size (20 entities per
+//! request, what Ocean sends) that fixed cost is a large part of a request. So on SQLite a
+//! write does not run in its caller: it joins a queue, and one group runs at a time (SQLite's
+//! writer is one connection anyway). A group is the oldest waiting request and the requests of
+//! the same organization and automation depth queued behind it, up to [`MAX_GROUP`] writes,
+//! stopping at one that names an entity the group already writes (a batch names each entity
+//! once; that request starts a later group). Requests that arrive while a group runs form the
+//! next one: nothing waits for a timer, and a request that finds the writer free runs at once.
+//! (Requests in the queue together were sent concurrently, so no order between them was
+//! promised; of two naming one entity, one sees the other's write.)
+//!
+//! PostgreSQL writes in the caller, one transaction per request, as before: its connections
+//! run concurrently, grouping measured no gain there (BENCHMARKS.md, "Group commit"), and a
+//! queue would let one organization's writes waiting on locks hold up every other's.
 //!
 //! Each request is still answered with its own outcomes, audited with its own context, and a
 //! rejection is its entity's own (the batch semantics of `write.rs`: a relation may name an
-//! entity that another request of the group writes). A group is one transaction: if it fails
-//! (the database is unavailable, or refuses a statement), nothing of it is written and every
-//! request of it gets the error. A group runs in a task of its own, so a caller that goes away
-//! (its client disconnected) does not cut the others' transaction short; its writes are
-//! committed or not like everyone else's.
+//! entity that another request of the group writes); the entity quota admits requests in order.
+//! A group is one transaction: if it fails (the database is unavailable, or refuses a
+//! statement), nothing of it is written and every request of it gets the error — a request's
+//! writes are closures consumed by the attempt, so they cannot be retried alone. A group runs
+//! in a task of its own, so a caller that goes away once its request is queued (a client that
+//! disconnected, a job that lost its lease) does not cut the group's transaction short: a
+//! write handed to the store is committed or not like everyone else's in its group.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,8 +44,11 @@ pub(crate) const MAX_GROUP: usize = 1000;
 
 /// The write queue of a store, shared by its clones.
 pub(crate) struct Groups {
+    /// Whether writes are grouped (SQLite) or written in their caller (PostgreSQL).
+    grouped: bool,
     queue: Mutex<VecDeque<Pending>>,
-    lanes: Arc<Semaphore>,
+    /// The one group that may run (SQLite has one writer).
+    lane: Arc<Semaphore>,
     requests: AtomicU64,
     transactions: AtomicU64,
 }
@@ -65,14 +74,17 @@ impl Pending {
 pub struct WriteGroupUse {
     pub requests: u64,
     pub transactions: u64,
+    /// Whether concurrent requests share transactions (SQLite) or not (PostgreSQL).
+    pub grouped: bool,
 }
 
 impl Groups {
-    /// A queue running at most `lanes` groups at a time.
-    pub(crate) fn new(lanes: usize) -> Groups {
+    /// A queue (`grouped`: SQLite), or writes in their callers (PostgreSQL).
+    pub(crate) fn new(grouped: bool) -> Groups {
         Groups {
+            grouped,
             queue: Mutex::new(VecDeque::new()),
-            lanes: Arc::new(Semaphore::new(lanes.max(1))),
+            lane: Arc::new(Semaphore::new(1)),
             requests: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
         }
@@ -82,6 +94,7 @@ impl Groups {
         WriteGroupUse {
             requests: self.requests.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
+            grouped: self.grouped,
         }
     }
 
@@ -93,11 +106,20 @@ impl Groups {
         writes: Vec<EntityWrite>,
         ctx: &AuditCtx,
     ) -> Result<Vec<Outcome>> {
+        if !self.grouped {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.transactions.fetch_add(1, Ordering::Relaxed);
+            return write(db, org, writes, ctx).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.lock().push_back(Pending { org: org.clone(), writes, ctx: ctx.clone(), reply });
         self.pump(db);
         answer.await.map_err(|_| {
-            StoreError::Unavailable("the entity write ended without an answer (the server is stopping)".into())
+            StoreError::Unavailable(
+                "the entity write ended without an answer: the server is stopping, or the write failed \
+                 unexpectedly (the server log says why)"
+                    .into(),
+            )
         })?
     }
 
@@ -105,23 +127,24 @@ impl Groups {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Start a group in every free lane while requests wait. Called after a request joins the
-    /// queue and after a group ends (with its lane free again), so no request is left waiting
-    /// with a lane free.
+    /// Start the next group if requests wait and no group runs. Called after a request joins
+    /// the queue and when a group ends (its lane free again, also if it panicked), and the lane
+    /// is only taken with the queue locked and not empty, so no request is left waiting with
+    /// the lane free: a request that fails to take the lane was queued before the running group
+    /// frees it, and that group's end looks at the queue.
     fn pump(self: &Arc<Self>, db: &Db) {
-        loop {
-            let Ok(lane) = self.lanes.clone().try_acquire_owned() else { return };
-            let group = take_group(&mut self.lock());
-            if group.is_empty() {
-                return;
-            }
-            let (groups, db) = (Arc::clone(self), db.clone());
-            tokio::spawn(async move {
-                groups.run(&db, group).await;
-                drop(lane);
-                groups.pump(&db);
-            });
+        let mut queue = self.lock();
+        if queue.is_empty() {
+            return;
         }
+        let Ok(lane) = self.lane.clone().try_acquire_owned() else { return };
+        let group = take_group(&mut queue);
+        drop(queue);
+        let next = Next { groups: Arc::clone(self), db: db.clone(), lane: Some(lane) };
+        tokio::spawn(async move {
+            next.groups.run(&next.db, group).await;
+            drop(next);
+        });
     }
 
     async fn run(&self, db: &Db, mut group: Vec<Pending>) {
@@ -154,6 +177,24 @@ impl Groups {
                     let _ = reply.send(Err(copy(&e)));
                 }
             }
+        }
+    }
+}
+
+/// A running group's hold on the lane: dropped when the group ends (or its task panics or is
+/// dropped), it frees the lane and starts the next group.
+struct Next {
+    groups: Arc<Groups>,
+    db: Db,
+    lane: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Next {
+    fn drop(&mut self) {
+        drop(self.lane.take());
+        // A runtime that is shutting down drops its tasks: there is nothing left to start.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.groups.pump(&self.db);
         }
     }
 }
