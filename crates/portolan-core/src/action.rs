@@ -100,12 +100,15 @@ static ACTION_ID: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^[\p{L}0-9@_.+:=-]+$").unwrap()
 });
 
-/// Check an action identifier: `^(?!\.{1,2}$)[\p{L}0-9@_.+:=-]+$` (no `/`).
+/// Check an action identifier: `^(?!\.{1,2}$)[\p{L}0-9@_.+:=-]+$` (no `/`), at most 100
+/// characters (runs and automations are keyed by it).
 pub fn check_action_id(errs: &mut FieldErrors, path: &str, id: &str) {
     if id.is_empty() {
         errs.push(path, "must not be empty");
     } else if id == "." || id == ".." {
         errs.push(path, "must not be \".\" or \"..\"");
+    } else if id.chars().count() > crate::ident::MAX_IDENT {
+        errs.push(path, format!("must be at most {} characters", crate::ident::MAX_IDENT));
     } else if let Some(bad) = id.chars().find(|c| !ACTION_ID.is_match(c.encode_utf8(&mut [0; 4]))) {
         errs.push(path, format!("contains {bad:?}; an action identifier may only contain letters, digits and @_.+:=-"));
     }
@@ -358,7 +361,17 @@ fn check_automation(errs: &mut FieldErrors, path: &str, o: &Map<String, Value>) 
                     }
                     if t == "TIMER_PROPERTY_EXPIRED" {
                         allowed.push("propertyIdentifier");
-                        string_field(errs, &ep, e, "propertyIdentifier", true);
+                        match e.get("propertyIdentifier") {
+                            Some(Value::String(p)) => {
+                                if let Err(x) =
+                                    crate::ident::check_property_id(&join_path(&ep, "propertyIdentifier"), p)
+                                {
+                                    errs.0.push(x);
+                                }
+                            }
+                            Some(_) => errs.push(join_path(&ep, "propertyIdentifier"), "must be a string"),
+                            None => errs.push(join_path(&ep, "propertyIdentifier"), "is required for a timer"),
+                        }
                     }
                     unknown_keys(errs, &ep, e, &allowed, &format!("a {t} event"));
                 }

@@ -6,11 +6,13 @@ use crate::FieldError;
 pub const MAX_IDENT: usize = 100;
 /// Longest entity identifier.
 pub const MAX_ENTITY_IDENT: usize = 1000;
-/// Longest entity identifier in bytes (UTF-8). PostgreSQL's B-tree indexes, which key entities
-/// and relation targets by identifier, refuse an entry over about 2,700 bytes (a third of a
-/// page); 1,000 letters of a script written with 3-byte characters would pass the character
-/// limit and fail there. 2,000 leaves room for the organization and blueprint in the same key.
-pub const MAX_ENTITY_IDENT_BYTES: usize = 2000;
+/// Longest entity identifier in bytes (UTF-8). PostgreSQL's B-tree indexes, which key entities,
+/// relation targets, scorecard results and audit records by identifier, refuse an entry over
+/// about 2,700 bytes (a third of a page); 1,000 letters of a script written with 3-byte
+/// characters would pass the character limit and fail there. 1,600 leaves room in the widest
+/// key (scorecard results: organization, blueprint and scorecard identifiers of up to 100
+/// letters of up to 4 bytes each, and the entity).
+pub const MAX_ENTITY_IDENT_BYTES: usize = 1600;
 
 fn is_ident_char(c: char, allow_eq: bool) -> bool {
     c.is_alphabetic()
@@ -104,11 +106,12 @@ mod tests {
         assert!(e.message.contains("1000"), "{e}");
         assert!(check_entity_id("identifier", "..").is_err());
         assert!(check_entity_id("identifier", "x\ny").is_err());
-        // Characters and bytes: 1000 letters of 2 bytes fit, of 3 bytes do not.
-        assert!(check_entity_id("identifier", &"é".repeat(1000)).is_ok());
+        // Characters and bytes: 800 letters of 2 bytes fit, 1000 of 3 bytes do not.
+        assert!(check_entity_id("identifier", &"é".repeat(800)).is_ok());
+        assert!(check_entity_id("identifier", &"é".repeat(801)).is_err());
         let e = check_entity_id("identifier", &"中".repeat(1000)).unwrap_err();
-        assert!(e.message.contains("2000 bytes") && e.message.contains("3000 bytes"), "{e}");
-        assert!(check_entity_id("identifier", &"中".repeat(666)).is_ok());
+        assert!(e.message.contains("1600 bytes") && e.message.contains("3000 bytes"), "{e}");
+        assert!(check_entity_id("identifier", &"中".repeat(533)).is_ok());
     }
 
     #[test]

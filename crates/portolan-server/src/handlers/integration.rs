@@ -207,6 +207,24 @@ pub async fn resync_state(
     Ok(respond(&saved, &headers))
 }
 
+/// Longest resource kind (`repository`, `pull-request`, …) or cursor index the store keeps, in
+/// bytes: both are keys of indexes, which PostgreSQL cannot build over long values.
+pub(crate) const MAX_KIND_BYTES: usize = 200;
+
+/// Refuse a resource kind (or a cursor's index) too long to be a key.
+pub(crate) fn check_kind(name: &str, kind: &str) -> Result<(), FieldError> {
+    if kind.len() > MAX_KIND_BYTES {
+        return Err(FieldError::new(
+            name,
+            format!(
+                "must be at most {MAX_KIND_BYTES} bytes (this one is {}): it names one of the integration's kinds",
+                kind.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `POST|PATCH /v1/integration/{id}/kinds/{kind}/examples` `{examples: [...]}`.
 pub async fn put_examples(
     State(state): State<AppState>,
@@ -217,6 +235,7 @@ pub async fn put_examples(
     let Some(examples) = body.get("examples").filter(|e| e.is_array()) else {
         return Err(FieldError::new("examples", "is required: an array of raw objects").into());
     };
+    check_kind("kind", &kind)?;
     load(&state, &caller, &id).await?;
     state.store.put_kind_examples(&caller.org, &id, &kind, examples, &now_iso()).await?;
     Ok(Json(json!({"ok": true})))

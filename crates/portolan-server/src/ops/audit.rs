@@ -26,6 +26,15 @@ pub fn audit_ctx(actor: &Actor) -> AuditCtx {
     }
 }
 
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn clip(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// An audit record for a write that was refused.
 pub fn failure_record(
     actor: &Actor,
@@ -44,8 +53,9 @@ pub fn failure_record(
         action: action.into(),
         status: "FAILURE".into(),
         identifier: identifier.chars().take(1000).collect(),
-        blueprint: blueprint.map(str::to_string),
-        entity: entity.map(str::to_string),
+        // The refused values, cut to what the audit log's (blueprint, entity) index can key.
+        blueprint: blueprint.map(|b| clip(b, 400)),
+        entity: entity.map(|e| clip(e, portolan_core::ident::MAX_ENTITY_IDENT_BYTES)),
         origin: ctx.origin,
         user_id: ctx.user_id,
         diff: None,

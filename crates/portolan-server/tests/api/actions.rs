@@ -178,6 +178,16 @@ async fn invalid_actions_are_refused_with_every_field_path() {
     let mut bad = webhook_action("bad", "http://x", true);
     bad["surprise"] = json!(1);
     assert_invalid(&app.post("/v1/actions", bad).await, "surprise");
+
+    // Keys of runs and timers: bounded, so PostgreSQL can index them (a 500 there before).
+    let long = webhook_action(&wide_text(1000), "http://x", true);
+    assert_invalid(&app.post("/v1/actions", long).await, "identifier");
+    let timer = json!({"identifier": "bad_timer", "title": "T",
+        "trigger": {"type": "automation", "event": {"type": "TIMER_PROPERTY_EXPIRED",
+            "blueprintIdentifier": "service", "propertyIdentifier": wide_text(1000)}},
+        "invocationMethod": {"type": "WEBHOOK", "url": "http://x"}});
+    assert_invalid(&app.post("/v1/actions", timer).await, "trigger.event.propertyIdentifier");
+    assert!(app.get("/v1/actions/bad_timer").await.status.as_u16() == 404);
     assert!(app.get("/v1/actions/bad").await.status.as_u16() == 404, "nothing was stored");
 }
 

@@ -473,6 +473,13 @@ async fn incremental_sync_cursors_put_404_then_post_then_put() {
     assert_error(&app.req_as(&other, "GET", &path("svc", "0"), None).await, 404, "not_found");
     // Bad requests say what to fix.
     assert_invalid(&oc(&app, "GET", &format!("/v1/integration/{ID}/cursor?kind=svc"), None).await, "index");
+    // Keys PostgreSQL can index (a 500 there before): a kind or index over 200 bytes is refused.
+    let wide: String = (0..1000u32).map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap_or('x')).collect();
+    let wide = wide.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    assert_invalid(&oc(&app, "POST", &path(&wide, "0"), Some(c1.clone())).await, "kind");
+    assert_invalid(&oc(&app, "POST", &path("svc", &wide), Some(c1.clone())).await, "index");
+    let examples = format!("/v1/integration/{ID}/kinds/{wide}/examples");
+    assert_invalid(&oc(&app, "POST", &examples, Some(json!({"examples": [{"a": 1}]}))).await, "kind");
     assert_invalid(&oc(&app, "POST", &path("svc", "0"), Some(json!({"cursor": "x"}))).await, "cursor");
     assert_error(&oc(&app, "POST", "/v1/integration/nope/cursor?kind=svc&index=0", Some(c1)).await, 404, "not_found");
     // Deleted with the integration.

@@ -34,7 +34,10 @@ fn cursor_key(p: &CursorParams) -> ApiResult<(String, String)> {
             "is required: the query is ?kind=<kind>&index=<the resource's index in config.resources>",
         )),
     };
-    Ok((one("kind", &p.kind)?, one("index", &p.index)?))
+    let (kind, index) = (one("kind", &p.kind)?, one("index", &p.index)?);
+    super::check_kind("kind", &kind)?;
+    super::check_kind("index", &index)?;
+    Ok((kind, index))
 }
 
 /// The cursor of a PUT/POST body: `{"cursor": {...}}` (or the object itself).
