@@ -118,7 +118,12 @@ impl SqlStore {
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
         let readers = 4;
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        // The writer keeps SQLite's default 2 MB page cache, the readers 64 MB each: at every
+        // commit SQLite walks the writer's whole page-cache hash table (pcache1TruncateUnsafe,
+        // 12 % of the writer's time with 64 MB), and the writer's few reads hit the OS cache.
+        // Bulk ingest at 20 per request: +26 % (BENCHMARKS.md, "Group commit").
+        let writer_opts = opts.clone().pragma("cache_size", "-2000");
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(writer_opts).await?;
         migrate_sqlite(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers)
