@@ -13,7 +13,7 @@ use portolan_server::ApiConfig;
 use portolan_server::secrets::SecretsKey;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, assert_invalid};
+use crate::helpers::{TestApp, assert_error, assert_invalid, wide_text};
 
 /// What the stand-in backend received.
 #[derive(Debug, Clone)]
@@ -553,10 +553,4 @@ async fn actions_runs_and_secrets_are_invisible_to_another_organization() {
     let patch =
         app.req_as(&other, "PATCH", &format!("/v1/actions/runs/{id}"), Some(json!({"status": "SUCCESS"}))).await;
     assert_error(&patch, 404, "not_found");
-}
-
-/// `n` CJK characters that do not compress (PostgreSQL compresses an index entry before it
-/// refuses one that is too large).
-fn wide_text(n: u32) -> String {
-    (0..n).map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap_or('x')).collect()
 }

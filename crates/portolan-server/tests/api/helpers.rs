@@ -280,6 +280,12 @@ pub async fn fetch_token(http: &reqwest::Client, base: &str, id: &str, secret: &
     body["accessToken"].as_str().expect("token").to_string()
 }
 
+/// `n` CJK letters that do not compress: PostgreSQL compresses an index entry before it refuses
+/// one that is too large, so a test of a length limit needs text like this.
+pub fn wide_text(n: u32) -> String {
+    (0..n).map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap_or('x')).collect()
+}
+
 /// Assert Port's error envelope with this status and error code.
 #[track_caller]
 pub fn assert_error(r: &Res, status: u16, code: &str) {

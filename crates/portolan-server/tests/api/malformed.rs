@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Res, TestApp, assert_error, assert_invalid};
+use crate::helpers::{Backend, Res, TestApp, assert_error, assert_invalid, wide_text};
 
 const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
@@ -182,7 +182,7 @@ async fn odd_identifiers_and_unicode() {
     }
     // 1000 letters of 3 bytes each: within the character limit, over PostgreSQL's index entry
     // (a 500 there before), so a 422 naming the bytes on both backends.
-    let wide: String = (0..1000u32).map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap_or('x')).collect();
+    let wide = wide_text(1000);
     for id in ["..", "a".repeat(1001).as_str(), "nul\u{0}", "new\nline", wide.as_str()] {
         let r = app
             .post("/v1/blueprints/service/entities", json!({"identifier": id, "properties": {"language": "go"}}))

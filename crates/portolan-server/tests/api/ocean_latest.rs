@@ -8,7 +8,7 @@ use portolan_server::ApiConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Res, TestApp, assert_error, assert_invalid};
+use crate::helpers::{Res, TestApp, assert_error, assert_invalid, wide_text};
 
 const ID: &str = "latest-int";
 const UA: &str = "port-ocean/latest/0.48.12/latest-int/exporter";
@@ -474,8 +474,7 @@ async fn incremental_sync_cursors_put_404_then_post_then_put() {
     // Bad requests say what to fix.
     assert_invalid(&oc(&app, "GET", &format!("/v1/integration/{ID}/cursor?kind=svc"), None).await, "index");
     // Keys PostgreSQL can index (a 500 there before): a kind or index over 200 bytes is refused.
-    let wide: String = (0..1000u32).map(|i| char::from_u32(0x4e00 + (i * 7919) % 20000).unwrap_or('x')).collect();
-    let wide = wide.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let wide = wide_text(1000).bytes().map(|b| format!("%{b:02X}")).collect::<String>();
     assert_invalid(&oc(&app, "POST", &path(&wide, "0"), Some(c1.clone())).await, "kind");
     assert_invalid(&oc(&app, "POST", &path("svc", &wide), Some(c1.clone())).await, "index");
     let examples = format!("/v1/integration/{ID}/kinds/{wide}/examples");
