@@ -534,11 +534,7 @@ fn cut_text(bytes: &[u8], max: usize) -> (String, bool) {
     if text.len() <= max {
         return (text.into_owned(), false);
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    (format!("{}… [cut at {max} bytes of {}]", &text[..end], text.len()), true)
+    (format!("{}… [cut at {max} bytes of {}]", crate::ops::audit::byte_prefix(&text, max), text.len()), true)
 }
 
 /// Port's webhook signature: `v1,` + base64(HMAC-SHA256(secret, "<timestamp>.<body>")).

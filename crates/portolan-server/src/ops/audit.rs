@@ -26,13 +26,13 @@ pub fn audit_ctx(actor: &Actor) -> AuditCtx {
     }
 }
 
-/// `s` cut to at most `max` bytes, at a character boundary.
-fn clip(s: &str, max: usize) -> String {
+/// The longest start of `s` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn byte_prefix(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    &s[..end]
 }
 
 /// An audit record for a write that was refused.
@@ -54,8 +54,8 @@ pub fn failure_record(
         status: "FAILURE".into(),
         identifier: identifier.chars().take(1000).collect(),
         // The refused values, cut to what the audit log's (blueprint, entity) index can key.
-        blueprint: blueprint.map(|b| clip(b, 400)),
-        entity: entity.map(|e| clip(e, portolan_core::ident::MAX_ENTITY_IDENT_BYTES)),
+        blueprint: blueprint.map(|b| byte_prefix(b, 400).to_string()),
+        entity: entity.map(|e| byte_prefix(e, portolan_core::ident::MAX_ENTITY_IDENT_BYTES).to_string()),
         origin: ctx.origin,
         user_id: ctx.user_id,
         diff: None,
