@@ -110,26 +110,29 @@ impl AuditCtx {
 
 /// Append records with one statement per 500, in the caller's transaction.
 pub(crate) async fn insert(tx: &mut Tx, org: &OrgId, records: &[AuditRecord]) -> Result<()> {
-    insert_returning(tx, org, records, false).await.map(|_| ())
+    insert_returning(tx, org, records, &[], false).await.map(|_| ())
 }
 
-/// [`insert`], answering each entity record's row id by `(blueprint, entity)` (a batch names
-/// each entity once) when `ids` is set.
+/// [`insert`], with `event_depths[i]` (when given) the automation event depth of record `i`:
+/// a record with one is a pending automation event (migration 0033). Answers each entity
+/// record's row id by `(blueprint, entity)` (a batch names each entity once) when `ids` is set.
 pub(crate) async fn insert_returning(
     tx: &mut Tx,
     org: &OrgId,
     records: &[AuditRecord],
+    event_depths: &[Option<u32>],
     ids: bool,
 ) -> Result<std::collections::HashMap<(String, String), i64>> {
     let json = tx.dialect().json_cast();
     let mut out = std::collections::HashMap::new();
-    for chunk in records.chunks(500) {
+    for (c, chunk) in records.chunks(500).enumerate() {
         let mut q = SqlFrag::new(
-            "INSERT INTO audit_log(org_id, at, resource_type, action, status, identifier, blueprint, entity, origin, user_id, diff, message) VALUES ",
+            "INSERT INTO audit_log(org_id, at, resource_type, action, status, identifier, blueprint, entity, origin, user_id, event_depth, diff, message) VALUES ",
         );
         for (i, r) in chunk.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
             let opt = |v: &Option<String>| v.clone().map_or(SqlParam::Null, SqlParam::Text);
+            let depth = event_depths.get(c * 500 + i).copied().flatten();
             let values = [
                 SqlParam::Text(org.0.clone()),
                 SqlParam::Text(r.at.clone()),
@@ -142,7 +145,9 @@ pub(crate) async fn insert_returning(
                 SqlParam::Text(r.origin.clone()),
                 SqlParam::Text(r.user_id.clone()),
             ];
-            q.param_list(values).push(", ");
+            // Typed: PostgreSQL takes an untyped NULL in a multi-row VALUES for text.
+            q.param_list(values).push(", CAST(");
+            q.param(depth.map_or(SqlParam::Null, |d| SqlParam::Int(i64::from(d)))).push(" AS BIGINT), ");
             q.param(r.diff.as_ref().map_or(SqlParam::Null, |d| SqlParam::Text(d.to_string())));
             q.push(json).push(", ");
             q.param(opt(&r.message)).push(")");

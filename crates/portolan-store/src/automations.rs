@@ -28,7 +28,9 @@ pub const AUTOMATION_JOB: &str = "automation_dispatch";
 /// An event waiting to be dispatched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutomationEvent {
-    /// Increasing in the order the changes were committed within an organization's writes.
+    /// Which event: an entity change's is its audit record's id, negated (the record is the
+    /// event, migration 0033); others are rows of `automation_events`. Opaque to callers, who
+    /// hand it back to [`Automations::dispatch_events`].
     pub id: i64,
     /// `ENTITY_CREATED`, `ENTITY_UPDATED`, `ENTITY_DELETED` (or a run event).
     pub kind: String,
@@ -124,11 +126,12 @@ fn entity_kind(action: &str) -> Option<&'static str> {
     }
 }
 
-/// Append the audit records of entity changes `records` and, in the same transaction, the
-/// automation events of those an automation listens to (each a small row naming its audit
-/// record, which holds the diff), queueing the organization's dispatch job. Updates that
-/// changed nothing record no event. Events and changelog messages take their record's time;
-/// `depth` is how many automation runs led to the changes (the same for all of them).
+/// Append the audit records of entity changes `records`, those an automation listens to marked
+/// as pending automation events (their `event_depth`: the record holds the diff, so an event
+/// costs the write no statement of its own), and queue the organization's dispatch job, all in
+/// the caller's transaction. Updates that changed nothing are no event. Changelog messages take
+/// their record's time; `depth` is how many automation runs led to the changes (the same for
+/// all of them).
 pub(crate) async fn audit_and_record(
     tx: &mut Tx,
     org: &OrgId,
@@ -139,41 +142,31 @@ pub(crate) async fn audit_and_record(
     if listening.is_empty() {
         return audit::insert(tx, org, records).await;
     }
-    let mut rows: Vec<(&'static str, &str, &str, &str)> = Vec::new();
+    let mut depths: Vec<Option<u32>> = Vec::with_capacity(records.len());
     let mut changes: Vec<(&str, &str, &str)> = Vec::new();
     for r in records {
+        depths.push(None);
         let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
         if r.resource_type != "entity" || (kind == "ENTITY_UPDATED" && r.diff.as_ref().is_some_and(unchanged)) {
             continue;
         }
         if listening.hears(bp, kind) {
-            rows.push((kind, bp.as_str(), entity.as_str(), r.at.as_str()));
+            depths.pop();
+            depths.push(Some(depth));
         }
         if listening.changelog(bp) {
             changes.push((bp.as_str(), entity.as_str(), r.at.as_str()));
         }
     }
-    let ids = audit::insert_returning(tx, org, records, !rows.is_empty() || !changes.is_empty()).await?;
+    let ids = audit::insert_returning(tx, org, records, &depths, !changes.is_empty()).await?;
     let id_of = |bp: &str, entity: &str| ids.get(&(bp.to_string(), entity.to_string())).copied();
     let changes: Vec<(&str, &str, i64, &str)> =
         changes.into_iter().filter_map(|(bp, e, at)| id_of(bp, e).map(|id| (bp, e, id, at))).collect();
     changelog::record(tx, org, &changes).await?;
-    if rows.is_empty() {
-        return Ok(());
+    if depths.iter().any(Option::is_some) {
+        enqueue_dispatch(tx, org).await?;
     }
-    // One multi-row statement per 500 events (6 parameters each).
-    for chunk in rows.chunks(500) {
-        let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql =
-            format!("INSERT INTO automation_events(org_id, kind, target, audit_id, depth, created_at) VALUES {values}");
-        let mut q = tx.q(&sql);
-        for (kind, bp, entity, at) in chunk {
-            let id = id_of(bp, entity);
-            q = q.bind(&org.0).bind(*kind).bind(*bp).bind(id).bind(i64::from(depth)).bind(*at);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    enqueue_dispatch(tx, org).await
+    Ok(())
 }
 
 /// The parts of an entity change read from its audit record's columns (`a_action`, `a_user`,
@@ -282,15 +275,14 @@ async fn record_run_heard(
 
 /// An update whose entity is the same before and after, apart from its update stamps.
 fn unchanged(diff: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("updatedAt");
-            o.remove("updatedBy");
+    let stamp = |k: &str| k == "updatedAt" || k == "updatedBy";
+    match (diff["before"].as_object(), diff["after"].as_object()) {
+        (Some(b), Some(a)) => {
+            let count = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !stamp(k)).count();
+            count(b) == count(a) && b.iter().filter(|(k, _)| !stamp(k)).all(|(k, v)| a.get(k) == Some(v))
         }
-        v
-    };
-    strip(&diff["before"]) == strip(&diff["after"])
+        _ => diff["before"] == diff["after"],
+    }
 }
 
 /// Queue the organization's dispatch job unless one is queued and not yet claimed (it will see
@@ -304,31 +296,63 @@ pub(crate) async fn enqueue_dispatch(tx: &mut Tx, org: &OrgId) -> Result<()> {
 impl Automations for SqlStore {
     async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>> {
         let db = &self.db;
+        let limit = i64::from(limit.clamp(1, 1000));
+        // Entity changes: audit records still marked as events (migration 0033).
+        let audited = db
+            .q("SELECT -a.id AS id, a.action AS a_action, a.user_id AS a_user, a.origin AS a_origin, a.at AS a_at, \
+                a.blueprint AS a_blueprint, a.entity AS a_entity, CAST(a.diff AS TEXT) AS a_diff, a.event_depth \
+                FROM audit_log a WHERE a.org_id = ? AND a.event_depth IS NOT NULL ORDER BY a.id LIMIT ?")
+            .bind(&org.0)
+            .bind(limit)
+            .fetch_all(db.read())
+            .await?;
+        let mut out = Vec::with_capacity(audited.len());
+        for r in &audited {
+            let kind = r.get::<Option<String>, _>("a_action").as_deref().and_then(entity_kind).unwrap_or_default();
+            out.push(AutomationEvent {
+                id: r.get(0),
+                kind: kind.to_string(),
+                target: r.get::<Option<String>, _>("a_blueprint").unwrap_or_default(),
+                event: entity_event(org, r)?,
+                depth: u32::try_from(r.get::<i64, _>("event_depth")).unwrap_or(0),
+            });
+        }
+        // Run and timer events (and entity events recorded before migration 0033, which name
+        // their audit record).
         let rows = db
             .q("SELECT e.id, e.kind, e.target, CAST(e.event AS TEXT) AS event, e.depth, a.action AS a_action, \
                 a.user_id AS a_user, a.origin AS a_origin, a.at AS a_at, a.blueprint AS a_blueprint, \
-                a.entity AS a_entity, CAST(a.diff AS TEXT) AS a_diff FROM automation_events e \
+                a.entity AS a_entity, CAST(a.diff AS TEXT) AS a_diff, e.created_at FROM automation_events e \
                 LEFT JOIN audit_log a ON a.id = e.audit_id AND a.org_id = e.org_id \
                 WHERE e.org_id = ? ORDER BY e.id LIMIT ?")
             .bind(&org.0)
-            .bind(i64::from(limit.clamp(1, 1000)))
+            .bind(limit)
             .fetch_all(db.read())
             .await?;
-        rows.iter()
-            .map(|r| {
-                let event = match r.get::<Option<String>, _>("event") {
-                    Some(e) => parse_json("automation event", &e)?,
-                    None => entity_event(org, r)?,
-                };
-                Ok(AutomationEvent {
-                    id: r.get(0),
-                    kind: r.get(1),
-                    target: r.get(2),
-                    event,
-                    depth: u32::try_from(r.get::<i64, _>(4)).unwrap_or(0),
-                })
-            })
-            .collect()
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        // Both sources oldest first, merged by time (each already in its commit order).
+        let mut at: Vec<String> =
+            audited.iter().map(|r| r.get::<Option<String>, _>("a_at").unwrap_or_default()).collect();
+        for r in &rows {
+            let event = match r.get::<Option<String>, _>("event") {
+                Some(e) => parse_json("automation event", &e)?,
+                None => entity_event(org, r)?,
+            };
+            out.push(AutomationEvent {
+                id: r.get(0),
+                kind: r.get(1),
+                target: r.get(2),
+                event,
+                depth: u32::try_from(r.get::<i64, _>(4)).unwrap_or(0),
+            });
+            at.push(r.get("created_at"));
+        }
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|x, y| at[*x].cmp(&at[*y]));
+        let mut slots: Vec<Option<AutomationEvent>> = out.into_iter().map(Some).collect();
+        Ok(order.into_iter().take(limit as usize).filter_map(|i| slots[i].take()).collect())
     }
 
     async fn dispatch_events(&self, org: &OrgId, events: &[Dispatch]) -> Result<Vec<i64>> {
@@ -337,11 +361,26 @@ impl Automations for SqlStore {
         }
         let db = &self.db;
         let mut tx = db.begin().await?;
-        let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
-        let sql =
-            format!("DELETE FROM automation_events WHERE org_id = ? AND id{} RETURNING id", tx.dialect().any_of());
-        let rows = tx.q(&sql).bind(&org.0).bind_ints(&ids).fetch_all(&mut tx).await?;
-        let mine: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        // Take each event: the dispatcher whose statement takes it creates its runs, so each
+        // automation runs once per event however many nodes dispatch.
+        let (audited, queued): (Vec<i64>, Vec<i64>) = events.iter().map(|(id, _)| *id).partition(|id| *id < 0);
+        let mut mine: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        if !audited.is_empty() {
+            let ids: Vec<i64> = audited.iter().map(|id| -id).collect();
+            let sql = format!(
+                "UPDATE audit_log SET event_depth = NULL WHERE org_id = ? AND event_depth IS NOT NULL AND id{} \
+                 RETURNING id",
+                tx.dialect().any_of()
+            );
+            let rows = tx.q(&sql).bind(&org.0).bind_ints(&ids).fetch_all(&mut tx).await?;
+            mine.extend(rows.iter().map(|r| -r.get::<i64, _>(0)));
+        }
+        if !queued.is_empty() {
+            let sql =
+                format!("DELETE FROM automation_events WHERE org_id = ? AND id{} RETURNING id", tx.dialect().any_of());
+            let rows = tx.q(&sql).bind(&org.0).bind_ints(&queued).fetch_all(&mut tx).await?;
+            mine.extend(rows.iter().map(|r| r.get::<i64, _>(0)));
+        }
         let mut done = Vec::with_capacity(mine.len());
         // Read once for every run this dispatch creates (their RUN_CREATED events).
         let heard = listening(&mut tx, org).await?;

@@ -130,7 +130,8 @@ const AUDIT: TableSpec = TableSpec {
     table: "audit_log",
     json_type: "json",
     cols: cols![id: Id("audit_log"), at: Text, resource_type: Text, action: Text, status: Text,
-        identifier: Text, blueprint: Text, entity: Text, origin: Text, user_id: Text, diff: Json, message: Text],
+        identifier: Text, blueprint: Text, entity: Text, origin: Text, user_id: Text, diff: Json, message: Text,
+        event_depth: Int],
     overriding: true,
     order: &["id"],
 };
