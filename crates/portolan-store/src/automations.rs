@@ -1,10 +1,12 @@
-//! Automations' events (port-api.md §5.3; issue 14). Every entity or run change an automation
-//! listens to becomes a row of `automation_events` in the transaction of the change itself
-//! (migration 0022), with Port's event object ([`record`], [`record_run`]); the organization's one queued [`AUTOMATION_JOB`] then hands
-//! the events, in order, to the server, which evaluates each automation's condition and creates
-//! its runs with [`Automations::dispatch_events`]: the runs, their invocation jobs and the
-//! events' deletion are one transaction, so an event starts each automation exactly once,
-//! whichever node dispatches it and whenever a process dies.
+//! Automations' events (port-api.md §5.3; issue 14), recorded in the transaction of the change
+//! itself: an entity change an automation listens to is its own audit record, marked with the
+//! event's depth (`audit_log.event_depth`, migration 0033; [`audit_and_record`]); a run change
+//! or a timer's expiry is a row of `automation_events` holding Port's event object (migration
+//! 0022; [`record_run`], [`Automations::fire_timers`]). The organization's one queued
+//! [`AUTOMATION_JOB`] then hands the events, in order, to the server, which evaluates each
+//! automation's condition and creates its runs with [`Automations::dispatch_events`]: the runs,
+//! their invocation jobs and the events' unmarking or deletion are one transaction, so an event
+//! starts each automation exactly once, whichever node dispatches it and whenever a process dies.
 //!
 //! Writes of organizations without automations on the written blueprints pay one indexed probe
 //! of `actions` per transaction ([`listening`]) and write nothing more.
@@ -49,7 +51,8 @@ pub type Dispatch = (i64, Vec<(Run, Option<NewJob>)>);
 pub trait Automations: Send + Sync {
     /// The oldest events of `org` waiting to be dispatched, at most `limit`.
     async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>>;
-    /// Dispatch events: delete each and store its runs with their invocation jobs, all in one
+    /// Dispatch events: unmark (entity changes) or delete each and store its runs with their
+    /// invocation jobs, all in one
     /// transaction. An event already gone (another dispatcher took it first) stores nothing.
     /// The ids of the events dispatched here.
     async fn dispatch_events(&self, org: &OrgId, events: &[Dispatch]) -> Result<Vec<i64>>;
@@ -332,27 +335,41 @@ impl Automations for SqlStore {
         if rows.is_empty() {
             return Ok(out);
         }
-        // Both sources oldest first, merged by time (each already in its commit order).
-        let mut at: Vec<String> =
+        // Both sources are in commit order (by id); merged head by head, the older (by time)
+        // first and the audit records on ties, so each source's order is kept — one entity's
+        // changes stay in commit order even where their request times do not — and what the
+        // limit leaves out is the newest of each.
+        let audit_at: Vec<String> =
             audited.iter().map(|r| r.get::<Option<String>, _>("a_at").unwrap_or_default()).collect();
+        let mut queued = Vec::with_capacity(rows.len());
         for r in &rows {
             let event = match r.get::<Option<String>, _>("event") {
                 Some(e) => parse_json("automation event", &e)?,
                 None => entity_event(org, r)?,
             };
-            out.push(AutomationEvent {
+            let ev = AutomationEvent {
                 id: r.get(0),
                 kind: r.get(1),
                 target: r.get(2),
                 event,
                 depth: u32::try_from(r.get::<i64, _>(4)).unwrap_or(0),
-            });
-            at.push(r.get("created_at"));
+            };
+            queued.push((r.get::<String, _>("created_at"), ev));
         }
-        let mut order: Vec<usize> = (0..out.len()).collect();
-        order.sort_by(|x, y| at[*x].cmp(&at[*y]));
-        let mut slots: Vec<Option<AutomationEvent>> = out.into_iter().map(Some).collect();
-        Ok(order.into_iter().take(limit as usize).filter_map(|i| slots[i].take()).collect())
+        let mut a = out.into_iter().zip(audit_at).peekable();
+        let mut q = queued.into_iter().peekable();
+        let mut merged = Vec::new();
+        while merged.len() < limit as usize {
+            let audit_first = match (a.peek(), q.peek()) {
+                (Some((_, at_a)), Some((at_q, _))) => at_a <= at_q,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if audit_first { a.next().map(|(ev, _)| ev) } else { q.next().map(|(_, ev)| ev) };
+            merged.extend(next);
+        }
+        Ok(merged)
     }
 
     async fn dispatch_events(&self, org: &OrgId, events: &[Dispatch]) -> Result<Vec<i64>> {

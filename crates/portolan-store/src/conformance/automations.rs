@@ -138,6 +138,38 @@ async fn timer_events(s: &dyn Store, org: &crate::OrgId) -> Vec<serde_json::Valu
     evs.into_iter().filter(|e| e.kind == "TIMER_PROPERTY_EXPIRED").map(|e| e.event).collect()
 }
 
+/// One entity's changes are dispatched in commit order, also where their request times run the
+/// other way (a request stamps its time before it waits for the entity) and run events are
+/// pending beside them; what a batch's limit leaves out is the newest of each kind.
+pub async fn automation_events_keep_each_entitys_commit_order(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let ma = model(s, &a).await;
+    s.save_action(&a, &automation("on_team", "ANY_ENTITY_CHANGE", "team"), SaveMode::Create, &ctx()).await.unwrap();
+    s.save_action(&a, &automation("on_runs", "ANY_RUN_CHANGE", "deploy"), SaveMode::Create, &ctx()).await.unwrap();
+    let at = |sec: u32| crate::AuditCtx { at: format!("2024-01-01T00:00:{sec:02}.000Z"), ..ctx() };
+    let run = Run { id: "r_deploy".into(), action: "deploy".into(), ..run_template() };
+    s.create_run(&a, &run, None).await.unwrap(); // RUN_CREATED at T0
+    let write = |props: serde_json::Value| vec![super::put(entity("team", "t1", props, json!({})), &ma, false)];
+    s.write_entities(&a, write(json!({})), &at(9)).await.unwrap();
+    s.write_entities(&a, write(json!({"x": 1})), &at(5)).await.unwrap();
+    s.write_entities(&a, write(json!({"x": 2})), &at(7)).await.unwrap();
+    let kinds = |evs: &[crate::AutomationEvent]| {
+        evs.iter().map(|e| (e.kind.clone(), e.event["diff"]["after"]["properties"]["x"].clone())).collect::<Vec<_>>()
+    };
+    let all = s.pending_events(&a, 10).await.unwrap();
+    assert_eq!(
+        kinds(&all),
+        [
+            ("RUN_CREATED".to_string(), json!(null)),
+            ("ENTITY_CREATED".to_string(), json!(null)),
+            ("ENTITY_UPDATED".to_string(), json!(1)),
+            ("ENTITY_UPDATED".to_string(), json!(2)),
+        ]
+    );
+    let first_two = s.pending_events(&a, 2).await.unwrap();
+    assert_eq!(kinds(&first_two), kinds(&all[..2]), "a batch is the oldest events, in order");
+}
+
 fn run_template() -> Run {
     Run {
         rid: 0,

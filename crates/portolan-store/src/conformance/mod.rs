@@ -222,6 +222,7 @@ macro_rules! conformance_tests {
             web_ui_settings_are_tenant_scoped_and_reads_are_paged,
             // automations.rs
             automation_events_are_recorded_with_the_change_and_dispatched_once,
+            automation_events_keep_each_entitys_commit_order,
             // changelog.rs
             changelog_changes_are_kept_with_the_write_and_delivered_in_order_per_entity,
             // actions.rs
