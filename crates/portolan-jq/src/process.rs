@@ -213,24 +213,25 @@ impl ProcessPool {
         max_len: usize,
     ) -> Result<Vec<Outcome>, JqError> {
         let sources: Vec<&str> = filters.iter().map(|c| c.source()).collect();
-        let mut req = json!({
-            "f": sources,
-            "i": input,
-            "ms": deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
-            "steps": steps,
-            "len": max_len,
-        });
-        if let Some((key, items)) = items {
-            req["key"] = json!(key);
-            req["items"] = json!(items);
-        }
+        let ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
+        // Serialized from borrowed values: the input and the items are written once, never
+        // first copied into a request value.
+        let req = Request {
+            f: &sources,
+            i: input,
+            ms,
+            steps,
+            len: max_len,
+            key: items.map(|(k, _)| k),
+            items: items.map(|(_, v)| v),
+        };
+        let mut line = serde_json::to_vec(&req).map_err(|e| JqError::NotJson(e.to_string()))?;
+        line.push(b'\n');
         let expected = filters.len() * items.map_or(1, |(_, items)| items.len());
-        let mut line = serde_json::to_string(&req).map_err(|e| JqError::NotJson(e.to_string()))?;
-        line.push('\n');
         // A worker found dead when written to (killed from outside while idle) is replaced once.
         for attempt in 0..2 {
             let mut w = self.checkout(deadline)?;
-            if w.stdin.write_all(line.as_bytes()).and_then(|()| w.stdin.flush()).is_err() {
+            if w.stdin.write_all(&line).and_then(|()| w.stdin.flush()).is_err() {
                 w.stop();
                 self.checkin(None);
                 if attempt == 0 {
@@ -265,6 +266,20 @@ impl ProcessPool {
         }
         Err(JqError::Limit("the jq worker process could not be reached".to_owned()))
     }
+}
+
+/// A request line to a worker process (read back by [`answer`]).
+#[derive(serde::Serialize)]
+struct Request<'a> {
+    f: &'a [&'a str],
+    i: &'a Value,
+    ms: u64,
+    steps: u64,
+    len: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<&'a [Value]>,
 }
 
 fn error_to_wire(e: &JqError) -> Value {
