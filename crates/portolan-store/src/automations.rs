@@ -52,9 +52,8 @@ pub trait Automations: Send + Sync {
     /// The oldest events of `org` waiting to be dispatched, at most `limit`.
     async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>>;
     /// Dispatch events: unmark (entity changes) or delete each and store its runs with their
-    /// invocation jobs, all in one
-    /// transaction. An event already gone (another dispatcher took it first) stores nothing.
-    /// The ids of the events dispatched here.
+    /// invocation jobs, all in one transaction. An event already gone (another dispatcher took
+    /// it first) stores nothing. The ids of the events dispatched here.
     async fn dispatch_events(&self, org: &OrgId, events: &[Dispatch]) -> Result<Vec<i64>>;
     /// Fire the timers of every organization: for each timer property a
     /// `TIMER_PROPERTY_EXPIRED` automation watches, record an event for each entity whose
@@ -148,18 +147,17 @@ pub(crate) async fn audit_and_record(
     let mut depths: Vec<Option<u32>> = Vec::with_capacity(records.len());
     let mut changes: Vec<(&str, &str, &str)> = Vec::new();
     for r in records {
-        depths.push(None);
-        let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity) else { continue };
-        if r.resource_type != "entity" || (kind == "ENTITY_UPDATED" && r.diff.as_ref().is_some_and(unchanged)) {
-            continue;
+        let mut event = None;
+        if let (Some(kind), Some(bp), Some(entity)) = (entity_kind(&r.action), &r.blueprint, &r.entity)
+            && r.resource_type == "entity"
+            && !(kind == "ENTITY_UPDATED" && r.diff.as_ref().is_some_and(unchanged))
+        {
+            event = listening.hears(bp, kind).then_some(depth);
+            if listening.changelog(bp) {
+                changes.push((bp.as_str(), entity.as_str(), r.at.as_str()));
+            }
         }
-        if listening.hears(bp, kind) {
-            depths.pop();
-            depths.push(Some(depth));
-        }
-        if listening.changelog(bp) {
-            changes.push((bp.as_str(), entity.as_str(), r.at.as_str()));
-        }
+        depths.push(event);
     }
     let ids = audit::insert_returning(tx, org, records, &depths, !changes.is_empty()).await?;
     let id_of = |bp: &str, entity: &str| ids.get(&(bp.to_string(), entity.to_string())).copied();
