@@ -45,6 +45,62 @@ fn to_val_at(v: &Value, depth: usize) -> Result<Val, JqError> {
     })
 }
 
+/// A jaq value read straight from JSON text (a worker process's request), with no
+/// `serde_json::Value` built on the way: the same value [`to_val`] makes of the parsed text.
+/// Nesting is bounded by serde_json's parser (128 levels, below [`MAX_DEPTH`]).
+pub(crate) struct WireVal(pub Val);
+
+impl<'de> serde::Deserialize<'de> for WireVal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValVisitor).map(WireVal)
+    }
+}
+
+struct ValVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValVisitor {
+    type Value = Val;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Val, E> {
+        Ok(Val::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Val, E> {
+        Ok(Val::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Val, E> {
+        Ok(Val::Num(Num::from_integral(i)))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Val, E> {
+        Ok(Val::Num(Num::from_integral(u)))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Val, E> {
+        Ok(Val::Num(Num::Float(f)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Val, E> {
+        Ok(Val::utf8_str(s.as_bytes().to_vec()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Val, E> {
+        Ok(Val::utf8_str(s.into_bytes()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Val, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(WireVal(x)) = seq.next_element()? {
+            items.push(x);
+        }
+        Ok(Val::Arr(Rc::new(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
+        let mut m = Map::with_capacity_and_hasher(map.size_hint().unwrap_or(0), Default::default());
+        while let Some((k, WireVal(x))) = map.next_entry::<String, WireVal>()? {
+            m.insert(Val::utf8_str(k.into_bytes()), x);
+        }
+        Ok(Val::obj(m))
+    }
+}
+
 /// Convert a jaq result to JSON, rejecting what JSON cannot represent.
 pub fn from_val(v: &Val) -> Result<Value, JqError> {
     from_val_at(v, 0)

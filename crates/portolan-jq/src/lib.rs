@@ -27,6 +27,7 @@ use std::time::Instant;
 use jaq_core::{Ctx, Vars};
 use jaq_json::{Map, Val};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Longest filter accepted (bytes). Port's calculation properties are a few hundred bytes.
 pub const MAX_FILTER_LEN: usize = 64 * 1024;
@@ -556,7 +557,7 @@ impl JqEngine {
         budget: &JqBudget,
         filters: &[Arc<Compiled>],
         base: &Value,
-        items: Option<(&str, &[Value])>,
+        items: Option<(&str, Items<'_>)>,
     ) -> Result<Vec<Result<Value, JqError>>, JqError> {
         if budget.is_spent() {
             return Err(budget.spent_error());
@@ -570,9 +571,16 @@ impl JqEngine {
         let base = convert::to_val(base)?;
         let inputs: Vec<Val> = match items {
             None => vec![base],
-            Some((key, items)) => items
+            Some((key, Items::Values(items))) => items
                 .iter()
                 .map(|item| Ok(with_key(&base, key, convert::to_val(item)?)))
+                .collect::<Result<_, JqError>>()?,
+            Some((key, Items::Texts(items))) => items
+                .iter()
+                .map(|item| {
+                    let v: Value = serde_json::from_str(item.get()).map_err(|e| JqError::NotJson(e.to_string()))?;
+                    Ok(with_key(&base, key, convert::to_val(&v)?))
+                })
                 .collect::<Result<_, JqError>>()?,
         };
         let filters: Vec<Arc<Compiled>> = filters.to_vec();
@@ -612,7 +620,36 @@ impl JqEngine {
         key: &str,
         items: &[Value],
     ) -> Result<Vec<Vec<Result<Value, JqError>>>, JqError> {
-        let out = self.items_unmetered(budget, filters, base, key, items);
+        self.items_in(budget, filters, base, key, Items::Values(items))
+    }
+
+    /// [`first_many_items_in`](Self::first_many_items_in) over items given as JSON texts: a
+    /// worker process receives each as it is, so the caller never builds the values (an
+    /// automation's events, read as text, parsed only for the runs they start).
+    pub fn first_many_texts_in(
+        &self,
+        budget: &JqBudget,
+        filters: &[Arc<Compiled>],
+        base: &Value,
+        key: &str,
+        items: &[Box<RawValue>],
+    ) -> Result<Vec<Vec<Result<Value, JqError>>>, JqError> {
+        self.items_in(budget, filters, base, key, Items::Texts(items))
+    }
+
+    fn items_in(
+        &self,
+        budget: &JqBudget,
+        filters: &[Arc<Compiled>],
+        base: &Value,
+        key: &str,
+        items: Items<'_>,
+    ) -> Result<Vec<Vec<Result<Value, JqError>>>, JqError> {
+        let out = if items.is_empty() || filters.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.eval_many(budget, filters, base, Some((key, items)))
+        };
         let limits = match &out {
             Err(JqError::Limit(_)) => (filters.len() * items.len()).max(1),
             Err(_) => 0,
@@ -627,19 +664,26 @@ impl JqEngine {
             (0..items.len()).map(|_| flat.by_ref().take(n).collect()).collect()
         })
     }
+}
 
-    fn items_unmetered(
-        &self,
-        budget: &JqBudget,
-        filters: &[Arc<Compiled>],
-        base: &Value,
-        key: &str,
-        items: &[Value],
-    ) -> Result<Vec<Result<Value, JqError>>, JqError> {
-        if items.is_empty() || filters.is_empty() {
-            return Ok(Vec::new());
+/// The items of one hand-off: values, or JSON texts (validated, e.g. by
+/// [`RawValue::from_string`]) that a worker process receives as they are.
+#[derive(Clone, Copy, serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum Items<'a> {
+    Values(&'a [Value]),
+    Texts(&'a [Box<RawValue>]),
+}
+
+impl Items<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Items::Values(v) => v.len(),
+            Items::Texts(t) => t.len(),
         }
-        self.eval_many(budget, filters, base, Some((key, items)))
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -207,7 +207,7 @@ impl ProcessPool {
         &self,
         filters: &[&Compiled],
         input: &Value,
-        items: Option<(&str, &[Value])>,
+        items: Option<(&str, crate::Items<'_>)>,
         deadline: Instant,
         steps: u64,
         max_len: usize,
@@ -279,7 +279,7 @@ struct Request<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    items: Option<&'a [Value]>,
+    items: Option<crate::Items<'a>>,
 }
 
 fn error_to_wire(e: &JqError) -> Value {
@@ -362,46 +362,56 @@ fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A request line as a worker reads it: the input and the items straight into jaq values.
+#[derive(serde::Deserialize)]
+struct WireRequest {
+    f: Vec<String>,
+    i: convert::WireVal,
+    #[serde(default)]
+    ms: u64,
+    #[serde(default)]
+    steps: u64,
+    #[serde(default)]
+    len: usize,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    items: Option<Vec<convert::WireVal>>,
+}
+
 fn answer(line: &str, cache: &mut HashMap<String, Result<Arc<Compiled>, JqError>>) -> String {
     let fail = |e: JqError| json!({"fail": error_to_wire(&e)}).to_string();
-    let req: Value = match serde_json::from_str(line) {
-        Ok(v) => v,
+    let req: WireRequest = match serde_json::from_str(line) {
+        Ok(r) => r,
         Err(e) => return fail(JqError::Limit(format!("unreadable request: {e}"))),
     };
-    let input = match req.get("i").map(convert::to_val) {
-        Some(Ok(v)) => v,
-        Some(Err(e)) => return fail(e),
-        None => return fail(JqError::Limit("request without input".to_owned())),
-    };
-    let ms = req.get("ms").and_then(Value::as_u64).unwrap_or(0);
     let budget = guard::Budget {
-        deadline: Some(Instant::now() + Duration::from_millis(ms)),
-        steps: req.get("steps").and_then(Value::as_u64).unwrap_or(0),
-        max_len: req.get("len").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok()).unwrap_or(0),
+        deadline: Some(Instant::now() + Duration::from_millis(req.ms)),
+        steps: req.steps,
+        max_len: req.len,
     };
-    let filters = req.get("f").and_then(Value::as_array).cloned().unwrap_or_default();
-    if cache.len() + filters.len() > WORKER_CACHE {
+    if cache.len() + req.f.len() > WORKER_CACHE {
         cache.clear();
     }
-    let inputs = match req.get("items").and_then(Value::as_array) {
+    let filters: Vec<_> =
+        req.f.iter().map(|src| cache.entry(src.clone()).or_insert_with(|| compile_here(src)).clone()).collect();
+    let input = req.i.0;
+    let inputs = match req.items {
         None => vec![input],
         Some(items) => {
-            let key = req.get("key").and_then(Value::as_str).unwrap_or("item");
-            match items.iter().map(|item| Ok(crate::with_key(&input, key, convert::to_val(item)?))).collect() {
-                Ok(inputs) => inputs,
-                Err(e) => return fail(e),
-            }
+            let key = req.key.as_deref().unwrap_or("item");
+            items.into_iter().map(|item| crate::with_key(&input, key, item.0)).collect()
         }
     };
     let mut results: Vec<Value> = Vec::with_capacity(inputs.len() * filters.len());
     for input in &inputs {
-        for f in &filters {
-            let src = f.as_str().unwrap_or("");
-            let compiled = cache.entry(src.to_owned()).or_insert_with(|| compile_here(src)).clone();
-            results.push(match compiled.and_then(|c| crate::run_first(&c, input.clone(), budget)) {
-                Ok(v) => json!({"ok": v.to_string()}),
-                Err(e) => json!({"e": error_to_wire(&e)}),
-            });
+        for compiled in &filters {
+            results.push(
+                match compiled.as_ref().map_err(Clone::clone).and_then(|c| crate::run_first(c, input.clone(), budget)) {
+                    Ok(v) => json!({"ok": v.to_string()}),
+                    Err(e) => json!({"e": error_to_wire(&e)}),
+                },
+            );
         }
     }
     json!({"r": results}).to_string()

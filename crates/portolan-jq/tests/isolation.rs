@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portolan_jq::{Isolation, JqBudget, JqConfig, JqEngine, JqError};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 fn engine(timeout: Duration, workers: usize, share: usize) -> JqEngine {
@@ -185,6 +186,17 @@ fn items_in_one_handoff_match_one_call_per_item() {
                     (Err(JqError::Limit(_)), Err(JqError::Limit(_))) => {}
                     other => panic!("{other:?}"),
                 }
+            }
+        }
+        // The same items as JSON texts (sent to a worker process as they are) give the same.
+        let texts: Vec<Box<RawValue>> = items.iter().map(|v| RawValue::from_string(v.to_string()).unwrap()).collect();
+        let from_texts = jq.first_many_texts_in(&budget, &filters, &base, "item", &texts).unwrap();
+        assert_eq!(from_texts.len(), batched.len());
+        for (a, b) in from_texts.iter().flatten().zip(batched.iter().flatten()) {
+            match (a, b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y),
+                (Err(JqError::Limit(_)), Err(JqError::Limit(_))) => {}
+                other => panic!("{other:?}"),
             }
         }
         assert_eq!(batched[1][1].as_ref().unwrap(), &json!("acme-b"));

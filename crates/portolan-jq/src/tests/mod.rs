@@ -168,3 +168,42 @@ fn jq_compatible_helpers() {
     assert!(e.first("input", &x).is_err());
     assert_eq!(e.first("1 | debug | stderr", &x).unwrap(), json!(1));
 }
+
+/// A worker process reads its request straight into jaq values (`convert::WireVal`): the same
+/// values as parsing the text and converting it, for every kind of JSON value.
+#[test]
+fn wire_values_match_parsed_and_converted_values() {
+    let texts = [
+        "null",
+        "true",
+        "0",
+        "-1",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "18446744073709551615",
+        "123456789012345678901234567890",
+        "1.0",
+        "-0.0",
+        "1.5e300",
+        "2.5e-7",
+        r#""plain""#,
+        r#""esc\"aped\\ \u00e9 \ud83d\ude00 \n""#,
+        "[]",
+        "{}",
+        r#"[1, [2, [3, {"a": [null, false]}]], "x"]"#,
+        r#"{"b": 1, "a": {"c": [1.25, -3]}, "b": 2}"#,
+    ];
+    for text in texts {
+        let wire: convert::WireVal = serde_json::from_str(text).unwrap();
+        let parsed = convert::to_val(&serde_json::from_str::<Value>(text).unwrap()).unwrap();
+        assert!(wire.0 == parsed, "{text}: {} against {}", wire.0, parsed);
+        assert_eq!(convert::from_val(&wire.0).unwrap(), convert::from_val(&parsed).unwrap(), "{text}");
+    }
+    // Object keys keep their order (a repeated key keeps its first place and last value).
+    let wire: convert::WireVal = serde_json::from_str(r#"{"z": 1, "a": 2, "z": 3}"#).unwrap();
+    assert_eq!(convert::from_val(&wire.0).unwrap().to_string(), r#"{"z":3,"a":2}"#);
+    // What is not JSON is refused, as the parser refuses it.
+    for bad in ["nan", "[1,", r#"{"a"}"#, r#""\ud800""#] {
+        assert!(serde_json::from_str::<convert::WireVal>(bad).is_err(), "{bad}");
+    }
+}
