@@ -578,8 +578,9 @@ impl JqEngine {
             Some((key, Items::Texts(items))) => items
                 .iter()
                 .map(|item| {
-                    let v: Value = serde_json::from_str(item.get()).map_err(|e| JqError::NotJson(e.to_string()))?;
-                    Ok(with_key(&base, key, convert::to_val(&v)?))
+                    let v: convert::WireVal =
+                        serde_json::from_str(item.get()).map_err(|e| JqError::NotJson(e.to_string()))?;
+                    Ok(with_key(&base, key, v.0))
                 })
                 .collect::<Result<_, JqError>>()?,
         };
@@ -634,6 +635,18 @@ impl JqEngine {
         key: &str,
         items: &[Box<RawValue>],
     ) -> Result<Vec<Vec<Result<Value, JqError>>>, JqError> {
+        // A worker process reads one request per line: a text laid out over lines (valid JSON
+        // whitespace) is written compact first.
+        if items.iter().any(|t| t.get().contains('\n')) {
+            let compact = items
+                .iter()
+                .map(|t| {
+                    let v: Value = serde_json::from_str(t.get()).map_err(|e| JqError::NotJson(e.to_string()))?;
+                    serde_json::value::to_raw_value(&v).map_err(|e| JqError::NotJson(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, JqError>>()?;
+            return self.items_in(budget, filters, base, key, Items::Texts(&compact));
+        }
         self.items_in(budget, filters, base, key, Items::Texts(items))
     }
 

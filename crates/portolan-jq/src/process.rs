@@ -9,7 +9,10 @@
 //! answers one request per line on stdin with one line on stdout.
 //!
 //! Protocol (JSON lines). Request: `{"f": [filter source, …], "i": input, "ms": budget in ms,
-//! "steps": step budget, "len": size cap}`. Response: `{"r": [{"ok": "<result as JSON text>"} |
+//! "steps": step budget, "len": size cap}`, and for a batch of items `"key"` and `"items"` (the
+//! filters run over `i` with `key` set to each item); items given as JSON texts are written
+//! into the line as they are, so none may contain a line break. The worker reads the input and
+//! the items straight into jaq values. Response: `{"r": [{"ok": "<result as JSON text>"} |
 //! {"e": [kind, message]}, …]}` or `{"fail": [kind, message]}`. Results travel as JSON *text*
 //! so that each one is parsed on its own (a result nested too deeply for the parser is that
 //! filter's error, not the batch's).
@@ -226,6 +229,11 @@ impl ProcessPool {
             items: items.map(|(_, v)| v),
         };
         let mut line = serde_json::to_vec(&req).map_err(|e| JqError::NotJson(e.to_string()))?;
+        // One request per line: a line break inside would split it, and the worker's answers
+        // would then belong to the wrong requests.
+        if line.contains(&b'\n') {
+            return Err(JqError::NotJson("a jq request's JSON text spans lines".to_owned()));
+        }
         line.push(b'\n');
         let expected = filters.len() * items.map_or(1, |(_, items)| items.len());
         // A worker found dead when written to (killed from outside while idle) is replaced once.

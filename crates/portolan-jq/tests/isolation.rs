@@ -189,7 +189,11 @@ fn items_in_one_handoff_match_one_call_per_item() {
             }
         }
         // The same items as JSON texts (sent to a worker process as they are) give the same.
-        let texts: Vec<Box<RawValue>> = items.iter().map(|v| RawValue::from_string(v.to_string()).unwrap()).collect();
+        // One of them laid out over lines (a worker reads one request per line).
+        let mut texts: Vec<Box<RawValue>> =
+            items.iter().map(|v| RawValue::from_string(v.to_string()).unwrap()).collect();
+        texts[1] = RawValue::from_string(serde_json::to_string_pretty(&items[1]).unwrap()).unwrap();
+        assert!(texts[1].get().contains('\n'));
         let from_texts = jq.first_many_texts_in(&budget, &filters, &base, "item", &texts).unwrap();
         assert_eq!(from_texts.len(), batched.len());
         for (a, b) in from_texts.iter().flatten().zip(batched.iter().flatten()) {
