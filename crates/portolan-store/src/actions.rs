@@ -360,37 +360,56 @@ async fn edit_run(
 }
 
 pub(crate) async fn insert_run(db: &Db, tx: &mut Tx, org: &OrgId, run: &Run) -> Result<i64> {
+    let rids = insert_runs(db, tx, org, &[run]).await?;
+    rids.first().map(|(_, rid)| *rid).ok_or_else(|| StoreError::Db("the run insert returned no row".into()))
+}
+
+/// Most runs one `INSERT` writes (19 parameters each, below both databases' limits); a power
+/// of two ([`crate::sql::pow2_chunks`]).
+const RUNS_PER_INSERT: usize = 256;
+
+/// Insert `runs` with a few multi-row statements (chunks of power-of-two sizes up to
+/// [`RUNS_PER_INSERT`]: a few statement texts, whatever the count; a dispatch of automation
+/// events writes its runs while it holds SQLite's one writer): each run's id and `rid`, in no
+/// particular order (neither database promises `RETURNING` rows in `VALUES` order).
+pub(crate) async fn insert_runs(db: &Db, tx: &mut Tx, org: &OrgId, runs: &[&Run]) -> Result<Vec<(String, i64)>> {
     let json = tx.dialect().json_cast();
-    let row = tx
-            .q(&format!(
-                "INSERT INTO action_runs(org_id, id, action, blueprint, entity, status, external_run_id, data, trace, \
-                 pending_execution, claimed_until, installation_id, ended_by_log, created_by, created_at, updated_by, \
-                 updated_at, ended_at, timeout_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, {}, ?, ?, {}, ?, ?, ?, ?, ?, \
-                 ?) \
-                 RETURNING rid",
-                bool_sql(run.pending_execution),
-                bool_sql(run.ended_by_log)
-            ))
-            .bind(&org.0)
-            .bind(&run.id)
-            .bind(db.storable(&run.action))
-            .bind(run.blueprint.as_deref().map(|b| db.storable(b).into_owned()))
-            .bind(run.entity.as_deref().map(|e| db.storable(e).into_owned()))
-            .bind(&run.status)
-            .bind(&run.external_run_id)
-            .bind(Value::Object(run.data.clone()).to_string())
-            .bind(Value::Array(run.trace.clone()).to_string())
-            .bind(&run.claimed_until)
-            .bind(&run.installation_id)
-            .bind(&run.created_by)
-            .bind(&run.created_at)
-            .bind(&run.updated_by)
-            .bind(&run.updated_at)
-            .bind(&run.ended_at)
-            .bind(stored_timeout(run).map(str::to_string))
-            .fetch_one(&mut *tx)
-            .await?;
-    Ok(row.get(0))
+    let mut rids = Vec::with_capacity(runs.len());
+    for chunk in crate::sql::pow2_chunks(runs, RUNS_PER_INSERT) {
+        let row = format!("(?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        let sql = format!(
+            "INSERT INTO action_runs(org_id, id, action, blueprint, entity, status, external_run_id, data, trace, \
+             pending_execution, claimed_until, installation_id, ended_by_log, created_by, created_at, updated_by, \
+             updated_at, ended_at, timeout_at) VALUES {} RETURNING id, rid",
+            vec![row.as_str(); chunk.len()].join(", ")
+        );
+        let mut q = tx.q(&sql);
+        for run in chunk {
+            q = q
+                .bind(&org.0)
+                .bind(&run.id)
+                .bind(db.storable(&run.action))
+                .bind(run.blueprint.as_deref().map(|b| db.storable(b).into_owned()))
+                .bind(run.entity.as_deref().map(|e| db.storable(e).into_owned()))
+                .bind(&run.status)
+                .bind(&run.external_run_id)
+                .bind(Value::Object(run.data.clone()).to_string())
+                .bind(Value::Array(run.trace.clone()).to_string())
+                .bind(run.pending_execution)
+                .bind(&run.claimed_until)
+                .bind(&run.installation_id)
+                .bind(run.ended_by_log)
+                .bind(&run.created_by)
+                .bind(&run.created_at)
+                .bind(&run.updated_by)
+                .bind(&run.updated_at)
+                .bind(&run.ended_at)
+                .bind(stored_timeout(run).map(str::to_string));
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        rids.extend(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))));
+    }
+    Ok(rids)
 }
 
 #[async_trait]

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::audit;
@@ -22,13 +23,13 @@ use crate::db::{Db, Tx};
 use crate::jobs;
 use crate::sql::Dialect;
 use crate::ui::parse_json;
-use crate::{AuditRecord, NewJob, OrgId, Result, Run, SqlStore, run_json};
+use crate::{AuditRecord, NewJob, OrgId, Result, Run, SqlStore, StoreError, run_json};
 
 /// The job kind that dispatches an organization's automation events.
 pub const AUTOMATION_JOB: &str = "automation_dispatch";
 
 /// An event waiting to be dispatched.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct AutomationEvent {
     /// Which event: an entity change's is its audit record's id, negated (the record is the
     /// event, migration 0033); others are rows of `automation_events`. Opaque to callers, who
@@ -38,10 +39,23 @@ pub struct AutomationEvent {
     pub kind: String,
     /// The blueprint (entity events) or action (run events).
     pub target: String,
-    /// Port's event object (§5.3).
-    pub event: Value,
+    /// Port's event object (§5.3), as JSON text: the automations' conditions receive it as it
+    /// is, and [`value`](Self::value) parses it only for the runs it starts. An entity change's
+    /// is written around its audit record's diff, never parsed on the way.
+    pub event: Box<RawValue>,
+    /// Its context's blueprint and entity (entity and timer events) and timer property.
+    pub blueprint: Option<String>,
+    pub entity: Option<String>,
+    pub property: Option<String>,
     /// How many automation runs led to it.
     pub depth: u32,
+}
+
+impl AutomationEvent {
+    /// The event object, parsed.
+    pub fn value(&self) -> Result<Value> {
+        parse_json("automation event", self.event.get())
+    }
 }
 
 /// One event's dispatch: its id and the runs it starts (each with its invocation job, if any).
@@ -170,28 +184,54 @@ pub(crate) async fn audit_and_record(
     Ok(())
 }
 
-/// The parts of an entity change read from its audit record's columns (`a_action`, `a_user`,
-/// `a_origin`, `a_at`, `a_diff`), shared by automation events and changelog messages:
-/// `{action, resourceType, trigger, diff}`.
-pub(crate) fn audited_change(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
+/// An entity change as JSON text, from its audit record's columns (`a_action`, `a_user`,
+/// `a_origin`, `a_at`, `a_diff`; with `context`, also `a_blueprint` and `a_entity`):
+/// `{action, resourceType, trigger, diff}`, and for an automation event its `context` — the one
+/// definition of the object, shared by automation events and changelog messages. The stored
+/// diff is embedded as it is, once checked to be one JSON value.
+fn change_text(org: &OrgId, r: &crate::db::Row, context: bool) -> Result<String> {
+    let quoted = |s: Option<&str>| serde_json::to_string(&s).unwrap_or_else(|_| "null".into());
+    let text = |c: &str| quoted(r.get::<Option<String>, _>(c).as_deref());
     let diff = match r.get::<Option<String>, _>("a_diff") {
-        Some(d) => parse_json("audit diff", &d)?,
-        None => json!({"before": null, "after": null}),
+        Some(d) => RawValue::from_string(d)
+            .map_err(|e| StoreError::Db(format!("stored audit diff is not JSON: {e}").into()))?
+            .get()
+            .to_string(),
+        None => r#"{"before":null,"after":null}"#.to_string(),
     };
-    let text = |c: &str| r.get::<Option<String>, _>(c);
-    Ok(json!({
-        "action": text("a_action"), "resourceType": "entity",
-        "trigger": {"by": {"orgId": org.0, "userId": text("a_user")}, "origin": text("a_origin"), "at": text("a_at")},
-        "diff": diff,
-    }))
+    let mut out = format!(
+        r#"{{"action":{},"resourceType":"entity","trigger":{{"by":{{"orgId":{},"userId":{}}},"origin":{},"at":{}}},"diff":{diff}"#,
+        text("a_action"),
+        quoted(Some(&org.0)),
+        text("a_user"),
+        text("a_origin"),
+        text("a_at"),
+    );
+    if context {
+        out.push_str(&format!(
+            r#","context":{{"blueprintIdentifier":{},"entityIdentifier":{},"propertyIdentifier":null}}"#,
+            text("a_blueprint"),
+            text("a_entity")
+        ));
+    }
+    out.push('}');
+    Ok(out)
 }
 
-/// Port's event object of an entity change, from its audit record's columns.
-fn entity_event(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
-    let mut event = audited_change(org, r)?;
-    let text = |c: &str| r.get::<Option<String>, _>(c);
-    event["context"] = json!({"blueprintIdentifier": text("a_blueprint"), "entityIdentifier": text("a_entity"), "propertyIdentifier": null});
-    Ok(event)
+/// [`change_text`] without its context, parsed (a changelog message's start).
+pub(crate) fn audited_change(org: &OrgId, r: &crate::db::Row) -> Result<Value> {
+    parse_json("audited change", &change_text(org, r, false)?)
+}
+
+/// Port's event object of an entity change ([`change_text`] with its context), checked, not
+/// parsed into values.
+fn entity_event(org: &OrgId, r: &crate::db::Row) -> Result<Box<RawValue>> {
+    raw_json(change_text(org, r, true)?)
+}
+
+/// Checked JSON text (one pass, nothing built).
+fn raw_json(text: String) -> Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(|e| StoreError::Db(format!("stored automation event is not JSON: {e}").into()))
 }
 
 async fn insert_event(
@@ -310,11 +350,15 @@ impl Automations for SqlStore {
         let mut out = Vec::with_capacity(audited.len());
         for r in &audited {
             let kind = r.get::<Option<String>, _>("a_action").as_deref().and_then(entity_kind).unwrap_or_default();
+            let blueprint = r.get::<Option<String>, _>("a_blueprint");
             out.push(AutomationEvent {
                 id: r.get(0),
                 kind: kind.to_string(),
-                target: r.get::<Option<String>, _>("a_blueprint").unwrap_or_default(),
+                target: blueprint.clone().unwrap_or_default(),
                 event: entity_event(org, r)?,
+                blueprint,
+                entity: r.get("a_entity"),
+                property: None,
                 depth: u32::try_from(r.get::<i64, _>("event_depth")).unwrap_or(0),
             });
         }
@@ -341,15 +385,25 @@ impl Automations for SqlStore {
             audited.iter().map(|r| r.get::<Option<String>, _>("a_at").unwrap_or_default()).collect();
         let mut queued = Vec::with_capacity(rows.len());
         for r in &rows {
-            let event = match r.get::<Option<String>, _>("event") {
-                Some(e) => parse_json("automation event", &e)?,
-                None => entity_event(org, r)?,
+            // Run and timer events are few: their context is read from the parsed object.
+            let (event, blueprint, entity, property) = match r.get::<Option<String>, _>("event") {
+                Some(e) => {
+                    let v = parse_json("automation event", &e)?;
+                    let field = |k: &str| v["context"][k].as_str().map(str::to_string);
+                    let context =
+                        (field("blueprintIdentifier"), field("entityIdentifier"), field("propertyIdentifier"));
+                    (raw_json(e)?, context.0, context.1, context.2)
+                }
+                None => (entity_event(org, r)?, r.get("a_blueprint"), r.get("a_entity"), None),
             };
             let ev = AutomationEvent {
                 id: r.get(0),
                 kind: r.get(1),
                 target: r.get(2),
                 event,
+                blueprint,
+                entity,
+                property,
                 depth: u32::try_from(r.get::<i64, _>(4)).unwrap_or(0),
             };
             queued.push((r.get::<String, _>("created_at"), ev));
@@ -396,20 +450,23 @@ impl Automations for SqlStore {
             let rows = tx.q(&sql).bind(&org.0).bind_ints(&queued).fetch_all(&mut tx).await?;
             mine.extend(rows.iter().map(|r| r.get::<i64, _>(0)));
         }
-        let mut done = Vec::with_capacity(mine.len());
-        // Read once for every run this dispatch creates (their RUN_CREATED events).
-        let heard = listening(&mut tx, org).await?;
-        for (id, runs) in events.iter().filter(|(id, _)| mine.contains(id)) {
-            for (run, job) in runs {
-                crate::actions::insert_run(db, &mut tx, org, run).await?;
+        let taken: Vec<&Dispatch> = events.iter().filter(|(id, _)| mine.contains(id)).collect();
+        // The runs and their jobs in one statement each: this transaction holds SQLite's one
+        // writer, which every entity write waits for.
+        let runs: Vec<&Run> = taken.iter().flat_map(|(_, runs)| runs.iter().map(|(run, _)| run)).collect();
+        let invocations: Vec<&NewJob> =
+            taken.iter().flat_map(|(_, runs)| runs.iter().filter_map(|(_, j)| j.as_ref())).collect();
+        if !runs.is_empty() {
+            crate::actions::insert_runs(db, &mut tx, org, &runs).await?;
+            // Read once for every run this dispatch creates (their RUN_CREATED events).
+            let heard = listening(&mut tx, org).await?;
+            for run in &runs {
                 record_run_heard(&mut tx, org, &heard, None, run).await?;
-                if let Some(j) = job {
-                    jobs::enqueue(db, &mut tx, org, j).await?;
-                }
             }
-            done.push(*id);
+            jobs::enqueue_many(db, &mut tx, org, &invocations).await?;
         }
         tx.commit().await?;
+        let done = taken.iter().map(|(id, _)| *id).collect();
         Ok(done)
     }
 

@@ -314,21 +314,49 @@ pub(crate) async fn enqueue<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, jo
 
 async fn enqueue_at<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJob, delay: Duration) -> Result<Job> {
     let d = db.dialect();
-    let mut f = SqlFrag::new(
-        "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) VALUES (",
-    );
-    f.param(org.0.as_str()).push(", ").param(job.kind.as_str()).push(", ");
+    let mut f = SqlFrag::new(INSERT_JOBS);
+    push_job_values(&mut f, d, org, job, delay);
+    f.push(&format!(" RETURNING {JOB_COLUMNS}"));
+    job_from_row(&db.frag(&f).fetch_one(c).await?)
+}
+
+const INSERT_JOBS: &str =
+    "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) VALUES ";
+
+/// Most jobs one [`enqueue_many`] statement inserts (4 parameters each); a power of two.
+const JOBS_PER_INSERT: usize = 512;
+
+/// One job's `VALUES` row, runnable after `delay`.
+fn push_job_values(f: &mut SqlFrag, d: Dialect, org: &OrgId, job: &NewJob, delay: Duration) {
+    f.push("(").param(org.0.as_str()).push(", ").param(job.kind.as_str()).push(", ");
     f.param(job.payload.to_string()).push(d.jsonb_cast()).push(", 'queued', 0, ");
-    f.param(i64::from(job.max_attempts.max(1)));
+    f.param(i64::from(job.max_attempts.max(1))).push(", ");
     let now = now(d);
     if delay.is_zero() {
-        f.push(&format!(", {now}, {now}, {now}) RETURNING {JOB_COLUMNS}"));
+        f.push(now);
     } else {
-        f.push(", ");
-        push_now_plus(&mut f, d, delay);
-        f.push(&format!(", {now}, {now}) RETURNING {JOB_COLUMNS}"));
+        push_now_plus(f, d, delay);
     }
-    job_from_row(&db.frag(&f).fetch_one(c).await?)
+    f.push(&format!(", {now}, {now})"));
+}
+
+/// Queue `jobs` of `org`, runnable now, in the caller's transaction, with a few multi-row
+/// statements (power-of-two chunks up to [`JOBS_PER_INSERT`], so a few statement texts; a
+/// dispatch of automation events queues its runs' invocations while it holds SQLite's one
+/// writer).
+pub(crate) async fn enqueue_many(db: &Db, tx: &mut Tx, org: &OrgId, jobs: &[&NewJob]) -> Result<()> {
+    let d = db.dialect();
+    for chunk in crate::sql::pow2_chunks(jobs, JOBS_PER_INSERT) {
+        let mut f = SqlFrag::new(INSERT_JOBS);
+        for (i, job) in chunk.iter().enumerate() {
+            if i > 0 {
+                f.push(", ");
+            }
+            push_job_values(&mut f, d, org, job, Duration::ZERO);
+        }
+        db.frag(&f).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Read before a claim: is any job due (queued and due, or running under an expired lease with

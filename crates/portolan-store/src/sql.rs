@@ -418,3 +418,38 @@ mod tests {
         assert_eq!(n, Some(SqlParam::Real(2.5)));
     }
 }
+
+/// `items` in chunks whose lengths are powers of two, each at most `max` (a power of two), the
+/// largest first: a multi-row statement per chunk then has one of a few texts, which stay in
+/// each connection's prepared-statement cache instead of a new text (and a new prepare,
+/// evicting the hot statements of the writes) for every row count.
+pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let max = max.max(1);
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut n = max;
+        while n > rest.len() {
+            n /= 2;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    #[test]
+    fn pow2_chunks_cover_the_items_in_order_with_few_lengths() {
+        for n in 0..600usize {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = super::pow2_chunks(&items, 256).collect();
+            assert_eq!(chunks.concat(), items, "{n} items, in order");
+            assert!(chunks.iter().all(|c| c.len().is_power_of_two() && c.len() <= 256), "{n}: {chunks:?}");
+            assert!(chunks.len() <= n / 256 + 9, "{n} items in {} chunks", chunks.len());
+        }
+    }
+}

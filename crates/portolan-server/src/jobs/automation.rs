@@ -11,7 +11,10 @@
 //! itself), still get a run — ended `FAILURE` at once with the reason — so nothing is skipped
 //! silently.
 
+use std::time::{Duration, Instant};
+
 use portolan_store::{AutomationEvent, Dispatch, NewJob, OrgId, Run, StoredAction};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{JobCtx, JobError};
@@ -33,18 +36,36 @@ pub const AUTOMATION_USER: &str = "portolan-automation";
 pub const EVENT_KEY: &str = "_event";
 pub const DEPTH_KEY: &str = "_depth";
 
-/// Events read per round.
-const BATCH: u32 = 100;
+/// Events read per round: their runs are stored by one transaction, which holds SQLite's one
+/// writer that every entity write waits for, so rounds are few and large.
+const BATCH: u32 = 500;
+
+/// Under a stream of writes (a round read at least [`GATHER_MIN`] events, but not a whole
+/// [`BATCH`]), how long the job waits before reading again, so that rounds gather their events
+/// instead of taking a few each, flat out. Fewer events (a trickle, a lone write) end the job at
+/// once: the writes after it queue the next one.
+const GATHER: Duration = Duration::from_millis(50);
+const GATHER_MIN: usize = 50;
+
+/// How long one dispatch job runs before it hands over to a new one (queued behind the
+/// organization's other due jobs, such as the runs it created), however many events keep coming.
+const SLICE: Duration = Duration::from_secs(2);
+
+/// Most events one condition hand-off to the jq engine evaluates, each hand-off within its own
+/// time budget.
+const CONDITION_CHUNK: usize = 100;
 
 pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
     let org = ctx.job.org.clone();
     let state = &ctx.state;
     let (mut events, mut runs) = (0u64, 0u64);
+    let started = Instant::now();
     loop {
         let pending = state.store.pending_events(&org, BATCH).await?;
         if pending.is_empty() {
             break;
         }
+        let read = pending.len();
         let automations = automations_of(state, &org).await?;
         let batch = runs_for(state, &org, &automations, &pending).await?;
         let done: std::collections::HashSet<i64> =
@@ -56,6 +77,18 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
             }
         }
         super::wake_workers(state);
+        if started.elapsed() >= SLICE {
+            // A job a write queued meanwhile may read nothing: each event is taken once.
+            let next = NewJob { kind: KIND.into(), payload: json!({}), max_attempts: 5 };
+            state.store.enqueue_job(&org, &next).await?;
+            break;
+        }
+        if read < GATHER_MIN {
+            break;
+        }
+        if read < BATCH as usize {
+            tokio::time::sleep(GATHER).await;
+        }
     }
     Ok(json!({"events": events, "runs": runs}))
 }
@@ -84,16 +117,17 @@ fn listens(a: &StoredAction, ev: &AutomationEvent) -> bool {
     let property = e["propertyIdentifier"].as_str();
     target == Some(ev.target.as_str())
         && (kind == ev.kind || kind == any)
-        && (ev.kind != "TIMER_PROPERTY_EXPIRED" || property == ev.event["context"]["propertyIdentifier"].as_str())
+        && (ev.kind != "TIMER_PROPERTY_EXPIRED" || property == ev.property.as_deref())
 }
 
 /// For each of `events`, whether automation `a`'s condition holds over it (no condition: it
 /// holds), or the failing expression and why — evaluated on one blocking thread for the lot.
+/// The events go to the jq worker as the texts the store read, never parsed here.
 async fn conditions(
     state: &AppState,
     org: &OrgId,
     a: &StoredAction,
-    events: Vec<Value>,
+    events: Vec<Box<RawValue>>,
 ) -> Result<Vec<Result<bool, String>>, JobError> {
     let c = &a.data["trigger"]["condition"];
     let exprs: Vec<String> = c["expressions"]
@@ -117,7 +151,7 @@ async fn conditions(
                 }
             }
         }
-        let rows = match jq.first_many_items_in(&budget, &compiled, &json!({}), "e", &events) {
+        let rows = match jq.first_many_texts_in(&budget, &compiled, &json!({}), "e", &events) {
             Ok(rows) => rows,
             Err(e @ portolan_jq::JqError::Limit(_)) => {
                 return Ok(vec![Err(format!("the conditions ran out of budget: {e}")); events.len()]);
@@ -159,7 +193,11 @@ async fn runs_for(
         if heard.is_empty() {
             continue;
         }
-        let verdicts = conditions(state, org, a, heard.iter().map(|i| events[*i].event.clone()).collect()).await?;
+        let mut verdicts = Vec::with_capacity(heard.len());
+        for chunk in heard.chunks(CONDITION_CHUNK) {
+            let texts = chunk.iter().map(|i| events[*i].event.clone()).collect();
+            verdicts.extend(conditions(state, org, a, texts).await?);
+        }
         let timeout = run_timeout::timeout_for(state, org, a).await?;
         for (i, verdict) in heard.into_iter().zip(verdicts) {
             let ev = &events[i];
@@ -174,7 +212,7 @@ async fn runs_for(
                 Ok(true) => None,
                 Err(why) => Some(format!("Not run: the automation's condition could not be evaluated: {why}")),
             };
-            let mut run = new_run(a, ev);
+            let mut run = new_run(a, ev)?;
             run_timeout::arm(&mut run, chrono::Utc::now(), timeout);
             let job = match refused {
                 Some(why) => {
@@ -191,15 +229,14 @@ async fn runs_for(
     Ok(out)
 }
 
-fn new_run(a: &StoredAction, ev: &AutomationEvent) -> Run {
-    let ctx = &ev.event["context"];
-    let blueprint = ctx["blueprintIdentifier"].as_str().map(str::to_string);
-    let entity = ctx["entityIdentifier"].as_str().map(str::to_string);
+/// A run of automation `a` for `ev` (whose event object is parsed here, once per run).
+fn new_run(a: &StoredAction, ev: &AutomationEvent) -> Result<Run, JobError> {
+    let (blueprint, entity) = (ev.blueprint.clone(), ev.entity.clone());
     let mut run = action::new_run(a, blueprint.clone(), entity.clone(), AUTOMATION_USER, &now_iso());
     run.data.insert("blueprint".into(), json!(blueprint.map(|b| json!({"identifier": b}))));
     run.data.insert("entity".into(), json!(entity.map(|e| json!({"identifier": e}))));
     run.data.insert("source".into(), json!("AUTOMATION"));
-    run.data.insert(EVENT_KEY.into(), ev.event.clone());
+    run.data.insert(EVENT_KEY.into(), ev.value()?);
     run.data.insert(DEPTH_KEY.into(), json!(ev.depth));
-    run
+    Ok(run)
 }

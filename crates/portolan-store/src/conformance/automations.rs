@@ -39,7 +39,7 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
     let events = s.pending_events(&a, 10).await.unwrap();
     let kinds: Vec<(&str, &str, u32)> = events.iter().map(|e| (e.kind.as_str(), e.target.as_str(), e.depth)).collect();
     assert_eq!(kinds, [("ENTITY_CREATED", "team", 3), ("ENTITY_UPDATED", "team", 0), ("ENTITY_DELETED", "team", 0)]);
-    let first = &events[0].event;
+    let first = &events[0].value().unwrap();
     assert_eq!((first["action"].as_str(), first["resourceType"].as_str()), (Some("CREATE"), Some("entity")));
     assert_eq!(
         first["context"],
@@ -51,7 +51,9 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
         (json!(null), json!("t1"))
     );
     assert_eq!(first["trigger"]["by"]["userId"], json!("tester"));
-    assert_eq!(events[2].event["diff"]["after"], json!(null));
+    assert_eq!(events[2].value().unwrap()["diff"]["after"], json!(null));
+    let context = |e: &crate::AutomationEvent| (e.blueprint.clone(), e.entity.clone(), e.property.clone());
+    assert_eq!(context(&events[2]), (Some("team".into()), Some("t1".into()), None));
     // Oldest first (the kinds above), each event once.
     assert_eq!(events.iter().map(|e| e.id).collect::<std::collections::HashSet<_>>().len(), events.len());
     assert!(s.pending_events(&b, 10).await.unwrap().is_empty(), "another organization's events");
@@ -100,7 +102,8 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
     let runs: Vec<_> = s.pending_events(&a, 10).await.unwrap().into_iter().filter(|e| e.target == "deploy").collect();
     let kinds: Vec<(&str, u32)> = runs.iter().map(|e| (e.kind.as_str(), e.depth)).collect();
     assert_eq!(kinds, [("RUN_CREATED", 5), ("RUN_UPDATED", 5)], "the trace-only update is no event");
-    let upd = &runs[1].event;
+    let upd = &runs[1].value().unwrap();
+    assert_eq!((runs[1].blueprint.as_deref(), runs[1].entity.as_deref()), (None, None), "a run event names no entity");
     assert_eq!((upd["resourceType"].as_str(), upd["diff"]["after"]["status"].as_str()), (Some("run"), Some("SUCCESS")));
     assert_eq!(upd["diff"]["before"]["status"], json!("IN_PROGRESS"));
     assert!(upd["diff"]["after"].get("_depth").is_none(), "bookkeeping keys are left out");
@@ -135,7 +138,15 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
 
 async fn timer_events(s: &dyn Store, org: &crate::OrgId) -> Vec<serde_json::Value> {
     let evs = s.pending_events(org, 100).await.unwrap();
-    evs.into_iter().filter(|e| e.kind == "TIMER_PROPERTY_EXPIRED").map(|e| e.event).collect()
+    evs.into_iter()
+        .filter(|e| e.kind == "TIMER_PROPERTY_EXPIRED")
+        .map(|e| {
+            let v = e.value().unwrap();
+            let named = (v["context"]["entityIdentifier"].as_str(), v["context"]["propertyIdentifier"].as_str());
+            assert_eq!((e.entity.as_deref(), e.property.as_deref()), named, "the event's context fields");
+            v
+        })
+        .collect()
 }
 
 /// One entity's changes are dispatched in commit order, also where their request times run the
@@ -154,7 +165,9 @@ pub async fn automation_events_keep_each_entitys_commit_order(s: &dyn Store) {
     s.write_entities(&a, write(json!({"x": 1})), &at(5)).await.unwrap();
     s.write_entities(&a, write(json!({"x": 2})), &at(7)).await.unwrap();
     let kinds = |evs: &[crate::AutomationEvent]| {
-        evs.iter().map(|e| (e.kind.clone(), e.event["diff"]["after"]["properties"]["x"].clone())).collect::<Vec<_>>()
+        evs.iter()
+            .map(|e| (e.kind.clone(), e.value().unwrap()["diff"]["after"]["properties"]["x"].clone()))
+            .collect::<Vec<_>>()
     };
     let all = s.pending_events(&a, 10).await.unwrap();
     assert_eq!(
@@ -168,6 +181,55 @@ pub async fn automation_events_keep_each_entitys_commit_order(s: &dyn Store) {
     );
     let first_two = s.pending_events(&a, 2).await.unwrap();
     assert_eq!(kinds(&first_two), kinds(&all[..2]), "a batch is the oldest events, in order");
+}
+
+/// A dispatch stores every run of its events and each run's job, however many (the runs are
+/// inserted many rows per statement, in chunks): each run as given, the refused one without a
+/// job, and the events are gone.
+pub async fn a_dispatch_stores_every_run_and_job_of_its_events(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let ma = model(s, &a).await;
+    s.save_action(&a, &automation("on_team", "ANY_ENTITY_CHANGE", "team"), SaveMode::Create, &ctx()).await.unwrap();
+    let write = |id: &str| vec![super::put(entity("team", id, json!({}), json!({})), &ma, false)];
+    s.write_entities(&a, write("t1"), &ctx()).await.unwrap();
+    s.write_entities(&a, write("t2"), &ctx()).await.unwrap();
+    let events = s.pending_events(&a, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    let run = |i: usize| {
+        let mut r =
+            Run { id: format!("r_{i}"), action: "on_team".into(), entity: Some(format!("t{i}")), ..run_template() };
+        r.data.insert("n".into(), json!(i));
+        r
+    };
+    let job =
+        |i: usize| NewJob { kind: "action_run".into(), payload: json!({"runId": format!("r_{i}")}), max_attempts: 3 };
+    let mut refused = run(0);
+    refused.status = "FAILURE".into();
+    let many: Vec<(Run, Option<NewJob>)> =
+        std::iter::once((refused, None)).chain((1..=501).map(|i| (run(i), Some(job(i))))).collect();
+    let few = vec![(run(502), Some(job(502))), (run(503), Some(job(503)))];
+    let done = s.dispatch_events(&a, &[(events[0].id, many), (events[1].id, few)]).await.unwrap();
+    assert_eq!(done, [events[0].id, events[1].id]);
+    assert!(s.pending_events(&a, 10).await.unwrap().is_empty(), "both events were dispatched");
+    let mut rids = std::collections::HashSet::new();
+    for i in 0..=503 {
+        let got = s.get_run(&a, &format!("r_{i}")).await.unwrap().unwrap_or_else(|| panic!("run r_{i} is missing"));
+        assert_eq!((got.entity.clone(), got.data.get("n")), (Some(format!("t{i}")), Some(&json!(i))), "run r_{i}");
+        assert_eq!(got.status, if i == 0 { "FAILURE" } else { "IN_PROGRESS" }, "run r_{i}");
+        assert!(rids.insert(got.rid), "run r_{i}'s rid {} is another run's", got.rid);
+    }
+    let filter = JobFilter { kind: Some("action_run".into()), limit: 1000, ..JobFilter::default() };
+    let mut queued: Vec<String> = s
+        .list_jobs(&a, &filter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.payload["runId"].as_str().unwrap_or_default().to_string())
+        .collect();
+    queued.sort();
+    let mut want: Vec<String> = (1..=503).map(|i| format!("r_{i}")).collect();
+    want.sort();
+    assert_eq!(queued, want, "one job per run, none for the refused one");
 }
 
 fn run_template() -> Run {

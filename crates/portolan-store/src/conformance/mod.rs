@@ -223,6 +223,7 @@ macro_rules! conformance_tests {
             // automations.rs
             automation_events_are_recorded_with_the_change_and_dispatched_once,
             automation_events_keep_each_entitys_commit_order,
+            a_dispatch_stores_every_run_and_job_of_its_events,
             // changelog.rs
             changelog_changes_are_kept_with_the_write_and_delivered_in_order_per_entity,
             // actions.rs
