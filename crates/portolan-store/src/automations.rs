@@ -2,7 +2,7 @@
 //! itself: an entity change an automation listens to is its own audit record, marked with the
 //! event's depth (`audit_log.event_depth`, migration 0033; [`audit_and_record`]); a run change
 //! or a timer's expiry is a row of `automation_events` holding Port's event object (migration
-//! 0022; [`record_run`], [`Automations::fire_timers`]). The organization's one queued
+//! 0022; [`record_run`], [`Automations::fire_timers`]). The organization's queued
 //! [`AUTOMATION_JOB`] then hands the events, in order, to the server, which evaluates each
 //! automation's condition and creates its runs with [`Automations::dispatch_events`]: the runs,
 //! their invocation jobs and the events' unmarking or deletion are one transaction, so an event

@@ -424,7 +424,7 @@ mod tests {
 /// each connection's prepared-statement cache instead of a new text (and a new prepare,
 /// evicting the hot statements of the writes) for every row count.
 pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
-    let max = max.max(1);
+    let max = 1usize << max.max(1).ilog2(); // a power of two, at most `max`
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -450,6 +450,8 @@ mod chunk_tests {
             assert_eq!(chunks.concat(), items, "{n} items, in order");
             assert!(chunks.iter().all(|c| c.len().is_power_of_two() && c.len() <= 256), "{n}: {chunks:?}");
             assert!(chunks.len() <= n / 256 + 9, "{n} items in {} chunks", chunks.len());
+            let odd: Vec<&[usize]> = super::pow2_chunks(&items, 300).collect();
+            assert_eq!(odd, chunks, "a maximum that is no power of two is rounded down");
         }
     }
 }

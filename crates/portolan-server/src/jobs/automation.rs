@@ -42,14 +42,34 @@ const BATCH: u32 = 500;
 
 /// Under a stream of writes (a round read at least [`GATHER_MIN`] events, but not a whole
 /// [`BATCH`]), how long the job waits before reading again, so that rounds gather their events
-/// instead of taking a few each, flat out. Fewer events (a trickle, a lone write) end the job at
-/// once: the writes after it queue the next one.
+/// instead of taking a few each, flat out. After a smaller round it reads again at once, and
+/// it ends on a read that finds nothing (so a write whose transaction was still open when the
+/// job was claimed, on PostgreSQL, has had a round's time to commit and be read).
 const GATHER: Duration = Duration::from_millis(50);
 const GATHER_MIN: usize = 50;
 
-/// How long one dispatch job runs before it hands over to a new one (queued behind the
-/// organization's other due jobs, such as the runs it created), however many events keep coming.
+/// How long one dispatch job runs before it queues a successor and ends, so that no job runs
+/// for ever under a stream of writes (a job a write queued meanwhile may then read nothing:
+/// each event is taken once).
 const SLICE: Duration = Duration::from_secs(2);
+
+/// What the dispatch job does after a round that read `read` events, `elapsed` into the job.
+#[derive(Debug, PartialEq)]
+enum Next {
+    HandOver,
+    Gather,
+    ReadAgain,
+}
+
+fn next_step(read: usize, elapsed: Duration) -> Next {
+    if elapsed >= SLICE {
+        Next::HandOver
+    } else if (GATHER_MIN..BATCH as usize).contains(&read) {
+        Next::Gather
+    } else {
+        Next::ReadAgain
+    }
+}
 
 /// Most events one condition hand-off to the jq engine evaluates, each hand-off within its own
 /// time budget.
@@ -76,18 +96,18 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
                 runs += new_runs.len() as u64;
             }
         }
-        super::wake_workers(state);
-        if started.elapsed() >= SLICE {
-            // A job a write queued meanwhile may read nothing: each event is taken once.
-            let next = NewJob { kind: KIND.into(), payload: json!({}), max_attempts: 5 };
-            state.store.enqueue_job(&org, &next).await?;
-            break;
-        }
-        if read < GATHER_MIN {
-            break;
-        }
-        if read < BATCH as usize {
-            tokio::time::sleep(GATHER).await;
+        match next_step(read, started.elapsed()) {
+            Next::HandOver => {
+                let next = NewJob { kind: KIND.into(), payload: json!({}), max_attempts: 5 };
+                state.store.enqueue_job(&org, &next).await?;
+                super::wake_workers(state);
+                break;
+            }
+            Next::Gather => {
+                super::wake_workers(state);
+                tokio::time::sleep(GATHER).await;
+            }
+            Next::ReadAgain => super::wake_workers(state),
         }
     }
     Ok(json!({"events": events, "runs": runs}))
@@ -239,4 +259,24 @@ fn new_run(a: &StoredAction, ev: &AutomationEvent) -> Result<Run, JobError> {
     run.data.insert(EVENT_KEY.into(), ev.value()?);
     run.data.insert(DEPTH_KEY.into(), json!(ev.depth));
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream of writes gathers, a trickle reads again at once (the job ends on an empty
+    /// read), a full round reads again at once, and the slice hands over whatever was read.
+    #[test]
+    fn the_dispatch_gathers_only_under_a_stream_and_hands_over_after_its_slice() {
+        let early = Duration::from_millis(10);
+        assert_eq!(next_step(1, early), Next::ReadAgain);
+        assert_eq!(next_step(GATHER_MIN - 1, early), Next::ReadAgain);
+        assert_eq!(next_step(GATHER_MIN, early), Next::Gather);
+        assert_eq!(next_step(BATCH as usize - 1, early), Next::Gather);
+        assert_eq!(next_step(BATCH as usize, early), Next::ReadAgain);
+        for read in [1, GATHER_MIN, BATCH as usize] {
+            assert_eq!(next_step(read, SLICE), Next::HandOver, "{read} events read");
+        }
+    }
 }
