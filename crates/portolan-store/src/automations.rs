@@ -451,8 +451,8 @@ impl Automations for SqlStore {
             mine.extend(rows.iter().map(|r| r.get::<i64, _>(0)));
         }
         let taken: Vec<&Dispatch> = events.iter().filter(|(id, _)| mine.contains(id)).collect();
-        // The runs and their jobs in one statement each: this transaction holds SQLite's one
-        // writer, which every entity write waits for.
+        // The runs and their jobs in a few multi-row statements: this transaction holds
+        // SQLite's one writer, which every entity write waits for.
         let runs: Vec<&Run> = taken.iter().flat_map(|(_, runs)| runs.iter().map(|(run, _)| run)).collect();
         let invocations: Vec<&NewJob> =
             taken.iter().flat_map(|(_, runs)| runs.iter().filter_map(|(_, j)| j.as_ref())).collect();
