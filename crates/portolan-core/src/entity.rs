@@ -208,6 +208,20 @@ pub fn compose(
     errs.into_result().map(|()| entity)
 }
 
+/// The deepest a property's value may nest (each object or array is a level). The audit
+/// record's diff and an automation's event or changelog message wrap the entity a few levels
+/// deeper, and each must stay readable by JSON parsers bounded at 128 levels (serde_json's).
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+/// How many objects and arrays `v` nests (a scalar: 0).
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Validate stored properties and relations against the blueprint.
 pub fn check_entity(errs: &mut FieldErrors, bp: &Blueprint, e: &Entity) {
     if let Some(t) = &e.title
@@ -217,6 +231,14 @@ pub fn check_entity(errs: &mut FieldErrors, bp: &Blueprint, e: &Entity) {
     }
     for (k, v) in &e.properties {
         let path = format!("properties.{k}");
+        let depth = nesting(v);
+        if depth > MAX_VALUE_DEPTH {
+            errs.push(
+                path,
+                format!("nests {depth} levels of objects and arrays; at most {MAX_VALUE_DEPTH} are accepted"),
+            );
+            continue;
+        }
         match bp.schema.properties.get(k) {
             Some(p) => {
                 if !v.is_null() {

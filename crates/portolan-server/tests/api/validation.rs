@@ -54,6 +54,11 @@ fn with(section: &str, patch: Value) -> Value {
     e
 }
 
+/// An object nesting `levels` objects (`{"x": {"x": … 1}}`).
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |v, _| json!({"x": v}))
+}
+
 fn without(section: &str, key: &str) -> Value {
     let mut e = valid();
     e[section].as_object_mut().unwrap().remove(key);
@@ -100,6 +105,8 @@ async fn every_rule_is_422_naming_the_property_and_the_rule() {
         (without("relations", "owner"), "relations.owner", "required"),
         (with("relations", json!({"owner": null})), "relations.owner", "required"),
         (p(json!({"zzz": 1})), "properties.zzz", "not a property"),
+        (p(json!({"o": nested(65)})), "properties.o", "at most 64"),
+        (p(json!({"a": [nested(64)]})), "properties.a", "nests 65 levels"),
         (with("relations", json!({"zzz": "o1"})), "relations.zzz", "not a relation"),
         (with("relations", json!({"owner": ["o1"]})), "relations.owner", "single"),
         (with("relations", json!({"friends": "o1"})), "relations.friends", "many"),
@@ -150,8 +157,8 @@ async fn valid_edge_values_are_accepted() {
         "properties",
         json!({"ex": 0.5, "range": 10, "len": "abcd", "pat": "web-svc", "dt": "2024-01-31T12:00:00.000+02:00",
             "url": "https://x.io/a?b=c", "email": "a.b@c.co", "ip4": "10.0.0.1", "ip6": "::1", "user": "u@x.io",
-            "list": ["a", "b"], "nums": [], "o": {}, "a": [1, "x", null], "link": {"url": "https://x", "displayText": "X"},
-            "s": "", "e": null}),
+            "list": ["a", "b"], "nums": [], "a": [1, "x", null], "link": {"url": "https://x", "displayText": "X"},
+            "s": "", "e": null, "o": nested(64)}),
     );
     let r = app.post(V, e).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
