@@ -635,16 +635,6 @@ impl JqEngine {
         key: &str,
         items: &[Box<RawValue>],
     ) -> Result<Vec<Vec<Result<Value, JqError>>>, JqError> {
-        // A worker process reads one request per line: a text laid out over lines is written on
-        // one (a raw line break can only be whitespace in JSON, so a space replaces it exactly).
-        if items.iter().any(|t| t.get().contains('\n')) {
-            let one_line = items
-                .iter()
-                .map(|t| RawValue::from_string(t.get().replace('\n', " ")))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| JqError::NotJson(e.to_string()))?;
-            return self.items_in(budget, filters, base, key, Items::Texts(&one_line));
-        }
         self.items_in(budget, filters, base, key, Items::Texts(items))
     }
 

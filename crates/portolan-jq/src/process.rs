@@ -11,7 +11,7 @@
 //! Protocol (JSON lines). Request: `{"f": [filter source, …], "i": input, "ms": budget in ms,
 //! "steps": step budget, "len": size cap}`, and for a batch of items `"key"` and `"items"` (the
 //! filters run over `i` with `key` set to each item); items given as JSON texts are written
-//! into the line as they are, so none may contain a line break. The worker reads the input and
+//! into the line as they are (their line breaks, whitespace, become spaces). The worker reads the input and
 //! the items straight into jaq values. Response: `{"r": [{"ok": "<result as JSON text>"} |
 //! {"e": [kind, message]}, …]}` or `{"fail": [kind, message]}`. Results travel as JSON *text*
 //! so that each one is parsed on its own (a result nested too deeply for the parser is that
@@ -230,9 +230,11 @@ impl ProcessPool {
         };
         let mut line = serde_json::to_vec(&req).map_err(|e| JqError::NotJson(e.to_string()))?;
         // One request per line: a line break inside would split it, and the worker's answers
-        // would then belong to the wrong requests.
-        if line.contains(&b'\n') {
-            return Err(JqError::NotJson("a jq request's JSON text spans lines".to_owned()));
+        // would then belong to the wrong requests. Serialized values never hold one; an item
+        // text laid out over lines does, and there a raw line break can only be whitespace, so a
+        // space replaces it exactly.
+        for b in line.iter_mut().filter(|b| **b == b'\n') {
+            *b = b' ';
         }
         line.push(b'\n');
         let expected = filters.len() * items.map_or(1, |(_, items)| items.len());
