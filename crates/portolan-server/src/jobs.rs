@@ -23,8 +23,10 @@
 //! `progress` its previous holder saved ([`JobCtx::checkpoint`]), and work done after that
 //! checkpoint may be repeated.
 //!
-//! Workers are woken at once when this node enqueues a job ([`JobRuntime::wake`]) and otherwise
-//! poll every [`ApiConfig::job_poll`](crate::ApiConfig) for jobs enqueued by other nodes.
+//! Workers are woken at once when this node enqueues a job ([`JobRuntime::wake`]), and each
+//! successful claim wakes one more (there may be more to claim); otherwise they poll every
+//! [`ApiConfig::job_poll`](crate::ApiConfig) for jobs enqueued by other nodes. A worker that
+//! ends a job claims again at once.
 //! Deadlines (run timeouts) are not jobs but rows the [`timers`] task of the same nodes polls.
 
 pub mod action_run;
@@ -286,6 +288,8 @@ async fn worker(state: AppState, index: usize, stop: watch::Receiver<bool>) {
         }
         match state.store.claim_job_fairly(&node, &kinds, state.config.job_lease, &share).await {
             Ok(Some(job)) => {
+                // More may be claimable: an idle worker looks (a read, when nothing is).
+                state.jobs.wake.notify_one();
                 run_one(&state, job, stop.clone()).await;
                 continue;
             }
@@ -312,9 +316,9 @@ async fn run_one(state: &AppState, job: Job, stop: watch::Receiver<bool>) {
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempts);
     run_claimed(state, job, stop).instrument(span).await;
     state.jobs.finished.notify_waiters();
-    // A slot of this job's organization is free again: an idle worker may now claim a job the
-    // organization's share held back.
-    state.jobs.wake.notify_one();
+    // The slot this job held is free again, and this worker claims next, at once: waking an
+    // idle worker here too would only race it to the same job (a lost claim is a statement on
+    // SQLite's one writer). The claim wakes one if more is claimable.
 }
 
 async fn run_claimed(state: &AppState, job: Job, stop: watch::Receiver<bool>) {

@@ -282,7 +282,7 @@ fn held(lease: &Lease) -> Option<SqlFrag> {
 /// Key of the transaction-scoped advisory lock that serializes job claims across PostgreSQL
 /// nodes, so an organization's share is never exceeded by two nodes claiming at once
 /// ("jobclaim"). SQLite's one writer serializes them already.
-const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
+pub const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
 
 /// Queue a `kind` job of `org` (empty payload, 5 attempts) unless one is queued, runnable now
 /// and not yet claimed — it will see what the caller's transaction adds, as it reads when it
@@ -359,21 +359,48 @@ pub(crate) async fn enqueue_many(db: &Db, tx: &mut Tx, org: &OrgId, jobs: &[&New
     Ok(())
 }
 
-/// Read before a claim: is any job due (queued and due, or running under an expired lease with
-/// attempts left), and is any dead (running under an expired lease on its last attempt: the
-/// claim marks it failed)?
-fn peek_frag(d: Dialect) -> SqlFrag {
+/// Read before a claim, with the claim's own choice of job: would a claim by `node` find a job
+/// (one due, of an organization under its share), and is any job dead (running under an
+/// expired lease on its last attempt: the claim marks it failed)? A worker whose claim would
+/// find nothing — an idle queue, or due jobs all held back by their organizations' shares —
+/// then neither takes SQLite's one writer nor PostgreSQL's claim lock.
+fn peek_frag(d: Dialect, node: &str, kinds: &[String], share: &JobShare) -> SqlFrag {
     let now = now(d);
-    let expired = format!("SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < {now} AND attempts");
-    SqlFrag::new(&format!(
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND run_at <= {now}) \
-         OR EXISTS ({expired} < max_attempts) THEN TRUE ELSE FALSE END, \
-         CASE WHEN EXISTS ({expired} >= max_attempts) THEN TRUE ELSE FALSE END"
-    ))
+    let mut f = candidates(d, node, kinds, share);
+    f.push(&format!(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM next) THEN TRUE ELSE FALSE END, \
+         CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < {now} \
+         AND attempts >= max_attempts) THEN TRUE ELSE FALSE END"
+    ));
+    f
 }
 
 /// The statement that leases the next job for `node` (see [`Jobs::claim_job_fairly`]).
 fn claim_frag(d: Dialect, node: &str, kinds: &[String], lease: Duration, share: &JobShare) -> SqlFrag {
+    let now = now(d);
+    let mut f = candidates(d, node, kinds, share);
+    // One `UPDATE` that leases the chosen row, still runnable (on PostgreSQL a concurrent
+    // cancel may have ended it: READ COMMITTED re-checks the condition on the row it
+    // updates); claimers are serialized by SQLite's one writer and by PostgreSQL's
+    // advisory lock above.
+    let p = if d == Dialect::Postgres { "jobs." } else { "" };
+    f.push(&format!("UPDATE jobs SET status = 'running', attempts = {p}attempts + 1, lease_owner = "));
+    f.param(node).push(", lease_until = ");
+    push_now_plus(&mut f, d, lease);
+    f.push(&format!(", started_at = COALESCE({p}started_at, {now}), updated_at = {now}"));
+    f.push(match d {
+        Dialect::Sqlite => " WHERE id = (SELECT next_id FROM next)",
+        Dialect::Postgres => " FROM next WHERE jobs.id = next.next_id",
+    });
+    f.push(&format!(
+        " AND ({p}status = 'queued' OR ({p}status = 'running' AND {p}lease_until < {now})) RETURNING {JOB_COLUMNS}"
+    ));
+    f
+}
+
+/// The `WITH` clause of [`claim_frag`] and [`peek_frag`]: `next`, the job a claim by `node`
+/// leases (one row or none).
+fn candidates(d: Dialect, node: &str, kinds: &[String], share: &JobShare) -> SqlFrag {
     let now = now(d);
     // The candidates, each found with index steps whatever the jobs table's history holds
     // (partial indexes of migration 0025): the organizations with queued jobs, walked one
@@ -421,22 +448,6 @@ fn claim_frag(d: Dialect, node: &str, kinds: &[String], lease: Duration, share: 
     );
     f.param(i64::from(share.per_org)).push(" AND COALESCE(r.mine, 0) < ").param(i64::from(share.per_org_on_node));
     f.push(" ORDER BY COALESCE(r.n, 0), c.run_at, c.id LIMIT 1) ");
-    // One `UPDATE` that leases the chosen row, still runnable (on PostgreSQL a concurrent
-    // cancel may have ended it: READ COMMITTED re-checks the condition on the row it
-    // updates); claimers are serialized by SQLite's one writer and by PostgreSQL's
-    // advisory lock above.
-    let p = if d == Dialect::Postgres { "jobs." } else { "" };
-    f.push(&format!("UPDATE jobs SET status = 'running', attempts = {p}attempts + 1, lease_owner = "));
-    f.param(node).push(", lease_until = ");
-    push_now_plus(&mut f, d, lease);
-    f.push(&format!(", started_at = COALESCE({p}started_at, {now}), updated_at = {now}"));
-    f.push(match d {
-        Dialect::Sqlite => " WHERE id = (SELECT next_id FROM next)",
-        Dialect::Postgres => " FROM next WHERE jobs.id = next.next_id",
-    });
-    f.push(&format!(
-        " AND ({p}status = 'queued' OR ({p}status = 'running' AND {p}lease_until < {now})) RETURNING {JOB_COLUMNS}"
-    ));
     f
 }
 
@@ -446,7 +457,8 @@ fn claim_frag(d: Dialect, node: &str, kinds: &[String], lease: Duration, share: 
 /// partial indexes of migration 0025, never by walking the table's history.
 pub fn job_queue_statements(d: Dialect, org: &OrgId) -> Vec<(&'static str, SqlFrag)> {
     let kinds: Vec<String> = ["action_run", "automation_dispatch", "webhook_delivery"].map(String::from).into();
-    let claim = claim_frag(d, "node-1", &kinds, Duration::from_secs(30), &JobShare { per_org: 8, per_org_on_node: 2 });
+    let share = JobShare { per_org: 8, per_org_on_node: 2 };
+    let claim = claim_frag(d, "node-1", &kinds, Duration::from_secs(30), &share);
     let mut once = SqlFrag::new(&enqueue_once_sql(d));
     once.params = vec![
         org.0.as_str().into(),
@@ -455,7 +467,11 @@ pub fn job_queue_statements(d: Dialect, org: &OrgId) -> Vec<(&'static str, SqlFr
         org.0.as_str().into(),
         "automation_dispatch".into(),
     ];
-    vec![("look for a due job", peek_frag(d)), ("claim a job", claim), ("queue a job once", once)]
+    vec![
+        ("look for a claimable job", peek_frag(d, "node-1", &kinds, &share)),
+        ("claim a job", claim),
+        ("queue a job once", once),
+    ]
 }
 
 impl SqlStore {
@@ -487,9 +503,10 @@ impl Jobs for SqlStore {
         }
         let d = self.db.dialect();
         let now = now(d);
-        // Most claims of an idle or draining queue find nothing: a read first, so they take
+        // Most claims find nothing — an idle or draining queue, or an organization's due jobs
+        // held back by its share while another worker runs one: a read first, so they take
         // neither SQLite's one writer nor PostgreSQL's claim lock from the writes.
-        let peek = self.db.frag(&peek_frag(d)).fetch_one(self.db.read()).await?;
+        let peek = self.db.frag(&peek_frag(d, node, kinds, share)).fetch_one(self.db.read()).await?;
         let (due, dead): (bool, bool) = (peek.get(0), peek.get(1));
         if !due && !dead {
             return Ok(None);

@@ -55,7 +55,7 @@ pub use entities::{
 pub use entities::{team_count_sql, team_walk_sql, write_path_lookup_key, write_path_lookups};
 pub use eventlog::{IntegrationLog, LogFilter};
 pub use integrations::{ConfigVersion, Integrations, SaveMode, StoredIntegration};
-pub use jobs::{Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat, job_queue_statements};
+pub use jobs::{CLAIM_LOCK, Job, JobFilter, JobShare, JobStatus, Jobs, Lease, NewJob, QueueStat, job_queue_statements};
 pub use mirror::SystemChange;
 pub use orgs::{Credential, Org, Orgs, Quotas, Usage};
 pub use pages::{Pages, StoredPage};

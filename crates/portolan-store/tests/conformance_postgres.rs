@@ -23,6 +23,24 @@ async fn postgresql_half() {
     pg::postgresql_half("store conformance, tests/conformance_postgres").await;
 }
 
+/// A claim refused by the share does not wait while another session holds the claim lock.
+#[tokio::test]
+async fn claims_the_share_refuses_wait_for_no_claim_lock() {
+    use sqlx::Connection;
+    let Some(store) = fresh().await else { return };
+    let url = store.url();
+    let hold = async {
+        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(portolan_store::CLAIM_LOCK)
+            .execute(&mut c)
+            .await
+            .expect("claim lock");
+        c
+    };
+    portolan_store::conformance::claims_the_share_refuses_wait_for_no_writer(&*store, hold).await;
+}
+
 /// Several nodes starting at once on an empty database all come up, and the migrations ran
 /// exactly once.
 #[tokio::test]

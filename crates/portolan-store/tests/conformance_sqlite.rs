@@ -26,6 +26,24 @@ mod on_file {
         portolan_store::conformance::slow_searches_of_one_org_leave_connections_to_others(store, 4, budget).await;
     }
 
+    /// A claim refused by the share does not wait while another connection holds the file's
+    /// write lock.
+    #[tokio::test]
+    async fn claims_the_share_refuses_wait_for_no_writer() {
+        use sqlx::{Connection, Executor};
+        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("db.sqlite");
+        let store = portolan_store::SqliteStore::open(&path).await.expect("store");
+        let hold = async {
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("connect");
+            c.execute("BEGIN IMMEDIATE").await.expect("write lock");
+            c
+        };
+        portolan_store::conformance::claims_the_share_refuses_wait_for_no_writer(&store, hold).await;
+    }
+
     fn unique() -> String {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);

@@ -245,6 +245,33 @@ pub async fn job_claims_keep_each_organizations_share(s: &dyn Store) {
     assert!(s.claim_job_fairly("live2", &kinds, lease, &one).await.unwrap().is_none(), "C has {c2} queued, 1 running");
 }
 
+/// A claim that would find nothing because the organization's due jobs are held back by its
+/// share (another worker runs one) is answered from a read: it waits neither for SQLite's one
+/// writer nor for PostgreSQL's claim lock, which `hold` takes (and keeps until its guard is
+/// dropped). A claim that finds a job still does.
+pub async fn claims_the_share_refuses_wait_for_no_writer<G>(s: &dyn Store, hold: impl std::future::Future<Output = G>) {
+    use crate::JobShare;
+    use std::time::Duration;
+    let a = org(s, "a").await;
+    let job = || NewJob { kind: "k".into(), payload: json!({}), max_attempts: 3 };
+    let first = s.enqueue_job(&a, &job()).await.unwrap().id;
+    let second = s.enqueue_job(&a, &job()).await.unwrap().id;
+    let (kinds, lease) = (vec!["k".to_string()], Duration::from_secs(30));
+    let share = JobShare { per_org: 2, per_org_on_node: 1 };
+    let running = s.claim_job_fairly("n1", &kinds, lease, &share).await.unwrap().unwrap();
+    assert_eq!(running.id, first);
+    let guard = hold.await;
+    let refused = tokio::time::timeout(Duration::from_secs(2), s.claim_job_fairly("n1", &kinds, lease, &share)).await;
+    assert!(
+        matches!(refused, Ok(Ok(None))),
+        "a claim over the share must be refused without waiting for the writer: {refused:?}"
+    );
+    drop(guard);
+    assert!(s.complete_job(&running.lease().unwrap(), &json!({})).await.unwrap());
+    let next = s.claim_job_fairly("n1", &kinds, lease, &share).await.unwrap().map(|j| j.id);
+    assert_eq!(next, Some(second), "the freed slot is claimed");
+}
+
 pub async fn queue_stats_count_unfinished_jobs_per_kind(s: &dyn Store) {
     assert_eq!(s.queue_stats().await.unwrap(), vec![]);
     let a = org(s, "a").await;
