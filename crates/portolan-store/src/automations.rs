@@ -77,6 +77,13 @@ pub trait Automations: Send + Sync {
     /// automation's creation. At most [`MAX_TIMERS_PER_TICK`] entities per property per call
     /// (the cursor then stops at the last one fired). How many events were recorded.
     async fn fire_timers(&self, now: &str) -> Result<u64>;
+    /// Queue the dispatch job ([`AUTOMATION_JOB`]) of every organization whose oldest waiting
+    /// automation event was recorded before `before`, and the delivery job
+    /// ([`crate::CHANGELOG_JOB`]) of every organization with a changelog change due before it,
+    /// where no such job is queued or running: on PostgreSQL a write whose transaction commits
+    /// after the organization's job read (and found nothing, so ended) is left with no job; it
+    /// would otherwise wait for the organization's next write. How many jobs were queued.
+    async fn requeue_stranded(&self, before: &str) -> Result<u64>;
 }
 
 /// Most timer events one property records per [`Automations::fire_timers`] call.
@@ -468,6 +475,36 @@ impl Automations for SqlStore {
         tx.commit().await?;
         let done = taken.iter().map(|(id, _)| *id).collect();
         Ok(done)
+    }
+
+    async fn requeue_stranded(&self, before: &str) -> Result<u64> {
+        let db = &self.db;
+        let no_job = "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'queued' AND j.kind = ? AND j.org_id = p.org_id) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'running' AND j.org_id = p.org_id AND j.kind = ?)";
+        // The oldest waiting event of each organization, from the partial index of events.
+        let events = format!(
+            "SELECT DISTINCT p.org_id FROM (SELECT a.org_id FROM audit_log a WHERE a.id IN \
+             (SELECT MIN(id) FROM audit_log WHERE event_depth IS NOT NULL GROUP BY org_id) AND a.at < ? \
+             UNION SELECT org_id FROM automation_events WHERE created_at < ?) p WHERE {no_job}"
+        );
+        let changes = format!(
+            "SELECT DISTINCT p.org_id FROM changelog_events p WHERE p.next_at < ? \
+             AND (p.claimed_until IS NULL OR p.claimed_until < ?) AND {no_job}"
+        );
+        let mut queued = 0;
+        for (sql, kind) in [(events, AUTOMATION_JOB), (changes, changelog::CHANGELOG_JOB)] {
+            let rows = db.q(&sql).bind(before).bind(before).bind(kind).bind(kind).fetch_all(db.read()).await?;
+            for r in rows {
+                let org = OrgId(r.get(0));
+                let mut tx = db.begin().await?;
+                jobs::enqueue_once(&mut tx, &org, kind).await?;
+                tx.commit().await?;
+                tracing::info!(org.id = %org.0, job.kind = kind, "work waited with no job to do it (a write that \
+                    committed after its organization's job had looked): queued one");
+                queued += 1;
+            }
+        }
+        Ok(queued)
     }
 
     async fn fire_timers(&self, now: &str) -> Result<u64> {

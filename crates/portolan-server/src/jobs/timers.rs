@@ -17,10 +17,15 @@ use crate::state::AppState;
 /// Due runs ended per tick at most; a longer backlog continues on the next tick at once.
 const BATCH: u32 = 200;
 
+/// How long automation events or changelog changes may wait with no job queued or running to
+/// handle them before a tick queues one ([`portolan_store::Automations::requeue_stranded`]).
+pub const STRANDED_AFTER: chrono::Duration = chrono::Duration::seconds(5);
+
 /// Run the timers until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
     loop {
         fire_entity_timers(&state).await;
+        requeue_stranded(&state).await;
         let mut ended = BATCH;
         while ended == BATCH && !*stop.borrow() {
             ended = tick(&state).await;
@@ -42,6 +47,18 @@ async fn fire_entity_timers(state: &AppState) {
             super::wake_workers(state);
         }
         Err(e) => tracing::warn!(error = %e, "could not fire the entity timers"),
+    }
+}
+
+/// Queue a job for automation events and changelog changes that wait with none (a write on
+/// PostgreSQL that committed after its organization's job had looked and ended), and wake the
+/// workers.
+async fn requeue_stranded(state: &AppState) {
+    let before = crate::ops::audit::iso(chrono::Utc::now() - STRANDED_AFTER);
+    match state.store.requeue_stranded(&before).await {
+        Ok(0) => {}
+        Ok(_) => super::wake_workers(state),
+        Err(e) => tracing::warn!(error = %e, "could not look for events waiting with no job"),
     }
 }
 

@@ -152,6 +152,54 @@ async fn timer_events(s: &dyn Store, org: &crate::OrgId) -> Vec<serde_json::Valu
 /// One entity's changes are dispatched in commit order, also where their request times run the
 /// other way (a request stamps its time before it waits for the entity) and run events are
 /// pending beside them; what a batch's limit leaves out is the newest of each kind.
+/// Automation events and changelog changes left with no job to handle them (on PostgreSQL, a
+/// write that committed after its organization's job had looked and ended) get one queued once
+/// they have waited since before the given time — not while a job is queued or running, and
+/// not for an organization with nothing waiting.
+pub async fn work_left_with_no_job_is_queued_again(s: &dyn Store) {
+    let (a, b) = (org(s, "a").await, org(s, "b").await);
+    let mut ma = model(s, &a).await;
+    let mb = model(s, &b).await;
+    let vm = super::bp(json!({"identifier": "vm", "title": "VM",
+        "changelogDestination": {"type": "WEBHOOK", "url": "https://changes.example/hook"}}));
+    s.create_blueprint(&a, &vm, &ctx()).await.unwrap();
+    ma.insert("vm".into(), vm);
+    s.save_action(&a, &automation("on_team", "ANY_ENTITY_CHANGE", "team"), SaveMode::Create, &ctx()).await.unwrap();
+    write_ok(s, &a, &ma, vec![entity("team", "t1", json!({}), json!({})), entity("vm", "v1", json!({}), json!({}))])
+        .await;
+    write_ok(s, &b, &mb, vec![entity("team", "t-b", json!({}), json!({}))]).await;
+    let kinds = vec![AUTOMATION_JOB.to_string(), crate::CHANGELOG_JOB.to_string()];
+    let lease = std::time::Duration::from_secs(30);
+    let unfinished = |org: crate::OrgId| async move {
+        let jobs = s.list_jobs(&org, &JobFilter { limit: 100, ..JobFilter::default() }).await.unwrap();
+        let mut v: Vec<(String, String)> = jobs
+            .into_iter()
+            .filter(|j| !j.status.is_finished())
+            .map(|j| (j.kind, j.status.as_str().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    // The jobs the write queued looked before it committed, found nothing and ended.
+    while let Some(job) = s.claim_job("n1", &kinds, lease).await.unwrap() {
+        assert!(s.complete_job(&job.lease().unwrap(), &json!({})).await.unwrap());
+    }
+    assert!(unfinished(a.clone()).await.is_empty());
+    assert_eq!(s.requeue_stranded("2000-01-01T00:00:00.000Z").await.unwrap(), 0, "not waiting that long yet");
+    assert_eq!(s.requeue_stranded(LATER).await.unwrap(), 2);
+    let queued = |k: &str| (k.to_string(), "queued".to_string());
+    assert_eq!(unfinished(a.clone()).await, [queued(AUTOMATION_JOB), queued(crate::CHANGELOG_JOB)]);
+    assert!(unfinished(b.clone()).await.is_empty(), "nothing of b's waits");
+    assert_eq!(s.requeue_stranded(LATER).await.unwrap(), 0, "queued already");
+    // Running jobs will read what waits: none is queued beside them.
+    let running = [s.claim_job("n1", &kinds, lease).await.unwrap(), s.claim_job("n1", &kinds, lease).await.unwrap()];
+    assert!(running.iter().all(Option::is_some));
+    assert_eq!(s.requeue_stranded(LATER).await.unwrap(), 0, "running already");
+    assert_eq!(s.pending_events(&a, 10).await.unwrap().len(), 1, "the event still waits for its dispatch");
+}
+
+const LATER: &str = "2999-01-01T00:00:00.000Z";
+
 pub async fn automation_events_keep_each_entitys_commit_order(s: &dyn Store) {
     let a = org(s, "a").await;
     let ma = model(s, &a).await;
