@@ -126,7 +126,8 @@ pub type JobHandler = Arc<dyn Fn(JobCtx) -> JobFuture + Send + Sync>;
 /// The job kinds this node can run, and the signals between requests and workers.
 pub struct JobRuntime {
     handlers: HashMap<String, JobHandler>,
-    /// Wakes one idle worker of this node (a job was enqueued here).
+    /// Wakes one idle worker of this node (a job was enqueued here, or a worker claimed one and
+    /// more may be claimable).
     wake: Notify,
     /// Signalled whenever a worker of this node finishes with a job (requests waiting for one).
     finished: Notify,
@@ -282,6 +283,8 @@ async fn worker(state: AppState, index: usize, stop: watch::Receiver<bool>) {
     let node = state.config.node_id.clone();
     let share = state.config.job_share();
     tracing::debug!(node = %node, worker = index, "job worker started");
+    // This worker has just ended a job: its claim is the one that takes the slot the job freed.
+    let mut ended = false;
     loop {
         if *stop.borrow() {
             break;
@@ -291,11 +294,19 @@ async fn worker(state: AppState, index: usize, stop: watch::Receiver<bool>) {
                 // More may be claimable: an idle worker looks (a read, when nothing is).
                 state.jobs.wake.notify_one();
                 run_one(&state, job, stop.clone()).await;
+                ended = true;
                 continue;
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not claim a job"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim a job");
+                if ended {
+                    // The freed slot is not left to the next poll: another worker tries once.
+                    state.jobs.wake.notify_one();
+                }
+            }
         }
+        ended = false;
         tokio::select! {
             _ = state.jobs.wake.notified() => {}
             _ = tokio::time::sleep(state.config.job_poll) => {}
@@ -318,7 +329,7 @@ async fn run_one(state: &AppState, job: Job, stop: watch::Receiver<bool>) {
     state.jobs.finished.notify_waiters();
     // The slot this job held is free again, and this worker claims next, at once: waking an
     // idle worker here too would only race it to the same job (a lost claim is a statement on
-    // SQLite's one writer). The claim wakes one if more is claimable.
+    // SQLite's one writer). Each successful claim wakes one idle worker instead.
 }
 
 async fn run_claimed(state: &AppState, job: Job, stop: watch::Receiver<bool>) {

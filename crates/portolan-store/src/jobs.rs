@@ -382,7 +382,7 @@ fn claim_frag(d: Dialect, node: &str, kinds: &[String], lease: Duration, share: 
     // One `UPDATE` that leases the chosen row, still runnable (on PostgreSQL a concurrent
     // cancel may have ended it: READ COMMITTED re-checks the condition on the row it
     // updates); claimers are serialized by SQLite's one writer and by PostgreSQL's
-    // advisory lock above.
+    // advisory lock, which `claim_job_fairly` takes first.
     let p = if d == Dialect::Postgres { "jobs." } else { "" };
     f.push(&format!("UPDATE jobs SET status = 'running', attempts = {p}attempts + 1, lease_owner = "));
     f.param(node).push(", lease_until = ");
