@@ -38,14 +38,14 @@ pub const DEPTH_KEY: &str = "_depth";
 
 /// Events read per round: their runs are stored by one transaction, which holds SQLite's one
 /// writer that every entity write waits for, so rounds are few and large.
-const BATCH: u32 = 500;
+const BATCH: u32 = 1000;
 
 /// Under a stream of writes (a round read at least [`GATHER_MIN`] events, but not a whole
 /// [`BATCH`]), how long the job waits before reading again, so that rounds gather their events
 /// instead of taking a few each, flat out. After a smaller round it reads again at once, and
 /// it ends on a read that finds nothing (so a write whose transaction was still open when the
 /// job was claimed, on PostgreSQL, has had a round's time to commit and be read).
-const GATHER: Duration = Duration::from_millis(50);
+const GATHER: Duration = Duration::from_millis(100);
 const GATHER_MIN: usize = 50;
 
 /// How long one dispatch job runs before it queues a successor and ends, so that no job runs
