@@ -200,10 +200,12 @@ fn change_text(org: &OrgId, r: &crate::db::Row, context: bool) -> Result<String>
     let quoted = |s: Option<&str>| serde_json::to_string(&s).unwrap_or_else(|_| "null".into());
     let text = |c: &str| quoted(r.get::<Option<String>, _>(c).as_deref());
     let diff = match r.get::<Option<String>, _>("a_diff") {
-        Some(d) => RawValue::from_string(d)
-            .map_err(|e| StoreError::Db(format!("stored audit diff is not JSON: {e}").into()))?
-            .get()
-            .to_string(),
+        // Checked to be one JSON value, so that it cannot add fields to the object around it.
+        Some(d) => {
+            serde_json::from_str::<&RawValue>(&d)
+                .map_err(|e| StoreError::Db(format!("stored audit diff is not JSON: {e}").into()))?;
+            d
+        }
         None => r#"{"before":null,"after":null}"#.to_string(),
     };
     let mut out = format!(

@@ -96,18 +96,17 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
                 runs += new_runs.len() as u64;
             }
         }
-        match next_step(read, started.elapsed()) {
-            Next::HandOver => {
-                let next = NewJob { kind: KIND.into(), payload: json!({}), max_attempts: 5 };
-                state.store.enqueue_job(&org, &next).await?;
-                super::wake_workers(state);
-                break;
-            }
-            Next::Gather => {
-                super::wake_workers(state);
-                tokio::time::sleep(GATHER).await;
-            }
-            Next::ReadAgain => super::wake_workers(state),
+        let next = next_step(read, started.elapsed());
+        if next == Next::HandOver {
+            let successor = NewJob { kind: KIND.into(), payload: json!({}), max_attempts: 5 };
+            state.store.enqueue_job(&org, &successor).await?;
+        }
+        // The runs just stored (and a successor) wait for a worker.
+        super::wake_workers(state);
+        match next {
+            Next::HandOver => break,
+            Next::Gather => tokio::time::sleep(GATHER).await,
+            Next::ReadAgain => {}
         }
     }
     Ok(json!({"events": events, "runs": runs}))
