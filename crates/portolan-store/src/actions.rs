@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::audit;
 use crate::automations;
-use crate::db::{Db, Row, Tx, is_unique_violation};
+use crate::db::{Db, Q, Row, Tx, is_unique_violation};
 use crate::jobs::{self, now, push_now_plus};
 use crate::permission_docs::{self, Holder};
 use crate::sql::{Dialect, SqlFrag};
@@ -368,13 +368,30 @@ pub(crate) async fn insert_run(db: &Db, tx: &mut Tx, org: &OrgId, run: &Run) -> 
 /// of two ([`crate::sql::pow2_chunks`]).
 const RUNS_PER_INSERT: usize = 256;
 
-/// Insert `runs` with a few multi-row statements (chunks of power-of-two sizes up to
-/// [`RUNS_PER_INSERT`]: a few statement texts, whatever the count; a dispatch of automation
-/// events writes its runs while it holds SQLite's one writer): each run's id and `rid`, in no
-/// particular order (neither database promises `RETURNING` rows in `VALUES` order).
+/// Insert `runs` with a few multi-row statements ([`run_inserts`]): each run's id and `rid`, in
+/// no particular order (neither database promises `RETURNING` rows in `VALUES` order).
 pub(crate) async fn insert_runs(db: &Db, tx: &mut Tx, org: &OrgId, runs: &[&Run]) -> Result<Vec<(String, i64)>> {
-    let json = tx.dialect().json_cast();
-    let mut rids = Vec::with_capacity(runs.len());
+    run_inserts_in(tx, run_inserts(db, org, runs)).await
+}
+
+/// Run the statements of [`run_inserts`] in `tx`: each run's id and `rid`.
+pub(crate) async fn run_inserts_in(tx: &mut Tx, statements: Vec<Q>) -> Result<Vec<(String, i64)>> {
+    let mut rids = Vec::new();
+    for q in statements {
+        let rows = q.fetch_all(&mut *tx).await?;
+        rids.extend(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))));
+    }
+    Ok(rids)
+}
+
+/// The statements inserting `runs`, their rows' JSON texts written and bound: a few multi-row
+/// statements (chunks of power-of-two sizes up to [`RUNS_PER_INSERT`]: a few statement texts,
+/// whatever the count). Built before the transaction where it matters: a dispatch of automation
+/// events writes its runs while it holds SQLite's one writer, and each run's text (its event
+/// with the entity before and after) is most of the statements' cost.
+pub(crate) fn run_inserts(db: &Db, org: &OrgId, runs: &[&Run]) -> Vec<Q> {
+    let json = db.dialect().json_cast();
+    let mut out = Vec::new();
     for chunk in crate::sql::pow2_chunks(runs, RUNS_PER_INSERT) {
         let row = format!("(?, ?, ?, ?, ?, ?, ?, ?{json}, ?{json}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         let sql = format!(
@@ -383,7 +400,7 @@ pub(crate) async fn insert_runs(db: &Db, tx: &mut Tx, org: &OrgId, runs: &[&Run]
              updated_at, ended_at, timeout_at) VALUES {} RETURNING id, rid",
             vec![row.as_str(); chunk.len()].join(", ")
         );
-        let mut q = tx.q(&sql);
+        let mut q = db.q(&sql);
         for run in chunk {
             q = q
                 .bind(&org.0)
@@ -406,10 +423,9 @@ pub(crate) async fn insert_runs(db: &Db, tx: &mut Tx, org: &OrgId, runs: &[&Run]
                 .bind(&run.ended_at)
                 .bind(stored_timeout(run).map(str::to_string));
         }
-        let rows = q.fetch_all(&mut *tx).await?;
-        rids.extend(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))));
+        out.push(q);
     }
-    Ok(rids)
+    out
 }
 
 #[async_trait]

@@ -1,4 +1,6 @@
-//! The audit log: one place builds its records, one place writes them.
+//! The audit log: one place builds its records, one place writes them. Records are never
+//! deleted: on SQLite an organization's automation cursor (migration 0034) relies on their ids
+//! never being reused.
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -5,8 +5,12 @@
 //! 0022; [`record_run`], [`Automations::fire_timers`]). The organization's queued
 //! [`AUTOMATION_JOB`] then hands the events, in order, to the server, which evaluates each
 //! automation's condition and creates its runs with [`Automations::dispatch_events`]: the runs,
-//! their invocation jobs and the events' unmarking or deletion are one transaction, so an event
-//! starts each automation exactly once, whichever node dispatches it and whenever a process dies.
+//! their invocation jobs and the events' taking are one transaction, so an event starts each
+//! automation exactly once, whichever node dispatches it and whenever a process dies. Taking an
+//! entity event: on PostgreSQL its mark is cleared; on SQLite, which commits in id order, the
+//! organization's cursor moves past it (`automation_cursors`, migration 0034: rewriting each
+//! audit record was most of the dispatch's hold on the one writer). A marked record is waiting
+//! while it is above its organization's cursor ([`WAITING`]).
 //!
 //! Writes of organizations without automations on the written blueprints pay one indexed probe
 //! of `actions` per transaction ([`listening`]) and write nothing more.
@@ -19,11 +23,23 @@ use serde_json::{Value, json};
 
 use crate::audit;
 use crate::changelog;
-use crate::db::{Db, Tx};
+use crate::db::{Db, Q, Tx};
 use crate::jobs;
 use crate::sql::Dialect;
 use crate::ui::parse_json;
 use crate::{AuditRecord, NewJob, OrgId, Result, Run, SqlStore, StoreError, run_json};
+
+/// The condition (on `audit_log a`, the organization bound) of an entity change still waiting
+/// for its dispatch: marked, and above the organization's cursor (SQLite's; none on PostgreSQL,
+/// whose dispatch clears the marks).
+const WAITING: &str = "a.org_id = ? AND a.event_depth IS NOT NULL \
+     AND a.id > COALESCE((SELECT c.audit_id FROM automation_cursors c WHERE c.org_id = ?), 0)";
+
+/// The organizations whose oldest waiting entity change was recorded before `?` (as
+/// `org_id`): one probe of the partial index of events per organization.
+const OLDEST_WAITING_BEFORE: &str = "SELECT o.id AS org_id FROM organizations o WHERE \
+     (SELECT a.at FROM audit_log a WHERE a.org_id = o.id AND a.event_depth IS NOT NULL AND a.id > \
+     COALESCE((SELECT c.audit_id FROM automation_cursors c WHERE c.org_id = o.id), 0) ORDER BY a.id LIMIT 1) < ?";
 
 /// The job kind that dispatches an organization's automation events.
 pub const AUTOMATION_JOB: &str = "automation_dispatch";
@@ -65,9 +81,12 @@ pub type Dispatch = (i64, Vec<(Run, Option<NewJob>)>);
 pub trait Automations: Send + Sync {
     /// The oldest events of `org` waiting to be dispatched, at most `limit`.
     async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>>;
-    /// Dispatch events: unmark (entity changes) or delete each and store its runs with their
-    /// invocation jobs, all in one transaction. An event already gone (another dispatcher took
-    /// it first) stores nothing. The ids of the events dispatched here.
+    /// Dispatch events: take each (entity changes: SQLite moves the organization's cursor past
+    /// it, PostgreSQL clears its mark; run and timer events: deleted) and store its runs with
+    /// their invocation jobs, all in one transaction. An event already taken (another
+    /// dispatcher took it first) stores nothing; on SQLite entity events are taken in order, so
+    /// one given while an older one still waits, not given, is not taken (and waits). The ids
+    /// of the events dispatched here.
     async fn dispatch_events(&self, org: &OrgId, events: &[Dispatch]) -> Result<Vec<i64>>;
     /// Fire the timers of every organization: for each timer property a
     /// `TIMER_PROPERTY_EXPIRED` automation watches, record an event for each entity whose
@@ -243,6 +262,42 @@ fn raw_json(text: String) -> Result<Box<RawValue>> {
     RawValue::from_string(text).map_err(|e| StoreError::Db(format!("stored automation event is not JSON: {e}").into()))
 }
 
+/// SQLite: take the entity events `ids` by moving the organization's cursor past them, in
+/// order: the waiting events, oldest first, from the first on up to the first not in `ids`
+/// (one left out stays waiting, and so do all after it). The ids taken.
+async fn take_in_order(tx: &mut Tx, org: &OrgId, ids: &[i64]) -> Result<Vec<i64>> {
+    let given: HashSet<i64> = ids.iter().copied().collect();
+    // A write first, so the transaction holds the write lock before it reads (a read first
+    // could be overtaken by another process's commit: SQLITE_BUSY_SNAPSHOT at the write).
+    tx.q("INSERT INTO automation_cursors(org_id, audit_id) VALUES (?, 0) ON CONFLICT (org_id) DO NOTHING")
+        .bind(&org.0)
+        .execute(&mut *tx)
+        .await?;
+    let sql = format!("SELECT a.id FROM audit_log a WHERE {WAITING} ORDER BY a.id LIMIT ?");
+    let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+    let waiting = tx.q(&sql).bind(&org.0).bind(&org.0).bind(limit).fetch_all(&mut *tx).await?;
+    let taken: Vec<i64> = waiting.iter().map(|r| r.get::<i64, _>(0)).take_while(|id| given.contains(id)).collect();
+    if let Some(last) = taken.last() {
+        tx.q("INSERT INTO automation_cursors(org_id, audit_id) VALUES (?, ?) \
+              ON CONFLICT (org_id) DO UPDATE SET audit_id = excluded.audit_id")
+            .bind(&org.0)
+            .bind(*last)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(taken)
+}
+
+/// The runs of `events`, with the statements inserting them and their invocation jobs.
+fn dispatch_statements<'a>(db: &Db, org: &OrgId, events: &[&'a Dispatch]) -> (Vec<&'a Run>, Vec<Q>, Vec<Q>) {
+    let runs: Vec<&Run> = events.iter().flat_map(|(_, runs)| runs.iter().map(|(run, _)| run)).collect();
+    let invocations: Vec<&NewJob> =
+        events.iter().flat_map(|(_, runs)| runs.iter().filter_map(|(_, j)| j.as_ref())).collect();
+    let inserts = crate::actions::run_inserts(db, org, &runs);
+    let jobs = jobs::enqueue_statements(db, org, &invocations);
+    (runs, inserts, jobs)
+}
+
 async fn insert_event(
     tx: &mut Tx,
     org: &OrgId,
@@ -347,15 +402,13 @@ impl Automations for SqlStore {
     async fn pending_events(&self, org: &OrgId, limit: u32) -> Result<Vec<AutomationEvent>> {
         let db = &self.db;
         let limit = i64::from(limit.clamp(1, 1000));
-        // Entity changes: audit records still marked as events (migration 0033).
-        let audited = db
-            .q("SELECT -a.id AS id, a.action AS a_action, a.user_id AS a_user, a.origin AS a_origin, a.at AS a_at, \
-                a.blueprint AS a_blueprint, a.entity AS a_entity, CAST(a.diff AS TEXT) AS a_diff, a.event_depth \
-                FROM audit_log a WHERE a.org_id = ? AND a.event_depth IS NOT NULL ORDER BY a.id LIMIT ?")
-            .bind(&org.0)
-            .bind(limit)
-            .fetch_all(db.read())
-            .await?;
+        // Entity changes: audit records still waiting as events (migrations 0033 and 0034).
+        let sql = format!(
+            "SELECT -a.id AS id, a.action AS a_action, a.user_id AS a_user, a.origin AS a_origin, a.at AS a_at, \
+             a.blueprint AS a_blueprint, a.entity AS a_entity, CAST(a.diff AS TEXT) AS a_diff, a.event_depth \
+             FROM audit_log a WHERE {WAITING} ORDER BY a.id LIMIT ?"
+        );
+        let audited = db.q(&sql).bind(&org.0).bind(&org.0).bind(limit).fetch_all(db.read()).await?;
         let mut out = Vec::with_capacity(audited.len());
         for r in &audited {
             let kind = r.get::<Option<String>, _>("a_action").as_deref().and_then(entity_kind).unwrap_or_default();
@@ -438,6 +491,10 @@ impl Automations for SqlStore {
             return Ok(Vec::new());
         }
         let db = &self.db;
+        // The runs' and jobs' statements are built before the writer is taken (the runs'
+        // texts hold their events), for the usual case: every event is taken here.
+        let all: Vec<&Dispatch> = events.iter().collect();
+        let mut statements = dispatch_statements(db, org, &all);
         let mut tx = db.begin().await?;
         // Take each event: the dispatcher whose statement takes it creates its runs, so each
         // automation runs once per event however many nodes dispatch.
@@ -445,13 +502,18 @@ impl Automations for SqlStore {
         let mut mine: std::collections::HashSet<i64> = std::collections::HashSet::new();
         if !audited.is_empty() {
             let ids: Vec<i64> = audited.iter().map(|id| -id).collect();
-            let sql = format!(
-                "UPDATE audit_log SET event_depth = NULL WHERE org_id = ? AND event_depth IS NOT NULL AND id{} \
-                 RETURNING id",
-                tx.dialect().any_of()
-            );
-            let rows = tx.q(&sql).bind(&org.0).bind_ints(&ids).fetch_all(&mut tx).await?;
-            mine.extend(rows.iter().map(|r| -r.get::<i64, _>(0)));
+            match tx.dialect() {
+                Dialect::Postgres => {
+                    let sql = format!(
+                        "UPDATE audit_log SET event_depth = NULL WHERE org_id = ? AND event_depth IS NOT NULL AND id{} \
+                         RETURNING id",
+                        tx.dialect().any_of()
+                    );
+                    let rows = tx.q(&sql).bind(&org.0).bind_ints(&ids).fetch_all(&mut tx).await?;
+                    mine.extend(rows.iter().map(|r| -r.get::<i64, _>(0)));
+                }
+                Dialect::Sqlite => mine.extend(take_in_order(&mut tx, org, &ids).await?.into_iter().map(|id| -id)),
+            }
         }
         if !queued.is_empty() {
             let sql =
@@ -460,19 +522,24 @@ impl Automations for SqlStore {
             mine.extend(rows.iter().map(|r| r.get::<i64, _>(0)));
         }
         let taken: Vec<&Dispatch> = events.iter().filter(|(id, _)| mine.contains(id)).collect();
+        if taken.len() < events.len() {
+            // Some were not taken (another dispatcher took them first, or, on SQLite, an older
+            // event waits that was not given): the runs of the rest.
+            statements = dispatch_statements(db, org, &taken);
+        }
         // The runs and their jobs in a few multi-row statements: this transaction holds
         // SQLite's one writer, which every entity write waits for.
-        let runs: Vec<&Run> = taken.iter().flat_map(|(_, runs)| runs.iter().map(|(run, _)| run)).collect();
-        let invocations: Vec<&NewJob> =
-            taken.iter().flat_map(|(_, runs)| runs.iter().filter_map(|(_, j)| j.as_ref())).collect();
+        let (runs, inserts, invocations) = statements;
         if !runs.is_empty() {
-            crate::actions::insert_runs(db, &mut tx, org, &runs).await?;
+            crate::actions::run_inserts_in(&mut tx, inserts).await?;
             // Read once for every run this dispatch creates (their RUN_CREATED events).
             let heard = listening(&mut tx, org).await?;
             for run in &runs {
                 record_run_heard(&mut tx, org, &heard, None, run).await?;
             }
-            jobs::enqueue_many(db, &mut tx, org, &invocations).await?;
+            for q in invocations {
+                q.execute(&mut tx).await?;
+            }
         }
         tx.commit().await?;
         let done = taken.iter().map(|(id, _)| *id).collect();
@@ -485,8 +552,7 @@ impl Automations for SqlStore {
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'running' AND j.org_id = p.org_id AND j.kind = ?)";
         // The oldest waiting event of each organization, from the partial index of events.
         let events = format!(
-            "SELECT DISTINCT p.org_id FROM (SELECT a.org_id FROM audit_log a WHERE a.id IN \
-             (SELECT MIN(id) FROM audit_log WHERE event_depth IS NOT NULL GROUP BY org_id) AND a.at < ? \
+            "SELECT DISTINCT p.org_id FROM ({OLDEST_WAITING_BEFORE} \
              UNION SELECT org_id FROM automation_events WHERE created_at < ?) p WHERE {no_job}"
         );
         let changes = format!(
@@ -615,4 +681,57 @@ async fn fire_property(db: &Db, org: &OrgId, bp: &str, prop: &str, since: &str, 
     }
     tx.commit().await?;
     Ok(rows.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Orgs as _;
+
+    /// On SQLite the partial index of events keeps every event ever recorded (the dispatch
+    /// moves a cursor instead of clearing marks): the reads of waiting events must seek past
+    /// the cursor in it, never scan an organization's events. Checked with 6,000 audit records
+    /// of two organizations, every other one an event, the cursor half-way, before and after
+    /// `ANALYZE`.
+    #[tokio::test]
+    async fn waiting_events_are_read_from_the_cursor_in_the_partial_index() {
+        let store = SqlStore::in_memory().await.unwrap();
+        let db = &store.db;
+        for o in ["org_a", "org_b"] {
+            store.create_org(&OrgId(o.into()), o, "2026-01-01T00:00:00.000Z").await.unwrap();
+        }
+        db.q("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000) \
+              INSERT INTO audit_log(org_id, at, resource_type, action, status, identifier, blueprint, entity, origin, \
+              user_id, diff, event_depth) SELECT CASE WHEN x % 3 = 0 THEN 'org_b' ELSE 'org_a' END, '2026-01-01', \
+              'entity', 'UPDATE', 'SUCCESS', 'e', 'bp', 'e', 'API', 'u', '{}', CASE WHEN x % 2 = 0 THEN 0 END FROM c")
+            .execute(db.write())
+            .await
+            .unwrap();
+        db.q("INSERT INTO automation_cursors(org_id, audit_id) VALUES ('org_a', 3000)")
+            .execute(db.write())
+            .await
+            .unwrap();
+        let reads = [
+            ("waiting events", format!("SELECT a.id FROM audit_log a WHERE {WAITING} ORDER BY a.id LIMIT 1000")),
+            ("oldest waiting", OLDEST_WAITING_BEFORE.to_string()),
+        ];
+        for analyzed in [false, true] {
+            if analyzed {
+                db.q("ANALYZE").execute(db.write()).await.unwrap();
+            }
+            for (name, sql) in &reads {
+                let q = db.q(&format!("EXPLAIN QUERY PLAN {sql}"));
+                let q = if sql.contains("LIMIT 1000") { q.bind("org_a").bind("org_a") } else { q.bind("2027") };
+                let rows = q.fetch_all(db.write()).await.unwrap();
+                let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+                let audit: Vec<&String> = plan.iter().filter(|l| l.contains(" a ") || l.ends_with(" a")).collect();
+                assert!(
+                    !audit.is_empty()
+                        && audit.iter().all(|l| l.contains("USING INDEX audit_log_events (org_id=? AND id>?)")),
+                    "{name} (analyzed: {analyzed}) reads audit_log otherwise:\n{}",
+                    plan.join("\n")
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::db::{Conn, Db, Row, Tx};
+use crate::db::{Conn, Db, Q, Row, Tx};
 use crate::sql::{Dialect, SqlFrag};
 use crate::{OrgId, Result, SqlStore, StoreError};
 
@@ -323,7 +323,7 @@ async fn enqueue_at<'c>(db: &Db, c: impl Into<Conn<'c>>, org: &OrgId, job: &NewJ
 const INSERT_JOBS: &str =
     "INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) VALUES ";
 
-/// Most jobs one [`enqueue_many`] statement inserts (4 parameters each); a power of two.
+/// Most jobs one [`enqueue_statements`] statement inserts (4 parameters each); a power of two.
 const JOBS_PER_INSERT: usize = 512;
 
 /// One job's `VALUES` row, runnable after `delay`.
@@ -340,23 +340,24 @@ fn push_job_values(f: &mut SqlFrag, d: Dialect, org: &OrgId, job: &NewJob, delay
     f.push(&format!(", {now}, {now})"));
 }
 
-/// Queue `jobs` of `org`, runnable now, in the caller's transaction, with a few multi-row
-/// statements (power-of-two chunks up to [`JOBS_PER_INSERT`], so a few statement texts; a
-/// dispatch of automation events queues its runs' invocations while it holds SQLite's one
-/// writer).
-pub(crate) async fn enqueue_many(db: &Db, tx: &mut Tx, org: &OrgId, jobs: &[&NewJob]) -> Result<()> {
+/// The statements queueing `jobs` of `org`, runnable now, for the caller to run in its
+/// transaction: a few multi-row statements (power-of-two chunks up to [`JOBS_PER_INSERT`], so a
+/// few statement texts), built before the transaction (a dispatch of automation events queues
+/// its runs' invocations while it holds SQLite's one writer).
+pub(crate) fn enqueue_statements(db: &Db, org: &OrgId, jobs: &[&NewJob]) -> Vec<Q> {
     let d = db.dialect();
-    for chunk in crate::sql::pow2_chunks(jobs, JOBS_PER_INSERT) {
-        let mut f = SqlFrag::new(INSERT_JOBS);
-        for (i, job) in chunk.iter().enumerate() {
-            if i > 0 {
-                f.push(", ");
+    crate::sql::pow2_chunks(jobs, JOBS_PER_INSERT)
+        .map(|chunk| {
+            let mut f = SqlFrag::new(INSERT_JOBS);
+            for (i, job) in chunk.iter().enumerate() {
+                if i > 0 {
+                    f.push(", ");
+                }
+                push_job_values(&mut f, d, org, job, Duration::ZERO);
             }
-            push_job_values(&mut f, d, org, job, Duration::ZERO);
-        }
-        db.frag(&f).execute(&mut *tx).await?;
-    }
-    Ok(())
+            db.frag(&f)
+        })
+        .collect()
 }
 
 /// Read before a claim, with the claim's own choice of job: would a claim by `node` find a job

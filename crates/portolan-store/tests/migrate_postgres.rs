@@ -317,6 +317,37 @@ async fn copies_a_catalog_of_10000_entities_and_verifies_it() {
     src.close().await;
 }
 
+/// Automation events dispatched on SQLite (its cursor moved past them, their audit records
+/// still marked) are not dispatched again on PostgreSQL; the one still waiting is.
+#[tokio::test]
+async fn dispatched_automation_events_stay_dispatched_after_the_move() {
+    let Some(pg) = pg::fresh().await else { return };
+    let src = SqliteStore::open(&temp_db()).await.unwrap();
+    let acme = org(&src, "acme").await;
+    let m = model(&src, &acme).await;
+    let automation = portolan_store::ActionWrite {
+        identifier: "on_team".into(),
+        id: "action_on_team".into(),
+        data: json!({"identifier": "on_team", "trigger": {"type": "automation",
+            "event": {"type": "ANY_ENTITY_CHANGE", "blueprintIdentifier": "team"}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "http://x"}}),
+    };
+    src.save_action(&acme, &automation, SaveMode::Create, &ctx()).await.unwrap();
+    write_all(&src, &acme, &m, ["t1", "t2", "t3"].map(|t| entity("team", t, json!({}), json!({}))).to_vec()).await;
+    let events = src.pending_events(&acme, 10).await.unwrap();
+    assert_eq!(events.len(), 3);
+    let taken = src.dispatch_events(&acme, &[(events[0].id, vec![]), (events[1].id, vec![])]).await.unwrap();
+    assert_eq!(taken, [events[0].id, events[1].id]);
+
+    let report = sqlite_to_postgres(&src, &pg, &CopyOptions::default()).await.unwrap();
+    assert!(report.verified(), "{:?}", report.tables);
+    let waiting = pg.pending_events(&acme, 10).await.unwrap();
+    let entities: Vec<Option<&str>> = waiting.iter().map(|e| e.entity.as_deref()).collect();
+    assert_eq!(entities, [Some("t3")], "only the event SQLite had not dispatched waits on PostgreSQL");
+    pg.close().await;
+    src.close().await;
+}
+
 /// Says whether this binary ran on PostgreSQL (see `test_db::postgresql_half`).
 #[tokio::test]
 async fn postgresql_half() {

@@ -5,7 +5,7 @@
 //! For each event, oldest first: the automations whose `trigger.event` names its type (or
 //! `ANY_ENTITY_CHANGE` / `ANY_RUN_CHANGE`) and its blueprint (or action), published, whose JQ `condition` holds over Port's
 //! event object, each get a run (`origin: AUTOMATION`) with its `action_run` invocation job;
-//! the runs and the event's removal are one transaction, so each automation runs once per
+//! the runs and the event's taking are one transaction, so each automation runs once per
 //! event however many nodes dispatch. A condition that fails to evaluate, and an event at the
 //! end of too long a chain of automation runs (a loop: an automation whose write triggers
 //! itself), still get a run — ended `FAILURE` at once with the reason — so nothing is skipped

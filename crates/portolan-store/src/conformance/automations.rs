@@ -196,6 +196,15 @@ pub async fn work_left_with_no_job_is_queued_again(s: &dyn Store) {
     assert!(running.iter().all(Option::is_some));
     assert_eq!(s.requeue_stranded(LATER).await.unwrap(), 0, "running already");
     assert_eq!(s.pending_events(&a, 10).await.unwrap().len(), 1, "the event still waits for its dispatch");
+    // Once dispatched (its mark cleared, or SQLite's cursor moved past it), nothing waits.
+    let waiting: Vec<i64> = s.pending_events(&a, 10).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(s.dispatch_events(&a, &[(waiting[0], vec![])]).await.unwrap(), waiting);
+    for job in running.into_iter().flatten() {
+        if job.kind == AUTOMATION_JOB {
+            assert!(s.complete_job(&job.lease().unwrap(), &json!({})).await.unwrap());
+        }
+    }
+    assert_eq!(s.requeue_stranded(LATER).await.unwrap(), 0, "a dispatched event is no stranded work");
 }
 
 const LATER: &str = "2999-01-01T00:00:00.000Z";
@@ -278,6 +287,39 @@ pub async fn a_dispatch_stores_every_run_and_job_of_its_events(s: &dyn Store) {
     let mut want: Vec<String> = (1..=503).map(|i| format!("r_{i}")).collect();
     want.sort();
     assert_eq!(queued, want, "one job per run, none for the refused one");
+}
+
+/// A dispatch given later events without an earlier waiting one takes at most those (on
+/// SQLite, which takes events in order by moving a cursor, none): whatever it took is never
+/// taken again, what it did not take still waits, and a dispatch of everything waiting then
+/// takes exactly the rest — no event is lost or dispatched twice, and no run is stored for an
+/// event not taken.
+pub async fn events_left_out_of_a_dispatch_still_wait(s: &dyn Store) {
+    let a = org(s, "a").await;
+    let ma = model(s, &a).await;
+    s.save_action(&a, &automation("on_team", "ANY_ENTITY_CHANGE", "team"), SaveMode::Create, &ctx()).await.unwrap();
+    for id in ["t1", "t2", "t3"] {
+        write_ok(s, &a, &ma, vec![entity("team", id, json!({}), json!({}))]).await;
+    }
+    let events: Vec<i64> = s.pending_events(&a, 10).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(events.len(), 3);
+    let run =
+        |i: i64| (Run { id: format!("r_{}", i.unsigned_abs()), action: "on_team".into(), ..run_template() }, None);
+    let later = [(events[1], vec![run(events[1])]), (events[2], vec![run(events[2])])];
+    let first = s.dispatch_events(&a, &later).await.unwrap();
+    assert!(first.iter().all(|id| events[1..].contains(id)), "{first:?} of {events:?}");
+    let waiting: Vec<i64> = s.pending_events(&a, 10).await.unwrap().iter().map(|e| e.id).collect();
+    let expected: Vec<i64> = events.iter().copied().filter(|id| !first.contains(id)).collect();
+    assert_eq!(waiting, expected, "the events not taken still wait, in order");
+    assert_eq!(s.get_run(&a, &run(events[1]).0.id).await.unwrap().is_some(), !first.is_empty());
+    let batch: Vec<_> = waiting.iter().map(|id| (*id, vec![run(*id)])).collect();
+    let rest = s.dispatch_events(&a, &batch).await.unwrap();
+    assert_eq!(rest, waiting, "a dispatch of everything waiting takes it all");
+    assert!(s.pending_events(&a, 10).await.unwrap().is_empty());
+    assert!(s.dispatch_events(&a, &batch).await.unwrap().is_empty(), "nothing is taken twice");
+    for id in &events {
+        assert!(s.get_run(&a, &run(*id).0.id).await.unwrap().is_some(), "event {id} started its run once");
+    }
 }
 
 fn run_template() -> Run {

@@ -224,6 +224,7 @@ macro_rules! conformance_tests {
             automation_events_are_recorded_with_the_change_and_dispatched_once,
             automation_events_keep_each_entitys_commit_order,
             a_dispatch_stores_every_run_and_job_of_its_events,
+            events_left_out_of_a_dispatch_still_wait,
             work_left_with_no_job_is_queued_again,
             // changelog.rs
             changelog_changes_are_kept_with_the_write_and_delivered_in_order_per_entity,

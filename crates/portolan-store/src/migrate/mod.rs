@@ -280,7 +280,9 @@ fn sqlite_cells(r: &sqlx::sqlite::SqliteRow, spec: &TableSpec) -> Result<Vec<Cel
         .enumerate()
         .map(|(i, (_, col))| {
             Ok(match col {
-                Col::Id(_) | Col::Int | Col::Bool => r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int),
+                Col::Id(_) | Col::Int | Col::EventMark | Col::Bool => {
+                    r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int)
+                }
                 Col::Text | Col::Json => r.try_get::<Option<String>, _>(i)?.map_or(Cell::Null, Cell::Text),
                 Col::Real => r.try_get::<Option<f64>, _>(i)?.map_or(Cell::Null, Cell::Real),
             })
@@ -348,6 +350,12 @@ async fn read_rows(
             // JSON read as text on both sides; PostgreSQL booleans as integers.
             (true, Col::Json) => format!("{c}::text"),
             (true, Col::Bool) => format!("{c}::int4::int8"),
+            // SQLite's dispatch position (migration 0034): only marks above it are waiting.
+            (false, Col::EventMark) => format!(
+                "CASE WHEN id > COALESCE((SELECT c.audit_id FROM automation_cursors c \
+                 WHERE c.org_id = {table}.org_id), 0) THEN {c} END",
+                table = spec.table
+            ),
             _ => (*c).to_string(),
         })
         .collect();
@@ -500,7 +508,9 @@ fn pg_cells(r: &sqlx::postgres::PgRow, spec: &TableSpec) -> Result<Vec<Cell>> {
         .enumerate()
         .map(|(i, (_, col))| {
             Ok(match col {
-                Col::Id(_) | Col::Int | Col::Bool => r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int),
+                Col::Id(_) | Col::Int | Col::EventMark | Col::Bool => {
+                    r.try_get::<Option<i64>, _>(i)?.map_or(Cell::Null, Cell::Int)
+                }
                 Col::Text | Col::Json => r.try_get::<Option<String>, _>(i)?.map_or(Cell::Null, Cell::Text),
                 Col::Real => r.try_get::<Option<f64>, _>(i)?.map_or(Cell::Null, Cell::Real),
             })

@@ -73,6 +73,10 @@ pub(super) enum Col {
     Bool,
     /// A floating-point number (nullable), copied as it is.
     Real,
+    /// `audit_log.event_depth`: a waiting automation event's depth, copied only while the event
+    /// waits (on SQLite, a mark at or below its organization's `automation_cursors` position was
+    /// dispatched; PostgreSQL, which clears the marks instead, would dispatch it again).
+    EventMark,
 }
 
 /// One tenant table: its name, columns, the key its rows are paged by (an integer when the
@@ -131,7 +135,7 @@ const AUDIT: TableSpec = TableSpec {
     json_type: "json",
     cols: cols![id: Id("audit_log"), at: Text, resource_type: Text, action: Text, status: Text,
         identifier: Text, blueprint: Text, entity: Text, origin: Text, user_id: Text, diff: Json, message: Text,
-        event_depth: Int],
+        event_depth: EventMark],
     overriding: true,
     order: &["id"],
 };
@@ -350,6 +354,11 @@ const COPIED_BY_HAND: &[(&str, &[&str])] = &[
 pub const NOT_COPIED: &[(&str, &str)] = &[
     ("_sqlx_migrations", "sqlx's own record of applied migrations: each database migrates itself"),
     ("jobs", "background jobs are not copied: move an install with no job queued or running"),
+    (
+        "automation_cursors",
+        "SQLite's automation dispatch position: the audit log is copied with only the events after it marked \
+         (PostgreSQL clears the marks of dispatched events instead)",
+    ),
     (
         "automation_events",
         "events wait only until their dispatch job runs: move an install with no job queued, and none are left",
