@@ -343,8 +343,8 @@ async fn edit_run(
         .bind(Value::Object(run.data.clone()).to_string())
         .bind(Value::Array(run.trace.clone()).to_string())
         .bind(&run.claimed_until)
-        .bind(&run.installation_id)
-        .bind(&run.updated_by)
+        .bind(run.installation_id.as_deref().map(|v| db.storable(v).into_owned()))
+        .bind(db.storable(&run.updated_by).into_owned())
         .bind(&run.updated_at)
         .bind(&run.ended_at)
         .bind(stored_timeout(&run).map(str::to_string))
@@ -409,16 +409,16 @@ pub(crate) fn run_inserts(db: &Db, org: &OrgId, runs: &[&Run]) -> Vec<Q> {
                 .bind(run.blueprint.as_deref().map(|b| db.storable(b).into_owned()))
                 .bind(run.entity.as_deref().map(|e| db.storable(e).into_owned()))
                 .bind(&run.status)
-                .bind(&run.external_run_id)
+                .bind(run.external_run_id.as_deref().map(|v| db.storable(v).into_owned()))
                 .bind(Value::Object(run.data.clone()).to_string())
                 .bind(Value::Array(run.trace.clone()).to_string())
                 .bind(run.pending_execution)
                 .bind(&run.claimed_until)
-                .bind(&run.installation_id)
+                .bind(run.installation_id.as_deref().map(|v| db.storable(v).into_owned()))
                 .bind(run.ended_by_log)
-                .bind(&run.created_by)
+                .bind(db.storable(&run.created_by).into_owned())
                 .bind(&run.created_at)
-                .bind(&run.updated_by)
+                .bind(db.storable(&run.updated_by).into_owned())
                 .bind(&run.updated_at)
                 .bind(&run.ended_at)
                 .bind(stored_timeout(run).map(str::to_string));
@@ -646,7 +646,7 @@ impl Actions for SqlStore {
         let now = now(d);
         let mut f = SqlFrag::new("UPDATE action_runs SET claimed_until = ");
         push_now_plus(&mut f, d, lease);
-        f.push(", installation_id = ").param(installation_id);
+        f.push(", installation_id = ").param(db.storable(installation_id).into_owned());
         f.push(" WHERE rid IN (SELECT rid FROM action_runs WHERE org_id = ").param(org.0.as_str());
         f.push(&format!(
             " AND pending_execution AND (claimed_until IS NULL OR claimed_until < {now}) ORDER BY rid LIMIT "

@@ -172,6 +172,25 @@ pub async fn runs_are_stored_with_their_job_updated_with_logs_and_tenant_scoped(
     assert_eq!(s.run_entities(&a, "r_1").await.unwrap(), [e("service", "svc"), e("service", "svc2")]);
     assert!(s.run_entities(&b, "r_1").await.unwrap().is_empty());
     assert!(matches!(s.add_run_entities(&b, "r_1", &[e("service", "x")], T0).await, Err(StoreError::NotFound(_))));
+
+    // A run's texts holding a NUL character (its external id, installation, author) are stored
+    // at creation as at an update (kept on SQLite; U+FFFD on PostgreSQL, whose text cannot hold
+    // it), never a database error.
+    let mut odd = run("r_nul", "deploy", None, false);
+    odd.external_run_id = Some("x\u{0}y".into());
+    odd.installation_id = Some("i\u{0}".into());
+    odd.created_by = "u\u{0}".into();
+    odd.updated_by = "u\u{0}".into();
+    s.create_run(&a, &odd, None).await.unwrap();
+    let mut later = |r: &mut Run| {
+        r.updated_by = "v\u{0}".into();
+        Ok(())
+    };
+    let got = s.update_run(&a, "r_nul", &[], &mut later).await.unwrap();
+    let kept = |v: &str, want: &str| v == want || v == want.replace('\u{0}', "\u{fffd}");
+    assert!(kept(got.external_run_id.as_deref().unwrap_or_default(), "x\u{0}y"), "{got:?}");
+    assert!(kept(got.installation_id.as_deref().unwrap_or_default(), "i\u{0}"), "{got:?}");
+    assert!(kept(&got.created_by, "u\u{0}") && kept(&got.updated_by, "v\u{0}"), "{got:?}");
 }
 
 /// Approvals: `update_run_or_start` enqueues the invocation only when the edit moves a run
@@ -312,8 +331,10 @@ pub async fn agent_claims_are_leased_exclusive_and_acknowledged_once(s: &dyn Sto
     let short = s.claim_pending_runs(&b, "agent-b", 10, Duration::from_millis(1)).await.unwrap();
     assert_eq!(short.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r_b"]);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let again = s.claim_pending_runs(&b, "agent-b", 10, Duration::from_secs(60)).await.unwrap();
+    // (An installation id holding a NUL character is kept, or U+FFFD on PostgreSQL.)
+    let again = s.claim_pending_runs(&b, "agent-b\u{0}", 10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r_b"]);
+    assert!(matches!(again[0].installation_id.as_deref(), Some("agent-b\u{0}" | "agent-b\u{fffd}")));
     assert_eq!(s.ack_runs(&b, &["r_b".into(), "r_x".into()]).await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(s.claim_pending_runs(&b, "agent-b", 10, Duration::from_millis(1)).await.unwrap().is_empty());
