@@ -10,7 +10,7 @@
 //! entity event: on PostgreSQL its mark is cleared; on SQLite, which commits in id order, the
 //! organization's cursor moves past it (`automation_cursors`, migration 0034: rewriting each
 //! audit record was most of the dispatch's hold on the one writer). A marked record is waiting
-//! while it is above its organization's cursor ([`WAITING`]).
+//! while it is above its organization's cursor ([`waiting`]).
 //!
 //! Writes of organizations without automations on the written blueprints pay one indexed probe
 //! of `actions` per transaction ([`listening`]) and write nothing more.
@@ -29,17 +29,25 @@ use crate::sql::Dialect;
 use crate::ui::parse_json;
 use crate::{AuditRecord, NewJob, OrgId, Result, Run, SqlStore, StoreError, run_json};
 
-/// The condition (on `audit_log a`, the organization bound) of an entity change still waiting
-/// for its dispatch: marked, and above the organization's cursor (SQLite's; none on PostgreSQL,
-/// whose dispatch clears the marks).
-const WAITING: &str = "a.org_id = ? AND a.event_depth IS NOT NULL \
-     AND a.id > COALESCE((SELECT c.audit_id FROM automation_cursors c WHERE c.org_id = ?), 0)";
+/// The condition (on `audit_log a`) of an entity change of organization `org` (an SQL
+/// expression: `?`, bound twice, or a column) still waiting for its dispatch: marked, and above
+/// the organization's cursor (SQLite's; none on PostgreSQL, whose dispatch clears the marks).
+fn waiting(org: &str) -> String {
+    format!(
+        "a.org_id = {org} AND a.event_depth IS NOT NULL \
+         AND a.id > COALESCE((SELECT c.audit_id FROM automation_cursors c WHERE c.org_id = {org}), 0)"
+    )
+}
 
 /// The organizations whose oldest waiting entity change was recorded before `?` (as
 /// `org_id`): one probe of the partial index of events per organization.
-const OLDEST_WAITING_BEFORE: &str = "SELECT o.id AS org_id FROM organizations o WHERE \
-     (SELECT a.at FROM audit_log a WHERE a.org_id = o.id AND a.event_depth IS NOT NULL AND a.id > \
-     COALESCE((SELECT c.audit_id FROM automation_cursors c WHERE c.org_id = o.id), 0) ORDER BY a.id LIMIT 1) < ?";
+fn oldest_waiting_before() -> String {
+    format!(
+        "SELECT o.id AS org_id FROM organizations o WHERE \
+         (SELECT a.at FROM audit_log a WHERE {} ORDER BY a.id LIMIT 1) < ?",
+        waiting("o.id")
+    )
+}
 
 /// The job kind that dispatches an organization's automation events.
 pub const AUTOMATION_JOB: &str = "automation_dispatch";
@@ -273,15 +281,14 @@ async fn take_in_order(tx: &mut Tx, org: &OrgId, ids: &[i64]) -> Result<Vec<i64>
         .bind(&org.0)
         .execute(&mut *tx)
         .await?;
-    let sql = format!("SELECT a.id FROM audit_log a WHERE {WAITING} ORDER BY a.id LIMIT ?");
+    let sql = format!("SELECT a.id FROM audit_log a WHERE {} ORDER BY a.id LIMIT ?", waiting("?"));
     let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
     let waiting = tx.q(&sql).bind(&org.0).bind(&org.0).bind(limit).fetch_all(&mut *tx).await?;
     let taken: Vec<i64> = waiting.iter().map(|r| r.get::<i64, _>(0)).take_while(|id| given.contains(id)).collect();
     if let Some(last) = taken.last() {
-        tx.q("INSERT INTO automation_cursors(org_id, audit_id) VALUES (?, ?) \
-              ON CONFLICT (org_id) DO UPDATE SET audit_id = excluded.audit_id")
-            .bind(&org.0)
+        tx.q("UPDATE automation_cursors SET audit_id = ? WHERE org_id = ?")
             .bind(*last)
+            .bind(&org.0)
             .execute(&mut *tx)
             .await?;
     }
@@ -406,7 +413,8 @@ impl Automations for SqlStore {
         let sql = format!(
             "SELECT -a.id AS id, a.action AS a_action, a.user_id AS a_user, a.origin AS a_origin, a.at AS a_at, \
              a.blueprint AS a_blueprint, a.entity AS a_entity, CAST(a.diff AS TEXT) AS a_diff, a.event_depth \
-             FROM audit_log a WHERE {WAITING} ORDER BY a.id LIMIT ?"
+             FROM audit_log a WHERE {} ORDER BY a.id LIMIT ?",
+            waiting("?")
         );
         let audited = db.q(&sql).bind(&org.0).bind(&org.0).bind(limit).fetch_all(db.read()).await?;
         let mut out = Vec::with_capacity(audited.len());
@@ -552,8 +560,9 @@ impl Automations for SqlStore {
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'running' AND j.org_id = p.org_id AND j.kind = ?)";
         // The oldest waiting event of each organization, from the partial index of events.
         let events = format!(
-            "SELECT DISTINCT p.org_id FROM ({OLDEST_WAITING_BEFORE} \
-             UNION SELECT org_id FROM automation_events WHERE created_at < ?) p WHERE {no_job}"
+            "SELECT DISTINCT p.org_id FROM ({} \
+             UNION SELECT org_id FROM automation_events WHERE created_at < ?) p WHERE {no_job}",
+            oldest_waiting_before()
         );
         let changes = format!(
             "SELECT DISTINCT p.org_id FROM changelog_events p WHERE p.next_at < ? \
@@ -712,8 +721,8 @@ mod tests {
             .await
             .unwrap();
         let reads = [
-            ("waiting events", format!("SELECT a.id FROM audit_log a WHERE {WAITING} ORDER BY a.id LIMIT 1000")),
-            ("oldest waiting", OLDEST_WAITING_BEFORE.to_string()),
+            ("waiting events", format!("SELECT a.id FROM audit_log a WHERE {} ORDER BY a.id LIMIT 1000", waiting("?"))),
+            ("oldest waiting", oldest_waiting_before()),
         ];
         for analyzed in [false, true] {
             if analyzed {
