@@ -695,7 +695,7 @@ async fn fire_property(db: &Db, org: &OrgId, bp: &str, prop: &str, since: &str, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Orgs as _;
+    use crate::db::plans;
 
     /// On SQLite the partial index of events keeps every event ever recorded (the dispatch
     /// moves a cursor instead of clearing marks): the reads of waiting events must seek past
@@ -704,11 +704,8 @@ mod tests {
     /// `ANALYZE`.
     #[tokio::test]
     async fn waiting_events_are_read_from_the_cursor_in_the_partial_index() {
-        let store = SqlStore::in_memory().await.unwrap();
+        let store = plans::store_of_two_orgs().await;
         let db = &store.db;
-        for o in ["org_a", "org_b"] {
-            store.create_org(&OrgId(o.into()), o, "2026-01-01T00:00:00.000Z").await.unwrap();
-        }
         db.q("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000) \
               INSERT INTO audit_log(org_id, at, resource_type, action, status, identifier, blueprint, entity, origin, \
               user_id, diff, event_depth) SELECT CASE WHEN x % 3 = 0 THEN 'org_b' ELSE 'org_a' END, '2026-01-01', \
@@ -731,8 +728,7 @@ mod tests {
             for (name, sql) in &reads {
                 let q = db.q(&format!("EXPLAIN QUERY PLAN {sql}"));
                 let q = if sql.contains("LIMIT 1000") { q.bind("org_a").bind("org_a") } else { q.bind("2027") };
-                let rows = q.fetch_all(db.write()).await.unwrap();
-                let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+                let plan = plans::lines(db, q).await;
                 let audit: Vec<&String> = plan.iter().filter(|l| l.contains(" a ") || l.ends_with(" a")).collect();
                 assert!(
                     !audit.is_empty()

@@ -371,3 +371,25 @@ impl From<sqlx::Error> for StoreError {
         }
     }
 }
+
+/// Plan tests on SQLite: a store with two organizations, and a statement's plan.
+#[cfg(test)]
+pub(crate) mod plans {
+    use super::{Db, Q};
+    use crate::{OrgId, Orgs as _, SqlStore};
+
+    /// An in-memory SQLite store holding the organizations `org_a` and `org_b`.
+    pub(crate) async fn store_of_two_orgs() -> SqlStore {
+        let store = SqlStore::in_memory().await.expect("an in-memory store");
+        for o in ["org_a", "org_b"] {
+            store.create_org(&OrgId(o.into()), o, "2026-01-01T00:00:00.000Z").await.expect("an organization");
+        }
+        store
+    }
+
+    /// The plan of `explain` (an `EXPLAIN QUERY PLAN …` statement, bound): a line per step.
+    pub(crate) async fn lines(db: &Db, explain: Q) -> Vec<String> {
+        let rows = explain.fetch_all(db.write()).await.expect("a plan");
+        rows.iter().map(|r| r.get::<String, _>("detail")).collect()
+    }
+}

@@ -660,7 +660,7 @@ impl Jobs for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Orgs as _;
+    use crate::db::plans;
 
     /// The plan of each queue statement on SQLite, once with the planner's defaults (never
     /// analyzed) and once after `ANALYZE`, with 5,000 finished jobs and 300 queued ones of two
@@ -669,11 +669,8 @@ mod tests {
     /// `jobs_org`, and queueing once walked every due job of every organization).
     #[tokio::test]
     async fn queue_statements_search_indexes_whatever_the_history() {
-        let store = SqlStore::in_memory().await.unwrap();
+        let store = plans::store_of_two_orgs().await;
         let db = &store.db;
-        for o in ["org_a", "org_b"] {
-            store.create_org(&OrgId(o.into()), o, "2026-01-01T00:00:00.000Z").await.unwrap();
-        }
         db.q("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5300) \
               INSERT INTO jobs(org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
               SELECT CASE WHEN x % 2 = 0 THEN 'org_a' ELSE 'org_b' END, 'action_run', '{}', \
@@ -688,9 +685,7 @@ mod tests {
             for (name, f) in job_queue_statements(Dialect::Sqlite, &OrgId("org_a".into())) {
                 let mut explain = SqlFrag::new("EXPLAIN QUERY PLAN ");
                 explain.append(f);
-                let rows = db.frag(&explain).fetch_all(db.write()).await.unwrap();
-                let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
-                let plan = plan.join("\n");
+                let plan = plans::lines(db, db.frag(&explain)).await.join("\n");
                 // Every read of `jobs` goes through a partial index (unfinished rows only) or
                 // the primary key.
                 let unbounded: Vec<&str> = plan
