@@ -31,6 +31,8 @@ pub(crate) enum Db {
         reader: SqlitePool,
         /// Set by [`crate::SqlStore::close`]: running searches stop at once.
         closing: Arc<AtomicBool>,
+        /// The WAL's checkpoints, off the writer (none for an in-memory database).
+        checkpoints: Option<Arc<Checkpointer>>,
     },
     Postgres(PgPool),
 }
@@ -72,7 +74,7 @@ impl Db {
     /// A transaction on the writer.
     pub(crate) async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Db::Sqlite { writer, checkpoints, .. } => Tx::Sqlite(writer.begin().await?, checkpoints.clone()),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -80,14 +82,15 @@ impl Db {
 
 /// A transaction on either backend; rolled back when dropped uncommitted.
 pub(crate) enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// With the checkpointer to wake once it committed.
+    Sqlite(sqlx::Transaction<'static, Sqlite>, Option<Arc<Checkpointer>>),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Sqlite(..) => Dialect::Sqlite,
             Tx::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -102,17 +105,91 @@ impl Tx {
 
     pub(crate) fn conn(&mut self) -> Conn<'_> {
         match self {
-            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Sqlite(tx, _) => Conn::Sqlite(tx),
             Tx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
 
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Sqlite(tx, checkpoints) => {
+                tx.commit().await?;
+                if let Some(c) = checkpoints {
+                    c.signals.wake.notify_one();
+                }
+            }
             Tx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
+    }
+}
+
+/// SQLite's WAL checkpoints on a connection of their own, so that the writer does not copy
+/// pages into the database file (and sync it) inside a commit while every other write waits:
+/// after commits, at most every [`Checkpointer::SPACING`], a passive checkpoint copies what was
+/// committed and no reader still needs, while the writer goes on. The writer's own automatic
+/// checkpoint stays as a backstop at [`Checkpointer::WRITER_BACKSTOP_PAGES`] (the checkpointer
+/// fell behind, or a long read held it back). BENCHMARKS.md, "Checkpoints off the writer".
+pub(crate) struct Checkpointer {
+    signals: Arc<Signals>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// What the checkpointer's task waits for (the task holds these, not the [`Checkpointer`], so
+/// that a store dropped without [`crate::SqlStore::close`] stops it too).
+struct Signals {
+    wake: tokio::sync::Notify,
+    stop: tokio::sync::Notify,
+}
+
+impl Checkpointer {
+    /// The least time between two checkpoints: commits in between share the next one.
+    const SPACING: std::time::Duration = std::time::Duration::from_millis(50);
+    /// The writer's `wal_autocheckpoint` (SQLite's default is 1,000 pages).
+    pub(crate) const WRITER_BACKSTOP_PAGES: u32 = 16_384;
+
+    /// Start checkpointing on `conn`, a read-write connection to the database (not the writer).
+    pub(crate) fn start(conn: sqlx::SqliteConnection) -> Arc<Checkpointer> {
+        let signals = Arc::new(Signals { wake: tokio::sync::Notify::new(), stop: tokio::sync::Notify::new() });
+        let task = tokio::spawn(Self::run(Arc::clone(&signals), conn));
+        Arc::new(Checkpointer { signals, task: std::sync::Mutex::new(Some(task)) })
+    }
+
+    async fn run(signals: Arc<Signals>, mut conn: sqlx::SqliteConnection) {
+        loop {
+            tokio::select! {
+                biased;
+                () = signals.stop.notified() => break,
+                () = signals.wake.notified() => {}
+            }
+            // PASSIVE: copies what it can without waiting for readers or the writer (a page a
+            // reader's snapshot still needs is copied by a later checkpoint).
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+                tracing::warn!(error = %e, "SQLite WAL checkpoint failed; the writer checkpoints once the WAL holds {} pages", Self::WRITER_BACKSTOP_PAGES);
+            }
+            tokio::select! {
+                biased;
+                () = signals.stop.notified() => break,
+                () = tokio::time::sleep(Self::SPACING) => {}
+            }
+        }
+        let _ = sqlx::Connection::close(conn).await;
+    }
+
+    /// Stop checkpointing and close the connection (before the pools close: the last
+    /// connection to close checkpoints the whole WAL and removes it).
+    pub(crate) async fn stop(&self) {
+        self.signals.stop.notify_one();
+        let task = self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.signals.stop.notify_one();
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{ConnectOptions as _, PgPool, SqlitePool};
 
 use crate::budget;
-use crate::db::{Db, Q, Row, Tx};
+use crate::db::{Checkpointer, Db, Q, Row, Tx};
 use crate::sql::{Dialect, SqlFrag};
 use portolan_core::Entity;
 use serde_json::Value;
@@ -122,15 +122,21 @@ impl SqlStore {
         // commit SQLite walks the writer's whole page-cache hash table (pcache1TruncateUnsafe,
         // 12 % of the writer's time with 64 MB), and the writer's few reads hit the OS cache.
         // Bulk ingest at 20 per request: +26 % (BENCHMARKS.md, "Group commit").
-        let writer_opts = opts.clone().pragma("cache_size", "-2000");
+        // Its automatic checkpoint is a backstop: a connection of its own checkpoints after
+        // commits (`db::Checkpointer`).
+        let writer_opts = opts
+            .clone()
+            .pragma("cache_size", "-2000")
+            .pragma("wal_autocheckpoint", Checkpointer::WRITER_BACKSTOP_PAGES.to_string());
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(writer_opts).await?;
         migrate_sqlite(&writer).await?;
+        let checkpoints = Some(Checkpointer::start(opts.connect().await?));
         let reader = SqlitePoolOptions::new()
             .max_connections(readers)
             .after_release(budget::clear_handler)
             .connect_with(opts.read_only(true))
             .await?;
-        SqlStore::new(Db::Sqlite { writer, reader, closing: Default::default() }, readers).ready().await
+        SqlStore::new(Db::Sqlite { writer, reader, closing: Default::default(), checkpoints }, readers).ready().await
     }
 
     /// An in-memory SQLite database (tests): one shared connection for reads and writes.
@@ -145,7 +151,8 @@ impl SqlStore {
             .connect_with(opts)
             .await?;
         migrate_sqlite(&pool).await?;
-        SqlStore::new(Db::Sqlite { writer: pool.clone(), reader: pool, closing: Default::default() }, 1).ready().await
+        let db = Db::Sqlite { writer: pool.clone(), reader: pool, closing: Default::default(), checkpoints: None };
+        SqlStore::new(db, 1).ready().await
     }
 
     /// Connect to PostgreSQL at `url` (`postgres://user:pass@host/db`) with a pool of 10 and
@@ -181,12 +188,15 @@ impl SqlStore {
         }
     }
 
-    /// SQLite: stop running searches, then close both pools (checkpointing the WAL).
-    /// PostgreSQL: close the pool.
+    /// SQLite: stop running searches and the checkpointer, then close both pools
+    /// (checkpointing the WAL). PostgreSQL: close the pool.
     pub async fn close(&self) {
         match &self.db {
-            Db::Sqlite { writer, reader, closing } => {
+            Db::Sqlite { writer, reader, closing, checkpoints } => {
                 closing.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(c) = checkpoints {
+                    c.stop().await;
+                }
                 reader.close().await;
                 writer.close().await;
             }

@@ -44,6 +44,56 @@ mod on_file {
         portolan_store::conformance::claims_the_share_refuses_wait_for_no_writer(&store, hold).await;
     }
 
+    /// Committed writes reach the database file within seconds, though the writer's own
+    /// automatic checkpoint waits for thousands of pages: a connection of its own checkpoints
+    /// after commits (`db::Checkpointer`), so the writer does not inside a commit.
+    #[tokio::test]
+    async fn committed_writes_reach_the_database_file_without_the_writer_checkpointing() {
+        use portolan_store::conformance::{entity, model, org, write_ok};
+        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("db.sqlite");
+        let store = portolan_store::SqliteStore::open(&path).await.expect("store");
+        let o = org(&*store, "ckpt").await;
+        let m = model(&*store, &o).await;
+        // Everything so far reaches the file (the checkpointer's first round after these commits).
+        let file_len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let settled = wait_until_stable(file_len).await;
+        // A few hundred entities with text to hold: tens of new pages, far below the writer's
+        // backstop (and below SQLite's default of 1,000 pages).
+        let pad = "x".repeat(400);
+        let es = (0..300).map(|i| entity("team", &format!("t{i}"), serde_json::json!({}), serde_json::json!({})));
+        let es: Vec<_> = es
+            .map(|mut e| {
+                e.title = Some(format!("{pad}{}", e.identifier));
+                e
+            })
+            .collect();
+        write_ok(&*store, &o, &m, es).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while file_len() <= settled {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file is still {settled} bytes 10 s after a commit: its pages stayed in the WAL"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        store.close().await;
+    }
+
+    /// The value of `f` once it stopped changing for half a second.
+    async fn wait_until_stable(f: impl Fn() -> u64) -> u64 {
+        let mut last = f();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = f();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     fn unique() -> String {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
