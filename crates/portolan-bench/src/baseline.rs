@@ -6,9 +6,13 @@
 //! `crates/portolan-store/migrations/sqlite/0001_init.sql` (`blueprints`, `entities`,
 //! `entity_relations`). No HTTP, no JSON parsing, no validation, no existence checks, no audit
 //! log: the rate it reaches is an upper bound for what the API could do on this machine, and the
-//! benchmark reports the API's throughput as a fraction of it. Two variants run, each on its own
-//! file: one statement per row (the store's write pattern, so the cost of the driver's
-//! per-statement round trip shows), and multi-row `INSERT`s (the ceiling).
+//! benchmark reports the API's throughput as a fraction of it. Three variants run, each on its
+//! own file: one statement per row (the store's write pattern, so the cost of the driver's
+//! per-statement round trip shows), multi-row `INSERT`s (the ceiling of these three tables), and
+//! multi-row `INSERT`s into a file with **the store's schema as it is now** (its migrations
+//! applied: every index and trigger of `entities`, `entity_relations` and `audit_log`) with one
+//! audit row per entity, as the PostgreSQL baseline (`pg_baseline.rs`) does — the rows the API
+//! writes, so the API's ratio to it is the cost of the API path itself.
 //!
 //! This is the only SQL outside `portolan-store`, and it exists only to measure that ceiling;
 //! nothing in the product may depend on it.
@@ -130,6 +134,8 @@ pub struct BaselineResult {
     pub row_at_a_time: Variant,
     /// Multi-row `INSERT`s with the row ids assigned by the caller: the ceiling.
     pub multi_row: Variant,
+    /// Multi-row `INSERT`s of the entity, relation and audit rows into the store's schema.
+    pub store_schema: Variant,
 }
 
 impl BaselineResult {
@@ -141,17 +147,7 @@ impl BaselineResult {
 
 /// A fresh database file with the store's settings, the schema and the three blueprints.
 async fn open(path: &Path, data: &Dataset) -> anyhow::Result<SqliteConnection> {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .pragma("cache_size", "-65536")
-        .pragma("temp_store", "memory")
-        .connect()
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut conn = connect(path).await?;
     sqlx::raw_sql(SCHEMA).execute(&mut conn).await.context("cannot create the baseline schema")?;
     for (bp, _) in data.order() {
         sqlx::query("INSERT INTO blueprints VALUES (?, ?, '{}', ?, ?, ?, ?)")
@@ -167,13 +163,62 @@ async fn open(path: &Path, data: &Dataset) -> anyhow::Result<SqliteConnection> {
     Ok(conn)
 }
 
+/// A fresh database file with the store's settings and its schema as it is now (the store's
+/// migrations), the organization and the three blueprints.
+async fn open_store_schema(path: &Path, data: &Dataset) -> anyhow::Result<SqliteConnection> {
+    let mut conn = connect(path).await?;
+    sqlx::migrate!("../portolan-store/migrations/sqlite")
+        .run(&mut conn)
+        .await
+        .context("cannot apply the store's migrations to the baseline file")?;
+    sqlx::query("INSERT INTO organizations(id, name, created_at) VALUES (?, ?, ?)")
+        .bind(ORG)
+        .bind(ORG)
+        .bind(AT)
+        .execute(&mut conn)
+        .await?;
+    for (bp, _) in data.order() {
+        sqlx::query(
+            "INSERT INTO blueprints(org_id, identifier, body, created_at, created_by, updated_at, updated_by) \
+             VALUES (?, ?, '{}', ?, ?, ?, ?)",
+        )
+        .bind(ORG)
+        .bind(bp)
+        .bind(AT)
+        .bind(BY)
+        .bind(AT)
+        .bind(BY)
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(conn)
+}
+
+/// A connection with the store's settings (WAL, `synchronous = NORMAL`, foreign keys, cache).
+async fn connect(path: &Path) -> anyhow::Result<SqliteConnection> {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
+        .connect()
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// Insert every entity of `data` twice, each time into a fresh file in `dir`, `batch` rows per
 /// transaction: row at a time, then with multi-row statements.
 pub async fn run(dir: &Path, data: &Dataset, batch: usize) -> anyhow::Result<BaselineResult> {
     let rows = prepare(data);
     let row_at_a_time = row_at_a_time(&dir.join("baseline-rows.sqlite"), data, &rows, batch).await?;
-    let multi_row = multi_row(&dir.join("baseline-multi.sqlite"), data, &rows, batch).await?;
-    Ok(BaselineResult { row_at_a_time, multi_row })
+    let conn = open(&dir.join("baseline-multi.sqlite"), data).await?;
+    let multi_row = multi_row(conn, &rows, batch, false).await?;
+    let conn = open_store_schema(&dir.join("baseline-store.sqlite"), data).await?;
+    let store_schema = multi_row_store(conn, &rows, batch).await?;
+    Ok(BaselineResult { row_at_a_time, multi_row, store_schema })
 }
 
 async fn row_at_a_time(path: &Path, data: &Dataset, rows: &[PreparedRow], batch: usize) -> anyhow::Result<Variant> {
@@ -227,8 +272,17 @@ async fn row_at_a_time(path: &Path, data: &Dataset, rows: &[PreparedRow], batch:
     Ok(Variant { rows: rows.len(), relation_rows, elapsed })
 }
 
-async fn multi_row(path: &Path, data: &Dataset, rows: &[PreparedRow], batch: usize) -> anyhow::Result<Variant> {
-    let mut conn = open(path, data).await?;
+async fn multi_row_store(conn: SqliteConnection, rows: &[PreparedRow], batch: usize) -> anyhow::Result<Variant> {
+    multi_row(conn, rows, batch, true).await
+}
+
+/// Multi-row `INSERT`s, `batch` entities per transaction; with `audit`, one audit row each.
+async fn multi_row(
+    mut conn: SqliteConnection,
+    rows: &[PreparedRow],
+    batch: usize,
+    audit: bool,
+) -> anyhow::Result<Variant> {
     let mut relation_rows = 0;
     let mut next_rid: i64 = 1;
     let started = Instant::now();
@@ -248,6 +302,18 @@ async fn multi_row(path: &Path, data: &Dataset, rows: &[PreparedRow], batch: usi
                 b.push_bind(AT).push_bind(BY).push_bind(AT).push_bind(BY).push_bind(None::<String>);
             });
             q.build().execute(&mut *tx).await?;
+            if audit {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO audit_log(org_id, at, resource_type, action, status, identifier, blueprint, entity, \
+                     origin, user_id, diff) ",
+                );
+                q.push_values(part, |mut b, r| {
+                    b.push_bind(ORG).push_bind(AT).push_bind("entity").push_bind("CREATE").push_bind("SUCCESS");
+                    b.push_bind(r.identifier.as_str()).push_bind(r.blueprint).push_bind(r.identifier.as_str());
+                    b.push_bind("API").push_bind(BY).push_bind(r.properties.as_str());
+                });
+                q.build().execute(&mut *tx).await?;
+            }
             let edges: Vec<(i64, &str, &str)> = part
                 .iter()
                 .zip(first..)

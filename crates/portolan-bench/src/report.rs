@@ -194,6 +194,18 @@ impl Report {
                     100.0 * l.per_sec() / b.ceiling().per_sec(),
                     thousands(b.ceiling().per_sec())
                 );
+                let label = format!(
+                    "Raw SQLite insert (multi-row, {} per transaction; entity + relation + audit rows, the store's schema)",
+                    self.batch
+                );
+                baseline_row(&mut s, &label, &b.store_schema);
+                let _ = writeln!(
+                    s,
+                    "| API / raw SQLite, the store's schema | {:.2}× (of {} rows/s) | ≥ 0.7×: {} |",
+                    l.per_sec() / b.store_schema.per_sec(),
+                    thousands(b.store_schema.per_sec()),
+                    verdict(l.per_sec() >= 0.7 * b.store_schema.per_sec())
+                );
             }
             None if self.pg_baseline.is_some() => {}
             None => {
