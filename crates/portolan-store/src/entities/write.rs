@@ -91,14 +91,21 @@ pub(crate) async fn write_together(
     let created_stubs = upsert(&mut tx, org, &stub_rows, false).await?;
     stubs.retain(|s| created_stubs.contains_key(&(s.entity.blueprint.clone(), s.entity.identifier.clone())));
     let rows: Vec<&Entity> = plan.accepted().map(|b| &b.entity).collect();
-    let rids = upsert(&mut tx, org, &rows, true).await?;
+    // The audit records are built while SQLite runs the upsert (its first statement is sent
+    // before the records are started): the writer is held by one chain of turns between this
+    // task and SQLite's thread, and this takes a turn out of it (BENCHMARKS.md, "Checkpoints
+    // off the writer").
+    let (rids, records) = tokio::join!(biased; upsert(&mut tx, org, &rows, true), async {
+        plan.audit_records(&stubs, ctxs)
+    });
+    let rids = rids?;
     let unlink = unlink_sql(db.dialect());
     for chunk in plan.replaced().chunks(CHUNK) {
         tx.q(&unlink).bind_ints(chunk).execute(&mut tx).await?;
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
     let listening = automations::listening(&mut tx, org).await?;
-    automations::audit_and_record(&mut tx, org, &listening, &plan.audit_records(&stubs, ctxs), depth).await?;
+    automations::audit_and_record(&mut tx, org, &listening, &records, depth).await?;
     let written: Vec<(&str, &str)> = rows
         .iter()
         .copied()
