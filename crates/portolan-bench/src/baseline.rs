@@ -149,17 +149,7 @@ impl BaselineResult {
 async fn open(path: &Path, data: &Dataset) -> anyhow::Result<SqliteConnection> {
     let mut conn = connect(path).await?;
     sqlx::raw_sql(SCHEMA).execute(&mut conn).await.context("cannot create the baseline schema")?;
-    for (bp, _) in data.order() {
-        sqlx::query("INSERT INTO blueprints VALUES (?, ?, '{}', ?, ?, ?, ?)")
-            .bind(ORG)
-            .bind(bp)
-            .bind(AT)
-            .bind(BY)
-            .bind(AT)
-            .bind(BY)
-            .execute(&mut conn)
-            .await?;
-    }
+    insert_blueprints(&mut conn, data).await?;
     Ok(conn)
 }
 
@@ -177,6 +167,12 @@ async fn open_store_schema(path: &Path, data: &Dataset) -> anyhow::Result<Sqlite
         .bind(AT)
         .execute(&mut conn)
         .await?;
+    insert_blueprints(&mut conn, data).await?;
+    Ok(conn)
+}
+
+/// The three blueprints' rows (the columns both schemas have).
+async fn insert_blueprints(conn: &mut SqliteConnection, data: &Dataset) -> anyhow::Result<()> {
     for (bp, _) in data.order() {
         sqlx::query(
             "INSERT INTO blueprints(org_id, identifier, body, created_at, created_by, updated_at, updated_by) \
@@ -188,10 +184,10 @@ async fn open_store_schema(path: &Path, data: &Dataset) -> anyhow::Result<Sqlite
         .bind(BY)
         .bind(AT)
         .bind(BY)
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await?;
     }
-    Ok(conn)
+    Ok(())
 }
 
 /// A connection with the store's settings (WAL, `synchronous = NORMAL`, foreign keys, cache).

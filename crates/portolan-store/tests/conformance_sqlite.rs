@@ -8,19 +8,13 @@ mod in_memory {
 }
 
 mod on_file {
-    portolan_store::conformance_tests!(async {
-        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        portolan_store::SqliteStore::open(&dir.join("db.sqlite")).await.expect("store")
-    });
+    portolan_store::conformance_tests!(async { portolan_store::SqliteStore::open(&db_path()).await.expect("store") });
 
     /// Four slow searches of one organization on the four readers of a file store: another
     /// organization's searches are still answered at once.
     #[tokio::test]
     async fn slow_searches_of_one_org_leave_connections_to_others() {
-        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = portolan_store::SqliteStore::open(&dir.join("db.sqlite")).await.expect("store");
+        let store = portolan_store::SqliteStore::open(&db_path()).await.expect("store");
         let store: std::sync::Arc<dyn portolan_store::Store> = std::sync::Arc::new(store);
         let budget = std::time::Duration::from_secs(60);
         portolan_store::conformance::slow_searches_of_one_org_leave_connections_to_others(store, 4, budget).await;
@@ -31,9 +25,7 @@ mod on_file {
     #[tokio::test]
     async fn claims_the_share_refuses_wait_for_no_writer() {
         use sqlx::{Connection, Executor};
-        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("db.sqlite");
+        let path = db_path();
         let store = portolan_store::SqliteStore::open(&path).await.expect("store");
         let hold = async {
             let mut c =
@@ -50,9 +42,7 @@ mod on_file {
     #[tokio::test]
     async fn committed_writes_reach_the_database_file_without_the_writer_checkpointing() {
         use portolan_store::conformance::{entity, model, org, write_ok};
-        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("db.sqlite");
+        let path = db_path();
         let store = portolan_store::SqliteStore::open(&path).await.expect("store");
         let o = org(&*store, "ckpt").await;
         let m = model(&*store, &o).await;
@@ -92,6 +82,13 @@ mod on_file {
             }
             last = now;
         }
+    }
+
+    /// A database file in a directory of its own under the system's temporary directory.
+    fn db_path() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("portolan-conf-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir.join("db.sqlite")
     }
 
     fn unique() -> String {
