@@ -126,10 +126,13 @@ impl Tx {
 
 /// SQLite's WAL checkpoints on a connection of their own, so that the writer does not copy
 /// pages into the database file (and sync it) inside a commit while every other write waits:
-/// after commits, at most every [`Checkpointer::SPACING`], a passive checkpoint copies what was
-/// committed and no reader still needs, while the writer goes on. The writer's own automatic
-/// checkpoint stays as a backstop at [`Checkpointer::WRITER_BACKSTOP_PAGES`] (the checkpointer
-/// fell behind, or a long read held it back). BENCHMARKS.md, "Checkpoints off the writer".
+/// after a transaction's commit (at most every [`Checkpointer::SPACING`]), and at least every
+/// [`Checkpointer::IDLE`] (writes outside a transaction, on `Db::write`, wake nothing), a passive
+/// checkpoint copies what was committed and no reader still needs, while the writer goes on.
+/// The writer's own automatic checkpoint stays at [`Checkpointer::WRITER_BACKSTOP_PAGES`]:
+/// under sustained writes it is what lets the WAL start over (SQLite restarts the WAL only when
+/// a write transaction begins with every frame copied, which a concurrent checkpointer rarely
+/// achieves), and it then finds little left to copy. BENCHMARKS.md, "Checkpoints off the writer".
 pub(crate) struct Checkpointer {
     signals: Arc<Signals>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -145,6 +148,8 @@ struct Signals {
 impl Checkpointer {
     /// The least time between two checkpoints: commits in between share the next one.
     const SPACING: std::time::Duration = std::time::Duration::from_millis(50);
+    /// The most time between two checkpoints.
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
     /// The writer's `wal_autocheckpoint` (SQLite's default is 1,000 pages).
     pub(crate) const WRITER_BACKSTOP_PAGES: u32 = 16_384;
 
@@ -156,16 +161,27 @@ impl Checkpointer {
     }
 
     async fn run(signals: Arc<Signals>, mut conn: sqlx::SqliteConnection) {
+        let mut failing = false;
         loop {
             tokio::select! {
                 biased;
                 () = signals.stop.notified() => break,
                 () = signals.wake.notified() => {}
+                () = tokio::time::sleep(Self::IDLE) => {}
             }
             // PASSIVE: copies what it can without waiting for readers or the writer (a page a
-            // reader's snapshot still needs is copied by a later checkpoint).
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
-                tracing::warn!(error = %e, "SQLite WAL checkpoint failed; the writer checkpoints once the WAL holds {} pages", Self::WRITER_BACKSTOP_PAGES);
+            // reader's snapshot still needs is copied by a later checkpoint). A failure is
+            // logged once until a checkpoint succeeds again.
+            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "SQLite WAL checkpoint failed (retried every second; meanwhile the writer checkpoints once the WAL holds {} pages)", Self::WRITER_BACKSTOP_PAGES);
+                }
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("SQLite WAL checkpoints succeed again");
+                }
+                _ => {}
             }
             tokio::select! {
                 biased;
