@@ -126,12 +126,16 @@ pub trait Aggregations: Send + Sync {
 /// Does any blueprint of `org` have an aggregation property? (One read of its blueprints.)
 /// Writes and deletes ask once per transaction, and do nothing more for aggregations when not.
 pub(crate) async fn org_aggregates(tx: &mut Tx, org: &OrgId) -> Result<bool> {
-    let cond = match tx.dialect() {
+    let sql = format!("SELECT 1 FROM blueprints WHERE org_id = ? AND {} LIMIT 1", aggregating(tx.dialect()));
+    Ok(tx.q(&sql).bind(&org.0).fetch_optional(&mut *tx).await?.is_some())
+}
+
+/// The condition on a `blueprints` row that it has aggregation properties.
+pub(crate) fn aggregating(d: Dialect) -> &'static str {
+    match d {
         Dialect::Sqlite => "json_extract(body, '$.aggregationProperties') <> '{}'",
         Dialect::Postgres => "(body::jsonb -> 'aggregationProperties') <> '{}'::jsonb",
-    };
-    let sql = format!("SELECT 1 FROM blueprints WHERE org_id = ? AND {cond} LIMIT 1");
-    Ok(tx.q(&sql).bind(&org.0).fetch_optional(&mut *tx).await?.is_some())
+    }
 }
 
 /// Seeds one coalesced [`AGGREGATE_ENTITIES_JOB`] may hold; beyond it a new job is enqueued.

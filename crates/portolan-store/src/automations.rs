@@ -143,6 +143,11 @@ impl Listening {
         self.0.is_empty()
     }
 
+    /// A row of [`listening_sql`].
+    pub(crate) fn add(&mut self, target: String, event: String) {
+        self.0.entry(target).or_default().insert(event);
+    }
+
     /// Do the changes of blueprint `bp` go to a changelog destination?
     fn changelog(&self, bp: &str) -> bool {
         self.0.get(bp).is_some_and(|kinds| kinds.contains("CHANGELOG"))
@@ -154,16 +159,20 @@ impl Listening {
 /// automation or destination saved concurrently is either seen or saved after the write).
 pub(crate) async fn listening(tx: &mut Tx, org: &OrgId) -> Result<Listening> {
     let mut out = Listening::default();
-    let sql = format!(
-        "SELECT trigger_target, trigger_event FROM actions WHERE org_id = ? AND trigger_event IS NOT NULL \
-         UNION ALL {}",
-        changelog::destinations_sql(tx.dialect())
-    );
-    let rows = tx.q(&sql).bind(&org.0).bind(&org.0).fetch_all(&mut *tx).await?;
+    let rows = tx.q(&listening_sql(tx.dialect())).bind(&org.0).bind(&org.0).fetch_all(&mut *tx).await?;
     for r in rows {
-        out.0.entry(r.get::<String, _>(0)).or_default().insert(r.get(1));
+        out.add(r.get(0), r.get(1));
     }
     Ok(out)
+}
+
+/// [`listening`]'s statement: `(target, event)` rows; two parameters, the organization twice.
+pub(crate) fn listening_sql(d: Dialect) -> String {
+    format!(
+        "SELECT trigger_target, trigger_event FROM actions WHERE org_id = ? AND trigger_event IS NOT NULL \
+         UNION ALL {}",
+        changelog::destinations_sql(d)
+    )
 }
 
 /// The event type of an entity audit record's action.

@@ -248,6 +248,9 @@ async fn delete_in(tx: &mut Tx, org: &OrgId, bp: &str, identifier: &str, ctx: &A
     audit::insert(tx, org, &[rec]).await
 }
 
+/// The organization's blueprints that have scorecards (one parameter, the organization).
+pub(crate) const SCORED_SQL: &str = "SELECT DISTINCT blueprint FROM scorecards WHERE org_id = ?";
+
 /// Enqueue, in the write's transaction, one [`SCORE_ENTITIES_JOB`] per written blueprint that
 /// has scorecards (one indexed read when none has).
 pub(crate) async fn enqueue_for_written(
@@ -265,8 +268,23 @@ pub(crate) async fn enqueue_for_written(
     let sql =
         format!("SELECT DISTINCT blueprint FROM scorecards WHERE org_id = ? AND blueprint{}", db.dialect().any_of());
     let rows = tx.q(&sql).bind(&org.0).bind_texts(&bps).fetch_all(&mut *tx).await?;
-    for r in rows {
-        let bp: String = r.get(0);
+    let scored: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    enqueue_scored(db, tx, org, written, &scored).await
+}
+
+/// [`enqueue_for_written`] with the organization's blueprints that have scorecards known
+/// (`scored`, read in the same transaction: [`SCORED_SQL`]).
+pub(crate) async fn enqueue_scored(
+    db: &crate::db::Db,
+    tx: &mut Tx,
+    org: &OrgId,
+    written: &[(&str, &str)],
+    scored: &HashSet<String>,
+) -> Result<()> {
+    let mut bps: Vec<&str> = written.iter().map(|(b, _)| *b).filter(|b| scored.contains(*b)).collect();
+    bps.sort_unstable();
+    bps.dedup();
+    for bp in bps {
         let ids: Vec<&str> = written.iter().filter(|(b, _)| *b == bp).map(|(_, i)| *i).collect();
         let job = NewJob {
             kind: SCORE_ENTITIES_JOB.into(),

@@ -68,7 +68,8 @@ pub(crate) async fn write_together(
     let mut stored = load(db, &mut tx, org, wanted).await?;
 
     // Aggregation seeds: what the written entities' relations pointed at before the write.
-    let aggregates = aggregations::org_aggregates(&mut tx, org).await?;
+    let config = OrgWrites::read(&mut tx, org).await?;
+    let aggregates = config.aggregates;
     let before_seeds =
         if aggregates { old_targets(&mut tx, org, stored.values().map(|(_, e)| e)).await? } else { HashMap::new() };
     let mut plan = Plan::compose(writes.into_iter(), &mut stored, refusal(db.dialect()));
@@ -104,15 +105,14 @@ pub(crate) async fn write_together(
         tx.q(&unlink).bind_ints(chunk).execute(&mut tx).await?;
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
-    let listening = automations::listening(&mut tx, org).await?;
-    automations::audit_and_record(&mut tx, org, &listening, &records, depth).await?;
+    automations::audit_and_record(&mut tx, org, &config.listening, &records, depth).await?;
     let written: Vec<(&str, &str)> = rows
         .iter()
         .copied()
         .chain(stubs.iter().map(|s| &s.entity))
         .map(|e| (e.blueprint.as_str(), e.identifier.as_str()))
         .collect();
-    scorecards::enqueue_for_written(db, &mut tx, org, &written).await?;
+    scorecards::enqueue_scored(db, &mut tx, org, &written, &config.scored).await?;
     if aggregates {
         let mut seeds: Vec<(String, String)> = rows.iter().flat_map(|e| unlinked(&before_seeds, e)).collect();
         seeds.extend(written.iter().map(|(b, i)| (b.to_string(), i.to_string())));
@@ -121,6 +121,45 @@ pub(crate) async fn write_together(
     tx.commit().await?;
     let mut outcomes = plan.finish().into_iter();
     Ok(sizes.into_iter().map(|n| outcomes.by_ref().take(n).collect()).collect())
+}
+
+/// What the organization's configuration asks of an entity write, read in its transaction with
+/// one statement (each statement is a hand-off to SQLite's thread, or a round trip to
+/// PostgreSQL, while the writer is held): the events its automations and changelog
+/// destinations listen to ([`automations::listening`]), whether a blueprint has aggregation
+/// properties ([`aggregations::org_aggregates`]), and which blueprints have scorecards.
+pub(crate) struct OrgWrites {
+    aggregates: bool,
+    listening: automations::Listening,
+    scored: HashSet<String>,
+}
+
+impl OrgWrites {
+    pub(crate) async fn read(tx: &mut Tx, org: &OrgId) -> Result<OrgWrites> {
+        let d = tx.dialect();
+        // Rows (kind, a, b): `L` an event listened to (target, event), `A` some blueprint
+        // aggregates, `S` a blueprint with scorecards.
+        let sql = format!(
+            "SELECT 'L', l.trigger_target, l.trigger_event FROM ({}) l \
+             UNION ALL SELECT 'A', '', '' WHERE EXISTS (SELECT 1 FROM blueprints WHERE org_id = ? AND {}) \
+             UNION ALL SELECT 'S', s.blueprint, '' FROM ({}) s",
+            automations::listening_sql(d),
+            aggregations::aggregating(d),
+            scorecards::SCORED_SQL
+        );
+        let q = tx.q(&sql).bind(&org.0).bind(&org.0).bind(&org.0).bind(&org.0);
+        let mut out = OrgWrites { aggregates: false, listening: Default::default(), scored: HashSet::new() };
+        for r in q.fetch_all(&mut *tx).await? {
+            match r.get::<String, _>(0).as_str() {
+                "L" => out.listening.add(r.get(1), r.get(2)),
+                "A" => out.aggregates = true,
+                _ => {
+                    out.scored.insert(r.get(1));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The relation targets of `entities` as stored, by entity: `(relation, target blueprint,
@@ -454,18 +493,12 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
 pub(crate) struct Sequential {
     written: Vec<(String, String)>,
     unlinked_seeds: Vec<(String, String)>,
-    aggregates: bool,
-    listening: automations::Listening,
+    config: OrgWrites,
 }
 
 impl Sequential {
     pub(crate) async fn start(tx: &mut Tx, org: &OrgId) -> Result<Sequential> {
-        Ok(Sequential {
-            written: Vec::new(),
-            unlinked_seeds: Vec::new(),
-            aggregates: aggregations::org_aggregates(tx, org).await?,
-            listening: automations::listening(tx, org).await?,
-        })
+        Ok(Sequential { written: Vec::new(), unlinked_seeds: Vec::new(), config: OrgWrites::read(tx, org).await? })
     }
 
     /// Write one entity (its key locked by the caller), seeing what was written before it.
@@ -478,8 +511,11 @@ impl Sequential {
         ctx: &AuditCtx,
     ) -> Result<Outcome> {
         let before = get_in_tx(db, tx, org, &w.blueprint, &w.identifier).await?;
-        let before_targets =
-            if self.aggregates { old_targets(tx, org, before.iter().map(|(_, e)| e)).await? } else { HashMap::new() };
+        let before_targets = if self.config.aggregates {
+            old_targets(tx, org, before.iter().map(|(_, e)| e)).await?
+        } else {
+            HashMap::new()
+        };
         let (entity, edges) = match (w.build)(before.as_ref().map(|(_, e)| e)) {
             Ok(x) => x,
             Err(rej) => return Ok(Err(rej)),
@@ -525,12 +561,12 @@ impl Sequential {
             save(tx, org, None, &stub, &[]).await?;
             self.written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
-            automations::audit_and_record(tx, org, &self.listening, &[rec], ctx.depth).await?;
+            automations::audit_and_record(tx, org, &self.config.listening, &[rec], ctx.depth).await?;
         }
         save(tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
-        automations::audit_and_record(tx, org, &self.listening, &[rec], ctx.depth).await?;
+        automations::audit_and_record(tx, org, &self.config.listening, &[rec], ctx.depth).await?;
         self.written.push((entity.blueprint.clone(), entity.identifier.clone()));
         self.unlinked_seeds.extend(unlinked(&before_targets, &entity));
         Ok(Ok(Written { entity, created: before.is_none() }))
@@ -539,8 +575,8 @@ impl Sequential {
     /// Queue the scorecard and aggregation upkeep of everything written.
     pub(crate) async fn finish(mut self, db: &Db, tx: &mut Tx, org: &OrgId) -> Result<()> {
         let seen: Vec<(&str, &str)> = self.written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
-        scorecards::enqueue_for_written(db, tx, org, &seen).await?;
-        if self.aggregates {
+        scorecards::enqueue_scored(db, tx, org, &seen, &self.config.scored).await?;
+        if self.config.aggregates {
             self.written.extend(self.unlinked_seeds);
             aggregations::enqueue_for_seeds(db, tx, org, &self.written).await?;
         }
