@@ -60,15 +60,45 @@ mod on_file {
             })
             .collect();
         write_ok(&*store, &o, &m, es).await;
+        file_grows_past(file_len, settled).await;
+        store.close().await;
+    }
+
+    /// A write outside a transaction (an integration's log lines: one statement on the writer)
+    /// wakes no checkpoint, and still reaches the database file within seconds.
+    #[tokio::test]
+    async fn writes_outside_a_transaction_reach_the_database_file_within_seconds() {
+        let path = db_path();
+        let store = portolan_store::SqliteStore::open(&path).await.expect("store");
+        let o = portolan_store::conformance::org(&*store, "ckpt").await;
+        let file_len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let settled = wait_until_stable(file_len).await;
+        let line = |i: usize| portolan_store::IntegrationLog {
+            id: String::new(),
+            at: portolan_store::conformance::T0.into(),
+            level: "INFO".into(),
+            source: "ocean".into(),
+            event: "log".into(),
+            resync_id: None,
+            message: format!("{}{i}", "x".repeat(400)),
+            extra: serde_json::json!({}),
+        };
+        let lines: Vec<_> = (0..300).map(line).collect();
+        store.append_integration_logs(&o, "gitlab", &lines).await.expect("append");
+        file_grows_past(file_len, settled).await;
+        store.close().await;
+    }
+
+    /// Wait (up to 10 s) for `f` to exceed `settled`.
+    async fn file_grows_past(f: impl Fn() -> u64, settled: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while file_len() <= settled {
+        while f() <= settled {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the database file is still {settled} bytes 10 s after a commit: its pages stayed in the WAL"
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        store.close().await;
     }
 
     /// The value of `f` once it stopped changing for half a second.
