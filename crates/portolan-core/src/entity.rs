@@ -60,6 +60,11 @@ impl EntityInput {
         if !v.is_object() {
             return Err(FieldError::new("", "the entity must be a JSON object"));
         }
+        // The path of a wrong field is tracked only once one is known to be wrong (tracking
+        // allocates for every key on the way; bulk ingest parses thousands of entities).
+        if let Ok(input) = EntityInput::deserialize(v) {
+            return Ok(input);
+        }
         serde_path_to_error::deserialize::<_, EntityInput>(v).map_err(|e| {
             let p = e.path().to_string();
             serde_field_error(if p == "." { "" } else { &p }, &e.inner().to_string())

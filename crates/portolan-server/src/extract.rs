@@ -15,11 +15,33 @@ pub struct JsonBody(pub Value);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<Value>::from_request(req, state).await {
+        // `Content-Type: application/json`: parsed straight into a value; axum's extractor,
+        // which tracks the path of every key for its error, reads the body only when that
+        // parse fails (for its message) or for other JSON media types.
+        if !plain_json(req.headers()) {
+            return match axum::Json::<Value>::from_request(req, state).await {
+                Ok(axum::Json(v)) => Ok(JsonBody(v)),
+                Err(rej) => Err(json_rejection(rej)),
+            };
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| json_rejection(e.into()))?;
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            return Ok(JsonBody(v));
+        }
+        match axum::Json::<Value>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
             Err(rej) => Err(json_rejection(rej)),
         }
     }
+}
+
+/// Whether the request's media type is `application/json` (any parameters).
+fn plain_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 pub fn json_rejection(rej: JsonRejection) -> ApiError {
