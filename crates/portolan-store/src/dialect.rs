@@ -122,8 +122,8 @@ impl SqlStore {
         // commit SQLite walks the writer's whole page-cache hash table (pcache1TruncateUnsafe,
         // 12 % of the writer's time with 64 MB), and the writer's few reads hit the OS cache.
         // Bulk ingest at 20 per request: +26 % (BENCHMARKS.md, "Group commit").
-        // Its automatic checkpoint is a backstop: a connection of its own checkpoints after
-        // commits (`db::Checkpointer`).
+        // Checkpoints run on a connection of their own (`db::Checkpointer` says when, and what
+        // the writer's own automatic checkpoint at 16,384 pages still does).
         let writer_opts = opts
             .clone()
             .pragma("cache_size", "-2000")
