@@ -123,14 +123,9 @@ pub trait Aggregations: Send + Sync {
     ) -> Result<Vec<AggregationValue>>;
 }
 
-/// Does any blueprint of `org` have an aggregation property? (One read of its blueprints.)
-/// Writes and deletes ask once per transaction, and do nothing more for aggregations when not.
-pub(crate) async fn org_aggregates(tx: &mut Tx, org: &OrgId) -> Result<bool> {
-    let sql = format!("SELECT 1 FROM blueprints WHERE org_id = ? AND {} LIMIT 1", aggregating(tx.dialect()));
-    Ok(tx.q(&sql).bind(&org.0).fetch_optional(&mut *tx).await?.is_some())
-}
-
-/// The condition on a `blueprints` row that it has aggregation properties.
+/// The condition on a `blueprints` row that it has aggregation properties (writes and deletes
+/// ask once per transaction whether any blueprint meets it, and do nothing more for aggregations
+/// when none does).
 pub(crate) fn aggregating(d: Dialect) -> &'static str {
     match d {
         Dialect::Sqlite => "json_extract(body, '$.aggregationProperties') <> '{}'",
@@ -142,7 +137,7 @@ pub(crate) fn aggregating(d: Dialect) -> &'static str {
 pub const MAX_JOB_SEEDS: usize = 10_000;
 
 /// Enqueue, in a write's or delete's transaction, an [`AGGREGATE_ENTITIES_JOB`] for `seeds`
-/// (callers ask [`org_aggregates`] first) — or add them to the organization's one that is
+/// (callers ask `entities::OrgWrites` first) — or add them to the organization's one that is
 /// queued and not yet claimed, while it holds at most [`MAX_JOB_SEEDS`]: a burst of writes
 /// becomes one recomputation of each affected entity, not one per write.
 pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: &[(String, String)]) -> Result<()> {

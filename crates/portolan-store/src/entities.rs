@@ -25,7 +25,7 @@ pub use team_count::walk_sql as team_walk_sql;
 pub(crate) use team_count::{Admits, admits};
 
 pub(crate) use delete::delete_in;
-pub(crate) use write::{Sequential, get_in_tx, save};
+pub(crate) use write::{OrgWrites, Sequential, get_in_tx, save};
 pub use write::{write_path_lookup_key, write_path_lookups};
 
 /// A relation edge of an entity: (relation, target blueprint, target identifier, required).

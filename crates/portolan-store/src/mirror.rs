@@ -13,7 +13,7 @@ use portolan_core::Entity;
 use portolan_core::system::{self, TEAM, USER};
 
 use crate::db::{Db, Tx};
-use crate::entities::{delete_in, get_in_tx, save};
+use crate::entities::{OrgWrites, delete_in, get_in_tx, save};
 use crate::plan::{empty_entity, entity_record, json_text};
 use crate::{AuditCtx, OrgId, Result, StoreError, automations, scorecards};
 
@@ -141,9 +141,10 @@ async fn put(
     let action = if before.is_some() { "UPDATE" } else { "CREATE" };
     let rec =
         entity_record(ctx, action, &want.blueprint, &want.identifier, before.as_ref().map(|(_, e)| e), Some(&want));
-    let listening = automations::listening(tx, org).await?;
-    automations::audit_and_record(tx, org, &listening, &[rec], ctx.depth).await?;
-    scorecards::enqueue_for_written(db, tx, org, &[(want.blueprint.as_str(), want.identifier.as_str())]).await
+    let config = OrgWrites::read(tx, org).await?;
+    automations::audit_and_record(tx, org, &config.listening, &[rec], ctx.depth).await?;
+    scorecards::enqueue_scored(db, tx, org, &[(want.blueprint.as_str(), want.identifier.as_str())], &config.scored)
+        .await
 }
 
 /// Bring the system entity `bp`/`id` in line: `fill` writes Portolan's fields over the stored

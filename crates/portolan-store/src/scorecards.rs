@@ -252,28 +252,8 @@ async fn delete_in(tx: &mut Tx, org: &OrgId, bp: &str, identifier: &str, ctx: &A
 pub(crate) const SCORED_SQL: &str = "SELECT DISTINCT blueprint FROM scorecards WHERE org_id = ?";
 
 /// Enqueue, in the write's transaction, one [`SCORE_ENTITIES_JOB`] per written blueprint that
-/// has scorecards (one indexed read when none has).
-pub(crate) async fn enqueue_for_written(
-    db: &crate::db::Db,
-    tx: &mut Tx,
-    org: &OrgId,
-    written: &[(&str, &str)],
-) -> Result<()> {
-    if written.is_empty() {
-        return Ok(());
-    }
-    let mut bps: Vec<&str> = written.iter().map(|(b, _)| *b).collect();
-    bps.sort_unstable();
-    bps.dedup();
-    let sql =
-        format!("SELECT DISTINCT blueprint FROM scorecards WHERE org_id = ? AND blueprint{}", db.dialect().any_of());
-    let rows = tx.q(&sql).bind(&org.0).bind_texts(&bps).fetch_all(&mut *tx).await?;
-    let scored: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-    enqueue_scored(db, tx, org, written, &scored).await
-}
-
-/// [`enqueue_for_written`] with the organization's blueprints that have scorecards known
-/// (`scored`, read in the same transaction: [`SCORED_SQL`]).
+/// has scorecards (`scored`, read in the same transaction: [`SCORED_SQL`], in
+/// `entities::OrgWrites`).
 pub(crate) async fn enqueue_scored(
     db: &crate::db::Db,
     tx: &mut Tx,

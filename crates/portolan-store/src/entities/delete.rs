@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use portolan_core::Entity;
 use serde_json::Value;
 
-use super::write::get_in_tx;
+use super::write::{OrgWrites, get_in_tx};
 use super::{COLUMNS, from_row};
 use crate::audit;
 use crate::db::{Db, Tx};
@@ -109,8 +109,8 @@ pub(crate) async fn delete_in(
     // Aggregation seeds: the deleted entities' neighbours (their relations' targets and the
     // entities unlinked from them), which survive the delete.
     let mut seeds = Vec::new();
-    let aggregates = aggregations::org_aggregates(tx, org).await?;
-    if aggregates {
+    let config = OrgWrites::read(tx, org).await?;
+    if config.aggregates {
         let mut bps: Vec<&str> = doomed.iter().map(|(_, e)| e.blueprint.as_str()).collect();
         bps.sort_unstable();
         bps.dedup();
@@ -133,7 +133,7 @@ pub(crate) async fn delete_in(
             continue;
         };
         let (_, before) = from_row(&row);
-        if aggregates {
+        if config.aggregates {
             seeds.push((before.blueprint.clone(), before.identifier.clone()));
         }
         let mut after = before.clone();
@@ -165,17 +165,16 @@ pub(crate) async fn delete_in(
         let rec = entity_record(ctx, "UPDATE", &after.blueprint, &after.identifier, Some(&before), Some(&after));
         audit::insert(tx, org, &[rec]).await?;
     }
-    let listening = automations::listening(tx, org).await?;
     let mut deleted = Vec::with_capacity(doomed.len());
     for (rid, e) in &doomed {
         tx.q("DELETE FROM entities WHERE rid = ? AND org_id = ?").bind(rid).bind(&org.0).execute(&mut *tx).await?;
         let rec = entity_record(ctx, "DELETE", &e.blueprint, &e.identifier, Some(e), None);
         // Not for the dependents' relations unlinked above: Port fires no automation for a
         // relation nulled because its target was deleted.
-        automations::audit_and_record(tx, org, &listening, &[rec], ctx.depth).await?;
+        automations::audit_and_record(tx, org, &config.listening, &[rec], ctx.depth).await?;
         deleted.push((e.blueprint.clone(), e.identifier.clone()));
     }
-    if aggregates {
+    if config.aggregates {
         aggregations::forget(tx, org, &deleted).await?;
         seeds.retain(|k| !doomed_keys.contains(k));
         aggregations::enqueue_for_seeds(db, tx, org, &seeds).await?;

@@ -127,11 +127,12 @@ pub(crate) async fn write_together(
 /// one statement (each statement is a hand-off to SQLite's thread, or a round trip to
 /// PostgreSQL, while the writer is held): the events its automations and changelog
 /// destinations listen to ([`automations::listening`]), whether a blueprint has aggregation
-/// properties ([`aggregations::org_aggregates`]), and which blueprints have scorecards.
+/// properties, and which blueprints have scorecards. Entity writes, deletes and the system
+/// entities' upkeep (`mirror.rs`) read it once per transaction.
 pub(crate) struct OrgWrites {
-    aggregates: bool,
-    listening: automations::Listening,
-    scored: HashSet<String>,
+    pub(crate) aggregates: bool,
+    pub(crate) listening: automations::Listening,
+    pub(crate) scored: HashSet<String>,
 }
 
 impl OrgWrites {
