@@ -4,7 +4,8 @@
 //! - `+`, `*`, `/`, `%` call guarded natives (`natives.rs`): length caps for string and array
 //!   concatenation and string repetition, jq's division-by-zero error, jq's integer `%`.
 //! - `=`, `|=`, `op=`, `//=` are jq 1.8's path-based definitions (`_assign`, `_modify`) over a
-//!   jq-compatible native `setpath`, so `null | .a.b = 1` and `.a[2] = 1` create structure.
+//!   jq-compatible native `setpath`, so `null | .a.b = 1` and `.a[2] = 1` create structure
+//!   (`_modify`'s loop runs natively: `natives::modify`).
 //! - `$__loc__` is `{"file": "<top-level>", "line": N}`.
 //!
 //! Prelude: the bodies of nested definitions (`def rec: …` in `repeat`, `recurse`, `while`,

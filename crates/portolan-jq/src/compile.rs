@@ -3,9 +3,10 @@
 use crate::rewrite::GUARD;
 use crate::{JqError, truncate};
 use crate::{ast, natives, prune, regex};
+use jaq_core::box_iter::box_once;
 use jaq_core::load::{self, Arena, File, Loader, parse::Def};
 use jaq_core::native::{Fun, bome, run, v};
-use jaq_core::{Compiler, ValR, ValT as _, data};
+use jaq_core::{Bind, Compiler, ValR, ValT as _, data};
 use jaq_json::Val;
 use std::sync::OnceLock;
 
@@ -59,11 +60,8 @@ def delpaths($paths): if ($paths | type) != "array" then error("Paths must be sp
     reduce ($paths | sort | reverse[]) as $p (.; getpath($p) |= empty) end;
 def del(f): delpaths([path(f)]);
 def __portolan_assign(paths; $v): reduce path(paths) as $p (.; setpath($p; $v));
-def __portolan_modify(paths; update): reduce path(paths) as $p ([., []];
-    . as [$x, $del]
-    | label $out
-    | (($x | getpath($p) | update) as $v | [($x | setpath($p; $v)), $del] | ., break $out), [$x, $del + [$p]])
-  | . as [$x, $del] | $x | delpaths($del);
+def __portolan_modify(paths; update): __portolan_modify_paths(paths; update) as [$x, $del]
+  | if $del == [] then $x else $x | delpaths($del) end;
 def to_entries: [keys_unsorted[] as $k | {key: $k, value: .[$k]}];
 def with_entries(f): to_entries | map(f) | from_entries;
 def pick(pathexps): . as $top | reduce path(pathexps) as $p (null; setpath($p; $top | getpath($p)));
@@ -171,6 +169,18 @@ fn funs() -> impl Iterator<Item = Fun<D>> {
                 let x = cv.0.pop_var();
                 let path = cv.0.pop_var();
                 bome(natives::setpath(cv.1, &path, x))
+            })),
+            run::<D>(("__portolan_modify_paths", [Bind::Fun(()), Bind::Fun(())].into(), |mut cv| {
+                let (update, uctx) = cv.0.pop_fun();
+                let (paths, pctx) = cv.0.pop_fun();
+                let found = paths.paths((pctx, (cv.1.clone(), Default::default()))).map(|r| {
+                    r.map(|(_, path)| {
+                        let mut path: Vec<Val> = path.iter().cloned().collect();
+                        path.reverse();
+                        path
+                    })
+                });
+                box_once(natives::modify(cv.1, found, |v| update.run((uctx.clone(), v)).next()))
             })),
             run::<D>(("__portolan_add", v(2), |cv| binop(cv, natives::add))),
             run::<D>(("__portolan_mul", v(2), |cv| binop(cv, natives::mul))),

@@ -214,6 +214,47 @@ pub fn setpath(v: Val, path: &Val, x: Val) -> ValR<Val> {
     set(v, path, x)
 }
 
+/// `getpath($path)` as the prelude defines it, over a path that `path(f)` produced: each
+/// element is `.[$p]`, or `.[$p.start:$p.end]` for a slice (jaq's own indexing, so the same
+/// values and errors).
+fn get(v: Val, path: &[Val]) -> ValR<Val> {
+    use jaq_core::ValT as _;
+    path.iter().try_fold(v, |v, p| match p {
+        Val::Obj(slice) => {
+            let bound = |name: &str| slice.get(&Val::utf8_str(name.to_owned())).cloned().unwrap_or(Val::Null);
+            let (start, end) = (bound("start"), bound("end"));
+            v.range(Some(&start)..Some(&end))
+        }
+        p => v.index(p),
+    })
+}
+
+/// The loop of jq 1.8's `_modify(paths; update)` (`paths |= update`): for each path that
+/// `paths` yields over the input, the first output of `update` over the value found there
+/// (in the result so far) is set there; a path where `update` yields nothing is remembered
+/// for deletion. Returns `[result, paths to delete]` (the prelude's `__portolan_modify`
+/// deletes them with `delpaths`, as jq does, after the loop). Every path spends a step.
+///
+/// jq defines this with `reduce`, `label`, `getpath` and `setpath`; the same steps here cost
+/// a fraction (`with_entries(.value |= tostring)` is in many mappings).
+pub fn modify<'a>(
+    input: Val,
+    paths: impl Iterator<Item = Result<Vec<Val>, Exn<'a, Val>>>,
+    update: impl Fn(Val) -> Option<ValX<'a, Val>>,
+) -> ValX<'a, Val> {
+    let mut x = input;
+    let mut delete = Vec::new();
+    for path in paths {
+        let path = path?;
+        guard::tick().map_err(|t| Exn::from(limit(t)))?;
+        match update(get(x.clone(), &path)?) {
+            Some(v) => x = set(x, &path, v?)?,
+            None => delete.push(path.into_iter().collect::<Val>()),
+        }
+    }
+    Ok([x, delete.into_iter().collect()].into_iter().collect())
+}
+
 fn set(v: Val, path: &[Val], x: Val) -> ValR<Val> {
     let Some((k, rest)) = path.split_first() else { return Ok(x) };
     match (v, k) {
