@@ -135,6 +135,59 @@ fn from_val_at(v: &Val, depth: usize) -> Result<Value, JqError> {
     })
 }
 
+/// The JSON text of a jaq result, written straight into `out`: the text of
+/// `from_val(v)?.to_string()` with no `serde_json::Value` built on the way (a worker process's
+/// answer). On `Err`, `out` may hold a partial text; the caller cuts it.
+pub(crate) fn write_json(v: &Val, out: &mut Vec<u8>) -> Result<(), JqError> {
+    write_json_at(v, out, 0)
+}
+
+fn write_json_at(v: &Val, out: &mut Vec<u8>, depth: usize) -> Result<(), JqError> {
+    if depth > MAX_DEPTH {
+        return Err(JqError::NotJson(format!("result nested deeper than {MAX_DEPTH} levels")));
+    }
+    let text = |out: &mut Vec<u8>, t: &[u8]| {
+        serde_json::to_writer(out, &String::from_utf8_lossy(t)).map_err(|e| JqError::NotJson(e.to_string()))
+    };
+    match v {
+        Val::Null => out.extend_from_slice(b"null"),
+        Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Val::Num(n) => serde_json::to_writer(&mut *out, &num(n)?).map_err(|e| JqError::NotJson(e.to_string()))?,
+        Val::TStr(b) | Val::BStr(b) => text(out, b)?,
+        Val::Arr(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_at(x, out, depth + 1)?;
+            }
+            out.push(b']');
+        }
+        Val::Obj(o) => {
+            out.push(b'{');
+            for (i, (k, x)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match k {
+                    Val::TStr(b) | Val::BStr(b) => text(out, b)?,
+                    other => {
+                        return Err(JqError::NotJson(format!(
+                            "object key {} is not a string",
+                            crate::truncate(other.to_string())
+                        )));
+                    }
+                }
+                out.push(b':');
+                write_json_at(x, out, depth + 1)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
 fn num(n: &Num) -> Result<serde_json::Number, JqError> {
     let float = |f: f64| {
         serde_json::Number::from_f64(f).ok_or_else(|| JqError::NotJson(format!("number {f} is not valid JSON")))

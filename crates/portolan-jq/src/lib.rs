@@ -701,6 +701,11 @@ pub(crate) fn with_key(base: &Val, key: &str, item: Val) -> Val {
 
 /// Evaluate on the current thread, taking at most one output.
 pub(crate) fn run_first(compiled: &Compiled, input: Val, budget: guard::Budget) -> Result<Value, JqError> {
+    convert::from_val(&run_first_val(compiled, input, budget)?)
+}
+
+/// [`run_first`] without the conversion of its result to JSON.
+pub(crate) fn run_first_val(compiled: &Compiled, input: Val, budget: guard::Budget) -> Result<Val, JqError> {
     let env = Val::obj(Map::default()); // `$ENV` and `env` are `{}`
     let filter = &compiled.filter;
     let ctx = Ctx::<compile::D>::new(&filter.lut, Vars::new([env]));
@@ -715,7 +720,7 @@ pub(crate) fn run_first(compiled: &Compiled, input: Val, budget: guard::Budget) 
     }
     match first {
         None => Err(JqError::Runtime("filter produced no output".to_owned())),
-        Some(Ok(v)) => convert::from_val(&v),
+        Some(Ok(v)) => Ok(v),
         // Never `jaq_core::unwrap_valr`: it calls `std::process::exit` on `halt`.
         Some(Err(exn)) => Err(exn_message(exn)),
     }

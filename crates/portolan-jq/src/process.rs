@@ -12,10 +12,10 @@
 //! "steps": step budget, "len": size cap}`, and for a batch of items `"key"` and `"items"` (the
 //! filters run over `i` with `key` set to each item); items given as JSON texts are written
 //! into the line as they are (their line breaks, whitespace, become spaces). The worker reads the input and
-//! the items straight into jaq values. Response: `{"r": [{"ok": "<result as JSON text>"} |
-//! {"e": [kind, message]}, …]}` or `{"fail": [kind, message]}`. Results travel as JSON *text*
-//! so that each one is parsed on its own (a result nested too deeply for the parser is that
-//! filter's error, not the batch's).
+//! the items straight into jaq values. Response: `{"r": [{"ok": result} | {"e": [kind, message]},
+//! …]}` or `{"fail": [kind, message]}`; the worker writes each result's JSON straight from its
+//! jaq value. The caller reads each result as raw text first and parses it on its own, so a
+//! result nested too deeply for the parser is that filter's error, not the batch's.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -26,9 +26,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::{Compiled, JqError, compile, convert, guard, rewrite};
+use jaq_json::Val;
 
 /// Environment variable that passes the worker's address-space limit (bytes).
 const MEMORY_ENV: &str = "PORTOLAN_JQ_WORKER_MEMORY";
@@ -312,22 +314,46 @@ fn error_from_wire(v: &Value) -> JqError {
     }
 }
 
+/// A worker's answer as the caller reads it: each result kept as its text until it is parsed
+/// on its own.
+#[derive(serde::Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow, default)]
+    r: Option<Vec<ReplyEntry<'a>>>,
+    #[serde(default)]
+    fail: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReplyEntry<'a> {
+    // `Option`'s own deserializer would read a `null` result as no result.
+    #[serde(borrow, default, deserialize_with = "present")]
+    ok: Option<&'a RawValue>,
+    #[serde(default)]
+    e: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
 fn parse_reply(reply: &str, n: usize) -> Result<Vec<Outcome>, JqError> {
-    let v: Value = serde_json::from_str(reply)
+    let v: Reply<'_> = serde_json::from_str(reply)
         .map_err(|e| JqError::Limit(format!("unreadable answer from the jq worker process: {e}")))?;
-    if let Some(fail) = v.get("fail") {
-        return Err(error_from_wire(fail));
+    if let Some(fail) = v.fail {
+        return Err(error_from_wire(&fail));
     }
-    let Some(results) = v.get("r").and_then(Value::as_array).filter(|r| r.len() == n) else {
+    let Some(results) = v.r.filter(|r| r.len() == n) else {
         return Err(JqError::Limit("malformed answer from the jq worker process".to_owned()));
     };
     Ok(results
-        .iter()
-        .map(|r| match (r.get("ok").and_then(Value::as_str), r.get("e")) {
-            (Some(text), _) => serde_json::from_str(text).map_err(|e| {
+        .into_iter()
+        .map(|r| match (r.ok, r.e) {
+            // Parsed one by one: a result too deeply nested for the parser is that filter's error.
+            (Some(text), _) => serde_json::from_str(text.get()).map_err(|e| {
                 JqError::NotJson(format!("the result cannot be read back ({e}); results may nest at most 128 levels"))
             }),
-            (None, Some(e)) => Err(error_from_wire(e)),
+            (None, Some(e)) => Err(error_from_wire(&e)),
             (None, None) => Err(JqError::Limit("malformed answer from the jq worker process".to_owned())),
         })
         .collect())
@@ -362,21 +388,33 @@ pub fn worker_main() -> std::process::ExitCode {
 }
 
 fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
-    let mut cache: HashMap<String, Result<Arc<Compiled>, JqError>> = HashMap::new();
+    let mut cache = Cache::default();
     for line in input.lines() {
         let reply = answer(&line?, &mut cache);
-        output.write_all(reply.as_bytes())?;
+        output.write_all(&reply)?;
         output.write_all(b"\n")?;
         output.flush()?;
     }
     Ok(())
 }
 
-/// A request line as a worker reads it: the input and the items straight into jaq values.
+/// What a worker keeps between requests.
+#[derive(Default)]
+struct Cache {
+    /// Compiled filters by source.
+    filters: HashMap<String, Result<Arc<Compiled>, JqError>>,
+    /// The last request's input, as text and as read: a delivery's chunks of items come with
+    /// the same input (the whole delivery), read once.
+    input: Option<(String, Val)>,
+}
+
+/// A request line as a worker reads it: the items straight into jaq values; the input kept as
+/// text until it is known not to be the last request's.
 #[derive(serde::Deserialize)]
-struct WireRequest {
+struct WireRequest<'a> {
     f: Vec<String>,
-    i: convert::WireVal,
+    #[serde(borrow)]
+    i: &'a RawValue,
     #[serde(default)]
     ms: u64,
     #[serde(default)]
@@ -389,8 +427,8 @@ struct WireRequest {
     items: Option<Vec<convert::WireVal>>,
 }
 
-fn answer(line: &str, cache: &mut HashMap<String, Result<Arc<Compiled>, JqError>>) -> String {
-    let fail = |e: JqError| json!({"fail": error_to_wire(&e)}).to_string();
+fn answer(line: &str, cache: &mut Cache) -> Vec<u8> {
+    let fail = |e: JqError| json!({"fail": error_to_wire(&e)}).to_string().into_bytes();
     let req: WireRequest = match serde_json::from_str(line) {
         Ok(r) => r,
         Err(e) => return fail(JqError::Limit(format!("unreadable request: {e}"))),
@@ -400,12 +438,24 @@ fn answer(line: &str, cache: &mut HashMap<String, Result<Arc<Compiled>, JqError>
         steps: req.steps,
         max_len: req.len,
     };
-    if cache.len() + req.f.len() > WORKER_CACHE {
-        cache.clear();
+    if cache.filters.len() + req.f.len() > WORKER_CACHE {
+        cache.filters.clear();
     }
     let filters: Vec<_> =
-        req.f.iter().map(|src| cache.entry(src.clone()).or_insert_with(|| compile_here(src)).clone()).collect();
-    let input = req.i.0;
+        req.f.iter().map(|src| cache.filters.entry(src.clone()).or_insert_with(|| compile_here(src)).clone()).collect();
+    let input = match &cache.input {
+        Some((text, v)) if text == req.i.get() => v.clone(),
+        _ => {
+            cache.input = None; // the old one is not needed while the new one is read
+            match serde_json::from_str::<convert::WireVal>(req.i.get()) {
+                Ok(v) => {
+                    cache.input = Some((req.i.get().to_owned(), v.0.clone()));
+                    v.0
+                }
+                Err(e) => return fail(JqError::Limit(format!("unreadable request: {e}"))),
+            }
+        }
+    };
     let inputs = match req.items {
         None => vec![input],
         Some(items) => {
@@ -413,18 +463,32 @@ fn answer(line: &str, cache: &mut HashMap<String, Result<Arc<Compiled>, JqError>
             items.into_iter().map(|item| crate::with_key(&input, key, item.0)).collect()
         }
     };
-    let mut results: Vec<Value> = Vec::with_capacity(inputs.len() * filters.len());
-    for input in &inputs {
-        for compiled in &filters {
-            results.push(
-                match compiled.as_ref().map_err(Clone::clone).and_then(|c| crate::run_first(c, input.clone(), budget)) {
-                    Ok(v) => json!({"ok": v.to_string()}),
-                    Err(e) => json!({"e": error_to_wire(&e)}),
-                },
-            );
+    // `{"r": [{"ok": result} | {"e": [kind, message]}, …]}`, each result written as JSON text
+    // straight from its jaq value (the text of `from_val`).
+    let mut out = Vec::with_capacity(64 * inputs.len() * filters.len() + 8);
+    out.extend_from_slice(b"{\"r\":[");
+    for (n, input) in inputs.iter().enumerate() {
+        for (m, compiled) in filters.iter().enumerate() {
+            if n + m > 0 {
+                out.push(b',');
+            }
+            let mark = out.len();
+            let written = compiled.as_ref().map_err(Clone::clone).and_then(|c| {
+                let v = crate::run_first_val(c, input.clone(), budget)?;
+                out.extend_from_slice(b"{\"ok\":");
+                convert::write_json(&v, &mut out)
+            });
+            match written {
+                Ok(()) => out.push(b'}'),
+                Err(e) => {
+                    out.truncate(mark);
+                    out.extend_from_slice(json!({"e": error_to_wire(&e)}).to_string().as_bytes());
+                }
+            }
         }
     }
-    json!({"r": results}).to_string()
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// Compile on the current (big-stack) thread, as `JqEngine::compile` does on its pool.

@@ -125,6 +125,49 @@ fn results_and_errors_cross_the_process_boundary_unchanged() {
     assert_eq!(out[0], Ok(json!("a-b")));
     assert!(out[1].is_err());
     assert_eq!(out[2], Ok(Value::Null));
+
+    // The worker writes results' JSON itself: the same values as in threads, number and string
+    // forms included; a result too deep to read back is only its own filter's error.
+    let threads = JqEngine::new();
+    let sources = [
+        "\"quote \\\" backslash \\\\ tab \\t line \\n nul \\u0000 é ✓ 😀\"",
+        "[1.5, 0.1 + 0.2, 1e300, -0, 100000000000000000000, 1.0, 3, -7, 1e-7]",
+        "{z: 1, a: {\"\": null, \"k\": [true, false]}, m: []}",
+        "nan",
+        "reduce range(200) as $i (0; [.])",
+        "infinite",
+        ".properties",
+    ];
+    let compiled = |e: &JqEngine| sources.iter().map(|f| e.compile(f).unwrap()).collect::<Vec<_>>();
+    let here = threads.first_many(&compiled(&threads), &input).unwrap();
+    let there = jq.first_many(&compiled(&jq), &input).unwrap();
+    for (i, (a, b)) in here.iter().zip(&there).enumerate() {
+        match (a, b) {
+            (Ok(x), Ok(y)) => assert_eq!(x.to_string(), y.to_string(), "{}", sources[i]),
+            (Err(JqError::NotJson(_)), Err(JqError::NotJson(_))) => {}
+            (Ok(_), Err(JqError::NotJson(m))) if sources[i].contains("range(200)") => assert!(m.contains("128"), "{m}"),
+            other => panic!("{}: {other:?}", sources[i]),
+        }
+    }
+    assert!(there[0].as_ref().unwrap().as_str().unwrap().ends_with("é ✓ 😀"));
+    assert!(there[4].is_err() && there[6].is_ok(), "{there:?}");
+}
+
+/// A worker keeps the last input it read (a delivery's chunks share it): consecutive requests
+/// with other inputs still see their own.
+#[test]
+fn consecutive_requests_read_their_own_input() {
+    let jq = engine(Duration::from_secs(10), 1, 1);
+    let f = [jq.compile(".a").unwrap()];
+    let budget = jq.budget_for("t");
+    for a in [1, 1, 2, 9, 1, 2, 2] {
+        let input = json!({"a": a, "pad": "same length"});
+        assert_eq!(jq.first_many(&f, &input).unwrap(), vec![Ok(json!(a))]);
+        let items = [json!(0), json!(1)];
+        let got = jq.first_many_items_in(&budget, &f, &input, "item", &items).unwrap();
+        assert_eq!(got, vec![vec![Ok(json!(a))], vec![Ok(json!(a))]]);
+    }
+    assert_eq!(jq.process_stats().live, 1);
 }
 
 #[test]
