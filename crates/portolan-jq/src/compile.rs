@@ -62,7 +62,7 @@ def del(f): delpaths([path(f)]);
 def __portolan_assign(paths; $v): reduce path(paths) as $p (.; setpath($p; $v));
 def __portolan_modify(paths; update): __portolan_modify_paths(paths; update) as [$x, $del]
   | if $del == [] then $x else $x | delpaths($del) end;
-def to_entries: [keys_unsorted[] as $k | {key: $k, value: .[$k]}];
+def to_entries: __portolan_to_entries // [keys_unsorted[] as $k | {key: $k, value: .[$k]}];
 def with_entries(f): to_entries | map(f) | from_entries;
 def pick(pathexps): . as $top | reduce path(pathexps) as $p (null; setpath($p; $top | getpath($p)));
 def walk(f): def w: if type == "object" then map_values(w) elif type == "array" then map(w) else . end | f; w;
@@ -93,7 +93,7 @@ def join($x): reduce .[] as $i (null;
     (if . == null then "" else . + $x end) +
     ($i | if . == null then "" elif isstring then . elif isnumber or isboolean then tojson
           else error("cannot join with \(type)") end)) // "";
-def from_entries: reduce .[] as $x ({};
+def from_entries: __portolan_from_entries // reduce .[] as $x ({};
     . + { ($x | if .key == null then .k // .name // .Name // .K // .Key else .key end
               | if isstring then . else tojson end):
           ($x | if has("value") then .value elif has("v") then .v else .Value end) });
@@ -181,6 +181,11 @@ fn funs() -> impl Iterator<Item = Fun<D>> {
                     })
                 });
                 box_once(natives::modify(cv.1, found, |v| update.run((uctx.clone(), v)).next()))
+            })),
+            // `null` when the input is not the simple case: the prelude's definition runs then.
+            run::<D>(("__portolan_to_entries", v(0), |cv| bome(Ok(natives::to_entries(&cv.1).unwrap_or(Val::Null))))),
+            run::<D>(("__portolan_from_entries", v(0), |cv| {
+                bome(Ok(natives::from_entries(&cv.1).unwrap_or(Val::Null)))
             })),
             run::<D>(("__portolan_add", v(2), |cv| binop(cv, natives::add))),
             run::<D>(("__portolan_mul", v(2), |cv| binop(cv, natives::mul))),

@@ -255,6 +255,53 @@ pub fn modify<'a>(
     Ok([x, delete.into_iter().collect()].into_iter().collect())
 }
 
+/// `to_entries` (`[keys_unsorted[] as $k | {key: $k, value: .[$k]}]`) of an object or an
+/// array; `None` for anything else (the prelude's definition then gives jq's error).
+pub fn to_entries(v: &Val) -> Option<Val> {
+    let entry = |k: Val, v: Val| {
+        let mut m = Map::with_capacity_and_hasher(2, Default::default());
+        m.insert(Val::utf8_str(b"key".to_vec()), k);
+        m.insert(Val::utf8_str(b"value".to_vec()), v);
+        Val::obj(m)
+    };
+    match v {
+        Val::Obj(o) => Some(o.iter().map(|(k, v)| entry(k.clone(), v.clone())).collect()),
+        Val::Arr(a) => Some(a.iter().enumerate().map(|(i, v)| entry(Val::from(i as isize), v.clone())).collect()),
+        _ => None,
+    }
+}
+
+/// `from_entries` as the prelude defines it (jq 1.7's: the key is `.key`, else the first of
+/// `.k`, `.name`, `.Name`, `.K` that is neither `null` nor `false`, else `.Key`, turned into a
+/// string with `tojson` unless it is one; the value is `.value`, `.v` or `.Value`, the first
+/// present), for an array of objects; `None` for anything else (the definition then runs and
+/// gives jq's result or error).
+pub fn from_entries(v: &Val) -> Option<Val> {
+    let Val::Arr(entries) = v else { return None };
+    let field = |o: &Map<Val, Val>, name: &str| o.get(&Val::utf8_str(name.as_bytes().to_vec())).cloned();
+    let mut out = Map::with_capacity_and_hasher(entries.len(), Default::default());
+    for e in entries.iter() {
+        let Val::Obj(o) = e else { return None };
+        let key = match field(o, "key").unwrap_or(Val::Null) {
+            Val::Null => ["k", "name", "Name", "K"]
+                .iter()
+                .filter_map(|n| field(o, n))
+                .find(|k| !matches!(k, Val::Null | Val::Bool(false)))
+                .or_else(|| field(o, "Key"))
+                .unwrap_or(Val::Null),
+            k => k,
+        };
+        let key = match key {
+            k @ Val::TStr(_) => k,
+            Val::BStr(_) => return None,
+            k => Val::utf8_str(to_json(&k).ok()?.into_bytes()),
+        };
+        let value = field(o, "value").or_else(|| field(o, "v")).or_else(|| field(o, "Value")).unwrap_or(Val::Null);
+        out.insert(key, value);
+    }
+    Some(Val::obj(out))
+}
+
 fn set(v: Val, path: &[Val], x: Val) -> ValR<Val> {
     let Some((k, rest)) = path.split_first() else { return Ok(x) };
     match (v, k) {

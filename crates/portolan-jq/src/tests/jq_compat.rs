@@ -131,3 +131,73 @@ fn missing_builtins() {
         assert!(JqEngine::new().first(f, &json!(null)).is_err(), "{f}");
     }
 }
+
+/// `to_entries`, `from_entries` (natives for arrays of objects) and `|=` (a native loop) give
+/// what the jq definitions they replace give, on every shape of entry, errors included.
+#[test]
+fn native_entries_and_updates_match_their_jq_definitions() {
+    const DEFS: &str = r#"
+def te: [keys_unsorted[] as $k | {key: $k, value: .[$k]}];
+def fe: reduce .[] as $x ({};
+    . + { ($x | if .key == null then .k // .name // .Name // .K // .Key else .key end
+              | if isstring then . else tojson end):
+          ($x | if has("value") then .value elif has("v") then .v else .Value end) });
+def modify(paths; update): reduce path(paths) as $p ([., []];
+    . as [$x, $del]
+    | label $out
+    | (($x | getpath($p) | update) as $v | [($x | setpath($p; $v)), $del] | ., break $out), [$x, $del + [$p]])
+  | . as [$x, $del] | $x | delpaths($del);
+"#;
+    let jq = JqEngine::new();
+    let same = |native: &str, defined: &str, input: Value| {
+        let a = jq.first(native, &input);
+        let b = jq.first(&format!("{DEFS} {defined}"), &input);
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => assert_eq!(x, y, "{native} on {input}"),
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "{native} on {input}"),
+            _ => panic!("{native} on {input}: {a:?} vs {b:?}"),
+        }
+    };
+    let entries = json!([
+        [],
+        [{"key": "a", "value": 1}, {"key": "a", "value": 2}, {"key": "b"}],
+        [{"key": 1, "value": 1}, {"key": false, "v": 2}, {"key": null, "k": "x", "Value": 3}],
+        [{"k": false, "name": null, "Name": "n", "value": null, "v": 5}],
+        [{"k": null, "name": false, "K": false, "Key": false}, {"Key": [1, {"a": "b"}], "v": null}],
+        [{"name": "z", "Value": {"deep": [1]}}, {"K": 2.5, "value": "w"}, {}],
+        [{"key": "x"}, null],
+        [{"key": "x"}, 3],
+        {"a": {"key": "k1", "value": 1}, "b": {"name": "k2"}},
+        {"a": 1},
+        null,
+        "s",
+        [{"key": {"a": 1}, "value": 1}, {"key": [null, true], "value": 2}, {"key": 1.5, "value": 3}],
+    ]);
+    for input in entries.as_array().unwrap() {
+        same("from_entries", "fe", input.clone());
+        same("to_entries", "te", input.clone());
+        same("to_entries | from_entries", "te | fe", input.clone());
+    }
+    let odd = "[{key: infinite, value: 1}, {key: nan, v: 2}, {key: -infinite}, {key: \"a\" | @base64d}]";
+    same(&format!("{odd} | from_entries"), &format!("{odd} | fe"), json!(null));
+    let updates = [
+        ".a |= . + 1",
+        ".[]? |= tostring",
+        "(.[]? | select(. == null)) |= empty",
+        ".a.b |= 3",
+        ".[0] |= (1, 2)",
+        "(.a, .b, .a) |= [.]",
+        ".[1:] |= map(.)",
+        "(.. | select(type == \"number\")) |= . * 2",
+        ".a |= error(\"boom\")",
+        ".a[2] |= 7",
+    ];
+    let inputs =
+        json!([null, {}, {"a": 1, "b": null}, {"a": {"b": [1]}}, [1, null, "x", [2]], [], "str", 4, {"a": [null]}]);
+    for u in updates {
+        let (path, update) = u.split_once(" |= ").unwrap();
+        for input in inputs.as_array().unwrap() {
+            same(u, &format!("modify({path}; {update})"), input.clone());
+        }
+    }
+}
