@@ -146,6 +146,11 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
     s.parse::<u64>().map(|n| Limit(Some(n))).map_err(|_| format!("{s:?} is not a number or `none`"))
 }
 
+/// mimalloc for the server and its jq worker processes (the same binary): see the workspace's
+/// `Cargo.toml`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The hidden argument that makes this binary a jq worker process (`portolan_jq::Isolation`).
 const JQ_WORKER_ARG: &str = "__jq-worker";
 

@@ -20,6 +20,10 @@ use portolan_jq::mapping::bind_item;
 use portolan_jq::{CompiledMapping, Isolation, JqBudget, JqConfig, JqEngine};
 use serde_json::{Value, json};
 
+/// The allocator of the `portolan` binary (this side stands for the server's).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An app mapping of 11 fields, in the style of the custom-webhook mappings users write.
 pub const MAPPING: &[(&str, &str)] = &[
     ("identifier", ".item.id | tostring"),
