@@ -376,3 +376,81 @@ fn at(code: &str, rest: &str) -> String {
     let near: String = rest.chars().take(24).collect();
     format!(" at offset {start} near `{near}`")
 }
+
+/// A filter whose result needs no jaq evaluation: most fields of real mappings are plain paths
+/// (`.item.name`, `.metadata."app.kubernetes.io/name"`) or literals (`"service"`, `true`).
+#[derive(Debug, Clone)]
+pub(crate) enum Fast {
+    /// `.k1.k2…`: object keys only, no `?`.
+    Path(Vec<Val>),
+    /// A string without escapes or interpolation, `true`, `false` or `null`.
+    Literal(Val),
+}
+
+impl Fast {
+    /// Recognize `code` (after `rewrite.rs`) as parsed by jaq's own parser.
+    pub(crate) fn of(code: &str) -> Option<Fast> {
+        use jaq_core::load::lex::StrPart;
+        use jaq_core::load::parse::Term;
+        use jaq_core::path::{Opt, Part};
+        fn keys(t: &Term<&str>, out: &mut Vec<Val>) -> Option<()> {
+            match t {
+                Term::Id => Some(()),
+                Term::Path(head, path) => {
+                    keys(head, out)?;
+                    for (part, opt) in &path.0 {
+                        match (part, opt) {
+                            (Part::Index(Term::Str(None, parts)), Opt::Essential) => {
+                                out.push(Val::utf8_str(plain(parts)?.into_bytes()))
+                            }
+                            _ => return None,
+                        }
+                    }
+                    Some(())
+                }
+                _ => None,
+            }
+        }
+        fn plain(parts: &[StrPart<&str, Term<&str>>]) -> Option<String> {
+            parts.iter().map(|p| if let StrPart::Str(s) = p { Some(*s) } else { None }).collect()
+        }
+        let term = load::parse(code, |p| p.term())?;
+        match &term {
+            Term::Str(None, parts) => Some(Fast::Literal(Val::utf8_str(plain(parts)?.into_bytes()))),
+            Term::Call(name, args) if args.is_empty() => match *name {
+                "null" => Some(Fast::Literal(Val::Null)),
+                "true" => Some(Fast::Literal(Val::Bool(true))),
+                "false" => Some(Fast::Literal(Val::Bool(false))),
+                _ => None,
+            },
+            Term::Path(..) => {
+                let mut out = Vec::new();
+                keys(&term, &mut out)?;
+                (!out.is_empty()).then_some(Fast::Path(out))
+            }
+            _ => None,
+        }
+    }
+
+    /// The result, or `None` where jaq must run (indexing something that is neither an object
+    /// nor `null`: jaq gives the error).
+    pub(crate) fn eval(&self, input: &Val) -> Option<Val> {
+        match self {
+            Fast::Literal(v) => Some(v.clone()),
+            Fast::Path(keys) => {
+                let mut v = input;
+                for k in keys {
+                    match v {
+                        Val::Obj(o) => match o.get(k) {
+                            Some(x) => v = x,
+                            None => return Some(Val::Null),
+                        },
+                        Val::Null => return Some(Val::Null),
+                        _ => return None,
+                    }
+                }
+                Some(v.clone())
+            }
+        }
+    }
+}

@@ -101,6 +101,15 @@ pub struct Compiled {
     source: String,
     code: String,
     filter: compile::Filter,
+    /// The filter's result computed without jaq, where it is a plain path or a literal.
+    fast: Option<compile::Fast>,
+}
+
+impl Compiled {
+    fn new(source: &str, code: String, filter: compile::Filter) -> Self {
+        let fast = compile::Fast::of(&code);
+        Compiled { source: source.to_owned(), code, filter, fast }
+    }
 }
 
 impl Compiled {
@@ -375,7 +384,7 @@ impl JqEngine {
         // The parser is recursive: compile on a big-stack worker, under the time limit.
         let out = self.pool.run(self.config.timeout, Box::new(move || compile::compile(&code2).map(Outcome::Filter)));
         match out {
-            Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled { source: filter.to_owned(), code, filter: f })),
+            Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled::new(filter, code, f))),
             Ok(_) => Err(JqError::Compile("internal error: unexpected outcome".to_owned())),
             Err(e) => Err(compile_context(e, filter)),
         }
@@ -706,6 +715,9 @@ pub(crate) fn run_first(compiled: &Compiled, input: Val, budget: guard::Budget) 
 
 /// [`run_first`] without the conversion of its result to JSON.
 pub(crate) fn run_first_val(compiled: &Compiled, input: Val, budget: guard::Budget) -> Result<Val, JqError> {
+    if let Some(v) = compiled.fast.as_ref().and_then(|f| f.eval(&input)) {
+        return Ok(v);
+    }
     let env = Val::obj(Map::default()); // `$ENV` and `env` are `{}`
     let filter = &compiled.filter;
     let ctx = Ctx::<compile::D>::new(&filter.lut, Vars::new([env]));

@@ -496,5 +496,5 @@ fn compile_here(filter: &str) -> Result<Arc<Compiled>, JqError> {
     crate::check_filter(filter)?;
     let code = rewrite::rewrite(filter);
     let f = compile::compile(&code).map_err(|e| crate::compile_context(e, filter))?;
-    Ok(Arc::new(Compiled { source: filter.to_owned(), code, filter: f }))
+    Ok(Arc::new(Compiled::new(filter, code, f)))
 }

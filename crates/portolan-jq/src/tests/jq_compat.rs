@@ -201,3 +201,29 @@ def modify(paths; update): reduce path(paths) as $p ([., []];
         }
     }
 }
+
+/// Plain paths and literals are answered without jaq (`compile::Fast`): the same values and
+/// errors as jaq's evaluation of the same filter.
+#[test]
+fn fast_paths_and_literals_match_jaq() {
+    let jq = JqEngine::new();
+    let fast =
+        [".a", ".a.b", ".\"a-b\".c", ".[\"x\"]", ".a.b.c.d", "\"lit\"", "\"\"", "true", "false", "null", "'single'"];
+    let slow =
+        [".a?", ".a[0]", "\"esc\\n\"", ".a | .b", ".", ".[]", "\"x\\(.a)\"", "1", "$__loc__", ".a // 1", "@text \"a\""];
+    let inputs = json!([null, {}, {"a": 1}, {"a": {"b": [1]}}, {"a": {"b": {"c": {"d": false}}}}, {"a": null}, [1], "s", 3,
+                        {"a-b": {"c": 5}}, {"x": "y"}, {"a": {"b": null}}, {"a": [1]}, true]);
+    for (f, expect_fast) in fast.iter().map(|f| (f, true)).chain(slow.iter().map(|f| (f, false))) {
+        let compiled = jq.compile(f).unwrap();
+        assert_eq!(compiled.fast.is_some(), expect_fast, "{f}");
+        for input in inputs.as_array().unwrap() {
+            let a = jq.first(f, input);
+            let b = jq.first(&format!("({}) | .", compiled.code), input);
+            match (&a, &b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y, "{f} on {input}"),
+                (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "{f} on {input}"),
+                _ => panic!("{f} on {input}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+}
