@@ -11,6 +11,8 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DATA="$(mktemp --suffix=.json)"
 trap 'rm -f "$DATA"' EXIT
 cd "$ROOT"
-cargo build --quiet --release -p portolan-jq --bins --examples
+cargo build --quiet --release -p portolan-jq --bins --examples -p portolan-cli -p portolan-bench
 target/release/examples/webhook_bench --deliveries "$D" --items "$K" --json "$DATA"
 "$PY" bench/jq/libjq_bench.py "$DATA"
+# The whole path on a real server (SQLite): first POST to every entity counted.
+target/release/portolan-bench --bin target/release/portolan --webhook-deliveries "$D" --webhook-items "$K"

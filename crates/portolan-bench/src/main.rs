@@ -15,6 +15,7 @@ mod runs;
 mod scorecard;
 mod server;
 mod web;
+mod webhook;
 
 use std::path::PathBuf;
 
@@ -98,6 +99,14 @@ struct Args {
     /// Load, then time a six-widget dashboard page beside the catalog page (no API latencies).
     #[arg(long, conflicts_with_all = ["action_runs", "curve", "scorecard"])]
     dashboard: bool,
+    /// Measure only the custom webhook path: N deliveries of --webhook-items items posted to a
+    /// webhook's ingest URL and mapped with an 11-field app mapping; the rate from the first
+    /// POST until every entity is counted (no entity load).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with_all = ["action_runs", "curve", "automation_updates"])]
+    webhook_deliveries: Option<u32>,
+    /// Items per delivery with --webhook-deliveries (a webhook maps at most 500 per delivery).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
+    webhook_items: u32,
     /// Print the report as JSON instead of Markdown.
     #[arg(long)]
     json: bool,
@@ -293,6 +302,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await;
         let result = finish(srv, pg, measured).await?;
         print!("{}\n{}", ctx.markdown_header(), automation::markdown(&result, database));
+        return Ok(());
+    }
+    if let Some(n) = args.webhook_deliveries {
+        let k = args.webhook_items as usize;
+        progress(&format!("custom webhook: {n} deliveries of {k} items"));
+        let measured = async {
+            let api = api::Api::connect(&srv.base, &creds.client_id, &creds.client_secret).await?;
+            webhook::run(&api, n as usize, k).await
+        }
+        .await;
+        let result = finish(srv, pg, measured).await?;
+        print!("{}\n{}", ctx.markdown_header(), webhook::markdown(&result, database));
         return Ok(());
     }
     if let Some(n) = args.action_runs {
