@@ -57,7 +57,12 @@ def JOIN($idx; stream; idx_expr; join_expr): stream | [., $idx[idx_expr]] | join
 def getpath($path): if ($path | type) != "array" then error("Path must be specified as an array") else
     reduce $path[] as $p (.; if ($p | type) == "object" then .[$p.start:$p.end] else .[$p] end) end;
 def delpaths($paths): if ($paths | type) != "array" then error("Paths must be specified as an array") else
-    reduce ($paths | sort | reverse[]) as $p (.; getpath($p) |= empty) end;
+    reduce ($paths | sort | reverse[]) as $p (.;
+        # jq deletes nothing below a null, nor at an array index past either end; jaq's update
+        # fails on both.
+        if ($p | length) > 0 and (getpath($p[:-1]) as $c | $c == null or (($c | type) == "array"
+             and ($p[-1] | type) == "number" and (($p[-1] | floor) as $i | ($c | length) as $n | $i >= $n or $i < -$n)))
+        then . else getpath($p) |= empty end) end;
 def del(f): delpaths([path(f)]);
 def __portolan_assign(paths; $v): reduce path(paths) as $p (.; setpath($p; $v));
 def __portolan_modify(paths; update): __portolan_modify_paths(paths; update) as [$x, $del]
@@ -451,6 +456,22 @@ impl Fast {
                 }
                 Some(v.clone())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod prelude_tests {
+    /// A definition that does not parse would silently drop every definition of its string
+    /// (`parse_defs` yields none): each string parses into as many definitions as it has.
+    #[test]
+    fn every_prelude_string_parses_whole() {
+        for (name, src) in
+            [("PRE_DEFS", super::PRE_DEFS), ("POST_DEFS", super::POST_DEFS), ("regex::DEFS", super::regex::DEFS)]
+        {
+            let written = src.lines().filter(|l| l.starts_with("def ")).count();
+            assert!(written > 0, "{name}");
+            assert_eq!(super::parse_defs(src).len(), written, "{name} does not parse whole");
         }
     }
 }

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Recorded pass rates (passed, applicable) per file; the test fails below them.
-const RECORDED: &[(&str, usize)] = &[("base64.test", 9), ("jq.test", 404), ("man.test", 222), ("manonig.test", 19)];
+const RECORDED: &[(&str, usize)] = &[("base64.test", 9), ("jq.test", 408), ("man.test", 222), ("manonig.test", 19)];
 
 struct Case {
     line: usize,

@@ -227,3 +227,22 @@ fn fast_paths_and_literals_match_jaq() {
         }
     }
 }
+
+/// jq deletes nothing below a `null` or at an array index past either end (jaq's update failed:
+/// "index 5 out of bounds", "cannot use null as iterable").
+#[test]
+fn deleting_what_is_not_there_changes_nothing() {
+    eq("del(.[0])", json!([]), json!([]));
+    eq("del(.[5])", json!([1]), json!([1]));
+    eq("del(.[-5])", json!([1, 2]), json!([1, 2]));
+    eq("del(.[-1])", json!([1, 2]), json!([1]));
+    eq("del(.[1, 5])", json!([1, 2, 3]), json!([1, 3]));
+    eq("delpaths([[5], [0]])", json!([1, 2]), json!([2]));
+    eq("del(.a[3])", json!({"a": [1]}), json!({"a": [1]}));
+    eq("del(.a.b)", json!({}), json!({}));
+    eq("del(.[0])", json!(null), json!(null));
+    eq("del(.[2][0])", json!([1]), json!([1]));
+    eq(".[0] |= empty", json!([]), json!([]));
+    eq("[.[] | del(.[3])]", json!([[1, 2, 3, 4], [1]]), json!([[1, 2, 3], [1]]));
+    fails("del(.a.b)", json!({"a": 5}), "");
+}
