@@ -94,6 +94,12 @@ pub fn tick() -> Result<(), Trip> {
     Ok(())
 }
 
+/// The deadline alone (no step spent, no stack check), for native loops that jq's own
+/// definitions ran without a guard call.
+pub fn deadline() -> Result<(), Trip> {
+    if deadline_passed() { Err(trip(Trip::Deadline)) } else { Ok(()) }
+}
+
 /// Whether a result of `len` bytes or elements is allowed.
 pub fn check_len(len: usize) -> Result<(), Trip> {
     if len > MAX_LEN.get() { Err(trip(Trip::Size)) } else { Ok(()) }

@@ -106,8 +106,9 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    fn new(source: &str, code: String, filter: compile::Filter) -> Self {
-        let fast = compile::Fast::of(&code);
+    /// `fast` is `compile::Fast::of(&code)`, computed by the caller on a big-stack thread (jaq's
+    /// parser is recursive: a deeply nested filter would overflow a request thread's stack).
+    fn new(source: &str, code: String, filter: compile::Filter, fast: Option<compile::Fast>) -> Self {
         Compiled { source: source.to_owned(), code, filter, fast }
     }
 }
@@ -130,7 +131,7 @@ impl std::fmt::Debug for Compiled {
 }
 
 enum Outcome {
-    Filter(compile::Filter),
+    Filter(compile::Filter, Option<compile::Fast>),
     Values(Vec<RawOutput>),
 }
 
@@ -382,9 +383,12 @@ impl JqEngine {
         let code = rewrite::rewrite(filter);
         let code2 = code.clone();
         // The parser is recursive: compile on a big-stack worker, under the time limit.
-        let out = self.pool.run(self.config.timeout, Box::new(move || compile::compile(&code2).map(Outcome::Filter)));
+        let out = self.pool.run(
+            self.config.timeout,
+            Box::new(move || compile::compile(&code2).map(|f| Outcome::Filter(f, compile::Fast::of(&code2)))),
+        );
         match out {
-            Ok(Outcome::Filter(f)) => Ok(Arc::new(Compiled::new(filter, code, f))),
+            Ok(Outcome::Filter(f, fast)) => Ok(Arc::new(Compiled::new(filter, code, f, fast))),
             Ok(_) => Err(JqError::Compile("internal error: unexpected outcome".to_owned())),
             Err(e) => Err(compile_context(e, filter)),
         }

@@ -233,7 +233,8 @@ fn get(v: Val, path: &[Val]) -> ValR<Val> {
 /// `paths` yields over the input, the first output of `update` over the value found there
 /// (in the result so far) is set there; a path where `update` yields nothing is remembered
 /// for deletion. Returns `[result, paths to delete]` (the prelude's `__portolan_modify`
-/// deletes them with `delpaths`, as jq does, after the loop). Every path spends a step.
+/// deletes them with `delpaths`, as jq does, after the loop). Like the definition, it spends no
+/// step per path; it checks the deadline every [`guard::DEADLINE_EVERY`] paths.
 ///
 /// jq defines this with `reduce`, `label`, `getpath` and `setpath`; the same steps here cost
 /// a fraction (`with_entries(.value |= tostring)` is in many mappings).
@@ -244,9 +245,11 @@ pub fn modify<'a>(
 ) -> ValX<'a, Val> {
     let mut x = input;
     let mut delete = Vec::new();
-    for path in paths {
+    for (n, path) in paths.enumerate() {
         let path = path?;
-        guard::tick().map_err(|t| Exn::from(limit(t)))?;
+        if (n as u64 + 1).is_multiple_of(guard::DEADLINE_EVERY) {
+            guard::deadline().map_err(|t| Exn::from(limit(t)))?;
+        }
         match update(get(x.clone(), &path)?) {
             Some(v) => x = set(x, &path, v?)?,
             None => delete.push(path.into_iter().collect::<Val>()),

@@ -141,6 +141,10 @@ impl ProcessPool {
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .env(MEMORY_ENV, self.memory.to_string())
+            // mimalloc (the `portolan` binary's allocator) reserves 1 GiB of address space at
+            // its first allocation, before the worker sets its RLIMIT_AS: with a limit of
+            // 1.25 GiB or less the worker could then not map its evaluation stack.
+            .env("MIMALLOC_ARENA_RESERVE", "64MiB")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -381,9 +385,18 @@ pub fn worker_main() -> std::process::ExitCode {
             guard::arm(WORKER_STACK / 4 * 3);
             serve(std::io::stdin().lock(), std::io::stdout().lock())
         });
-    match served.map(|h| h.join()) {
-        Ok(Ok(Ok(()))) => std::process::ExitCode::SUCCESS,
-        _ => std::process::ExitCode::FAILURE,
+    match served {
+        Err(e) => {
+            eprintln!(
+                "portolan jq worker: cannot start its evaluation thread ({} MiB of stack) within its memory limit: {e}",
+                WORKER_STACK >> 20
+            );
+            std::process::ExitCode::FAILURE
+        }
+        Ok(h) => match h.join() {
+            Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+            _ => std::process::ExitCode::FAILURE,
+        },
     }
 }
 
@@ -496,5 +509,6 @@ fn compile_here(filter: &str) -> Result<Arc<Compiled>, JqError> {
     crate::check_filter(filter)?;
     let code = rewrite::rewrite(filter);
     let f = compile::compile(&code).map_err(|e| crate::compile_context(e, filter))?;
-    Ok(Arc::new(Compiled::new(filter, code, f)))
+    let fast = compile::Fast::of(&code);
+    Ok(Arc::new(Compiled::new(filter, code, f, fast)))
 }

@@ -153,6 +153,21 @@ fn results_and_errors_cross_the_process_boundary_unchanged() {
     assert!(there[4].is_err() && there[6].is_ok(), "{there:?}");
 }
 
+/// A worker with a memory limit of 1 GiB still starts and answers: the allocator's first
+/// reservation (mimalloc reserves 1 GiB by default) must leave room for the evaluation stack.
+#[test]
+fn a_worker_with_a_one_gib_limit_answers() {
+    let jq = JqEngine::with_config(JqConfig {
+        worker_memory: 1 << 30,
+        isolation: Isolation::Process {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_portolan-jq-worker")),
+            args: vec![],
+        },
+        ..JqConfig::default()
+    });
+    assert_eq!(jq.first(".a + 1", &json!({"a": 1})).unwrap(), json!(2));
+}
+
 /// A worker keeps the last input it read (a delivery's chunks share it): consecutive requests
 /// with other inputs still see their own.
 #[test]

@@ -270,3 +270,27 @@ fn limits_hit_counts_every_evaluation_a_limit_ended() {
     assert!(e.first(".a", &json!({"a": 2})).is_ok());
     assert_eq!(e.limits_hit(), 3, "a success does not count");
 }
+
+/// Compiling never parses on the caller's thread: a deeply nested filter compiled from a thread
+/// with a small stack (a request handler's) is an answer, not a stack overflow that aborts the
+/// process (review of 41702a2: the fast-path check parsed there).
+#[test]
+fn compiling_a_deep_filter_on_a_small_stack_does_not_abort() {
+    let deep = format!("{}1{}", "(".repeat(3000), ")".repeat(3000));
+    let e = engine();
+    let got = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || e.compile(&deep).map(|c| c.source().len()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(got.is_ok() || matches!(got, Err(JqError::Compile(_) | JqError::Limit(_))), "{got:?}");
+}
+
+/// A native `|=` loop spends no step per path, as jq's definition did not.
+#[test]
+fn updates_spend_no_steps_per_path() {
+    let e = JqEngine::with_config(JqConfig { max_steps: 5000, ..JqConfig::default() });
+    let input = json!((0..100).collect::<Vec<_>>());
+    assert_eq!(e.first("reduce range(100) as $i (.; .[] |= . + 1) | .[0]", &input).unwrap(), json!(100));
+}
