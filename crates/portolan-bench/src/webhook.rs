@@ -13,45 +13,29 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, short};
 
-/// One item, as `webhook_bench.rs` generates it (delivery `d`, item `i`).
-fn item(d: usize, i: usize) -> Value {
-    json!({
-        "id": d * 1_000_000 + i,
-        "name": format!("app {d}-{i} (payments)"),
-        "created": "2024-05-01T10:00:00Z",
-        "tags": ["b", "a", "b", format!("t{}", i % 5)],
-        "labels": {"tier": i % 3, "pci": i.is_multiple_of(2)},
-        "env": if i.is_multiple_of(4) { Value::Null } else { json!("staging") },
-        "size": i,
-        "lang": "Rust",
-    })
-}
+// `MAPPING` and `item`, shared with the jq crate's `webhook_bench` (the mapping alone).
+include!("../../../bench/webhook/data.rs");
 
-/// The webhook: `webhook_bench.rs`'s 11 fields (the blueprint is the mapping's own field here).
+/// The webhook: `MAPPING`'s fields, its blueprint field as the mapping's own `blueprint`.
 fn webhook() -> Value {
+    let (mut entity, mut properties) = (serde_json::Map::new(), serde_json::Map::new());
+    for (k, f) in MAPPING {
+        match *k {
+            "blueprint" => {}
+            "identifier" | "title" => {
+                entity.insert((*k).to_owned(), json!(f));
+            }
+            _ => {
+                properties.insert((*k).to_owned(), json!(f));
+            }
+        }
+    }
+    entity.insert("properties".to_owned(), Value::Object(properties));
     json!({
         "identifier": "bench-apps",
         "title": "Bench apps",
         "enabled": true,
-        "mappings": [{
-            "blueprint": "app",
-            "filter": "true",
-            "itemsToParse": ".body.items",
-            "entity": {
-                "identifier": ".item.id | tostring",
-                "title": ".item.name",
-                "properties": {
-                    "created": ".item.created | strptime(\"%Y-%m-%dT%H:%M:%SZ\") | mktime",
-                    "tags": ".item.tags | unique",
-                    "labels": ".item.labels | with_entries(.value |= tostring)",
-                    "url": "\"https://apps.example.com/\" + (.item.name | @uri)",
-                    "owner": ".body.org",
-                    "env": ".item.env // \"production\"",
-                    "size": ".item.size * 2",
-                    "lang": ".item.lang | ascii_downcase"
-                }
-            }
-        }]
+        "mappings": [{"blueprint": "app", "filter": "true", "itemsToParse": ".body.items", "entity": entity}]
     })
 }
 

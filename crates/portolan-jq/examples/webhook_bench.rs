@@ -24,33 +24,8 @@ use serde_json::{Value, json};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// An app mapping of 11 fields, in the style of the custom-webhook mappings users write.
-pub const MAPPING: &[(&str, &str)] = &[
-    ("identifier", ".item.id | tostring"),
-    ("title", ".item.name"),
-    ("blueprint", "\"app\""),
-    ("created", ".item.created | strptime(\"%Y-%m-%dT%H:%M:%SZ\") | mktime"),
-    ("tags", ".item.tags | unique"),
-    ("labels", ".item.labels | with_entries(.value |= tostring)"),
-    ("url", "\"https://apps.example.com/\" + (.item.name | @uri)"),
-    ("owner", ".body.org"),
-    ("env", ".item.env // \"production\""),
-    ("size", ".item.size * 2"),
-    ("lang", ".item.lang | ascii_downcase"),
-];
-
-fn item(d: usize, i: usize) -> Value {
-    json!({
-        "id": d * 1_000_000 + i,
-        "name": format!("app {d}-{i} (payments)"),
-        "created": "2024-05-01T10:00:00Z",
-        "tags": ["b", "a", "b", format!("t{}", i % 5)],
-        "labels": {"tier": i % 3, "pci": i.is_multiple_of(2)},
-        "env": if i.is_multiple_of(4) { Value::Null } else { json!("staging") },
-        "size": i,
-        "lang": "Rust",
-    })
-}
+// `MAPPING` and `item`, shared with `portolan-bench --webhook-deliveries` (the whole path).
+include!("../../../bench/webhook/data.rs");
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
