@@ -12,7 +12,10 @@
 //! related entities created), `delete` deletes (dependents too unless `deleteDependents: false`).
 //! Everything that went wrong goes to the webhook's event log with Port's messages.
 //! The mapping is compiled and evaluated by `portolan_jq::mapping` (once per mapping per delivery,
-//! one `first_many` batch per item), the engine the playground and the save-time checks share.
+//! [`ITEMS_PER_HANDOFF`] items per jq hand-off), the engine the playground and the save-time
+//! checks share. Every mapping's filter and `itemsToParse` are evaluated before anything is
+//! mapped or written; an upsert of more than one chunk writes each chunk while the next is
+//! mapped (`map_and_upsert`), in the same order, with the same counts and log lines.
 //!
 //! The job is idempotent: run twice (a node died after writing), it upserts and deletes the same
 //! entities again.
@@ -118,10 +121,35 @@ const ITEMS_PER_HANDOFF: usize = 256;
 /// are counted as failed and the log says why. Each mapping is compiled once per delivery.
 pub(crate) fn evaluate(jq: &JqEngine, budget: &JqBudget, mappings: &[Value], input: &Value) -> Vec<Plan> {
     let scope = jq.scope(budget.clone());
-    mappings.iter().enumerate().map(|(i, m)| evaluate_one(jq, &scope, i, m, input)).collect()
+    mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (mut plan, ready) = prepare_mapping(jq, &scope, i, m, input);
+            if let Some(ready) = ready {
+                map_items(&scope, &ready, input, 0..plan.items, &mut plan);
+            }
+            plan
+        })
+        .collect()
 }
 
-fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, input: &Value) -> Plan {
+/// A mapping that applies, compiled, with its items: what is left to map.
+pub(crate) struct Ready {
+    mapping: CompiledMapping,
+    /// `None`: the delivery itself is the one item.
+    items: Option<Vec<Value>>,
+}
+
+/// Everything before mapping the items: the filter, `itemsToParse` (counted, the limit
+/// checked), the entity mapping's compile errors. `None` when there is nothing to map.
+fn prepare_mapping(
+    jq: &JqEngine,
+    scope: &JqScope<'_>,
+    index: usize,
+    m: &Value,
+    input: &Value,
+) -> (Plan, Option<Ready>) {
     let mut plan = Plan { index, ..Plan::default() };
     plan.blueprint = m.get("blueprint").and_then(Value::as_str).unwrap_or_default().to_string();
     plan.delete = match m.get("operation") {
@@ -136,15 +164,15 @@ fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, inp
         None | Some(Ok(Value::Bool(true))) => {}
         Some(Ok(Value::Bool(false))) => {
             plan.skipped = true;
-            return plan;
+            return (plan, None);
         }
         Some(Ok(other)) => {
             plan.no_data = Some(format!("mappings[{index}].filter evaluated to {}, not true or false", kind(&other)));
-            return plan;
+            return (plan, None);
         }
         Some(Err(e)) => {
             plan.no_data = Some(format!("mappings[{index}].filter failed: {e}"));
-            return plan;
+            return (plan, None);
         }
     }
     // `None`: the delivery itself is the one item; otherwise each item's input is the delivery
@@ -154,33 +182,39 @@ fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, inp
         Some(Ok(items)) => {
             if items.len() > MAX_ITEMS {
                 plan.too_many = Some(items.len());
-                return plan;
+                return (plan, None);
             }
             Some(items)
         }
         Some(Err(EvalError::NotArray(k))) => {
             plan.no_data = Some(format!("mappings[{index}].itemsToParse evaluated to {k}, not an array"));
-            return plan;
+            return (plan, None);
         }
         Some(Err(e)) => {
             plan.no_data = Some(format!("mappings[{index}].itemsToParse failed: {e}"));
-            return plan;
+            return (plan, None);
         }
     };
     plan.items = items.as_ref().map_or(1, Vec::len);
     let Some(entity) = mapping.entities().first() else {
         plan.problem = Some(format!("mappings[{index}].entity is missing"));
-        return plan;
+        return (plan, None);
     };
     if let Some((field, e)) = entity.first_compile_error() {
         plan.problem = Some(format!("mappings[{index}].{}: {e}", field.path()));
-        return plan;
+        return (plan, None);
     }
-    let total = plan.items;
-    let mut done = 0;
-    while done < total {
+    (plan, Some(Ready { mapping, items }))
+}
+
+/// Map the items in `range` (of `plan.items`) into `plan.entities`, a chunk per jq hand-off.
+fn map_items(scope: &JqScope<'_>, ready: &Ready, input: &Value, range: std::ops::Range<usize>, plan: &mut Plan) {
+    let Some(entity) = ready.mapping.entities().first() else { return };
+    let (total, end) = (plan.items, range.end.min(plan.items));
+    let mut done = range.start;
+    while done < end {
         if scope.budget().is_spent() {
-            plan.failed += total - done;
+            plan.failed += end - done;
             plan.first_error.get_or_insert_with(|| {
                 format!(
                     "the delivery's jq time budget ran out after {done} of {total} items; the other {} were not mapped",
@@ -191,16 +225,13 @@ fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, inp
         }
         // A chunk of items per worker hand-off: one crossing per chunk, not per field or item,
         // while a budget that runs out mid-delivery still leaves the earlier chunks mapped.
-        let evaluated = match &items {
-            None => entity.eval(scope, input).map(|v| vec![v]),
-            Some(items) => {
-                let chunk = &items[done..(done + ITEMS_PER_HANDOFF).min(total)];
-                entity.eval_items(scope, input, "item", chunk)
-            }
-        };
-        let n = match &items {
+        let n = match &ready.items {
             None => 1,
-            Some(_) => ITEMS_PER_HANDOFF.min(total - done),
+            Some(_) => ITEMS_PER_HANDOFF.min(end - done),
+        };
+        let evaluated = match &ready.items {
+            None => entity.eval(scope, input).map(|v| vec![v]),
+            Some(items) => entity.eval_items(scope, input, "item", &items[done..done + n]),
         };
         done += n;
         let per_item = match evaluated {
@@ -228,7 +259,6 @@ fn evaluate_one(jq: &JqEngine, scope: &JqScope<'_>, index: usize, m: &Value, inp
             plan.entities.push(Value::Object(body));
         }
     }
-    plan
 }
 
 /// Counts of one delivery.
@@ -256,20 +286,23 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
     let input = json!({"body": p.body, "headers": p.headers, "queryParams": p.query_params});
     let jq = state.jq.clone();
     let budget = JqBudget::new(&org.0, state.config.jq_delivery_budget);
-    let plans = tokio::task::spawn_blocking(move || evaluate(&jq, &budget, &mappings, &input))
+    let input = Arc::new(input);
+    // First every mapping's filter and items (nothing is written when one has too many), then
+    // each mapping's items are mapped and written in turn.
+    let prepared = {
+        let (jq, budget, input) = (jq.clone(), budget.clone(), Arc::clone(&input));
+        tokio::task::spawn_blocking(move || {
+            let scope = jq.scope(budget);
+            mappings.iter().enumerate().map(|(i, m)| prepare_mapping(&jq, &scope, i, m, &input)).collect::<Vec<_>>()
+        })
         .await
-        .map_err(|e| JobError::Retry(format!("mapping evaluation did not finish: {e}")))?;
+        .map_err(|e| JobError::Retry(format!("mapping evaluation did not finish: {e}")))?
+    };
     let id = hook.identifier.as_str();
     let metrics = &state.metrics;
     crate::metrics::Metrics::add(&metrics.webhook_deliveries, 1);
-    let failures: usize = plans
-        .iter()
-        .filter(|p| !p.skipped)
-        .map(|p| p.failed + usize::from(p.no_data.is_some() || p.problem.is_some()))
-        .sum();
-    crate::metrics::Metrics::add(&metrics.webhook_mapping_failures, failures as u64);
     let mut lines = Vec::new();
-    if let Some(plan) = plans.iter().find(|p| p.too_many.is_some()) {
+    if let Some((plan, _)) = prepared.iter().find(|(p, _)| p.too_many.is_some()) {
         let n = plan.too_many.unwrap_or_default();
         let message = format!(
             "delivery {delivery} failed: mappings[{}].itemsToParse produced {n} items for blueprint {:?}; at most {MAX_ITEMS} items per request are processed, so nothing was written",
@@ -283,6 +316,9 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
             json!({"mapping": plan.index, "blueprint": plan.blueprint, "items": n, "maxItems": MAX_ITEMS}),
         ));
         log(state, org, id, &lines).await;
+        let failures =
+            prepared.iter().filter(|(p, _)| !p.skipped && (p.no_data.is_some() || p.problem.is_some())).count();
+        crate::metrics::Metrics::add(&metrics.webhook_mapping_failures, failures as u64);
         return Err(JobError::Fail { status: 413, code: crate::error::ErrorCode::TooManyItems, message });
     }
     let caller = Caller {
@@ -293,7 +329,31 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         depth: 0,
     };
     let mut counts = Counts::default();
-    for plan in &plans {
+    let (n_mappings, mut failures) = (prepared.len(), 0);
+    for (mut plan, ready) in prepared {
+        // Entities already written while the items were mapped (large upserts), and how many
+        // the mapping produced.
+        let mut written: Option<(Outcome, usize)> = None;
+        if let Some(ready) = ready {
+            let ready = Arc::new(ready);
+            if pipelined(state, org, &plan, &ready).await? {
+                written =
+                    Some(map_and_upsert(state, &caller, (&jq, &budget), &ready, &input, &mut plan, delivery).await?);
+            } else {
+                let (jq, budget, input) = (jq.clone(), budget.clone(), Arc::clone(&input));
+                plan = tokio::task::spawn_blocking(move || {
+                    let scope = jq.scope(budget);
+                    let range = 0..plan.items;
+                    map_items(&scope, &ready, &input, range, &mut plan);
+                    plan
+                })
+                .await
+                .map_err(|e| JobError::Retry(format!("mapping evaluation did not finish: {e}")))?;
+            }
+        }
+        if !plan.skipped {
+            failures += plan.failed + usize::from(plan.no_data.is_some() || plan.problem.is_some());
+        }
         if plan.skipped {
             lines.push(line(
                 "DEBUG",
@@ -328,7 +388,8 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
             ));
             lines.push(line("WARNING", "transformations_failed", Some(delivery), message, extra.clone()));
         }
-        if plan.entities.is_empty() {
+        let produced = written.as_ref().map_or(plan.entities.len(), |(_, n)| *n);
+        if produced == 0 {
             if plan.items > 0 {
                 let message = format!(
                     "Unable to find valid data for: {} (mappings[{}].entity.identifier produced no identifier)",
@@ -338,9 +399,10 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
             }
             continue;
         }
-        let out = match plan.delete {
-            Some(cascade) => delete(state, &caller, plan, cascade, delivery).await?,
-            None => upsert(state, &caller, plan, delivery).await?,
+        let out = match (written, plan.delete) {
+            (Some((out, _)), _) => out,
+            (None, Some(cascade)) => delete(state, &caller, &plan, cascade, delivery).await?,
+            (None, None) => upsert(state, &caller, &plan, delivery).await?,
         };
         counts.upserted += out.upserted;
         counts.deleted += out.deleted;
@@ -355,7 +417,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         format!(
             "delivery {delivery} processed: {} of {} mappings applied, {} entities upserted, {} deleted, {} rejected, {} transformations failed",
             counts.mappings_matched,
-            plans.len(),
+            n_mappings,
             counts.upserted,
             counts.deleted,
             counts.rejected,
@@ -364,7 +426,68 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         json!(counts),
     ));
     log(state, org, id, &lines).await;
+    crate::metrics::Metrics::add(&metrics.webhook_mapping_failures, failures as u64);
     Ok(json!(counts))
+}
+
+/// Whether a mapping's items are written chunk by chunk while the next chunk is mapped: an
+/// upsert of more than one chunk of items to an existing blueprint that is not `_user`/`_team`
+/// (those are written one by one, and a missing blueprint is one log line for the mapping).
+async fn pipelined(state: &AppState, org: &OrgId, plan: &Plan, ready: &Ready) -> Result<bool, JobError> {
+    if plan.delete.is_some()
+        || ready.items.as_ref().is_none_or(|items| items.len() <= ITEMS_PER_HANDOFF)
+        || crate::ops::system_entity::is_system(&plan.blueprint)
+    {
+        return Ok(false);
+    }
+    Ok(blueprint(state, org, &plan.blueprint).await?.is_some())
+}
+
+/// Map a mapping's items a chunk per jq hand-off (on a blocking thread) and upsert each chunk
+/// while the next one is mapped: the writer and the jq worker work at once instead of in turn.
+/// `plan` gets the failures and the first error; its `entities` stay empty (they are written).
+/// Returns what the writes did and how many entities the mapping produced.
+async fn map_and_upsert(
+    state: &AppState,
+    caller: &Caller,
+    (jq, budget): (&Arc<JqEngine>, &JqBudget),
+    ready: &Arc<Ready>,
+    input: &Arc<Value>,
+    plan: &mut Plan,
+    delivery: &str,
+) -> Result<(Outcome, usize), JobError> {
+    let (total, mut start) = (plan.items, 0);
+    let (mut out, mut produced) = (Outcome::default(), 0);
+    let mut pending: Option<Vec<Value>> = None;
+    while start < total || pending.is_some() {
+        let next = (start < total).then(|| {
+            let range = start..(start + ITEMS_PER_HANDOFF).min(total);
+            start = range.end;
+            let (jq, budget, ready, input) = (Arc::clone(jq), budget.clone(), Arc::clone(ready), Arc::clone(input));
+            let mut part = Plan { index: plan.index, items: total, ..Plan::default() };
+            tokio::task::spawn_blocking(move || {
+                map_items(&jq.scope(budget), &ready, &input, range, &mut part);
+                part
+            })
+        });
+        if let Some(entities) = pending.take() {
+            let chunk = Plan { index: plan.index, blueprint: plan.blueprint.clone(), entities, ..Plan::default() };
+            let o = upsert(state, caller, &chunk, delivery).await?;
+            out.upserted += o.upserted;
+            out.rejected += o.rejected;
+            out.lines.extend(o.lines);
+        }
+        if let Some(next) = next {
+            let part = next.await.map_err(|e| JobError::Retry(format!("mapping evaluation did not finish: {e}")))?;
+            plan.failed += part.failed;
+            if plan.first_error.is_none() {
+                plan.first_error = part.first_error;
+            }
+            produced += part.entities.len();
+            pending = (!part.entities.is_empty()).then_some(part.entities);
+        }
+    }
+    Ok((out, produced))
 }
 
 #[derive(Default)]

@@ -421,6 +421,55 @@ async fn items_to_parse_mapping_errors_and_the_500_item_limit() {
     assert_error(&app.get("/v1/webhooks/nope/logs").await, 404, "not_found");
 }
 
+/// More items than one jq hand-off (the chunks are written while the next is mapped): every
+/// chunk is written, failures and rejections of every chunk are counted and logged, the
+/// transformations warning before the rejections, as for a single chunk.
+#[tokio::test]
+async fn a_delivery_of_several_chunks_writes_and_counts_every_chunk() {
+    let Some(app) = app().await else { return };
+    app.pr_blueprint().await;
+    let path = app
+        .webhook(json!({"identifier": "many", "mappings": [
+            {"blueprint": "pullRequest", "itemsToParse": ".body.items",
+             "entity": {"identifier": ".item.id", "properties": {"commits": ".item.n"}}}]}))
+        .await;
+    let n = 450;
+    let failed = (0..n).filter(|i| i % 60 == 11).count();
+    let rejected = (0..n).filter(|i| i % 50 == 7 && i % 60 != 11).count();
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let id = if i % 60 == 11 { Value::Null } else { json!(format!("p{i}")) };
+            let commits = if i % 50 == 7 { json!("many") } else { json!(i % 100) };
+            json!({"id": id, "n": commits})
+        })
+        .collect();
+    let r = app.deliver(&path, &[], json!({"items": items}).to_string().into_bytes()).await;
+    let job = app.processed(&r).await;
+    assert_eq!(job["status"], json!("succeeded"), "{job}");
+    let result = &job["result"];
+    assert_eq!(
+        (&result["upserted"], &result["rejected"], &result["failedTransformations"]),
+        (&json!(n - failed - rejected), &json!(rejected), &json!(failed)),
+        "{job}"
+    );
+    assert_eq!(app.count("pullRequest").await, (n - failed - rejected) as u64);
+    assert!(rejected > 0 && failed > 0 && (0..n).any(|i| i >= 256 && i % 50 == 7 && i % 60 != 11));
+    let delivery = r.body["deliveryId"].as_str().unwrap();
+    let logs = app.webhook_logs("many", &format!("eventId={delivery}")).await;
+    let events: Vec<&str> = logs.iter().filter_map(|l| l["event"].as_str()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "entity_rejected").count(), rejected, "{events:?}");
+    assert_eq!(events.iter().filter(|e| **e == "transformations_failed").count(), 1, "{events:?}");
+    let warned = events.iter().position(|e| *e == "transformations_failed").unwrap();
+    let first_rejection = events.iter().position(|e| *e == "entity_rejected").unwrap();
+    let processed = events.iter().position(|e| *e == "delivery_processed").unwrap();
+    let (ordered, reversed) = (warned < first_rejection, warned > first_rejection);
+    assert!(ordered || reversed, "{events:?}");
+    // The log lists newest first or oldest first; either way the warning and the summary are on
+    // the same side of the rejections as they were written.
+    assert!(if ordered { processed > first_rejection } else { processed < first_rejection }, "{events:?}");
+    assert!(messages(&logs).iter().any(|m| m.contains(&format!("{failed} transformations of batch failed"))));
+}
+
 #[tokio::test]
 async fn the_delete_operation_deletes_with_or_without_dependents() {
     let Some(app) = app().await else { return };
