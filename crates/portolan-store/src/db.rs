@@ -285,18 +285,32 @@ impl Q {
     }
 
     /// Bind a list for [`Dialect::any_of`]: a `text[]` on PostgreSQL, a JSON array on SQLite.
+    /// PostgreSQL plans the statement for the list it is given ([`Q::bind_ints`] says why).
     pub(crate) fn bind_texts(self, v: &[&str]) -> Q {
         match self {
             Q::Sqlite(q) => Q::Sqlite(q.bind(texts_json(v))),
-            Q::Postgres(q) => Q::Postgres(q.bind(v.iter().map(|s| s.to_string()).collect::<Vec<String>>())),
+            Q::Postgres(q) => {
+                Q::Postgres(q.bind(v.iter().map(|s| s.to_string()).collect::<Vec<String>>()).persistent(false))
+            }
         }
     }
 
     /// Bind a list for [`Dialect::any_of`]: a `bigint[]` on PostgreSQL, a JSON array on SQLite.
+    ///
+    /// On PostgreSQL a statement with a list is planned for its values at every run, never
+    /// from a plan cached on the connection (sqlx's unnamed statement instead of a prepared
+    /// one). PostgreSQL plans a prepared statement generically from its sixth run on and keeps
+    /// that plan until the table's statistics change; a list lookup (`= ANY(?)`) on a table
+    /// that grows from empty and has not been analyzed yet (a fresh installation's first load,
+    /// autovacuum behind it) got a sequential scan chosen while the table held a few rows,
+    /// kept for the whole load: the write path's key lookups read the whole table per request,
+    /// quadratic (`tests/pg_plans.rs` counts the rows scanned; BENCHMARKS.md, "Plans cached
+    /// while the table was small"). Not the connections' `plan_cache_mode`: that replans the
+    /// foreign-key checks and trigger statements too, for every row (a third slower bulk load).
     pub(crate) fn bind_ints(self, v: &[i64]) -> Q {
         match self {
             Q::Sqlite(q) => Q::Sqlite(q.bind(serde_json::to_string(v).unwrap_or_else(|_| "[]".into()))),
-            Q::Postgres(q) => Q::Postgres(q.bind(v.to_vec())),
+            Q::Postgres(q) => Q::Postgres(q.bind(v.to_vec()).persistent(false)),
         }
     }
 
