@@ -285,7 +285,8 @@ impl Q {
     }
 
     /// Bind a list for [`Dialect::any_of`]: a `text[]` on PostgreSQL, a JSON array on SQLite.
-    /// PostgreSQL plans the statement for the list it is given ([`Q::bind_ints`] says why).
+    /// PostgreSQL plans the statement for the list it is given ([`Q::bind_ints`] says why); a
+    /// compiled fragment's list ([`Q::param`]) does not.
     pub(crate) fn bind_texts(self, v: &[&str]) -> Q {
         match self {
             Q::Sqlite(q) => Q::Sqlite(q.bind(texts_json(v))),
@@ -297,16 +298,18 @@ impl Q {
 
     /// Bind a list for [`Dialect::any_of`]: a `bigint[]` on PostgreSQL, a JSON array on SQLite.
     ///
-    /// On PostgreSQL a statement with a list is planned for its values at every run, never
-    /// from a plan cached on the connection (sqlx's unnamed statement instead of a prepared
-    /// one). PostgreSQL plans a prepared statement generically from its sixth run on and keeps
+    /// On PostgreSQL a statement with a list bound here (the write path's key lookups and
+    /// relation unlinks, team and member lookups, run acknowledgements, automation events) is
+    /// planned for its values at every run, never from a plan cached on the connection (sqlx's
+    /// unnamed statement instead of a prepared one; its text must never also run prepared on
+    /// the connection, or sqlx would reuse that statement). PostgreSQL plans a prepared statement generically from its sixth run on and keeps
     /// that plan until the table's statistics change; a list lookup (`= ANY(?)`) on a table
     /// that grows from empty and has not been analyzed yet (a fresh installation's first load,
     /// autovacuum behind it) got a sequential scan chosen while the table held a few rows,
     /// kept for the whole load: the write path's key lookups read the whole table per request,
     /// quadratic (`tests/pg_plans.rs` counts the rows scanned; BENCHMARKS.md, "Plans cached
     /// while the table was small"). Not the connections' `plan_cache_mode`: that replans the
-    /// foreign-key checks and trigger statements too, for every row (a third slower bulk load).
+    /// foreign-key checks and trigger statements too, for every row (a bulk load a fifth slower).
     pub(crate) fn bind_ints(self, v: &[i64]) -> Q {
         match self {
             Q::Sqlite(q) => Q::Sqlite(q.bind(serde_json::to_string(v).unwrap_or_else(|_| "[]".into()))),
@@ -322,7 +325,15 @@ impl Q {
             SqlParam::Int(i) => self.bind(*i),
             SqlParam::Real(f) => self.bind(*f),
             SqlParam::Text(s) => self.bind(s.as_str()),
-            SqlParam::Texts(v) => self.bind_texts(&v.iter().map(String::as_str).collect::<Vec<_>>()),
+            // A compiled statement's list (`SqlFrag::in_texts`: searches, counts, audit and event
+            // log filters) stays prepared: those are reads, planned from statistics like the
+            // rest of the statement, and some run once per entity in a job (an aggregation's
+            // `value_of`), where planning a whole compiled statement at every run would cost more
+            // than the plan it could save.
+            SqlParam::Texts(v) => match self {
+                Q::Sqlite(q) => Q::Sqlite(q.bind(texts_json(&v.iter().map(String::as_str).collect::<Vec<_>>()))),
+                Q::Postgres(q) => Q::Postgres(q.bind(v.clone())),
+            },
         }
     }
 

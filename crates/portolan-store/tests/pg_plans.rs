@@ -90,9 +90,9 @@ async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
     // statement generically from its sixth run and keeps that plan until the table's
     // statistics change — on a never-analyzed table, never: a sequential scan chosen while the
     // table held a few rows was kept for the whole load (the EXPLAINs below, planned at 20k
-    // rows, did not show it), 20.3M rows read for this load of 20k, growing with its square.
+    // rows, did not show it), 22.3M rows of `entities` read for this load of 20k, growing with its square.
     // Planned for each run, the lookups scan only while the table is small (a few thousand
-    // rows: 0.44M rows read here, a constant however large the load grows). The rows read by
+    // rows: 0.40M rows of `entities` here, a constant however large the load grows). The rows read by
     // sequential scans of `entities` count it; a backend's statistics are flushed when it
     // exits, so the store's connections are closed first.
     // Every table, not only the two the lookups read (20k entities, 40k relation rows, 20k audit
