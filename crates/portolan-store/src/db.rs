@@ -302,8 +302,9 @@ impl Q {
     /// relation unlinks, team and member lookups, run acknowledgements, automation events) is
     /// planned for its values at every run, never from a plan cached on the connection (sqlx's
     /// unnamed statement instead of a prepared one; its text must never also run prepared on
-    /// the connection, or sqlx would reuse that statement). PostgreSQL plans a prepared statement generically from its sixth run on and keeps
-    /// that plan until the table's statistics change; a list lookup (`= ANY(?)`) on a table
+    /// the connection, or sqlx would reuse that statement). PostgreSQL plans a prepared
+    /// statement generically from its sixth run on and keeps that plan until the table's
+    /// statistics change; a list lookup (`= ANY(?)`) on a table
     /// that grows from empty and has not been analyzed yet (a fresh installation's first load,
     /// autovacuum behind it) got a sequential scan chosen while the table held a few rows,
     /// kept for the whole load: the write path's key lookups read the whole table per request,
@@ -331,8 +332,8 @@ impl Q {
             // `value_of`), where planning a whole compiled statement at every run would cost more
             // than the plan it could save.
             SqlParam::Texts(v) => match self {
-                Q::Sqlite(q) => Q::Sqlite(q.bind(texts_json(&v.iter().map(String::as_str).collect::<Vec<_>>()))),
                 Q::Postgres(q) => Q::Postgres(q.bind(v.clone())),
+                sqlite => sqlite.bind_texts(&v.iter().map(String::as_str).collect::<Vec<_>>()),
             },
         }
     }

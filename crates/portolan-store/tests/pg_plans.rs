@@ -12,7 +12,7 @@
 #[path = "support/pg.rs"]
 mod pg;
 
-use portolan_store::conformance::{ctx, entity, model, org, put};
+use portolan_store::conformance::{ctx, entity, model, org, port_team, put};
 use portolan_store::sql::{Dialect, SqlFrag};
 use portolan_store::{write_path_lookup_key, write_path_lookups};
 use serde_json::json;
@@ -65,14 +65,7 @@ async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
     // Owning teams too, so that the `entity_teams` rows (kept by triggers) grow with the load,
     // and an update that moves a service to another domain moves it to another team.
     for i in 0..5 {
-        let w = portolan_store::TeamWrite {
-            name: format!("owners{i}"),
-            id: format!("team_owners{i}"),
-            description: None,
-            provider: "Port".into(),
-            members: None,
-        };
-        s.save_team(&o, None, &w, portolan_store::SaveMode::Create, &ctx()).await.unwrap();
+        port_team(&*s, &o, &format!("owners{i}")).await;
     }
     let service = |i: usize, domain: usize| {
         let mut e = entity(
@@ -104,14 +97,13 @@ async fn write_path_lookups_use_indexes_on_never_analyzed_tables() {
     // statement generically from its sixth run and keeps that plan until the table's
     // statistics change — on a never-analyzed table, never: a sequential scan chosen while the
     // table held a few rows was kept for the whole load (the EXPLAINs below, planned at 20k
-    // rows, did not show it), 22.3M rows of `entities` read for this load of 20k, growing with its square.
-    // Planned for each run, the lookups scan only while the table is small (a few thousand
-    // rows: 0.35M rows of `entities` here, a constant however large the load grows). The rows read by
-    // sequential scans of `entities` count it; a backend's statistics are flushed when it
-    // exits, so the store's connections are closed first.
-    // Every table, not only the two the lookups read (20k entities, 40k relation rows, 20k audit
-    // rows, the `entity_teams` rows): 346,635 rows of `entities` and 158,320 of `entity_relations` after the change,
-    // none of any other table.
+    // rows, did not show it): 22.3M rows of `entities` read for this load of 20k, growing with
+    // its square. Planned for each run, the lookups scan only while the tables are small (a
+    // few thousand rows, a constant however large the load grows): 346,635 rows of `entities`
+    // and 158,320 of `entity_relations` here, none of any other table (20k audit rows, 40k
+    // relation rows, the `entity_teams` rows). The rows read by sequential scans count it, for
+    // every table; a backend's statistics are flushed when it exits, so the store's
+    // connections are closed first.
     s.store.close().await;
     let scanned = rows_scanned(&mut conn).await;
     eprintln!("rows read by sequential scans during the load, by table: {scanned:?}");
@@ -217,14 +209,7 @@ async fn team_scoped_counts_read_the_team_rows_key_on_never_analyzed_tables() {
     let o = org(&*s, "teams").await;
     let m = model(&*s, &o).await;
     for i in 0..10 {
-        let w = portolan_store::TeamWrite {
-            name: format!("t{i}"),
-            id: format!("team_t{i}"),
-            description: None,
-            provider: "Port".into(),
-            members: None,
-        };
-        s.save_team(&o, None, &w, portolan_store::SaveMode::Create, &ctx()).await.unwrap();
+        port_team(&*s, &o, &format!("t{i}")).await;
     }
     for start in (0..5_000).step_by(500) {
         let w = (start..start + 500)

@@ -8,7 +8,7 @@ use portolan_core::Blueprint;
 use portolan_core::search::parse_query;
 use serde_json::{Value, json};
 
-use super::{bp, ctx, entity, idents, org, req, write_ok};
+use super::{bp, ctx, entity, idents, org, port_team, req, write_ok};
 use crate::{
     AGGREGATE_ENTITIES_JOB, AGGREGATE_RECOMPUTE_JOB, AggregateTargets, JobFilter, OrgId, SearchRequest, Store,
 };
@@ -223,14 +223,7 @@ pub async fn aggregation_values_for_a_reader_count_only_what_it_reads(s: &dyn St
     let a = org(s, "a").await;
     let m = three(s, &a).await;
     for t in ["t1", "t2"] {
-        let w = crate::TeamWrite {
-            name: t.into(),
-            id: format!("team_{t}"),
-            description: None,
-            provider: "Port".into(),
-            members: None,
-        };
-        s.save_team(&a, None, &w, crate::SaveMode::Create, &ctx()).await.unwrap();
+        port_team(s, &a, t).await;
     }
     let e = |b: &str, id: &str, p: Value, r: Value| entity(b, id, p, r);
     write_ok(s, &a, &m, vec![e("service", "s1", json!({}), json!({}))]).await;

@@ -67,6 +67,18 @@ pub async fn org(store: &dyn Store, name: &str) -> OrgId {
     store.create_org(&OrgId(format!("org_{name}")), name, T0).await.unwrap().id
 }
 
+/// A Port team `name` of `org` (id `team_<name>`), without members.
+pub async fn port_team(store: &dyn Store, org: &OrgId, name: &str) {
+    let w = crate::TeamWrite {
+        name: name.into(),
+        id: format!("team_{name}"),
+        description: None,
+        provider: "Port".into(),
+        members: None,
+    };
+    store.save_team(org, None, &w, crate::SaveMode::Create, &ctx()).await.unwrap();
+}
+
 pub fn bp(v: Value) -> Blueprint {
     serde_json::from_value(v).unwrap()
 }
