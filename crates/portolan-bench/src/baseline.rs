@@ -12,7 +12,8 @@
 //! multi-row `INSERT`s into a file with **the store's schema as it is now** (its migrations
 //! applied: every index and trigger of `entities`, `entity_relations` and `audit_log`) with one
 //! audit row per entity, as the PostgreSQL baseline (`pg_baseline.rs`) does — the rows the API
-//! writes, so the API's ratio to it is the cost of the API path itself.
+//! writes, audit records included (their diff is the whole entity, as the API records a
+//! creation), so the API's ratio to it is the cost of the API path itself.
 //!
 //! This is the only SQL outside `portolan-store`, and it exists only to measure that ceiling;
 //! nothing in the product may depend on it.
@@ -72,7 +73,9 @@ CREATE INDEX entity_relations_target ON entity_relations(org_id, target_blueprin
 
 pub(crate) const ORG: &str = "org_bench";
 pub(crate) const AT: &str = "2024-06-01T00:00:00.000Z";
-pub(crate) const BY: &str = "bench";
+/// Who wrote the rows: as long as the API's client ids (24 random bytes in base64), which the
+/// API writes as `created_by` / `updated_by` and into each audit record's entity.
+pub(crate) const BY: &str = "bench-client-id-0000000000000000";
 
 /// One `entities` row and its `entity_relations` rows, prepared before the clock starts.
 pub(crate) struct PreparedRow {
@@ -81,6 +84,9 @@ pub(crate) struct PreparedRow {
     pub(crate) title: String,
     pub(crate) properties: String,
     pub(crate) relations: String,
+    /// The audit record's `diff`, as the API writes it for a creation: `{"before": null,
+    /// "after": <the entity as the API returns it>}` (about four times the properties' size).
+    pub(crate) audit_diff: String,
     /// (relation, target blueprint, target identifier); every relation here targets the
     /// blueprint of the same name.
     pub(crate) edges: Vec<(String, String)>,
@@ -97,12 +103,20 @@ pub(crate) fn prepare(data: &Dataset) -> Vec<PreparedRow> {
                 .and_then(Value::as_object)
                 .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
                 .unwrap_or_default();
+            let (properties, relations) = (e.get("properties").cloned(), e.get("relations").cloned());
+            let after = serde_json::json!({
+                "identifier": text("identifier"), "title": text("title"), "icon": null, "blueprint": bp,
+                "team": [], "properties": properties.clone().unwrap_or_else(|| serde_json::json!({})),
+                "relations": relations.clone().unwrap_or_else(|| serde_json::json!({})),
+                "createdAt": AT, "createdBy": BY, "updatedAt": AT, "updatedBy": BY,
+            });
             rows.push(PreparedRow {
                 blueprint: bp,
                 identifier: text("identifier"),
                 title: text("title"),
-                properties: e.get("properties").map(Value::to_string).unwrap_or_else(|| "{}".into()),
-                relations: e.get("relations").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+                properties: properties.as_ref().map_or_else(|| "{}".into(), Value::to_string),
+                relations: relations.as_ref().map_or_else(|| "{}".into(), Value::to_string),
+                audit_diff: serde_json::json!({"before": null, "after": after}).to_string(),
                 edges,
             });
         }
@@ -306,7 +320,7 @@ async fn multi_row(
                 q.push_values(part, |mut b, r| {
                     b.push_bind(ORG).push_bind(AT).push_bind("entity").push_bind("CREATE").push_bind("SUCCESS");
                     b.push_bind(r.identifier.as_str()).push_bind(r.blueprint).push_bind(r.identifier.as_str());
-                    b.push_bind("API").push_bind(BY).push_bind(r.properties.as_str());
+                    b.push_bind("API").push_bind(BY).push_bind(r.audit_diff.as_str());
                 });
                 q.build().execute(&mut *tx).await?;
             }

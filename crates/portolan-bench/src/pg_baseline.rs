@@ -1,7 +1,7 @@
 //! **Physical-ceiling baseline on PostgreSQL — not product code.**
 //!
 //! The same rows the API load creates — each entity with its relation rows and one audit row
-//! — inserted straight into a fresh PostgreSQL database that has the store's own schema (the
+//! whose diff is the whole entity, as the API records a creation — inserted straight into a fresh PostgreSQL database that has the store's own schema (the
 //! store's migrations, applied by `sqlx::migrate!`, so every table, index and constraint of
 //! `entities`, `entity_relations` and `audit_log` is there), `batch` entities per transaction
 //! with multi-row `INSERT`s, `concurrency` connections at once (as the API load keeps that many
@@ -128,7 +128,7 @@ async fn insert_batch(conn: &mut PgConnection, part: &[PreparedRow]) -> anyhow::
     q.push_values(part, |mut b, r| {
         b.push_bind(ORG).push_bind(AT).push_bind("entity").push_bind("CREATE").push_bind("SUCCESS");
         b.push_bind(r.identifier.as_str()).push_bind(r.blueprint).push_bind(r.identifier.as_str());
-        b.push_bind("API").push_bind(BY).push_bind(r.properties.as_str()).push_unseparated("::json");
+        b.push_bind("API").push_bind(BY).push_bind(r.audit_diff.as_str()).push_unseparated("::json");
     });
     q.build().execute(&mut *tx).await?;
     tx.commit().await?;
