@@ -220,9 +220,9 @@ impl FromRequestParts<AppState> for Caller {
         // Revocation: the credential must still exist, in the token's organization, with the
         // secret the token was issued for.
         let current = state.store.credential(&v.client_id).await?;
-        let user_email = match current {
+        let (user_email, blueprints_version) = match current {
             Some(c) if c.org == v.org && v.fingerprint.as_deref() == Some(&*secret_fingerprint(&c.secret_hash)) => {
-                c.user_email
+                (c.user_email, c.blueprints_version)
             }
             Some(c) if c.org == v.org => {
                 return Err(ApiError::unauthorized(
@@ -256,7 +256,14 @@ impl FromRequestParts<AppState> for Caller {
         }
         let user_agent =
             parts.headers.get(axum::http::header::USER_AGENT).and_then(|h| h.to_str().ok()).map(str::to_string);
-        Ok(Caller { client_id: user_email.unwrap_or(client_id), org, user_agent, principal, depth: 0 })
+        Ok(Caller {
+            client_id: user_email.unwrap_or(client_id),
+            org,
+            user_agent,
+            principal,
+            depth: 0,
+            blueprints_version: Some(blueprints_version),
+        })
     }
 }
 

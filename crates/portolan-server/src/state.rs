@@ -244,9 +244,23 @@ impl AppState {
     /// All blueprints of `org`, by identifier: cached, after one primary-key lookup of the
     /// store's blueprint version confirms the cache is current.
     pub async fn blueprints(&self, org: &OrgId) -> ApiResult<Blueprints> {
+        self.blueprints_at(org, None).await
+    }
+
+    /// [`AppState::blueprints`] of the actor's organization, checked against the version read
+    /// with its credential at the start of the request when there is one (an API request: one
+    /// statement fewer), else read now.
+    pub async fn blueprints_for(&self, actor: &crate::ops::Actor) -> ApiResult<Blueprints> {
+        self.blueprints_at(&actor.org, actor.blueprints_version).await
+    }
+
+    async fn blueprints_at(&self, org: &OrgId, known: Option<i64>) -> ApiResult<Blueprints> {
         // The version is read before the blueprints: if a change lands in between, the entry
         // is stored under the older version and the next call reloads it.
-        let version = self.store.blueprints_version(org).await?;
+        let version = match known {
+            Some(v) => v,
+            None => self.store.blueprints_version(org).await?,
+        };
         if let Some((v, m)) = self.blueprints.lock().ok().and_then(|c| c.get(org).cloned())
             && v == version
         {
@@ -300,5 +314,37 @@ mod tests {
         let a = node2.blueprints(&org).await.unwrap();
         let b = node2.blueprints(&org).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    /// An API request checks the cache against the version read with its credential, not
+    /// against a second read: a request authenticated before another node's change still sees
+    /// its version's map, and the next request's credential brings the change.
+    #[tokio::test]
+    async fn an_api_request_checks_the_cache_against_its_credentials_version() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let org = store.create_org(&OrgId("org_a".into()), "a", "2024-01-01T00:00:00.000Z").await.unwrap().id;
+        let ctx =
+            AuditCtx { user_id: "t".into(), origin: "API".into(), at: "2024-01-01T00:00:00.000Z".into(), depth: 0 };
+        let v1: Blueprint = serde_json::from_value(json!({"identifier": "svc", "title": "One"})).unwrap();
+        store.create_blueprint(&org, &v1, &ctx).await.unwrap();
+        store.add_credential(&org, "cid", "hash", "n", "2024-01-01T00:00:00.000Z").await.unwrap();
+        let node = AppState::new(store.clone(), ApiConfig::default()).await.unwrap();
+        let request = |version: i64| crate::ops::Actor {
+            client_id: "cid".into(),
+            org: org.clone(),
+            user_agent: None,
+            principal: portolan_core::permissions::Principal::Machine,
+            depth: 0,
+            blueprints_version: Some(version),
+        };
+        let first = request(store.credential("cid").await.unwrap().unwrap().blueprints_version);
+        assert_eq!(node.blueprints_for(&first).await.unwrap()["svc"].title, "One");
+        // Another node changes it (no message to this one).
+        let v2: Blueprint = serde_json::from_value(json!({"identifier": "svc", "title": "Two"})).unwrap();
+        store.update_blueprint(&org, "svc", &v2, &[], &ctx).await.unwrap();
+        assert_eq!(node.blueprints_for(&first).await.unwrap()["svc"].title, "One", "the request's own version");
+        let next = request(store.credential("cid").await.unwrap().unwrap().blueprints_version);
+        assert_eq!(node.blueprints_for(&next).await.unwrap()["svc"].title, "Two", "the next request is not stale");
+        assert_eq!(node.blueprints(&org).await.unwrap()["svc"].title, "Two");
     }
 }

@@ -35,6 +35,10 @@ pub struct Credential {
     /// A personal credential acts as this user (lower-cased e-mail); `None`: an organization
     /// credential, an administrator machine.
     pub user_email: Option<String>,
+    /// Its organization's blueprint version ([`crate::Blueprints::blueprints_version`]), read
+    /// in the same statement: a request authenticated with the credential checks its cached
+    /// blueprints against this instead of reading the version again.
+    pub blueprints_version: i64,
 }
 
 #[async_trait]
@@ -91,7 +95,7 @@ fn org(r: &Row) -> Org {
 }
 
 /// The row's quota column as a limit.
-fn limit(v: Option<i64>) -> Option<u64> {
+pub(crate) fn limit(v: Option<i64>) -> Option<u64> {
     v.map(|n| u64::try_from(n).unwrap_or(0))
 }
 
@@ -117,7 +121,18 @@ pub(crate) async fn entity_room(tx: &mut Tx, org: &OrgId, adding: usize) -> Resu
         return Ok(None);
     }
     let row = tx.q("SELECT max_entities FROM organizations WHERE id = ?").bind(&org.0).fetch_optional(&mut *tx).await?;
-    let Some(max) = row.and_then(|r| limit(r.get::<Option<i64>, _>(0))) else {
+    entity_room_within(tx, org, row.and_then(|r| limit(r.get::<Option<i64>, _>(0))), adding).await
+}
+
+/// [`entity_room`] for an organization whose quota (`max`, `None`: no quota) the caller read in
+/// this transaction (entity writes read it with their configuration, `entities::OrgWrites`).
+pub(crate) async fn entity_room_within(
+    tx: &mut Tx,
+    org: &OrgId,
+    max: Option<u64>,
+    adding: usize,
+) -> Result<Option<Room>> {
+    let Some(max) = max.filter(|_| adding > 0) else {
         return Ok(None);
     };
     if tx.dialect() == Dialect::Postgres {
@@ -291,11 +306,17 @@ impl Orgs for SqlStore {
     async fn credential(&self, client_id: &str) -> Result<Option<Credential>> {
         let db = &self.db;
         let row = db
-            .q("SELECT org_id, secret_hash, user_email FROM credentials WHERE client_id = ?")
+            .q("SELECT c.org_id, c.secret_hash, c.user_email, COALESCE(v.version, 0) FROM credentials c \
+                LEFT JOIN blueprint_versions v ON v.org_id = c.org_id WHERE c.client_id = ?")
             .bind(client_id)
             .fetch_optional(db.read())
             .await?;
-        Ok(row.map(|r| Credential { org: OrgId(r.get(0)), secret_hash: r.get(1), user_email: r.get(2) }))
+        Ok(row.map(|r| Credential {
+            org: OrgId(r.get(0)),
+            secret_hash: r.get(1),
+            user_email: r.get(2),
+            blueprints_version: r.get(3),
+        }))
     }
 
     async fn set_user_credential(

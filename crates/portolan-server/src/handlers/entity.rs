@@ -64,7 +64,7 @@ fn op_of(p: &EntityParams) -> ApiResult<Op> {
 }
 
 pub async fn blueprint_of(state: &AppState, caller: &Caller, bp: &str) -> ApiResult<Arc<Blueprint>> {
-    entity::blueprint(state, &caller.org, bp).await
+    entity::blueprint_in(state.blueprints_for(caller).await?, bp)
 }
 
 /// Write one entity and answer with it (201 when it was created).
@@ -158,7 +158,7 @@ pub async fn list(
     QueryParams(params): QueryParams<EntityParams>,
 ) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
-    let blueprints = state.blueprints(&caller.org).await?;
+    let blueprints = state.blueprints_for(&caller).await?;
     let max = state.config.max_unpaginated;
     // One read of the permission documents for the restriction and the rendering.
     let (scope, visible) = access::reader_and_restriction(&state, &caller).await?;
@@ -194,7 +194,7 @@ pub async fn delete(
 
 pub async fn count(State(state): State<AppState>, caller: Caller, Path(bp): Path<String>) -> ApiResult<Json<Value>> {
     blueprint_of(&state, &caller, &bp).await?;
-    let blueprints = state.blueprints(&caller.org).await?;
+    let blueprints = state.blueprints_for(&caller).await?;
     let visible = access::read_restriction(&state, &caller).await?;
     let req = SearchRequest { visible: visible.as_ref(), ..SearchRequest::new(&blueprints, Some(&bp), None, 1) };
     let n = state.store.count_entities(&caller.org, &req).await?;

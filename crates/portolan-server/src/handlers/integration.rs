@@ -321,7 +321,7 @@ pub async fn datasource_entities(
         return Err(FieldError::new("limit", format!("must be from 1 to {DATASOURCE_MAX_LIMIT}")).into());
     }
     let after = b.from.as_deref().map(decode_cursor).transpose()?;
-    let blueprints = state.blueprints(&caller.org).await?;
+    let blueprints = state.blueprints_for(&caller).await?;
     let req = SearchRequest { after, ..SearchRequest::new(&blueprints, None, Some(&query), limit) };
     let page = state.store.search(&caller.org, &req).await?;
     let entities = render(&state, &caller, &page.entities, &ReadOptions::default()).await?;

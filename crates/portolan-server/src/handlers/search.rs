@@ -49,7 +49,7 @@ pub async fn search_all(
 ) -> ApiResult<Json<Value>> {
     access::resolve_context(&mut body, &caller.principal, "").map_err(ApiError::from)?;
     let query = parse_at(&body, "")?;
-    let blueprints = state.blueprints(&caller.org).await?;
+    let blueprints = state.blueprints_for(&caller).await?;
     let max = state.config.max_unpaginated;
     // One read of the permission documents for the restriction and the rendering.
     let (scope, visible) = access::reader_and_restriction(&state, &caller).await?;
@@ -123,7 +123,7 @@ pub async fn search_blueprint(
     let mut opts: ReadOptions = params.read_options()?;
     opts.include.extend(string_list(&body, "include")?);
     opts.exclude.extend(string_list(&body, "exclude")?);
-    let blueprints = state.blueprints(&caller.org).await?;
+    let blueprints = state.blueprints_for(&caller).await?;
     // One read of the permission documents for the restriction and the rendering.
     let (scope, visible) = access::reader_and_restriction(&state, &caller).await?;
     let req = SearchRequest {

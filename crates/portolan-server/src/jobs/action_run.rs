@@ -422,6 +422,7 @@ async fn upsert_entity(
         user_agent: Some(format!("action:{}", run.action)),
         // Running the action was decided when the run was created.
         principal: portolan_core::permissions::Principal::Machine,
+        blueprints_version: None,
         // An automation's write carries its chain on: the events it causes are one link deeper.
         depth: run
             .data

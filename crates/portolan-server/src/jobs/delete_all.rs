@@ -63,6 +63,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         user_agent: p.user_agent.clone(),
         principal: Principal::Machine,
         depth: 0,
+        blueprints_version: None,
     };
     match delete(&ctx, &p, &actor).await {
         Err(JobError::Fail { status, code, message }) => {

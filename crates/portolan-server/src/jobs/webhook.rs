@@ -327,6 +327,7 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
         user_agent: Some(format!("webhook:{id}")),
         principal: portolan_core::permissions::Principal::Machine,
         depth: 0,
+        blueprints_version: None,
     };
     let mut counts = Counts::default();
     let (n_mappings, mut failures) = (prepared.len(), 0);

@@ -79,7 +79,11 @@ pub struct WriteOptions {
 
 /// The blueprint `bp` of `org`, or 404.
 pub async fn blueprint(state: &AppState, org: &OrgId, bp: &str) -> ApiResult<Arc<Blueprint>> {
-    let all = state.blueprints(org).await?;
+    blueprint_in(state.blueprints(org).await?, bp)
+}
+
+/// The blueprint `bp` of `all` (an organization's blueprints), or 404.
+pub fn blueprint_in(all: crate::state::Blueprints, bp: &str) -> ApiResult<Arc<Blueprint>> {
     all.get(bp).cloned().map(Arc::new).ok_or_else(|| ApiError::not_found(format!("blueprint {bp:?} was not found")))
 }
 

@@ -44,4 +44,10 @@ pub struct Actor {
     ///
     /// [`AuditCtx::depth`]: portolan_store::AuditCtx
     pub depth: u32,
+    /// The organization's blueprint version read with the caller's credential at the start of
+    /// this request (`None` elsewhere): [`AppState::blueprints_for`] checks the cache against it
+    /// instead of reading it again.
+    ///
+    /// [`AppState::blueprints_for`]: crate::state::AppState::blueprints_for
+    pub blueprints_version: Option<i64>,
 }

@@ -178,6 +178,7 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
         user_agent: Some(format!("SSO ({})", id.provider)),
         principal: portolan_core::permissions::Principal::Machine,
         depth: 0,
+        blueprints_version: None,
     };
     let user = match state.store.user_by_email(&id.email).await? {
         Some(u) if u.org != *org => {

@@ -74,6 +74,7 @@ pub(crate) fn caller(u: &WebUser) -> Caller {
         user_agent: Some("UI".into()),
         principal: u.principal.clone(),
         depth: 0,
+        blueprints_version: None,
     }
 }
 

@@ -17,7 +17,10 @@ pub async fn orgs_and_credentials(s: &dyn Store) {
     assert_eq!(s.org_by_name("a").await.unwrap().unwrap().id, a);
     assert!(s.org_by_name("zzz").await.unwrap().is_none());
     s.add_credential(&a, "cid", "hash", "n", T0).await.unwrap();
-    let cred = |hash: &str| Some(Credential { org: a.clone(), secret_hash: hash.into(), user_email: None });
+    let v0 = s.blueprints_version(&a).await.unwrap();
+    let cred = |hash: &str| {
+        Some(Credential { org: a.clone(), secret_hash: hash.into(), user_email: None, blueprints_version: v0 })
+    };
     assert_eq!(s.credential("cid").await.unwrap(), cred("hash"));
     assert!(s.credential("nope").await.unwrap().is_none());
     let b = org(s, "b").await;
@@ -30,6 +33,12 @@ pub async fn orgs_and_credentials(s: &dyn Store) {
     assert!(s.update_credential(&a, "cid", Some("renamed"), None).await.unwrap());
     assert_eq!(s.list_credentials(&a).await.unwrap()[0].1, "renamed");
     assert_eq!(s.credential("cid").await.unwrap().unwrap().secret_hash, "hash2");
+    // The credential carries its organization's blueprint version as it is now.
+    let svc = super::bp(serde_json::json!({"identifier": "svc", "title": "Service"}));
+    s.create_blueprint(&a, &svc, &ctx()).await.unwrap();
+    let v1 = s.blueprints_version(&a).await.unwrap();
+    assert_ne!(v1, v0);
+    assert_eq!(s.credential("cid").await.unwrap().unwrap().blueprints_version, v1);
     assert!(!s.delete_credential(&b, "cid").await.unwrap());
     assert!(s.delete_credential(&a, "cid").await.unwrap());
     assert!(s.credential("cid").await.unwrap().is_none());

@@ -81,7 +81,9 @@ pub(crate) async fn write_together(
     plan.reject_missing_targets(&existing);
     let mut stubs = plan.stubs(&existing, ctxs);
     // The entity quota, when the organization has one (the count is bounded by it).
-    if let Some(room) = orgs::entity_room(&mut tx, org, plan.creating() + stubs.len()).await? {
+    if let Some(room) =
+        orgs::entity_room_within(&mut tx, org, config.max_entities, plan.creating() + stubs.len()).await?
+    {
         plan.reject_creating(&existing, room.max, room.left);
         stubs = plan.stubs(&existing, ctxs);
     }
@@ -127,33 +129,40 @@ pub(crate) async fn write_together(
 /// one statement (each statement is a hand-off to SQLite's thread, or a round trip to
 /// PostgreSQL, while the writer is held): the events its automations and changelog
 /// destinations listen to ([`automations::listening`]), whether a blueprint has aggregation
-/// properties, and which blueprints have scorecards. Entity writes, deletes and the system
-/// entities' upkeep (`mirror.rs`) read it once per transaction.
+/// properties, which blueprints have scorecards, and the organization's entity quota. Entity
+/// writes, deletes and the system entities' upkeep (`mirror.rs`) read it once per transaction.
 pub(crate) struct OrgWrites {
     pub(crate) aggregates: bool,
     pub(crate) listening: automations::Listening,
     pub(crate) scored: HashSet<String>,
+    /// The entity quota (`organizations.max_entities`), `None` when there is none.
+    pub(crate) max_entities: Option<u64>,
 }
 
 impl OrgWrites {
     pub(crate) async fn read(tx: &mut Tx, org: &OrgId) -> Result<OrgWrites> {
         let d = tx.dialect();
         // Rows (kind, a, b): `L` an event listened to (target, event), `A` some blueprint
-        // aggregates, `S` a blueprint with scorecards.
+        // aggregates, `S` a blueprint with scorecards, `Q` the entity quota (its decimal text).
         let sql = format!(
             "SELECT 'L', l.trigger_target, l.trigger_event FROM ({}) l \
              UNION ALL SELECT 'A', '', '' WHERE EXISTS (SELECT 1 FROM blueprints WHERE org_id = ? AND {}) \
-             UNION ALL SELECT 'S', s.blueprint, '' FROM ({}) s",
+             UNION ALL SELECT 'S', s.blueprint, '' FROM ({}) s \
+             UNION ALL SELECT 'Q', CAST(max_entities AS TEXT), '' FROM organizations \
+             WHERE id = ? AND max_entities IS NOT NULL",
             automations::listening_sql(d),
             aggregations::aggregating(d),
             scorecards::SCORED_SQL
         );
-        let q = tx.q(&sql).bind(&org.0).bind(&org.0).bind(&org.0).bind(&org.0);
-        let mut out = OrgWrites { aggregates: false, listening: Default::default(), scored: HashSet::new() };
+        let q = tx.q(&sql).bind(&org.0).bind(&org.0).bind(&org.0).bind(&org.0).bind(&org.0);
+        let mut out =
+            OrgWrites { aggregates: false, listening: Default::default(), scored: HashSet::new(), max_entities: None };
         for r in q.fetch_all(&mut *tx).await? {
             match r.get::<String, _>(0).as_str() {
                 "L" => out.listening.add(r.get(1), r.get(2)),
                 "A" => out.aggregates = true,
+                // An integer column's text; were it unreadable, no room (never no quota).
+                "Q" => out.max_entities = orgs::limit(Some(r.get::<String, _>(1).parse::<i64>().unwrap_or(0))),
                 _ => {
                     out.scored.insert(r.get(1));
                 }

@@ -485,6 +485,7 @@ async fn rotated_certs(state: &AppState, org: &OrgId, saml: &Saml) -> Option<Vec
         user_agent: Some("SSO (SAML metadata refresh)".into()),
         principal: portolan_core::permissions::Principal::Machine,
         depth: 0,
+        blueprints_version: None,
     };
     let mut sso = load(state, org).await.ok()?;
     let s = sso.saml.as_mut()?;
