@@ -291,16 +291,23 @@ mod tests {
     use portolan_store::{AuditCtx, SqliteStore};
     use serde_json::json;
 
-    /// Two nodes (two states, each with its own cache) on one database: a blueprint change
-    /// through one is seen by the other on its next read, with no message between them.
-    #[tokio::test]
-    async fn a_blueprint_change_through_one_node_is_seen_by_another_at_once() {
+    /// A store with one organization holding blueprint `svc` titled "One", and the audit
+    /// context of the changes.
+    async fn one_blueprint() -> (Arc<dyn Store>, OrgId, AuditCtx) {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
         let org = store.create_org(&OrgId("org_a".into()), "a", "2024-01-01T00:00:00.000Z").await.unwrap().id;
         let ctx =
             AuditCtx { user_id: "t".into(), origin: "API".into(), at: "2024-01-01T00:00:00.000Z".into(), depth: 0 };
         let v1: Blueprint = serde_json::from_value(json!({"identifier": "svc", "title": "One"})).unwrap();
         store.create_blueprint(&org, &v1, &ctx).await.unwrap();
+        (store, org, ctx)
+    }
+
+    /// Two nodes (two states, each with its own cache) on one database: a blueprint change
+    /// through one is seen by the other on its next read, with no message between them.
+    #[tokio::test]
+    async fn a_blueprint_change_through_one_node_is_seen_by_another_at_once() {
+        let (store, org, ctx) = one_blueprint().await;
         let node1 = AppState::new(store.clone(), ApiConfig::default()).await.unwrap();
         let node2 = AppState::new(store.clone(), ApiConfig::default()).await.unwrap();
         assert_eq!(node2.blueprints(&org).await.unwrap()["svc"].title, "One", "node 2 caches it");
@@ -321,12 +328,7 @@ mod tests {
     /// its version's map, and the next request's credential brings the change.
     #[tokio::test]
     async fn an_api_request_checks_the_cache_against_its_credentials_version() {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
-        let org = store.create_org(&OrgId("org_a".into()), "a", "2024-01-01T00:00:00.000Z").await.unwrap().id;
-        let ctx =
-            AuditCtx { user_id: "t".into(), origin: "API".into(), at: "2024-01-01T00:00:00.000Z".into(), depth: 0 };
-        let v1: Blueprint = serde_json::from_value(json!({"identifier": "svc", "title": "One"})).unwrap();
-        store.create_blueprint(&org, &v1, &ctx).await.unwrap();
+        let (store, org, ctx) = one_blueprint().await;
         store.add_credential(&org, "cid", "hash", "n", "2024-01-01T00:00:00.000Z").await.unwrap();
         let node = AppState::new(store.clone(), ApiConfig::default()).await.unwrap();
         let request = |version: i64| crate::ops::Actor {
