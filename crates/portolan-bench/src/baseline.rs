@@ -103,19 +103,19 @@ pub(crate) fn prepare(data: &Dataset) -> Vec<PreparedRow> {
                 .and_then(Value::as_object)
                 .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
                 .unwrap_or_default();
-            let (properties, relations) = (e.get("properties").cloned(), e.get("relations").cloned());
+            let object = |k: &str| e.get(k).cloned().unwrap_or_else(|| serde_json::json!({}));
+            let (properties, relations) = (object("properties"), object("relations"));
             let after = serde_json::json!({
                 "identifier": text("identifier"), "title": text("title"), "icon": null, "blueprint": bp,
-                "team": [], "properties": properties.clone().unwrap_or_else(|| serde_json::json!({})),
-                "relations": relations.clone().unwrap_or_else(|| serde_json::json!({})),
+                "team": [], "properties": properties, "relations": relations,
                 "createdAt": AT, "createdBy": BY, "updatedAt": AT, "updatedBy": BY,
             });
             rows.push(PreparedRow {
                 blueprint: bp,
                 identifier: text("identifier"),
                 title: text("title"),
-                properties: properties.as_ref().map_or_else(|| "{}".into(), Value::to_string),
-                relations: relations.as_ref().map_or_else(|| "{}".into(), Value::to_string),
+                properties: after["properties"].to_string(),
+                relations: after["relations"].to_string(),
                 audit_diff: serde_json::json!({"before": null, "after": after}).to_string(),
                 edges,
             });

@@ -99,12 +99,6 @@ pub(crate) fn limit(v: Option<i64>) -> Option<u64> {
     v.map(|n| u64::try_from(n).unwrap_or(0))
 }
 
-/// `Some(max)` when `org` has an entity quota that `adding` more entities would exceed (see
-/// [`entity_room`]).
-pub(crate) async fn entities_over_quota(tx: &mut Tx, org: &OrgId, adding: usize) -> Result<Option<u64>> {
-    Ok(entity_room(tx, org, adding).await?.map(|r| r.max))
-}
-
 /// An entity quota, and how many more entities it has room for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Room {
@@ -112,26 +106,13 @@ pub(crate) struct Room {
     pub left: u64,
 }
 
-/// `Some` when `org` has an entity quota that `adding` more entities would exceed, counted
-/// inside the write's transaction. On PostgreSQL the check holds a per-organization advisory lock
-/// until commit, so concurrent batches cannot both pass it; SQLite's single writer serializes
-/// anyway. The count reads at most `max + 1` rows, so it costs what the quota allows.
-pub(crate) async fn entity_room(tx: &mut Tx, org: &OrgId, adding: usize) -> Result<Option<Room>> {
-    if adding == 0 {
-        return Ok(None);
-    }
-    let row = tx.q("SELECT max_entities FROM organizations WHERE id = ?").bind(&org.0).fetch_optional(&mut *tx).await?;
-    entity_room_within(tx, org, row.and_then(|r| limit(r.get::<Option<i64>, _>(0))), adding).await
-}
-
-/// [`entity_room`] for an organization whose quota (`max`, `None`: no quota) the caller read in
-/// this transaction (entity writes read it with their configuration, `entities::OrgWrites`).
-pub(crate) async fn entity_room_within(
-    tx: &mut Tx,
-    org: &OrgId,
-    max: Option<u64>,
-    adding: usize,
-) -> Result<Option<Room>> {
+/// `Some` when `org`'s entity quota `max` (`None`: no quota; entity writes read it in their
+/// transaction with their configuration, `entities::OrgWrites`) would be exceeded by `adding`
+/// more entities, counted inside the write's transaction. On PostgreSQL the check holds a
+/// per-organization advisory lock until commit, so concurrent batches cannot both pass it;
+/// SQLite's single writer serializes anyway. The count reads at most `max + 1` rows, so it
+/// costs what the quota allows.
+pub(crate) async fn entity_room(tx: &mut Tx, org: &OrgId, max: Option<u64>, adding: usize) -> Result<Option<Room>> {
     let Some(max) = max.filter(|_| adding > 0) else {
         return Ok(None);
     };

@@ -81,9 +81,7 @@ pub(crate) async fn write_together(
     plan.reject_missing_targets(&existing);
     let mut stubs = plan.stubs(&existing, ctxs);
     // The entity quota, when the organization has one (the count is bounded by it).
-    if let Some(room) =
-        orgs::entity_room_within(&mut tx, org, config.max_entities, plan.creating() + stubs.len()).await?
-    {
+    if let Some(room) = orgs::entity_room(&mut tx, org, config.max_entities, plan.creating() + stubs.len()).await? {
         plan.reject_creating(&existing, room.max, room.left);
         stubs = plan.stubs(&existing, ctxs);
     }
@@ -560,8 +558,8 @@ impl Sequential {
             stubs.push(edge);
         }
         let adding = usize::from(before.is_none()) + stubs.len();
-        if let Some(max) = orgs::entities_over_quota(tx, org, adding).await? {
-            return Ok(Err(quota_rejection(max)));
+        if let Some(room) = orgs::entity_room(tx, org, self.config.max_entities, adding).await? {
+            return Ok(Err(quota_rejection(room.max)));
         }
         for edge in stubs {
             if exists(db, tx, org, &edge.target_blueprint, &edge.target_identifier).await? {
