@@ -392,9 +392,29 @@ pub(crate) enum Fast {
     Literal(Val),
 }
 
+/// What is known of a filter without running it: whether [`Fast`] answers it, and what of its
+/// input it can observe ([`needs`](crate::needs)) — from one parse of the code.
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    pub(crate) fast: Option<Fast>,
+    pub(crate) need: crate::needs::Need,
+}
+
+impl Shape {
+    /// `code` (after `rewrite.rs`) as parsed by jaq's own parser; a filter that does not parse
+    /// here (it will not compile either) needs its whole input. Recursive: call it on a
+    /// big-stack thread.
+    pub(crate) fn of(code: &str) -> Shape {
+        match load::parse(code, |p| p.term()) {
+            Some(term) => Shape { fast: Fast::of_term(&term), need: crate::needs::of(&term) },
+            None => Shape { fast: None, need: crate::needs::Need::Whole },
+        }
+    }
+}
+
 impl Fast {
-    /// Recognize `code` (after `rewrite.rs`) as parsed by jaq's own parser.
-    pub(crate) fn of(code: &str) -> Option<Fast> {
+    /// Recognize a filter's parse tree.
+    pub(crate) fn of_term(term: &jaq_core::load::parse::Term<&str>) -> Option<Fast> {
         use jaq_core::load::lex::StrPart;
         use jaq_core::load::parse::Term;
         use jaq_core::path::{Opt, Part};
@@ -419,8 +439,7 @@ impl Fast {
         fn plain(parts: &[StrPart<&str, Term<&str>>]) -> Option<String> {
             parts.iter().map(|p| if let StrPart::Str(s) = p { Some(*s) } else { None }).collect()
         }
-        let term = load::parse(code, |p| p.term())?;
-        match &term {
+        match term {
             Term::Str(None, parts) => Some(Fast::Literal(Val::utf8_str(plain(parts)?.into_bytes()))),
             Term::Call(name, args) if args.is_empty() => match *name {
                 "null" => Some(Fast::Literal(Val::Null)),
@@ -430,7 +449,7 @@ impl Fast {
             },
             Term::Path(..) => {
                 let mut out = Vec::new();
-                keys(&term, &mut out)?;
+                keys(term, &mut out)?;
                 (!out.is_empty()).then_some(Fast::Path(out))
             }
             _ => None,

@@ -5,6 +5,7 @@
 //! [`JqError::NotJson`] instead of being silently changed.
 
 use crate::JqError;
+use crate::needs::Need;
 use jaq_json::{Map, Num, Rc, Val};
 use serde_json::Value;
 
@@ -98,6 +99,126 @@ impl<'de> serde::de::Visitor<'de> for ValVisitor {
             m.insert(Val::utf8_str(k.into_bytes()), x);
         }
         Ok(Val::obj(m))
+    }
+}
+
+/// A jaq value read from JSON text keeping only what a filter can observe of it
+/// ([`Need`](crate::needs::Need)): an object's other keys are skipped as text, never built.
+/// Anything that is not an object where keys are asked for is read whole.
+pub(crate) fn read_needed(text: &str, need: &Need) -> Result<Val, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = serde::de::DeserializeSeed::deserialize(Needed(need), &mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// [`to_val`] keeping only what `need` says (see [`read_needed`]).
+pub(crate) fn to_val_needed(v: &Value, need: &Need) -> Result<Val, JqError> {
+    needed_at(v, need, 0)
+}
+
+fn needed_at(v: &Value, need: &Need, depth: usize) -> Result<Val, JqError> {
+    match (need, v) {
+        (Need::Keys(keys), Value::Object(o)) => {
+            if depth > MAX_DEPTH {
+                return Err(JqError::Limit(format!("input nested deeper than {MAX_DEPTH} levels")));
+            }
+            let mut m = Map::with_capacity_and_hasher(keys.len().min(o.len()), Default::default());
+            for (k, x) in o {
+                if let Some(n) = keys.get(k) {
+                    m.insert(Val::utf8_str(k.clone().into_bytes()), needed_at(x, n, depth + 1)?);
+                }
+            }
+            Ok(Val::obj(m))
+        }
+        _ => to_val_at(v, depth),
+    }
+}
+
+struct Needed<'n>(&'n Need);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Needed<'_> {
+    type Value = Val;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Val, D::Error> {
+        match self.0 {
+            Need::Whole => d.deserialize_any(ValVisitor),
+            Need::Keys(keys) => d.deserialize_any(KeysVisitor(keys)),
+        }
+    }
+}
+
+/// An object's needed keys; any other value whole, as [`ValVisitor`] reads it.
+struct KeysVisitor<'n>(&'n std::collections::BTreeMap<String, Need>);
+
+impl<'de> serde::de::Visitor<'de> for KeysVisitor<'_> {
+    type Value = Val;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Val, E> {
+        ValVisitor.visit_unit()
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Val, E> {
+        ValVisitor.visit_bool(b)
+    }
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Val, E> {
+        ValVisitor.visit_i64(i)
+    }
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Val, E> {
+        ValVisitor.visit_u64(u)
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Val, E> {
+        ValVisitor.visit_f64(f)
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Val, E> {
+        ValVisitor.visit_str(s)
+    }
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Val, E> {
+        ValVisitor.visit_string(s)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Val, A::Error> {
+        ValVisitor.visit_seq(seq)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
+        let mut m = Map::with_capacity_and_hasher(self.0.len(), Default::default());
+        while let Some(Key(k)) = map.next_key()? {
+            match self.0.get(&*k) {
+                Some(n) => {
+                    let x = map.next_value_seed(Needed(n))?;
+                    m.insert(Val::utf8_str(k.into_owned().into_bytes()), x);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Val::obj(m))
+    }
+}
+
+/// An object key, borrowed from the text where it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

@@ -6,6 +6,7 @@ mod convert;
 mod guard;
 pub mod mapping;
 mod natives;
+mod needs;
 mod pool;
 mod process;
 mod prune;
@@ -103,13 +104,15 @@ pub struct Compiled {
     filter: compile::Filter,
     /// The filter's result computed without jaq, where it is a plain path or a literal.
     fast: Option<compile::Fast>,
+    /// What of its input the filter can observe (an item's text is read keeping only that).
+    need: needs::Need,
 }
 
 impl Compiled {
-    /// `fast` is `compile::Fast::of(&code)`, computed by the caller on a big-stack thread (jaq's
+    /// `shape` is `compile::Shape::of(&code)`, computed by the caller on a big-stack thread (jaq's
     /// parser is recursive: a deeply nested filter would overflow a request thread's stack).
-    fn new(source: &str, code: String, filter: compile::Filter, fast: Option<compile::Fast>) -> Self {
-        Compiled { source: source.to_owned(), code, filter, fast }
+    fn new(source: &str, code: String, filter: compile::Filter, shape: compile::Shape) -> Self {
+        Compiled { source: source.to_owned(), code, filter, fast: shape.fast, need: shape.need }
     }
 }
 
@@ -131,7 +134,7 @@ impl std::fmt::Debug for Compiled {
 }
 
 enum Outcome {
-    Filter(compile::Filter, Option<compile::Fast>),
+    Filter(compile::Filter, compile::Shape),
     Values(Vec<RawOutput>),
 }
 
@@ -385,10 +388,10 @@ impl JqEngine {
         // The parser is recursive: compile on a big-stack worker, under the time limit.
         let out = self.pool.run(
             self.config.timeout,
-            Box::new(move || compile::compile(&code2).map(|f| Outcome::Filter(f, compile::Fast::of(&code2)))),
+            Box::new(move || compile::compile(&code2).map(|f| Outcome::Filter(f, compile::Shape::of(&code2)))),
         );
         match out {
-            Ok(Outcome::Filter(f, fast)) => Ok(Arc::new(Compiled::new(filter, code, f, fast))),
+            Ok(Outcome::Filter(f, shape)) => Ok(Arc::new(Compiled::new(filter, code, f, shape))),
             Ok(_) => Err(JqError::Compile("internal error: unexpected outcome".to_owned())),
             Err(e) => Err(compile_context(e, filter)),
         }
@@ -582,20 +585,26 @@ impl JqEngine {
             return procs.eval(&refs, base, items, deadline, self.config.max_steps, self.config.max_len);
         }
         let base = convert::to_val(base)?;
+        let need = |key| needs::of_items(filters.iter().map(|c| c.as_ref()), key);
         let inputs: Vec<Val> = match items {
             None => vec![base],
-            Some((key, Items::Values(items))) => items
-                .iter()
-                .map(|item| Ok(with_key(&base, key, convert::to_val(item)?)))
-                .collect::<Result<_, JqError>>()?,
-            Some((key, Items::Texts(items))) => items
-                .iter()
-                .map(|item| {
-                    let v: convert::WireVal =
-                        serde_json::from_str(item.get()).map_err(|e| JqError::NotJson(e.to_string()))?;
-                    Ok(with_key(&base, key, v.0))
-                })
-                .collect::<Result<_, JqError>>()?,
+            Some((key, Items::Values(items))) => {
+                let need = need(key);
+                items
+                    .iter()
+                    .map(|item| Ok(with_key(&base, key, convert::to_val_needed(item, &need)?)))
+                    .collect::<Result<_, JqError>>()?
+            }
+            Some((key, Items::Texts(items))) => {
+                let need = need(key);
+                items
+                    .iter()
+                    .map(|item| {
+                        let v = convert::read_needed(item.get(), &need).map_err(|e| JqError::NotJson(e.to_string()))?;
+                        Ok(with_key(&base, key, v))
+                    })
+                    .collect::<Result<_, JqError>>()?
+            }
         };
         let filters: Vec<Arc<Compiled>> = filters.to_vec();
         let config = self.config.clone();

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::{Compiled, JqError, compile, convert, guard, rewrite};
+use crate::{Compiled, JqError, compile, convert, guard, needs, rewrite};
 use jaq_json::Val;
 
 /// Environment variable that passes the worker's address-space limit (bytes).
@@ -421,8 +421,9 @@ struct Cache {
     input: Option<(String, Val)>,
 }
 
-/// A request line as a worker reads it: the items straight into jaq values; the input kept as
-/// text until it is known not to be the last request's.
+/// A request line as a worker reads it: the input kept as text until it is known not to be the
+/// last request's; the items as text, read into jaq values keeping what the filters can observe
+/// of them.
 #[derive(serde::Deserialize)]
 struct WireRequest<'a> {
     f: Vec<String>,
@@ -436,8 +437,8 @@ struct WireRequest<'a> {
     len: usize,
     #[serde(default)]
     key: Option<String>,
-    #[serde(default)]
-    items: Option<Vec<convert::WireVal>>,
+    #[serde(default, borrow)]
+    items: Option<Vec<&'a RawValue>>,
 }
 
 fn answer(line: &str, cache: &mut Cache) -> Vec<u8> {
@@ -473,7 +474,15 @@ fn answer(line: &str, cache: &mut Cache) -> Vec<u8> {
         None => vec![input],
         Some(items) => {
             let key = req.key.as_deref().unwrap_or("item");
-            items.into_iter().map(|item| crate::with_key(&input, key, item.0)).collect()
+            let need = needs::of_items(filters.iter().filter_map(|c| c.as_deref().ok()), key);
+            let mut read = Vec::with_capacity(items.len());
+            for item in items {
+                match convert::read_needed(item.get(), &need) {
+                    Ok(v) => read.push(crate::with_key(&input, key, v)),
+                    Err(e) => return fail(JqError::Limit(format!("unreadable request: {e}"))),
+                }
+            }
+            read
         }
     };
     // `{"r": [{"ok": result} | {"e": [kind, message]}, …]}`, each result written as JSON text
@@ -509,6 +518,6 @@ fn compile_here(filter: &str) -> Result<Arc<Compiled>, JqError> {
     crate::check_filter(filter)?;
     let code = rewrite::rewrite(filter);
     let f = compile::compile(&code).map_err(|e| crate::compile_context(e, filter))?;
-    let fast = compile::Fast::of(&code);
-    Ok(Arc::new(Compiled::new(filter, code, f, fast)))
+    let shape = compile::Shape::of(&code);
+    Ok(Arc::new(Compiled::new(filter, code, f, shape)))
 }

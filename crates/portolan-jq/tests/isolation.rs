@@ -224,13 +224,20 @@ fn items_in_one_handoff_match_one_call_per_item() {
         ..JqConfig::default()
     });
     let base = json!({"body": {"org": "acme", "items": [{"id": 1}, {"id": 2}, {"id": 3}]}, "headers": {"x": "y"}});
-    let items: Vec<Value> = vec![json!({"id": 1, "n": "a"}), json!({"id": 2, "n": "b"}), json!(null)];
+    // Items with more than the filters read (each item is read keeping what they can observe).
+    let items: Vec<Value> = vec![
+        json!({"id": 1, "n": "a", "extra": {"deep": [1, 2, {"a": "b"}]}, "skipped": {"x": [1, {"y": "z"}]}}),
+        json!({"id": 2, "n": "b", "extra": [3], "skipped": "text \" with { braces"}),
+        json!(null),
+    ];
     for jq in [&threads, &procs] {
         let filters = [
             jq.compile(".item.id").unwrap(),
             jq.compile(".body.org + \"-\" + (.item.n // \"none\")").unwrap(),
             jq.compile("[range(1e9)] | length").unwrap(),
             jq.compile(".headers.x").unwrap(),
+            jq.compile(".item.extra.deep[2].a // .item.extra").unwrap(),
+            jq.compile(".item.id.x").unwrap(),
         ];
         let budget = jq.budget_for("t");
         let batched = jq.first_many_items_in(&budget, &filters, &base, "item", &items).unwrap();
@@ -242,6 +249,7 @@ fn items_in_one_handoff_match_one_call_per_item() {
                 match (a, b) {
                     (Ok(x), Ok(y)) => assert_eq!(x, y),
                     (Err(JqError::Limit(_)), Err(JqError::Limit(_))) => {}
+                    (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
                     other => panic!("{other:?}"),
                 }
             }
@@ -258,10 +266,15 @@ fn items_in_one_handoff_match_one_call_per_item() {
             match (a, b) {
                 (Ok(x), Ok(y)) => assert_eq!(x, y),
                 (Err(JqError::Limit(_)), Err(JqError::Limit(_))) => {}
+                (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(batched[1][1].as_ref().unwrap(), &json!("acme-b"));
+        assert_eq!(batched[0][4].as_ref().unwrap(), &json!("b"));
+        // An array where the filter indexes keys is read whole: the error names it.
+        assert!(batched[1][4].as_ref().unwrap_err().to_string().contains("[3]"), "{:?}", batched[1][4]);
+        assert!(batched[0][5].as_ref().unwrap_err().to_string().contains("cannot index"), "{:?}", batched[0][5]);
         assert_eq!(batched[2][0].as_ref().unwrap(), &json!(null));
         assert!(jq.first_many_items_in(&budget, &filters, &base, "item", &[]).unwrap().is_empty());
         // Every filter of every item the step budget ended is counted.

@@ -5,6 +5,7 @@ use serde_json::json;
 mod jq_compat;
 mod limits;
 mod mapping;
+mod needs;
 mod templates;
 
 fn engine() -> JqEngine {
