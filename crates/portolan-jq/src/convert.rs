@@ -125,13 +125,29 @@ fn needed_at(v: &Value, need: &Need, depth: usize) -> Result<Val, JqError> {
             }
             let mut m = Map::with_capacity_and_hasher(keys.len().min(o.len()), Default::default());
             for (k, x) in o {
-                if let Some(n) = keys.get(k) {
-                    m.insert(Val::utf8_str(k.clone().into_bytes()), needed_at(x, n, depth + 1)?);
+                match keys.get(k) {
+                    Some(n) => {
+                        m.insert(Val::utf8_str(k.clone().into_bytes()), needed_at(x, n, depth + 1)?);
+                    }
+                    // Not read, but refused as reading it whole would refuse it.
+                    None => check_depth(x, depth + 1)?,
                 }
             }
             Ok(Val::obj(m))
         }
         _ => to_val_at(v, depth),
+    }
+}
+
+/// [`to_val`]'s nesting check, without building anything.
+fn check_depth(v: &Value, depth: usize) -> Result<(), JqError> {
+    if depth > MAX_DEPTH {
+        return Err(JqError::Limit(format!("input nested deeper than {MAX_DEPTH} levels")));
+    }
+    match v {
+        Value::Array(a) => a.iter().try_for_each(|x| check_depth(x, depth + 1)),
+        Value::Object(o) => o.values().try_for_each(|x| check_depth(x, depth + 1)),
+        _ => Ok(()),
     }
 }
 
@@ -189,11 +205,58 @@ impl<'de> serde::de::Visitor<'de> for KeysVisitor<'_> {
                     m.insert(Val::utf8_str(k.into_owned().into_bytes()), x);
                 }
                 None => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
+                    map.next_value::<Skipped>()?;
                 }
             }
         }
         Ok(Val::obj(m))
+    }
+}
+
+/// A value read and dropped, checked as [`ValVisitor`] would check it (numbers in range, string
+/// escapes, nesting within serde_json's limit) — unlike `IgnoredAny`, which only skips its text —
+/// so an item is refused exactly when reading it whole would refuse it.
+struct Skipped;
+
+impl<'de> serde::Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+        Ok(Skipped)
     }
 }
 

@@ -36,10 +36,11 @@ impl Need {
         Need::Keys(BTreeMap::new())
     }
 
-    /// Mark the value at `path` whole.
+    /// Mark the value at `path` whole (at most [`MAX_PATH`] keys deep: a longer path marks the
+    /// value at that depth whole, so no `Need` is deeper than that, whatever the filter).
     fn mark(&mut self, path: &[String]) {
         let mut n = self;
-        for key in path {
+        for key in &path[..path.len().min(MAX_PATH)] {
             match n {
                 Need::Whole => return,
                 Need::Keys(m) => n = m.entry(key.clone()).or_insert_with(Need::nothing),
@@ -85,6 +86,11 @@ pub(crate) fn of(term: &Term<&str>) -> Need {
     walk(term, &[], &mut need);
     need
 }
+
+/// The deepest a [`Need`] goes: its clone, drop, union and lookups recurse that deep, on
+/// whatever thread (a filter `.a.a.a…` of thousands of keys compiles). serde_json reads no
+/// input deeper than 128 levels.
+const MAX_PATH: usize = 128;
 
 /// Calls that ignore their input (a user `def` of the same name is a `Def` term: all marked).
 const CONSTANTS: [&str; 7] = ["true", "false", "null", "empty", "now", "nan", "infinite"];
@@ -165,8 +171,10 @@ fn walk(t: &Term<&str>, at: &[String], out: &mut Need) {
                 walk(c, at, out);
                 walk(t, at, out);
             }
-            if let Some(e) = otherwise {
-                walk(e, at, out);
+            match otherwise {
+                Some(e) => walk(e, at, out),
+                // `if c then t end` is `if c then t else . end`.
+                None => out.mark(at),
             }
         }
         Term::Path(head, path) => {
@@ -221,7 +229,8 @@ fn keys(t: &Term<&str>) -> Option<Vec<String>> {
     }
 }
 
-/// Destructuring keys are evaluated on the input.
+/// Destructuring keys (`{(f): $x}`) are evaluated on the value destructured, which the caller
+/// marks whole: walking them at `at` reads no less than they do.
 fn pattern(p: &Pattern<&str>, at: &[String], out: &mut Need) {
     match p {
         Pattern::Var(_) => {}

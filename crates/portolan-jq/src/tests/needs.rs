@@ -142,6 +142,11 @@ const CONDITIONS: &[&str] = &[
     ".diff.after.properties.tags[.diff.after.properties.tick - 9]",
     ".diff.after.properties[.diff.after.properties.s]",
     ".resourceType == \"entity\" and .action == \"UPDATE\"",
+    // A missing `else` is `else .`: the whole input.
+    "if .diff.before.properties.on then 1 end",
+    "if .diff.after.properties.on then 1 elif .missing then 2 end",
+    ".diff.after | if .properties.on then 1 end",
+    "label $f | if .diff.after.properties.on then break $f end",
 ];
 
 /// The filters an automation's condition becomes (`.e | (condition)`, the event at `.e`), and
@@ -236,4 +241,54 @@ fn needs_of_some_filters() {
         }
         assert_eq!(compile::Shape::of("(").need, Need::Whole, "a filter that does not parse");
     });
+}
+
+/// What is not read is still checked as reading it whole checks it: an item is refused exactly
+/// when its whole reading would be, whatever the filters read of it.
+#[test]
+fn parts_not_read_are_checked_as_whole_ones() {
+    let a = keys(&[("a", Need::Whole)]);
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    for bad in ["1e400", deep.as_str(), r#""\ud800""#] {
+        let text = format!(r#"{{"a": 1, "b": {bad}}}"#);
+        assert!(serde_json::from_str::<convert::WireVal>(&text).is_err(), "{text} is refused whole");
+        assert!(convert::read_needed(&text, &a).is_err(), "{text} is refused when only .a is read");
+    }
+    let mut nested = json!(1);
+    for _ in 0..(convert::MAX_DEPTH + 2) {
+        nested = json!([nested]);
+    }
+    let value = json!({"a": 1, "b": nested});
+    assert!(convert::to_val(&value).is_err());
+    assert!(convert::to_val_needed(&value, &a).is_err());
+    assert_eq!(
+        convert::to_val_needed(&json!({"a": 1, "b": [2]}), &a).unwrap(),
+        convert::to_val(&json!({"a": 1})).unwrap()
+    );
+}
+
+/// A filter of thousands of constant keys (`.a.a.a…`) compiles; what it needs stays shallow, so
+/// reading an item for it, and dropping it, run on an ordinary thread.
+#[test]
+fn a_long_path_needs_a_shallow_value() {
+    let filter = format!(".e | ({}\n)", ".a".repeat(3000));
+    let handle = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let jq = engine();
+            let compiled = jq.compile(&filter).unwrap();
+            let mut depth = 0;
+            let mut n = &compiled.need;
+            while let Need::Keys(m) = n {
+                let Some(next) = m.values().next() else { break };
+                n = next;
+                depth += 1;
+            }
+            assert!(depth <= 130, "{depth}");
+            let texts = [serde_json::value::RawValue::from_string(r#"{"b": {"a": 1}}"#.to_owned()).unwrap()];
+            let out = jq.first_many_texts_in(&jq.budget_for("t"), &[compiled], &json!({}), "e", &texts).unwrap();
+            assert_eq!(out[0][0].as_ref().unwrap(), &Value::Null);
+        })
+        .unwrap();
+    handle.join().unwrap();
 }
