@@ -180,6 +180,23 @@ pub fn wake_workers(state: &AppState) {
     state.jobs.wake.notify_one();
 }
 
+/// How many entity write transactions of this node's store queued a job so far
+/// ([`portolan_store::WriteGroupUse::queued_jobs`]): read before a write, for [`wake_if_queued`].
+pub fn queued_by_writes(state: &AppState) -> u64 {
+    state.store.write_group_use().queued_jobs
+}
+
+/// After an entity write: wake an idle worker if a write transaction queued a job since
+/// `before` ([`queued_by_writes`], read before the write) — this one's (its scorecards,
+/// aggregations or automation dispatch) or a concurrent one's. A write that queued nothing
+/// wakes no worker (a woken worker reads the queue: a statement per write request, for
+/// nothing, under a bulk load).
+pub fn wake_if_queued(state: &AppState, before: u64) {
+    if queued_by_writes(state) != before {
+        wake_workers(state);
+    }
+}
+
 /// Queue a job for `org` and wake a worker of this node.
 pub async fn enqueue(state: &AppState, org: &OrgId, kind: &str, payload: Value) -> ApiResult<Job> {
     let job = state.store.enqueue_job(org, &NewJob { kind: kind.to_string(), payload, max_attempts: 5 }).await?;

@@ -139,10 +139,11 @@ pub const MAX_JOB_SEEDS: usize = 10_000;
 /// Enqueue, in a write's or delete's transaction, an [`AGGREGATE_ENTITIES_JOB`] for `seeds`
 /// (callers ask `entities::OrgWrites` first) — or add them to the organization's one that is
 /// queued and not yet claimed, while it holds at most [`MAX_JOB_SEEDS`]: a burst of writes
-/// becomes one recomputation of each affected entity, not one per write.
-pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: &[(String, String)]) -> Result<()> {
+/// becomes one recomputation of each affected entity, not one per write. Whether it queued a
+/// job (not when it added to one already queued, which had its own wake).
+pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: &[(String, String)]) -> Result<bool> {
     if seeds.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let d = tx.dialect();
     let lock = if d == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
@@ -180,12 +181,13 @@ pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: 
             .execute(&mut *tx)
             .await?;
         if updated == 1 {
-            return Ok(());
+            // Added to a job queued earlier, which had its own wake.
+            return Ok(false);
         }
     }
     let job = NewJob { kind: AGGREGATE_ENTITIES_JOB.into(), payload, max_attempts: 5 };
     jobs::enqueue(db, &mut *tx, org, &job).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The relation targets of an entity's `relations` JSON, `(relation, blueprint, id)`, given

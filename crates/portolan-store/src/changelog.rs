@@ -77,10 +77,10 @@ pub(crate) fn destinations_sql(d: Dialect) -> &'static str {
 }
 
 /// Record the changes `rows` (`(blueprint, entity, audit id, time)`) for delivery and queue the
-/// delivery job, in the writing transaction.
-pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64, &str)]) -> Result<()> {
+/// delivery job, in the writing transaction. Whether it queued the job.
+pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64, &str)]) -> Result<bool> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     for chunk in rows.chunks(500) {
         let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");

@@ -144,7 +144,8 @@ async fn put(
     let config = OrgWrites::read(tx, org).await?;
     automations::audit_and_record(tx, org, &config.listening, &[rec], ctx.depth).await?;
     scorecards::enqueue_scored(db, tx, org, &[(want.blueprint.as_str(), want.identifier.as_str())], &config.scored)
-        .await
+        .await?;
+    Ok(())
 }
 
 /// Bring the system entity `bp`/`id` in line: `fill` writes Portolan's fields over the stored

@@ -253,17 +253,18 @@ pub(crate) const SCORED_SQL: &str = "SELECT DISTINCT blueprint FROM scorecards W
 
 /// Enqueue, in the write's transaction, one [`SCORE_ENTITIES_JOB`] per written blueprint that
 /// has scorecards (`scored`, read in the same transaction: [`SCORED_SQL`], in
-/// `entities::OrgWrites`).
+/// `entities::OrgWrites`). Whether it queued any.
 pub(crate) async fn enqueue_scored(
     db: &crate::db::Db,
     tx: &mut Tx,
     org: &OrgId,
     written: &[(&str, &str)],
     scored: &HashSet<String>,
-) -> Result<()> {
+) -> Result<bool> {
     let mut bps: Vec<&str> = written.iter().map(|(b, _)| *b).filter(|b| scored.contains(*b)).collect();
     bps.sort_unstable();
     bps.dedup();
+    let queued = !bps.is_empty();
     for bp in bps {
         let ids: Vec<&str> = written.iter().filter(|(b, _)| *b == bp).map(|(_, i)| *i).collect();
         let job = NewJob {
@@ -273,7 +274,7 @@ pub(crate) async fn enqueue_scored(
         };
         jobs::enqueue(db, &mut *tx, org, &job).await?;
     }
-    Ok(())
+    Ok(queued)
 }
 
 fn compile(q: &Query, cctx: &CompileCtx<'_>, bp: &str, path: &str) -> Result<SqlFrag> {

@@ -570,7 +570,9 @@ async fn upsert(state: &AppState, caller: &Caller, plan: &Plan, delivery: &str) 
         }
     }
     let ids: Vec<String> = writes.iter().map(|w| w.identifier.clone()).collect();
+    let queued = super::queued_by_writes(state);
     let results = state.store.write_entities(&caller.org, writes, &audit_ctx(caller)).await?;
+    super::wake_if_queued(state, queued);
     for (id, r) in ids.into_iter().zip(results) {
         match r {
             Ok(_) => out.upserted += 1,

@@ -225,9 +225,11 @@ pub async fn write_full(
             None => Err(ApiError::internal("validation", "no result")),
         };
     }
+    let queued = crate::jobs::queued_by_writes(state);
     let mut results = state.store.write_entities(&actor.org, vec![write], &audit_ctx(actor)).await?;
-    // The write may have enqueued the recomputation of its scorecard results.
-    crate::jobs::wake_workers(state);
+    // The write may have queued the recomputation of its scorecard results, its aggregations or
+    // its automations' dispatch.
+    crate::jobs::wake_if_queued(state, queued);
     match results.pop() {
         Some(Ok(w)) => Ok(plain(w)),
         Some(Err(rej)) => {
@@ -279,8 +281,9 @@ pub async fn write_many(
     let results = if opts.validation_only {
         dry_run(state, &actor.org, writes).await?
     } else {
+        let queued = crate::jobs::queued_by_writes(state);
         let r = state.store.write_entities(&actor.org, writes, &audit_ctx(actor)).await?;
-        crate::jobs::wake_workers(state);
+        crate::jobs::wake_if_queued(state, queued);
         r
     };
     for ((index, identifier), r) in index_of.into_iter().zip(results) {

@@ -29,10 +29,13 @@ pub async fn automation_events_are_recorded_with_the_change_and_dispatched_once(
     s.save_action(&a, &automation("on_team", "ANY_ENTITY_CHANGE", "team"), SaveMode::Create, &ctx()).await.unwrap();
     let deeper = crate::AuditCtx { depth: 3, ..ctx() };
     let writes = vec![super::put(entity("team", "t1", json!({}), json!({})), &ma, false)];
+    let queued = s.write_group_use().queued_jobs;
     s.write_entities(&a, writes, &deeper).await.unwrap();
+    assert_eq!(s.write_group_use().queued_jobs, queued + 1, "the heard write queued the dispatch");
     write_ok(s, &a, &ma, vec![entity("domain", "d1", json!({}), json!({}))]).await;
     // The same entity again: nothing changed.
     write_ok(s, &a, &ma, vec![entity("team", "t1", json!({}), json!({}))]).await;
+    assert_eq!(s.write_group_use().queued_jobs, queued + 1, "writes no automation hears queue nothing");
     write_ok(s, &a, &ma, vec![entity("team", "t1", json!({"x": 1}), json!({}))]).await;
     s.delete_entities(&a, "team", &["t1".into()], false, &ctx()).await.unwrap();
 

@@ -93,7 +93,9 @@ pub async fn scorecard_results_follow_rules_filter_and_history(s: &dyn Store) {
     let v = body("q");
     s.save_scorecard(&a, &write("q", &v), SaveMode::Create, &ctx(), None).await.unwrap();
     let sc = checked(&v);
+    let queued = s.write_group_use().queued_jobs;
     write_ok(s, &a, &m, vec![entity("team", "t", json!({}), json!({}))]).await;
+    assert_eq!(s.write_group_use().queued_jobs, queued, "a write that queues no job is not counted");
     let svc = |id: &str, props: Value| entity("service", id, props, json!({"team": "t"}));
     write_ok(
         s,
@@ -108,7 +110,9 @@ pub async fn scorecard_results_follow_rules_filter_and_history(s: &dyn Store) {
         ],
     )
     .await;
-    // Each write batch touching a blueprint with scorecards enqueued one recompute job.
+    // Each write batch touching a blueprint with scorecards enqueued one recompute job, counted
+    // by the time the write answers (the server wakes a job worker for it).
+    assert_eq!(s.write_group_use().queued_jobs, queued + 1);
     let filter = JobFilter { kind: Some(SCORE_ENTITIES_JOB.into()), limit: 10, ..JobFilter::default() };
     let jobs = s.list_jobs(&a, &filter).await.unwrap();
     assert_eq!(jobs.len(), 1, "the team write enqueued nothing");

@@ -51,6 +51,8 @@ pub(crate) struct Groups {
     lane: Arc<Semaphore>,
     requests: AtomicU64,
     transactions: AtomicU64,
+    /// Transactions that queued a job (see [`WriteGroupUse::queued_jobs`]).
+    queued_jobs: AtomicU64,
 }
 
 /// A request waiting for its group.
@@ -76,6 +78,10 @@ pub struct WriteGroupUse {
     pub transactions: u64,
     /// Whether concurrent requests share transactions (SQLite) or not (PostgreSQL).
     pub grouped: bool,
+    /// Committed write transactions that queued a job (scorecards, aggregations, automation
+    /// dispatch), counted before the writes are answered: a caller that sees it change across
+    /// its write wakes a job worker; one whose write queued nothing leaves the workers asleep.
+    pub queued_jobs: u64,
 }
 
 impl Groups {
@@ -87,6 +93,7 @@ impl Groups {
             lane: Arc::new(Semaphore::new(1)),
             requests: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
+            queued_jobs: AtomicU64::new(0),
         }
     }
 
@@ -95,6 +102,7 @@ impl Groups {
             requests: self.requests.load(Ordering::Relaxed),
             transactions: self.transactions.load(Ordering::Relaxed),
             grouped: self.grouped,
+            queued_jobs: self.queued_jobs.load(Ordering::SeqCst),
         }
     }
 
@@ -109,7 +117,7 @@ impl Groups {
         if !self.grouped {
             self.requests.fetch_add(1, Ordering::Relaxed);
             self.transactions.fetch_add(1, Ordering::Relaxed);
-            return write(db, org, writes, ctx).await;
+            return self.counted(write(db, org, writes, ctx).await);
         }
         let (reply, answer) = oneshot::channel();
         self.lock().push_back(Pending { org: org.clone(), writes, ctx: ctx.clone(), reply });
@@ -121,6 +129,15 @@ impl Groups {
                     .into(),
             )
         })?
+    }
+
+    /// A write's outcomes, its queued job counted.
+    fn counted<T>(&self, written: Result<(T, bool)>) -> Result<T> {
+        let (out, queued) = written?;
+        if queued {
+            self.queued_jobs.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(out)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
@@ -152,7 +169,7 @@ impl Groups {
         self.transactions.fetch_add(1, Ordering::Relaxed);
         if group.len() == 1 {
             let Some(p) = group.pop() else { return };
-            let _ = p.reply.send(write(db, &p.org, p.writes, &p.ctx).await);
+            let _ = p.reply.send(self.counted(write(db, &p.org, p.writes, &p.ctx).await));
             return;
         }
         let org = group[0].org.clone();
@@ -165,7 +182,7 @@ impl Groups {
             replies.push(p.reply);
         }
         let ctx_refs: Vec<&AuditCtx> = ctxs.iter().collect();
-        match write_together(db, &org, batches, &ctx_refs).await {
+        match self.counted(write_together(db, &org, batches, &ctx_refs).await) {
             Ok(outcomes) => {
                 for (reply, out) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(out));

@@ -34,12 +34,19 @@ fn refusal(dialect: Dialect) -> impl Fn(&Entity) -> Option<WriteRejection> {
     move |e| if dialect == Dialect::Postgres { nul_rejection(e) } else { None }
 }
 
-pub(crate) async fn write(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &AuditCtx) -> Result<Vec<Outcome>> {
+/// A batch's outcomes, and whether its transaction queued a job (scorecards, aggregations,
+/// automation dispatch: a worker is to be woken).
+pub(crate) async fn write(
+    db: &Db,
+    org: &OrgId,
+    writes: Vec<EntityWrite>,
+    ctx: &AuditCtx,
+) -> Result<(Vec<Outcome>, bool)> {
     if !distinct_keys(&writes) {
         return write_sequential(db, org, writes, ctx).await;
     }
-    let mut out = write_together(db, org, vec![writes], &[ctx]).await?;
-    Ok(out.pop().unwrap_or_default())
+    let (mut out, queued) = write_together(db, org, vec![writes], &[ctx]).await?;
+    Ok((out.pop().unwrap_or_default(), queued))
 }
 
 /// Whether no two of `writes` name the same entity.
@@ -50,13 +57,14 @@ pub(crate) fn distinct_keys(writes: &[EntityWrite]) -> bool {
 
 /// Several requests' batches in one transaction (group commit, `entities/group.rs`), as one
 /// batch: `batches[i]` by `ctxs[i]`, no entity named twice across all of them, every context of
-/// the same automation depth. Each batch's outcomes, in order.
+/// the same automation depth. Each batch's outcomes, in order, and whether the transaction
+/// queued a job.
 pub(crate) async fn write_together(
     db: &Db,
     org: &OrgId,
     batches: Vec<Vec<EntityWrite>>,
     ctxs: &[&AuditCtx],
-) -> Result<Vec<Vec<Outcome>>> {
+) -> Result<(Vec<Vec<Outcome>>, bool)> {
     let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
     let depth = ctxs.first().map_or(0, |c| c.depth);
     let writes: Vec<(EntityWrite, usize)> =
@@ -105,22 +113,22 @@ pub(crate) async fn write_together(
         tx.q(&unlink).bind_ints(chunk).execute(&mut tx).await?;
     }
     insert_edges(&mut tx, org, &plan.edges(&rids)).await?;
-    automations::audit_and_record(&mut tx, org, &config.listening, &records, depth).await?;
+    let mut queued = automations::audit_and_record(&mut tx, org, &config.listening, &records, depth).await?;
     let written: Vec<(&str, &str)> = rows
         .iter()
         .copied()
         .chain(stubs.iter().map(|s| &s.entity))
         .map(|e| (e.blueprint.as_str(), e.identifier.as_str()))
         .collect();
-    scorecards::enqueue_scored(db, &mut tx, org, &written, &config.scored).await?;
+    queued |= scorecards::enqueue_scored(db, &mut tx, org, &written, &config.scored).await?;
     if aggregates {
         let mut seeds: Vec<(String, String)> = rows.iter().flat_map(|e| unlinked(&before_seeds, e)).collect();
         seeds.extend(written.iter().map(|(b, i)| (b.to_string(), i.to_string())));
-        aggregations::enqueue_for_seeds(db, &mut tx, org, &seeds).await?;
+        queued |= aggregations::enqueue_for_seeds(db, &mut tx, org, &seeds).await?;
     }
     tx.commit().await?;
     let mut outcomes = plan.finish().into_iter();
-    Ok(sizes.into_iter().map(|n| outcomes.by_ref().take(n).collect()).collect())
+    Ok((sizes.into_iter().map(|n| outcomes.by_ref().take(n).collect()).collect(), queued))
 }
 
 /// What the organization's configuration asks of an entity write, read in its transaction with
@@ -481,7 +489,12 @@ pub(crate) async fn save(tx: &mut Tx, org: &OrgId, rid: Option<i64>, e: &Entity,
 
 /// One write after another, each seeing the previous ones: used when a batch names the same
 /// entity twice. (Batches of distinct entities take [`write`].)
-async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &AuditCtx) -> Result<Vec<Outcome>> {
+async fn write_sequential(
+    db: &Db,
+    org: &OrgId,
+    writes: Vec<EntityWrite>,
+    ctx: &AuditCtx,
+) -> Result<(Vec<Outcome>, bool)> {
     let mut tx = db.begin().await?;
     let locks = entity_locks(org, writes.iter().map(|w| (w.blueprint.as_str(), w.identifier.as_str())));
     lock_entities(&mut tx, locks).await?;
@@ -490,9 +503,9 @@ async fn write_sequential(db: &Db, org: &OrgId, writes: Vec<EntityWrite>, ctx: &
     for w in writes {
         out.push(seq.write(db, &mut tx, org, w, ctx).await?);
     }
-    seq.finish(db, &mut tx, org).await?;
+    let queued = seq.finish(db, &mut tx, org).await?;
     tx.commit().await?;
-    Ok(out)
+    Ok((out, queued))
 }
 
 /// Writes one at a time inside a transaction ([`write_sequential`], and a `_user` / `_team`
@@ -502,11 +515,18 @@ pub(crate) struct Sequential {
     written: Vec<(String, String)>,
     unlinked_seeds: Vec<(String, String)>,
     config: OrgWrites,
+    /// Whether a write queued the automation dispatch.
+    queued: bool,
 }
 
 impl Sequential {
     pub(crate) async fn start(tx: &mut Tx, org: &OrgId) -> Result<Sequential> {
-        Ok(Sequential { written: Vec::new(), unlinked_seeds: Vec::new(), config: OrgWrites::read(tx, org).await? })
+        Ok(Sequential {
+            written: Vec::new(),
+            unlinked_seeds: Vec::new(),
+            config: OrgWrites::read(tx, org).await?,
+            queued: false,
+        })
     }
 
     /// Write one entity (its key locked by the caller), seeing what was written before it.
@@ -569,25 +589,27 @@ impl Sequential {
             save(tx, org, None, &stub, &[]).await?;
             self.written.push((stub.blueprint.clone(), stub.identifier.clone()));
             let rec = entity_record(ctx, "CREATE", &stub.blueprint, &stub.identifier, None, Some(&stub));
-            automations::audit_and_record(tx, org, &self.config.listening, &[rec], ctx.depth).await?;
+            self.queued |= automations::audit_and_record(tx, org, &self.config.listening, &[rec], ctx.depth).await?;
         }
         save(tx, org, before.as_ref().map(|(rid, _)| *rid), &entity, &edges).await?;
         let action = if before.is_some() { "UPDATE" } else { "CREATE" };
         let rec = entity_record(ctx, action, &entity.blueprint, &entity.identifier, before_entity, Some(&entity));
-        automations::audit_and_record(tx, org, &self.config.listening, &[rec], ctx.depth).await?;
+        self.queued |= automations::audit_and_record(tx, org, &self.config.listening, &[rec], ctx.depth).await?;
         self.written.push((entity.blueprint.clone(), entity.identifier.clone()));
         self.unlinked_seeds.extend(unlinked(&before_targets, &entity));
         Ok(Ok(Written { entity, created: before.is_none() }))
     }
 
-    /// Queue the scorecard and aggregation upkeep of everything written.
-    pub(crate) async fn finish(mut self, db: &Db, tx: &mut Tx, org: &OrgId) -> Result<()> {
+    /// Queue the scorecard and aggregation upkeep of everything written. Whether any job was
+    /// queued by the writes (a worker is to be woken once they commit).
+    pub(crate) async fn finish(mut self, db: &Db, tx: &mut Tx, org: &OrgId) -> Result<bool> {
         let seen: Vec<(&str, &str)> = self.written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
-        scorecards::enqueue_scored(db, tx, org, &seen, &self.config.scored).await?;
+        let mut queued = self.queued;
+        queued |= scorecards::enqueue_scored(db, tx, org, &seen, &self.config.scored).await?;
         if self.config.aggregates {
             self.written.extend(self.unlinked_seeds);
-            aggregations::enqueue_for_seeds(db, tx, org, &self.written).await?;
+            queued |= aggregations::enqueue_for_seeds(db, tx, org, &self.written).await?;
         }
-        Ok(())
+        Ok(queued)
     }
 }
