@@ -27,8 +27,9 @@ pub struct ApiConfig {
     /// How long a claimed job stays leased without a heartbeat; the holder heartbeats every
     /// third of it. A node that dies leaves its jobs to others after at most this long.
     pub job_lease: Duration,
-    /// How often an idle worker looks for jobs enqueued by other nodes (jobs enqueued by this
-    /// node wake a worker at once).
+    /// How often an idle worker looks for jobs enqueued by other nodes, or left for it by work
+    /// of this node that wakes no worker (most work of this node that gives a job work, an
+    /// entity write, a delete, a run update, wakes one at once).
     pub job_poll: Duration,
     /// How long a request that runs as a job (`DELETE …/all-entities`) waits for it before
     /// answering with the job id alone.

@@ -139,8 +139,8 @@ pub const MAX_JOB_SEEDS: usize = 10_000;
 /// Enqueue, in a write's or delete's transaction, an [`AGGREGATE_ENTITIES_JOB`] for `seeds`
 /// (callers ask `entities::OrgWrites` first) — or add them to the organization's one that is
 /// queued and not yet claimed, while it holds at most [`MAX_JOB_SEEDS`]: a burst of writes
-/// becomes one recomputation of each affected entity, not one per write. Whether it queued a
-/// job (not when it added to one already queued, which had its own wake).
+/// becomes one recomputation of each affected entity, not one per write. Whether a job got
+/// work (queued here, or added to one queued).
 pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: &[(String, String)]) -> Result<bool> {
     if seeds.is_empty() {
         return Ok(false);
@@ -181,8 +181,7 @@ pub(crate) async fn enqueue_for_seeds(db: &Db, tx: &mut Tx, org: &OrgId, seeds: 
             .execute(&mut *tx)
             .await?;
         if updated == 1 {
-            // Added to a job queued earlier, which had its own wake.
-            return Ok(false);
+            return Ok(true);
         }
     }
     let job = NewJob { kind: AGGREGATE_ENTITIES_JOB.into(), payload, max_attempts: 5 };

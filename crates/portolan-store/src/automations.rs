@@ -190,7 +190,8 @@ fn entity_kind(action: &str) -> Option<&'static str> {
 /// costs the write no statement of its own), and queue the organization's dispatch job, all in
 /// the caller's transaction. Updates that changed nothing are no event. Changelog messages take
 /// their record's time; `depth` is how many automation runs led to the changes (the same for
-/// all of them). Whether it queued a job (the dispatch, or the changelog delivery).
+/// all of them). Whether it gave a job work (events for the dispatch, changes for the
+/// changelog delivery): a worker is to be woken once the transaction commits.
 pub(crate) async fn audit_and_record(
     tx: &mut Tx,
     org: &OrgId,
@@ -221,11 +222,12 @@ pub(crate) async fn audit_and_record(
     let id_of = |bp: &str, entity: &str| ids.get(&(bp.to_string(), entity.to_string())).copied();
     let changes: Vec<(&str, &str, i64, &str)> =
         changes.into_iter().filter_map(|(bp, e, at)| id_of(bp, e).map(|id| (bp, e, id, at))).collect();
-    let mut queued = changelog::record(tx, org, &changes).await?;
+    let mut work = changelog::record(tx, org, &changes).await?;
     if depths.iter().any(Option::is_some) {
-        queued |= enqueue_dispatch(tx, org).await?;
+        enqueue_dispatch(tx, org).await?;
+        work = true;
     }
-    Ok(queued)
+    Ok(work)
 }
 
 /// An entity change as JSON text, from its audit record's columns (`a_action`, `a_user`,
@@ -392,8 +394,7 @@ async fn record_run_heard(
         "diff": {"before": before.map(run_json), "after": run_json(after)},
     });
     insert_event(tx, org, kind, &after.action, &event, depth, &after.updated_at).await?;
-    enqueue_dispatch(tx, org).await?;
-    Ok(())
+    enqueue_dispatch(tx, org).await
 }
 
 /// An update whose entity is the same before and after, apart from its update stamps.
@@ -410,8 +411,8 @@ fn unchanged(diff: &Value) -> bool {
 
 /// Queue the organization's dispatch job unless one is queued and not yet claimed (it will see
 /// the new events: it reads them when it runs) — one statement, as it runs in every write that
-/// records events. Whether it queued one.
-pub(crate) async fn enqueue_dispatch(tx: &mut Tx, org: &OrgId) -> Result<bool> {
+/// records events.
+pub(crate) async fn enqueue_dispatch(tx: &mut Tx, org: &OrgId) -> Result<()> {
     jobs::enqueue_once(tx, org, AUTOMATION_JOB).await
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn destinations_sql(d: Dialect) -> &'static str {
 }
 
 /// Record the changes `rows` (`(blueprint, entity, audit id, time)`) for delivery and queue the
-/// delivery job, in the writing transaction. Whether it queued the job.
+/// delivery job, in the writing transaction. Whether there were changes (a job has work).
 pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64, &str)]) -> Result<bool> {
     if rows.is_empty() {
         return Ok(false);
@@ -93,7 +93,8 @@ pub(crate) async fn record(tx: &mut Tx, org: &OrgId, rows: &[(&str, &str, i64, &
         }
         q.execute(&mut *tx).await?;
     }
-    jobs::enqueue_once(tx, org, CHANGELOG_JOB).await
+    jobs::enqueue_once(tx, org, CHANGELOG_JOB).await?;
+    Ok(true)
 }
 
 /// Port's changelog message (§1.8) of a change, from its audit record's columns.

@@ -287,12 +287,11 @@ pub const CLAIM_LOCK: i64 = 0x006a_6f62_636c_6169;
 /// Queue a `kind` job of `org` (empty payload, 5 attempts) unless one is queued, runnable now
 /// and not yet claimed — it will see what the caller's transaction adds, as it reads when it
 /// runs (a job queued for later, such as a retry, does not hold new work back). One
-/// statement, as it runs in the writes that give such jobs work. Whether it queued one (a
-/// worker is to be woken; the queued one it found had its own wake).
-pub(crate) async fn enqueue_once(tx: &mut Tx, org: &OrgId, kind: &str) -> Result<bool> {
+/// statement, as it runs in the writes that give such jobs work.
+pub(crate) async fn enqueue_once(tx: &mut Tx, org: &OrgId, kind: &str) -> Result<()> {
     let sql = enqueue_once_sql(tx.dialect());
-    let n = tx.q(&sql).bind(&org.0).bind(kind).bind("{}").bind(&org.0).bind(kind).execute(&mut *tx).await?;
-    Ok(n > 0)
+    tx.q(&sql).bind(&org.0).bind(kind).bind("{}").bind(&org.0).bind(kind).execute(&mut *tx).await?;
+    Ok(())
 }
 
 /// [`enqueue_once`]'s statement (org, kind, payload, org, kind): the queued-and-due probe is one

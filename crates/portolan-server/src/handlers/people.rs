@@ -73,6 +73,7 @@ pub async fn delete_team(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     state.store.delete_team(&caller.org, &name, &crate::ops::audit::audit_ctx(&caller)).await?;
+    crate::jobs::wake_workers(&state);
     Ok(Json(json!({"ok": true})))
 }
 

@@ -537,7 +537,10 @@ pub async fn patch_run(state: &AppState, actor: &Actor, id: &str, body: &Value) 
         run.updated_by = actor.client_id.clone();
         Ok(())
     };
-    Ok(state.store.update_run(&actor.org, id, &[], &mut edit).await?)
+    let run = state.store.update_run(&actor.org, id, &[], &mut edit).await?;
+    // A run update records a RUN_UPDATED event for the automations listening.
+    crate::jobs::wake_workers(state);
+    Ok(run)
 }
 
 /// `POST /v1/actions/runs/{id}/logs` `{message, terminationStatus?, statusLabel?}`: a log line;
@@ -598,7 +601,10 @@ pub async fn add_log(state: &AppState, actor: &Actor, id: &str, body: &Value) ->
         }
         Ok(())
     };
-    Ok(state.store.update_run(&actor.org, id, std::slice::from_ref(&log), &mut edit).await?)
+    let run = state.store.update_run(&actor.org, id, std::slice::from_ref(&log), &mut edit).await?;
+    // A run update records a RUN_UPDATED event for the automations listening.
+    crate::jobs::wake_workers(state);
+    Ok(run)
 }
 
 fn cut(s: &str) -> String {
@@ -619,7 +625,10 @@ pub async fn set_response(state: &AppState, actor: &Actor, id: &str, body: &Valu
         run.updated_by = actor.client_id.clone();
         Ok(())
     };
-    Ok(state.store.update_run(&actor.org, id, &[], &mut edit).await?)
+    let run = state.store.update_run(&actor.org, id, &[], &mut edit).await?;
+    // A run update records a RUN_UPDATED event for the automations listening.
+    crate::jobs::wake_workers(state);
+    Ok(run)
 }
 
 /// Record entities written with `?run_id=` (only while the run is in progress, as Port does;

@@ -402,6 +402,8 @@ pub async fn delete(
     }
     let ticket = deletion_guard::before_delete(state, actor, bp, ids).await?;
     let res = state.store.delete_entities(&actor.org, bp, ids, cascade, &audit_ctx(actor)).await;
+    // The deletes may have given jobs work (automation events, aggregations, changelog).
+    crate::jobs::wake_workers(state);
     deletion_guard::after_delete(state, actor, ticket, res.as_deref().ok()).await;
     match res {
         Ok(deleted) => Ok(deleted),

@@ -188,7 +188,10 @@ pub async fn save_team(
     errs.into_result()?;
     let w = TeamWrite { name, id: random_id("team_"), description, provider: "Port".into(), members };
     let mode = if current.is_some() { SaveMode::Update } else { SaveMode::Create };
-    Ok(state.store.save_team(&actor.org, current, &w, mode, &audit_ctx(actor)).await?)
+    let team = state.store.save_team(&actor.org, current, &w, mode, &audit_ctx(actor)).await?;
+    // Its `_team` entity's upkeep may have given jobs work.
+    crate::jobs::wake_workers(state);
+    Ok(team)
 }
 
 pub fn team_not_found(name: &str) -> ApiError {
@@ -342,6 +345,7 @@ pub async fn delete_user(state: &AppState, actor: &Actor, email: &str) -> ApiRes
         ));
     }
     state.store.delete_user(&actor.org, &user.id, &audit_ctx(actor)).await?;
+    crate::jobs::wake_workers(state);
     tracing::info!(user = %user.id, by = %actor.client_id, "web user removed");
     let diff = json!({"before": {"email": email, "role": user.role}});
     crate::ops::audit::record_change(state, actor, "user", "DELETE", &email, Some(diff)).await;

@@ -226,5 +226,6 @@ pub async fn team_delete(
     require_admin(&user, "delete teams")?;
     let actor = caller(&user);
     state.store.delete_team(&user.org, &name, &crate::ops::audit::audit_ctx(&actor)).await?;
+    crate::jobs::wake_workers(&state);
     Ok(see_other("/ui/teams"))
 }

@@ -298,3 +298,32 @@ async fn aggregations_count_only_the_entities_the_reader_reads() {
     assert!(r.body["message"].as_str().unwrap().contains("some of which you may not read"), "{}", r.body);
     assert_eq!(crate::helpers::ids(&app.post(path, by_count).await.body), ["s1"], "admins search by it");
 }
+
+/// Wait (at most 10 s) until service `id`'s `incidents` is `want`.
+async fn incidents_become(app: &TestApp, id: &str, want: i64, what: &str) {
+    for _ in 0..400 {
+        if props(app, id).await["incidents"] == json!(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: {id}'s incidents did not become {want} within 10 s (no worker woken: the poll is 10 minutes)");
+}
+
+/// A write and a delete that give a job work wake a worker of the node at once: with the idle
+/// workers' poll at ten minutes, the values follow within seconds.
+#[tokio::test]
+async fn writes_and_deletes_wake_a_worker_without_the_poll() {
+    let Some(app) = TestApp::spawn_with(ApiConfig { job_poll: Duration::from_secs(600), ..ApiConfig::default() }).await
+    else {
+        return;
+    };
+    model(&app, json!({"incidents": agg("incident", json!({"calculationBy": "entities", "func": "count"}))})).await;
+    app.entity("service", json!({"identifier": "s1"})).await;
+    app.entity("deployment", json!({"identifier": "d1", "relations": {"service": "s1"}})).await;
+    incident(&app, "i1", json!(1), "open", "d1").await;
+    incidents_become(&app, "s1", 1, "after a write").await;
+    let r = app.delete("/v1/blueprints/incident/entities/i1").await;
+    assert!(r.status.is_success(), "{}", r.body);
+    incidents_become(&app, "s1", 0, "after a delete").await;
+}

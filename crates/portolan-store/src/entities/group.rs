@@ -51,7 +51,7 @@ pub(crate) struct Groups {
     lane: Arc<Semaphore>,
     requests: AtomicU64,
     transactions: AtomicU64,
-    /// Transactions that queued a job (see [`WriteGroupUse::queued_jobs`]).
+    /// Transactions that gave a job work (see [`WriteGroupUse::queued_jobs`]).
     queued_jobs: AtomicU64,
 }
 
@@ -78,9 +78,11 @@ pub struct WriteGroupUse {
     pub transactions: u64,
     /// Whether concurrent requests share transactions (SQLite) or not (PostgreSQL).
     pub grouped: bool,
-    /// Committed write transactions that queued a job (scorecards, aggregations, automation
-    /// dispatch), counted before the writes are answered: a caller that sees it change across
-    /// its write wakes a job worker; one whose write queued nothing leaves the workers asleep.
+    /// Committed entity write transactions (`write_entities`) that gave a job work (scorecard
+    /// recomputation, aggregations, automation events, changelog deliveries: a job queued, or
+    /// one already queued given more), counted before the writes are answered: a caller that
+    /// sees it change across its write wakes a job worker; one whose write gave no job work
+    /// leaves the workers asleep.
     pub queued_jobs: u64,
 }
 
@@ -131,7 +133,7 @@ impl Groups {
         })?
     }
 
-    /// A write's outcomes, its queued job counted.
+    /// A write's outcomes, counted if it gave a job work.
     fn counted<T>(&self, written: Result<(T, bool)>) -> Result<T> {
         let (out, queued) = written?;
         if queued {

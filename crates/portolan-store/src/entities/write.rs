@@ -34,8 +34,8 @@ fn refusal(dialect: Dialect) -> impl Fn(&Entity) -> Option<WriteRejection> {
     move |e| if dialect == Dialect::Postgres { nul_rejection(e) } else { None }
 }
 
-/// A batch's outcomes, and whether its transaction queued a job (scorecards, aggregations,
-/// automation dispatch: a worker is to be woken).
+/// A batch's outcomes, and whether its transaction gave a job work (scorecards, aggregations,
+/// automation events, changelog deliveries: a worker is to be woken once it committed).
 pub(crate) async fn write(
     db: &Db,
     org: &OrgId,
@@ -58,7 +58,7 @@ pub(crate) fn distinct_keys(writes: &[EntityWrite]) -> bool {
 /// Several requests' batches in one transaction (group commit, `entities/group.rs`), as one
 /// batch: `batches[i]` by `ctxs[i]`, no entity named twice across all of them, every context of
 /// the same automation depth. Each batch's outcomes, in order, and whether the transaction
-/// queued a job.
+/// gave a job work.
 pub(crate) async fn write_together(
     db: &Db,
     org: &OrgId,
@@ -515,7 +515,7 @@ pub(crate) struct Sequential {
     written: Vec<(String, String)>,
     unlinked_seeds: Vec<(String, String)>,
     config: OrgWrites,
-    /// Whether a write queued the automation dispatch.
+    /// Whether a write gave the automation dispatch or the changelog delivery work.
     queued: bool,
 }
 
@@ -600,8 +600,8 @@ impl Sequential {
         Ok(Ok(Written { entity, created: before.is_none() }))
     }
 
-    /// Queue the scorecard and aggregation upkeep of everything written. Whether any job was
-    /// queued by the writes (a worker is to be woken once they commit).
+    /// Queue the scorecard and aggregation upkeep of everything written. Whether the writes
+    /// gave any job work (a worker is to be woken once they commit).
     pub(crate) async fn finish(mut self, db: &Db, tx: &mut Tx, org: &OrgId) -> Result<bool> {
         let seen: Vec<(&str, &str)> = self.written.iter().map(|(b, i)| (b.as_str(), i.as_str())).collect();
         let mut queued = self.queued;
