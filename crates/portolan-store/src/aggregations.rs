@@ -128,8 +128,9 @@ pub trait Aggregations: Send + Sync {
 /// when none does).
 pub(crate) fn aggregating(d: Dialect) -> &'static str {
     match d {
-        Dialect::Sqlite => "json_extract(body, '$.aggregationProperties') <> '{}'",
-        Dialect::Postgres => "(body::jsonb -> 'aggregationProperties') <> '{}'::jsonb",
+        // Set from the body when it is written (migration 0035).
+        Dialect::Sqlite => "aggregates <> 0",
+        Dialect::Postgres => "aggregates",
     }
 }
 

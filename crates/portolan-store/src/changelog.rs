@@ -63,16 +63,10 @@ pub trait Changelog: Send + Sync {
 /// `(identifier, "CHANGELOG")` rows for [`crate::automations::listening`].
 pub(crate) fn destinations_sql(d: Dialect) -> &'static str {
     match d {
-        Dialect::Sqlite => {
-            "SELECT identifier, 'CHANGELOG' FROM blueprints WHERE org_id = ? \
-             AND json_extract(body, '$.changelogDestination.type') = 'WEBHOOK' \
-             AND COALESCE(json_extract(body, '$.changelogDestination.agent'), 0) = 0"
-        }
-        Dialect::Postgres => {
-            "SELECT identifier, 'CHANGELOG' FROM blueprints WHERE org_id = ? \
-             AND body::jsonb #>> '{changelogDestination,type}' = 'WEBHOOK' \
-             AND COALESCE(body::jsonb #>> '{changelogDestination,agent}', 'false') <> 'true'"
-        }
+        // `changelog_webhook`: set from the body when it is written (migration 0035): a webhook
+        // destination, not the agent.
+        Dialect::Sqlite => "SELECT identifier, 'CHANGELOG' FROM blueprints WHERE org_id = ? AND changelog_webhook <> 0",
+        Dialect::Postgres => "SELECT identifier, 'CHANGELOG' FROM blueprints WHERE org_id = ? AND changelog_webhook",
     }
 }
 

@@ -24,7 +24,7 @@ use crate::{PgStore, SqliteStore, StoreError};
 mod tables;
 
 use tables::{Col, ID_SPACES, TABLES, TableSpec};
-pub use tables::{NOT_COPIED, copied_columns};
+pub use tables::{DERIVED_COLUMNS, NOT_COPIED, copied_columns};
 
 /// Why a copy did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -350,6 +350,21 @@ const COPIED_BY_HAND: &[(&str, &[&str])] = &[
     ("settings", &["key", "value"]),
 ];
 
+/// Columns of copied tables that `migrate-data` does not copy, and why: the target computes them
+/// from the copied ones (table, column, reason).
+pub const DERIVED_COLUMNS: &[(&str, &str, &str)] = &[
+    (
+        "blueprints",
+        "aggregates",
+        "computed from the body on both databases (migration 0035: a generated column on PostgreSQL, triggers on SQLite)",
+    ),
+    (
+        "blueprints",
+        "changelog_webhook",
+        "computed from the body on both databases (migration 0035: a generated column on PostgreSQL, triggers on SQLite)",
+    ),
+];
+
 /// Tables of the schema that `migrate-data` does not copy, and why.
 pub const NOT_COPIED: &[(&str, &str)] = &[
     ("_sqlx_migrations", "sqlx's own record of applied migrations: each database migrates itself"),
