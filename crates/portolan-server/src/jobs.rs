@@ -180,21 +180,23 @@ pub fn wake_workers(state: &AppState) {
     state.jobs.wake.notify_one();
 }
 
-/// How many entity write transactions of this node's store queued a job so far
-/// ([`portolan_store::WriteGroupUse::queued_jobs`]): read before a write, for [`wake_if_queued`].
-pub fn queued_by_writes(state: &AppState) -> u64 {
-    state.store.write_group_use().queued_jobs
-}
-
-/// After an entity write: wake an idle worker if a write transaction queued a job since
-/// `before` ([`queued_by_writes`], read before the write) — this one's (its scorecards,
-/// aggregations or automation dispatch) or a concurrent one's. A write that queued nothing
-/// wakes no worker (a woken worker reads the queue: a statement per write request, for
+/// Write entities, then wake an idle worker if a write transaction gave a job work meanwhile
+/// ([`portolan_store::WriteGroupUse::queued_jobs`] moved): this one (its scorecards,
+/// aggregations, automation events or changelog) or a concurrent one. A write that gave no job
+/// work wakes no worker (a woken worker reads the queue: a statement per write request, for
 /// nothing, under a bulk load).
-pub fn wake_if_queued(state: &AppState, before: u64) {
-    if queued_by_writes(state) != before {
+pub async fn write_entities_and_wake(
+    state: &AppState,
+    org: &OrgId,
+    writes: Vec<portolan_store::EntityWrite>,
+    ctx: &portolan_store::AuditCtx,
+) -> portolan_store::Result<Vec<Result<portolan_store::Written, portolan_store::WriteRejection>>> {
+    let before = state.store.write_group_use().queued_jobs;
+    let out = state.store.write_entities(org, writes, ctx).await;
+    if state.store.write_group_use().queued_jobs != before {
         wake_workers(state);
     }
+    out
 }
 
 /// Queue a job for `org` and wake a worker of this node.

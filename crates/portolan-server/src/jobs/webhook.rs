@@ -570,9 +570,7 @@ async fn upsert(state: &AppState, caller: &Caller, plan: &Plan, delivery: &str) 
         }
     }
     let ids: Vec<String> = writes.iter().map(|w| w.identifier.clone()).collect();
-    let queued = super::queued_by_writes(state);
-    let results = state.store.write_entities(&caller.org, writes, &audit_ctx(caller)).await?;
-    super::wake_if_queued(state, queued);
+    let results = super::write_entities_and_wake(state, &caller.org, writes, &audit_ctx(caller)).await?;
     for (id, r) in ids.into_iter().zip(results) {
         match r {
             Ok(_) => out.upserted += 1,

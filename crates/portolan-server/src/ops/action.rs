@@ -537,10 +537,7 @@ pub async fn patch_run(state: &AppState, actor: &Actor, id: &str, body: &Value) 
         run.updated_by = actor.client_id.clone();
         Ok(())
     };
-    let run = state.store.update_run(&actor.org, id, &[], &mut edit).await?;
-    // A run update records a RUN_UPDATED event for the automations listening.
-    crate::jobs::wake_workers(state);
-    Ok(run)
+    updated(state, state.store.update_run(&actor.org, id, &[], &mut edit).await?)
 }
 
 /// `POST /v1/actions/runs/{id}/logs` `{message, terminationStatus?, statusLabel?}`: a log line;
@@ -601,10 +598,7 @@ pub async fn add_log(state: &AppState, actor: &Actor, id: &str, body: &Value) ->
         }
         Ok(())
     };
-    let run = state.store.update_run(&actor.org, id, std::slice::from_ref(&log), &mut edit).await?;
-    // A run update records a RUN_UPDATED event for the automations listening.
-    crate::jobs::wake_workers(state);
-    Ok(run)
+    updated(state, state.store.update_run(&actor.org, id, std::slice::from_ref(&log), &mut edit).await?)
 }
 
 fn cut(s: &str) -> String {
@@ -625,10 +619,7 @@ pub async fn set_response(state: &AppState, actor: &Actor, id: &str, body: &Valu
         run.updated_by = actor.client_id.clone();
         Ok(())
     };
-    let run = state.store.update_run(&actor.org, id, &[], &mut edit).await?;
-    // A run update records a RUN_UPDATED event for the automations listening.
-    crate::jobs::wake_workers(state);
-    Ok(run)
+    updated(state, state.store.update_run(&actor.org, id, &[], &mut edit).await?)
 }
 
 /// Record entities written with `?run_id=` (only while the run is in progress, as Port does;
@@ -742,4 +733,11 @@ pub async fn runs_of_user(
 ) -> ApiResult<Vec<Run>> {
     let filter = RunFilter { created_by: Some(created_by.to_string()), before, limit, ..RunFilter::default() };
     Ok(state.store.list_runs(org, &filter).await?)
+}
+
+/// A run a request updated, after waking a job worker: the update recorded a `RUN_UPDATED`
+/// event for the automations listening.
+fn updated(state: &AppState, run: Run) -> ApiResult<Run> {
+    crate::jobs::wake_workers(state);
+    Ok(run)
 }

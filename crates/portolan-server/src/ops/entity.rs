@@ -225,11 +225,8 @@ pub async fn write_full(
             None => Err(ApiError::internal("validation", "no result")),
         };
     }
-    let queued = crate::jobs::queued_by_writes(state);
-    let mut results = state.store.write_entities(&actor.org, vec![write], &audit_ctx(actor)).await?;
-    // The write may have queued the recomputation of its scorecard results, its aggregations or
-    // its automations' dispatch.
-    crate::jobs::wake_if_queued(state, queued);
+    // A worker is woken if the write gave a job work (scorecards, aggregations, automations).
+    let mut results = crate::jobs::write_entities_and_wake(state, &actor.org, vec![write], &audit_ctx(actor)).await?;
     match results.pop() {
         Some(Ok(w)) => Ok(plain(w)),
         Some(Err(rej)) => {
@@ -281,10 +278,7 @@ pub async fn write_many(
     let results = if opts.validation_only {
         dry_run(state, &actor.org, writes).await?
     } else {
-        let queued = crate::jobs::queued_by_writes(state);
-        let r = state.store.write_entities(&actor.org, writes, &audit_ctx(actor)).await?;
-        crate::jobs::wake_if_queued(state, queued);
-        r
+        crate::jobs::write_entities_and_wake(state, &actor.org, writes, &audit_ctx(actor)).await?
     };
     for ((index, identifier), r) in index_of.into_iter().zip(results) {
         out.push(ItemResult { index, identifier, result: r.map_err(|rej| rejection_error(&rej)) });
