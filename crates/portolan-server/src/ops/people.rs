@@ -272,7 +272,10 @@ fn role_of(errs: &mut FieldErrors, v: &Value, path: &str) -> Option<String> {
 pub async fn update_user(state: &AppState, actor: &Actor, email: &str, body: &Value) -> ApiResult<Person> {
     let email = email.trim().to_lowercase();
     let edit = checked_edit(state, actor, &email, body).await?;
-    Ok(state.store.update_person(&actor.org, &email, &edit, &audit_ctx(actor)).await?)
+    let person = state.store.update_person(&actor.org, &email, &edit, &audit_ctx(actor)).await?;
+    // Its `_user` (and `_team`) entities' upkeep may have given jobs work.
+    crate::jobs::wake_workers(state);
+    Ok(person)
 }
 
 /// The edit of a `PATCH /v1/users/{email}` body (also what a `_user` entity write changes),
@@ -375,6 +378,7 @@ pub async fn invite(state: &AppState, actor: &Actor, body: &Value) -> ApiResult<
     }
     let (invitation, token) = create_invitation(state, &actor.org, &email, &role, &actor.client_id).await?;
     state.store.set_member_teams(&actor.org, &email, &teams, &audit_ctx(actor)).await?;
+    crate::jobs::wake_workers(state);
     Ok((invitation, token))
 }
 

@@ -338,6 +338,7 @@ pub async fn delete(state: &AppState, actor: &Actor, bp: &str, ids: &[String]) -
         }
         out.push((bp.to_string(), id.clone()));
     }
+    crate::jobs::wake_workers(state);
     Ok(out)
 }
 

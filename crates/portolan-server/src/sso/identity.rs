@@ -277,6 +277,8 @@ pub async fn provision(state: &AppState, org: &OrgId, id: &Identity) -> Result<U
     if edit != PersonEdit::default() {
         state.store.update_person(org, &user.email, &edit, &audit_ctx(&actor)).await?;
     }
+    // Teams created and memberships changed: their `_team` / `_user` upkeep may have given jobs work.
+    crate::jobs::wake_workers(state);
     Ok(user)
 }
 
