@@ -30,6 +30,8 @@ pub struct Config {
     pub job_workers: usize,
     /// Seconds a job stays leased to this node without a heartbeat.
     pub job_lease_seconds: u64,
+    /// Most milliseconds a job worker waits for this node's entity writes in flight to end.
+    pub job_yield_ms: u64,
     /// This node's name in job leases; `None`: hostname-pid-random.
     pub node_id: Option<String>,
     /// Entities per transaction of the delete-all job.
@@ -109,6 +111,7 @@ impl fmt::Debug for Config {
             .field("database_pool_size", &self.database_pool_size)
             .field("job_workers", &self.job_workers)
             .field("job_lease_seconds", &self.job_lease_seconds)
+            .field("job_yield_ms", &self.job_yield_ms)
             .field("node_id", &self.node_id)
             .field("delete_chunk_size", &self.delete_chunk_size)
             .field("bootstrap_admin_email", &self.bootstrap_admin_email)
@@ -157,6 +160,12 @@ pub const SETTINGS: &[(&str, &str, &str, Option<&str>)] = &[
     ("database_pool_size", "PORTOLAN_DATABASE_POOL_SIZE", "an integer from 1 to 1000", Some("10")),
     ("job_workers", "PORTOLAN_JOB_WORKERS", "an integer from 0 to 64 (0: this node runs no jobs)", Some("2")),
     ("job_lease_seconds", "PORTOLAN_JOB_LEASE_SECONDS", "an integer from 1 to 3600", Some("30")),
+    (
+        "job_yield_ms",
+        "PORTOLAN_JOB_YIELD_MS",
+        "an integer from 0 to 10000 (0: background work does not wait for entity writes)",
+        Some("100"),
+    ),
     ("node_id", "PORTOLAN_NODE_ID", "a node name of 1 to 100 characters (default: hostname-pid-random)", None),
     ("delete_chunk_size", "PORTOLAN_DELETE_CHUNK_SIZE", "an integer from 1 to 10000", Some("500")),
     ("bootstrap_admin_email", "PORTOLAN_BOOTSTRAP_ADMIN_EMAIL", "an e-mail address", None),
@@ -392,6 +401,10 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
     if job_workers.is_none() {
         bad("job_workers", get("job_workers"));
     }
+    let job_yield_ms = get("job_yield_ms").and_then(|s| s.parse::<u64>().ok()).filter(|n| *n <= 10_000);
+    if job_yield_ms.is_none() {
+        bad("job_yield_ms", get("job_yield_ms"));
+    }
     let job_lease_seconds =
         get("job_lease_seconds").and_then(|s| s.parse::<u64>().ok()).filter(|n| (1..=3600).contains(n));
     if job_lease_seconds.is_none() {
@@ -552,6 +565,7 @@ pub fn load(over: &Overrides) -> Result<Config, Vec<String>> {
                 database_pool_size: database_pool_size.unwrap_or(10),
                 job_workers: job_workers.unwrap_or(2),
                 job_lease_seconds: job_lease_seconds.unwrap_or(30),
+                job_yield_ms: job_yield_ms.unwrap_or(100),
                 node_id,
                 delete_chunk_size: delete_chunk_size.unwrap_or(500),
                 bootstrap_admin_email,
@@ -603,6 +617,7 @@ mod tests {
             database_pool_size: 10,
             job_workers: 2,
             job_lease_seconds: 30,
+            job_yield_ms: 100,
             node_id: None,
             delete_chunk_size: 500,
             bootstrap_admin_email: Some("admin@example.com".into()),

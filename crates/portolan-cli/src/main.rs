@@ -638,6 +638,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         rate_limit_per_minute: cfg.rate_limit_per_minute,
         job_workers: cfg.job_workers,
         job_lease: std::time::Duration::from_secs(cfg.job_lease_seconds),
+        job_yield: std::time::Duration::from_millis(cfg.job_yield_ms),
         node_id: cfg.node_id.clone().unwrap_or_else(|| defaults.node_id.clone()),
         delete_chunk_size: cfg.delete_chunk_size,
         session_idle: std::time::Duration::from_secs(cfg.session_idle_hours * 3600),

@@ -131,12 +131,66 @@ pub struct JobRuntime {
     wake: Notify,
     /// Signalled whenever a worker of this node finishes with a job (requests waiting for one).
     finished: Notify,
+    /// Entity write requests in flight on this node, which background work yields to.
+    pub(crate) foreground: Foreground,
+}
+
+/// Entity write requests of the API in flight on this node (single and bulk writes; not the
+/// writes of jobs, such as webhook deliveries). A job worker about to claim a job, and the automation
+/// dispatch before each round, wait while there are any, for at most a bounded time
+/// ([`crate::state::ApiConfig::job_yield`]): like PostgreSQL's vacuum cost delay, background
+/// work takes what the requests leave and is slowed, never starved, under a stream of writes.
+/// BENCHMARKS.md, "Background work yields to entity writes".
+#[derive(Default)]
+pub(crate) struct Foreground {
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+/// A foreground request, counted while it lives.
+pub(crate) struct ForegroundGuard<'a>(&'a Foreground);
+
+impl Drop for ForegroundGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Foreground {
+    pub(crate) fn enter(&self) -> ForegroundGuard<'_> {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ForegroundGuard(self)
+    }
+
+    /// Returns once no foreground request is in flight, or after `most`.
+    pub(crate) async fn yield_to(&self, most: Duration) {
+        if most.is_zero() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + most;
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl JobRuntime {
     /// A runtime with no kinds registered.
     pub fn new() -> Self {
-        JobRuntime { handlers: HashMap::new(), wake: Notify::new(), finished: Notify::new() }
+        JobRuntime {
+            handlers: HashMap::new(),
+            wake: Notify::new(),
+            finished: Notify::new(),
+            foreground: Foreground::default(),
+        }
     }
 
     /// Every kind Portolan ships.
@@ -308,6 +362,8 @@ async fn worker(state: AppState, index: usize, stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             break;
         }
+        // Background work takes what the entity write requests leave (ApiConfig::job_yield).
+        state.jobs.foreground.yield_to(state.config.job_yield).await;
         match state.store.claim_job_fairly(&node, &kinds, state.config.job_lease, &share).await {
             Ok(Some(job)) => {
                 // More may be claimable: an idle worker looks (a read, when nothing is).
@@ -487,6 +543,60 @@ mod tests {
         let entities: Vec<Value> = (0..n).map(|i| json!({"identifier": format!("p{i}")})).collect();
         let (s, b) = app.call("POST", "/v1/blueprints/pkg/entities/bulk", Some(json!({"entities": entities}))).await;
         assert_eq!(s, 200, "{b}");
+    }
+
+    /// Background work waits while entity write requests are in flight, until the last ends
+    /// or its bound runs out; with no bound, or none in flight, it does not wait.
+    #[tokio::test]
+    async fn background_work_yields_to_writes_in_flight_for_a_bounded_time() {
+        use std::time::Instant;
+        let fg = Arc::new(Foreground::default());
+        let t = Instant::now();
+        fg.yield_to(Duration::from_secs(10)).await;
+        assert!(t.elapsed() < Duration::from_secs(1), "nothing in flight: no wait");
+
+        // Two writes in flight; the yield ends when the second of them ends, not the first.
+        let (a, b) = (fg.clone(), fg.clone());
+        let waiting = {
+            let fg = fg.clone();
+            let (tx_a, rx_a) = tokio::sync::oneshot::channel::<()>();
+            let (tx_b, rx_b) = tokio::sync::oneshot::channel::<()>();
+            let (ga, gb) = (tokio::sync::oneshot::channel::<()>(), tokio::sync::oneshot::channel::<()>());
+            let held_a = tokio::spawn(async move {
+                let _g = a.enter();
+                let _ = ga.0.send(());
+                let _ = rx_a.await;
+            });
+            let held_b = tokio::spawn(async move {
+                let _g = b.enter();
+                let _ = gb.0.send(());
+                let _ = rx_b.await;
+            });
+            ga.1.await.unwrap();
+            gb.1.await.unwrap();
+            let t = Instant::now();
+            let yielding = tokio::spawn(async move { fg.yield_to(Duration::from_secs(10)).await });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx_a.send(()).unwrap();
+            held_a.await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!yielding.is_finished(), "one write still in flight: still waiting");
+            tx_b.send(()).unwrap();
+            held_b.await.unwrap();
+            yielding.await.unwrap();
+            t.elapsed()
+        };
+        assert!(waiting >= Duration::from_millis(190) && waiting < Duration::from_secs(5), "{waiting:?}");
+
+        // A write that stays in flight: the wait ends at its bound; a zero bound does not wait.
+        let _g = fg.enter();
+        let t = Instant::now();
+        fg.yield_to(Duration::from_millis(200)).await;
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(190) && waited < Duration::from_secs(5), "{waited:?}");
+        let t = Instant::now();
+        fg.yield_to(Duration::ZERO).await;
+        assert!(t.elapsed() < Duration::from_millis(100));
     }
 
     #[tokio::test]

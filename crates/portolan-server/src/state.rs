@@ -31,6 +31,10 @@ pub struct ApiConfig {
     /// of this node that wakes no worker (most work of this node that gives a job work, an
     /// entity write, a delete, a run update, wakes one at once).
     pub job_poll: Duration,
+    /// How long a job worker waits, before claiming a job, for this node's entity write
+    /// requests in flight to end (the automation dispatch: four times as long before each
+    /// round of events); 0: it does not wait (`jobs::Foreground`).
+    pub job_yield: Duration,
     /// How long a request that runs as a job (`DELETE …/all-entities`) waits for it before
     /// answering with the job id alone.
     pub job_wait: Duration,
@@ -107,6 +111,7 @@ impl Default for ApiConfig {
             job_workers: 2,
             job_lease: Duration::from_secs(30),
             job_poll: Duration::from_secs(1),
+            job_yield: Duration::from_millis(100),
             job_wait: Duration::from_secs(10),
             node_id: default_node_id(),
             delete_chunk_size: 500,

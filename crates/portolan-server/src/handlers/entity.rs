@@ -86,6 +86,8 @@ async fn write_single(
     };
     let read = params.read_options()?;
     crate::ops::action::check_run_id(state, &caller.org, params.run_id.as_deref()).await?;
+    // Background work yields to the request while it runs (`jobs::Foreground`).
+    let _foreground = state.jobs.foreground.enter();
     let full = entity::write_full(state, caller, &bp, path_id, body, op, opts).await?;
     let Written { entity, created } = full.written;
     if !opts.validation_only {

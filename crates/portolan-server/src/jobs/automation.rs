@@ -81,6 +81,10 @@ pub async fn run(ctx: JobCtx) -> Result<Value, JobError> {
     let (mut events, mut runs) = (0u64, 0u64);
     let started = Instant::now();
     loop {
+        // Before each round of up to BATCH events (where a claim starts one job), it waits for
+        // this node's entity writes in flight up to four times a claim's yield
+        // (`jobs::Foreground`).
+        state.jobs.foreground.yield_to(state.config.job_yield * 4).await;
         let pending = state.store.pending_events(&org, BATCH).await?;
         if pending.is_empty() {
             break;

@@ -43,6 +43,8 @@ pub async fn bulk_create(
         show_credentials: false,
     };
     crate::ops::action::check_run_id(&state, &caller.org, params.run_id.as_deref()).await?;
+    // Background work yields to the request while it runs (`jobs::Foreground`).
+    let _foreground = state.jobs.foreground.enter();
     let results = entity::write_many(&state, &caller, &bp, items, op, opts).await?;
     if !opts.validation_only {
         let written: Vec<(String, String)> = results
